@@ -1,0 +1,100 @@
+# dsup — build, test, demo, bench, install.
+#
+#   make            build build/dsup-node and build/libdsup.a
+#   make test       install missing packages, build, run every test
+#   make demo       install missing packages, build, run the mixed-cluster demo
+#   make bench      run the benchmarks (dsup beside a pure-BEAM baseline)
+#   make fuzz       run the libFuzzer frame-decoder target for FUZZ_SECONDS
+#   make sanitize   build and run the unit + CT suites under ASan/UBSan
+#   make valgrind   run the unit tests under valgrind
+#   make install    install binary, header, library, pkg-config file under PREFIX
+
+.DEFAULT_GOAL := all
+PREFIX  ?= /usr/local
+BUILD   ?= build
+CC      ?= cc
+OPT     ?= -O2
+SAN     ?=
+FUZZ_SECONDS ?= 30
+
+# Where erl_interface lives is asked of erl itself (no hard-coded version path).
+# The rule that writes config.mk first installs the system packages when missing.
+-include $(BUILD)/config.mk
+$(BUILD)/config.mk: scripts/install-deps.sh
+	@mkdir -p $(BUILD)
+	@scripts/install-deps.sh
+	@erl -noshell -eval 'io:format("EI_DIR := ~s~nOTP_RELEASE := ~s~n", [code:lib_dir(erl_interface), erlang:system_info(otp_release)]), halt().' > $@.tmp && mv $@.tmp $@
+
+CFLAGS  += -std=gnu11 $(OPT) -g -Wall -Wextra -Wno-unused-parameter -fPIC $(SAN) \
+           -Iinclude -Ic_src -I$(EI_DIR)/include
+LDFLAGS += $(SAN) -rdynamic
+LDLIBS  += -L$(EI_DIR)/lib -lei -luv -lpthread -ldl -lm
+
+LIB_SRC  := $(filter-out c_src/main.c,$(wildcard c_src/*.c c_src/workers/*.c))
+LIB_OBJ  := $(LIB_SRC:c_src/%.c=$(BUILD)/obj/%.o)
+UNIT_SRC := $(wildcard test/unit/test_*.c)
+UNIT_BIN := $(UNIT_SRC:test/unit/%.c=$(BUILD)/test/%)
+
+.PHONY: all build deps test unit ct demo bench fuzz sanitize valgrind install clean
+all build: $(BUILD)/dsup-node $(BUILD)/libdsup.a
+
+deps:
+	@scripts/install-deps.sh
+
+$(BUILD)/obj/%.o: c_src/%.c $(wildcard c_src/*.h include/*.h) $(BUILD)/config.mk
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -c $< -o $@
+
+$(BUILD)/libdsup.a: $(LIB_OBJ)
+	@rm -f $@
+	ar rcs $@ $^
+
+$(BUILD)/dsup-node: $(BUILD)/obj/main.o $(BUILD)/libdsup.a
+	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+
+$(BUILD)/test/%: test/unit/%.c test/unit/unit_helpers.h $(BUILD)/libdsup.a
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -Itest/unit $(LDFLAGS) -o $@ $< $(BUILD)/libdsup.a $(LDLIBS) -lcmocka
+
+unit: $(UNIT_BIN)
+	@set -e; for t in $(UNIT_BIN); do echo "== $$t"; $$t; done
+
+ct: all
+	@scripts/run-ct.sh
+
+test: deps all unit ct
+
+demo: deps all
+	@scripts/demo.sh
+
+bench: deps all
+	@bench/run.sh
+
+# The target needs only the codec (no ei, no libuv). New inputs go to
+# $(BUILD)/fuzz/corpus; test/fuzz/corpus holds the seeds (erl-made frames,
+# regenerate with DSUP_FUZZ_CORPUS=test/fuzz/corpus build/test/test_ctrl).
+FUZZ_SRC := test/fuzz/fuzz_frame.c c_src/ctrl.c c_src/term_skip.c c_src/buf.c
+fuzz: deps
+	@scripts/install-deps.sh clang libclang-rt-14-dev
+	@mkdir -p $(BUILD)/fuzz/corpus
+	clang -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined \
+	  -Iinclude -Ic_src -o $(BUILD)/fuzz/fuzz_frame $(FUZZ_SRC)
+	$(BUILD)/fuzz/fuzz_frame -max_total_time=$(FUZZ_SECONDS) -max_len=4096 -print_final_stats=1 \
+	  -artifact_prefix=$(BUILD)/fuzz/ $(BUILD)/fuzz/corpus test/fuzz/corpus
+
+sanitize:
+	$(MAKE) BUILD=build/san OPT=-O1 SAN="-fsanitize=address,undefined -fno-omit-frame-pointer" unit
+	DSUP_NODE=$(CURDIR)/build/san/dsup-node $(MAKE) BUILD=build/san OPT=-O1 SAN="-fsanitize=address,undefined -fno-omit-frame-pointer" ct
+
+valgrind: $(UNIT_BIN)
+	@set -e; for t in $(UNIT_BIN); do valgrind -q --error-exitcode=1 --leak-check=full $$t; done
+
+install: all
+	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/include $(DESTDIR)$(PREFIX)/lib/pkgconfig
+	install -m 755 $(BUILD)/dsup-node $(DESTDIR)$(PREFIX)/bin/
+	install -m 644 include/dsup.h $(DESTDIR)$(PREFIX)/include/
+	install -m 644 $(BUILD)/libdsup.a $(DESTDIR)$(PREFIX)/lib/
+	sed -e 's|@PREFIX@|$(PREFIX)|g' -e 's|@EI_DIR@|$(EI_DIR)|g' scripts/dsup.pc.in > $(DESTDIR)$(PREFIX)/lib/pkgconfig/dsup.pc
+
+clean:
+	rm -rf build

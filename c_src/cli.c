@@ -1,0 +1,244 @@
+/* cli.c — dsup_main: the dsup-node command line, usable from your own main()
+ * after registering worker types (see examples/). */
+#include <dlfcn.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "intern.h"
+#include "log.h"
+#include "node.h"
+#include "workers/workers.h"
+
+static const char usage[] =
+    "usage: dsup-node (--sname NAME | --name NAME[@HOST]) [options]\n"
+    "\n"
+    "An Erlang C-node that supervises C workers for BEAM clusters.\n"
+    "\n"
+    "  --sname NAME         short node name (NAME@shorthost)\n"
+    "  --name NAME[@HOST]   long node name (NAME@fqdn when HOST is omitted)\n"
+    "  --cookie COOKIE      distribution cookie (default: ~/.erlang.cookie, created\n"
+    "                       like erl does when missing)\n"
+    "  --visible            a normal (visible) node: appears in nodes() (default hidden)\n"
+    "  --hidden             a hidden node (the default)\n"
+    "  --connect NODE       connect to NODE at start and keep reconnecting (repeatable)\n"
+    "  --listen-port PORT   distribution port (default: any free port)\n"
+    "  --net-ticktime SECS  like erl's net_ticktime (default 60)\n"
+    "  --max-frame BYTES    largest distribution frame accepted (default 134217728)\n"
+    "  --load PLUGIN.so     load worker types from a plugin (repeatable)\n"
+    "  --log-level LEVEL    debug | info | warn | error (default info)\n"
+    "  --help               this text\n"
+    "\n"
+    "Environment: ERL_EPMD_PORT (epmd port, default 4369).\n";
+
+static int load_plugin(const char *path)
+{
+    void *h = dlopen(path, RTLD_NOW | RTLD_LOCAL);
+    if (!h) {
+        fprintf(stderr, "dsup-node: cannot load plugin %s: %s\n", path, dlerror());
+        return -1;
+    }
+    dsup_plugin_init_fn init = (dsup_plugin_init_fn)dlsym(h, DSUP_PLUGIN_INIT_SYMBOL);
+    if (!init) {
+        fprintf(stderr, "dsup-node: plugin %s does not export %s()\n", path, DSUP_PLUGIN_INIT_SYMBOL);
+        dlclose(h);
+        return -1;
+    }
+    int abi = init();
+    if (abi != DSUP_ABI_VERSION) {
+        fprintf(stderr, "dsup-node: plugin %s was built for ABI version %d, this node has %d\n", path, abi,
+                DSUP_ABI_VERSION);
+        return -1;
+    }
+    LOG_INFO("loaded plugin %s", path);
+    return 0;
+}
+
+static int read_cookie(char *out, size_t cap)
+{
+    const char *home = getenv("HOME");
+    char path[4096];
+    snprintf(path, sizeof path, "%s/.erlang.cookie", home ? home : ".");
+    FILE *f = fopen(path, "r");
+    if (!f) {
+        /* Like erl: create a random cookie readable only by the owner. */
+        char c[21];
+        uint8_t r[20];
+        if (uv_random(NULL, NULL, r, sizeof r, 0, NULL) != 0)
+            return -1;
+        for (int i = 0; i < 20; i++)
+            c[i] = (char)('A' + r[i] % 26);
+        c[20] = 0;
+        int fd = open(path, O_WRONLY | O_CREAT | O_EXCL, 0400);
+        if (fd < 0 || write(fd, c, 20) != 20) {
+            fprintf(stderr, "dsup-node: no --cookie and cannot create %s: %s\n", path, strerror(errno));
+            if (fd >= 0)
+                close(fd);
+            return -1;
+        }
+        close(fd);
+        snprintf(out, cap, "%s", c);
+        return 0;
+    }
+    size_t n = fread(out, 1, cap - 1, f);
+    fclose(f);
+    out[n] = 0;
+    while (n > 0 && (out[n - 1] == '\n' || out[n - 1] == '\r' || out[n - 1] == ' '))
+        out[--n] = 0;
+    return n ? 0 : -1;
+}
+
+static int make_name(dsup_nodeinfo *n, const char *arg, int longname)
+{
+    const char *at = strchr(arg, '@');
+    char host[256];
+    if (at) {
+        snprintf(host, sizeof host, "%s", at + 1);
+    } else {
+        if (gethostname(host, sizeof host) != 0)
+            return -1;
+        host[sizeof host - 1] = 0;
+        if (!longname) {
+            char *dot = strchr(host, '.');
+            if (dot)
+                *dot = 0;
+        }
+    }
+    size_t alen = at ? (size_t)(at - arg) : strlen(arg);
+    if (alen == 0 || alen >= sizeof n->alive || !host[0])
+        return -1;
+    memcpy(n->alive, arg, alen);
+    n->alive[alen] = 0;
+    snprintf(n->host, sizeof n->host, "%s", host);
+    char full[600];
+    snprintf(full, sizeof full, "%s@%s", n->alive, n->host);
+    if (strlen(full) > 255)
+        return -1;
+    n->name = dsup_intern_str(full);
+    return n->name ? 0 : -1;
+}
+
+static int need(int i, int argc, const char *opt)
+{
+    if (i + 1 >= argc) {
+        fprintf(stderr, "dsup-node: %s needs a value\n%s", opt, usage);
+        return 0;
+    }
+    return 1;
+}
+
+int dsup_main(int argc, char **argv)
+{
+    static dsup_nodeinfo node;
+    dsup_nodeinfo *n = &node;
+    memset(n, 0, sizeof *n);
+    n->ticktime_ms = 60000;
+    n->max_frame = 128u << 20;
+    const char *name = NULL, *cookie = NULL;
+    int longname = 0;
+    const char **connect = calloc((size_t)argc, sizeof *connect);
+    const char **plugins = calloc((size_t)argc, sizeof *plugins);
+    int nplugins = 0;
+
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
+            fputs(usage, stdout);
+            return 0;
+        } else if (!strcmp(a, "--sname") || !strcmp(a, "--name")) {
+            if (!need(i, argc, a))
+                return 2;
+            longname = !strcmp(a, "--name");
+            name = argv[++i];
+        } else if (!strcmp(a, "--cookie")) {
+            if (!need(i, argc, a))
+                return 2;
+            cookie = argv[++i];
+        } else if (!strcmp(a, "--visible")) {
+            n->visible = 1;
+        } else if (!strcmp(a, "--hidden")) {
+            n->visible = 0;
+        } else if (!strcmp(a, "--connect")) {
+            if (!need(i, argc, a))
+                return 2;
+            connect[n->nconnect++] = argv[++i];
+        } else if (!strcmp(a, "--listen-port")) {
+            if (!need(i, argc, a))
+                return 2;
+            n->port = atoi(argv[++i]);
+            if (n->port < 0 || n->port > 65535) {
+                fprintf(stderr, "dsup-node: bad port %s\n", argv[i]);
+                return 2;
+            }
+        } else if (!strcmp(a, "--net-ticktime")) {
+            if (!need(i, argc, a))
+                return 2;
+            int t = atoi(argv[++i]);
+            if (t <= 0) {
+                fprintf(stderr, "dsup-node: bad net ticktime %s\n", argv[i]);
+                return 2;
+            }
+            n->ticktime_ms = (unsigned)t * 1000u;
+        } else if (!strcmp(a, "--max-frame")) {
+            if (!need(i, argc, a))
+                return 2;
+            long long m = atoll(argv[++i]);
+            if (m < 1024) {
+                fprintf(stderr, "dsup-node: bad --max-frame %s\n", argv[i]);
+                return 2;
+            }
+            n->max_frame = (size_t)m;
+        } else if (!strcmp(a, "--load")) {
+            if (!need(i, argc, a))
+                return 2;
+            plugins[nplugins++] = argv[++i];
+        } else if (!strcmp(a, "--log-level")) {
+            if (!need(i, argc, a))
+                return 2;
+            int l = dsup_log_level_parse(argv[++i]);
+            if (l < 0) {
+                fprintf(stderr, "dsup-node: bad log level %s\n", argv[i]);
+                return 2;
+            }
+            dsup_log_level = l;
+        } else {
+            fprintf(stderr, "dsup-node: unknown option %s\n%s", a, usage);
+            return 2;
+        }
+    }
+    if (!name) {
+        fprintf(stderr, "dsup-node: --sname or --name is required\n%s", usage);
+        return 2;
+    }
+    if (make_name(n, name, longname) < 0) {
+        fprintf(stderr, "dsup-node: bad node name %s\n", name);
+        return 2;
+    }
+    if (cookie) {
+        snprintf(n->cookie, sizeof n->cookie, "%s", cookie);
+    } else if (read_cookie(n->cookie, sizeof n->cookie) < 0) {
+        fprintf(stderr, "dsup-node: no cookie (use --cookie or ~/.erlang.cookie)\n");
+        return 2;
+    }
+    dsup_register_builtin_workers();
+    for (int i = 0; i < nplugins; i++)
+        if (load_plugin(plugins[i]) < 0)
+            return 1;
+
+    n->connect = connect;
+    n->loop = uv_default_loop();
+    g_node = n;
+    if (dsup_node_start() < 0)
+        return 1;
+    uv_run(n->loop, UV_RUN_DEFAULT);
+    int status = n->exit_status;
+    uv_loop_close(n->loop);
+    free(connect);
+    free(plugins);
+    LOG_INFO("node %s stopped", n->name);
+    return status;
+}

@@ -1,0 +1,217 @@
+/* conn.c — a distribution connection's I/O.
+ *
+ * Reads land in one growable buffer per connection and frames are decoded in
+ * place; writes are appended to `wq` and handed to libuv by swapping `wq`
+ * with `wflight`, so steady-state traffic allocates nothing per message and
+ * many small frames coalesce into one write. */
+#include "conn.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "log.h"
+
+#define READ_CHUNK 65536
+
+dsup_conn *dsup_conn_new(void)
+{
+    dsup_conn *c = calloc(1, sizeof *c);
+    if (!c)
+        return NULL;
+    uv_tcp_init(g_node->loop, &c->tcp);
+    uv_tcp_nodelay(&c->tcp, 1);
+    c->tcp.data = c;
+    c->last_rx_ms = dsup_node_now();
+    return c;
+}
+
+static void on_alloc(uv_handle_t *h, size_t hint, uv_buf_t *b)
+{
+    dsup_conn *c = h->data;
+    if (dsup_buf_reserve(&c->rbuf, READ_CHUNK)) {
+        b->base = NULL;
+        b->len = 0;
+        return;
+    }
+    b->base = c->rbuf.data + c->rbuf.len;
+    b->len = c->rbuf.cap - c->rbuf.len;
+}
+
+/* Handshake packets: 2-byte length. Returns bytes consumed, or -1. */
+static ssize_t read_handshake(dsup_conn *c, const char *p, size_t len)
+{
+    size_t off = 0;
+    while (c->state == CONN_HANDSHAKE && len - off >= 2) {
+        size_t n = dsup_get_u16be(p + off);
+        if (len - off - 2 < n)
+            break;
+        if (dsup_hs_packet(c, (const uint8_t *)p + off + 2, n) < 0)
+            return -1;
+        off += 2 + n;
+    }
+    return (ssize_t)off;
+}
+
+/* Frames after the handshake. Returns bytes consumed, or -1 (closed). */
+static ssize_t read_frames(dsup_conn *c, const char *p, size_t len)
+{
+    size_t off = 0;
+    while (c->state == CONN_UP) {
+        size_t flen;
+        int r = dsup_frame_next(p + off, len - off, g_node->max_frame, &flen);
+        if (r == DSUP_FRAME_NEED_MORE)
+            break;
+        if (r == DSUP_FRAME_TOO_BIG) {
+            LOG_WARN("%s: frame of %u bytes exceeds the limit of %zu bytes", c->peer,
+                     dsup_get_u32be(p + off), g_node->max_frame);
+            return -1;
+        }
+        if (flen > 4) {
+            dsup_ctrl ctrl;
+            const char *err = NULL;
+            int d = dsup_ctrl_decode(p + off + 4, flen - 4, &ctrl, &err);
+            if (d == DSUP_CTRL_MALFORMED) {
+                LOG_WARN("%s: malformed frame (%zu bytes): %s; closing the connection", c->peer,
+                         flen, err ? err : "bad term");
+                return -1;
+            }
+            if (d == DSUP_CTRL_UNKNOWN_OP)
+                LOG_INFO("%s: ignoring control message with unknown op %d", c->peer, ctrl.op);
+            else
+                dsup_node_dispatch(c, &ctrl);
+        }
+        off += flen;
+    }
+    return (ssize_t)off;
+}
+
+static void on_read(uv_stream_t *s, ssize_t n, const uv_buf_t *b)
+{
+    dsup_conn *c = s->data;
+    if (n < 0) {
+        dsup_conn_close(c, n == UV_EOF ? "closed by peer" : uv_strerror((int)n));
+        return;
+    }
+    if (n == 0)
+        return;
+    c->rbuf.len += (size_t)n;
+    c->last_rx_ms = dsup_node_now();
+    size_t off = 0;
+    for (;;) {
+        ssize_t used;
+        if (c->state == CONN_HANDSHAKE)
+            used = read_handshake(c, c->rbuf.data + off, c->rbuf.len - off);
+        else if (c->state == CONN_UP)
+            used = read_frames(c, c->rbuf.data + off, c->rbuf.len - off);
+        else
+            break;
+        if (used < 0) {
+            dsup_conn_close(c, "protocol error");
+            return;
+        }
+        if (used == 0)
+            break;
+        off += (size_t)used;
+    }
+    if (c->state == CONN_CLOSING)
+        return;
+    dsup_buf_consume(&c->rbuf, off);
+    /* Replies produced while handling this batch go out now, in one write. */
+    dsup_node_flush_all();
+}
+
+int dsup_conn_start(dsup_conn *c)
+{
+    return uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read);
+}
+
+/* ---- writing ------------------------------------------------------------ */
+
+typedef struct hs_write {
+    uv_write_t req;
+    char data[];
+} hs_write;
+
+static void on_hs_written(uv_write_t *w, int status)
+{
+    free(w);
+}
+
+int dsup_conn_write_hs(dsup_conn *c, const void *body, size_t n)
+{
+    hs_write *w = malloc(sizeof *w + n + 2);
+    if (!w)
+        return -1;
+    w->data[0] = (char)(n >> 8);
+    w->data[1] = (char)n;
+    memcpy(w->data + 2, body, n);
+    uv_buf_t b = uv_buf_init(w->data, (unsigned)(n + 2));
+    int rc = uv_write(&w->req, (uv_stream_t *)&c->tcp, &b, 1, on_hs_written);
+    if (rc < 0) {
+        free(w);
+        return -1;
+    }
+    return 0;
+}
+
+static void on_written(uv_write_t *w, int status)
+{
+    dsup_conn *c = w->data;
+    c->writing = 0;
+    c->wflight.len = 0;
+    /* When closing, libuv cancels writes before the close callback frees c. */
+    if (c->state == CONN_CLOSING)
+        return;
+    if (status < 0) {
+        dsup_conn_close(c, uv_strerror(status));
+        return;
+    }
+    if (c->wq.len)
+        dsup_conn_flush(c);
+}
+
+void dsup_conn_flush(dsup_conn *c)
+{
+    if (c->writing || c->state != CONN_UP || c->wq.len == 0)
+        return;
+    /* Swap the buffers: wq keeps collecting while wflight is written. */
+    dsup_buf t = c->wflight;
+    c->wflight = c->wq;
+    c->wq = t;
+    c->wq.len = 0;
+    c->wrote_since_tick = 1;
+    uv_buf_t b = uv_buf_init(c->wflight.data, (unsigned)c->wflight.len);
+    c->wreq.data = c;
+    c->writing = 1;
+    int rc = uv_write(&c->wreq, (uv_stream_t *)&c->tcp, &b, 1, on_written);
+    if (rc < 0) {
+        c->writing = 0;
+        dsup_conn_close(c, uv_strerror(rc));
+    }
+}
+
+/* ---- closing ------------------------------------------------------------ */
+
+static void on_closed(uv_handle_t *h)
+{
+    dsup_conn *c = h->data;
+    c->freed_when_done = 1;
+    if (!c->pending_cb)
+        dsup_node_conn_remove(c);
+}
+
+void dsup_conn_close(dsup_conn *c, const char *why)
+{
+    if (c->state == CONN_CLOSING)
+        return;
+    int was_up = c->state == CONN_UP;
+    c->state = CONN_CLOSING;
+    if (was_up)
+        LOG_INFO("connection to %s lost: %s", c->peer ? c->peer : "?", why);
+    else
+        LOG_DEBUG("connection %s%s closed during setup: %s", c->outbound ? "to " : "from ",
+                  c->peer ? c->peer : "?", why);
+    dsup_node_conn_closed(c);
+    if (!uv_is_closing((uv_handle_t *)&c->tcp))
+        uv_close((uv_handle_t *)&c->tcp, on_closed);
+}

@@ -1,0 +1,177 @@
+/* dispatch.c — what an incoming control message does to local processes.
+ * Signals to pids or names that do not exist get the BEAM's answers:
+ * LINK -> EXIT noproc, MONITOR_P -> MONITOR_P_EXIT noproc, sends dropped. */
+#include <string.h>
+
+#include "intern.h"
+#include "log.h"
+#include "node.h"
+#include "node_ctrl.h"
+#include "proc.h"
+#include "term.h"
+
+static dsup_term slice_term(dsup_slice s) { return (dsup_term){ s.ptr, s.len }; }
+
+static dsup_proc *local_target(const dsup_ctrl *k, const char **by_name)
+{
+    *by_name = NULL;
+    if (k->to_is_name) {
+        const char *name = dsup_intern(k->to_name.ptr, k->to_name.len);
+        *by_name = name;
+        return dsup_proc_whereis(name);
+    }
+    dsup_pid to;
+    if (dsup_pid_from_wire(&k->to, &to) < 0)
+        return NULL;
+    return dsup_proc_lookup(&to);
+}
+
+static int decode_ref(dsup_slice s, dsup_ref *ref)
+{
+    int i = 0;
+    return dsup_decode_ref(s.ptr, &i, ref);
+}
+
+static void answer_noproc_link(const dsup_ctrl *k, const char *peer)
+{
+    dsup_ctrl r;
+    memset(&r, 0, sizeof r);
+    r.op = DSUP_OP_EXIT;
+    r.from = k->to;
+    r.to = k->from;
+    dsup_term reason = dsup_reason_atom("noproc");
+    r.reason.ptr = reason.buf;
+    r.reason.len = (uint32_t)reason.len;
+    dsup_node_send_ctrl(peer, &r);
+}
+
+static void answer_noproc_monitor(const dsup_ctrl *k, const char *peer)
+{
+    dsup_ctrl r;
+    memset(&r, 0, sizeof r);
+    r.op = DSUP_OP_MONITOR_P_EXIT;
+    if (k->to_is_name) {
+        r.from_is_name = 1;
+        r.from_name = k->to_name;
+    } else {
+        r.from = k->to;
+    }
+    r.to = k->from;
+    r.ref = k->ref;
+    dsup_term reason = dsup_reason_atom("noproc");
+    r.reason.ptr = reason.buf;
+    r.reason.len = (uint32_t)reason.len;
+    dsup_node_send_ctrl(peer, &r);
+}
+
+void dsup_node_dispatch(dsup_conn *c, const dsup_ctrl *k)
+{
+    const char *by_name;
+    dsup_proc *p;
+    dsup_pid from;
+    dsup_ref ref;
+
+    switch (k->op) {
+    case DSUP_OP_SEND:
+    case DSUP_OP_SEND_TT:
+    case DSUP_OP_SEND_SENDER:
+    case DSUP_OP_SEND_SENDER_TT:
+        p = local_target(k, &by_name);
+        if (p)
+            dsup_proc_deliver(p, slice_term(k->msg));
+        return;
+
+    case DSUP_OP_REG_SEND:
+    case DSUP_OP_REG_SEND_TT: {
+        const char *name = dsup_intern(k->to_name.ptr, k->to_name.len);
+        if (dsup_pid_from_wire(&k->from, &from) < 0)
+            return;
+        if (dsup_node_ctrl_special(name, &from, slice_term(k->msg)))
+            return;
+        p = dsup_proc_whereis(name);
+        if (p)
+            dsup_proc_deliver(p, slice_term(k->msg));
+        else
+            LOG_DEBUG("message from %s to unknown name '%s' dropped", c->peer, name ? name : "?");
+        return;
+    }
+
+    case DSUP_OP_LINK:
+        p = local_target(k, &by_name);
+        if (dsup_pid_from_wire(&k->from, &from) < 0)
+            return;
+        if (p)
+            dsup_proc_sig_link(p, &from);
+        else
+            answer_noproc_link(k, c->peer);
+        return;
+
+    case DSUP_OP_UNLINK:
+    case DSUP_OP_UNLINK_ID:
+        p = local_target(k, &by_name);
+        if (dsup_pid_from_wire(&k->from, &from) < 0)
+            return;
+        if (p)
+            dsup_proc_sig_unlink(p, &from);
+        if (k->op == DSUP_OP_UNLINK_ID) {
+            /* Acknowledge before any other signal from that pid's target. */
+            dsup_ctrl r;
+            memset(&r, 0, sizeof r);
+            r.op = DSUP_OP_UNLINK_ID_ACK;
+            r.id = k->id;
+            r.from = k->to;
+            r.to = k->from;
+            dsup_node_send_ctrl(c->peer, &r);
+        }
+        return;
+
+    case DSUP_OP_UNLINK_ID_ACK:
+        return;
+
+    case DSUP_OP_EXIT:
+    case DSUP_OP_EXIT_TT:
+    case DSUP_OP_EXIT2:
+    case DSUP_OP_EXIT2_TT:
+        p = local_target(k, &by_name);
+        if (p && dsup_pid_from_wire(&k->from, &from) == 0)
+            dsup_proc_sig_exit(p, &from, slice_term(k->reason),
+                               k->op == DSUP_OP_EXIT || k->op == DSUP_OP_EXIT_TT);
+        return;
+
+    case DSUP_OP_MONITOR_P:
+        p = local_target(k, &by_name);
+        if (dsup_pid_from_wire(&k->from, &from) < 0 || decode_ref(k->ref, &ref) < 0)
+            return;
+        if (p)
+            dsup_proc_sig_monitor(p, &from, &ref, by_name);
+        else if (!dsup_node_ctrl_is_special(by_name))
+            answer_noproc_monitor(k, c->peer);
+        return;
+
+    case DSUP_OP_DEMONITOR_P:
+        p = local_target(k, &by_name);
+        if (p && dsup_pid_from_wire(&k->from, &from) == 0 && decode_ref(k->ref, &ref) == 0)
+            dsup_proc_sig_demonitor(p, &from, &ref);
+        return;
+
+    case DSUP_OP_MONITOR_P_EXIT: {
+        dsup_pid to;
+        if (dsup_pid_from_wire(&k->to, &to) < 0 || decode_ref(k->ref, &ref) < 0)
+            return;
+        p = dsup_proc_lookup(&to);
+        if (!p)
+            return;
+        if (k->from_is_name) {
+            const char *name = dsup_intern(k->from_name.ptr, k->from_name.len);
+            dsup_proc_sig_down(p, &ref, NULL, name, c->peer, slice_term(k->reason));
+        } else if (dsup_pid_from_wire(&k->from, &from) == 0) {
+            dsup_proc_sig_down(p, &ref, &from, NULL, NULL, slice_term(k->reason));
+        }
+        return;
+    }
+
+    default:
+        /* NODE_LINK, GROUP_LEADER: nothing to do for a C-node. */
+        return;
+    }
+}

@@ -1,0 +1,310 @@
+/* epmd.c — the epmd protocol (erl_dist_protocol.xml, "EPMD Protocol").
+ * Each request is a small state object owning one uv_tcp_t; nothing blocks. */
+#include "epmd.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "buf.h"
+#include "log.h"
+
+#define ALIVE2_REQ 120
+#define ALIVE2_RESP 121
+#define ALIVE2_X_RESP 118
+#define PORT_PLEASE2_REQ 122
+#define PORT2_RESP 119
+
+int dsup_epmd_port(void)
+{
+    const char *e = getenv("ERL_EPMD_PORT");
+    int p = e ? atoi(e) : 0;
+    return p > 0 && p < 65536 ? p : 4369;
+}
+
+/* ---- a request: connect, write, read the answer ------------------------ */
+
+typedef struct epmd_req {
+    uv_tcp_t tcp;
+    uv_connect_t creq;
+    uv_write_t wreq;
+    char out[300];
+    size_t outlen;
+    dsup_buf in;
+    int registration; /* keep the connection; the answer is one record */
+    int done;
+    /* registration */
+    dsup_epmd_reg_cb reg_cb;
+    /* port please */
+    dsup_epmd_port_cb port_cb;
+    void *arg;
+} epmd_req;
+
+static epmd_req *reg_req;       /* the open registration, if any */
+static uv_loop_t *reg_loop;
+static char reg_alive[256];
+static int reg_port, reg_hidden, reg_tries;
+static dsup_epmd_reg_cb reg_cb_saved;
+static uv_timer_t reg_retry;
+static int reg_retry_init;
+
+static void req_free(uv_handle_t *h)
+{
+    epmd_req *r = h->data;
+    dsup_buf_free(&r->in);
+    free(r);
+}
+
+static void req_close(epmd_req *r)
+{
+    if (!uv_is_closing((uv_handle_t *)&r->tcp))
+        uv_close((uv_handle_t *)&r->tcp, req_free);
+}
+
+static void on_alloc(uv_handle_t *h, size_t hint, uv_buf_t *b)
+{
+    epmd_req *r = h->data;
+    if (dsup_buf_reserve(&r->in, 512)) {
+        b->base = NULL;
+        b->len = 0;
+        return;
+    }
+    b->base = r->in.data + r->in.len;
+    b->len = r->in.cap - r->in.len;
+}
+
+static void finish_port(epmd_req *r, int status, int port, int version)
+{
+    if (r->done)
+        return;
+    r->done = 1;
+    r->port_cb(r->arg, status, port, version);
+    req_close(r);
+}
+
+static void reg_failed(int status);
+
+static void on_read(uv_stream_t *s, ssize_t n, const uv_buf_t *b)
+{
+    epmd_req *r = s->data;
+    if (n > 0)
+        r->in.len += (size_t)n;
+    const uint8_t *d = (const uint8_t *)r->in.data;
+    if (r->registration) {
+        if (!r->done && r->in.len >= 2 && (d[0] == ALIVE2_X_RESP || d[0] == ALIVE2_RESP)) {
+            size_t need = d[0] == ALIVE2_X_RESP ? 6 : 4;
+            if (r->in.len >= need) {
+                r->done = 1;
+                if (d[1] != 0) {
+                    LOG_ERROR("epmd refused the registration of '%s' (result %d): is a node "
+                              "with this name already running?", reg_alive, d[1]);
+                    reg_cb_saved(-1, 0);
+                    return;
+                }
+                uint32_t creation = d[0] == ALIVE2_X_RESP ? dsup_get_u32be(d + 2) : dsup_get_u16be(d + 2);
+                reg_cb_saved(0, creation);
+            }
+        }
+        if (n < 0) {
+            /* epmd went away: we lose our entry; say so (the BEAM would too). */
+            if (r->done)
+                LOG_WARN("connection to epmd lost; this node is no longer registered");
+            reg_req = NULL;
+            req_close(r);
+            if (!r->done)
+                reg_failed((int)n);
+        }
+        return;
+    }
+    if (r->in.len >= 2 && d[0] == PORT2_RESP) {
+        if (d[1] != 0) {
+            finish_port(r, -1, 0, 0);
+            return;
+        }
+        if (r->in.len >= 10) {
+            finish_port(r, 0, dsup_get_u16be(d + 2), dsup_get_u16be(d + 6));
+            return;
+        }
+    }
+    if (n < 0)
+        finish_port(r, (int)n, 0, 0);
+}
+
+static void on_written(uv_write_t *w, int status)
+{
+    epmd_req *r = w->data;
+    if (status < 0) {
+        if (r->registration) {
+            reg_req = NULL;
+            req_close(r);
+            reg_failed(status);
+        } else {
+            finish_port(r, status, 0, 0);
+        }
+        return;
+    }
+    uv_read_start((uv_stream_t *)&r->tcp, on_alloc, on_read);
+}
+
+static void on_connected(uv_connect_t *c, int status)
+{
+    epmd_req *r = c->data;
+    if (status < 0) {
+        if (r->registration) {
+            reg_req = NULL;
+            req_close(r);
+            reg_failed(status);
+        } else {
+            finish_port(r, status, 0, 0);
+        }
+        return;
+    }
+    uv_buf_t b = uv_buf_init(r->out, (unsigned)r->outlen);
+    r->wreq.data = r;
+    uv_write(&r->wreq, (uv_stream_t *)&r->tcp, &b, 1, on_written);
+}
+
+static epmd_req *req_start(uv_loop_t *loop, const struct sockaddr *addr)
+{
+    epmd_req *r = calloc(1, sizeof *r);
+    if (!r)
+        return NULL;
+    uv_tcp_init(loop, &r->tcp);
+    r->tcp.data = r;
+    r->creq.data = r;
+    int rc = uv_tcp_connect(&r->creq, &r->tcp, addr, on_connected);
+    if (rc < 0) {
+        uv_close((uv_handle_t *)&r->tcp, req_free);
+        return NULL;
+    }
+    return r;
+}
+
+/* ---- registration ------------------------------------------------------ */
+
+static int reg_send(void)
+{
+    struct sockaddr_in a;
+    uv_ip4_addr("127.0.0.1", dsup_epmd_port(), &a);
+    epmd_req *r = req_start(reg_loop, (const struct sockaddr *)&a);
+    if (!r)
+        return -1;
+    r->registration = 1;
+    size_t nlen = strlen(reg_alive);
+    uint8_t *o = (uint8_t *)r->out;
+    size_t body = 13 + nlen;
+    o[0] = (uint8_t)(body >> 8); o[1] = (uint8_t)body;
+    o[2] = ALIVE2_REQ;
+    o[3] = (uint8_t)(reg_port >> 8); o[4] = (uint8_t)reg_port;
+    o[5] = reg_hidden ? 72 : 77; /* 'H' hidden node, 'M' normal node */
+    o[6] = 0;                     /* protocol: tcp/ip v4 */
+    o[7] = 0; o[8] = 6;           /* highest version */
+    o[9] = 0; o[10] = 5;          /* lowest version */
+    o[11] = (uint8_t)(nlen >> 8); o[12] = (uint8_t)nlen;
+    memcpy(o + 13, reg_alive, nlen);
+    o[13 + nlen] = 0; o[14 + nlen] = 0; /* no extra */
+    r->outlen = 15 + nlen;
+    reg_req = r;
+    return 0;
+}
+
+static void start_epmd_daemon(void)
+{
+    char port[16];
+    snprintf(port, sizeof port, "%d", dsup_epmd_port());
+    char *args[] = { "epmd", "-daemon", "-port", port, NULL };
+    uv_process_options_t o;
+    memset(&o, 0, sizeof o);
+    o.file = "epmd";
+    o.args = args;
+    o.flags = UV_PROCESS_DETACHED;
+    uv_process_t *p = calloc(1, sizeof *p);
+    if (!p)
+        return;
+    int rc = uv_spawn(reg_loop, p, &o);
+    if (rc < 0) {
+        LOG_ERROR("could not start epmd: %s", uv_strerror(rc));
+        free(p);
+        return;
+    }
+    LOG_INFO("no epmd answered on port %d; started `epmd -daemon`", dsup_epmd_port());
+    uv_unref((uv_handle_t *)p);
+    p->data = p;
+    uv_close((uv_handle_t *)p, (uv_close_cb)free);
+}
+
+static void on_reg_retry(uv_timer_t *t)
+{
+    if (reg_send() < 0)
+        reg_failed(-1);
+}
+
+static void reg_failed(int status)
+{
+    if (reg_tries == 0)
+        start_epmd_daemon();
+    if (++reg_tries > 40) {
+        LOG_ERROR("could not register with epmd on port %d: %s", dsup_epmd_port(),
+                  status < 0 ? uv_strerror(status) : "refused");
+        reg_cb_saved(status < 0 ? status : -1, 0);
+        return;
+    }
+    if (!reg_retry_init) {
+        uv_timer_init(reg_loop, &reg_retry);
+        reg_retry_init = 1;
+    }
+    uv_timer_start(&reg_retry, on_reg_retry, reg_tries < 10 ? 50 : 250, 0);
+}
+
+int dsup_epmd_register(uv_loop_t *loop, const char *alive, int port, int hidden, dsup_epmd_reg_cb cb)
+{
+    if (strlen(alive) >= sizeof reg_alive)
+        return -1;
+    reg_loop = loop;
+    snprintf(reg_alive, sizeof reg_alive, "%s", alive);
+    reg_port = port;
+    reg_hidden = hidden;
+    reg_cb_saved = cb;
+    reg_tries = 0;
+    if (reg_send() < 0) {
+        reg_failed(-1);
+    }
+    return 0;
+}
+
+void dsup_epmd_unregister(void)
+{
+    if (reg_retry_init && !uv_is_closing((uv_handle_t *)&reg_retry))
+        uv_close((uv_handle_t *)&reg_retry, NULL);
+    reg_retry_init = 0;
+    if (reg_req) {
+        req_close(reg_req); /* closing the socket removes our entry */
+        reg_req = NULL;
+    }
+}
+
+/* ---- port please ------------------------------------------------------- */
+
+int dsup_epmd_port_please(uv_loop_t *loop, const struct sockaddr_storage *addr, const char *alive,
+                          dsup_epmd_port_cb cb, void *arg)
+{
+    struct sockaddr_storage a = *addr;
+    if (a.ss_family == AF_INET)
+        ((struct sockaddr_in *)&a)->sin_port = htons((uint16_t)dsup_epmd_port());
+    else
+        ((struct sockaddr_in6 *)&a)->sin6_port = htons((uint16_t)dsup_epmd_port());
+    size_t nlen = strlen(alive);
+    if (nlen > 255)
+        return -1;
+    epmd_req *r = req_start(loop, (const struct sockaddr *)&a);
+    if (!r)
+        return -1;
+    r->port_cb = cb;
+    r->arg = arg;
+    uint8_t *o = (uint8_t *)r->out;
+    o[0] = (uint8_t)((nlen + 1) >> 8); o[1] = (uint8_t)(nlen + 1);
+    o[2] = PORT_PLEASE2_REQ;
+    memcpy(o + 3, alive, nlen);
+    r->outlen = 3 + nlen;
+    return 0;
+}

@@ -1,0 +1,24 @@
+/* epmd.h — non-blocking epmd client on the node's libuv loop: register this
+ * node (ALIVE2, connection kept open for the node's lifetime) and look up a
+ * peer's distribution port (PORT_PLEASE2). Starts `epmd -daemon` when none
+ * answers at registration time. ERL_EPMD_PORT is honoured like erl does. */
+#ifndef DSUP_EPMD_H
+#define DSUP_EPMD_H
+
+#include <stdint.h>
+#include <uv.h>
+
+int dsup_epmd_port(void);
+
+/* status 0 and the creation on success; negative libuv/epmd error otherwise. */
+typedef void (*dsup_epmd_reg_cb)(int status, uint32_t creation);
+int  dsup_epmd_register(uv_loop_t *loop, const char *alive, int port, int hidden, dsup_epmd_reg_cb cb);
+void dsup_epmd_unregister(void);
+
+/* Look up `alive` at the epmd on `addr` (its port is replaced by the epmd
+ * port). status 0 with the node's port and highest version on success. */
+typedef void (*dsup_epmd_port_cb)(void *arg, int status, int port, int version);
+int dsup_epmd_port_please(uv_loop_t *loop, const struct sockaddr_storage *addr, const char *alive,
+                          dsup_epmd_port_cb cb, void *arg);
+
+#endif

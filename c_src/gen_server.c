@@ -1,0 +1,503 @@
+/* gen_server.c — the worker behaviour: makes a dsup_worker_type look like a
+ * gen_server to every BEAM process.
+ *
+ *   {'$gen_call', {Pid, Tag}, Req}  -> handle_call, answered {Tag, Reply} to Pid
+ *   {'$gen_cast', Msg}              -> handle_cast
+ *   {system, From, Req}             -> sys: get_state, replace_state, get_status,
+ *                                      suspend, resume, terminate, debug
+ *   {'EXIT', Parent, R} (trapping)  -> stop with R, as gen_server does
+ *   anything else                   -> handle_info
+ *
+ * The reply is encoded straight after the {Tag, header in one scratch
+ * buffer, so answering a call costs no allocation and one copy (into the
+ * connection's write queue). */
+#include <stdlib.h>
+#include <string.h>
+
+#include "gen_server.h"
+#include "intern.h"
+#include "log.h"
+#include "node.h"
+#include "proc.h"
+#include "term.h"
+
+/* Behaviour-private data, allocated only when a worker uses sys features. */
+typedef struct gs_extra {
+    int awaiting;              /* replace_state: waiting for the fun's result */
+    dsup_ref rpc_ref;
+    dsup_saved_from *rpc_from;
+} gs_extra;
+
+struct dsup_saved_from {
+    dsup_pid pid;
+    size_t tag_len;
+    char tag[];
+};
+
+/* ---- worker type registry --------------------------------------------------- */
+
+typedef struct type_ent {
+    const dsup_worker_type *type;
+    size_t live;
+    int internal;
+} type_ent;
+static type_ent *types;
+static size_t ntypes, captypes;
+
+static type_ent *find_type(const char *name)
+{
+    for (size_t i = 0; i < ntypes; i++)
+        if (strcmp(types[i].type->name, name) == 0)
+            return &types[i];
+    return NULL;
+}
+
+static int register_type(const dsup_worker_type *t, int internal)
+{
+    if (!t || !t->name || !*t->name || strlen(t->name) > 255 || find_type(t->name))
+        return -1;
+    if (ntypes == captypes) {
+        size_t nc = captypes ? captypes * 2 : 8;
+        type_ent *n = realloc(types, nc * sizeof *n);
+        if (!n)
+            return -1;
+        types = n;
+        captypes = nc;
+    }
+    types[ntypes++] = (type_ent){ t, 0, internal };
+    return 0;
+}
+
+int dsup_register_worker_type(const dsup_worker_type *t) { return register_type(t, 0); }
+int dsup_register_internal_type(const dsup_worker_type *t) { return register_type(t, 1); }
+
+const dsup_worker_type *dsup_find_worker_type(const char *name)
+{
+    type_ent *e = find_type(name);
+    return e ? e->type : NULL;
+}
+
+int dsup_which_workers(ei_x_buff *x)
+{
+    size_t n = 0;
+    for (size_t i = 0; i < ntypes; i++)
+        n += !types[i].internal;
+    if (n)
+        ei_x_encode_list_header(x, (long)n);
+    for (size_t i = 0; i < ntypes; i++) {
+        if (types[i].internal)
+            continue;
+        ei_x_encode_tuple_header(x, 2);
+        ei_x_encode_atom(x, types[i].type->name);
+        ei_x_encode_ulong(x, types[i].live);
+    }
+    return ei_x_encode_empty_list(x);
+}
+
+/* ---- replies ------------------------------------------------------------------ */
+
+static int send_reply(const dsup_pid *to, ei_x_buff *x)
+{
+    dsup_term t = { x->buff, (size_t)x->index };
+    return dsup_proc_send(NULL, to, t);
+}
+
+/* Start {Tag, ...} in x; the caller encodes the reply term after it. */
+static void begin_reply(ei_x_buff *x, dsup_term tag)
+{
+    x->index = 0;
+    ei_x_encode_tuple_header(x, 2);
+    ei_x_append_buf(x, tag.buf, (int)tag.len);
+}
+
+dsup_saved_from *dsup_from_save(const dsup_from *from)
+{
+    dsup_saved_from *s = malloc(sizeof *s + from->tag.len);
+    if (!s)
+        return NULL;
+    s->pid = from->pid;
+    s->tag_len = from->tag.len;
+    memcpy(s->tag, from->tag.buf, from->tag.len);
+    return s;
+}
+
+void dsup_from_discard(dsup_saved_from *from) { free(from); }
+
+int dsup_reply(dsup_saved_from *from, const ei_x_buff *reply)
+{
+    if (!from)
+        return -1;
+    ei_x_buff *x = dsup_term_scratch();
+    begin_reply(x, (dsup_term){ from->tag, from->tag_len });
+    dsup_x_encode_term(x, dsup_term_of_x(reply));
+    int rc = send_reply(&from->pid, x);
+    dsup_term_scratch_release(x);
+    free(from);
+    return rc;
+}
+
+static int decode_from(dsup_term t, dsup_from *from)
+{
+    dsup_term el[2];
+    int i = 0;
+    if (dsup_term_tuple(t, el, 2) != 2 || dsup_decode_pid(el[0].buf, &i, &from->pid) < 0)
+        return -1;
+    from->tag = el[1];
+    return 0;
+}
+
+/* ---- deferred messages (suspended, or waiting for replace_state) -------------- */
+
+static void defer(dsup_proc *p, dsup_term msg)
+{
+    uint32_t len = (uint32_t)msg.len;
+    if (dsup_buf_append(&p->deferred, &len, sizeof len) == 0)
+        dsup_buf_append(&p->deferred, msg.buf, msg.len);
+}
+
+/* Re-queue what was held, in order, ahead of nothing else: it goes through
+ * the local queue so it is handled from the loop like any message. */
+static void release_deferred(dsup_proc *p)
+{
+    size_t off = 0;
+    while (off + 4 <= p->deferred.len) {
+        uint32_t len;
+        memcpy(&len, p->deferred.data + off, 4);
+        dsup_term t = { p->deferred.data + off + 4, len };
+        dsup_proc_enqueue(&p->pid, t);
+        off += 4 + len;
+    }
+    p->deferred.len = 0;
+}
+
+/* ---- sys ------------------------------------------------------------------------ */
+
+static void encode_state(dsup_proc *p, ei_x_buff *x)
+{
+    if (p->type->encode_state)
+        p->type->encode_state(p, p->state, x);
+    else
+        ei_x_encode_atom(x, "undefined");
+}
+
+static void encode_status(dsup_proc *p, ei_x_buff *x)
+{
+    /* {status, Pid, {module, gen_server}, [PDict, SysState, Parent, Debug, Misc]} */
+    ei_x_encode_tuple_header(x, 4);
+    ei_x_encode_atom(x, "status");
+    dsup_x_encode_pid(x, &p->pid);
+    ei_x_encode_tuple_header(x, 2);
+    ei_x_encode_atom(x, "module");
+    ei_x_encode_atom(x, "gen_server");
+    ei_x_encode_list_header(x, 5);
+    /* process dictionary: what proc_lib would show */
+    ei_x_encode_list_header(x, 1);
+    ei_x_encode_tuple_header(x, 2);
+    ei_x_encode_atom(x, "$initial_call");
+    ei_x_encode_tuple_header(x, 3);
+    ei_x_encode_atom(x, p->type->name);
+    ei_x_encode_atom(x, "init");
+    ei_x_encode_long(x, 1);
+    ei_x_encode_empty_list(x);
+    ei_x_encode_atom(x, p->suspended ? "suspended" : "running");
+    if (p->has_parent)
+        dsup_x_encode_pid(x, &p->parent);
+    else
+        dsup_x_encode_pid(x, &p->pid); /* unsupervised: its own parent, like gen_server:start */
+    ei_x_encode_empty_list(x);
+    /* Misc, formatted like gen_server's format_status */
+    ei_x_encode_list_header(x, 3);
+    ei_x_encode_tuple_header(x, 2);
+    ei_x_encode_atom(x, "header");
+    char hdr[400];
+    snprintf(hdr, sizeof hdr, "Status for dsup C worker <%s.%u.%u> (%s)", p->pid.node, p->pid.num,
+             p->pid.serial, p->type->name);
+    ei_x_encode_string(x, hdr);
+    ei_x_encode_tuple_header(x, 2);
+    ei_x_encode_atom(x, "data");
+    ei_x_encode_list_header(x, 3);
+    ei_x_encode_tuple_header(x, 2);
+    ei_x_encode_string(x, "Status");
+    ei_x_encode_atom(x, p->suspended ? "suspended" : "running");
+    ei_x_encode_tuple_header(x, 2);
+    ei_x_encode_string(x, "Parent");
+    if (p->has_parent)
+        dsup_x_encode_pid(x, &p->parent);
+    else
+        dsup_x_encode_pid(x, &p->pid);
+    ei_x_encode_tuple_header(x, 2);
+    ei_x_encode_string(x, "Logged events");
+    ei_x_encode_empty_list(x);
+    ei_x_encode_empty_list(x);
+    ei_x_encode_tuple_header(x, 2);
+    ei_x_encode_atom(x, "data");
+    ei_x_encode_list_header(x, 1);
+    ei_x_encode_tuple_header(x, 2);
+    ei_x_encode_string(x, "State");
+    encode_state(p, x);
+    ei_x_encode_empty_list(x);
+    ei_x_encode_empty_list(x);
+    ei_x_encode_empty_list(x);
+}
+
+static gs_extra *extra(dsup_proc *p)
+{
+    if (!p->beh)
+        p->beh = calloc(1, sizeof(gs_extra));
+    return p->beh;
+}
+
+/* replace_state: a C worker cannot run an Erlang fun, so it asks the caller's
+ * own node to: gen_server:call({rex, CallerNode}, {call, erlang, apply,
+ * [Fun, [State]], GL}). The result comes back as {Ref, NewState}; meanwhile
+ * other messages wait, as they would in a BEAM process inside sys. */
+static int start_replace_state(dsup_proc *p, const dsup_from *from, dsup_term fun)
+{
+    gs_extra *e = extra(p);
+    if (!e || !p->type->replace_state)
+        return -1;
+    dsup_node_make_ref(&e->rpc_ref);
+    ei_x_buff *x = dsup_term_scratch();
+    ei_x_encode_tuple_header(x, 3);
+    ei_x_encode_atom(x, "$gen_call");
+    ei_x_encode_tuple_header(x, 2);
+    dsup_x_encode_pid(x, &p->pid);
+    dsup_x_encode_ref(x, &e->rpc_ref);
+    ei_x_encode_tuple_header(x, 5);
+    ei_x_encode_atom(x, "call");
+    ei_x_encode_atom(x, "erlang");
+    ei_x_encode_atom(x, "apply");
+    ei_x_encode_list_header(x, 2);
+    dsup_x_encode_term(x, fun);
+    ei_x_encode_list_header(x, 1);
+    encode_state(p, x);
+    ei_x_encode_empty_list(x);
+    ei_x_encode_empty_list(x);
+    dsup_x_encode_pid(x, &p->pid);
+    int rc = dsup_send_named(p, "rex", from->pid.node, x);
+    dsup_term_scratch_release(x);
+    if (rc < 0)
+        return -1;
+    e->rpc_from = dsup_from_save(from);
+    e->awaiting = 1;
+    return 0;
+}
+
+static void finish_replace_state(dsup_proc *p, dsup_term result)
+{
+    gs_extra *e = p->beh;
+    e->awaiting = 0;
+    ei_x_buff *x = dsup_term_scratch();
+    dsup_term el[3];
+    int ar;
+    if (dsup_term_tagged(result, "badrpc", &ar, el, 3) && ar == 2) {
+        ei_x_encode_tuple_header(x, 2);
+        ei_x_encode_atom(x, "error");
+        ei_x_encode_tuple_header(x, 2);
+        ei_x_encode_atom(x, "callback_failed");
+        dsup_x_encode_term(x, el[1]);
+    } else if (p->type->replace_state(p, &p->state, result) != 0) {
+        ei_x_encode_tuple_header(x, 2);
+        ei_x_encode_atom(x, "error");
+        ei_x_encode_tuple_header(x, 2);
+        ei_x_encode_atom(x, "bad_state");
+        dsup_x_encode_term(x, result);
+    } else {
+        encode_state(p, x);
+    }
+    dsup_reply(e->rpc_from, x);
+    e->rpc_from = NULL;
+    dsup_term_scratch_release(x);
+    release_deferred(p);
+}
+
+static void handle_system(dsup_proc *p, dsup_term from_t, dsup_term req)
+{
+    dsup_from from;
+    if (decode_from(from_t, &from) < 0)
+        return;
+    ei_x_buff *x = dsup_term_scratch();
+    begin_reply(x, from.tag);
+    dsup_term el[4];
+    int ar;
+    int stop = 0;
+    if (dsup_term_is_atom(req, "get_state")) {
+        encode_state(p, x);
+    } else if (dsup_term_is_atom(req, "get_status")) {
+        encode_status(p, x);
+    } else if (dsup_term_is_atom(req, "suspend")) {
+        p->suspended = 1;
+        ei_x_encode_atom(x, "ok");
+    } else if (dsup_term_is_atom(req, "resume")) {
+        p->suspended = 0;
+        ei_x_encode_atom(x, "ok");
+        release_deferred(p);
+    } else if (dsup_term_tagged(req, "replace_state", &ar, el, 3) && ar == 2) {
+        if (start_replace_state(p, &from, el[1]) == 0) {
+            dsup_term_scratch_release(x);
+            return; /* answered when the fun's result arrives */
+        }
+        ei_x_encode_tuple_header(x, 2);
+        ei_x_encode_atom(x, "error");
+        ei_x_encode_atom(x, "not_supported");
+    } else if (dsup_term_tagged(req, "terminate", &ar, el, 3) && ar == 2) {
+        ei_x_encode_atom(x, "ok");
+        dsup_stop(p, el[1]);
+        stop = 1;
+    } else if (dsup_term_tagged(req, "debug", &ar, el, 3) && ar == 2) {
+        ei_x_encode_atom(x, "ok"); /* no sys debug hooks in C workers; accepted and ignored */
+    } else if (dsup_term_tagged(req, "change_code", &ar, el, 5)) {
+        ei_x_encode_atom(x, "ok");
+    } else {
+        ei_x_encode_tuple_header(x, 2);
+        ei_x_encode_atom(x, "error");
+        ei_x_encode_tuple_header(x, 2);
+        ei_x_encode_atom(x, "unknown_system_msg");
+        dsup_x_encode_term(x, req);
+    }
+    send_reply(&from.pid, x);
+    dsup_term_scratch_release(x);
+    (void)stop;
+}
+
+/* ---- dispatch --------------------------------------------------------------------- */
+
+static void gs_message(dsup_proc *p, dsup_term msg)
+{
+    const dsup_worker_type *t = p->type;
+    dsup_term el[4];
+    int ar;
+    gs_extra *e = p->beh;
+
+    if (dsup_term_tagged(msg, "$gen_call", &ar, el, 4) && ar == 3) {
+        if (p->suspended || (e && e->awaiting)) {
+            defer(p, msg);
+            return;
+        }
+        dsup_from from;
+        if (decode_from(el[1], &from) < 0)
+            return;
+        if (!t->handle_call) {
+            LOG_WARN("worker type %s has no handle_call; call dropped", t->name);
+            return;
+        }
+        ei_x_buff *x = dsup_term_scratch();
+        begin_reply(x, from.tag);
+        int hdr = x->index;
+        dsup_call_ret r = t->handle_call(p, p->state, el[2], &from, x);
+        if (r == DSUP_REPLY && x->index > hdr)
+            send_reply(&from.pid, x);
+        dsup_term_scratch_release(x);
+        return;
+    }
+    if (dsup_term_tagged(msg, "system", &ar, el, 4) && ar == 3) {
+        handle_system(p, el[1], el[2]);
+        return;
+    }
+    if (e && e->awaiting && dsup_term_tuple(msg, el, 2) == 2) {
+        dsup_ref ref;
+        int i = 0;
+        if (dsup_decode_ref(el[0].buf, &i, &ref) == 0 && dsup_ref_eq(&ref, &e->rpc_ref)) {
+            finish_replace_state(p, el[1]);
+            return;
+        }
+    }
+    if (p->suspended || (e && e->awaiting)) {
+        defer(p, msg);
+        return;
+    }
+    if (dsup_term_tagged(msg, "$gen_cast", &ar, el, 2) && ar == 2) {
+        if (t->handle_cast)
+            t->handle_cast(p, p->state, el[1]);
+        return;
+    }
+    if (p->has_parent && p->trap_exit && dsup_term_tagged(msg, "EXIT", &ar, el, 3) && ar == 3) {
+        dsup_pid from;
+        int i = 0;
+        if (dsup_decode_pid(el[1].buf, &i, &from) == 0 && dsup_pid_eq(&from, &p->parent)) {
+            dsup_stop(p, el[2]);
+            return;
+        }
+    }
+    if (t->handle_info)
+        t->handle_info(p, p->state, msg);
+}
+
+static void gs_exiting(dsup_proc *p, dsup_term reason)
+{
+    if (p->started && p->type->terminate)
+        p->type->terminate(p, p->state, reason);
+    p->state = NULL;
+    type_ent *te = find_type(p->type->name);
+    if (te && te->live)
+        te->live--;
+    gs_extra *e = p->beh;
+    if (e) {
+        dsup_from_discard(e->rpc_from);
+        free(e);
+        p->beh = NULL;
+    }
+}
+
+static const dsup_proc_class gen_server_class = { gs_message, gs_exiting };
+
+/* ---- spawning ------------------------------------------------------------------------ */
+
+int dsup_spawn_proc(const char *type_name, const dsup_term *args, dsup_proc *link_to, dsup_proc **out,
+                    ei_x_buff *reason)
+{
+    type_ent *te = find_type(type_name);
+    if (!te)
+        return -2;
+    dsup_proc *p = dsup_proc_new(&gen_server_class);
+    if (!p)
+        return -1;
+    p->type = te->type;
+    te->live++;
+    if (link_to) {
+        p->has_parent = 1;
+        p->parent = link_to->pid;
+    }
+    static const char nil[] = { 106 }; /* [] */
+    dsup_term a = args ? *args : (dsup_term){ nil, 1 };
+    int rc = 0;
+    if (te->type->init) {
+        p->in_callback++;
+        rc = te->type->init(p, a, &p->state);
+        p->in_callback--;
+    }
+    p->started = rc == 0 && p->stop_reason.index == 0;
+    if (!p->started) {
+        if (reason) {
+            reason->index = 0;
+            if (p->stop_reason.index > 0)
+                ei_x_append_buf(reason, p->stop_reason.buff, p->stop_reason.index);
+            else
+                ei_x_encode_atom(reason, "init_failed");
+        }
+        /* Nobody knows this pid yet: end it without signals. */
+        dsup_proc_exit(p, dsup_reason_atom("normal"));
+        return -1;
+    }
+    if (link_to)
+        dsup_link(link_to, &p->pid);
+    *out = p;
+    return 0;
+}
+
+int dsup_spawn(const char *type, const dsup_term *args, dsup_proc *link_to, dsup_pid *pid, ei_x_buff *reason)
+{
+    dsup_proc *p;
+    int rc = dsup_spawn_proc(type, args, link_to, &p, reason);
+    if (rc < 0) {
+        if (rc == -2 && reason) {
+            reason->index = 0;
+            ei_x_encode_tuple_header(reason, 2);
+            ei_x_encode_atom(reason, "unknown_worker");
+            ei_x_encode_atom(reason, type);
+        }
+        return -1;
+    }
+    *pid = p->pid;
+    return 0;
+}

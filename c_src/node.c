@@ -1,0 +1,541 @@
+/* node.c — node lifecycle and the connection table: listen, register with
+ * epmd, connect on demand (resolve -> epmd PORT_PLEASE2 -> TCP -> handshake),
+ * reconnect to --connect nodes with backoff, ticks, orderly shutdown. */
+#include "node.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "conn.h"
+#include "epmd.h"
+#include "intern.h"
+#include "log.h"
+#include "node_ctrl.h"
+#include "proc.h"
+#include "sched.h"
+#include "term.h"
+
+dsup_nodeinfo *g_node;
+
+uint64_t dsup_node_now(void) { return uv_now(g_node->loop); }
+
+const char *dsup_node_name(void) { return g_node ? g_node->name : NULL; }
+
+void dsup_node_make_ref(dsup_ref *ref)
+{
+    /* Three words like a BEAM ref; the counter never repeats within a run. */
+    uint32_t *n = g_node->ref_n;
+    if (++n[0] == 0 && ++n[1] == 0)
+        ++n[2];
+    ref->node = g_node->name;
+    ref->creation = g_node->creation;
+    ref->len = 3;
+    ref->n[0] = n[0] & 0x3ffff;
+    ref->n[1] = n[1] ^ (n[0] >> 18);
+    ref->n[2] = n[2];
+    ref->n[3] = ref->n[4] = 0;
+}
+
+/* ---- deferred work: local signals and flushes run from an idle handle ------ */
+
+static void on_idle(uv_idle_t *h)
+{
+    dsup_proc_run_queue();
+    dsup_node_flush_all();
+    if (!dsup_proc_run_queue()) {
+        uv_idle_stop(h);
+        g_node->idle_on = 0;
+    }
+}
+
+void dsup_node_wake(void)
+{
+    if (!g_node->idle_on) {
+        g_node->idle_on = 1;
+        uv_idle_start(&g_node->idle, on_idle);
+    }
+}
+
+/* ---- connection table ---------------------------------------------------- */
+
+static int conns_add(dsup_conn *c)
+{
+    if (g_node->nconns == g_node->capconns) {
+        size_t nc = g_node->capconns ? g_node->capconns * 2 : 16;
+        dsup_conn **n = realloc(g_node->conns, nc * sizeof *n);
+        if (!n)
+            return -1;
+        g_node->conns = n;
+        g_node->capconns = nc;
+    }
+    g_node->conns[g_node->nconns++] = c;
+    return 0;
+}
+
+void dsup_node_conn_remove(dsup_conn *c)
+{
+    for (size_t i = 0; i < g_node->nconns; i++) {
+        if (g_node->conns[i] == c) {
+            g_node->conns[i] = g_node->conns[--g_node->nconns];
+            break;
+        }
+    }
+    dsup_buf_free(&c->rbuf);
+    dsup_buf_free(&c->wq);
+    dsup_buf_free(&c->wflight);
+    free(c);
+}
+
+static dsup_conn *find_conn(const char *peer, const dsup_conn *except)
+{
+    dsup_conn *best = NULL;
+    for (size_t i = 0; i < g_node->nconns; i++) {
+        dsup_conn *c = g_node->conns[i];
+        if (c == except || c->peer != peer || c->state == CONN_CLOSING)
+            continue;
+        if (c->state == CONN_UP)
+            return c;
+        best = c;
+    }
+    return best;
+}
+
+void dsup_node_mark_dirty(dsup_conn *c)
+{
+    if (c->dirty)
+        return;
+    if (g_node->nflush == g_node->capflush) {
+        size_t nc = g_node->capflush ? g_node->capflush * 2 : 16;
+        dsup_conn **n = realloc(g_node->flush, nc * sizeof *n);
+        if (!n)
+            return;
+        g_node->flush = n;
+        g_node->capflush = nc;
+    }
+    c->dirty = 1;
+    g_node->flush[g_node->nflush++] = c;
+    dsup_node_wake();
+}
+
+void dsup_node_flush_all(void)
+{
+    for (size_t i = 0; i < g_node->nflush; i++) {
+        dsup_conn *c = g_node->flush[i];
+        c->dirty = 0;
+        dsup_conn_flush(c);
+    }
+    g_node->nflush = 0;
+}
+
+/* ---- outbound connections ------------------------------------------------- */
+
+typedef struct reconnect {
+    const char *peer;
+    uv_timer_t timer;
+    unsigned backoff_ms;
+    struct reconnect *next;
+} reconnect;
+static reconnect *reconnects;
+
+static void connect_failed(dsup_conn *c, const char *why)
+{
+    c->pending_cb = 0;
+    if (c->state == CONN_CLOSING) {
+        if (c->freed_when_done)
+            dsup_node_conn_remove(c);
+        return;
+    }
+    dsup_conn_close(c, why);
+}
+
+static void on_tcp_connected(uv_connect_t *req, int status)
+{
+    dsup_conn *c = req->data;
+    c->pending_cb = 0;
+    if (c->state == CONN_CLOSING) {
+        if (c->freed_when_done)
+            dsup_node_conn_remove(c);
+        return;
+    }
+    if (status < 0) {
+        dsup_conn_close(c, uv_strerror(status));
+        return;
+    }
+    dsup_hs_start_outbound(c);
+}
+
+static void on_port(void *arg, int status, int port, int version)
+{
+    dsup_conn *c = arg;
+    if (c->state == CONN_CLOSING || status < 0 || port <= 0) {
+        connect_failed(c, status < 0 ? "epmd does not know the node" : "closed");
+        return;
+    }
+    if (version < 6) {
+        connect_failed(c, "peer only speaks distribution protocol version 5");
+        return;
+    }
+    struct sockaddr_storage a = c->addr;
+    if (a.ss_family == AF_INET)
+        ((struct sockaddr_in *)&a)->sin_port = htons((uint16_t)port);
+    else
+        ((struct sockaddr_in6 *)&a)->sin6_port = htons((uint16_t)port);
+    c->state = CONN_CONNECTING;
+    c->creq.data = c;
+    int rc = uv_tcp_connect(&c->creq, &c->tcp, (const struct sockaddr *)&a, on_tcp_connected);
+    if (rc < 0)
+        connect_failed(c, uv_strerror(rc));
+}
+
+static void ask_epmd(dsup_conn *c)
+{
+    char alive[256];
+    const char *at = strchr(c->peer, '@');
+    size_t n = (size_t)(at - c->peer);
+    memcpy(alive, c->peer, n);
+    alive[n] = 0;
+    c->state = CONN_EPMD;
+    if (dsup_epmd_port_please(g_node->loop, &c->addr, alive, on_port, c) < 0)
+        connect_failed(c, "could not reach epmd");
+}
+
+static void on_resolved(uv_getaddrinfo_t *req, int status, struct addrinfo *res)
+{
+    dsup_conn *c = req->data;
+    if (status < 0 || !res) {
+        if (res)
+            uv_freeaddrinfo(res);
+        connect_failed(c, "cannot resolve the peer's host");
+        return;
+    }
+    memcpy(&c->addr, res->ai_addr, res->ai_addrlen);
+    uv_freeaddrinfo(res);
+    if (c->state == CONN_CLOSING) {
+        connect_failed(c, "closed");
+        return;
+    }
+    ask_epmd(c);
+}
+
+static dsup_conn *start_outbound(const char *peer)
+{
+    const char *at = strchr(peer, '@');
+    if (!at || at == peer || !at[1] || at - peer > 255)
+        return NULL;
+    dsup_conn *c = dsup_conn_new();
+    if (!c)
+        return NULL;
+    c->outbound = 1;
+    c->peer = peer;
+    if (conns_add(c) < 0) {
+        free(c);
+        return NULL;
+    }
+    LOG_DEBUG("connecting to %s", peer);
+    c->pending_cb = 1;
+    const char *host = at + 1;
+    struct sockaddr_in a4;
+    struct sockaddr_in6 a6;
+    if (uv_ip4_addr(host, 0, &a4) == 0) {
+        memcpy(&c->addr, &a4, sizeof a4);
+        ask_epmd(c);
+    } else if (uv_ip6_addr(host, 0, &a6) == 0) {
+        memcpy(&c->addr, &a6, sizeof a6);
+        ask_epmd(c);
+    } else {
+        c->state = CONN_RESOLVING;
+        c->gai.data = c;
+        struct addrinfo hints;
+        memset(&hints, 0, sizeof hints);
+        hints.ai_family = AF_UNSPEC;
+        hints.ai_socktype = SOCK_STREAM;
+        if (uv_getaddrinfo(g_node->loop, &c->gai, on_resolved, host, NULL, &hints) < 0)
+            connect_failed(c, "cannot resolve the peer's host");
+    }
+    return c;
+}
+
+dsup_conn *dsup_node_conn(const char *peer, int connect)
+{
+    if (!peer || peer == g_node->name)
+        return NULL;
+    dsup_conn *c = find_conn(peer, NULL);
+    if (c || !connect || g_node->stopping)
+        return c;
+    return start_outbound(peer);
+}
+
+int dsup_node_send_ctrl(const char *peer, const dsup_ctrl *ctrl)
+{
+    dsup_conn *c = dsup_node_conn(peer, 1);
+    if (!c)
+        return -1; /* like erlang:send to a bad node: dropped */
+    if (dsup_ctrl_encode(&c->wq, ctrl) < 0)
+        return -1;
+    if (c->state == CONN_UP)
+        dsup_node_mark_dirty(c);
+    return 0;
+}
+
+/* ---- inbound connections ----------------------------------------------------- */
+
+static void on_accept(uv_stream_t *server, int status)
+{
+    if (status < 0)
+        return;
+    dsup_conn *c = dsup_conn_new();
+    if (!c)
+        return;
+    if (uv_accept(server, (uv_stream_t *)&c->tcp) < 0 || conns_add(c) < 0) {
+        uv_close((uv_handle_t *)&c->tcp, (uv_close_cb)free);
+        return;
+    }
+    c->state = CONN_HANDSHAKE;
+    c->hs_step = 0;
+    if (dsup_conn_start(c) < 0)
+        dsup_conn_close(c, "read failed");
+}
+
+/* Decide on an inbound handshake from `peer`:
+ * 1 ok, 3 ok_simultaneous, 0 nok (our own attempt wins), 2 alive. */
+int dsup_node_accept_peer(dsup_conn *c, const char *peer)
+{
+    if (peer == g_node->name)
+        return 0;
+    dsup_conn *other = find_conn(peer, c);
+    if (!other)
+        return 1;
+    if (other->state == CONN_UP)
+        return 2;
+    /* Both sides are connecting: the node with the greater name keeps its
+     * own attempt, as net_kernel decides. */
+    if (strcmp(g_node->name, peer) > 0)
+        return 0;
+    /* Theirs wins: move what we queued for them onto this connection. */
+    dsup_buf t = c->wq;
+    c->wq = other->wq;
+    other->wq = t;
+    other->wq.len = 0;
+    dsup_conn_close(other, "simultaneous connect, theirs wins");
+    return 3;
+}
+
+static reconnect *find_reconnect(const char *peer)
+{
+    for (reconnect *r = reconnects; r; r = r->next)
+        if (r->peer == peer)
+            return r;
+    return NULL;
+}
+
+void dsup_node_conn_up(dsup_conn *c)
+{
+    c->state = CONN_UP;
+    c->was_up = 1;
+    c->wrote_since_tick = 0;
+    LOG_INFO("connected to %s (%s)", c->peer, c->outbound ? "outbound" : "inbound");
+    reconnect *r = find_reconnect(c->peer);
+    if (r)
+        r->backoff_ms = 100;
+    dsup_node_ctrl_conn_up(c->peer);
+    if (c->wq.len)
+        dsup_node_mark_dirty(c);
+}
+
+static void on_reconnect_timer(uv_timer_t *t)
+{
+    reconnect *r = t->data;
+    dsup_node_conn(r->peer, 1);
+}
+
+void dsup_node_conn_closed(dsup_conn *c)
+{
+    if (c->dirty) {
+        for (size_t i = 0; i < g_node->nflush; i++)
+            if (g_node->flush[i] == c) {
+                g_node->flush[i] = g_node->flush[--g_node->nflush];
+                break;
+            }
+        c->dirty = 0;
+    }
+    if (!c->peer)
+        return;
+    /* Only the loss of the connection that was up means the node is gone. */
+    dsup_conn *other = find_conn(c->peer, c);
+    if (c->was_up && !(other && other->state == CONN_UP)) {
+        dsup_proc_node_down(c->peer);
+        dsup_node_ctrl_conn_down(c->peer);
+    }
+    reconnect *r = find_reconnect(c->peer);
+    if (r && !g_node->stopping && !uv_is_active((uv_handle_t *)&r->timer)) {
+        uv_timer_start(&r->timer, on_reconnect_timer, r->backoff_ms, 0);
+        r->backoff_ms = r->backoff_ms * 2 > 5000 ? 5000 : r->backoff_ms * 2;
+    }
+}
+
+int dsup_node_add_connect_target(const char *peer_name)
+{
+    const char *peer = dsup_intern_str(peer_name);
+    if (!peer || !strchr(peer, '@'))
+        return -1;
+    if (find_reconnect(peer))
+        return 0;
+    reconnect *r = calloc(1, sizeof *r);
+    if (!r)
+        return -1;
+    r->peer = peer;
+    r->backoff_ms = 100;
+    uv_timer_init(g_node->loop, &r->timer);
+    r->timer.data = r;
+    r->next = reconnects;
+    reconnects = r;
+    dsup_node_conn(peer, 1);
+    return 0;
+}
+
+/* ---- ticks --------------------------------------------------------------------- */
+
+static void on_tick(uv_timer_t *t)
+{
+    uint64_t now = dsup_node_now();
+    for (size_t i = 0; i < g_node->nconns; i++) {
+        dsup_conn *c = g_node->conns[i];
+        if (c->state != CONN_UP) {
+            /* A handshake that stalls for a whole tick time is dropped. */
+            if (c->state == CONN_HANDSHAKE && now - c->last_rx_ms > g_node->ticktime_ms)
+                dsup_conn_close(c, "handshake timed out");
+            continue;
+        }
+        if (now - c->last_rx_ms > g_node->ticktime_ms) {
+            dsup_conn_close(c, "net_tick_timeout");
+            continue;
+        }
+        if (!c->wrote_since_tick && !c->writing && c->wq.len == 0) {
+            dsup_frame_tick(&c->wq);
+            dsup_node_mark_dirty(c);
+        }
+        c->wrote_since_tick = 0;
+    }
+}
+
+/* ---- start and stop ------------------------------------------------------------- */
+
+static void on_registered(int status, uint32_t creation)
+{
+    if (status < 0) {
+        g_node->exit_status = 1;
+        dsup_shutdown();
+        return;
+    }
+    g_node->creation = creation;
+    dsup_node_ctrl_ready();
+}
+
+static void on_signal(uv_signal_t *s, int signum)
+{
+    LOG_INFO("signal %d: shutting down", signum);
+    dsup_shutdown();
+}
+
+static void close_handle(uv_handle_t *h)
+{
+    if (!uv_is_closing(h))
+        uv_close(h, NULL);
+}
+
+static void exit_one(dsup_proc *p, void *arg) { dsup_proc_exit(p, dsup_reason_atom("shutdown")); }
+
+static void on_shutdown_written(uv_shutdown_t *req, int status)
+{
+    dsup_conn *c = req->data;
+    free(req);
+    dsup_conn_close(c, "node shutting down");
+}
+
+static void close_conn_gracefully(dsup_conn *c)
+{
+    if (c->state != CONN_UP) {
+        dsup_conn_close(c, "node shutting down");
+        return;
+    }
+    dsup_conn_flush(c);
+    uv_shutdown_t *req = malloc(sizeof *req);
+    if (!req || uv_shutdown(req, (uv_stream_t *)&c->tcp, on_shutdown_written) < 0) {
+        free(req);
+        dsup_conn_close(c, "node shutting down");
+        return;
+    }
+    req->data = c;
+}
+
+static uv_timer_t stop_deadline;
+
+static void on_stop_deadline(uv_timer_t *t)
+{
+    LOG_WARN("shutdown took too long; stopping the loop");
+    uv_stop(g_node->loop);
+}
+
+void dsup_shutdown(void)
+{
+    if (!g_node || g_node->stopping)
+        return;
+    g_node->stopping = 1;
+    dsup_node_ctrl_stopping();
+    /* Workers end first, so their EXIT/DOWN signals reach the peers. */
+    dsup_proc_foreach(exit_one, NULL);
+    dsup_proc_run_queue();
+    for (size_t i = g_node->nconns; i-- > 0;)
+        close_conn_gracefully(g_node->conns[i]);
+    dsup_epmd_unregister();
+    dsup_sched_close_all();
+    for (reconnect *r = reconnects; r; r = r->next)
+        close_handle((uv_handle_t *)&r->timer);
+    close_handle((uv_handle_t *)&g_node->listener);
+    close_handle((uv_handle_t *)&g_node->tick_timer);
+    close_handle((uv_handle_t *)&g_node->idle);
+    close_handle((uv_handle_t *)&g_node->sigint);
+    close_handle((uv_handle_t *)&g_node->sigterm);
+    uv_timer_init(g_node->loop, &stop_deadline);
+    uv_timer_start(&stop_deadline, on_stop_deadline, 3000, 0);
+    uv_unref((uv_handle_t *)&stop_deadline);
+}
+
+int dsup_node_start(void)
+{
+    dsup_nodeinfo *n = g_node;
+    dsup_proc_table_init();
+    uv_tcp_init(n->loop, &n->listener);
+    struct sockaddr_in a;
+    uv_ip4_addr("0.0.0.0", n->port, &a);
+    int rc = uv_tcp_bind(&n->listener, (const struct sockaddr *)&a, 0);
+    if (rc == 0)
+        rc = uv_listen((uv_stream_t *)&n->listener, 128, on_accept);
+    if (rc < 0) {
+        LOG_ERROR("cannot listen on port %d: %s", n->port, uv_strerror(rc));
+        return -1;
+    }
+    struct sockaddr_storage bound;
+    int len = sizeof bound;
+    uv_tcp_getsockname(&n->listener, (struct sockaddr *)&bound, &len);
+    n->port = ntohs(((struct sockaddr_in *)&bound)->sin_port);
+
+    uv_idle_init(n->loop, &n->idle);
+    uv_timer_init(n->loop, &n->tick_timer);
+    unsigned period = n->ticktime_ms / 4 ? n->ticktime_ms / 4 : 1;
+    uv_timer_start(&n->tick_timer, on_tick, period, period);
+    uv_signal_init(n->loop, &n->sigint);
+    uv_signal_start(&n->sigint, on_signal, SIGINT);
+    uv_signal_init(n->loop, &n->sigterm);
+    uv_signal_start(&n->sigterm, on_signal, SIGTERM);
+
+    n->flags = DFLAG_EXTENDED_REFERENCES | DFLAG_DIST_MONITOR | DFLAG_FUN_TAGS |
+               DFLAG_DIST_MONITOR_NAME | DFLAG_NEW_FUN_TAGS | DFLAG_EXTENDED_PIDS_PORTS |
+               DFLAG_EXPORT_PTR_TAG | DFLAG_BIT_BINARIES | DFLAG_NEW_FLOATS | DFLAG_UNICODE_IO |
+               DFLAG_SMALL_ATOM_TAGS | DFLAG_UTF8_ATOMS | DFLAG_MAP_TAG | DFLAG_BIG_CREATION |
+               DFLAG_BIG_SEQTRACE_LABELS | DFLAG_HANDSHAKE_23 | DFLAG_UNLINK_ID | DFLAG_V4_NC;
+    if (n->visible)
+        n->flags |= DFLAG_PUBLISHED;
+    ei_x_new(&n->scratch);
+    return dsup_epmd_register(n->loop, n->alive, n->port, !n->visible, on_registered);
+}

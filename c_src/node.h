@@ -1,0 +1,134 @@
+/* node.h — the node: its identity, its libuv loop, and its connection table.
+ * There is one node per OS process (like a BEAM), reachable as g_node. */
+#ifndef DSUP_NODE_H
+#define DSUP_NODE_H
+
+#include <stdint.h>
+#include <uv.h>
+
+#include "buf.h"
+#include "ctrl.h"
+#include "dsup.h"
+
+/* Distribution flags (erl_dist_protocol.xml, "Distribution Flags"). */
+#define DFLAG_PUBLISHED 0x01ULL
+#define DFLAG_EXTENDED_REFERENCES 0x04ULL
+#define DFLAG_DIST_MONITOR 0x08ULL
+#define DFLAG_FUN_TAGS 0x10ULL
+#define DFLAG_DIST_MONITOR_NAME 0x20ULL
+#define DFLAG_NEW_FUN_TAGS 0x80ULL
+#define DFLAG_EXTENDED_PIDS_PORTS 0x100ULL
+#define DFLAG_EXPORT_PTR_TAG 0x200ULL
+#define DFLAG_BIT_BINARIES 0x400ULL
+#define DFLAG_NEW_FLOATS 0x800ULL
+#define DFLAG_UNICODE_IO 0x1000ULL
+#define DFLAG_SMALL_ATOM_TAGS 0x4000ULL
+#define DFLAG_UTF8_ATOMS 0x10000ULL
+#define DFLAG_MAP_TAG 0x20000ULL
+#define DFLAG_BIG_CREATION 0x40000ULL
+#define DFLAG_BIG_SEQTRACE_LABELS 0x100000ULL
+#define DFLAG_HANDSHAKE_23 0x1000000ULL
+#define DFLAG_UNLINK_ID 0x2000000ULL
+#define DFLAG_V4_NC (1ULL << 34)
+
+/* What we need from a peer before we talk to it. */
+#define DSUP_DFLAGS_REQUIRED                                                                  \
+    (DFLAG_EXTENDED_REFERENCES | DFLAG_EXTENDED_PIDS_PORTS | DFLAG_UTF8_ATOMS |             \
+     DFLAG_NEW_FLOATS | DFLAG_BIG_CREATION | DFLAG_HANDSHAKE_23 | DFLAG_MAP_TAG)
+
+typedef enum conn_state {
+    CONN_RESOLVING,  /* outbound: resolving the peer's host */
+    CONN_EPMD,       /* outbound: asking its epmd for the port */
+    CONN_CONNECTING, /* outbound: TCP connect */
+    CONN_HANDSHAKE,  /* either side: the v6 handshake */
+    CONN_UP,         /* frames flow */
+    CONN_CLOSING,
+} conn_state;
+
+typedef struct dsup_conn {
+    uv_tcp_t tcp;
+    conn_state state;
+    int outbound;
+    const char *peer;       /* interned node name; NULL until known (inbound) */
+    uint64_t peer_flags;
+    uint32_t peer_creation;
+    /* handshake */
+    int hs_step;
+    uint32_t my_challenge, peer_challenge;
+    /* I/O: read buffer; write queue (frames appended) and in-flight buffer,
+     * swapped so neither is reallocated per message */
+    dsup_buf rbuf;
+    dsup_buf wq;
+    dsup_buf wflight;
+    uv_write_t wreq;
+    int writing;
+    int dirty;              /* on the node's flush list */
+    int pending_cb;         /* an epmd/getaddrinfo callback still refers to us */
+    int freed_when_done;
+    int was_up;             /* reached CONN_UP: its loss is a nodedown */
+    uint64_t last_rx_ms;    /* loop time of the last byte read */
+    int wrote_since_tick;
+    uv_connect_t creq;
+    uv_getaddrinfo_t gai;
+    struct sockaddr_storage addr;
+} dsup_conn;
+
+typedef struct dsup_nodeinfo {
+    uv_loop_t *loop;
+    const char *name;       /* interned "alive@host" */
+    char alive[256];
+    char host[256];
+    char cookie[1024];
+    uint32_t creation;
+    uint64_t flags;         /* what we advertise */
+    int visible;
+    unsigned ticktime_ms;   /* net_ticktime in ms */
+    size_t max_frame;
+    uv_tcp_t listener;
+    int port;
+    dsup_conn **conns;
+    size_t nconns, capconns;
+    dsup_conn **flush;      /* connections with queued frames */
+    size_t nflush, capflush;
+    uv_timer_t tick_timer;
+    uv_idle_t idle;         /* runs deferred local work without blocking poll */
+    int idle_on;
+    uv_signal_t sigint, sigterm;
+    int running, stopping, exit_status;
+    ei_x_buff scratch;      /* reusable encode buffer for replies and signals */
+    const char **connect;   /* --connect targets, dialled once registered */
+    int nconnect;
+    uint32_t ref_n[3];
+} dsup_nodeinfo;
+
+extern dsup_nodeinfo *g_node;
+
+/* The connection to `peer`, starting one if none and `connect` is set.
+ * NULL when the name is not a valid node name or it is ourselves. */
+dsup_conn *dsup_node_conn(const char *peer, int connect);
+/* Queue one control message (and message) to the peer node; connects on
+ * demand. Frames queued before the handshake completes are sent after it. */
+int dsup_node_send_ctrl(const char *peer, const dsup_ctrl *c);
+/* Make sure deferred work (local messages, flushes) runs soon. */
+void dsup_node_wake(void);
+/* A fresh reference from this node. */
+void dsup_node_make_ref(dsup_ref *ref);
+/* Loop time in ms. */
+uint64_t dsup_node_now(void);
+/* Called by conn.c */
+void dsup_node_conn_up(dsup_conn *c);
+void dsup_node_conn_closed(dsup_conn *c);
+void dsup_node_mark_dirty(dsup_conn *c);
+void dsup_node_flush_all(void);
+void dsup_node_dispatch(dsup_conn *c, const dsup_ctrl *ctrl);
+int dsup_node_accept_peer(dsup_conn *c, const char *peer);
+void dsup_node_conn_remove(dsup_conn *c);
+
+int dsup_node_start(void);
+int dsup_node_add_connect_target(const char *peer);
+
+/* Conversions between our pids and wire pids. */
+void dsup_pid_to_wire(const dsup_pid *p, dsup_wire_pid *w);
+int dsup_pid_from_wire(const dsup_wire_pid *w, dsup_pid *p);
+
+#endif

@@ -1,0 +1,286 @@
+/* node_ctrl.c — the node's own services:
+ *  - `dsup_node`, a registered C process: {spawn, Type, Args}, which_workers;
+ *  - the names the BEAM expects on every node: net_kernel (is_auth, so that
+ *    net_adm:ping answers pong), rex (features_request, and rpc calls, of
+ *    which erlang:nodes/0,1 is answered and the rest refused cleanly),
+ *    global_name_server (its init_connect is ignored, never crashed on);
+ *  - transitive connections: on each new connection, and every 10 s, ask
+ *    peers for their connected nodes and connect to those we lack. */
+#include "node_ctrl.h"
+
+#include <stdio.h>
+#include <string.h>
+
+#include "gen_server.h"
+#include "intern.h"
+#include "log.h"
+#include "node.h"
+#include "proc.h"
+#include "term.h"
+
+#define NODES_QUERY_MS 10000
+
+static dsup_proc *ctrl;
+static uv_timer_t query_timer;
+static const char *n_net_kernel, *n_rex, *n_global;
+
+/* ---- the dsup_node process ------------------------------------------------ */
+
+static dsup_call_ret ctrl_call(dsup_proc *self, void *state, dsup_term req, const dsup_from *from,
+                               ei_x_buff *reply)
+{
+    dsup_term el[4];
+    int ar;
+    if (dsup_term_tagged(req, "spawn", &ar, el, 4) && ar == 3) {
+        char type[MAXATOMLEN_UTF8];
+        int i = 0;
+        if (ei_decode_atom(el[1].buf, &i, type) < 0) {
+            ei_x_encode_tuple_header(reply, 2);
+            ei_x_encode_atom(reply, "error");
+            ei_x_encode_tuple_header(reply, 2);
+            ei_x_encode_atom(reply, "bad_type");
+            dsup_x_encode_term(reply, el[1]);
+            return DSUP_REPLY;
+        }
+        ei_x_buff *why = dsup_term_scratch();
+        dsup_pid pid;
+        if (dsup_spawn(type, &el[2], NULL, &pid, why) == 0) {
+            ei_x_encode_tuple_header(reply, 2);
+            ei_x_encode_atom(reply, "ok");
+            dsup_x_encode_pid(reply, &pid);
+        } else {
+            ei_x_encode_tuple_header(reply, 2);
+            ei_x_encode_atom(reply, "error");
+            ei_x_append_buf(reply, why->buff, why->index);
+        }
+        dsup_term_scratch_release(why);
+        return DSUP_REPLY;
+    }
+    if (dsup_term_is_atom(req, "which_workers")) {
+        dsup_which_workers(reply);
+        return DSUP_REPLY;
+    }
+    if (dsup_term_is_atom(req, "node_info")) {
+        /* [{name, N}, {visible, B}, {processes, Count}, {connections, Nodes}] */
+        ei_x_encode_list_header(reply, 3);
+        ei_x_encode_tuple_header(reply, 2);
+        ei_x_encode_atom(reply, "name");
+        ei_x_encode_atom(reply, g_node->name);
+        ei_x_encode_tuple_header(reply, 2);
+        ei_x_encode_atom(reply, "visible");
+        ei_x_encode_boolean(reply, g_node->visible);
+        ei_x_encode_tuple_header(reply, 2);
+        ei_x_encode_atom(reply, "processes");
+        ei_x_encode_ulong(reply, dsup_proc_count());
+        ei_x_encode_empty_list(reply);
+        return DSUP_REPLY;
+    }
+    ei_x_encode_tuple_header(reply, 2);
+    ei_x_encode_atom(reply, "error");
+    ei_x_encode_tuple_header(reply, 2);
+    ei_x_encode_atom(reply, "unknown_call");
+    dsup_x_encode_term(reply, req);
+    return DSUP_REPLY;
+}
+
+/* Replies to our nodes queries: {Ref, [Node]} — connect to what we lack. */
+static void ctrl_info(dsup_proc *self, void *state, dsup_term msg)
+{
+    dsup_term el[2];
+    if (dsup_term_tuple(msg, el, 2) != 2)
+        return;
+    int i = 0, n, type, size;
+    if (ei_get_type(el[1].buf, &i, &type, &size) < 0 || type != ERL_LIST_EXT)
+        return;
+    if (ei_decode_list_header(el[1].buf, &i, &n) < 0)
+        return;
+    for (int k = 0; k < n; k++) {
+        const char *name;
+        size_t len;
+        if (dsup_term_atom_text(el[1].buf, &i, &name, &len) < 0)
+            return;
+        const char *node = dsup_intern(name, len);
+        if (node && node != g_node->name && !dsup_node_conn(node, 0)) {
+            LOG_DEBUG("connecting to %s, a peer's peer", node);
+            dsup_node_conn(node, 1);
+        }
+    }
+}
+
+static const dsup_worker_type ctrl_type = {
+    .name = "dsup_node",
+    .handle_call = ctrl_call,
+    .handle_info = ctrl_info,
+};
+
+/* ---- transitive connections ------------------------------------------------- */
+
+static void ask_nodes(const char *peer)
+{
+    if (!ctrl)
+        return;
+    dsup_ref ref;
+    dsup_node_make_ref(&ref);
+    ei_x_buff *x = dsup_term_scratch();
+    ei_x_encode_tuple_header(x, 3);
+    ei_x_encode_atom(x, "$gen_call");
+    ei_x_encode_tuple_header(x, 2);
+    dsup_x_encode_pid(x, dsup_self(ctrl));
+    dsup_x_encode_ref(x, &ref);
+    ei_x_encode_tuple_header(x, 5);
+    ei_x_encode_atom(x, "call");
+    ei_x_encode_atom(x, "erlang");
+    ei_x_encode_atom(x, "nodes");
+    ei_x_encode_list_header(x, 1);
+    ei_x_encode_atom(x, "connected");
+    ei_x_encode_empty_list(x);
+    dsup_x_encode_pid(x, dsup_self(ctrl));
+    dsup_send_named(ctrl, "rex", peer, x);
+    dsup_term_scratch_release(x);
+}
+
+static void on_query_timer(uv_timer_t *t)
+{
+    for (size_t i = 0; i < g_node->nconns; i++)
+        if (g_node->conns[i]->state == CONN_UP)
+            ask_nodes(g_node->conns[i]->peer);
+}
+
+void dsup_node_ctrl_conn_up(const char *peer) { ask_nodes(peer); }
+
+void dsup_node_ctrl_conn_down(const char *peer) { (void)peer; }
+
+/* ---- names the BEAM expects ------------------------------------------------------ */
+
+static void reply_to(const dsup_pid *to, dsup_term tag, void (*enc)(ei_x_buff *x, void *arg), void *arg)
+{
+    ei_x_buff *x = dsup_term_scratch();
+    ei_x_encode_tuple_header(x, 2);
+    ei_x_append_buf(x, tag.buf, (int)tag.len);
+    enc(x, arg);
+    dsup_proc_send(NULL, to, (dsup_term){ x->buff, (size_t)x->index });
+    dsup_term_scratch_release(x);
+}
+
+static void enc_yes(ei_x_buff *x, void *arg) { ei_x_encode_atom(x, "yes"); }
+
+static void enc_nodes(ei_x_buff *x, void *arg)
+{
+    size_t n = 0;
+    for (size_t i = 0; i < g_node->nconns; i++)
+        if (g_node->conns[i]->state == CONN_UP)
+            n++;
+    if (n)
+        ei_x_encode_list_header(x, (long)n);
+    for (size_t i = 0; i < g_node->nconns; i++)
+        if (g_node->conns[i]->state == CONN_UP)
+            ei_x_encode_atom(x, g_node->conns[i]->peer);
+    ei_x_encode_empty_list(x);
+}
+
+static void enc_badrpc(ei_x_buff *x, void *arg)
+{
+    ei_x_encode_tuple_header(x, 2);
+    ei_x_encode_atom(x, "badrpc");
+    ei_x_encode_tuple_header(x, 2);
+    ei_x_encode_atom(x, "dsup_node");
+    ei_x_encode_atom(x, "rpc_not_supported_on_c_node");
+}
+
+static int gen_call_parts(dsup_term msg, dsup_pid *from, dsup_term *tag, dsup_term *req)
+{
+    dsup_term el[3], fr[2];
+    int ar, i = 0;
+    if (!dsup_term_tagged(msg, "$gen_call", &ar, el, 3) || ar != 3)
+        return -1;
+    if (dsup_term_tuple(el[1], fr, 2) != 2 || dsup_decode_pid(fr[0].buf, &i, from) < 0)
+        return -1;
+    *tag = fr[1];
+    *req = el[2];
+    return 0;
+}
+
+int dsup_node_ctrl_is_special(const char *name)
+{
+    if (!n_net_kernel) {
+        n_net_kernel = dsup_intern_str("net_kernel");
+        n_rex = dsup_intern_str("rex");
+        n_global = dsup_intern_str("global_name_server");
+    }
+    return name && (name == n_net_kernel || name == n_rex || name == n_global);
+}
+
+int dsup_node_ctrl_special(const char *name, const dsup_pid *sender, dsup_term msg)
+{
+    if (!dsup_node_ctrl_is_special(name))
+        return 0;
+    dsup_pid from;
+    dsup_term tag, req, el[6];
+    int ar;
+    if (name == n_net_kernel) {
+        if (gen_call_parts(msg, &from, &tag, &req) == 0 && dsup_term_tagged(req, "is_auth", &ar, el, 2))
+            reply_to(&from, tag, enc_yes, NULL);
+        return 1;
+    }
+    if (name == n_rex) {
+        /* {Pid, features_request} -> {features_reply, Node, []} */
+        if (dsup_term_tuple(msg, el, 2) == 2 && dsup_term_is_atom(el[1], "features_request")) {
+            int i = 0;
+            if (dsup_decode_pid(el[0].buf, &i, &from) < 0)
+                return 1;
+            ei_x_buff *x = dsup_term_scratch();
+            ei_x_encode_tuple_header(x, 3);
+            ei_x_encode_atom(x, "features_reply");
+            ei_x_encode_atom(x, g_node->name);
+            ei_x_encode_empty_list(x);
+            dsup_proc_send(NULL, &from, (dsup_term){ x->buff, (size_t)x->index });
+            dsup_term_scratch_release(x);
+            return 1;
+        }
+        if (gen_call_parts(msg, &from, &tag, &req) == 0) {
+            if (dsup_term_tagged(req, "call", &ar, el, 6) && ar == 5 && dsup_term_is_atom(el[1], "erlang") &&
+                dsup_term_is_atom(el[2], "nodes"))
+                reply_to(&from, tag, enc_nodes, NULL);
+            else
+                reply_to(&from, tag, enc_badrpc, NULL);
+        }
+        return 1;
+    }
+    if (name == n_global) {
+        /* global's init_connect and friends: a C-node takes no part in
+         * global name registration. Dropping them is what an unknown name
+         * would get; doing it here keeps the log quiet. */
+        return 1;
+    }
+    (void)sender;
+    return 0;
+}
+
+/* ---- lifecycle --------------------------------------------------------------------- */
+
+void dsup_node_ctrl_ready(void)
+{
+    dsup_register_internal_type(&ctrl_type);
+    if (dsup_spawn_proc("dsup_node", NULL, NULL, &ctrl, NULL) < 0 || dsup_proc_register(ctrl, "dsup_node") < 0) {
+        LOG_ERROR("cannot start the dsup_node process");
+        dsup_shutdown();
+        return;
+    }
+    uv_timer_init(g_node->loop, &query_timer);
+    uv_timer_start(&query_timer, on_query_timer, NODES_QUERY_MS, NODES_QUERY_MS);
+    for (int i = 0; i < g_node->nconnect; i++)
+        if (dsup_node_add_connect_target(g_node->connect[i]) < 0)
+            LOG_WARN("--connect %s: not a node name", g_node->connect[i]);
+    LOG_INFO("node %s up (%s, port %d, creation %u)", g_node->name, g_node->visible ? "visible" : "hidden",
+             g_node->port, g_node->creation);
+    printf("dsup-node ready %s\n", g_node->name);
+    fflush(stdout);
+}
+
+void dsup_node_ctrl_stopping(void)
+{
+    if (uv_is_active((uv_handle_t *)&query_timer) || ctrl)
+        if (!uv_is_closing((uv_handle_t *)&query_timer) && query_timer.loop)
+            uv_close((uv_handle_t *)&query_timer, NULL);
+    ctrl = NULL;
+}

@@ -1,0 +1,18 @@
+/* node_ctrl.h — the node's own services (dsup_node, net_kernel, rex, global). */
+#ifndef DSUP_NODE_CTRL_H
+#define DSUP_NODE_CTRL_H
+
+#include "dsup.h"
+
+/* Registered with epmd: start dsup_node, dial --connect targets. */
+void dsup_node_ctrl_ready(void);
+void dsup_node_ctrl_stopping(void);
+void dsup_node_ctrl_conn_up(const char *peer);
+void dsup_node_ctrl_conn_down(const char *peer);
+/* net_kernel, rex, global_name_server: names that live as long as the node
+ * (monitors on them never fire while it is up). */
+int dsup_node_ctrl_is_special(const char *name);
+/* A REG_SEND to one of the names the node answers itself: 1 if handled. */
+int dsup_node_ctrl_special(const char *name, const dsup_pid *sender, dsup_term msg);
+
+#endif

@@ -1,0 +1,779 @@
+/* proc.c — the local process table and the signals between processes.
+ *
+ * Pids are (num:15, serial:13) like a BEAM's, packed into a 28-bit key and
+ * kept in an open-addressing table (linear probing, backward-shift delete),
+ * so a million processes cost one pointer slot each. */
+#include "proc.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "intern.h"
+#include "log.h"
+#include "node.h"
+#include "term.h"
+
+#define KEY_BITS 28
+#define KEY_MASK ((1u << KEY_BITS) - 1)
+
+static dsup_proc **table;
+static size_t tcap, tcount;
+static uint32_t next_key = 1;
+
+typedef struct name_ent {
+    const char *name;
+    dsup_proc *p;
+} name_ent;
+static name_ent *names;
+static size_t ncap, ncount;
+
+static size_t slot_of(uint32_t key, size_t cap) { return (key * 2654435761u) & (cap - 1); }
+
+void dsup_proc_table_init(void)
+{
+    tcap = 1024;
+    table = calloc(tcap, sizeof *table);
+    ncap = 64;
+    names = calloc(ncap, sizeof *names);
+}
+
+size_t dsup_proc_count(void) { return tcount; }
+
+static void table_put(dsup_proc *p)
+{
+    size_t i = slot_of(p->key, tcap);
+    while (table[i])
+        i = (i + 1) & (tcap - 1);
+    table[i] = p;
+    tcount++;
+}
+
+static int table_grow(void)
+{
+    size_t oc = tcap;
+    dsup_proc **old = table;
+    dsup_proc **nt = calloc(oc * 2, sizeof *nt);
+    if (!nt)
+        return -1;
+    table = nt;
+    tcap = oc * 2;
+    tcount = 0;
+    for (size_t i = 0; i < oc; i++)
+        if (old[i])
+            table_put(old[i]);
+    free(old);
+    return 0;
+}
+
+static dsup_proc *table_get(uint32_t key)
+{
+    size_t i = slot_of(key, tcap);
+    while (table[i]) {
+        if (table[i]->key == key)
+            return table[i];
+        i = (i + 1) & (tcap - 1);
+    }
+    return NULL;
+}
+
+static void table_del(uint32_t key)
+{
+    size_t i = slot_of(key, tcap);
+    while (table[i] && table[i]->key != key)
+        i = (i + 1) & (tcap - 1);
+    if (!table[i])
+        return;
+    table[i] = NULL;
+    tcount--;
+    /* Backward-shift the cluster that follows so lookups need no tombstones. */
+    size_t j = i;
+    for (;;) {
+        j = (j + 1) & (tcap - 1);
+        if (!table[j])
+            break;
+        size_t home = slot_of(table[j]->key, tcap);
+        int movable = (i <= j) ? (home <= i || home > j) : (home <= i && home > j);
+        if (movable) {
+            table[i] = table[j];
+            table[j] = NULL;
+            i = j;
+        }
+    }
+}
+
+dsup_proc *dsup_proc_new(const dsup_proc_class *cls)
+{
+    if ((tcount + 1) * 2 > tcap && table_grow())
+        return NULL;
+    dsup_proc *p = calloc(1, sizeof *p);
+    if (!p)
+        return NULL;
+    /* Next free key; wraps like the BEAM's pid counter. */
+    for (;;) {
+        uint32_t k = next_key;
+        next_key = (next_key + 1) & KEY_MASK;
+        if (next_key == 0)
+            next_key = 1;
+        if (!table_get(k)) {
+            p->key = k;
+            break;
+        }
+    }
+    p->pid.node = g_node->name;
+    p->pid.num = p->key & 0x7fff;
+    p->pid.serial = p->key >> 15;
+    p->pid.creation = g_node->creation;
+    p->cls = cls;
+    table_put(p);
+    return p;
+}
+
+dsup_proc *dsup_proc_lookup(const dsup_pid *pid)
+{
+    if (pid->node != g_node->name || pid->creation != g_node->creation || pid->num > 0x7fff ||
+        pid->serial > 0x1fff)
+        return NULL;
+    dsup_proc *p = table_get(pid->num | (pid->serial << 15));
+    return p && !p->dead ? p : NULL;
+}
+
+void dsup_proc_foreach(void (*fn)(dsup_proc *p, void *arg), void *arg)
+{
+    /* Collect first: fn may end processes and reshape the table. */
+    size_t n = 0;
+    dsup_proc **all = malloc((tcount + 1) * sizeof *all);
+    if (!all)
+        return;
+    for (size_t i = 0; i < tcap; i++)
+        if (table[i])
+            all[n++] = table[i];
+    uint32_t *keys = malloc((n + 1) * sizeof *keys);
+    if (!keys) {
+        free(all);
+        return;
+    }
+    for (size_t i = 0; i < n; i++)
+        keys[i] = all[i]->key;
+    for (size_t i = 0; i < n; i++) {
+        dsup_proc *p = table_get(keys[i]);
+        if (p && p == all[i] && !p->dead)
+            fn(p, arg);
+    }
+    free(keys);
+    free(all);
+}
+
+/* ---- registered names --------------------------------------------------- */
+
+static size_t name_slot(const char *name, size_t cap) { return ((uintptr_t)name >> 4) * 2654435761u & (cap - 1); }
+
+dsup_proc *dsup_proc_whereis(const char *name)
+{
+    if (!name)
+        return NULL;
+    size_t i = name_slot(name, ncap);
+    while (names[i].name) {
+        if (names[i].name == name)
+            return names[i].p;
+        i = (i + 1) & (ncap - 1);
+    }
+    return NULL;
+}
+
+static void names_put(const char *name, dsup_proc *p)
+{
+    size_t i = name_slot(name, ncap);
+    while (names[i].name)
+        i = (i + 1) & (ncap - 1);
+    names[i].name = name;
+    names[i].p = p;
+    ncount++;
+}
+
+int dsup_proc_register(dsup_proc *p, const char *name)
+{
+    name = dsup_intern_str(name);
+    if (!name || p->reg_name || dsup_proc_whereis(name))
+        return -1;
+    if ((ncount + 1) * 2 > ncap) {
+        name_ent *old = names;
+        size_t oc = ncap;
+        names = calloc(oc * 2, sizeof *names);
+        ncap = oc * 2;
+        ncount = 0;
+        for (size_t i = 0; i < oc; i++)
+            if (old[i].name)
+                names_put(old[i].name, old[i].p);
+        free(old);
+    }
+    names_put(name, p);
+    p->reg_name = name;
+    return 0;
+}
+
+static void unregister(dsup_proc *p)
+{
+    if (!p->reg_name)
+        return;
+    /* Rebuild the small name table without this entry (names are few). */
+    name_ent *old = names;
+    size_t oc = ncap;
+    names = calloc(oc, sizeof *names);
+    ncount = 0;
+    for (size_t i = 0; i < oc; i++)
+        if (old[i].name && old[i].p != p)
+            names_put(old[i].name, old[i].p);
+    free(old);
+    p->reg_name = NULL;
+}
+
+/* ---- the local signal queue ---------------------------------------------- */
+
+enum { Q_MSG = 1, Q_EXIT_LINK, Q_EXIT2 };
+
+typedef struct qrec {
+    uint32_t type;
+    uint32_t len;
+    dsup_pid to;
+    dsup_pid from;
+} qrec;
+
+static dsup_buf queue[2];
+static int qcur;
+
+static size_t align8(size_t n) { return (n + 7) & ~(size_t)7; }
+
+static int enqueue(uint32_t type, const dsup_pid *to, const dsup_pid *from, dsup_term t)
+{
+    dsup_buf *q = &queue[qcur];
+    size_t need = align8(sizeof(qrec) + t.len);
+    if (dsup_buf_reserve(q, need))
+        return -1;
+    qrec *r = (qrec *)(void *)(q->data + q->len);
+    r->type = type;
+    r->len = (uint32_t)t.len;
+    r->to = *to;
+    if (from)
+        r->from = *from;
+    else
+        memset(&r->from, 0, sizeof r->from);
+    memcpy(r + 1, t.buf, t.len);
+    q->len += need;
+    dsup_node_wake();
+    return 0;
+}
+
+int dsup_proc_enqueue(const dsup_pid *to, dsup_term msg) { return enqueue(Q_MSG, to, NULL, msg); }
+
+int dsup_proc_run_queue(void)
+{
+    int ran = 0;
+    while (queue[qcur].len) {
+        /* Swap so that handlers enqueue into the other buffer while we read. */
+        dsup_buf *q = &queue[qcur];
+        qcur ^= 1;
+        for (size_t off = 0; off < q->len;) {
+            qrec *r = (qrec *)(void *)(q->data + off);
+            dsup_term t = { (const char *)(r + 1), r->len };
+            dsup_proc *p = dsup_proc_lookup(&r->to);
+            if (p) {
+                if (r->type == Q_MSG)
+                    dsup_proc_deliver(p, t);
+                else
+                    dsup_proc_sig_exit(p, &r->from, t, r->type == Q_EXIT_LINK);
+            }
+            off += align8(sizeof(qrec) + r->len);
+            ran = 1;
+        }
+        q->len = 0;
+    }
+    return ran;
+}
+
+/* ---- sending -------------------------------------------------------------- */
+
+static int is_local(const dsup_pid *pid) { return pid->node == g_node->name; }
+
+int dsup_proc_send(const dsup_pid *from, const dsup_pid *to, dsup_term msg)
+{
+    if (is_local(to))
+        return dsup_proc_enqueue(to, msg);
+    dsup_ctrl c;
+    memset(&c, 0, sizeof c);
+    c.op = DSUP_OP_SEND;
+    dsup_pid_to_wire(to, &c.to);
+    c.msg.ptr = msg.buf;
+    c.msg.len = (uint32_t)msg.len;
+    return dsup_node_send_ctrl(to->node, &c);
+}
+
+static void send_exit_signal(const dsup_pid *from, const dsup_pid *to, dsup_term reason, int is_link)
+{
+    if (is_local(to)) {
+        enqueue(is_link ? Q_EXIT_LINK : Q_EXIT2, to, from, reason);
+        return;
+    }
+    dsup_ctrl c;
+    memset(&c, 0, sizeof c);
+    c.op = is_link ? DSUP_OP_EXIT : DSUP_OP_EXIT2;
+    dsup_pid_to_wire(from, &c.from);
+    dsup_pid_to_wire(to, &c.to);
+    c.reason.ptr = reason.buf;
+    c.reason.len = (uint32_t)reason.len;
+    dsup_node_send_ctrl(to->node, &c);
+}
+
+/* ---- small arrays ------------------------------------------------------------ */
+
+static int grow_arr(void **arr, uint32_t *cap, uint32_t n, size_t elem)
+{
+    if (n < *cap)
+        return 0;
+    uint32_t nc = *cap ? *cap * 2 : 2;
+    void *na = realloc(*arr, nc * elem);
+    if (!na)
+        return -1;
+    *arr = na;
+    *cap = nc;
+    return 0;
+}
+
+static int link_index(const dsup_proc *p, const dsup_pid *other)
+{
+    for (uint32_t i = 0; i < p->nlinks; i++)
+        if (dsup_pid_eq(&p->links[i], other))
+            return (int)i;
+    return -1;
+}
+
+static int add_link(dsup_proc *p, const dsup_pid *other)
+{
+    if (link_index(p, other) >= 0)
+        return 0;
+    if (grow_arr((void **)&p->links, &p->caplinks, p->nlinks, sizeof *p->links))
+        return -1;
+    p->links[p->nlinks++] = *other;
+    return 0;
+}
+
+static int remove_link(dsup_proc *p, const dsup_pid *other)
+{
+    int i = link_index(p, other);
+    if (i < 0)
+        return 0;
+    p->links[i] = p->links[--p->nlinks];
+    return 1;
+}
+
+static int mon_index(const dsup_monitor_rec *arr, uint32_t n, const dsup_ref *ref)
+{
+    for (uint32_t i = 0; i < n; i++)
+        if (dsup_ref_eq(&arr[i].ref, ref))
+            return (int)i;
+    return -1;
+}
+
+/* ---- signals arriving at a local process ------------------------------------- */
+
+void dsup_proc_sig_link(dsup_proc *p, const dsup_pid *from) { add_link(p, from); }
+
+void dsup_proc_sig_unlink(dsup_proc *p, const dsup_pid *from) { remove_link(p, from); }
+
+/* {'EXIT', From, Reason} into the mailbox of a trapping process. */
+static void deliver_exit_msg(dsup_proc *p, const dsup_pid *from, dsup_term reason)
+{
+    ei_x_buff *x = dsup_term_scratch();
+    ei_x_encode_tuple_header(x, 3);
+    ei_x_encode_atom(x, "EXIT");
+    dsup_x_encode_pid(x, from);
+    dsup_x_encode_term(x, reason);
+    dsup_term t = { x->buff, (size_t)x->index };
+    dsup_proc_deliver(p, t);
+    dsup_term_scratch_release(x);
+}
+
+void dsup_proc_sig_exit(dsup_proc *p, const dsup_pid *from, dsup_term reason, int is_link)
+{
+    if (p->dead)
+        return;
+    if (is_link && !remove_link(p, from))
+        return; /* no such link (already unlinked): the signal is void */
+    int is_kill = dsup_term_is_atom(reason, "kill");
+    if (is_kill && !is_link) {
+        dsup_proc_exit(p, dsup_reason_atom("killed"));
+        return;
+    }
+    if (p->trap_exit) {
+        deliver_exit_msg(p, from, reason);
+        return;
+    }
+    if (dsup_term_is_atom(reason, "normal")) {
+        if (!is_link && dsup_pid_eq(from, &p->pid))
+            dsup_proc_exit(p, reason);
+        return;
+    }
+    dsup_proc_exit(p, reason);
+}
+
+void dsup_proc_sig_monitor(dsup_proc *p, const dsup_pid *watcher, const dsup_ref *ref, const char *by_name)
+{
+    if (grow_arr((void **)&p->watchers, &p->capwatchers, p->nwatchers, sizeof *p->watchers))
+        return;
+    dsup_monitor_rec *m = &p->watchers[p->nwatchers++];
+    memset(m, 0, sizeof *m);
+    m->ref = *ref;
+    m->pid = *watcher;
+    m->name = by_name;
+    m->name_node = by_name ? g_node->name : NULL;
+}
+
+void dsup_proc_sig_demonitor(dsup_proc *p, const dsup_pid *watcher, const dsup_ref *ref)
+{
+    int i = mon_index(p->watchers, p->nwatchers, ref);
+    if (i >= 0)
+        p->watchers[i] = p->watchers[--p->nwatchers];
+}
+
+/* {'DOWN', Ref, process, PidOrNameTuple, Reason} */
+static void encode_down(ei_x_buff *x, const dsup_ref *ref, const dsup_pid *who, const char *who_name,
+                        const char *who_node, dsup_term reason)
+{
+    ei_x_encode_tuple_header(x, 5);
+    ei_x_encode_atom(x, "DOWN");
+    dsup_x_encode_ref(x, ref);
+    ei_x_encode_atom(x, "process");
+    if (who_name) {
+        ei_x_encode_tuple_header(x, 2);
+        ei_x_encode_atom(x, who_name);
+        ei_x_encode_atom(x, who_node);
+    } else {
+        dsup_x_encode_pid(x, who);
+    }
+    dsup_x_encode_term(x, reason);
+}
+
+void dsup_proc_sig_down(dsup_proc *p, const dsup_ref *ref, const dsup_pid *who, const char *who_name,
+                        const char *who_node, dsup_term reason)
+{
+    int i = mon_index(p->watching, p->nwatching, ref);
+    if (i < 0)
+        return; /* demonitored meanwhile */
+    p->watching[i] = p->watching[--p->nwatching];
+    ei_x_buff *x = dsup_term_scratch();
+    encode_down(x, ref, who, who_name, who_node, reason);
+    dsup_term t = { x->buff, (size_t)x->index };
+    dsup_proc_deliver(p, t);
+    dsup_term_scratch_release(x);
+}
+
+/* ---- delivering ------------------------------------------------------------ */
+
+void dsup_proc_deliver(dsup_proc *p, dsup_term msg)
+{
+    if (p->dead)
+        return;
+    p->in_callback++;
+    p->cls->message(p, msg);
+    p->in_callback--;
+    dsup_proc_after_callback(p);
+}
+
+void dsup_proc_after_callback(dsup_proc *p)
+{
+    if (p->in_callback == 0 && p->stop_reason.index > 0 && !p->dead) {
+        dsup_term r = { p->stop_reason.buff, (size_t)p->stop_reason.index };
+        dsup_proc_exit(p, r);
+    }
+}
+
+/* ---- process exit ---------------------------------------------------------- */
+
+void dsup_proc_exit(dsup_proc *p, dsup_term reason)
+{
+    if (p->dead)
+        return;
+    p->dead = 1;
+    /* The reason may live in p (stop_reason) or a scratch buffer that the
+     * class's exiting hook reuses: keep our own copy until we are done. */
+    dsup_term r = dsup_term_dup(reason);
+    LOG_DEBUG("process <%u.%u> (%s) exits", p->pid.num, p->pid.serial, p->type ? p->type->name : "-");
+    if (p->cls->exiting)
+        p->cls->exiting(p, r);
+
+    for (uint32_t i = 0; i < p->nlinks; i++)
+        send_exit_signal(&p->pid, &p->links[i], r, 1);
+
+    for (uint32_t i = 0; i < p->nwatchers; i++) {
+        dsup_monitor_rec *m = &p->watchers[i];
+        if (is_local(&m->pid)) {
+            dsup_proc *w = dsup_proc_lookup(&m->pid);
+            if (!w)
+                continue;
+            int k = mon_index(w->watching, w->nwatching, &m->ref);
+            if (k < 0)
+                continue;
+            w->watching[k] = w->watching[--w->nwatching];
+            ei_x_buff *x = dsup_term_scratch();
+            encode_down(x, &m->ref, &p->pid, m->name, m->name_node, r);
+            dsup_term t = { x->buff, (size_t)x->index };
+            dsup_proc_enqueue(&m->pid, t);
+            dsup_term_scratch_release(x);
+        } else {
+            dsup_ctrl c;
+            memset(&c, 0, sizeof c);
+            c.op = DSUP_OP_MONITOR_P_EXIT;
+            if (m->name) {
+                c.from_is_name = 1;
+                c.from_name.ptr = m->name;
+                c.from_name.len = (uint32_t)strlen(m->name);
+            } else {
+                dsup_pid_to_wire(&p->pid, &c.from);
+            }
+            dsup_pid_to_wire(&m->pid, &c.to);
+            ei_x_buff *x = dsup_term_scratch();
+            dsup_x_encode_ref(x, &m->ref);
+            c.ref.ptr = x->buff;
+            c.ref.len = (uint32_t)x->index;
+            c.reason.ptr = r.buf;
+            c.reason.len = (uint32_t)r.len;
+            dsup_node_send_ctrl(m->pid.node, &c);
+            dsup_term_scratch_release(x);
+        }
+    }
+
+    for (uint32_t i = 0; i < p->nwatching; i++) {
+        dsup_monitor_rec *m = &p->watching[i];
+        if (m->name ? m->name_node == g_node->name : is_local(&m->pid)) {
+            dsup_proc *t = m->name ? dsup_proc_whereis(m->name) : dsup_proc_lookup(&m->pid);
+            if (t)
+                dsup_proc_sig_demonitor(t, &p->pid, &m->ref);
+        } else {
+            dsup_ctrl c;
+            memset(&c, 0, sizeof c);
+            c.op = DSUP_OP_DEMONITOR_P;
+            dsup_pid_to_wire(&p->pid, &c.from);
+            if (m->name) {
+                c.to_is_name = 1;
+                c.to_name.ptr = m->name;
+                c.to_name.len = (uint32_t)strlen(m->name);
+            } else {
+                dsup_pid_to_wire(&m->pid, &c.to);
+            }
+            ei_x_buff *x = dsup_term_scratch();
+            dsup_x_encode_ref(x, &m->ref);
+            c.ref.ptr = x->buff;
+            c.ref.len = (uint32_t)x->index;
+            dsup_node_send_ctrl(m->name ? m->name_node : m->pid.node, &c);
+            dsup_term_scratch_release(x);
+        }
+    }
+
+    unregister(p);
+    table_del(p->key);
+    free(p->links);
+    free(p->watchers);
+    free(p->watching);
+    if (p->stop_reason.buff)
+        ei_x_free(&p->stop_reason);
+    dsup_buf_free(&p->deferred);
+    dsup_term_free(&r);
+    free(p);
+}
+
+/* ---- node loss ---------------------------------------------------------------- */
+
+static void node_down_one(dsup_proc *p, void *arg)
+{
+    const char *node = arg;
+    /* Monitors others on that node held on us: gone with the node. */
+    for (uint32_t i = 0; i < p->nwatchers;) {
+        if (p->watchers[i].pid.node == node)
+            p->watchers[i] = p->watchers[--p->nwatchers];
+        else
+            i++;
+    }
+    /* Monitors we held on that node's processes fire with noconnection. */
+    for (uint32_t i = 0; i < p->nwatching && !p->dead;) {
+        dsup_monitor_rec m = p->watching[i];
+        const char *mnode = m.name ? m.name_node : m.pid.node;
+        if (mnode == node) {
+            dsup_proc_sig_down(p, &m.ref, &m.pid, m.name, m.name_node, dsup_reason_atom("noconnection"));
+            i = 0; /* the array changed under us */
+        } else {
+            i++;
+        }
+    }
+    /* Links to that node break with noconnection. */
+    for (uint32_t i = 0; i < p->nlinks && !p->dead;) {
+        if (p->links[i].node == node) {
+            dsup_pid other = p->links[i];
+            dsup_proc_sig_exit(p, &other, dsup_reason_atom("noconnection"), 1);
+            i = 0;
+        } else {
+            i++;
+        }
+    }
+}
+
+void dsup_proc_node_down(const char *node) { dsup_proc_foreach(node_down_one, (void *)node); }
+
+/* ---- public API pieces ---------------------------------------------------------- */
+
+const dsup_pid *dsup_self(const dsup_proc *self) { return &self->pid; }
+void *dsup_state(const dsup_proc *self) { return self->state; }
+const dsup_worker_type *dsup_type(const dsup_proc *self) { return self->type; }
+void dsup_trap_exit(dsup_proc *self, int on) { self->trap_exit = on ? 1 : 0; }
+
+void dsup_stop(dsup_proc *self, dsup_term reason)
+{
+    if (!self->stop_reason.buff)
+        ei_x_new(&self->stop_reason);
+    self->stop_reason.index = 0;
+    dsup_x_encode_term(&self->stop_reason, reason);
+    if (self->in_callback == 0)
+        dsup_proc_after_callback(self);
+}
+
+void dsup_stop_atom(dsup_proc *self, const char *reason) { dsup_stop(self, dsup_reason_atom(reason)); }
+
+int dsup_send(dsup_proc *self, const dsup_pid *to, const ei_x_buff *msg)
+{
+    return dsup_proc_send(self ? &self->pid : NULL, to, dsup_term_of_x(msg));
+}
+
+int dsup_send_named(dsup_proc *self, const char *name, const char *node, const ei_x_buff *msg)
+{
+    dsup_term t = dsup_term_of_x(msg);
+    const char *n = node ? dsup_intern_str(node) : g_node->name;
+    if (!n)
+        return -1;
+    if (n == g_node->name) {
+        dsup_proc *p = dsup_proc_whereis(dsup_intern_str(name));
+        return p ? dsup_proc_enqueue(&p->pid, t) : 0;
+    }
+    if (!self)
+        return -1; /* REG_SEND needs a sender pid */
+    dsup_ctrl c;
+    memset(&c, 0, sizeof c);
+    c.op = DSUP_OP_REG_SEND;
+    dsup_pid_to_wire(&self->pid, &c.from);
+    c.to_is_name = 1;
+    c.to_name.ptr = name;
+    c.to_name.len = (uint32_t)strlen(name);
+    c.msg.ptr = t.buf;
+    c.msg.len = (uint32_t)t.len;
+    return dsup_node_send_ctrl(n, &c);
+}
+
+int dsup_link(dsup_proc *self, const dsup_pid *other)
+{
+    if (dsup_pid_eq(other, &self->pid))
+        return 0;
+    if (is_local(other)) {
+        dsup_proc *o = dsup_proc_lookup(other);
+        if (!o) {
+            enqueue(Q_EXIT_LINK, &self->pid, other, dsup_reason_atom("noproc"));
+            return add_link(self, other);
+        }
+        add_link(o, &self->pid);
+        return add_link(self, other);
+    }
+    if (add_link(self, other))
+        return -1;
+    dsup_ctrl c;
+    memset(&c, 0, sizeof c);
+    c.op = DSUP_OP_LINK;
+    dsup_pid_to_wire(&self->pid, &c.from);
+    dsup_pid_to_wire(other, &c.to);
+    return dsup_node_send_ctrl(other->node, &c);
+}
+
+int dsup_unlink(dsup_proc *self, const dsup_pid *other)
+{
+    if (!remove_link(self, other))
+        return 0;
+    if (is_local(other)) {
+        dsup_proc *o = dsup_proc_lookup(other);
+        if (o)
+            remove_link(o, &self->pid);
+        return 0;
+    }
+    static uint64_t unlink_id = 1;
+    dsup_ctrl c;
+    memset(&c, 0, sizeof c);
+    c.op = DSUP_OP_UNLINK_ID;
+    c.id = unlink_id++;
+    dsup_pid_to_wire(&self->pid, &c.from);
+    dsup_pid_to_wire(other, &c.to);
+    return dsup_node_send_ctrl(other->node, &c);
+}
+
+int dsup_exit(dsup_proc *self, const dsup_pid *to, dsup_term reason)
+{
+    send_exit_signal(&self->pid, to, reason, 0);
+    return 0;
+}
+
+int dsup_monitor(dsup_proc *self, const dsup_pid *target, dsup_ref *ref)
+{
+    dsup_node_make_ref(ref);
+    if (grow_arr((void **)&self->watching, &self->capwatching, self->nwatching, sizeof *self->watching))
+        return -1;
+    dsup_monitor_rec *m = &self->watching[self->nwatching++];
+    memset(m, 0, sizeof *m);
+    m->ref = *ref;
+    m->pid = *target;
+    if (is_local(target)) {
+        dsup_proc *t = dsup_proc_lookup(target);
+        if (t) {
+            dsup_proc_sig_monitor(t, &self->pid, ref, NULL);
+        } else {
+            self->nwatching--;
+            ei_x_buff *x = dsup_term_scratch();
+            encode_down(x, ref, target, NULL, NULL, dsup_reason_atom("noproc"));
+            dsup_term t2 = { x->buff, (size_t)x->index };
+            dsup_proc_enqueue(&self->pid, t2);
+            dsup_term_scratch_release(x);
+        }
+        return 0;
+    }
+    dsup_ctrl c;
+    memset(&c, 0, sizeof c);
+    c.op = DSUP_OP_MONITOR_P;
+    dsup_pid_to_wire(&self->pid, &c.from);
+    dsup_pid_to_wire(target, &c.to);
+    ei_x_buff *x = dsup_term_scratch();
+    dsup_x_encode_ref(x, ref);
+    c.ref.ptr = x->buff;
+    c.ref.len = (uint32_t)x->index;
+    int rc = dsup_node_send_ctrl(target->node, &c);
+    dsup_term_scratch_release(x);
+    return rc;
+}
+
+int dsup_demonitor(dsup_proc *self, const dsup_ref *ref)
+{
+    int i = mon_index(self->watching, self->nwatching, ref);
+    if (i < 0)
+        return 0;
+    dsup_monitor_rec m = self->watching[i];
+    self->watching[i] = self->watching[--self->nwatching];
+    if (is_local(&m.pid)) {
+        dsup_proc *t = dsup_proc_lookup(&m.pid);
+        if (t)
+            dsup_proc_sig_demonitor(t, &self->pid, ref);
+        return 0;
+    }
+    dsup_ctrl c;
+    memset(&c, 0, sizeof c);
+    c.op = DSUP_OP_DEMONITOR_P;
+    dsup_pid_to_wire(&self->pid, &c.from);
+    dsup_pid_to_wire(&m.pid, &c.to);
+    ei_x_buff *x = dsup_term_scratch();
+    dsup_x_encode_ref(x, ref);
+    c.ref.ptr = x->buff;
+    c.ref.len = (uint32_t)x->index;
+    int rc = dsup_node_send_ctrl(m.pid.node, &c);
+    dsup_term_scratch_release(x);
+    return rc;
+}

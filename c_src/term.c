@@ -1,0 +1,354 @@
+/* term.c — helpers over ei's external term format used by workers and by
+ * the node itself. Terms handed to these were validated on arrival
+ * (dsup_term_skip), so decoding here may trust lengths. */
+#include "term.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "ctrl.h"
+#include "intern.h"
+#include "node.h"
+
+/* ---- scratch pool --------------------------------------------------------- */
+
+#define POOL 32
+static ei_x_buff *pool[POOL];
+static int npool;
+
+ei_x_buff *dsup_term_scratch(void)
+{
+    ei_x_buff *x;
+    if (npool > 0) {
+        x = pool[--npool];
+    } else {
+        x = malloc(sizeof *x);
+        ei_x_new(x);
+    }
+    x->index = 0;
+    return x;
+}
+
+void dsup_term_scratch_release(ei_x_buff *x)
+{
+    if (npool < POOL) {
+        pool[npool++] = x;
+        return;
+    }
+    ei_x_free(x);
+    free(x);
+}
+
+dsup_term dsup_term_of_x(const ei_x_buff *x)
+{
+    dsup_term t = { x->buff, (size_t)x->index };
+    if (t.len > 0 && (unsigned char)t.buf[0] == 131) {
+        t.buf++;
+        t.len--;
+    }
+    return t;
+}
+
+/* ---- cached atoms -------------------------------------------------------------- */
+
+typedef struct atom_cache {
+    const char *name;
+    size_t len;
+    char enc[];
+} atom_cache;
+/* Each entry is its own allocation: terms handed out point into it. */
+static atom_cache **atoms;
+static size_t natoms, capatoms;
+
+dsup_term dsup_reason_atom(const char *atom)
+{
+    const char *n = dsup_intern_str(atom);
+    for (size_t i = 0; i < natoms; i++)
+        if (atoms[i]->name == n)
+            return (dsup_term){ atoms[i]->enc, atoms[i]->len };
+    size_t len = strlen(atom);
+    if (len > 255)
+        len = 255;
+    if (natoms == capatoms) {
+        size_t nc = capatoms ? capatoms * 2 : 16;
+        atom_cache **na = realloc(atoms, nc * sizeof *na);
+        if (!na)
+            return (dsup_term){ "\x77\x00", 2 };
+        atoms = na;
+        capatoms = nc;
+    }
+    atom_cache *a = malloc(sizeof *a + len + 2);
+    if (!a)
+        return (dsup_term){ "\x77\x00", 2 };
+    a->name = n;
+    a->enc[0] = (char)119; /* SMALL_ATOM_UTF8_EXT */
+    a->enc[1] = (char)len;
+    memcpy(a->enc + 2, atom, len);
+    a->len = len + 2;
+    atoms[natoms++] = a;
+    return (dsup_term){ a->enc, a->len };
+}
+
+/* ---- pids and refs ---------------------------------------------------------------- */
+
+static void put_u32(char *d, uint32_t v) { dsup_set_u32be(d, v); }
+
+static int append_atom(ei_x_buff *x, const char *s)
+{
+    size_t n = strlen(s);
+    char h[3];
+    if (n < 256) {
+        h[0] = (char)119;
+        h[1] = (char)n;
+        if (ei_x_append_buf(x, h, 2) < 0)
+            return -1;
+    } else {
+        h[0] = (char)118;
+        h[1] = (char)(n >> 8);
+        h[2] = (char)n;
+        if (ei_x_append_buf(x, h, 3) < 0)
+            return -1;
+    }
+    return ei_x_append_buf(x, s, (int)n);
+}
+
+int dsup_x_encode_pid(ei_x_buff *x, const dsup_pid *pid)
+{
+    char t = 88; /* NEW_PID_EXT */
+    char tail[12];
+    put_u32(tail, pid->num);
+    put_u32(tail + 4, pid->serial);
+    put_u32(tail + 8, pid->creation);
+    if (ei_x_append_buf(x, &t, 1) < 0 || append_atom(x, pid->node) < 0)
+        return -1;
+    return ei_x_append_buf(x, tail, 12);
+}
+
+int dsup_x_encode_ref(ei_x_buff *x, const dsup_ref *ref)
+{
+    char h[3] = { 90, 0, (char)ref->len }; /* NEWER_REFERENCE_EXT */
+    char tail[24];
+    put_u32(tail, ref->creation);
+    for (uint32_t i = 0; i < ref->len; i++)
+        put_u32(tail + 4 + 4 * i, ref->n[i]);
+    if (ei_x_append_buf(x, h, 3) < 0 || append_atom(x, ref->node) < 0)
+        return -1;
+    return ei_x_append_buf(x, tail, (int)(4 + 4 * ref->len));
+}
+
+int dsup_x_encode_term(ei_x_buff *x, dsup_term t)
+{
+    if (t.len > 0 && (unsigned char)t.buf[0] == 131) {
+        t.buf++;
+        t.len--;
+    }
+    return ei_x_append_buf(x, t.buf, (int)t.len);
+}
+
+int dsup_term_atom_text(const char *buf, int *index, const char **name, size_t *len)
+{
+    const unsigned char *p = (const unsigned char *)buf + *index;
+    switch (p[0]) {
+    case 100: /* ATOM_EXT */
+    case 118: /* ATOM_UTF8_EXT */
+        *len = dsup_get_u16be(p + 1);
+        *name = (const char *)p + 3;
+        *index += 3 + (int)*len;
+        return 0;
+    case 115: /* SMALL_ATOM_EXT */
+    case 119: /* SMALL_ATOM_UTF8_EXT */
+        *len = p[1];
+        *name = (const char *)p + 2;
+        *index += 2 + (int)*len;
+        return 0;
+    }
+    return -1;
+}
+
+int dsup_decode_pid(const char *buf, int *index, dsup_pid *pid)
+{
+    const unsigned char *p = (const unsigned char *)buf + *index;
+    int tag = p[0];
+    if (tag != 88 && tag != 103)
+        return -1;
+    int i = *index + 1;
+    const char *node;
+    size_t nlen;
+    if (dsup_term_atom_text(buf, &i, &node, &nlen) < 0)
+        return -1;
+    const unsigned char *q = (const unsigned char *)buf + i;
+    pid->node = dsup_intern(node, nlen);
+    if (!pid->node)
+        return -1;
+    pid->num = dsup_get_u32be(q);
+    pid->serial = dsup_get_u32be(q + 4);
+    if (tag == 88) {
+        pid->creation = dsup_get_u32be(q + 8);
+        *index = i + 12;
+    } else {
+        pid->creation = q[8];
+        *index = i + 9;
+    }
+    return 0;
+}
+
+int dsup_decode_ref(const char *buf, int *index, dsup_ref *ref)
+{
+    const unsigned char *p = (const unsigned char *)buf + *index;
+    int tag = p[0];
+    if (tag != 90 && tag != 114)
+        return -1;
+    size_t n = dsup_get_u16be(p + 1);
+    if (n < 1 || n > 5)
+        return -1;
+    int i = *index + 3;
+    const char *node;
+    size_t nlen;
+    if (dsup_term_atom_text(buf, &i, &node, &nlen) < 0)
+        return -1;
+    const unsigned char *q = (const unsigned char *)buf + i;
+    ref->node = dsup_intern(node, nlen);
+    if (!ref->node)
+        return -1;
+    if (tag == 90) {
+        ref->creation = dsup_get_u32be(q);
+        q += 4;
+        i += 4;
+    } else {
+        ref->creation = q[0];
+        q += 1;
+        i += 1;
+    }
+    ref->len = (uint32_t)n;
+    memset(ref->n, 0, sizeof ref->n);
+    for (size_t k = 0; k < n; k++)
+        ref->n[k] = dsup_get_u32be(q + 4 * k);
+    *index = i + (int)(4 * n);
+    return 0;
+}
+
+int dsup_ref_eq(const dsup_ref *a, const dsup_ref *b)
+{
+    if (a->node != b->node || a->creation != b->creation)
+        return 0;
+    /* Words past the shorter length count as zero, as the BEAM compares them. */
+    uint32_t n = a->len > b->len ? a->len : b->len;
+    for (uint32_t i = 0; i < n; i++) {
+        uint32_t x = i < a->len ? a->n[i] : 0, y = i < b->len ? b->n[i] : 0;
+        if (x != y)
+            return 0;
+    }
+    return 1;
+}
+
+void dsup_pid_to_wire(const dsup_pid *p, dsup_wire_pid *w)
+{
+    w->node = p->node;
+    w->node_len = (uint16_t)strlen(p->node);
+    w->num = p->num;
+    w->serial = p->serial;
+    w->creation = p->creation;
+}
+
+int dsup_pid_from_wire(const dsup_wire_pid *w, dsup_pid *p)
+{
+    p->node = dsup_intern(w->node, w->node_len);
+    p->num = w->num;
+    p->serial = w->serial;
+    p->creation = w->creation;
+    return p->node ? 0 : -1;
+}
+
+/* ---- inspecting terms ----------------------------------------------------------- */
+
+int dsup_term_is_atom(dsup_term t, const char *name)
+{
+    if (t.len < 2)
+        return 0;
+    int i = 0;
+    const char *s;
+    size_t n;
+    if (dsup_term_atom_text(t.buf, &i, &s, &n) < 0 || (size_t)i > t.len)
+        return 0;
+    return n == strlen(name) && memcmp(s, name, n) == 0;
+}
+
+int dsup_term_tuple(dsup_term t, dsup_term *elems, int max)
+{
+    int i = 0, arity;
+    if (t.len < 2 || ei_decode_tuple_header(t.buf, &i, &arity) < 0)
+        return -1;
+    for (int k = 0; k < arity; k++) {
+        int start = i;
+        if (ei_skip_term(t.buf, &i) < 0)
+            return -1;
+        if (k < max) {
+            elems[k].buf = t.buf + start;
+            elems[k].len = (size_t)(i - start);
+        }
+    }
+    return arity;
+}
+
+int dsup_term_tagged(dsup_term t, const char *tag, int *arity, dsup_term *elems, int max)
+{
+    if (t.len < 3)
+        return 0;
+    /* Cheap precheck before splitting: first element must be the atom. */
+    const unsigned char *p = (const unsigned char *)t.buf;
+    int hdr = p[0] == 104 ? 2 : p[0] == 105 ? 5 : 0;
+    if (!hdr || t.len <= (size_t)hdr)
+        return 0;
+    dsup_term first = { t.buf + hdr, t.len - (size_t)hdr };
+    if (!dsup_term_is_atom(first, tag))
+        return 0;
+    int a = dsup_term_tuple(t, elems, max);
+    if (a < 0)
+        return 0;
+    *arity = a;
+    return 1;
+}
+
+int dsup_term_keyfind(dsup_term list, const char *key, dsup_term *value)
+{
+    int i = 0, n, type, size;
+    if (ei_get_type(list.buf, &i, &type, &size) < 0)
+        return 0;
+    if (type == ERL_NIL_EXT || type != ERL_LIST_EXT)
+        return 0;
+    if (ei_decode_list_header(list.buf, &i, &n) < 0)
+        return 0;
+    for (int k = 0; k < n; k++) {
+        int start = i;
+        if (ei_skip_term(list.buf, &i) < 0)
+            return 0;
+        dsup_term el = { list.buf + start, (size_t)(i - start) };
+        dsup_term kv[2];
+        if (dsup_term_tuple(el, kv, 2) == 2 && dsup_term_is_atom(kv[0], key)) {
+            *value = kv[1];
+            return 1;
+        }
+    }
+    return 0;
+}
+
+int dsup_term_eq(dsup_term a, dsup_term b)
+{
+    return a.len == b.len && memcmp(a.buf, b.buf, a.len) == 0;
+}
+
+dsup_term dsup_term_dup(dsup_term t)
+{
+    char *c = malloc(t.len ? t.len : 1);
+    if (!c)
+        return (dsup_term){ NULL, 0 };
+    memcpy(c, t.buf, t.len);
+    return (dsup_term){ c, t.len };
+}
+
+void dsup_term_free(dsup_term *t)
+{
+    free((void *)t->buf);
+    t->buf = NULL;
+    t->len = 0;
+}

@@ -1,0 +1,22 @@
+/* term.h — internal term helpers beyond the public ones in dsup.h:
+ * a pool of reusable encode buffers and cached encodings of common atoms. */
+#ifndef DSUP_TERM_H
+#define DSUP_TERM_H
+
+#include "dsup.h"
+
+/* A reset ei_x_buff from a pool; give it back with release. Buffers keep
+ * their memory, so encoding a signal or reply allocates nothing once warm. */
+ei_x_buff *dsup_term_scratch(void);
+void dsup_term_scratch_release(ei_x_buff *x);
+
+/* The term an ei_x_buff holds, skipping a leading version byte. */
+dsup_term dsup_term_of_x(const ei_x_buff *x);
+/* The encoded atom (cached for the life of the node). */
+dsup_term dsup_reason_atom(const char *atom);
+
+/* Read an atom's text at buf[*index] without copying: sets *name and *len.
+ * The term must already be validated. -1 when not an atom. */
+int dsup_term_atom_text(const char *buf, int *index, const char **name, size_t *len);
+
+#endif

@@ -1,0 +1,221 @@
+/* dsup.h — the public C API of dsup: write C workers that every BEAM process
+ * sees as a GenServer (call, cast, send, monitor, link, :sys.get_state).
+ *
+ * Terms are Erlang's external term format, read and written with
+ * erl_interface (ei): a dsup_term is one encoded term WITHOUT the 131 version
+ * byte, so `int i = 0; ei_decode_long(t.buf, &i, &n)` reads it. Replies and
+ * messages are built in an ei_x_buff; a leading version byte (from
+ * ei_x_new_with_version) is accepted and skipped.
+ *
+ * Threading: every callback runs on the node's single event-loop thread and
+ * must not block. Slow work goes to dsup_queue_work(), which runs it on
+ * libuv's thread pool and calls you back on the loop, where you may reply
+ * with a saved `from`.
+ *
+ * Lifetime: a dsup_term or dsup_from handed to a callback is valid only
+ * during that callback. Keep a copy with dsup_term_dup()/dsup_from_save(). */
+#ifndef DSUP_H
+#define DSUP_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include <ei.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define DSUP_ABI_VERSION 1
+
+/* ---- identities -------------------------------------------------------- */
+
+/* A process id. `node` is an interned string: two pids on the same node have
+ * the same `node` pointer, so pids compare with dsup_pid_eq. */
+typedef struct dsup_pid {
+    const char *node;
+    uint32_t    num, serial, creation;
+} dsup_pid;
+
+/* A reference (make_ref()). */
+typedef struct dsup_ref {
+    const char *node;
+    uint32_t    creation;
+    uint32_t    len;       /* words used in n, 1..5 */
+    uint32_t    n[5];
+} dsup_ref;
+
+/* One encoded term, no version byte. */
+typedef struct dsup_term {
+    const char *buf;
+    size_t      len;
+} dsup_term;
+
+typedef struct dsup_proc dsup_proc;          /* a process on this node */
+typedef struct dsup_saved_from dsup_saved_from;
+
+/* Who made a call: reply to `pid` with {tag, Reply}. */
+typedef struct dsup_from {
+    dsup_pid  pid;
+    dsup_term tag;
+} dsup_from;
+
+static inline int dsup_pid_eq(const dsup_pid *a, const dsup_pid *b)
+{
+    return a->node == b->node && a->num == b->num && a->serial == b->serial &&
+           a->creation == b->creation;
+}
+int dsup_ref_eq(const dsup_ref *a, const dsup_ref *b);
+
+/* ---- writing a worker --------------------------------------------------- */
+
+typedef enum dsup_call_ret {
+    DSUP_NOREPLY = 0, /* no reply now: dsup_from_save() and dsup_reply() later, or stop */
+    DSUP_REPLY = 1,   /* the reply term is in `reply` */
+} dsup_call_ret;
+
+/* A worker type: the C counterpart of a GenServer module. Every callback but
+ * `name` is optional. To stop the worker from any callback, call dsup_stop()
+ * (or dsup_stop_atom()) and return; a handle_call may still return
+ * DSUP_REPLY to answer before it stops. */
+typedef struct dsup_worker_type {
+    /* The type's name as an atom: "counter", or an Elixir alias
+     * "Elixir.MyApp.Worker" so that {MyApp.Worker, opts} specs read naturally. */
+    const char *name;
+
+    /* Called in the new process. `args` is the term given at spawn
+     * (a keyword list for child specs). Set *state. Return 0, or non-zero after
+     * dsup_stop(self, Reason) to refuse: the spawner gets {error, Reason}. */
+    int (*init)(dsup_proc *self, dsup_term args, void **state);
+
+    /* {'$gen_call', From, Request}: encode exactly one term into `reply`. */
+    dsup_call_ret (*handle_call)(dsup_proc *self, void *state, dsup_term request,
+                                 const dsup_from *from, ei_x_buff *reply);
+
+    /* {'$gen_cast', Msg}. */
+    void (*handle_cast)(dsup_proc *self, void *state, dsup_term msg);
+
+    /* Any other message, including {'DOWN', ...} for dsup_monitor() and
+     * {'EXIT', Pid, Reason} when trapping exits. */
+    void (*handle_info)(dsup_proc *self, void *state, dsup_term msg);
+
+    /* Called exactly once whenever the process ends, whatever the reason
+     * (including `kill` and lost parents): free the state here. Unlike
+     * gen_server it is a destructor, so it must not send a reply. */
+    void (*terminate)(dsup_proc *self, void *state, dsup_term reason);
+
+    /* :sys.get_state / :sys.get_status: encode the state as one term.
+     * When absent the state shows as the atom `undefined`. */
+    int (*encode_state)(dsup_proc *self, void *state, ei_x_buff *out);
+
+    /* :sys.replace_state(Pid, Fun): Fun runs on the caller's node over
+     * `encode_state`'s term; the result is handed here. Return 0 to accept
+     * (and update *state), non-zero to refuse (the caller gets an error).
+     * When absent, replace_state fails with {error, not_supported}. */
+    int (*replace_state)(dsup_proc *self, void **state, dsup_term new_state);
+} dsup_worker_type;
+
+/* Make a worker type known to this node (before or after dsup_main starts).
+ * The struct must outlive the node. 0, or -1 if the name is taken/invalid. */
+int dsup_register_worker_type(const dsup_worker_type *type);
+const dsup_worker_type *dsup_find_worker_type(const char *name);
+
+/* Start a worker of `type` with init args `args` (NULL = []), optionally
+ * linked to `parent`. On success returns 0 and sets *pid; when init refused,
+ * returns -1 and, if reason is non-NULL, copies the reason term into it. */
+int dsup_spawn(const char *type, const dsup_term *args, dsup_proc *link_to, dsup_pid *pid,
+               ei_x_buff *reason);
+
+/* ---- inside a callback -------------------------------------------------- */
+
+const dsup_pid *dsup_self(const dsup_proc *self);
+void *dsup_state(const dsup_proc *self);
+const dsup_worker_type *dsup_type(const dsup_proc *self);
+
+/* Stop after the current callback returns, with this exit reason. */
+void dsup_stop(dsup_proc *self, dsup_term reason);
+void dsup_stop_atom(dsup_proc *self, const char *reason);
+
+/* Trap exits: exit signals arrive as {'EXIT', From, Reason} in handle_info. */
+void dsup_trap_exit(dsup_proc *self, int on);
+
+/* Deferred replies: save the `from` of a call, answer later. dsup_reply
+ * frees the saved from. */
+dsup_saved_from *dsup_from_save(const dsup_from *from);
+int dsup_reply(dsup_saved_from *from, const ei_x_buff *reply);
+void dsup_from_discard(dsup_saved_from *from);
+
+/* Send `msg` to a pid (local or on any connected or connectable node), or to
+ * a registered name on a node ({Name, Node}; node NULL = this node).
+ * Like Erlang's send, these never fail for a dead or unknown destination. */
+int dsup_send(dsup_proc *self, const dsup_pid *to, const ei_x_buff *msg);
+int dsup_send_named(dsup_proc *self, const char *name, const char *node, const ei_x_buff *msg);
+
+/* Monitor a process: {'DOWN', Ref, process, Pid, Reason} arrives later. */
+int dsup_monitor(dsup_proc *self, const dsup_pid *target, dsup_ref *ref);
+int dsup_demonitor(dsup_proc *self, const dsup_ref *ref);
+int dsup_link(dsup_proc *self, const dsup_pid *other);
+int dsup_unlink(dsup_proc *self, const dsup_pid *other);
+/* Send an exit signal (erlang:exit/2). */
+int dsup_exit(dsup_proc *self, const dsup_pid *to, dsup_term reason);
+
+/* erlang:send_after(Ms, self(), Msg). Returns a timer id (0 on failure). */
+uint64_t dsup_send_after(dsup_proc *self, unsigned ms, const ei_x_buff *msg);
+int dsup_cancel_timer(uint64_t timer_id);
+
+/* Run work(arg) on the thread pool, then done(self, arg, status) on the loop
+ * thread, unless the process died meanwhile (then done gets self == NULL). */
+int dsup_queue_work(dsup_proc *self, void *arg, void (*work)(void *arg),
+                    void (*done)(dsup_proc *self, void *arg, int status));
+
+/* ---- terms -------------------------------------------------------------- */
+
+/* Encode/decode dsup_pid / dsup_ref into ei buffers. */
+int dsup_x_encode_pid(ei_x_buff *x, const dsup_pid *pid);
+int dsup_x_encode_ref(ei_x_buff *x, const dsup_ref *ref);
+int dsup_x_encode_term(ei_x_buff *x, dsup_term t);   /* append an encoded term */
+int dsup_decode_pid(const char *buf, int *index, dsup_pid *pid);
+int dsup_decode_ref(const char *buf, int *index, dsup_ref *ref);
+
+/* True when the term is the atom `name`. */
+int dsup_term_is_atom(dsup_term t, const char *name);
+/* When t is a tuple whose first element is the atom `tag`, set *arity and
+ * elems[0..max-1] to its elements (elems[0] is the tag) and return 1. */
+int dsup_term_tagged(dsup_term t, const char *tag, int *arity, dsup_term *elems, int max);
+/* Split a tuple into elements (returns arity, or -1 if not a tuple). */
+int dsup_term_tuple(dsup_term t, dsup_term *elems, int max);
+/* Look `key` up in a keyword/property list ([{key, V}]); 1 if found. */
+int dsup_term_keyfind(dsup_term list, const char *key, dsup_term *value);
+/* Compare two encoded terms byte for byte (equal encodings). */
+int dsup_term_eq(dsup_term a, dsup_term b);
+/* A heap copy of a term (free with dsup_term_free). */
+dsup_term dsup_term_dup(dsup_term t);
+void dsup_term_free(dsup_term *t);
+/* Reset a reusable ei_x_buff without freeing its memory. */
+static inline void dsup_x_reset(ei_x_buff *x) { x->index = 0; }
+
+/* ---- logging ------------------------------------------------------------ */
+
+enum { DSUP_LOG_DEBUG = 0, DSUP_LOG_INFO = 1, DSUP_LOG_WARN = 2, DSUP_LOG_ERROR = 3 };
+void dsup_log(int level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+/* ---- running a node ----------------------------------------------------- */
+
+/* The dsup-node command line as a function: register your worker types,
+ * then call dsup_main(argc, argv) from your own main(). Returns the exit
+ * status. See `dsup-node --help`. */
+int dsup_main(int argc, char **argv);
+/* Ask the running node to shut down cleanly (as SIGTERM does). */
+void dsup_shutdown(void);
+/* This node's name (e.g. "dsup@127.0.0.1"), or NULL before it started. */
+const char *dsup_node_name(void);
+
+/* A plugin .so loaded with `--load` exports this function, which registers
+ * its worker types and returns DSUP_ABI_VERSION. */
+typedef int (*dsup_plugin_init_fn)(void);
+#define DSUP_PLUGIN_INIT_SYMBOL "dsup_plugin_init"
+
+#ifdef __cplusplus
+}
+#endif
+#endif
