@@ -29,6 +29,9 @@ static const char usage[] =
     "  --listen-port PORT   distribution port (default: any free port)\n"
     "  --net-ticktime SECS  like erl's net_ticktime (default 60)\n"
     "  --max-frame BYTES    largest distribution frame accepted (default 134217728)\n"
+    "  --scope NAME         take part in the :pg scope NAME (repeatable); a name that\n"
+    "                       starts upper-case is an Elixir alias: MyApp.Scope means\n"
+    "                       'Elixir.MyApp.Scope'\n"
     "  --load PLUGIN.so     load worker types from a plugin (repeatable)\n"
     "  --log-level LEVEL    debug | info | warn | error (default info)\n"
     "  --help               this text\n"
@@ -122,6 +125,22 @@ static int make_name(dsup_nodeinfo *n, const char *arg, int longname)
     return n->name ? 0 : -1;
 }
 
+/* Names given on the command line: MyApp.Sup is the Elixir alias
+ * 'Elixir.MyApp.Sup'; lower-case names are plain atoms. Interned. */
+const char *dsup_atom_from_cli(const char *arg)
+{
+    char buf[300];
+    if (!arg[0] || strlen(arg) > 255)
+        return NULL;
+    if (arg[0] >= 'A' && arg[0] <= 'Z' && strncmp(arg, "Elixir.", 7) != 0)
+        snprintf(buf, sizeof buf, "Elixir.%s", arg);
+    else
+        snprintf(buf, sizeof buf, "%s", arg);
+    if (strlen(buf) > 255)
+        return NULL;
+    return dsup_intern_str(buf);
+}
+
 static int need(int i, int argc, const char *opt)
 {
     if (i + 1 >= argc) {
@@ -142,6 +161,7 @@ int dsup_main(int argc, char **argv)
     int longname = 0;
     const char **connect = calloc((size_t)argc, sizeof *connect);
     const char **plugins = calloc((size_t)argc, sizeof *plugins);
+    const char **scopes = calloc((size_t)argc, sizeof *scopes);
     int nplugins = 0;
 
     for (int i = 1; i < argc; i++) {
@@ -192,6 +212,15 @@ int dsup_main(int argc, char **argv)
                 return 2;
             }
             n->max_frame = (size_t)m;
+        } else if (!strcmp(a, "--scope")) {
+            if (!need(i, argc, a))
+                return 2;
+            const char *sc = dsup_atom_from_cli(argv[++i]);
+            if (!sc) {
+                fprintf(stderr, "dsup-node: bad scope name %s\n", argv[i]);
+                return 2;
+            }
+            scopes[n->nscopes++] = sc;
         } else if (!strcmp(a, "--load")) {
             if (!need(i, argc, a))
                 return 2;
@@ -230,6 +259,7 @@ int dsup_main(int argc, char **argv)
             return 1;
 
     n->connect = connect;
+    n->scopes = scopes;
     n->loop = uv_default_loop();
     g_node = n;
     if (dsup_node_start() < 0)
@@ -239,6 +269,7 @@ int dsup_main(int argc, char **argv)
     uv_loop_close(n->loop);
     free(connect);
     free(plugins);
+    free(scopes);
     LOG_INFO("node %s stopped", n->name);
     return status;
 }

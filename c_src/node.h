@@ -98,6 +98,8 @@ typedef struct dsup_nodeinfo {
     ei_x_buff scratch;      /* reusable encode buffer for replies and signals */
     const char **connect;   /* --connect targets, dialled once registered */
     int nconnect;
+    const char **scopes;    /* --scope names (atom text) */
+    int nscopes;
     uint32_t ref_n[3];
 } dsup_nodeinfo;
 
@@ -125,6 +127,8 @@ int dsup_node_accept_peer(dsup_conn *c, const char *peer);
 void dsup_node_conn_remove(dsup_conn *c);
 
 int dsup_node_start(void);
+/* CLI names: an upper-case first letter means an Elixir alias (cli.c). */
+const char *dsup_atom_from_cli(const char *arg);
 int dsup_node_add_connect_target(const char *peer);
 
 /* Conversions between our pids and wire pids. */

@@ -15,6 +15,7 @@
 #include "intern.h"
 #include "log.h"
 #include "node.h"
+#include "pg.h"
 #include "proc.h"
 #include "term.h"
 
@@ -56,6 +57,8 @@ static dsup_call_ret ctrl_call(dsup_proc *self, void *state, dsup_term req, cons
         dsup_term_scratch_release(why);
         return DSUP_REPLY;
     }
+    if (dsup_pg_ctrl_call(req, reply))
+        return DSUP_REPLY;
     if (dsup_term_is_atom(req, "which_workers")) {
         dsup_which_workers(reply);
         return DSUP_REPLY;
@@ -146,7 +149,11 @@ static void on_query_timer(uv_timer_t *t)
             ask_nodes(g_node->conns[i]->peer);
 }
 
-void dsup_node_ctrl_conn_up(const char *peer) { ask_nodes(peer); }
+void dsup_node_ctrl_conn_up(const char *peer)
+{
+    ask_nodes(peer);
+    dsup_pg_conn_up(peer);
+}
 
 void dsup_node_ctrl_conn_down(const char *peer) { (void)peer; }
 
@@ -271,6 +278,9 @@ void dsup_node_ctrl_ready(void)
     for (int i = 0; i < g_node->nconnect; i++)
         if (dsup_node_add_connect_target(g_node->connect[i]) < 0)
             LOG_WARN("--connect %s: not a node name", g_node->connect[i]);
+    for (int i = 0; i < g_node->nscopes; i++)
+        if (!dsup_pg_scope(g_node->scopes[i]))
+            LOG_WARN("--scope %s: cannot start the scope", g_node->scopes[i]);
     LOG_INFO("node %s up (%s, port %d, creation %u)", g_node->name, g_node->visible ? "visible" : "hidden",
              g_node->port, g_node->creation);
     printf("dsup-node ready %s\n", g_node->name);
@@ -283,4 +293,5 @@ void dsup_node_ctrl_stopping(void)
         if (!uv_is_closing((uv_handle_t *)&query_timer) && query_timer.loop)
             uv_close((uv_handle_t *)&query_timer, NULL);
     ctrl = NULL;
+    dsup_pg_stop_all();
 }

@@ -15,4 +15,7 @@ int dsup_node_ctrl_is_special(const char *name);
 /* A REG_SEND to one of the names the node answers itself: 1 if handled. */
 int dsup_node_ctrl_special(const char *name, const dsup_pid *sender, dsup_term msg);
 
+/* pg requests to dsup_node (pg_ctrl.c): 1 when handled, reply encoded. */
+int dsup_pg_ctrl_call(dsup_term req, ei_x_buff *reply);
+
 #endif

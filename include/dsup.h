@@ -194,6 +194,35 @@ void dsup_term_free(dsup_term *t);
 /* Reset a reusable ei_x_buff without freeing its memory. */
 static inline void dsup_x_reset(ei_x_buff *x) { x->index = 0; }
 
+/* ---- :pg scopes ---------------------------------------------------------- */
+
+/* A pg scope this node takes part in, like a BEAM node's pg scope process:
+ * BEAM nodes see C members in pg:get_members/2, and C code sees theirs. */
+typedef struct dsup_pg dsup_pg;
+enum { DSUP_PG_JOIN = 1, DSUP_PG_LEAVE = 2 };
+typedef void (*dsup_pg_event_fn)(void *arg, dsup_pg *scope, int event, dsup_term group,
+                                 const dsup_pid *pids, size_t n);
+
+/* Start (or find) the scope `name` on this node. NULL before the node is up. */
+dsup_pg *dsup_pg_scope(const char *name);
+dsup_pg *dsup_pg_find(const char *name);
+const char *dsup_pg_name(const dsup_pg *scope);
+/* Join/leave local processes (a member that exits leaves all its groups).
+ * join: 0, or -1 (a pid is not a live local process). leave: 0, 1 when none
+ * of the pids was a member (pg's not_joined), -1 on error. */
+int dsup_pg_join(dsup_pg *scope, dsup_term group, const dsup_pid *pids, size_t n);
+int dsup_pg_leave(dsup_pg *scope, dsup_term group, const dsup_pid *pids, size_t n);
+/* All members (local and remote); the array is valid until the next event. */
+size_t dsup_pg_members(dsup_pg *scope, dsup_term group, const dsup_pid **pids);
+/* Local members copied into out (up to max); returns how many there are. */
+size_t dsup_pg_local_members(dsup_pg *scope, dsup_term group, dsup_pid *out, size_t max);
+/* Calls fn for each group with members; returns the number of groups. */
+size_t dsup_pg_which_groups(dsup_pg *scope, void (*fn)(void *arg, dsup_term group, size_t members),
+                            void *arg);
+/* Membership changes, local and remote, as they are applied. */
+int dsup_pg_subscribe(dsup_pg *scope, dsup_pg_event_fn fn, void *arg);
+int dsup_pg_unsubscribe(dsup_pg *scope, dsup_pg_event_fn fn, void *arg);
+
 /* ---- logging ------------------------------------------------------------ */
 
 enum { DSUP_LOG_DEBUG = 0, DSUP_LOG_INFO = 1, DSUP_LOG_WARN = 2, DSUP_LOG_ERROR = 3 };

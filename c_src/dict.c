@@ -1,0 +1,109 @@
+/* dict.c — byte-keyed hash table with inline keys: one allocation per entry. */
+#include "dict.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+static uint64_t hash_bytes(const void *key, size_t len)
+{
+    const unsigned char *p = key;
+    uint64_t h = 1469598103934665603ULL;
+    for (size_t i = 0; i < len; i++)
+        h = (h ^ p[i]) * 1099511628211ULL;
+    return h ^ (h >> 29);
+}
+
+dsup_dict_ent *dsup_dict_find(const dsup_dict *d, const void *key, size_t klen)
+{
+    if (!d->nslots)
+        return NULL;
+    uint64_t h = hash_bytes(key, klen);
+    for (dsup_dict_ent *e = d->slots[h & (d->nslots - 1)]; e; e = e->next)
+        if (e->hash == h && e->klen == klen && memcmp(e->key, key, klen) == 0)
+            return e;
+    return NULL;
+}
+
+static int grow(dsup_dict *d)
+{
+    size_t n = d->nslots ? d->nslots * 2 : 16;
+    dsup_dict_ent **ns = calloc(n, sizeof *ns);
+    if (!ns)
+        return -1;
+    for (size_t i = 0; i < d->nslots; i++) {
+        for (dsup_dict_ent *e = d->slots[i], *next; e; e = next) {
+            next = e->next;
+            e->next = ns[e->hash & (n - 1)];
+            ns[e->hash & (n - 1)] = e;
+        }
+    }
+    free(d->slots);
+    d->slots = ns;
+    d->nslots = n;
+    return 0;
+}
+
+dsup_dict_ent *dsup_dict_upsert(dsup_dict *d, const void *key, size_t klen, int *created)
+{
+    dsup_dict_ent *e = dsup_dict_find(d, key, klen);
+    if (created)
+        *created = 0;
+    if (e)
+        return e;
+    if (d->count >= d->nslots && grow(d) < 0)
+        return NULL;
+    e = malloc(sizeof *e + klen);
+    if (!e)
+        return NULL;
+    e->hash = hash_bytes(key, klen);
+    e->klen = klen;
+    e->val = NULL;
+    memcpy(e->key, key, klen);
+    size_t s = e->hash & (d->nslots - 1);
+    e->next = d->slots[s];
+    d->slots[s] = e;
+    d->count++;
+    if (created)
+        *created = 1;
+    return e;
+}
+
+void *dsup_dict_remove(dsup_dict *d, const void *key, size_t klen)
+{
+    if (!d->nslots)
+        return NULL;
+    uint64_t h = hash_bytes(key, klen);
+    for (dsup_dict_ent **pe = &d->slots[h & (d->nslots - 1)]; *pe; pe = &(*pe)->next) {
+        dsup_dict_ent *e = *pe;
+        if (e->hash == h && e->klen == klen && memcmp(e->key, key, klen) == 0) {
+            void *v = e->val;
+            *pe = e->next;
+            free(e);
+            d->count--;
+            return v;
+        }
+    }
+    return NULL;
+}
+
+void dsup_dict_foreach(const dsup_dict *d, void (*fn)(dsup_dict_ent *e, void *arg), void *arg)
+{
+    for (size_t i = 0; i < d->nslots; i++)
+        for (dsup_dict_ent *e = d->slots[i]; e; e = e->next)
+            fn(e, arg);
+}
+
+void dsup_dict_free(dsup_dict *d, void (*free_val)(void *val))
+{
+    for (size_t i = 0; i < d->nslots; i++) {
+        for (dsup_dict_ent *e = d->slots[i], *next; e; e = next) {
+            next = e->next;
+            if (free_val)
+                free_val(e->val);
+            free(e);
+        }
+    }
+    free(d->slots);
+    d->slots = NULL;
+    d->nslots = d->count = 0;
+}

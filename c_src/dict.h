@@ -1,0 +1,32 @@
+/* dict.h — a hash table keyed by byte strings (chained, doubling), after
+ * redis's dict.c. Used where keys are encoded terms or small structs. */
+#ifndef DSUP_DICT_H
+#define DSUP_DICT_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+typedef struct dsup_dict_ent {
+    struct dsup_dict_ent *next;
+    uint64_t hash;
+    void *val;
+    size_t klen;
+    char key[];                 /* the key bytes are stored inline */
+} dsup_dict_ent;
+
+typedef struct dsup_dict {
+    dsup_dict_ent **slots;
+    size_t nslots, count;
+} dsup_dict;
+
+/* The entry for key, or NULL. */
+dsup_dict_ent *dsup_dict_find(const dsup_dict *d, const void *key, size_t klen);
+/* The entry for key, created (val NULL) when missing; NULL when out of memory. */
+dsup_dict_ent *dsup_dict_upsert(dsup_dict *d, const void *key, size_t klen, int *created);
+/* Remove and return the value (NULL when absent). */
+void *dsup_dict_remove(dsup_dict *d, const void *key, size_t klen);
+/* Visit every entry; fn may not add or remove entries. */
+void dsup_dict_foreach(const dsup_dict *d, void (*fn)(dsup_dict_ent *e, void *arg), void *arg);
+void dsup_dict_free(dsup_dict *d, void (*free_val)(void *val));
+
+#endif

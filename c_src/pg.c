@@ -1,0 +1,899 @@
+/* pg.c — a :pg scope peer (kernel/src/pg.erl) in C.
+ *
+ * Each scope is a C process registered under the scope's name, speaking
+ * pg's protocol with the scope processes of BEAM nodes and other dsup-nodes:
+ *   {discover, Peer}            -> cast {sync, Self, LocalGroups}; unknown
+ *                                  peer: monitor it and discover it back
+ *   {'$gen_cast', {sync, Peer, Groups}}, {join, Peer, Group, PidOrPids},
+ *   {leave, Peer, PidOrPids, Groups}  -> update the peer's share
+ *   {'DOWN', ...}               -> a peer scope or a local member is gone
+ * A BEAM scope crashes on anything else, so nothing else is ever sent, and a
+ * leave only names groups the peer was told of.
+ *
+ * Hidden nodes are not sent discover by the BEAM, so we discover: on every
+ * new connection, and each second towards connected nodes where no peer
+ * scope is known yet (that also finds restarted or late-started scopes). */
+#include <stdlib.h>
+#include <string.h>
+
+#include "dict.h"
+#include "gen_server.h"
+#include "intern.h"
+#include "log.h"
+#include "node.h"
+#include "pg.h"
+#include "proc.h"
+#include "term.h"
+
+#define DISCOVER_MS 1000
+
+typedef struct pidvec {
+    dsup_pid *v;
+    uint32_t n, cap;
+} pidvec;
+
+typedef struct pg_group {
+    dsup_term key;       /* encoded group term: the dict entry's key bytes */
+    pidvec all;          /* every member, local and remote */
+    uint32_t nlocal;     /* how many of them are local */
+} pg_group;
+
+typedef struct pg_peer {
+    dsup_pid pid;
+    dsup_ref mref;
+    dsup_dict groups;    /* group key -> pidvec*: what this peer told us */
+} pg_peer;
+
+typedef struct pg_member {
+    dsup_ref mref;
+    pg_group **groups;   /* one entry per join (pg allows joining twice) */
+    uint32_t n, cap;
+} pg_member;
+
+typedef struct pg_sub {
+    dsup_pg_event_fn fn;
+    void *arg;
+    struct pg_sub *next;
+} pg_sub;
+
+struct dsup_pg {
+    const char *name;
+    dsup_proc *proc;
+    dsup_dict groups;    /* group key -> pg_group* */
+    dsup_dict peers;     /* pid key -> pg_peer* */
+    dsup_dict members;   /* local pid key -> pg_member* */
+    pg_sub *subs;
+    struct dsup_pg *next;
+};
+
+static dsup_pg *scopes;
+static uv_timer_t discover_timer;
+static int timer_on;
+
+/* ---- small helpers ---------------------------------------------------------- */
+
+typedef struct pidkey {
+    char b[20];
+} pidkey;
+
+static pidkey key_of(const dsup_pid *p)
+{
+    pidkey k;
+    memcpy(k.b, &p->node, 8);
+    memcpy(k.b + 8, &p->num, 4);
+    memcpy(k.b + 12, &p->serial, 4);
+    memcpy(k.b + 16, &p->creation, 4);
+    return k;
+}
+
+static int vec_push(pidvec *v, const dsup_pid *p)
+{
+    if (v->n == v->cap) {
+        uint32_t nc = v->cap ? v->cap * 2 : 2;
+        dsup_pid *n = realloc(v->v, nc * sizeof *n);
+        if (!n)
+            return -1;
+        v->v = n;
+        v->cap = nc;
+    }
+    v->v[v->n++] = *p;
+    return 0;
+}
+
+/* Remove one occurrence; 1 if found. Order is kept (get_members order). */
+static int vec_remove(pidvec *v, const dsup_pid *p)
+{
+    for (uint32_t i = v->n; i-- > 0;) {
+        if (dsup_pid_eq(&v->v[i], p)) {
+            memmove(&v->v[i], &v->v[i + 1], (v->n - i - 1) * sizeof *v->v);
+            v->n--;
+            return 1;
+        }
+    }
+    return 0;
+}
+
+static void notify(dsup_pg *s, int event, dsup_term group, const dsup_pid *pids, size_t n)
+{
+    for (pg_sub *u = s->subs; u; u = u->next)
+        u->fn(u->arg, s, event, group, pids, n);
+}
+
+static pg_group *group_get(dsup_pg *s, dsup_term g, int create)
+{
+    if (!create) {
+        dsup_dict_ent *e = dsup_dict_find(&s->groups, g.buf, g.len);
+        return e ? e->val : NULL;
+    }
+    int created;
+    dsup_dict_ent *e = dsup_dict_upsert(&s->groups, g.buf, g.len, &created);
+    if (!e)
+        return NULL;
+    if (created) {
+        pg_group *grp = calloc(1, sizeof *grp);
+        if (!grp) {
+            dsup_dict_remove(&s->groups, g.buf, g.len);
+            return NULL;
+        }
+        grp->key = (dsup_term){ e->key, e->klen };
+        e->val = grp;
+    }
+    return e->val;
+}
+
+static void group_drop_if_empty(dsup_pg *s, pg_group *g)
+{
+    if (g->all.n)
+        return;
+    free(g->all.v);
+    dsup_term k = g->key;
+    /* The key bytes live in the entry being removed: remove last. */
+    char tmp[512];
+    if (k.len <= sizeof tmp) {
+        memcpy(tmp, k.buf, k.len);
+        dsup_dict_remove(&s->groups, tmp, k.len);
+    } else {
+        char *h = malloc(k.len);
+        if (!h)
+            return;
+        memcpy(h, k.buf, k.len);
+        dsup_dict_remove(&s->groups, h, k.len);
+        free(h);
+    }
+    free(g);
+}
+
+/* Encode Pid or [Pid] as pg does (one pid goes bare). */
+static void encode_pids(ei_x_buff *x, const dsup_pid *pids, size_t n)
+{
+    if (n == 1) {
+        dsup_x_encode_pid(x, &pids[0]);
+        return;
+    }
+    ei_x_encode_list_header(x, (long)n);
+    for (size_t i = 0; i < n; i++)
+        dsup_x_encode_pid(x, &pids[i]);
+    ei_x_encode_empty_list(x);
+}
+
+typedef struct bcast {
+    dsup_pg *s;
+    ei_x_buff *x;
+} bcast;
+
+static void send_to_peer(dsup_dict_ent *e, void *arg)
+{
+    bcast *b = arg;
+    pg_peer *p = e->val;
+    dsup_send(b->s->proc, &p->pid, b->x);
+}
+
+static void broadcast(dsup_pg *s, ei_x_buff *x)
+{
+    bcast b = { s, x };
+    dsup_dict_foreach(&s->peers, send_to_peer, &b);
+}
+
+/* ---- local joins and leaves -------------------------------------------------- */
+
+int dsup_pg_join(dsup_pg *s, dsup_term group, const dsup_pid *pids, size_t n)
+{
+    if (!s || !n)
+        return -1;
+    for (size_t i = 0; i < n; i++)
+        if (!dsup_proc_lookup(&pids[i]))
+            return -1; /* only live local processes may join, as in pg */
+    pg_group *g = group_get(s, group, 1);
+    if (!g)
+        return -1;
+    group = g->key;
+    for (size_t i = 0; i < n; i++) {
+        pidkey k = key_of(&pids[i]);
+        int created;
+        dsup_dict_ent *e = dsup_dict_upsert(&s->members, k.b, sizeof k.b, &created);
+        if (!e)
+            return -1;
+        if (created) {
+            pg_member *m = calloc(1, sizeof *m);
+            e->val = m;
+            dsup_monitor(s->proc, &pids[i], &m->mref);
+        }
+        pg_member *m = e->val;
+        if (m->n == m->cap) {
+            uint32_t nc = m->cap ? m->cap * 2 : 2;
+            pg_group **ng = realloc(m->groups, nc * sizeof *ng);
+            if (!ng)
+                return -1;
+            m->groups = ng;
+            m->cap = nc;
+        }
+        m->groups[m->n++] = g;
+        vec_push(&g->all, &pids[i]);
+        g->nlocal++;
+    }
+    ei_x_buff *x = dsup_term_scratch();
+    ei_x_encode_tuple_header(x, 4);
+    ei_x_encode_atom(x, "join");
+    dsup_x_encode_pid(x, dsup_self(s->proc));
+    dsup_x_encode_term(x, group);
+    encode_pids(x, pids, n);
+    broadcast(s, x);
+    dsup_term_scratch_release(x);
+    notify(s, DSUP_PG_JOIN, group, pids, n);
+    return 0;
+}
+
+/* Forget one membership of pid in g; 1 if it was there. */
+static int drop_local(dsup_pg *s, pg_group *g, const dsup_pid *pid)
+{
+    pidkey k = key_of(pid);
+    dsup_dict_ent *e = dsup_dict_find(&s->members, k.b, sizeof k.b);
+    if (!e)
+        return 0;
+    pg_member *m = e->val;
+    uint32_t i;
+    for (i = 0; i < m->n && m->groups[i] != g; i++)
+        ;
+    if (i == m->n)
+        return 0;
+    m->groups[i] = m->groups[--m->n];
+    vec_remove(&g->all, pid);
+    g->nlocal--;
+    if (m->n == 0) {
+        dsup_demonitor(s->proc, &m->mref);
+        free(m->groups);
+        free(dsup_dict_remove(&s->members, k.b, sizeof k.b));
+    }
+    return 1;
+}
+
+int dsup_pg_leave(dsup_pg *s, dsup_term group, const dsup_pid *pids, size_t n)
+{
+    if (!s)
+        return -1;
+    pg_group *g = group_get(s, group, 0);
+    if (!g)
+        return 1; /* not_joined */
+    dsup_pid *left = malloc((n ? n : 1) * sizeof *left);
+    if (!left)
+        return -1;
+    size_t nl = 0;
+    for (size_t i = 0; i < n; i++)
+        if (drop_local(s, g, &pids[i]))
+            left[nl++] = pids[i];
+    if (nl) {
+        ei_x_buff *x = dsup_term_scratch();
+        ei_x_encode_tuple_header(x, 4);
+        ei_x_encode_atom(x, "leave");
+        dsup_x_encode_pid(x, dsup_self(s->proc));
+        encode_pids(x, left, nl);
+        ei_x_encode_list_header(x, 1);
+        dsup_x_encode_term(x, g->key);
+        ei_x_encode_empty_list(x);
+        broadcast(s, x);
+        dsup_term_scratch_release(x);
+        notify(s, DSUP_PG_LEAVE, g->key, left, nl);
+        group_drop_if_empty(s, g);
+    }
+    free(left);
+    return nl ? 0 : 1;
+}
+
+/* A local member exited: it leaves every group it was in, in one message. */
+static void member_down(dsup_pg *s, const dsup_pid *pid)
+{
+    pidkey k = key_of(pid);
+    pg_member *m = dsup_dict_remove(&s->members, k.b, sizeof k.b);
+    if (!m)
+        return;
+    ei_x_buff *x = dsup_term_scratch();
+    ei_x_encode_tuple_header(x, 4);
+    ei_x_encode_atom(x, "leave");
+    dsup_x_encode_pid(x, dsup_self(s->proc));
+    dsup_x_encode_pid(x, pid);
+    ei_x_encode_list_header(x, m->n);
+    for (uint32_t i = 0; i < m->n; i++)
+        dsup_x_encode_term(x, m->groups[i]->key);
+    ei_x_encode_empty_list(x);
+    broadcast(s, x);
+    dsup_term_scratch_release(x);
+    for (uint32_t i = 0; i < m->n; i++) {
+        pg_group *g = m->groups[i];
+        vec_remove(&g->all, pid);
+        g->nlocal--;
+        notify(s, DSUP_PG_LEAVE, g->key, pid, 1);
+        /* A pid in a group twice appears twice in m->groups: drop the group
+         * only after its last occurrence has been handled. */
+        int later = 0;
+        for (uint32_t j = i + 1; j < m->n; j++)
+            later |= m->groups[j] == g;
+        if (!later)
+            group_drop_if_empty(s, g);
+    }
+    free(m->groups);
+    free(m);
+}
+
+/* ---- peers ------------------------------------------------------------------- */
+
+static pg_peer *peer_get(dsup_pg *s, const dsup_pid *pid)
+{
+    pidkey k = key_of(pid);
+    dsup_dict_ent *e = dsup_dict_find(&s->peers, k.b, sizeof k.b);
+    return e ? e->val : NULL;
+}
+
+static pg_peer *peer_add(dsup_pg *s, const dsup_pid *pid)
+{
+    pidkey k = key_of(pid);
+    dsup_dict_ent *e = dsup_dict_upsert(&s->peers, k.b, sizeof k.b, NULL);
+    if (!e)
+        return NULL;
+    if (!e->val) {
+        pg_peer *p = calloc(1, sizeof *p);
+        if (!p)
+            return NULL;
+        p->pid = *pid;
+        dsup_monitor(s->proc, pid, &p->mref);
+        e->val = p;
+        LOG_DEBUG("pg %s: peer scope on %s", s->name, pid->node);
+    }
+    return e->val;
+}
+
+static void remote_join(dsup_pg *s, pg_peer *p, dsup_term group, const dsup_pid *pids, size_t n)
+{
+    pg_group *g = group_get(s, group, 1);
+    if (!g)
+        return;
+    dsup_dict_ent *e = dsup_dict_upsert(&p->groups, g->key.buf, g->key.len, NULL);
+    if (!e)
+        return;
+    if (!e->val)
+        e->val = calloc(1, sizeof(pidvec));
+    pidvec *pv = e->val;
+    for (size_t i = 0; i < n; i++) {
+        vec_push(pv, &pids[i]);
+        vec_push(&g->all, &pids[i]);
+    }
+    notify(s, DSUP_PG_JOIN, g->key, pids, n);
+}
+
+static void remote_leave(dsup_pg *s, pg_peer *p, dsup_term group, const dsup_pid *pids, size_t n)
+{
+    pg_group *g = group_get(s, group, 0);
+    dsup_dict_ent *e = g ? dsup_dict_find(&p->groups, g->key.buf, g->key.len) : NULL;
+    if (!e)
+        return;
+    pidvec *pv = e->val;
+    dsup_pid *gone = malloc((n ? n : 1) * sizeof *gone);
+    size_t ng = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (vec_remove(pv, &pids[i])) {
+            vec_remove(&g->all, &pids[i]);
+            if (gone)
+                gone[ng++] = pids[i];
+        }
+    }
+    if (pv->n == 0) {
+        free(pv->v);
+        free(pv);
+        dsup_dict_remove(&p->groups, g->key.buf, g->key.len);
+    }
+    if (ng)
+        notify(s, DSUP_PG_LEAVE, g->key, gone, ng);
+    free(gone);
+    group_drop_if_empty(s, g);
+}
+
+typedef struct drop_ctx {
+    dsup_pg *s;
+    pg_peer *p;
+    dsup_term *keys;
+    size_t n;
+} drop_ctx;
+
+static void collect_key(dsup_dict_ent *e, void *arg)
+{
+    drop_ctx *d = arg;
+    d->keys[d->n++] = dsup_term_dup((dsup_term){ e->key, e->klen });
+}
+
+/* Remove everything a peer told us (its scope went down or re-synced). */
+static void peer_forget_groups(dsup_pg *s, pg_peer *p, const dsup_dict *keep)
+{
+    drop_ctx d = { s, p, NULL, 0 };
+    d.keys = malloc((p->groups.count + 1) * sizeof *d.keys);
+    if (!d.keys)
+        return;
+    dsup_dict_foreach(&p->groups, collect_key, &d);
+    for (size_t i = 0; i < d.n; i++) {
+        if (!keep || !dsup_dict_find(keep, d.keys[i].buf, d.keys[i].len)) {
+            dsup_dict_ent *e = dsup_dict_find(&p->groups, d.keys[i].buf, d.keys[i].len);
+            if (e) {
+                pidvec *pv = e->val;
+                dsup_pid *copy = malloc((pv->n ? pv->n : 1) * sizeof *copy);
+                if (copy) {
+                    memcpy(copy, pv->v, pv->n * sizeof *copy);
+                    remote_leave(s, p, d.keys[i], copy, pv->n);
+                    free(copy);
+                }
+            }
+        }
+        dsup_term_free(&d.keys[i]);
+    }
+    free(d.keys);
+}
+
+static void peer_down(dsup_pg *s, const dsup_pid *pid)
+{
+    pg_peer *p = peer_get(s, pid);
+    if (!p)
+        return;
+    peer_forget_groups(s, p, NULL);
+    dsup_dict_free(&p->groups, NULL);
+    pidkey k = key_of(pid);
+    dsup_dict_remove(&s->peers, k.b, sizeof k.b);
+    free(p);
+    LOG_DEBUG("pg %s: peer scope on %s gone", s->name, pid->node);
+}
+
+/* ---- decoding pid lists ----------------------------------------------------------- */
+
+/* Pid | [Pid] into a malloc'd array; -1 when malformed. */
+static int decode_pids(dsup_term t, dsup_pid **out, size_t *n)
+{
+    int i = 0, type, size, arity;
+    *out = NULL;
+    *n = 0;
+    if (ei_get_type(t.buf, &i, &type, &size) < 0)
+        return -1;
+    if (type == ERL_PID_EXT || type == ERL_NEW_PID_EXT) {
+        *out = malloc(sizeof **out);
+        if (!*out || dsup_decode_pid(t.buf, &i, *out) < 0)
+            return -1;
+        *n = 1;
+        return 0;
+    }
+    if (type == ERL_NIL_EXT)
+        return 0;
+    if (type != ERL_LIST_EXT || ei_decode_list_header(t.buf, &i, &arity) < 0)
+        return -1;
+    *out = malloc((size_t)(arity ? arity : 1) * sizeof **out);
+    if (!*out)
+        return -1;
+    for (int k = 0; k < arity; k++)
+        if (dsup_decode_pid(t.buf, &i, &(*out)[k]) < 0)
+            return -1;
+    *n = (size_t)arity;
+    return 0;
+}
+
+/* ---- the scope process ---------------------------------------------------------- */
+
+static void send_sync(dsup_pg *s, const dsup_pid *to);
+
+static void handle_discover(dsup_pg *s, dsup_term peer_t)
+{
+    dsup_pid peer;
+    int i = 0;
+    if (dsup_decode_pid(peer_t.buf, &i, &peer) < 0 || dsup_pid_eq(&peer, dsup_self(s->proc)))
+        return;
+    send_sync(s, &peer);
+    if (!peer_get(s, &peer)) {
+        peer_add(s, &peer);
+        ei_x_buff *x = dsup_term_scratch();
+        ei_x_encode_tuple_header(x, 2);
+        ei_x_encode_atom(x, "discover");
+        dsup_x_encode_pid(x, dsup_self(s->proc));
+        dsup_send(s->proc, &peer, x);
+        dsup_term_scratch_release(x);
+    }
+}
+
+static void handle_sync(dsup_pg *s, dsup_term peer_t, dsup_term groups)
+{
+    dsup_pid peer;
+    int i = 0, n;
+    if (dsup_decode_pid(peer_t.buf, &i, &peer) < 0)
+        return;
+    pg_peer *p = peer_add(s, &peer);
+    if (!p)
+        return;
+    /* New picture of the peer: drop groups it no longer lists, then replace
+     * each listed group's pids. */
+    dsup_dict listed = { 0 };
+    i = 0;
+    int type, size;
+    if (ei_get_type(groups.buf, &i, &type, &size) < 0)
+        return;
+    n = 0;
+    if (type == ERL_LIST_EXT && ei_decode_list_header(groups.buf, &i, &n) < 0)
+        return;
+    int start = i;
+    for (int k = 0; k < n; k++) {
+        int el = i;
+        if (ei_skip_term(groups.buf, &i) < 0)
+            goto out;
+        dsup_term pair[2];
+        if (dsup_term_tuple((dsup_term){ groups.buf + el, (size_t)(i - el) }, pair, 2) != 2)
+            goto out;
+        dsup_dict_upsert(&listed, pair[0].buf, pair[0].len, NULL);
+    }
+    peer_forget_groups(s, p, &listed);
+    i = start;
+    for (int k = 0; k < n; k++) {
+        int el = i;
+        ei_skip_term(groups.buf, &i);
+        dsup_term pair[2];
+        dsup_term_tuple((dsup_term){ groups.buf + el, (size_t)(i - el) }, pair, 2);
+        dsup_pid *pids;
+        size_t np;
+        if (decode_pids(pair[1], &pids, &np) == 0) {
+            pg_group *g = group_get(s, pair[0], 0);
+            dsup_dict_ent *e = g ? dsup_dict_find(&p->groups, g->key.buf, g->key.len) : NULL;
+            pidvec *old = e ? e->val : NULL;
+            if (old && old->n == np && memcmp(old->v, pids, np * sizeof *pids) == 0) {
+                free(pids); /* unchanged */
+                continue;
+            }
+            if (e) {
+                pidvec *pv = e->val;
+                dsup_pid *copy = malloc((pv->n ? pv->n : 1) * sizeof *copy);
+                if (copy) {
+                    memcpy(copy, pv->v, pv->n * sizeof *copy);
+                    remote_leave(s, p, pair[0], copy, pv->n);
+                    free(copy);
+                }
+            }
+            if (np)
+                remote_join(s, p, pair[0], pids, np);
+        }
+        free(pids);
+    }
+out:
+    dsup_dict_free(&listed, NULL);
+}
+
+static void scope_cast(dsup_proc *self, void *state, dsup_term msg)
+{
+    dsup_pg *s = state;
+    dsup_term el[4];
+    int ar;
+    if (dsup_term_tagged(msg, "sync", &ar, el, 4) && ar == 3)
+        handle_sync(s, el[1], el[2]);
+}
+
+static void scope_info(dsup_proc *self, void *state, dsup_term msg)
+{
+    dsup_pg *s = state;
+    dsup_term el[5];
+    int ar;
+    if (dsup_term_tagged(msg, "discover", &ar, el, 3) && (ar == 2 || ar == 3)) {
+        handle_discover(s, el[1]);
+    } else if (dsup_term_tagged(msg, "join", &ar, el, 4) && ar == 4) {
+        dsup_pid peer;
+        int i = 0;
+        if (dsup_decode_pid(el[1].buf, &i, &peer) < 0)
+            return;
+        pg_peer *p = peer_get(s, &peer);
+        if (!p)
+            return; /* not (yet) a peer: pg ignores it too */
+        dsup_pid *pids;
+        size_t n;
+        if (decode_pids(el[3], &pids, &n) == 0 && n)
+            remote_join(s, p, el[2], pids, n);
+        free(pids);
+    } else if (dsup_term_tagged(msg, "leave", &ar, el, 4) && ar == 4) {
+        dsup_pid peer;
+        int i = 0;
+        if (dsup_decode_pid(el[1].buf, &i, &peer) < 0)
+            return;
+        pg_peer *p = peer_get(s, &peer);
+        dsup_pid *pids = NULL;
+        size_t n;
+        if (!p || decode_pids(el[2], &pids, &n) < 0) {
+            free(pids);
+            return;
+        }
+        int type, size, cnt;
+        i = 0;
+        if (ei_get_type(el[3].buf, &i, &type, &size) == 0 && type == ERL_LIST_EXT &&
+            ei_decode_list_header(el[3].buf, &i, &cnt) == 0) {
+            for (int k = 0; k < cnt; k++) {
+                int g0 = i;
+                if (ei_skip_term(el[3].buf, &i) < 0)
+                    break;
+                remote_leave(s, p, (dsup_term){ el[3].buf + g0, (size_t)(i - g0) }, pids, n);
+            }
+        }
+        free(pids);
+    } else if (dsup_term_tagged(msg, "DOWN", &ar, el, 5) && ar == 5) {
+        dsup_pid who;
+        int i = 0;
+        if (dsup_decode_pid(el[3].buf, &i, &who) < 0)
+            return;
+        if (who.node == g_node->name)
+            member_down(s, &who);
+        else
+            peer_down(s, &who);
+    }
+}
+
+typedef struct sync_ctx {
+    ei_x_buff *x;
+    size_t n;
+} sync_ctx;
+
+static void count_local_group(dsup_dict_ent *e, void *arg)
+{
+    sync_ctx *c = arg;
+    c->n += ((pg_group *)e->val)->nlocal > 0;
+}
+
+static void encode_local_group(dsup_dict_ent *e, void *arg)
+{
+    sync_ctx *c = arg;
+    pg_group *g = e->val;
+    if (!g->nlocal)
+        return;
+    ei_x_encode_tuple_header(c->x, 2);
+    dsup_x_encode_term(c->x, g->key);
+    ei_x_encode_list_header(c->x, g->nlocal);
+    for (uint32_t i = 0; i < g->all.n; i++)
+        if (g->all.v[i].node == g_node->name)
+            dsup_x_encode_pid(c->x, &g->all.v[i]);
+    ei_x_encode_empty_list(c->x);
+}
+
+/* {'$gen_cast', {sync, Self, [{Group, LocalPids}]}}: one entry per group
+ * that has local members. */
+static void send_sync(dsup_pg *s, const dsup_pid *to)
+{
+    ei_x_buff *x = dsup_term_scratch();
+    ei_x_encode_tuple_header(x, 2);
+    ei_x_encode_atom(x, "$gen_cast");
+    ei_x_encode_tuple_header(x, 3);
+    ei_x_encode_atom(x, "sync");
+    dsup_x_encode_pid(x, dsup_self(s->proc));
+    sync_ctx c = { x, 0 };
+    dsup_dict_foreach(&s->groups, count_local_group, &c);
+    if (c.n) {
+        ei_x_encode_list_header(x, (long)c.n);
+        dsup_dict_foreach(&s->groups, encode_local_group, &c);
+    }
+    ei_x_encode_empty_list(x);
+    dsup_send(s->proc, to, x);
+    dsup_term_scratch_release(x);
+}
+
+static void scope_terminate(dsup_proc *self, void *state, dsup_term reason)
+{
+    dsup_pg *s = state;
+    s->proc = NULL;
+}
+
+static int scope_state(dsup_proc *self, void *state, ei_x_buff *out)
+{
+    dsup_pg *s = state;
+    ei_x_encode_tuple_header(out, 4);
+    ei_x_encode_atom(out, "pg_scope");
+    ei_x_encode_atom(out, s->name);
+    ei_x_encode_ulong(out, s->groups.count);
+    ei_x_encode_ulong(out, s->peers.count);
+    return 0;
+}
+
+static int scope_init(dsup_proc *self, dsup_term args, void **state)
+{
+    return 0; /* the dsup_pg is attached right after spawn */
+}
+
+static const dsup_worker_type scope_type = {
+    .name = "pg_scope",
+    .init = scope_init,
+    .handle_cast = scope_cast,
+    .handle_info = scope_info,
+    .terminate = scope_terminate,
+    .encode_state = scope_state,
+};
+
+/* ---- discovery ------------------------------------------------------------------- */
+
+static void discover_on(dsup_pg *s, const char *node)
+{
+    if (!s->proc)
+        return;
+    ei_x_buff *x = dsup_term_scratch();
+    ei_x_encode_tuple_header(x, 2);
+    ei_x_encode_atom(x, "discover");
+    dsup_x_encode_pid(x, dsup_self(s->proc));
+    dsup_send_named(s->proc, s->name, node, x);
+    dsup_term_scratch_release(x);
+}
+
+typedef struct has_node {
+    const char *node;
+    int found;
+} has_node;
+
+static void peer_on_node(dsup_dict_ent *e, void *arg)
+{
+    has_node *h = arg;
+    pg_peer *p = e->val;
+    h->found |= p->pid.node == h->node;
+}
+
+static void on_discover_timer(uv_timer_t *t)
+{
+    for (dsup_pg *s = scopes; s; s = s->next) {
+        for (size_t i = 0; i < g_node->nconns; i++) {
+            dsup_conn *c = g_node->conns[i];
+            if (c->state != CONN_UP)
+                continue;
+            has_node h = { c->peer, 0 };
+            dsup_dict_foreach(&s->peers, peer_on_node, &h);
+            if (!h.found)
+                discover_on(s, c->peer);
+        }
+    }
+}
+
+void dsup_pg_conn_up(const char *node)
+{
+    for (dsup_pg *s = scopes; s; s = s->next)
+        discover_on(s, node);
+}
+
+void dsup_pg_stop_all(void)
+{
+    if (timer_on && !uv_is_closing((uv_handle_t *)&discover_timer))
+        uv_close((uv_handle_t *)&discover_timer, NULL);
+    timer_on = 0;
+}
+
+/* ---- public API -------------------------------------------------------------------- */
+
+dsup_pg *dsup_pg_find(const char *name)
+{
+    const char *n = dsup_intern_str(name);
+    for (dsup_pg *s = scopes; s; s = s->next)
+        if (s->name == n && s->proc)
+            return s;
+    return NULL;
+}
+
+dsup_pg *dsup_pg_scope(const char *name)
+{
+    dsup_pg *s = dsup_pg_find(name);
+    if (s)
+        return s;
+    if (!g_node || !g_node->creation || g_node->stopping)
+        return NULL;
+    const char *n = dsup_intern_str(name);
+    if (!n || dsup_proc_whereis(n))
+        return NULL;
+    static int registered;
+    if (!registered) {
+        dsup_register_internal_type(&scope_type);
+        registered = 1;
+    }
+    s = calloc(1, sizeof *s);
+    if (!s)
+        return NULL;
+    s->name = n;
+    if (dsup_spawn_proc("pg_scope", NULL, NULL, &s->proc, NULL) < 0) {
+        free(s);
+        return NULL;
+    }
+    s->proc->state = s;
+    dsup_proc_register(s->proc, n);
+    s->next = scopes;
+    scopes = s;
+    if (!timer_on) {
+        uv_timer_init(g_node->loop, &discover_timer);
+        uv_timer_start(&discover_timer, on_discover_timer, DISCOVER_MS, DISCOVER_MS);
+        timer_on = 1;
+    }
+    /* Tell every node we already talk to (visible BEAM scopes would also find
+     * us through nodeup, hidden ones only this way). */
+    for (size_t i = 0; i < g_node->nconns; i++)
+        if (g_node->conns[i]->state == CONN_UP)
+            discover_on(s, g_node->conns[i]->peer);
+    LOG_INFO("pg scope %s started", n);
+    return s;
+}
+
+const char *dsup_pg_name(const dsup_pg *s) { return s->name; }
+
+size_t dsup_pg_members(dsup_pg *s, dsup_term group, const dsup_pid **pids)
+{
+    pg_group *g = s ? group_get(s, group, 0) : NULL;
+    *pids = g ? g->all.v : NULL;
+    return g ? g->all.n : 0;
+}
+
+size_t dsup_pg_local_members(dsup_pg *s, dsup_term group, dsup_pid *out, size_t max)
+{
+    pg_group *g = s ? group_get(s, group, 0) : NULL;
+    size_t n = 0;
+    if (!g)
+        return 0;
+    for (uint32_t i = 0; i < g->all.n; i++)
+        if (g->all.v[i].node == g_node->name) {
+            if (n < max)
+                out[n] = g->all.v[i];
+            n++;
+        }
+    return n;
+}
+
+typedef struct groups_ctx {
+    void (*fn)(void *arg, dsup_term group, size_t members);
+    void *arg;
+} groups_ctx;
+
+static void visit_group(dsup_dict_ent *e, void *arg)
+{
+    groups_ctx *c = arg;
+    pg_group *g = e->val;
+    c->fn(c->arg, g->key, g->all.n);
+}
+
+size_t dsup_pg_which_groups(dsup_pg *s, void (*fn)(void *arg, dsup_term group, size_t members), void *arg)
+{
+    if (!s)
+        return 0;
+    if (fn) {
+        groups_ctx c = { fn, arg };
+        dsup_dict_foreach(&s->groups, visit_group, &c);
+    }
+    return s->groups.count;
+}
+
+int dsup_pg_subscribe(dsup_pg *s, dsup_pg_event_fn fn, void *arg)
+{
+    pg_sub *u = calloc(1, sizeof *u);
+    if (!s || !u) {
+        free(u);
+        return -1;
+    }
+    u->fn = fn;
+    u->arg = arg;
+    u->next = s->subs;
+    s->subs = u;
+    return 0;
+}
+
+int dsup_pg_unsubscribe(dsup_pg *s, dsup_pg_event_fn fn, void *arg)
+{
+    for (pg_sub **pu = &s->subs; *pu; pu = &(*pu)->next) {
+        if ((*pu)->fn == fn && (*pu)->arg == arg) {
+            pg_sub *u = *pu;
+            *pu = u->next;
+            free(u);
+            return 0;
+        }
+    }
+    return -1;
+}

@@ -1,0 +1,12 @@
+/* pg.h — node-internal hooks of the pg scope peer (the API is in dsup.h). */
+#ifndef DSUP_PG_H
+#define DSUP_PG_H
+
+#include "dsup.h"
+
+/* A connection came up: discover peer scopes on that node. */
+void dsup_pg_conn_up(const char *node);
+/* Node shutdown: stop the discovery timer. */
+void dsup_pg_stop_all(void);
+
+#endif
