@@ -26,7 +26,7 @@ $(BUILD)/config.mk: scripts/install-deps.sh
 	@erl -noshell -eval 'io:format("EI_DIR := ~s~nOTP_RELEASE := ~s~n", [code:lib_dir(erl_interface), erlang:system_info(otp_release)]), halt().' > $@.tmp && mv $@.tmp $@
 
 CFLAGS  += -std=gnu11 $(OPT) -g -Wall -Wextra -Wno-unused-parameter -fPIC $(SAN) \
-           -Iinclude -Ic_src -I$(EI_DIR)/include
+           -Iinclude -Ic_src -I$(EI_DIR)/include -DDSUP_OTP_RELEASE=$(OTP_RELEASE)
 LDFLAGS += $(SAN) -rdynamic
 LDLIBS  += -L$(EI_DIR)/lib -lei -luv -lpthread -ldl -lm
 

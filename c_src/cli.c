@@ -12,6 +12,7 @@
 #include "intern.h"
 #include "log.h"
 #include "node.h"
+#include "ring.h"
 #include "workers/workers.h"
 
 static const char usage[] =
@@ -32,6 +33,15 @@ static const char usage[] =
     "  --scope NAME         take part in the :pg scope NAME (repeatable); a name that\n"
     "                       starts upper-case is an Elixir alias: MyApp.Scope means\n"
     "                       'Elixir.MyApp.Scope'\n"
+    "  --supervisor NAME[,key=value...]\n"
+    "                       run a DistributedSupervisor instance NAME (repeatable).\n"
+    "                       keys: cache_children=true|false, monitor_nodes=\n"
+    "                       true|false|cluster, nodes=a@h+b@h, listeners=name+name,\n"
+    "                       max_restarts=N, max_seconds=N\n"
+    "  --ring-atoms otp25|otp26\n"
+    "                       how atom child names are hashed on the ring: as\n"
+    "                       term_to_binary writes them on that OTP release (the\n"
+    "                       default is the release dsup was built against)\n"
     "  --load PLUGIN.so     load worker types from a plugin (repeatable)\n"
     "  --log-level LEVEL    debug | info | warn | error (default info)\n"
     "  --help               this text\n"
@@ -141,6 +151,64 @@ const char *dsup_atom_from_cli(const char *arg)
     return dsup_intern_str(buf);
 }
 
+/* "Name,key=value,..." into the instance atom and a keyword-list term, as
+ * start_link/1 takes. 0, or -1 for a malformed spec. */
+int dsup_cli_sup_opts(const char *arg, char *name, size_t cap, ei_x_buff *opts)
+{
+    char *copy = strdup(arg), *save = NULL;
+    ei_x_new(opts);
+    char *tok = strtok_r(copy, ",", &save);
+    const char *atom = tok ? dsup_atom_from_cli(tok) : NULL;
+    int rc = atom ? 0 : -1;
+    if (atom)
+        snprintf(name, cap, "%s", atom);
+    while (rc == 0 && (tok = strtok_r(NULL, ",", &save))) {
+        char *eq = strchr(tok, '=');
+        if (!eq) {
+            rc = -1;
+            break;
+        }
+        *eq = 0;
+        const char *k = tok, *v = eq + 1;
+        ei_x_encode_list_header(opts, 1);
+        ei_x_encode_tuple_header(opts, 2);
+        if (!strcmp(k, "cache_children") || !strcmp(k, "cache_children?")) {
+            ei_x_encode_atom(opts, "cache_children?");
+            ei_x_encode_atom(opts, v);
+        } else if (!strcmp(k, "monitor_nodes")) {
+            ei_x_encode_atom(opts, k);
+            ei_x_encode_atom(opts, v);
+        } else if (!strcmp(k, "max_restarts") || !strcmp(k, "max_seconds")) {
+            char *end;
+            long num = strtol(v, &end, 10);
+            if (*end || !*v)
+                rc = -1;
+            ei_x_encode_atom(opts, k);
+            ei_x_encode_long(opts, num);
+        } else if (!strcmp(k, "nodes") || !strcmp(k, "listeners")) {
+            ei_x_encode_atom(opts, k);
+            char *s2 = NULL, *list = strdup(v);
+            int cnt = 0;
+            for (char *t = strtok_r(list, "+", &s2); t; t = strtok_r(NULL, "+", &s2))
+                cnt++;
+            free(list);
+            list = strdup(v);
+            if (cnt)
+                ei_x_encode_list_header(opts, cnt);
+            for (char *t = strtok_r(list, "+", &s2); t; t = strtok_r(NULL, "+", &s2))
+                ei_x_encode_atom(opts, !strcmp(k, "nodes") ? t : dsup_atom_from_cli(t));
+            ei_x_encode_empty_list(opts);
+            free(list);
+        } else {
+            ei_x_encode_atom(opts, k); /* refused by the option check, by name */
+            ei_x_encode_atom(opts, v);
+        }
+    }
+    ei_x_encode_empty_list(opts);
+    free(copy);
+    return rc;
+}
+
 static int need(int i, int argc, const char *opt)
 {
     if (i + 1 >= argc) {
@@ -162,7 +230,14 @@ int dsup_main(int argc, char **argv)
     const char **connect = calloc((size_t)argc, sizeof *connect);
     const char **plugins = calloc((size_t)argc, sizeof *plugins);
     const char **scopes = calloc((size_t)argc, sizeof *scopes);
+    const char **sups = calloc((size_t)argc, sizeof *sups);
     int nplugins = 0;
+#ifndef DSUP_OTP_RELEASE
+#define DSUP_OTP_RELEASE 25
+#endif
+    /* term_to_binary of atoms changed in OTP 26: match the release we were
+     * built against unless told otherwise. */
+    dsup_ring_default_atom_encoding = DSUP_OTP_RELEASE >= 26 ? DSUP_RING_ATOM_UTF8 : DSUP_RING_ATOM_EXT;
 
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
@@ -221,6 +296,22 @@ int dsup_main(int argc, char **argv)
                 return 2;
             }
             scopes[n->nscopes++] = sc;
+        } else if (!strcmp(a, "--supervisor")) {
+            if (!need(i, argc, a))
+                return 2;
+            sups[n->nsups++] = argv[++i];
+        } else if (!strcmp(a, "--ring-atoms")) {
+            if (!need(i, argc, a))
+                return 2;
+            const char *v = argv[++i];
+            if (!strcmp(v, "otp25"))
+                dsup_ring_default_atom_encoding = DSUP_RING_ATOM_EXT;
+            else if (!strcmp(v, "otp26"))
+                dsup_ring_default_atom_encoding = DSUP_RING_ATOM_UTF8;
+            else {
+                fprintf(stderr, "dsup-node: --ring-atoms takes otp25 or otp26\n");
+                return 2;
+            }
         } else if (!strcmp(a, "--load")) {
             if (!need(i, argc, a))
                 return 2;
@@ -260,6 +351,16 @@ int dsup_main(int argc, char **argv)
 
     n->connect = connect;
     n->scopes = scopes;
+    n->sups = sups;
+    for (int i = 0; i < n->nsups; i++) {
+        ei_x_buff opts;
+        char name[300];
+        if (dsup_cli_sup_opts(sups[i], name, sizeof name, &opts) < 0) {
+            fprintf(stderr, "dsup-node: bad --supervisor %s\n", sups[i]);
+            return 2;
+        }
+        ei_x_free(&opts);
+    }
     n->loop = uv_default_loop();
     g_node = n;
     if (dsup_node_start() < 0)
@@ -270,6 +371,7 @@ int dsup_main(int argc, char **argv)
     free(connect);
     free(plugins);
     free(scopes);
+    free(sups);
     LOG_INFO("node %s stopped", n->name);
     return status;
 }

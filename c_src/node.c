@@ -13,6 +13,7 @@
 #include "node_ctrl.h"
 #include "proc.h"
 #include "sched.h"
+#include "sup.h"
 #include "term.h"
 
 dsup_nodeinfo *g_node;
@@ -270,6 +271,14 @@ int dsup_node_send_ctrl(const char *peer, const dsup_ctrl *ctrl)
     dsup_conn *c = dsup_node_conn(peer, 1);
     if (!c)
         return -1; /* like erlang:send to a bad node: dropped */
+    if (dsup_log_level <= DSUP_LOG_DEBUG && ctrl->msg.ptr) {
+        /* Debug builds of our own bugs: never put a malformed term on the wire. */
+        size_t pos = 0;
+        if (dsup_term_skip(ctrl->msg.ptr, ctrl->msg.len, &pos) < 0 || pos != ctrl->msg.len) {
+            LOG_ERROR("BUG: malformed outgoing message (op %d, %u bytes) to %s", ctrl->op, ctrl->msg.len, peer);
+            return -1;
+        }
+    }
     if (dsup_ctrl_encode(&c->wq, ctrl) < 0)
         return -1;
     if (c->state == CONN_UP)
@@ -482,6 +491,8 @@ void dsup_shutdown(void)
         return;
     g_node->stopping = 1;
     dsup_node_ctrl_stopping();
+    /* Supervisors hand their children over (they leave the ring first). */
+    dsup_sup_shutdown_all();
     /* Workers end first, so their EXIT/DOWN signals reach the peers. */
     dsup_proc_foreach(exit_one, NULL);
     dsup_proc_run_queue();

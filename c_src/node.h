@@ -100,6 +100,8 @@ typedef struct dsup_nodeinfo {
     int nconnect;
     const char **scopes;    /* --scope names (atom text) */
     int nscopes;
+    const char **sups;      /* --supervisor specs */
+    int nsups;
     uint32_t ref_n[3];
 } dsup_nodeinfo;
 
@@ -129,6 +131,7 @@ void dsup_node_conn_remove(dsup_conn *c);
 int dsup_node_start(void);
 /* CLI names: an upper-case first letter means an Elixir alias (cli.c). */
 const char *dsup_atom_from_cli(const char *arg);
+int dsup_cli_sup_opts(const char *arg, char *name, size_t cap, ei_x_buff *opts);
 int dsup_node_add_connect_target(const char *peer);
 
 /* Conversions between our pids and wire pids. */

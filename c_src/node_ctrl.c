@@ -9,6 +9,7 @@
 #include "node_ctrl.h"
 
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "gen_server.h"
@@ -17,6 +18,7 @@
 #include "node.h"
 #include "pg.h"
 #include "proc.h"
+#include "sup.h"
 #include "term.h"
 
 #define NODES_QUERY_MS 10000
@@ -59,6 +61,29 @@ static dsup_call_ret ctrl_call(dsup_proc *self, void *state, dsup_term req, cons
     }
     if (dsup_pg_ctrl_call(req, reply))
         return DSUP_REPLY;
+    if (dsup_term_tagged(req, "start_supervisor", &ar, el, 4) && ar == 3) {
+        char name[MAXATOMLEN_UTF8];
+        int i = 0;
+        dsup_sup *s;
+        ei_x_buff *why = dsup_term_scratch();
+        if (ei_decode_atom(el[1].buf, &i, name) < 0) {
+            ei_x_encode_tuple_header(reply, 2);
+            ei_x_encode_atom(reply, "error");
+            ei_x_encode_tuple_header(reply, 2);
+            ei_x_encode_atom(reply, "bad_option");
+            ei_x_encode_atom(reply, "name");
+        } else if (dsup_sup_start(name, &el[2], &s, why) == 0) {
+            ei_x_encode_tuple_header(reply, 2);
+            ei_x_encode_atom(reply, "ok");
+            dsup_x_encode_pid(reply, dsup_self(s->proc));
+        } else {
+            ei_x_encode_tuple_header(reply, 2);
+            ei_x_encode_atom(reply, "error");
+            ei_x_append_buf(reply, why->buff, why->index);
+        }
+        dsup_term_scratch_release(why);
+        return DSUP_REPLY;
+    }
     if (dsup_term_is_atom(req, "which_workers")) {
         dsup_which_workers(reply);
         return DSUP_REPLY;
@@ -153,9 +178,10 @@ void dsup_node_ctrl_conn_up(const char *peer)
 {
     ask_nodes(peer);
     dsup_pg_conn_up(peer);
+    dsup_sup_conn_event(peer, 1);
 }
 
-void dsup_node_ctrl_conn_down(const char *peer) { (void)peer; }
+void dsup_node_ctrl_conn_down(const char *peer) { dsup_sup_conn_event(peer, 0); }
 
 /* ---- names the BEAM expects ------------------------------------------------------ */
 
@@ -281,6 +307,23 @@ void dsup_node_ctrl_ready(void)
     for (int i = 0; i < g_node->nscopes; i++)
         if (!dsup_pg_scope(g_node->scopes[i]))
             LOG_WARN("--scope %s: cannot start the scope", g_node->scopes[i]);
+    for (int i = 0; i < g_node->nsups; i++) {
+        ei_x_buff opts, *why = dsup_term_scratch();
+        char name[300];
+        dsup_cli_sup_opts(g_node->sups[i], name, sizeof name, &opts);
+        dsup_term o = { opts.buff, (size_t)opts.index };
+        if (dsup_sup_start(name, &o, NULL, why) < 0) {
+            char *txt = NULL;
+            int j = 0;
+            ei_s_print_term(&txt, why->buff, &j);
+            LOG_ERROR("--supervisor %s: %s", g_node->sups[i], txt ? txt : "cannot start");
+            free(txt);
+            g_node->exit_status = 2;
+            dsup_shutdown();
+        }
+        ei_x_free(&opts);
+        dsup_term_scratch_release(why);
+    }
     LOG_INFO("node %s up (%s, port %d, creation %u)", g_node->name, g_node->visible ? "visible" : "hidden",
              g_node->port, g_node->creation);
     printf("dsup-node ready %s\n", g_node->name);

@@ -223,6 +223,23 @@ size_t dsup_pg_which_groups(dsup_pg *scope, void (*fn)(void *arg, dsup_term grou
 int dsup_pg_subscribe(dsup_pg *scope, dsup_pg_event_fn fn, void *arg);
 int dsup_pg_unsubscribe(dsup_pg *scope, dsup_pg_event_fn fn, void *arg);
 
+/* ---- distributed supervisors ---------------------------------------------- */
+
+/* An instance of a DistributedSupervisor on this node (see README: the wire
+ * API is gen_server:call({Name, Node}, Msg)). */
+typedef struct dsup_sup dsup_sup;
+/* Events, as terms: {process_start, Id, Pid}, {process_stop, Id, [Pid]},
+ * {node_up, Node, Info}, {node_down, Node, Info},
+ * {node_terminate, Node, Reason, Statuses}. */
+typedef void (*dsup_sup_event_fn)(void *arg, dsup_sup *sup, dsup_term event);
+
+/* Start instance `name` (atom text) with `opts`, the keyword list that
+ * DistributedSupervisor.start_link/1 takes (NULL for []). 0, or -1 with the
+ * error reason term (e.g. {bad_option, Key}) in err when err is non-NULL. */
+int dsup_sup_start(const char *name, const dsup_term *opts, dsup_sup **out, ei_x_buff *err);
+dsup_sup *dsup_sup_find(const char *name);
+int dsup_sup_subscribe(dsup_sup *sup, dsup_sup_event_fn fn, void *arg);
+
 /* ---- logging ------------------------------------------------------------ */
 
 enum { DSUP_LOG_DEBUG = 0, DSUP_LOG_INFO = 1, DSUP_LOG_WARN = 2, DSUP_LOG_ERROR = 3 };

@@ -1,0 +1,639 @@
+/* sup.c — a DistributedSupervisor instance on this node.
+ *
+ * The instance is a C process registered as Name that traps exits and is
+ * linked to its local children. It takes part in the pg scope Name.Scope:
+ * its own pid is in group '$dsup_hosts' (which makes this node a placement
+ * target), each child's pid is in the group named by the child's name (the
+ * registry: whereis is a pg lookup). The ring holds the nodes of the hosts.
+ *
+ * Failover: when the last host on a node leaves (node lost, or instance
+ * stopped), every surviving instance takes the lost node off its ring and,
+ * for each cached child that lived there, the child's own ring owner (by
+ * name) restarts it, unless it is temporary or already running elsewhere. */
+#include <stdlib.h>
+#include <string.h>
+
+#include "gen_server.h"
+#include "intern.h"
+#include "log.h"
+#include "node.h"
+#include "sup.h"
+#include "term.h"
+
+dsup_sup *dsup_sups;
+
+
+/* ---- hosts and the ring ---------------------------------------------------- */
+
+const dsup_pid *sup_host_on(dsup_sup *s, const char *node)
+{
+    const dsup_pid *pids;
+    size_t n = dsup_pg_members(s->scope, dsup_reason_atom(SUP_HOSTS_GROUP), &pids);
+    for (size_t i = 0; i < n; i++)
+        if (pids[i].node == node)
+            return &pids[i];
+    return NULL;
+}
+
+static int node_allowed(dsup_sup *s, const char *node)
+{
+    if (!s->nodes)
+        return 1;
+    for (int i = 0; i < s->nnodes; i++)
+        if (s->nodes[i] == node)
+            return 1;
+    return 0;
+}
+
+static void emit_node(dsup_sup *s, const char *what, const char *node)
+{
+    ei_x_buff *x = dsup_term_scratch();
+    ei_x_encode_tuple_header(x, 3);
+    ei_x_encode_atom(x, what);
+    ei_x_encode_atom(x, node);
+    ei_x_encode_empty_list(x);
+    sup_emit(s, x);
+    dsup_term_scratch_release(x);
+}
+
+static void host_joined(dsup_sup *s, const dsup_pid *host)
+{
+    if (node_allowed(s, host->node) && !dsup_ring_has_node(s->ring, host->node)) {
+        dsup_ring_add_node(s->ring, host->node, 0);
+        if (s->monitor_nodes == 1 && host->node != g_node->name)
+            emit_node(s, "node_up", host->node);
+    }
+    if (!dsup_pid_eq(host, dsup_self(s->proc)))
+        sup_send_snapshot(s, host);
+}
+
+/* Ask ourselves to fail over once the scope has applied the whole change
+ * (a lost node's members leave in one burst). */
+static void schedule_failover(dsup_sup *s, const char *node)
+{
+    ei_x_buff *x = dsup_term_scratch();
+    ei_x_encode_tuple_header(x, 2);
+    ei_x_encode_atom(x, "$dsup_failover");
+    ei_x_encode_atom(x, node);
+    dsup_send(s->proc, dsup_self(s->proc), x);
+    dsup_term_scratch_release(x);
+}
+
+static void host_left(dsup_sup *s, const dsup_pid *host)
+{
+    if (sup_host_on(s, host->node))
+        return; /* another instance pid on that node remains */
+    if (dsup_ring_has_node(s->ring, host->node)) {
+        dsup_ring_remove_node(s->ring, host->node);
+        if (s->monitor_nodes == 1)
+            emit_node(s, "node_down", host->node);
+    }
+    if (host->node != g_node->name && !s->stopping)
+        schedule_failover(s, host->node);
+}
+
+static void on_scope_event(void *arg, dsup_pg *scope, int event, dsup_term group, const dsup_pid *pids, size_t n)
+{
+    dsup_sup *s = arg;
+    if (!s->proc)
+        return;
+    if (dsup_term_is_atom(group, SUP_HOSTS_GROUP)) {
+        for (size_t i = 0; i < n; i++)
+            (event == DSUP_PG_JOIN ? host_joined : host_left)(s, &pids[i]);
+        return;
+    }
+    if (dsup_term_is_atom(group, SUP_OBSERVERS_GROUP)) {
+        if (event == DSUP_PG_JOIN)
+            for (size_t i = 0; i < n; i++)
+                sup_send_snapshot(s, &pids[i]);
+        return;
+    }
+    if (event == DSUP_PG_JOIN && !s->stopping)
+        sup_resolve_duplicate(s, group);
+}
+
+/* ---- local children --------------------------------------------------------- */
+
+static void reply_error2(ei_x_buff *reply, const char *tag, dsup_term detail)
+{
+    ei_x_encode_tuple_header(reply, 2);
+    ei_x_encode_atom(reply, "error");
+    ei_x_encode_tuple_header(reply, 2);
+    ei_x_encode_atom(reply, tag);
+    dsup_x_encode_term(reply, detail);
+}
+
+/* Start a child here. Takes ownership of spec. Encodes the reply:
+ * {ok, Pid, Name} | {error, {already_started, Pid}} | {error, Reason}. */
+int sup_start_local(dsup_sup *s, dsup_child_spec *spec, ei_x_buff *reply)
+{
+    if (spec->name.len == 0) {
+        dsup_ref ref;
+        dsup_node_make_ref(&ref);
+        ei_x_buff *x = dsup_term_scratch();
+        dsup_x_encode_ref(x, &ref);
+        dsup_child_spec *named = dsup_spec_with_name(spec, (dsup_term){ x->buff, (size_t)x->index });
+        dsup_term_scratch_release(x);
+        free(spec);
+        spec = named;
+        if (!spec)
+            return -1;
+    }
+    const dsup_pid *live;
+    if (dsup_pg_members(s->scope, spec->name, &live) > 0) {
+        ei_x_encode_tuple_header(reply, 2);
+        ei_x_encode_atom(reply, "error");
+        ei_x_encode_tuple_header(reply, 2);
+        ei_x_encode_atom(reply, "already_started");
+        dsup_x_encode_pid(reply, &live[0]);
+        free(spec);
+        return -1;
+    }
+    if (dsup_term_is_atom(spec->name, SUP_HOSTS_GROUP) || dsup_term_is_atom(spec->name, SUP_OBSERVERS_GROUP)) {
+        reply_error2(reply, "reserved_name", spec->name);
+        free(spec);
+        return -1;
+    }
+    dsup_proc *child;
+    ei_x_buff *why = dsup_term_scratch();
+    int rc = dsup_spawn_proc(spec->type, &spec->args, s->proc, &child, why);
+    if (rc == -2) {
+        reply_error2(reply, "unknown_worker", dsup_reason_atom(spec->type));
+    } else if (rc < 0) {
+        ei_x_encode_tuple_header(reply, 2);
+        ei_x_encode_atom(reply, "error");
+        ei_x_append_buf(reply, why->buff, why->index);
+    }
+    dsup_term_scratch_release(why);
+    if (rc < 0) {
+        free(spec);
+        return -1;
+    }
+    dsup_pid pid = child->pid;
+    sup_child *c = sup_cache_put(s, spec->name, &pid, spec, 1);
+    if (!c)
+        return -1;
+    dsup_pg_join(s->scope, c->spec->name, &pid, 1);
+    sup_send_child_up(s, c, NULL);
+    sup_emit_process_start(s, c->spec->name, &pid);
+    ei_x_encode_tuple_header(reply, 3);
+    ei_x_encode_atom(reply, "ok");
+    dsup_x_encode_pid(reply, &pid);
+    dsup_x_encode_term(reply, c->spec->name);
+    return 0;
+}
+
+static void on_kill_timer(uv_timer_t *t)
+{
+    dsup_pid *pid = t->data;
+    dsup_proc *p = dsup_proc_lookup(pid);
+    if (p)
+        dsup_proc_exit(p, dsup_reason_atom("killed"));
+}
+
+/* Stop a local child the way its spec says (brutal_kill, a timeout then
+ * kill, or infinity); the EXIT that follows finishes the job. */
+void sup_stop_child(dsup_sup *s, sup_child *c, dsup_term reason)
+{
+    if (c->terminating)
+        return;
+    c->terminating = 1;
+    if (c->spec->shutdown == DSUP_SHUTDOWN_BRUTAL) {
+        dsup_exit(s->proc, &c->pid, dsup_reason_atom("kill"));
+        return;
+    }
+    dsup_exit(s->proc, &c->pid, reason);
+    if (c->spec->shutdown > 0) {
+        c->kill_timer = malloc(sizeof *c->kill_timer);
+        if (c->kill_timer) {
+            uv_timer_init(g_node->loop, c->kill_timer);
+            c->kill_timer->data = &c->pid;
+            uv_timer_start(c->kill_timer, on_kill_timer, (uint64_t)c->spec->shutdown, 0);
+        }
+    }
+}
+
+static int restart_allowed(dsup_sup *s)
+{
+    uint64_t now = dsup_node_now();
+    uint64_t window = (uint64_t)s->max_seconds * 1000;
+    int recent = 0;
+    for (int i = 0; i < s->nrestarts; i++)
+        if (now - s->restarts[i] <= window)
+            s->restarts[recent++] = s->restarts[i];
+    s->nrestarts = recent;
+    if (recent >= s->max_restarts)
+        return 0;
+    s->restarts[s->nrestarts++] = now;
+    return 1;
+}
+
+static int is_shutdown_reason(dsup_term r)
+{
+    dsup_term el[2];
+    int ar;
+    return dsup_term_is_atom(r, "normal") || dsup_term_is_atom(r, "shutdown") ||
+           (dsup_term_tagged(r, "shutdown", &ar, el, 2) && ar == 2);
+}
+
+static void sup_shutdown_instance(dsup_sup *s, const char *why);
+
+/* A local child exited. */
+static void child_exited(dsup_sup *s, sup_child *c, dsup_term reason)
+{
+    dsup_pid old = c->pid;
+    if (c->terminating || s->stopping) {
+        if (c->term_from) {
+            ei_x_buff *x = dsup_term_scratch();
+            ei_x_encode_atom(x, "ok");
+            dsup_reply(c->term_from, x);
+            c->term_from = NULL;
+            dsup_term_scratch_release(x);
+        }
+        if (!s->stopping)
+            sup_broadcast_child_down(s, c, reason);
+        sup_emit_process_stop(s, c->spec->name, &old);
+        sup_cache_drop(s, c);
+        return;
+    }
+    int restart = c->spec->restart == DSUP_RESTART_PERMANENT ||
+                  (c->spec->restart == DSUP_RESTART_TRANSIENT && !is_shutdown_reason(reason));
+    if (!restart) {
+        sup_broadcast_child_down(s, c, reason);
+        sup_emit_process_stop(s, c->spec->name, &old);
+        sup_cache_drop(s, c);
+        return;
+    }
+    if (!restart_allowed(s)) {
+        LOG_ERROR("%s: reached maximum restart intensity (%d in %d s); shutting down", s->name,
+                  s->max_restarts, s->max_seconds);
+        sup_broadcast_child_down(s, c, reason);
+        sup_emit_process_stop(s, c->spec->name, &old);
+        sup_cache_drop(s, c);
+        sup_shutdown_instance(s, "reached_max_restart_intensity");
+        return;
+    }
+    dsup_proc *child;
+    if (dsup_spawn_proc(c->spec->type, &c->spec->args, s->proc, &child, NULL) < 0) {
+        /* init refused: count it as a restart and try again from the loop. */
+        LOG_WARN("%s: restarting a child failed; retrying", s->name);
+        dsup_child_spec *spec = dsup_spec_with_name(c->spec, c->spec->name);
+        sup_emit_process_stop(s, c->spec->name, &old);
+        sup_cache_drop(s, c);
+        if (spec) {
+            ei_x_buff *x = dsup_term_scratch();
+            ei_x_encode_tuple_header(x, 2);
+            ei_x_encode_atom(x, "$dsup_retry");
+            dsup_spec_encode_map(x, spec);
+            dsup_send(s->proc, dsup_self(s->proc), x);
+            dsup_term_scratch_release(x);
+            free(spec);
+        }
+        return;
+    }
+    dsup_pid pid = child->pid;
+    sup_emit_process_stop(s, c->spec->name, &old);
+    sup_cache_put(s, c->spec->name, &pid, NULL, 1);
+    dsup_pg_join(s->scope, c->spec->name, &pid, 1);
+    sup_send_child_up(s, c, NULL);
+    sup_emit_process_start(s, c->spec->name, &pid);
+}
+
+/* ---- failover ------------------------------------------------------------------ */
+
+typedef struct orphan_ctx {
+    const char *node;
+    sup_child **list;
+    size_t n, cap;
+} orphan_ctx;
+
+static void collect_orphan(dsup_dict_ent *e, void *arg)
+{
+    orphan_ctx *o = arg;
+    sup_child *c = e->val;
+    if (c->pid.node != o->node)
+        return;
+    if (o->n == o->cap) {
+        size_t nc = o->cap ? o->cap * 2 : 64;
+        sup_child **nl = realloc(o->list, nc * sizeof *nl);
+        if (!nl)
+            return;
+        o->list = nl;
+        o->cap = nc;
+    }
+    o->list[o->n++] = c;
+}
+
+/* Is a copy of `name` alive anywhere but on `lost`? */
+static int alive_elsewhere(dsup_sup *s, dsup_term name, const char *lost)
+{
+    const dsup_pid *pids;
+    size_t n = dsup_pg_members(s->scope, name, &pids);
+    for (size_t i = 0; i < n; i++)
+        if (pids[i].node != lost)
+            return 1;
+    return 0;
+}
+
+void sup_failover(dsup_sup *s, const char *lost)
+{
+    if (sup_host_on(s, lost))
+        return; /* it came back meanwhile */
+    orphan_ctx o = { lost, NULL, 0, 0 };
+    dsup_dict_foreach(&s->by_name, collect_orphan, &o);
+    size_t restarted = 0;
+    for (size_t i = 0; i < o.n; i++) {
+        sup_child *c = o.list[i];
+        dsup_child_spec *spec = NULL;
+        const char *owner = dsup_ring_node_for(s->ring, c->spec->name.buf, c->spec->name.len);
+        owner = owner ? dsup_intern_str(owner) : NULL; /* the ring keeps its own copies */
+        if (s->cache_children && c->spec->restart != DSUP_RESTART_TEMPORARY &&
+            strcmp(c->spec->type, "undefined") != 0 && owner == g_node->name &&
+            !alive_elsewhere(s, c->spec->name, lost))
+            spec = dsup_spec_with_name(c->spec, c->spec->name);
+        dsup_pid old = c->pid;
+        sup_emit_process_stop(s, c->spec->name, &old);
+        sup_cache_drop(s, c);
+        if (spec) {
+            ei_x_buff *x = dsup_term_scratch();
+            if (sup_start_local(s, spec, x) == 0)
+                restarted++;
+            dsup_term_scratch_release(x);
+        }
+    }
+    free(o.list);
+    if (o.n)
+        LOG_INFO("%s: %s lost with %zu children; %zu restarted here", s->name, lost, o.n, restarted);
+}
+
+/* ---- the instance process ------------------------------------------------------- */
+
+static void sup_info(dsup_proc *self, void *state, dsup_term msg)
+{
+    dsup_sup *s = state;
+    dsup_term el[6];
+    int ar;
+    if (dsup_term_tagged(msg, "EXIT", &ar, el, 3) && ar == 3) {
+        dsup_pid pid;
+        int i = 0;
+        if (dsup_decode_pid(el[1].buf, &i, &pid) < 0)
+            return;
+        sup_child *c = sup_child_by_pid(s, &pid);
+        if (c && c->local)
+            child_exited(s, c, el[2]);
+        return;
+    }
+    if (dsup_term_tagged(msg, "$dsup", &ar, el, 2) && ar == 2) {
+        sup_on_child_msg(s, el[1]);
+        return;
+    }
+    if (dsup_term_tagged(msg, "DOWN", &ar, el, 5) && ar == 5) {
+        dsup_ref ref;
+        int i = 0;
+        if (dsup_decode_ref(el[1].buf, &i, &ref) == 0)
+            sup_pending_down(s, &ref);
+        return;
+    }
+    if (dsup_term_tagged(msg, "$dsup_failover", &ar, el, 2) && ar == 2) {
+        const char *node;
+        size_t len;
+        int i = 0;
+        if (dsup_term_atom_text(el[1].buf, &i, &node, &len) == 0)
+            sup_failover(s, dsup_intern(node, len));
+        return;
+    }
+    if (dsup_term_tagged(msg, "$dsup_retry", &ar, el, 2) && ar == 2) {
+        dsup_child_spec *spec;
+        if (dsup_spec_parse(el[1], &spec) == 0) {
+            dsup_term name = spec->name;
+            (void)name;
+            ei_x_buff *x = dsup_term_scratch();
+            if (restart_allowed(s))
+                sup_start_local(s, spec, x);
+            else {
+                free(spec);
+                sup_shutdown_instance(s, "reached_max_restart_intensity");
+            }
+            dsup_term_scratch_release(x);
+        }
+        return;
+    }
+    if (sup_pending_reply(s, msg))
+        return;
+}
+
+static void sup_terminate(dsup_proc *self, void *state, dsup_term reason)
+{
+    dsup_sup *s = state;
+    s->proc = NULL; /* the struct lives on in dsup_sups for pending lookups */
+}
+
+static int sup_state(dsup_proc *self, void *state, ei_x_buff *out)
+{
+    dsup_sup *s = state;
+    ei_x_encode_tuple_header(out, 3);
+    ei_x_encode_atom(out, "distributed_supervisor");
+    ei_x_encode_atom(out, s->name);
+    ei_x_encode_ulong(out, s->by_name.count);
+    return 0;
+}
+
+static int sup_init(dsup_proc *self, dsup_term args, void **state)
+{
+    dsup_trap_exit(self, 1);
+    return 0;
+}
+
+static const dsup_worker_type sup_type = {
+    .name = "distributed_supervisor",
+    .init = sup_init,
+    .handle_call = sup_handle_call,
+    .handle_info = sup_info,
+    .terminate = sup_terminate,
+    .encode_state = sup_state,
+};
+
+/* ---- starting and stopping -------------------------------------------------------- */
+
+dsup_sup *dsup_sup_find(const char *name)
+{
+    const char *n = dsup_intern_str(name);
+    for (dsup_sup *s = dsup_sups; s; s = s->next)
+        if (s->name == n && s->proc)
+            return s;
+    return NULL;
+}
+
+static void free_sup(dsup_sup *s)
+{
+    dsup_ring_free(s->ring);
+    free(s->nodes);
+    free(s->listeners);
+    free(s->restarts);
+    free(s);
+}
+
+int dsup_sup_start(const char *name, const dsup_term *opts, dsup_sup **out, ei_x_buff *err)
+{
+    static int registered;
+    if (!registered) {
+        dsup_register_internal_type(&sup_type);
+        registered = 1;
+    }
+    const char *n = dsup_intern_str(name);
+    dsup_proc *existing = n ? dsup_proc_whereis(n) : NULL;
+    if (existing) {
+        if (err) {
+            err->index = 0;
+            ei_x_encode_tuple_header(err, 2);
+            ei_x_encode_atom(err, "already_started");
+            dsup_x_encode_pid(err, &existing->pid);
+        }
+        return -1;
+    }
+    dsup_sup *s = calloc(1, sizeof *s);
+    if (!s)
+        return -1;
+    s->name = n;
+    s->cache_children = 1;
+    s->max_restarts = 3;
+    s->max_seconds = 5;
+    static const char nil[] = { 106 };
+    if (sup_parse_opts(s, opts ? *opts : (dsup_term){ nil, 1 }, err) < 0) {
+        free_sup(s);
+        return -1;
+    }
+    s->restarts = calloc((size_t)s->max_restarts + 1, sizeof *s->restarts);
+    char scope[300];
+    snprintf(scope, sizeof scope, "%s.Scope", name);
+    s->scope_name = dsup_intern_str(scope);
+    s->ring = dsup_ring_new();
+    dsup_ring_set_atom_encoding(s->ring, dsup_ring_default_atom_encoding);
+    s->scope = dsup_pg_scope(scope);
+    if (!s->scope || dsup_spawn_proc("distributed_supervisor", NULL, NULL, &s->proc, NULL) < 0) {
+        if (err) {
+            err->index = 0;
+            ei_x_encode_atom(err, "cannot_start");
+        }
+        free_sup(s);
+        return -1;
+    }
+    s->proc->state = s;
+    dsup_proc_register(s->proc, n);
+    s->next = dsup_sups;
+    dsup_sups = s;
+    /* Hosts already known in the scope form the ring; then we join. */
+    const dsup_pid *hosts;
+    size_t nh = dsup_pg_members(s->scope, dsup_reason_atom(SUP_HOSTS_GROUP), &hosts);
+    for (size_t i = 0; i < nh; i++)
+        if (node_allowed(s, hosts[i].node))
+            dsup_ring_add_node(s->ring, hosts[i].node, 0);
+    dsup_pg_subscribe(s->scope, on_scope_event, s);
+    dsup_pg_join(s->scope, dsup_reason_atom(SUP_HOSTS_GROUP), &s->proc->pid, 1);
+    LOG_INFO("distributed supervisor %s started (scope %s)", n, scope);
+    if (out)
+        *out = s;
+    return 0;
+}
+
+typedef struct stop_ctx {
+    dsup_sup *s;
+    sup_child **list;
+    size_t n;
+} stop_ctx;
+
+static void collect_local(dsup_dict_ent *e, void *arg)
+{
+    stop_ctx *c = arg;
+    sup_child *ch = e->val;
+    if (ch->local)
+        c->list[c->n++] = ch;
+}
+
+/* {node_terminate, Node, Reason, [{status, Pid, {module, Type}, [State]}]} */
+static void broadcast_node_terminate(dsup_sup *s, const char *reason, sup_child **list, size_t n)
+{
+    ei_x_buff *x = dsup_term_scratch();
+    ei_x_encode_tuple_header(x, 2);
+    ei_x_encode_atom(x, "$dsup");
+    int ev_start = x->index;
+    ei_x_encode_tuple_header(x, 4);
+    ei_x_encode_atom(x, "node_terminate");
+    ei_x_encode_atom(x, g_node->name);
+    ei_x_encode_atom(x, reason);
+    if (n)
+        ei_x_encode_list_header(x, (long)n);
+    for (size_t i = 0; i < n; i++) {
+        dsup_proc *p = dsup_proc_lookup(&list[i]->pid);
+        ei_x_encode_tuple_header(x, 4);
+        ei_x_encode_atom(x, "status");
+        dsup_x_encode_pid(x, &list[i]->pid);
+        ei_x_encode_tuple_header(x, 2);
+        ei_x_encode_atom(x, "module");
+        ei_x_encode_atom(x, list[i]->spec->type);
+        ei_x_encode_list_header(x, 1);
+        if (p && p->type && p->type->encode_state)
+            p->type->encode_state(p, p->state, x);
+        else
+            ei_x_encode_atom(x, "undefined");
+        ei_x_encode_empty_list(x);
+    }
+    ei_x_encode_empty_list(x);
+    sup_broadcast(s, x);
+    ei_x_buff *ev = dsup_term_scratch();
+    ei_x_append_buf(ev, x->buff + ev_start, x->index - ev_start);
+    sup_emit(s, ev);
+    dsup_term_scratch_release(ev);
+    dsup_term_scratch_release(x);
+}
+
+/* Stop this instance: tell the others, leave the ring (so their failover
+ * takes our children), then stop the children and the instance. */
+static void sup_shutdown_instance(dsup_sup *s, const char *why)
+{
+    if (s->stopping || !s->proc)
+        return;
+    s->stopping = 1;
+    stop_ctx c = { s, malloc((s->by_name.count + 1) * sizeof(sup_child *)), 0 };
+    if (c.list)
+        dsup_dict_foreach(&s->by_name, collect_local, &c);
+    broadcast_node_terminate(s, why, c.list, c.n);
+    dsup_pg_leave(s->scope, dsup_reason_atom(SUP_HOSTS_GROUP), &s->proc->pid, 1);
+    for (size_t i = 0; i < c.n; i++) {
+        dsup_proc *p = dsup_proc_lookup(&c.list[i]->pid);
+        if (p)
+            dsup_proc_exit(p, dsup_reason_atom("shutdown"));
+    }
+    free(c.list);
+    dsup_pg_unsubscribe(s->scope, on_scope_event, s);
+    /* dsup_stop ends the process now, or after the current callback when
+     * we are inside one (restart intensity reached while handling an EXIT). */
+    dsup_stop_atom(s->proc, why);
+}
+
+void dsup_sup_shutdown_all(void)
+{
+    for (dsup_sup *s = dsup_sups; s; s = s->next)
+        sup_shutdown_instance(s, "shutdown");
+}
+
+void dsup_sup_conn_event(const char *node, int up)
+{
+    for (dsup_sup *s = dsup_sups; s; s = s->next)
+        if (s->proc && s->monitor_nodes == 2)
+            emit_node(s, up ? "node_up" : "node_down", node);
+}
+
+int dsup_sup_subscribe(dsup_sup *s, dsup_sup_event_fn fn, void *arg)
+{
+    sup_sub *u = calloc(1, sizeof *u);
+    if (!s || !u) {
+        free(u);
+        return -1;
+    }
+    u->fn = fn;
+    u->arg = arg;
+    u->next = s->subs;
+    s->subs = u;
+    return 0;
+}

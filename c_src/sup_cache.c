@@ -1,0 +1,371 @@
+/* sup_cache.c — the cluster-wide child table of an instance, kept in step
+ * by messages between instances (hosts and shim observers):
+ *   {'$dsup', {child_up, Name, Pid, SpecMap | undefined}}
+ *   {'$dsup', {child_down, Name, Pid, Reason}}
+ *   {'$dsup', {snapshot, Node, [{Name, Pid, SpecMap | undefined}]}}
+ *   {'$dsup', {node_terminate, Node, Reason, Statuses}}
+ * and the listener events derived from it. */
+#include <stdlib.h>
+#include <string.h>
+
+#include "log.h"
+#include "node.h"
+#include "sup.h"
+#include "term.h"
+
+typedef struct pidkey {
+    char b[20];
+} pidkey;
+
+static pidkey key_of(const dsup_pid *p)
+{
+    pidkey k;
+    memcpy(k.b, &p->node, 8);
+    memcpy(k.b + 8, &p->num, 4);
+    memcpy(k.b + 12, &p->serial, 4);
+    memcpy(k.b + 16, &p->creation, 4);
+    return k;
+}
+
+sup_child *sup_child_by_name(dsup_sup *s, dsup_term name)
+{
+    dsup_dict_ent *e = dsup_dict_find(&s->by_name, name.buf, name.len);
+    return e ? e->val : NULL;
+}
+
+sup_child *sup_child_by_pid(dsup_sup *s, const dsup_pid *pid)
+{
+    pidkey k = key_of(pid);
+    dsup_dict_ent *e = dsup_dict_find(&s->by_pid, k.b, sizeof k.b);
+    return e ? e->val : NULL;
+}
+
+/* Give a spec the child's name (specs parsed from a map carry none). */
+static dsup_child_spec *named_spec(dsup_child_spec *spec, dsup_term name)
+{
+    static const dsup_child_spec unknown = { "undefined", DSUP_RESTART_TEMPORARY, 0, { NULL, 0 }, { "\x6a", 1 } };
+    if (!spec)
+        return dsup_spec_with_name(&unknown, name);
+    if (spec->name.len && dsup_term_eq(spec->name, name))
+        return spec;
+    dsup_child_spec *n = dsup_spec_with_name(spec, name);
+    free(spec);
+    return n;
+}
+
+/* Insert or replace the entry for `name`; takes ownership of spec (NULL:
+ * keep the entry's spec, or record an unknown one). */
+sup_child *sup_cache_put(dsup_sup *s, dsup_term name, const dsup_pid *pid, dsup_child_spec *spec, int local)
+{
+    sup_child *c = sup_child_by_name(s, name);
+    if (c) {
+        pidkey old = key_of(&c->pid);
+        dsup_dict_remove(&s->by_pid, old.b, sizeof old.b);
+        if (spec && (spec = named_spec(spec, c->spec->name))) {
+            free(c->spec);
+            c->spec = spec;
+        }
+    } else {
+        if (!(spec = named_spec(spec, name)))
+            return NULL;
+        c = calloc(1, sizeof *c);
+        dsup_dict_ent *e = c ? dsup_dict_upsert(&s->by_name, spec->name.buf, spec->name.len, NULL) : NULL;
+        if (!e) {
+            free(spec);
+            free(c);
+            return NULL;
+        }
+        c->spec = spec;
+        e->val = c;
+    }
+    c->pid = *pid;
+    c->local = local;
+    pidkey k = key_of(pid);
+    dsup_dict_ent *e = dsup_dict_upsert(&s->by_pid, k.b, sizeof k.b, NULL);
+    if (e)
+        e->val = c;
+    return c;
+}
+
+void sup_cache_drop(dsup_sup *s, sup_child *c)
+{
+    pidkey k = key_of(&c->pid);
+    dsup_dict_remove(&s->by_pid, k.b, sizeof k.b);
+    dsup_dict_remove(&s->by_name, c->spec->name.buf, c->spec->name.len);
+    if (c->kill_timer)
+        uv_close((uv_handle_t *)c->kill_timer, (uv_close_cb)free);
+    dsup_from_discard(c->term_from);
+    free(c->spec);
+    free(c);
+}
+
+/* ---- events ---------------------------------------------------------------- */
+
+void sup_emit(dsup_sup *s, ei_x_buff *event)
+{
+    dsup_term ev = { event->buff, (size_t)event->index };
+    for (sup_sub *u = s->subs; u; u = u->next)
+        u->fn(u->arg, s, ev);
+    if (!s->nlisteners)
+        return;
+    ei_x_buff *x = dsup_term_scratch();
+    ei_x_encode_tuple_header(x, 3);
+    ei_x_encode_atom(x, "distributed_supervisor");
+    ei_x_encode_atom(x, s->name);
+    dsup_x_encode_term(x, ev);
+    for (int i = 0; i < s->nlisteners; i++) {
+        sup_listener *l = &s->listeners[i];
+        if (l->name)
+            dsup_send_named(s->proc, l->name, l->node, x);
+        else
+            dsup_send(s->proc, &l->pid, x);
+    }
+    dsup_term_scratch_release(x);
+}
+
+void sup_emit_process_start(dsup_sup *s, dsup_term name, const dsup_pid *pid)
+{
+    if (!s->subs && !s->nlisteners)
+        return;
+    ei_x_buff *x = dsup_term_scratch();
+    ei_x_encode_tuple_header(x, 3);
+    ei_x_encode_atom(x, "process_start");
+    dsup_x_encode_term(x, name);
+    dsup_x_encode_pid(x, pid);
+    sup_emit(s, x);
+    dsup_term_scratch_release(x);
+}
+
+void sup_emit_process_stop(dsup_sup *s, dsup_term name, const dsup_pid *pid)
+{
+    if (!s->subs && !s->nlisteners)
+        return;
+    ei_x_buff *x = dsup_term_scratch();
+    ei_x_encode_tuple_header(x, 3);
+    ei_x_encode_atom(x, "process_stop");
+    dsup_x_encode_term(x, name);
+    ei_x_encode_list_header(x, 1);
+    dsup_x_encode_pid(x, pid);
+    ei_x_encode_empty_list(x);
+    sup_emit(s, x);
+    dsup_term_scratch_release(x);
+}
+
+/* ---- messages between instances ---------------------------------------------- */
+
+static void send_to_group(dsup_sup *s, const char *group, ei_x_buff *msg)
+{
+    dsup_term g = dsup_reason_atom(group);
+    const dsup_pid *pids;
+    size_t n = dsup_pg_members(s->scope, g, &pids);
+    for (size_t i = 0; i < n; i++)
+        if (!dsup_pid_eq(&pids[i], dsup_self(s->proc)))
+            dsup_send(s->proc, &pids[i], msg);
+}
+
+void sup_broadcast(dsup_sup *s, ei_x_buff *msg)
+{
+    send_to_group(s, SUP_HOSTS_GROUP, msg);
+    send_to_group(s, SUP_OBSERVERS_GROUP, msg);
+}
+
+static void encode_spec_or_undefined(dsup_sup *s, ei_x_buff *x, const sup_child *c)
+{
+    if (s->cache_children && c->spec && strcmp(c->spec->type, "undefined") != 0)
+        dsup_spec_encode_map(x, c->spec);
+    else
+        ei_x_encode_atom(x, "undefined");
+}
+
+/* {'$dsup', {child_up, ...}} to one instance, or to all when `to` is NULL. */
+void sup_send_child_up(dsup_sup *s, sup_child *c, const dsup_pid *to)
+{
+    ei_x_buff *x = dsup_term_scratch();
+    ei_x_encode_tuple_header(x, 2);
+    ei_x_encode_atom(x, "$dsup");
+    ei_x_encode_tuple_header(x, 4);
+    ei_x_encode_atom(x, "child_up");
+    dsup_x_encode_term(x, c->spec->name);
+    dsup_x_encode_pid(x, &c->pid);
+    encode_spec_or_undefined(s, x, c);
+    if (to)
+        dsup_send(s->proc, to, x);
+    else
+        sup_broadcast(s, x);
+    dsup_term_scratch_release(x);
+}
+
+void sup_broadcast_child_down(dsup_sup *s, sup_child *c, dsup_term reason)
+{
+    ei_x_buff *x = dsup_term_scratch();
+    ei_x_encode_tuple_header(x, 2);
+    ei_x_encode_atom(x, "$dsup");
+    ei_x_encode_tuple_header(x, 4);
+    ei_x_encode_atom(x, "child_down");
+    dsup_x_encode_term(x, c->spec->name);
+    dsup_x_encode_pid(x, &c->pid);
+    dsup_x_encode_term(x, reason);
+    sup_broadcast(s, x);
+    dsup_term_scratch_release(x);
+}
+
+typedef struct snap_ctx {
+    dsup_sup *s;
+    ei_x_buff *x;
+    size_t n;
+} snap_ctx;
+
+static void count_local(dsup_dict_ent *e, void *arg)
+{
+    snap_ctx *c = arg;
+    c->n += ((sup_child *)e->val)->local;
+}
+
+static void encode_local(dsup_dict_ent *e, void *arg)
+{
+    snap_ctx *c = arg;
+    sup_child *ch = e->val;
+    if (!ch->local)
+        return;
+    ei_x_encode_tuple_header(c->x, 3);
+    dsup_x_encode_term(c->x, ch->spec->name);
+    dsup_x_encode_pid(c->x, &ch->pid);
+    encode_spec_or_undefined(c->s, c->x, ch);
+}
+
+void sup_send_snapshot(dsup_sup *s, const dsup_pid *to)
+{
+    ei_x_buff *x = dsup_term_scratch();
+    ei_x_encode_tuple_header(x, 2);
+    ei_x_encode_atom(x, "$dsup");
+    ei_x_encode_tuple_header(x, 3);
+    ei_x_encode_atom(x, "snapshot");
+    ei_x_encode_atom(x, g_node->name);
+    snap_ctx c = { s, x, 0 };
+    dsup_dict_foreach(&s->by_name, count_local, &c);
+    if (c.n) {
+        ei_x_encode_list_header(x, (long)c.n);
+        dsup_dict_foreach(&s->by_name, encode_local, &c);
+    }
+    ei_x_encode_empty_list(x);
+    dsup_send(s->proc, to, x);
+    dsup_term_scratch_release(x);
+}
+
+/* ---- duplicates ----------------------------------------------------------------- */
+
+/* Among live copies of `name` (pg members), the survivor is the copy on the
+ * name's ring owner; when no copy is there, the copy on the smallest node
+ * name. Every instance applies the same rule to its own copies, so exactly
+ * one copy survives. Returns 1 when a local copy was stopped. */
+int sup_resolve_duplicate(dsup_sup *s, dsup_term name)
+{
+    const dsup_pid *pids;
+    size_t n = dsup_pg_members(s->scope, name, &pids);
+    if (n < 2)
+        return 0;
+    const char *owner = dsup_ring_node_for(s->ring, name.buf, name.len);
+    const dsup_pid *keep = NULL;
+    for (size_t i = 0; i < n; i++)
+        if (owner && strcmp(pids[i].node, owner) == 0)
+            keep = &pids[i];
+    if (!keep) {
+        keep = &pids[0];
+        for (size_t i = 1; i < n; i++)
+            if (strcmp(pids[i].node, keep->node) < 0)
+                keep = &pids[i];
+    }
+    int stopped = 0;
+    dsup_pid victims[8];
+    size_t nv = 0;
+    for (size_t i = 0; i < n && nv < 8; i++)
+        if (pids[i].node == g_node->name && !dsup_pid_eq(&pids[i], keep))
+            victims[nv++] = pids[i];
+    for (size_t i = 0; i < nv; i++) {
+        sup_child *c = sup_child_by_pid(s, &victims[i]);
+        if (!c || !c->local)
+            continue;
+        LOG_INFO("%s: duplicate child, stopping the local copy (the one on %s stays)", s->name, keep->node);
+        ei_x_buff *x = dsup_term_scratch();
+        ei_x_encode_tuple_header(x, 2);
+        ei_x_encode_atom(x, "shutdown");
+        ei_x_encode_atom(x, "duplicate");
+        sup_stop_child(s, c, (dsup_term){ x->buff, (size_t)x->index });
+        dsup_term_scratch_release(x);
+        stopped = 1;
+    }
+    return stopped;
+}
+
+/* ---- incoming {'$dsup', Event} ---------------------------------------------------- */
+
+static void remote_child_up(dsup_sup *s, dsup_term name, dsup_term pid_t, dsup_term spec_t)
+{
+    dsup_pid pid;
+    int i = 0;
+    if (dsup_decode_pid(pid_t.buf, &i, &pid) < 0)
+        return;
+    sup_child *old = sup_child_by_name(s, name);
+    if (old && dsup_pid_eq(&old->pid, &pid))
+        return;
+    if (old && old->local) {
+        /* Two live copies: resolve once both are in pg; keep ours for now. */
+        sup_resolve_duplicate(s, name);
+        return;
+    }
+    dsup_child_spec *spec = NULL;
+    if (!dsup_term_is_atom(spec_t, "undefined") && dsup_spec_parse(spec_t, &spec) < 0)
+        spec = NULL;
+    dsup_pid oldpid;
+    int had = old != NULL;
+    if (had)
+        oldpid = old->pid;
+    sup_child *c = sup_cache_put(s, name, &pid, spec, 0);
+    if (!c)
+        return;
+    if (had)
+        sup_emit_process_stop(s, c->spec->name, &oldpid);
+    sup_emit_process_start(s, c->spec->name, &pid);
+}
+
+static void remote_child_down(dsup_sup *s, dsup_term name, dsup_term pid_t)
+{
+    dsup_pid pid;
+    int i = 0;
+    if (dsup_decode_pid(pid_t.buf, &i, &pid) < 0)
+        return;
+    sup_child *c = sup_child_by_name(s, name);
+    if (!c || !dsup_pid_eq(&c->pid, &pid) || c->local)
+        return;
+    sup_emit_process_stop(s, c->spec->name, &pid);
+    sup_cache_drop(s, c);
+}
+
+void sup_on_child_msg(dsup_sup *s, dsup_term ev)
+{
+    dsup_term el[5];
+    int ar;
+    if (dsup_term_tagged(ev, "child_up", &ar, el, 5) && ar == 4) {
+        remote_child_up(s, el[1], el[2], el[3]);
+    } else if (dsup_term_tagged(ev, "child_down", &ar, el, 5) && ar == 4) {
+        remote_child_down(s, el[1], el[2]);
+    } else if (dsup_term_tagged(ev, "snapshot", &ar, el, 5) && ar == 3) {
+        int i = 0, n, type, size;
+        if (ei_get_type(el[2].buf, &i, &type, &size) < 0 || type != ERL_LIST_EXT ||
+            ei_decode_list_header(el[2].buf, &i, &n) < 0)
+            return;
+        for (int k = 0; k < n; k++) {
+            int st = i;
+            if (ei_skip_term(el[2].buf, &i) < 0)
+                return;
+            dsup_term t[3];
+            if (dsup_term_tuple((dsup_term){ el[2].buf + st, (size_t)(i - st) }, t, 3) == 3)
+                remote_child_up(s, t[0], t[1], t[2]);
+        }
+    } else if (dsup_term_tagged(ev, "node_terminate", &ar, el, 5) && ar == 4) {
+        ei_x_buff *x = dsup_term_scratch();
+        dsup_x_encode_term(x, ev);
+        sup_emit(s, x);
+        dsup_term_scratch_release(x);
+    }
+}

@@ -1,0 +1,367 @@
+/* sup_ops.c — the instance's wire API, gen_server:call({Name, Node}, Msg):
+ *   {start_child, Spec, Node | undefined | nil} -> {ok, Pid, Name} | {error, _}
+ *   {terminate_child, Pid}   -> ok | {error, not_found}
+ *   children                 -> #{Name => {Pid, ChildSpecMap}}
+ *   local_children           -> [Pid]
+ *   {whereis, Name}          -> Pid | undefined
+ *   {whois, Pid}             -> Name | nil
+ *   count_children           -> [{specs,N},{active,N},{supervisors,0},{workers,N}]
+ *   which_children           -> [{undefined, Pid, worker, [Type]}]
+ *   nodes                    -> [Node]
+ *   {node_for, Key}          -> Node | undefined
+ * A start or terminate that belongs to another node is forwarded to the
+ * instance there; its answer is relayed without blocking this one. */
+#include <stdlib.h>
+#include <string.h>
+
+#include "intern.h"
+#include "node.h"
+#include "sup.h"
+#include "term.h"
+
+static void error_atom(ei_x_buff *x, const char *what)
+{
+    ei_x_encode_tuple_header(x, 2);
+    ei_x_encode_atom(x, "error");
+    ei_x_encode_atom(x, what);
+}
+
+static void error_pair(ei_x_buff *x, const char *what, dsup_term detail)
+{
+    ei_x_encode_tuple_header(x, 2);
+    ei_x_encode_atom(x, "error");
+    ei_x_encode_tuple_header(x, 2);
+    ei_x_encode_atom(x, what);
+    dsup_x_encode_term(x, detail);
+}
+
+/* ---- forwarding ------------------------------------------------------------- */
+
+int sup_forward(dsup_sup *s, const char *node, dsup_term request, const dsup_from *from)
+{
+    const dsup_pid *host = sup_host_on(s, node);
+    if (!host)
+        return -1;
+    sup_pending *p = calloc(1, sizeof *p);
+    if (!p)
+        return -1;
+    dsup_pid target = *host;
+    dsup_node_make_ref(&p->tag);
+    dsup_monitor(s->proc, &target, &p->mref);
+    p->node = node;
+    p->from = dsup_from_save(from);
+    p->next = s->pending;
+    s->pending = p;
+    ei_x_buff *x = dsup_term_scratch();
+    ei_x_encode_tuple_header(x, 3);
+    ei_x_encode_atom(x, "$gen_call");
+    ei_x_encode_tuple_header(x, 2);
+    dsup_x_encode_pid(x, dsup_self(s->proc));
+    dsup_x_encode_ref(x, &p->tag);
+    dsup_x_encode_term(x, request);
+    dsup_send(s->proc, &target, x);
+    dsup_term_scratch_release(x);
+    return 0;
+}
+
+static sup_pending *take_pending(dsup_sup *s, const dsup_ref *ref, int by_mref)
+{
+    for (sup_pending **pp = &s->pending; *pp; pp = &(*pp)->next) {
+        sup_pending *p = *pp;
+        if (dsup_ref_eq(by_mref ? &p->mref : &p->tag, ref)) {
+            *pp = p->next;
+            return p;
+        }
+    }
+    return NULL;
+}
+
+/* {Tag, Reply} from a forwarded call: relay it. */
+int sup_pending_reply(dsup_sup *s, dsup_term msg)
+{
+    if (!s->pending)
+        return 0;
+    dsup_term el[2];
+    dsup_ref ref;
+    int i = 0;
+    if (dsup_term_tuple(msg, el, 2) != 2 || dsup_decode_ref(el[0].buf, &i, &ref) < 0)
+        return 0;
+    sup_pending *p = take_pending(s, &ref, 0);
+    if (!p)
+        return 0;
+    dsup_demonitor(s->proc, &p->mref);
+    ei_x_buff *x = dsup_term_scratch();
+    dsup_x_encode_term(x, el[1]);
+    dsup_reply(p->from, x);
+    dsup_term_scratch_release(x);
+    free(p);
+    return 1;
+}
+
+/* The instance we forwarded to went away before answering. */
+int sup_pending_down(dsup_sup *s, const dsup_ref *mref)
+{
+    sup_pending *p = take_pending(s, mref, 1);
+    if (!p)
+        return 0;
+    ei_x_buff *x = dsup_term_scratch();
+    error_pair(x, "nodedown", dsup_reason_atom(p->node));
+    dsup_reply(p->from, x);
+    dsup_term_scratch_release(x);
+    free(p);
+    return 1;
+}
+
+/* ---- start_child --------------------------------------------------------------- */
+
+static const char *node_arg(dsup_term t)
+{
+    if (dsup_term_is_atom(t, "undefined") || dsup_term_is_atom(t, "nil"))
+        return NULL;
+    int i = 0;
+    const char *a;
+    size_t n;
+    if (dsup_term_atom_text(t.buf, &i, &a, &n) < 0)
+        return "";
+    return dsup_intern(a, n);
+}
+
+static dsup_call_ret start_child(dsup_sup *s, dsup_term spec_t, dsup_term node_t, const dsup_from *from,
+                                 ei_x_buff *reply)
+{
+    dsup_child_spec *spec;
+    if (dsup_spec_parse(spec_t, &spec) < 0) {
+        error_pair(reply, "incorrect_spec", spec_t);
+        return DSUP_REPLY;
+    }
+    const char *node = node_arg(node_t);
+    if (node && !*node) {
+        free(spec);
+        error_pair(reply, "incorrect_node", node_t);
+        return DSUP_REPLY;
+    }
+    if (spec->name.len == 0) {
+        /* Name it now: placement is by name. */
+        dsup_ref ref;
+        dsup_node_make_ref(&ref);
+        ei_x_buff *x = dsup_term_scratch();
+        dsup_x_encode_ref(x, &ref);
+        dsup_child_spec *named = dsup_spec_with_name(spec, (dsup_term){ x->buff, (size_t)x->index });
+        dsup_term_scratch_release(x);
+        free(spec);
+        if (!(spec = named)) {
+            error_atom(reply, "enomem");
+            return DSUP_REPLY;
+        }
+    }
+    const dsup_pid *live;
+    if (dsup_pg_members(s->scope, spec->name, &live) > 0) {
+        ei_x_encode_tuple_header(reply, 2);
+        ei_x_encode_atom(reply, "error");
+        ei_x_encode_tuple_header(reply, 2);
+        ei_x_encode_atom(reply, "already_started");
+        dsup_x_encode_pid(reply, &live[0]);
+        free(spec);
+        return DSUP_REPLY;
+    }
+    if (!node) {
+        node = dsup_ring_node_for(s->ring, spec->name.buf, spec->name.len);
+        node = node ? dsup_intern_str(node) : NULL;
+        if (!node) {
+            free(spec);
+            error_atom(reply, "no_nodes");
+            return DSUP_REPLY;
+        }
+    }
+    if (node == g_node->name) {
+        sup_start_local(s, spec, reply);
+        return DSUP_REPLY;
+    }
+    /* {start_child_here, Name, SpecMap} to the instance on `node`. */
+    ei_x_buff *x = dsup_term_scratch();
+    ei_x_encode_tuple_header(x, 3);
+    ei_x_encode_atom(x, "start_child_here");
+    dsup_x_encode_term(x, spec->name);
+    dsup_spec_encode_map(x, spec);
+    int rc = sup_forward(s, node, (dsup_term){ x->buff, (size_t)x->index }, from);
+    dsup_term_scratch_release(x);
+    free(spec);
+    if (rc < 0) {
+        error_pair(reply, "nodedown", dsup_reason_atom(node));
+        return DSUP_REPLY;
+    }
+    return DSUP_NOREPLY;
+}
+
+static dsup_call_ret start_child_here(dsup_sup *s, dsup_term name, dsup_term spec_t, ei_x_buff *reply)
+{
+    dsup_child_spec *spec, *named;
+    if (dsup_spec_parse(spec_t, &spec) < 0) {
+        error_pair(reply, "incorrect_spec", spec_t);
+        return DSUP_REPLY;
+    }
+    named = dsup_spec_with_name(spec, name);
+    free(spec);
+    if (!named) {
+        error_atom(reply, "enomem");
+        return DSUP_REPLY;
+    }
+    sup_start_local(s, named, reply);
+    return DSUP_REPLY;
+}
+
+/* ---- terminate_child ------------------------------------------------------------ */
+
+static dsup_call_ret terminate_child(dsup_sup *s, dsup_term req, dsup_term pid_t, const dsup_from *from,
+                                     ei_x_buff *reply)
+{
+    dsup_pid pid;
+    int i = 0;
+    if (dsup_decode_pid(pid_t.buf, &i, &pid) < 0) {
+        error_atom(reply, "not_found");
+        return DSUP_REPLY;
+    }
+    sup_child *c = sup_child_by_pid(s, &pid);
+    if (c && c->local) {
+        if (c->terminating) {
+            error_atom(reply, "not_found");
+            return DSUP_REPLY;
+        }
+        c->term_from = dsup_from_save(from);
+        sup_stop_child(s, c, dsup_reason_atom("shutdown"));
+        return DSUP_NOREPLY;
+    }
+    if (pid.node != g_node->name && sup_forward(s, pid.node, req, from) == 0)
+        return DSUP_NOREPLY;
+    error_atom(reply, "not_found");
+    return DSUP_REPLY;
+}
+
+/* ---- queries --------------------------------------------------------------------- */
+
+typedef struct enc_ctx {
+    ei_x_buff *x;
+    int local_only;
+    int what;
+} enc_ctx;
+
+enum { ENC_CHILDREN, ENC_PIDS, ENC_WHICH };
+
+static void enc_child(dsup_dict_ent *e, void *arg)
+{
+    enc_ctx *c = arg;
+    sup_child *ch = e->val;
+    if (c->local_only && !ch->local)
+        return;
+    switch (c->what) {
+    case ENC_CHILDREN:
+        dsup_x_encode_term(c->x, ch->spec->name);
+        ei_x_encode_tuple_header(c->x, 2);
+        dsup_x_encode_pid(c->x, &ch->pid);
+        if (strcmp(ch->spec->type, "undefined") == 0)
+            ei_x_encode_atom(c->x, "undefined");
+        else
+            dsup_spec_encode_map(c->x, ch->spec);
+        break;
+    case ENC_PIDS:
+        dsup_x_encode_pid(c->x, &ch->pid);
+        break;
+    case ENC_WHICH:
+        ei_x_encode_tuple_header(c->x, 4);
+        ei_x_encode_atom(c->x, "undefined");
+        dsup_x_encode_pid(c->x, &ch->pid);
+        ei_x_encode_atom(c->x, "worker");
+        ei_x_encode_list_header(c->x, 1);
+        ei_x_encode_atom(c->x, ch->spec->type);
+        ei_x_encode_empty_list(c->x);
+        break;
+    }
+}
+
+static void count_local(dsup_dict_ent *e, void *arg) { *(size_t *)arg += ((sup_child *)e->val)->local; }
+
+static void encode_children(dsup_sup *s, ei_x_buff *x, int what, int local_only)
+{
+    size_t n = s->by_name.count;
+    if (local_only) {
+        n = 0;
+        dsup_dict_foreach(&s->by_name, count_local, &n);
+    }
+    enc_ctx c = { x, local_only, what };
+    if (what == ENC_CHILDREN) {
+        ei_x_encode_map_header(x, (long)n);
+        dsup_dict_foreach(&s->by_name, enc_child, &c);
+        return;
+    }
+    if (n)
+        ei_x_encode_list_header(x, (long)n);
+    dsup_dict_foreach(&s->by_name, enc_child, &c);
+    ei_x_encode_empty_list(x);
+}
+
+static void encode_kv(ei_x_buff *x, const char *k, size_t v)
+{
+    ei_x_encode_tuple_header(x, 2);
+    ei_x_encode_atom(x, k);
+    ei_x_encode_ulong(x, v);
+}
+
+dsup_call_ret sup_handle_call(dsup_proc *self, void *state, dsup_term req, const dsup_from *from,
+                              ei_x_buff *reply)
+{
+    dsup_sup *s = state;
+    dsup_term el[4];
+    int ar;
+    if (s->stopping) {
+        error_atom(reply, "shutting_down");
+        return DSUP_REPLY;
+    }
+    if (dsup_term_tagged(req, "start_child", &ar, el, 4) && (ar == 3 || ar == 2))
+        return start_child(s, el[1], ar == 3 ? el[2] : dsup_reason_atom("undefined"), from, reply);
+    if (dsup_term_tagged(req, "start_child_here", &ar, el, 4) && ar == 3)
+        return start_child_here(s, el[1], el[2], reply);
+    if (dsup_term_tagged(req, "terminate_child", &ar, el, 4) && ar == 2)
+        return terminate_child(s, req, el[1], from, reply);
+    if (dsup_term_is_atom(req, "children")) {
+        encode_children(s, reply, ENC_CHILDREN, 0);
+    } else if (dsup_term_is_atom(req, "local_children")) {
+        encode_children(s, reply, ENC_PIDS, 1);
+    } else if (dsup_term_is_atom(req, "which_children")) {
+        encode_children(s, reply, ENC_WHICH, 0);
+    } else if (dsup_term_is_atom(req, "count_children")) {
+        size_t n = s->by_name.count;
+        ei_x_encode_list_header(reply, 4);
+        encode_kv(reply, "specs", n);
+        encode_kv(reply, "active", n);
+        encode_kv(reply, "supervisors", 0);
+        encode_kv(reply, "workers", n);
+        ei_x_encode_empty_list(reply);
+    } else if (dsup_term_tagged(req, "whereis", &ar, el, 4) && ar == 2) {
+        const dsup_pid *pids;
+        if (dsup_pg_members(s->scope, el[1], &pids) > 0)
+            dsup_x_encode_pid(reply, &pids[0]);
+        else
+            ei_x_encode_atom(reply, "undefined");
+    } else if (dsup_term_tagged(req, "whois", &ar, el, 4) && ar == 2) {
+        dsup_pid pid;
+        int i = 0;
+        sup_child *c = dsup_decode_pid(el[1].buf, &i, &pid) == 0 ? sup_child_by_pid(s, &pid) : NULL;
+        if (c)
+            dsup_x_encode_term(reply, c->spec->name);
+        else
+            ei_x_encode_atom(reply, "nil");
+    } else if (dsup_term_is_atom(req, "nodes")) {
+        size_t n = dsup_ring_node_count(s->ring);
+        if (n)
+            ei_x_encode_list_header(reply, (long)n);
+        for (size_t i = 0; i < n; i++)
+            ei_x_encode_atom(reply, dsup_ring_node_at(s->ring, i));
+        ei_x_encode_empty_list(reply);
+    } else if (dsup_term_tagged(req, "node_for", &ar, el, 4) && ar == 2) {
+        const char *node = dsup_ring_node_for(s->ring, el[1].buf, el[1].len);
+        ei_x_encode_atom(reply, node ? node : "undefined");
+    } else {
+        error_pair(reply, "unknown_call", req);
+    }
+    return DSUP_REPLY;
+}

@@ -1,0 +1,254 @@
+/* sup_spec.c — child specs as distributed_supervisor callers write them:
+ *   Module                       init args [], a fresh ref as the name
+ *   {Module, Opts}               Opts a keyword list: name:, restart:,
+ *                                shutdown: are taken out, the rest are the
+ *                                init args; any other term is the init arg
+ *   #{id, start := {M, F, A}, restart, shutdown}   a Supervisor.child_spec()
+ * and back to the child_spec() map that `children` reports. */
+#include "sup_spec.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "intern.h"
+#include "term.h"
+
+static const char nil_term[] = { 106 };
+
+/* A proper list of {atom, _} pairs: 1, with *n set. */
+static int is_keyword(dsup_term t, int *n)
+{
+    int i = 0, type, size;
+    if (ei_get_type(t.buf, &i, &type, &size) < 0)
+        return 0;
+    if (type == ERL_NIL_EXT) {
+        *n = 0;
+        return 1;
+    }
+    if (type != ERL_LIST_EXT || ei_decode_list_header(t.buf, &i, n) < 0)
+        return 0;
+    for (int k = 0; k < *n; k++) {
+        int s = i;
+        if (ei_skip_term(t.buf, &i) < 0)
+            return 0;
+        dsup_term kv[2];
+        dsup_term el = { t.buf + s, (size_t)(i - s) };
+        int j = 0;
+        const char *a;
+        size_t al;
+        if (dsup_term_tuple(el, kv, 2) != 2 || dsup_term_atom_text(kv[0].buf, &j, &a, &al) < 0)
+            return 0;
+    }
+    /* proper tail */
+    return (size_t)i < t.len && (unsigned char)t.buf[i] == 106;
+}
+
+static int parse_restart(dsup_term t, int *restart)
+{
+    if (dsup_term_is_atom(t, "permanent"))
+        *restart = DSUP_RESTART_PERMANENT;
+    else if (dsup_term_is_atom(t, "transient"))
+        *restart = DSUP_RESTART_TRANSIENT;
+    else if (dsup_term_is_atom(t, "temporary"))
+        *restart = DSUP_RESTART_TEMPORARY;
+    else
+        return -1;
+    return 0;
+}
+
+static int parse_shutdown(dsup_term t, long *shutdown)
+{
+    if (dsup_term_is_atom(t, "brutal_kill")) {
+        *shutdown = DSUP_SHUTDOWN_BRUTAL;
+        return 0;
+    }
+    if (dsup_term_is_atom(t, "infinity")) {
+        *shutdown = DSUP_SHUTDOWN_INFINITY;
+        return 0;
+    }
+    int i = 0;
+    long v;
+    if (ei_decode_long(t.buf, &i, &v) < 0 || v < 0)
+        return -1;
+    *shutdown = v;
+    return 0;
+}
+
+/* Pull name/restart/shutdown out of a keyword list; the other pairs are
+ * written to `rest` as a keyword list. */
+static int take_options(dsup_term kw, int n, dsup_term *name, int *restart, long *shutdown, ei_x_buff *rest)
+{
+    int i = 0, dummy;
+    if (n)
+        ei_decode_list_header(kw.buf, &i, &dummy);
+    int kept = 0;
+    ei_x_buff tmp;
+    ei_x_new(&tmp);
+    for (int k = 0; k < n; k++) {
+        int s = i;
+        ei_skip_term(kw.buf, &i);
+        dsup_term el = { kw.buf + s, (size_t)(i - s) };
+        dsup_term kv[2];
+        dsup_term_tuple(el, kv, 2);
+        if (dsup_term_is_atom(kv[0], "name")) {
+            *name = kv[1];
+        } else if (dsup_term_is_atom(kv[0], "restart")) {
+            if (parse_restart(kv[1], restart) < 0)
+                goto bad;
+        } else if (dsup_term_is_atom(kv[0], "shutdown")) {
+            if (parse_shutdown(kv[1], shutdown) < 0)
+                goto bad;
+        } else {
+            dsup_x_encode_term(&tmp, el);
+            kept++;
+        }
+    }
+    if (kept)
+        ei_x_encode_list_header(rest, kept);
+    ei_x_append_buf(rest, tmp.buff, tmp.index);
+    ei_x_encode_empty_list(rest);
+    ei_x_free(&tmp);
+    return 0;
+bad:
+    ei_x_free(&tmp);
+    return -1;
+}
+
+static dsup_child_spec *build(const char *type, int restart, long shutdown, dsup_term name, dsup_term args)
+{
+    dsup_child_spec *s = malloc(sizeof *s + name.len + args.len);
+    if (!s)
+        return NULL;
+    char *p = (char *)(s + 1);
+    s->type = type;
+    s->restart = restart;
+    s->shutdown = shutdown;
+    if (name.len)
+        memcpy(p, name.buf, name.len);
+    s->name = (dsup_term){ p, name.len };
+    if (args.len)
+        memcpy(p + name.len, args.buf, args.len);
+    s->args = (dsup_term){ p + name.len, args.len };
+    return s;
+}
+
+static const char *atom_of(dsup_term t)
+{
+    int i = 0;
+    const char *a;
+    size_t al;
+    if (t.len < 2 || dsup_term_atom_text(t.buf, &i, &a, &al) < 0 || (size_t)i != t.len)
+        return NULL;
+    return dsup_intern(a, al);
+}
+
+/* {Module, Arg} or a start tuple's args, with defaults already set. */
+static dsup_child_spec *from_module_arg(const char *type, dsup_term arg, int restart, long shutdown)
+{
+    dsup_term name = { NULL, 0 };
+    int n;
+    dsup_child_spec *s = NULL;
+    if (is_keyword(arg, &n)) {
+        ei_x_buff rest;
+        ei_x_new(&rest);
+        if (take_options(arg, n, &name, &restart, &shutdown, &rest) == 0)
+            s = build(type, restart, shutdown, name, (dsup_term){ rest.buff, (size_t)rest.index });
+        ei_x_free(&rest);
+        return s;
+    }
+    return build(type, restart, shutdown, name, arg);
+}
+
+int dsup_spec_parse(dsup_term spec, dsup_child_spec **out)
+{
+    *out = NULL;
+    const char *type = atom_of(spec);
+    if (type) {
+        *out = build(type, DSUP_RESTART_PERMANENT, 5000, (dsup_term){ NULL, 0 }, (dsup_term){ nil_term, 1 });
+        return *out ? 0 : -1;
+    }
+    dsup_term el[3];
+    if (dsup_term_tuple(spec, el, 2) == 2 && (type = atom_of(el[0]))) {
+        *out = from_module_arg(type, el[1], DSUP_RESTART_PERMANENT, 5000);
+        return *out ? 0 : -1;
+    }
+    /* A map child spec. */
+    int i = 0, arity;
+    if (spec.len < 1 || (unsigned char)spec.buf[0] != 116 || ei_decode_map_header(spec.buf, &i, &arity) < 0)
+        return -1;
+    dsup_term start = { NULL, 0 }, restart_t = { NULL, 0 }, shutdown_t = { NULL, 0 };
+    for (int k = 0; k < arity; k++) {
+        int ks = i;
+        ei_skip_term(spec.buf, &i);
+        dsup_term key = { spec.buf + ks, (size_t)(i - ks) };
+        int vs = i;
+        ei_skip_term(spec.buf, &i);
+        dsup_term val = { spec.buf + vs, (size_t)(i - vs) };
+        if (dsup_term_is_atom(key, "start"))
+            start = val;
+        else if (dsup_term_is_atom(key, "restart"))
+            restart_t = val;
+        else if (dsup_term_is_atom(key, "shutdown"))
+            shutdown_t = val;
+    }
+    int restart = DSUP_RESTART_PERMANENT;
+    long shutdown = 5000;
+    if ((restart_t.buf && parse_restart(restart_t, &restart) < 0) ||
+        (shutdown_t.buf && parse_shutdown(shutdown_t, &shutdown) < 0) || !start.buf)
+        return -1;
+    if (dsup_term_tuple(start, el, 3) != 3 || !(type = atom_of(el[0])) || !atom_of(el[1]))
+        return -1;
+    /* start args: [KW] or [X] is the one init arg; a keyword list as a whole
+     * (Elixir's `start: {M, :start_link, name: X}`) is the options. */
+    dsup_term args = el[2];
+    int n;
+    if (!is_keyword(args, &n)) {
+        int j = 0, len;
+        if (ei_decode_list_header(args.buf, &j, &len) == 0 && len == 1) {
+            int s0 = j;
+            ei_skip_term(args.buf, &j);
+            args = (dsup_term){ args.buf + s0, (size_t)(j - s0) };
+        }
+    }
+    *out = from_module_arg(type, args, restart, shutdown);
+    return *out ? 0 : -1;
+}
+
+dsup_child_spec *dsup_spec_with_name(const dsup_child_spec *s, dsup_term name)
+{
+    return build(s->type, s->restart, s->shutdown, name, s->args);
+}
+
+static const char *restart_name(int r)
+{
+    return r == DSUP_RESTART_TRANSIENT ? "transient" : r == DSUP_RESTART_TEMPORARY ? "temporary" : "permanent";
+}
+
+void dsup_spec_encode_map(ei_x_buff *x, const dsup_child_spec *s)
+{
+    ei_x_encode_map_header(x, 6);
+    ei_x_encode_atom(x, "id");
+    dsup_x_encode_term(x, s->name);
+    ei_x_encode_atom(x, "modules");
+    ei_x_encode_list_header(x, 1);
+    ei_x_encode_atom(x, s->type);
+    ei_x_encode_empty_list(x);
+    ei_x_encode_atom(x, "restart");
+    ei_x_encode_atom(x, restart_name(s->restart));
+    ei_x_encode_atom(x, "shutdown");
+    if (s->shutdown == DSUP_SHUTDOWN_BRUTAL)
+        ei_x_encode_atom(x, "brutal_kill");
+    else if (s->shutdown == DSUP_SHUTDOWN_INFINITY)
+        ei_x_encode_atom(x, "infinity");
+    else
+        ei_x_encode_long(x, s->shutdown);
+    ei_x_encode_atom(x, "start");
+    ei_x_encode_tuple_header(x, 3);
+    ei_x_encode_atom(x, s->type);
+    ei_x_encode_atom(x, "start_link");
+    ei_x_encode_list_header(x, 1);
+    dsup_x_encode_term(x, s->args);
+    ei_x_encode_empty_list(x);
+    ei_x_encode_atom(x, "type");
+    ei_x_encode_atom(x, "worker");
+}

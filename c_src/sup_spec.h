@@ -1,0 +1,27 @@
+/* sup_spec.h — parsing and printing child specs (sup_spec.c). */
+#ifndef DSUP_SUP_SPEC_H
+#define DSUP_SUP_SPEC_H
+
+#include "dsup.h"
+
+enum { DSUP_RESTART_PERMANENT = 0, DSUP_RESTART_TRANSIENT = 1, DSUP_RESTART_TEMPORARY = 2 };
+#define DSUP_SHUTDOWN_BRUTAL (-1L)
+#define DSUP_SHUTDOWN_INFINITY (-2L)
+
+/* One allocation: the struct, then the name and args bytes. free() it. */
+typedef struct dsup_child_spec {
+    const char *type;  /* worker type (interned atom text) */
+    int restart;
+    long shutdown;     /* ms, or DSUP_SHUTDOWN_* */
+    dsup_term name;    /* len 0 when the caller gave none */
+    dsup_term args;    /* init args */
+} dsup_child_spec;
+
+/* 0 and *out, or -1 for a spec of none of the accepted forms. */
+int dsup_spec_parse(dsup_term spec, dsup_child_spec **out);
+/* A copy with `name` as the child's name. */
+dsup_child_spec *dsup_spec_with_name(const dsup_child_spec *s, dsup_term name);
+/* #{id, start => {Type, start_link, [Args]}, restart, shutdown, type, modules} */
+void dsup_spec_encode_map(ei_x_buff *x, const dsup_child_spec *s);
+
+#endif
