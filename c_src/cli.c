@@ -218,7 +218,8 @@ static int need(int i, int argc, const char *opt)
     return 1;
 }
 
-int dsup_main(int argc, char **argv)
+static int run(int argc, char **argv, const char **connect, const char **plugins, const char **scopes,
+               const char **sups)
 {
     static dsup_nodeinfo node;
     dsup_nodeinfo *n = &node;
@@ -227,10 +228,6 @@ int dsup_main(int argc, char **argv)
     n->max_frame = 128u << 20;
     const char *name = NULL, *cookie = NULL;
     int longname = 0;
-    const char **connect = calloc((size_t)argc, sizeof *connect);
-    const char **plugins = calloc((size_t)argc, sizeof *plugins);
-    const char **scopes = calloc((size_t)argc, sizeof *scopes);
-    const char **sups = calloc((size_t)argc, sizeof *sups);
     int nplugins = 0;
 #ifndef DSUP_OTP_RELEASE
 #define DSUP_OTP_RELEASE 25
@@ -368,10 +365,21 @@ int dsup_main(int argc, char **argv)
     uv_run(n->loop, UV_RUN_DEFAULT);
     int status = n->exit_status;
     uv_loop_close(n->loop);
+    LOG_INFO("node %s stopped", n->name);
+    return status;
+}
+
+int dsup_main(int argc, char **argv)
+{
+    /* Room for every argument; freed on every way out (LeakSanitizer runs). */
+    const char **connect = calloc((size_t)argc, sizeof *connect);
+    const char **plugins = calloc((size_t)argc, sizeof *plugins);
+    const char **scopes = calloc((size_t)argc, sizeof *scopes);
+    const char **sups = calloc((size_t)argc, sizeof *sups);
+    int rc = connect && plugins && scopes && sups ? run(argc, argv, connect, plugins, scopes, sups) : 1;
     free(connect);
     free(plugins);
     free(scopes);
     free(sups);
-    LOG_INFO("node %s stopped", n->name);
-    return status;
+    return rc;
 }

@@ -280,12 +280,26 @@ int dsup_node_ctrl_special(const char *name, const dsup_pid *sender, dsup_term m
         return 1;
     }
     if (name == n_global) {
-        /* global's init_connect and friends: a C-node takes no part in
-         * global name registration. Dropping them is what an unknown name
-         * would get; doing it here keeps the log quiet. */
+        /* A C-node takes no part in global name registration. To a BEAM's
+         * {init_connect, ...} we answer {in_sync, Node, true}: global then
+         * counts us as synced, so global:sync() returns, and never adds us
+         * to its partition (its names stay off this node). Everything else
+         * for global is dropped, as for any unknown name. */
+        dsup_term inner;
+        if (ctrl && dsup_term_tagged(msg, "$gen_cast", &ar, el, 2) && ar == 2 &&
+            (inner = el[1], dsup_term_tagged(inner, "init_connect", &ar, el, 5)) && ar == 4) {
+            ei_x_buff *x = dsup_term_scratch();
+            ei_x_encode_tuple_header(x, 2);
+            ei_x_encode_atom(x, "$gen_cast");
+            ei_x_encode_tuple_header(x, 3);
+            ei_x_encode_atom(x, "in_sync");
+            ei_x_encode_atom(x, g_node->name);
+            ei_x_encode_atom(x, "true");
+            dsup_send_named(ctrl, "global_name_server", sender->node, x);
+            dsup_term_scratch_release(x);
+        }
         return 1;
     }
-    (void)sender;
     return 0;
 }
 

@@ -267,7 +267,11 @@ int dsup_proc_enqueue(const dsup_pid *to, dsup_term msg) { return enqueue(Q_MSG,
 
 int dsup_proc_run_queue(void)
 {
+    static int running;
     int ran = 0;
+    if (running)
+        return 0; /* a handler that ends up here must not swap the buffer being read */
+    running = 1;
     while (queue[qcur].len) {
         /* Swap so that handlers enqueue into the other buffer while we read. */
         dsup_buf *q = &queue[qcur];
@@ -287,6 +291,7 @@ int dsup_proc_run_queue(void)
         }
         q->len = 0;
     }
+    running = 0;
     return ran;
 }
 
@@ -329,7 +334,7 @@ static int grow_arr(void **arr, uint32_t *cap, uint32_t n, size_t elem)
 {
     if (n < *cap)
         return 0;
-    uint32_t nc = *cap ? *cap * 2 : 2;
+    uint32_t nc = *cap ? *cap * 2 : 1; /* most processes have one link and one monitor */
     void *na = realloc(*arr, nc * elem);
     if (!na)
         return -1;
@@ -582,9 +587,12 @@ void dsup_proc_exit(dsup_proc *p, dsup_term reason)
 
 /* ---- node loss ---------------------------------------------------------------- */
 
+/* The signals below may end p (a DOWN can make it stop, a broken link
+ * kills it), which frees it: look it up again after each one. */
 static void node_down_one(dsup_proc *p, void *arg)
 {
     const char *node = arg;
+    dsup_pid self = p->pid;
     /* Monitors others on that node held on us: gone with the node. */
     for (uint32_t i = 0; i < p->nwatchers;) {
         if (p->watchers[i].pid.node == node)
@@ -593,7 +601,7 @@ static void node_down_one(dsup_proc *p, void *arg)
             i++;
     }
     /* Monitors we held on that node's processes fire with noconnection. */
-    for (uint32_t i = 0; i < p->nwatching && !p->dead;) {
+    for (uint32_t i = 0; (p = dsup_proc_lookup(&self)) && i < p->nwatching;) {
         dsup_monitor_rec m = p->watching[i];
         const char *mnode = m.name ? m.name_node : m.pid.node;
         if (mnode == node) {
@@ -604,7 +612,7 @@ static void node_down_one(dsup_proc *p, void *arg)
         }
     }
     /* Links to that node break with noconnection. */
-    for (uint32_t i = 0; i < p->nlinks && !p->dead;) {
+    for (uint32_t i = 0; (p = dsup_proc_lookup(&self)) && i < p->nlinks;) {
         if (p->links[i].node == node) {
             dsup_pid other = p->links[i];
             dsup_proc_sig_exit(p, &other, dsup_reason_atom("noconnection"), 1);
