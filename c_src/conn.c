@@ -19,7 +19,6 @@ dsup_conn *dsup_conn_new(void)
     if (!c)
         return NULL;
     uv_tcp_init(g_node->loop, &c->tcp);
-    uv_tcp_nodelay(&c->tcp, 1);
     c->tcp.data = c;
     c->last_rx_ms = dsup_node_now();
     return c;
@@ -122,6 +121,8 @@ static void on_read(uv_stream_t *s, ssize_t n, const uv_buf_t *b)
 
 int dsup_conn_start(dsup_conn *c)
 {
+    /* Now that the socket exists: no Nagle delay on small frames. */
+    uv_tcp_nodelay(&c->tcp, 1);
     return uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read);
 }
 

@@ -328,54 +328,58 @@ static void send_exit_signal(const dsup_pid *from, const dsup_pid *to, dsup_term
     dsup_node_send_ctrl(to->node, &c);
 }
 
-/* ---- small arrays ------------------------------------------------------------ */
+/* ---- links and monitors ------------------------------------------------------ */
 
-static int grow_arr(void **arr, uint32_t *cap, uint32_t n, size_t elem)
-{
-    if (n < *cap)
-        return 0;
-    uint32_t nc = *cap ? *cap * 2 : 1; /* most processes have one link and one monitor */
-    void *na = realloc(*arr, nc * elem);
-    if (!na)
-        return -1;
-    *arr = na;
-    *cap = nc;
-    return 0;
-}
+static uint64_t mix(uint64_t h) { h ^= h >> 33; h *= 0xff51afd7ed558ccdULL; return h ^ (h >> 33); }
 
-static int link_index(const dsup_proc *p, const dsup_pid *other)
+static const void *self_key(const void *e) { return e; }
+static uint64_t pid_hash(const void *k)
 {
-    for (uint32_t i = 0; i < p->nlinks; i++)
-        if (dsup_pid_eq(&p->links[i], other))
-            return (int)i;
-    return -1;
+    const dsup_pid *p = k;
+    return mix((uintptr_t)p->node ^ ((uint64_t)p->num << 32) ^ ((uint64_t)p->serial << 17) ^ p->creation);
 }
+static int pid_eq(const void *a, const void *b) { return dsup_pid_eq(a, b); }
+
+static const void *mon_key(const void *e) { return &((const dsup_monitor_rec *)e)->ref; }
+static uint64_t ref_hash(const void *k)
+{
+    const dsup_ref *r = k;
+    return mix((uintptr_t)r->node ^ ((uint64_t)r->n[0] << 32) ^ r->n[1] ^ ((uint64_t)r->n[2] << 13));
+}
+static int ref_eq(const void *a, const void *b) { return dsup_ref_eq(a, b); }
+
+static const dsup_ivec_type link_t = { sizeof(dsup_pid), pid_hash, self_key, pid_eq };
+static const dsup_ivec_type mon_t = { sizeof(dsup_monitor_rec), ref_hash, mon_key, ref_eq };
+
+#define LINK_AT(p, i) ((dsup_pid *)dsup_ivec_at(&(p)->links, &link_t, (i)))
+#define MON_AT(v, i) ((dsup_monitor_rec *)dsup_ivec_at((v), &mon_t, (i)))
 
 static int add_link(dsup_proc *p, const dsup_pid *other)
 {
-    if (link_index(p, other) >= 0)
+    if (dsup_ivec_find(&p->links, &link_t, other) >= 0)
         return 0;
-    if (grow_arr((void **)&p->links, &p->caplinks, p->nlinks, sizeof *p->links))
-        return -1;
-    p->links[p->nlinks++] = *other;
-    return 0;
+    return dsup_ivec_push(&p->links, &link_t, other);
 }
 
 static int remove_link(dsup_proc *p, const dsup_pid *other)
 {
-    int i = link_index(p, other);
+    long i = dsup_ivec_find(&p->links, &link_t, other);
     if (i < 0)
         return 0;
-    p->links[i] = p->links[--p->nlinks];
+    dsup_ivec_remove_at(&p->links, &link_t, (uint32_t)i);
     return 1;
 }
 
-static int mon_index(const dsup_monitor_rec *arr, uint32_t n, const dsup_ref *ref)
+/* Remove the monitor with this ref from v; 1 and a copy in *out if found. */
+static int take_monitor(dsup_ivec *v, const dsup_ref *ref, dsup_monitor_rec *out)
 {
-    for (uint32_t i = 0; i < n; i++)
-        if (dsup_ref_eq(&arr[i].ref, ref))
-            return (int)i;
-    return -1;
+    long i = dsup_ivec_find(v, &mon_t, ref);
+    if (i < 0)
+        return 0;
+    if (out)
+        *out = *MON_AT(v, (uint32_t)i);
+    dsup_ivec_remove_at(v, &mon_t, (uint32_t)i);
+    return 1;
 }
 
 /* ---- signals arriving at a local process ------------------------------------- */
@@ -422,21 +426,18 @@ void dsup_proc_sig_exit(dsup_proc *p, const dsup_pid *from, dsup_term reason, in
 
 void dsup_proc_sig_monitor(dsup_proc *p, const dsup_pid *watcher, const dsup_ref *ref, const char *by_name)
 {
-    if (grow_arr((void **)&p->watchers, &p->capwatchers, p->nwatchers, sizeof *p->watchers))
-        return;
-    dsup_monitor_rec *m = &p->watchers[p->nwatchers++];
-    memset(m, 0, sizeof *m);
-    m->ref = *ref;
-    m->pid = *watcher;
-    m->name = by_name;
-    m->name_node = by_name ? g_node->name : NULL;
+    dsup_monitor_rec m;
+    memset(&m, 0, sizeof m);
+    m.ref = *ref;
+    m.pid = *watcher;
+    m.name = by_name;
+    m.name_node = by_name ? g_node->name : NULL;
+    dsup_ivec_push(&p->watchers, &mon_t, &m);
 }
 
 void dsup_proc_sig_demonitor(dsup_proc *p, const dsup_pid *watcher, const dsup_ref *ref)
 {
-    int i = mon_index(p->watchers, p->nwatchers, ref);
-    if (i >= 0)
-        p->watchers[i] = p->watchers[--p->nwatchers];
+    take_monitor(&p->watchers, ref, NULL);
 }
 
 /* {'DOWN', Ref, process, PidOrNameTuple, Reason} */
@@ -460,10 +461,8 @@ static void encode_down(ei_x_buff *x, const dsup_ref *ref, const dsup_pid *who, 
 void dsup_proc_sig_down(dsup_proc *p, const dsup_ref *ref, const dsup_pid *who, const char *who_name,
                         const char *who_node, dsup_term reason)
 {
-    int i = mon_index(p->watching, p->nwatching, ref);
-    if (i < 0)
+    if (!take_monitor(&p->watching, ref, NULL))
         return; /* demonitored meanwhile */
-    p->watching[i] = p->watching[--p->nwatching];
     ei_x_buff *x = dsup_term_scratch();
     encode_down(x, ref, who, who_name, who_node, reason);
     dsup_term t = { x->buff, (size_t)x->index };
@@ -505,19 +504,17 @@ void dsup_proc_exit(dsup_proc *p, dsup_term reason)
     if (p->cls->exiting)
         p->cls->exiting(p, r);
 
-    for (uint32_t i = 0; i < p->nlinks; i++)
-        send_exit_signal(&p->pid, &p->links[i], r, 1);
+    for (uint32_t i = 0; i < p->links.n; i++)
+        send_exit_signal(&p->pid, LINK_AT(p, i), r, 1);
 
-    for (uint32_t i = 0; i < p->nwatchers; i++) {
-        dsup_monitor_rec *m = &p->watchers[i];
+    for (uint32_t i = 0; i < p->watchers.n; i++) {
+        dsup_monitor_rec *m = MON_AT(&p->watchers, i);
         if (is_local(&m->pid)) {
             dsup_proc *w = dsup_proc_lookup(&m->pid);
             if (!w)
                 continue;
-            int k = mon_index(w->watching, w->nwatching, &m->ref);
-            if (k < 0)
+            if (!take_monitor(&w->watching, &m->ref, NULL))
                 continue;
-            w->watching[k] = w->watching[--w->nwatching];
             ei_x_buff *x = dsup_term_scratch();
             encode_down(x, &m->ref, &p->pid, m->name, m->name_node, r);
             dsup_term t = { x->buff, (size_t)x->index };
@@ -546,8 +543,8 @@ void dsup_proc_exit(dsup_proc *p, dsup_term reason)
         }
     }
 
-    for (uint32_t i = 0; i < p->nwatching; i++) {
-        dsup_monitor_rec *m = &p->watching[i];
+    for (uint32_t i = 0; i < p->watching.n; i++) {
+        dsup_monitor_rec *m = MON_AT(&p->watching, i);
         if (m->name ? m->name_node == g_node->name : is_local(&m->pid)) {
             dsup_proc *t = m->name ? dsup_proc_whereis(m->name) : dsup_proc_lookup(&m->pid);
             if (t)
@@ -575,9 +572,9 @@ void dsup_proc_exit(dsup_proc *p, dsup_term reason)
 
     unregister(p);
     table_del(p->key);
-    free(p->links);
-    free(p->watchers);
-    free(p->watching);
+    dsup_ivec_free(&p->links);
+    dsup_ivec_free(&p->watchers);
+    dsup_ivec_free(&p->watching);
     if (p->stop_reason.buff)
         ei_x_free(&p->stop_reason);
     dsup_buf_free(&p->deferred);
@@ -594,29 +591,28 @@ static void node_down_one(dsup_proc *p, void *arg)
     const char *node = arg;
     dsup_pid self = p->pid;
     /* Monitors others on that node held on us: gone with the node. */
-    for (uint32_t i = 0; i < p->nwatchers;) {
-        if (p->watchers[i].pid.node == node)
-            p->watchers[i] = p->watchers[--p->nwatchers];
+    for (uint32_t i = 0; i < p->watchers.n;) {
+        if (MON_AT(&p->watchers, i)->pid.node == node)
+            dsup_ivec_remove_at(&p->watchers, &mon_t, i);
         else
             i++;
     }
     /* Monitors we held on that node's processes fire with noconnection. */
-    for (uint32_t i = 0; (p = dsup_proc_lookup(&self)) && i < p->nwatching;) {
-        dsup_monitor_rec m = p->watching[i];
+    for (uint32_t i = 0; (p = dsup_proc_lookup(&self)) && i < p->watching.n;) {
+        dsup_monitor_rec m = *MON_AT(&p->watching, i);
         const char *mnode = m.name ? m.name_node : m.pid.node;
         if (mnode == node) {
             dsup_proc_sig_down(p, &m.ref, &m.pid, m.name, m.name_node, dsup_reason_atom("noconnection"));
-            i = 0; /* the array changed under us */
+            /* that element is gone (the last moved into i), or p is */
         } else {
             i++;
         }
     }
     /* Links to that node break with noconnection. */
-    for (uint32_t i = 0; (p = dsup_proc_lookup(&self)) && i < p->nlinks;) {
-        if (p->links[i].node == node) {
-            dsup_pid other = p->links[i];
+    for (uint32_t i = 0; (p = dsup_proc_lookup(&self)) && i < p->links.n;) {
+        if (LINK_AT(p, i)->node == node) {
+            dsup_pid other = *LINK_AT(p, i);
             dsup_proc_sig_exit(p, &other, dsup_reason_atom("noconnection"), 1);
-            i = 0;
         } else {
             i++;
         }
@@ -725,18 +721,17 @@ int dsup_exit(dsup_proc *self, const dsup_pid *to, dsup_term reason)
 int dsup_monitor(dsup_proc *self, const dsup_pid *target, dsup_ref *ref)
 {
     dsup_node_make_ref(ref);
-    if (grow_arr((void **)&self->watching, &self->capwatching, self->nwatching, sizeof *self->watching))
-        return -1;
-    dsup_monitor_rec *m = &self->watching[self->nwatching++];
-    memset(m, 0, sizeof *m);
-    m->ref = *ref;
-    m->pid = *target;
+    dsup_monitor_rec m;
+    memset(&m, 0, sizeof m);
+    m.ref = *ref;
+    m.pid = *target;
     if (is_local(target)) {
         dsup_proc *t = dsup_proc_lookup(target);
         if (t) {
+            if (dsup_ivec_push(&self->watching, &mon_t, &m) < 0)
+                return -1;
             dsup_proc_sig_monitor(t, &self->pid, ref, NULL);
         } else {
-            self->nwatching--;
             ei_x_buff *x = dsup_term_scratch();
             encode_down(x, ref, target, NULL, NULL, dsup_reason_atom("noproc"));
             dsup_term t2 = { x->buff, (size_t)x->index };
@@ -745,6 +740,8 @@ int dsup_monitor(dsup_proc *self, const dsup_pid *target, dsup_ref *ref)
         }
         return 0;
     }
+    if (dsup_ivec_push(&self->watching, &mon_t, &m) < 0)
+        return -1;
     dsup_ctrl c;
     memset(&c, 0, sizeof c);
     c.op = DSUP_OP_MONITOR_P;
@@ -761,11 +758,9 @@ int dsup_monitor(dsup_proc *self, const dsup_pid *target, dsup_ref *ref)
 
 int dsup_demonitor(dsup_proc *self, const dsup_ref *ref)
 {
-    int i = mon_index(self->watching, self->nwatching, ref);
-    if (i < 0)
+    dsup_monitor_rec m;
+    if (!take_monitor(&self->watching, ref, &m))
         return 0;
-    dsup_monitor_rec m = self->watching[i];
-    self->watching[i] = self->watching[--self->nwatching];
     if (is_local(&m.pid)) {
         dsup_proc *t = dsup_proc_lookup(&m.pid);
         if (t)

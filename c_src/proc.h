@@ -9,6 +9,7 @@
 
 #include "buf.h"
 #include "dsup.h"
+#include "ivec.h"
 
 /* How a process handles what arrives: the gen_server behaviour
  * (gen_server.c) for workers. */
@@ -31,12 +32,9 @@ struct dsup_proc {
     const dsup_proc_class *cls;
     const dsup_worker_type *type;
     void *state;
-    dsup_pid *links;
-    uint32_t nlinks, caplinks;
-    dsup_monitor_rec *watchers;   /* monitors others hold on us */
-    uint32_t nwatchers, capwatchers;
-    dsup_monitor_rec *watching;   /* monitors we hold on others */
-    uint32_t nwatching, capwatching;
+    dsup_ivec links;              /* dsup_pid */
+    dsup_ivec watchers;           /* dsup_monitor_rec: monitors others hold on us */
+    dsup_ivec watching;           /* dsup_monitor_rec: monitors we hold on others */
     unsigned trap_exit : 1;
     unsigned suspended : 1;
     unsigned dead : 1;
