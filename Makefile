@@ -8,6 +8,8 @@
 #   make sanitize   build and run the unit + CT suites under ASan/UBSan
 #   make valgrind   run the unit tests under valgrind
 #   make install    install binary, header, library, pkg-config file under PREFIX
+#   make examples   build the example plugin and custom node into build/examples
+#   make install-check  install into a temp dir, build examples/custom_main from it
 
 .DEFAULT_GOAL := all
 PREFIX  ?= /usr/local
@@ -28,7 +30,11 @@ $(BUILD)/config.mk: scripts/install-deps.sh
 CFLAGS  += -std=gnu11 $(OPT) -g -Wall -Wextra -Wno-unused-parameter -fPIC $(SAN) \
            -Iinclude -Ic_src -I$(EI_DIR)/include -DDSUP_OTP_RELEASE=$(OTP_RELEASE)
 LDFLAGS += $(SAN) -rdynamic
-LDLIBS  += -L$(EI_DIR)/lib -lei -luv -lpthread -ldl -lm
+# libei whole: plugins (--load) may call any ei function, not only the ones
+# the node itself happens to use.
+LDLIBS  += -L$(EI_DIR)/lib -luv -lpthread -ldl -lm
+NODE_EI := -Wl,--whole-archive $(EI_DIR)/lib/libei.a -Wl,--no-whole-archive
+TEST_EI := -L$(EI_DIR)/lib -lei
 
 LIB_SRC  := $(filter-out c_src/main.c,$(wildcard c_src/*.c c_src/workers/*.c))
 LIB_OBJ  := $(LIB_SRC:c_src/%.c=$(BUILD)/obj/%.o)
@@ -36,6 +42,7 @@ UNIT_SRC := $(wildcard test/unit/test_*.c)
 UNIT_BIN := $(UNIT_SRC:test/unit/%.c=$(BUILD)/test/%)
 
 .PHONY: all build deps test unit ct demo bench fuzz sanitize valgrind install clean
+.PHONY: examples install-check
 all build: $(BUILD)/dsup-node $(BUILD)/libdsup.a
 
 deps:
@@ -50,16 +57,16 @@ $(BUILD)/libdsup.a: $(LIB_OBJ)
 	ar rcs $@ $^
 
 $(BUILD)/dsup-node: $(BUILD)/obj/main.o $(BUILD)/libdsup.a
-	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+	$(CC) $(LDFLAGS) -o $@ $^ $(NODE_EI) $(LDLIBS)
 
 $(BUILD)/test/%: test/unit/%.c test/unit/unit_helpers.h $(BUILD)/libdsup.a
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS) -Itest/unit $(LDFLAGS) -o $@ $< $(BUILD)/libdsup.a $(LDLIBS) -lcmocka
+	$(CC) $(CFLAGS) -Itest/unit $(LDFLAGS) -o $@ $< $(BUILD)/libdsup.a $(TEST_EI) $(LDLIBS) -lcmocka
 
 unit: $(UNIT_BIN)
 	@set -e; for t in $(UNIT_BIN); do echo "== $$t"; $$t; done
 
-ct: all
+ct: all examples
 	@scripts/run-ct.sh
 
 test: deps all unit ct
@@ -95,6 +102,39 @@ install: all
 	install -m 644 include/dsup.h $(DESTDIR)$(PREFIX)/include/
 	install -m 644 $(BUILD)/libdsup.a $(DESTDIR)$(PREFIX)/lib/
 	sed -e 's|@PREFIX@|$(PREFIX)|g' -e 's|@EI_DIR@|$(EI_DIR)|g' scripts/dsup.pc.in > $(DESTDIR)$(PREFIX)/lib/pkgconfig/dsup.pc
+
+# Examples are built against the public header only (include/, no c_src/).
+EX_DIR    := $(BUILD)/examples
+EX_CFLAGS := -std=gnu11 $(OPT) -g -Wall -Wextra -Wno-unused-parameter -fPIC $(SAN) \
+             -Iinclude -I$(EI_DIR)/include
+EX_PLUGIN := $(wildcard examples/plugin/*.c)
+
+examples: $(EX_DIR)/dsup_examples.so $(EX_DIR)/bad_nosym.so $(EX_DIR)/bad_abi.so $(EX_DIR)/dsup-custom
+
+$(EX_DIR)/dsup_examples.so: $(EX_PLUGIN) examples/plugin/examples.h include/dsup.h $(BUILD)/config.mk
+	@mkdir -p $(dir $@)
+	$(CC) $(EX_CFLAGS) -shared -o $@ $(EX_PLUGIN)
+
+$(EX_DIR)/bad_%.so: examples/bad_plugins/bad_%.c include/dsup.h $(BUILD)/config.mk
+	@mkdir -p $(dir $@)
+	$(CC) $(EX_CFLAGS) -shared -o $@ $<
+
+$(EX_DIR)/dsup-custom: examples/custom_main/greeter_main.c include/dsup.h $(BUILD)/libdsup.a
+	@mkdir -p $(dir $@)
+	$(CC) $(EX_CFLAGS) $(LDFLAGS) -o $@ $< $(BUILD)/libdsup.a $(NODE_EI) $(LDLIBS)
+
+# Install into a temp prefix, build the custom node from the installed copy
+# with pkg-config alone, run it (--help), remove the temp dir.
+install-check: all
+	@set -e; tmp=$$(mktemp -d /tmp/dsup-inst-XXXXXX); trap 'rm -rf "$$tmp"' EXIT; \
+	$(MAKE) --no-print-directory install PREFIX=$$tmp/prefix >/dev/null; \
+	cp examples/custom_main/greeter_main.c $$tmp/; \
+	export PKG_CONFIG_PATH=$$tmp/prefix/lib/pkgconfig; \
+	echo "pkg-config --cflags --libs dsup: $$(pkg-config --cflags --libs dsup)"; \
+	cd $$tmp && $(CC) -std=gnu11 -Wall -Wextra -Wno-unused-parameter -rdynamic -o dsup-custom \
+	  greeter_main.c $$(pkg-config --cflags --libs dsup); \
+	./dsup-custom --help >/dev/null; prefix/bin/dsup-node --help >/dev/null; \
+	echo "install-check: OK (installed into and removed $$tmp)"
 
 clean:
 	rm -rf build

@@ -62,6 +62,10 @@ static int load_plugin(const char *path)
         return -1;
     }
     int abi = init();
+    if (abi < 0) {
+        fprintf(stderr, "dsup-node: plugin %s failed to initialise (returned %d)\n", path, abi);
+        return -1;
+    }
     if (abi != DSUP_ABI_VERSION) {
         fprintf(stderr, "dsup-node: plugin %s was built for ABI version %d, this node has %d\n", path, abi,
                 DSUP_ABI_VERSION);

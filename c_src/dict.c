@@ -43,7 +43,7 @@ static int grow(dsup_dict *d)
     return 0;
 }
 
-dsup_dict_ent *dsup_dict_upsert(dsup_dict *d, const void *key, size_t klen, int *created)
+static dsup_dict_ent *upsert(dsup_dict *d, const void *key, size_t klen, size_t vsize, int *created)
 {
     dsup_dict_ent *e = dsup_dict_find(d, key, klen);
     if (created)
@@ -52,13 +52,18 @@ dsup_dict_ent *dsup_dict_upsert(dsup_dict *d, const void *key, size_t klen, int 
         return e;
     if (d->count >= d->nslots && grow(d) < 0)
         return NULL;
-    e = malloc(sizeof *e + klen);
+    size_t voff = (klen + 7) & ~(size_t)7;
+    e = malloc(sizeof *e + (vsize ? voff + vsize : klen));
     if (!e)
         return NULL;
     e->hash = hash_bytes(key, klen);
     e->klen = klen;
     e->val = NULL;
     memcpy(e->key, key, klen);
+    if (vsize) {
+        e->val = e->key + voff;
+        memset(e->val, 0, vsize);
+    }
     size_t s = e->hash & (d->nslots - 1);
     e->next = d->slots[s];
     d->slots[s] = e;
@@ -66,6 +71,16 @@ dsup_dict_ent *dsup_dict_upsert(dsup_dict *d, const void *key, size_t klen, int 
     if (created)
         *created = 1;
     return e;
+}
+
+dsup_dict_ent *dsup_dict_upsert(dsup_dict *d, const void *key, size_t klen, int *created)
+{
+    return upsert(d, key, klen, 0, created);
+}
+
+dsup_dict_ent *dsup_dict_upsert_inline(dsup_dict *d, const void *key, size_t klen, size_t vsize, int *created)
+{
+    return upsert(d, key, klen, vsize ? vsize : 1, created);
 }
 
 void *dsup_dict_remove(dsup_dict *d, const void *key, size_t klen)

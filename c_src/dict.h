@@ -23,6 +23,10 @@ typedef struct dsup_dict {
 dsup_dict_ent *dsup_dict_find(const dsup_dict *d, const void *key, size_t klen);
 /* The entry for key, created (val NULL) when missing; NULL when out of memory. */
 dsup_dict_ent *dsup_dict_upsert(dsup_dict *d, const void *key, size_t klen, int *created);
+/* Like upsert, but a new entry also holds `vsize` zeroed bytes for the value
+ * and e->val points at them: the value lives and dies with the entry (one
+ * allocation instead of two; do not free val yourself). */
+dsup_dict_ent *dsup_dict_upsert_inline(dsup_dict *d, const void *key, size_t klen, size_t vsize, int *created);
 /* Remove and return the value (NULL when absent). */
 void *dsup_dict_remove(dsup_dict *d, const void *key, size_t klen);
 /* Visit every entry; fn may not add or remove entries. */

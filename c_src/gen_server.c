@@ -23,6 +23,7 @@
 
 /* Behaviour-private data, allocated only when a worker uses sys features. */
 typedef struct gs_extra {
+    dsup_buf deferred;         /* messages held while suspended or awaiting */
     int awaiting;              /* replace_state: waiting for the fun's result */
     dsup_ref rpc_ref;
     dsup_saved_from *rpc_from;
@@ -148,26 +149,38 @@ static int decode_from(dsup_term t, dsup_from *from)
 
 /* ---- deferred messages (suspended, or waiting for replace_state) -------------- */
 
+static gs_extra *extra(dsup_proc *p)
+{
+    if (!p->beh)
+        p->beh = calloc(1, sizeof(gs_extra));
+    return p->beh;
+}
+
+
 static void defer(dsup_proc *p, dsup_term msg)
 {
     uint32_t len = (uint32_t)msg.len;
-    if (dsup_buf_append(&p->deferred, &len, sizeof len) == 0)
-        dsup_buf_append(&p->deferred, msg.buf, msg.len);
+    gs_extra *e = extra(p);
+    if (e && dsup_buf_append(&e->deferred, &len, sizeof len) == 0)
+        dsup_buf_append(&e->deferred, msg.buf, msg.len);
 }
 
 /* Re-queue what was held, in order, ahead of nothing else: it goes through
  * the local queue so it is handled from the loop like any message. */
 static void release_deferred(dsup_proc *p)
 {
+    gs_extra *e = p->beh;
+    if (!e)
+        return;
     size_t off = 0;
-    while (off + 4 <= p->deferred.len) {
+    while (off + 4 <= e->deferred.len) {
         uint32_t len;
-        memcpy(&len, p->deferred.data + off, 4);
-        dsup_term t = { p->deferred.data + off + 4, len };
+        memcpy(&len, e->deferred.data + off, 4);
+        dsup_term t = { e->deferred.data + off + 4, len };
         dsup_proc_enqueue(&p->pid, t);
         off += 4 + len;
     }
-    p->deferred.len = 0;
+    dsup_buf_free(&e->deferred);
 }
 
 /* ---- sys ------------------------------------------------------------------------ */
@@ -238,13 +251,6 @@ static void encode_status(dsup_proc *p, ei_x_buff *x)
     ei_x_encode_empty_list(x);
     ei_x_encode_empty_list(x);
     ei_x_encode_empty_list(x);
-}
-
-static gs_extra *extra(dsup_proc *p)
-{
-    if (!p->beh)
-        p->beh = calloc(1, sizeof(gs_extra));
-    return p->beh;
 }
 
 /* replace_state: a C worker cannot run an Erlang fun, so it asks the caller's
@@ -434,6 +440,7 @@ static void gs_exiting(dsup_proc *p, dsup_term reason)
     gs_extra *e = p->beh;
     if (e) {
         dsup_from_discard(e->rpc_from);
+        dsup_buf_free(&e->deferred);
         free(e);
         p->beh = NULL;
     }
@@ -443,8 +450,8 @@ static const dsup_proc_class gen_server_class = { gs_message, gs_exiting };
 
 /* ---- spawning ------------------------------------------------------------------------ */
 
-int dsup_spawn_proc(const char *type_name, const dsup_term *args, dsup_proc *link_to, dsup_proc **out,
-                    ei_x_buff *reason)
+static int spawn(const char *type_name, const dsup_term *args, dsup_proc *link_to, int implicit, dsup_proc **out,
+                 ei_x_buff *reason)
 {
     type_ent *te = find_type(type_name);
     if (!te)
@@ -466,12 +473,12 @@ int dsup_spawn_proc(const char *type_name, const dsup_term *args, dsup_proc *lin
         rc = te->type->init(p, a, &p->state);
         p->in_callback--;
     }
-    p->started = rc == 0 && p->stop_reason.index == 0;
+    p->started = rc == 0 && !p->stop_reason.buf;
     if (!p->started) {
         if (reason) {
             reason->index = 0;
-            if (p->stop_reason.index > 0)
-                ei_x_append_buf(reason, p->stop_reason.buff, p->stop_reason.index);
+            if (p->stop_reason.buf)
+                dsup_x_encode_term(reason, p->stop_reason);
             else
                 ei_x_encode_atom(reason, "init_failed");
         }
@@ -479,10 +486,24 @@ int dsup_spawn_proc(const char *type_name, const dsup_term *args, dsup_proc *lin
         dsup_proc_exit(p, dsup_reason_atom("normal"));
         return -1;
     }
-    if (link_to)
+    if (link_to && implicit)
+        p->parent_link = 1;
+    else if (link_to)
         dsup_link(link_to, &p->pid);
     *out = p;
     return 0;
+}
+
+int dsup_spawn_proc(const char *type_name, const dsup_term *args, dsup_proc *link_to, dsup_proc **out,
+                    ei_x_buff *reason)
+{
+    return spawn(type_name, args, link_to, 0, out, reason);
+}
+
+int dsup_spawn_child(const char *type_name, const dsup_term *args, dsup_proc *parent, dsup_proc **out,
+                     ei_x_buff *reason)
+{
+    return spawn(type_name, args, parent, 1, out, reason);
 }
 
 int dsup_spawn(const char *type, const dsup_term *args, dsup_proc *link_to, dsup_pid *pid, ei_x_buff *reason)

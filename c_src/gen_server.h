@@ -13,4 +13,10 @@ int dsup_which_workers(ei_x_buff *x);
 int dsup_spawn_proc(const char *type_name, const dsup_term *args, dsup_proc *link_to, dsup_proc **out,
                     ei_x_buff *reason);
 
+/* Spawn a child of `parent` (a supervisor): linked both ways, but without
+ * link records — the parent must keep its children and signal them when it
+ * ends (its EXIT still arrives). Saves ~100 bytes per child. */
+int dsup_spawn_child(const char *type_name, const dsup_term *args, dsup_proc *parent, dsup_proc **out,
+                     ei_x_buff *reason);
+
 #endif

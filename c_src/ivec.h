@@ -1,8 +1,9 @@
 /* ivec.h — a vector of fixed-size elements with an optional hash index.
  * Small vectors (most processes have one link and one monitor) are scanned;
  * past IVEC_SMALL elements an open-addressing index of element positions is
- * kept, so a supervisor with 100,000 linked children or a pg scope
- * monitoring 100,000 members finds and removes one in O(1). */
+ * kept, so a supervisor with 100,000 linked children or a process watched by
+ * many monitors finds and removes one in O(1). An empty vector is one NULL
+ * pointer: it costs a process nothing until used. */
 #ifndef DSUP_IVEC_H
 #define DSUP_IVEC_H
 
@@ -11,11 +12,15 @@
 
 #define IVEC_SMALL 8
 
-typedef struct dsup_ivec {
-    void *v;
+typedef struct dsup_ivec_hdr {
     uint32_t n, cap;
-    uint32_t *slots;      /* element index + 1, 0 = empty; NULL while small */
     uint32_t nslots;
+    uint32_t *slots;      /* element index + 1, 0 = empty; NULL while small */
+    _Alignas(8) char v[];
+} dsup_ivec_hdr;
+
+typedef struct dsup_ivec {
+    dsup_ivec_hdr *h;
 } dsup_ivec;
 
 /* How elements are keyed: hash of an element's key, and key equality. */
@@ -26,9 +31,11 @@ typedef struct dsup_ivec_type {
     int (*eq)(const void *key_a, const void *key_b);
 } dsup_ivec_type;
 
+static inline uint32_t dsup_ivec_len(const dsup_ivec *a) { return a->h ? a->h->n : 0; }
+
 static inline void *dsup_ivec_at(const dsup_ivec *a, const dsup_ivec_type *t, uint32_t i)
 {
-    return (char *)a->v + (size_t)i * t->size;
+    return a->h->v + (size_t)i * t->size;
 }
 
 /* Index of the element with this key, or -1. */

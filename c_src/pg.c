@@ -44,11 +44,14 @@ typedef struct pg_peer {
     dsup_dict groups;    /* group key -> pidvec*: what this peer told us */
 } pg_peer;
 
-typedef struct pg_member {
-    dsup_ref mref;
-    pg_group **groups;   /* one entry per join (pg allows joining twice) */
-    uint32_t n, cap;
-} pg_member;
+/* A local member's memberships hang off its process (proc->pg_memb), one
+ * node per join (pg allows joining a group twice): no monitor, no table;
+ * when the process ends, dsup_pg_proc_exit() makes it leave. */
+struct dsup_pg_memb {
+    dsup_pg *scope;
+    pg_group *group;
+    struct dsup_pg_memb *next;
+};
 
 typedef struct pg_sub {
     dsup_pg_event_fn fn;
@@ -61,7 +64,6 @@ struct dsup_pg {
     dsup_proc *proc;
     dsup_dict groups;    /* group key -> pg_group* */
     dsup_dict peers;     /* pid key -> pg_peer* */
-    dsup_dict members;   /* local pid key -> pg_member* */
     pg_sub *subs;
     struct dsup_pg *next;
 };
@@ -125,20 +127,15 @@ static pg_group *group_get(dsup_pg *s, dsup_term g, int create)
         dsup_dict_ent *e = dsup_dict_find(&s->groups, g.buf, g.len);
         return e ? e->val : NULL;
     }
+    /* The group lives inside its dict entry, keyed by its own encoding. */
     int created;
-    dsup_dict_ent *e = dsup_dict_upsert(&s->groups, g.buf, g.len, &created);
+    dsup_dict_ent *e = dsup_dict_upsert_inline(&s->groups, g.buf, g.len, sizeof(pg_group), &created);
     if (!e)
         return NULL;
-    if (created) {
-        pg_group *grp = calloc(1, sizeof *grp);
-        if (!grp) {
-            dsup_dict_remove(&s->groups, g.buf, g.len);
-            return NULL;
-        }
+    pg_group *grp = e->val;
+    if (created)
         grp->key = (dsup_term){ e->key, e->klen };
-        e->val = grp;
-    }
-    return e->val;
+    return grp;
 }
 
 static void group_drop_if_empty(dsup_pg *s, pg_group *g)
@@ -146,21 +143,10 @@ static void group_drop_if_empty(dsup_pg *s, pg_group *g)
     if (g->all.n)
         return;
     free(g->all.v);
-    dsup_term k = g->key;
-    /* The key bytes live in the entry being removed: remove last. */
-    char tmp[512];
-    if (k.len <= sizeof tmp) {
-        memcpy(tmp, k.buf, k.len);
-        dsup_dict_remove(&s->groups, tmp, k.len);
-    } else {
-        char *h = malloc(k.len);
-        if (!h)
-            return;
-        memcpy(h, k.buf, k.len);
-        dsup_dict_remove(&s->groups, h, k.len);
-        free(h);
-    }
-    free(g);
+    /* The key bytes and g itself live in the entry being removed. */
+    dsup_dict_ent *e = dsup_dict_find(&s->groups, g->key.buf, g->key.len);
+    if (e)
+        dsup_dict_remove(&s->groups, e->key, e->klen);
 }
 
 /* Encode Pid or [Pid] as pg does (one pid goes bare). */
@@ -208,26 +194,14 @@ int dsup_pg_join(dsup_pg *s, dsup_term group, const dsup_pid *pids, size_t n)
         return -1;
     group = g->key;
     for (size_t i = 0; i < n; i++) {
-        pidkey k = key_of(&pids[i]);
-        int created;
-        dsup_dict_ent *e = dsup_dict_upsert(&s->members, k.b, sizeof k.b, &created);
-        if (!e)
+        dsup_proc *p = dsup_proc_lookup(&pids[i]);
+        struct dsup_pg_memb *m = malloc(sizeof *m);
+        if (!m)
             return -1;
-        if (created) {
-            pg_member *m = calloc(1, sizeof *m);
-            e->val = m;
-            dsup_monitor(s->proc, &pids[i], &m->mref);
-        }
-        pg_member *m = e->val;
-        if (m->n == m->cap) {
-            uint32_t nc = m->cap ? m->cap * 2 : 2;
-            pg_group **ng = realloc(m->groups, nc * sizeof *ng);
-            if (!ng)
-                return -1;
-            m->groups = ng;
-            m->cap = nc;
-        }
-        m->groups[m->n++] = g;
+        m->scope = s;
+        m->group = g;
+        m->next = p->pg_memb;
+        p->pg_memb = m;
         vec_push(&g->all, &pids[i]);
         g->nlocal++;
     }
@@ -246,25 +220,20 @@ int dsup_pg_join(dsup_pg *s, dsup_term group, const dsup_pid *pids, size_t n)
 /* Forget one membership of pid in g; 1 if it was there. */
 static int drop_local(dsup_pg *s, pg_group *g, const dsup_pid *pid)
 {
-    pidkey k = key_of(pid);
-    dsup_dict_ent *e = dsup_dict_find(&s->members, k.b, sizeof k.b);
-    if (!e)
+    dsup_proc *p = dsup_proc_lookup(pid);
+    if (!p)
         return 0;
-    pg_member *m = e->val;
-    uint32_t i;
-    for (i = 0; i < m->n && m->groups[i] != g; i++)
-        ;
-    if (i == m->n)
-        return 0;
-    m->groups[i] = m->groups[--m->n];
-    vec_remove(&g->all, pid);
-    g->nlocal--;
-    if (m->n == 0) {
-        dsup_demonitor(s->proc, &m->mref);
-        free(m->groups);
-        free(dsup_dict_remove(&s->members, k.b, sizeof k.b));
+    for (struct dsup_pg_memb **pm = &p->pg_memb; *pm; pm = &(*pm)->next) {
+        if ((*pm)->scope == s && (*pm)->group == g) {
+            struct dsup_pg_memb *m = *pm;
+            *pm = m->next;
+            free(m);
+            vec_remove(&g->all, pid);
+            g->nlocal--;
+            return 1;
+        }
     }
-    return 1;
+    return 0;
 }
 
 int dsup_pg_leave(dsup_pg *s, dsup_term group, const dsup_pid *pids, size_t n)
@@ -299,39 +268,49 @@ int dsup_pg_leave(dsup_pg *s, dsup_term group, const dsup_pid *pids, size_t n)
     return nl ? 0 : 1;
 }
 
-/* A local member exited: it leaves every group it was in, in one message. */
-static void member_down(dsup_pg *s, const dsup_pid *pid)
+/* A local member ends: in each scope it leaves all its groups with one
+ * {leave, Scope, Pid, Groups} message, as pg does on the member's DOWN. */
+void dsup_pg_proc_exit(dsup_proc *p)
 {
-    pidkey k = key_of(pid);
-    pg_member *m = dsup_dict_remove(&s->members, k.b, sizeof k.b);
-    if (!m)
-        return;
-    ei_x_buff *x = dsup_term_scratch();
-    ei_x_encode_tuple_header(x, 4);
-    ei_x_encode_atom(x, "leave");
-    dsup_x_encode_pid(x, dsup_self(s->proc));
-    dsup_x_encode_pid(x, pid);
-    ei_x_encode_list_header(x, m->n);
-    for (uint32_t i = 0; i < m->n; i++)
-        dsup_x_encode_term(x, m->groups[i]->key);
-    ei_x_encode_empty_list(x);
-    broadcast(s, x);
-    dsup_term_scratch_release(x);
-    for (uint32_t i = 0; i < m->n; i++) {
-        pg_group *g = m->groups[i];
-        vec_remove(&g->all, pid);
-        g->nlocal--;
-        notify(s, DSUP_PG_LEAVE, g->key, pid, 1);
-        /* A pid in a group twice appears twice in m->groups: drop the group
-         * only after its last occurrence has been handled. */
-        int later = 0;
-        for (uint32_t j = i + 1; j < m->n; j++)
-            later |= m->groups[j] == g;
-        if (!later)
-            group_drop_if_empty(s, g);
+    while (p->pg_memb) {
+        dsup_pg *s = p->pg_memb->scope;
+        uint32_t n = 0;
+        for (struct dsup_pg_memb *m = p->pg_memb; m; m = m->next)
+            n += m->scope == s;
+        if (s->proc) {
+            ei_x_buff *x = dsup_term_scratch();
+            ei_x_encode_tuple_header(x, 4);
+            ei_x_encode_atom(x, "leave");
+            dsup_x_encode_pid(x, dsup_self(s->proc));
+            dsup_x_encode_pid(x, &p->pid);
+            ei_x_encode_list_header(x, n);
+            for (struct dsup_pg_memb *m = p->pg_memb; m; m = m->next)
+                if (m->scope == s)
+                    dsup_x_encode_term(x, m->group->key);
+            ei_x_encode_empty_list(x);
+            broadcast(s, x);
+            dsup_term_scratch_release(x);
+        }
+        for (struct dsup_pg_memb **pm = &p->pg_memb; *pm;) {
+            struct dsup_pg_memb *m = *pm;
+            if (m->scope != s) {
+                pm = &m->next;
+                continue;
+            }
+            *pm = m->next;
+            pg_group *g = m->group;
+            free(m);
+            vec_remove(&g->all, &p->pid);
+            g->nlocal--;
+            notify(s, DSUP_PG_LEAVE, g->key, &p->pid, 1);
+            /* Joined twice: drop the group only after its last occurrence. */
+            int later = 0;
+            for (struct dsup_pg_memb *r = *pm; r; r = r->next)
+                later |= r->scope == s && r->group == g;
+            if (!later)
+                group_drop_if_empty(s, g);
+        }
     }
-    free(m->groups);
-    free(m);
 }
 
 /* ---- peers ------------------------------------------------------------------- */
@@ -633,9 +612,7 @@ static void scope_info(dsup_proc *self, void *state, dsup_term msg)
         int i = 0;
         if (dsup_decode_pid(el[3].buf, &i, &who) < 0)
             return;
-        if (who.node == g_node->name)
-            member_down(s, &who);
-        else
+        if (who.node != g_node->name)
             peer_down(s, &who);
     }
 }

@@ -6,6 +6,9 @@
 
 /* A connection came up: discover peer scopes on that node. */
 void dsup_pg_conn_up(const char *node);
+/* A local process ends: it leaves its groups in every scope. */
+struct dsup_proc;
+void dsup_pg_proc_exit(struct dsup_proc *p);
 /* Node shutdown: stop the discovery timer. */
 void dsup_pg_stop_all(void);
 

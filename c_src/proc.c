@@ -11,6 +11,7 @@
 #include "intern.h"
 #include "log.h"
 #include "node.h"
+#include "pg.h"
 #include "term.h"
 
 #define KEY_BITS 28
@@ -229,7 +230,7 @@ static void unregister(dsup_proc *p)
 
 /* ---- the local signal queue ---------------------------------------------- */
 
-enum { Q_MSG = 1, Q_EXIT_LINK, Q_EXIT2 };
+enum { Q_MSG = 1, Q_EXIT_LINK, Q_EXIT2, Q_EXIT_CHILD };
 
 typedef struct qrec {
     uint32_t type;
@@ -284,7 +285,8 @@ int dsup_proc_run_queue(void)
                 if (r->type == Q_MSG)
                     dsup_proc_deliver(p, t);
                 else
-                    dsup_proc_sig_exit(p, &r->from, t, r->type == Q_EXIT_LINK);
+                    dsup_proc_sig_exit(p, &r->from, t,
+                                       r->type == Q_EXIT_LINK ? 1 : r->type == Q_EXIT_CHILD ? 2 : 0);
             }
             off += align8(sizeof(qrec) + r->len);
             ran = 1;
@@ -405,8 +407,12 @@ void dsup_proc_sig_exit(dsup_proc *p, const dsup_pid *from, dsup_term reason, in
 {
     if (p->dead)
         return;
-    if (is_link && !remove_link(p, from))
-        return; /* no such link (already unlinked): the signal is void */
+    if (is_link == 1 && !remove_link(p, from)) {
+        /* The implicit link to a supervising parent (dsup_spawn_child). */
+        if (!(p->parent_link && dsup_pid_eq(from, &p->parent)))
+            return; /* no such link (already unlinked): the signal is void */
+        p->parent_link = 0;
+    }
     int is_kill = dsup_term_is_atom(reason, "kill");
     if (is_kill && !is_link) {
         dsup_proc_exit(p, dsup_reason_atom("killed"));
@@ -484,10 +490,8 @@ void dsup_proc_deliver(dsup_proc *p, dsup_term msg)
 
 void dsup_proc_after_callback(dsup_proc *p)
 {
-    if (p->in_callback == 0 && p->stop_reason.index > 0 && !p->dead) {
-        dsup_term r = { p->stop_reason.buff, (size_t)p->stop_reason.index };
-        dsup_proc_exit(p, r);
-    }
+    if (p->in_callback == 0 && p->stop_reason.buf && !p->dead)
+        dsup_proc_exit(p, p->stop_reason);
 }
 
 /* ---- process exit ---------------------------------------------------------- */
@@ -503,11 +507,15 @@ void dsup_proc_exit(dsup_proc *p, dsup_term reason)
     LOG_DEBUG("process <%u.%u> (%s) exits", p->pid.num, p->pid.serial, p->type ? p->type->name : "-");
     if (p->cls->exiting)
         p->cls->exiting(p, r);
+    if (p->pg_memb)
+        dsup_pg_proc_exit(p);
 
-    for (uint32_t i = 0; i < p->links.n; i++)
+    for (uint32_t i = 0; i < dsup_ivec_len(&p->links); i++)
         send_exit_signal(&p->pid, LINK_AT(p, i), r, 1);
+    if (p->parent_link)
+        enqueue(Q_EXIT_CHILD, &p->parent, &p->pid, r);
 
-    for (uint32_t i = 0; i < p->watchers.n; i++) {
+    for (uint32_t i = 0; i < dsup_ivec_len(&p->watchers); i++) {
         dsup_monitor_rec *m = MON_AT(&p->watchers, i);
         if (is_local(&m->pid)) {
             dsup_proc *w = dsup_proc_lookup(&m->pid);
@@ -543,7 +551,7 @@ void dsup_proc_exit(dsup_proc *p, dsup_term reason)
         }
     }
 
-    for (uint32_t i = 0; i < p->watching.n; i++) {
+    for (uint32_t i = 0; i < dsup_ivec_len(&p->watching); i++) {
         dsup_monitor_rec *m = MON_AT(&p->watching, i);
         if (m->name ? m->name_node == g_node->name : is_local(&m->pid)) {
             dsup_proc *t = m->name ? dsup_proc_whereis(m->name) : dsup_proc_lookup(&m->pid);
@@ -575,9 +583,7 @@ void dsup_proc_exit(dsup_proc *p, dsup_term reason)
     dsup_ivec_free(&p->links);
     dsup_ivec_free(&p->watchers);
     dsup_ivec_free(&p->watching);
-    if (p->stop_reason.buff)
-        ei_x_free(&p->stop_reason);
-    dsup_buf_free(&p->deferred);
+    dsup_term_free(&p->stop_reason);
     dsup_term_free(&r);
     free(p);
 }
@@ -591,14 +597,14 @@ static void node_down_one(dsup_proc *p, void *arg)
     const char *node = arg;
     dsup_pid self = p->pid;
     /* Monitors others on that node held on us: gone with the node. */
-    for (uint32_t i = 0; i < p->watchers.n;) {
+    for (uint32_t i = 0; i < dsup_ivec_len(&p->watchers);) {
         if (MON_AT(&p->watchers, i)->pid.node == node)
             dsup_ivec_remove_at(&p->watchers, &mon_t, i);
         else
             i++;
     }
     /* Monitors we held on that node's processes fire with noconnection. */
-    for (uint32_t i = 0; (p = dsup_proc_lookup(&self)) && i < p->watching.n;) {
+    for (uint32_t i = 0; (p = dsup_proc_lookup(&self)) && i < dsup_ivec_len(&p->watching);) {
         dsup_monitor_rec m = *MON_AT(&p->watching, i);
         const char *mnode = m.name ? m.name_node : m.pid.node;
         if (mnode == node) {
@@ -609,7 +615,7 @@ static void node_down_one(dsup_proc *p, void *arg)
         }
     }
     /* Links to that node break with noconnection. */
-    for (uint32_t i = 0; (p = dsup_proc_lookup(&self)) && i < p->links.n;) {
+    for (uint32_t i = 0; (p = dsup_proc_lookup(&self)) && i < dsup_ivec_len(&p->links);) {
         if (LINK_AT(p, i)->node == node) {
             dsup_pid other = *LINK_AT(p, i);
             dsup_proc_sig_exit(p, &other, dsup_reason_atom("noconnection"), 1);
@@ -630,10 +636,15 @@ void dsup_trap_exit(dsup_proc *self, int on) { self->trap_exit = on ? 1 : 0; }
 
 void dsup_stop(dsup_proc *self, dsup_term reason)
 {
-    if (!self->stop_reason.buff)
-        ei_x_new(&self->stop_reason);
-    self->stop_reason.index = 0;
-    dsup_x_encode_term(&self->stop_reason, reason);
+    if (reason.len && (unsigned char)reason.buf[0] == 131) {
+        reason.buf++;
+        reason.len--;
+    }
+    dsup_term copy = dsup_term_dup(reason);
+    if (!copy.buf)
+        return;
+    dsup_term_free(&self->stop_reason);
+    self->stop_reason = copy;
     if (self->in_callback == 0)
         dsup_proc_after_callback(self);
 }
@@ -710,6 +721,11 @@ int dsup_unlink(dsup_proc *self, const dsup_pid *other)
     dsup_pid_to_wire(&self->pid, &c.from);
     dsup_pid_to_wire(other, &c.to);
     return dsup_node_send_ctrl(other->node, &c);
+}
+
+void dsup_exit_linked(dsup_proc *self, const dsup_pid *to, dsup_term reason)
+{
+    send_exit_signal(&self->pid, to, reason, 1);
 }
 
 int dsup_exit(dsup_proc *self, const dsup_pid *to, dsup_term reason)

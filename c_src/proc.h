@@ -40,10 +40,12 @@ struct dsup_proc {
     unsigned dead : 1;
     unsigned has_parent : 1;
     unsigned started : 1;         /* init succeeded: terminate will be called */
+    unsigned parent_link : 1;     /* linked to `parent` without link records:
+                                     a supervisor keeps its children itself */
     int in_callback;
     dsup_pid parent;
-    ei_x_buff stop_reason;        /* set by dsup_stop; index 0 = not stopping */
-    dsup_buf deferred;            /* messages held while suspended */
+    struct dsup_pg_memb *pg_memb; /* pg groups this process is in (pg.c) */
+    dsup_term stop_reason;        /* heap copy set by dsup_stop; buf NULL = not stopping */
     void *beh;                    /* behaviour-private data */
 };
 
@@ -72,7 +74,8 @@ void dsup_proc_after_callback(dsup_proc *p);
 /* Signals arriving at local process `p` from pid `from` (any node). */
 void dsup_proc_sig_link(dsup_proc *p, const dsup_pid *from);
 void dsup_proc_sig_unlink(dsup_proc *p, const dsup_pid *from);
-/* Link broken because `from` exited (EXIT), or exit/2 (EXIT2). */
+/* Link broken because `from` exited (is_link 1: EXIT), exit/2 (0: EXIT2),
+ * or a child spawned with dsup_spawn_child ended (2: to its parent). */
 void dsup_proc_sig_exit(dsup_proc *p, const dsup_pid *from, dsup_term reason, int is_link);
 void dsup_proc_sig_monitor(dsup_proc *p, const dsup_pid *watcher, const dsup_ref *ref, const char *by_name);
 void dsup_proc_sig_demonitor(dsup_proc *p, const dsup_pid *watcher, const dsup_ref *ref);
@@ -81,6 +84,9 @@ void dsup_proc_sig_down(dsup_proc *p, const dsup_ref *ref, const dsup_pid *who, 
                         const char *who_node, dsup_term reason);
 /* A node was lost: drop links/monitors to its pids, fire noconnection. */
 void dsup_proc_node_down(const char *node);
+
+/* The exit signal a link carries, from self to `to`. */
+void dsup_exit_linked(dsup_proc *self, const dsup_pid *to, dsup_term reason);
 
 /* Send an encoded message from `from` (may be NULL: the node itself). */
 int dsup_proc_send(const dsup_pid *from, const dsup_pid *to, dsup_term msg);

@@ -156,7 +156,7 @@ int sup_start_local(dsup_sup *s, dsup_child_spec *spec, ei_x_buff *reply)
     }
     dsup_proc *child;
     ei_x_buff *why = dsup_term_scratch();
-    int rc = dsup_spawn_proc(spec->type, &spec->args, s->proc, &child, why);
+    int rc = dsup_spawn_child(spec->type, &spec->args, s->proc, &child, why);
     if (rc == -2) {
         reply_error2(reply, "unknown_worker", dsup_reason_atom(spec->type));
     } else if (rc < 0) {
@@ -274,7 +274,7 @@ static void child_exited(dsup_sup *s, sup_child *c, dsup_term reason)
         return;
     }
     dsup_proc *child;
-    if (dsup_spawn_proc(c->spec->type, &c->spec->args, s->proc, &child, NULL) < 0) {
+    if (dsup_spawn_child(c->spec->type, &c->spec->args, s->proc, &child, NULL) < 0) {
         /* init refused: count it as a restart and try again from the loop. */
         LOG_WARN("%s: restarting a child failed; retrying", s->name);
         dsup_child_spec *spec = dsup_spec_with_name(c->spec, c->spec->name);
@@ -422,9 +422,26 @@ static void sup_info(dsup_proc *self, void *state, dsup_term msg)
         return;
 }
 
+typedef struct kill_ctx {
+    dsup_proc *self;
+    dsup_term reason;
+} kill_ctx;
+
+static void signal_local_child(dsup_dict_ent *e, void *arg)
+{
+    kill_ctx *k = arg;
+    sup_child *c = e->val;
+    if (c->local)
+        dsup_exit_linked(k->self, &c->pid, k->reason);
+}
+
+/* Our children are linked to us without link records: when we end for any
+ * reason (even `kill` from outside), they get our exit signal as from a link. */
 static void sup_terminate(dsup_proc *self, void *state, dsup_term reason)
 {
     dsup_sup *s = state;
+    kill_ctx k = { self, reason };
+    dsup_dict_foreach(&s->by_name, signal_local_child, &k);
     s->proc = NULL; /* the struct lives on in dsup_sups for pending lookups */
 }
 

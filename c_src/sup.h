@@ -2,7 +2,10 @@
 #ifndef DSUP_SUP_H
 #define DSUP_SUP_H
 
+#include <uv.h>
+
 #include "dict.h"
+#include "ivec.h"
 #include "dsup.h"
 #include "proc.h"
 #include "ring.h"
@@ -44,8 +47,8 @@ struct dsup_sup {
     dsup_proc *proc;
     dsup_pg *scope;
     dsup_ring *ring;
-    dsup_dict by_name;            /* child name bytes -> sup_child* (whole cluster) */
-    dsup_dict by_pid;             /* pid key -> sup_child* */
+    dsup_dict by_name;            /* child name bytes -> sup_child, stored inline (whole cluster) */
+    dsup_ivec by_pid;             /* sup_child*, indexed by the child's pid */
     int cache_children;
     int monitor_nodes;            /* 0 false, 1 true, 2 cluster */
     const char **nodes;           /* restrict the ring to these (interned); NULL = all hosts */

@@ -13,19 +13,18 @@
 #include "sup.h"
 #include "term.h"
 
-typedef struct pidkey {
-    char b[20];
-} pidkey;
-
-static pidkey key_of(const dsup_pid *p)
+static uint64_t pid_hash(const void *k)
 {
-    pidkey k;
-    memcpy(k.b, &p->node, 8);
-    memcpy(k.b + 8, &p->num, 4);
-    memcpy(k.b + 12, &p->serial, 4);
-    memcpy(k.b + 16, &p->creation, 4);
-    return k;
+    const dsup_pid *p = k;
+    uint64_t h = (uintptr_t)p->node ^ ((uint64_t)p->num << 32) ^ ((uint64_t)p->serial << 17) ^ p->creation;
+    h ^= h >> 33;
+    h *= 0xff51afd7ed558ccdULL;
+    return h ^ (h >> 33);
 }
+static const void *child_pid(const void *e) { return &(*(sup_child *const *)e)->pid; }
+static int pid_eq(const void *a, const void *b) { return dsup_pid_eq(a, b); }
+/* 8 bytes a child, plus its index slots: cheaper than a dict entry. */
+static const dsup_ivec_type by_pid_t = { sizeof(sup_child *), pid_hash, child_pid, pid_eq };
 
 sup_child *sup_child_by_name(dsup_sup *s, dsup_term name)
 {
@@ -35,9 +34,15 @@ sup_child *sup_child_by_name(dsup_sup *s, dsup_term name)
 
 sup_child *sup_child_by_pid(dsup_sup *s, const dsup_pid *pid)
 {
-    pidkey k = key_of(pid);
-    dsup_dict_ent *e = dsup_dict_find(&s->by_pid, k.b, sizeof k.b);
-    return e ? e->val : NULL;
+    long i = dsup_ivec_find(&s->by_pid, &by_pid_t, pid);
+    return i < 0 ? NULL : *(sup_child **)dsup_ivec_at(&s->by_pid, &by_pid_t, (uint32_t)i);
+}
+
+static void unindex_pid(dsup_sup *s, const dsup_pid *pid)
+{
+    long i = dsup_ivec_find(&s->by_pid, &by_pid_t, pid);
+    if (i >= 0)
+        dsup_ivec_remove_at(&s->by_pid, &by_pid_t, (uint32_t)i);
 }
 
 /* Give a spec the child's name (specs parsed from a map carry none). */
@@ -54,13 +59,13 @@ static dsup_child_spec *named_spec(dsup_child_spec *spec, dsup_term name)
 }
 
 /* Insert or replace the entry for `name`; takes ownership of spec (NULL:
- * keep the entry's spec, or record an unknown one). */
+ * keep the entry's spec, or record an unknown one). The sup_child lives
+ * inside its by_name entry. */
 sup_child *sup_cache_put(dsup_sup *s, dsup_term name, const dsup_pid *pid, dsup_child_spec *spec, int local)
 {
     sup_child *c = sup_child_by_name(s, name);
     if (c) {
-        pidkey old = key_of(&c->pid);
-        dsup_dict_remove(&s->by_pid, old.b, sizeof old.b);
+        unindex_pid(s, &c->pid);
         if (spec && (spec = named_spec(spec, c->spec->name))) {
             free(c->spec);
             c->spec = spec;
@@ -68,35 +73,29 @@ sup_child *sup_cache_put(dsup_sup *s, dsup_term name, const dsup_pid *pid, dsup_
     } else {
         if (!(spec = named_spec(spec, name)))
             return NULL;
-        c = calloc(1, sizeof *c);
-        dsup_dict_ent *e = c ? dsup_dict_upsert(&s->by_name, spec->name.buf, spec->name.len, NULL) : NULL;
+        dsup_dict_ent *e = dsup_dict_upsert_inline(&s->by_name, spec->name.buf, spec->name.len, sizeof *c, NULL);
         if (!e) {
             free(spec);
-            free(c);
             return NULL;
         }
+        c = e->val;
         c->spec = spec;
-        e->val = c;
     }
     c->pid = *pid;
     c->local = local;
-    pidkey k = key_of(pid);
-    dsup_dict_ent *e = dsup_dict_upsert(&s->by_pid, k.b, sizeof k.b, NULL);
-    if (e)
-        e->val = c;
+    dsup_ivec_push(&s->by_pid, &by_pid_t, &c);
     return c;
 }
 
 void sup_cache_drop(dsup_sup *s, sup_child *c)
 {
-    pidkey k = key_of(&c->pid);
-    dsup_dict_remove(&s->by_pid, k.b, sizeof k.b);
-    dsup_dict_remove(&s->by_name, c->spec->name.buf, c->spec->name.len);
+    unindex_pid(s, &c->pid);
     if (c->kill_timer)
         uv_close((uv_handle_t *)c->kill_timer, (uv_close_cb)free);
     dsup_from_discard(c->term_from);
-    free(c->spec);
-    free(c);
+    dsup_child_spec *spec = c->spec;
+    dsup_dict_remove(&s->by_name, spec->name.buf, spec->name.len); /* frees c */
+    free(spec);
 }
 
 /* ---- events ---------------------------------------------------------------- */

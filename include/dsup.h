@@ -257,7 +257,9 @@ void dsup_shutdown(void);
 const char *dsup_node_name(void);
 
 /* A plugin .so loaded with `--load` exports this function, which registers
- * its worker types and returns DSUP_ABI_VERSION. */
+ * its worker types and returns DSUP_ABI_VERSION, or a negative number when
+ * it cannot initialise (log why with dsup_log first): the node then refuses
+ * to start. Every ei function is available to plugins. */
 typedef int (*dsup_plugin_init_fn)(void);
 #define DSUP_PLUGIN_INIT_SYMBOL "dsup_plugin_init"
 
