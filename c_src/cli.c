@@ -161,20 +161,27 @@ int dsup_cli_sup_opts(const char *arg, char *name, size_t cap, ei_x_buff *opts)
 {
     char *copy = strdup(arg), *save = NULL;
     ei_x_new(opts);
+    if (!copy)
+        return -1;
     char *tok = strtok_r(copy, ",", &save);
     const char *atom = tok ? dsup_atom_from_cli(tok) : NULL;
     int rc = atom ? 0 : -1;
     if (atom)
         snprintf(name, cap, "%s", atom);
+    char *pairs[64];
+    int npairs = 0;
     while (rc == 0 && (tok = strtok_r(NULL, ",", &save))) {
-        char *eq = strchr(tok, '=');
-        if (!eq) {
+        if (!strchr(tok, '=') || npairs == 64)
             rc = -1;
-            break;
-        }
+        else
+            pairs[npairs++] = tok;
+    }
+    if (rc == 0 && npairs)
+        ei_x_encode_list_header(opts, npairs);
+    for (int i = 0; rc == 0 && i < npairs; i++) {
+        char *eq = strchr(pairs[i], '=');
         *eq = 0;
-        const char *k = tok, *v = eq + 1;
-        ei_x_encode_list_header(opts, 1);
+        const char *k = pairs[i], *v = eq + 1;
         ei_x_encode_tuple_header(opts, 2);
         if (!strcmp(k, "cache_children") || !strcmp(k, "cache_children?")) {
             ei_x_encode_atom(opts, "cache_children?");
@@ -193,10 +200,9 @@ int dsup_cli_sup_opts(const char *arg, char *name, size_t cap, ei_x_buff *opts)
             ei_x_encode_atom(opts, k);
             char *s2 = NULL, *list = strdup(v);
             int cnt = 0;
-            for (char *t = strtok_r(list, "+", &s2); t; t = strtok_r(NULL, "+", &s2))
-                cnt++;
-            free(list);
-            list = strdup(v);
+            for (const char *t = v; *t; t++)
+                cnt += *t == '+';
+            cnt += *v != 0;
             if (cnt)
                 ei_x_encode_list_header(opts, cnt);
             for (char *t = strtok_r(list, "+", &s2); t; t = strtok_r(NULL, "+", &s2))

@@ -333,7 +333,10 @@ void dsup_node_ctrl_ready(void)
             LOG_ERROR("--supervisor %s: %s", g_node->sups[i], txt ? txt : "cannot start");
             free(txt);
             g_node->exit_status = 2;
+            ei_x_free(&opts);
+            dsup_term_scratch_release(why);
             dsup_shutdown();
+            return;
         }
         ei_x_free(&opts);
         dsup_term_scratch_release(why);

@@ -597,8 +597,14 @@ static void scope_info(dsup_proc *self, void *state, dsup_term msg)
         }
         int type, size, cnt;
         i = 0;
-        if (ei_get_type(el[3].buf, &i, &type, &size) == 0 && type == ERL_LIST_EXT &&
-            ei_decode_list_header(el[3].buf, &i, &cnt) == 0) {
+        if (ei_get_type(el[3].buf, &i, &type, &size) == 0 && type == ERL_STRING_EXT) {
+            /* [42] travels as the string "*": each byte is a small-integer group. */
+            const unsigned char *bytes = (const unsigned char *)el[3].buf + 3;
+            for (int k = 0; k < size; k++) {
+                char g[2] = { 97 /* SMALL_INTEGER_EXT */, (char)bytes[k] };
+                remote_leave(s, p, (dsup_term){ g, 2 }, pids, n);
+            }
+        } else if (type == ERL_LIST_EXT && ei_decode_list_header(el[3].buf, &i, &cnt) == 0) {
             for (int k = 0; k < cnt; k++) {
                 int g0 = i;
                 if (ei_skip_term(el[3].buf, &i) < 0)

@@ -25,6 +25,7 @@ typedef struct sup_pending {
     dsup_ref tag;
     dsup_ref mref;
     const char *node;
+    int is_terminate;             /* the answer if that node goes: not_found, else nodedown */
     dsup_saved_from *from;
     struct sup_pending *next;
 } sup_pending;
@@ -95,7 +96,7 @@ void sup_failover(dsup_sup *s, const char *lost_node);
 /* sup_ops.c: the gen_server:call API */
 dsup_call_ret sup_handle_call(dsup_proc *self, void *state, dsup_term req, const dsup_from *from,
                               ei_x_buff *reply);
-int sup_forward(dsup_sup *s, const char *node, dsup_term request, const dsup_from *from);
+int sup_forward(dsup_sup *s, const char *node, dsup_term request, const dsup_from *from, int is_terminate);
 int sup_pending_reply(dsup_sup *s, dsup_term msg);
 int sup_pending_down(dsup_sup *s, const dsup_ref *mref);
 

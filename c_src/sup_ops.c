@@ -37,7 +37,7 @@ static void error_pair(ei_x_buff *x, const char *what, dsup_term detail)
 
 /* ---- forwarding ------------------------------------------------------------- */
 
-int sup_forward(dsup_sup *s, const char *node, dsup_term request, const dsup_from *from)
+int sup_forward(dsup_sup *s, const char *node, dsup_term request, const dsup_from *from, int is_terminate)
 {
     const dsup_pid *host = sup_host_on(s, node);
     if (!host)
@@ -49,6 +49,7 @@ int sup_forward(dsup_sup *s, const char *node, dsup_term request, const dsup_fro
     dsup_node_make_ref(&p->tag);
     dsup_monitor(s->proc, &target, &p->mref);
     p->node = node;
+    p->is_terminate = is_terminate;
     p->from = dsup_from_save(from);
     p->next = s->pending;
     s->pending = p;
@@ -105,7 +106,10 @@ int sup_pending_down(dsup_sup *s, const dsup_ref *mref)
     if (!p)
         return 0;
     ei_x_buff *x = dsup_term_scratch();
-    error_pair(x, "nodedown", dsup_reason_atom(p->node));
+    if (p->is_terminate)
+        error_atom(x, "not_found"); /* the child went with its node */
+    else
+        error_pair(x, "nodedown", dsup_reason_atom(p->node));
     dsup_reply(p->from, x);
     dsup_term_scratch_release(x);
     free(p);
@@ -183,7 +187,7 @@ static dsup_call_ret start_child(dsup_sup *s, dsup_term spec_t, dsup_term node_t
     ei_x_encode_atom(x, "start_child_here");
     dsup_x_encode_term(x, spec->name);
     dsup_spec_encode_map(x, spec);
-    int rc = sup_forward(s, node, (dsup_term){ x->buff, (size_t)x->index }, from);
+    int rc = sup_forward(s, node, (dsup_term){ x->buff, (size_t)x->index }, from, 0);
     dsup_term_scratch_release(x);
     free(spec);
     if (rc < 0) {
@@ -231,7 +235,7 @@ static dsup_call_ret terminate_child(dsup_sup *s, dsup_term req, dsup_term pid_t
         sup_stop_child(s, c, dsup_reason_atom("shutdown"));
         return DSUP_NOREPLY;
     }
-    if (pid.node != g_node->name && sup_forward(s, pid.node, req, from) == 0)
+    if (pid.node != g_node->name && sup_forward(s, pid.node, req, from, 1) == 0)
         return DSUP_NOREPLY;
     error_atom(reply, "not_found");
     return DSUP_REPLY;

@@ -1,0 +1,513 @@
+%%% pg scope peer in C, against the real kernel `pg' on real nodes.
+%%%
+%%% Every case runs in a cluster of four scope members of one fresh scope:
+%%%   {beam, node()}  the CT node            {c, C1}  a hidden dsup-node
+%%%   {beam, Peer}    a `peer' BEAM node     {c, C2}  a visible dsup-node
+%%% (the peer lives for the whole suite; the scope and both dsup-nodes are new
+%%% for each case). Membership is compared as sorted lists (duplicates kept:
+%%% pg allows joining twice) on all four nodes; the C side is read through
+%%% gen_server:call({dsup_node, N}, {pg_members, Scope, Group}).
+%%%
+%%% The BEAM scope processes must never restart: each case records the scope
+%%% pid on both BEAM nodes at its start and checks it at its end
+%%% (beam_scope_restart_recovered restarts them on purpose and checks the new
+%%% pids instead).
+%%%
+%%% randomized_convergence uses the seed in $DSUP_PG_SEED when set (an
+%%% integer), else a fresh one; the seed is printed (ct:pal and the case's
+%%% comment) so that a failure can be replayed.
+-module(dsup_pg_SUITE).
+
+-include_lib("common_test/include/ct.hrl").
+-include_lib("stdlib/include/assert.hrl").
+
+-compile([export_all, nowarn_export_all]).
+
+-define(T, 5000).            % ordinary convergence deadline, ms
+-define(RECOVER_T, 2000).    % the 2 s promised for scope restarts / late scopes
+-define(PROBE, '$probe').
+-define(STEPS, 300).         % randomized_convergence steps
+
+suite() ->
+    [{timetrap, {seconds, 120}}].
+
+all() ->
+    [join_leave_converge_on_all_nodes,
+     c_node_queries_and_return_values,
+     killed_c_worker_leaves_everywhere,
+     beam_member_exit_leaves_c_views,
+     beam_leave_of_integer_group_reaches_c_nodes,
+     kill9_hidden_dsup_node_removes_its_members,
+     kill9_visible_dsup_node_removes_its_members,
+     beam_scope_restart_recovered,
+     late_beam_scope_sees_c_members,
+     monitor_scope_sees_c_worker_events,
+     randomized_convergence].
+
+%% ------------------------------------------------------------------ setup
+
+init_per_suite(Config) ->
+    Exe = dsup_test:exe(),
+    case filelib:is_regular(Exe) of
+        false -> {fail, {dsup_node_not_built, Exe}};
+        true ->
+            P = dsup_cluster:start_peer(pg_peer),
+            [{peer, P} | Config]
+    end.
+
+end_per_suite(Config) ->
+    dsup_cluster:stop_peer(?config(peer, Config)),
+    ok.
+
+init_per_testcase(TC, Config) ->
+    #{node := Peer} = ?config(peer, Config),
+    Scope = dsup_test:unique_name(pg_scope),
+    ScopeArgs = ["--scope", atom_to_list(Scope)],
+    Beam = [node(), Peer],
+    Scopes0 = [{N, dsup_cluster:start_beam_scope(N, Scope)} || N <- Beam],
+    C1 = dsup_cluster:start_c(#{name => pg_hidden, connect => [Peer],
+                                extra_args => ScopeArgs}),
+    C2 = dsup_cluster:start_c(#{name => pg_visible, visible => true,
+                                connect => [Peer, maps:get(node, C1)],
+                                extra_args => ScopeArgs}),
+    Nurseries = [{N, dsup_cluster:nursery(N)} || N <- Beam],
+    Nodes = [{beam, node()}, {beam, Peer}, {c, maps:get(node, C1)}, {c, maps:get(node, C2)}],
+    Cfg = [{scope, Scope}, {nodes, Nodes}, {c_handles, [C1, C2]}, {c1, C1}, {c2, C2},
+           {nurseries, Nurseries}, {scope_pids, Scopes0} | Config],
+    %% Barrier: every member sees a probe pid of every other member (the
+    %% scopes have discovered each other, the dsup-nodes are meshed).
+    try
+        Probes = [join(Cfg, Nd, ?PROBE, pid_on(Cfg, Nd)) || Nd <- Nodes],
+        wait_converged(Cfg, #{?PROBE => Probes}, ?T),
+        ct:log("~p: scope ~p, nodes ~p", [TC, Scope, Nodes]),
+        [{probes, Probes} | Cfg]
+    catch C:R:St ->
+            end_per_testcase(TC, Cfg),           % not called when init fails
+            erlang:raise(C, R, St)
+    end.
+
+end_per_testcase(_TC, Config) ->
+    dsup_cluster:stop_all_c(?config(c_handles, Config)),
+    Scope = ?config(scope, Config),
+    [dsup_cluster:nursery_stop(P) || {_, P} <- ?config(nurseries, Config)],
+    [dsup_cluster:stop_beam_scope(N, Scope) || {N, _} <- ?config(scope_pids, Config)],
+    ok.
+
+%% ------------------------------------------------------------------ helpers
+
+scope(Cfg) -> ?config(scope, Cfg).
+nodes_(Cfg) -> ?config(nodes, Cfg).
+c_node(Cfg, K) -> maps:get(node, ?config(K, Cfg)).
+
+%% A fresh process local to a member node.
+pid_on(Cfg, {beam, N}) -> dsup_cluster:nursery_spawn(proplists:get_value(N, ?config(nurseries, Cfg)));
+pid_on(_Cfg, {c, N}) -> {ok, P} = dsup_cluster:call(N, {spawn, echo, []}), P.
+
+%% Join / leave Pid(s) on their own node, through that node's API.
+join(Cfg, Nd, G, P) -> ok = pg_op(Cfg, Nd, join, G, P), P.
+leave(Cfg, Nd, G, P) -> pg_op(Cfg, Nd, leave, G, P).
+
+pg_op(Cfg, {beam, N}, Op, G, P) when N =:= node() -> pg:Op(scope(Cfg), G, P);
+pg_op(Cfg, {beam, N}, Op, G, P) -> erpc:call(N, pg, Op, [scope(Cfg), G, P]);
+pg_op(Cfg, {c, N}, join, G, P) -> dsup_cluster:call(N, {pg_join, scope(Cfg), G, P});
+pg_op(Cfg, {c, N}, leave, G, P) -> dsup_cluster:call(N, {pg_leave, scope(Cfg), G, P}).
+
+node_of_pid(Cfg, P) ->
+    hd([Nd || {_, N} = Nd <- nodes_(Cfg), node(P) =:= N]).
+
+%% Wait until every member node reports exactly Expected (Group => [Pid])
+%% for every group named in Expected (and, when Strict, no other group).
+wait_converged(Cfg, Expected, T) -> wait_converged(Cfg, Expected, T, false).
+
+wait_converged(Cfg, Expected, T, Strict) ->
+    Exp = maps:map(fun(_, L) -> lists:sort(L) end, Expected),
+    Want = lists:sort([G || {G, L} <- maps:to_list(Exp), L =/= []]),
+    try
+        dsup_test:wait_until(
+          fun() ->
+                  Diffs = [{Nd, G, Got, E}
+                           || Nd <- nodes_(Cfg), {G, E} <- maps:to_list(Exp),
+                              Got <- [dsup_cluster:members(Nd, scope(Cfg), G)], Got =/= E]
+                      ++ [{Nd, which_groups, Got, Want}
+                          || Strict, Nd <- nodes_(Cfg),
+                             Got <- [dsup_cluster:which_groups(Nd, scope(Cfg))], Got =/= Want],
+                  Diffs =:= [] orelse {diffs, lists:sublist(Diffs, 10)}
+          end, T, 20)
+    catch error:{wait_until_timeout, _, Last} ->
+            ct:fail({not_converged_within_ms, T, Last})
+    end.
+
+%% The BEAM scope processes are the ones recorded at the start of the case.
+assert_scopes_unchanged(Cfg) ->
+    Now = [{N, dsup_cluster:scope_pid(N, scope(Cfg))} || {N, _} <- ?config(scope_pids, Cfg)],
+    ?assertEqual(?config(scope_pids, Cfg), Now, beam_scope_restarted),
+    ok.
+
+%% The node log tail, for a failing case.
+c_log(Cfg, K, N) -> dsup_test:log_tail(?config(K, Cfg), N).
+
+%% ------------------------------------------------------------------ cases
+
+%% A join or leave made on any of the four nodes is seen by all four.
+join_leave_converge_on_all_nodes(Cfg) ->
+    Nodes = nodes_(Cfg),
+    Probe = #{?PROBE => ?config(probes, Cfg)},
+    %% one member per node in g, two per node in {grp, 2} (a tuple group)
+    G1 = [join(Cfg, Nd, g, pid_on(Cfg, Nd)) || Nd <- Nodes],
+    G2 = lists:append([begin P1 = pid_on(Cfg, Nd), P2 = pid_on(Cfg, Nd),
+                             join(Cfg, Nd, {grp, 2}, [P1, P2]), [P1, P2]
+                       end || Nd <- Nodes]),
+    wait_converged(Cfg, Probe#{g => G1, {grp, 2} => G2}, ?T, true),
+    %% the same pid joined twice is a member twice, everywhere
+    [Dup | _] = G1,
+    join(Cfg, node_of_pid(Cfg, Dup), g, Dup),
+    wait_converged(Cfg, Probe#{g => [Dup | G1], {grp, 2} => G2}, ?T, true),
+    %% leave one by one, from each node
+    G1b = lists:foldl(fun(P, Acc) ->
+                              ok = leave(Cfg, node_of_pid(Cfg, P), g, P),
+                              Left = Acc -- [P],
+                              wait_converged(Cfg, Probe#{g => Left}, ?T),
+                              Left
+                      end, [Dup | G1], G1),
+    ?assertEqual([Dup], G1b),
+    ok = leave(Cfg, node_of_pid(Cfg, Dup), g, Dup),
+    %% the tuple group: each node leaves its two with one call
+    [ok = leave(Cfg, Nd, {grp, 2}, [P || P <- G2, node(P) =:= N]) || {_, N} = Nd <- Nodes],
+    wait_converged(Cfg, Probe#{g => [], {grp, 2} => []}, ?T, true),
+    assert_scopes_unchanged(Cfg).
+
+%% The dsup_node pg calls answer what the README promises.
+c_node_queries_and_return_values(Cfg) ->
+    S = scope(Cfg),
+    C1 = c_node(Cfg, c1),
+    C2 = c_node(Cfg, c2),
+    A = pid_on(Cfg, {c, C1}),
+    B = pid_on(Cfg, {c, C1}),
+    R = pid_on(Cfg, {c, C2}),
+    ?assertEqual(ok, dsup_cluster:call(C1, {pg_join, S, q, [A, B]})),
+    ?assertEqual(ok, dsup_cluster:call(C2, {pg_join, S, q, R})),
+    ?assertEqual(ok, dsup_cluster:call(C1, {pg_join, S, <<"bin group">>, A})),
+    Probe = #{?PROBE => ?config(probes, Cfg)},
+    wait_converged(Cfg, Probe#{q => [A, B, R], <<"bin group">> => [A]}, ?T, true),
+    ?assertEqual(lists:sort([A, B]),
+                 lists:sort(dsup_cluster:call(C1, {pg_local_members, S, q}))),
+    ?assertEqual([R], dsup_cluster:call(C2, {pg_local_members, S, q})),
+    ?assertEqual([], dsup_cluster:call(C1, {pg_local_members, S, nosuch_group})),
+    ?assertEqual([], dsup_cluster:call(C1, {pg_members, S, nosuch_group})),
+    ?assertEqual(lists:sort([?PROBE, q, <<"bin group">>]),
+                 lists:sort(dsup_cluster:call(C1, {pg_which_groups, S}))),
+    %% unknown scope: empty answers
+    NoScope = dsup_test:unique_name(no_scope),
+    ?assertEqual([], dsup_cluster:call(C1, {pg_members, NoScope, q})),
+    ?assertEqual([], dsup_cluster:call(C1, {pg_which_groups, NoScope})),
+    %% leave of a non-member, of an unknown group: not_joined
+    ?assertEqual(not_joined, dsup_cluster:call(C1, {pg_leave, S, q, R})),
+    ?assertEqual(not_joined, dsup_cluster:call(C1, {pg_leave, S, never_joined, A})),
+    %% a pid that is not local (a remote one, a BEAM one), a non-pid: errors
+    ?assertMatch({error, _}, dsup_cluster:call(C1, {pg_join, S, q, R})),
+    ?assertMatch({error, _}, dsup_cluster:call(C1, {pg_join, S, q, self()})),
+    ?assertMatch({error, _}, dsup_cluster:call(C1, {pg_join, S, q, not_a_pid})),
+    %% a dead local worker may not join
+    Dead = pid_on(Cfg, {c, C1}),
+    Ref = erlang:monitor(process, Dead),
+    exit(Dead, kill),
+    receive {'DOWN', Ref, _, _, _} -> ok after ?T -> ct:fail(worker_not_dead) end,
+    ?assertMatch({error, _}, dsup_cluster:call(C1, {pg_join, S, q, Dead})),
+    %% pg_start_scope: a new scope, joinable at once, idempotent
+    S2 = dsup_test:unique_name(pg_scope2),
+    ?assertEqual(ok, dsup_cluster:call(C2, {pg_start_scope, S2})),
+    ?assertEqual(ok, dsup_cluster:call(C2, {pg_start_scope, S2})),
+    ?assertEqual(ok, dsup_cluster:call(C2, {pg_join, S2, x, R})),
+    ?assertEqual([R], dsup_cluster:call(C2, {pg_members, S2, x})),
+    ?assertEqual([x], dsup_cluster:call(C2, {pg_which_groups, S2})),
+    %% nothing above disturbed the real scope
+    wait_converged(Cfg, Probe#{q => [A, B, R], <<"bin group">> => [A]}, ?T, true),
+    %% leave a list; partial lists leave what is joined
+    ?assertEqual(ok, dsup_cluster:call(C1, {pg_leave, S, q, [A, B]})),
+    ?assertEqual(ok, dsup_cluster:call(C2, {pg_leave, S, q, [R]})),
+    wait_converged(Cfg, Probe#{q => [], <<"bin group">> => [A]}, ?T, true),
+    assert_scopes_unchanged(Cfg).
+
+%% exit(Pid, kill) of a C worker removes it from all its groups, everywhere.
+killed_c_worker_leaves_everywhere(Cfg) ->
+    Probe = #{?PROBE => ?config(probes, Cfg)},
+    [C1, C2] = [{c, c_node(Cfg, K)} || K <- [c1, c2]],
+    W1 = pid_on(Cfg, C1),
+    W2 = pid_on(Cfg, C2),
+    Keep = pid_on(Cfg, C1),
+    [join(Cfg, C1, G, W1) || G <- [k1, k2, k2]],          % k2 twice
+    [join(Cfg, C2, G, W2) || G <- [k1, k3]],
+    join(Cfg, C1, k1, Keep),
+    wait_converged(Cfg, Probe#{k1 => [W1, W2, Keep], k2 => [W1, W1], k3 => [W2]}, ?T, true),
+    exit(W1, kill),
+    wait_converged(Cfg, Probe#{k1 => [W2, Keep], k2 => [], k3 => [W2]}, ?T, true),
+    exit(W2, kill),
+    wait_converged(Cfg, Probe#{k1 => [Keep], k2 => [], k3 => []}, ?T, true),
+    assert_scopes_unchanged(Cfg).
+
+%% A BEAM member's exit (on the CT node and on the peer) reaches the C views.
+beam_member_exit_leaves_c_views(Cfg) ->
+    Probe = #{?PROBE => ?config(probes, Cfg)},
+    [B1, B2 | _] = nodes_(Cfg),
+    P1 = join(Cfg, B1, e, pid_on(Cfg, B1)),
+    P2 = join(Cfg, B2, e, pid_on(Cfg, B2)),
+    W = join(Cfg, lists:last(nodes_(Cfg)), e, pid_on(Cfg, lists:last(nodes_(Cfg)))),
+    wait_converged(Cfg, Probe#{e => [P1, P2, W]}, ?T, true),
+    exit(P1, kill),
+    exit(P2, kill),
+    wait_converged(Cfg, Probe#{e => [W]}, ?T, true),
+    assert_scopes_unchanged(Cfg).
+
+%% pg groups are any term. A BEAM leave names its groups in a list, and the
+%% external term format writes a list of integers 0..255 as STRING_EXT:
+%% {leave, Peer, Pid, [42]} carries "*" on the wire. The C views must apply
+%% it like any other leave (explicit leave, and the leave a BEAM scope sends
+%% when a member in such groups dies).
+beam_leave_of_integer_group_reaches_c_nodes(Cfg) ->
+    Probe = #{?PROBE => ?config(probes, Cfg)},
+    [B1, B2, C1 | _] = nodes_(Cfg),
+    P1 = join(Cfg, B1, 42, pid_on(Cfg, B1)),
+    P2 = join(Cfg, B2, 42, pid_on(Cfg, B2)),
+    join(Cfg, B2, 7, P2),
+    W = join(Cfg, C1, 42, pid_on(Cfg, C1)),
+    wait_converged(Cfg, Probe#{42 => [P1, P2, W], 7 => [P2]}, ?T, true),
+    ok = leave(Cfg, B1, 42, P1),                   % {leave, _, P1, [42]} = "*"
+    wait_converged(Cfg, Probe#{42 => [P2, W], 7 => [P2]}, ?T, true),
+    exit(P2, kill),                                % {leave, _, P2, [7, 42]}
+    wait_converged(Cfg, Probe#{42 => [W], 7 => []}, ?T, true),
+    assert_scopes_unchanged(Cfg).
+
+kill9_hidden_dsup_node_removes_its_members(Cfg) ->
+    kill9_case(Cfg, c1, c2).
+
+kill9_visible_dsup_node_removes_its_members(Cfg) ->
+    kill9_case(Cfg, c2, c1).
+
+%% SIGKILL a dsup-node: all of its members (several groups) disappear from
+%% the three others; everything else stays.
+kill9_case(Cfg, Victim, Survivor) ->
+    [B1, B2 | _] = nodes_(Cfg),
+    V = {c, c_node(Cfg, Victim)},
+    Sv = {c, c_node(Cfg, Survivor)},
+    VP = [pid_on(Cfg, V) || _ <- lists:seq(1, 5)],
+    [join(Cfg, V, G, P) || P <- VP, G <- [m1, m2]],
+    join(Cfg, V, m3, VP),
+    Others = [join(Cfg, Nd, m1, pid_on(Cfg, Nd)) || Nd <- [B1, B2, Sv]],
+    Probes = ?config(probes, Cfg),
+    wait_converged(Cfg, #{?PROBE => Probes, m1 => VP ++ Others, m2 => VP, m3 => VP}, ?T, true),
+    {exited, _} = dsup_cluster:kill_c(?config(Victim, Cfg)),
+    Alive = [Nd || Nd <- nodes_(Cfg), Nd =/= V],
+    VProbe = [P || P <- Probes, node(P) =:= element(2, V)],
+    wait_converged([{nodes, Alive} | Cfg],
+                   #{?PROBE => Probes -- VProbe, m1 => Others, m2 => [], m3 => []}, ?T, true),
+    assert_scopes_unchanged(Cfg).
+
+%% exit(whereis(Scope), kill) and a new scope on a BEAM node: within 2 s the
+%% new scope sees the C members again (hidden and visible dsup-node), and
+%% the other nodes drop the killed scope's members. Done on both BEAM nodes.
+beam_scope_restart_recovered(Cfg) ->
+    [B1, B2, C1, C2] = nodes_(Cfg),
+    W1 = join(Cfg, C1, r, pid_on(Cfg, C1)),
+    W2 = join(Cfg, C2, r, pid_on(Cfg, C2)),
+    P1 = join(Cfg, B1, r, pid_on(Cfg, B1)),
+    P2 = join(Cfg, B2, r, pid_on(Cfg, B2)),
+    [Pr1, Pr2, PrC1, PrC2] = ?config(probes, Cfg),
+    wait_converged(Cfg, #{?PROBE => [Pr1, Pr2, PrC1, PrC2], r => [W1, W2, P1, P2]}, ?T, true),
+    Cfg1 = restart_scope(Cfg, B1),
+    %% B1's local members went with its scope; the C members come back to it
+    T0 = erlang:monotonic_time(),
+    wait_converged(Cfg1, #{?PROBE => [Pr2, PrC1, PrC2], r => [W1, W2, P2]}, ?RECOVER_T, true),
+    ct:pal("CT node scope recovered in ~b ms", [dsup_test:elapsed_ms(T0)]),
+    Cfg2 = restart_scope(Cfg1, B2),
+    T1 = erlang:monotonic_time(),
+    wait_converged(Cfg2, #{?PROBE => [PrC1, PrC2], r => [W1, W2]}, ?RECOVER_T, true),
+    ct:pal("peer scope recovered in ~b ms", [dsup_test:elapsed_ms(T1)]),
+    %% the new scopes work both ways
+    P3 = join(Cfg2, B2, r, pid_on(Cfg2, B2)),
+    W3 = join(Cfg2, C1, r, pid_on(Cfg2, C1)),
+    wait_converged(Cfg2, #{?PROBE => [PrC1, PrC2], r => [W1, W2, W3, P3]}, ?T, true),
+    %% and were not restarted again meanwhile
+    assert_scopes_unchanged(Cfg2).
+
+restart_scope(Cfg, {beam, N}) ->
+    S = scope(Cfg),
+    Old = dsup_cluster:scope_pid(N, S),
+    Ref = erlang:monitor(process, Old),
+    exit(Old, kill),
+    receive {'DOWN', Ref, _, _, _} -> ok after ?T -> ct:fail(scope_not_dead) end,
+    %% (the registered name is free once DOWN has arrived)
+    New = dsup_cluster:start_beam_scope(N, S),
+    ?assertNotEqual(Old, New),
+    Pids = lists:keyreplace(N, 1, ?config(scope_pids, Cfg), {N, New}),
+    lists:keystore(scope_pids, 1, Cfg, {scope_pids, Pids}).
+
+%% A BEAM scope started after the dsup-nodes connected (and joined members)
+%% sees the C members within 2 s, on the CT node and on the peer.
+late_beam_scope_sees_c_members(Cfg) ->
+    [{beam, B1} = Nb1, {beam, B2} = Nb2, {c, C1} = Nc1, {c, C2} = Nc2] = nodes_(Cfg),
+    Late = dsup_test:unique_name(pg_late),
+    ok = dsup_cluster:call(C1, {pg_start_scope, Late}),
+    ok = dsup_cluster:call(C2, {pg_start_scope, Late}),
+    W1 = pid_on(Cfg, Nc1),
+    W2 = pid_on(Cfg, Nc2),
+    ok = dsup_cluster:call(C1, {pg_join, Late, l, W1}),
+    ok = dsup_cluster:call(C2, {pg_join, Late, l, W2}),
+    LCfg = lists:keystore(scope, 1, Cfg, {scope, Late}),
+    %% the two C scopes find each other (no BEAM scope yet)
+    wait_converged([{nodes, [Nc1, Nc2]} | LCfg], #{l => [W1, W2]}, ?T, true),
+    try
+        T0 = erlang:monotonic_time(),
+        _ = dsup_cluster:start_beam_scope(B1, Late),
+        wait_converged([{nodes, [Nb1]} | LCfg], #{l => [W1, W2]}, ?RECOVER_T, true),
+        ct:pal("late CT-node scope saw the C members after ~b ms", [dsup_test:elapsed_ms(T0)]),
+        T1 = erlang:monotonic_time(),
+        _ = dsup_cluster:start_beam_scope(B2, Late),
+        wait_converged([{nodes, [Nb2]} | LCfg], #{l => [W1, W2]}, ?RECOVER_T, true),
+        ct:pal("late peer scope saw the C members after ~b ms", [dsup_test:elapsed_ms(T1)]),
+        %% and joins flow from the late scopes to the C side
+        P = dsup_cluster:nursery_spawn(proplists:get_value(B2, ?config(nurseries, Cfg))),
+        ok = erpc:call(B2, pg, join, [Late, l, P]),
+        wait_converged(LCfg, #{l => [W1, W2, P]}, ?T, true)
+    after
+        [dsup_cluster:stop_beam_scope(N, Late) || N <- [B1, B2]]
+    end,
+    assert_scopes_unchanged(Cfg).
+
+%% pg:monitor_scope/1 on the CT node gets join and leave events for C
+%% workers: joins (one pid, a list), leaves, a worker's death, and a
+%% dsup-node's death.
+monitor_scope_sees_c_worker_events(Cfg) ->
+    [_, _, {c, C1} = Nc1, {c, C2} = Nc2] = nodes_(Cfg),
+    S = scope(Cfg),
+    {Ref, Groups0} = pg:monitor_scope(S),
+    ?assertEqual(#{?PROBE => lists:sort(?config(probes, Cfg))},
+                 maps:map(fun(_, L) -> lists:sort(L) end, Groups0)),
+    A = pid_on(Cfg, Nc1),
+    B = pid_on(Cfg, Nc1),
+    W = pid_on(Cfg, Nc2),
+    ok = dsup_cluster:call(C1, {pg_join, S, mon, A}),
+    expect_event(Ref, join, mon, [A]),
+    ok = dsup_cluster:call(C2, {pg_join, S, mon, W}),
+    expect_event(Ref, join, mon, [W]),
+    ok = dsup_cluster:call(C1, {pg_join, S, {mon, 2}, [A, B]}),
+    expect_event(Ref, join, {mon, 2}, [A, B]),
+    ok = dsup_cluster:call(C1, {pg_leave, S, mon, A}),
+    expect_event(Ref, leave, mon, [A]),
+    exit(W, kill),
+    expect_event(Ref, leave, mon, [W]),
+    %% the dsup-node dies: its members leave
+    {exited, _} = dsup_cluster:kill_c(?config(c1, Cfg)),
+    Evs = [expect_any(Ref) || _ <- [1, 2]],
+    ?assertEqual(lists:sort([{leave, {mon, 2}, [A, B]},
+                             {leave, ?PROBE, [P || P <- ?config(probes, Cfg), node(P) =:= C1]}]),
+                 lists:sort(Evs)),
+    pg:demonitor(S, Ref),
+    assert_scopes_unchanged(Cfg).
+
+expect_event(Ref, Kind, Group, Pids) ->
+    ?assertEqual({Kind, Group, lists:sort(Pids)}, expect_any(Ref)).
+
+expect_any(Ref) ->
+    receive
+        {Ref, Kind, Group, Pids} -> {Kind, Group, lists:sort(Pids)}
+    after ?T -> ct:fail({no_pg_event, process_info(self(), messages)})
+    end.
+
+%% A few hundred random joins, leaves and crashes on all four nodes; every
+%% node ends with the model's membership (checked at checkpoints too).
+randomized_convergence(Cfg) ->
+    Seed = case os:getenv("DSUP_PG_SEED") of
+               false -> erlang:phash2({os:getpid(), erlang:unique_integer(), os:timestamp()});
+               V -> list_to_integer(V)
+           end,
+    ct:pal("randomized_convergence seed ~b (replay: DSUP_PG_SEED=~b)", [Seed, Seed]),
+    rand:seed(exsss, Seed),
+    Nodes = nodes_(Cfg),
+    Groups = [a, b, {t, 1}, <<"bin">>, "str", 42],
+    Pools = maps:from_list([{Nd, [pid_on(Cfg, Nd) || _ <- lists:seq(1, 4)]} || Nd <- Nodes]),
+    Model0 = #{?PROBE => ?config(probes, Cfg)},
+    Stats0 = #{join => 0, join_list => 0, leave => 0, leave_list => 0, crash => 0,
+               dup_join => 0},
+    put(pg_ops, []),
+    {Model, _, Stats} =
+        lists:foldl(
+          fun(I, {M, Pl, St}) ->
+                  R = step(Cfg, Nodes, Groups, M, Pl, St),
+                  case I rem 100 of
+                      0 -> converged_or_dump(Cfg, element(1, R)),
+                           ct:log("checkpoint ~b: ~p", [I, element(3, R)]);
+                      _ -> ok
+                  end,
+                  R
+          end, {Model0, Pools, Stats0}, lists:seq(1, ?STEPS)),
+    converged_or_dump(Cfg, Model),
+    ct:pal("~b steps: ~p; final groups ~p", [?STEPS, Stats, maps:keys(Model)]),
+    assert_scopes_unchanged(Cfg),
+    {comment, dsup_cluster:fmt("seed ~b, ~p", [Seed, Stats])}.
+
+step(Cfg, Nodes, Groups, M, Pools, St) ->
+    Nd = pick(Nodes),
+    Pool = maps:get(Nd, Pools),
+    G = pick(Groups),
+    X = rand:uniform(100),
+    Joined = [{Gr, P} || {Gr, Ps} <- maps:to_list(M), Gr =/= ?PROBE, P <- Ps, lists:member(P, Pool)],
+    if
+        X =< 40 ->
+            P = pick(Pool),
+            join(Cfg, Nd, G, P),
+            op({join, Nd, G, P}),
+            Kind = case lists:member(P, maps:get(G, M, [])) of true -> dup_join; false -> join end,
+            {add(M, G, [P]), Pools, bump(Kind, St)};
+        X =< 50 ->
+            Ps = [pick(Pool) || _ <- [1, 2, 3]],             % duplicates allowed
+            join(Cfg, Nd, G, Ps),
+            op({join, Nd, G, Ps}),
+            {add(M, G, Ps), Pools, bump(join_list, St)};
+        X =< 60, Joined =/= [] ->
+            %% two pids (when this node has two in the group) in one leave
+            {Gr, P} = pick(Joined),
+            %% (Q may be P again when P is in the group twice)
+            case [Q || {G2, Q} <- Joined -- [{Gr, P}], G2 =:= Gr] of
+                [] ->
+                    ok = leave(Cfg, Nd, Gr, [P]),
+                    op({leave, Nd, Gr, [P]}),
+                    {del(M, Gr, P), Pools, bump(leave_list, St)};
+                Qs ->
+                    Q = pick(Qs),
+                    ok = leave(Cfg, Nd, Gr, [P, Q]),
+                    op({leave, Nd, Gr, [P, Q]}),
+                    {del(del(M, Gr, P), Gr, Q), Pools, bump(leave_list, St)}
+            end;
+        X =< 88, Joined =/= [] ->
+            {Gr, P} = pick(Joined),
+            ok = leave(Cfg, Nd, Gr, P),
+            op({leave, Nd, Gr, P}),
+            {del(M, Gr, P), Pools, bump(leave, St)};
+        X =< 88 ->
+            ?assertEqual(not_joined, leave(Cfg, Nd, G, pick(Pool))),
+            {M, Pools, St};
+        true ->
+            P = pick(Pool),
+            Ref = erlang:monitor(process, P),
+            exit(P, kill),
+            receive {'DOWN', Ref, _, _, _} -> ok after ?T -> ct:fail({not_dead, P}) end,
+            op({crash, Nd, P, [Gr || {Gr, Ps} <- maps:to_list(M), Q <- Ps, Q =:= P]}),
+            New = pid_on(Cfg, Nd),
+            M1 = maps:map(fun(_, Ps) -> [Q || Q <- Ps, Q =/= P] end, M),
+            {M1, Pools#{Nd := [New | Pool -- [P]]}, bump(crash, St)}
+    end.
+
+%% On failure, the operations so far (replayable with the printed seed).
+converged_or_dump(Cfg, Model) ->
+    try wait_converged(Cfg, Model, ?T, true)
+    catch C:R:St ->
+            ct:log("operations (oldest first):~n~p", [lists:reverse(get(pg_ops))]),
+            erlang:raise(C, R, St)
+    end.
+
+op(Op) -> put(pg_ops, [Op | get(pg_ops)]).
+
+pick(L) -> lists:nth(rand:uniform(length(L)), L).
+bump(K, St) -> maps:update_with(K, fun(V) -> V + 1 end, 1, St).
+add(M, G, Ps) -> maps:update_with(G, fun(L) -> Ps ++ L end, Ps, M).
+del(M, G, P) -> M#{G := maps:get(G, M) -- [P]}.
