@@ -252,6 +252,8 @@ static void child_exited(dsup_sup *s, sup_child *c, dsup_term reason)
         }
         if (!s->stopping)
             sup_broadcast_child_down(s, c, reason);
+        if (!s->stopping && sup_cache_repoint(s, c, NULL))
+            return; /* a duplicate's survivor lives on elsewhere */
         sup_emit_process_stop(s, c->spec->name, &old);
         sup_cache_drop(s, c);
         return;
@@ -284,7 +286,7 @@ static void child_exited(dsup_sup *s, sup_child *c, dsup_term reason)
             ei_x_buff *x = dsup_term_scratch();
             ei_x_encode_tuple_header(x, 2);
             ei_x_encode_atom(x, "$dsup_retry");
-            dsup_spec_encode_map(x, spec);
+            dsup_spec_encode_map(x, spec, 1);
             dsup_send(s->proc, dsup_self(s->proc), x);
             dsup_term_scratch_release(x);
             free(spec);
@@ -324,17 +326,6 @@ static void collect_orphan(dsup_dict_ent *e, void *arg)
     o->list[o->n++] = c;
 }
 
-/* Is a copy of `name` alive anywhere but on `lost`? */
-static int alive_elsewhere(dsup_sup *s, dsup_term name, const char *lost)
-{
-    const dsup_pid *pids;
-    size_t n = dsup_pg_members(s->scope, name, &pids);
-    for (size_t i = 0; i < n; i++)
-        if (pids[i].node != lost)
-            return 1;
-    return 0;
-}
-
 void sup_failover(dsup_sup *s, const char *lost)
 {
     if (sup_host_on(s, lost))
@@ -344,12 +335,13 @@ void sup_failover(dsup_sup *s, const char *lost)
     size_t restarted = 0;
     for (size_t i = 0; i < o.n; i++) {
         sup_child *c = o.list[i];
+        if (sup_cache_repoint(s, c, lost))
+            continue; /* already running elsewhere: keep knowing it */
         dsup_child_spec *spec = NULL;
         const char *owner = dsup_ring_node_for(s->ring, c->spec->name.buf, c->spec->name.len);
         owner = owner ? dsup_intern_str(owner) : NULL; /* the ring keeps its own copies */
         if (s->cache_children && c->spec->restart != DSUP_RESTART_TEMPORARY &&
-            strcmp(c->spec->type, "undefined") != 0 && owner == g_node->name &&
-            !alive_elsewhere(s, c->spec->name, lost))
+            strcmp(c->spec->type, "undefined") != 0 && owner == g_node->name)
             spec = dsup_spec_with_name(c->spec, c->spec->name);
         dsup_pid old = c->pid;
         sup_emit_process_stop(s, c->spec->name, &old);
@@ -522,7 +514,9 @@ int dsup_sup_start(const char *name, const dsup_term *opts, dsup_sup **out, ei_x
     }
     s->restarts = calloc((size_t)s->max_restarts + 1, sizeof *s->restarts);
     char scope[300];
-    snprintf(scope, sizeof scope, "%s.Scope", name);
+    /* Module.concat(Name, Scope): 'Elixir.MyApp.DistSup.Scope', and for a
+     * plain atom name 'Elixir.name.Scope' — the atom the shim uses too. */
+    snprintf(scope, sizeof scope, "%s%s.Scope", strncmp(name, "Elixir.", 7) == 0 ? "" : "Elixir.", name);
     s->scope_name = dsup_intern_str(scope);
     s->ring = dsup_ring_new();
     dsup_ring_set_atom_encoding(s->ring, dsup_ring_default_atom_encoding);

@@ -98,6 +98,29 @@ void sup_cache_drop(dsup_sup *s, sup_child *c)
     free(spec);
 }
 
+/* The entry's pid is gone. When pg still has a live copy of the name (a
+ * restart whose child_up overtook the old copy's news, or the survivor of a
+ * duplicate), point the entry at it and return 1; else 0, and the caller
+ * drops the entry. Copies on `lost_node` do not count. */
+int sup_cache_repoint(dsup_sup *s, sup_child *c, const char *lost_node)
+{
+    const dsup_pid *pids;
+    size_t n = dsup_pg_members(s->scope, c->spec->name, &pids);
+    for (size_t i = 0; i < n; i++) {
+        if (dsup_pid_eq(&pids[i], &c->pid) || pids[i].node == lost_node)
+            continue;
+        dsup_pid old = c->pid, now = pids[i];
+        unindex_pid(s, &c->pid);
+        c->pid = now;
+        c->local = now.node == g_node->name;
+        dsup_ivec_push(&s->by_pid, &by_pid_t, &c);
+        sup_emit_process_stop(s, c->spec->name, &old);
+        sup_emit_process_start(s, c->spec->name, &now);
+        return 1;
+    }
+    return 0;
+}
+
 /* ---- events ---------------------------------------------------------------- */
 
 void sup_emit(dsup_sup *s, ei_x_buff *event)
@@ -171,7 +194,7 @@ void sup_broadcast(dsup_sup *s, ei_x_buff *msg)
 static void encode_spec_or_undefined(dsup_sup *s, ei_x_buff *x, const sup_child *c)
 {
     if (s->cache_children && c->spec && strcmp(c->spec->type, "undefined") != 0)
-        dsup_spec_encode_map(x, c->spec);
+        dsup_spec_encode_map(x, c->spec, 1);
     else
         ei_x_encode_atom(x, "undefined");
 }
@@ -334,7 +357,7 @@ static void remote_child_down(dsup_sup *s, dsup_term name, dsup_term pid_t)
     if (dsup_decode_pid(pid_t.buf, &i, &pid) < 0)
         return;
     sup_child *c = sup_child_by_name(s, name);
-    if (!c || !dsup_pid_eq(&c->pid, &pid) || c->local)
+    if (!c || !dsup_pid_eq(&c->pid, &pid) || c->local || sup_cache_repoint(s, c, NULL))
         return;
     sup_emit_process_stop(s, c->spec->name, &pid);
     sup_cache_drop(s, c);

@@ -186,7 +186,7 @@ static dsup_call_ret start_child(dsup_sup *s, dsup_term spec_t, dsup_term node_t
     ei_x_encode_tuple_header(x, 3);
     ei_x_encode_atom(x, "start_child_here");
     dsup_x_encode_term(x, spec->name);
-    dsup_spec_encode_map(x, spec);
+    dsup_spec_encode_map(x, spec, 1);
     int rc = sup_forward(s, node, (dsup_term){ x->buff, (size_t)x->index }, from, 0);
     dsup_term_scratch_release(x);
     free(spec);
@@ -265,7 +265,7 @@ static void enc_child(dsup_dict_ent *e, void *arg)
         if (strcmp(ch->spec->type, "undefined") == 0)
             ei_x_encode_atom(c->x, "undefined");
         else
-            dsup_spec_encode_map(c->x, ch->spec);
+            dsup_spec_encode_map(c->x, ch->spec, 0);
         break;
     case ENC_PIDS:
         dsup_x_encode_pid(c->x, &ch->pid);

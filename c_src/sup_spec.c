@@ -176,7 +176,7 @@ int dsup_spec_parse(dsup_term spec, dsup_child_spec **out)
     int i = 0, arity;
     if (spec.len < 1 || (unsigned char)spec.buf[0] != 116 || ei_decode_map_header(spec.buf, &i, &arity) < 0)
         return -1;
-    dsup_term start = { NULL, 0 }, restart_t = { NULL, 0 }, shutdown_t = { NULL, 0 };
+    dsup_term start = { NULL, 0 }, restart_t = { NULL, 0 }, shutdown_t = { NULL, 0 }, exact = { NULL, 0 };
     for (int k = 0; k < arity; k++) {
         int ks = i;
         ei_skip_term(spec.buf, &i);
@@ -190,6 +190,8 @@ int dsup_spec_parse(dsup_term spec, dsup_child_spec **out)
             restart_t = val;
         else if (dsup_term_is_atom(key, "shutdown"))
             shutdown_t = val;
+        else if (dsup_term_is_atom(key, "args"))
+            exact = val;
     }
     int restart = DSUP_RESTART_PERMANENT;
     long shutdown = 5000;
@@ -198,13 +200,25 @@ int dsup_spec_parse(dsup_term spec, dsup_child_spec **out)
         return -1;
     if (dsup_term_tuple(start, el, 3) != 3 || !(type = atom_of(el[0])) || !atom_of(el[1]))
         return -1;
+    if (exact.buf) {
+        /* Between instances the init arg travels as is (`args`), so no
+         * reading of the start args can change it on the way. */
+        *out = build(type, restart, shutdown, (dsup_term){ NULL, 0 }, exact);
+        return *out ? 0 : -1;
+    }
     /* start args: [KW] or [X] is the one init arg; a keyword list as a whole
      * (Elixir's `start: {M, :start_link, name: X}`) is the options. */
     dsup_term args = el[2];
     int n;
+    char small_int[2];
     if (!is_keyword(args, &n)) {
-        int j = 0, len;
-        if (ei_decode_list_header(args.buf, &j, &len) == 0 && len == 1) {
+        int j = 0, len, type_, size;
+        if (ei_get_type(args.buf, &j, &type_, &size) == 0 && type_ == ERL_STRING_EXT && size == 1) {
+            /* [42] travels as the string "*": the one arg is the integer. */
+            small_int[0] = 97; /* SMALL_INTEGER_EXT */
+            small_int[1] = args.buf[3];
+            args = (dsup_term){ small_int, 2 };
+        } else if (ei_decode_list_header(args.buf, &j, &len) == 0 && len == 1) {
             int s0 = j;
             ei_skip_term(args.buf, &j);
             args = (dsup_term){ args.buf + s0, (size_t)(j - s0) };
@@ -224,9 +238,13 @@ static const char *restart_name(int r)
     return r == DSUP_RESTART_TRANSIENT ? "transient" : r == DSUP_RESTART_TEMPORARY ? "temporary" : "permanent";
 }
 
-void dsup_spec_encode_map(ei_x_buff *x, const dsup_child_spec *s)
+void dsup_spec_encode_map(ei_x_buff *x, const dsup_child_spec *s, int wire)
 {
-    ei_x_encode_map_header(x, 6);
+    ei_x_encode_map_header(x, wire ? 7 : 6);
+    if (wire) {
+        ei_x_encode_atom(x, "args");
+        dsup_x_encode_term(x, s->args);
+    }
     ei_x_encode_atom(x, "id");
     dsup_x_encode_term(x, s->name);
     ei_x_encode_atom(x, "modules");

@@ -137,8 +137,14 @@ stop_beam_scope(N, Scope) ->
     catch erpc:call(N, gen_server, stop, [Scope], ?CALL_T),
     ok.
 
-%% The pg scope of supervisor instance Name.
-scope_of(Name) -> list_to_atom(atom_to_list(Name) ++ ".Scope").
+%% The pg scope of supervisor instance Name: Module.concat(Name, Scope),
+%% i.e. 'Elixir.MyApp.Sup.Scope' for an alias and 'Elixir.name.Scope' for a
+%% plain atom.
+scope_of(Name) ->
+    case atom_to_list(Name) of
+        "Elixir." ++ _ = S -> list_to_atom(S ++ ".Scope");
+        S -> list_to_atom("Elixir." ++ S ++ ".Scope")
+    end.
 
 %% ------------------------------------------------------------------ ring
 
