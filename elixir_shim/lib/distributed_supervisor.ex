@@ -154,6 +154,17 @@ defmodule DistributedSupervisor do
     GenServer.start_link(Instance, opts, name: Keyword.fetch!(opts, :name))
   end
 
+  @doc """
+  Starts an instance like `start_link/1` but not linked to the caller (as
+  `GenServer.start/3`): for starting one from a short-lived process, such as
+  an `:erpc` call on another node. Not in the upstream library.
+  """
+  @spec start(keyword()) :: GenServer.on_start()
+  def start(opts) do
+    opts = validate!(opts)
+    GenServer.start(Instance, opts, name: Keyword.fetch!(opts, :name))
+  end
+
   # NimbleOptions-like validation (same messages), with no dependency.
   defp validate!(opts) do
     unless Keyword.keyword?(opts) do
