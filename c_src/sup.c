@@ -123,29 +123,42 @@ static void reply_error2(ei_x_buff *reply, const char *tag, dsup_term detail)
     dsup_x_encode_term(reply, detail);
 }
 
+/* A copy of spec named by a fresh reference (spec is consumed): a child
+ * started without a name, named before placement since placement is by name. */
+dsup_child_spec *sup_spec_named_by_ref(dsup_child_spec *spec)
+{
+    dsup_ref ref;
+    dsup_node_make_ref(&ref);
+    ei_x_buff *x = dsup_term_scratch();
+    dsup_x_encode_ref(x, &ref);
+    dsup_child_spec *named = dsup_spec_with_name(spec, (dsup_term){ x->buff, (size_t)x->index });
+    dsup_term_scratch_release(x);
+    free(spec);
+    return named;
+}
+
+/* When a live copy of `name` exists anywhere: encode {error,
+ * {already_started, Pid}} and return 1. */
+int sup_reply_if_running(dsup_sup *s, dsup_term name, ei_x_buff *reply)
+{
+    const dsup_pid *live;
+    if (dsup_pg_members(s->scope, name, &live) == 0)
+        return 0;
+    ei_x_encode_tuple_header(reply, 2);
+    ei_x_encode_atom(reply, "error");
+    ei_x_encode_tuple_header(reply, 2);
+    ei_x_encode_atom(reply, "already_started");
+    dsup_x_encode_pid(reply, &live[0]);
+    return 1;
+}
+
 /* Start a child here. Takes ownership of spec. Encodes the reply:
  * {ok, Pid, Name} | {error, {already_started, Pid}} | {error, Reason}. */
 int sup_start_local(dsup_sup *s, dsup_child_spec *spec, ei_x_buff *reply)
 {
-    if (spec->name.len == 0) {
-        dsup_ref ref;
-        dsup_node_make_ref(&ref);
-        ei_x_buff *x = dsup_term_scratch();
-        dsup_x_encode_ref(x, &ref);
-        dsup_child_spec *named = dsup_spec_with_name(spec, (dsup_term){ x->buff, (size_t)x->index });
-        dsup_term_scratch_release(x);
-        free(spec);
-        spec = named;
-        if (!spec)
-            return -1;
-    }
-    const dsup_pid *live;
-    if (dsup_pg_members(s->scope, spec->name, &live) > 0) {
-        ei_x_encode_tuple_header(reply, 2);
-        ei_x_encode_atom(reply, "error");
-        ei_x_encode_tuple_header(reply, 2);
-        ei_x_encode_atom(reply, "already_started");
-        dsup_x_encode_pid(reply, &live[0]);
+    if (spec->name.len == 0 && !(spec = sup_spec_named_by_ref(spec)))
+        return -1;
+    if (sup_reply_if_running(s, spec->name, reply)) {
         free(spec);
         return -1;
     }

@@ -144,27 +144,11 @@ static dsup_call_ret start_child(dsup_sup *s, dsup_term spec_t, dsup_term node_t
         error_pair(reply, "incorrect_node", node_t);
         return DSUP_REPLY;
     }
-    if (spec->name.len == 0) {
-        /* Name it now: placement is by name. */
-        dsup_ref ref;
-        dsup_node_make_ref(&ref);
-        ei_x_buff *x = dsup_term_scratch();
-        dsup_x_encode_ref(x, &ref);
-        dsup_child_spec *named = dsup_spec_with_name(spec, (dsup_term){ x->buff, (size_t)x->index });
-        dsup_term_scratch_release(x);
-        free(spec);
-        if (!(spec = named)) {
-            error_atom(reply, "enomem");
-            return DSUP_REPLY;
-        }
+    if (spec->name.len == 0 && !(spec = sup_spec_named_by_ref(spec))) {
+        error_atom(reply, "enomem");
+        return DSUP_REPLY;
     }
-    const dsup_pid *live;
-    if (dsup_pg_members(s->scope, spec->name, &live) > 0) {
-        ei_x_encode_tuple_header(reply, 2);
-        ei_x_encode_atom(reply, "error");
-        ei_x_encode_tuple_header(reply, 2);
-        ei_x_encode_atom(reply, "already_started");
-        dsup_x_encode_pid(reply, &live[0]);
+    if (sup_reply_if_running(s, spec->name, reply)) {
         free(spec);
         return DSUP_REPLY;
     }
