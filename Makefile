@@ -41,7 +41,7 @@ LIB_OBJ  := $(LIB_SRC:c_src/%.c=$(BUILD)/obj/%.o)
 UNIT_SRC := $(wildcard test/unit/test_*.c)
 UNIT_BIN := $(UNIT_SRC:test/unit/%.c=$(BUILD)/test/%)
 
-.PHONY: all build deps test unit ct shim-test demo demo-fast bench fuzz sanitize valgrind install install-check examples clean
+.PHONY: all build deps test unit ct shim-test demo demo-fast bench-quick bench fuzz sanitize valgrind install install-check examples clean
 .PHONY: examples install-check
 all build: $(BUILD)/dsup-node $(BUILD)/libdsup.a
 
@@ -75,7 +75,10 @@ shim-test: all
 demo-fast: all
 	@DEMO_FAST=1 scripts/demo.sh
 
-test: deps all unit ct shim-test demo-fast
+bench-quick: all
+	@bench/run.sh --quick
+
+test: deps all unit ct shim-test demo-fast bench-quick
 
 demo: deps all
 	@scripts/demo.sh

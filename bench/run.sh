@@ -1,8 +1,14 @@
 #!/usr/bin/env bash
 # Benchmarks: dsup C workers beside a pure-BEAM baseline (what `make bench` runs).
 #
-#   bench/run.sh           full run, writes bench/results/calls.md and calls.csv
-#   bench/run.sh --quick   smoke run (small N), writes build/bench/results/calls.*
+#   bench/run.sh           full run, writes bench/results/: summary.md + summary.csv
+#                          (every row), latency.png (latency CDFs), calls.md/.csv
+#   bench/run.sh --quick   smoke run (small N, < 1 min), same files under
+#                          build/bench/results/; checks only that every row is there
+#
+# Two steps, each its own caller node: bench/call_bench.erl (call round trips)
+# then bench/sup_bench.erl (start_child, failover, memory, pg sync, scale, shim;
+# it also folds the call rows into the summary). The baseline is bench/baseline/.
 #
 # Own epmd on a free port, unique node names, every process it starts is
 # stopped by pid on exit. DSUP_NODE overrides the binary (default build/dsup-node).
@@ -15,7 +21,7 @@ MODE="full"
 for a in "$@"; do
     case "$a" in
         --quick) MODE="quick" ;;
-        -h|--help) sed -n '2,8p' "$0"; exit 0 ;;
+        -h|--help) sed -n '2,15p' "$0"; exit 0 ;;
         *) echo "bench/run.sh: unknown argument $a" >&2; exit 2 ;;
     esac
 done
@@ -42,6 +48,15 @@ cleanup() {
     for f in "$PIDDIR"/*; do
         [ -e "$f" ] || continue
         p="$(basename "$f")"
+        case "$p" in
+            beam_*)     # a BEAM peer of sup_bench (its cookie names this run)
+                p="${p#beam_}"
+                if [ -r "/proc/$p/cmdline" ] && tr '\0' ' ' < "/proc/$p/cmdline" | grep -q "dsup_bench_${RUN_ID}_"; then
+                    echo "bench: killing leftover BEAM peer pid $p"
+                    kill -KILL "$p" 2>/dev/null
+                fi
+                rm -f "$f"; continue ;;
+        esac
         if [ -r "/proc/$p/cmdline" ] && tr '\0' ' ' < "/proc/$p/cmdline" | grep -q dsup-node; then
             echo "bench: killing leftover dsup-node pid $p"
             kill -KILL "$p" 2>/dev/null
@@ -75,13 +90,49 @@ export ERL_EPMD_PORT="$P"
 export DSUP_ROOT="$ROOT" DSUP_PIDDIR="$PIDDIR" ERL_CRASH_DUMP="$WORK/erl_crash.dump"
 echo "bench: epmd pid $EPMD_PID on port $P"
 
-erlc -o "$EBIN" bench/*.erl test/ct/dsup_test.erl || { echo "bench: compile error" >&2; exit 2; }
+erlc -o "$EBIN" bench/*.erl bench/baseline/*.erl test/ct/dsup_test.erl \
+    || { echo "bench: compile error" >&2; exit 2; }
+command -v gnuplot >/dev/null || scripts/install-deps.sh gnuplot-nox \
+    || echo "bench: gnuplot-nox not installed, no latency.png" >&2
 
-erl -name "bench_${RUN_ID}@127.0.0.1" -setcookie "dsup_bench_${RUN_ID}_${RANDOM}" \
-    -noshell -pa "$EBIN" -run call_bench main "$MODE" "$OUT" "$WORK/logs" </dev/null &
-ERL_PID=$!
-wait "$ERL_PID"
-rc=$?
-ERL_PID=""
-[ $rc -ne 0 ] && echo "bench: FAILED (exit $rc); dsup-node logs in $WORK/logs" >&2
+# The Elixir shim, if it compiles, for the whereis/call rows: built into our
+# own directory (MIX_BUILD_PATH), never into elixir_shim/_build.
+if [ -f elixir_shim/mix.exs ] && command -v mix >/dev/null; then
+    if (cd elixir_shim && MIX_BUILD_PATH="$WORK/shim_build" mix compile) >"$WORK/shim_compile.log" 2>&1 \
+       && [ -f "$WORK/shim_build/lib/distributed_supervisor/ebin/Elixir.DistributedSupervisor.beam" ]; then
+        export SUP_BENCH_SHIM_EBIN="$WORK/shim_build/lib/distributed_supervisor/ebin"
+    else
+        echo "bench: elixir_shim does not compile (see $WORK/shim_compile.log): shim rows pending" >&2
+    fi
+fi
+
+# run_step NAME MODULE: one caller node erl -run MODULE main MODE OUT LOGS
+run_step() {
+    erl -name "$1_${RUN_ID}@127.0.0.1" -setcookie "dsup_bench_${RUN_ID}_${RANDOM}" \
+        -kernel prevent_overlapping_partitions false \
+        -noshell -pa "$EBIN" -run "$2" main "$MODE" "$OUT" "$WORK/logs" </dev/null &
+    ERL_PID=$!
+    wait "$ERL_PID"
+    local rc=$?
+    ERL_PID=""
+    [ $rc -ne 0 ] && echo "bench: $2 FAILED (exit $rc); dsup-node logs in $WORK/logs" >&2
+    return $rc
+}
+
+START=$SECONDS
+rm -f "$OUT/calls.csv" "$OUT/summary.csv"
+run_step bench call_bench; rc1=$?
+run_step bench_sup sup_bench; rc2=$?
+rc=$(( rc1 != 0 ? rc1 : rc2 ))
+echo "bench: done in $(( SECONDS - START )) s"
+
+if [ "$MODE" = quick ] && [ $rc -eq 0 ]; then
+    # smoke check: every row is present (no time is asserted)
+    for r in call_seq_small call_seq_1k call_conc8_small call_async32_small start_seq start_conc start_cpu \
+             shim_whereis shim_call failover mem_idle_child pg_sync scale_start scale_rss scale_call; do
+        grep -q "^$r," "$OUT/summary.csv" || { echo "bench: row $r missing from $OUT/summary.csv" >&2; rc=1; }
+    done
+    [ -s "$OUT/summary.md" ] || { echo "bench: $OUT/summary.md missing" >&2; rc=1; }
+    [ $rc -eq 0 ] && echo "bench: quick run OK, every row present"
+fi
 exit $rc

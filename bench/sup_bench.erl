@@ -1,0 +1,1006 @@
+%%% Supervisor benchmarks: dsup (DistributedSupervisor instances in dsup-node
+%%% C-nodes, C `counter' workers) beside the baseline (bench/baseline/: the
+%%% upstream distributed_supervisor mechanism in plain OTP on BEAM peers:
+%%% Elixir DynamicSupervisor + pg registry + libring placement + erpc),
+%%% both measured from this caller node in the same run.
+%%%
+%%% Run through bench/run.sh (own epmd, unique names, everything stopped by pid):
+%%%   bench/run.sh            full run  -> bench/results/summary.{md,csv}, latency.png
+%%%   bench/run.sh --quick    smoke run -> build/bench/results/... (small N, < 1 min)
+%%%
+%%% Rows (see write_summary/3 for the exact metric of each):
+%%%   start_seq / start_conc  start_child into a 3-node ring, 1 / C callers
+%%%   failover                kill -9 a node hosting K children -> all re-registered
+%%%   mem_idle_child          RSS delta / N for N idle children on one host
+%%%   pg_sync                 a new node joins the scope and sees all N groups
+%%%   scale_*                 1,000,000 children over 2 nodes: start, RSS, calls
+%%%   shim_whereis/shim_call  DistributedSupervisor.whereis/call from an Elixir
+%%%                           node (pending shim until elixir_shim/ is compiled)
+%%% The summary also takes in the call rows of bench/call_bench.erl (calls.csv).
+%%%
+%%% Environment (for development): SUP_BENCH_ONLY=start,failover,mem,scale,shim
+%%% runs a subset (mem includes pg_sync); SUP_BENCH_SCALE_N overrides N of scale;
+%%% SUP_BENCH_LOG_LEVEL sets the dsup-nodes' --log-level (default warn);
+%%% SUP_BENCH_SHIM_EBIN is the compiled shim's ebin (run.sh sets it).
+-module(sup_bench).
+
+-export([main/1]).
+%% run on peers
+-export([bl_start_many/4, gc_memory/0, pg_sync_probe/4, shim_probe/5, bl_probe/4]).
+
+-define(SUP, 'Elixir.BenchSup').
+-define(FO, 'Elixir.BenchFo').
+-define(MEM, 'Elixir.BenchMem').
+-define(SCALE, 'Elixir.BenchScale').
+-define(BL, bench_bl).
+-define(BL_FO, bench_bl_fo).
+-define(BL_MEM, bench_bl_mem).
+-define(BL_SCALE, bench_bl_scale).
+-define(ELIXIR_EBIN, "/usr/lib/elixir/lib/elixir/ebin").
+-define(T, 60000).
+
+%% ---------------------------------------------------------------- entry
+
+%% erl -run sup_bench main Mode OutDir LogDir   (Mode = quick | full)
+main(Args) ->
+    [Mode, OutDir, LogDir] = case Args of
+                                 [M, O, L] -> [M, O, L];
+                                 [M] -> [M, "bench/results", "build/bench/logs"];
+                                 [] -> ["full", "bench/results", "build/bench/logs"]
+                             end,
+    Quick = Mode =:= "quick",
+    _ = io:setopts([{encoding, unicode}]),
+    try run(Quick, OutDir, LogDir) of
+        ok -> halt(0)
+    catch C:R:St ->
+        io:format(standard_error, "sup_bench failed: ~p:~p~n~p~n", [C, R, St]),
+        cleanup(),
+        halt(1)
+    end.
+
+config(true) ->
+    #{start_seq => 100, start_conc => 400, start_reps => 1, conc => 8,
+      fo_n => 200, fo_reps => 1, mem_n => 2000, sync_reps => 1,
+      scale_n => 10000, scale_conc => 16, scale_calls => 1000,
+      shim_ops => 200, shim_reps => 1};
+config(false) ->
+    #{start_seq => 2000, start_conc => 10000, start_reps => 5, conc => 8,
+      fo_n => 1000, fo_reps => 5, mem_n => 100000, sync_reps => 5,
+      scale_n => 1000000, scale_conc => 16, scale_calls => 20000,
+      shim_ops => 5000, shim_reps => 5}.
+
+run(Quick, OutDir, LogDir) ->
+    Cfg0 = config(Quick),
+    Cfg = case os:getenv("SUP_BENCH_SCALE_N") of
+              false -> Cfg0;
+              "" -> Cfg0;
+              SN -> Cfg0#{scale_n => list_to_integer(SN)}
+          end,
+    persistent_term:put({?MODULE, log_dir}, LogDir),
+    ets:new(sup_bench_tracked, [named_table, public, bag]),
+    Only = case os:getenv("SUP_BENCH_ONLY") of
+               false -> all;
+               "" -> all;
+               O -> [list_to_atom(X) || X <- string:lexemes(O, ",")]
+           end,
+    Do = fun(Sec) -> Only =:= all orelse lists:member(Sec, Only) end,
+    Load0 = loadavg(),
+    T0 = erlang:monotonic_time(millisecond),
+    ok = net_kernel:monitor_nodes(true, [{node_type, all}]),
+    R1 = case Do(start) orelse Do(failover) orelse Do(shim) of
+             true -> ring_phase(Cfg, Do);
+             false -> []
+         end,
+    R2 = case Do(mem) of true -> mem_phase(Cfg); false -> [] end,
+    R3 = case Do(scale) of true -> scale_phase(Cfg); false -> [] end,
+    Rows = R1 ++ R2 ++ R3,
+    Secs = (erlang:monotonic_time(millisecond) - T0) / 1000,
+    Meta = #{quick => Quick, cfg => Cfg, load_before => Load0, load_after => loadavg(),
+             exe => dsup_test:exe(), secs => Secs, only => Only},
+    write_summary(OutDir, Rows, Meta),
+    ok.
+
+%% ---------------------------------------------------------------- nodes
+
+%% dsup-nodes: started through dsup_test (by OS pid, log per node).
+start_dsup(Prefix, Sups, Connect) ->
+    H = dsup_test:start_node(#{name => Prefix, log_dir => persistent_term:get({?MODULE, log_dir}),
+                               log_level => case os:getenv("SUP_BENCH_LOG_LEVEL") of
+                                                L when is_list(L), L =/= "" -> L;
+                                                _ -> warn
+                                            end,
+                               connect => Connect,
+                               extra_args => lists:append([["--supervisor", S] || S <- Sups])}),
+    track(dsup_nodes, H, add),
+    H.
+
+stop_dsup(H) ->
+    _ = dsup_test:stop_node(H, 20000),
+    track(dsup_nodes, H, del),
+    ok.
+
+%% BEAM peers: dsup_test:start_peer/2 from a holder process of their own (not
+%% linked to us; the peer node halts when its holder ends), so that peers can
+%% start in parallel and a peer killed with -9 takes only its holder down.
+start_peer(Prefix, ExtraArgs) ->
+    Me = self(),
+    Ref = make_ref(),
+    Holder = spawn(fun() ->
+                           {Peer, Node} = dsup_test:start_peer(
+                                            Prefix, #{args => ["-pa", ?ELIXIR_EBIN, "-kernel",
+                                                        "prevent_overlapping_partitions", "false"
+                                                        | ExtraArgs]}),
+                           Me ! {Ref, Node},
+                           receive {stop, From, R} -> dsup_test:stop_peer(Peer), From ! {R, stopped}
+                           end
+                   end),
+    MRef = monitor(process, Holder),
+    receive
+        {Ref, Node} ->
+            demonitor(MRef, [flush]),
+            OsPid = list_to_integer(erpc:call(Node, os, getpid, [])),
+            pidfile(OsPid, write),
+            P = #{node => Node, holder => Holder, os_pid => OsPid},
+            track(peers, P, add),
+            P;
+        {'DOWN', MRef, _, _, Why} -> error({peer_start_failed, Prefix, Why})
+    end.
+
+stop_peer(#{holder := Holder} = P) ->
+    Ref = make_ref(),
+    MRef = monitor(process, Holder),
+    Holder ! {stop, self(), Ref},
+    receive {Ref, stopped} -> ok; {'DOWN', MRef, _, _, _} -> ok after 20000 -> ok end,
+    demonitor(MRef, [flush]),
+    pidfile(maps:get(os_pid, P), delete),
+    track(peers, P, del),
+    ok.
+
+kill_peer(#{os_pid := OsPid} = P) ->
+    os:cmd("kill -9 " ++ integer_to_list(OsPid)),
+    pidfile(OsPid, delete),
+    track(peers, P, del),
+    ok.
+
+%% BEAM peers' OS pids go to $DSUP_PIDDIR/beam_<pid> (run.sh kills leftovers).
+pidfile(OsPid, Op) ->
+    case os:getenv("DSUP_PIDDIR") of
+        D when is_list(D), D =/= "" ->
+            F = filename:join(D, "beam_" ++ integer_to_list(OsPid)),
+            case Op of write -> file:write_file(F, <<>>); delete -> file:delete(F) end;
+        _ -> ok
+    end.
+
+%% What is running, in a public table (nodes may be started by pmap workers).
+%% (created by run/3, so owned by the main process)
+track(Kind, X, Op) ->
+    case Op of
+        add -> ets:insert(sup_bench_tracked, {Kind, X});
+        del -> ets:delete_object(sup_bench_tracked, {Kind, X})
+    end.
+
+tracked(Kind) ->
+    case ets:whereis(sup_bench_tracked) of
+        undefined -> [];
+        _ -> [X || {_, X} <- ets:lookup(sup_bench_tracked, Kind)]
+    end.
+
+cleanup() ->
+    [catch stop_peer(P) || P <- tracked(peers)],
+    [catch dsup_test:stop_node(H, 10000) || H <- tracked(dsup_nodes)],
+    ok.
+
+get_list(K) -> case get(K) of undefined -> []; L -> L end.
+
+pmap(F, L) ->
+    Me = self(),
+    Ps = [{spawn_monitor(fun() -> Me ! {self(), (catch {ok, F(X)})} end), X} || X <- L],
+    [receive
+         {Pid, {ok, V}} -> demonitor(M, [flush]), V;
+         {Pid, Err} -> error({pmap_failed, X, Err});
+         {'DOWN', M, _, _, Why} -> error({pmap_failed, X, Why})
+     end || {{Pid, M}, X} <- Ps].
+
+nodes_of(Sup, Node) -> gen_server:call({Sup, Node}, nodes, ?T).
+
+wait_ring(Sup, Nodes, Want) ->
+    dsup_test:wait_until(
+      fun() -> lists:all(fun(N) -> length(nodes_of(Sup, N)) =:= Want end, Nodes) end, 30000).
+
+wait_bl_ring(Inst, Nodes, Want) ->
+    #{registry := Reg} = bl_dsup:names(Inst),
+    dsup_test:wait_until(
+      fun() -> lists:all(fun(N) -> length(gen_server:call({Reg, N}, nodes)) =:= Want end, Nodes)
+      end, 30000).
+
+vmrss_kb(OsPid) ->
+    {ok, B} = file:read_file("/proc/" ++ integer_to_list(OsPid) ++ "/status"),
+    [_, Rest] = binary:split(B, <<"VmRSS:">>),
+    [Num | _] = string:lexemes(binary_to_list(Rest), " \t\n"),
+    list_to_integer(Num).
+
+%% Run on a BEAM peer: GC every process, then erlang:memory(total).
+gc_memory() ->
+    [garbage_collect(P) || P <- processes()],
+    erlang:memory(total).
+
+%% ---------------------------------------------------------------- timing
+
+now_us() -> erlang:monotonic_time(microsecond).
+
+%% N ops Fun(I), I = 1..N, by C concurrent processes; wall time in µs.
+par(C, N, Fun) ->
+    T0 = now_us(),
+    Ms = [spawn_monitor(fun() -> par_loop(W, N, C, Fun) end) || W <- lists:seq(1, C)],
+    [receive {'DOWN', R, process, Pid, normal} -> ok;
+             {'DOWN', R, process, Pid, Why} -> error({worker_failed, Why})
+     end || {Pid, R} <- Ms],
+    now_us() - T0.
+
+par_loop(I, N, _C, _Fun) when I > N -> ok;
+par_loop(I, N, C, Fun) -> Fun(I), par_loop(I + C, N, C, Fun).
+
+%% N ops sequentially; {WallUs, [PerOpUs]}.
+seq_timed(N, Fun) ->
+    T0 = now_us(),
+    Lat = seq_loop(1, N, Fun, []),
+    {now_us() - T0, Lat}.
+
+seq_loop(I, N, _Fun, Acc) when I > N -> lists:reverse(Acc);
+seq_loop(I, N, Fun, Acc) ->
+    T = now_us(),
+    Fun(I),
+    seq_loop(I + 1, N, Fun, [now_us() - T | Acc]).
+
+median([]) -> undefined;
+median(L) ->
+    S = lists:sort(L),
+    Len = length(S),
+    case Len rem 2 of
+        1 -> lists:nth(Len div 2 + 1, S);
+        0 -> (lists:nth(Len div 2, S) + lists:nth(Len div 2 + 1, S)) / 2
+    end.
+
+pct(L, P) ->
+    S = list_to_tuple(lists:sort(L)),
+    element(max(1, min(tuple_size(S), round(P / 100 * tuple_size(S)))), S).
+
+%% Reps repetitions of {dsup, F} and {base, G}, alternating which goes first.
+alternate(Reps, DsupF, BaseF) ->
+    lists:foldl(
+      fun(Rep, {Ds, Bs}) ->
+              case Rep rem 2 of
+                  1 -> D = DsupF(Rep), B = BaseF(Rep);
+                  0 -> B = BaseF(Rep), D = DsupF(Rep)
+              end,
+              {Ds ++ [D], Bs ++ [B]}
+      end, {[], []}, lists:seq(1, Reps)).
+
+%% ---------------------------------------------------------------- ring phase
+%% 3 dsup-nodes (BenchSup, BenchFo) and 3 BEAM peers (bench_bl, bench_bl_fo):
+%% start rate, then failover with an extra victim node per repetition.
+
+ring_phase(Cfg, Do) ->
+    io:format("== ring: starting 3 dsup-nodes and 3 BEAM peers~n"),
+    Sups = [atom_to_list(?SUP), atom_to_list(?FO)],
+    D1 = start_dsup(ring_c, Sups, []),
+    [D2, D3] = pmap(fun(_) -> start_dsup(ring_c, Sups, [maps:get(node, D1)]) end, [2, 3]),
+    DN = [maps:get(node, H) || H <- [D1, D2, D3]],
+    Peers = pmap(fun(_) -> start_peer(ring_b, []) end, [1, 2, 3]),
+    BN = [maps:get(node, P) || P <- Peers],
+    [pong = erpc:call(A, net_adm, ping, [B]) || A <- BN, B <- BN, A < B],
+    [ok = erpc:call(N, bl_dsup, start, [I]) || N <- BN, I <- [?BL, ?BL_FO]],
+    wait_ring(?SUP, DN, 3),
+    wait_ring(?FO, DN, 3),
+    wait_bl_ring(?BL, BN, 3),
+    wait_bl_ring(?BL_FO, BN, 3),
+    io:format("dsup ring ~p~nBEAM ring ~p~n", [DN, BN]),
+    Rows1 = case Do(start) of
+                true -> start_rows(Cfg, DN, BN, [maps:get(os_pid, H) || H <- [D1, D2, D3]],
+                                   [maps:get(os_pid, P) || P <- Peers]);
+                false -> []
+            end,
+    Rows2 = case Do(shim) of true -> shim_rows(Cfg, DN, BN); false -> shim_pending() end,
+    Rows3 = case Do(failover) of true -> [failover_row(Cfg, DN, BN)]; false -> [] end,
+    [stop_peer(P) || P <- Peers],
+    [stop_dsup(H) || H <- [D1, D2, D3]],
+    Rows1 ++ Rows2 ++ Rows3.
+
+start_rows(Cfg, DN, BN, DOs, BOs) ->
+    #{start_seq := NS, start_conc := NC, start_reps := Reps, conc := C} = Cfg,
+    DT = list_to_tuple(DN),
+    BT = list_to_tuple(BN),
+    DStart = fun(Key, I) ->
+                     {ok, _, Key} = gen_server:call({?SUP, element(I rem 3 + 1, DT)},
+                                                    {start_child, {counter, [{name, Key}]},
+                                                     undefined}, ?T)
+             end,
+    BStart = fun(Key, I) ->
+                     {ok, _, Key} = erpc:call(element(I rem 3 + 1, BT), bl_dsup, start_child,
+                                              [?BL, Key], ?T)
+             end,
+    %% warm-up (connections, code loading, allocators)
+    par(C, 200, fun(I) -> DStart({w, I}, I) end),
+    par(C, 200, fun(I) -> BStart({w, I}, I) end),
+    io:format("== start_child, sequential (~b per repetition, ~b repetitions)~n", [NS, Reps]),
+    {SeqD, SeqB} = alternate(Reps,
+                             fun(Rep) -> seq_timed(NS, fun(I) -> DStart({s, Rep, I}, I) end) end,
+                             fun(Rep) -> seq_timed(NS, fun(I) -> BStart({s, Rep, I}, I) end) end),
+    io:format("== start_child, ~b concurrent callers (~b per repetition)~n", [C, NC]),
+    Me = list_to_integer(os:getpid()),
+    %% {Wall µs, host CPU µs per start (3 host OS processes), caller CPU µs per start}
+    WithCpu = fun(Hosts, Run) ->
+                      H0 = cpu_us(Hosts), M0 = cpu_us([Me]),
+                      W = Run(),
+                      {W, (cpu_us(Hosts) - H0) / NC, (cpu_us([Me]) - M0) / NC}
+              end,
+    {ConD, ConB} = alternate(Reps,
+                             fun(Rep) -> WithCpu(DOs, fun() -> par(C, NC, fun(I) -> DStart({c, Rep, I}, I) end) end) end,
+                             fun(Rep) -> WithCpu(BOs, fun() -> par(C, NC, fun(I) -> BStart({c, Rep, I}, I) end) end) end),
+    Rate = fun(N, Us) -> N / (Us / 1.0e6) end,
+    SeqRD = [Rate(NS, W) || {W, _} <- SeqD],
+    SeqRB = [Rate(NS, W) || {W, _} <- SeqB],
+    ConRD = [Rate(NC, W) || {W, _, _} <- ConD],
+    ConRB = [Rate(NC, W) || {W, _, _} <- ConB],
+    LatD = lists:append([L || {_, L} <- SeqD]),
+    LatB = lists:append([L || {_, L} <- SeqB]),
+    put(latency, [{start_seq, "start_child (sequential)", LatD, LatB} | get_list(latency)]),
+    [row(start_seq, "start_child into a 3-node ring, 1 caller (calls round-robin over the 3 nodes)",
+         "starts/s", higher, SeqRD, SeqRB, {ratio_ge, 20}, Reps,
+         io_lib:format("per call p50/p99: dsup ~b/~b µs, baseline ~b/~b µs",
+                       [pct(LatD, 50), pct(LatD, 99), pct(LatB, 50), pct(LatB, 99)])),
+     row(start_conc, io_lib:format("start_child into a 3-node ring, ~b concurrent callers", [C]),
+         "starts/s", higher, ConRD, ConRB, {ratio_ge, 20}, Reps,
+         io_lib:format("the caller node's own CPU per start: dsup ~b µs, baseline ~b µs "
+                       "(one Erlang caller node; see start_cpu)",
+                       [round(median([X || {_, _, X} <- ConD])),
+                        round(median([X || {_, _, X} <- ConB]))])),
+     row(start_cpu, io_lib:format("CPU time per start_child of the 3 host nodes together "
+                                  "(user+sys, ~b concurrent callers)", [C]),
+         "CPU µs/start", lower, [X || {_, X, _} <- ConD], [X || {_, X, _} <- ConB], none, Reps,
+         "from /proc/<pid>/stat utime+stime of the 3 dsup-nodes / the 3 BEAM nodes over each "
+         "repetition of start_conc, divided by the starts; the caller node is not counted")].
+
+%% utime + stime of OS processes, µs
+cpu_us(OsPids) ->
+    Tck = case persistent_term:get({?MODULE, clk_tck}, undefined) of
+              undefined ->
+                  T = list_to_integer(string:trim(os:cmd("getconf CLK_TCK"))),
+                  persistent_term:put({?MODULE, clk_tck}, T), T;
+              T -> T
+          end,
+    lists:sum([begin
+                   {ok, B} = file:read_file("/proc/" ++ integer_to_list(P) ++ "/stat"),
+                   [_, R] = binary:split(B, <<") ">>),
+                   F = string:lexemes(binary_to_list(R), " "),
+                   list_to_integer(lists:nth(12, F)) + list_to_integer(lists:nth(13, F))
+               end || P <- OsPids]) * 1000000 / Tck.
+
+%% ---- failover
+
+failover_row(Cfg, DN, BN) ->
+    #{fo_n := K, fo_reps := Reps, conc := C} = Cfg,
+    io:format("== failover: kill -9 a node hosting ~b children (~b repetitions)~n", [K, Reps]),
+    FoScope = scope(?FO),
+    BlScope = maps:get(scope, bl_dsup:names(?BL_FO)),
+    {ok, _} = pg:start(FoScope),
+    {ok, _} = pg:start(BlScope),
+    %% the caller's scopes must know the survivors' scopes before a kill (dsup-
+    %% nodes discover a scope started after connecting within 1 s)
+    wait_pg_peers(FoScope, DN),
+    wait_pg_peers(BlScope, BN),
+    {Ds, Bs} = alternate(Reps,
+                         fun(Rep) -> fo_dsup(Rep, K, C, DN, FoScope) end,
+                         fun(Rep) -> fo_base(Rep, K, C, BN, BlScope) end),
+    DMs = [Ms || #{ms := Ms} <- Ds],
+    BMs = [Ms || #{ms := Ms} <- Bs],
+    Spread = fun(L) -> lists:flatten(lists:join("; ", [fmt_spread(S) || #{spread := S} <- L])) end,
+    Missing = fun(L) -> lists:sum([M || #{missing := M} <- L]) end,
+    Note = io_lib:format("ms from `kill -9` until every orphan has a pg member on a survivor, "
+                         "seen from the caller node; orphans per survivor: dsup ~s, "
+                         "baseline ~s; not re-registered within 30 s: dsup ~b, baseline ~b; "
+                         "detection (nodedown at the caller): dsup ~s ms, baseline ~s ms",
+                         [Spread(Ds), Spread(Bs), Missing(Ds), Missing(Bs),
+                          fmt_list([D || #{detect_ms := D} <- Ds]),
+                          fmt_list([D || #{detect_ms := D} <- Bs])]),
+    pg_stop(FoScope),
+    pg_stop(BlScope),
+    row(failover, io_lib:format("failover: kill -9 a node hosting ~b children, all re-registered", [K]),
+        "ms", lower, DMs, BMs, {abs_lt, 100}, Reps, Note).
+
+pg_stop(Scope) ->
+    case whereis(Scope) of
+        undefined -> ok;
+        P -> gen_server:stop(P)
+    end.
+
+fmt_spread(M) ->
+    lists:flatten(lists:join("/", [integer_to_list(V) || {_, V} <- lists:sort(maps:to_list(M))])).
+
+fmt_list(L) -> lists:flatten(lists:join(",", [io_lib:format("~.1f", [float(X)]) || X <- L])).
+
+fo_dsup(Rep, K, C, DN, Scope) ->
+    Before = [count(?FO, N) || N <- DN],
+    H = start_dsup(fo_victim_c, [atom_to_list(?FO)], DN),
+    V = maps:get(node, H),
+    wait_ring(?FO, [V | DN], 4),
+    Keys = [{fo, Rep, I} || I <- lists:seq(1, K)],
+    KT = list_to_tuple(Keys),
+    par(C, K, fun(I) ->
+                      Key = element(I, KT),
+                      {ok, _, Key} = gen_server:call({?FO, V}, {start_child, {counter, [{name, Key}]}, V}, ?T)
+              end),
+    %% every survivor's cache and the caller's pg view hold all K
+    dsup_test:wait_until(fun() -> lists:all(fun({N, B}) -> count(?FO, N) >= B + K end,
+                                            lists:zip(DN, Before)) end, 30000),
+    wait_visible(Scope, Keys, V),
+    wait_pg_peers(Scope, [V | DN]),
+    R = measure_failover(Scope, Keys, V, fun() -> dsup_test:signal_node(H, "KILL") end),
+    _ = dsup_test:wait_exit(H, 10000),
+    track(dsup_nodes, H, del),
+    _ = dsup_test:forget(H),
+    io:format("  dsup rep ~b: ~.1f ms (nodedown at caller after ~.1f ms), spread ~s~n",
+              [Rep, float(maps:get(ms, R)), float(maps:get(detect_ms, R)), fmt_spread(maps:get(spread, R))]),
+    R.
+
+fo_base(Rep, K, C, BN, Scope) ->
+    #{registry := Reg} = bl_dsup:names(?BL_FO),
+    Before = [gen_server:call({Reg, N}, cache_size) || N <- BN],
+    P = start_peer(fo_victim_b, []),
+    V = maps:get(node, P),
+    [pong = erpc:call(V, net_adm, ping, [N]) || N <- BN],
+    ok = erpc:call(V, bl_dsup, start, [?BL_FO]),
+    wait_bl_ring(?BL_FO, [V | BN], 4),
+    Keys = [{fo, Rep, I} || I <- lists:seq(1, K)],
+    KT = list_to_tuple(Keys),
+    par(C, K, fun(I) ->
+                      Key = element(I, KT),
+                      {ok, _, Key} = erpc:call(V, bl_dsup, start_child, [?BL_FO, Key, V], ?T)
+              end),
+    dsup_test:wait_until(
+      fun() -> lists:all(fun({N, B}) -> gen_server:call({Reg, N}, cache_size) >= B + K end,
+                         lists:zip(BN, Before)) end,
+      30000),
+    wait_visible(Scope, Keys, V),
+    wait_pg_peers(Scope, [V | BN]),
+    R = measure_failover(Scope, Keys, V, fun() -> kill_peer(P) end),
+    io:format("  base rep ~b: ~.1f ms (nodedown at caller after ~.1f ms), spread ~s~n",
+              [Rep, float(maps:get(ms, R)), float(maps:get(detect_ms, R)), fmt_spread(maps:get(spread, R))]),
+    R.
+
+%% The nodes whose scope process the local pg scope Scope knows as peers.
+pg_peer_nodes(Scope) ->
+    [node(P) || P <- maps:keys(element(4, sys:get_state(Scope)))].    % #state.remote
+
+wait_pg_peers(Scope, Nodes) ->
+    dsup_test:wait_until(fun() -> Nodes -- pg_peer_nodes(Scope) =:= [] end, 30000).
+
+count(Sup, Node) ->
+    proplists:get_value(specs, gen_server:call({Sup, Node}, count_children, ?T)).
+
+wait_visible(Scope, Keys, V) ->
+    dsup_test:wait_until(
+      fun() -> lists:all(fun(Key) -> [node(P) || P <- pg:get_members(Scope, Key)] =:= [V] end, Keys)
+      end, 30000).
+
+%% Kill, then follow the caller's pg scope events until every key has a
+%% member off the victim node.
+measure_failover(Scope, Keys, V, Kill) ->
+    {Ref, _} = pg:monitor_scope(Scope),
+    flush_nodedown(V),
+    Want = maps:from_list([{Key, true} || Key <- Keys]),
+    T0 = now_us(),
+    Kill(),
+    Res = fo_loop(Ref, V, Want, #{}, T0 + 30000000, undefined, T0),
+    pg:demonitor(Scope, Ref),
+    Res.
+
+flush_nodedown(V) ->
+    receive {nodedown, V, _} -> flush_nodedown(V) after 0 -> ok end.
+
+fo_loop(_Ref, V, Want, Spread, _Deadline, Detect, T0) when map_size(Want) =:= 0 ->
+    #{ms => (now_us() - T0) / 1000, spread => Spread, missing => 0,
+      detect_ms => detect(Detect, T0, V)};
+fo_loop(Ref, V, Want, Spread, Deadline, Detect, T0) ->
+    Left = max(0, (Deadline - now_us()) div 1000),
+    receive
+        {Ref, join, Key, Pids} ->
+            case [P || P <- Pids, node(P) =/= V] of
+                [P | _] when is_map_key(Key, Want) ->
+                    fo_loop(Ref, V, maps:remove(Key, Want),
+                            maps:update_with(node(P), fun(X) -> X + 1 end, 1, Spread),
+                            Deadline, Detect, T0);
+                _ -> fo_loop(Ref, V, Want, Spread, Deadline, Detect, T0)
+            end;
+        {nodedown, V, _} when Detect =:= undefined ->
+            fo_loop(Ref, V, Want, Spread, Deadline, now_us(), T0);
+        {Ref, _, _, _} ->
+            fo_loop(Ref, V, Want, Spread, Deadline, Detect, T0)
+    after Left ->
+        #{ms => (now_us() - T0) / 1000, spread => Spread, missing => map_size(Want),
+          detect_ms => detect(Detect, T0, V)}
+    end.
+
+detect(undefined, T0, V) ->
+    receive {nodedown, V, _} -> (now_us() - T0) / 1000 after 0 -> -1 end;
+detect(T, T0, _) -> (T - T0) / 1000.
+
+scope(Sup) -> list_to_atom(atom_to_list(Sup) ++ ".Scope").
+
+%% ---------------------------------------------------------------- memory + pg sync
+
+mem_phase(Cfg) ->
+    #{mem_n := N, sync_reps := Reps} = Cfg,
+    io:format("== memory: ~b idle children on one host~n", [N]),
+    H = start_dsup(mem_c, [atom_to_list(?MEM)], []),
+    M = maps:get(node, H),
+    wait_ring(?MEM, [M], 1),
+    P = start_peer(mem_b, ["+P", "2000000"]),
+    BM = maps:get(node, P),
+    ok = erpc:call(BM, bl_dsup, start, [?BL_MEM]),
+    wait_bl_ring(?BL_MEM, [BM], 1),
+    %% warm-up child (first-use allocations), not counted
+    {ok, _, _} = gen_server:call({?MEM, M}, {start_child, {counter, [{name, warm}]}, M}, ?T),
+    {ok, _, _} = erpc:call(BM, bl_dsup, start_local, [?BL_MEM, warm]),
+    %% dsup: RSS of the dsup-node
+    Rss0 = vmrss_kb(maps:get(os_pid, H)),
+    Spec = fun(I) -> {counter, [{name, {c, I}}]} end,
+    UsD = par(16, N, fun(I) -> {ok, _, _} = gen_server:call({?MEM, M}, {start_child, Spec(I), M}, ?T) end),
+    N1 = count(?MEM, M) - 1,
+    Rss1 = vmrss_kb(maps:get(os_pid, H)),
+    %% baseline: RSS and erlang:memory(total) of the BEAM peer
+    BRss0 = vmrss_kb(maps:get(os_pid, P)),
+    BMem0 = erpc:call(BM, ?MODULE, gc_memory, [], ?T),
+    UsB = erpc:call(BM, ?MODULE, bl_start_many, [?BL_MEM, c, N, 16], 600000),
+    BMem1 = erpc:call(BM, ?MODULE, gc_memory, [], ?T),
+    BRss1 = vmrss_kb(maps:get(os_pid, P)),
+    BN1 = erpc:call(BM, bl_dsup, count, [?BL_MEM]) - 1,
+    PerD = (Rss1 - Rss0) * 1024 / N1,
+    PerB = (BRss1 - BRss0) * 1024 / BN1,
+    PerBMem = (BMem1 - BMem0) / BN1,
+    SpecBytes = erlang:external_size(Spec(N)),
+    io:format("  dsup ~b B/child (~b children, RSS ~b -> ~b kB, started in ~.1f s)~n"
+              "  base ~b B/child RSS, ~b B/child erlang:memory (~b children, in ~.1f s)~n",
+              [round(PerD), N1, Rss0, Rss1, UsD / 1.0e6, round(PerB), round(PerBMem), BN1,
+               UsB / 1.0e6]),
+    MemRow = row(mem_idle_child,
+                 io_lib:format("memory per idle child on its host, N = ~b", [N]),
+                 "bytes/child", lower, [PerD], [PerB], {abs_le, 512 + SpecBytes, SpecBytes}, 1,
+                 io_lib:format("RSS delta / N; dsup-node VmRSS ~b -> ~b kB; baseline BEAM VmRSS "
+                               "~b -> ~b kB, erlang:memory(total) delta ~b B/child; "
+                               "spec ~w is ~b bytes (external format)",
+                               [Rss0, Rss1, BRss0, BRss1, round(PerBMem), Spec(N), SpecBytes])),
+    %% pg sync: a fresh node joins each scope and waits for every group
+    io:format("== pg sync: a new node joins the scope and sees ~b groups (~b repetitions)~n", [N, Reps]),
+    WantD = length(gen_server:call({dsup_node, M}, {pg_which_groups, scope(?MEM)}, ?T)),
+    BlScope = maps:get(scope, bl_dsup:names(?BL_MEM)),
+    WantB = length(erpc:call(BM, pg, which_groups, [BlScope])),
+    Runs = [begin
+                Probe = start_peer(sync_probe, ["-connect_all", "false"]),
+                PN = maps:get(node, Probe),
+                false = lists:member(M, erpc:call(PN, erlang, nodes, [[visible, hidden]])),
+                false = lists:member(BM, erpc:call(PN, erlang, nodes, [[visible, hidden]])),
+                DF = fun() -> erpc:call(PN, ?MODULE, pg_sync_probe, [scope(?MEM), M, WantD, {c, N}], ?T) end,
+                BF = fun() -> erpc:call(PN, ?MODULE, pg_sync_probe, [BlScope, BM, WantB, {c, N}], ?T) end,
+                {D, B} = case Rep rem 2 of
+                             1 -> D0 = DF(), {D0, BF()};
+                             0 -> B0 = BF(), {DF(), B0}
+                         end,
+                stop_peer(Probe),
+                io:format("  rep ~b: dsup ~.1f ms, base ~.1f ms~n",
+                          [Rep, float(maps:get(ms, D)), float(maps:get(ms, B))]),
+                {D, B}
+            end || Rep <- lists:seq(1, Reps)],
+    SyncRow = row(pg_sync, io_lib:format("pg sync: a new node joins the scope and sees all ~b groups", [N]),
+                  "ms", lower, [maps:get(ms, D) || {D, _} <- Runs], [maps:get(ms, B) || {_, B} <- Runs],
+                  {ratio_ge, 1}, Reps,
+                  io_lib:format("from pg:start(Scope) on the new node, then connect_node(Host), until "
+                                "ets:info(Scope, size) reaches the host's group count (dsup ~b, "
+                                "baseline ~b) and the last child's group has its member; "
+                                "connect part: dsup ~s ms, baseline ~s ms",
+                                [WantD, WantB,
+                                 fmt_list([maps:get(connect_ms, D) || {D, _} <- Runs]),
+                                 fmt_list([maps:get(connect_ms, B) || {_, B} <- Runs])])),
+    stop_peer(P),
+    stop_dsup(H),
+    [MemRow, SyncRow].
+
+%% On a BEAM peer: start N children of instance Inst locally, C at a time.
+bl_start_many(Inst, Tag, N, C) ->
+    par(C, N, fun(I) -> {ok, _, _} = bl_dsup:start_local(Inst, {Tag, I}) end).
+
+%% On the fresh probe node: time from pg:start until all Want groups are
+%% visible (and the member of LastKey has arrived).
+pg_sync_probe(Scope, Host, Want, LastKey) ->
+    T0 = now_us(),
+    {ok, _} = pg:start(Scope),
+    true = net_kernel:connect_node(Host),
+    T1 = now_us(),
+    sync_wait(Scope, Want, LastKey, T0 + 60000000),
+    T2 = now_us(),
+    Seen = ets:info(Scope, size),
+    pg_stop(Scope),
+    erlang:disconnect_node(Host),
+    #{ms => (T2 - T0) / 1000, connect_ms => (T1 - T0) / 1000, seen => Seen}.
+
+sync_wait(Scope, Want, LastKey, Deadline) ->
+    case ets:info(Scope, size) >= Want andalso pg:get_members(Scope, LastKey) =/= [] of
+        true -> ok;
+        false ->
+            case now_us() > Deadline of
+                true -> ok;
+                false -> receive after 1 -> sync_wait(Scope, Want, LastKey, Deadline) end
+            end
+    end.
+
+%% ---------------------------------------------------------------- scale
+
+scale_phase(Cfg) ->
+    #{scale_n := N, scale_conc := C, scale_calls := NCalls} = Cfg,
+    io:format("== scale: ~b children over 2 nodes~n", [N]),
+    S1 = start_dsup(scale_c, [atom_to_list(?SCALE)], []),
+    S2 = start_dsup(scale_c, [atom_to_list(?SCALE)], [maps:get(node, S1)]),
+    DN = [maps:get(node, H) || H <- [S1, S2]],
+    wait_ring(?SCALE, DN, 2),
+    DRss0 = [vmrss_kb(maps:get(os_pid, H)) || H <- [S1, S2]],
+    Every = max(1, N div NCalls),
+    DT = list_to_tuple(DN),
+    Tab = ets:new(scale_pids, [public, set, {write_concurrency, true}]),
+    UsD = par(C, N, fun(I) ->
+                            {ok, Pid, _} = gen_server:call({?SCALE, element(I rem 2 + 1, DT)},
+                                                           {start_child, {counter, [{name, {x, I}}]},
+                                                            undefined}, ?T),
+                            I rem Every =:= 0 andalso ets:insert(Tab, {{d, I}, Pid})
+                    end),
+    CountD = [count(?SCALE, Nd) || Nd <- DN],
+    LocalD = [length(gen_server:call({?SCALE, Nd}, local_children, ?T)) || Nd <- DN],
+    DRss1 = [vmrss_kb(maps:get(os_pid, H)) || H <- [S1, S2]],
+    io:format("  dsup: ~b started in ~.1f s, RSS ~w -> ~w kB, local ~w~n",
+              [N, UsD / 1.0e6, DRss0, DRss1, LocalD]),
+    DPids = [P || {{d, _}, P} <- ets:tab2list(Tab)],
+    {_, LatD} = seq_timed(length(DPids), call_fun(DPids)),
+    io:format("  dsup call p50 ~b µs~n", [pct(LatD, 50)]),
+    [stop_dsup(H) || H <- [S1, S2]],
+    %% baseline
+    Peers = pmap(fun(_) -> start_peer(scale_b, ["+P", "4000000"]) end, [1, 2]),
+    BN = [maps:get(node, P) || P <- Peers],
+    [pong = erpc:call(A, net_adm, ping, [B]) || A <- BN, B <- BN, A < B],
+    [ok = erpc:call(Nd, bl_dsup, start, [?BL_SCALE]) || Nd <- BN],
+    wait_bl_ring(?BL_SCALE, BN, 2),
+    BRss0 = [vmrss_kb(maps:get(os_pid, P)) || P <- Peers],
+    BT = list_to_tuple(BN),
+    UsB = par(C, N, fun(I) ->
+                            {ok, Pid, _} = erpc:call(element(I rem 2 + 1, BT), bl_dsup, start_child,
+                                                     [?BL_SCALE, {x, I}], ?T),
+                            I rem Every =:= 0 andalso ets:insert(Tab, {{b, I}, Pid})
+                    end),
+    BRss1 = [vmrss_kb(maps:get(os_pid, P)) || P <- Peers],
+    LocalB = [erpc:call(Nd, bl_dsup, count, [?BL_SCALE]) || Nd <- BN],
+    io:format("  base: ~b started in ~.1f s, RSS ~w -> ~w kB, local ~w~n",
+              [N, UsB / 1.0e6, BRss0, BRss1, LocalB]),
+    BPids = [P || {{b, _}, P} <- ets:tab2list(Tab)],
+    {_, LatB} = seq_timed(length(BPids), call_fun(BPids)),
+    [stop_peer(P) || P <- Peers],
+    ets:delete(Tab),
+    put(latency, get_list(latency) ++
+            [{scale_call, io_lib:format("gen_server:call(Pid, get) after ~s children", [kilo(N)]),
+              LatD, LatB}]),
+    SumMB = fun(L0, L1) -> (lists:sum(L1) - lists:sum(L0)) / 1024 end,
+    Desc = io_lib:format("scale: ~s children over 2 nodes", [kilo(N)]),
+    [row(scale_start, [Desc, ", start time (", integer_to_list(C), " callers)"], "s", lower,
+         [UsD / 1.0e6], [UsB / 1.0e6], completes, 1,
+         io_lib:format("~b vs ~b starts/s; children per node: dsup ~w (cached ~w), baseline ~w",
+                       [round(N / (UsD / 1.0e6)), round(N / (UsB / 1.0e6)), LocalD, CountD, LocalB])),
+     row(scale_rss, [Desc, ", RSS growth of both hosts"], "MB", lower,
+         [SumMB(DRss0, DRss1)], [SumMB(BRss0, BRss1)], completes, 1,
+         io_lib:format("VmRSS kB before -> after: dsup ~w -> ~w, baseline ~w -> ~w",
+                       [DRss0, DRss1, BRss0, BRss1])),
+     row(scale_call, [Desc, ", sequential gen_server:call(Pid, get) after, p50"], "µs", lower,
+         [pct(LatD, 50)], [pct(LatB, 50)], completes, 1,
+         io_lib:format("~b calls to children spread over the ring; p99: dsup ~b µs, baseline ~b µs",
+                       [length(LatD), pct(LatD, 99), pct(LatB, 99)]))].
+
+call_fun(Pids) ->
+    PT = list_to_tuple(Pids),
+    fun(I) -> V = gen_server:call(element(I, PT), get, ?T), true = is_integer(V) end.
+
+kilo(N) when N >= 1000000, N rem 1000000 =:= 0 -> integer_to_list(N div 1000000) ++ "M";
+kilo(N) when N >= 1000, N rem 1000 =:= 0 -> integer_to_list(N div 1000) ++ "k";
+kilo(N) -> integer_to_list(N).
+
+%% ---------------------------------------------------------------- shim
+
+%% run.sh compiles elixir_shim/ into its own build directory and passes the ebin.
+shim_ebin() ->
+    case os:getenv("SUP_BENCH_SHIM_EBIN") of
+        D when is_list(D), D =/= "" ->
+            [D || filelib:is_regular(filename:join(D, "Elixir.DistributedSupervisor.beam"))];
+        _ -> []
+    end.
+
+shim_pending() ->
+    [row(shim_whereis, "DistributedSupervisor.whereis/2 from an Elixir node (pending shim)",
+         "µs/op", lower, [], [], pending, 0, "pending shim: elixir_shim/ did not compile (or SUP_BENCH_SHIM_EBIN unset)"),
+     row(shim_call, "DistributedSupervisor.call/3 by name from an Elixir node (pending shim)",
+         "µs/op", lower, [], [], pending, 0, "pending shim: elixir_shim/ did not compile (or SUP_BENCH_SHIM_EBIN unset)")].
+
+shim_rows(Cfg, DN, BN) ->
+    case shim_ebin() of
+        [] -> shim_pending();
+        [Ebin | _] -> shim_rows(Cfg, DN, BN, Ebin)
+    end.
+
+shim_rows(Cfg, DN, BN, Ebin) ->
+    #{shim_ops := Ops, shim_reps := Reps} = Cfg,
+    io:format("== shim: whereis/call from an Elixir node (~s)~n", [Ebin]),
+    LoggerEbin = filename:join([filename:dirname(filename:dirname(?ELIXIR_EBIN)), "logger", "ebin"]),
+    P = start_peer(shim_e, ["-pa", Ebin, "-pa", LoggerEbin]),
+    PN = maps:get(node, P),
+    %% children to look up: Ops named children on each side
+    Keys = [{sh, I} || I <- lists:seq(1, Ops)],
+    DT = list_to_tuple(DN),
+    BT = list_to_tuple(BN),
+    par(8, Ops, fun(I) ->
+                        {ok, _, _} = gen_server:call({?SUP, element(I rem 3 + 1, DT)},
+                                                     {start_child, {counter, [{name, {sh, I}}]},
+                                                      undefined}, ?T),
+                        {ok, _, _} = erpc:call(element(I rem 3 + 1, BT), bl_dsup, start_child,
+                                               [?BL, {sh, I}], ?T)
+                end),
+    try
+        ok = erpc:call(PN, ?MODULE, shim_probe, [setup, ?SUP, DN, Keys, 0], ?T),
+        ok = erpc:call(PN, ?MODULE, bl_probe, [setup, ?BL, BN, Keys], ?T),
+        Run = fun(What) ->
+                      alternate(Reps,
+                                fun(_) -> erpc:call(PN, ?MODULE, shim_probe, [What, ?SUP, DN, Keys, 0], 600000) end,
+                                fun(_) -> erpc:call(PN, ?MODULE, bl_probe, [What, ?BL, BN, Keys], 600000) end)
+              end,
+        {WD, WB} = Run(whereis),
+        {CD, CB} = Run(call),
+        put(latency, get_list(latency) ++
+                [{shim_whereis, "DistributedSupervisor.whereis/2 (Elixir node)",
+                  lists:append(WD), lists:append(WB)},
+                 {shim_call, "DistributedSupervisor.call/3 by name (Elixir node)",
+                  lists:append(CD), lists:append(CB)}]),
+        Med = fun(Ls) -> [median(L) || L <- Ls] end,
+        [row(shim_whereis, "DistributedSupervisor.whereis/2 from an Elixir node", "µs/op", lower,
+             Med(WD), Med(WB), none, Reps,
+             "median per-op µs of each repetition; baseline: upstream whereis = pg:get_members "
+             "+ RPC is_process_alive to the member's node"),
+         row(shim_call, "DistributedSupervisor.call/3 by name from an Elixir node", "µs/op", lower,
+             Med(CD), Med(CB), none, Reps,
+             "median per-op µs; baseline: upstream call = GenServer.call({:via, Registry, ...}) "
+             "(whereis above, then the call)")]
+    catch C:R:St ->
+        io:format("shim rows failed: ~p:~p~n~p~n", [C, R, St]),
+        [row(S, D ++ " (shim failed to run)", "µs/op", lower, [], [], pending, 0,
+             io_lib:format("shim present but failed: ~0p", [R]))
+         || {S, D} <- [{shim_whereis, "DistributedSupervisor.whereis/2 from an Elixir node"},
+                       {shim_call, "DistributedSupervisor.call/3 by name from an Elixir node"}]]
+    after
+        stop_peer(P)
+    end.
+
+%% On the Elixir peer: the shim instance observing the dsup ring.
+shim_probe(setup, Sup, DN, Keys, _) ->
+    [true = net_kernel:connect_node(N) || N <- DN],
+    {ok, _} = application:ensure_all_started(elixir),
+    _ = application:ensure_all_started(logger),
+    Me = self(),
+    spawn(fun() ->
+                  R = 'Elixir.DistributedSupervisor':start_link([{name, Sup}]),
+                  Me ! {shim_started, R},
+                  receive never -> ok end
+          end),
+    receive {shim_started, {ok, _}} -> ok;
+            {shim_started, Err} -> error({shim_start, Err})
+    after 30000 -> error(shim_start_timeout)
+    end,
+    dsup_test:wait_until(
+      fun() -> lists:all(fun(K) -> is_pid('Elixir.DistributedSupervisor':whereis(Sup, K)) end, Keys) end,
+      30000),
+    ok;
+shim_probe(whereis, Sup, _DN, Keys, _) ->
+    {_, L} = seq_timed(length(Keys), fun(I) ->
+        true = is_pid('Elixir.DistributedSupervisor':whereis(Sup, lists:nth(I, Keys))) end),
+    L;
+shim_probe(call, Sup, _DN, Keys, _) ->
+    {_, L} = seq_timed(length(Keys), fun(I) ->
+        0 = 'Elixir.DistributedSupervisor':call(Sup, lists:nth(I, Keys), get) end),
+    L.
+
+%% On the same peer: the baseline's pg scope (not a host), upstream lookups.
+bl_probe(setup, Inst, BN, Keys) ->
+    [true = net_kernel:connect_node(N) || N <- BN],
+    #{scope := Scope} = bl_dsup:names(Inst),
+    {ok, _} = pg:start(Scope),
+    dsup_test:wait_until(fun() -> lists:all(fun(K) -> is_pid(bl_dsup:whereis(Inst, K)) end, Keys) end,
+                         30000),
+    ok;
+bl_probe(whereis, Inst, _BN, Keys) ->
+    {_, L} = seq_timed(length(Keys), fun(I) ->
+        true = is_pid(bl_dsup:whereis(Inst, lists:nth(I, Keys))) end),
+    L;
+bl_probe(call, Inst, _BN, Keys) ->
+    {_, L} = seq_timed(length(Keys), fun(I) ->
+        0 = bl_dsup:call(Inst, lists:nth(I, Keys), get) end),
+    L.
+
+%% ---------------------------------------------------------------- rows + output
+
+%% Better: higher | lower (which direction is better for the metric).
+%% Target: {ratio_ge, X} dsup at least X times better than the baseline;
+%% {abs_lt, X} / {abs_le, X, _} dsup's value; completes; none; pending.
+row(Id, Desc, Unit, Better, DS, BS, Target, Reps, Note) ->
+    D = median(DS),
+    B = median(BS),
+    Adv = case {D, B} of
+              {undefined, _} -> undefined;
+              {_, undefined} -> undefined;
+              _ when Better =:= higher, B > 0 -> D / B;
+              _ when Better =:= lower, D > 0 -> B / D;
+              _ -> undefined
+          end,
+    {TargetTxt, Met} =
+        case Target of
+            {ratio_ge, X} -> {io_lib:format("≥ ~p× baseline", [X]),
+                              yesno(Adv =/= undefined andalso Adv >= X)};
+            {abs_lt, X} -> {io_lib:format("< ~p ~s", [X, Unit]), yesno(D =/= undefined andalso D < X)};
+            {abs_le, X, S} -> {io_lib:format("≤ 512 + ~b (spec) = ~b B", [S, X]),
+                               yesno(D =/= undefined andalso D =< X)};
+            completes -> {"completes, figures reported", yesno(D =/= undefined)};
+            none -> {"—", "—"};
+            pending -> {"—", "pending shim"}
+        end,
+    R = #{id => Id, desc => lists:flatten(io_lib:format("~ts", [Desc])), unit => Unit,
+          better => Better, dsup => D, base => B, adv => Adv, target => lists:flatten(TargetTxt),
+          met => Met, reps => Reps, dsup_samples => DS, base_samples => BS,
+          note => lists:flatten(io_lib:format("~ts", [Note]))},
+    io:format("~-16s dsup ~ts  baseline ~ts  (~ts)  advantage ~ts  target ~ts: ~ts~n",
+              [Id, num(D), num(B), Unit, num(Adv), TargetTxt, Met]),
+    R.
+
+yesno(true) -> "yes";
+yesno(false) -> "no".
+
+num(undefined) -> "—";
+num(X) when is_integer(X) -> integer_to_list(X);
+num(X) when abs(X) >= 100 -> integer_to_list(round(X));
+num(X) when abs(X) >= 10 -> io_lib:format("~.1f", [X]);
+num(X) -> io_lib:format("~.2f", [X]).
+
+%% call_bench's rows (calls.csv in the same OutDir), if present.
+call_rows(OutDir) ->
+    case file:read_file(filename:join(OutDir, "calls.csv")) of
+        {ok, B} ->
+            [_Hdr | Lines] = binary:split(B, <<"\n">>, [global, trim_all]),
+            lists:filtermap(fun call_row/1, Lines);
+        _ -> []
+    end.
+
+call_row(Line) ->
+    %% scenario,"description",calls,reps,dsup_median_us,beam_median_us,...
+    case re:run(Line, "^([^,]+),\"([^\"]*)\",([0-9]+),([0-9]+),([0-9.]+),([0-9.]+)",
+                [{capture, all_but_first, list}, unicode]) of
+        {match, [Id, Desc, _N, Reps, D, B]} ->
+            {true, row(list_to_atom("call_" ++ Id), "GenServer call round trip: " ++ Desc,
+                       "µs/call", lower, [list_to_float(D)], [list_to_float(B)], none,
+                       list_to_integer(Reps), "median of repeats, from calls.csv (call_bench)")};
+        _ -> false
+    end.
+
+write_summary(OutDir, Rows0, Meta) ->
+    ok = filelib:ensure_dir(filename:join(OutDir, "x")),
+    Rows = call_rows(OutDir) ++ Rows0,
+    Csv = ["scenario,description,unit,dsup_median,baseline_median,dsup_advantage,target,met,reps,"
+           "dsup_samples,baseline_samples,notes\n"
+           | [io_lib:format("~s,~ts,~ts,~s,~s,~s,~ts,~ts,~b,~s,~s,~ts~n",
+                            [Id, csvq(Desc), csvq(U), csvn(D), csvn(B), csvn(A), csvq(T), csvq(M), R,
+                             csvq(samples(DS)), csvq(samples(BS)), csvq(Note)])
+              || #{id := Id, desc := Desc, unit := U, dsup := D, base := B, adv := A, target := T,
+                   met := M, reps := R, dsup_samples := DS, base_samples := BS, note := Note} <- Rows]],
+    Table = ["| scenario | unit | dsup | baseline | dsup advantage | target | met |\n",
+             "|---|---|---:|---:|---:|---|---|\n"
+             | [io_lib:format("| ~ts (`~s`) | ~ts | ~ts | ~ts | ~ts | ~ts | ~ts |~n",
+                              [Desc, Id, U, num(D), num(B), advtxt(A), T, M])
+                || #{id := Id, desc := Desc, unit := U, dsup := D, base := B, adv := A,
+                     target := T, met := M} <- Rows]],
+    Notes = [io_lib:format("- `~s`: ~ts~n", [Id, Note]) || #{id := Id, note := Note} <- Rows, Note =/= ""],
+    Png = plot(OutDir),
+    #{cfg := Cfg, load_before := L0, load_after := L1, exe := Exe, quick := Quick, secs := Secs} = Meta,
+    Md = [io_lib:format("# dsup vs the pure-BEAM mechanism~s~n~n",
+                        [case Quick of true -> " (--quick smoke run: small N, figures not meaningful)";
+                                       false -> "" end]),
+          "Generated by `bench/run.sh` (bench/call_bench.erl, bench/sup_bench.erl). Every row\n"
+          "measures dsup (dsup-node C-nodes, C `counter`/`echo` workers) and the baseline\n"
+          "(bench/baseline/: upstream distributed_supervisor's mechanism in plain OTP on BEAM\n"
+          "peer nodes — Elixir DynamicSupervisor, pg registry, libring placement, erpc) in\n"
+          "the same run, from the same caller node, all on this host over TCP loopback.\n"
+          "Values are medians over the repetitions (`reps`). *dsup advantage* is how many\n"
+          "times better dsup is (baseline/dsup for times and sizes, dsup/baseline for\n"
+          "rates): > 1 means dsup is better. Times are measured, never asserted.\n\n",
+          Table, "\n## Notes per row\n\n", Notes,
+          case Png of
+              undefined -> "";
+              _ -> "\n![latency distributions](latency.png)\n\n"
+                   "latency.png: per-operation latency CDFs (sequential operations), dsup vs baseline.\n"
+          end,
+          io_lib:format("~n## Run~n~n- date: ~s~n- OTP ~s, erts ~s, ~b schedulers, ~b logical CPUs~n"
+                        "- host: ~s~n- load average before/after: ~s / ~s~n"
+                        "- dsup-node: ~s~n- sup_bench wall time: ~b s~n- config: ~0p~n",
+                        [calendar:system_time_to_rfc3339(erlang:system_time(second)),
+                         erlang:system_info(otp_release), erlang:system_info(version),
+                         erlang:system_info(schedulers_online),
+                         erlang:system_info(logical_processors_available),
+                         string:trim(os:cmd("uname -srm")), L0, L1, Exe, round(Secs), Cfg])],
+    ok = file:write_file(filename:join(OutDir, "summary.csv"), unicode:characters_to_binary(Csv)),
+    ok = file:write_file(filename:join(OutDir, "summary.md"), unicode:characters_to_binary(Md)),
+    io:format("~n~ts~nwritten: ~s/summary.md, ~s/summary.csv~s~n",
+              [unicode:characters_to_binary(Table), OutDir, OutDir,
+               case Png of undefined -> " (no latency plot)"; _ -> ", " ++ Png end]).
+
+advtxt(undefined) -> "—";
+advtxt(A) -> [num(A), "×"].
+
+samples(L) -> lists:flatten(lists:join(" ", [csvn(X) || X <- L])).
+
+csvn(undefined) -> "";
+csvn(X) when is_integer(X) -> integer_to_list(X);
+csvn(X) -> io_lib:format("~.3f", [X]).
+
+csvq(S) ->
+    Flat = lists:flatten(io_lib:format("~ts", [S])),
+    [$" | lists:flatten(string:replace(Flat, "\"", "\"\"", all))] ++ [$"].
+
+%% Latency CDFs with gnuplot (if installed): one panel per recorded series.
+plot(OutDir) ->
+    Series = get_list(latency),
+    case {os:find_executable("gnuplot"), Series} of
+        {false, _} -> undefined;
+        {_, []} -> undefined;
+        {Gp, _} ->
+            %% data and script go next to the run's logs; only the PNG to OutDir
+            DataDir = filename:join(filename:dirname(persistent_term:get({?MODULE, log_dir})), "plot"),
+            ok = filelib:ensure_dir(filename:join(DataDir, "x")),
+            Files = [begin
+                         F = fun(Sys, L) ->
+                                     Path = filename:join(DataDir, io_lib:format("lat_~s_~s.dat", [Id, Sys])),
+                                     S = lists:sort(L),
+                                     Len = length(S),
+                                     ok = file:write_file(Path,
+                                             [io_lib:format("~b ~.5f~n", [max(1, X), I / Len])
+                                              || {I, X} <- lists:zip(lists:seq(1, Len), S)]),
+                                     Path
+                             end,
+                         {Title, F(dsup, LD), F(base, LB)}
+                     end || {Id, Title, LD, LB} <- Series, LD =/= [], LB =/= []],
+            Png = filename:join(OutDir, "latency.png"),
+            _ = file:delete(Png),
+            N = length(Files),
+            Cols = min(N, 2),
+            Rows = (N + 1) div 2,
+            Script = [io_lib:format("set terminal pngcairo size ~b,~b font ',10'~n",
+                                    [640 * Cols, 420 * Rows]),
+                      io_lib:format("set output '~s'~n", [Png]),
+                      io_lib:format("set multiplot layout ~b,~b~n", [Rows, Cols]),
+                      "set termoption noenhanced\nset logscale x\nset grid\nset key bottom right\n"
+                      "set xlabel 'latency (µs, log scale)'\nset ylabel 'fraction of operations'\n"
+                      "set yrange [0:1]\n",
+                      [io_lib:format("set title \"~ts\"~nplot '~s' using 1:2 with lines lw 2 title 'dsup', "
+                                     "'~s' using 1:2 with lines lw 2 title 'baseline'~n",
+                                     [T, D, B]) || {T, D, B} <- Files],
+                      "unset multiplot\n"],
+            GpFile = filename:join(DataDir, "latency.gp"),
+            ok = file:write_file(GpFile, unicode:characters_to_binary(Script)),
+            Out = os:cmd(Gp ++ " " ++ GpFile ++ " 2>&1"),
+            case filelib:is_regular(Png) of
+                true -> [io:format("gnuplot: ~s~n", [Out]) || Out =/= ""], Png;
+                false -> io:format("gnuplot failed: ~s~n", [Out]), undefined
+            end
+    end.
+
+loadavg() ->
+    case file:read_file("/proc/loadavg") of
+        {ok, B} -> lists:flatten(lists:join(" ", lists:sublist(string:lexemes(binary_to_list(B), " "), 3)));
+        _ -> "?"
+    end.
