@@ -4,20 +4,20 @@
 #include <stdlib.h>
 #include <string.h>
 
-static uint64_t hash_bytes(const void *key, size_t len)
+static uint32_t hash_bytes(const void *key, size_t len)
 {
     const unsigned char *p = key;
     uint64_t h = 1469598103934665603ULL;
     for (size_t i = 0; i < len; i++)
         h = (h ^ p[i]) * 1099511628211ULL;
-    return h ^ (h >> 29);
+    return (uint32_t)(h ^ (h >> 32));
 }
 
 dsup_dict_ent *dsup_dict_find(const dsup_dict *d, const void *key, size_t klen)
 {
     if (!d->nslots)
         return NULL;
-    uint64_t h = hash_bytes(key, klen);
+    uint32_t h = hash_bytes(key, klen);
     for (dsup_dict_ent *e = d->slots[h & (d->nslots - 1)]; e; e = e->next)
         if (e->hash == h && e->klen == klen && memcmp(e->key, key, klen) == 0)
             return e;
@@ -57,7 +57,7 @@ static dsup_dict_ent *upsert(dsup_dict *d, const void *key, size_t klen, size_t 
     if (!e)
         return NULL;
     e->hash = hash_bytes(key, klen);
-    e->klen = klen;
+    e->klen = (uint32_t)klen;
     e->val = NULL;
     memcpy(e->key, key, klen);
     if (vsize) {
@@ -87,7 +87,7 @@ void *dsup_dict_remove(dsup_dict *d, const void *key, size_t klen)
 {
     if (!d->nslots)
         return NULL;
-    uint64_t h = hash_bytes(key, klen);
+    uint32_t h = hash_bytes(key, klen);
     for (dsup_dict_ent **pe = &d->slots[h & (d->nslots - 1)]; *pe; pe = &(*pe)->next) {
         dsup_dict_ent *e = *pe;
         if (e->hash == h && e->klen == klen && memcmp(e->key, key, klen) == 0) {

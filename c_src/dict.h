@@ -6,11 +6,12 @@
 #include <stddef.h>
 #include <stdint.h>
 
+/* 24 bytes of header: the registry has two entries per child. */
 typedef struct dsup_dict_ent {
     struct dsup_dict_ent *next;
-    uint64_t hash;
     void *val;
-    size_t klen;
+    uint32_t hash;
+    uint32_t klen;
     char key[];                 /* the key bytes are stored inline */
 } dsup_dict_ent;
 

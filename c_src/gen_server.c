@@ -456,7 +456,8 @@ static int spawn(const char *type_name, const dsup_term *args, dsup_proc *link_t
     type_ent *te = find_type(type_name);
     if (!te)
         return -2;
-    dsup_proc *p = dsup_proc_new(&gen_server_class);
+    dsup_proc_set_class(&gen_server_class);
+    dsup_proc *p = dsup_proc_new(te->type->state_size);
     if (!p)
         return -1;
     p->type = te->type;
@@ -473,12 +474,12 @@ static int spawn(const char *type_name, const dsup_term *args, dsup_proc *link_t
         rc = te->type->init(p, a, &p->state);
         p->in_callback--;
     }
-    p->started = rc == 0 && !p->stop_reason.buf;
+    p->started = rc == 0 && !p->stop_reason;
     if (!p->started) {
         if (reason) {
             reason->index = 0;
-            if (p->stop_reason.buf)
-                dsup_x_encode_term(reason, p->stop_reason);
+            if (p->stop_reason)
+                dsup_x_encode_term(reason, *p->stop_reason);
             else
                 ei_x_encode_atom(reason, "init_failed");
         }

@@ -9,6 +9,7 @@
 #include "node_ctrl.h"
 
 #include <stdio.h>
+#include <malloc.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -86,6 +87,20 @@ static dsup_call_ret ctrl_call(dsup_proc *self, void *state, dsup_term req, cons
     }
     if (dsup_term_is_atom(req, "which_workers")) {
         dsup_which_workers(reply);
+        return DSUP_REPLY;
+    }
+    if (dsup_term_is_atom(req, "memory")) {
+        /* [{allocated, Bytes}, {processes, N}]: heap in use (mallinfo2), for
+         * measuring the cost of a child more finely than RSS can. */
+        struct mallinfo2 mi = mallinfo2();
+        ei_x_encode_list_header(reply, 2);
+        ei_x_encode_tuple_header(reply, 2);
+        ei_x_encode_atom(reply, "allocated");
+        ei_x_encode_ulong(reply, (unsigned long)mi.uordblks);
+        ei_x_encode_tuple_header(reply, 2);
+        ei_x_encode_atom(reply, "processes");
+        ei_x_encode_ulong(reply, dsup_proc_count());
+        ei_x_encode_empty_list(reply);
         return DSUP_REPLY;
     }
     if (dsup_term_is_atom(req, "node_info")) {

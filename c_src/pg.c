@@ -27,10 +27,23 @@
 
 #define DISCOVER_MS 1000
 
+/* Pids of a group. Most groups (a child each) have one member: it is kept
+ * inline (cap 0), and an array is allocated only for a second one. */
 typedef struct pidvec {
-    dsup_pid *v;
     uint32_t n, cap;
+    union {
+        dsup_pid one;
+        dsup_pid *many;
+    } u;
 } pidvec;
+
+static dsup_pid *pv_data(pidvec *v) { return v->cap ? v->u.many : &v->u.one; }
+static void pv_free(pidvec *v)
+{
+    if (v->cap)
+        free(v->u.many);
+    v->n = v->cap = 0;
+}
 
 typedef struct pg_group {
     dsup_term key;       /* encoded group term: the dict entry's key bytes */
@@ -90,24 +103,33 @@ static pidkey key_of(const dsup_pid *p)
 
 static int vec_push(pidvec *v, const dsup_pid *p)
 {
-    if (v->n == v->cap) {
-        uint32_t nc = v->cap ? v->cap * 2 : 2;
-        dsup_pid *n = realloc(v->v, nc * sizeof *n);
+    if (v->cap == 0 && v->n == 0) {
+        v->u.one = *p;
+        v->n = 1;
+        return 0;
+    }
+    if (v->cap == 0 || v->n == v->cap) {
+        uint32_t nc = v->cap ? v->cap * 2 : 4;
+        dsup_pid *n = malloc(nc * sizeof *n);
         if (!n)
             return -1;
-        v->v = n;
+        memcpy(n, pv_data(v), v->n * sizeof *n);
+        if (v->cap)
+            free(v->u.many);
+        v->u.many = n;
         v->cap = nc;
     }
-    v->v[v->n++] = *p;
+    v->u.many[v->n++] = *p;
     return 0;
 }
 
 /* Remove one occurrence; 1 if found. Order is kept (get_members order). */
 static int vec_remove(pidvec *v, const dsup_pid *p)
 {
+    dsup_pid *d = pv_data(v);
     for (uint32_t i = v->n; i-- > 0;) {
-        if (dsup_pid_eq(&v->v[i], p)) {
-            memmove(&v->v[i], &v->v[i + 1], (v->n - i - 1) * sizeof *v->v);
+        if (dsup_pid_eq(&d[i], p)) {
+            memmove(&d[i], &d[i + 1], (v->n - i - 1) * sizeof *d);
             v->n--;
             return 1;
         }
@@ -142,7 +164,7 @@ static void group_drop_if_empty(dsup_pg *s, pg_group *g)
 {
     if (g->all.n)
         return;
-    free(g->all.v);
+    pv_free(&g->all);
     /* The key bytes and g itself live in the entry being removed. */
     dsup_dict_ent *e = dsup_dict_find(&s->groups, g->key.buf, g->key.len);
     if (e)
@@ -375,7 +397,7 @@ static void remote_leave(dsup_pg *s, pg_peer *p, dsup_term group, const dsup_pid
         }
     }
     if (pv->n == 0) {
-        free(pv->v);
+        pv_free(pv);
         free(pv);
         dsup_dict_remove(&p->groups, g->key.buf, g->key.len);
     }
@@ -413,7 +435,7 @@ static void peer_forget_groups(dsup_pg *s, pg_peer *p, const dsup_dict *keep)
                 pidvec *pv = e->val;
                 dsup_pid *copy = malloc((pv->n ? pv->n : 1) * sizeof *copy);
                 if (copy) {
-                    memcpy(copy, pv->v, pv->n * sizeof *copy);
+                    memcpy(copy, pv_data(pv), pv->n * sizeof *copy);
                     remote_leave(s, p, d.keys[i], copy, pv->n);
                     free(copy);
                 }
@@ -532,7 +554,7 @@ static void handle_sync(dsup_pg *s, dsup_term peer_t, dsup_term groups)
             pg_group *g = group_get(s, pair[0], 0);
             dsup_dict_ent *e = g ? dsup_dict_find(&p->groups, g->key.buf, g->key.len) : NULL;
             pidvec *old = e ? e->val : NULL;
-            if (old && old->n == np && memcmp(old->v, pids, np * sizeof *pids) == 0) {
+            if (old && old->n == np && memcmp(pv_data(old), pids, np * sizeof *pids) == 0) {
                 free(pids); /* unchanged */
                 continue;
             }
@@ -540,7 +562,7 @@ static void handle_sync(dsup_pg *s, dsup_term peer_t, dsup_term groups)
                 pidvec *pv = e->val;
                 dsup_pid *copy = malloc((pv->n ? pv->n : 1) * sizeof *copy);
                 if (copy) {
-                    memcpy(copy, pv->v, pv->n * sizeof *copy);
+                    memcpy(copy, pv_data(pv), pv->n * sizeof *copy);
                     remote_leave(s, p, pair[0], copy, pv->n);
                     free(copy);
                 }
@@ -644,8 +666,8 @@ static void encode_local_group(dsup_dict_ent *e, void *arg)
     dsup_x_encode_term(c->x, g->key);
     ei_x_encode_list_header(c->x, g->nlocal);
     for (uint32_t i = 0; i < g->all.n; i++)
-        if (g->all.v[i].node == g_node->name)
-            dsup_x_encode_pid(c->x, &g->all.v[i]);
+        if (pv_data(&g->all)[i].node == g_node->name)
+            dsup_x_encode_pid(c->x, &pv_data(&g->all)[i]);
     ei_x_encode_empty_list(c->x);
 }
 
@@ -812,7 +834,7 @@ const char *dsup_pg_name(const dsup_pg *s) { return s->name; }
 size_t dsup_pg_members(dsup_pg *s, dsup_term group, const dsup_pid **pids)
 {
     pg_group *g = s ? group_get(s, group, 0) : NULL;
-    *pids = g ? g->all.v : NULL;
+    *pids = g ? pv_data(&g->all) : NULL;
     return g ? g->all.n : 0;
 }
 
@@ -823,9 +845,9 @@ size_t dsup_pg_local_members(dsup_pg *s, dsup_term group, dsup_pid *out, size_t 
     if (!g)
         return 0;
     for (uint32_t i = 0; i < g->all.n; i++)
-        if (g->all.v[i].node == g_node->name) {
+        if (pv_data(&g->all)[i].node == g_node->name) {
             if (n < max)
-                out[n] = g->all.v[i];
+                out[n] = pv_data(&g->all)[i];
             n++;
         }
     return n;

@@ -102,11 +102,16 @@ static void table_del(uint32_t key)
     }
 }
 
-dsup_proc *dsup_proc_new(const dsup_proc_class *cls)
+static const dsup_proc_class *proc_class;
+
+void dsup_proc_set_class(const dsup_proc_class *cls) { proc_class = cls; }
+
+dsup_proc *dsup_proc_new(size_t extra)
 {
-    if ((tcount + 1) * 2 > tcap && table_grow())
+    if ((tcount + 1) * 4 > tcap * 3 && table_grow())
         return NULL;
-    dsup_proc *p = calloc(1, sizeof *p);
+    size_t base = (sizeof(dsup_proc) + 7) & ~(size_t)7;
+    dsup_proc *p = calloc(1, base + extra);
     if (!p)
         return NULL;
     /* Next free key; wraps like the BEAM's pid counter. */
@@ -124,7 +129,10 @@ dsup_proc *dsup_proc_new(const dsup_proc_class *cls)
     p->pid.num = p->key & 0x7fff;
     p->pid.serial = p->key >> 15;
     p->pid.creation = g_node->creation;
-    p->cls = cls;
+    if (extra) {
+        p->state = (char *)p + base;
+        p->state_inline = 1;
+    }
     table_put(p);
     return p;
 }
@@ -194,7 +202,7 @@ static void names_put(const char *name, dsup_proc *p)
 int dsup_proc_register(dsup_proc *p, const char *name)
 {
     name = dsup_intern_str(name);
-    if (!name || p->reg_name || dsup_proc_whereis(name))
+    if (!name || p->registered || dsup_proc_whereis(name))
         return -1;
     if ((ncount + 1) * 2 > ncap) {
         name_ent *old = names;
@@ -208,13 +216,13 @@ int dsup_proc_register(dsup_proc *p, const char *name)
         free(old);
     }
     names_put(name, p);
-    p->reg_name = name;
+    p->registered = 1;
     return 0;
 }
 
 static void unregister(dsup_proc *p)
 {
-    if (!p->reg_name)
+    if (!p->registered)
         return;
     /* Rebuild the small name table without this entry (names are few). */
     name_ent *old = names;
@@ -225,7 +233,7 @@ static void unregister(dsup_proc *p)
         if (old[i].name && old[i].p != p)
             names_put(old[i].name, old[i].p);
     free(old);
-    p->reg_name = NULL;
+    p->registered = 0;
 }
 
 /* ---- the local signal queue ---------------------------------------------- */
@@ -483,15 +491,15 @@ void dsup_proc_deliver(dsup_proc *p, dsup_term msg)
     if (p->dead)
         return;
     p->in_callback++;
-    p->cls->message(p, msg);
+    proc_class->message(p, msg);
     p->in_callback--;
     dsup_proc_after_callback(p);
 }
 
 void dsup_proc_after_callback(dsup_proc *p)
 {
-    if (p->in_callback == 0 && p->stop_reason.buf && !p->dead)
-        dsup_proc_exit(p, p->stop_reason);
+    if (p->in_callback == 0 && p->stop_reason && !p->dead)
+        dsup_proc_exit(p, *p->stop_reason);
 }
 
 /* ---- process exit ---------------------------------------------------------- */
@@ -505,8 +513,8 @@ void dsup_proc_exit(dsup_proc *p, dsup_term reason)
      * class's exiting hook reuses: keep our own copy until we are done. */
     dsup_term r = dsup_term_dup(reason);
     LOG_DEBUG("process <%u.%u> (%s) exits", p->pid.num, p->pid.serial, p->type ? p->type->name : "-");
-    if (p->cls->exiting)
-        p->cls->exiting(p, r);
+    if (proc_class->exiting)
+        proc_class->exiting(p, r);
     if (p->pg_memb)
         dsup_pg_proc_exit(p);
 
@@ -583,7 +591,7 @@ void dsup_proc_exit(dsup_proc *p, dsup_term reason)
     dsup_ivec_free(&p->links);
     dsup_ivec_free(&p->watchers);
     dsup_ivec_free(&p->watching);
-    dsup_term_free(&p->stop_reason);
+    free(p->stop_reason);
     dsup_term_free(&r);
     free(p);
 }
@@ -640,10 +648,13 @@ void dsup_stop(dsup_proc *self, dsup_term reason)
         reason.buf++;
         reason.len--;
     }
-    dsup_term copy = dsup_term_dup(reason);
-    if (!copy.buf)
+    dsup_term *copy = malloc(sizeof *copy + reason.len);
+    if (!copy)
         return;
-    dsup_term_free(&self->stop_reason);
+    memcpy(copy + 1, reason.buf, reason.len);
+    copy->buf = (const char *)(copy + 1);
+    copy->len = reason.len;
+    free(self->stop_reason);
     self->stop_reason = copy;
     if (self->in_callback == 0)
         dsup_proc_after_callback(self);

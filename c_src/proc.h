@@ -25,16 +25,21 @@ typedef struct dsup_monitor_rec {
     const char *name_node;   /* ... on this node */
 } dsup_monitor_rec;
 
+/* Laid out without padding holes: there is one per child, and children are
+ * many (this struct is most of a C worker's ~500 bytes). */
 struct dsup_proc {
     dsup_pid pid;
-    uint32_t key;
-    const char *reg_name;
-    const dsup_proc_class *cls;
+    dsup_pid parent;
     const dsup_worker_type *type;
     void *state;
     dsup_ivec links;              /* dsup_pid */
     dsup_ivec watchers;           /* dsup_monitor_rec: monitors others hold on us */
     dsup_ivec watching;           /* dsup_monitor_rec: monitors we hold on others */
+    struct dsup_pg_memb *pg_memb; /* pg groups this process is in (pg.c) */
+    dsup_term *stop_reason;       /* set by dsup_stop (one allocation); NULL = not stopping */
+    void *beh;                    /* behaviour-private data */
+    uint32_t key;
+    uint16_t in_callback;
     unsigned trap_exit : 1;
     unsigned suspended : 1;
     unsigned dead : 1;
@@ -42,15 +47,18 @@ struct dsup_proc {
     unsigned started : 1;         /* init succeeded: terminate will be called */
     unsigned parent_link : 1;     /* linked to `parent` without link records:
                                      a supervisor keeps its children itself */
-    int in_callback;
-    dsup_pid parent;
-    struct dsup_pg_memb *pg_memb; /* pg groups this process is in (pg.c) */
-    dsup_term stop_reason;        /* heap copy set by dsup_stop; buf NULL = not stopping */
-    void *beh;                    /* behaviour-private data */
+    unsigned state_inline : 1;    /* state lives after this struct (state_size) */
+    unsigned registered : 1;      /* has a name in the name table (names are rare:
+                                     the name is not kept here) */
 };
 
 void dsup_proc_table_init(void);
-dsup_proc *dsup_proc_new(const dsup_proc_class *cls);
+/* How processes handle messages and their end: one class for every process
+ * (gen_server.c sets it), so a process does not carry a pointer to it. */
+void dsup_proc_set_class(const dsup_proc_class *cls);
+/* A new process; `extra` zeroed bytes follow the struct (8-aligned) for
+ * worker state of a fixed size (dsup_worker_type.state_size). */
+dsup_proc *dsup_proc_new(size_t extra);
 dsup_proc *dsup_proc_lookup(const dsup_pid *pid);
 dsup_proc *dsup_proc_whereis(const char *name);
 int dsup_proc_register(dsup_proc *p, const char *name);

@@ -45,15 +45,13 @@ static void unindex_pid(dsup_sup *s, const dsup_pid *pid)
         dsup_ivec_remove_at(&s->by_pid, &by_pid_t, (uint32_t)i);
 }
 
-/* Give a spec the child's name (specs parsed from a map carry none). */
-static dsup_child_spec *named_spec(dsup_child_spec *spec, dsup_term name)
+/* The spec as the cache keeps it: its name is a view of the entry's key
+ * (stored once), and an unknown spec (a host that shares none) is recorded
+ * as type `undefined`. Consumes spec. */
+static dsup_child_spec *cached_spec(dsup_child_spec *spec, dsup_term key)
 {
     static const dsup_child_spec unknown = { "undefined", DSUP_RESTART_TEMPORARY, 0, { NULL, 0 }, { "\x6a", 1 } };
-    if (!spec)
-        return dsup_spec_with_name(&unknown, name);
-    if (spec->name.len && dsup_term_eq(spec->name, name))
-        return spec;
-    dsup_child_spec *n = dsup_spec_with_name(spec, name);
+    dsup_child_spec *n = dsup_spec_with_name_view(spec ? spec : &unknown, key);
     free(spec);
     return n;
 }
@@ -66,20 +64,20 @@ sup_child *sup_cache_put(dsup_sup *s, dsup_term name, const dsup_pid *pid, dsup_
     sup_child *c = sup_child_by_name(s, name);
     if (c) {
         unindex_pid(s, &c->pid);
-        if (spec && (spec = named_spec(spec, c->spec->name))) {
+        if (spec && (spec = cached_spec(spec, c->spec->name))) {
             free(c->spec);
             c->spec = spec;
         }
     } else {
-        if (!(spec = named_spec(spec, name)))
-            return NULL;
-        dsup_dict_ent *e = dsup_dict_upsert_inline(&s->by_name, spec->name.buf, spec->name.len, sizeof *c, NULL);
-        if (!e) {
-            free(spec);
+        dsup_dict_ent *e = dsup_dict_upsert_inline(&s->by_name, name.buf, name.len, sizeof *c, NULL);
+        dsup_child_spec *cs = e ? cached_spec(spec, (dsup_term){ e->key, e->klen }) : (free(spec), NULL);
+        if (!cs) {
+            if (e)
+                dsup_dict_remove(&s->by_name, name.buf, name.len);
             return NULL;
         }
         c = e->val;
-        c->spec = spec;
+        c->spec = cs;
     }
     c->pid = *pid;
     c->local = local;
@@ -94,8 +92,11 @@ void sup_cache_drop(dsup_sup *s, sup_child *c)
         uv_close((uv_handle_t *)c->kill_timer, (uv_close_cb)free);
     dsup_from_discard(c->term_from);
     dsup_child_spec *spec = c->spec;
-    dsup_dict_remove(&s->by_name, spec->name.buf, spec->name.len); /* frees c */
+    /* The entry holds c and the key spec->name views: remove it last. */
+    dsup_dict_ent *e = dsup_dict_find(&s->by_name, spec->name.buf, spec->name.len);
     free(spec);
+    if (e)
+        dsup_dict_remove(&s->by_name, e->key, e->klen); /* frees c */
 }
 
 /* The entry's pid is gone. When pg still has a live copy of the name (a

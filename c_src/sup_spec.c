@@ -233,6 +233,14 @@ dsup_child_spec *dsup_spec_with_name(const dsup_child_spec *s, dsup_term name)
     return build(s->type, s->restart, s->shutdown, name, s->args);
 }
 
+dsup_child_spec *dsup_spec_with_name_view(const dsup_child_spec *s, dsup_term name)
+{
+    dsup_child_spec *n = build(s->type, s->restart, s->shutdown, (dsup_term){ NULL, 0 }, s->args);
+    if (n)
+        n->name = name;
+    return n;
+}
+
 static const char *restart_name(int r)
 {
     return r == DSUP_RESTART_TRANSIENT ? "transient" : r == DSUP_RESTART_TEMPORARY ? "temporary" : "permanent";

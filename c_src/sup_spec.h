@@ -21,6 +21,9 @@ typedef struct dsup_child_spec {
 int dsup_spec_parse(dsup_term spec, dsup_child_spec **out);
 /* A copy with `name` as the child's name. */
 dsup_child_spec *dsup_spec_with_name(const dsup_child_spec *s, dsup_term name);
+/* The same, but `name` is not copied: the spec refers to those bytes (the
+ * cache's key), which must outlive it. */
+dsup_child_spec *dsup_spec_with_name_view(const dsup_child_spec *s, dsup_term name);
 /* #{id, start => {Type, start_link, [Args]}, restart, shutdown, type, modules};
  * `wire` adds `args => Args` (the exact init arg) for messages between
  * instances: [Args] alone cannot tell a keyword list from one {k, v} arg. */

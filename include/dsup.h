@@ -113,6 +113,12 @@ typedef struct dsup_worker_type {
      * (and update *state), non-zero to refuse (the caller gets an error).
      * When absent, replace_state fails with {error, not_supported}. */
     int (*replace_state)(dsup_proc *self, void **state, dsup_term new_state);
+
+    /* Optional: when non-zero, *state points at this many zeroed bytes when
+     * init is called, allocated with the process itself and freed with it
+     * (terminate must not free them). Saves an allocation per worker; a
+     * worker whose state grows keeps state_size 0 and allocates its own. */
+    size_t state_size;
 } dsup_worker_type;
 
 /* Make a worker type known to this node (before or after dsup_main starts).

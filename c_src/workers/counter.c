@@ -1,8 +1,6 @@
 /* counter — an integer with get / inc / {add, K}; counts info messages;
  * `stop` answers ok then stops normally; {crash, Reason} stops with Reason
  * without answering. Init args: [{value, N}]. */
-#include <stdlib.h>
-
 #include "dsup.h"
 #include "workers.h"
 
@@ -11,21 +9,18 @@ typedef struct counter {
     long infos;
 } counter;
 
+/* The state lives with the process (state_size): nothing to allocate or free. */
 static int counter_init(dsup_proc *self, dsup_term args, void **state)
 {
-    counter *c = calloc(1, sizeof *c);
-    if (!c)
-        return -1;
+    counter *c = *state;
     dsup_term v;
     if (dsup_term_keyfind(args, "value", &v)) {
         int i = 0;
         if (ei_decode_long(v.buf, &i, &c->value) < 0) {
-            free(c);
             dsup_stop_atom(self, "badarg");
             return -1;
         }
     }
-    *state = c;
     return 0;
 }
 
@@ -76,8 +71,6 @@ static void counter_info(dsup_proc *self, void *state, dsup_term msg)
     ((counter *)state)->infos++;
 }
 
-static void counter_terminate(dsup_proc *self, void *state, dsup_term reason) { free(state); }
-
 static int counter_state(dsup_proc *self, void *state, ei_x_buff *out)
 {
     return ei_x_encode_long(out, ((counter *)state)->value);
@@ -99,7 +92,7 @@ const dsup_worker_type dsup_worker_counter = {
     .handle_call = counter_call,
     .handle_cast = counter_cast,
     .handle_info = counter_info,
-    .terminate = counter_terminate,
     .encode_state = counter_state,
     .replace_state = counter_replace,
+    .state_size = sizeof(counter),
 };
