@@ -1,6 +1,9 @@
 /* bench_ring.c — microbenchmark of the ring and phash2.
  *
- * Build and run (from the repository root; needs only a C compiler):
+ * bench/run.sh builds it against build/libdsup.a with the Makefile's CC,
+ * CFLAGS and libraries (bench/flags.mk) and runs it once per repetition
+ * beside the same loops on the BEAM (rows ring_node_for, phash2_small,
+ * phash2_1k of bench/sup_bench.erl). Standalone, from the repository root:
  *
  *   cc -O2 -Ic_src -o build/bench_ring bench/bench_ring.c c_src/phash2.c c_src/ring.c -lm \
  *     && build/bench_ring
@@ -10,7 +13,7 @@
  *                            (keys {user, N} encoded with the version byte)
  *   phash2_small_term        ns per dsup_phash2() of {user, 12345}
  *   phash2_1k_term           ns per dsup_phash2() of a 1 KiB binary
- * Comparable BEAM numbers: erlang:phash2/2 on the same terms in erl. */
+ * BEAM side: sup_bench:beam_hash/1 (bl_ring = libring's HashRing, erlang:phash2/2). */
 #define _POSIX_C_SOURCE 200809L
 #include <stdint.h>
 #include <stdio.h>

@@ -7,8 +7,10 @@
 #                          build/bench/results/; checks only that every row is there
 #
 # Two steps, each its own caller node: bench/call_bench.erl (call round trips)
-# then bench/sup_bench.erl (start_child, failover, memory, pg sync, scale, shim;
-# it also folds the call rows into the summary). The baseline is bench/baseline/.
+# then bench/sup_bench.erl (ring/phash2, start_child, failover, memory, pg sync,
+# pg join/leave, scale, shim; it also folds the call rows into the summary).
+# The baseline is bench/baseline/. bench/bench_ring.c is built here against
+# build/libdsup.a with the project's flags (bench/flags.mk asks the Makefile).
 #
 # Own epmd on a free port, unique node names, every process it starts is
 # stopped by pid on exit. DSUP_NODE overrides the binary (default build/dsup-node).
@@ -92,6 +94,16 @@ echo "bench: epmd pid $EPMD_PID on port $P"
 
 erlc -o "$EBIN" bench/*.erl bench/baseline/*.erl test/ct/dsup_test.erl \
     || { echo "bench: compile error" >&2; exit 2; }
+# bench_ring (C side of the ring/phash2 rows): the Makefile's CC/CFLAGS/libs.
+[ -f build/libdsup.a ] || { echo "bench: build/libdsup.a missing (run make first)" >&2; exit 2; }
+FLAGS="$(make --no-print-directory -s -f Makefile -f bench/flags.mk bench-flags)" \
+    || { echo "bench: could not read the build flags" >&2; exit 2; }
+flag() { printf '%s\n' "$FLAGS" | sed -n "s/^$1=//p"; }
+# shellcheck disable=SC2046  # the flags are word lists
+$(flag BENCH_CC) $(flag BENCH_CFLAGS) $(flag BENCH_LDFLAGS) -o "$WORK/bench_ring" \
+    bench/bench_ring.c build/libdsup.a $(flag BENCH_LIBS) \
+    || { echo "bench: bench/bench_ring.c does not build" >&2; exit 2; }
+export SUP_BENCH_RING_BIN="$WORK/bench_ring"
 command -v gnuplot >/dev/null || scripts/install-deps.sh gnuplot-nox \
     || echo "bench: gnuplot-nox not installed, no latency.png" >&2
 
@@ -129,7 +141,8 @@ echo "bench: done in $(( SECONDS - START )) s"
 if [ "$MODE" = quick ] && [ $rc -eq 0 ]; then
     # smoke check: every row is present (no time is asserted)
     for r in call_seq_small call_seq_1k call_conc8_small call_async32_small start_seq start_conc start_cpu \
-             shim_whereis shim_call failover mem_idle_child pg_sync scale_start scale_rss scale_call; do
+             shim_whereis shim_call failover mem_idle_child pg_sync pg_join_batch pg_join_single \
+             ring_node_for phash2_small phash2_1k scale_start scale_rss scale_call; do
         grep -q "^$r," "$OUT/summary.csv" || { echo "bench: row $r missing from $OUT/summary.csv" >&2; rc=1; }
     done
     [ -s "$OUT/summary.md" ] || { echo "bench: $OUT/summary.md missing" >&2; rc=1; }

@@ -31,8 +31,24 @@ defmodule DistributedSupervisor.Instance do
   @await_timeout 2_000
   @recent_max 10_000
 
+  # Every lookup (whereis, whois, ...) needs the table name: Module.concat
+  # builds a string and looks up the atom each time (about half of whereis's
+  # time), so the name is kept in a persistent_term per instance name (written
+  # once, never replaced or erased: no global GC).
   @doc false
-  def table(name), do: Module.concat(name, DistributedSupervisor.Cache)
+  def table(name) do
+    key = {__MODULE__, :table, name}
+
+    case :persistent_term.get(key, nil) do
+      nil ->
+        table = Module.concat(name, DistributedSupervisor.Cache)
+        :persistent_term.put(key, table)
+        table
+
+      table ->
+        table
+    end
+  end
 
   @doc false
   def scope(name), do: Module.concat(name, Scope)
