@@ -13,6 +13,7 @@
 #include "log.h"
 #include "node.h"
 #include "ring.h"
+#include "sup.h"
 #include "workers/workers.h"
 
 static const char usage[] =
@@ -41,7 +42,8 @@ static const char usage[] =
     "  --ring-atoms otp25|otp26\n"
     "                       how atom child names are hashed on the ring: as\n"
     "                       term_to_binary writes them on that OTP release (the\n"
-    "                       default is the release dsup was built against)\n"
+    "                       default: the release of the first BEAM peer, before\n"
+    "                       any connects the one dsup was built against)\n"
     "  --load PLUGIN.so     load worker types from a plugin (repeatable)\n"
     "  --log-level LEVEL    debug | info | warn | error (default info)\n"
     "  --help               this text\n"
@@ -311,6 +313,7 @@ static int run(int argc, char **argv, const char **connect, const char **plugins
             if (!need(i, argc, a))
                 return 2;
             const char *v = argv[++i];
+            dsup_ring_atoms_explicit = 1;
             if (!strcmp(v, "otp25"))
                 dsup_ring_default_atom_encoding = DSUP_RING_ATOM_EXT;
             else if (!strcmp(v, "otp26"))

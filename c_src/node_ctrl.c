@@ -126,21 +126,17 @@ static dsup_call_ret ctrl_call(dsup_proc *self, void *state, dsup_term req, cons
     return DSUP_REPLY;
 }
 
-/* Replies to our nodes queries: {Ref, [Node]} — connect to what we lack. */
-static void ctrl_info(dsup_proc *self, void *state, dsup_term msg)
+static void connect_to_listed(dsup_term nodes)
 {
-    dsup_term el[2];
-    if (dsup_term_tuple(msg, el, 2) != 2)
-        return;
     int i = 0, n, type, size;
-    if (ei_get_type(el[1].buf, &i, &type, &size) < 0 || type != ERL_LIST_EXT)
+    if (ei_get_type(nodes.buf, &i, &type, &size) < 0 || type != ERL_LIST_EXT)
         return;
-    if (ei_decode_list_header(el[1].buf, &i, &n) < 0)
+    if (ei_decode_list_header(nodes.buf, &i, &n) < 0)
         return;
     for (int k = 0; k < n; k++) {
         const char *name;
         size_t len;
-        if (dsup_term_atom_text(el[1].buf, &i, &name, &len) < 0)
+        if (dsup_term_atom_text(nodes.buf, &i, &name, &len) < 0)
             return;
         const char *node = dsup_intern(name, len);
         if (node && node != g_node->name && !dsup_node_conn(node, 0)) {
@@ -148,6 +144,33 @@ static void ctrl_info(dsup_proc *self, void *state, dsup_term msg)
             dsup_node_conn(node, 1);
         }
     }
+}
+
+/* A BEAM peer's OTP release decides how atom child names hash on the ring
+ * (term_to_binary of atoms changed in OTP 26), unless --ring-atoms said. */
+static void learn_release(dsup_term release)
+{
+    char rel[16];
+    int i = 0;
+    long num;
+    if (ei_decode_string(release.buf, &i, rel) < 0 && (i = 0, ei_decode_long(release.buf, &i, &num) < 0))
+        return; /* {badrpc, _} from another C-node */
+    int otp = atoi(rel);
+    if (otp <= 0)
+        return;
+    dsup_sup_peer_release(otp);
+}
+
+/* Answers to our rex calls: {dsup_nodes, [Node]} and {dsup_otp_release, "25"}. */
+static void ctrl_info(dsup_proc *self, void *state, dsup_term msg)
+{
+    dsup_term el[2];
+    if (dsup_term_tuple(msg, el, 2) != 2)
+        return;
+    if (dsup_term_is_atom(el[0], "dsup_nodes"))
+        connect_to_listed(el[1]);
+    else if (dsup_term_is_atom(el[0], "dsup_otp_release"))
+        learn_release(el[1]);
 }
 
 static const dsup_worker_type ctrl_type = {
@@ -158,29 +181,31 @@ static const dsup_worker_type ctrl_type = {
 
 /* ---- transitive connections ------------------------------------------------- */
 
-static void ask_nodes(const char *peer)
+/* gen_server:call({rex, Peer}, {call, erlang, F, [Arg], GL}) with a plain
+ * atom tag, answered as {Tag, Result} to dsup_node. */
+static void rex_call(const char *peer, const char *tag, const char *fun, const char *arg)
 {
     if (!ctrl)
         return;
-    dsup_ref ref;
-    dsup_node_make_ref(&ref);
     ei_x_buff *x = dsup_term_scratch();
     ei_x_encode_tuple_header(x, 3);
     ei_x_encode_atom(x, "$gen_call");
     ei_x_encode_tuple_header(x, 2);
     dsup_x_encode_pid(x, dsup_self(ctrl));
-    dsup_x_encode_ref(x, &ref);
+    ei_x_encode_atom(x, tag);
     ei_x_encode_tuple_header(x, 5);
     ei_x_encode_atom(x, "call");
     ei_x_encode_atom(x, "erlang");
-    ei_x_encode_atom(x, "nodes");
+    ei_x_encode_atom(x, fun);
     ei_x_encode_list_header(x, 1);
-    ei_x_encode_atom(x, "connected");
+    ei_x_encode_atom(x, arg);
     ei_x_encode_empty_list(x);
     dsup_x_encode_pid(x, dsup_self(ctrl));
     dsup_send_named(ctrl, "rex", peer, x);
     dsup_term_scratch_release(x);
 }
+
+static void ask_nodes(const char *peer) { rex_call(peer, "dsup_nodes", "nodes", "connected"); }
 
 static void on_query_timer(uv_timer_t *t)
 {
@@ -192,6 +217,7 @@ static void on_query_timer(uv_timer_t *t)
 void dsup_node_ctrl_conn_up(const char *peer)
 {
     ask_nodes(peer);
+    rex_call(peer, "dsup_otp_release", "system_info", "otp_release");
     dsup_pg_conn_up(peer);
     dsup_sup_conn_event(peer, 1);
 }

@@ -641,6 +641,28 @@ void dsup_sup_shutdown_all(void)
         sup_shutdown_instance(s, "shutdown");
 }
 
+int dsup_ring_atoms_explicit;
+
+void dsup_sup_peer_release(int otp)
+{
+    static int seen;
+    int enc = otp >= 26 ? DSUP_RING_ATOM_UTF8 : DSUP_RING_ATOM_EXT;
+    if (dsup_ring_atoms_explicit)
+        return;
+    if (seen && enc != dsup_ring_default_atom_encoding) {
+        LOG_WARN("peers run OTP releases that hash atom child names differently (now OTP %d); "
+                 "keeping the first one seen (use --ring-atoms to choose)", otp);
+        return;
+    }
+    seen = 1;
+    if (enc == dsup_ring_default_atom_encoding)
+        return;
+    LOG_INFO("peers run OTP %d: atom child names hash as its term_to_binary writes them", otp);
+    dsup_ring_default_atom_encoding = enc;
+    for (dsup_sup *s = dsup_sups; s; s = s->next)
+        dsup_ring_set_atom_encoding(s->ring, enc);
+}
+
 void dsup_sup_conn_event(const char *node, int up)
 {
     for (dsup_sup *s = dsup_sups; s; s = s->next)

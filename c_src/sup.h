@@ -106,6 +106,9 @@ int sup_pending_down(dsup_sup *s, const dsup_ref *mref);
 /* Node-wide hooks (node.c, node_ctrl.c). */
 void dsup_sup_shutdown_all(void);
 void dsup_sup_conn_event(const char *node, int up);
+/* A BEAM peer runs this OTP release: default the atom-key hashing to it. */
+void dsup_sup_peer_release(int otp);
+extern int dsup_ring_atoms_explicit;   /* --ring-atoms given */
 
 /* sup_opts.c */
 int sup_parse_opts(dsup_sup *s, dsup_term opts, ei_x_buff *err);

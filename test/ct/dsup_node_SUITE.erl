@@ -35,7 +35,7 @@ groups() ->
                     counter_add, counter_info_count, counter_stop_normal,
                     counter_crash_reason, kv_put_get_keys]},
      {sys, [], [sys_get_state_counter, sys_get_state_kv, sys_get_status,
-                sys_suspend_resume]},
+                sys_suspend_resume, sys_replace_state, sys_replace_state_refused]},
      {signals, [], [monitor_down_real_reason, call_dead_worker_noproc_fast,
                     monitor_dead_pid_noproc, monitor_registered_name,
                     monitor_unknown_name_noproc, demonitor_suppresses_down,
@@ -502,6 +502,26 @@ sys_get_state_counter(Config) ->
     ?assertEqual(7, sys:get_state(W, ?T)),
     ok = gen_server:cast(W, inc),
     ?assertEqual(8, sys:get_state(W, ?T)).
+
+%% The fun runs on the caller's node (through its rex) over the state's term;
+%% the worker installs the result and answers it, as sys:replace_state/2 does.
+sys_replace_state(Config) ->
+    W = spawn_worker(dnode(Config), counter, [{value, 6}]),
+    ?assertEqual(42, sys:replace_state(W, fun(S) -> S * 7 end, ?T)),
+    ?assertEqual(42, gen_server:call(W, get, ?T)),
+    %% calls made meanwhile are not lost
+    ok = gen_server:cast(W, inc),
+    ?assertEqual(43, sys:get_state(W, ?T)).
+
+%% A worker type without replace_state refuses, and a fun that does not
+%% return a state the worker accepts is an error too; the worker lives on.
+sys_replace_state_refused(Config) ->
+    K = spawn_worker(dnode(Config), kv),
+    ?assertError(not_supported, sys:replace_state(K, fun(S) -> S end, ?T)),
+    C = spawn_worker(dnode(Config), counter, [{value, 1}]),
+    ?assertError({bad_state, not_a_number}, sys:replace_state(C, fun(_) -> not_a_number end, ?T)),
+    ?assertEqual(1, gen_server:call(C, get, ?T)),
+    ?assertEqual([], gen_server:call(K, keys, ?T)).
 
 sys_get_state_kv(Config) ->
     W = spawn_worker(dnode(Config), kv),
