@@ -36,61 +36,27 @@ EBIN="$WORK/ebin"
 PIDDIR="$WORK/pids"
 mkdir -p "$EBIN" "$PIDDIR" "$OUT"
 find "$ROOT/build/bench" -maxdepth 1 -name 'run_*' -mmin +60 -exec rm -rf {} + 2>/dev/null
+. "$ROOT/scripts/lib.sh"
 
 EPMD_PID=""
 ERL_PID=""
 cleanup() {
     local rc=$?
     trap - EXIT INT TERM
-    if [ -n "$ERL_PID" ] && kill -0 "$ERL_PID" 2>/dev/null; then
-        kill -TERM "$ERL_PID" 2>/dev/null
-        for _ in $(seq 1 50); do kill -0 "$ERL_PID" 2>/dev/null || break; sleep 0.1; done
-        kill -KILL "$ERL_PID" 2>/dev/null
-    fi
-    for f in "$PIDDIR"/*; do
-        [ -e "$f" ] || continue
-        p="$(basename "$f")"
-        case "$p" in
-            beam_*)     # a BEAM peer of sup_bench (its cookie names this run)
-                p="${p#beam_}"
-                if [ -r "/proc/$p/cmdline" ] && tr '\0' ' ' < "/proc/$p/cmdline" | grep -q "dsup_bench_${RUN_ID}_"; then
-                    echo "bench: killing leftover BEAM peer pid $p"
-                    kill -KILL "$p" 2>/dev/null
-                fi
-                rm -f "$f"; continue ;;
-        esac
-        if [ -r "/proc/$p/cmdline" ] && tr '\0' ' ' < "/proc/$p/cmdline" | grep -q dsup-node; then
-            echo "bench: killing leftover dsup-node pid $p"
-            kill -KILL "$p" 2>/dev/null
-        fi
-        rm -f "$f"
-    done
-    if [ -n "$EPMD_PID" ]; then kill -TERM "$EPMD_PID" 2>/dev/null; wait "$EPMD_PID" 2>/dev/null; fi
+    dsup_stop_pid "$ERL_PID"
+    # leftover dsup-nodes, and BEAM peers of sup_bench (beam_<pid>; their
+    # cookie names this run)
+    dsup_kill_recorded "$PIDDIR" bench dsup-node "dsup_bench_${RUN_ID}_"
+    dsup_epmd_stop
     exit "$rc"
 }
 trap cleanup EXIT
 trap 'exit 130' INT
 trap 'exit 143' TERM
 
-port_in_use() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
-for attempt in $(seq 1 20); do
-    P=$(( 20000 + (RANDOM * 32768 + RANDOM) % 40000 ))
-    port_in_use "$P" && continue
-    epmd -port "$P" >"$WORK/epmd.log" 2>&1 &
-    EPMD_PID=$!
-    ok=""
-    for _ in $(seq 1 100); do
-        kill -0 "$EPMD_PID" 2>/dev/null || break
-        if epmd -port "$P" -names >/dev/null 2>&1; then ok=1; break; fi
-        sleep 0.1
-    done
-    [ -n "$ok" ] && break
-    kill -KILL "$EPMD_PID" 2>/dev/null; wait "$EPMD_PID" 2>/dev/null; EPMD_PID=""
-done
-[ -z "$EPMD_PID" ] && { echo "bench: could not start epmd" >&2; exit 2; }
-export ERL_EPMD_PORT="$P"
+dsup_epmd_start "$WORK/epmd.log" || { echo "bench: could not start epmd" >&2; exit 2; }
 export DSUP_ROOT="$ROOT" DSUP_PIDDIR="$PIDDIR" ERL_CRASH_DUMP="$WORK/erl_crash.dump"
-echo "bench: epmd pid $EPMD_PID on port $P"
+echo "bench: epmd pid $EPMD_PID on port $ERL_EPMD_PORT"
 
 erlc -o "$EBIN" bench/*.erl bench/baseline/*.erl test/ct/dsup_test.erl \
     || { echo "bench: compile error" >&2; exit 2; }

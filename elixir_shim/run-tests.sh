@@ -17,23 +17,13 @@ cd "$SHIM"
 STAGE="$SHIM/_build/run_$$_${RANDOM}"
 mkdir -p "$STAGE/pids"
 EPMD_PID=""
+. "$ROOT/scripts/lib.sh"
 
 cleanup() {
     local rc=$?
     trap - EXIT INT TERM
-    for f in "$STAGE"/pids/*; do
-        [ -e "$f" ] || continue
-        p="$(basename "$f")"
-        if [ -r "/proc/$p/cmdline" ] && tr '\0' ' ' < "/proc/$p/cmdline" | grep -q dsup-node; then
-            echo "run-tests: killing leftover dsup-node pid $p"
-            kill -KILL "$p" 2>/dev/null
-        fi
-        rm -f "$f"
-    done
-    if [ -n "$EPMD_PID" ]; then
-        kill -TERM "$EPMD_PID" 2>/dev/null
-        wait "$EPMD_PID" 2>/dev/null
-    fi
+    dsup_kill_recorded "$STAGE/pids" run-tests
+    dsup_epmd_stop
     rm -rf "$STAGE"
     exit "$rc"
 }
@@ -41,28 +31,12 @@ trap cleanup EXIT
 trap 'exit 130' INT
 trap 'exit 143' TERM
 
-port_in_use() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
-for _ in $(seq 1 20); do
-    P=$(( 20000 + (RANDOM * 32768 + RANDOM) % 40000 ))
-    port_in_use "$P" && continue
-    epmd -port "$P" >"$STAGE/epmd.log" 2>&1 &
-    EPMD_PID=$!
-    ok=""
-    for _ in $(seq 1 100); do
-        kill -0 "$EPMD_PID" 2>/dev/null || break
-        if epmd -port "$P" -names >/dev/null 2>&1; then ok=1; break; fi
-        sleep 0.1
-    done
-    [ -n "$ok" ] && break
-    kill -KILL "$EPMD_PID" 2>/dev/null; wait "$EPMD_PID" 2>/dev/null; EPMD_PID=""
-done
-if [ -z "$EPMD_PID" ]; then echo "run-tests: could not start epmd" >&2; exit 2; fi
+dsup_epmd_start "$STAGE/epmd.log" || { echo "run-tests: could not start epmd" >&2; exit 2; }
 
-export ERL_EPMD_PORT="$P"
 export DSUP_PIDDIR="$STAGE/pids"
 export DSUP_NODE="${DSUP_NODE:-$ROOT/build/dsup-node}"
 export ERL_CRASH_DUMP="$STAGE/erl_crash.dump"
 export MIX_ENV=test
-echo "run-tests: epmd pid $EPMD_PID on port $P, dsup-node $DSUP_NODE"
+echo "run-tests: epmd pid $EPMD_PID on port $ERL_EPMD_PORT, dsup-node $DSUP_NODE"
 
 mix test "$@"

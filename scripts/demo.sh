@@ -11,6 +11,7 @@ set -uo pipefail
 
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"
 cd "$ROOT"
+. "$ROOT/scripts/lib.sh"
 STAGE="$(mktemp -d /tmp/dsup-demo-XXXXXX)"
 EPMD_PID=""
 
@@ -18,11 +19,8 @@ cleanup() {
     local rc=$?
     trap - EXIT INT TERM
     # dsup-nodes the demo could not stop itself (it records their pids)
-    for f in "$STAGE"/pids/*; do
-        [ -e "$f" ] || continue
-        kill -KILL "$(basename "$f")" 2>/dev/null
-    done
-    [ -n "$EPMD_PID" ] && kill -TERM "$EPMD_PID" 2>/dev/null && wait "$EPMD_PID" 2>/dev/null
+    dsup_kill_recorded "$STAGE/pids" demo
+    dsup_epmd_stop
     rm -rf "$STAGE"
     exit "$rc"
 }
@@ -34,13 +32,8 @@ step "building the Elixir shim"
 (cd elixir_shim && MIX_ENV=dev mix compile --no-deps-check >/dev/null) || { echo "mix compile failed"; exit 1; }
 EBIN="$ROOT/elixir_shim/_build/dev/lib/distributed_supervisor/ebin"
 
-port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])' 2>/dev/null ||
-       echo $((20000 + RANDOM % 20000)))
-step "starting a private epmd on port $port"
-epmd -port "$port" </dev/null >/dev/null 2>&1 &
-EPMD_PID=$!
-export ERL_EPMD_PORT=$port
-for _ in $(seq 1 100); do epmd -port "$port" -names >/dev/null 2>&1 && break; sleep 0.05; done
+dsup_epmd_start /dev/null || { echo "could not start epmd"; exit 1; }
+step "starting a private epmd on port $ERL_EPMD_PORT"
 
 mkdir -p "$STAGE/pids" "$STAGE/logs"
 export DSUP_NODE="$ROOT/build/dsup-node" DSUP_DEMO_STAGE="$STAGE" DSUP_DEMO_EBIN="$EBIN"

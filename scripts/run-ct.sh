@@ -22,6 +22,7 @@ PIDDIR="$STAGE/pids"
 RESULTS="$STAGE/results.txt"
 OUT="$STAGE/ct_run.out"
 mkdir -p "$LOGDIR" "$STAGE/src" "$EBIN" "$PIDDIR"
+. "$ROOT/scripts/lib.sh"
 # staging dirs of runs older than an hour (concurrent runs are left alone)
 find "$ROOT/build/ct" -maxdepth 1 -name 'run_*' -mmin +60 -exec rm -rf {} + 2>/dev/null
 : > "$RESULTS"
@@ -32,25 +33,10 @@ CT_PID=""
 cleanup() {
     local rc=$?
     trap - EXIT INT TERM
-    if [ -n "$CT_PID" ] && kill -0 "$CT_PID" 2>/dev/null; then
-        kill -TERM "$CT_PID" 2>/dev/null
-        for _ in $(seq 1 50); do kill -0 "$CT_PID" 2>/dev/null || break; sleep 0.1; done
-        kill -KILL "$CT_PID" 2>/dev/null
-    fi
+    dsup_stop_pid "$CT_PID"
     # dsup-nodes started by dsup_test that are still running (pid files)
-    for f in "$PIDDIR"/*; do
-        [ -e "$f" ] || continue
-        p="$(basename "$f")"
-        if [ -r "/proc/$p/cmdline" ] && tr '\0' ' ' < "/proc/$p/cmdline" | grep -q dsup-node; then
-            echo "run-ct: killing leftover dsup-node pid $p"
-            kill -KILL "$p" 2>/dev/null
-        fi
-        rm -f "$f"
-    done
-    if [ -n "$EPMD_PID" ]; then
-        kill -TERM "$EPMD_PID" 2>/dev/null
-        wait "$EPMD_PID" 2>/dev/null
-    fi
+    dsup_kill_recorded "$PIDDIR" run-ct
+    dsup_epmd_stop
     exit "$rc"
 }
 trap cleanup EXIT
@@ -58,24 +44,8 @@ trap 'exit 130' INT
 trap 'exit 143' TERM
 
 # ---- a private epmd on a free port (not -daemon: we own its pid)
-port_in_use() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
-for attempt in $(seq 1 20); do
-    P=$(( 20000 + (RANDOM * 32768 + RANDOM) % 40000 ))
-    port_in_use "$P" && continue
-    epmd -port "$P" >"$STAGE/epmd.log" 2>&1 &
-    EPMD_PID=$!
-    ok=""
-    for _ in $(seq 1 100); do                      # up to ~10 s
-        kill -0 "$EPMD_PID" 2>/dev/null || break
-        if ERL_EPMD_PORT="$P" epmd -port "$P" -names >/dev/null 2>&1; then ok=1; break; fi
-        sleep 0.1
-    done
-    [ -n "$ok" ] && break
-    kill -KILL "$EPMD_PID" 2>/dev/null; wait "$EPMD_PID" 2>/dev/null; EPMD_PID=""
-done
-if [ -z "$EPMD_PID" ]; then echo "run-ct: could not start epmd" >&2; exit 2; fi
-export ERL_EPMD_PORT="$P"
-echo "run-ct: epmd pid $EPMD_PID on port $P"
+dsup_epmd_start "$STAGE/epmd.log" || { echo "run-ct: could not start epmd" >&2; exit 2; }
+echo "run-ct: epmd pid $EPMD_PID on port $ERL_EPMD_PORT"
 
 export DSUP_ROOT="$ROOT"
 export DSUP_PIDDIR="$PIDDIR"
