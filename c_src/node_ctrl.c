@@ -151,10 +151,12 @@ static void connect_to_listed(dsup_term nodes)
 static void learn_release(dsup_term release)
 {
     char rel[16];
-    int i = 0;
-    long num;
-    if (ei_decode_string(release.buf, &i, rel) < 0 && (i = 0, ei_decode_long(release.buf, &i, &num) < 0))
-        return; /* {badrpc, _} from another C-node */
+    int i = 0, type, size;
+    /* "25" (a short string); anything else, e.g. {badrpc, _} from another
+     * C-node, is ignored. Check the size before ei copies it. */
+    if (ei_get_type(release.buf, &i, &type, &size) < 0 || type != ERL_STRING_EXT || size <= 0 ||
+        size >= (int)sizeof rel || ei_decode_string(release.buf, &i, rel) < 0)
+        return;
     int otp = atoi(rel);
     if (otp <= 0)
         return;
