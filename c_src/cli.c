@@ -186,20 +186,20 @@ int dsup_cli_sup_opts(const char *arg, char *name, size_t cap, ei_x_buff *opts)
         const char *k = pairs[i], *v = eq + 1;
         ei_x_encode_tuple_header(opts, 2);
         if (!strcmp(k, "cache_children") || !strcmp(k, "cache_children?")) {
-            ei_x_encode_atom(opts, "cache_children?");
-            ei_x_encode_atom(opts, v);
+            dsup_x_encode_atom(opts, "cache_children?");
+            dsup_x_encode_atom(opts, v);
         } else if (!strcmp(k, "monitor_nodes")) {
-            ei_x_encode_atom(opts, k);
-            ei_x_encode_atom(opts, v);
+            dsup_x_encode_atom(opts, k);
+            dsup_x_encode_atom(opts, v);
         } else if (!strcmp(k, "max_restarts") || !strcmp(k, "max_seconds")) {
             char *end;
             long num = strtol(v, &end, 10);
             if (*end || !*v)
                 rc = -1;
-            ei_x_encode_atom(opts, k);
+            dsup_x_encode_atom(opts, k);
             ei_x_encode_long(opts, num);
         } else if (!strcmp(k, "nodes") || !strcmp(k, "listeners")) {
-            ei_x_encode_atom(opts, k);
+            dsup_x_encode_atom(opts, k);
             char *s2 = NULL, *list = strdup(v);
             int cnt = 0;
             for (const char *t = v; *t; t++)
@@ -208,12 +208,12 @@ int dsup_cli_sup_opts(const char *arg, char *name, size_t cap, ei_x_buff *opts)
             if (cnt)
                 ei_x_encode_list_header(opts, cnt);
             for (char *t = strtok_r(list, "+", &s2); t; t = strtok_r(NULL, "+", &s2))
-                ei_x_encode_atom(opts, !strcmp(k, "nodes") ? t : dsup_atom_from_cli(t));
+                dsup_x_encode_atom(opts, !strcmp(k, "nodes") ? t : dsup_atom_from_cli(t));
             ei_x_encode_empty_list(opts);
             free(list);
         } else {
-            ei_x_encode_atom(opts, k); /* refused by the option check, by name */
-            ei_x_encode_atom(opts, v);
+            dsup_x_encode_atom(opts, k); /* refused by the option check, by name */
+            dsup_x_encode_atom(opts, v);
         }
     }
     ei_x_encode_empty_list(opts);

@@ -89,7 +89,7 @@ int dsup_which_workers(ei_x_buff *x)
         if (types[i].internal)
             continue;
         ei_x_encode_tuple_header(x, 2);
-        ei_x_encode_atom(x, types[i].type->name);
+        dsup_x_encode_atom(x, types[i].type->name);
         ei_x_encode_ulong(x, types[i].live);
     }
     return ei_x_encode_empty_list(x);
@@ -190,29 +190,29 @@ static void encode_state(dsup_proc *p, ei_x_buff *x)
     if (p->type->encode_state)
         p->type->encode_state(p, p->state, x);
     else
-        ei_x_encode_atom(x, "undefined");
+        dsup_x_encode_atom(x, "undefined");
 }
 
 static void encode_status(dsup_proc *p, ei_x_buff *x)
 {
     /* {status, Pid, {module, gen_server}, [PDict, SysState, Parent, Debug, Misc]} */
     ei_x_encode_tuple_header(x, 4);
-    ei_x_encode_atom(x, "status");
+    dsup_x_encode_atom(x, "status");
     dsup_x_encode_pid(x, &p->pid);
     ei_x_encode_tuple_header(x, 2);
-    ei_x_encode_atom(x, "module");
-    ei_x_encode_atom(x, "gen_server");
+    dsup_x_encode_atom(x, "module");
+    dsup_x_encode_atom(x, "gen_server");
     ei_x_encode_list_header(x, 5);
     /* process dictionary: what proc_lib would show */
     ei_x_encode_list_header(x, 1);
     ei_x_encode_tuple_header(x, 2);
-    ei_x_encode_atom(x, "$initial_call");
+    dsup_x_encode_atom(x, "$initial_call");
     ei_x_encode_tuple_header(x, 3);
-    ei_x_encode_atom(x, p->type->name);
-    ei_x_encode_atom(x, "init");
+    dsup_x_encode_atom(x, p->type->name);
+    dsup_x_encode_atom(x, "init");
     ei_x_encode_long(x, 1);
     ei_x_encode_empty_list(x);
-    ei_x_encode_atom(x, p->suspended ? "suspended" : "running");
+    dsup_x_encode_atom(x, p->suspended ? "suspended" : "running");
     if (p->has_parent)
         dsup_x_encode_pid(x, &p->parent);
     else
@@ -221,17 +221,17 @@ static void encode_status(dsup_proc *p, ei_x_buff *x)
     /* Misc, formatted like gen_server's format_status */
     ei_x_encode_list_header(x, 3);
     ei_x_encode_tuple_header(x, 2);
-    ei_x_encode_atom(x, "header");
+    dsup_x_encode_atom(x, "header");
     char hdr[400];
     snprintf(hdr, sizeof hdr, "Status for dsup C worker <%s.%u.%u> (%s)", p->pid.node, p->pid.num,
              p->pid.serial, p->type->name);
     ei_x_encode_string(x, hdr);
     ei_x_encode_tuple_header(x, 2);
-    ei_x_encode_atom(x, "data");
+    dsup_x_encode_atom(x, "data");
     ei_x_encode_list_header(x, 3);
     ei_x_encode_tuple_header(x, 2);
     ei_x_encode_string(x, "Status");
-    ei_x_encode_atom(x, p->suspended ? "suspended" : "running");
+    dsup_x_encode_atom(x, p->suspended ? "suspended" : "running");
     ei_x_encode_tuple_header(x, 2);
     ei_x_encode_string(x, "Parent");
     if (p->has_parent)
@@ -243,7 +243,7 @@ static void encode_status(dsup_proc *p, ei_x_buff *x)
     ei_x_encode_empty_list(x);
     ei_x_encode_empty_list(x);
     ei_x_encode_tuple_header(x, 2);
-    ei_x_encode_atom(x, "data");
+    dsup_x_encode_atom(x, "data");
     ei_x_encode_list_header(x, 1);
     ei_x_encode_tuple_header(x, 2);
     ei_x_encode_string(x, "State");
@@ -265,14 +265,14 @@ static int start_replace_state(dsup_proc *p, const dsup_from *from, dsup_term fu
     dsup_node_make_ref(&e->rpc_ref);
     ei_x_buff *x = dsup_term_scratch();
     ei_x_encode_tuple_header(x, 3);
-    ei_x_encode_atom(x, "$gen_call");
+    dsup_x_encode_atom(x, "$gen_call");
     ei_x_encode_tuple_header(x, 2);
     dsup_x_encode_pid(x, &p->pid);
     dsup_x_encode_ref(x, &e->rpc_ref);
     ei_x_encode_tuple_header(x, 5);
-    ei_x_encode_atom(x, "call");
-    ei_x_encode_atom(x, "erlang");
-    ei_x_encode_atom(x, "apply");
+    dsup_x_encode_atom(x, "call");
+    dsup_x_encode_atom(x, "erlang");
+    dsup_x_encode_atom(x, "apply");
     ei_x_encode_list_header(x, 2);
     dsup_x_encode_term(x, fun);
     ei_x_encode_list_header(x, 1);
@@ -298,15 +298,15 @@ static void finish_replace_state(dsup_proc *p, dsup_term result)
     int ar;
     if (dsup_term_tagged(result, "badrpc", &ar, el, 3) && ar == 2) {
         ei_x_encode_tuple_header(x, 2);
-        ei_x_encode_atom(x, "error");
+        dsup_x_encode_atom(x, "error");
         ei_x_encode_tuple_header(x, 2);
-        ei_x_encode_atom(x, "callback_failed");
+        dsup_x_encode_atom(x, "callback_failed");
         dsup_x_encode_term(x, el[1]);
     } else if (p->type->replace_state(p, &p->state, result) != 0) {
         ei_x_encode_tuple_header(x, 2);
-        ei_x_encode_atom(x, "error");
+        dsup_x_encode_atom(x, "error");
         ei_x_encode_tuple_header(x, 2);
-        ei_x_encode_atom(x, "bad_state");
+        dsup_x_encode_atom(x, "bad_state");
         dsup_x_encode_term(x, result);
     } else {
         encode_state(p, x);
@@ -333,10 +333,10 @@ static void handle_system(dsup_proc *p, dsup_term from_t, dsup_term req)
         encode_status(p, x);
     } else if (dsup_term_is_atom(req, "suspend")) {
         p->suspended = 1;
-        ei_x_encode_atom(x, "ok");
+        dsup_x_encode_atom(x, "ok");
     } else if (dsup_term_is_atom(req, "resume")) {
         p->suspended = 0;
-        ei_x_encode_atom(x, "ok");
+        dsup_x_encode_atom(x, "ok");
         release_deferred(p);
     } else if (dsup_term_tagged(req, "replace_state", &ar, el, 3) && ar == 2) {
         if (start_replace_state(p, &from, el[1]) == 0) {
@@ -344,21 +344,21 @@ static void handle_system(dsup_proc *p, dsup_term from_t, dsup_term req)
             return; /* answered when the fun's result arrives */
         }
         ei_x_encode_tuple_header(x, 2);
-        ei_x_encode_atom(x, "error");
-        ei_x_encode_atom(x, "not_supported");
+        dsup_x_encode_atom(x, "error");
+        dsup_x_encode_atom(x, "not_supported");
     } else if (dsup_term_tagged(req, "terminate", &ar, el, 3) && ar == 2) {
-        ei_x_encode_atom(x, "ok");
+        dsup_x_encode_atom(x, "ok");
         dsup_stop(p, el[1]);
         stop = 1;
     } else if (dsup_term_tagged(req, "debug", &ar, el, 3) && ar == 2) {
-        ei_x_encode_atom(x, "ok"); /* no sys debug hooks in C workers; accepted and ignored */
+        dsup_x_encode_atom(x, "ok"); /* no sys debug hooks in C workers; accepted and ignored */
     } else if (dsup_term_tagged(req, "change_code", &ar, el, 5)) {
-        ei_x_encode_atom(x, "ok");
+        dsup_x_encode_atom(x, "ok");
     } else {
         ei_x_encode_tuple_header(x, 2);
-        ei_x_encode_atom(x, "error");
+        dsup_x_encode_atom(x, "error");
         ei_x_encode_tuple_header(x, 2);
-        ei_x_encode_atom(x, "unknown_system_msg");
+        dsup_x_encode_atom(x, "unknown_system_msg");
         dsup_x_encode_term(x, req);
     }
     send_reply(&from.pid, x);
@@ -481,7 +481,7 @@ static int spawn(const char *type_name, const dsup_term *args, dsup_proc *link_t
             if (p->stop_reason)
                 dsup_x_encode_term(reason, *p->stop_reason);
             else
-                ei_x_encode_atom(reason, "init_failed");
+                dsup_x_encode_atom(reason, "init_failed");
         }
         /* Nobody knows this pid yet: end it without signals. */
         dsup_proc_exit(p, dsup_reason_atom("normal"));
@@ -515,8 +515,8 @@ int dsup_spawn(const char *type, const dsup_term *args, dsup_proc *link_to, dsup
         if (rc == -2 && reason) {
             reason->index = 0;
             ei_x_encode_tuple_header(reason, 2);
-            ei_x_encode_atom(reason, "unknown_worker");
-            ei_x_encode_atom(reason, type);
+            dsup_x_encode_atom(reason, "unknown_worker");
+            dsup_x_encode_atom(reason, type);
         }
         return -1;
     }

@@ -40,9 +40,9 @@ static dsup_call_ret ctrl_call(dsup_proc *self, void *state, dsup_term req, cons
         int i = 0;
         if (ei_decode_atom(el[1].buf, &i, type) < 0) {
             ei_x_encode_tuple_header(reply, 2);
-            ei_x_encode_atom(reply, "error");
+            dsup_x_encode_atom(reply, "error");
             ei_x_encode_tuple_header(reply, 2);
-            ei_x_encode_atom(reply, "bad_type");
+            dsup_x_encode_atom(reply, "bad_type");
             dsup_x_encode_term(reply, el[1]);
             return DSUP_REPLY;
         }
@@ -50,11 +50,11 @@ static dsup_call_ret ctrl_call(dsup_proc *self, void *state, dsup_term req, cons
         dsup_pid pid;
         if (dsup_spawn(type, &el[2], NULL, &pid, why) == 0) {
             ei_x_encode_tuple_header(reply, 2);
-            ei_x_encode_atom(reply, "ok");
+            dsup_x_encode_atom(reply, "ok");
             dsup_x_encode_pid(reply, &pid);
         } else {
             ei_x_encode_tuple_header(reply, 2);
-            ei_x_encode_atom(reply, "error");
+            dsup_x_encode_atom(reply, "error");
             ei_x_append_buf(reply, why->buff, why->index);
         }
         dsup_term_scratch_release(why);
@@ -69,17 +69,17 @@ static dsup_call_ret ctrl_call(dsup_proc *self, void *state, dsup_term req, cons
         ei_x_buff *why = dsup_term_scratch();
         if (ei_decode_atom(el[1].buf, &i, name) < 0) {
             ei_x_encode_tuple_header(reply, 2);
-            ei_x_encode_atom(reply, "error");
+            dsup_x_encode_atom(reply, "error");
             ei_x_encode_tuple_header(reply, 2);
-            ei_x_encode_atom(reply, "bad_option");
-            ei_x_encode_atom(reply, "name");
+            dsup_x_encode_atom(reply, "bad_option");
+            dsup_x_encode_atom(reply, "name");
         } else if (dsup_sup_start(name, &el[2], &s, why) == 0) {
             ei_x_encode_tuple_header(reply, 2);
-            ei_x_encode_atom(reply, "ok");
+            dsup_x_encode_atom(reply, "ok");
             dsup_x_encode_pid(reply, dsup_self(s->proc));
         } else {
             ei_x_encode_tuple_header(reply, 2);
-            ei_x_encode_atom(reply, "error");
+            dsup_x_encode_atom(reply, "error");
             ei_x_append_buf(reply, why->buff, why->index);
         }
         dsup_term_scratch_release(why);
@@ -95,10 +95,10 @@ static dsup_call_ret ctrl_call(dsup_proc *self, void *state, dsup_term req, cons
         struct mallinfo2 mi = mallinfo2();
         ei_x_encode_list_header(reply, 2);
         ei_x_encode_tuple_header(reply, 2);
-        ei_x_encode_atom(reply, "allocated");
+        dsup_x_encode_atom(reply, "allocated");
         ei_x_encode_ulong(reply, (unsigned long)mi.uordblks);
         ei_x_encode_tuple_header(reply, 2);
-        ei_x_encode_atom(reply, "processes");
+        dsup_x_encode_atom(reply, "processes");
         ei_x_encode_ulong(reply, dsup_proc_count());
         ei_x_encode_empty_list(reply);
         return DSUP_REPLY;
@@ -107,21 +107,21 @@ static dsup_call_ret ctrl_call(dsup_proc *self, void *state, dsup_term req, cons
         /* [{name, N}, {visible, B}, {processes, Count}, {connections, Nodes}] */
         ei_x_encode_list_header(reply, 3);
         ei_x_encode_tuple_header(reply, 2);
-        ei_x_encode_atom(reply, "name");
-        ei_x_encode_atom(reply, g_node->name);
+        dsup_x_encode_atom(reply, "name");
+        dsup_x_encode_atom(reply, g_node->name);
         ei_x_encode_tuple_header(reply, 2);
-        ei_x_encode_atom(reply, "visible");
+        dsup_x_encode_atom(reply, "visible");
         ei_x_encode_boolean(reply, g_node->visible);
         ei_x_encode_tuple_header(reply, 2);
-        ei_x_encode_atom(reply, "processes");
+        dsup_x_encode_atom(reply, "processes");
         ei_x_encode_ulong(reply, dsup_proc_count());
         ei_x_encode_empty_list(reply);
         return DSUP_REPLY;
     }
     ei_x_encode_tuple_header(reply, 2);
-    ei_x_encode_atom(reply, "error");
+    dsup_x_encode_atom(reply, "error");
     ei_x_encode_tuple_header(reply, 2);
-    ei_x_encode_atom(reply, "unknown_call");
+    dsup_x_encode_atom(reply, "unknown_call");
     dsup_x_encode_term(reply, req);
     return DSUP_REPLY;
 }
@@ -191,16 +191,16 @@ static void rex_call(const char *peer, const char *tag, const char *fun, const c
         return;
     ei_x_buff *x = dsup_term_scratch();
     ei_x_encode_tuple_header(x, 3);
-    ei_x_encode_atom(x, "$gen_call");
+    dsup_x_encode_atom(x, "$gen_call");
     ei_x_encode_tuple_header(x, 2);
     dsup_x_encode_pid(x, dsup_self(ctrl));
-    ei_x_encode_atom(x, tag);
+    dsup_x_encode_atom(x, tag);
     ei_x_encode_tuple_header(x, 5);
-    ei_x_encode_atom(x, "call");
-    ei_x_encode_atom(x, "erlang");
-    ei_x_encode_atom(x, fun);
+    dsup_x_encode_atom(x, "call");
+    dsup_x_encode_atom(x, "erlang");
+    dsup_x_encode_atom(x, fun);
     ei_x_encode_list_header(x, 1);
-    ei_x_encode_atom(x, arg);
+    dsup_x_encode_atom(x, arg);
     ei_x_encode_empty_list(x);
     dsup_x_encode_pid(x, dsup_self(ctrl));
     dsup_send_named(ctrl, "rex", peer, x);
@@ -238,7 +238,7 @@ static void reply_to(const dsup_pid *to, dsup_term tag, void (*enc)(ei_x_buff *x
     dsup_term_scratch_release(x);
 }
 
-static void enc_yes(ei_x_buff *x, void *arg) { ei_x_encode_atom(x, "yes"); }
+static void enc_yes(ei_x_buff *x, void *arg) { dsup_x_encode_atom(x, "yes"); }
 
 static void enc_nodes(ei_x_buff *x, void *arg)
 {
@@ -250,17 +250,17 @@ static void enc_nodes(ei_x_buff *x, void *arg)
         ei_x_encode_list_header(x, (long)n);
     for (size_t i = 0; i < g_node->nconns; i++)
         if (g_node->conns[i]->state == CONN_UP)
-            ei_x_encode_atom(x, g_node->conns[i]->peer);
+            dsup_x_encode_atom(x, g_node->conns[i]->peer);
     ei_x_encode_empty_list(x);
 }
 
 static void enc_badrpc(ei_x_buff *x, void *arg)
 {
     ei_x_encode_tuple_header(x, 2);
-    ei_x_encode_atom(x, "badrpc");
+    dsup_x_encode_atom(x, "badrpc");
     ei_x_encode_tuple_header(x, 2);
-    ei_x_encode_atom(x, "dsup_node");
-    ei_x_encode_atom(x, "rpc_not_supported_on_c_node");
+    dsup_x_encode_atom(x, "dsup_node");
+    dsup_x_encode_atom(x, "rpc_not_supported_on_c_node");
 }
 
 static int gen_call_parts(dsup_term msg, dsup_pid *from, dsup_term *tag, dsup_term *req)
@@ -306,8 +306,8 @@ int dsup_node_ctrl_special(const char *name, const dsup_pid *sender, dsup_term m
                 return 1;
             ei_x_buff *x = dsup_term_scratch();
             ei_x_encode_tuple_header(x, 3);
-            ei_x_encode_atom(x, "features_reply");
-            ei_x_encode_atom(x, g_node->name);
+            dsup_x_encode_atom(x, "features_reply");
+            dsup_x_encode_atom(x, g_node->name);
             ei_x_encode_empty_list(x);
             dsup_proc_send(NULL, &from, (dsup_term){ x->buff, (size_t)x->index });
             dsup_term_scratch_release(x);
@@ -333,11 +333,11 @@ int dsup_node_ctrl_special(const char *name, const dsup_pid *sender, dsup_term m
             (inner = el[1], dsup_term_tagged(inner, "init_connect", &ar, el, 5)) && ar == 4) {
             ei_x_buff *x = dsup_term_scratch();
             ei_x_encode_tuple_header(x, 2);
-            ei_x_encode_atom(x, "$gen_cast");
+            dsup_x_encode_atom(x, "$gen_cast");
             ei_x_encode_tuple_header(x, 3);
-            ei_x_encode_atom(x, "in_sync");
-            ei_x_encode_atom(x, g_node->name);
-            ei_x_encode_atom(x, "true");
+            dsup_x_encode_atom(x, "in_sync");
+            dsup_x_encode_atom(x, g_node->name);
+            dsup_x_encode_atom(x, "true");
             dsup_send_named(ctrl, "global_name_server", sender->node, x);
             dsup_term_scratch_release(x);
         }

@@ -229,7 +229,7 @@ int dsup_pg_join(dsup_pg *s, dsup_term group, const dsup_pid *pids, size_t n)
     }
     ei_x_buff *x = dsup_term_scratch();
     ei_x_encode_tuple_header(x, 4);
-    ei_x_encode_atom(x, "join");
+    dsup_x_encode_atom(x, "join");
     dsup_x_encode_pid(x, dsup_self(s->proc));
     dsup_x_encode_term(x, group);
     encode_pids(x, pids, n);
@@ -275,7 +275,7 @@ int dsup_pg_leave(dsup_pg *s, dsup_term group, const dsup_pid *pids, size_t n)
     if (nl) {
         ei_x_buff *x = dsup_term_scratch();
         ei_x_encode_tuple_header(x, 4);
-        ei_x_encode_atom(x, "leave");
+        dsup_x_encode_atom(x, "leave");
         dsup_x_encode_pid(x, dsup_self(s->proc));
         encode_pids(x, left, nl);
         ei_x_encode_list_header(x, 1);
@@ -302,7 +302,7 @@ void dsup_pg_proc_exit(dsup_proc *p)
         if (s->proc) {
             ei_x_buff *x = dsup_term_scratch();
             ei_x_encode_tuple_header(x, 4);
-            ei_x_encode_atom(x, "leave");
+            dsup_x_encode_atom(x, "leave");
             dsup_x_encode_pid(x, dsup_self(s->proc));
             dsup_x_encode_pid(x, &p->pid);
             ei_x_encode_list_header(x, n);
@@ -505,7 +505,7 @@ static void handle_discover(dsup_pg *s, dsup_term peer_t)
         peer_add(s, &peer);
         ei_x_buff *x = dsup_term_scratch();
         ei_x_encode_tuple_header(x, 2);
-        ei_x_encode_atom(x, "discover");
+        dsup_x_encode_atom(x, "discover");
         dsup_x_encode_pid(x, dsup_self(s->proc));
         dsup_send(s->proc, &peer, x);
         dsup_term_scratch_release(x);
@@ -677,9 +677,9 @@ static void send_sync(dsup_pg *s, const dsup_pid *to)
 {
     ei_x_buff *x = dsup_term_scratch();
     ei_x_encode_tuple_header(x, 2);
-    ei_x_encode_atom(x, "$gen_cast");
+    dsup_x_encode_atom(x, "$gen_cast");
     ei_x_encode_tuple_header(x, 3);
-    ei_x_encode_atom(x, "sync");
+    dsup_x_encode_atom(x, "sync");
     dsup_x_encode_pid(x, dsup_self(s->proc));
     sync_ctx c = { x, 0 };
     dsup_dict_foreach(&s->groups, count_local_group, &c);
@@ -702,8 +702,8 @@ static int scope_state(dsup_proc *self, void *state, ei_x_buff *out)
 {
     dsup_pg *s = state;
     ei_x_encode_tuple_header(out, 4);
-    ei_x_encode_atom(out, "pg_scope");
-    ei_x_encode_atom(out, s->name);
+    dsup_x_encode_atom(out, "pg_scope");
+    dsup_x_encode_atom(out, s->name);
     ei_x_encode_ulong(out, s->groups.count);
     ei_x_encode_ulong(out, s->peers.count);
     return 0;
@@ -731,7 +731,7 @@ static void discover_on(dsup_pg *s, const char *node)
         return;
     ei_x_buff *x = dsup_term_scratch();
     ei_x_encode_tuple_header(x, 2);
-    ei_x_encode_atom(x, "discover");
+    dsup_x_encode_atom(x, "discover");
     dsup_x_encode_pid(x, dsup_self(s->proc));
     dsup_send_named(s->proc, s->name, node, x);
     dsup_term_scratch_release(x);

@@ -14,9 +14,9 @@
 static void error2(ei_x_buff *x, const char *what, dsup_term detail)
 {
     ei_x_encode_tuple_header(x, 2);
-    ei_x_encode_atom(x, "error");
+    dsup_x_encode_atom(x, "error");
     ei_x_encode_tuple_header(x, 2);
-    ei_x_encode_atom(x, what);
+    dsup_x_encode_atom(x, what);
     dsup_x_encode_term(x, detail);
 }
 
@@ -80,9 +80,9 @@ int dsup_pg_ctrl_call(dsup_term req, ei_x_buff *reply)
         } else {
             int rc = join ? dsup_pg_join(s, el[2], pids, n) : dsup_pg_leave(s, el[2], pids, n);
             if (rc == 0)
-                ei_x_encode_atom(reply, "ok");
+                dsup_x_encode_atom(reply, "ok");
             else if (rc == 1)
-                ei_x_encode_atom(reply, "not_joined");
+                dsup_x_encode_atom(reply, "not_joined");
             else
                 error2(reply, "nolocal", el[3]);
         }
@@ -117,7 +117,7 @@ int dsup_pg_ctrl_call(dsup_term req, ei_x_buff *reply)
     }
     if (dsup_term_tagged(req, "pg_start_scope", &ar, el, 2) && ar == 2) {
         if (scope_of(el[1], 1))
-            ei_x_encode_atom(reply, "ok");
+            dsup_x_encode_atom(reply, "ok");
         else
             error2(reply, "cannot_start_scope", el[1]);
         return 1;

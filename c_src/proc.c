@@ -403,7 +403,7 @@ static void deliver_exit_msg(dsup_proc *p, const dsup_pid *from, dsup_term reaso
 {
     ei_x_buff *x = dsup_term_scratch();
     ei_x_encode_tuple_header(x, 3);
-    ei_x_encode_atom(x, "EXIT");
+    dsup_x_encode_atom(x, "EXIT");
     dsup_x_encode_pid(x, from);
     dsup_x_encode_term(x, reason);
     dsup_term t = { x->buff, (size_t)x->index };
@@ -459,13 +459,13 @@ static void encode_down(ei_x_buff *x, const dsup_ref *ref, const dsup_pid *who, 
                         const char *who_node, dsup_term reason)
 {
     ei_x_encode_tuple_header(x, 5);
-    ei_x_encode_atom(x, "DOWN");
+    dsup_x_encode_atom(x, "DOWN");
     dsup_x_encode_ref(x, ref);
-    ei_x_encode_atom(x, "process");
+    dsup_x_encode_atom(x, "process");
     if (who_name) {
         ei_x_encode_tuple_header(x, 2);
-        ei_x_encode_atom(x, who_name);
-        ei_x_encode_atom(x, who_node);
+        dsup_x_encode_atom(x, who_name);
+        dsup_x_encode_atom(x, who_node);
     } else {
         dsup_x_encode_pid(x, who);
     }

@@ -49,8 +49,8 @@ static void emit_node(dsup_sup *s, const char *what, const char *node)
 {
     ei_x_buff *x = dsup_term_scratch();
     ei_x_encode_tuple_header(x, 3);
-    ei_x_encode_atom(x, what);
-    ei_x_encode_atom(x, node);
+    dsup_x_encode_atom(x, what);
+    dsup_x_encode_atom(x, node);
     ei_x_encode_empty_list(x);
     sup_emit(s, x);
     dsup_term_scratch_release(x);
@@ -73,8 +73,8 @@ static void schedule_failover(dsup_sup *s, const char *node)
 {
     ei_x_buff *x = dsup_term_scratch();
     ei_x_encode_tuple_header(x, 2);
-    ei_x_encode_atom(x, "$dsup_failover");
-    ei_x_encode_atom(x, node);
+    dsup_x_encode_atom(x, "$dsup_failover");
+    dsup_x_encode_atom(x, node);
     dsup_send(s->proc, dsup_self(s->proc), x);
     dsup_term_scratch_release(x);
 }
@@ -117,9 +117,9 @@ static void on_scope_event(void *arg, dsup_pg *scope, int event, dsup_term group
 static void reply_error2(ei_x_buff *reply, const char *tag, dsup_term detail)
 {
     ei_x_encode_tuple_header(reply, 2);
-    ei_x_encode_atom(reply, "error");
+    dsup_x_encode_atom(reply, "error");
     ei_x_encode_tuple_header(reply, 2);
-    ei_x_encode_atom(reply, tag);
+    dsup_x_encode_atom(reply, tag);
     dsup_x_encode_term(reply, detail);
 }
 
@@ -145,9 +145,9 @@ int sup_reply_if_running(dsup_sup *s, dsup_term name, ei_x_buff *reply)
     if (dsup_pg_members(s->scope, name, &live) == 0)
         return 0;
     ei_x_encode_tuple_header(reply, 2);
-    ei_x_encode_atom(reply, "error");
+    dsup_x_encode_atom(reply, "error");
     ei_x_encode_tuple_header(reply, 2);
-    ei_x_encode_atom(reply, "already_started");
+    dsup_x_encode_atom(reply, "already_started");
     dsup_x_encode_pid(reply, &live[0]);
     return 1;
 }
@@ -174,7 +174,7 @@ int sup_start_local(dsup_sup *s, dsup_child_spec *spec, ei_x_buff *reply)
         reply_error2(reply, "unknown_worker", dsup_reason_atom(spec->type));
     } else if (rc < 0) {
         ei_x_encode_tuple_header(reply, 2);
-        ei_x_encode_atom(reply, "error");
+        dsup_x_encode_atom(reply, "error");
         ei_x_append_buf(reply, why->buff, why->index);
     }
     dsup_term_scratch_release(why);
@@ -190,7 +190,7 @@ int sup_start_local(dsup_sup *s, dsup_child_spec *spec, ei_x_buff *reply)
     sup_send_child_up(s, c, NULL);
     sup_emit_process_start(s, c->spec->name, &pid);
     ei_x_encode_tuple_header(reply, 3);
-    ei_x_encode_atom(reply, "ok");
+    dsup_x_encode_atom(reply, "ok");
     dsup_x_encode_pid(reply, &pid);
     dsup_x_encode_term(reply, c->spec->name);
     return 0;
@@ -258,7 +258,7 @@ static void child_exited(dsup_sup *s, sup_child *c, dsup_term reason)
     if (c->terminating || s->stopping) {
         if (c->term_from) {
             ei_x_buff *x = dsup_term_scratch();
-            ei_x_encode_atom(x, "ok");
+            dsup_x_encode_atom(x, "ok");
             dsup_reply(c->term_from, x);
             c->term_from = NULL;
             dsup_term_scratch_release(x);
@@ -298,7 +298,7 @@ static void child_exited(dsup_sup *s, sup_child *c, dsup_term reason)
         if (spec) {
             ei_x_buff *x = dsup_term_scratch();
             ei_x_encode_tuple_header(x, 2);
-            ei_x_encode_atom(x, "$dsup_retry");
+            dsup_x_encode_atom(x, "$dsup_retry");
             dsup_spec_encode_map(x, spec, 1);
             dsup_send(s->proc, dsup_self(s->proc), x);
             dsup_term_scratch_release(x);
@@ -454,8 +454,8 @@ static int sup_state(dsup_proc *self, void *state, ei_x_buff *out)
 {
     dsup_sup *s = state;
     ei_x_encode_tuple_header(out, 3);
-    ei_x_encode_atom(out, "distributed_supervisor");
-    ei_x_encode_atom(out, s->name);
+    dsup_x_encode_atom(out, "distributed_supervisor");
+    dsup_x_encode_atom(out, s->name);
     ei_x_encode_ulong(out, s->by_name.count);
     return 0;
 }
@@ -508,7 +508,7 @@ int dsup_sup_start(const char *name, const dsup_term *opts, dsup_sup **out, ei_x
         if (err) {
             err->index = 0;
             ei_x_encode_tuple_header(err, 2);
-            ei_x_encode_atom(err, "already_started");
+            dsup_x_encode_atom(err, "already_started");
             dsup_x_encode_pid(err, &existing->pid);
         }
         return -1;
@@ -537,7 +537,7 @@ int dsup_sup_start(const char *name, const dsup_term *opts, dsup_sup **out, ei_x
     if (!s->scope || dsup_spawn_proc("distributed_supervisor", NULL, NULL, &s->proc, NULL) < 0) {
         if (err) {
             err->index = 0;
-            ei_x_encode_atom(err, "cannot_start");
+            dsup_x_encode_atom(err, "cannot_start");
         }
         free_sup(s);
         return -1;
@@ -579,27 +579,27 @@ static void broadcast_node_terminate(dsup_sup *s, const char *reason, sup_child 
 {
     ei_x_buff *x = dsup_term_scratch();
     ei_x_encode_tuple_header(x, 2);
-    ei_x_encode_atom(x, "$dsup");
+    dsup_x_encode_atom(x, "$dsup");
     int ev_start = x->index;
     ei_x_encode_tuple_header(x, 4);
-    ei_x_encode_atom(x, "node_terminate");
-    ei_x_encode_atom(x, g_node->name);
-    ei_x_encode_atom(x, reason);
+    dsup_x_encode_atom(x, "node_terminate");
+    dsup_x_encode_atom(x, g_node->name);
+    dsup_x_encode_atom(x, reason);
     if (n)
         ei_x_encode_list_header(x, (long)n);
     for (size_t i = 0; i < n; i++) {
         dsup_proc *p = dsup_proc_lookup(&list[i]->pid);
         ei_x_encode_tuple_header(x, 4);
-        ei_x_encode_atom(x, "status");
+        dsup_x_encode_atom(x, "status");
         dsup_x_encode_pid(x, &list[i]->pid);
         ei_x_encode_tuple_header(x, 2);
-        ei_x_encode_atom(x, "module");
-        ei_x_encode_atom(x, list[i]->spec->type);
+        dsup_x_encode_atom(x, "module");
+        dsup_x_encode_atom(x, list[i]->spec->type);
         ei_x_encode_list_header(x, 1);
         if (p && p->type && p->type->encode_state)
             p->type->encode_state(p, p->state, x);
         else
-            ei_x_encode_atom(x, "undefined");
+            dsup_x_encode_atom(x, "undefined");
         ei_x_encode_empty_list(x);
     }
     ei_x_encode_empty_list(x);

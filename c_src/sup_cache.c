@@ -133,8 +133,8 @@ void sup_emit(dsup_sup *s, ei_x_buff *event)
         return;
     ei_x_buff *x = dsup_term_scratch();
     ei_x_encode_tuple_header(x, 3);
-    ei_x_encode_atom(x, "distributed_supervisor");
-    ei_x_encode_atom(x, s->name);
+    dsup_x_encode_atom(x, "distributed_supervisor");
+    dsup_x_encode_atom(x, s->name);
     dsup_x_encode_term(x, ev);
     for (int i = 0; i < s->nlisteners; i++) {
         sup_listener *l = &s->listeners[i];
@@ -152,7 +152,7 @@ void sup_emit_process_start(dsup_sup *s, dsup_term name, const dsup_pid *pid)
         return;
     ei_x_buff *x = dsup_term_scratch();
     ei_x_encode_tuple_header(x, 3);
-    ei_x_encode_atom(x, "process_start");
+    dsup_x_encode_atom(x, "process_start");
     dsup_x_encode_term(x, name);
     dsup_x_encode_pid(x, pid);
     sup_emit(s, x);
@@ -165,7 +165,7 @@ void sup_emit_process_stop(dsup_sup *s, dsup_term name, const dsup_pid *pid)
         return;
     ei_x_buff *x = dsup_term_scratch();
     ei_x_encode_tuple_header(x, 3);
-    ei_x_encode_atom(x, "process_stop");
+    dsup_x_encode_atom(x, "process_stop");
     dsup_x_encode_term(x, name);
     ei_x_encode_list_header(x, 1);
     dsup_x_encode_pid(x, pid);
@@ -197,7 +197,7 @@ static void encode_spec_or_undefined(dsup_sup *s, ei_x_buff *x, const sup_child 
     if (s->cache_children && c->spec && strcmp(c->spec->type, "undefined") != 0)
         dsup_spec_encode_map(x, c->spec, 1);
     else
-        ei_x_encode_atom(x, "undefined");
+        dsup_x_encode_atom(x, "undefined");
 }
 
 /* {'$dsup', {child_up, ...}} to one instance, or to all when `to` is NULL. */
@@ -205,9 +205,9 @@ void sup_send_child_up(dsup_sup *s, sup_child *c, const dsup_pid *to)
 {
     ei_x_buff *x = dsup_term_scratch();
     ei_x_encode_tuple_header(x, 2);
-    ei_x_encode_atom(x, "$dsup");
+    dsup_x_encode_atom(x, "$dsup");
     ei_x_encode_tuple_header(x, 4);
-    ei_x_encode_atom(x, "child_up");
+    dsup_x_encode_atom(x, "child_up");
     dsup_x_encode_term(x, c->spec->name);
     dsup_x_encode_pid(x, &c->pid);
     encode_spec_or_undefined(s, x, c);
@@ -222,9 +222,9 @@ void sup_broadcast_child_down(dsup_sup *s, sup_child *c, dsup_term reason)
 {
     ei_x_buff *x = dsup_term_scratch();
     ei_x_encode_tuple_header(x, 2);
-    ei_x_encode_atom(x, "$dsup");
+    dsup_x_encode_atom(x, "$dsup");
     ei_x_encode_tuple_header(x, 4);
-    ei_x_encode_atom(x, "child_down");
+    dsup_x_encode_atom(x, "child_down");
     dsup_x_encode_term(x, c->spec->name);
     dsup_x_encode_pid(x, &c->pid);
     dsup_x_encode_term(x, reason);
@@ -260,10 +260,10 @@ void sup_send_snapshot(dsup_sup *s, const dsup_pid *to)
 {
     ei_x_buff *x = dsup_term_scratch();
     ei_x_encode_tuple_header(x, 2);
-    ei_x_encode_atom(x, "$dsup");
+    dsup_x_encode_atom(x, "$dsup");
     ei_x_encode_tuple_header(x, 3);
-    ei_x_encode_atom(x, "snapshot");
-    ei_x_encode_atom(x, g_node->name);
+    dsup_x_encode_atom(x, "snapshot");
+    dsup_x_encode_atom(x, g_node->name);
     snap_ctx c = { s, x, 0 };
     dsup_dict_foreach(&s->by_name, count_local, &c);
     if (c.n) {
@@ -311,8 +311,8 @@ int sup_resolve_duplicate(dsup_sup *s, dsup_term name)
         LOG_INFO("%s: duplicate child, stopping the local copy (the one on %s stays)", s->name, keep->node);
         ei_x_buff *x = dsup_term_scratch();
         ei_x_encode_tuple_header(x, 2);
-        ei_x_encode_atom(x, "shutdown");
-        ei_x_encode_atom(x, "duplicate");
+        dsup_x_encode_atom(x, "shutdown");
+        dsup_x_encode_atom(x, "duplicate");
         sup_stop_child(s, c, (dsup_term){ x->buff, (size_t)x->index });
         dsup_term_scratch_release(x);
         stopped = 1;

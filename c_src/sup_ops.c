@@ -22,16 +22,16 @@
 static void error_atom(ei_x_buff *x, const char *what)
 {
     ei_x_encode_tuple_header(x, 2);
-    ei_x_encode_atom(x, "error");
-    ei_x_encode_atom(x, what);
+    dsup_x_encode_atom(x, "error");
+    dsup_x_encode_atom(x, what);
 }
 
 static void error_pair(ei_x_buff *x, const char *what, dsup_term detail)
 {
     ei_x_encode_tuple_header(x, 2);
-    ei_x_encode_atom(x, "error");
+    dsup_x_encode_atom(x, "error");
     ei_x_encode_tuple_header(x, 2);
-    ei_x_encode_atom(x, what);
+    dsup_x_encode_atom(x, what);
     dsup_x_encode_term(x, detail);
 }
 
@@ -55,7 +55,7 @@ int sup_forward(dsup_sup *s, const char *node, dsup_term request, const dsup_fro
     s->pending = p;
     ei_x_buff *x = dsup_term_scratch();
     ei_x_encode_tuple_header(x, 3);
-    ei_x_encode_atom(x, "$gen_call");
+    dsup_x_encode_atom(x, "$gen_call");
     ei_x_encode_tuple_header(x, 2);
     dsup_x_encode_pid(x, dsup_self(s->proc));
     dsup_x_encode_ref(x, &p->tag);
@@ -168,7 +168,7 @@ static dsup_call_ret start_child(dsup_sup *s, dsup_term spec_t, dsup_term node_t
     /* {start_child_here, Name, SpecMap} to the instance on `node`. */
     ei_x_buff *x = dsup_term_scratch();
     ei_x_encode_tuple_header(x, 3);
-    ei_x_encode_atom(x, "start_child_here");
+    dsup_x_encode_atom(x, "start_child_here");
     dsup_x_encode_term(x, spec->name);
     dsup_spec_encode_map(x, spec, 1);
     int rc = sup_forward(s, node, (dsup_term){ x->buff, (size_t)x->index }, from, 0);
@@ -247,7 +247,7 @@ static void enc_child(dsup_dict_ent *e, void *arg)
         ei_x_encode_tuple_header(c->x, 2);
         dsup_x_encode_pid(c->x, &ch->pid);
         if (strcmp(ch->spec->type, "undefined") == 0)
-            ei_x_encode_atom(c->x, "undefined");
+            dsup_x_encode_atom(c->x, "undefined");
         else
             dsup_spec_encode_map(c->x, ch->spec, 0);
         break;
@@ -256,11 +256,11 @@ static void enc_child(dsup_dict_ent *e, void *arg)
         break;
     case ENC_WHICH:
         ei_x_encode_tuple_header(c->x, 4);
-        ei_x_encode_atom(c->x, "undefined");
+        dsup_x_encode_atom(c->x, "undefined");
         dsup_x_encode_pid(c->x, &ch->pid);
-        ei_x_encode_atom(c->x, "worker");
+        dsup_x_encode_atom(c->x, "worker");
         ei_x_encode_list_header(c->x, 1);
-        ei_x_encode_atom(c->x, ch->spec->type);
+        dsup_x_encode_atom(c->x, ch->spec->type);
         ei_x_encode_empty_list(c->x);
         break;
     }
@@ -290,7 +290,7 @@ static void encode_children(dsup_sup *s, ei_x_buff *x, int what, int local_only)
 static void encode_kv(ei_x_buff *x, const char *k, size_t v)
 {
     ei_x_encode_tuple_header(x, 2);
-    ei_x_encode_atom(x, k);
+    dsup_x_encode_atom(x, k);
     ei_x_encode_ulong(x, v);
 }
 
@@ -329,7 +329,7 @@ dsup_call_ret sup_handle_call(dsup_proc *self, void *state, dsup_term req, const
         if (dsup_pg_members(s->scope, el[1], &pids) > 0)
             dsup_x_encode_pid(reply, &pids[0]);
         else
-            ei_x_encode_atom(reply, "undefined");
+            dsup_x_encode_atom(reply, "undefined");
     } else if (dsup_term_tagged(req, "whois", &ar, el, 4) && ar == 2) {
         dsup_pid pid;
         int i = 0;
@@ -337,17 +337,17 @@ dsup_call_ret sup_handle_call(dsup_proc *self, void *state, dsup_term req, const
         if (c)
             dsup_x_encode_term(reply, c->spec->name);
         else
-            ei_x_encode_atom(reply, "nil");
+            dsup_x_encode_atom(reply, "nil");
     } else if (dsup_term_is_atom(req, "nodes")) {
         size_t n = dsup_ring_node_count(s->ring);
         if (n)
             ei_x_encode_list_header(reply, (long)n);
         for (size_t i = 0; i < n; i++)
-            ei_x_encode_atom(reply, dsup_ring_node_at(s->ring, i));
+            dsup_x_encode_atom(reply, dsup_ring_node_at(s->ring, i));
         ei_x_encode_empty_list(reply);
     } else if (dsup_term_tagged(req, "node_for", &ar, el, 4) && ar == 2) {
         const char *node = dsup_ring_node_for(s->ring, el[1].buf, el[1].len);
-        ei_x_encode_atom(reply, node ? node : "undefined");
+        dsup_x_encode_atom(reply, node ? node : "undefined");
     } else {
         error_pair(reply, "unknown_call", req);
     }

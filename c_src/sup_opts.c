@@ -22,7 +22,7 @@ static int bad(ei_x_buff *err, dsup_term key)
     if (err) {
         err->index = 0;
         ei_x_encode_tuple_header(err, 2);
-        ei_x_encode_atom(err, "bad_option");
+        dsup_x_encode_atom(err, "bad_option");
         dsup_x_encode_term(err, key);
     }
     return -1;

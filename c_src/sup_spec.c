@@ -250,31 +250,31 @@ void dsup_spec_encode_map(ei_x_buff *x, const dsup_child_spec *s, int wire)
 {
     ei_x_encode_map_header(x, wire ? 7 : 6);
     if (wire) {
-        ei_x_encode_atom(x, "args");
+        dsup_x_encode_atom(x, "args");
         dsup_x_encode_term(x, s->args);
     }
-    ei_x_encode_atom(x, "id");
+    dsup_x_encode_atom(x, "id");
     dsup_x_encode_term(x, s->name);
-    ei_x_encode_atom(x, "modules");
+    dsup_x_encode_atom(x, "modules");
     ei_x_encode_list_header(x, 1);
-    ei_x_encode_atom(x, s->type);
+    dsup_x_encode_atom(x, s->type);
     ei_x_encode_empty_list(x);
-    ei_x_encode_atom(x, "restart");
-    ei_x_encode_atom(x, restart_name(s->restart));
-    ei_x_encode_atom(x, "shutdown");
+    dsup_x_encode_atom(x, "restart");
+    dsup_x_encode_atom(x, restart_name(s->restart));
+    dsup_x_encode_atom(x, "shutdown");
     if (s->shutdown == DSUP_SHUTDOWN_BRUTAL)
-        ei_x_encode_atom(x, "brutal_kill");
+        dsup_x_encode_atom(x, "brutal_kill");
     else if (s->shutdown == DSUP_SHUTDOWN_INFINITY)
-        ei_x_encode_atom(x, "infinity");
+        dsup_x_encode_atom(x, "infinity");
     else
         ei_x_encode_long(x, s->shutdown);
-    ei_x_encode_atom(x, "start");
+    dsup_x_encode_atom(x, "start");
     ei_x_encode_tuple_header(x, 3);
-    ei_x_encode_atom(x, s->type);
-    ei_x_encode_atom(x, "start_link");
+    dsup_x_encode_atom(x, s->type);
+    dsup_x_encode_atom(x, "start_link");
     ei_x_encode_list_header(x, 1);
     dsup_x_encode_term(x, s->args);
     ei_x_encode_empty_list(x);
-    ei_x_encode_atom(x, "type");
-    ei_x_encode_atom(x, "worker");
+    dsup_x_encode_atom(x, "type");
+    dsup_x_encode_atom(x, "worker");
 }

@@ -112,6 +112,8 @@ static int append_atom(ei_x_buff *x, const char *s)
     return ei_x_append_buf(x, s, (int)n);
 }
 
+int dsup_x_encode_atom(ei_x_buff *x, const char *name) { return append_atom(x, name); }
+
 int dsup_x_encode_pid(ei_x_buff *x, const dsup_pid *pid)
 {
     char t = 88; /* NEW_PID_EXT */

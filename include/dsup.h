@@ -176,6 +176,9 @@ int dsup_queue_work(dsup_proc *self, void *arg, void (*work)(void *arg),
 
 /* ---- terms -------------------------------------------------------------- */
 
+/* An atom from UTF-8 text, written as SMALL_ATOM_UTF8_EXT: what
+ * ei_x_encode_atom produces, without its per-call latin1 conversion. */
+int dsup_x_encode_atom(ei_x_buff *x, const char *name);
 /* Encode/decode dsup_pid / dsup_ref into ei buffers. */
 int dsup_x_encode_pid(ei_x_buff *x, const dsup_pid *pid);
 int dsup_x_encode_ref(ei_x_buff *x, const dsup_ref *ref);

@@ -39,22 +39,22 @@ static dsup_call_ret counter_call(dsup_proc *self, void *state, dsup_term req, c
         int i = 0;
         if (ei_decode_long(el[1].buf, &i, &k) < 0) {
             ei_x_encode_tuple_header(reply, 2);
-            ei_x_encode_atom(reply, "error");
-            ei_x_encode_atom(reply, "badarg");
+            dsup_x_encode_atom(reply, "error");
+            dsup_x_encode_atom(reply, "badarg");
         } else {
             c->value += k;
             ei_x_encode_long(reply, c->value);
         }
     } else if (dsup_term_is_atom(req, "stop")) {
-        ei_x_encode_atom(reply, "ok");
+        dsup_x_encode_atom(reply, "ok");
         dsup_stop_atom(self, "normal");
     } else if (dsup_term_tagged(req, "crash", &ar, el, 3) && ar == 2) {
         dsup_stop(self, el[1]);
         return DSUP_NOREPLY;
     } else {
         ei_x_encode_tuple_header(reply, 2);
-        ei_x_encode_atom(reply, "error");
-        ei_x_encode_atom(reply, "unknown_call");
+        dsup_x_encode_atom(reply, "error");
+        dsup_x_encode_atom(reply, "unknown_call");
     }
     return DSUP_REPLY;
 }

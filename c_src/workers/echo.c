@@ -12,7 +12,7 @@ static dsup_call_ret echo_call(dsup_proc *self, void *state, dsup_term req, cons
 
 static int echo_state(dsup_proc *self, void *state, ei_x_buff *out)
 {
-    return ei_x_encode_atom(out, "echo");
+    return dsup_x_encode_atom(out, "echo");
 }
 
 const dsup_worker_type dsup_worker_echo = {

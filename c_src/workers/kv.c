@@ -89,15 +89,15 @@ static dsup_call_ret kv_call(dsup_proc *self, void *state, dsup_term req, const 
     int ar;
     if (dsup_term_tagged(req, "put", &ar, el, 3) && ar == 3) {
         put(s, el[1], el[2]);
-        ei_x_encode_atom(reply, "ok");
+        dsup_x_encode_atom(reply, "ok");
     } else if (dsup_term_tagged(req, "get", &ar, el, 3) && ar == 2) {
         kv_ent *e = *find(s, el[1]);
         if (e) {
             ei_x_encode_tuple_header(reply, 2);
-            ei_x_encode_atom(reply, "ok");
+            dsup_x_encode_atom(reply, "ok");
             dsup_x_encode_term(reply, e->val);
         } else {
-            ei_x_encode_atom(reply, "not_found");
+            dsup_x_encode_atom(reply, "not_found");
         }
     } else if (dsup_term_tagged(req, "delete", &ar, el, 3) && ar == 2) {
         kv_ent **e = find(s, el[1]);
@@ -109,7 +109,7 @@ static dsup_call_ret kv_call(dsup_proc *self, void *state, dsup_term req, const 
             free(d);
             s->count--;
         }
-        ei_x_encode_atom(reply, "ok");
+        dsup_x_encode_atom(reply, "ok");
     } else if (dsup_term_is_atom(req, "keys")) {
         if (s->count)
             ei_x_encode_list_header(reply, (long)s->count);
@@ -119,8 +119,8 @@ static dsup_call_ret kv_call(dsup_proc *self, void *state, dsup_term req, const 
         ei_x_encode_empty_list(reply);
     } else {
         ei_x_encode_tuple_header(reply, 2);
-        ei_x_encode_atom(reply, "error");
-        ei_x_encode_atom(reply, "unknown_call");
+        dsup_x_encode_atom(reply, "error");
+        dsup_x_encode_atom(reply, "unknown_call");
     }
     return DSUP_REPLY;
 }
