@@ -10,35 +10,7 @@
 
 #include "phash2.h"
 
-/* test/ref/<name>, found relative to this source file (or $DSUP_REF_DIR). */
-static void ref_path(char *buf, size_t n, const char *name)
-{
-    const char *env = getenv("DSUP_REF_DIR");
-    if (env) {
-        snprintf(buf, n, "%s/%s", env, name);
-        return;
-    }
-    const char *me = __FILE__;
-    const char *slash = strrchr(me, '/');
-    int dir = slash ? (int)(slash - me) : 0;
-    snprintf(buf, n, "%.*s%s../ref/%s", dir, me, slash ? "/" : "", name);
-}
 
-static unsigned char *slurp(const char *path, size_t *len)
-{
-    FILE *f = fopen(path, "rb");
-    if (!f)
-        return NULL;
-    struct stat st;
-    if (fstat(fileno(f), &st) != 0) {
-        fclose(f);
-        return NULL;
-    }
-    unsigned char *b = malloc((size_t)st.st_size + 1);
-    *len = fread(b, 1, (size_t)st.st_size, f);
-    fclose(f);
-    return b;
-}
 
 static uint32_t be32(const unsigned char *p)
 {
@@ -49,7 +21,7 @@ static uint32_t be32(const unsigned char *p)
 static unsigned char *generate(int nterms, size_t *len, long counts[4])
 {
     char src[1024], out[] = "/tmp/dsup_phash2_ref_XXXXXX", expr[4096];
-    ref_path(src, sizeof src, "phash2_ref.erl");
+    unit_ref_path(src, sizeof src, "phash2_ref.erl");
     int fd = mkstemp(out);
     if (fd < 0)
         return NULL;
@@ -63,7 +35,7 @@ static unsigned char *generate(int nterms, size_t *len, long counts[4])
     char *res = unit_erl(expr);
     unsigned char *data = NULL;
     if (res && sscanf(res, "ok %ld %ld %ld %ld", &counts[0], &counts[1], &counts[2], &counts[3]) == 4)
-        data = slurp(out, len);
+        data = unit_slurp(out, len);
     else
         fprintf(stderr, "phash2_ref failed: %s\n", res ? res : "(erl did not run)");
     free(res);

@@ -14,34 +14,7 @@
 
 #define NKEYS 100000
 
-static void ref_path(char *buf, size_t n, const char *name)
-{
-    const char *env = getenv("DSUP_REF_DIR");
-    if (env) {
-        snprintf(buf, n, "%s/%s", env, name);
-        return;
-    }
-    const char *me = __FILE__;
-    const char *slash = strrchr(me, '/');
-    int dir = slash ? (int)(slash - me) : 0;
-    snprintf(buf, n, "%.*s%s../ref/%s", dir, me, slash ? "/" : "", name);
-}
 
-static unsigned char *slurp(const char *path, size_t *len)
-{
-    FILE *f = fopen(path, "rb");
-    if (!f)
-        return NULL;
-    struct stat st;
-    if (fstat(fileno(f), &st) != 0) {
-        fclose(f);
-        return NULL;
-    }
-    unsigned char *b = malloc((size_t)st.st_size + 1);
-    *len = fread(b, 1, (size_t)st.st_size, f);
-    fclose(f);
-    return b;
-}
 
 typedef struct {
     const unsigned char *p, *end;
@@ -107,7 +80,7 @@ static void test_ring_vs_libring(void **state)
 {
     (void)state;
     char src[1024], out[] = "/tmp/dsup_ring_ref_XXXXXX", expr[4096];
-    ref_path(src, sizeof src, "ring_ref.erl");
+    unit_ref_path(src, sizeof src, "ring_ref.erl");
     int fd = mkstemp(out);
     assert_true(fd >= 0);
     close(fd);
@@ -123,7 +96,7 @@ static void test_ring_vs_libring(void **state)
         fail_msg("ring_ref failed: %s", res ? res : "(erl did not run)");
     free(res);
     size_t len = 0;
-    unsigned char *data = slurp(out, &len);
+    unsigned char *data = unit_slurp(out, &len);
     unlink(out);
     assert_non_null(data);
 

@@ -11,6 +11,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 #include <cmocka.h>
 
@@ -54,6 +55,37 @@ static inline char *unit_erl(const char *expr)
         return NULL;
     }
     return out;
+}
+
+/* test/ref/<name>, found relative to this directory (or $DSUP_REF_DIR). */
+static inline void unit_ref_path(char *buf, size_t n, const char *name)
+{
+    const char *env = getenv("DSUP_REF_DIR");
+    if (env) {
+        snprintf(buf, n, "%s/%s", env, name);
+        return;
+    }
+    const char *me = __FILE__;
+    const char *slash = strrchr(me, '/');
+    int dir = slash ? (int)(slash - me) : 0;
+    snprintf(buf, n, "%.*s%s../ref/%s", dir, me, slash ? "/" : "", name);
+}
+
+/* A whole file, malloc'd (one spare byte for a NUL); NULL when unreadable. */
+static inline unsigned char *unit_slurp(const char *path, size_t *len)
+{
+    FILE *f = fopen(path, "rb");
+    if (!f)
+        return NULL;
+    struct stat st;
+    if (fstat(fileno(f), &st) != 0) {
+        fclose(f);
+        return NULL;
+    }
+    unsigned char *b = malloc((size_t)st.st_size + 1);
+    *len = fread(b, 1, (size_t)st.st_size, f);
+    fclose(f);
+    return b;
 }
 
 #endif
