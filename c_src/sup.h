@@ -76,6 +76,7 @@ sup_child *sup_child_by_name(dsup_sup *s, dsup_term name);
 sup_child *sup_child_by_pid(dsup_sup *s, const dsup_pid *pid);
 sup_child *sup_cache_put(dsup_sup *s, dsup_term name, const dsup_pid *pid, dsup_child_spec *spec, int local);
 void sup_cache_drop(dsup_sup *s, sup_child *c);
+size_t sup_local_count(dsup_sup *s);
 int sup_cache_repoint(dsup_sup *s, sup_child *c, const char *lost_node);
 void sup_emit(dsup_sup *s, ei_x_buff *event);
 void sup_emit_process_start(dsup_sup *s, dsup_term name, const dsup_pid *pid);

@@ -238,10 +238,13 @@ typedef struct snap_ctx {
     size_t n;
 } snap_ctx;
 
-static void count_local(dsup_dict_ent *e, void *arg)
+static void count_local(dsup_dict_ent *e, void *arg) { *(size_t *)arg += ((sup_child *)e->val)->local; }
+
+size_t sup_local_count(dsup_sup *s)
 {
-    snap_ctx *c = arg;
-    c->n += ((sup_child *)e->val)->local;
+    size_t n = 0;
+    dsup_dict_foreach(&s->by_name, count_local, &n);
+    return n;
 }
 
 static void encode_local(dsup_dict_ent *e, void *arg)
@@ -264,8 +267,7 @@ void sup_send_snapshot(dsup_sup *s, const dsup_pid *to)
     ei_x_encode_tuple_header(x, 3);
     dsup_x_encode_atom(x, "snapshot");
     dsup_x_encode_atom(x, g_node->name);
-    snap_ctx c = { s, x, 0 };
-    dsup_dict_foreach(&s->by_name, count_local, &c);
+    snap_ctx c = { s, x, sup_local_count(s) };
     if (c.n) {
         ei_x_encode_list_header(x, (long)c.n);
         dsup_dict_foreach(&s->by_name, encode_local, &c);

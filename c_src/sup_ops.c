@@ -266,15 +266,9 @@ static void enc_child(dsup_dict_ent *e, void *arg)
     }
 }
 
-static void count_local(dsup_dict_ent *e, void *arg) { *(size_t *)arg += ((sup_child *)e->val)->local; }
-
 static void encode_children(dsup_sup *s, ei_x_buff *x, int what, int local_only)
 {
-    size_t n = s->by_name.count;
-    if (local_only) {
-        n = 0;
-        dsup_dict_foreach(&s->by_name, count_local, &n);
-    }
+    size_t n = local_only ? sup_local_count(s) : s->by_name.count;
     enc_ctx c = { x, local_only, what };
     if (what == ENC_CHILDREN) {
         ei_x_encode_map_header(x, (long)n);
