@@ -27,7 +27,8 @@ $(BUILD)/config.mk: scripts/install-deps.sh
 	@scripts/install-deps.sh
 	@erl -noshell -eval 'io:format("EI_DIR := ~s~nOTP_RELEASE := ~s~n", [code:lib_dir(erl_interface), erlang:system_info(otp_release)]), halt().' > $@.tmp && mv $@.tmp $@
 
-CFLAGS  += -std=gnu11 $(OPT) -g -Wall -Wextra -Wno-unused-parameter -fPIC $(SAN) \
+# Hidden by default: only what include/dsup.h marks DSUP_EXTERN is exported.
+CFLAGS  += -std=gnu11 $(OPT) -g -Wall -Wextra -Wno-unused-parameter -fPIC -fvisibility=hidden $(SAN) \
            -Iinclude -Ic_src -I$(EI_DIR)/include -DDSUP_OTP_RELEASE=$(OTP_RELEASE)
 LDFLAGS += $(SAN) -rdynamic
 # libei whole: plugins (--load) may call any ei function, not only the ones
@@ -41,7 +42,7 @@ LIB_OBJ  := $(LIB_SRC:c_src/%.c=$(BUILD)/obj/%.o)
 UNIT_SRC := $(wildcard test/unit/test_*.c)
 UNIT_BIN := $(UNIT_SRC:test/unit/%.c=$(BUILD)/test/%)
 
-.PHONY: all build deps test unit ct shim-test demo demo-fast bench-quick bench fuzz sanitize valgrind install install-check examples clean
+.PHONY: all build deps test unit check-symbols ct shim-test demo demo-fast bench-quick bench fuzz sanitize valgrind install install-check examples clean
 .PHONY: examples install-check
 all build: $(BUILD)/dsup-node $(BUILD)/libdsup.a
 
@@ -52,19 +53,32 @@ $(BUILD)/obj/%.o: c_src/%.c $(wildcard c_src/*.h include/*.h) $(BUILD)/config.mk
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -c $< -o $@
 
+# The installed library is sealed: its objects are linked into one and every
+# hidden symbol is made local, so only the public API is global (scripts/
+# check-symbols.sh verifies it). Unit tests link the unsealed archive.
 $(BUILD)/libdsup.a: $(LIB_OBJ)
+	@rm -f $@ $(BUILD)/obj/dsup_sealed.o
+	ld -r -o $(BUILD)/obj/dsup_sealed.o $^
+	objcopy --localize-hidden $(BUILD)/obj/dsup_sealed.o
+	ar rcs $@ $(BUILD)/obj/dsup_sealed.o
+
+$(BUILD)/libdsup_internal.a: $(LIB_OBJ)
 	@rm -f $@
 	ar rcs $@ $^
 
 $(BUILD)/dsup-node: $(BUILD)/obj/main.o $(BUILD)/libdsup.a
 	$(CC) $(LDFLAGS) -o $@ $^ $(NODE_EI) $(LDLIBS)
 
-$(BUILD)/test/%: test/unit/%.c test/unit/unit_helpers.h $(BUILD)/libdsup.a
+$(BUILD)/test/%: test/unit/%.c test/unit/unit_helpers.h $(BUILD)/libdsup_internal.a
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS) -Itest/unit $(LDFLAGS) -o $@ $< $(BUILD)/libdsup.a $(TEST_EI) $(LDLIBS) -lcmocka
+	$(CC) $(CFLAGS) -Itest/unit $(LDFLAGS) -o $@ $< $(BUILD)/libdsup_internal.a $(TEST_EI) $(LDLIBS) -lcmocka
 
 unit: $(UNIT_BIN)
 	@set -e; for t in $(UNIT_BIN); do echo "== $$t"; $$t; done
+
+# The library and the binary export the public API and nothing else.
+check-symbols: all
+	@scripts/check-symbols.sh $(BUILD) $(EI_DIR)
 
 ct: all examples
 	@scripts/run-ct.sh
@@ -78,7 +92,7 @@ demo-fast: all
 bench-quick: all
 	@bench/run.sh --quick
 
-test: deps all unit ct shim-test demo-fast bench-quick
+test: deps all unit check-symbols install-check ct shim-test demo-fast bench-quick
 
 demo: deps all
 	@scripts/demo.sh
@@ -118,13 +132,19 @@ EX_CFLAGS := -std=gnu11 $(OPT) -g -Wall -Wextra -Wno-unused-parameter -fPIC $(SA
              -Iinclude -I$(EI_DIR)/include
 EX_PLUGIN := $(wildcard examples/plugin/*.c)
 
-examples: $(EX_DIR)/dsup_examples.so $(EX_DIR)/bad_nosym.so $(EX_DIR)/bad_abi.so $(EX_DIR)/dsup-custom
+examples: $(EX_DIR)/dsup_examples.so $(EX_DIR)/bad_nosym.so $(EX_DIR)/bad_abi.so $(EX_DIR)/dsup-custom \
+          $(EX_DIR)/abi1_plugin.so
 
 $(EX_DIR)/dsup_examples.so: $(EX_PLUGIN) examples/plugin/examples.h include/dsup.h $(BUILD)/config.mk
 	@mkdir -p $(dir $@)
 	$(CC) $(EX_CFLAGS) -shared -o $@ $(EX_PLUGIN)
 
 $(EX_DIR)/bad_%.so: examples/bad_plugins/bad_%.c include/dsup.h $(BUILD)/config.mk
+	@mkdir -p $(dir $@)
+	$(CC) $(EX_CFLAGS) -shared -o $@ $<
+
+# A plugin as ABI 1 built it (tests: old plugins still load).
+$(EX_DIR)/abi1_plugin.so: test/plugins/abi1_plugin.c include/dsup.h $(BUILD)/config.mk
 	@mkdir -p $(dir $@)
 	$(CC) $(EX_CFLAGS) -shared -o $@ $<
 
@@ -140,9 +160,11 @@ install-check: all
 	cp examples/custom_main/greeter_main.c $$tmp/; \
 	export PKG_CONFIG_PATH=$$tmp/prefix/lib/pkgconfig; \
 	echo "pkg-config --cflags --libs dsup: $$(pkg-config --cflags --libs dsup)"; \
-	cd $$tmp && $(CC) -std=gnu11 -Wall -Wextra -Wno-unused-parameter -rdynamic -o dsup-custom \
+	cd $$tmp && $(CC) -std=gnu11 -Wall -Wextra -Wno-unused-parameter -o dsup-custom \
 	  greeter_main.c $$(pkg-config --cflags --libs dsup); \
 	./dsup-custom --help >/dev/null; prefix/bin/dsup-node --help >/dev/null; \
+	nm -D --defined-only dsup-custom | grep -q ' T ei_x_new$$' && nm -D --defined-only dsup-custom | grep -q ' T dsup_spawn$$' \
+	  || { echo "install-check: the custom node does not export dsup_*/ei_* for plugins" >&2; exit 1; }; \
 	echo "install-check: OK (installed into and removed $$tmp)"
 
 clean:

@@ -68,7 +68,7 @@ static int load_plugin(const char *path)
         fprintf(stderr, "dsup-node: plugin %s failed to initialise (returned %d)\n", path, abi);
         return -1;
     }
-    if (abi != DSUP_ABI_VERSION) {
+    if (abi < 1 || abi > DSUP_ABI_VERSION) { /* ABI 1 plugins are still read correctly */
         fprintf(stderr, "dsup-node: plugin %s was built for ABI version %d, this node has %d\n", path, abi,
                 DSUP_ABI_VERSION);
         return -1;
