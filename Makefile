@@ -37,8 +37,28 @@ LDLIBS  += -L$(EI_DIR)/lib -luv -lpthread -ldl -lm
 NODE_EI := -Wl,--whole-archive $(EI_DIR)/lib/libei.a -Wl,--no-whole-archive
 TEST_EI := -L$(EI_DIR)/lib -lei
 
-LIB_SRC  := $(filter-out c_src/main.c,$(wildcard c_src/*.c c_src/workers/*.c))
-LIB_OBJ  := $(LIB_SRC:c_src/%.c=$(BUILD)/obj/%.o)
+# HTTP endpoints (--http): served by h2o when libh2o-dev is there (HTTP=auto),
+# or forced: HTTP=yes fails without it, HTTP=no builds a node that refuses --http.
+# The renderers need no library; only server_h2o.c and the page do.
+HTTP    ?= auto
+ifeq ($(HTTP),auto)
+HTTP    := $(shell pkg-config --exists libh2o 2>/dev/null && echo yes || echo no)
+endif
+VERSION := $(shell sed -n 's/^Version: //p' scripts/dsup.pc.in)
+HTTP_SRC := $(filter-out c_src/http/server_%.c,$(wildcard c_src/http/*.c))
+ifeq ($(HTTP),yes)
+HTTP_SRC  += c_src/http/server_h2o.c
+HTTP_GEN  := $(BUILD)/obj/gen/status_html.o
+HTTP_LIBS := $(shell pkg-config --libs libh2o)
+else
+HTTP_SRC  += c_src/http/server_none.c
+HTTP_GEN  :=
+HTTP_LIBS :=
+endif
+LDLIBS  := $(HTTP_LIBS) $(LDLIBS)
+
+LIB_SRC  := $(filter-out c_src/main.c,$(wildcard c_src/*.c c_src/workers/*.c)) $(HTTP_SRC)
+LIB_OBJ  := $(LIB_SRC:c_src/%.c=$(BUILD)/obj/%.o) $(HTTP_GEN)
 UNIT_SRC := $(wildcard test/unit/test_*.c)
 UNIT_BIN := $(UNIT_SRC:test/unit/%.c=$(BUILD)/test/%)
 
@@ -49,7 +69,20 @@ all build: $(BUILD)/dsup-node $(BUILD)/libdsup.a
 deps:
 	@scripts/install-deps.sh
 
-$(BUILD)/obj/%.o: c_src/%.c $(wildcard c_src/*.h include/*.h) $(BUILD)/config.mk
+$(BUILD)/obj/%.o: c_src/%.c $(wildcard c_src/*.h c_src/http/*.h include/*.h) $(BUILD)/config.mk
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -c $< -o $@
+
+$(BUILD)/obj/http/%.o: CFLAGS += -DDSUP_VERSION='"$(VERSION)"'
+
+# The status page is a C string made from c_src/http/status.html at build time.
+$(BUILD)/gen/status_html.c: c_src/http/status.html
+	@mkdir -p $(dir $@)
+	@{ echo '#include <stddef.h>'; echo 'const char dsup_status_html[] ='; \
+	   sed -e 's/\\/\\\\/g' -e 's/"/\\"/g' -e 's/^/"/' -e 's/$$/\\n"/' $<; \
+	   echo ';'; echo 'const size_t dsup_status_html_len = sizeof dsup_status_html - 1;'; } > $@.tmp && mv $@.tmp $@
+
+$(BUILD)/obj/gen/status_html.o: $(BUILD)/gen/status_html.c
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -c $< -o $@
 
@@ -124,7 +157,7 @@ install: all
 	install -m 755 $(BUILD)/dsup-node $(DESTDIR)$(PREFIX)/bin/
 	install -m 644 include/dsup.h $(DESTDIR)$(PREFIX)/include/
 	install -m 644 $(BUILD)/libdsup.a $(DESTDIR)$(PREFIX)/lib/
-	sed -e 's|@PREFIX@|$(PREFIX)|g' -e 's|@EI_DIR@|$(EI_DIR)|g' scripts/dsup.pc.in > $(DESTDIR)$(PREFIX)/lib/pkgconfig/dsup.pc
+	sed -e 's|@PREFIX@|$(PREFIX)|g' -e 's|@EI_DIR@|$(EI_DIR)|g' -e 's|@HTTP_LIBS@|$(HTTP_LIBS)|g' scripts/dsup.pc.in > $(DESTDIR)$(PREFIX)/lib/pkgconfig/dsup.pc
 
 # Examples are built against the public header only (include/, no c_src/).
 EX_DIR    := $(BUILD)/examples

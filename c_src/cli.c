@@ -9,6 +9,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "http/http.h"
 #include "intern.h"
 #include "log.h"
 #include "node.h"
@@ -46,6 +47,8 @@ static const char usage[] =
     "                       any connects the one dsup was built against)\n"
     "  --load PLUGIN.so     load worker types from a plugin (repeatable)\n"
     "  --log-level LEVEL    debug | info | warn | error (default info)\n"
+    "  --http ADDR:PORT     serve /metrics (Prometheus), /status, /status.json and\n"
+    "                       /healthz on ADDR:PORT (off by default; port 0: any)\n"
     "  --help               this text\n"
     "\n"
     "Environment: ERL_EPMD_PORT (epmd port, default 4369).\n";
@@ -335,6 +338,9 @@ static int run(int argc, char **argv, const char **connect, const char **plugins
                 return 2;
             }
             dsup_log_level = l;
+        } else if (!strcmp(a, "--http")) { /* metrics and status endpoints (http/) */
+            if (!need(i, argc, a) || dsup_http_configure(argv[++i]) < 0)
+                return 2;
         } else {
             fprintf(stderr, "dsup-node: unknown option %s\n%s", a, usage);
             return 2;
@@ -373,7 +379,7 @@ static int run(int argc, char **argv, const char **connect, const char **plugins
     }
     n->loop = uv_default_loop();
     g_node = n;
-    if (dsup_node_start() < 0)
+    if (dsup_node_start() < 0 || dsup_http_start(n->loop) < 0)
         return 1;
     uv_run(n->loop, UV_RUN_DEFAULT);
     int status = n->exit_status;

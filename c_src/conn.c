@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "log.h"
+#include "metrics.h"
 
 #define READ_CHUNK 65536
 
@@ -66,6 +67,7 @@ static ssize_t read_frames(dsup_conn *c, const char *p, size_t len)
             return -1;
         }
         if (flen > 4) {
+            dsup_metrics_peer(c->peer)->msgs_in++;
             dsup_ctrl ctrl;
             const char *err = NULL;
             int d = dsup_ctrl_decode(p + off + 4, flen - 4, &ctrl, &err);
@@ -94,6 +96,7 @@ static void on_read(uv_stream_t *s, ssize_t n, const uv_buf_t *b)
     if (n == 0)
         return;
     c->rbuf.len += (size_t)n;
+    dsup_metrics_peer(c->peer)->bytes_in += (uint64_t)n;
     c->last_rx_ms = dsup_node_now();
     size_t off = 0;
     for (;;) {
@@ -181,6 +184,7 @@ void dsup_conn_flush(dsup_conn *c)
     c->wq = t;
     c->wq.len = 0;
     c->wrote_since_tick = 1;
+    dsup_metrics_peer(c->peer)->bytes_out += c->wflight.len;
     uv_buf_t b = uv_buf_init(c->wflight.data, (unsigned)c->wflight.len);
     c->wreq.data = c;
     c->writing = 1;
@@ -206,6 +210,10 @@ void dsup_conn_close(dsup_conn *c, const char *why)
     if (c->state == CONN_CLOSING)
         return;
     int was_up = c->state == CONN_UP;
+    if (c->state == CONN_HANDSHAKE && strcmp(why, "protocol error")) /* handshake.c counted those */
+        dsup_metrics_hs_failure(c->peer, why);
+    if (was_up)
+        dsup_metrics_conn_event(c->peer, "down", why);
     c->state = CONN_CLOSING;
     if (was_up)
         LOG_INFO("connection to %s lost: %s", c->peer ? c->peer : "?", why);

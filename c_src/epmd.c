@@ -48,6 +48,8 @@ static dsup_epmd_reg_cb reg_cb_saved;
 static uv_timer_t reg_retry;
 static int reg_retry_init;
 
+int dsup_epmd_registered(void) { return reg_req && reg_req->done; }
+
 static void req_free(uv_handle_t *h)
 {
     epmd_req *r = h->data;

@@ -14,6 +14,8 @@ int dsup_epmd_port(void);
 typedef void (*dsup_epmd_reg_cb)(int status, uint32_t creation);
 int  dsup_epmd_register(uv_loop_t *loop, const char *alive, int port, int hidden, dsup_epmd_reg_cb cb);
 void dsup_epmd_unregister(void);
+/* 1 while epmd holds our registration (its connection is open). */
+int dsup_epmd_registered(void);
 
 /* Look up `alive` at the epmd on `addr` (its port is replaced by the epmd
  * port). status 0 with the node's port and highest version on success. */

@@ -17,6 +17,7 @@
 #include "gen_server.h"
 #include "intern.h"
 #include "log.h"
+#include "metrics.h"
 #include "node.h"
 #include "proc.h"
 #include "term.h"
@@ -422,7 +423,9 @@ static void gs_message(dsup_proc *p, dsup_term msg)
         ei_x_buff *x = dsup_term_scratch();
         begin_reply(x, from.tag);
         int hdr = x->index;
+        uint64_t t0 = uv_hrtime();
         dsup_call_ret r = t->handle_call(p, p->state, el[2], &from, x);
+        dsup_hist_observe(&dsup_metrics.worker_call, (double)(uv_hrtime() - t0) / 1e9);
         if (r == DSUP_REPLY && x->index > hdr)
             send_reply(&from.pid, x);
         dsup_term_scratch_release(x);
@@ -555,4 +558,18 @@ int dsup_spawn(const char *type, const dsup_term *args, dsup_proc *link_to, dsup
     }
     *pid = p->pid;
     return 0;
+}
+
+/* Messages a worker holds back (suspended, or awaiting replace_state): its
+ * queue as :erlang.process_info(P, :message_queue_len) would count it. */
+size_t dsup_gs_queue_len(const dsup_proc *p)
+{
+    const gs_extra *e = p->beh;
+    size_t n = 0;
+    for (size_t off = 0; e && off + 4 <= e->deferred.len; n++) {
+        uint32_t len;
+        memcpy(&len, e->deferred.data + off, 4);
+        off += 4 + len;
+    }
+    return n;
 }

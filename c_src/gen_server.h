@@ -18,5 +18,7 @@ int dsup_spawn_proc(const char *type_name, const dsup_term *args, dsup_proc *lin
  * ends (its EXIT still arrives). Saves ~100 bytes per child. */
 int dsup_spawn_child(const char *type_name, const dsup_term *args, dsup_proc *parent, dsup_proc **out,
                      ei_x_buff *reason);
+/* Messages held back by a worker (metrics: largest message queue). */
+size_t dsup_gs_queue_len(const dsup_proc *p);
 
 #endif

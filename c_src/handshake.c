@@ -19,6 +19,7 @@
 #include "intern.h"
 #include "log.h"
 #include "md5.h"
+#include "metrics.h"
 
 enum {
     HS_IN_NAME = 0,      /* acceptor: waiting for send_name */
@@ -47,6 +48,7 @@ static uint32_t new_challenge(void)
 static int fail(dsup_conn *c, const char *why)
 {
     LOG_WARN("handshake %s %s failed: %s", c->outbound ? "to" : "from", c->peer ? c->peer : "?", why);
+    dsup_metrics_hs_failure(c->peer, why);
     return -1;
 }
 
@@ -141,6 +143,7 @@ static int on_reply(dsup_conn *c, const uint8_t *p, size_t len)
     digest(c->my_challenge, want);
     if (memcmp(want, p + 5, 16) != 0) {
         LOG_WARN("connection attempt from %s refused: wrong cookie", c->peer);
+        dsup_metrics_hs_failure(c->peer, "wrong cookie");
         return -1;
     }
     c->peer_challenge = dsup_get_u32be(p + 1);

@@ -10,6 +10,8 @@
 #include "epmd.h"
 #include "intern.h"
 #include "log.h"
+#include "metrics.h"
+#include "http/http.h"
 #include "node_ctrl.h"
 #include "proc.h"
 #include "sched.h"
@@ -281,6 +283,7 @@ int dsup_node_send_ctrl(const char *peer, const dsup_ctrl *ctrl)
     }
     if (dsup_ctrl_encode(&c->wq, ctrl) < 0)
         return -1;
+    dsup_metrics_peer(peer)->msgs_out++;
     if (c->state == CONN_UP)
         dsup_node_mark_dirty(c);
     return 0;
@@ -343,6 +346,7 @@ void dsup_node_conn_up(dsup_conn *c)
     c->was_up = 1;
     c->wrote_since_tick = 0;
     LOG_INFO("connected to %s (%s)", c->peer, c->outbound ? "outbound" : "inbound");
+    dsup_metrics_conn_event(c->peer, "up", c->outbound ? "outbound" : "inbound");
     reconnect *r = find_reconnect(c->peer);
     if (r)
         r->backoff_ms = 100;
@@ -415,6 +419,8 @@ static void on_tick(uv_timer_t *t)
                 dsup_conn_close(c, "handshake timed out");
             continue;
         }
+        if (now - c->last_rx_ms > g_node->ticktime_ms / 2) /* silent for two tick periods */
+            dsup_metrics_peer(c->peer)->ticks_missed++;
         if (now - c->last_rx_ms > g_node->ticktime_ms) {
             dsup_conn_close(c, "net_tick_timeout");
             continue;
@@ -491,6 +497,7 @@ void dsup_shutdown(void)
         return;
     g_node->stopping = 1;
     dsup_node_ctrl_stopping();
+    dsup_http_stop();
     /* Supervisors hand their children over (they leave the ring first). */
     dsup_sup_shutdown_all();
     /* Workers end first, so their EXIT/DOWN signals reach the peers. */

@@ -16,6 +16,7 @@
 #include "gen_server.h"
 #include "intern.h"
 #include "log.h"
+#include "metrics.h"
 #include "node.h"
 #include "pg.h"
 #include "proc.h"
@@ -175,9 +176,19 @@ static void ctrl_info(dsup_proc *self, void *state, dsup_term msg)
         learn_release(el[1]);
 }
 
+/* Every dsup_node call is timed for the call-latency histogram (metrics.c). */
+static dsup_call_ret ctrl_call_timed(dsup_proc *self, void *state, dsup_term req, const dsup_from *from,
+                                     ei_x_buff *reply)
+{
+    uint64_t t0 = uv_hrtime();
+    dsup_call_ret r = ctrl_call(self, state, req, from, reply);
+    dsup_metrics_node_call(t0);
+    return r;
+}
+
 static const dsup_worker_type ctrl_type = {
     .name = "dsup_node",
-    .handle_call = ctrl_call,
+    .handle_call = ctrl_call_timed,
     .handle_info = ctrl_info,
 };
 

@@ -274,6 +274,15 @@ static int enqueue(uint32_t type, const dsup_pid *to, const dsup_pid *from, dsup
 
 int dsup_proc_enqueue(const dsup_pid *to, dsup_term msg) { return enqueue(Q_MSG, to, NULL, msg); }
 
+size_t dsup_proc_queue_len(void)
+{
+    size_t n = 0;
+    for (int b = 0; b < 2; b++)
+        for (size_t off = 0; off < queue[b].len; n++)
+            off += align8(sizeof(qrec) + ((const qrec *)(const void *)(queue[b].data + off))->len);
+    return n;
+}
+
 int dsup_proc_run_queue(void)
 {
     static int running;

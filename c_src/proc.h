@@ -71,6 +71,8 @@ void dsup_proc_foreach(void (*fn)(dsup_proc *p, void *arg), void *arg);
 void dsup_proc_deliver(dsup_proc *p, dsup_term msg);
 /* Queue a message for a local pid; it is handled from the loop. */
 int dsup_proc_enqueue(const dsup_pid *to, dsup_term msg);
+/* Signals waiting in the local queue: the node's run queue (metrics). */
+size_t dsup_proc_queue_len(void);
 /* Drain queued local signals. Returns 1 when anything ran. */
 int dsup_proc_run_queue(void);
 

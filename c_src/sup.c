@@ -16,6 +16,7 @@
 #include "gen_server.h"
 #include "intern.h"
 #include "log.h"
+#include "metrics.h"
 #include "node.h"
 #include "sup.h"
 #include "term.h"
@@ -255,6 +256,7 @@ static void sup_shutdown_instance(dsup_sup *s, const char *why);
 static void child_exited(dsup_sup *s, sup_child *c, dsup_term reason)
 {
     dsup_pid old = c->pid;
+    dsup_metrics_child_exit(s->name, c->spec->type, c->spec->name, &old, reason, c->terminating || s->stopping);
     if (c->terminating || s->stopping) {
         if (c->term_from) {
             ei_x_buff *x = dsup_term_scratch();
@@ -307,6 +309,7 @@ static void child_exited(dsup_sup *s, sup_child *c, dsup_term reason)
         return;
     }
     dsup_pid pid = child->pid;
+    dsup_metrics_sup(s->name, c->spec->type)->restarts++;
     sup_emit_process_stop(s, c->spec->name, &old);
     sup_cache_put(s, c->spec->name, &pid, NULL, 1);
     dsup_pg_join(s->scope, c->spec->name, &pid, 1);

@@ -6,6 +6,8 @@ set -euo pipefail
 # Usage: install-deps.sh [extra-package ...]   (e.g. clang for `make fuzz`)
 pkgs=(erlang-nox erlang-dev elixir libuv1-dev libcmocka-dev rebar3 erlang-common-test
       make gcc pkg-config "$@")
+# HTTP endpoints (--http; see README "Metrics and status pages") and their tests.
+pkgs+=(libh2o-dev prometheus chromium fonts-dejavu-core)
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")

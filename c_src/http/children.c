@@ -1,0 +1,112 @@
+/* children.c — reading the supervisor tables, the connection table and the
+ * node's health for the renderers (at request time, never on a hot path). */
+#include <stdio.h>
+#include <string.h>
+
+#include "epmd.h"
+#include "http/http.h"
+#include "node.h"
+#include "sup.h"
+
+int http_peer_up(const char *node)
+{
+    for (size_t i = 0; g_node && i < g_node->nconns; i++)
+        if (g_node->conns[i]->peer == node && g_node->conns[i]->state == CONN_UP)
+            return 1;
+    return 0;
+}
+
+const char *http_child_type(const sup_child *c)
+{
+    if (c->local) {
+        dsup_proc *p = dsup_proc_lookup(&c->pid);
+        if (p && p->type)
+            return p->type->name;
+    }
+    return c->spec ? c->spec->type : "undefined";
+}
+
+int http_child_pending(const sup_child *c)
+{
+    if (c->local)
+        return c->terminating;
+    return c->pid.node != g_node->name && !http_peer_up(c->pid.node);
+}
+
+typedef struct count_ctx {
+    http_type_count *out;
+    size_t n, max;
+} count_ctx;
+
+static void count_one(dsup_dict_ent *e, void *arg)
+{
+    count_ctx *x = arg;
+    const sup_child *c = e->val;
+    int pending = http_child_pending(c);
+    if (!c->local && !pending)
+        return; /* runs on another node: counted there */
+    const char *type = http_child_type(c);
+    size_t i = 0;
+    while (i < x->n && strcmp(x->out[i].type, type))
+        i++;
+    if (i == x->n) {
+        if (x->n == x->max)
+            return;
+        x->out[x->n++] = (http_type_count){ type, 0, 0 };
+    }
+    if (pending)
+        x->out[i].pending++;
+    else
+        x->out[i].running++;
+}
+
+size_t http_count_children(dsup_sup *s, http_type_count *out, size_t max)
+{
+    count_ctx x = { out, 0, max };
+    dsup_dict_foreach(&s->by_name, count_one, &x);
+    return x.n;
+}
+
+/* An instance named `name` runs now (a stopped one stays listed). */
+static int instance_runs(const char *name)
+{
+    for (dsup_sup *s = dsup_sups; s; s = s->next)
+        if (s->name == name && s->proc && !s->stopping)
+            return 1;
+    return 0;
+}
+
+const char *http_unhealthy(char *buf, size_t cap)
+{
+    if (!g_node || g_node->stopping)
+        return "node is stopping";
+    if (!dsup_epmd_registered())
+        return "not registered with epmd";
+    /* Every --supervisor instance, and every instance started since. */
+    for (int i = 0; i < g_node->nsups; i++) {
+        char name[300];
+        snprintf(name, sizeof name, "%s", g_node->sups[i]);
+        char *comma = strchr(name, ',');
+        if (comma)
+            *comma = 0;
+        const char *atom = dsup_atom_from_cli(name);
+        if (atom && !instance_runs(atom)) {
+            snprintf(buf, cap, "supervisor instance %s is not running", atom);
+            return buf;
+        }
+    }
+    for (dsup_sup *s = dsup_sups; s; s = s->next)
+        if (!instance_runs(s->name)) {
+            snprintf(buf, cap, "supervisor instance %s is not running", s->name);
+            return buf;
+        }
+    return NULL;
+}
+
+int dsup_http_health(dsup_buf *out)
+{
+    char buf[400];
+    const char *why = http_unhealthy(buf, sizeof buf);
+    out_printf(out, "%s\n", why ? why : "ok");
+    return why ? 503 : 200;
+}

@@ -1,0 +1,57 @@
+/* http.h — the node's HTTP endpoints (--http ADDR:PORT): /metrics
+ * (Prometheus text format), /status (an HTML page), /status.json, /healthz.
+ *
+ * The renderers (expo.c, status.c) only read the node's tables and need no
+ * HTTP library; server_h2o.c serves them with h2o on the node's own libuv
+ * loop. Built without h2o, server_none.c refuses --http with a clear error. */
+#ifndef DSUP_HTTP_H
+#define DSUP_HTTP_H
+
+#include <stddef.h>
+#include <uv.h>
+
+#include "buf.h"
+
+/* --http ADDR:PORT from the command line: checked now, served once the node
+ * runs. -1 (message on stderr) when malformed or not built in. */
+int dsup_http_configure(const char *addr_port);
+/* Start serving if configured (0 when not); -1 when it cannot listen. */
+int dsup_http_start(uv_loop_t *loop);
+/* Stop listening and close the connections (node shutdown). */
+void dsup_http_stop(void);
+
+/* Renderers: append the body to `out`. */
+void dsup_http_metrics(dsup_buf *out);
+void dsup_http_status_json(dsup_buf *out);
+/* 200 (body "ok") or 503 (body: the reason). */
+int dsup_http_health(dsup_buf *out);
+
+extern const char dsup_status_html[];
+extern const size_t dsup_status_html_len;
+
+/* children.c: what the renderers share about supervisor children */
+struct dsup_sup;
+struct sup_child;
+typedef struct http_type_count {
+    const char *type;
+    size_t running, pending;
+} http_type_count;
+#define HTTP_MAX_TYPES 64
+/* Counts of this node's children of `s` per worker type; returns how many types. */
+size_t http_count_children(struct dsup_sup *s, http_type_count *out, size_t max);
+/* The type of a child (its live process's type when local). */
+const char *http_child_type(const struct sup_child *c);
+/* Waiting: being terminated here, or its host is not connected (failover due). */
+int http_child_pending(const struct sup_child *c);
+/* 1 when a distribution connection to `node` is up. */
+int http_peer_up(const char *node);
+/* The node is healthy: NULL, else why not. */
+const char *http_unhealthy(char *buf, size_t cap);
+
+/* out.c: small writers */
+void out_printf(dsup_buf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+void out_str(dsup_buf *b, const char *s);
+void out_json_str(dsup_buf *b, const char *s);    /* a quoted JSON string */
+void out_label(dsup_buf *b, const char *s);       /* a Prometheus label value, unquoted */
+
+#endif

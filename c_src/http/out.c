@@ -1,0 +1,50 @@
+/* out.c — appending text, JSON strings and Prometheus label values. */
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "http/http.h"
+
+void out_printf(dsup_buf *b, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    int n = vsnprintf(NULL, 0, fmt, ap);
+    va_end(ap);
+    if (n < 0 || dsup_buf_reserve(b, (size_t)n + 1))
+        return;
+    va_start(ap, fmt);
+    vsnprintf(b->data + b->len, (size_t)n + 1, fmt, ap);
+    va_end(ap);
+    b->len += (size_t)n;
+}
+
+void out_str(dsup_buf *b, const char *s) { dsup_buf_append(b, s, strlen(s)); }
+
+void out_json_str(dsup_buf *b, const char *s)
+{
+    dsup_buf_put_u8(b, '"');
+    for (const unsigned char *p = (const unsigned char *)(s ? s : ""); *p; p++) {
+        if (*p == '"' || *p == '\\') {
+            dsup_buf_put_u8(b, '\\');
+            dsup_buf_put_u8(b, *p);
+        } else if (*p < 0x20 || *p == '<') { /* '<' too: the page never meets "</script>" */
+            out_printf(b, "\\u%04x", *p);
+        } else {
+            dsup_buf_put_u8(b, *p);
+        }
+    }
+    dsup_buf_put_u8(b, '"');
+}
+
+void out_label(dsup_buf *b, const char *s)
+{
+    for (const char *p = s ? s : ""; *p; p++) {
+        if (*p == '"' || *p == '\\')
+            dsup_buf_put_u8(b, '\\');
+        if (*p == '\n')
+            out_str(b, "\\n");
+        else
+            dsup_buf_put_u8(b, (uint8_t)*p);
+    }
+}

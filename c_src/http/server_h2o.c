@@ -1,0 +1,223 @@
+/* server_h2o.c — the HTTP endpoints served by h2o (libh2o, its libuv
+ * binding) on the node's own loop: a request renders from the live tables
+ * into one reused buffer, which h2o copies into the response, and returns;
+ * nothing blocks and nothing runs on another thread. */
+#define H2O_USE_LIBUV 1
+#include <h2o.h>
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "http/http.h"
+#include "log.h"
+#include "metrics.h"
+
+static char bind_host[64];
+static int bind_port = -1;
+
+static h2o_globalconf_t config;
+static h2o_context_t ctx;
+static h2o_accept_ctx_t accept_ctx;
+static uv_tcp_t listener;
+static int serving;
+static dsup_buf body;
+
+/* Accepted connections, so that shutdown can let the loop end under them. */
+typedef struct http_conn {
+    uv_tcp_t tcp;
+    struct http_conn *prev, *next;
+} http_conn;
+static http_conn *conns;
+
+/* Handles h2o_context_init made (its timers and the async of its message
+ * queue): at shutdown they must not keep the loop alive. Found by looking
+ * at the loop's handles before and after. */
+#define MAX_H2O_HANDLES 32
+typedef struct handle_set {
+    uv_handle_t *h[MAX_H2O_HANDLES];
+    size_t n;
+    int overflow;
+} handle_set;
+static handle_set before, h2o_handles;
+
+static void collect(uv_handle_t *h, void *arg)
+{
+    handle_set *s = arg;
+    if (s->n < MAX_H2O_HANDLES)
+        s->h[s->n++] = h;
+    else
+        s->overflow = 1;
+}
+
+static int in_set(const handle_set *s, const uv_handle_t *h)
+{
+    for (size_t i = 0; i < s->n; i++)
+        if (s->h[i] == h)
+            return 1;
+    return 0;
+}
+
+static void collect_new(uv_handle_t *h, void *arg)
+{
+    if (!in_set(&before, h) && h2o_handles.n < MAX_H2O_HANDLES)
+        h2o_handles.h[h2o_handles.n++] = h;
+}
+
+int dsup_http_configure(const char *arg)
+{
+    const char *colon = strrchr(arg, ':');
+    char *end;
+    long port = colon ? strtol(colon + 1, &end, 10) : -1;
+    size_t hlen = colon ? (size_t)(colon - arg) : 0;
+    if (!colon || !colon[1] || *end || port < 0 || port > 65535 || hlen == 0 || hlen >= sizeof bind_host) {
+        fprintf(stderr, "dsup-node: --http takes ADDR:PORT (e.g. 127.0.0.1:9100), not %s\n", arg);
+        return -1;
+    }
+    memcpy(bind_host, arg, hlen);
+    bind_host[hlen] = 0;
+    /* [::1]:9100 */
+    if (bind_host[0] == '[' && bind_host[hlen - 1] == ']') {
+        memmove(bind_host, bind_host + 1, hlen - 2);
+        bind_host[hlen - 2] = 0;
+    }
+    struct sockaddr_in6 a6;
+    struct sockaddr_in a4;
+    if (uv_ip4_addr(bind_host, 0, &a4) != 0 && uv_ip6_addr(bind_host, 0, &a6) != 0) {
+        fprintf(stderr, "dsup-node: --http %s: %s is not an IP address\n", arg, bind_host);
+        return -1;
+    }
+    bind_port = (int)port;
+    return 0;
+}
+
+static void reply(h2o_req_t *req, int status, const char *reason, const char *type, const char *data, size_t len)
+{
+    req->res.status = status;
+    req->res.reason = reason;
+    h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_CONTENT_TYPE, NULL, type, strlen(type));
+    h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_CACHE_CONTROL, NULL, H2O_STRLIT("no-store"));
+    h2o_send_inline(req, data, len);
+}
+
+static int on_req(h2o_handler_t *self, h2o_req_t *req)
+{
+    dsup_metrics.http_requests++;
+    int get = h2o_memis(req->method.base, req->method.len, H2O_STRLIT("GET"));
+    int head = h2o_memis(req->method.base, req->method.len, H2O_STRLIT("HEAD"));
+    if (!get && !head) {
+        reply(req, 405, "Method Not Allowed", "text/plain; charset=utf-8", H2O_STRLIT("GET only\n"));
+        return 0;
+    }
+    h2o_iovec_t p = req->path_normalized;
+    body.len = 0;
+    if (h2o_memis(p.base, p.len, H2O_STRLIT("/metrics"))) {
+        dsup_http_metrics(&body);
+        reply(req, 200, "OK", "text/plain; version=0.0.4; charset=utf-8", body.data, body.len);
+    } else if (h2o_memis(p.base, p.len, H2O_STRLIT("/healthz"))) {
+        int st = dsup_http_health(&body);
+        reply(req, st, st == 200 ? "OK" : "Service Unavailable", "text/plain; charset=utf-8", body.data, body.len);
+    } else if (h2o_memis(p.base, p.len, H2O_STRLIT("/status.json"))) {
+        dsup_http_status_json(&body);
+        reply(req, 200, "OK", "application/json", body.data, body.len);
+    } else if (h2o_memis(p.base, p.len, H2O_STRLIT("/status")) || h2o_memis(p.base, p.len, H2O_STRLIT("/"))) {
+        reply(req, 200, "OK", "text/html; charset=utf-8", dsup_status_html, dsup_status_html_len);
+    } else {
+        reply(req, 404, "Not Found", "text/plain; charset=utf-8",
+              H2O_STRLIT("not found: try /metrics, /status, /status.json, /healthz\n"));
+    }
+    /* A big page (thousands of children) leaves a big buffer: give it back. */
+    if (body.cap > (1u << 20))
+        dsup_buf_free(&body);
+    return 0;
+}
+
+static void on_conn_closed(uv_handle_t *h)
+{
+    http_conn *c = (http_conn *)h;
+    if (c->prev)
+        c->prev->next = c->next;
+    else
+        conns = c->next;
+    if (c->next)
+        c->next->prev = c->prev;
+    free(c);
+}
+
+static void on_accept(uv_stream_t *server, int status)
+{
+    if (status < 0)
+        return;
+    http_conn *c = calloc(1, sizeof *c);
+    if (!c)
+        return;
+    uv_tcp_init(server->loop, &c->tcp);
+    c->next = conns;
+    if (conns)
+        conns->prev = c;
+    conns = c;
+    if (uv_accept(server, (uv_stream_t *)&c->tcp) != 0) {
+        uv_close((uv_handle_t *)&c->tcp, on_conn_closed);
+        return;
+    }
+    h2o_socket_t *sock = h2o_uv_socket_create((uv_stream_t *)&c->tcp, on_conn_closed);
+    h2o_accept(&accept_ctx, sock);
+}
+
+int dsup_http_start(uv_loop_t *loop)
+{
+    if (bind_port < 0)
+        return 0;
+    dsup_metrics_start(loop);
+    h2o_config_init(&config);
+    h2o_hostconf_t *host = h2o_config_register_host(&config, h2o_iovec_init(H2O_STRLIT("default")), 65535);
+    h2o_pathconf_t *path = h2o_config_register_path(host, "/", 0);
+    h2o_handler_t *h = h2o_create_handler(path, sizeof *h);
+    h->on_req = on_req;
+    uv_walk(loop, collect, &before);
+    h2o_context_init(&ctx, loop, &config);
+    if (!before.overflow)
+        uv_walk(loop, collect_new, NULL);
+    accept_ctx.ctx = &ctx;
+    accept_ctx.hosts = config.hosts;
+
+    struct sockaddr_storage a;
+    if (uv_ip4_addr(bind_host, bind_port, (struct sockaddr_in *)&a) != 0)
+        uv_ip6_addr(bind_host, bind_port, (struct sockaddr_in6 *)&a);
+    uv_tcp_init(loop, &listener);
+    int rc = uv_tcp_bind(&listener, (const struct sockaddr *)&a, 0);
+    if (rc == 0)
+        rc = uv_listen((uv_stream_t *)&listener, 128, on_accept);
+    if (rc < 0) {
+        LOG_ERROR("--http %s:%d: cannot listen: %s", bind_host, bind_port, uv_strerror(rc));
+        uv_close((uv_handle_t *)&listener, NULL);
+        return -1;
+    }
+    struct sockaddr_storage bound;
+    int len = sizeof bound;
+    uv_tcp_getsockname(&listener, (struct sockaddr *)&bound, &len);
+    int port = ntohs(((struct sockaddr_in *)&bound)->sin_port);
+    serving = 1;
+    LOG_INFO("http: serving /metrics /status /status.json /healthz on %s:%d (h2o %s)", bind_host, port,
+             H2O_VERSION);
+    /* Tests and tools learn a port 0 choice from this line. */
+    printf("dsup-node http %s:%d\n", bind_host, port);
+    fflush(stdout);
+    return 0;
+}
+
+
+void dsup_http_stop(void)
+{
+    dsup_metrics_stop();
+    if (!serving)
+        return;
+    serving = 0;
+    uv_close((uv_handle_t *)&listener, NULL);
+    h2o_context_request_shutdown(&ctx);
+    /* Open keep-alive connections must not hold the node's exit back. */
+    for (http_conn *c = conns; c; c = c->next)
+        uv_unref((uv_handle_t *)&c->tcp);
+    for (size_t i = 0; i < h2o_handles.n; i++)
+        uv_unref(h2o_handles.h[i]);
+}

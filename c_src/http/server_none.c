@@ -1,0 +1,18 @@
+/* server_none.c — a node built without h2o (make HTTP=no, or no libh2o-dev):
+ * --http is refused with a clear message; the rest of the node is the same. */
+#include <stdio.h>
+
+#include "http/http.h"
+
+const char dsup_status_html[] = "";
+const size_t dsup_status_html_len = 0;
+
+int dsup_http_configure(const char *arg)
+{
+    fprintf(stderr, "dsup-node: --http %s: this dsup-node was built without HTTP support "
+                    "(install libh2o-dev and rebuild, see README)\n", arg);
+    return -1;
+}
+
+int dsup_http_start(uv_loop_t *loop) { return 0; }
+void dsup_http_stop(void) {}

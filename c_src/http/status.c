@@ -1,0 +1,211 @@
+/* status.c — /status.json: what the status page shows, for scripts too. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "epmd.h"
+#include "http/http.h"
+#include "metrics.h"
+#include "node.h"
+#include "sup.h"
+
+#ifndef DSUP_VERSION
+#define DSUP_VERSION "unknown"
+#endif
+
+static void kv_str(dsup_buf *b, const char *k, const char *v, int comma)
+{
+    out_json_str(b, k);
+    out_str(b, ":");
+    out_json_str(b, v);
+    if (comma)
+        out_str(b, ",");
+}
+
+static void kv_num(dsup_buf *b, const char *k, double v, int comma)
+{
+    out_json_str(b, k);
+    out_printf(b, ":%.15g%s", v, comma ? "," : "");
+}
+
+static void term_text(char *out, size_t cap, dsup_term t)
+{
+    char *txt = NULL;
+    int i = 0;
+    if (ei_s_print_term(&txt, t.buf, &i) >= 0 && txt)
+        snprintf(out, cap, "%s", txt);
+    else
+        snprintf(out, cap, "?");
+    free(txt);
+}
+
+static void peers(dsup_buf *b)
+{
+    out_str(b, "\"peers\":[");
+    int first = 1;
+    for (dsup_peer_stats *p = dsup_metrics_peers(); p; p = p->next) {
+        if (!p->peer[0])
+            continue;
+        const dsup_conn *c = NULL;
+        for (size_t i = 0; i < g_node->nconns; i++)
+            if (g_node->conns[i]->peer == p->peer && (!c || g_node->conns[i]->state == CONN_UP))
+                c = g_node->conns[i];
+        int up = c && c->state == CONN_UP;
+        out_str(b, first ? "{" : ",{");
+        first = 0;
+        kv_str(b, "name", p->peer, 1);
+        kv_str(b, "state", up ? "up" : c ? "connecting" : "down", 1);
+        kv_str(b, "kind", !up ? "" : (c->peer_flags & DFLAG_PUBLISHED) ? "visible" : "hidden", 1);
+        kv_str(b, "direction", c ? (c->outbound ? "outbound" : "inbound") : "", 1);
+        kv_num(b, "bytes_in", (double)p->bytes_in, 1);
+        kv_num(b, "bytes_out", (double)p->bytes_out, 1);
+        kv_num(b, "msgs_in", (double)p->msgs_in, 1);
+        kv_num(b, "msgs_out", (double)p->msgs_out, 1);
+        kv_num(b, "write_queue", c ? (double)(c->wq.len + c->wflight.len) : 0, 1);
+        kv_num(b, "ticks_missed", (double)p->ticks_missed, 1);
+        kv_num(b, "connects", (double)p->ups, 0);
+        out_str(b, "}");
+    }
+    out_str(b, "],");
+}
+
+typedef struct host_count {
+    const char *host[256];
+    size_t n[256];
+    size_t nhosts;
+} host_count;
+
+static void count_host(dsup_dict_ent *e, void *arg)
+{
+    host_count *h = arg;
+    const sup_child *c = e->val;
+    size_t i = 0;
+    while (i < h->nhosts && h->host[i] != c->pid.node)
+        i++;
+    if (i == h->nhosts) {
+        if (h->nhosts == 256)
+            return;
+        h->host[h->nhosts] = c->pid.node;
+        h->n[h->nhosts++] = 0;
+    }
+    h->n[i]++;
+}
+
+static void instances(dsup_buf *b)
+{
+    out_str(b, "\"instances\":[");
+    int first = 1;
+    for (dsup_sup *s = dsup_sups; s; s = s->next) {
+        if (!s->proc && dsup_sup_find(s->name))
+            continue; /* an older, stopped instance of a name that runs again */
+        out_str(b, first ? "{" : ",{");
+        first = 0;
+        kv_str(b, "name", s->name, 1);
+        out_printf(b, "\"up\":%s,", s->proc && !s->stopping ? "true" : "false");
+        kv_str(b, "scope", s->scope_name, 1);
+        kv_num(b, "children", (double)s->by_name.count, 1);
+        out_str(b, "\"ring\":[");
+        for (size_t i = 0; s->proc && i < dsup_ring_node_count(s->ring); i++) {
+            if (i)
+                out_str(b, ",");
+            out_json_str(b, dsup_ring_node_at(s->ring, i));
+        }
+        out_str(b, "],\"per_host\":{");
+        static host_count h;
+        h.nhosts = 0;
+        if (s->proc)
+            dsup_dict_foreach(&s->by_name, count_host, &h);
+        for (size_t i = 0; i < h.nhosts; i++) {
+            if (i)
+                out_str(b, ",");
+            kv_num(b, h.host[i], (double)h.n[i], 0);
+        }
+        out_str(b, "}}");
+    }
+    out_str(b, "],");
+}
+
+typedef struct child_ctx {
+    dsup_buf *b;
+    const dsup_sup *s;
+    int first;
+} child_ctx;
+
+static void child_one(dsup_dict_ent *e, void *arg)
+{
+    child_ctx *x = arg;
+    const sup_child *c = e->val;
+    char name[200], pid[300];
+    term_text(name, sizeof name, (dsup_term){ e->key, e->klen });
+    snprintf(pid, sizeof pid, "<%s.%u.%u>", c->pid.node, c->pid.num, c->pid.serial);
+    out_str(x->b, x->first ? "{" : ",{");
+    x->first = 0;
+    kv_str(x->b, "instance", x->s->name, 1);
+    kv_str(x->b, "name", name, 1);
+    kv_str(x->b, "pid", pid, 1);
+    kv_str(x->b, "host", c->pid.node, 1);
+    kv_str(x->b, "type", http_child_type(c), 1);
+    out_printf(x->b, "\"local\":%s,\"pending\":%s}", c->local ? "true" : "false",
+               http_child_pending(c) ? "true" : "false");
+}
+
+static void children(dsup_buf *b)
+{
+    out_str(b, "\"children\":[");
+    child_ctx x = { b, NULL, 1 };
+    for (dsup_sup *s = dsup_sups; s; s = s->next) {
+        if (!s->proc)
+            continue;
+        x.s = s;
+        dsup_dict_foreach(&s->by_name, child_one, &x);
+    }
+    out_str(b, "],");
+}
+
+static void recent(dsup_buf *b)
+{
+    out_str(b, "\"crashes\":[");
+    const dsup_crash_report *r;
+    for (size_t i = 0; (r = dsup_metrics_crash(i)); i++) {
+        out_str(b, i ? ",{" : "{");
+        kv_num(b, "at_ms", (double)r->at_ms, 1);
+        kv_str(b, "instance", r->instance, 1);
+        kv_str(b, "type", r->type, 1);
+        kv_str(b, "name", r->name, 1);
+        kv_str(b, "pid", r->pid, 1);
+        kv_str(b, "reason", r->reason, 0);
+        out_str(b, "}");
+    }
+    out_str(b, "],\"connection_events\":[");
+    const dsup_conn_event *e;
+    for (size_t i = 0; (e = dsup_metrics_conn_ev(i)); i++) {
+        out_str(b, i ? ",{" : "{");
+        kv_num(b, "at_ms", (double)e->at_ms, 1);
+        kv_str(b, "peer", e->peer, 1);
+        kv_str(b, "event", e->event, 1);
+        kv_str(b, "detail", e->detail, 0);
+        out_str(b, "}");
+    }
+    out_str(b, "]");
+}
+
+void dsup_http_status_json(dsup_buf *b)
+{
+    char why[400];
+    const char *bad = http_unhealthy(why, sizeof why);
+    out_str(b, "{");
+    kv_str(b, "node", g_node->name, 1);
+    kv_str(b, "version", DSUP_VERSION, 1);
+    kv_num(b, "otp_release", DSUP_OTP_RELEASE, 1);
+    kv_str(b, "kind", g_node->visible ? "visible" : "hidden", 1);
+    kv_num(b, "uptime_s", (double)(dsup_wall_ms() - dsup_metrics.started_ms) / 1000.0, 1);
+    kv_num(b, "now_ms", (double)dsup_wall_ms(), 1);
+    kv_num(b, "processes", (double)dsup_proc_count(), 1);
+    out_printf(b, "\"healthy\":%s,", bad ? "false" : "true");
+    kv_str(b, "health", bad ? bad : "ok", 1);
+    peers(b);
+    instances(b);
+    children(b);
+    recent(b);
+    out_str(b, "}\n");
+}

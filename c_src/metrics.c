@@ -1,0 +1,213 @@
+/* metrics.c — counters, histograms and recent-event rings (see metrics.h). */
+#include "metrics.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/time.h>
+#include <uv.h>
+
+#define NELEM(a) ((int)(sizeof a / sizeof *a))
+static const double lag_le[] = { 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5 };
+static const double call_le[] = { 0.00001, 0.000025, 0.00005, 0.0001, 0.00025, 0.0005, 0.001,
+                                  0.0025,  0.005,    0.01,    0.025,  0.05,    0.1 };
+
+dsup_node_metrics dsup_metrics = {
+    .loop_lag = { .le = lag_le, .n = NELEM(lag_le) },
+    .node_call = { .le = call_le, .n = NELEM(call_le) },
+    .worker_call = { .le = call_le, .n = NELEM(call_le) },
+};
+
+uint64_t dsup_wall_ms(void)
+{
+    struct timeval tv;
+    gettimeofday(&tv, NULL);
+    return (uint64_t)tv.tv_sec * 1000u + (uint64_t)tv.tv_usec / 1000u;
+}
+
+void dsup_hist_observe(dsup_hist *h, double s)
+{
+    int i = 0;
+    while (i < h->n && s > h->le[i])
+        i++;
+    h->bucket[i]++;
+    h->count++;
+    h->sum += s;
+}
+
+/* ---- peers ---------------------------------------------------------------- */
+
+const char *const dsup_hs_class_names[DSUP_HS_NCLASS] = {
+    "cookie", "timeout", "version", "flags", "name", "simultaneous", "status", "protocol",
+};
+
+static dsup_peer_stats unnamed = { .peer = "" };
+static dsup_peer_stats *peers = &unnamed;
+static dsup_peer_stats *last_peer = &unnamed; /* most lookups repeat the last peer */
+
+dsup_peer_stats *dsup_metrics_peer(const char *peer)
+{
+    if (!peer)
+        return &unnamed;
+    if (last_peer->peer == peer)
+        return last_peer;
+    for (dsup_peer_stats *p = peers; p; p = p->next)
+        if (p->peer == peer)
+            return last_peer = p;
+    dsup_peer_stats *p = calloc(1, sizeof *p);
+    if (!p)
+        return &unnamed;
+    p->peer = peer;
+    p->next = peers;
+    peers = p;
+    return last_peer = p;
+}
+
+dsup_peer_stats *dsup_metrics_peers(void) { return peers; }
+
+/* Reasons as handshake.c and node.c word them. */
+static int hs_class(const char *why)
+{
+    static const struct { const char *word; int cls; } map[] = {
+        { "cookie", DSUP_HS_COOKIE },  { "timed out", DSUP_HS_TIMEOUT },   { "version", DSUP_HS_VERSION },
+        { "flag", DSUP_HS_FLAGS },     { "name", DSUP_HS_NAME },           { "simultaneous", DSUP_HS_SIMULTANEOUS },
+        { "status", DSUP_HS_STATUS },
+    };
+    for (size_t i = 0; why && i < sizeof map / sizeof *map; i++)
+        if (strstr(why, map[i].word))
+            return map[i].cls;
+    return DSUP_HS_PROTOCOL;
+}
+
+/* ---- rings ------------------------------------------------------------------ */
+
+static dsup_crash_report crashes[DSUP_RECENT];
+static size_t ncrashes;
+static dsup_conn_event conn_events[DSUP_RECENT];
+static size_t nconn_events;
+
+const dsup_crash_report *dsup_metrics_crash(size_t i)
+{
+    return i < ncrashes && i < DSUP_RECENT ? &crashes[(ncrashes - 1 - i) % DSUP_RECENT] : NULL;
+}
+
+const dsup_conn_event *dsup_metrics_conn_ev(size_t i)
+{
+    return i < nconn_events && i < DSUP_RECENT ? &conn_events[(nconn_events - 1 - i) % DSUP_RECENT] : NULL;
+}
+
+void dsup_metrics_conn_event(const char *peer, const char *event, const char *detail)
+{
+    dsup_peer_stats *ps = dsup_metrics_peer(peer);
+    if (!strcmp(event, "up"))
+        ps->ups++;
+    else if (!strcmp(event, "down"))
+        ps->downs++;
+    dsup_conn_event *e = &conn_events[nconn_events++ % DSUP_RECENT];
+    e->at_ms = dsup_wall_ms();
+    e->peer = peer ? peer : "";
+    e->event = event;
+    snprintf(e->detail, sizeof e->detail, "%s", detail ? detail : "");
+}
+
+void dsup_metrics_hs_failure(const char *peer, const char *why)
+{
+    dsup_metrics_peer(peer)->hs_fail[hs_class(why)]++;
+    dsup_metrics_conn_event(peer, "handshake failed", why);
+}
+
+/* ---- supervisors -------------------------------------------------------------- */
+
+const char *const dsup_crash_class_names[DSUP_CRASH_NCLASS] = { "killed", "noconnection", "timeout", "error" };
+
+static dsup_sup_stats *sups;
+
+dsup_sup_stats *dsup_metrics_sup(const char *instance, const char *type)
+{
+    static dsup_sup_stats lost = { .instance = "", .type = "" };
+    for (dsup_sup_stats *s = sups; s; s = s->next)
+        if (s->instance == instance && s->type == type)
+            return s;
+    dsup_sup_stats *s = calloc(1, sizeof *s);
+    if (!s)
+        return &lost;
+    s->instance = instance;
+    s->type = type;
+    s->next = sups;
+    sups = s;
+    return s;
+}
+
+dsup_sup_stats *dsup_metrics_sups(void) { return sups; }
+
+static void print_term(char *out, size_t cap, dsup_term t)
+{
+    char *txt = NULL;
+    int i = 0;
+    if (t.len && ei_s_print_term(&txt, t.buf, &i) >= 0 && txt)
+        snprintf(out, cap, "%s", txt);
+    else
+        snprintf(out, cap, "%s", t.len ? "?" : "");
+    free(txt);
+}
+
+void dsup_metrics_child_exit(const char *instance, const char *type, dsup_term name, const dsup_pid *pid,
+                             dsup_term reason, int expected)
+{
+    dsup_term el[2];
+    int ar;
+    if (expected || dsup_term_is_atom(reason, "normal") || dsup_term_is_atom(reason, "shutdown") ||
+        (dsup_term_tagged(reason, "shutdown", &ar, el, 2) && ar == 2))
+        return;
+    int cls = dsup_term_is_atom(reason, "killed")         ? DSUP_CRASH_KILLED
+              : dsup_term_is_atom(reason, "noconnection") ? DSUP_CRASH_NOCONNECTION
+              : dsup_term_is_atom(reason, "timeout")      ? DSUP_CRASH_TIMEOUT
+                                                          : DSUP_CRASH_ERROR;
+    dsup_metrics_sup(instance, type)->crashes[cls]++;
+    /* A crash is rare next to messages: a report with printed terms is affordable. */
+    dsup_crash_report *r = &crashes[ncrashes++ % DSUP_RECENT];
+    r->at_ms = dsup_wall_ms();
+    r->instance = instance;
+    r->type = type;
+    print_term(r->name, sizeof r->name, name);
+    snprintf(r->pid, sizeof r->pid, "<%s.%u.%u>", pid->node, pid->num, pid->serial);
+    print_term(r->reason, sizeof r->reason, reason);
+}
+
+/* ---- loop lag and call latency ------------------------------------------------ */
+
+#define LAG_PERIOD_MS 100
+static uv_timer_t lag_timer;
+static uint64_t lag_due_ns;
+static int lag_on;
+
+static void on_lag_timer(uv_timer_t *t)
+{
+    /* How late this callback runs past when it was due: time the loop spent
+     * busy elsewhere. uv_hrtime, not uv_now: the loop's cached time is the
+     * start of this iteration, which hides the lag. */
+    uint64_t now = uv_hrtime();
+    dsup_hist_observe(&dsup_metrics.loop_lag, now > lag_due_ns ? (double)(now - lag_due_ns) / 1e9 : 0.0);
+    lag_due_ns = now + LAG_PERIOD_MS * 1000000ull;
+}
+
+void dsup_metrics_start(void *loop)
+{
+    dsup_metrics.started_ms = dsup_wall_ms();
+    if (lag_on)
+        return;
+    uv_timer_init(loop, &lag_timer);
+    uv_timer_start(&lag_timer, on_lag_timer, LAG_PERIOD_MS, LAG_PERIOD_MS);
+    uv_unref((uv_handle_t *)&lag_timer);
+    lag_due_ns = uv_hrtime() + LAG_PERIOD_MS * 1000000ull;
+    lag_on = 1;
+}
+
+void dsup_metrics_stop(void)
+{
+    if (lag_on && !uv_is_closing((uv_handle_t *)&lag_timer))
+        uv_close((uv_handle_t *)&lag_timer, NULL);
+    lag_on = 0;
+}
+
+void dsup_metrics_node_call(uint64_t t0) { dsup_hist_observe(&dsup_metrics.node_call, (double)(uv_hrtime() - t0) / 1e9); }

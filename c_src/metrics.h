@@ -1,0 +1,111 @@
+/* metrics.h — the node's metrics registry: counters bumped on hot paths (one
+ * add each, no allocation after a peer or worker type is first seen),
+ * histograms with fixed buckets, and small rings of recent events for the
+ * status page. Everything else (children, processes, pg, queues) is read
+ * from the live tables at scrape time (http/expo.c, http/status.c).
+ * Single-threaded: only the loop thread touches it. */
+#ifndef DSUP_METRICS_H
+#define DSUP_METRICS_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "dsup.h"
+
+/* ---- histograms ----------------------------------------------------------- */
+
+#define DSUP_HIST_MAX 16
+typedef struct dsup_hist {
+    const double *le;               /* upper bounds in seconds, ascending */
+    int n;                          /* number of bounds (+Inf is implicit) */
+    uint64_t bucket[DSUP_HIST_MAX]; /* non-cumulative counts; [n] = above the last */
+    uint64_t count;
+    double sum;                     /* seconds */
+} dsup_hist;
+
+void dsup_hist_observe(dsup_hist *h, double seconds);
+
+/* ---- per peer (kept across reconnects: counters stay monotonic) ----------- */
+
+enum {
+    DSUP_HS_COOKIE, DSUP_HS_TIMEOUT, DSUP_HS_VERSION, DSUP_HS_FLAGS, DSUP_HS_NAME,
+    DSUP_HS_SIMULTANEOUS, DSUP_HS_STATUS, DSUP_HS_PROTOCOL, DSUP_HS_NCLASS
+};
+extern const char *const dsup_hs_class_names[DSUP_HS_NCLASS];
+
+typedef struct dsup_peer_stats {
+    const char *peer;               /* interned node name; "" for not-yet-named peers */
+    uint64_t bytes_in, bytes_out, msgs_in, msgs_out;
+    uint64_t ticks_missed;          /* tick periods in which nothing arrived */
+    uint64_t ups, downs;
+    uint64_t hs_fail[DSUP_HS_NCLASS];
+    struct dsup_peer_stats *next;
+} dsup_peer_stats;
+
+/* The record of `peer` (NULL: the shared one for peers not yet named).
+ * Never NULL: on allocation failure the shared record is returned. */
+dsup_peer_stats *dsup_metrics_peer(const char *peer);
+dsup_peer_stats *dsup_metrics_peers(void);   /* list head, for scrapes */
+void dsup_metrics_hs_failure(const char *peer, const char *why);
+/* A connection came up ("up"), was lost ("down") or failed during setup. */
+void dsup_metrics_conn_event(const char *peer, const char *event, const char *detail);
+
+/* ---- per supervisor instance and worker type ------------------------------ */
+
+enum { DSUP_CRASH_KILLED, DSUP_CRASH_NOCONNECTION, DSUP_CRASH_TIMEOUT, DSUP_CRASH_ERROR, DSUP_CRASH_NCLASS };
+extern const char *const dsup_crash_class_names[DSUP_CRASH_NCLASS];
+
+typedef struct dsup_sup_stats {
+    const char *instance, *type;    /* interned */
+    uint64_t restarts;
+    uint64_t crashes[DSUP_CRASH_NCLASS];
+    struct dsup_sup_stats *next;
+} dsup_sup_stats;
+
+dsup_sup_stats *dsup_metrics_sup(const char *instance, const char *type);
+dsup_sup_stats *dsup_metrics_sups(void);
+/* A local child of `instance` ended with `reason`. Normal and shutdown exits,
+ * and exits the supervisor asked for (`expected`), are not crashes. */
+void dsup_metrics_child_exit(const char *instance, const char *type, dsup_term name, const dsup_pid *pid,
+                             dsup_term reason, int expected);
+
+/* ---- node-wide ------------------------------------------------------------- */
+
+typedef struct dsup_node_metrics {
+    dsup_hist loop_lag;             /* event-loop lag, sampled every LAG_PERIOD */
+    dsup_hist node_call;            /* handle_call time of the dsup_node process */
+    dsup_hist worker_call;          /* handle_call time of every C worker */
+    uint64_t started_ms;            /* wall clock at start */
+    uint64_t http_requests;
+} dsup_node_metrics;
+extern dsup_node_metrics dsup_metrics;
+
+/* Start the loop-lag sampler (a timer on the loop; unref'd). */
+void dsup_metrics_start(void *uv_loop);
+void dsup_metrics_stop(void);
+/* Time a dsup_node call: t0 from uv_hrtime() before it. */
+void dsup_metrics_node_call(uint64_t t0);
+
+/* ---- recent events (rings, newest last) ----------------------------------- */
+
+#define DSUP_RECENT 32
+typedef struct dsup_crash_report {
+    uint64_t at_ms;                 /* wall clock */
+    const char *instance, *type;
+    char name[96], pid[48], reason[200];
+} dsup_crash_report;
+
+typedef struct dsup_conn_event {
+    uint64_t at_ms;
+    const char *peer;
+    const char *event;              /* static string */
+    char detail[96];
+} dsup_conn_event;
+
+/* i-th most recent (0 = newest), NULL past the end. */
+const dsup_crash_report *dsup_metrics_crash(size_t i);
+const dsup_conn_event *dsup_metrics_conn_ev(size_t i);
+
+uint64_t dsup_wall_ms(void);
+
+#endif
