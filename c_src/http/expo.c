@@ -113,16 +113,16 @@ static void sup_families(dsup_buf *b)
             for (first = dsup_sups; first->name != s->name; first = first->next)
                 ;
         if (first == s)
-            sample(b, "dsup_instance_up", L1("instance", s->name), s->proc && !s->stopping);
+            sample(b, "dsup_instance_up", L1("supervisor", s->name), s->proc && !s->stopping);
     }
     family(b, "dsup_instance_children", "gauge", "children the instance knows of, cluster-wide");
     for (dsup_sup *s = dsup_sups; s; s = s->next)
         if (s->proc)
-            sample(b, "dsup_instance_children", L1("instance", s->name), (double)s->by_name.count);
+            sample(b, "dsup_instance_children", L1("supervisor", s->name), (double)s->by_name.count);
     family(b, "dsup_instance_ring_nodes", "gauge", "nodes on the instance's hash ring");
     for (dsup_sup *s = dsup_sups; s; s = s->next)
         if (s->proc)
-            sample(b, "dsup_instance_ring_nodes", L1("instance", s->name), (double)dsup_ring_node_count(s->ring));
+            sample(b, "dsup_instance_ring_nodes", L1("supervisor", s->name), (double)dsup_ring_node_count(s->ring));
     for (int pending = 0; pending < 2; pending++) {
         const char *name = pending ? "dsup_children_pending" : "dsup_children_running";
         family(b, name, "gauge",
@@ -134,18 +134,18 @@ static void sup_families(dsup_buf *b)
             http_type_count t[HTTP_MAX_TYPES];
             size_t n = http_count_children(s, t, HTTP_MAX_TYPES);
             for (size_t i = 0; i < n; i++)
-                sample(b, name, L2("instance", s->name, "type", t[i].type),
+                sample(b, name, L2("supervisor", s->name, "type", t[i].type),
                        (double)(pending ? t[i].pending : t[i].running));
         }
     }
     family(b, "dsup_child_restarts_total", "counter", "children restarted by the instance on this node");
     for (dsup_sup_stats *st = dsup_metrics_sups(); st; st = st->next)
-        sample(b, "dsup_child_restarts_total", L2("instance", st->instance, "type", st->type), (double)st->restarts);
+        sample(b, "dsup_child_restarts_total", L2("supervisor", st->instance, "type", st->type), (double)st->restarts);
     family(b, "dsup_child_crashes_total", "counter", "abnormal exits of local children, by reason class");
     for (dsup_sup_stats *st = dsup_metrics_sups(); st; st = st->next)
         for (int k = 0; k < DSUP_CRASH_NCLASS; k++)
             sample(b, "dsup_child_crashes_total",
-                   L3("instance", st->instance, "type", st->type, "reason", dsup_crash_class_names[k]),
+                   L3("supervisor", st->instance, "type", st->type, "reason", dsup_crash_class_names[k]),
                    (double)st->crashes[k]);
 }
 
