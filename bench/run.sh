@@ -6,7 +6,8 @@
 #   bench/run.sh --quick   smoke run (small N, < 1 min), same files under
 #                          build/bench/results/; checks only that every row is there
 #
-# Two steps, each its own caller node: bench/call_bench.erl (call round trips)
+# Three steps, each its own caller node: bench/call_bench.erl (call round
+# trips), bench/http_bench.erl (calls while /metrics is scraped every 10 ms),
 # then bench/sup_bench.erl (ring/phash2, start_child, failover, memory, pg sync,
 # pg join/leave, scale, shim; it also folds the call rows into the summary).
 # The baseline is bench/baseline/. bench/bench_ring.c is built here against
@@ -98,17 +99,18 @@ run_step() {
 }
 
 START=$SECONDS
-rm -f "$OUT/calls.csv" "$OUT/summary.csv"
+rm -f "$OUT/calls.csv" "$OUT/http.csv" "$OUT/summary.csv"
 run_step bench call_bench; rc1=$?
+run_step bench_http http_bench; rc3=$?
 run_step bench_sup sup_bench; rc2=$?
-rc=$(( rc1 != 0 ? rc1 : rc2 ))
+rc=$(( rc1 != 0 ? rc1 : rc3 != 0 ? rc3 : rc2 ))
 echo "bench: done in $(( SECONDS - START )) s"
 
 if [ "$MODE" = quick ] && [ $rc -eq 0 ]; then
     # smoke check: every row is present (no time is asserted)
     for r in call_seq_small call_seq_1k call_conc8_small call_async32_small start_seq start_conc start_cpu \
              shim_whereis shim_call failover mem_idle_child pg_sync pg_join_batch pg_join_single \
-             ring_node_for phash2_small phash2_1k scale_start scale_rss scale_call; do
+             ring_node_for phash2_small phash2_1k scale_start scale_rss scale_call metrics_under_load; do
         grep -q "^$r," "$OUT/summary.csv" || { echo "bench: row $r missing from $OUT/summary.csv" >&2; rc=1; }
     done
     [ -s "$OUT/summary.md" ] || { echo "bench: $OUT/summary.md missing" >&2; rc=1; }

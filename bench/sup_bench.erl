@@ -1224,6 +1224,8 @@ row(Id, Desc, Unit, Better, DS, BS, Target, Reps, Note) ->
             {abs_le, X, S} -> {io_lib:format("≤ 512 + ~b (spec) = ~b B", [S, X]),
                                yesno(D =/= undefined andalso D =< X)};
             completes -> {"completes, figures reported", yesno(D =/= undefined)};
+            {slowdown_le, P} -> {io_lib:format("≤ ~b % slower than baseline", [P]),
+                                 yesno(D =/= undefined andalso B =/= undefined andalso D =< B * (1 + P / 100))};
             none -> {"—", "—"};
             pending -> {"—", "pending shim"}
         end,
@@ -1264,9 +1266,28 @@ call_row(Line) ->
         _ -> false
     end.
 
+%% http_bench's row (http.csv): calls while /metrics is scraped vs not.
+http_rows(OutDir) ->
+    case file:read_file(filename:join(OutDir, "http.csv")) of
+        {ok, B} ->
+            [_Hdr | Lines] = binary:split(B, <<"\n">>, [global, trim_all]),
+            lists:filtermap(
+              fun(Line) ->
+                      case re:run(Line, "^([^,]+),\"([^\"]*)\",([0-9]+),\"([^\"]*)\",\"([^\"]*)\",\"([^\"]*)\"",
+                                  [{capture, all_but_first, list}, unicode]) of
+                          {match, [Id, Desc, Reps, W, O, Note]} ->
+                              F = fun(S) -> [list_to_float(X) || X <- string:lexemes(S, " ")] end,
+                              {true, row(list_to_atom(Id), Desc, "µs/call", lower, F(W), F(O),
+                                         {slowdown_le, 5}, list_to_integer(Reps), Note)};
+                          _ -> false
+                      end
+              end, Lines);
+        _ -> []
+    end.
+
 write_summary(OutDir, Rows0, Meta) ->
     ok = filelib:ensure_dir(filename:join(OutDir, "x")),
-    Rows = call_rows(OutDir) ++ Rows0,
+    Rows = call_rows(OutDir) ++ http_rows(OutDir) ++ Rows0,
     Csv = ["scenario,description,unit,dsup_median,baseline_median,dsup_advantage,target,met,reps,"
            "dsup_samples,baseline_samples,notes\n"
            | [io_lib:format("~s,~ts,~ts,~s,~s,~s,~ts,~ts,~b,~s,~s,~ts~n",
