@@ -16,6 +16,7 @@ dsup_node_metrics dsup_metrics = {
     .loop_lag = { .le = lag_le, .n = NELEM(lag_le) },
     .node_call = { .le = call_le, .n = NELEM(call_le) },
     .worker_call = { .le = call_le, .n = NELEM(call_le) },
+    .http_render = { .le = call_le, .n = NELEM(call_le) },
 };
 
 uint64_t dsup_wall_ms(void)
@@ -38,7 +39,7 @@ void dsup_hist_observe(dsup_hist *h, double s)
 /* ---- peers ---------------------------------------------------------------- */
 
 const char *const dsup_hs_class_names[DSUP_HS_NCLASS] = {
-    "cookie", "timeout", "version", "flags", "name", "simultaneous", "status", "protocol",
+    "cookie", "timeout", "version", "flags", "name", "simultaneous", "status", "closed", "protocol",
 };
 
 static dsup_peer_stats unnamed = { .peer = "" };
@@ -71,7 +72,7 @@ static int hs_class(const char *why)
     static const struct { const char *word; int cls; } map[] = {
         { "cookie", DSUP_HS_COOKIE },  { "timed out", DSUP_HS_TIMEOUT },   { "version", DSUP_HS_VERSION },
         { "flag", DSUP_HS_FLAGS },     { "name", DSUP_HS_NAME },           { "simultaneous", DSUP_HS_SIMULTANEOUS },
-        { "status", DSUP_HS_STATUS },
+        { "status", DSUP_HS_STATUS },  { "closed", DSUP_HS_CLOSED },
     };
     for (size_t i = 0; why && i < sizeof map / sizeof *map; i++)
         if (strstr(why, map[i].word))

@@ -29,7 +29,7 @@ void dsup_hist_observe(dsup_hist *h, double seconds);
 
 enum {
     DSUP_HS_COOKIE, DSUP_HS_TIMEOUT, DSUP_HS_VERSION, DSUP_HS_FLAGS, DSUP_HS_NAME,
-    DSUP_HS_SIMULTANEOUS, DSUP_HS_STATUS, DSUP_HS_PROTOCOL, DSUP_HS_NCLASS
+    DSUP_HS_SIMULTANEOUS, DSUP_HS_STATUS, DSUP_HS_CLOSED, DSUP_HS_PROTOCOL, DSUP_HS_NCLASS
 };
 extern const char *const dsup_hs_class_names[DSUP_HS_NCLASS];
 
@@ -75,6 +75,7 @@ typedef struct dsup_node_metrics {
     dsup_hist loop_lag;             /* event-loop lag, sampled every LAG_PERIOD */
     dsup_hist node_call;            /* handle_call time of the dsup_node process */
     dsup_hist worker_call;          /* handle_call time of every C worker */
+    dsup_hist http_render;          /* time to render an HTTP response (on the loop) */
     uint64_t started_ms;            /* wall clock at start */
     uint64_t http_requests;
 } dsup_node_metrics;

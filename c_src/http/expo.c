@@ -1,5 +1,6 @@
 /* expo.c — /metrics in the Prometheus text exposition format (0.0.4).
  * Counters come from metrics.c; gauges are read from the live tables now. */
+#include <fcntl.h>
 #include <malloc.h>
 #include <stddef.h>
 #include <stdio.h>
@@ -102,6 +103,8 @@ static const dsup_conn *conn_of(const char *peer)
     return best;
 }
 
+#define MAX_INSTANCES 64
+
 static void sup_families(dsup_buf *b)
 {
     /* One sample per instance name: a stopped instance stays listed (0)
@@ -123,20 +126,28 @@ static void sup_families(dsup_buf *b)
     for (dsup_sup *s = dsup_sups; s; s = s->next)
         if (s->proc)
             sample(b, "dsup_instance_ring_nodes", L1("supervisor", s->name), (double)dsup_ring_node_count(s->ring));
+    /* Children are counted once per instance, printed as two families. */
+    static struct inst_counts {
+        const char *name;
+        http_type_count t[HTTP_MAX_TYPES];
+        size_t n;
+    } ic[MAX_INSTANCES];
+    size_t ninst = 0;
+    for (dsup_sup *s = dsup_sups; s && ninst < MAX_INSTANCES; s = s->next)
+        if (s->proc) {
+            ic[ninst].name = s->name;
+            ic[ninst].n = http_count_children(s, ic[ninst].t, HTTP_MAX_TYPES);
+            ninst++;
+        }
     for (int pending = 0; pending < 2; pending++) {
         const char *name = pending ? "dsup_children_pending" : "dsup_children_running";
         family(b, name, "gauge",
                pending ? "children waiting: being terminated here, or their host is disconnected"
                        : "children running on this node, per instance and worker type");
-        for (dsup_sup *s = dsup_sups; s; s = s->next) {
-            if (!s->proc)
-                continue;
-            http_type_count t[HTTP_MAX_TYPES];
-            size_t n = http_count_children(s, t, HTTP_MAX_TYPES);
-            for (size_t i = 0; i < n; i++)
-                sample(b, name, L2("supervisor", s->name, "type", t[i].type),
-                       (double)(pending ? t[i].pending : t[i].running));
-        }
+        for (size_t k = 0; k < ninst; k++)
+            for (size_t i = 0; i < ic[k].n; i++)
+                sample(b, name, L2("supervisor", ic[k].name, "type", ic[k].t[i].type),
+                       (double)(pending ? ic[k].t[i].pending : ic[k].t[i].running));
     }
     family(b, "dsup_child_restarts_total", "counter", "children restarted by the instance on this node");
     for (dsup_sup_stats *st = dsup_metrics_sups(); st; st = st->next)
@@ -249,12 +260,17 @@ static void node_families(dsup_buf *b)
     family(b, "dsup_largest_message_queue", "gauge", "the longest message queue of a local process");
     sample(b, "dsup_largest_message_queue", L0, (double)maxq);
 
+    /* statm kept open: one pread per scrape. */
+    static int statm = -2;
+    if (statm == -2)
+        statm = open("/proc/self/statm", O_RDONLY | O_CLOEXEC);
     long rss_pages = 0, size_pages = 0;
-    FILE *f = fopen("/proc/self/statm", "r");
-    if (f) {
-        if (fscanf(f, "%ld %ld", &size_pages, &rss_pages) != 2)
+    char sbuf[128];
+    ssize_t sn = statm >= 0 ? pread(statm, sbuf, sizeof sbuf - 1, 0) : -1;
+    if (sn > 0) {
+        sbuf[sn] = 0;
+        if (sscanf(sbuf, "%ld %ld", &size_pages, &rss_pages) != 2)
             rss_pages = 0;
-        fclose(f);
     }
     family(b, "dsup_resident_memory_bytes", "gauge", "resident set size of the node");
     sample(b, "dsup_resident_memory_bytes", L0, (double)rss_pages * (double)sysconf(_SC_PAGESIZE));
@@ -277,6 +293,8 @@ static void node_families(dsup_buf *b)
     for (dsup_sup *s = dsup_sups; s; s = s->next)
         if (s->proc)
             pg_scope(&sc, s->scope_name);
+    histogram(b, "dsup_http_render_seconds", "time the node spends rendering one HTTP response",
+              &dsup_metrics.http_render);
     family(b, "dsup_pg_groups", "gauge", "pg groups per scope");
     for (size_t i = 0; i < sc.n; i++)
         sample(b, "dsup_pg_groups", L1("scope", sc.name[i]), (double)sc.c[i].groups);

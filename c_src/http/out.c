@@ -7,15 +7,22 @@
 
 void out_printf(dsup_buf *b, const char *fmt, ...)
 {
+    /* One pass when it fits in the room reserved (nearly always). */
+    if (dsup_buf_reserve(b, 256))
+        return;
     va_list ap;
     va_start(ap, fmt);
-    int n = vsnprintf(NULL, 0, fmt, ap);
+    int n = vsnprintf(b->data + b->len, b->cap - b->len, fmt, ap);
     va_end(ap);
-    if (n < 0 || dsup_buf_reserve(b, (size_t)n + 1))
+    if (n < 0)
         return;
-    va_start(ap, fmt);
-    vsnprintf(b->data + b->len, (size_t)n + 1, fmt, ap);
-    va_end(ap);
+    if ((size_t)n >= b->cap - b->len) {
+        if (dsup_buf_reserve(b, (size_t)n + 1))
+            return;
+        va_start(ap, fmt);
+        vsnprintf(b->data + b->len, (size_t)n + 1, fmt, ap);
+        va_end(ap);
+    }
     b->len += (size_t)n;
 }
 

@@ -111,6 +111,7 @@ static int on_req(h2o_handler_t *self, h2o_req_t *req)
     }
     h2o_iovec_t p = req->path_normalized;
     body.len = 0;
+    uint64_t t0 = uv_hrtime();
     if (h2o_memis(p.base, p.len, H2O_STRLIT("/metrics"))) {
         dsup_http_metrics(&body);
         reply(req, 200, "OK", "text/plain; version=0.0.4; charset=utf-8", body.data, body.len);
@@ -126,6 +127,7 @@ static int on_req(h2o_handler_t *self, h2o_req_t *req)
         reply(req, 404, "Not Found", "text/plain; charset=utf-8",
               H2O_STRLIT("not found: try /metrics, /status, /status.json, /healthz\n"));
     }
+    dsup_hist_observe(&dsup_metrics.http_render, (double)(uv_hrtime() - t0) / 1e9);
     /* A big page (thousands of children) leaves a big buffer: give it back. */
     if (body.cap > (1u << 20))
         dsup_buf_free(&body);

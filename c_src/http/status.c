@@ -30,8 +30,12 @@ static void kv_num(dsup_buf *b, const char *k, double v, int comma)
 
 static void term_text(char *out, size_t cap, dsup_term t)
 {
-    char *txt = NULL;
+    /* Atoms (most child names) without ei's printer and its allocation. */
     int i = 0;
+    if (cap >= MAXATOMLEN_UTF8 && ei_decode_atom(t.buf, &i, out) == 0 && i == (int)t.len)
+        return;
+    char *txt = NULL;
+    i = 0;
     if (ei_s_print_term(&txt, t.buf, &i) >= 0 && txt)
         snprintf(out, cap, "%s", txt);
     else
@@ -135,7 +139,7 @@ static void child_one(dsup_dict_ent *e, void *arg)
 {
     child_ctx *x = arg;
     const sup_child *c = e->val;
-    char name[200], pid[300];
+    char name[MAXATOMLEN_UTF8 + 8], pid[300];
     term_text(name, sizeof name, (dsup_term){ e->key, e->klen });
     snprintf(pid, sizeof pid, "<%s.%u.%u>", c->pid.node, c->pid.num, c->pid.serial);
     out_str(x->b, x->first ? "{" : ",{");
