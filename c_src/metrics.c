@@ -9,14 +9,19 @@
 
 #define NELEM(a) ((int)(sizeof a / sizeof *a))
 static const double lag_le[] = { 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5 };
+static const char *const lag_txt[] = { "0.0005", "0.001", "0.0025", "0.005", "0.01", "0.025",
+                                       "0.05",   "0.1",   "0.25",   "0.5",   "1",    "2.5" };
 static const double call_le[] = { 0.00001, 0.000025, 0.00005, 0.0001, 0.00025, 0.0005, 0.001,
                                   0.0025,  0.005,    0.01,    0.025,  0.05,    0.1 };
+static const char *const call_txt[] = { "1e-05", "2.5e-05", "5e-05", "0.0001", "0.00025", "0.0005", "0.001",
+                                        "0.0025", "0.005", "0.01", "0.025", "0.05", "0.1" };
+_Static_assert(NELEM(lag_le) == NELEM(lag_txt) && NELEM(call_le) == NELEM(call_txt), "bucket texts");
 
 dsup_node_metrics dsup_metrics = {
-    .loop_lag = { .le = lag_le, .n = NELEM(lag_le) },
-    .node_call = { .le = call_le, .n = NELEM(call_le) },
-    .worker_call = { .le = call_le, .n = NELEM(call_le) },
-    .http_render = { .le = call_le, .n = NELEM(call_le) },
+    .loop_lag = { .le = lag_le, .le_txt = lag_txt, .n = NELEM(lag_le) },
+    .node_call = { .le = call_le, .le_txt = call_txt, .n = NELEM(call_le) },
+    .worker_call = { .le = call_le, .le_txt = call_txt, .n = NELEM(call_le) },
+    .http_render = { .le = call_le, .le_txt = call_txt, .n = NELEM(call_le) },
 };
 
 uint64_t dsup_wall_ms(void)

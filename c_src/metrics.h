@@ -17,6 +17,7 @@
 #define DSUP_HIST_MAX 16
 typedef struct dsup_hist {
     const double *le;               /* upper bounds in seconds, ascending */
+    const char *const *le_txt;      /* the same as text, for the exposition */
     int n;                          /* number of bounds (+Inf is implicit) */
     uint64_t bucket[DSUP_HIST_MAX]; /* non-cumulative counts; [n] = above the last */
     uint64_t count;

