@@ -89,15 +89,22 @@ $(BUILD)/obj/gen/status_html.o: $(BUILD)/gen/status_html.c
 # The installed library is sealed: its objects are linked into one and every
 # hidden symbol is made local, so only the public API is global (scripts/
 # check-symbols.sh verifies it). Unit tests link the unsealed archive.
-$(BUILD)/libdsup.a: $(LIB_OBJ)
+# Switching HTTP in the same build directory relinks the libraries.
+HTTP_STAMP := $(BUILD)/obj/http_$(HTTP).stamp
+$(HTTP_STAMP):
+	@mkdir -p $(dir $@)
+	@rm -f $(BUILD)/obj/http_*.stamp
+	@touch $@
+
+$(BUILD)/libdsup.a: $(LIB_OBJ) $(HTTP_STAMP)
 	@rm -f $@ $(BUILD)/obj/dsup_sealed.o
-	ld -r -o $(BUILD)/obj/dsup_sealed.o $^
+	ld -r -o $(BUILD)/obj/dsup_sealed.o $(filter %.o,$^)
 	objcopy --localize-hidden $(BUILD)/obj/dsup_sealed.o
 	ar rcs $@ $(BUILD)/obj/dsup_sealed.o
 
-$(BUILD)/libdsup_internal.a: $(LIB_OBJ)
+$(BUILD)/libdsup_internal.a: $(LIB_OBJ) $(HTTP_STAMP)
 	@rm -f $@
-	ar rcs $@ $^
+	ar rcs $@ $(filter %.o,$^)
 
 $(BUILD)/dsup-node: $(BUILD)/obj/main.o $(BUILD)/libdsup.a
 	$(CC) $(LDFLAGS) -o $@ $^ $(NODE_EI) $(LDLIBS)
