@@ -5,6 +5,11 @@
 %%% instance runs; 503 (with the reason) once the instance stops (restart
 %%% intensity 0 and a crash); 200 again when it is started anew.
 %%%
+%%% metrics_count_crashes_restarts_and_bad_handshakes: a child crashed with
+%%% an error and one killed are counted by reason class, both restarts too,
+%%% the crash shows in /status.json's reports; a handshake with the wrong
+%%% cookie is counted as a `cookie' failure; peer traffic counters move.
+%%%
 %%% prometheus_scrapes_children_and_failover: a real Prometheus (Debian's
 %%% `prometheus', started here on a free 127.0.0.1 port with a temp dir,
 %%% stopped by pid) scrapes two dsup-nodes every 500 ms; its query API
@@ -31,6 +36,7 @@ suite() -> [{timetrap, {seconds, 150}}].
 
 all() ->
     [healthz_follows_instance,
+     metrics_count_crashes_restarts_and_bad_handshakes,
      prometheus_scrapes_children_and_failover,
      status_page_in_chromium].
 
@@ -81,6 +87,43 @@ healthz_follows_instance(Cfg) ->
     ?assertMatch({404, _}, get(Port, "/nope")),
     {ok, _} = dsup_cluster:call(Node, {start_supervisor, Name, []}),
     wait(fun() -> get(Port, "/healthz") =:= {200, <<"ok\n">>} end),
+    ok.
+
+metrics_count_crashes_restarts_and_bad_handshakes(Cfg) ->
+    {H, Port} = start_c(Cfg, []),
+    Node = maps:get(node, H),
+    Name = ?config(name, Cfg),
+    Sup = atom_to_list(Name),
+    {ok, _} = dsup_cluster:call(Node, {start_supervisor, Name, []}),
+    {ok, P1, _} = dsup_cluster:sup(Name, Node, {start_child, {counter, [{name, m1}]}, undefined}),
+    {ok, P2, _} = dsup_cluster:sup(Name, Node, {start_child, {counter, [{name, m2}]}, undefined}),
+    Lbl = "supervisor=\"" ++ Sup ++ "\",type=\"counter\"",
+    ?assertEqual(2, metric(Port, "dsup_children_running{" ++ Lbl ++ "}")),
+    catch gen_server:call(P1, {crash, boom}, 5000),
+    exit(P2, kill),
+    wait(fun() -> metric(Port, "dsup_child_restarts_total{" ++ Lbl ++ "}") =:= 2 end),
+    ?assertEqual(1, metric(Port, "dsup_child_crashes_total{" ++ Lbl ++ ",reason=\"error\"}")),
+    ?assertEqual(1, metric(Port, "dsup_child_crashes_total{" ++ Lbl ++ ",reason=\"killed\"}")),
+    ?assertEqual(2, metric(Port, "dsup_children_running{" ++ Lbl ++ "}")),
+    {200, Json} = get(Port, "/status.json"),
+    ?assertNotEqual(nomatch, binary:match(Json, <<"\"name\":\"m1\",\"pid\":">>)),
+    ?assertNotEqual(nomatch, binary:match(Json, <<"boom">>)),
+    %% this node's traffic is counted under its name
+    Me = "peer=\"" ++ atom_to_list(node()) ++ "\"",
+    ?assert(metric(Port, "dsup_peer_received_bytes_total{" ++ Me ++ "}") > 0),
+    ?assert(metric(Port, "dsup_peer_sent_messages_total{" ++ Me ++ "}") > 0),
+    ?assertEqual(1, metric(Port, "dsup_peer_connected{" ++ Me ++ ",state=\"up\",visible=\"true\"}")),
+    %% a BEAM node with the wrong cookie: one `cookie' handshake failure
+    {Peer, PNode} = dsup_test:start_peer(http_badcookie, #{}),
+    try
+        true = erpc:call(PNode, erlang, set_cookie, [Node, not_the_cookie]),
+        pang = erpc:call(PNode, net_adm, ping, [Node]),
+        BadLbl = "peer=\"" ++ atom_to_list(PNode) ++ "\",reason=\"cookie\"",
+        wait(fun() -> metric(Port, "dsup_handshake_failures_total{" ++ BadLbl ++ "}") =:= 1 end)
+    after
+        dsup_test:stop_peer(Peer)
+    end,
+    promtool_check(Cfg, Port),
     ok.
 
 prometheus_scrapes_children_and_failover(Cfg) ->
@@ -196,6 +239,15 @@ get(Port, Path) ->
     case httpc:request(get, {Url, []}, [{timeout, 5000}], [{body_format, binary}]) of
         {ok, {{_, Status, _}, _Hdrs, Body}} -> {Status, Body};
         {error, E} -> {error, E}
+    end.
+
+%% The value of one sample (its full name with labels, as exposed).
+metric(Port, Sample) ->
+    {200, Body} = get(Port, "/metrics"),
+    Lines = string:split(binary_to_list(Body), "\n", all),
+    case [V || L <- Lines, [S, V] <- [string:split(L, " ", trailing)], S =:= Sample] of
+        [V] -> round(list_to_float_or_int(V));
+        [] -> {no_sample, Sample}
     end.
 
 free_port() ->
