@@ -38,6 +38,7 @@ typedef struct dsup_peer_stats {
     const char *peer;               /* interned node name; "" for not-yet-named peers */
     uint64_t bytes_in, bytes_out, msgs_in, msgs_out;
     uint64_t ticks_missed;          /* tick periods in which nothing arrived */
+    int otp_release;                /* the peer's, when it answered (BEAM peers); 0 unknown */
     uint64_t ups, downs;
     uint64_t hs_fail[DSUP_HS_NCLASS];
     struct dsup_peer_stats *next;

@@ -149,7 +149,7 @@ static void connect_to_listed(dsup_term nodes)
 
 /* A BEAM peer's OTP release decides how atom child names hash on the ring
  * (term_to_binary of atoms changed in OTP 26), unless --ring-atoms said. */
-static void learn_release(dsup_term release)
+static void learn_release(const char *peer, dsup_term release)
 {
     char rel[16];
     int i = 0, type, size;
@@ -161,19 +161,26 @@ static void learn_release(dsup_term release)
     int otp = atoi(rel);
     if (otp <= 0)
         return;
+    if (peer)
+        dsup_metrics_peer(peer)->otp_release = otp;
     dsup_sup_peer_release(otp);
 }
 
-/* Answers to our rex calls: {dsup_nodes, [Node]} and {dsup_otp_release, "25"}. */
+/* Answers to our rex calls: {dsup_nodes, [Node]} and
+ * {{dsup_otp_release, Peer}, "25"} (the tag names the peer: its release is
+ * shown per peer on the status page). */
 static void ctrl_info(dsup_proc *self, void *state, dsup_term msg)
 {
-    dsup_term el[2];
+    dsup_term el[2], tag[2];
     if (dsup_term_tuple(msg, el, 2) != 2)
         return;
-    if (dsup_term_is_atom(el[0], "dsup_nodes"))
+    if (dsup_term_is_atom(el[0], "dsup_nodes")) {
         connect_to_listed(el[1]);
-    else if (dsup_term_is_atom(el[0], "dsup_otp_release"))
-        learn_release(el[1]);
+    } else if (dsup_term_tuple(el[0], tag, 2) == 2 && dsup_term_is_atom(tag[0], "dsup_otp_release")) {
+        char peer[MAXATOMLEN_UTF8];
+        int i = 0;
+        learn_release(ei_decode_atom(tag[1].buf, &i, peer) == 0 ? dsup_intern_str(peer) : NULL, el[1]);
+    }
 }
 
 /* Every dsup_node call is timed for the call-latency histogram (metrics.c). */
@@ -196,7 +203,8 @@ static const dsup_worker_type ctrl_type = {
 
 /* gen_server:call({rex, Peer}, {call, erlang, F, [Arg], GL}) with a plain
  * atom tag, answered as {Tag, Result} to dsup_node. */
-static void rex_call(const char *peer, const char *tag, const char *fun, const char *arg)
+/* with_peer: the reply's tag is {tag, peer}, to tell whose answer it is. */
+static void rex_call(const char *peer, const char *tag, int with_peer, const char *fun, const char *arg)
 {
     if (!ctrl)
         return;
@@ -205,7 +213,11 @@ static void rex_call(const char *peer, const char *tag, const char *fun, const c
     dsup_x_encode_atom(x, "$gen_call");
     ei_x_encode_tuple_header(x, 2);
     dsup_x_encode_pid(x, dsup_self(ctrl));
+    if (with_peer)
+        ei_x_encode_tuple_header(x, 2);
     dsup_x_encode_atom(x, tag);
+    if (with_peer)
+        dsup_x_encode_atom(x, peer);
     ei_x_encode_tuple_header(x, 5);
     dsup_x_encode_atom(x, "call");
     dsup_x_encode_atom(x, "erlang");
@@ -218,7 +230,7 @@ static void rex_call(const char *peer, const char *tag, const char *fun, const c
     dsup_term_scratch_release(x);
 }
 
-static void ask_nodes(const char *peer) { rex_call(peer, "dsup_nodes", "nodes", "connected"); }
+static void ask_nodes(const char *peer) { rex_call(peer, "dsup_nodes", 0, "nodes", "connected"); }
 
 static void on_query_timer(uv_timer_t *t)
 {
@@ -230,7 +242,7 @@ static void on_query_timer(uv_timer_t *t)
 void dsup_node_ctrl_conn_up(const char *peer)
 {
     ask_nodes(peer);
-    rex_call(peer, "dsup_otp_release", "system_info", "otp_release");
+    rex_call(peer, "dsup_otp_release", 1, "system_info", "otp_release");
     dsup_pg_conn_up(peer);
     dsup_sup_conn_event(peer, 1);
 }

@@ -217,6 +217,10 @@ static void peer_families(dsup_buf *b)
             if (p->peer[0])
                 sample(b, ctr[k].name, L1("peer", p->peer), (double)*(const uint64_t *)((const char *)p + ctr[k].off));
     }
+    family(b, "dsup_peer_otp_release", "gauge", "the OTP release a BEAM peer reported (rex)");
+    for (dsup_peer_stats *p = dsup_metrics_peers(); p; p = p->next)
+        if (p->peer[0] && p->otp_release)
+            sample(b, "dsup_peer_otp_release", L1("peer", p->peer), p->otp_release);
     family(b, "dsup_peer_write_queue_bytes", "gauge", "bytes queued or in flight to the peer");
     for (size_t i = 0; i < g_node->nconns; i++) {
         const dsup_conn *c = g_node->conns[i];

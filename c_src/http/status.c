@@ -61,6 +61,7 @@ static void peers(dsup_buf *b)
         kv_str(b, "state", up ? "up" : c ? "connecting" : "down", 1);
         kv_str(b, "kind", !up ? "" : (c->peer_flags & DFLAG_PUBLISHED) ? "visible" : "hidden", 1);
         kv_str(b, "direction", c ? (c->outbound ? "outbound" : "inbound") : "", 1);
+        kv_num(b, "otp_release", p->otp_release, 1);
         kv_num(b, "bytes_in", (double)p->bytes_in, 1);
         kv_num(b, "bytes_out", (double)p->bytes_out, 1);
         kv_num(b, "msgs_in", (double)p->msgs_in, 1);

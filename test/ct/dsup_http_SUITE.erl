@@ -113,6 +113,9 @@ metrics_count_crashes_restarts_and_bad_handshakes(Cfg) ->
     ?assert(metric(Port, "dsup_peer_received_bytes_total{" ++ Me ++ "}") > 0),
     ?assert(metric(Port, "dsup_peer_sent_messages_total{" ++ Me ++ "}") > 0),
     ?assertEqual(1, metric(Port, "dsup_peer_connected{" ++ Me ++ ",state=\"up\",visible=\"true\"}")),
+    %% the release this node runs, as it says itself
+    Rel = list_to_integer(erlang:system_info(otp_release)),
+    wait(fun() -> metric(Port, "dsup_peer_otp_release{" ++ Me ++ "}") =:= Rel end),
     %% a BEAM node with the wrong cookie: one `cookie' handshake failure
     {Peer, PNode} = dsup_test:start_peer(http_badcookie, #{}),
     try
