@@ -3,6 +3,7 @@
  * failures and child exits, and the rings of recent events. */
 #include "unit_helpers.h"
 
+#include "http/http.h"
 #include "intern.h"
 #include "metrics.h"
 
@@ -154,6 +155,20 @@ static void test_rings_keep_the_newest(void **st)
     assert_null(dsup_metrics_conn_ev(DSUP_RECENT));
 }
 
+/* What the status page and Prometheus read must stay valid whatever a name holds. */
+static void test_text_escaping(void **st)
+{
+    dsup_buf b = { 0 };
+    out_json_str(&b, "a\"b\\c\n\x01 \xc3\xa9 \xff\xc3 <x>");
+    dsup_buf_put_u8(&b, 0);
+    assert_string_equal(b.data, "\"a\\\"b\\\\c\\u000a\\u0001 \xc3\xa9 \\ufffd\\ufffd <x>\"");
+    b.len = 0;
+    out_label(&b, "x\"y\\z\nw");
+    dsup_buf_put_u8(&b, 0);
+    assert_string_equal(b.data, "x\\\"y\\\\z\\nw");
+    dsup_buf_free(&b);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -163,6 +178,7 @@ int main(void)
         cmocka_unit_test(test_handshake_failure_classes),
         cmocka_unit_test(test_child_exit_classes),
         cmocka_unit_test(test_rings_keep_the_newest),
+        cmocka_unit_test(test_text_escaping),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
