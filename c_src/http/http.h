@@ -22,7 +22,14 @@ void dsup_http_stop(void);
 
 /* Renderers: append the body to `out`. */
 void dsup_http_metrics(dsup_buf *out);
-void dsup_http_status_json(dsup_buf *out);
+/* /status.json: `q` (may be NULL) keeps the children whose name, pid or
+ * type contains it (case-insensitive); at most `limit` are listed, with the
+ * counts of all and of the matching ones, so that a node with very many
+ * children is never rendered whole on the loop. */
+#define DSUP_HTTP_CHILDREN_LIMIT 2000
+void dsup_http_status_json(dsup_buf *out, const char *q, size_t limit);
+/* The value of `key` in a query string ("a=1&q=x%20y"), %-decoded. */
+int dsup_http_query_param(const char *query, size_t len, const char *key, char *out, size_t cap);
 /* 200 (body "ok") or 503 (body: the reason). */
 int dsup_http_health(dsup_buf *out);
 

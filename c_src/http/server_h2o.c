@@ -119,7 +119,14 @@ static int on_req(h2o_handler_t *self, h2o_req_t *req)
         int st = dsup_http_health(&body);
         reply(req, st, st == 200 ? "OK" : "Service Unavailable", "text/plain; charset=utf-8", body.data, body.len);
     } else if (h2o_memis(p.base, p.len, H2O_STRLIT("/status.json"))) {
-        dsup_http_status_json(&body);
+        char q[256] = "", lim[16] = "";
+        const char *qs = req->query_at != SIZE_MAX ? req->path.base + req->query_at + 1 : "";
+        size_t qlen = req->query_at != SIZE_MAX ? req->path.len - req->query_at - 1 : 0;
+        dsup_http_query_param(qs, qlen, "q", q, sizeof q);
+        size_t limit = DSUP_HTTP_CHILDREN_LIMIT;
+        if (dsup_http_query_param(qs, qlen, "limit", lim, sizeof lim) == 0 && atol(lim) > 0)
+            limit = (size_t)atol(lim);
+        dsup_http_status_json(&body, q, limit);
         reply(req, 200, "OK", "application/json", body.data, body.len);
     } else if (h2o_memis(p.base, p.len, H2O_STRLIT("/status")) || h2o_memis(p.base, p.len, H2O_STRLIT("/"))) {
         reply(req, 200, "OK", "text/html; charset=utf-8", dsup_status_html, dsup_status_html_len);

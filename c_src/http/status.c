@@ -1,4 +1,5 @@
 /* status.c — /status.json: what the status page shows, for scripts too. */
+#include <ctype.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -130,34 +131,57 @@ static void instances(dsup_buf *b)
     out_str(b, "],");
 }
 
+/* Case-insensitive substring (ASCII letters), as the page's search box. */
+static int contains(const char *hay, const char *needle)
+{
+    for (; *hay; hay++) {
+        size_t i = 0;
+        while (needle[i] && hay[i] && tolower((unsigned char)hay[i]) == tolower((unsigned char)needle[i]))
+            i++;
+        if (!needle[i])
+            return 1;
+    }
+    return !needle[0];
+}
+
 typedef struct child_ctx {
     dsup_buf *b;
     const dsup_sup *s;
-    int first;
+    const char *q;
+    size_t limit, matched, total;
 } child_ctx;
 
 static void child_one(dsup_dict_ent *e, void *arg)
 {
     child_ctx *x = arg;
     const sup_child *c = e->val;
+    x->total++;
+    if (!x->q && x->matched >= x->limit) {
+        x->matched++;
+        return; /* counted, not printed */
+    }
     char name[MAXATOMLEN_UTF8 + 8], pid[300];
     term_text(name, sizeof name, (dsup_term){ e->key, e->klen });
     snprintf(pid, sizeof pid, "<%s.%u.%u>", c->pid.node, c->pid.num, c->pid.serial);
-    out_str(x->b, x->first ? "{" : ",{");
-    x->first = 0;
+    const char *type = http_child_type(c);
+    if (x->q && !contains(name, x->q) && !contains(pid, x->q) && !contains(type, x->q))
+        return;
+    if (x->matched++ >= x->limit)
+        return;
+    out_str(x->b, x->matched > 1 ? ",{" : "{");
     kv_str(x->b, "instance", x->s->name, 1);
     kv_str(x->b, "name", name, 1);
     kv_str(x->b, "pid", pid, 1);
     kv_str(x->b, "host", c->pid.node, 1);
-    kv_str(x->b, "type", http_child_type(c), 1);
+    kv_str(x->b, "type", type, 1);
     out_printf(x->b, "\"local\":%s,\"pending\":%s}", c->local ? "true" : "false",
                http_child_pending(c) ? "true" : "false");
 }
 
-static void children(dsup_buf *b)
+static void children(dsup_buf *b, const char *q, size_t limit)
 {
     out_str(b, "\"children\":[");
-    child_ctx x = { b, NULL, 1 };
+    child_ctx x = { b, NULL, q && q[0] ? q : NULL, limit, 0, 0 };
     for (dsup_sup *s = dsup_sups; s; s = s->next) {
         if (!s->proc)
             continue;
@@ -165,6 +189,40 @@ static void children(dsup_buf *b)
         dsup_dict_foreach(&s->by_name, child_one, &x);
     }
     out_str(b, "],");
+    kv_num(b, "children_total", (double)x.total, 1);
+    kv_num(b, "children_matched", (double)x.matched, 1);
+    kv_num(b, "children_limit", (double)limit, 1);
+    kv_str(b, "query", x.q ? x.q : "", 1);
+}
+
+static int hexval(char c)
+{
+    return c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c <= 'f' ? c - 'a' + 10 : c >= 'A' && c <= 'F' ? c - 'A' + 10 : -1;
+}
+
+int dsup_http_query_param(const char *qs, size_t len, const char *key, char *out, size_t cap)
+{
+    size_t klen = strlen(key);
+    for (size_t i = 0; i < len;) {
+        size_t end = i;
+        while (end < len && qs[end] != '&')
+            end++;
+        if (end - i > klen && !memcmp(qs + i, key, klen) && qs[i + klen] == '=') {
+            size_t o = 0;
+            for (size_t j = i + klen + 1; j < end && o + 1 < cap; j++) {
+                if (qs[j] == '%' && j + 2 < end && hexval(qs[j + 1]) >= 0 && hexval(qs[j + 2]) >= 0) {
+                    out[o++] = (char)(hexval(qs[j + 1]) * 16 + hexval(qs[j + 2]));
+                    j += 2;
+                } else {
+                    out[o++] = qs[j] == '+' ? ' ' : qs[j];
+                }
+            }
+            out[o] = 0;
+            return 0;
+        }
+        i = end + 1;
+    }
+    return -1;
 }
 
 static void recent(dsup_buf *b)
@@ -194,7 +252,7 @@ static void recent(dsup_buf *b)
     out_str(b, "]");
 }
 
-void dsup_http_status_json(dsup_buf *b)
+void dsup_http_status_json(dsup_buf *b, const char *q, size_t limit)
 {
     char why[400];
     const char *bad = http_unhealthy(why, sizeof why);
@@ -210,7 +268,7 @@ void dsup_http_status_json(dsup_buf *b)
     kv_str(b, "health", bad ? bad : "ok", 1);
     peers(b);
     instances(b);
-    children(b);
+    children(b, q, limit);
     recent(b);
     out_str(b, "}\n");
 }

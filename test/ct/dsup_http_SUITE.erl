@@ -190,6 +190,13 @@ status_page_in_chromium(Cfg) ->
     ?assertEqual(N, Api),
     {200, Json} = get(Port, "/status.json"),
     ?assertEqual(N, length(binary:matches(Json, <<"\"pid\":">>))),
+    %% the node filters and caps the list itself
+    {200, Few} = get(Port, "/status.json?limit=10"),
+    ?assertEqual(10, length(binary:matches(Few, <<"\"pid\":">>))),
+    ?assertNotEqual(nomatch, binary:match(Few, <<"\"children_total\":1000,\"children_matched\":1000,">>)),
+    {200, One} = get(Port, "/status.json?q=CHILD%5f777"),
+    ?assertNotEqual(nomatch, binary:match(One, <<"\"children_total\":1000,\"children_matched\":1,">>)),
+    ?assertNotEqual(nomatch, binary:match(One, <<"\"name\":\"child_777\"">>)),
     Shot = filename:join([dsup_test:root(), "build", "dsup_status_page.png"]),
     _ = file:delete(Shot),
     Url = "http://127.0.0.1:" ++ integer_to_list(Port) ++ "/status",

@@ -169,6 +169,23 @@ static void test_text_escaping(void **st)
     dsup_buf_free(&b);
 }
 
+static void test_query_param(void **st)
+{
+    const char *qs = "limit=10&q=a%20b+c%2f&x";
+    char out[32];
+    assert_int_equal(dsup_http_query_param(qs, strlen(qs), "q", out, sizeof out), 0);
+    assert_string_equal(out, "a b c/");
+    assert_int_equal(dsup_http_query_param(qs, strlen(qs), "limit", out, sizeof out), 0);
+    assert_string_equal(out, "10");
+    assert_int_equal(dsup_http_query_param(qs, strlen(qs), "x", out, sizeof out), -1);
+    assert_int_equal(dsup_http_query_param(qs, strlen(qs), "lim", out, sizeof out), -1);
+    /* truncated escapes are kept as they are; the output is bounded */
+    assert_int_equal(dsup_http_query_param("q=%4", 4, "q", out, sizeof out), 0);
+    assert_string_equal(out, "%4");
+    assert_int_equal(dsup_http_query_param("q=abcdef", 8, "q", out, 4), 0);
+    assert_string_equal(out, "abc");
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -179,6 +196,7 @@ int main(void)
         cmocka_unit_test(test_child_exit_classes),
         cmocka_unit_test(test_rings_keep_the_newest),
         cmocka_unit_test(test_text_escaping),
+        cmocka_unit_test(test_query_param),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
