@@ -47,6 +47,11 @@ endif
 VERSION := $(shell sed -n 's/^Version: //p' scripts/dsup.pc.in)
 HTTP_SRC := $(filter-out c_src/http/server_%.c,$(wildcard c_src/http/*.c))
 ifeq ($(HTTP),yes)
+ifneq ($(shell pkg-config --exists libh2o 2>/dev/null && echo ok),ok)
+ifneq ($(wildcard $(BUILD)/config.mk),)
+$(error HTTP=yes but pkg-config finds no libh2o: apt-get install libh2o-dev, or build with HTTP=no)
+endif
+endif
 HTTP_SRC  += c_src/http/server_h2o.c
 HTTP_GEN  := $(BUILD)/obj/gen/status_html.o
 HTTP_LIBS := $(shell pkg-config --libs libh2o)
