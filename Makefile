@@ -31,7 +31,7 @@ ERL ?= erl
 # install the missing Debian packages first (not with DSUP_NO_APT=1).
 SETUP_GOALS := deps test demo bench fuzz
 ifneq ($(filter-out clean deps,$(or $(MAKECMDGOALS),all)),)
--include $(BUILD)/config.mk
+include $(BUILD)/config.mk
 endif
 $(BUILD)/config.mk:
 	@mkdir -p $(BUILD)
