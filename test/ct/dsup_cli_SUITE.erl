@@ -14,6 +14,10 @@
 -compile([export_all, nowarn_export_all]).
 
 -define(T, 10000).
+%% The makes run here are fresh top-level makes, also when this suite runs
+%% under one (make sanitize passes BUILD/SAN through MAKEFLAGS), and
+%% DSUP_NO_APT is what the case sets itself.
+-define(CLEAN_ENV, "env -u MAKEFLAGS -u MFLAGS -u MAKELEVEL -u MAKEOVERRIDES -u DSUP_NO_APT ").
 
 suite() ->
     [{timetrap, {seconds, 120}}].
@@ -176,7 +180,10 @@ version_matches_version_file(Config) ->
     %% the same source for dsup.pc (written by make install) and mix.exs
     Root = dsup_test:root(),
     Prefix = filename:join(?config(priv_dir, Config), "prefix"),
-    Make = os:cmd("make -s -C " ++ Root ++ " install PREFIX=" ++ Prefix ++ " 2>&1; echo rc=$?"),
+    %% (its own build dir: the suite may run against another build, e.g. build/san)
+    Build = filename:join(?config(priv_dir, Config), "build"),
+    Make = os:cmd(?CLEAN_ENV ++ "make -s -C " ++ Root ++ " install OPT=-O0 BUILD=" ++ Build ++ " PREFIX=" ++ Prefix
+                  ++ " 2>&1; echo rc=$?"),
     ct:log("make install: ~s", [Make]),
     ?assertNotEqual(nomatch, string:find(Make, "rc=0")),
     {ok, Pc} = file:read_file(filename:join([Prefix, "lib", "pkgconfig", "dsup.pc"])),
@@ -368,7 +375,7 @@ make_installs_nothing(Config) ->
     Real = string:split(os:getenv("PATH"), ":", all),
     [link_tools(D, Bin) || D <- Real, D =/= ""],   % the first of a name wins
     ok = file:delete(filename:join(Bin, "ct_run")),
-    Env = "env PATH=" ++ Stub ++ ":" ++ Bin ++ " ",
+    Env = ?CLEAN_ENV ++ "PATH=" ++ Stub ++ ":" ++ Bin ++ " ",
     Build = filename:join(Dir, "build"),
     Make = fun(Args) ->
                    R = os:cmd(Env ++ "make -s -C " ++ Root ++ " BUILD=" ++ Build ++ " OPT=-O0 "
