@@ -158,30 +158,6 @@ static int make_name(dsup_nodeinfo *n, const char *arg, int longname)
     return n->name ? 0 : -1;
 }
 
-/* Names given on the command line: MyApp.Sup is the Elixir alias
- * 'Elixir.MyApp.Sup'; lower-case names are plain atoms. Interned. */
-const char *dsup_atom_from_cli(const char *arg)
-{
-    char buf[300];
-    if (!arg[0] || strlen(arg) > 255)
-        return NULL;
-    if (arg[0] >= 'A' && arg[0] <= 'Z' && strncmp(arg, "Elixir.", 7) != 0)
-        snprintf(buf, sizeof buf, "Elixir.%s", arg);
-    else
-        snprintf(buf, sizeof buf, "%s", arg);
-    if (strlen(buf) > 255)
-        return NULL;
-    return dsup_intern_str(buf);
-}
-
-/* Kept for node_ctrl.c (it starts the instances once the node is up); the
- * specs were checked by the option parser before anything started. */
-int dsup_cli_sup_opts(const char *arg, char *name, size_t cap, ei_x_buff *opts)
-{
-    char err[8];
-    return dsup_cli_sup_parse(arg, name, cap, opts, err, sizeof err);
-}
-
 /* ---- options ------------------------------------------------------------------------
  * One table row per option: its name, whether it takes a value, and the
  * function that checks and stores it. A bad value is one line on stderr

@@ -7,11 +7,36 @@
 #include <string.h>
 #include <uv.h>
 
+#include "intern.h"
 #include "node.h"
 
 const char dsup_cli_sup_keys[] =
     "cache_children=true|false, monitor_nodes=true|false|cluster, nodes=a@h+b@h, "
     "listeners=name+name, max_restarts=0..1000000, max_seconds=1..31536000";
+
+/* Names given on the command line: MyApp.Sup is the Elixir alias
+ * 'Elixir.MyApp.Sup'; lower-case names are plain atoms. Interned. */
+const char *dsup_atom_from_cli(const char *arg)
+{
+    char buf[300];
+    if (!arg[0] || strlen(arg) > 255)
+        return NULL;
+    if (arg[0] >= 'A' && arg[0] <= 'Z' && strncmp(arg, "Elixir.", 7) != 0)
+        snprintf(buf, sizeof buf, "Elixir.%s", arg);
+    else
+        snprintf(buf, sizeof buf, "%s", arg);
+    if (strlen(buf) > 255)
+        return NULL;
+    return dsup_intern_str(buf);
+}
+
+/* For node_ctrl.c (it starts the instances once the node is up); the specs
+ * were checked by the option parser before anything started. */
+int dsup_cli_sup_opts(const char *arg, char *name, size_t cap, ei_x_buff *opts)
+{
+    char err[8];
+    return dsup_cli_sup_parse(arg, name, cap, opts, err, sizeof err);
+}
 
 int dsup_cli_parse_int(const char *s, long long min, long long max, long long *out, char *err, size_t errcap)
 {
