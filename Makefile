@@ -1,8 +1,9 @@
 # dsup — build, test, demo, bench, install.
 #
-#   make            build build/dsup-node and build/libdsup.a
-#   make test       install missing packages, build, run every test
-#   make demo       install missing packages, build, run the mixed-cluster demo
+#   make            build build/dsup-node and build/libdsup.a (installs nothing)
+#   make deps       install the missing Debian packages (apt-get; DSUP_NO_APT=1: only check)
+#   make test       make deps, build, run every test
+#   make demo       make deps, build, run the mixed-cluster demo
 #   make bench      run the benchmarks (dsup beside a pure-BEAM baseline)
 #   make fuzz       run the libFuzzer frame-decoder target for FUZZ_SECONDS
 #   make sanitize   build and run the unit + CT suites under ASan/UBSan
@@ -19,17 +20,29 @@ OPT     ?= -O2
 SAN     ?=
 FUZZ_SECONDS ?= 30
 
+# The version, one source of truth: VERSION (also read by scripts/dsup.pc.in
+# through `make install` and by elixir_shim/mix.exs).
+DSUP_VERSION := $(shell cat VERSION)
+ERL ?= erl
+
 # Where erl_interface lives is asked of erl itself (no hard-coded version path).
-# The rule that writes config.mk first installs the system packages when missing.
--include $(BUILD)/config.mk
-$(BUILD)/config.mk: scripts/install-deps.sh
+# Plain `make` installs nothing: when erl is missing it says to run `make deps`.
+# The goals that promise a fresh machine works (test, demo, bench, fuzz, deps)
+# install the missing Debian packages first (not with DSUP_NO_APT=1).
+SETUP_GOALS := deps test demo bench fuzz
+ifneq ($(filter-out clean deps,$(or $(MAKECMDGOALS),all)),)
+include $(BUILD)/config.mk
+endif
+$(BUILD)/config.mk:
 	@mkdir -p $(BUILD)
-	@scripts/install-deps.sh
-	@erl -noshell -eval 'io:format("EI_DIR := ~s~nOTP_RELEASE := ~s~n", [code:lib_dir(erl_interface), erlang:system_info(otp_release)]), halt().' > $@.tmp && mv $@.tmp $@
+	@$(if $(filter $(SETUP_GOALS),$(MAKECMDGOALS)),scripts/install-deps.sh)
+	@command -v $(ERL) >/dev/null 2>&1 || { echo "make: '$(ERL)' not found: install Erlang/OTP (on Debian: make deps) or put erl on PATH (ERL=/path/to/erl)" >&2; exit 1; }
+	@$(ERL) -noshell -eval 'io:format("EI_DIR := ~s~nOTP_RELEASE := ~s~n", [code:lib_dir(erl_interface), erlang:system_info(otp_release)]), halt().' > $@.tmp && mv $@.tmp $@
 
 # Hidden by default: only what include/dsup.h marks DSUP_EXTERN is exported.
 CFLAGS  += -std=gnu11 $(OPT) -g -Wall -Wextra -Wno-unused-parameter -fPIC -fvisibility=hidden $(SAN) \
-           -Iinclude -Ic_src -I$(EI_DIR)/include -DDSUP_OTP_RELEASE=$(OTP_RELEASE)
+           -Iinclude -Ic_src -I$(EI_DIR)/include -DDSUP_OTP_RELEASE=$(OTP_RELEASE) \
+           -DDSUP_VERSION='"$(DSUP_VERSION)"'
 LDFLAGS += $(SAN) -rdynamic
 # libei whole: plugins (--load) may call any ei function, not only the ones
 # the node itself happens to use.
@@ -52,6 +65,8 @@ deps:
 $(BUILD)/obj/%.o: c_src/%.c $(wildcard c_src/*.h include/*.h) $(BUILD)/config.mk
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -c $< -o $@
+
+$(BUILD)/obj/cli.o: VERSION
 
 # The installed library is sealed: its objects are linked into one and every
 # hidden symbol is made local, so only the public API is global (scripts/
@@ -124,7 +139,7 @@ install: all
 	install -m 755 $(BUILD)/dsup-node $(DESTDIR)$(PREFIX)/bin/
 	install -m 644 include/dsup.h $(DESTDIR)$(PREFIX)/include/
 	install -m 644 $(BUILD)/libdsup.a $(DESTDIR)$(PREFIX)/lib/
-	sed -e 's|@PREFIX@|$(PREFIX)|g' -e 's|@EI_DIR@|$(EI_DIR)|g' scripts/dsup.pc.in > $(DESTDIR)$(PREFIX)/lib/pkgconfig/dsup.pc
+	sed -e 's|@PREFIX@|$(PREFIX)|g' -e 's|@EI_DIR@|$(EI_DIR)|g' -e 's|@VERSION@|$(DSUP_VERSION)|g' scripts/dsup.pc.in > $(DESTDIR)$(PREFIX)/lib/pkgconfig/dsup.pc
 
 # Examples are built against the public header only (include/, no c_src/).
 EX_DIR    := $(BUILD)/examples

@@ -517,13 +517,15 @@ int dsup_node_start(void)
     dsup_nodeinfo *n = g_node;
     dsup_proc_table_init();
     uv_tcp_init(n->loop, &n->listener);
-    struct sockaddr_in a;
-    uv_ip4_addr("0.0.0.0", n->port, &a);
+    struct sockaddr_storage a; /* like inet_dist_use_interface; the CLI checked the literal */
+    const char *ip = n->listen_address ? n->listen_address : "0.0.0.0";
+    if (uv_ip4_addr(ip, n->port, (struct sockaddr_in *)&a) != 0)
+        uv_ip6_addr(ip, n->port, (struct sockaddr_in6 *)&a);
     int rc = uv_tcp_bind(&n->listener, (const struct sockaddr *)&a, 0);
     if (rc == 0)
         rc = uv_listen((uv_stream_t *)&n->listener, 128, on_accept);
     if (rc < 0) {
-        LOG_ERROR("cannot listen on port %d: %s", n->port, uv_strerror(rc));
+        LOG_ERROR("cannot listen on %s port %d: %s", ip, n->port, uv_strerror(rc));
         return -1;
     }
     struct sockaddr_storage bound;

@@ -86,6 +86,7 @@ typedef struct dsup_nodeinfo {
     size_t max_frame;
     uv_tcp_t listener;
     int port;
+    const char *listen_address; /* --listen-address (IPv4/IPv6 literal); NULL: 0.0.0.0 */
     dsup_conn **conns;
     size_t nconns, capconns;
     dsup_conn **flush;      /* connections with queued frames */

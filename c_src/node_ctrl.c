@@ -104,7 +104,7 @@ static dsup_call_ret ctrl_call(dsup_proc *self, void *state, dsup_term req, cons
         return DSUP_REPLY;
     }
     if (dsup_term_is_atom(req, "node_info")) {
-        /* [{name, N}, {visible, B}, {processes, Count}, {connections, Nodes}] */
+        /* [{name, N}, {visible, B}, {processes, Count}] (README: Wire API) */
         ei_x_encode_list_header(reply, 3);
         ei_x_encode_tuple_header(reply, 2);
         dsup_x_encode_atom(reply, "name");
