@@ -257,6 +257,15 @@ int dsup_intern_attach(uv_loop_t *loop)
 {
     if (attached)
         return 0;
+    const char *q = getenv("DSUP_PEER_NAME_QUOTA");
+    if (q && *q) {
+        char *end;
+        unsigned long long v = strtoull(q, &end, 10);
+        if (*end)
+            LOG_WARN("DSUP_PEER_NAME_QUOTA=%s is not a number; keeping %zu", q, quota);
+        else
+            quota = (size_t)v;
+    }
     if (uv_prepare_init(loop, &sweeper) < 0 || uv_prepare_start(&sweeper, on_prepare) < 0)
         return -1;
     uv_unref((uv_handle_t *)&sweeper); /* it never keeps the loop alive */

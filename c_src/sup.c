@@ -171,7 +171,10 @@ int sup_start_local(dsup_sup *s, dsup_child_spec *spec, ei_x_buff *reply)
     ei_x_buff *why = dsup_term_scratch();
     int rc = dsup_spawn_child(spec->type, &spec->args, s->proc, &child, why);
     if (rc == -2) {
-        reply_error2(reply, "unknown_worker", dsup_reason_atom(spec->type));
+        ei_x_buff *t = dsup_term_scratch(); /* not dsup_reason_atom: it keeps what it encodes */
+        dsup_x_encode_atom(t, spec->type);
+        reply_error2(reply, "unknown_worker", dsup_term_of_x(t));
+        dsup_term_scratch_release(t);
     } else if (rc < 0) {
         ei_x_encode_tuple_header(reply, 2);
         dsup_x_encode_atom(reply, "error");
@@ -352,7 +355,7 @@ void sup_failover(dsup_sup *s, const char *lost)
             continue; /* already running elsewhere: keep knowing it */
         dsup_child_spec *spec = NULL;
         const char *owner = dsup_ring_node_for(s->ring, c->spec->name.buf, c->spec->name.len);
-        owner = owner ? dsup_intern_str(owner) : NULL; /* the ring keeps its own copies */
+        owner = owner ? dsup_intern_find(owner, strlen(owner)) : NULL; /* the ring keeps its own copies */
         if (s->cache_children && c->spec->restart != DSUP_RESTART_TEMPORARY &&
             strcmp(c->spec->type, "undefined") != 0 && owner == g_node->name)
             spec = dsup_spec_with_name(c->spec, c->spec->name);
@@ -403,8 +406,9 @@ static void sup_info(dsup_proc *self, void *state, dsup_term msg)
         const char *node;
         size_t len;
         int i = 0;
-        if (dsup_term_atom_text(el[1].buf, &i, &node, &len) == 0)
-            sup_failover(s, dsup_intern(node, len));
+        /* A node whose name nobody holds has no children to fail over. */
+        if (dsup_term_atom_text(el[1].buf, &i, &node, &len) == 0 && (node = dsup_intern_find(node, len)))
+            sup_failover(s, node);
         return;
     }
     if (dsup_term_tagged(msg, "$dsup_retry", &ar, el, 2) && ar == 2) {

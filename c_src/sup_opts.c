@@ -77,8 +77,10 @@ static int parse_listener(dsup_term t, sup_listener *l)
 {
     memset(l, 0, sizeof *l);
     int i = 0;
-    if (dsup_decode_pid(t.buf, &i, &l->pid) == 0)
+    if (dsup_decode_pid(t.buf, &i, &l->pid) == 0) {
+        dsup_pid_hold(&l->pid); /* options live with the instance: held for good */
         return 0;
+    }
     if ((l->name = atom_text(t))) {
         l->node = g_node->name;
         return 0;
