@@ -244,7 +244,7 @@ void dsup_intern_sweep(void)
         n /= 2;
     if (n != nslots)
         resize(n);
-    if (cappend > 4096 && npend == 0) {
+    if (cappend > 65536) { /* kept between turns, up to what a busy turn needs */
         free(pend);
         pend = NULL;
         cappend = 0;
