@@ -84,7 +84,10 @@ void dsup_node_conn_remove(dsup_conn *c)
     dsup_buf_free(&c->rbuf);
     dsup_buf_free(&c->wq);
     dsup_buf_free(&c->wflight);
-    dsup_intern_release(c->peer); /* whoever set c->peer held it */
+    /* Whoever set c->peer held it (checked: a handshake that failed early
+     * may leave a name that is not in the table). */
+    if (c->peer && dsup_intern_find(c->peer, strlen(c->peer)) == c->peer)
+        dsup_intern_release(c->peer);
     free(c);
 }
 
