@@ -493,8 +493,8 @@ dsup_sup *dsup_sup_find(const char *name)
 static void free_sup(dsup_sup *s)
 {
     dsup_ring_free(s->ring);
-    free(s->nodes);
-    free(s->listeners);
+    sup_opts_release(s);
+    dsup_intern_release(s->name);
     free(s->restarts);
     free(s);
 }
@@ -506,8 +506,16 @@ int dsup_sup_start(const char *name, const dsup_term *opts, dsup_sup **out, ei_x
         dsup_register_internal_type(&sup_type);
         registered = 1;
     }
-    const char *n = dsup_intern_str(name);
-    dsup_proc *existing = n ? dsup_proc_whereis(n) : NULL;
+    /* Counted and held by the instance: a start that fails gives it back. */
+    const char *n = dsup_intern_peer(name, strlen(name));
+    if (!n) {
+        if (err) {
+            err->index = 0;
+            dsup_x_encode_atom(err, "system_limit");
+        }
+        return -1;
+    }
+    dsup_proc *existing = dsup_proc_whereis(n);
     if (existing) {
         if (err) {
             err->index = 0;
@@ -521,6 +529,7 @@ int dsup_sup_start(const char *name, const dsup_term *opts, dsup_sup **out, ei_x
     if (!s)
         return -1;
     s->name = n;
+    dsup_intern_hold(n);
     s->cache_children = 1;
     s->max_restarts = 3;
     s->max_seconds = 5;
