@@ -172,9 +172,9 @@ static void warn_quota(void)
         suppressed++;
         return;
     }
-    LOG_WARN("peer %s holds %zu names, its quota: names it would add are refused and the "
-             "messages that carry them dropped (%zu more since the last warning)",
-             cur_peer->s, (size_t)cur_peer->created, suppressed);
+    LOG_WARN("peer %s reached its quota of %zu names (DSUP_PEER_NAME_QUOTA): messages that "
+             "would add more are dropped (%zu more since the last warning)",
+             cur_peer->s, quota, suppressed);
     last = ts.tv_sec;
     suppressed = 0;
 }
