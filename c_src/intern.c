@@ -277,6 +277,7 @@ void dsup_intern_detach(void)
 {
     if (!attached)
         return;
+    LOG_INFO("name table at exit: %zu names, %zu of them kept for the run", nused, npinned);
     uv_prepare_stop(&sweeper);
     if (!uv_is_closing((uv_handle_t *)&sweeper))
         uv_close((uv_handle_t *)&sweeper, NULL);
