@@ -21,8 +21,9 @@
 -define(N_LINK, 150000).         % LINK from pids of distinct nodes (quota: 50,000 kept)
 -define(N_MON_PID, 150000).      % MONITOR_P from pids of distinct nodes
 -define(BATCH, 20000).           % frames per socket write
-%% The node's RSS may grow by at most this much over the whole flood (measured
-%% 11-20 MB: 50,000 held names, the links holding them, write-queue backlog).
+%% The node's RSS may grow by at most this much over the whole flood (growth
+%% measured 8-24 MB: 50,000 held names, the links holding them, the backlog of
+%% answers in the write queue).
 %% Before the fix the 1.1M names stayed for good: +70 MB.
 -define(RSS_GROWTH_MAX_KB, 56 * 1024).
 
