@@ -56,6 +56,10 @@ static const char usage[] =
     "                       any connects the one dsup was built against)\n"
     "  --load PLUGIN.so     load worker types from a plugin (repeatable)\n"
     "  --log-level LEVEL    debug | info | warn | error (default info)\n"
+    "  --peer-name-quota N  live names (node names, registered-name targets) one\n"
+    "                       peer may add to the node's name table (default 100000,\n"
+    "                       0 = no limit); past it its messages that would add\n"
+    "                       one are dropped and logged\n"
     "  --log-format FORMAT  text | json (default text): one line per event on\n"
     "                       stderr, with UTC time, node name and level\n"
     "  --version            print the version and exit\n"
@@ -340,6 +344,15 @@ static int opt_log_format(cli_ctx *c, const char *opt, const char *v)
     return CLI_OK;
 }
 
+static int opt_peer_name_quota(cli_ctx *c, const char *opt, const char *v)
+{
+    long long q;
+    if (int_arg(opt, v, 0, 1000000000LL, &q) < 0)
+        return CLI_ERR;
+    dsup_intern_set_quota((size_t)q);
+    return CLI_OK;
+}
+
 static const cli_opt options[] = {
     { "--help", 0, opt_help },
     { "-h", 0, opt_help },
@@ -360,6 +373,7 @@ static const cli_opt options[] = {
     { "--load", 1, opt_load },
     { "--log-level", 1, opt_log_level },
     { "--log-format", 1, opt_log_format },
+    { "--peer-name-quota", 1, opt_peer_name_quota },
 };
 
 /* CLI_OK when the node should start, CLI_EXIT0 after --help/--version,

@@ -84,6 +84,10 @@ void dsup_node_conn_remove(dsup_conn *c)
     dsup_buf_free(&c->rbuf);
     dsup_buf_free(&c->wq);
     dsup_buf_free(&c->wflight);
+    /* Whoever set c->peer held it (checked: a handshake that failed early
+     * may leave a name that is not in the table). */
+    if (c->peer && dsup_intern_find(c->peer, strlen(c->peer)) == c->peer)
+        dsup_intern_release(c->peer);
     free(c);
 }
 
@@ -227,11 +231,12 @@ static dsup_conn *start_outbound(const char *peer)
     if (!c)
         return NULL;
     c->outbound = 1;
-    c->peer = peer;
     if (conns_add(c) < 0) {
         free(c);
         return NULL;
     }
+    c->peer = peer;
+    dsup_intern_hold(peer);
     LOG_DEBUG("connecting to %s", peer);
     c->pending_cb = 1;
     const char *host = at + 1;
@@ -505,6 +510,7 @@ void dsup_shutdown(void)
     close_handle((uv_handle_t *)&g_node->listener);
     close_handle((uv_handle_t *)&g_node->tick_timer);
     close_handle((uv_handle_t *)&g_node->idle);
+    dsup_intern_detach();
     close_handle((uv_handle_t *)&g_node->sigint);
     close_handle((uv_handle_t *)&g_node->sigterm);
     uv_timer_init(g_node->loop, &stop_deadline);
@@ -534,6 +540,7 @@ int dsup_node_start(void)
     n->port = ntohs(((struct sockaddr_in *)&bound)->sin_port);
 
     uv_idle_init(n->loop, &n->idle);
+    dsup_intern_attach(n->loop);
     uv_timer_init(n->loop, &n->tick_timer);
     unsigned period = n->ticktime_ms / 4 ? n->ticktime_ms / 4 : 1;
     uv_timer_start(&n->tick_timer, on_tick, period, period);

@@ -138,7 +138,7 @@ static void connect_to_listed(dsup_term nodes)
         size_t len;
         if (dsup_term_atom_text(nodes.buf, &i, &name, &len) < 0)
             return;
-        const char *node = dsup_intern(name, len);
+        const char *node = dsup_intern_peer(name, len); /* the connection holds it */
         if (node && node != g_node->name && !dsup_node_conn(node, 0)) {
             LOG_DEBUG("connecting to %s, a peer's peer", node);
             dsup_node_conn(node, 1);
