@@ -115,7 +115,7 @@ flood_of_names_locks_nobody_out(Config) ->
     probe_send(Raw, fake_pid(<<"probe_1@">>), EchoB, 2),
     ok = probe(Raw, Own, EchoB, 3),
     ?assertEqual([3, 1], raw_acks(Raw)),
-    ok = dsup_test:wait_until(fun() -> log_has(H, [<<"peer ">>, atom_to_binary(Peer), <<"quota">>]) end, ?T),
+    ok = dsup_test:wait_until(fun() -> log_has(H, [<<"peer ">>, atom_to_binary(Peer), <<"reached its quota">>]) end, ?T),
 
     %% The node is alive and nobody else is locked out: a peer with a name it
     %% never saw connects and calls a worker.
@@ -196,7 +196,7 @@ holders_survive_name_churn(Config) ->
     ?assertEqual(Churn + 1, length(raw_acks(Raw))),
     %% The names churned through the table: none is left over, the quota is not
     %% reached, and the worker still answers.
-    ?assertEqual(false, log_has(H, [<<"quota">>])),
+    ?assertEqual(false, log_has(H, [<<"reached its quota">>])),
     ?assertEqual(ping, gen_server:call(Echo, ping, ?T)),
     %% The worker ends: every holder hears of it, with the real reason.
     exit(Echo, {shutdown, churned}),
