@@ -3,6 +3,7 @@
 #include <dlfcn.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -248,10 +249,11 @@ static int run(int argc, char **argv, const char **connect, const char **plugins
      * built against unless told otherwise. */
     dsup_ring_default_atom_encoding = DSUP_OTP_RELEASE >= 26 ? DSUP_RING_ATOM_UTF8 : DSUP_RING_ATOM_EXT;
 
-    for (int i = 1; i < argc; i++) {
+    for (int i = 1, net; i < argc; i++) {
         const char *a = argv[i];
         if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
             fputs(usage, stdout);
+            fputs(dsup_net_cli_usage, stdout); /* net_opts.c */
             return 0;
         } else if (!strcmp(a, "--sname") || !strcmp(a, "--name")) {
             if (!need(i, argc, a))
@@ -335,6 +337,10 @@ static int run(int argc, char **argv, const char **connect, const char **plugins
                 return 2;
             }
             dsup_log_level = l;
+        } else if ((net = dsup_net_cli_option(n, argc, argv, &i)) != 0) {
+            /* hostile-network bounds: parsed in net_opts.c */
+            if (net < 0)
+                return 2;
         } else {
             fprintf(stderr, "dsup-node: unknown option %s\n%s", a, usage);
             return 2;
@@ -384,6 +390,9 @@ static int run(int argc, char **argv, const char **connect, const char **plugins
 
 int dsup_main(int argc, char **argv)
 {
+    /* A peer that resets its socket must not kill the node: writes to it
+     * then fail with EPIPE instead (libuv writes with write/writev). */
+    signal(SIGPIPE, SIG_IGN);
     /* Room for every argument; freed on every way out (LeakSanitizer runs). */
     const char **connect = calloc((size_t)argc, sizeof *connect);
     const char **plugins = calloc((size_t)argc, sizeof *plugins);
