@@ -158,7 +158,7 @@ typedef struct reconnect {
     struct reconnect *next;
 } reconnect;
 static reconnect *reconnects;
-static dsup_ratelimit dial_fail_log, refuse_log;
+static dsup_ratelimit dial_fail_log, refuse_log, deadline_log;
 
 static void set_error(dsup_conn *c, const char *fmt, ...)
 {
@@ -613,7 +613,7 @@ static void on_setup_timer(uv_timer_t *t)
             continue;
         if (!c->outbound) {
             unsigned dropped;
-            if (dsup_ratelimit_ok(&refuse_log, now, &dropped))
+            if (dsup_ratelimit_ok(&deadline_log, now, &dropped))
                 LOG_WARN("handshake from %s not done within --setup-time %.1f s: closed%s",
                          dsup_conn_label(c), g_node->setup_ms / 1000.0,
                          dropped ? " (more drops not logged)" : "");
