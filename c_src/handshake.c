@@ -258,7 +258,6 @@ int dsup_hs_packet(dsup_conn *c, const uint8_t *p, size_t len)
         if (len == 5 && memcmp(p, "strue", 5) == 0) {
             /* A claim, not a proof: the old connection stays until the
              * challenge reply checks out (dsup_node_peer_proven). */
-            c->replaces = 1;
             if (send_challenge(c) < 0)
                 return -1;
             c->hs_step = HS_IN_REPLY;

@@ -56,7 +56,6 @@ typedef struct dsup_conn {
     char hs_name[256];
     char addr_text[64];     /* inbound: the source address, for caps and logs */
     uint64_t setup_deadline_ms; /* loop time by which the setup must be done */
-    int replaces;           /* inbound: said "alive"; the old connection goes once the cookie is proven */
     int overflow;           /* output bound exceeded: closed at the next flush */
     const char *error;      /* why the setup failed, for the close log (static or errbuf) */
     char errbuf[160];
