@@ -61,8 +61,9 @@ static int fail(dsup_conn *c, const char *why)
         return -1; /* node.c logs outbound failures, once per peer and reason */
     unsigned dropped;
     if (dsup_ratelimit_ok(&inbound_fail_log, dsup_node_now(), &dropped))
-        LOG_WARN("handshake from %s failed: %s%s", dsup_conn_label(c), why,
-                 dropped ? " (and more failed handshakes not logged)" : "");
+        LOG_WARN("connection attempt from %s%s%s%s refused: %s%s", dsup_conn_label(c),
+                 c->hs_name[0] ? " (" : "", c->hs_name[0] ? c->addr_text : "", c->hs_name[0] ? ")" : "",
+                 why, dropped ? " (more refusals not logged)" : "");
     return -1;
 }
 
