@@ -131,13 +131,17 @@ static int on_name(dsup_conn *c, const uint8_t *p, size_t len)
     uint64_t flags = dsup_get_u64be(p + 1);
     c->peer_creation = dsup_get_u32be(p + 9);
     size_t nlen = dsup_get_u16be(p + 13);
-    if (nlen == 0 || nlen >= sizeof c->hs_name || 15 + nlen != len || !memchr(p + 15, '@', nlen) ||
-        memchr(p + 15, 0, nlen))
+    if (nlen == 0 || nlen >= sizeof c->hs_name || 15 + nlen != len || !memchr(p + 15, '@', nlen))
         return fail(c, "bad node name in send_name");
+    for (size_t i = 0; i < nlen; i++)
+        if (p[15 + i] < 0x20 || p[15 + i] == 0x7f) /* no NUL, no control bytes in our logs */
+            return fail(c, "bad node name in send_name");
     memcpy(c->hs_name, p + 15, nlen);
     c->hs_name[nlen] = 0;
     if (check_peer_flags(c, flags) < 0)
         return -1;
+    if (strcmp(c->hs_name, g_node->name) == 0)
+        return fail(c, "the peer claims this node's own name");
     int verdict = dsup_node_accept_peer(c, c->hs_name);
     if (verdict == 0) {
         send_status(c, "nok");
