@@ -130,6 +130,15 @@ static void on_read(uv_stream_t *s, ssize_t n, const uv_buf_t *b)
 {
     dsup_conn *c = s->data;
     if (n < 0) {
+        if (dsup_hs_waiting_for_theirs(c)) {
+            /* The peer closes the attempt it refused with "nok"; this one
+             * keeps our queue until their connection is proven (then the
+             * queue moves there) or the setup deadline passes. */
+            LOG_DEBUG("%s closed our refused attempt; waiting for its connection to be proven",
+                      c->peer);
+            uv_read_stop(s);
+            return;
+        }
         if (c->state == CONN_HANDSHAKE && c->outbound && n == UV_EOF)
             dsup_conn_close(c, dsup_hs_closed_reason(c));
         else

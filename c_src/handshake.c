@@ -242,6 +242,11 @@ static int on_ack(dsup_conn *c, const uint8_t *p, size_t len)
     return 0;
 }
 
+int dsup_hs_waiting_for_theirs(const dsup_conn *c)
+{
+    return c->outbound && c->state == CONN_HANDSHAKE && c->hs_step == HS_OUT_NOK;
+}
+
 const char *dsup_hs_closed_reason(const dsup_conn *c)
 {
     switch (c->hs_step) {

@@ -22,7 +22,8 @@ suite() ->
 
 all() ->
     [sigpipe_rst_after_send_name, spoofed_name_keeps_real_peer,
-     proven_restart_replaces_connection, slowloris_closed_at_deadline,
+     proven_restart_replaces_connection, simultaneous_connect_theirs_wins,
+     slowloris_closed_at_deadline,
      non_reading_peer_cut, rss_returns_after_large_echo,
      epmd_restart_reregisters, frozen_epmd_dial_deadline,
      connect_wrong_cookie_warns_once, connect_unknown_node_warns_once].
@@ -243,6 +244,75 @@ proven_restart_replaces_connection(Config) ->
     wait_log(H, <<"replaced by a new (authenticated) connection">>, ?T),
     gen_tcp:close(S),
     assert_serves(H).
+
+%% A simultaneous connect where the peer's attempt wins: the node answers
+%% ok_simultaneous to the peer's connection but gives up its own attempt
+%% only once the peer has proven the cookie; the peer's "nok" (and closing
+%% the refused attempt, as a BEAM does) costs nothing and logs no failure.
+simultaneous_connect_theirs_wins(Config) ->
+    E = {_, EpmdPort} = start_epmd(Config),
+    %% a fake node, registered with that epmd, whose name sorts after ours
+    Fake = dsup_test:unique_node(zzz_fake),
+    [FakeAlive, _] = string:split(atom_to_list(Fake), "@"),
+    {ok, L} = gen_tcp:listen(0, [binary, {packet, 2}, {active, false}, {ip, {127, 0, 0, 1}}]),
+    {ok, LPort} = inet:port(L),
+    Reg = epmd_register(EpmdPort, FakeAlive, LPort),
+    H = #{node := Node, listen_port := XPort} = start_on_epmd(Config, E, #{connect => [Fake],
+                                                                      log_level => debug}),
+    %% the node dials us ...
+    {ok, Out} = gen_tcp:accept(L, ?T),
+    NodeBin = atom_to_binary(Node, utf8),
+    {ok, <<$N, _:64, _:32, NL:16, NodeBin:NL/binary>>} = gen_tcp:recv(Out, 0, ?T),
+    %% ... while we dial it
+    In = raw(XPort),
+    send_name(In, Fake),
+    {ok, <<"sok_simultaneous">>} = gen_tcp:recv(In, 0, ?T),
+    {ok, <<$N, _:64, Challenge:32, _/binary>>} = gen_tcp:recv(In, 0, ?T),
+    %% ours wins: refuse its attempt and close it, as net_kernel does
+    ok = gen_tcp:send(Out, <<"snok">>),
+    ok = gen_tcp:close(Out),
+    %% the node has seen that close before our proof arrives
+    dsup_test:wait_until(fun() -> log_lines(H, <<"closed our refused attempt">>) ++
+                                      log_lines(H, <<"cannot connect to">>) =/= [] end, ?T),
+    %% meanwhile the node queues a message for us: an echo worker's reply to
+    %% a call made (by another peer) in our name
+    {ok, C2} = dist_raw:connect(Node, erlang:get_cookie(), #{port => XPort}),
+    {ok, {ok, Echo}} = dist_raw:call(C2, {dsup_node, Node}, {spawn, echo, []}, ?T),
+    FakePid = dist_raw:self_pid(#{name => Fake, creation => 7}),
+    ok = dist_raw:send_ctrl(C2, {2, '', Echo}, {'$gen_call', {FakePid, queued_tag}, queued}),
+    {ok, done} = dist_raw:call(C2, Echo, done, ?T), % the echo has answered the first one
+    Cookie = atom_to_list(erlang:get_cookie()),
+    ok = gen_tcp:send(In, <<$r, 9:32, (erlang:md5([Cookie | integer_to_list(Challenge)]))/binary>>),
+    Ack = erlang:md5([Cookie | integer_to_list(9)]),
+    {ok, <<$a, Ack/binary>>} = gen_tcp:recv(In, 0, ?T),
+    ok = inet:setopts(In, [{packet, 4}]),
+    %% up, and what was queued on the node's own attempt arrives here
+    ?assertEqual(ok, wait_frame(#{sock => In}, {queued_tag, queued}, ?T)),
+    dist_raw:close(C2),
+    wait_log(H, <<"connected to ", (atom_to_binary(Fake, utf8))/binary, " (inbound)">>, ?T),
+    ?assertEqual([], log_lines(H, <<"cannot connect to">>)),
+    gen_tcp:close(In),
+    gen_tcp:close(Reg),
+    gen_tcp:close(L),
+    assert_serves(H, #{port => XPort}).
+
+wait_frame(C, Msg, Timeout) ->
+    case dist_raw:recv(C, Timeout) of
+        {ok, {{2, _, _}, Msg}} -> ok;
+        {ok, _Other} -> wait_frame(C, Msg, Timeout);
+        E -> E
+    end.
+
+%% ALIVE2_REQ: register Alive on Port with the epmd on EpmdPort; the
+%% registration lasts as long as the returned socket is open.
+epmd_register(EpmdPort, Alive, Port) ->
+    {ok, S} = gen_tcp:connect({127, 0, 0, 1}, EpmdPort, [binary, {packet, 0}, {active, false}], ?T),
+    A = list_to_binary(Alive),
+    Body = <<120, Port:16, 72, 0, 6:16, 5:16, (byte_size(A)):16, A/binary, 0:16>>,
+    ok = gen_tcp:send(S, <<(byte_size(Body)):16, Body/binary>>),
+    {ok, <<R, 0, _/binary>>} = gen_tcp:recv(S, 0, ?T),
+    true = R =:= 118 orelse R =:= 121,
+    S.
 
 %% Issue 11.4: connections that trickle a byte at a time are closed at the
 %% setup deadline (fixed at accept, not moved by each byte), and the caps
