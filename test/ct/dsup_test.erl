@@ -194,16 +194,30 @@ start_node(Opts) when is_map(Opts) ->
 %% default disposition (through `env --default-signal=PIPE', same pid after
 %% exec), so that a write to a reset socket is as fatal here as in production.
 sigpipe_wrap(default, Exe, Args) ->
-    case os:find_executable("env") of
+    case default_signal_env() of
         false -> {Exe, Args};
-        Env ->
-            case os:cmd(Env ++ " --default-signal=PIPE true && echo yes") of
-                "yes\n" -> {Env, ["--default-signal=PIPE", Exe | Args]};
-                _ -> {Exe, Args}
-            end
+        Env -> {Env, ["--default-signal=PIPE", Exe | Args]}
     end;
 sigpipe_wrap(inherit, Exe, Args) ->
     {Exe, Args}.
+
+%% env(1) if it supports --default-signal (coreutils 8.31+), else false;
+%% asked once per VM.
+default_signal_env() ->
+    case persistent_term:get({?MODULE, default_signal_env}, undefined) of
+        undefined ->
+            R = case os:find_executable("env") of
+                    false -> false;
+                    Env ->
+                        case os:cmd(Env ++ " --default-signal=PIPE true && echo yes") of
+                            "yes\n" -> Env;
+                            _ -> false
+                        end
+                end,
+            persistent_term:put({?MODULE, default_signal_env}, R),
+            R;
+        R -> R
+    end.
 
 %% ping answered, and the node's dsup_node server answers which_workers.
 is_ready(Node) ->
