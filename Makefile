@@ -5,7 +5,7 @@
 #   make test       make deps, build, run every test
 #   make demo       make deps, build, run the mixed-cluster demo
 #   make bench      run the benchmarks (dsup beside a pure-BEAM baseline)
-#   make fuzz       run the libFuzzer frame-decoder target for FUZZ_SECONDS
+#   make fuzz       run the libFuzzer targets (frame decoder, handshake) for FUZZ_SECONDS each
 #   make sanitize   build and run the unit + CT suites under ASan/UBSan
 #   make valgrind   run the unit tests under valgrind
 #   make install    install binary, header, library, pkg-config file under PREFIX
@@ -119,6 +119,8 @@ bench: deps all
 # $(BUILD)/fuzz/corpus; test/fuzz/corpus holds the seeds (erl-made frames,
 # regenerate with DSUP_FUZZ_CORPUS=test/fuzz/corpus build/test/test_ctrl).
 FUZZ_SRC := test/fuzz/fuzz_frame.c c_src/ctrl.c c_src/term_skip.c c_src/buf.c
+# The handshake state machine with the node stubbed (seeds: test/fuzz/hs_corpus).
+FUZZ_HS_SRC := test/fuzz/fuzz_handshake.c c_src/handshake.c c_src/md5.c
 fuzz: deps
 	@scripts/install-deps.sh clang libclang-rt-14-dev
 	@mkdir -p $(BUILD)/fuzz/corpus
@@ -126,6 +128,11 @@ fuzz: deps
 	  -Iinclude -Ic_src -o $(BUILD)/fuzz/fuzz_frame $(FUZZ_SRC)
 	$(BUILD)/fuzz/fuzz_frame -max_total_time=$(FUZZ_SECONDS) -max_len=4096 -print_final_stats=1 \
 	  -artifact_prefix=$(BUILD)/fuzz/ $(BUILD)/fuzz/corpus test/fuzz/corpus
+	@mkdir -p $(BUILD)/fuzz/hs_corpus
+	clang -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined \
+	  -Iinclude -Ic_src -I$(EI_DIR)/include -o $(BUILD)/fuzz/fuzz_handshake $(FUZZ_HS_SRC) -luv
+	$(BUILD)/fuzz/fuzz_handshake -max_total_time=$(FUZZ_SECONDS) -max_len=2048 -print_final_stats=1 \
+	  -artifact_prefix=$(BUILD)/fuzz/hs_ $(BUILD)/fuzz/hs_corpus test/fuzz/hs_corpus
 
 sanitize:
 	$(MAKE) BUILD=build/san OPT=-O1 SAN="-fsanitize=address,undefined -fno-omit-frame-pointer" unit

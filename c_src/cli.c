@@ -4,6 +4,7 @@
 #include <dlfcn.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -205,6 +206,7 @@ static int int_arg(const char *opt, const char *v, long long min, long long max,
 static int opt_help(cli_ctx *c, const char *opt, const char *v)
 {
     fputs(usage, stdout);
+    fputs(dsup_net_cli_usage, stdout); /* net_opts.c */
     return CLI_EXIT0;
 }
 
@@ -353,6 +355,39 @@ static int opt_peer_name_quota(cli_ctx *c, const char *opt, const char *v)
     return CLI_OK;
 }
 
+/* Hostile-network bounds (defaults in net_opts.c). */
+static int opt_setup_time(cli_ctx *c, const char *opt, const char *v)
+{
+    char *end;
+    errno = 0;
+    double secs = strtod(v, &end);
+    if (!*v || *end || errno || !(secs >= 0.05 && secs <= 3600))
+        return cli_error(opt, "expected seconds from 0.05 to 3600, got '%s'", v);
+    c->n->setup_ms = (unsigned)(secs * 1000);
+    return CLI_OK;
+}
+
+static int opt_max_handshakes(cli_ctx *c, const char *opt, const char *v)
+{
+    long long x;
+    if (int_arg(opt, v, 1, 100000, &x) < 0)
+        return CLI_ERR;
+    if (!strcmp(opt, "--max-handshakes"))
+        c->n->max_handshakes = (unsigned)x;
+    else
+        c->n->max_handshakes_per_addr = (unsigned)x;
+    return CLI_OK;
+}
+
+static int opt_max_out_queue(cli_ctx *c, const char *opt, const char *v)
+{
+    long long x;
+    if (int_arg(opt, v, 4096, 1LL << 40, &x) < 0)
+        return CLI_ERR;
+    c->n->max_out_queue = (size_t)x;
+    return CLI_OK;
+}
+
 static const cli_opt options[] = {
     { "--help", 0, opt_help },
     { "-h", 0, opt_help },
@@ -374,6 +409,10 @@ static const cli_opt options[] = {
     { "--log-level", 1, opt_log_level },
     { "--log-format", 1, opt_log_format },
     { "--peer-name-quota", 1, opt_peer_name_quota },
+    { "--setup-time", 1, opt_setup_time },
+    { "--max-handshakes", 1, opt_max_handshakes },
+    { "--max-handshakes-per-addr", 1, opt_max_handshakes },
+    { "--max-out-queue", 1, opt_max_out_queue },
 };
 
 /* CLI_OK when the node should start, CLI_EXIT0 after --help/--version,
@@ -451,6 +490,9 @@ static int run(int argc, char **argv, const char **connect, const char **plugins
 
 int dsup_main(int argc, char **argv)
 {
+    /* A peer that resets its socket must not kill the node: writes to it
+     * then fail with EPIPE instead (libuv writes with write/writev). */
+    signal(SIGPIPE, SIG_IGN);
     /* Room for every argument; freed on every way out (LeakSanitizer runs). */
     const char **connect = calloc((size_t)argc, sizeof *connect);
     const char **plugins = calloc((size_t)argc, sizeof *plugins);

@@ -31,6 +31,11 @@ ei_x_buff *dsup_term_scratch(void)
 
 void dsup_term_scratch_release(ei_x_buff *x)
 {
+    if (x->buffsz > (1 << 20)) {
+        /* One large message must not pin its size in the pool. */
+        ei_x_free(x);
+        ei_x_new(x);
+    }
     if (npool < POOL) {
         pool[npool++] = x;
         return;
