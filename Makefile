@@ -1,10 +1,11 @@
 # dsup — build, test, demo, bench, install.
 #
-#   make            build build/dsup-node and build/libdsup.a
-#   make test       install missing packages, build, run every test
-#   make demo       install missing packages, build, run the mixed-cluster demo
+#   make            build build/dsup-node and build/libdsup.a (installs nothing)
+#   make deps       install the missing Debian packages (apt-get; DSUP_NO_APT=1: only check)
+#   make test       make deps, build, run every test
+#   make demo       make deps, build, run the mixed-cluster demo
 #   make bench      run the benchmarks (dsup beside a pure-BEAM baseline)
-#   make fuzz       run the libFuzzer frame-decoder target for FUZZ_SECONDS
+#   make fuzz       run the libFuzzer targets (frame decoder, handshake) for FUZZ_SECONDS each
 #   make sanitize   build and run the unit + CT suites under ASan/UBSan
 #   make valgrind   run the unit tests under valgrind
 #   make install    install binary, header, library, pkg-config file under PREFIX
@@ -19,17 +20,29 @@ OPT     ?= -O2
 SAN     ?=
 FUZZ_SECONDS ?= 30
 
+# The version, one source of truth: VERSION (also read by scripts/dsup.pc.in
+# through `make install` and by elixir_shim/mix.exs).
+DSUP_VERSION := $(shell cat VERSION)
+ERL ?= erl
+
 # Where erl_interface lives is asked of erl itself (no hard-coded version path).
-# The rule that writes config.mk first installs the system packages when missing.
--include $(BUILD)/config.mk
-$(BUILD)/config.mk: scripts/install-deps.sh
+# Plain `make` installs nothing: when erl is missing it says to run `make deps`.
+# The goals that promise a fresh machine works (test, demo, bench, fuzz, deps)
+# install the missing Debian packages first (not with DSUP_NO_APT=1).
+SETUP_GOALS := deps test demo bench fuzz
+ifneq ($(filter-out clean deps,$(or $(MAKECMDGOALS),all)),)
+include $(BUILD)/config.mk
+endif
+$(BUILD)/config.mk:
 	@mkdir -p $(BUILD)
-	@scripts/install-deps.sh
-	@erl -noshell -eval 'io:format("EI_DIR := ~s~nOTP_RELEASE := ~s~n", [code:lib_dir(erl_interface), erlang:system_info(otp_release)]), halt().' > $@.tmp && mv $@.tmp $@
+	@$(if $(filter $(SETUP_GOALS),$(MAKECMDGOALS)),scripts/install-deps.sh)
+	@command -v $(ERL) >/dev/null 2>&1 || { echo "make: '$(ERL)' not found: install Erlang/OTP (on Debian: make deps) or put erl on PATH (ERL=/path/to/erl)" >&2; exit 1; }
+	@$(ERL) -noshell -eval 'io:format("EI_DIR := ~s~nOTP_RELEASE := ~s~n", [code:lib_dir(erl_interface), erlang:system_info(otp_release)]), halt().' > $@.tmp && mv $@.tmp $@
 
 # Hidden by default: only what include/dsup.h marks DSUP_EXTERN is exported.
 CFLAGS  += -std=gnu11 $(OPT) -g -Wall -Wextra -Wno-unused-parameter -fPIC -fvisibility=hidden $(SAN) \
-           -Iinclude -Ic_src -I$(EI_DIR)/include -DDSUP_OTP_RELEASE=$(OTP_RELEASE)
+           -Iinclude -Ic_src -I$(EI_DIR)/include -DDSUP_OTP_RELEASE=$(OTP_RELEASE) \
+           -DDSUP_VERSION='"$(DSUP_VERSION)"'
 LDFLAGS += $(SAN) -rdynamic
 # libei whole: plugins (--load) may call any ei function, not only the ones
 # the node itself happens to use.
@@ -44,7 +57,6 @@ HTTP    ?= auto
 ifeq ($(HTTP),auto)
 HTTP    := $(shell pkg-config --exists libh2o 2>/dev/null && echo yes || echo no)
 endif
-VERSION := $(shell sed -n 's/^Version: //p' scripts/dsup.pc.in)
 HTTP_SRC := $(filter-out c_src/http/server_%.c,$(wildcard c_src/http/*.c))
 ifeq ($(HTTP),yes)
 ifneq ($(shell pkg-config --exists libh2o 2>/dev/null && echo ok),ok)
@@ -78,8 +90,6 @@ $(BUILD)/obj/%.o: c_src/%.c $(wildcard c_src/*.h c_src/http/*.h include/*.h) $(B
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -c $< -o $@
 
-$(BUILD)/obj/http/%.o: CFLAGS += -DDSUP_VERSION='"$(VERSION)"'
-
 # The status page is a C string made from c_src/http/status.html at build time.
 $(BUILD)/gen/status_html.c: c_src/http/status.html
 	@mkdir -p $(dir $@)
@@ -90,6 +100,8 @@ $(BUILD)/gen/status_html.c: c_src/http/status.html
 $(BUILD)/obj/gen/status_html.o: $(BUILD)/gen/status_html.c
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -c $< -o $@
+
+$(BUILD)/obj/cli.o: VERSION
 
 # The installed library is sealed: its objects are linked into one and every
 # hidden symbol is made local, so only the public API is global (scripts/
@@ -149,6 +161,8 @@ bench: deps all
 # $(BUILD)/fuzz/corpus; test/fuzz/corpus holds the seeds (erl-made frames,
 # regenerate with DSUP_FUZZ_CORPUS=test/fuzz/corpus build/test/test_ctrl).
 FUZZ_SRC := test/fuzz/fuzz_frame.c c_src/ctrl.c c_src/term_skip.c c_src/buf.c
+# The handshake state machine with the node stubbed (seeds: test/fuzz/hs_corpus).
+FUZZ_HS_SRC := test/fuzz/fuzz_handshake.c c_src/handshake.c c_src/md5.c
 fuzz: deps
 	@scripts/install-deps.sh clang libclang-rt-14-dev
 	@mkdir -p $(BUILD)/fuzz/corpus
@@ -156,6 +170,11 @@ fuzz: deps
 	  -Iinclude -Ic_src -o $(BUILD)/fuzz/fuzz_frame $(FUZZ_SRC)
 	$(BUILD)/fuzz/fuzz_frame -max_total_time=$(FUZZ_SECONDS) -max_len=4096 -print_final_stats=1 \
 	  -artifact_prefix=$(BUILD)/fuzz/ $(BUILD)/fuzz/corpus test/fuzz/corpus
+	@mkdir -p $(BUILD)/fuzz/hs_corpus
+	clang -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined \
+	  -Iinclude -Ic_src -I$(EI_DIR)/include -o $(BUILD)/fuzz/fuzz_handshake $(FUZZ_HS_SRC) -luv
+	$(BUILD)/fuzz/fuzz_handshake -max_total_time=$(FUZZ_SECONDS) -max_len=2048 -print_final_stats=1 \
+	  -artifact_prefix=$(BUILD)/fuzz/hs_ $(BUILD)/fuzz/hs_corpus test/fuzz/hs_corpus
 
 sanitize:
 	$(MAKE) BUILD=build/san OPT=-O1 SAN="-fsanitize=address,undefined -fno-omit-frame-pointer" unit
@@ -169,7 +188,8 @@ install: all
 	install -m 755 $(BUILD)/dsup-node $(DESTDIR)$(PREFIX)/bin/
 	install -m 644 include/dsup.h $(DESTDIR)$(PREFIX)/include/
 	install -m 644 $(BUILD)/libdsup.a $(DESTDIR)$(PREFIX)/lib/
-	sed -e 's|@PREFIX@|$(PREFIX)|g' -e 's|@EI_DIR@|$(EI_DIR)|g' -e 's|@HTTP_LIBS@|$(HTTP_LIBS)|g' scripts/dsup.pc.in > $(DESTDIR)$(PREFIX)/lib/pkgconfig/dsup.pc
+	sed -e 's|@PREFIX@|$(PREFIX)|g' -e 's|@EI_DIR@|$(EI_DIR)|g' -e 's|@VERSION@|$(DSUP_VERSION)|g' -e 's|@HTTP_LIBS@|$(HTTP_LIBS)|g' \
+	  scripts/dsup.pc.in > $(DESTDIR)$(PREFIX)/lib/pkgconfig/dsup.pc
 
 # Examples are built against the public header only (include/, no c_src/).
 EX_DIR    := $(BUILD)/examples

@@ -150,12 +150,19 @@ dsup_saved_from *dsup_from_save(const dsup_from *from)
     if (!s)
         return NULL;
     s->pid = from->pid;
+    dsup_pid_hold(&s->pid); /* the caller's node name outlives this callback */
     s->tag_len = from->tag.len;
     memcpy(s->tag, from->tag.buf, from->tag.len);
     return s;
 }
 
-void dsup_from_discard(dsup_saved_from *from) { free(from); }
+void dsup_from_discard(dsup_saved_from *from)
+{
+    if (!from)
+        return;
+    dsup_pid_release(&from->pid);
+    free(from);
+}
 
 int dsup_reply(dsup_saved_from *from, const ei_x_buff *reply)
 {
@@ -166,7 +173,7 @@ int dsup_reply(dsup_saved_from *from, const ei_x_buff *reply)
     dsup_x_encode_term(x, dsup_term_of_x(reply));
     int rc = send_reply(&from->pid, x);
     dsup_term_scratch_release(x);
-    free(from);
+    dsup_from_discard(from);
     return rc;
 }
 

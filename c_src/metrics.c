@@ -7,6 +7,8 @@
 #include <sys/time.h>
 #include <uv.h>
 
+#include "intern.h"
+
 #define NELEM(a) ((int)(sizeof a / sizeof *a))
 static const double lag_le[] = { 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5 };
 static const char *const lag_txt[] = { "0.0005", "0.001", "0.0025", "0.005", "0.01", "0.025",
@@ -49,6 +51,7 @@ const char *const dsup_hs_class_names[DSUP_HS_NCLASS] = {
 
 static dsup_peer_stats unnamed = { .peer = "" };
 static dsup_peer_stats *peers = &unnamed;
+static size_t npeers;
 static dsup_peer_stats *last_peer = &unnamed; /* most lookups repeat the last peer */
 
 dsup_peer_stats *dsup_metrics_peer(const char *peer)
@@ -60,9 +63,11 @@ dsup_peer_stats *dsup_metrics_peer(const char *peer)
     for (dsup_peer_stats *p = peers; p; p = p->next)
         if (p->peer == peer)
             return last_peer = p;
-    dsup_peer_stats *p = calloc(1, sizeof *p);
+    dsup_peer_stats *p = npeers < DSUP_METRICS_MAX_PEERS ? calloc(1, sizeof *p) : NULL;
     if (!p)
         return &unnamed;
+    npeers++;
+    dsup_intern_hold(peer); /* the record keeps the name as long as it lives */
     p->peer = peer;
     p->next = peers;
     peers = p;
@@ -76,8 +81,8 @@ static int hs_class(const char *why)
 {
     static const struct { const char *word; int cls; } map[] = {
         { "cookie", DSUP_HS_COOKIE },  { "timed out", DSUP_HS_TIMEOUT },   { "version", DSUP_HS_VERSION },
-        { "flag", DSUP_HS_FLAGS },     { "name", DSUP_HS_NAME },           { "simultaneous", DSUP_HS_SIMULTANEOUS },
-        { "status", DSUP_HS_STATUS },  { "closed", DSUP_HS_CLOSED },
+        { "flag", DSUP_HS_FLAGS },     { "closed", DSUP_HS_CLOSED },       { "simultaneous", DSUP_HS_SIMULTANEOUS },
+        { "name", DSUP_HS_NAME },      { "status", DSUP_HS_STATUS },
     };
     for (size_t i = 0; why && i < sizeof map / sizeof *map; i++)
         if (strstr(why, map[i].word))
@@ -111,7 +116,7 @@ void dsup_metrics_conn_event(const char *peer, const char *event, const char *de
         ps->downs++;
     dsup_conn_event *e = &conn_events[nconn_events++ % DSUP_RECENT];
     e->at_ms = dsup_wall_ms();
-    e->peer = peer ? peer : "";
+    snprintf(e->peer, sizeof e->peer, "%s", peer ? peer : "");
     e->event = event;
     snprintf(e->detail, sizeof e->detail, "%s", detail ? detail : "");
 }
@@ -130,15 +135,15 @@ static dsup_sup_stats *sups;
 
 dsup_sup_stats *dsup_metrics_sup(const char *instance, const char *type)
 {
-    static dsup_sup_stats lost = { .instance = "", .type = "" };
+    static dsup_sup_stats lost;
     for (dsup_sup_stats *s = sups; s; s = s->next)
-        if (s->instance == instance && s->type == type)
+        if (!strcmp(s->instance, instance) && !strcmp(s->type, type))
             return s;
     dsup_sup_stats *s = calloc(1, sizeof *s);
     if (!s)
         return &lost;
-    s->instance = instance;
-    s->type = type;
+    snprintf(s->instance, sizeof s->instance, "%s", instance);
+    snprintf(s->type, sizeof s->type, "%s", type);
     s->next = sups;
     sups = s;
     return s;
@@ -173,8 +178,8 @@ void dsup_metrics_child_exit(const char *instance, const char *type, dsup_term n
     /* A crash is rare next to messages: a report with printed terms is affordable. */
     dsup_crash_report *r = &crashes[ncrashes++ % DSUP_RECENT];
     r->at_ms = dsup_wall_ms();
-    r->instance = instance;
-    r->type = type;
+    snprintf(r->instance, sizeof r->instance, "%s", instance);
+    snprintf(r->type, sizeof r->type, "%s", type);
     print_term(r->name, sizeof r->name, name);
     snprintf(r->pid, sizeof r->pid, "<%s.%u.%u>", pid->node, pid->num, pid->serial);
     print_term(r->reason, sizeof r->reason, reason);

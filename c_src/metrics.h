@@ -35,7 +35,8 @@ enum {
 extern const char *const dsup_hs_class_names[DSUP_HS_NCLASS];
 
 typedef struct dsup_peer_stats {
-    const char *peer;               /* interned node name; "" for not-yet-named peers */
+    const char *peer;               /* interned node name, held (intern.h); "" for peers not
+                                       named yet (or past DSUP_METRICS_MAX_PEERS) */
     uint64_t bytes_in, bytes_out, msgs_in, msgs_out;
     uint64_t ticks_missed;          /* tick periods in which nothing arrived */
     int otp_release;                /* the peer's, when it answered (BEAM peers); 0 unknown */
@@ -45,7 +46,9 @@ typedef struct dsup_peer_stats {
 } dsup_peer_stats;
 
 /* The record of `peer` (NULL: the shared one for peers not yet named).
- * Never NULL: on allocation failure the shared record is returned. */
+ * Never NULL: on allocation failure, or past DSUP_METRICS_MAX_PEERS names
+ * (peers can make the node dial names they list), the shared record. */
+#define DSUP_METRICS_MAX_PEERS 256
 dsup_peer_stats *dsup_metrics_peer(const char *peer);
 dsup_peer_stats *dsup_metrics_peers(void);   /* list head, for scrapes */
 void dsup_metrics_hs_failure(const char *peer, const char *why);
@@ -57,8 +60,10 @@ void dsup_metrics_conn_event(const char *peer, const char *event, const char *de
 enum { DSUP_CRASH_KILLED, DSUP_CRASH_NOCONNECTION, DSUP_CRASH_TIMEOUT, DSUP_CRASH_ERROR, DSUP_CRASH_NCLASS };
 extern const char *const dsup_crash_class_names[DSUP_CRASH_NCLASS];
 
+/* Names copied: a spec's type is not always an interned string. Looked up
+ * only when a child exits (rare next to messages). */
 typedef struct dsup_sup_stats {
-    const char *instance, *type;    /* interned */
+    char instance[256], type[256];
     uint64_t restarts;
     uint64_t crashes[DSUP_CRASH_NCLASS];
     struct dsup_sup_stats *next;
@@ -92,17 +97,18 @@ void dsup_metrics_node_call(uint64_t t0);
 /* ---- recent events (rings, newest last) ----------------------------------- */
 
 #define DSUP_RECENT 32
+/* Copies, not interned pointers: a name nothing holds is freed (intern.h). */
 typedef struct dsup_crash_report {
     uint64_t at_ms;                 /* wall clock */
-    const char *instance, *type;
-    char name[96], pid[48], reason[200];
+    char instance[128], type[96];
+    char name[96], pid[300], reason[200];
 } dsup_crash_report;
 
 typedef struct dsup_conn_event {
     uint64_t at_ms;
-    const char *peer;
+    char peer[256];
     const char *event;              /* static string */
-    char detail[96];
+    char detail[128];
 } dsup_conn_event;
 
 /* i-th most recent (0 = newest), NULL past the end. */

@@ -105,7 +105,7 @@ static dsup_call_ret ctrl_call(dsup_proc *self, void *state, dsup_term req, cons
         return DSUP_REPLY;
     }
     if (dsup_term_is_atom(req, "node_info")) {
-        /* [{name, N}, {visible, B}, {processes, Count}, {connections, Nodes}] */
+        /* [{name, N}, {visible, B}, {processes, Count}] (README: Wire API) */
         ei_x_encode_list_header(reply, 3);
         ei_x_encode_tuple_header(reply, 2);
         dsup_x_encode_atom(reply, "name");
@@ -139,7 +139,7 @@ static void connect_to_listed(dsup_term nodes)
         size_t len;
         if (dsup_term_atom_text(nodes.buf, &i, &name, &len) < 0)
             return;
-        const char *node = dsup_intern(name, len);
+        const char *node = dsup_intern_peer(name, len); /* the connection holds it */
         if (node && node != g_node->name && !dsup_node_conn(node, 0)) {
             LOG_DEBUG("connecting to %s, a peer's peer", node);
             dsup_node_conn(node, 1);

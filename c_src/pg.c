@@ -37,9 +37,12 @@ typedef struct pidvec {
     } u;
 } pidvec;
 
+/* A vector holds the node names of its pids (remote members: intern.h). */
 static dsup_pid *pv_data(pidvec *v) { return v->cap ? v->u.many : &v->u.one; }
 static void pv_free(pidvec *v)
 {
+    for (uint32_t i = 0; i < v->n; i++)
+        dsup_pid_release(&pv_data(v)[i]);
     if (v->cap)
         free(v->u.many);
     v->n = v->cap = 0;
@@ -106,6 +109,7 @@ static int vec_push(pidvec *v, const dsup_pid *p)
     if (v->cap == 0 && v->n == 0) {
         v->u.one = *p;
         v->n = 1;
+        dsup_pid_hold(p);
         return 0;
     }
     if (v->cap == 0 || v->n == v->cap) {
@@ -120,6 +124,7 @@ static int vec_push(pidvec *v, const dsup_pid *p)
         v->cap = nc;
     }
     v->u.many[v->n++] = *p;
+    dsup_pid_hold(p);
     return 0;
 }
 
@@ -129,6 +134,7 @@ static int vec_remove(pidvec *v, const dsup_pid *p)
     dsup_pid *d = pv_data(v);
     for (uint32_t i = v->n; i-- > 0;) {
         if (dsup_pid_eq(&d[i], p)) {
+            dsup_pid_release(&d[i]);
             memmove(&d[i], &d[i + 1], (v->n - i - 1) * sizeof *d);
             v->n--;
             return 1;
@@ -355,6 +361,7 @@ static pg_peer *peer_add(dsup_pg *s, const dsup_pid *pid)
         if (!p)
             return NULL;
         p->pid = *pid;
+        dsup_pid_hold(&p->pid);
         dsup_monitor(s->proc, pid, &p->mref);
         e->val = p;
         LOG_DEBUG("pg %s: peer scope on %s", s->name, pid->node);
@@ -455,8 +462,9 @@ static void peer_down(dsup_pg *s, const dsup_pid *pid)
     dsup_dict_free(&p->groups, NULL);
     pidkey k = key_of(pid);
     dsup_dict_remove(&s->peers, k.b, sizeof k.b);
-    free(p);
     LOG_DEBUG("pg %s: peer scope on %s gone", s->name, pid->node);
+    dsup_pid_release(&p->pid);
+    free(p);
 }
 
 /* ---- decoding pid lists ----------------------------------------------------------- */
@@ -781,7 +789,7 @@ void dsup_pg_stop_all(void)
 
 dsup_pg *dsup_pg_find(const char *name)
 {
-    const char *n = dsup_intern_str(name);
+    const char *n = dsup_intern_find(name, strlen(name)); /* no scope has a name nobody holds */
     for (dsup_pg *s = scopes; s; s = s->next)
         if (s->name == n && s->proc)
             return s;

@@ -172,7 +172,10 @@ int sup_start_local(dsup_sup *s, dsup_child_spec *spec, ei_x_buff *reply)
     ei_x_buff *why = dsup_term_scratch();
     int rc = dsup_spawn_child(spec->type, &spec->args, s->proc, &child, why);
     if (rc == -2) {
-        reply_error2(reply, "unknown_worker", dsup_reason_atom(spec->type));
+        ei_x_buff *t = dsup_term_scratch(); /* not dsup_reason_atom: it keeps what it encodes */
+        dsup_x_encode_atom(t, spec->type);
+        reply_error2(reply, "unknown_worker", dsup_term_of_x(t));
+        dsup_term_scratch_release(t);
     } else if (rc < 0) {
         ei_x_encode_tuple_header(reply, 2);
         dsup_x_encode_atom(reply, "error");
@@ -355,7 +358,7 @@ void sup_failover(dsup_sup *s, const char *lost)
             continue; /* already running elsewhere: keep knowing it */
         dsup_child_spec *spec = NULL;
         const char *owner = dsup_ring_node_for(s->ring, c->spec->name.buf, c->spec->name.len);
-        owner = owner ? dsup_intern_str(owner) : NULL; /* the ring keeps its own copies */
+        owner = owner ? dsup_intern_find(owner, strlen(owner)) : NULL; /* the ring keeps its own copies */
         if (s->cache_children && c->spec->restart != DSUP_RESTART_TEMPORARY &&
             strcmp(c->spec->type, "undefined") != 0 && owner == g_node->name)
             spec = dsup_spec_with_name(c->spec, c->spec->name);
@@ -406,8 +409,9 @@ static void sup_info(dsup_proc *self, void *state, dsup_term msg)
         const char *node;
         size_t len;
         int i = 0;
-        if (dsup_term_atom_text(el[1].buf, &i, &node, &len) == 0)
-            sup_failover(s, dsup_intern(node, len));
+        /* A node whose name nobody holds has no children to fail over. */
+        if (dsup_term_atom_text(el[1].buf, &i, &node, &len) == 0 && (node = dsup_intern_find(node, len)))
+            sup_failover(s, node);
         return;
     }
     if (dsup_term_tagged(msg, "$dsup_retry", &ar, el, 2) && ar == 2) {
@@ -492,8 +496,8 @@ dsup_sup *dsup_sup_find(const char *name)
 static void free_sup(dsup_sup *s)
 {
     dsup_ring_free(s->ring);
-    free(s->nodes);
-    free(s->listeners);
+    sup_opts_release(s);
+    dsup_intern_release(s->name);
     free(s->restarts);
     free(s);
 }
@@ -505,8 +509,16 @@ int dsup_sup_start(const char *name, const dsup_term *opts, dsup_sup **out, ei_x
         dsup_register_internal_type(&sup_type);
         registered = 1;
     }
-    const char *n = dsup_intern_str(name);
-    dsup_proc *existing = n ? dsup_proc_whereis(n) : NULL;
+    /* Counted and held by the instance: a start that fails gives it back. */
+    const char *n = dsup_intern_peer(name, strlen(name));
+    if (!n) {
+        if (err) {
+            err->index = 0;
+            dsup_x_encode_atom(err, "system_limit");
+        }
+        return -1;
+    }
+    dsup_proc *existing = dsup_proc_whereis(n);
     if (existing) {
         if (err) {
             err->index = 0;
@@ -520,6 +532,7 @@ int dsup_sup_start(const char *name, const dsup_term *opts, dsup_sup **out, ei_x
     if (!s)
         return -1;
     s->name = n;
+    dsup_intern_hold(n);
     s->cache_children = 1;
     s->max_restarts = 3;
     s->max_seconds = 5;

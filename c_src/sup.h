@@ -113,5 +113,7 @@ extern int dsup_ring_atoms_explicit;   /* --ring-atoms given */
 
 /* sup_opts.c */
 int sup_parse_opts(dsup_sup *s, dsup_term opts, ei_x_buff *err);
+/* Let go of the names the options keep (listeners, nodes). */
+void sup_opts_release(dsup_sup *s);
 
 #endif

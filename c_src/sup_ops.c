@@ -35,6 +35,16 @@ static void error_pair(ei_x_buff *x, const char *what, dsup_term detail)
     dsup_x_encode_term(x, detail);
 }
 
+/* {error, {nodedown, Node}} (a peer names the node: not a dsup_reason_atom). */
+static void error_nodedown(ei_x_buff *x, const char *node)
+{
+    ei_x_encode_tuple_header(x, 2);
+    dsup_x_encode_atom(x, "error");
+    ei_x_encode_tuple_header(x, 2);
+    dsup_x_encode_atom(x, "nodedown");
+    dsup_x_encode_atom(x, node);
+}
+
 /* ---- forwarding ------------------------------------------------------------- */
 
 int sup_forward(dsup_sup *s, const char *node, dsup_term request, const dsup_from *from, int is_terminate)
@@ -49,6 +59,7 @@ int sup_forward(dsup_sup *s, const char *node, dsup_term request, const dsup_fro
     dsup_node_make_ref(&p->tag);
     dsup_monitor(s->proc, &target, &p->mref);
     p->node = node;
+    dsup_intern_hold(node);
     p->is_terminate = is_terminate;
     p->from = dsup_from_save(from);
     p->next = s->pending;
@@ -95,6 +106,7 @@ int sup_pending_reply(dsup_sup *s, dsup_term msg)
     dsup_x_encode_term(x, el[1]);
     dsup_reply(p->from, x);
     dsup_term_scratch_release(x);
+    dsup_intern_release(p->node);
     free(p);
     return 1;
 }
@@ -109,9 +121,10 @@ int sup_pending_down(dsup_sup *s, const dsup_ref *mref)
     if (p->is_terminate)
         error_atom(x, "not_found"); /* the child went with its node */
     else
-        error_pair(x, "nodedown", dsup_reason_atom(p->node));
+        error_nodedown(x, p->node);
     dsup_reply(p->from, x);
     dsup_term_scratch_release(x);
+    dsup_intern_release(p->node);
     free(p);
     return 1;
 }
@@ -127,7 +140,8 @@ static const char *node_arg(dsup_term t)
     size_t n;
     if (dsup_term_atom_text(t.buf, &i, &a, &n) < 0)
         return "";
-    return dsup_intern(a, n);
+    a = dsup_intern_peer(a, n); /* counted: a pending forward holds it */
+    return a ? a : "";
 }
 
 static dsup_call_ret start_child(dsup_sup *s, dsup_term spec_t, dsup_term node_t, const dsup_from *from,
@@ -154,7 +168,7 @@ static dsup_call_ret start_child(dsup_sup *s, dsup_term spec_t, dsup_term node_t
     }
     if (!node) {
         node = dsup_ring_node_for(s->ring, spec->name.buf, spec->name.len);
-        node = node ? dsup_intern_str(node) : NULL;
+        node = node ? dsup_intern_find(node, strlen(node)) : NULL;
         if (!node) {
             free(spec);
             error_atom(reply, "no_nodes");
@@ -175,7 +189,7 @@ static dsup_call_ret start_child(dsup_sup *s, dsup_term spec_t, dsup_term node_t
     dsup_term_scratch_release(x);
     free(spec);
     if (rc < 0) {
-        error_pair(reply, "nodedown", dsup_reason_atom(node));
+        error_nodedown(reply, node);
         return DSUP_REPLY;
     }
     return DSUP_NOREPLY;

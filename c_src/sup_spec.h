@@ -10,7 +10,7 @@ enum { DSUP_RESTART_PERMANENT = 0, DSUP_RESTART_TRANSIENT = 1, DSUP_RESTART_TEMP
 
 /* One allocation: the struct, then the name and args bytes. free() it. */
 typedef struct dsup_child_spec {
-    const char *type;  /* worker type (interned atom text) */
+    const char *type;  /* worker type (atom text, inside this allocation) */
     int restart;
     long shutdown;     /* ms, or DSUP_SHUTDOWN_* */
     dsup_term name;    /* len 0 when the caller gave none */

@@ -39,7 +39,15 @@ extern "C" {
 /* ---- identities -------------------------------------------------------- */
 
 /* A process id. `node` is an interned string: two pids on the same node have
- * the same `node` pointer, so pids compare with dsup_pid_eq. */
+ * the same `node` pointer, so pids compare with dsup_pid_eq.
+ *
+ * Node names that peers introduce are freed once nothing uses them, at the
+ * end of the loop turn: a dsup_pid or dsup_ref handed to a callback (or
+ * decoded from its terms) is valid during that callback. A worker that keeps
+ * one for later (in its state, across callbacks) must hold it with
+ * dsup_pid_hold()/dsup_ref_hold() and release it when it drops it. Pids of
+ * this node need no hold (holding them is harmless). dsup_monitor, dsup_link,
+ * dsup_from_save and the pg and supervisor APIs hold what they keep. */
 typedef struct dsup_pid {
     const char *node;
     uint32_t    num, serial, creation;
@@ -74,6 +82,11 @@ static inline int dsup_pid_eq(const dsup_pid *a, const dsup_pid *b)
            a->creation == b->creation;
 }
 DSUP_EXTERN int dsup_ref_eq(const dsup_ref *a, const dsup_ref *b);
+/* Keep the node name of a saved pid/ref alive (see above); one release per hold. */
+DSUP_EXTERN void dsup_pid_hold(const dsup_pid *pid);
+DSUP_EXTERN void dsup_pid_release(const dsup_pid *pid);
+DSUP_EXTERN void dsup_ref_hold(const dsup_ref *ref);
+DSUP_EXTERN void dsup_ref_release(const dsup_ref *ref);
 
 /* ---- writing a worker --------------------------------------------------- */
 

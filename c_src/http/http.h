@@ -13,8 +13,8 @@
 #include "buf.h"
 
 /* --http ADDR:PORT from the command line: checked now, served once the node
- * runs. -1 (message on stderr) when malformed or not built in. */
-int dsup_http_configure(const char *addr_port);
+ * runs. -1 with a one-line reason in `err` when malformed or not built in. */
+int dsup_http_configure(const char *addr_port, char *err, size_t errcap);
 /* Start serving if configured (0 when not); -1 when it cannot listen. */
 int dsup_http_start(uv_loop_t *loop);
 /* Stop listening and close the connections (node shutdown). */

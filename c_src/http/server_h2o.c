@@ -64,14 +64,14 @@ static void collect_new(uv_handle_t *h, void *arg)
         h2o_handles.h[h2o_handles.n++] = h;
 }
 
-int dsup_http_configure(const char *arg)
+int dsup_http_configure(const char *arg, char *err, size_t errcap)
 {
     const char *colon = strrchr(arg, ':');
     char *end;
     long port = colon ? strtol(colon + 1, &end, 10) : -1;
     size_t hlen = colon ? (size_t)(colon - arg) : 0;
     if (!colon || !colon[1] || *end || port < 0 || port > 65535 || hlen == 0 || hlen >= sizeof bind_host) {
-        fprintf(stderr, "dsup-node: --http takes ADDR:PORT (e.g. 127.0.0.1:9100), not %s\n", arg);
+        snprintf(err, errcap, "expected ADDR:PORT (e.g. 127.0.0.1:9100 or [::1]:9100), got '%s'", arg);
         return -1;
     }
     memcpy(bind_host, arg, hlen);
@@ -84,7 +84,7 @@ int dsup_http_configure(const char *arg)
     struct sockaddr_in6 a6;
     struct sockaddr_in a4;
     if (uv_ip4_addr(bind_host, 0, &a4) != 0 && uv_ip6_addr(bind_host, 0, &a6) != 0) {
-        fprintf(stderr, "dsup-node: --http %s: %s is not an IP address\n", arg, bind_host);
+        snprintf(err, errcap, "'%s' is not an IPv4 or IPv6 address (no host names: nothing may block)", bind_host);
         return -1;
     }
     bind_port = (int)port;

@@ -7,10 +7,10 @@
 const char dsup_status_html[] = "";
 const size_t dsup_status_html_len = 0;
 
-int dsup_http_configure(const char *arg)
+int dsup_http_configure(const char *arg, char *err, size_t errcap)
 {
-    fprintf(stderr, "dsup-node: --http %s: this dsup-node was built without HTTP support "
-                    "(install libh2o-dev and rebuild, see README)\n", arg);
+    snprintf(err, errcap, "this dsup-node was built without HTTP support (install libh2o-dev and rebuild; "
+                          "README \"Metrics and status pages\")");
     return -1;
 }
 
