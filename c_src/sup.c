@@ -137,6 +137,24 @@ dsup_child_spec *sup_spec_named_by_ref(dsup_child_spec *spec)
     return named;
 }
 
+/* A name no child may have: the scope's own groups ({reserved_name, Name}),
+ * or a term the ring cannot place, a fun ({bad_child_name, Name}: libring's
+ * phash2 of a fun depends on the node that made it). Encodes the error and
+ * returns -1, else 0. */
+int sup_check_child_name(dsup_sup *s, dsup_term name, ei_x_buff *reply)
+{
+    uint32_t h;
+    if (dsup_term_is_atom(name, SUP_HOSTS_GROUP) || dsup_term_is_atom(name, SUP_OBSERVERS_GROUP)) {
+        reply_error2(reply, "reserved_name", name);
+        return -1;
+    }
+    if (dsup_ring_key_hash(s->ring, name.buf, name.len, &h) < 0) {
+        reply_error2(reply, "bad_child_name", name);
+        return -1;
+    }
+    return 0;
+}
+
 /* When a live copy of `name` exists anywhere: encode {error,
  * {already_started, Pid}} and return 1. */
 int sup_reply_if_running(dsup_sup *s, dsup_term name, ei_x_buff *reply)
@@ -158,12 +176,7 @@ int sup_start_local(dsup_sup *s, dsup_child_spec *spec, ei_x_buff *reply)
 {
     if (spec->name.len == 0 && !(spec = sup_spec_named_by_ref(spec)))
         return -1;
-    if (sup_reply_if_running(s, spec->name, reply)) {
-        free(spec);
-        return -1;
-    }
-    if (dsup_term_is_atom(spec->name, SUP_HOSTS_GROUP) || dsup_term_is_atom(spec->name, SUP_OBSERVERS_GROUP)) {
-        reply_error2(reply, "reserved_name", spec->name);
+    if (sup_check_child_name(s, spec->name, reply) < 0 || sup_reply_if_running(s, spec->name, reply)) {
         free(spec);
         return -1;
     }

@@ -91,6 +91,7 @@ int sup_resolve_duplicate(dsup_sup *s, dsup_term name);
 
 /* sup.c */
 dsup_child_spec *sup_spec_named_by_ref(dsup_child_spec *spec);
+int sup_check_child_name(dsup_sup *s, dsup_term name, ei_x_buff *reply);
 int sup_reply_if_running(dsup_sup *s, dsup_term name, ei_x_buff *reply);
 int sup_start_local(dsup_sup *s, dsup_child_spec *spec, ei_x_buff *reply);
 const dsup_pid *sup_host_on(dsup_sup *s, const char *node);

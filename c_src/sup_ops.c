@@ -148,7 +148,7 @@ static dsup_call_ret start_child(dsup_sup *s, dsup_term spec_t, dsup_term node_t
         error_atom(reply, "enomem");
         return DSUP_REPLY;
     }
-    if (sup_reply_if_running(s, spec->name, reply)) {
+    if (sup_check_child_name(s, spec->name, reply) < 0 || sup_reply_if_running(s, spec->name, reply)) {
         free(spec);
         return DSUP_REPLY;
     }

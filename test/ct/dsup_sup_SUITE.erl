@@ -54,6 +54,7 @@ groups() ->
                 start_child_unknown_worker,
                 start_child_incorrect_spec,
                 start_child_duplicate_name_already_started,
+                start_child_reserved_and_bad_names,
                 terminate_child_local_remote_unknown,
                 queries_agree_across_instances]},
      {restarts, [], [permanent_restarted_after_crash,
@@ -62,6 +63,7 @@ groups() ->
                      restart_intensity_exceeded_stops_instance]},
      {options, [], [bad_options_rejected_nothing_started,
                     start_supervisor_twice_already_started,
+                    start_supervisor_reserved_names,
                     cli_supervisor_elixir_alias_and_options,
                     cli_supervisor_several_options,
                     cli_supervisor_bad_option_exits_nonzero]},
@@ -92,6 +94,7 @@ n_nodes(cli_supervisor_several_options) -> 0;
 n_nodes(cli_supervisor_bad_option_exits_nonzero) -> 0;
 n_nodes(bad_options_rejected_nothing_started) -> 1;
 n_nodes(start_supervisor_twice_already_started) -> 1;
+n_nodes(start_supervisor_reserved_names) -> 1;
 n_nodes(pid_listener_gets_each_event_once) -> 2;
 n_nodes(named_listener_gets_events) -> 2;
 n_nodes(monitor_nodes_listener_gets_node_up_down) -> 2;
@@ -102,6 +105,7 @@ n_nodes(_) -> 3.
 %% by init_per_testcase).
 sup_opts(bad_options_rejected_nothing_started) -> none;
 sup_opts(start_supervisor_twice_already_started) -> none;
+sup_opts(start_supervisor_reserved_names) -> none;
 sup_opts(pid_listener_gets_each_event_once) -> none;
 sup_opts(named_listener_gets_events) -> none;
 sup_opts(monitor_nodes_listener_gets_node_up_down) -> none;
@@ -407,6 +411,25 @@ start_child_duplicate_name_already_started(Cfg) ->
     ?assertEqual([Pid], pg_members(Cfg, dup)),
     ?assertEqual(1, maps:size(agree(Cfg, children))).
 
+%% Names no child may have, whatever the path (placed by the ring, an
+%% explicit node, start_child_here): the scope's own groups are
+%% {reserved_name, Name} (even '$dsup_hosts', which has live members); a fun
+%% cannot be placed on the ring: {bad_child_name, Fun}. Nothing starts.
+start_child_reserved_and_bad_names(Cfg) ->
+    [A, B | _] = nodes_(Cfg),
+    Fun = fun() -> ok end,
+    Cases = [{'$dsup_hosts', reserved_name}, {'$dsup_observers', reserved_name},
+             {Fun, bad_child_name}, {{wrapped, [Fun]}, bad_child_name}],
+    [begin
+         Want = {error, {Why, CName}},
+         [?assertEqual({CName, Via, Where, Want},
+                       {CName, Via, Where, sup(Cfg, Via, {start_child, {counter, [{name, CName}]}, Where})})
+          || {Via, Where} <- [{A, undefined}, {A, A}, {A, B}]],
+         ?assertEqual(Want, sup(Cfg, B, {start_child_here, CName, spec_map(CName, counter, [], permanent, 5000)}))
+     end || {CName, Why} <- Cases],
+    ?assertEqual(#{}, agree(Cfg, children)),
+    ?assertEqual([], [N || N <- nodes_(Cfg), sup(Cfg, N, local_children) =/= []]).
+
 %% terminate_child on the child's own instance and on another one: ok, the
 %% child is gone everywhere and not restarted (even permanent); an unknown
 %% or already terminated pid: {error, not_found}.
@@ -614,6 +637,21 @@ start_supervisor_twice_already_started(Cfg) ->
     ?assertEqual([A], sup(Cfg, A, nodes)),
     %% the pid is the registered instance
     ?assertEqual([Pid], dsup_cluster:call(A, {pg_members, ?config(scope, Cfg), '$dsup_hosts'})).
+
+%% The node's built-in registered names cannot name an instance (its
+%% messages would go to the built-in service): {reserved_name, Name}; the
+%% services keep working, and nothing was registered.
+start_supervisor_reserved_names(Cfg) ->
+    [A] = nodes_(Cfg),
+    [?assertEqual({error, {reserved_name, N}}, dsup_cluster:call(A, {start_supervisor, N, []}))
+     || N <- [net_kernel, rex, global_name_server, dsup_node]],
+    ?assertEqual(pong, net_adm:ping(A)),
+    ?assert(is_list(dsup_cluster:call(A, which_workers))),
+    ?assertEqual({error, {reserved_name, rex}},
+                 dsup_cluster:call(A, {start_supervisor, rex, [{max_restarts, 1}]})),
+    %% an ordinary name still starts
+    {ok, Pid} = start_sup(Cfg, A, []),
+    ?assert(is_pid(Pid)).
 
 %% --supervisor with an upper-case name is an Elixir alias; a ,k=v option
 %% applies (max_restarts=1: the second crash stops the instance).
