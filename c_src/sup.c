@@ -363,6 +363,13 @@ void sup_failover(dsup_sup *s, const char *lost)
         sup_child *c = o.list[i];
         if (sup_cache_repoint(s, c, lost))
             continue; /* already running elsewhere: keep knowing it */
+        if (sup_claim_busy(s, c->spec->name)) {
+            /* a start elsewhere holds the name: that copy will be the one */
+            dsup_pid gone = c->pid;
+            sup_emit_process_stop(s, c->spec->name, &gone);
+            sup_cache_drop(s, c);
+            continue;
+        }
         dsup_child_spec *spec = NULL;
         const char *owner = dsup_ring_node_for(s->ring, c->spec->name.buf, c->spec->name.len);
         owner = owner ? dsup_intern_str(owner) : NULL; /* the ring keeps its own copies */
@@ -402,7 +409,8 @@ static void sup_info(dsup_proc *self, void *state, dsup_term msg)
         return;
     }
     if (dsup_term_tagged(msg, "$dsup", &ar, el, 2) && ar == 2) {
-        sup_on_child_msg(s, el[1]);
+        if (!sup_claim_msg(s, el[1]))
+            sup_on_child_msg(s, el[1]);
         return;
     }
     if (dsup_term_tagged(msg, "DOWN", &ar, el, 5) && ar == 5) {
@@ -416,8 +424,10 @@ static void sup_info(dsup_proc *self, void *state, dsup_term msg)
         const char *node;
         size_t len;
         int i = 0;
-        if (dsup_term_atom_text(el[1].buf, &i, &node, &len) == 0)
+        if (dsup_term_atom_text(el[1].buf, &i, &node, &len) == 0) {
+            sup_claim_node_lost(s, dsup_intern(node, len)); /* even when it came back: a new instance */
             sup_failover(s, dsup_intern(node, len));
+        }
         return;
     }
     if (dsup_term_tagged(msg, "$dsup_retry", &ar, el, 2) && ar == 2) {
@@ -460,6 +470,7 @@ static void sup_terminate(dsup_proc *self, void *state, dsup_term reason)
     dsup_sup *s = state;
     kill_ctx k = { self, reason };
     dsup_dict_foreach(&s->by_name, signal_local_child, &k);
+    sup_claim_shutdown(s);
     s->proc = NULL; /* the struct lives on in dsup_sups for pending lookups */
 }
 
