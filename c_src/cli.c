@@ -384,6 +384,7 @@ static int run(int argc, char **argv, const char **connect, const char **plugins
 
 int dsup_main(int argc, char **argv)
 {
+    signal(SIGPIPE, SIG_IGN);
     /* Room for every argument; freed on every way out (LeakSanitizer runs). */
     const char **connect = calloc((size_t)argc, sizeof *connect);
     const char **plugins = calloc((size_t)argc, sizeof *plugins);
