@@ -527,8 +527,10 @@ void sup_claim_shutdown(dsup_sup *s)
         claim_drop(s, (dsup_term){ names->buff + st, (size_t)(i - st) });
     }
     dsup_term_scratch_release(names);
-    if (s->claim_timer)
-        uv_timer_stop(s->claim_timer);
+    if (s->claim_timer) {
+        uv_close((uv_handle_t *)s->claim_timer, (uv_close_cb)free);
+        s->claim_timer = NULL;
+    }
 }
 
 /* ---- incoming ------------------------------------------------------------------------- */

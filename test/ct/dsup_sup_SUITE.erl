@@ -1085,7 +1085,9 @@ exit_kind(Op, Other) -> {bad, {Op, Other}}.
 
 %% Two BEAM caller nodes start the same 1,000 names at the same time, one
 %% naming d1 as the target node and the other d2 (each caller: 8 processes
-%% over the same chunks in the same order, so both race on every name).
+%% over the same chunks in the same order, so both race on every name; odd
+%% rounds by start_child with the node, even rounds by start_child_here as
+%% the Elixir shim does).
 %% Every round, for every name: exactly one caller got {ok, Pid, Name}, the
 %% other {error, {already_started, Pid}} with that same Pid; pg has exactly
 %% that one copy (none was started and then killed as a duplicate), and
@@ -1122,7 +1124,7 @@ race_round(Cfg, P1, D1, P2, D2, Round) ->
                           Ws = [spawn_link(fun() ->
                                                    Self ! {self(), [{CN, catch gen_server:call(
                                                                                    {Name, Target},
-                                                                                   {start_child, {counter, [{name, CN}]}, Target},
+                                                                                   race_request(Round, CN, Target),
                                                                                    20000)}
                                                                     || CN <- Chunk]}
                                            end) || Chunk <- Chunks],
@@ -1147,6 +1149,14 @@ race_round(Cfg, P1, D1, P2, D2, Round) ->
     OnD1 = length([P || P <- maps:values(Winners), node(P) =:= D1]),
     ct:log("round ~b: ~b names won on ~s, ~b on ~s", [Round, OnD1, D1, 1000 - OnD1, D2]),
     {OnD1, 1000 - OnD1}.
+
+%% Odd rounds: start_child with an explicit node; even rounds: what the
+%% Elixir shim sends for start_child(name, spec, node), start_child_here on
+%% that node.
+race_request(Round, CN, Target) when Round rem 2 =:= 1 ->
+    {start_child, {counter, [{name, CN}]}, Target};
+race_request(_, CN, _) ->
+    {start_child_here, CN, spec_map(CN, counter, [], permanent, 5000)}.
 
 race_verdict(CN, {ok, P, CN}, {error, {already_started, P}}) -> {won, P};
 race_verdict(CN, {error, {already_started, P}}, {ok, P, CN}) -> {won, P};
