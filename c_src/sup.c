@@ -363,13 +363,6 @@ void sup_failover(dsup_sup *s, const char *lost)
         sup_child *c = o.list[i];
         if (sup_cache_repoint(s, c, lost))
             continue; /* already running elsewhere: keep knowing it */
-        if (sup_claim_busy(s, c->spec->name)) {
-            /* a start elsewhere holds the name: that copy will be the one */
-            dsup_pid gone = c->pid;
-            sup_emit_process_stop(s, c->spec->name, &gone);
-            sup_cache_drop(s, c);
-            continue;
-        }
         dsup_child_spec *spec = NULL;
         const char *owner = dsup_ring_node_for(s->ring, c->spec->name.buf, c->spec->name.len);
         owner = owner ? dsup_intern_str(owner) : NULL; /* the ring keeps its own copies */
@@ -379,7 +372,9 @@ void sup_failover(dsup_sup *s, const char *lost)
         dsup_pid old = c->pid;
         sup_emit_process_stop(s, c->spec->name, &old);
         sup_cache_drop(s, c);
-        if (spec) {
+        if (spec && sup_claim_busy(s, spec->name)) {
+            sup_claim_restart(s, spec); /* a start elsewhere holds the name: after it, if it fails */
+        } else if (spec) {
             ei_x_buff *x = dsup_term_scratch();
             if (sup_start_local(s, spec, x) == 0)
                 restarted++;

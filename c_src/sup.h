@@ -121,6 +121,7 @@ typedef struct sup_claim_wait sup_claim_wait;
 dsup_call_ret sup_start_claimed(dsup_sup *s, dsup_child_spec *spec, const dsup_from *from, ei_x_buff *reply);
 int sup_claim_msg(dsup_sup *s, dsup_term event);
 int sup_claim_busy(dsup_sup *s, dsup_term name);
+void sup_claim_restart(dsup_sup *s, dsup_child_spec *spec);
 void sup_claim_node_lost(dsup_sup *s, const char *node);
 void sup_claim_shutdown(dsup_sup *s);
 

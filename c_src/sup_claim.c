@@ -368,6 +368,21 @@ dsup_call_ret sup_start_claimed(dsup_sup *s, dsup_child_spec *spec, const dsup_f
     return DSUP_NOREPLY;
 }
 
+/* A failover restart of a name that a start elsewhere holds a reservation
+ * for: it waits behind that start like any claimant (with no caller to
+ * answer) and runs only if that start fails. Consumes spec. */
+void sup_claim_restart(dsup_sup *s, dsup_child_spec *spec)
+{
+    sup_claim_wait *w = calloc(1, sizeof *w);
+    if (!w) {
+        free(spec);
+        return;
+    }
+    w->tag = ++s->claim_seq;
+    w->spec = spec;
+    place(s, w);
+}
+
 static void on_reserve_reply(dsup_sup *s, dsup_term name, uint64_t tag, const dsup_pid *arbiter, dsup_term result)
 {
     sup_claim_wait *w = wait_take(s, tag);
