@@ -137,6 +137,24 @@ dsup_child_spec *sup_spec_named_by_ref(dsup_child_spec *spec)
     return named;
 }
 
+/* A name no child may have: the scope's own groups ({reserved_name, Name}),
+ * or a term the ring cannot place, a fun ({bad_child_name, Name}: libring's
+ * phash2 of a fun depends on the node that made it). Encodes the error and
+ * returns -1, else 0. */
+int sup_check_child_name(dsup_sup *s, dsup_term name, ei_x_buff *reply)
+{
+    uint32_t h;
+    if (dsup_term_is_atom(name, SUP_HOSTS_GROUP) || dsup_term_is_atom(name, SUP_OBSERVERS_GROUP)) {
+        reply_error2(reply, "reserved_name", name);
+        return -1;
+    }
+    if (dsup_ring_key_hash(s->ring, name.buf, name.len, &h) < 0) {
+        reply_error2(reply, "bad_child_name", name);
+        return -1;
+    }
+    return 0;
+}
+
 /* When a live copy of `name` exists anywhere: encode {error,
  * {already_started, Pid}} and return 1. */
 int sup_reply_if_running(dsup_sup *s, dsup_term name, ei_x_buff *reply)
@@ -158,12 +176,7 @@ int sup_start_local(dsup_sup *s, dsup_child_spec *spec, ei_x_buff *reply)
 {
     if (spec->name.len == 0 && !(spec = sup_spec_named_by_ref(spec)))
         return -1;
-    if (sup_reply_if_running(s, spec->name, reply)) {
-        free(spec);
-        return -1;
-    }
-    if (dsup_term_is_atom(spec->name, SUP_HOSTS_GROUP) || dsup_term_is_atom(spec->name, SUP_OBSERVERS_GROUP)) {
-        reply_error2(reply, "reserved_name", spec->name);
+    if (sup_check_child_name(s, spec->name, reply) < 0 || sup_reply_if_running(s, spec->name, reply)) {
         free(spec);
         return -1;
     }
@@ -362,7 +375,9 @@ void sup_failover(dsup_sup *s, const char *lost)
         dsup_pid old = c->pid;
         sup_emit_process_stop(s, c->spec->name, &old);
         sup_cache_drop(s, c);
-        if (spec) {
+        if (spec && sup_claim_busy(s, spec->name)) {
+            sup_claim_restart(s, spec); /* a start elsewhere holds the name: after it, if it fails */
+        } else if (spec) {
             ei_x_buff *x = dsup_term_scratch();
             if (sup_start_local(s, spec, x) == 0)
                 restarted++;
@@ -392,7 +407,8 @@ static void sup_info(dsup_proc *self, void *state, dsup_term msg)
         return;
     }
     if (dsup_term_tagged(msg, "$dsup", &ar, el, 2) && ar == 2) {
-        sup_on_child_msg(s, el[1]);
+        if (!sup_claim_msg(s, el[1]))
+            sup_on_child_msg(s, el[1]);
         return;
     }
     if (dsup_term_tagged(msg, "DOWN", &ar, el, 5) && ar == 5) {
@@ -406,9 +422,12 @@ static void sup_info(dsup_proc *self, void *state, dsup_term msg)
         const char *node;
         size_t len;
         int i = 0;
-        /* A node whose name nobody holds has no children to fail over. */
-        if (dsup_term_atom_text(el[1].buf, &i, &node, &len) == 0 && (node = dsup_intern_find(node, len)))
+        /* A node whose name nobody holds has no children to fail over and
+         * holds no reservation. */
+        if (dsup_term_atom_text(el[1].buf, &i, &node, &len) == 0 && (node = dsup_intern_find(node, len))) {
+            sup_claim_node_lost(s, node); /* even when it came back: a new instance */
             sup_failover(s, node);
+        }
         return;
     }
     if (dsup_term_tagged(msg, "$dsup_retry", &ar, el, 2) && ar == 2) {
@@ -451,6 +470,7 @@ static void sup_terminate(dsup_proc *self, void *state, dsup_term reason)
     dsup_sup *s = state;
     kill_ctx k = { self, reason };
     dsup_dict_foreach(&s->by_name, signal_local_child, &k);
+    sup_claim_shutdown(s);
     s->proc = NULL; /* the struct lives on in dsup_sups for pending lookups */
 }
 
