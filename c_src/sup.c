@@ -13,11 +13,13 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "crash_report.h"
 #include "gen_server.h"
 #include "intern.h"
 #include "log.h"
 #include "node.h"
 #include "sup.h"
+#include "sup_heal.h"
 #include "term.h"
 
 dsup_sup *dsup_sups;
@@ -256,6 +258,7 @@ static void child_exited(dsup_sup *s, sup_child *c, dsup_term reason)
 {
     dsup_pid old = c->pid;
     if (c->terminating || s->stopping) {
+        sup_crash_report(s, c, reason, SUP_ACT_STOPPED);
         if (c->term_from) {
             ei_x_buff *x = dsup_term_scratch();
             dsup_x_encode_atom(x, "ok");
@@ -273,18 +276,19 @@ static void child_exited(dsup_sup *s, sup_child *c, dsup_term reason)
     }
     int restart = c->spec->restart == DSUP_RESTART_PERMANENT ||
                   (c->spec->restart == DSUP_RESTART_TRANSIENT && !is_shutdown_reason(reason));
+    int allowed = restart && restart_allowed(s);
+    sup_crash_report(s, c, reason, !restart ? SUP_ACT_NONE : allowed ? SUP_ACT_RESTART : SUP_ACT_GIVE_UP);
     if (!restart) {
         sup_broadcast_child_down(s, c, reason);
         sup_emit_process_stop(s, c->spec->name, &old);
         sup_cache_drop(s, c);
         return;
     }
-    if (!restart_allowed(s)) {
+    if (!allowed) {
         LOG_ERROR("%s: reached maximum restart intensity (%d in %d s); shutting down", s->name,
                   s->max_restarts, s->max_seconds);
-        sup_broadcast_child_down(s, c, reason);
-        sup_emit_process_stop(s, c->spec->name, &old);
-        sup_cache_drop(s, c);
+        /* The entry stays (no child_down): the ring owners' failover, or the
+         * restarted instance (sup_heal.c), starts the child again. */
         sup_shutdown_instance(s, "reached_max_restart_intensity");
         return;
     }
@@ -448,6 +452,7 @@ static void sup_terminate(dsup_proc *self, void *state, dsup_term reason)
     kill_ctx k = { self, reason };
     dsup_dict_foreach(&s->by_name, signal_local_child, &k);
     s->proc = NULL; /* the struct lives on in dsup_sups for pending lookups */
+    sup_heal_ended(s, reason); /* the node restarts the instance */
 }
 
 static int sup_state(dsup_proc *self, void *state, ei_x_buff *out)
@@ -555,6 +560,7 @@ int dsup_sup_start(const char *name, const dsup_term *opts, dsup_sup **out, ei_x
     dsup_pg_subscribe(s->scope, on_scope_event, s);
     dsup_pg_join(s->scope, dsup_reason_atom(SUP_HOSTS_GROUP), &s->proc->pid, 1);
     LOG_INFO("distributed supervisor %s started (scope %s)", n, scope);
+    sup_heal_started(s, opts);
     if (out)
         *out = s;
     return 0;

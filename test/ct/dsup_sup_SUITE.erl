@@ -656,8 +656,12 @@ cli_supervisor_bad_option_exits_nonzero(Cfg) ->
                                extra_args => ["--supervisor", "ct_bad_sup,bogus=1"]}),
     remember_handle(Cfg, H),
     {exited, St} = dsup_test:wait_exit(H, ?T),
-    ?assertNotEqual(0, St),
-    ct:log("exit status ~p; log:~n~s", [St, lists:join("\n", dsup_test:log_tail(H, 10))]).
+    Lines = dsup_test:log_tail(H, 10),
+    ct:log("exit status ~p; log:~n~s", [St, lists:join("\n", Lines)]),
+    %% EX_USAGE, and one line naming the option and the bad key
+    ?assertEqual(64, St),
+    [Line] = Lines,
+    ?assertMatch({match, _}, re:run(Line, "^dsup-node: --supervisor: .*bogus")).
 
 %% ------------------------------------------------------------------ listeners
 
