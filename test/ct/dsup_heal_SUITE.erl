@@ -12,6 +12,8 @@
 %%% * single_host_restart_keeps_children: the only host; after the restart
 %%%   start_child works (no no_nodes) and its permanent children run again,
 %%%   the temporary one does not.
+%%% * killed_instance_restarted: exit(Instance, kill) from a BEAM process:
+%%%   the node restarts it too, with its children.
 %%% * node_intensity_exceeded_exits_70: --max-instance-restarts 1: the second
 %%%   instance restart within the window stops the node with status 70.
 %%% * crash_report_lines_and_rate_limit: the error line names instance,
@@ -35,6 +37,7 @@ suite() -> [{timetrap, {seconds, 120}}].
 all() ->
     [crash_loop_instance_restarts_rejoins_ring,
      single_host_restart_keeps_children,
+     killed_instance_restarted,
      node_intensity_exceeded_exits_70,
      crash_report_lines_and_rate_limit,
      elixir_observer_gets_logger_report].
@@ -276,6 +279,21 @@ single_host_restart_keeps_children(Cfg) ->
     %% and it answers start_child again (not {error, no_nodes})
     _ = start_ok(Cfg, A, {counter, [{name, more}]}, undefined),
     wait_all_once(Cfg, [A], [p1, p2, looper, more]),
+    {ok, 0} = dsup_test:stop_node(H).
+
+killed_instance_restarted(Cfg) ->
+    H = start_c(Cfg, #{name => heal_kill}),
+    A = maps:get(node, H),
+    {ok, Old} = dsup_cluster:call(A, {start_supervisor, name(Cfg), []}),
+    P0 = start_ok(Cfg, A, {counter, [{name, k1}]}, undefined),
+    Ref = erlang:monitor(process, Old),
+    exit(Old, kill),
+    receive {'DOWN', Ref, _, _, killed} -> ok after ?T -> ct:fail(instance_not_killed) end,
+    _ = wait_restarted(Cfg, A, Old),
+    ?assertEqual([A], sup(Cfg, A, nodes)),
+    _ = new_pid(Cfg, k1, P0),
+    wait_all_once(Cfg, [A], [k1]),
+    wait_line(H, ["instance ended (killed); restarting it in 250 ms"]),
     {ok, 0} = dsup_test:stop_node(H).
 
 node_intensity_exceeded_exits_70(Cfg) ->
