@@ -157,9 +157,10 @@ static void on_timer(uv_timer_t *t)
         dsup_shutdown();
         return;
     }
-    dsup_sup *now;
+    /* Started again meanwhile (a start_supervisor call): adopt that one. */
+    dsup_sup *now = dsup_sup_find(r->name);
     ei_x_buff *err = dsup_term_scratch();
-    int rc = dsup_sup_start(r->name, r->opts.len ? &r->opts : NULL, &now, err);
+    int rc = now ? 0 : dsup_sup_start(r->name, r->opts.len ? &r->opts : NULL, &now, err);
     if (rc < 0) {
         char *txt = NULL;
         int i = 0;
