@@ -2,6 +2,7 @@
  * supervisor report rolled into one:
  *   crash report: supervisor=S child=C type=T pid=<0.N.M> reason=R action=A
  *   child stopped: ... (normal, shutdown or {shutdown, _}: at info)
+ *   crash report: ... start failed: reason=R action=retry|give_up
  * and, to Elixir observers that joined '$dsup_crash_reports' in the
  * instance's scope, {'$dsup', {crash_report, #{instance, node, child, type,
  * pid, reason, action, level}}}.
@@ -192,4 +193,20 @@ void sup_crash_report(dsup_sup *s, const sup_child *c, dsup_term reason, sup_act
              c->pid.num, c->pid.serial, why ? why : "?", action_names[action], intensity);
     free(name);
     free(why);
+}
+
+void sup_start_failed_report(dsup_sup *s, const dsup_child_spec *spec, dsup_term why, const char *action)
+{
+    if (DSUP_LOG_ERROR < dsup_log_level)
+        return;
+    limiter *l = limiter_for(s->name);
+    if (l && !take_token(l)) {
+        suppress(l);
+        return;
+    }
+    char *name = term_text(spec->name), *reason = why.len ? term_text(why) : NULL;
+    LOG_ERROR("crash report: supervisor=%s child=%s type=%s start failed: reason=%s action=%s", s->name,
+              name ? name : "?", spec->type, reason ? reason : "?", action);
+    free(name);
+    free(reason);
 }

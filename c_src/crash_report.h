@@ -28,4 +28,9 @@ typedef enum sup_action {
  * shutdown and {shutdown, _} at info, SUP_ACT_STOPPED at debug. */
 void sup_crash_report(dsup_sup *s, const sup_child *c, dsup_term reason, sup_action action);
 
+/* A (re)start of the child of `spec` failed with `why` (its init's error);
+ * `action`: "retry" or "give_up". At error, same rate limit:
+ *   crash report: supervisor=S child=C type=T start failed: reason=R action=A */
+void sup_start_failed_report(dsup_sup *s, const dsup_child_spec *spec, dsup_term why, const char *action);
+
 #endif

@@ -18,6 +18,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "crash_report.h"
 #include "log.h"
 #include "node.h"
 #include "sup_heal.h"
@@ -32,6 +33,8 @@ typedef struct heal_rec {
     const char *name;      /* interned instance name */
     dsup_term opts;        /* owned copy of the start options; len 0: none */
     dsup_sup *ended;       /* the instance that ended, until restarted */
+    dsup_child_spec **kept; /* specs it could not restart (sup_heal_keep) */
+    size_t nkept;
     uint64_t recent[RECENT];
     int nrecent;
     int scheduled, exit_node;
@@ -56,6 +59,18 @@ static heal_rec *rec_for(const char *name, int create)
     r->next = recs;
     recs = r;
     return r;
+}
+
+void sup_heal_keep(dsup_sup *s, dsup_child_spec *spec)
+{
+    heal_rec *r = rec_for(s->name, 1);
+    dsup_child_spec **k = r ? realloc(r->kept, (r->nkept + 1) * sizeof *k) : NULL;
+    if (!k) {
+        free(spec);
+        return;
+    }
+    r->kept = k;
+    r->kept[r->nkept++] = spec;
 }
 
 void sup_heal_started(dsup_sup *s, const dsup_term *opts)
@@ -114,32 +129,47 @@ static void collect(dsup_dict_ent *e, void *arg)
     k->list[k->n++] = e->val;
 }
 
-/* Start in `now` the former local children of `old` that run nowhere, then
- * empty old's table (its process is gone; only the struct stays). */
-static void carry_over(dsup_sup *old, dsup_sup *now)
+/* Start the child of `spec` in `now` unless it runs somewhere: 1 started,
+ * 0 running elsewhere, -1 failed (reported). */
+static int carry_one(dsup_sup *now, const dsup_child_spec *spec)
+{
+    const dsup_pid *live;
+    if (spec->restart == DSUP_RESTART_TEMPORARY || !strcmp(spec->type, "undefined"))
+        return -2;
+    if (dsup_pg_members(now->scope, spec->name, &live) > 0)
+        return 0;
+    dsup_child_spec *copy = dsup_spec_with_name(spec, spec->name);
+    ei_x_buff *x = dsup_term_scratch();
+    int rc = copy ? sup_start_local(now, copy, x) : -1;
+    dsup_term el[2];
+    if (rc < 0 && dsup_term_tuple((dsup_term){ x->buff, (size_t)x->index }, el, 2) == 2)
+        sup_start_failed_report(now, spec, el[1], "give_up");
+    dsup_term_scratch_release(x);
+    return rc < 0 ? -1 : 1;
+}
+
+/* Start in `now` the former local children of `old` (and the specs it
+ * kept) that run nowhere, then empty old's table (its process is gone;
+ * only the struct stays). */
+static void carry_over(heal_rec *r, dsup_sup *old, dsup_sup *now)
 {
     carry_ctx k = { malloc((old->by_name.count + 1) * sizeof(sup_child *)), 0 };
     if (!k.list)
         return;
     dsup_dict_foreach(&old->by_name, collect, &k);
     size_t started = 0, elsewhere = 0;
-    for (size_t i = 0; i < k.n; i++) {
-        sup_child *c = k.list[i];
-        const dsup_pid *live;
-        if (!c->local || c->spec->restart == DSUP_RESTART_TEMPORARY || !strcmp(c->spec->type, "undefined"))
-            continue;
-        if (dsup_pg_members(now->scope, c->spec->name, &live) > 0) {
-            elsewhere++;
-            continue;
-        }
-        dsup_child_spec *spec = dsup_spec_with_name(c->spec, c->spec->name);
-        ei_x_buff *x = dsup_term_scratch();
-        if (spec && sup_start_local(now, spec, x) == 0)
-            started++;
-        dsup_term_scratch_release(x);
+    for (size_t i = 0; i < k.n + r->nkept; i++) {
+        int rc = i < k.n ? (k.list[i]->local ? carry_one(now, k.list[i]->spec) : -2) : carry_one(now, r->kept[i - k.n]);
+        started += rc == 1;
+        elsewhere += rc == 0;
     }
     for (size_t i = 0; i < k.n; i++)
         sup_cache_drop(old, k.list[i]);
+    for (size_t i = 0; i < r->nkept; i++)
+        free(r->kept[i]);
+    free(r->kept);
+    r->kept = NULL;
+    r->nkept = 0;
     free(k.list);
     LOG_INFO("%s: instance restarted; %zu of its former children started again here, %zu run elsewhere", now->name,
              started, elsewhere);
@@ -174,7 +204,7 @@ static void on_timer(uv_timer_t *t)
     }
     dsup_term_scratch_release(err);
     if (r->ended)
-        carry_over(r->ended, now);
+        carry_over(r, r->ended, now);
     r->ended = NULL;
 }
 

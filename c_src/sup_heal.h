@@ -25,5 +25,9 @@ extern int dsup_heal_max_seconds;
  * restarts); an instance process ended with reason. */
 void sup_heal_started(dsup_sup *s, const dsup_term *opts);
 void sup_heal_ended(dsup_sup *s, dsup_term reason);
+/* A child spec the ending instance could not restart (its init failed until
+ * the intensity was reached): the restarted instance tries it once more.
+ * Takes ownership. */
+void sup_heal_keep(dsup_sup *s, dsup_child_spec *spec);
 
 #endif

@@ -14,6 +14,9 @@
 %%%   the temporary one does not.
 %%% * killed_instance_restarted: exit(Instance, kill) from a BEAM process:
 %%%   the node restarts it too, with its children.
+%%% * failed_restarts_count_toward_intensity: a worker whose init fails on
+%%%   restart (test/plugins/flaky_plugin.c) is retried, each try reported and
+%%%   counted; at the intensity the instance restarts and starts it again.
 %%% * node_intensity_exceeded_exits_70: --max-instance-restarts 1: the second
 %%%   instance restart within the window stops the node with status 70.
 %%% * crash_report_lines_and_rate_limit: the error line names instance,
@@ -38,6 +41,7 @@ all() ->
     [crash_loop_instance_restarts_rejoins_ring,
      single_host_restart_keeps_children,
      killed_instance_restarted,
+     failed_restarts_count_toward_intensity,
      node_intensity_exceeded_exits_70,
      crash_report_lines_and_rate_limit,
      elixir_observer_gets_logger_report].
@@ -294,6 +298,30 @@ killed_instance_restarted(Cfg) ->
     _ = new_pid(Cfg, k1, P0),
     wait_all_once(Cfg, [A], [k1]),
     wait_line(H, ["instance ended (killed); restarting it in 250 ms"]),
+    {ok, 0} = dsup_test:stop_node(H).
+
+failed_restarts_count_toward_intensity(Cfg) ->
+    Plugin = filename:join([filename:dirname(dsup_test:exe()), "examples", "flaky_plugin.so"]),
+    H = start_c(Cfg, #{name => heal_flaky, extra_args => ["--load", Plugin]}),
+    A = maps:get(node, H),
+    N = atom_to_list(name(Cfg)),
+    {ok, Old} = dsup_cluster:call(A, {start_supervisor, name(Cfg), [{max_restarts, 3}, {max_seconds, 5}]}),
+    P0 = start_ok(Cfg, A, {flaky, [{name, fl}]}, undefined),
+    _ = start_ok(Cfg, A, {counter, [{name, b1}]}, undefined),
+    %% the next 3 inits fail: the restart and its 2 retries (3 in 5 s), then
+    %% the instance gives up; the restarted instance starts fl (4th init)
+    ok = gen_server:call(P0, {fail_next, 3}),
+    crash(P0, boom),
+    wait_line(H, ["crash report: supervisor=" ++ N ++ " child=fl type=flaky pid=" ++ local_text(P0) ++
+                  " reason=boom action=restart"]),
+    _ = wait_restarted(Cfg, A, Old),
+    wait_all_once(Cfg, [A], [fl, b1]),
+    Failed = has_line(H, ["crash report: supervisor=" ++ N ++ " child=fl type=flaky start failed: reason=init_refused action=retry"]),
+    ?assertEqual(3, length(Failed)),
+    [_] = has_line(H, ["child=fl type=flaky start failed: reason=reached_max_restart_intensity action=give_up"]),
+    [_] = has_line(H, ["reached maximum restart intensity (3 in 5 s)"]),
+    wait_line(H, ["instance restarted; 2 of its former children started again here"]),
+    ?assertEqual(echo_me, gen_server:call(hd(pg:get_members(?config(scope, Cfg), fl)), echo_me)),
     {ok, 0} = dsup_test:stop_node(H).
 
 node_intensity_exceeded_exits_70(Cfg) ->
