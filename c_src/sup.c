@@ -264,8 +264,9 @@ static void send_retry(dsup_sup *s, const dsup_child_spec *spec)
     dsup_term_scratch_release(x);
 }
 
-/* {'$dsup_retry', Name, Spec}: a restart whose init failed, tried again from the
- * loop; each try counts toward the intensity, as in OTP. Consumes spec. */
+/* {'$dsup_retry', Name, Spec}: a restart whose init failed, tried again
+ * from the loop; each try counts toward the intensity, as in OTP. Consumes
+ * spec. */
 static void retry_start(dsup_sup *s, dsup_child_spec *spec)
 {
     if (!restart_allowed(s)) {
@@ -278,10 +279,11 @@ static void retry_start(dsup_sup *s, dsup_child_spec *spec)
     }
     dsup_child_spec *again = dsup_spec_with_name(spec, spec->name);
     ei_x_buff *x = dsup_term_scratch();
-    dsup_term el[2];
+    dsup_term el[2]; /* the reply: {error, Reason} */
     int ar;
-    if (sup_start_local(s, spec, x) < 0 && again && dsup_term_tuple((dsup_term){ x->buff, (size_t)x->index }, el, 2) == 2 &&
-        !(dsup_term_tagged(el[1], "already_started", &ar, NULL, 0))) {
+    if (sup_start_local(s, spec, x) < 0 && again &&
+        dsup_term_tuple((dsup_term){ x->buff, (size_t)x->index }, el, 2) == 2 &&
+        !dsup_term_tagged(el[1], "already_started", &ar, NULL, 0)) {
         sup_start_failed_report(s, again, el[1], "retry");
         send_retry(s, again);
     }
