@@ -67,8 +67,8 @@ static const char usage[] =
     "  --version            print the version and exit\n"
     "  --help               this text\n"
     "\n"
-    "Exit status: 0 after a clean stop, 64 for a command-line error, 70 when the\n"
-    "instance restart intensity was reached.\n"
+    "Exit status: 0 after a clean stop, 64 for a command-line error, 70 after more\n"
+    "instance restarts than --max-instance-restarts allows.\n"
     "Environment: ERL_EPMD_PORT (epmd port, default 4369).\n";
 
 static int load_plugin(const char *path)
