@@ -13,11 +13,13 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "crash_report.h"
 #include "gen_server.h"
 #include "intern.h"
 #include "log.h"
 #include "node.h"
 #include "sup.h"
+#include "sup_heal.h"
 #include "term.h"
 
 dsup_sup *dsup_sups;
@@ -267,11 +269,50 @@ static int is_shutdown_reason(dsup_term r)
 
 static void sup_shutdown_instance(dsup_sup *s, const char *why);
 
+static void send_retry(dsup_sup *s, const dsup_child_spec *spec)
+{
+    ei_x_buff *x = dsup_term_scratch();
+    ei_x_encode_tuple_header(x, 3);
+    dsup_x_encode_atom(x, "$dsup_retry");
+    dsup_x_encode_term(x, spec->name); /* a parsed spec map has no name */
+    dsup_spec_encode_map(x, spec, 1);
+    dsup_send(s->proc, dsup_self(s->proc), x);
+    dsup_term_scratch_release(x);
+}
+
+/* {'$dsup_retry', Name, Spec}: a restart whose init failed, tried again
+ * from the loop; each try counts toward the intensity, as in OTP. Consumes
+ * spec. */
+static void retry_start(dsup_sup *s, dsup_child_spec *spec)
+{
+    if (!restart_allowed(s)) {
+        sup_start_failed_report(s, spec, dsup_reason_atom("reached_max_restart_intensity"), "give_up");
+        LOG_ERROR("%s: reached maximum restart intensity (%d in %d s); shutting down", s->name,
+                  s->max_restarts, s->max_seconds);
+        sup_heal_keep(s, spec); /* the restarted instance tries it again */
+        sup_shutdown_instance(s, "reached_max_restart_intensity");
+        return;
+    }
+    dsup_child_spec *again = dsup_spec_with_name(spec, spec->name);
+    ei_x_buff *x = dsup_term_scratch();
+    dsup_term el[2]; /* the reply: {error, Reason} */
+    int ar;
+    if (sup_start_local(s, spec, x) < 0 && again &&
+        dsup_term_tuple((dsup_term){ x->buff, (size_t)x->index }, el, 2) == 2 &&
+        !dsup_term_tagged(el[1], "already_started", &ar, NULL, 0)) {
+        sup_start_failed_report(s, again, el[1], "retry");
+        send_retry(s, again);
+    }
+    dsup_term_scratch_release(x);
+    free(again);
+}
+
 /* A local child exited. */
 static void child_exited(dsup_sup *s, sup_child *c, dsup_term reason)
 {
     dsup_pid old = c->pid;
     if (c->terminating || s->stopping) {
+        sup_crash_report(s, c, reason, SUP_ACT_STOPPED);
         if (c->term_from) {
             ei_x_buff *x = dsup_term_scratch();
             dsup_x_encode_atom(x, "ok");
@@ -289,39 +330,37 @@ static void child_exited(dsup_sup *s, sup_child *c, dsup_term reason)
     }
     int restart = c->spec->restart == DSUP_RESTART_PERMANENT ||
                   (c->spec->restart == DSUP_RESTART_TRANSIENT && !is_shutdown_reason(reason));
+    int allowed = restart && restart_allowed(s);
+    sup_crash_report(s, c, reason, !restart ? SUP_ACT_NONE : allowed ? SUP_ACT_RESTART : SUP_ACT_GIVE_UP);
     if (!restart) {
         sup_broadcast_child_down(s, c, reason);
         sup_emit_process_stop(s, c->spec->name, &old);
         sup_cache_drop(s, c);
         return;
     }
-    if (!restart_allowed(s)) {
+    if (!allowed) {
         LOG_ERROR("%s: reached maximum restart intensity (%d in %d s); shutting down", s->name,
                   s->max_restarts, s->max_seconds);
-        sup_broadcast_child_down(s, c, reason);
-        sup_emit_process_stop(s, c->spec->name, &old);
-        sup_cache_drop(s, c);
+        /* The entry stays (no child_down): the ring owners' failover, or the
+         * restarted instance (sup_heal.c), starts the child again. */
         sup_shutdown_instance(s, "reached_max_restart_intensity");
         return;
     }
     dsup_proc *child;
-    if (dsup_spawn_child(c->spec->type, &c->spec->args, s->proc, &child, NULL) < 0) {
+    ei_x_buff *why = dsup_term_scratch();
+    if (dsup_spawn_child(c->spec->type, &c->spec->args, s->proc, &child, why) < 0) {
         /* init refused: count it as a restart and try again from the loop. */
-        LOG_WARN("%s: restarting a child failed; retrying", s->name);
+        sup_start_failed_report(s, c->spec, (dsup_term){ why->buff, (size_t)why->index }, "retry");
+        dsup_term_scratch_release(why);
         dsup_child_spec *spec = dsup_spec_with_name(c->spec, c->spec->name);
         sup_emit_process_stop(s, c->spec->name, &old);
         sup_cache_drop(s, c);
-        if (spec) {
-            ei_x_buff *x = dsup_term_scratch();
-            ei_x_encode_tuple_header(x, 2);
-            dsup_x_encode_atom(x, "$dsup_retry");
-            dsup_spec_encode_map(x, spec, 1);
-            dsup_send(s->proc, dsup_self(s->proc), x);
-            dsup_term_scratch_release(x);
-            free(spec);
-        }
+        if (spec)
+            send_retry(s, spec);
+        free(spec);
         return;
     }
+    dsup_term_scratch_release(why);
     dsup_pid pid = child->pid;
     sup_emit_process_stop(s, c->spec->name, &old);
     sup_cache_put(s, c->spec->name, &pid, NULL, 1);
@@ -430,20 +469,14 @@ static void sup_info(dsup_proc *self, void *state, dsup_term msg)
         }
         return;
     }
-    if (dsup_term_tagged(msg, "$dsup_retry", &ar, el, 2) && ar == 2) {
-        dsup_child_spec *spec;
-        if (dsup_spec_parse(el[1], &spec) == 0) {
-            dsup_term name = spec->name;
-            (void)name;
-            ei_x_buff *x = dsup_term_scratch();
-            if (restart_allowed(s))
-                sup_start_local(s, spec, x);
-            else {
-                free(spec);
-                sup_shutdown_instance(s, "reached_max_restart_intensity");
-            }
-            dsup_term_scratch_release(x);
+    if (dsup_term_tagged(msg, "$dsup_retry", &ar, el, 3) && ar == 3) {
+        dsup_child_spec *spec, *named = NULL;
+        if (dsup_spec_parse(el[2], &spec) == 0) {
+            named = dsup_spec_with_name(spec, el[1]);
+            free(spec);
         }
+        if (named)
+            retry_start(s, named);
         return;
     }
     if (sup_pending_reply(s, msg))
@@ -472,6 +505,7 @@ static void sup_terminate(dsup_proc *self, void *state, dsup_term reason)
     dsup_dict_foreach(&s->by_name, signal_local_child, &k);
     sup_claim_shutdown(s);
     s->proc = NULL; /* the struct lives on in dsup_sups for pending lookups */
+    sup_heal_ended(s, reason); /* the node restarts the instance */
 }
 
 static int sup_state(dsup_proc *self, void *state, ei_x_buff *out)
@@ -588,6 +622,7 @@ int dsup_sup_start(const char *name, const dsup_term *opts, dsup_sup **out, ei_x
     dsup_pg_subscribe(s->scope, on_scope_event, s);
     dsup_pg_join(s->scope, dsup_reason_atom(SUP_HOSTS_GROUP), &s->proc->pid, 1);
     LOG_INFO("distributed supervisor %s started (scope %s)", n, scope);
+    sup_heal_started(s, opts);
     if (out)
         *out = s;
     return 0;

@@ -566,10 +566,13 @@ temporary_never_restarted(Cfg) ->
     ?assertEqual([], pg_members(Cfg, tm1)).
 
 %% max_restarts 2 in 5 s: the third crash in a row stops the instance on
-%% that node (its name unregistered); the other instance takes the node off
-%% its ring and takes over the stopped instance's other children.
+%% that node; the other instance takes the node off its ring and takes over
+%% the stopped instance's children; then the node restarts the instance
+%% (dsup_heal_SUITE has the details), which rejoins the ring.
 restart_intensity_exceeded_stops_instance(Cfg) ->
     [A, B] = nodes_(Cfg),
+    [Old] = [P || P <- pg_members(Cfg, '$dsup_hosts'), node(P) =:= A],
+    OldRef = erlang:monitor(process, Old),
     {Other, bystander} = start_ok(Cfg, B, {counter, [{name, bystander}]}, A),
     {P1, ri} = start_ok(Cfg, B, {counter, [{name, ri}]}, A),
     wait_whereis(Cfg, ri, P1),
@@ -579,19 +582,13 @@ restart_intensity_exceeded_stops_instance(Cfg) ->
     P3 = wait_new_pid(Cfg, ri, P2),
     ?assertEqual(A, node(P3)),
     crash(P3, boom3),
-    wait(fun() ->
-                 case catch sup(Cfg, A, nodes) of
-                     {'EXIT', {noproc, _}} -> true;
-                     R -> {still_answers, R}
-                 end
-         end, ?T),
-    %% the registered name is gone (a monitor by name gets noproc at once)
-    MRef = erlang:monitor(process, {name(Cfg), A}),
-    receive {'DOWN', MRef, _, _, noproc} -> ok after ?T -> ct:fail(instance_still_registered) end,
+    receive {'DOWN', OldRef, _, _, reached_max_restart_intensity} -> ok
+    after ?T -> ct:fail(instance_not_stopped)
+    end,
     %% the dsup-node itself is fine
     ?assert(is_list(dsup_cluster:call(A, which_workers))),
-    wait_ring(Cfg, [B], [B]),
-    %% the bystander child of the stopped instance runs again, on B
+    %% the bystander child of the stopped instance runs again, on B, and the
+    %% crash-looping one too (no child is lost)
     {ok, NewOther} = wait(fun() ->
                                   case sup(Cfg, B, {whereis, bystander}) of
                                       P when is_pid(P), P =/= Other -> {true, P};
@@ -599,7 +596,12 @@ restart_intensity_exceeded_stops_instance(Cfg) ->
                                   end
                           end, ?T),
     ?assertEqual(B, node(NewOther)),
-    ?assert(is_down(Other)).
+    ?assert(is_down(Other)),
+    ?assertEqual(B, node(wait_new_pid(Cfg, ri, P3))),
+    %% the restarted instance: a new pid under the same name, in every ring
+    wait(fun() -> lists:sort([node(P) || P <- pg_members(Cfg, '$dsup_hosts'), P =/= Old]) =:= lists:sort([A, B])
+         end, ?T),
+    wait_ring(Cfg, [A, B], [A, B]).
 
 %% ------------------------------------------------------------------ options
 
@@ -690,8 +692,16 @@ cli_case(Cfg, KVs) ->
                                  P when is_pid(P), P =/= P1 -> {true, P};
                                  R -> R
                              end end, ?T),
+    [Old] = dsup_cluster:call(N, {pg_members, Scope, '$dsup_hosts'}),
     crash(P2, boom),
-    wait(fun() -> {'EXIT', {noproc, _}} = (catch dsup_cluster:sup(Atom, N, nodes)), true end, ?T),
+    %% max_restarts=1 applied: the instance gave up, and the node restarted it
+    wait(fun() -> [L || L <- dsup_test:log_tail(H, 100),
+                        string:find(L, "reached maximum restart intensity (1 in") =/= nomatch] =/= []
+         end, ?T),
+    wait(fun() -> case dsup_cluster:call(N, {pg_members, Scope, '$dsup_hosts'}) of
+                      [New] when New =/= Old -> true;
+                      R -> {hosts, R}
+                  end end, ?T),
     %% the other instance is untouched
     ?assertEqual([N], dsup_cluster:sup(Plain, N, nodes)),
     {ok, 0} = dsup_test:stop_node(H).
@@ -701,8 +711,12 @@ cli_supervisor_bad_option_exits_nonzero(Cfg) ->
                                extra_args => ["--supervisor", "ct_bad_sup,bogus=1"]}),
     remember_handle(Cfg, H),
     {exited, St} = dsup_test:wait_exit(H, ?T),
-    ?assertNotEqual(0, St),
-    ct:log("exit status ~p; log:~n~s", [St, lists:join("\n", dsup_test:log_tail(H, 10))]).
+    Lines = dsup_test:log_tail(H, 10),
+    ct:log("exit status ~p; log:~n~s", [St, lists:join("\n", Lines)]),
+    %% EX_USAGE, and one line naming the option and the bad key
+    ?assertEqual(64, St),
+    [Line] = Lines,
+    ?assertMatch({match, _}, re:run(Line, "^dsup-node: --supervisor: .*bogus")).
 
 %% ------------------------------------------------------------------ listeners
 
