@@ -198,7 +198,7 @@ EX_CFLAGS := -std=gnu11 $(OPT) -g -Wall -Wextra -Wno-unused-parameter -fPIC $(SA
 EX_PLUGIN := $(wildcard examples/plugin/*.c)
 
 examples: $(EX_DIR)/dsup_examples.so $(EX_DIR)/bad_nosym.so $(EX_DIR)/bad_abi.so $(EX_DIR)/dsup-custom \
-          $(EX_DIR)/abi1_plugin.so
+          $(EX_DIR)/abi1_plugin.so $(EX_DIR)/flaky_plugin.so
 
 $(EX_DIR)/dsup_examples.so: $(EX_PLUGIN) examples/plugin/examples.h include/dsup.h $(BUILD)/config.mk
 	@mkdir -p $(dir $@)
@@ -210,6 +210,11 @@ $(EX_DIR)/bad_%.so: examples/bad_plugins/bad_%.c include/dsup.h $(BUILD)/config.
 
 # A plugin as ABI 1 built it (tests: old plugins still load).
 $(EX_DIR)/abi1_plugin.so: test/plugins/abi1_plugin.c include/dsup.h $(BUILD)/config.mk
+	@mkdir -p $(dir $@)
+	$(CC) $(EX_CFLAGS) -shared -o $@ $<
+
+# A worker whose init fails while a file exists (tests: failed restarts).
+$(EX_DIR)/flaky_plugin.so: test/plugins/flaky_plugin.c include/dsup.h $(BUILD)/config.mk
 	@mkdir -p $(dir $@)
 	$(CC) $(EX_CFLAGS) -shared -o $@ $<
 

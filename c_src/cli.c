@@ -19,6 +19,7 @@
 #include "node.h"
 #include "ring.h"
 #include "sup.h"
+#include "sup_heal.h"
 #include "workers/workers.h"
 
 #ifndef DSUP_VERSION
@@ -51,6 +52,11 @@ static const char usage[] =
     "                       keys: cache_children=true|false, monitor_nodes=\n"
     "                       true|false|cluster, nodes=a@h+b@h, listeners=name+name,\n"
     "                       max_restarts=0..1000000, max_seconds=1..31536000\n"
+    "  --max-instance-restarts N, --max-instance-seconds S\n"
+    "                       the node restarts a supervisor instance that ends (its\n"
+    "                       restart intensity reached) with backoff; more than N\n"
+    "                       instance restarts in S seconds stop the node with exit\n"
+    "                       status 70 (N 0..10000, default 3; S 1..86400, default 60)\n"
     "  --ring-atoms otp25|otp26\n"
     "                       how atom child names are hashed on the ring: as\n"
     "                       term_to_binary writes them on that OTP release (the\n"
@@ -69,7 +75,8 @@ static const char usage[] =
     "  --version            print the version and exit\n"
     "  --help               this text\n"
     "\n"
-    "Exit status: 0 after a clean stop, 64 for a command-line error.\n"
+    "Exit status: 0 after a clean stop, 64 for a command-line error, 70 after more\n"
+    "instance restarts than --max-instance-restarts allows.\n"
     "Environment: ERL_EPMD_PORT (epmd port, default 4369).\n";
 
 static int load_plugin(const char *path)
@@ -315,6 +322,24 @@ static int opt_supervisor(cli_ctx *c, const char *opt, const char *v)
     return CLI_OK;
 }
 
+static int opt_max_instance_restarts(cli_ctx *c, const char *opt, const char *v)
+{
+    long long n;
+    if (int_arg(opt, v, 0, 10000, &n) < 0)
+        return CLI_ERR;
+    dsup_heal_max_restarts = (int)n;
+    return CLI_OK;
+}
+
+static int opt_max_instance_seconds(cli_ctx *c, const char *opt, const char *v)
+{
+    long long n;
+    if (int_arg(opt, v, 1, 86400, &n) < 0)
+        return CLI_ERR;
+    dsup_heal_max_seconds = (int)n;
+    return CLI_OK;
+}
+
 static int opt_ring_atoms(cli_ctx *c, const char *opt, const char *v)
 {
     if (!strcmp(v, "otp25"))
@@ -414,6 +439,8 @@ static const cli_opt options[] = {
     { "--max-frame", 1, opt_max_frame },
     { "--scope", 1, opt_scope },
     { "--supervisor", 1, opt_supervisor },
+    { "--max-instance-restarts", 1, opt_max_instance_restarts },
+    { "--max-instance-seconds", 1, opt_max_instance_seconds },
     { "--ring-atoms", 1, opt_ring_atoms },
     { "--load", 1, opt_load },
     { "--log-level", 1, opt_log_level },

@@ -31,6 +31,13 @@ static const char *n_net_kernel, *n_rex, *n_global;
 
 /* ---- the dsup_node process ------------------------------------------------ */
 
+/* The node's built-in names: an instance registered under one would never
+ * get its messages (they go to the built-in service). */
+static int reserved_sup_name(const char *name)
+{
+    return dsup_node_ctrl_is_special(dsup_intern_str(name)) || strcmp(name, "dsup_node") == 0;
+}
+
 static dsup_call_ret ctrl_call(dsup_proc *self, void *state, dsup_term req, const dsup_from *from,
                                ei_x_buff *reply)
 {
@@ -74,6 +81,12 @@ static dsup_call_ret ctrl_call(dsup_proc *self, void *state, dsup_term req, cons
             ei_x_encode_tuple_header(reply, 2);
             dsup_x_encode_atom(reply, "bad_option");
             dsup_x_encode_atom(reply, "name");
+        } else if (reserved_sup_name(name)) {
+            ei_x_encode_tuple_header(reply, 2);
+            dsup_x_encode_atom(reply, "error");
+            ei_x_encode_tuple_header(reply, 2);
+            dsup_x_encode_atom(reply, "reserved_name");
+            dsup_x_encode_term(reply, el[1]);
         } else if (dsup_sup_start(name, &el[2], &s, why) == 0) {
             ei_x_encode_tuple_header(reply, 2);
             dsup_x_encode_atom(reply, "ok");
@@ -392,7 +405,13 @@ void dsup_node_ctrl_ready(void)
         char name[300];
         dsup_cli_sup_opts(g_node->sups[i], name, sizeof name, &opts);
         dsup_term o = { opts.buff, (size_t)opts.index };
-        if (dsup_sup_start(name, &o, NULL, why) < 0) {
+        if (reserved_sup_name(name)) {
+            why->index = 0;
+            ei_x_encode_tuple_header(why, 2);
+            dsup_x_encode_atom(why, "reserved_name");
+            dsup_x_encode_atom(why, name);
+        }
+        if (why->index > 0 || dsup_sup_start(name, &o, NULL, why) < 0) {
             char *txt = NULL;
             int j = 0;
             ei_s_print_term(&txt, why->buff, &j);

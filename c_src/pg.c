@@ -58,6 +58,7 @@ typedef struct pg_peer {
     dsup_pid pid;
     dsup_ref mref;
     dsup_dict groups;    /* group key -> pidvec*: what this peer told us */
+    int told;            /* we sent it our sync: incremental joins/leaves may follow */
 } pg_peer;
 
 /* A local member's memberships hang off its process (proc->pg_memb), one
@@ -199,7 +200,10 @@ static void send_to_peer(dsup_dict_ent *e, void *arg)
 {
     bcast *b = arg;
     pg_peer *p = e->val;
-    dsup_send(b->s->proc, &p->pid, b->x);
+    /* A BEAM scope that has not had our sync yet knows none of our groups
+     * and crashes on a leave naming one: it hears of them in that sync. */
+    if (p->told)
+        dsup_send(b->s->proc, &p->pid, b->x);
 }
 
 static void broadcast(dsup_pg *s, ei_x_buff *x)
@@ -509,8 +513,13 @@ static void handle_discover(dsup_pg *s, dsup_term peer_t)
     if (dsup_decode_pid(peer_t.buf, &i, &peer) < 0 || dsup_pid_eq(&peer, dsup_self(s->proc)))
         return;
     send_sync(s, &peer);
-    if (!peer_get(s, &peer)) {
-        peer_add(s, &peer);
+    pg_peer *known = peer_get(s, &peer);
+    if (known) {
+        known->told = 1;
+    } else {
+        pg_peer *p = peer_add(s, &peer);
+        if (p)
+            p->told = 1;
         ei_x_buff *x = dsup_term_scratch();
         ei_x_encode_tuple_header(x, 2);
         dsup_x_encode_atom(x, "discover");
@@ -757,9 +766,22 @@ static void peer_on_node(dsup_dict_ent *e, void *arg)
     h->found |= p->pid.node == h->node;
 }
 
+/* A peer that sent us its sync but whose discover (answered with ours) never
+ * came: give it our picture now, so that our joins and leaves reach it. */
+static void tell_if_untold(dsup_dict_ent *e, void *arg)
+{
+    dsup_pg *s = arg;
+    pg_peer *p = e->val;
+    if (!p->told) {
+        send_sync(s, &p->pid);
+        p->told = 1;
+    }
+}
+
 static void on_discover_timer(uv_timer_t *t)
 {
     for (dsup_pg *s = scopes; s; s = s->next) {
+        dsup_dict_foreach(&s->peers, tell_if_untold, s);
         for (size_t i = 0; i < g_node->nconns; i++) {
             dsup_conn *c = g_node->conns[i];
             if (c->state != CONN_UP)

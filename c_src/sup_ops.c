@@ -162,7 +162,7 @@ static dsup_call_ret start_child(dsup_sup *s, dsup_term spec_t, dsup_term node_t
         error_atom(reply, "enomem");
         return DSUP_REPLY;
     }
-    if (sup_reply_if_running(s, spec->name, reply)) {
+    if (sup_check_child_name(s, spec->name, reply) < 0 || sup_reply_if_running(s, spec->name, reply)) {
         free(spec);
         return DSUP_REPLY;
     }
@@ -175,10 +175,8 @@ static dsup_call_ret start_child(dsup_sup *s, dsup_term spec_t, dsup_term node_t
             return DSUP_REPLY;
         }
     }
-    if (node == g_node->name) {
-        sup_start_local(s, spec, reply);
-        return DSUP_REPLY;
-    }
+    if (node == g_node->name)
+        return sup_start_claimed(s, spec, from, reply);
     /* {start_child_here, Name, SpecMap} to the instance on `node`. */
     ei_x_buff *x = dsup_term_scratch();
     ei_x_encode_tuple_header(x, 3);
@@ -195,7 +193,8 @@ static dsup_call_ret start_child(dsup_sup *s, dsup_term spec_t, dsup_term node_t
     return DSUP_NOREPLY;
 }
 
-static dsup_call_ret start_child_here(dsup_sup *s, dsup_term name, dsup_term spec_t, ei_x_buff *reply)
+static dsup_call_ret start_child_here(dsup_sup *s, dsup_term name, dsup_term spec_t, const dsup_from *from,
+                                      ei_x_buff *reply)
 {
     dsup_child_spec *spec, *named;
     if (dsup_spec_parse(spec_t, &spec) < 0) {
@@ -208,8 +207,7 @@ static dsup_call_ret start_child_here(dsup_sup *s, dsup_term name, dsup_term spe
         error_atom(reply, "enomem");
         return DSUP_REPLY;
     }
-    sup_start_local(s, named, reply);
-    return DSUP_REPLY;
+    return sup_start_claimed(s, named, from, reply);
 }
 
 /* ---- terminate_child ------------------------------------------------------------ */
@@ -315,7 +313,7 @@ dsup_call_ret sup_handle_call(dsup_proc *self, void *state, dsup_term req, const
     if (dsup_term_tagged(req, "start_child", &ar, el, 4) && (ar == 3 || ar == 2))
         return start_child(s, el[1], ar == 3 ? el[2] : dsup_reason_atom("undefined"), from, reply);
     if (dsup_term_tagged(req, "start_child_here", &ar, el, 4) && ar == 3)
-        return start_child_here(s, el[1], el[2], reply);
+        return start_child_here(s, el[1], el[2], from, reply);
     if (dsup_term_tagged(req, "terminate_child", &ar, el, 4) && ar == 2)
         return terminate_child(s, req, el[1], from, reply);
     if (dsup_term_is_atom(req, "children")) {

@@ -128,6 +128,10 @@ usage_errors(Config) ->
          {N ++ ["--connect", "nohost"], ["--connect", "NAME@HOST"]},
          {N ++ ["--connect", "a@b@c"], ["--connect"]},
          {N ++ ["--ring-atoms", "otp24"], ["--ring-atoms", "otp25 or otp26"]},
+         {N ++ ["--max-instance-restarts", "-1"], ["--max-instance-restarts", "0..10000"]},
+         {N ++ ["--max-instance-restarts", "10001"], ["--max-instance-restarts"]},
+         {N ++ ["--max-instance-seconds", "0"], ["--max-instance-seconds", "1..86400"]},
+         {N ++ ["--max-instance-seconds"], ["--max-instance-seconds", "needs a value"]},
          {N ++ ["--scope", ""], ["--scope"]},
          {N ++ ["--supervisor", "Foo", "--supervisor", "Foo,max_restarts=1"],
           ["--supervisor", "given twice"]}],
@@ -294,10 +298,17 @@ json_log_lines_parse(Config) ->
     H = dsup_test:start_node(#{name => cli_json, priv_dir => ?config(priv_dir, Config),
                                log_level => debug, extra_args => ["--log-format", "json"]}),
     Node = maps:get(node, H),
-    Evil = list_to_atom("ev\"il\\\n\t\x01" ++ [233, 8364] ++ "@127.0.0.1"),
+    %% A name with control characters is refused at send_name (the node never
+    %% logs it); a printable hostile one (quote, backslash, non-ASCII) reaches
+    %% the wrong-cookie line and must be escaped there.
+    Ctl = list_to_atom("ctl\n\t\x01@127.0.0.1"),
+    {error, _} = dist_raw:connect(Node, wrong_cookie, #{name => Ctl}),
+    Evil = list_to_atom("ev\"il\\" ++ [233, 8364] ++ "@127.0.0.1"),
     {error, _} = dist_raw:connect(Node, wrong_cookie, #{name => Evil}),
     dsup_test:wait_until(fun() ->
-        lists:any(fun(L) -> binary:match(L, <<"wrong cookie">>) =/= nomatch end, log_lines(H))
+        Ls = log_lines(H),
+        lists:any(fun(L) -> binary:match(L, <<"wrong cookie">>) =/= nomatch end, Ls) andalso
+            lists:any(fun(L) -> binary:match(L, <<"bad node name">>) =/= nomatch end, Ls)
     end, ?T),
     {ok, 0} = dsup_test:stop_node(H),
     Lines = log_lines(H),

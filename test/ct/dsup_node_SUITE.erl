@@ -242,10 +242,14 @@ bad_cli_args_exit_nonzero(_Config) ->
              ["--name", "x@127.0.0.1", "--bogus-option"],
              ["--name", "x@127.0.0.1", "--log-level", "loud"],
              ["--name", "x@127.0.0.1", "--net-ticktime", "soon"]],
+    %% EX_USAGE and one line naming the problem (dsup_cli_SUITE has the rest)
     lists:foreach(fun(Args) ->
         {Status, Out} = run_cmd(Args, 10000),
         ct:log("~p -> exit ~p:~n~s", [Args, Status, Out]),
-        ?assertNotEqual({Args, 0}, {Args, Status})
+        ?assertEqual({Args, 64}, {Args, Status}),
+        ?assertMatch({_, [<<"dsup-node: ", _/binary>>]},
+                     {Args, binary:split(Out, <<"\n">>, [global, trim_all])}),
+        ?assertEqual({Args, $\n}, {Args, binary:last(Out)})
     end, Cases).
 
 log_level_option(Config) ->

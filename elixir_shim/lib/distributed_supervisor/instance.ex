@@ -70,6 +70,9 @@ defmodule DistributedSupervisor.Instance do
     {ref, host_pids} = :pg.monitor(scope, @hosts)
     :ok = :pg.join(scope, @observers, self())
 
+    if DistributedSupervisor.CrashReports.enabled?(opts),
+      do: :ok = :pg.join(scope, DistributedSupervisor.CrashReports.group(), self())
+
     listeners = List.wrap(Keyword.get(opts, :listeners, []))
 
     state = %{
@@ -352,6 +355,16 @@ defmodule DistributedSupervisor.Instance do
 
   defp dsup_event({:node_terminate, node, reason, statuses}, state) do
     emit(state, {:node_terminate, node, reason, statuses})
+    state
+  end
+
+  defp dsup_event({:crash_report, report}, state) when is_map(report) do
+    DistributedSupervisor.CrashReports.log(report)
+    state
+  end
+
+  defp dsup_event({:crash_reports_suppressed, instance, node, count}, state) do
+    DistributedSupervisor.CrashReports.log_suppressed(instance, node, count)
     state
   end
 
