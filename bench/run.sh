@@ -11,7 +11,9 @@
 # then bench/sup_bench.erl (ring/phash2, start_child, failover, memory, pg sync,
 # pg join/leave, scale, shim; it also folds the call rows into the summary).
 # The baseline is bench/baseline/. bench/bench_ring.c is built here against
-# build/libdsup.a with the project's flags (bench/flags.mk asks the Makefile).
+# build/libdsup_internal.a (it calls the ring and phash2 directly, which the
+# sealed libdsup.a keeps hidden) with the project's flags (bench/flags.mk asks
+# the Makefile).
 #
 # Own epmd on a free port, unique node names, every process it starts is
 # stopped by pid on exit. DSUP_NODE overrides the binary (default build/dsup-node).
@@ -62,13 +64,14 @@ echo "bench: epmd pid $EPMD_PID on port $ERL_EPMD_PORT"
 erlc -o "$EBIN" bench/*.erl bench/baseline/*.erl test/ct/dsup_test.erl \
     || { echo "bench: compile error" >&2; exit 2; }
 # bench_ring (C side of the ring/phash2 rows): the Makefile's CC/CFLAGS/libs.
-[ -f build/libdsup.a ] || { echo "bench: build/libdsup.a missing (run make first)" >&2; exit 2; }
+make --no-print-directory -s build/libdsup_internal.a \
+    || { echo "bench: build/libdsup_internal.a does not build (run make first)" >&2; exit 2; }
 FLAGS="$(make --no-print-directory -s -f Makefile -f bench/flags.mk bench-flags)" \
     || { echo "bench: could not read the build flags" >&2; exit 2; }
 flag() { printf '%s\n' "$FLAGS" | sed -n "s/^$1=//p"; }
 # shellcheck disable=SC2046  # the flags are word lists
 $(flag BENCH_CC) $(flag BENCH_CFLAGS) $(flag BENCH_LDFLAGS) -o "$WORK/bench_ring" \
-    bench/bench_ring.c build/libdsup.a $(flag BENCH_LIBS) \
+    bench/bench_ring.c build/libdsup_internal.a $(flag BENCH_LIBS) \
     || { echo "bench: bench/bench_ring.c does not build" >&2; exit 2; }
 export SUP_BENCH_RING_BIN="$WORK/bench_ring"
 command -v gnuplot >/dev/null || scripts/install-deps.sh gnuplot-nox \
