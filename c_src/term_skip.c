@@ -4,22 +4,38 @@
  * Every length is checked against the bytes that remain before it is used;
  * element counts are checked against the remaining bytes (each term takes at
  * least one byte) before any loop, so a huge declared count fails at once and
- * the total work is linear in the input. Nesting uses an explicit stack of
- * DSUP_TERM_MAX_DEPTH frames: no recursion.
+ * the total work is linear in the input.
+ *
+ * Nesting is unlimited (the BEAM's term_to_binary and binary_to_term have no
+ * depth limit either) and costs no C stack: the external format is prefix
+ * order, so one counter of "terms still to read" replaces a stack of open
+ * containers. Only NEW_FUN needs to remember where it must end (its Size is
+ * checked); those ends go on a small heap stack.
  *
  * Accepted: SMALL_INTEGER, INTEGER, FLOAT (31 bytes, NUL-terminated text),
  * NEW_FLOAT, ATOM / SMALL_ATOM (latin1, <= 255 bytes), ATOM_UTF8 /
  * SMALL_ATOM_UTF8 (valid UTF-8, <= 255 characters), PID / NEW_PID, PORT /
  * NEW_PORT / V4_PORT, REFERENCE / NEW_REFERENCE / NEWER_REFERENCE (<= 5 id
  * words), SMALL_TUPLE / LARGE_TUPLE, MAP, NIL, STRING, LIST (with tail),
- * BINARY, BIT_BINARY (bits 1..8, or len 0 with bits 0), SMALL_BIG /
- * LARGE_BIG, NEW_FUN (Size must match its contents), EXPORT.
+ * BINARY, BIT_BINARY (len >= 1, bits 1..8), SMALL_BIG / LARGE_BIG, NEW_FUN
+ * (Size must match its contents), EXPORT (arity 0..255).
  * Rejected: ATOM_CACHE_REF (we never advertise the atom cache), COMPRESSED
  * (no inflating of untrusted input), LOCAL_EXT, the obsolete FUN_EXT, and
- * anything unknown. */
+ * anything unknown.
+ *
+ * At least as strict as the strictest supported release (OTP 25 and 27; the
+ * unit tests ask each release's binary_to_term): a term dsup relays must be
+ * one every peer accepts and handles. Hence, stricter than OTP 25:
+ *   - a zero-length BIT_BINARY (OTP 25 decodes it as <<>>, OTP 27 refuses);
+ *   - an EXPORT arity above 255 (both decode it; OTP 27.3 crashes the VM
+ *     when such a fun is printed or hashed, OTP 25 reports a wrong arity);
+ *   - a NEW_/NEWER_REFERENCE with no ID words (both read past the term).
+ * Nothing the BEAM itself encodes is refused. */
 #include "ctrl.h"
 
 #include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
 
 long dsup__utf8_chars(const uint8_t *s, size_t n);
 int dsup__atom(const char *buf, size_t len, size_t *pos, const char **text, size_t *text_len);
@@ -161,33 +177,69 @@ static int skip_fixint(const uint8_t *b, size_t len, size_t *pos)
     return -1;
 }
 
-struct skip_frame {
-    uint64_t left; /* terms still to walk in this container */
-    size_t   end;  /* position the container must end at, or 0 for no check */
+/* The ends of the NEW_FUNs being walked: where each must end, and the
+ * value of `left` (terms still to read) at which its free variables are done. */
+struct fun_end {
+    size_t   end;
+    uint64_t left_after;
 };
+
+struct fun_stack {
+    struct fun_end *st;
+    size_t n, cap;
+    struct fun_end inl[8];
+};
+
+static int fun_push(struct fun_stack *s, size_t end, uint64_t left_after)
+{
+    if (s->n == s->cap) {
+        size_t nc = s->cap * 2;
+        struct fun_end *ns = s->st == s->inl ? malloc(nc * sizeof *ns) : realloc(s->st, nc * sizeof *ns);
+        if (!ns)
+            return -1;
+        if (s->st == s->inl)
+            memcpy(ns, s->inl, s->n * sizeof *ns);
+        s->st = ns;
+        s->cap = nc;
+    }
+    s->st[s->n].end = end;
+    s->st[s->n].left_after = left_after;
+    s->n++;
+    return 0;
+}
+
+static int walk(const char *buf, size_t len, size_t *pos, struct fun_stack *funs);
 
 int dsup_term_skip(const char *buf, size_t len, size_t *pos)
 {
+    struct fun_stack funs = { .cap = 8 };
+    funs.st = funs.inl;
+    int rc = walk(buf, len, pos, &funs);
+    if (funs.st != funs.inl)
+        free(funs.st);
+    return rc;
+}
+
+static int walk(const char *buf, size_t len, size_t *pos, struct fun_stack *funs)
+{
     const uint8_t *b = (const uint8_t *)buf;
     size_t p = *pos;
-    struct skip_frame st[DSUP_TERM_MAX_DEPTH + 1];
-    int depth = 1;
-    st[0].left = 1; /* the term itself */
-    st[0].end = 0;
+    uint64_t left = 1; /* terms still to read: the term itself */
 
     if (p > len)
         return -1;
-    while (depth > 0) {
-        struct skip_frame *top = &st[depth - 1];
-        if (top->left == 0) {
-            if (top->end && p != top->end)
+    for (;;) {
+        /* Funs whose free variables are all read must end exactly here. */
+        while (funs->n > 0 && funs->st[funs->n - 1].left_after == left) {
+            if (p != funs->st[funs->n - 1].end)
                 return -1;
-            depth--;
-            continue;
+            funs->n--;
         }
-        top->left--;
+        if (left == 0)
+            break;
+        left--;
 
-        uint64_t children = 0; /* > 0: push a container */
+        uint64_t children = 0; /* elements this term adds to read */
         size_t end = 0;
         size_t n;
         NEED(1);
@@ -254,7 +306,7 @@ int dsup_term_skip(const char *buf, size_t len, size_t *pos)
             NEED(2);
             n = dsup_get_u16be(b + p);
             p += 2;
-            if (n > 5)
+            if (n == 0 || n > 5) /* 0: see the top comment */
                 return -1;
             if (dsup__atom(buf, len, &p, NULL, NULL))
                 return -1;
@@ -302,7 +354,7 @@ int dsup_term_skip(const char *buf, size_t len, size_t *pos)
             n = dsup_get_u32be(b + p);
             uint8_t bits = b[p + 4];
             p += 5;
-            if (n == 0 ? bits != 0 : (bits < 1 || bits > 8))
+            if (n == 0 || bits < 1 || bits > 8) /* len 0: see the top comment */
                 return -1;
             NEED(n);
             p += n;
@@ -344,9 +396,17 @@ int dsup_term_skip(const char *buf, size_t len, size_t *pos)
                 return -1;
             break;
         }
-        case T_EXPORT: /* Module, Function atoms, Arity (SMALL_)INTEGER_EXT */
+        case T_EXPORT: /* Module, Function atoms, Arity (SMALL_)INTEGER_EXT 0..255 */
             if (dsup__atom(buf, len, &p, NULL, NULL) ||
-                dsup__atom(buf, len, &p, NULL, NULL) || skip_fixint(b, len, &p))
+                dsup__atom(buf, len, &p, NULL, NULL))
+                return -1;
+            NEED(1);
+            if (b[p] == T_INTEGER) {
+                NEED(5);
+                if (dsup_get_u32be(b + p + 1) > 255)
+                    return -1; /* see the top comment */
+            }
+            if (skip_fixint(b, len, &p))
                 return -1;
             break;
         case T_ATOM_CACHE_REF:
@@ -358,14 +418,15 @@ int dsup_term_skip(const char *buf, size_t len, size_t *pos)
         }
 
         if (children) {
-            /* Each term takes at least one byte: fail fast on huge counts. */
-            if (children > len - p)
+            /* Each term takes at least one byte: fail fast on huge counts
+             * (this also keeps `left` far from overflowing). */
+            if (children > len - p || left + children > len - p)
                 return -1;
-            if (depth > DSUP_TERM_MAX_DEPTH)
+            if (end && fun_push(funs, end, left))
                 return -1;
-            st[depth].left = children;
-            st[depth].end = end;
-            depth++;
+            left += children;
+        } else if (end) {
+            /* a NEW_FUN without free variables was checked to end at p */
         }
     }
     *pos = p;

@@ -49,7 +49,21 @@ hashable(B) ->
     [<<0, (byte_size(B)):32>>, B, <<(byte_size(B)):32, (length(Pairs)):8>>,
      [<<(Rg band 16#FFFFFFFF):32, H:32>> || {Rg, H} <- Pairs]].
 
+%% An EXPORT_EXT arity above 255 is not decoded here at all: OTP 27.3
+%% crashes the VM when such a fun is printed or hashed (OTP 25 hashes it by a
+%% wrong arity). dsup refuses it; it is recorded as refused.
 fuzz(B) ->
+    case big_export_arity(B) of
+        true -> [<<2, (byte_size(B)):32>>, B, <<0>>];
+        false -> fuzz_decoded(B)
+    end.
+
+big_export_arity(<<131, B/binary>>) ->
+    try skip(B) of _ -> false catch throw:big_arity -> true; _:_ -> false end;
+big_export_arity(_) ->
+    false.
+
+fuzz_decoded(B) ->
     case catch binary_to_term(B, [used]) of
         {T, Used} when is_integer(Used) ->
             case {has_local_fun(T), uses_internal_atoms(B)} of
@@ -89,7 +103,12 @@ skip(<<T, R/binary>>) when T =:= 88; T =:= 103; T =:= 89; T =:= 102; T =:= 120; 
     R1;
 skip(<<90, L:16, R/binary>>) -> <<_:4/binary, _:(4 * L)/binary, R1/binary>> = skip(R), R1;
 skip(<<114, L:16, R/binary>>) -> <<_:1/binary, _:(4 * L)/binary, R1/binary>> = skip(R), R1;
-skip(<<113, R/binary>>) -> skip_n(3, R).
+skip(<<113, R/binary>>) ->
+    case skip_n(2, R) of
+        <<97, _/binary>> = R1 -> skip(R1);
+        <<98, A:32/signed, _/binary>> = R1 when A >= 0, A =< 255 -> skip(R1);
+        _ -> throw(big_arity)
+    end.
 
 skip_n(0, R) -> R;
 skip_n(N, R) -> skip_n(N - 1, skip(R)).
