@@ -17,6 +17,7 @@
 #include "intern.h"
 #include "log.h"
 #include "node.h"
+#include "peer_rel.h"
 #include "pg.h"
 #include "proc.h"
 #include "sup.h"
@@ -166,6 +167,8 @@ static void learn_release(dsup_term release)
 /* Answers to our rex calls: {dsup_nodes, [Node]} and {dsup_otp_release, "25"}. */
 static void ctrl_info(dsup_proc *self, void *state, dsup_term msg)
 {
+    if (dsup_peer_rel_answer(msg))
+        return;
     dsup_term el[2];
     if (dsup_term_tuple(msg, el, 2) != 2)
         return;
@@ -220,6 +223,7 @@ void dsup_node_ctrl_conn_up(const char *peer)
 {
     ask_nodes(peer);
     rex_call(peer, "dsup_otp_release", "system_info", "otp_release");
+    dsup_peer_rel_ask(ctrl, peer);
     dsup_pg_conn_up(peer);
     dsup_sup_conn_event(peer, 1);
 }
@@ -396,5 +400,6 @@ void dsup_node_ctrl_stopping(void)
         if (!uv_is_closing((uv_handle_t *)&query_timer) && query_timer.loop)
             uv_close((uv_handle_t *)&query_timer, NULL);
     ctrl = NULL;
+    dsup_peer_rel_stop();
     dsup_pg_stop_all();
 }
