@@ -1,7 +1,10 @@
 # dsup — build, test, demo, bench, install.
 #
 #   make            build build/dsup-node and build/libdsup.a
-#   make test       install missing packages, build, run every test
+#   make test       install missing packages, build, run every test in both
+#                   lanes: OTP 25 (Debian 12) and OTP 27 (Debian 13, under
+#                   build/otp27); one lane alone: make test OTP=25 / OTP=27
+#   make otp27      set up the OTP 27 + Elixir 1.18 toolchain (scripts/otp27.sh)
 #   make demo       install missing packages, build, run the mixed-cluster demo
 #   make bench      run the benchmarks (dsup beside a pure-BEAM baseline)
 #   make fuzz       run the libFuzzer frame-decoder target for FUZZ_SECONDS
@@ -18,6 +21,7 @@ CC      ?= cc
 OPT     ?= -O2
 SAN     ?=
 FUZZ_SECONDS ?= 30
+OTP     ?= 25 27
 
 # Where erl_interface lives is asked of erl itself (no hard-coded version path).
 # The rule that writes config.mk first installs the system packages when missing.
@@ -41,7 +45,7 @@ LIB_OBJ  := $(LIB_SRC:c_src/%.c=$(BUILD)/obj/%.o)
 UNIT_SRC := $(wildcard test/unit/test_*.c)
 UNIT_BIN := $(UNIT_SRC:test/unit/%.c=$(BUILD)/test/%)
 
-.PHONY: all build deps test unit ct shim-test demo demo-fast bench-quick bench fuzz sanitize valgrind install install-check examples clean
+.PHONY: all build deps test unit ct shim-test demo demo-fast bench-quick bench fuzz sanitize valgrind install install-check examples clean otp27
 .PHONY: examples install-check
 all build: $(BUILD)/dsup-node $(BUILD)/libdsup.a
 
@@ -78,7 +82,13 @@ demo-fast: all
 bench-quick: all
 	@bench/run.sh --quick
 
-test: deps all unit ct shim-test demo-fast bench-quick
+# The test matrix (scripts/test-lanes.sh): every lane in $(OTP) runs even when
+# another fails; a failure in any lane fails make test.
+test: deps all examples $(UNIT_BIN)
+	@scripts/test-lanes.sh $(OTP)
+
+otp27:
+	@scripts/otp27.sh
 
 demo: deps all
 	@scripts/demo.sh
