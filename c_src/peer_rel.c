@@ -115,9 +115,12 @@ static void release_held(const char *peer, int force_due)
         }
         dsup_conn *c = dsup_node_conn(h->peer, 0);
         if (c && c->state == CONN_UP) {
-            if (wrap < 0)
+            static uint64_t last_warn;
+            if (wrap < 0 && (last_warn == 0 || now - last_warn >= 10000)) { /* rate-limited */
+                last_warn = now;
                 LOG_WARN("%s did not say which stdlib it runs: sys reply sent in the pre-OTP-26.1 form",
                          h->peer);
+            }
             send_reply(&h->to, h->bytes, h->tag_len, h->bytes + h->tag_len, h->body_len, wrap > 0);
         }
         free(h->bytes);
@@ -212,7 +215,7 @@ int dsup_peer_rel_answer(dsup_term msg)
         LOG_DEBUG("%s runs stdlib %u.%u.%u: sys replies %s", c->peer, v >> 16, (v >> 8) & 255, v & 255,
                   v >= STDLIB_OK_WRAP ? "as {ok, State}" : "bare");
     else
-        LOG_INFO("%s did not say which stdlib it runs: sys replies in the pre-OTP-26.1 form", c->peer);
+        LOG_DEBUG("%s did not say which stdlib it runs: sys replies in the pre-OTP-26.1 form", c->peer);
     release_held(c->peer, 0);
     return 1;
 }
