@@ -153,6 +153,7 @@ int dsup_peer_sys_reply(const dsup_pid *to, dsup_term tag, dsup_term body)
     memcpy(bytes, tag.buf, tag.len);
     memcpy(bytes + tag.len, body.buf, body.len);
     held[nheld++] = (held_reply){ to->node, *to, dsup_node_now() + HOLD_MS, tag.len, body.len, bytes };
+    LOG_DEBUG("sys reply to %s held until its stdlib version is known", to->node);
     if (!timer_ready) {
         uv_timer_init(g_node->loop, &hold_timer);
         uv_unref((uv_handle_t *)&hold_timer);

@@ -56,7 +56,11 @@ init_per_testcase(TC, Config) ->
 end_per_testcase(_TC, Config) ->
     H = ?config(dsup, Config),
     Stop = dsup_test:stop_node(H),
+    San = dsup_node_SUITE:sanitizer_lines(maps:get(log, H)),
     case Stop of
+        _ when San =/= [] ->
+            ct:pal("sanitizer report in ~s:~n~s", [maps:get(log, H), [[L, $\n] || L <- San]]),
+            {fail, {sanitizer_report, San}};
         {ok, 0} -> ok;
         Other ->
             ct:pal("dsup-node log tail:~n~s", [[[L, $\n] || L <- dsup_test:log_tail(H, 60)]]),
