@@ -338,7 +338,8 @@ static void finish_replace_state(dsup_proc *p, dsup_term result)
         /* success: {ok, NewState} or NewState, as the caller's sys expects */
         encode_state(p, x);
         dsup_saved_from *f = e->rpc_from;
-        dsup_peer_sys_reply(&f->pid, (dsup_term){ f->tag, f->tag_len }, dsup_term_of_x(x));
+        if (f)
+            dsup_peer_sys_reply(&f->pid, (dsup_term){ f->tag, f->tag_len }, dsup_term_of_x(x));
         dsup_from_discard(f);
         e->rpc_from = NULL;
         dsup_term_scratch_release(x);

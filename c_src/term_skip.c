@@ -425,9 +425,8 @@ static int walk(const char *buf, size_t len, size_t *pos, struct fun_stack *funs
             if (end && fun_push(funs, end, left))
                 return -1;
             left += children;
-        } else if (end) {
-            /* a NEW_FUN without free variables was checked to end at p */
         }
+        /* (a NEW_FUN without free variables was checked to end at p above) */
     }
     *pos = p;
     return 0;
