@@ -131,6 +131,9 @@ int dsup_frame_tick(dsup_buf *out);
  * ei_skip_term or ei_print_term on deep terms: they recurse; use
  * dsup_term_next). */
 int dsup_term_skip(const char *buf, size_t len, size_t *pos);
+/* Internal: advance *pos past one term already validated by dsup_term_skip
+ * (no bounds, no map-key check); what dsup_term_next uses. */
+int dsup__term_next(const char *buf, size_t *pos);
 
 /* Write a wire pid (NEW_PID_EXT) into out. */
 int dsup_encode_wire_pid(dsup_buf *out, const dsup_wire_pid *p);

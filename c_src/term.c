@@ -282,7 +282,7 @@ int dsup_term_next(const char *buf, int *index)
     /* The term was validated on arrival: no length bound is needed, and
      * dsup_term_skip walks any depth without recursion. */
     size_t pos = (size_t)*index;
-    if (*index < 0 || dsup_term_skip(buf, SIZE_MAX, &pos) < 0 || pos > INT_MAX)
+    if (*index < 0 || dsup__term_next(buf, &pos) < 0 || pos > INT_MAX)
         return -1;
     *index = (int)pos;
     return 0;

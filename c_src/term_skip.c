@@ -9,8 +9,9 @@
  * Nesting is unlimited (the BEAM's term_to_binary and binary_to_term have no
  * depth limit either) and costs no C stack: the external format is prefix
  * order, so one counter of "terms still to read" replaces a stack of open
- * containers. Only NEW_FUN needs to remember where it must end (its Size is
- * checked); those ends go on a small heap stack.
+ * containers. Only what must know when a child ends gets a frame on a heap
+ * stack: a NEW_FUN (its Size is checked), a map of two or more pairs (its
+ * keys must differ, see below) and, inside such a key, a list.
  *
  * Accepted: SMALL_INTEGER, INTEGER, FLOAT (31 bytes, NUL-terminated text),
  * NEW_FLOAT, ATOM / SMALL_ATOM (latin1, <= 255 bytes), ATOM_UTF8 /
@@ -30,12 +31,17 @@
  *   - an EXPORT arity above 255 (both decode it; OTP 27.3 crashes the VM
  *     when such a fun is printed or hashed, OTP 25 reports a wrong arity);
  *   - a NEW_/NEWER_REFERENCE with no ID words (both read past the term).
+ * Also refused as both releases do: NaN and infinite NEW_FLOATs, and maps
+ * with two equal keys (0.0 and -0.0 count as equal, as on OTP 25).
  * Nothing the BEAM itself encodes is refused. */
 #include "ctrl.h"
 
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
+#include <unistd.h>
 
 long dsup__utf8_chars(const uint8_t *s, size_t n);
 int dsup__atom(const char *buf, size_t len, size_t *pos, const char **text, size_t *text_len);
@@ -177,64 +183,310 @@ static int skip_fixint(const uint8_t *b, size_t len, size_t *pos)
     return -1;
 }
 
-/* The ends of the NEW_FUNs being walked: where each must end, and the
- * value of `left` (terms still to read) at which its free variables are done. */
-struct fun_end {
-    size_t   end;
-    uint64_t left_after;
-};
+/* ---- duplicate map keys ------------------------------------------------------
+ *
+ * binary_to_term refuses a map with two equal keys (OTP 25 also counts 0.0
+ * and -0.0 as equal; so do we: the strictest). Equal keys may be encoded
+ * differently (1 as SMALL_INTEGER or INTEGER or a big, atoms latin1 or UTF-8,
+ * a list as STRING or in LIST segments, a map's pairs in any order), so each
+ * key of a map with two or more pairs is hashed over a canonical token
+ * stream: a keyed 64-bit hash, seeded at random per process; two keys with
+ * equal hashes are taken as equal (a false match between different keys has
+ * odds of about n^2 / 2^65). The stream is built in the same single pass,
+ * bottom up: a map inside a key adds one token made of its pairs' hashes
+ * (summed: any order), so every byte is hashed once and the work stays
+ * linear however keys nest. Funs inside keys are hashed by their bytes (two
+ * encodings of one fun may then count as different keys: never a false
+ * refusal). */
 
-struct fun_stack {
-    struct fun_end *st;
-    size_t n, cap;
-    struct fun_end inl[8];
-};
+enum { TOK_INT = 1, TOK_FLOAT, TOK_ATOM, TOK_BITS, TOK_PID, TOK_PORT, TOK_REF, TOK_TUPLE,
+       TOK_NIL, TOK_CONS, TOK_MAP, TOK_FUN, TOK_EXPORT };
 
-static int fun_push(struct fun_stack *s, size_t end, uint64_t left_after)
+static uint64_t seed0, seed1;
+
+static void seed_once(void)
 {
-    if (s->n == s->cap) {
-        size_t nc = s->cap * 2;
-        struct fun_end *ns = s->st == s->inl ? malloc(nc * sizeof *ns) : realloc(s->st, nc * sizeof *ns);
-        if (!ns)
-            return -1;
-        if (s->st == s->inl)
-            memcpy(ns, s->inl, s->n * sizeof *ns);
-        s->st = ns;
-        s->cap = nc;
+    if (seed0 | seed1)
+        return;
+    uint64_t s[2] = { 0, 0 };
+    FILE *f = fopen("/dev/urandom", "rb");
+    if (!f || fread(s, sizeof s, 1, f) != 1) {
+        struct timespec ts;
+        clock_gettime(CLOCK_REALTIME, &ts);
+        s[0] = (uint64_t)ts.tv_nsec * 0x9E3779B97F4A7C15ULL ^ (uint64_t)(uintptr_t)&s;
+        s[1] = (uint64_t)ts.tv_sec * 0xC2B2AE3D27D4EB4FULL ^ (uint64_t)getpid();
     }
-    s->st[s->n].end = end;
-    s->st[s->n].left_after = left_after;
-    s->n++;
+    if (f)
+        fclose(f);
+    seed0 = s[0] | 1;
+    seed1 = s[1];
+}
+
+static inline uint64_t mix(uint64_t h, uint64_t w)
+{
+    __uint128_t m = (__uint128_t)(h ^ seed0 ^ 0xA0761D6478BD642FULL) * (w ^ seed1 ^ 0xE7037ED1A0B428DBULL);
+    return (uint64_t)m ^ (uint64_t)(m >> 64) ^ h;
+}
+
+static inline void feed(uint64_t *h, uint64_t w) { *h = mix(*h, w); }
+
+static void feed_bytes(uint64_t *h, const uint8_t *s, size_t n, uint8_t last_mask)
+{
+    feed(h, n);
+    while (n >= 8) {
+        uint64_t w;
+        memcpy(&w, s, 8);
+        if (n == 8)
+            w &= ~((uint64_t)(uint8_t)~last_mask << 56); /* little-endian last byte */
+        feed(h, w);
+        s += 8;
+        n -= 8;
+    }
+    if (n) {
+        uint64_t w = 0;
+        memcpy(&w, s, n);
+        w &= ~((uint64_t)(uint8_t)~last_mask << (8 * (n - 1)));
+        feed(h, w);
+    }
+}
+
+/* The atom at buf[p] (any of the four tags, validated): its text as UTF-8. */
+static void feed_atom(uint64_t *h, const uint8_t *b, size_t p)
+{
+    uint8_t tag = b[p];
+    size_t n, off;
+    if (tag == T_ATOM || tag == T_ATOM_UTF8) {
+        n = dsup_get_u16be(b + p + 1);
+        off = p + 3;
+    } else {
+        n = b[p + 1];
+        off = p + 2;
+    }
+    feed(h, TOK_ATOM);
+    if (tag == T_ATOM_UTF8 || tag == T_SMALL_ATOM_UTF8) {
+        feed_bytes(h, b + off, n, 0xFF);
+        return;
+    }
+    uint8_t u[510];
+    size_t k = 0;
+    for (size_t i = 0; i < n; i++) {
+        uint8_t c = b[off + i];
+        if (c < 0x80) {
+            u[k++] = c;
+        } else {
+            u[k++] = (uint8_t)(0xC0 | (c >> 6));
+            u[k++] = (uint8_t)(0x80 | (c & 0x3F));
+        }
+    }
+    feed_bytes(h, u, k, 0xFF);
+}
+
+/* An integer as sign and little-endian magnitude without high zero bytes. */
+static void feed_int(uint64_t *h, int neg, const uint8_t *mag_le, size_t n)
+{
+    while (n > 0 && mag_le[n - 1] == 0)
+        n--;
+    feed(h, TOK_INT | (uint64_t)(n > 0 && neg) << 8);
+    feed_bytes(h, mag_le, n, 0xFF);
+}
+
+static void feed_small(uint64_t *h, int64_t v)
+{
+    uint8_t m[8];
+    uint64_t u = v < 0 ? (uint64_t)0 - (uint64_t)v : (uint64_t)v;
+    for (int i = 0; i < 8; i++)
+        m[i] = (uint8_t)(u >> (8 * i));
+    feed_int(h, v < 0, m, 8);
+}
+
+static void feed_double(uint64_t *h, double d)
+{
+    uint64_t bits;
+    if (d == 0)
+        d = 0; /* -0.0 counts as 0.0 (OTP 25's map keys) */
+    memcpy(&bits, &d, 8);
+    feed(h, TOK_FLOAT);
+    feed(h, bits);
+}
+
+static int cmp_u64(const void *a, const void *b)
+{
+    uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+    return x < y ? -1 : x > y;
+}
+
+/* ---- the walk -------------------------------------------------------------------- */
+
+enum { F_FUN, F_MAP, F_LIST };
+
+/* Open containers that need to know when a child is done: a NEW_FUN (must
+ * end at `end`), a map of two or more pairs (its keys' hashes), a list inside
+ * a key (a CONS token before each element). `boundary` is the value of `left`
+ * (terms still to read) at which the frame's current child is complete. */
+struct frame {
+    uint64_t boundary;
+    uint64_t todo;     /* map: children, list: elements still to complete */
+    uint64_t npairs;   /* map */
+    size_t   end;      /* fun */
+    size_t   keys;     /* map: where its key hashes start in the walker's key stack */
+    uint64_t acc;      /* map: sum of its pairs' hashes (when inside a key) */
+    uint64_t key_h;    /* map: the current pair's key hash */
+    uint64_t parent_h; /* map: the stream it interrupted */
+    uint8_t  kind;
+    uint8_t  in_key;   /* map: started inside a key (its hash goes on to the parent stream) */
+};
+
+struct walker {
+    struct frame *fr;
+    size_t nfr, capfr;
+    uint64_t *keys;
+    size_t nkeys, capkeys;
+    uint64_t h;      /* the current key stream */
+    int hashing;     /* inside a key of a map with two or more pairs */
+    int check_keys;  /* 0 for an already validated term (dsup_term_next) */
+    struct frame inl[8];
+    uint64_t kinl[32]; /* small maps' keys need no allocation */
+};
+
+static struct frame *push(struct walker *w, uint8_t kind, uint64_t boundary)
+{
+    if (w->nfr == w->capfr) {
+        size_t nc = w->capfr * 2;
+        struct frame *ns = w->fr == w->inl ? malloc(nc * sizeof *ns) : realloc(w->fr, nc * sizeof *ns);
+        if (!ns)
+            return NULL;
+        if (w->fr == w->inl)
+            memcpy(ns, w->inl, w->nfr * sizeof *ns);
+        w->fr = ns;
+        w->capfr = nc;
+    }
+    struct frame *f = &w->fr[w->nfr++];
+    memset(f, 0, sizeof *f);
+    f->kind = kind;
+    f->boundary = boundary;
+    return f;
+}
+
+static int push_key(struct walker *w, uint64_t k)
+{
+    if (w->nkeys == w->capkeys) {
+        size_t nc = w->capkeys * 2;
+        uint64_t *nk = w->keys == w->kinl ? malloc(nc * sizeof *nk) : realloc(w->keys, nc * sizeof *nk);
+        if (!nk)
+            return -1;
+        if (w->keys == w->kinl)
+            memcpy(nk, w->kinl, w->nkeys * sizeof *nk);
+        w->keys = nk;
+        w->capkeys = nc;
+    }
+    w->keys[w->nkeys++] = k;
     return 0;
 }
 
-static int walk(const char *buf, size_t len, size_t *pos, struct fun_stack *funs);
+#define KEY_INIT 0x243F6A8885A308D3ULL
 
-int dsup_term_skip(const char *buf, size_t len, size_t *pos)
+/* The top frame's current child is complete (left == its boundary). -1 when
+ * the term is refused (a fun of the wrong size, duplicate map keys). */
+static int child_done(struct walker *w, size_t p)
 {
-    struct fun_stack funs = { .cap = 8 };
-    funs.st = funs.inl;
-    int rc = walk(buf, len, pos, &funs);
-    if (funs.st != funs.inl)
-        free(funs.st);
+    struct frame *f = &w->fr[w->nfr - 1];
+    if (f->kind == F_FUN) {
+        if (p != f->end)
+            return -1;
+        w->nfr--;
+        return 0;
+    }
+    if (f->kind == F_LIST) {
+        if (--f->todo == 0) {
+            w->nfr--; /* the tail follows, unwrapped: [a | [b]] hashes as [a, b] */
+            return 0;
+        }
+        f->boundary--;
+        feed(&w->h, TOK_CONS);
+        return 0;
+    }
+    /* a map: a key or a value is done */
+    uint64_t done = 2 * f->npairs - f->todo;
+    uint64_t ch = mix(w->h, TOK_MAP);
+    if (done % 2 == 0) {
+        f->key_h = ch;
+        if (push_key(w, ch))
+            return -1;
+    } else if (f->in_key) {
+        f->acc += mix(f->key_h, ch);
+    }
+    if (--f->todo > 0) {
+        f->boundary--;
+        w->h = KEY_INIT;
+        w->hashing = done % 2 == 1 || f->in_key; /* next: a key, or a value inside a key */
+        return 0;
+    }
+    uint64_t *k = w->keys + f->keys;
+    if (f->npairs <= 32) { /* the usual small map: compare every pair */
+        for (uint64_t i = 1; i < f->npairs; i++)
+            for (uint64_t j = 0; j < i; j++)
+                if (k[i] == k[j])
+                    return -1; /* two equal keys */
+    } else {
+        qsort(k, f->npairs, sizeof *k, cmp_u64);
+        for (uint64_t i = 1; i < f->npairs; i++)
+            if (k[i] == k[i - 1])
+                return -1;
+    }
+    w->nkeys = f->keys;
+    w->h = f->parent_h;
+    w->hashing = f->in_key;
+    if (w->hashing) {
+        feed(&w->h, TOK_MAP);
+        feed(&w->h, f->npairs);
+        feed(&w->h, f->acc);
+    }
+    w->nfr--;
+    return 0;
+}
+
+static int walk(const char *buf, size_t len, size_t *pos, struct walker *w);
+
+static int skip(const char *buf, size_t len, size_t *pos, int check_keys)
+{
+    struct walker w;
+    w.fr = w.inl;
+    w.nfr = 0;
+    w.capfr = 8;
+    w.keys = w.kinl;
+    w.nkeys = 0;
+    w.capkeys = 32;
+    w.h = 0;
+    w.hashing = 0;
+    w.check_keys = check_keys;
+    if (check_keys)
+        seed_once();
+    int rc = walk(buf, len, pos, &w);
+    if (w.fr != w.inl)
+        free(w.fr);
+    if (w.keys != w.kinl)
+        free(w.keys);
     return rc;
 }
 
-static int walk(const char *buf, size_t len, size_t *pos, struct fun_stack *funs)
+int dsup_term_skip(const char *buf, size_t len, size_t *pos) { return skip(buf, len, pos, 1); }
+
+/* For terms that were validated on arrival (no bound needed, no key check). */
+int dsup__term_next(const char *buf, size_t *pos) { return skip(buf, SIZE_MAX, pos, 0); }
+
+static int walk(const char *buf, size_t len, size_t *pos, struct walker *w)
 {
     const uint8_t *b = (const uint8_t *)buf;
     size_t p = *pos;
     uint64_t left = 1; /* terms still to read: the term itself */
+    uint64_t *h = &w->h;
 
     if (p > len)
         return -1;
     for (;;) {
-        /* Funs whose free variables are all read must end exactly here. */
-        while (funs->n > 0 && funs->st[funs->n - 1].left_after == left) {
-            if (p != funs->st[funs->n - 1].end)
+        while (w->nfr > 0 && w->fr[w->nfr - 1].boundary == left)
+            if (child_done(w, p))
                 return -1;
-            funs->n--;
-        }
         if (left == 0)
             break;
         left--;
@@ -242,15 +494,21 @@ static int walk(const char *buf, size_t len, size_t *pos, struct fun_stack *funs
         uint64_t children = 0; /* elements this term adds to read */
         size_t end = 0;
         size_t n;
+        size_t at = p; /* where this term starts */
+        int hs = w->hashing;
         NEED(1);
         uint8_t tag = b[p++];
         switch (tag) {
         case T_SMALL_INTEGER:
             NEED(1);
+            if (hs)
+                feed_small(h, b[p]);
             p += 1;
             break;
         case T_INTEGER:
             NEED(4);
+            if (hs)
+                feed_small(h, (int32_t)dsup_get_u32be(b + p));
             p += 4;
             break;
         case T_FLOAT: {
@@ -270,13 +528,24 @@ static int walk(const char *buf, size_t len, size_t *pos, struct fun_stack *funs
             }
             if (!nul)
                 return -1;
+            if (hs)
+                feed_double(h, strtod((const char *)b + p, NULL));
             p += 31;
             break;
         }
-        case T_NEW_FLOAT:
+        case T_NEW_FLOAT: {
             NEED(8);
+            uint64_t bits = ((uint64_t)dsup_get_u32be(b + p) << 32) | dsup_get_u32be(b + p + 4);
+            if (((bits >> 52) & 0x7FF) == 0x7FF)
+                return -1; /* NaN or infinity: no release decodes them */
+            if (hs) {
+                double d;
+                memcpy(&d, &bits, 8);
+                feed_double(h, d);
+            }
             p += 8;
             break;
+        }
         case T_ATOM:
         case T_SMALL_ATOM:
         case T_ATOM_UTF8:
@@ -284,13 +553,23 @@ static int walk(const char *buf, size_t len, size_t *pos, struct fun_stack *funs
             p--;
             if (dsup__atom(buf, len, &p, NULL, NULL))
                 return -1;
+            if (hs)
+                feed_atom(h, b, at);
             break;
         case T_PID:
-        case T_NEW_PID:
+        case T_NEW_PID: {
+            dsup_wire_pid wp;
             p--;
-            if (dsup__pid(buf, len, &p, NULL))
+            if (dsup__pid(buf, len, &p, &wp))
                 return -1;
+            if (hs) {
+                feed(h, TOK_PID);
+                feed_atom(h, b, at + 1);
+                feed(h, ((uint64_t)wp.num << 32) | wp.serial);
+                feed(h, wp.creation);
+            }
             break;
+        }
         case T_PORT:      /* Node, ID:32, Creation:8 */
         case T_NEW_PORT:  /* Node, ID:32, Creation:32 */
         case T_V4_PORT:   /* Node, ID:64, Creation:32 */
@@ -299,6 +578,22 @@ static int walk(const char *buf, size_t len, size_t *pos, struct fun_stack *funs
                 return -1;
             n = tag == T_PORT || tag == T_REFERENCE ? 5 : tag == T_NEW_PORT ? 8 : 12;
             NEED(n);
+            if (hs) {
+                feed(h, tag == T_REFERENCE ? TOK_REF : TOK_PORT);
+                feed_atom(h, b, at + 1);
+                if (tag == T_V4_PORT) {
+                    feed(h, ((uint64_t)dsup_get_u32be(b + p) << 32) | dsup_get_u32be(b + p + 4));
+                    feed(h, dsup_get_u32be(b + p + 8));
+                } else {
+                    if (tag == T_REFERENCE)
+                        feed(h, b[p + 4]); /* creation first, as for the newer refs */
+                    feed(h, dsup_get_u32be(b + p));
+                    if (tag == T_PORT)
+                        feed(h, b[p + 4]);
+                    else if (tag == T_NEW_PORT)
+                        feed(h, dsup_get_u32be(b + p + 4));
+                }
+            }
             p += n;
             break;
         case T_NEW_REFERENCE:   /* Len:16, Node, Creation:8, ID:32*Len */
@@ -310,43 +605,85 @@ static int walk(const char *buf, size_t len, size_t *pos, struct fun_stack *funs
                 return -1;
             if (dsup__atom(buf, len, &p, NULL, NULL))
                 return -1;
-            n = (tag == T_NEW_REFERENCE ? 1 : 4) + 4 * n;
-            NEED(n);
-            p += n;
+            {
+                size_t cre = tag == T_NEW_REFERENCE ? 1 : 4;
+                NEED(cre + 4 * n);
+                if (hs) {
+                    /* words past the last non-zero one count as absent,
+                     * as the BEAM compares references */
+                    size_t words = n;
+                    while (words > 1 && dsup_get_u32be(b + p + cre + 4 * (words - 1)) == 0)
+                        words--;
+                    feed(h, TOK_REF);
+                    feed_atom(h, b, at + 3);
+                    feed(h, cre == 1 ? b[p] : dsup_get_u32be(b + p));
+                    for (size_t i = 0; i < words; i++)
+                        feed(h, dsup_get_u32be(b + p + cre + 4 * i));
+                }
+                p += cre + 4 * n;
+            }
             break;
         case T_SMALL_TUPLE:
             NEED(1);
             children = b[p++];
+            if (hs) {
+                feed(h, TOK_TUPLE);
+                feed(h, children);
+            }
             break;
         case T_LARGE_TUPLE:
             NEED(4);
             children = dsup_get_u32be(b + p);
             p += 4;
+            if (hs) {
+                feed(h, TOK_TUPLE);
+                feed(h, children);
+            }
             break;
         case T_MAP:
             NEED(4);
             children = 2 * (uint64_t)dsup_get_u32be(b + p);
             p += 4;
+            if (hs && children <= 2) {
+                feed(h, TOK_MAP); /* none or one pair: one order, streamed as is */
+                feed(h, children / 2);
+            }
             break;
         case T_NIL:
+            if (hs)
+                feed(h, TOK_NIL);
             break;
         case T_STRING:
             NEED(2);
             n = dsup_get_u16be(b + p);
             p += 2;
             NEED(n);
+            if (hs) { /* as the list of small integers it is */
+                for (size_t i = 0; i < n; i++) {
+                    feed(h, TOK_CONS);
+                    feed_small(h, b[p + i]);
+                }
+                feed(h, TOK_NIL);
+            }
             p += n;
             break;
         case T_LIST:
             NEED(4);
             children = (uint64_t)dsup_get_u32be(b + p) + 1; /* elements + tail */
             p += 4;
+            if (hs && children > 1)
+                feed(h, TOK_CONS);
             break;
         case T_BINARY:
             NEED(4);
             n = dsup_get_u32be(b + p);
             p += 4;
             NEED(n);
+            if (hs) {
+                feed(h, TOK_BITS);
+                feed(h, (uint64_t)n * 8);
+                feed_bytes(h, b + p, n, 0xFF);
+            }
             p += n;
             break;
         case T_BIT_BINARY: {
@@ -357,6 +694,11 @@ static int walk(const char *buf, size_t len, size_t *pos, struct fun_stack *funs
             if (n == 0 || bits < 1 || bits > 8) /* len 0: see the top comment */
                 return -1;
             NEED(n);
+            if (hs) { /* the unused low bits of the last byte do not count */
+                feed(h, TOK_BITS);
+                feed(h, (uint64_t)(n - 1) * 8 + bits);
+                feed_bytes(h, b + p, n, (uint8_t)(0xFF << (8 - bits)));
+            }
             p += n;
             break;
         }
@@ -365,6 +707,8 @@ static int walk(const char *buf, size_t len, size_t *pos, struct fun_stack *funs
             n = b[p];
             p += 2; /* n, sign */
             NEED(n);
+            if (hs)
+                feed_int(h, b[p - 1] != 0, b + p, n);
             p += n;
             break;
         case T_LARGE_BIG:
@@ -372,6 +716,8 @@ static int walk(const char *buf, size_t len, size_t *pos, struct fun_stack *funs
             n = dsup_get_u32be(b + p);
             p += 5;
             NEED(n);
+            if (hs)
+                feed_int(h, b[p - 1] != 0, b + p, n);
             p += n;
             break;
         case T_NEW_FUN: {
@@ -394,11 +740,17 @@ static int walk(const char *buf, size_t len, size_t *pos, struct fun_stack *funs
                 return -1;
             if (children > end - p)
                 return -1;
+            if (hs) { /* by its bytes up to the free variables (see above) */
+                feed(h, TOK_FUN);
+                feed_bytes(h, b + start + 4, p - start - 4, 0xFF);
+            }
             break;
         }
         case T_EXPORT: /* Module, Function atoms, Arity (SMALL_)INTEGER_EXT 0..255 */
-            if (dsup__atom(buf, len, &p, NULL, NULL) ||
-                dsup__atom(buf, len, &p, NULL, NULL))
+            if (dsup__atom(buf, len, &p, NULL, NULL))
+                return -1;
+            n = p;
+            if (dsup__atom(buf, len, &p, NULL, NULL))
                 return -1;
             NEED(1);
             if (b[p] == T_INTEGER) {
@@ -406,8 +758,17 @@ static int walk(const char *buf, size_t len, size_t *pos, struct fun_stack *funs
                 if (dsup_get_u32be(b + p + 1) > 255)
                     return -1; /* see the top comment */
             }
-            if (skip_fixint(b, len, &p))
-                return -1;
+            {
+                size_t ar = p;
+                if (skip_fixint(b, len, &p))
+                    return -1;
+                if (hs) {
+                    feed(h, TOK_EXPORT);
+                    feed_atom(h, b, at + 1);
+                    feed_atom(h, b, n);
+                    feed(h, b[ar] == T_SMALL_INTEGER ? b[ar + 1] : dsup_get_u32be(b + ar + 1));
+                }
+            }
             break;
         case T_ATOM_CACHE_REF:
         case T_COMPRESSED:
@@ -422,8 +783,27 @@ static int walk(const char *buf, size_t len, size_t *pos, struct fun_stack *funs
              * (this also keeps `left` far from overflowing). */
             if (children > len - p || left + children > len - p)
                 return -1;
-            if (end && fun_push(funs, end, left))
-                return -1;
+            if (end) {
+                if (!push(w, F_FUN, left))
+                    return -1;
+                w->fr[w->nfr - 1].end = end;
+            } else if (tag == T_MAP && children >= 4 && w->check_keys) {
+                struct frame *f = push(w, F_MAP, left + children - 1);
+                if (!f)
+                    return -1;
+                f->npairs = children / 2;
+                f->todo = children;
+                f->keys = w->nkeys;
+                f->in_key = (uint8_t)hs;
+                f->parent_h = w->h;
+                w->h = KEY_INIT; /* the first key */
+                w->hashing = 1;
+            } else if (tag == T_LIST && hs && children > 1) {
+                struct frame *f = push(w, F_LIST, left + children - 1);
+                if (!f)
+                    return -1;
+                f->todo = children - 1;
+            }
             left += children;
         }
         /* (a NEW_FUN without free variables was checked to end at p above) */
