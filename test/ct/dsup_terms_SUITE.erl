@@ -24,12 +24,13 @@ suite() ->
     [{timetrap, {seconds, 120}}].
 
 all() ->
-    [{group, sys}, {group, deep}].
+    [{group, sys}, {group, deep}, {group, strict}].
 
 groups() ->
     [{sys, [], [sys_like_beam_gen_server, sys_raw_replies_like_beam, sys_other_release,
                 sys_both_releases_at_once]},
-     {deep, [], [deep_echo_round_trip, deep_exit_reason, deep_pg_group, deep_key_hash]}].
+     {deep, [], [deep_echo_round_trip, deep_exit_reason, deep_pg_group, deep_key_hash]},
+     {strict, [], [refused_terms_close_only_that_connection, real_maps_pass]}].
 
 init_per_suite(Config) ->
     case filelib:is_regular(dsup_test:exe()) of
@@ -295,3 +296,45 @@ deep_key_hash(Config) ->
     ?assertEqual(Pid, gen_server:call({Sup, Node}, {whereis, Name}, 30000)),
     ?assertEqual(Name, gen_server:call({Sup, Node}, {whois, Pid}, 30000)),
     ?assertEqual(ok, gen_server:call({Sup, Node}, {terminate_child, Pid}, ?T)).
+
+%% ================================================================== what some release refuses
+
+%% A message holding a term that a supported release refuses or mishandles
+%% is malformed: the sender's connection is closed (as a BEAM does), the node
+%% logs it and serves everyone else.
+refused_terms_close_only_that_connection(Config) ->
+    Node = dnode(Config),
+    Bad = [{dup_keys_1_and_1, <<116, 2:32, 97, 1, 97, 1, 98, 1:32, 97, 2>>},
+           {dup_keys_atom_latin1_utf8, <<116, 2:32, 100, 1:16, "a", 97, 1, 119, 1, "a", 97, 2>>},
+           {zero_length_bit_binary, <<77, 0:32, 0>>},
+           {export_arity_256, <<113, 119, 1, "m", 119, 1, "f", 98, 256:32>>},
+           {nan, <<70, 16#7FF8:16, 0:48>>}],
+    W = spawn_worker(Node, counter, []),
+    MRef = erlang:monitor(process, W),
+    [begin
+         ct:log("sending ~p", [What]),
+         dsup_node_SUITE:bad_frame_case(Config, fun(C) ->
+             Ctrl = term_to_binary({6, dist_raw:self_pid(C), '', dsup_node}),
+             dist_raw:send_raw(C, [$p, Ctrl, 131, Term])
+         end)
+     end || {What, Term} <- Bad],
+    %% our own connection, its monitor and the worker are untouched
+    ?assertEqual(0, gen_server:call(W, get, ?T)),
+    receive {'DOWN', MRef, _, _, _} = D -> ct:fail({monitor_fired, D}) after 0 -> ok end,
+    {ok, Log} = file:read_file(maps:get(log, ?config(dsup, Config))),
+    ?assert(binary:match(Log, <<"malformed message term">>) =/= nomatch).
+
+%% What the BEAM itself sends is never refused: maps of every size and key
+%% kind, both 1 and 1.0, structs, nested maps as keys.
+real_maps_pass(Config) ->
+    E = spawn_worker(dnode(Config), echo, []),
+    Terms = [#{1 => a, 1.0 => b, -1 => c, <<1>> => d, <<1:3>> => e, "ab" => f, [a | b] => g,
+               {1} => h, #{x => 1, y => 2} => i, #{x => 2, y => 1} => j, 'é' => k,
+               list_to_atom([8364]) => l,
+               self() => m, make_ref() => n, fun erlang:abs/1 => o, [] => p, {} => q},
+             #{'__struct__' => 'Elixir.Foo', a => 1, b => <<"x">>, c => [1, 2]},
+             maps:from_list([{I, I} || I <- lists:seq(1, 5000)]),
+             maps:from_list([{integer_to_binary(I), #{I => I, -I => I}} || I <- lists:seq(1, 500)]),
+             maps:from_list([{float(I), I} || I <- lists:seq(1, 100)] ++ [{I, I} || I <- lists:seq(1, 100)]),
+             #{[1, 2, 3] => a, "abc" => b, [$a, $b | $c] => c}],
+    [?assertEqual(T, gen_server:call(E, T, ?T)) || T <- Terms].
