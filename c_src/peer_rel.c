@@ -49,12 +49,14 @@ uint32_t dsup_peer_stdlib(const char *peer)
     return c ? c->peer_stdlib : 0;
 }
 
+int dsup_peer_stdlib_wants_ok(uint32_t vsn) { return vsn != DSUP_STDLIB_UNKNOWN && vsn >= STDLIB_OK_WRAP; }
+
 int dsup_peer_sys_ok_wrapped(const char *peer)
 {
     uint32_t v = dsup_peer_stdlib(peer);
     if (v == 0)
         return -1;
-    return v != DSUP_STDLIB_UNKNOWN && v >= STDLIB_OK_WRAP;
+    return dsup_peer_stdlib_wants_ok(v);
 }
 
 /* "5.0.2" / "6.2.2.1" -> major<<16 | minor<<8 | patch (each capped at 255);

@@ -18,6 +18,9 @@ uint32_t dsup_peer_stdlib(const char *peer);
 int dsup_peer_sys_ok_wrapped(const char *peer);
 /* "5.0.2" -> 0x050002 (each part capped at 255); 0 when not a version. */
 uint32_t dsup_peer_parse_vsn(const char *s, size_t n);
+/* The rule: 1 when a caller with this stdlib version (as parsed above)
+ * expects {ok, State} from get_state/replace_state, i.e. stdlib >= 5.1. */
+int dsup_peer_stdlib_wants_ok(uint32_t vsn);
 
 /* Send {Tag, Body} or {Tag, {ok, Body}} to `to`, as the sys of to's node
  * expects a successful get_state/replace_state reply; held (copied) until
