@@ -41,7 +41,7 @@ typedef struct held_reply {
 static held_reply *held;
 static size_t nheld, capheld;
 static uv_timer_t hold_timer;
-static int timer_ready;
+static int timer_ready, stopped;
 
 uint32_t dsup_peer_stdlib(const char *peer)
 {
@@ -137,8 +137,8 @@ static void on_hold_timer(uv_timer_t *t) { release_held(NULL, 1); }
 int dsup_peer_sys_reply(const dsup_pid *to, dsup_term tag, dsup_term body)
 {
     int wrap = dsup_peer_sys_ok_wrapped(to->node);
-    if (wrap >= 0) {
-        send_reply(to, tag.buf, tag.len, body.buf, body.len, wrap);
+    if (wrap >= 0 || stopped) { /* known, or the node is stopping: no holding */
+        send_reply(to, tag.buf, tag.len, body.buf, body.len, wrap > 0);
         return 0;
     }
     if (nheld == capheld) {
@@ -225,6 +225,7 @@ int dsup_peer_rel_answer(dsup_term msg)
 
 void dsup_peer_rel_stop(void)
 {
+    stopped = 1;
     for (size_t i = 0; i < nheld; i++)
         free(held[i].bytes);
     nheld = 0;
