@@ -99,7 +99,7 @@ bench: deps all
 # The target needs only the codec (no ei, no libuv). New inputs go to
 # $(BUILD)/fuzz/corpus; test/fuzz/corpus holds the seeds (erl-made frames,
 # regenerate with DSUP_FUZZ_CORPUS=test/fuzz/corpus build/test/test_ctrl).
-FUZZ_SRC := test/fuzz/fuzz_frame.c c_src/ctrl.c c_src/term_skip.c c_src/buf.c
+FUZZ_SRC := test/fuzz/fuzz_frame.c c_src/ctrl.c c_src/term_skip.c c_src/term_canon.c c_src/buf.c
 fuzz: deps
 	@scripts/install-deps.sh clang libclang-rt-14-dev
 	@mkdir -p $(BUILD)/fuzz/corpus

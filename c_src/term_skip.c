@@ -35,13 +35,11 @@
  * with two equal keys (0.0 and -0.0 count as equal, as on OTP 25).
  * Nothing the BEAM itself encodes is refused. */
 #include "ctrl.h"
+#include "term_canon.h"
 
 #include <stdint.h>
-#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
-#include <unistd.h>
 
 long dsup__utf8_chars(const uint8_t *s, size_t n);
 int dsup__atom(const char *buf, size_t len, size_t *pos, const char **text, size_t *text_len);
@@ -183,131 +181,7 @@ static int skip_fixint(const uint8_t *b, size_t len, size_t *pos)
     return -1;
 }
 
-/* ---- duplicate map keys ------------------------------------------------------
- *
- * binary_to_term refuses a map with two equal keys (OTP 25 also counts 0.0
- * and -0.0 as equal; so do we: the strictest). Equal keys may be encoded
- * differently (1 as SMALL_INTEGER or INTEGER or a big, atoms latin1 or UTF-8,
- * a list as STRING or in LIST segments, a map's pairs in any order), so each
- * key of a map with two or more pairs is hashed over a canonical token
- * stream: a keyed 64-bit hash, seeded at random per process; two keys with
- * equal hashes are taken as equal (a false match between different keys has
- * odds of about n^2 / 2^65). The stream is built in the same single pass,
- * bottom up: a map inside a key adds one token made of its pairs' hashes
- * (summed: any order), so every byte is hashed once and the work stays
- * linear however keys nest. Funs inside keys are hashed by their bytes (two
- * encodings of one fun may then count as different keys: never a false
- * refusal). */
-
-enum { TOK_INT = 1, TOK_FLOAT, TOK_ATOM, TOK_BITS, TOK_PID, TOK_PORT, TOK_REF, TOK_TUPLE,
-       TOK_NIL, TOK_CONS, TOK_MAP, TOK_FUN, TOK_EXPORT };
-
-static uint64_t seed0, seed1;
-
-static void seed_once(void)
-{
-    if (seed0 | seed1)
-        return;
-    uint64_t s[2] = { 0, 0 };
-    FILE *f = fopen("/dev/urandom", "rb");
-    if (!f || fread(s, sizeof s, 1, f) != 1) {
-        struct timespec ts;
-        clock_gettime(CLOCK_REALTIME, &ts);
-        s[0] = (uint64_t)ts.tv_nsec * 0x9E3779B97F4A7C15ULL ^ (uint64_t)(uintptr_t)&s;
-        s[1] = (uint64_t)ts.tv_sec * 0xC2B2AE3D27D4EB4FULL ^ (uint64_t)getpid();
-    }
-    if (f)
-        fclose(f);
-    seed0 = s[0] | 1;
-    seed1 = s[1];
-}
-
-static inline uint64_t mix(uint64_t h, uint64_t w)
-{
-    __uint128_t m = (__uint128_t)(h ^ seed0 ^ 0xA0761D6478BD642FULL) * (w ^ seed1 ^ 0xE7037ED1A0B428DBULL);
-    return (uint64_t)m ^ (uint64_t)(m >> 64) ^ h;
-}
-
-static inline void feed(uint64_t *h, uint64_t w) { *h = mix(*h, w); }
-
-static void feed_bytes(uint64_t *h, const uint8_t *s, size_t n, uint8_t last_mask)
-{
-    feed(h, n);
-    while (n >= 8) {
-        uint64_t w;
-        memcpy(&w, s, 8);
-        if (n == 8)
-            w &= ~((uint64_t)(uint8_t)~last_mask << 56); /* little-endian last byte */
-        feed(h, w);
-        s += 8;
-        n -= 8;
-    }
-    if (n) {
-        uint64_t w = 0;
-        memcpy(&w, s, n);
-        w &= ~((uint64_t)(uint8_t)~last_mask << (8 * (n - 1)));
-        feed(h, w);
-    }
-}
-
-/* The atom at buf[p] (any of the four tags, validated): its text as UTF-8. */
-static void feed_atom(uint64_t *h, const uint8_t *b, size_t p)
-{
-    uint8_t tag = b[p];
-    size_t n, off;
-    if (tag == T_ATOM || tag == T_ATOM_UTF8) {
-        n = dsup_get_u16be(b + p + 1);
-        off = p + 3;
-    } else {
-        n = b[p + 1];
-        off = p + 2;
-    }
-    feed(h, TOK_ATOM);
-    if (tag == T_ATOM_UTF8 || tag == T_SMALL_ATOM_UTF8) {
-        feed_bytes(h, b + off, n, 0xFF);
-        return;
-    }
-    uint8_t u[510];
-    size_t k = 0;
-    for (size_t i = 0; i < n; i++) {
-        uint8_t c = b[off + i];
-        if (c < 0x80) {
-            u[k++] = c;
-        } else {
-            u[k++] = (uint8_t)(0xC0 | (c >> 6));
-            u[k++] = (uint8_t)(0x80 | (c & 0x3F));
-        }
-    }
-    feed_bytes(h, u, k, 0xFF);
-}
-
-/* An integer as sign and little-endian magnitude without high zero bytes. */
-static void feed_int(uint64_t *h, int neg, const uint8_t *mag_le, size_t n)
-{
-    while (n > 0 && mag_le[n - 1] == 0)
-        n--;
-    feed(h, TOK_INT | (uint64_t)(n > 0 && neg) << 8);
-    feed_bytes(h, mag_le, n, 0xFF);
-}
-
-static void feed_small(uint64_t *h, int64_t v)
-{
-    uint8_t m[8];
-    uint64_t u = v < 0 ? (uint64_t)0 - (uint64_t)v : (uint64_t)v;
-    for (int i = 0; i < 8; i++)
-        m[i] = (uint8_t)(u >> (8 * i));
-    feed_int(h, v < 0, m, 8);
-}
-
-static void feed_double(uint64_t *h, double d)
-{
-    uint64_t bits;
-    if (d == 0)
-        d = 0; /* -0.0 counts as 0.0 (OTP 25's map keys) */
-    memcpy(&bits, &d, 8);
-    feed(h, TOK_FLOAT);
-    feed(h, bits);
-}
+/* ---- duplicate map keys: see term_canon.h ----------------------------------- */
 
 static int cmp_u64(const void *a, const void *b)
 {
@@ -402,18 +276,18 @@ static int child_done(struct walker *w, size_t p)
             return 0;
         }
         f->boundary--;
-        feed(&w->h, TOK_CONS);
+        dsup__canon_feed(&w->h, CANON_CONS);
         return 0;
     }
     /* a map: a key or a value is done */
     uint64_t done = 2 * f->npairs - f->todo;
-    uint64_t ch = mix(w->h, TOK_MAP);
+    uint64_t ch = dsup__canon_mix(w->h, CANON_MAP);
     if (done % 2 == 0) {
         f->key_h = ch;
         if (push_key(w, ch))
             return -1;
     } else if (f->in_key) {
-        f->acc += mix(f->key_h, ch);
+        f->acc += dsup__canon_mix(f->key_h, ch);
     }
     if (--f->todo > 0) {
         f->boundary--;
@@ -437,9 +311,9 @@ static int child_done(struct walker *w, size_t p)
     w->h = f->parent_h;
     w->hashing = f->in_key;
     if (w->hashing) {
-        feed(&w->h, TOK_MAP);
-        feed(&w->h, f->npairs);
-        feed(&w->h, f->acc);
+        dsup__canon_feed(&w->h, CANON_MAP);
+        dsup__canon_feed(&w->h, f->npairs);
+        dsup__canon_feed(&w->h, f->acc);
     }
     w->nfr--;
     return 0;
@@ -460,7 +334,7 @@ static int skip(const char *buf, size_t len, size_t *pos, int check_keys)
     w.hashing = 0;
     w.check_keys = check_keys;
     if (check_keys)
-        seed_once();
+        dsup__canon_seed_once();
     int rc = walk(buf, len, pos, &w);
     if (w.fr != w.inl)
         free(w.fr);
@@ -502,13 +376,13 @@ static int walk(const char *buf, size_t len, size_t *pos, struct walker *w)
         case T_SMALL_INTEGER:
             NEED(1);
             if (hs)
-                feed_small(h, b[p]);
+                dsup__canon_small(h, b[p]);
             p += 1;
             break;
         case T_INTEGER:
             NEED(4);
             if (hs)
-                feed_small(h, (int32_t)dsup_get_u32be(b + p));
+                dsup__canon_small(h, (int32_t)dsup_get_u32be(b + p));
             p += 4;
             break;
         case T_FLOAT: {
@@ -529,7 +403,7 @@ static int walk(const char *buf, size_t len, size_t *pos, struct walker *w)
             if (!nul)
                 return -1;
             if (hs)
-                feed_double(h, strtod((const char *)b + p, NULL));
+                dsup__canon_double(h, strtod((const char *)b + p, NULL));
             p += 31;
             break;
         }
@@ -541,7 +415,7 @@ static int walk(const char *buf, size_t len, size_t *pos, struct walker *w)
             if (hs) {
                 double d;
                 memcpy(&d, &bits, 8);
-                feed_double(h, d);
+                dsup__canon_double(h, d);
             }
             p += 8;
             break;
@@ -554,7 +428,7 @@ static int walk(const char *buf, size_t len, size_t *pos, struct walker *w)
             if (dsup__atom(buf, len, &p, NULL, NULL))
                 return -1;
             if (hs)
-                feed_atom(h, b, at);
+                dsup__canon_atom(h, b, at);
             break;
         case T_PID:
         case T_NEW_PID: {
@@ -563,10 +437,10 @@ static int walk(const char *buf, size_t len, size_t *pos, struct walker *w)
             if (dsup__pid(buf, len, &p, &wp))
                 return -1;
             if (hs) {
-                feed(h, TOK_PID);
-                feed_atom(h, b, at + 1);
-                feed(h, ((uint64_t)wp.num << 32) | wp.serial);
-                feed(h, wp.creation);
+                dsup__canon_feed(h, CANON_PID);
+                dsup__canon_atom(h, b, at + 1);
+                dsup__canon_feed(h, ((uint64_t)wp.num << 32) | wp.serial);
+                dsup__canon_feed(h, wp.creation);
             }
             break;
         }
@@ -579,19 +453,19 @@ static int walk(const char *buf, size_t len, size_t *pos, struct walker *w)
             n = tag == T_PORT || tag == T_REFERENCE ? 5 : tag == T_NEW_PORT ? 8 : 12;
             NEED(n);
             if (hs) {
-                feed(h, tag == T_REFERENCE ? TOK_REF : TOK_PORT);
-                feed_atom(h, b, at + 1);
+                dsup__canon_feed(h, tag == T_REFERENCE ? CANON_REF : CANON_PORT);
+                dsup__canon_atom(h, b, at + 1);
                 if (tag == T_V4_PORT) {
-                    feed(h, ((uint64_t)dsup_get_u32be(b + p) << 32) | dsup_get_u32be(b + p + 4));
-                    feed(h, dsup_get_u32be(b + p + 8));
+                    dsup__canon_feed(h, ((uint64_t)dsup_get_u32be(b + p) << 32) | dsup_get_u32be(b + p + 4));
+                    dsup__canon_feed(h, dsup_get_u32be(b + p + 8));
                 } else {
                     if (tag == T_REFERENCE)
-                        feed(h, b[p + 4]); /* creation first, as for the newer refs */
-                    feed(h, dsup_get_u32be(b + p));
+                        dsup__canon_feed(h, b[p + 4]); /* creation first, as for the newer refs */
+                    dsup__canon_feed(h, dsup_get_u32be(b + p));
                     if (tag == T_PORT)
-                        feed(h, b[p + 4]);
+                        dsup__canon_feed(h, b[p + 4]);
                     else if (tag == T_NEW_PORT)
-                        feed(h, dsup_get_u32be(b + p + 4));
+                        dsup__canon_feed(h, dsup_get_u32be(b + p + 4));
                 }
             }
             p += n;
@@ -614,11 +488,11 @@ static int walk(const char *buf, size_t len, size_t *pos, struct walker *w)
                     size_t words = n;
                     while (words > 1 && dsup_get_u32be(b + p + cre + 4 * (words - 1)) == 0)
                         words--;
-                    feed(h, TOK_REF);
-                    feed_atom(h, b, at + 3);
-                    feed(h, cre == 1 ? b[p] : dsup_get_u32be(b + p));
+                    dsup__canon_feed(h, CANON_REF);
+                    dsup__canon_atom(h, b, at + 3);
+                    dsup__canon_feed(h, cre == 1 ? b[p] : dsup_get_u32be(b + p));
                     for (size_t i = 0; i < words; i++)
-                        feed(h, dsup_get_u32be(b + p + cre + 4 * i));
+                        dsup__canon_feed(h, dsup_get_u32be(b + p + cre + 4 * i));
                 }
                 p += cre + 4 * n;
             }
@@ -627,8 +501,8 @@ static int walk(const char *buf, size_t len, size_t *pos, struct walker *w)
             NEED(1);
             children = b[p++];
             if (hs) {
-                feed(h, TOK_TUPLE);
-                feed(h, children);
+                dsup__canon_feed(h, CANON_TUPLE);
+                dsup__canon_feed(h, children);
             }
             break;
         case T_LARGE_TUPLE:
@@ -636,8 +510,8 @@ static int walk(const char *buf, size_t len, size_t *pos, struct walker *w)
             children = dsup_get_u32be(b + p);
             p += 4;
             if (hs) {
-                feed(h, TOK_TUPLE);
-                feed(h, children);
+                dsup__canon_feed(h, CANON_TUPLE);
+                dsup__canon_feed(h, children);
             }
             break;
         case T_MAP:
@@ -645,13 +519,13 @@ static int walk(const char *buf, size_t len, size_t *pos, struct walker *w)
             children = 2 * (uint64_t)dsup_get_u32be(b + p);
             p += 4;
             if (hs && children <= 2) {
-                feed(h, TOK_MAP); /* none or one pair: one order, streamed as is */
-                feed(h, children / 2);
+                dsup__canon_feed(h, CANON_MAP); /* none or one pair: one order, streamed as is */
+                dsup__canon_feed(h, children / 2);
             }
             break;
         case T_NIL:
             if (hs)
-                feed(h, TOK_NIL);
+                dsup__canon_feed(h, CANON_NIL);
             break;
         case T_STRING:
             NEED(2);
@@ -660,10 +534,10 @@ static int walk(const char *buf, size_t len, size_t *pos, struct walker *w)
             NEED(n);
             if (hs) { /* as the list of small integers it is */
                 for (size_t i = 0; i < n; i++) {
-                    feed(h, TOK_CONS);
-                    feed_small(h, b[p + i]);
+                    dsup__canon_feed(h, CANON_CONS);
+                    dsup__canon_small(h, b[p + i]);
                 }
-                feed(h, TOK_NIL);
+                dsup__canon_feed(h, CANON_NIL);
             }
             p += n;
             break;
@@ -672,7 +546,7 @@ static int walk(const char *buf, size_t len, size_t *pos, struct walker *w)
             children = (uint64_t)dsup_get_u32be(b + p) + 1; /* elements + tail */
             p += 4;
             if (hs && children > 1)
-                feed(h, TOK_CONS);
+                dsup__canon_feed(h, CANON_CONS);
             break;
         case T_BINARY:
             NEED(4);
@@ -680,9 +554,9 @@ static int walk(const char *buf, size_t len, size_t *pos, struct walker *w)
             p += 4;
             NEED(n);
             if (hs) {
-                feed(h, TOK_BITS);
-                feed(h, (uint64_t)n * 8);
-                feed_bytes(h, b + p, n, 0xFF);
+                dsup__canon_feed(h, CANON_BITS);
+                dsup__canon_feed(h, (uint64_t)n * 8);
+                dsup__canon_bytes(h, b + p, n, 0xFF);
             }
             p += n;
             break;
@@ -695,9 +569,9 @@ static int walk(const char *buf, size_t len, size_t *pos, struct walker *w)
                 return -1;
             NEED(n);
             if (hs) { /* the unused low bits of the last byte do not count */
-                feed(h, TOK_BITS);
-                feed(h, (uint64_t)(n - 1) * 8 + bits);
-                feed_bytes(h, b + p, n, (uint8_t)(0xFF << (8 - bits)));
+                dsup__canon_feed(h, CANON_BITS);
+                dsup__canon_feed(h, (uint64_t)(n - 1) * 8 + bits);
+                dsup__canon_bytes(h, b + p, n, (uint8_t)(0xFF << (8 - bits)));
             }
             p += n;
             break;
@@ -708,7 +582,7 @@ static int walk(const char *buf, size_t len, size_t *pos, struct walker *w)
             p += 2; /* n, sign */
             NEED(n);
             if (hs)
-                feed_int(h, b[p - 1] != 0, b + p, n);
+                dsup__canon_int(h, b[p - 1] != 0, b + p, n);
             p += n;
             break;
         case T_LARGE_BIG:
@@ -717,7 +591,7 @@ static int walk(const char *buf, size_t len, size_t *pos, struct walker *w)
             p += 5;
             NEED(n);
             if (hs)
-                feed_int(h, b[p - 1] != 0, b + p, n);
+                dsup__canon_int(h, b[p - 1] != 0, b + p, n);
             p += n;
             break;
         case T_NEW_FUN: {
@@ -741,8 +615,8 @@ static int walk(const char *buf, size_t len, size_t *pos, struct walker *w)
             if (children > end - p)
                 return -1;
             if (hs) { /* by its bytes up to the free variables (see above) */
-                feed(h, TOK_FUN);
-                feed_bytes(h, b + start + 4, p - start - 4, 0xFF);
+                dsup__canon_feed(h, CANON_FUN);
+                dsup__canon_bytes(h, b + start + 4, p - start - 4, 0xFF);
             }
             break;
         }
@@ -763,10 +637,10 @@ static int walk(const char *buf, size_t len, size_t *pos, struct walker *w)
                 if (skip_fixint(b, len, &p))
                     return -1;
                 if (hs) {
-                    feed(h, TOK_EXPORT);
-                    feed_atom(h, b, at + 1);
-                    feed_atom(h, b, n);
-                    feed(h, b[ar] == T_SMALL_INTEGER ? b[ar + 1] : dsup_get_u32be(b + ar + 1));
+                    dsup__canon_feed(h, CANON_EXPORT);
+                    dsup__canon_atom(h, b, at + 1);
+                    dsup__canon_atom(h, b, n);
+                    dsup__canon_feed(h, b[ar] == T_SMALL_INTEGER ? b[ar + 1] : dsup_get_u32be(b + ar + 1));
                 }
             }
             break;
