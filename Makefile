@@ -2,7 +2,11 @@
 #
 #   make            build build/dsup-node and build/libdsup.a (installs nothing)
 #   make deps       install the missing Debian packages (apt-get; DSUP_NO_APT=1: only check)
-#   make test       make deps, build, run every test
+#   make test       make deps, build, check the exported symbols and the installed
+#                   library, then run every test in both lanes: OTP 25 (Debian 12)
+#                   and OTP 27 (Debian 13, under build/otp27); one lane alone:
+#                   make test OTP=25 / OTP=27
+#   make otp27      set up the OTP 27 + Elixir 1.18 toolchain (scripts/otp27.sh)
 #   make demo       make deps, build, run the mixed-cluster demo
 #   make bench      run the benchmarks (dsup beside a pure-BEAM baseline)
 #   make fuzz       run the libFuzzer targets (frame decoder, handshake) for FUZZ_SECONDS each
@@ -19,6 +23,7 @@ CC      ?= cc
 OPT     ?= -O2
 SAN     ?=
 FUZZ_SECONDS ?= 30
+OTP     ?= 25 27
 
 # The version, one source of truth: VERSION (also read by scripts/dsup.pc.in
 # through `make install` and by elixir_shim/mix.exs).
@@ -79,7 +84,7 @@ LIB_OBJ  := $(LIB_SRC:c_src/%.c=$(BUILD)/obj/%.o) $(HTTP_GEN)
 UNIT_SRC := $(wildcard test/unit/test_*.c)
 UNIT_BIN := $(UNIT_SRC:test/unit/%.c=$(BUILD)/test/%)
 
-.PHONY: all build deps test unit check-symbols ct shim-test demo demo-fast bench-quick bench fuzz sanitize valgrind install install-check examples clean
+.PHONY: all build deps test unit check-symbols ct shim-test demo demo-fast bench-quick bench fuzz sanitize valgrind install install-check examples clean otp27
 .PHONY: examples install-check
 all build: $(BUILD)/dsup-node $(BUILD)/libdsup.a
 
@@ -149,7 +154,14 @@ demo-fast: all
 bench-quick: all
 	@bench/run.sh --quick
 
-test: deps all unit check-symbols install-check ct shim-test demo-fast bench-quick
+# The test matrix (scripts/test-lanes.sh): every lane in $(OTP) runs even when
+# another fails; a failure in any lane fails make test. The library's surface
+# (check-symbols, install-check) does not depend on the lane: checked once.
+test: deps all examples $(UNIT_BIN) check-symbols install-check
+	@scripts/test-lanes.sh $(OTP)
+
+otp27:
+	@scripts/otp27.sh
 
 demo: deps all
 	@scripts/demo.sh
@@ -160,7 +172,7 @@ bench: deps all
 # The target needs only the codec (no ei, no libuv). New inputs go to
 # $(BUILD)/fuzz/corpus; test/fuzz/corpus holds the seeds (erl-made frames,
 # regenerate with DSUP_FUZZ_CORPUS=test/fuzz/corpus build/test/test_ctrl).
-FUZZ_SRC := test/fuzz/fuzz_frame.c c_src/ctrl.c c_src/term_skip.c c_src/buf.c
+FUZZ_SRC := test/fuzz/fuzz_frame.c c_src/ctrl.c c_src/term_skip.c c_src/term_canon.c c_src/buf.c
 # The handshake state machine with the node stubbed (seeds: test/fuzz/hs_corpus).
 FUZZ_HS_SRC := test/fuzz/fuzz_handshake.c c_src/handshake.c c_src/md5.c
 fuzz: deps

@@ -20,6 +20,7 @@
 #include "log.h"
 #include "node.h"
 #include "term.h"
+#include "term_text.h"
 
 typedef struct limiter {
     const char *instance; /* interned: compared by pointer */
@@ -122,21 +123,6 @@ static int is_normal_reason(dsup_term r)
 
 static const char *const action_names[] = { "restart", "none", "give_up", "stopped" };
 
-/* The term as erl prints it, cut at 512 characters; malloc'ed by ei (only
- * for lines that pass the rate limit). */
-static char *term_text(dsup_term t)
-{
-    char *txt = NULL;
-    int i = 0;
-    if (ei_s_print_term(&txt, t.buf, &i) < 0 || !txt) {
-        free(txt);
-        return NULL;
-    }
-    if (strlen(txt) > 512)
-        memcpy(txt + 509, "...", 4);
-    return txt;
-}
-
 static void send_report(dsup_sup *s, const sup_child *c, dsup_term reason, sup_action action, int level)
 {
     ei_x_buff *x = dsup_term_scratch();
@@ -183,16 +169,16 @@ void sup_crash_report(dsup_sup *s, const sup_child *c, dsup_term reason, sup_act
         send_report(s, c, reason, action, level);
     if (!to_log)
         return;
-    char *name = term_text(c->spec->name), *why = term_text(reason);
+    char name[256], why[516];
+    dsup_term_text(c->spec->name, name, sizeof name);
+    dsup_term_text(reason, why, sizeof why);
     char intensity[96] = "";
     if (action == SUP_ACT_GIVE_UP)
         snprintf(intensity, sizeof intensity, " (reached maximum restart intensity, %d in %d s)", s->max_restarts,
                  s->max_seconds);
     dsup_log(level, "%s: supervisor=%s child=%s type=%s pid=<0.%u.%u> reason=%s action=%s%s",
-             level == DSUP_LOG_ERROR ? "crash report" : "child stopped", s->name, name ? name : "?", c->spec->type,
-             c->pid.num, c->pid.serial, why ? why : "?", action_names[action], intensity);
-    free(name);
-    free(why);
+             level == DSUP_LOG_ERROR ? "crash report" : "child stopped", s->name, name, c->spec->type,
+             c->pid.num, c->pid.serial, why, action_names[action], intensity);
 }
 
 void sup_start_failed_report(dsup_sup *s, const dsup_child_spec *spec, dsup_term why, const char *action)
@@ -204,9 +190,9 @@ void sup_start_failed_report(dsup_sup *s, const dsup_child_spec *spec, dsup_term
         suppress(l);
         return;
     }
-    char *name = term_text(spec->name), *reason = why.len ? term_text(why) : NULL;
-    LOG_ERROR("crash report: supervisor=%s child=%s type=%s start failed: reason=%s action=%s", s->name,
-              name ? name : "?", spec->type, reason ? reason : "?", action);
-    free(name);
-    free(reason);
+    char name[256], reason[516];
+    dsup_term_text(spec->name, name, sizeof name);
+    dsup_term_text(why, reason, sizeof reason);
+    LOG_ERROR("crash report: supervisor=%s child=%s type=%s start failed: reason=%s action=%s", s->name, name,
+              spec->type, reason, action);
 }

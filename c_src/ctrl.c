@@ -1,7 +1,7 @@
 /* ctrl.c — distribution framing, control-message decode and encode.
  *
  * Decode never trusts the peer: the control tuple and the message are first
- * walked by dsup_term_skip (bounds, tags, depth), and the fields are then
+ * walked by dsup_term_skip (bounds, tags; any depth, no recursion), and the fields are then
  * read with the bounds-checked parsers of term_skip.c, limited to the
  * control term's extent. Nothing is allocated; the result points into the
  * caller's payload. Encode appends to a dsup_buf and allocates nothing else. */

@@ -122,13 +122,18 @@ int dsup_ctrl_encode(dsup_buf *out, const dsup_ctrl *c);
 int dsup_frame_tick(dsup_buf *out);
 
 /* Bounds-checked walk over one encoded term (no version byte) starting at
- * *pos: validates every tag, length and nesting (depth limited to
- * DSUP_TERM_MAX_DEPTH nested containers) and advances *pos past it. 0, or -1
- * when malformed (*pos unchanged). Rejects ATOM_CACHE_REF, COMPRESSED (not
- * inflated), LOCAL_EXT and the obsolete FUN_EXT.
- * After it succeeds, ei_decode_* may be used on the term safely. */
-#define DSUP_TERM_MAX_DEPTH 512
+ * *pos: validates every tag and length and advances *pos past it. 0, or -1
+ * when malformed (*pos unchanged). Nesting depth is unlimited and uses no C
+ * stack (time and memory are linear in the bytes). Rejects ATOM_CACHE_REF,
+ * COMPRESSED (not inflated), LOCAL_EXT, the obsolete FUN_EXT, and what some
+ * supported OTP release refuses or mishandles (term_skip.c lists them).
+ * After it succeeds, ei_decode_* may be used on the term safely (but not
+ * ei_skip_term or ei_print_term on deep terms: they recurse; use
+ * dsup_term_next). */
 int dsup_term_skip(const char *buf, size_t len, size_t *pos);
+/* Internal: advance *pos past one term already validated by dsup_term_skip
+ * (no bounds, no map-key check); what dsup_term_next uses. */
+int dsup__term_next(const char *buf, size_t *pos);
 
 /* Write a wire pid (NEW_PID_EXT) into out. */
 int dsup_encode_wire_pid(dsup_buf *out, const dsup_wire_pid *p);

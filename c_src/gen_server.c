@@ -5,6 +5,9 @@
  *   {'$gen_cast', Msg}              -> handle_cast
  *   {system, From, Req}             -> sys: get_state, replace_state, get_status,
  *                                      suspend, resume, terminate, debug
+ *                                      (get_state/replace_state answered in the
+ *                                      form the caller's release expects:
+ *                                      peer_rel.c)
  *   {'EXIT', Parent, R} (trapping)  -> stop with R, as gen_server does
  *   anything else                   -> handle_info
  *
@@ -19,6 +22,7 @@
 #include "log.h"
 #include "metrics.h"
 #include "node.h"
+#include "peer_rel.h"
 #include "proc.h"
 #include "term.h"
 
@@ -337,11 +341,33 @@ static void finish_replace_state(dsup_proc *p, dsup_term result)
     dsup_term el[3];
     int ar;
     if (dsup_term_tagged(result, "badrpc", &ar, el, 3) && ar == 2) {
+        /* As sys reports a gen_server's failing fun:
+         * {error, {callback_failed, {gen_server, system_replace_state}, {Class, Reason}}}
+         * from rex's {badrpc, {'EXIT', {Reason, Stack}}} (error) or
+         * {badrpc, {'EXIT', Reason}} (exit). */
+        dsup_term ex[3], rs[3];
+        int ea;
+        const char *cls = "error";
+        dsup_term why = el[1];
+        if (dsup_term_tagged(el[1], "EXIT", &ea, ex, 3) && ea == 2) {
+            why = ex[1];
+            cls = "exit";
+            if (dsup_term_tuple(ex[1], rs, 2) == 2 && rs[1].len > 0 &&
+                ((unsigned char)rs[1].buf[0] == ERL_LIST_EXT || (unsigned char)rs[1].buf[0] == ERL_NIL_EXT)) {
+                why = rs[0];
+                cls = "error";
+            }
+        }
         ei_x_encode_tuple_header(x, 2);
         dsup_x_encode_atom(x, "error");
-        ei_x_encode_tuple_header(x, 2);
+        ei_x_encode_tuple_header(x, 3);
         dsup_x_encode_atom(x, "callback_failed");
-        dsup_x_encode_term(x, el[1]);
+        ei_x_encode_tuple_header(x, 2);
+        dsup_x_encode_atom(x, "gen_server");
+        dsup_x_encode_atom(x, "system_replace_state");
+        ei_x_encode_tuple_header(x, 2);
+        dsup_x_encode_atom(x, cls);
+        dsup_x_encode_term(x, why);
     } else if (p->type->replace_state(p, &p->state, result) != 0) {
         ei_x_encode_tuple_header(x, 2);
         dsup_x_encode_atom(x, "error");
@@ -349,7 +375,16 @@ static void finish_replace_state(dsup_proc *p, dsup_term result)
         dsup_x_encode_atom(x, "bad_state");
         dsup_x_encode_term(x, result);
     } else {
+        /* success: {ok, NewState} or NewState, as the caller's sys expects */
         encode_state(p, x);
+        dsup_saved_from *f = e->rpc_from;
+        if (f)
+            dsup_peer_sys_reply(&f->pid, (dsup_term){ f->tag, f->tag_len }, dsup_term_of_x(x));
+        dsup_from_discard(f);
+        e->rpc_from = NULL;
+        dsup_term_scratch_release(x);
+        release_deferred(p);
+        return;
     }
     dsup_reply(e->rpc_from, x);
     e->rpc_from = NULL;
@@ -368,7 +403,12 @@ static void handle_system(dsup_proc *p, dsup_term from_t, dsup_term req)
     int ar;
     int stop = 0;
     if (dsup_term_is_atom(req, "get_state")) {
+        /* {ok, State} or State, as the caller's sys expects */
+        x->index = 0;
         encode_state(p, x);
+        dsup_peer_sys_reply(&from.pid, from.tag, dsup_term_of_x(x));
+        dsup_term_scratch_release(x);
+        return;
     } else if (dsup_term_is_atom(req, "get_status")) {
         encode_status(p, x);
     } else if (dsup_term_is_atom(req, "suspend")) {

@@ -8,6 +8,7 @@
 #include <uv.h>
 
 #include "intern.h"
+#include "term_text.h"
 
 #define NELEM(a) ((int)(sizeof a / sizeof *a))
 static const double lag_le[] = { 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5 };
@@ -153,13 +154,10 @@ dsup_sup_stats *dsup_metrics_sups(void) { return sups; }
 
 static void print_term(char *out, size_t cap, dsup_term t)
 {
-    char *txt = NULL;
-    int i = 0;
-    if (t.len && ei_s_print_term(&txt, t.buf, &i) >= 0 && txt)
-        snprintf(out, cap, "%s", txt);
-    else
-        snprintf(out, cap, "%s", t.len ? "?" : "");
-    free(txt);
+    if (t.len)
+        dsup_term_text(t, out, cap);
+    else if (cap)
+        out[0] = 0;
 }
 
 void dsup_metrics_child_exit(const char *instance, const char *type, dsup_term name, const dsup_pid *pid,

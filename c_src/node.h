@@ -77,6 +77,7 @@ typedef struct dsup_conn {
     int was_up;             /* reached CONN_UP: its loss is a nodedown */
     uint64_t last_rx_ms;    /* loop time of the last byte read */
     int wrote_since_tick;
+    uint32_t peer_stdlib;   /* the peer's stdlib version, asked of its rex (peer_rel.c) */
     uv_connect_t creq;
     uv_getaddrinfo_t gai;
     struct sockaddr_storage addr;

@@ -18,10 +18,12 @@
 #include "log.h"
 #include "metrics.h"
 #include "node.h"
+#include "peer_rel.h"
 #include "pg.h"
 #include "proc.h"
 #include "sup.h"
 #include "term.h"
+#include "term_text.h"
 
 #define NODES_QUERY_MS 10000
 
@@ -184,6 +186,8 @@ static void learn_release(const char *peer, dsup_term release)
  * shown per peer on the status page). */
 static void ctrl_info(dsup_proc *self, void *state, dsup_term msg)
 {
+    if (dsup_peer_rel_answer(msg))
+        return;
     dsup_term el[2], tag[2];
     if (dsup_term_tuple(msg, el, 2) != 2)
         return;
@@ -256,6 +260,7 @@ void dsup_node_ctrl_conn_up(const char *peer)
 {
     ask_nodes(peer);
     rex_call(peer, "dsup_otp_release", 1, "system_info", "otp_release");
+    dsup_peer_rel_ask(ctrl, peer);
     dsup_pg_conn_up(peer);
     dsup_sup_conn_event(peer, 1);
 }
@@ -412,11 +417,9 @@ void dsup_node_ctrl_ready(void)
             dsup_x_encode_atom(why, name);
         }
         if (why->index > 0 || dsup_sup_start(name, &o, NULL, why) < 0) {
-            char *txt = NULL;
-            int j = 0;
-            ei_s_print_term(&txt, why->buff, &j);
-            LOG_ERROR("--supervisor %s: %s", g_node->sups[i], txt ? txt : "cannot start");
-            free(txt);
+            char txt[512];
+            dsup_term_text((dsup_term){ why->buff, (size_t)why->index }, txt, sizeof txt);
+            LOG_ERROR("--supervisor %s: %s", g_node->sups[i], why->index ? txt : "cannot start");
             g_node->exit_status = 2;
             ei_x_free(&opts);
             dsup_term_scratch_release(why);
@@ -438,5 +441,6 @@ void dsup_node_ctrl_stopping(void)
         if (!uv_is_closing((uv_handle_t *)&query_timer) && query_timer.loop)
             uv_close((uv_handle_t *)&query_timer, NULL);
     ctrl = NULL;
+    dsup_peer_rel_stop();
     dsup_pg_stop_all();
 }

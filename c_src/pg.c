@@ -551,7 +551,7 @@ static void handle_sync(dsup_pg *s, dsup_term peer_t, dsup_term groups)
     int start = i;
     for (int k = 0; k < n; k++) {
         int el = i;
-        if (ei_skip_term(groups.buf, &i) < 0)
+        if (dsup_term_next(groups.buf, &i) < 0)
             goto out;
         dsup_term pair[2];
         if (dsup_term_tuple((dsup_term){ groups.buf + el, (size_t)(i - el) }, pair, 2) != 2)
@@ -562,7 +562,7 @@ static void handle_sync(dsup_pg *s, dsup_term peer_t, dsup_term groups)
     i = start;
     for (int k = 0; k < n; k++) {
         int el = i;
-        ei_skip_term(groups.buf, &i);
+        dsup_term_next(groups.buf, &i);
         dsup_term pair[2];
         dsup_term_tuple((dsup_term){ groups.buf + el, (size_t)(i - el) }, pair, 2);
         dsup_pid *pids;
@@ -646,7 +646,7 @@ static void scope_info(dsup_proc *self, void *state, dsup_term msg)
         } else if (type == ERL_LIST_EXT && ei_decode_list_header(el[3].buf, &i, &cnt) == 0) {
             for (int k = 0; k < cnt; k++) {
                 int g0 = i;
-                if (ei_skip_term(el[3].buf, &i) < 0)
+                if (dsup_term_next(el[3].buf, &i) < 0)
                     break;
                 remote_leave(s, p, (dsup_term){ el[3].buf + g0, (size_t)(i - g0) }, pids, n);
             }

@@ -710,6 +710,8 @@ next_term:
             if ((rc = read_atom(r, &hf))) return rc;
             uint64_t arity;
             if ((rc = read_arity(r, &arity))) return rc;
+            /* Refused like dsup_term_skip does: OTP 27.3 crashes hashing it. */
+            if (arity > 255) return DSUP_PHASH2_EBADARG;
             hash = h2(hash, (uint32_t)arity, hm, HCONST);
             hash = h1(hash, hf, HCONST_14);
             goto done;

@@ -386,7 +386,7 @@ void sup_on_child_msg(dsup_sup *s, dsup_term ev)
             return;
         for (int k = 0; k < n; k++) {
             int st = i;
-            if (ei_skip_term(el[2].buf, &i) < 0)
+            if (dsup_term_next(el[2].buf, &i) < 0)
                 return;
             dsup_term t[3];
             if (dsup_term_tuple((dsup_term){ el[2].buf + st, (size_t)(i - st) }, t, 3) == 3)

@@ -23,6 +23,7 @@
 #include "node.h"
 #include "sup_heal.h"
 #include "term.h"
+#include "term_text.h"
 
 int dsup_heal_max_restarts = DSUP_HEAL_DEFAULT_MAX_RESTARTS;
 int dsup_heal_max_seconds = DSUP_HEAL_DEFAULT_MAX_SECONDS;
@@ -192,12 +193,9 @@ static void on_timer(uv_timer_t *t)
     ei_x_buff *err = dsup_term_scratch();
     int rc = now ? 0 : dsup_sup_start(r->name, r->opts.len ? &r->opts : NULL, &now, err);
     if (rc < 0) {
-        char *txt = NULL;
-        int i = 0;
-        if (err->index)
-            ei_s_print_term(&txt, err->buff, &i);
-        LOG_ERROR("%s: instance restart failed (%s)", r->name, txt ? txt : "cannot start");
-        free(txt);
+        char txt[512];
+        dsup_term_text((dsup_term){ err->buff, (size_t)err->index }, txt, sizeof txt);
+        LOG_ERROR("%s: instance restart failed (%s)", r->name, err->index ? txt : "cannot start");
         dsup_term_scratch_release(err);
         schedule(r, "restart_failed");
         return;
@@ -248,9 +246,6 @@ void sup_heal_ended(dsup_sup *s, dsup_term reason)
     if (!r)
         return;
     r->ended = s;
-    char *txt = NULL;
-    int i = 0;
-    ei_s_print_term(&txt, reason.buf, &i);
-    schedule(r, txt ? txt : "?");
-    free(txt);
+    char txt[512];
+    schedule(r, dsup_term_text(reason, txt, sizeof txt));
 }

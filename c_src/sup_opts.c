@@ -68,7 +68,7 @@ static int list_elems(dsup_term t, dsup_term **out, int *n, int single_ok)
         return -1;
     for (int k = 0; k < *n; k++) {
         int s = i;
-        if (ei_skip_term(t.buf, &i) < 0)
+        if (dsup_term_next(t.buf, &i) < 0)
             return -1;
         (*out)[k] = (dsup_term){ t.buf + s, (size_t)(i - s) };
     }

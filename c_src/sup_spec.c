@@ -29,7 +29,7 @@ static int is_keyword(dsup_term t, int *n)
         return 0;
     for (int k = 0; k < *n; k++) {
         int s = i;
-        if (ei_skip_term(t.buf, &i) < 0)
+        if (dsup_term_next(t.buf, &i) < 0)
             return 0;
         dsup_term kv[2];
         dsup_term el = { t.buf + s, (size_t)(i - s) };
@@ -86,7 +86,7 @@ static int take_options(dsup_term kw, int n, dsup_term *name, int *restart, long
     ei_x_new(&tmp);
     for (int k = 0; k < n; k++) {
         int s = i;
-        ei_skip_term(kw.buf, &i);
+        dsup_term_next(kw.buf, &i);
         dsup_term el = { kw.buf + s, (size_t)(i - s) };
         dsup_term kv[2];
         dsup_term_tuple(el, kv, 2);
@@ -182,10 +182,10 @@ int dsup_spec_parse(dsup_term spec, dsup_child_spec **out)
     dsup_term start = { NULL, 0 }, restart_t = { NULL, 0 }, shutdown_t = { NULL, 0 }, exact = { NULL, 0 };
     for (int k = 0; k < arity; k++) {
         int ks = i;
-        ei_skip_term(spec.buf, &i);
+        dsup_term_next(spec.buf, &i);
         dsup_term key = { spec.buf + ks, (size_t)(i - ks) };
         int vs = i;
-        ei_skip_term(spec.buf, &i);
+        dsup_term_next(spec.buf, &i);
         dsup_term val = { spec.buf + vs, (size_t)(i - vs) };
         if (dsup_term_is_atom(key, "start"))
             start = val;
@@ -223,7 +223,7 @@ int dsup_spec_parse(dsup_term spec, dsup_child_spec **out)
             args = (dsup_term){ small_int, 2 };
         } else if (ei_decode_list_header(args.buf, &j, &len) == 0 && len == 1) {
             int s0 = j;
-            ei_skip_term(args.buf, &j);
+            dsup_term_next(args.buf, &j);
             args = (dsup_term){ args.buf + s0, (size_t)(j - s0) };
         }
     }

@@ -3,6 +3,8 @@
  * (dsup_term_skip), so decoding here may trust lengths. */
 #include "term.h"
 
+#include <limits.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -287,6 +289,17 @@ int dsup_term_is_atom(dsup_term t, const char *name)
     return n == strlen(name) && memcmp(s, name, n) == 0;
 }
 
+int dsup_term_next(const char *buf, int *index)
+{
+    /* The term was validated on arrival: no length bound is needed, and
+     * dsup_term_skip walks any depth without recursion. */
+    size_t pos = (size_t)*index;
+    if (*index < 0 || dsup__term_next(buf, &pos) < 0 || pos > INT_MAX)
+        return -1;
+    *index = (int)pos;
+    return 0;
+}
+
 int dsup_term_tuple(dsup_term t, dsup_term *elems, int max)
 {
     int i = 0, arity;
@@ -294,7 +307,7 @@ int dsup_term_tuple(dsup_term t, dsup_term *elems, int max)
         return -1;
     for (int k = 0; k < arity; k++) {
         int start = i;
-        if (ei_skip_term(t.buf, &i) < 0)
+        if (dsup_term_next(t.buf, &i) < 0)
             return -1;
         if (k < max) {
             elems[k].buf = t.buf + start;
@@ -334,7 +347,7 @@ int dsup_term_keyfind(dsup_term list, const char *key, dsup_term *value)
         return 0;
     for (int k = 0; k < n; k++) {
         int start = i;
-        if (ei_skip_term(list.buf, &i) < 0)
+        if (dsup_term_next(list.buf, &i) < 0)
             return 0;
         dsup_term el = { list.buf + start, (size_t)(i - start) };
         dsup_term kv[2];

@@ -4,22 +4,42 @@
  * Every length is checked against the bytes that remain before it is used;
  * element counts are checked against the remaining bytes (each term takes at
  * least one byte) before any loop, so a huge declared count fails at once and
- * the total work is linear in the input. Nesting uses an explicit stack of
- * DSUP_TERM_MAX_DEPTH frames: no recursion.
+ * the total work is linear in the input.
+ *
+ * Nesting is unlimited (the BEAM's term_to_binary and binary_to_term have no
+ * depth limit either) and costs no C stack: the external format is prefix
+ * order, so one counter of "terms still to read" replaces a stack of open
+ * containers. Only what must know when a child ends gets a frame on a heap
+ * stack: a NEW_FUN (its Size is checked), a map of two or more pairs (its
+ * keys must differ, see below) and, inside such a key, a list.
  *
  * Accepted: SMALL_INTEGER, INTEGER, FLOAT (31 bytes, NUL-terminated text),
  * NEW_FLOAT, ATOM / SMALL_ATOM (latin1, <= 255 bytes), ATOM_UTF8 /
  * SMALL_ATOM_UTF8 (valid UTF-8, <= 255 characters), PID / NEW_PID, PORT /
  * NEW_PORT / V4_PORT, REFERENCE / NEW_REFERENCE / NEWER_REFERENCE (<= 5 id
  * words), SMALL_TUPLE / LARGE_TUPLE, MAP, NIL, STRING, LIST (with tail),
- * BINARY, BIT_BINARY (bits 1..8, or len 0 with bits 0), SMALL_BIG /
- * LARGE_BIG, NEW_FUN (Size must match its contents), EXPORT.
+ * BINARY, BIT_BINARY (len >= 1, bits 1..8), SMALL_BIG / LARGE_BIG, NEW_FUN
+ * (Size must match its contents), EXPORT (arity 0..255).
  * Rejected: ATOM_CACHE_REF (we never advertise the atom cache), COMPRESSED
  * (no inflating of untrusted input), LOCAL_EXT, the obsolete FUN_EXT, and
- * anything unknown. */
+ * anything unknown.
+ *
+ * At least as strict as the strictest supported release (OTP 25 and 27; the
+ * unit tests ask each release's binary_to_term): a term dsup relays must be
+ * one every peer accepts and handles. Hence, stricter than OTP 25:
+ *   - a zero-length BIT_BINARY (OTP 25 decodes it as <<>>, OTP 27 refuses);
+ *   - an EXPORT arity above 255 (both decode it; OTP 27.3 crashes the VM
+ *     when such a fun is printed or hashed, OTP 25 reports a wrong arity);
+ *   - a NEW_/NEWER_REFERENCE with no ID words (both read past the term).
+ * Also refused as both releases do: NaN and infinite NEW_FLOATs, and maps
+ * with two equal keys (0.0 and -0.0 count as equal, as on OTP 25).
+ * Nothing the BEAM itself encodes is refused. */
 #include "ctrl.h"
+#include "term_canon.h"
 
 #include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
 
 long dsup__utf8_chars(const uint8_t *s, size_t n);
 int dsup__atom(const char *buf, size_t len, size_t *pos, const char **text, size_t *text_len);
@@ -161,44 +181,208 @@ static int skip_fixint(const uint8_t *b, size_t len, size_t *pos)
     return -1;
 }
 
-struct skip_frame {
-    uint64_t left; /* terms still to walk in this container */
-    size_t   end;  /* position the container must end at, or 0 for no check */
+/* ---- duplicate map keys: see term_canon.h ----------------------------------- */
+
+static int cmp_u64(const void *a, const void *b)
+{
+    uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+    return x < y ? -1 : x > y;
+}
+
+/* ---- the walk -------------------------------------------------------------------- */
+
+enum { F_FUN, F_MAP, F_LIST };
+
+/* Open containers that need to know when a child is done: a NEW_FUN (must
+ * end at `end`), a map of two or more pairs (its keys' hashes), a list inside
+ * a key (a CONS token before each element). `boundary` is the value of `left`
+ * (terms still to read) at which the frame's current child is complete. */
+struct frame {
+    uint64_t boundary;
+    uint64_t todo;     /* map: children, list: elements still to complete */
+    uint64_t npairs;   /* map */
+    size_t   end;      /* fun */
+    size_t   keys;     /* map: where its key hashes start in the walker's key stack */
+    uint64_t acc;      /* map: sum of its pairs' hashes (when inside a key) */
+    uint64_t key_h;    /* map: the current pair's key hash */
+    uint64_t parent_h; /* map: the stream it interrupted */
+    uint8_t  kind;
+    uint8_t  in_key;   /* map: started inside a key (its hash goes on to the parent stream) */
 };
 
-int dsup_term_skip(const char *buf, size_t len, size_t *pos)
+struct walker {
+    struct frame *fr;
+    size_t nfr, capfr;
+    uint64_t *keys;
+    size_t nkeys, capkeys;
+    uint64_t h;      /* the current key stream */
+    int hashing;     /* inside a key of a map with two or more pairs */
+    int check_keys;  /* 0 for an already validated term (dsup_term_next) */
+    struct frame inl[8];
+    uint64_t kinl[32]; /* small maps' keys need no allocation */
+};
+
+static struct frame *push(struct walker *w, uint8_t kind, uint64_t boundary)
+{
+    if (w->nfr == w->capfr) {
+        size_t nc = w->capfr * 2;
+        struct frame *ns = w->fr == w->inl ? malloc(nc * sizeof *ns) : realloc(w->fr, nc * sizeof *ns);
+        if (!ns)
+            return NULL;
+        if (w->fr == w->inl)
+            memcpy(ns, w->inl, w->nfr * sizeof *ns);
+        w->fr = ns;
+        w->capfr = nc;
+    }
+    struct frame *f = &w->fr[w->nfr++];
+    memset(f, 0, sizeof *f);
+    f->kind = kind;
+    f->boundary = boundary;
+    return f;
+}
+
+static int push_key(struct walker *w, uint64_t k)
+{
+    if (w->nkeys == w->capkeys) {
+        size_t nc = w->capkeys * 2;
+        uint64_t *nk = w->keys == w->kinl ? malloc(nc * sizeof *nk) : realloc(w->keys, nc * sizeof *nk);
+        if (!nk)
+            return -1;
+        if (w->keys == w->kinl)
+            memcpy(nk, w->kinl, w->nkeys * sizeof *nk);
+        w->keys = nk;
+        w->capkeys = nc;
+    }
+    w->keys[w->nkeys++] = k;
+    return 0;
+}
+
+#define KEY_INIT 0x243F6A8885A308D3ULL
+
+/* The top frame's current child is complete (left == its boundary). -1 when
+ * the term is refused (a fun of the wrong size, duplicate map keys). */
+static int child_done(struct walker *w, size_t p)
+{
+    struct frame *f = &w->fr[w->nfr - 1];
+    if (f->kind == F_FUN) {
+        if (p != f->end)
+            return -1;
+        w->nfr--;
+        return 0;
+    }
+    if (f->kind == F_LIST) {
+        if (--f->todo == 0) {
+            w->nfr--; /* the tail follows, unwrapped: [a | [b]] hashes as [a, b] */
+            return 0;
+        }
+        f->boundary--;
+        dsup__canon_feed(&w->h, CANON_CONS);
+        return 0;
+    }
+    /* a map: a key or a value is done */
+    uint64_t done = 2 * f->npairs - f->todo;
+    uint64_t ch = dsup__canon_mix(w->h, CANON_MAP);
+    if (done % 2 == 0) {
+        f->key_h = ch;
+        if (push_key(w, ch))
+            return -1;
+    } else if (f->in_key) {
+        f->acc += dsup__canon_mix(f->key_h, ch);
+    }
+    if (--f->todo > 0) {
+        f->boundary--;
+        w->h = KEY_INIT;
+        w->hashing = done % 2 == 1 || f->in_key; /* next: a key, or a value inside a key */
+        return 0;
+    }
+    uint64_t *k = w->keys + f->keys;
+    if (f->npairs <= 32) { /* the usual small map: compare every pair */
+        for (uint64_t i = 1; i < f->npairs; i++)
+            for (uint64_t j = 0; j < i; j++)
+                if (k[i] == k[j])
+                    return -1; /* two equal keys */
+    } else {
+        qsort(k, f->npairs, sizeof *k, cmp_u64);
+        for (uint64_t i = 1; i < f->npairs; i++)
+            if (k[i] == k[i - 1])
+                return -1;
+    }
+    w->nkeys = f->keys;
+    w->h = f->parent_h;
+    w->hashing = f->in_key;
+    if (w->hashing) {
+        dsup__canon_feed(&w->h, CANON_MAP);
+        dsup__canon_feed(&w->h, f->npairs);
+        dsup__canon_feed(&w->h, f->acc);
+    }
+    w->nfr--;
+    return 0;
+}
+
+static int walk(const char *buf, size_t len, size_t *pos, struct walker *w);
+
+static int skip(const char *buf, size_t len, size_t *pos, int check_keys)
+{
+    struct walker w;
+    w.fr = w.inl;
+    w.nfr = 0;
+    w.capfr = 8;
+    w.keys = w.kinl;
+    w.nkeys = 0;
+    w.capkeys = 32;
+    w.h = 0;
+    w.hashing = 0;
+    w.check_keys = check_keys;
+    if (check_keys)
+        dsup__canon_seed_once();
+    int rc = walk(buf, len, pos, &w);
+    if (w.fr != w.inl)
+        free(w.fr);
+    if (w.keys != w.kinl)
+        free(w.keys);
+    return rc;
+}
+
+int dsup_term_skip(const char *buf, size_t len, size_t *pos) { return skip(buf, len, pos, 1); }
+
+/* For terms that were validated on arrival (no bound needed, no key check). */
+int dsup__term_next(const char *buf, size_t *pos) { return skip(buf, SIZE_MAX, pos, 0); }
+
+static int walk(const char *buf, size_t len, size_t *pos, struct walker *w)
 {
     const uint8_t *b = (const uint8_t *)buf;
     size_t p = *pos;
-    struct skip_frame st[DSUP_TERM_MAX_DEPTH + 1];
-    int depth = 1;
-    st[0].left = 1; /* the term itself */
-    st[0].end = 0;
+    uint64_t left = 1; /* terms still to read: the term itself */
+    uint64_t *h = &w->h;
 
     if (p > len)
         return -1;
-    while (depth > 0) {
-        struct skip_frame *top = &st[depth - 1];
-        if (top->left == 0) {
-            if (top->end && p != top->end)
+    for (;;) {
+        while (w->nfr > 0 && w->fr[w->nfr - 1].boundary == left)
+            if (child_done(w, p))
                 return -1;
-            depth--;
-            continue;
-        }
-        top->left--;
+        if (left == 0)
+            break;
+        left--;
 
-        uint64_t children = 0; /* > 0: push a container */
+        uint64_t children = 0; /* elements this term adds to read */
         size_t end = 0;
         size_t n;
+        size_t at = p; /* where this term starts */
+        int hs = w->hashing;
         NEED(1);
         uint8_t tag = b[p++];
         switch (tag) {
         case T_SMALL_INTEGER:
             NEED(1);
+            if (hs)
+                dsup__canon_small(h, b[p]);
             p += 1;
             break;
         case T_INTEGER:
             NEED(4);
+            if (hs)
+                dsup__canon_small(h, (int32_t)dsup_get_u32be(b + p));
             p += 4;
             break;
         case T_FLOAT: {
@@ -218,13 +402,24 @@ int dsup_term_skip(const char *buf, size_t len, size_t *pos)
             }
             if (!nul)
                 return -1;
+            if (hs)
+                dsup__canon_double(h, strtod((const char *)b + p, NULL));
             p += 31;
             break;
         }
-        case T_NEW_FLOAT:
+        case T_NEW_FLOAT: {
             NEED(8);
+            uint64_t bits = ((uint64_t)dsup_get_u32be(b + p) << 32) | dsup_get_u32be(b + p + 4);
+            if (((bits >> 52) & 0x7FF) == 0x7FF)
+                return -1; /* NaN or infinity: no release decodes them */
+            if (hs) {
+                double d;
+                memcpy(&d, &bits, 8);
+                dsup__canon_double(h, d);
+            }
             p += 8;
             break;
+        }
         case T_ATOM:
         case T_SMALL_ATOM:
         case T_ATOM_UTF8:
@@ -232,13 +427,23 @@ int dsup_term_skip(const char *buf, size_t len, size_t *pos)
             p--;
             if (dsup__atom(buf, len, &p, NULL, NULL))
                 return -1;
+            if (hs)
+                dsup__canon_atom(h, b, at);
             break;
         case T_PID:
-        case T_NEW_PID:
+        case T_NEW_PID: {
+            dsup_wire_pid wp;
             p--;
-            if (dsup__pid(buf, len, &p, NULL))
+            if (dsup__pid(buf, len, &p, &wp))
                 return -1;
+            if (hs) {
+                dsup__canon_feed(h, CANON_PID);
+                dsup__canon_atom(h, b, at + 1);
+                dsup__canon_feed(h, ((uint64_t)wp.num << 32) | wp.serial);
+                dsup__canon_feed(h, wp.creation);
+            }
             break;
+        }
         case T_PORT:      /* Node, ID:32, Creation:8 */
         case T_NEW_PORT:  /* Node, ID:32, Creation:32 */
         case T_V4_PORT:   /* Node, ID:64, Creation:32 */
@@ -247,6 +452,22 @@ int dsup_term_skip(const char *buf, size_t len, size_t *pos)
                 return -1;
             n = tag == T_PORT || tag == T_REFERENCE ? 5 : tag == T_NEW_PORT ? 8 : 12;
             NEED(n);
+            if (hs) {
+                dsup__canon_feed(h, tag == T_REFERENCE ? CANON_REF : CANON_PORT);
+                dsup__canon_atom(h, b, at + 1);
+                if (tag == T_V4_PORT) {
+                    dsup__canon_feed(h, ((uint64_t)dsup_get_u32be(b + p) << 32) | dsup_get_u32be(b + p + 4));
+                    dsup__canon_feed(h, dsup_get_u32be(b + p + 8));
+                } else {
+                    if (tag == T_REFERENCE)
+                        dsup__canon_feed(h, b[p + 4]); /* creation first, as for the newer refs */
+                    dsup__canon_feed(h, dsup_get_u32be(b + p));
+                    if (tag == T_PORT)
+                        dsup__canon_feed(h, b[p + 4]);
+                    else if (tag == T_NEW_PORT)
+                        dsup__canon_feed(h, dsup_get_u32be(b + p + 4));
+                }
+            }
             p += n;
             break;
         case T_NEW_REFERENCE:   /* Len:16, Node, Creation:8, ID:32*Len */
@@ -254,47 +475,89 @@ int dsup_term_skip(const char *buf, size_t len, size_t *pos)
             NEED(2);
             n = dsup_get_u16be(b + p);
             p += 2;
-            if (n > 5)
+            if (n == 0 || n > 5) /* 0: see the top comment */
                 return -1;
             if (dsup__atom(buf, len, &p, NULL, NULL))
                 return -1;
-            n = (tag == T_NEW_REFERENCE ? 1 : 4) + 4 * n;
-            NEED(n);
-            p += n;
+            {
+                size_t cre = tag == T_NEW_REFERENCE ? 1 : 4;
+                NEED(cre + 4 * n);
+                if (hs) {
+                    /* words past the last non-zero one count as absent,
+                     * as the BEAM compares references */
+                    size_t words = n;
+                    while (words > 1 && dsup_get_u32be(b + p + cre + 4 * (words - 1)) == 0)
+                        words--;
+                    dsup__canon_feed(h, CANON_REF);
+                    dsup__canon_atom(h, b, at + 3);
+                    dsup__canon_feed(h, cre == 1 ? b[p] : dsup_get_u32be(b + p));
+                    for (size_t i = 0; i < words; i++)
+                        dsup__canon_feed(h, dsup_get_u32be(b + p + cre + 4 * i));
+                }
+                p += cre + 4 * n;
+            }
             break;
         case T_SMALL_TUPLE:
             NEED(1);
             children = b[p++];
+            if (hs) {
+                dsup__canon_feed(h, CANON_TUPLE);
+                dsup__canon_feed(h, children);
+            }
             break;
         case T_LARGE_TUPLE:
             NEED(4);
             children = dsup_get_u32be(b + p);
             p += 4;
+            if (hs) {
+                dsup__canon_feed(h, CANON_TUPLE);
+                dsup__canon_feed(h, children);
+            }
             break;
         case T_MAP:
             NEED(4);
             children = 2 * (uint64_t)dsup_get_u32be(b + p);
             p += 4;
+            if (hs && children <= 2) {
+                dsup__canon_feed(h, CANON_MAP); /* none or one pair: one order, streamed as is */
+                dsup__canon_feed(h, children / 2);
+            }
             break;
         case T_NIL:
+            if (hs)
+                dsup__canon_feed(h, CANON_NIL);
             break;
         case T_STRING:
             NEED(2);
             n = dsup_get_u16be(b + p);
             p += 2;
             NEED(n);
+            if (hs) { /* as the list of small integers it is */
+                for (size_t i = 0; i < n; i++) {
+                    dsup__canon_feed(h, CANON_CONS);
+                    dsup__canon_small(h, b[p + i]);
+                }
+                dsup__canon_feed(h, CANON_NIL);
+            }
             p += n;
             break;
         case T_LIST:
             NEED(4);
             children = (uint64_t)dsup_get_u32be(b + p) + 1; /* elements + tail */
             p += 4;
+            if (hs && children > 1)
+                dsup__canon_feed(h, CANON_CONS);
             break;
         case T_BINARY:
             NEED(4);
             n = dsup_get_u32be(b + p);
             p += 4;
             NEED(n);
+            if (hs) {
+                dsup__canon_feed(h, CANON_BITS);
+                dsup__canon_feed(h, (uint64_t)n * 8);
+                dsup__canon_bytes(h, b + p, n, 0xFF);
+            }
             p += n;
             break;
         case T_BIT_BINARY: {
@@ -302,9 +565,14 @@ int dsup_term_skip(const char *buf, size_t len, size_t *pos)
             n = dsup_get_u32be(b + p);
             uint8_t bits = b[p + 4];
             p += 5;
-            if (n == 0 ? bits != 0 : (bits < 1 || bits > 8))
+            if (n == 0 || bits < 1 || bits > 8) /* len 0: see the top comment */
                 return -1;
             NEED(n);
+            if (hs) { /* the unused low bits of the last byte do not count */
+                dsup__canon_feed(h, CANON_BITS);
+                dsup__canon_feed(h, (uint64_t)(n - 1) * 8 + bits);
+                dsup__canon_bytes(h, b + p, n, (uint8_t)(0xFF << (8 - bits)));
+            }
             p += n;
             break;
         }
@@ -313,6 +581,8 @@ int dsup_term_skip(const char *buf, size_t len, size_t *pos)
             n = b[p];
             p += 2; /* n, sign */
             NEED(n);
+            if (hs)
+                dsup__canon_int(h, b[p - 1] != 0, b + p, n);
             p += n;
             break;
         case T_LARGE_BIG:
@@ -320,6 +590,8 @@ int dsup_term_skip(const char *buf, size_t len, size_t *pos)
             n = dsup_get_u32be(b + p);
             p += 5;
             NEED(n);
+            if (hs)
+                dsup__canon_int(h, b[p - 1] != 0, b + p, n);
             p += n;
             break;
         case T_NEW_FUN: {
@@ -342,12 +614,35 @@ int dsup_term_skip(const char *buf, size_t len, size_t *pos)
                 return -1;
             if (children > end - p)
                 return -1;
+            if (hs) { /* by its bytes up to the free variables (see above) */
+                dsup__canon_feed(h, CANON_FUN);
+                dsup__canon_bytes(h, b + start + 4, p - start - 4, 0xFF);
+            }
             break;
         }
-        case T_EXPORT: /* Module, Function atoms, Arity (SMALL_)INTEGER_EXT */
-            if (dsup__atom(buf, len, &p, NULL, NULL) ||
-                dsup__atom(buf, len, &p, NULL, NULL) || skip_fixint(b, len, &p))
+        case T_EXPORT: /* Module, Function atoms, Arity (SMALL_)INTEGER_EXT 0..255 */
+            if (dsup__atom(buf, len, &p, NULL, NULL))
                 return -1;
+            n = p;
+            if (dsup__atom(buf, len, &p, NULL, NULL))
+                return -1;
+            NEED(1);
+            if (b[p] == T_INTEGER) {
+                NEED(5);
+                if (dsup_get_u32be(b + p + 1) > 255)
+                    return -1; /* see the top comment */
+            }
+            {
+                size_t ar = p;
+                if (skip_fixint(b, len, &p))
+                    return -1;
+                if (hs) {
+                    dsup__canon_feed(h, CANON_EXPORT);
+                    dsup__canon_atom(h, b, at + 1);
+                    dsup__canon_atom(h, b, n);
+                    dsup__canon_feed(h, b[ar] == T_SMALL_INTEGER ? b[ar + 1] : dsup_get_u32be(b + ar + 1));
+                }
+            }
             break;
         case T_ATOM_CACHE_REF:
         case T_COMPRESSED:
@@ -358,15 +653,34 @@ int dsup_term_skip(const char *buf, size_t len, size_t *pos)
         }
 
         if (children) {
-            /* Each term takes at least one byte: fail fast on huge counts. */
-            if (children > len - p)
+            /* Each term takes at least one byte: fail fast on huge counts
+             * (this also keeps `left` far from overflowing). */
+            if (children > len - p || left + children > len - p)
                 return -1;
-            if (depth > DSUP_TERM_MAX_DEPTH)
-                return -1;
-            st[depth].left = children;
-            st[depth].end = end;
-            depth++;
+            if (end) {
+                if (!push(w, F_FUN, left))
+                    return -1;
+                w->fr[w->nfr - 1].end = end;
+            } else if (tag == T_MAP && children >= 4 && w->check_keys) {
+                struct frame *f = push(w, F_MAP, left + children - 1);
+                if (!f)
+                    return -1;
+                f->npairs = children / 2;
+                f->todo = children;
+                f->keys = w->nkeys;
+                f->in_key = (uint8_t)hs;
+                f->parent_h = w->h;
+                w->h = KEY_INIT; /* the first key */
+                w->hashing = 1;
+            } else if (tag == T_LIST && hs && children > 1) {
+                struct frame *f = push(w, F_LIST, left + children - 1);
+                if (!f)
+                    return -1;
+                f->todo = children - 1;
+            }
+            left += children;
         }
+        /* (a NEW_FUN without free variables was checked to end at p above) */
     }
     *pos = p;
     return 0;

@@ -226,6 +226,11 @@ DSUP_EXTERN int dsup_term_tuple(dsup_term t, dsup_term *elems, int max);
 DSUP_EXTERN int dsup_term_keyfind(dsup_term list, const char *key, dsup_term *value);
 /* Compare two encoded terms byte for byte (equal encodings). */
 DSUP_EXTERN int dsup_term_eq(dsup_term a, dsup_term b);
+/* Advance *index past one term of buf, like ei_skip_term, but without
+ * recursion: terms from peers may be nested 100,000s deep, where
+ * ei_skip_term (and ei_print_term) overflow the C stack. For terms dsup
+ * handed you (validated on arrival); 0, or -1 when malformed. */
+DSUP_EXTERN int dsup_term_next(const char *buf, int *index);
 /* A heap copy of a term (free with dsup_term_free). */
 DSUP_EXTERN dsup_term dsup_term_dup(dsup_term t);
 DSUP_EXTERN void dsup_term_free(dsup_term *t);

@@ -30,7 +30,8 @@ step() { printf '==> %s\n' "$*"; }
 
 step "building the Elixir shim"
 (cd elixir_shim && MIX_ENV=dev mix compile --no-deps-check >/dev/null) || { echo "mix compile failed"; exit 1; }
-EBIN="$ROOT/elixir_shim/_build/dev/lib/distributed_supervisor/ebin"
+# MIX_BUILD_PATH: where the OTP 27 lane keeps its Elixir 1.18 build
+EBIN="${MIX_BUILD_PATH:-$ROOT/elixir_shim/_build/dev}/lib/distributed_supervisor/ebin"
 
 dsup_epmd_start /dev/null || { echo "could not start epmd"; exit 1; }
 step "starting a private epmd on port $ERL_EPMD_PORT"

@@ -9,6 +9,7 @@
 #include "metrics.h"
 #include "node.h"
 #include "sup.h"
+#include "term_text.h"
 
 #ifndef DSUP_VERSION
 #define DSUP_VERSION "unknown"
@@ -35,13 +36,7 @@ static void term_text(char *out, size_t cap, dsup_term t)
     int i = 0;
     if (cap >= MAXATOMLEN_UTF8 && ei_decode_atom(t.buf, &i, out) == 0 && i == (int)t.len)
         return;
-    char *txt = NULL;
-    i = 0;
-    if (ei_s_print_term(&txt, t.buf, &i) >= 0 && txt)
-        snprintf(out, cap, "%s", txt);
-    else
-        snprintf(out, cap, "?");
-    free(txt);
+    dsup_term_text(t, out, cap);
 }
 
 static void peers(dsup_buf *b)

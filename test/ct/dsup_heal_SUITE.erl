@@ -44,6 +44,7 @@ all() ->
      failed_restarts_count_toward_intensity,
      node_intensity_exceeded_exits_70,
      crash_report_lines_and_rate_limit,
+     crash_report_of_a_deep_reason,
      elixir_observer_gets_logger_report].
 
 %% ------------------------------------------------------------------ setup
@@ -374,6 +375,29 @@ crash_report_lines_and_rate_limit(Cfg) ->
     ?assertEqual([], has_line(H, ["child=term_me"])),
     ?assert(length(Reports) =< ?BURST + Secs),
     ?assert(length(Reports) >= ?BURST),
+    {ok, 0} = dsup_test:stop_node(H).
+
+%% An exit reason nested 100,000 deep (any peer can send one) is reported
+%% as a summary, not printed: ei's printer recurses once per level and would
+%% overflow the node's C stack. The child restarts, the node lives on.
+crash_report_of_a_deep_reason(Cfg) ->
+    H = start_c(Cfg, #{name => heal_deep}),
+    A = maps:get(node, H),
+    N = atom_to_list(name(Cfg)),
+    {ok, _} = dsup_cluster:call(A, {start_supervisor, name(Cfg), []}),
+    P = start_ok(Cfg, A, {counter, [{name, deep_child}]}, undefined),
+    %% 30,000 nested 1-tuples fit in 60 KB: summarised for their depth...
+    Deep = lists:foldl(fun(_, Acc) -> {Acc} end, deep, lists:seq(1, 30000)),
+    crash(P, Deep),
+    wait_line(H, ["crash report: supervisor=" ++ N ++ " child=deep_child type=counter pid=" ++ local_text(P) ++
+                  " reason=<term of ", "nested more than 64 deep> action=restart"]),
+    %% ...100,000 nested lists (600 KB) for their size
+    Q = new_pid(Cfg, deep_child, P),
+    crash(Q, lists:foldl(fun(_, Acc) -> [Acc] end, deep, lists:seq(1, 100000))),
+    wait_line(H, ["crash report: supervisor=" ++ N ++ " child=deep_child type=counter pid=" ++ local_text(Q) ++
+                  " reason=<term of 600006 bytes> action=restart"]),
+    R = new_pid(Cfg, deep_child, Q),
+    ?assertEqual(0, gen_server:call(R, get, ?T)),
     {ok, 0} = dsup_test:stop_node(H).
 
 elixir_observer_gets_logger_report(Cfg) ->

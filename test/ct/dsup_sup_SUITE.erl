@@ -614,7 +614,7 @@ bad_options_rejected_nothing_started(Cfg) ->
              {[{max_restarts, -1}], max_restarts},
              {[{max_restarts, many}], max_restarts},
              {[{max_seconds, 0}], max_seconds},
-             {[{monitor_nodes, maybe}], monitor_nodes},
+             {[{monitor_nodes, 'maybe'}], monitor_nodes},
              {[{'cache_children?', 1}], 'cache_children?'},
              {[{nodes, [not_a_node_name]}], nodes},
              {[{nodes, not_a_list}], nodes},
