@@ -467,7 +467,7 @@ static void end_claims(dsup_sup *s, const char *node)
     dsup_dict_foreach(&s->claims, scan_claim, &l);
     for (int i = 0; i < names->index;) {
         int st = i;
-        if (ei_skip_term(names->buff, &i) < 0)
+        if (dsup_term_next(names->buff, &i) < 0)
             break;
         dsup_term name = { names->buff + st, (size_t)(i - st) };
         sup_claim *c = claim_of(s, name);
@@ -563,7 +563,7 @@ void sup_claim_shutdown(dsup_sup *s)
     dsup_dict_foreach(&s->claims, scan_claim, &l);
     for (int i = 0; i < names->index;) {
         int st = i;
-        if (ei_skip_term(names->buff, &i) < 0)
+        if (dsup_term_next(names->buff, &i) < 0)
             break;
         claim_drop(s, (dsup_term){ names->buff + st, (size_t)(i - st) });
     }
