@@ -106,16 +106,22 @@ static dsup_call_ret ctrl_call(dsup_proc *self, void *state, dsup_term req, cons
         return DSUP_REPLY;
     }
     if (dsup_term_is_atom(req, "memory")) {
-        /* [{allocated, Bytes}, {processes, N}]: heap in use (mallinfo2), for
-         * measuring the cost of a child more finely than RSS can. */
+        /* [{allocated, Bytes}, {processes, N}, {names, N}]: heap in use
+         * (mallinfo2), for measuring the cost of a child more finely than RSS
+         * can; entries of the name table (what a name flood would grow). */
         struct mallinfo2 mi = mallinfo2();
-        ei_x_encode_list_header(reply, 2);
+        dsup_intern_stats st;
+        dsup_intern_get_stats(&st);
+        ei_x_encode_list_header(reply, 3);
         ei_x_encode_tuple_header(reply, 2);
         dsup_x_encode_atom(reply, "allocated");
         ei_x_encode_ulong(reply, (unsigned long)mi.uordblks);
         ei_x_encode_tuple_header(reply, 2);
         dsup_x_encode_atom(reply, "processes");
         ei_x_encode_ulong(reply, dsup_proc_count());
+        ei_x_encode_tuple_header(reply, 2);
+        dsup_x_encode_atom(reply, "names");
+        ei_x_encode_ulong(reply, st.entries);
         ei_x_encode_empty_list(reply);
         return DSUP_REPLY;
     }

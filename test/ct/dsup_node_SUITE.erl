@@ -405,12 +405,12 @@ node_info_and_memory_calls(Config) ->
     Info = gen_server:call({dsup_node, N}, node_info, ?T),
     ?assertMatch([{name, N}, {visible, false}, {processes, P}] when is_integer(P) andalso P >= 1,
                  Info),
-    [{allocated, A0}, {processes, P0}] = gen_server:call({dsup_node, N}, memory, ?T),
+    [{allocated, A0}, {processes, P0}, {names, _}] = gen_server:call({dsup_node, N}, memory, ?T),
     ?assert(A0 > 0),
     Ws = [spawn_worker(N, kv) || _ <- lists:seq(1, 10)],
     [ok = gen_server:call(W, {put, I, binary:copy(<<"x">>, 10000)}, ?T)
      || {I, W} <- lists:zip(lists:seq(1, 10), Ws)],
-    [{allocated, A1}, {processes, P1}] = gen_server:call({dsup_node, N}, memory, ?T),
+    [{allocated, A1}, {processes, P1}, {names, _}] = gen_server:call({dsup_node, N}, memory, ?T),
     ?assertEqual(P0 + 10, P1),
     ?assert(A1 - A0 >= 100000),
     ?assertEqual({error, {unknown_call, bogus}}, gen_server:call({dsup_node, N}, bogus, ?T)).
