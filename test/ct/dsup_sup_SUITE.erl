@@ -638,7 +638,9 @@ cli_case(Cfg, KVs) ->
     N = maps:get(node, H),
     ?assertEqual([N], dsup_cluster:sup(Atom, N, nodes)),
     ?assertEqual([N], dsup_cluster:sup(Plain, N, nodes)),
-    ?assertEqual(['$dsup_hosts'], dsup_cluster:call(N, {pg_which_groups, Scope})),
+    %% the host, and one capability group per worker type it runs
+    ?assertEqual(lists:sort(['$dsup_hosts' | [{'$dsup_type', T} || T <- [counter, echo, kv]]]),
+                 lists:sort(dsup_cluster:call(N, {pg_which_groups, Scope}))),
     {ok, P1, c} = dsup_cluster:sup(Atom, N, {start_child, {counter, [{name, c}]}, undefined}),
     crash(P1, boom),
     {ok, P2} = wait(fun() -> case dsup_cluster:sup(Atom, N, {whereis, c}) of
