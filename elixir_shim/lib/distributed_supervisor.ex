@@ -69,7 +69,7 @@ defmodule DistributedSupervisor do
       `start_child/3` then returns `{:error, :no_nodes}`.
   """
 
-  alias DistributedSupervisor.{Instance, Ring, ValidationError}
+  alias DistributedSupervisor.{Instance, Place, Ring, ValidationError}
 
   @typedoc """
   The id of the child process within the instance of the distributed supervisor.
@@ -93,7 +93,8 @@ defmodule DistributedSupervisor do
     :monitor_nodes,
     :listeners,
     :max_restarts,
-    :max_seconds
+    :max_seconds,
+    :host
   ]
 
   # ------------------------------------------------------------------ start
@@ -239,6 +240,8 @@ defmodule DistributedSupervisor do
     end
   end
 
+  defp check_option(:host, v) when is_boolean(v), do: :ok
+  defp check_option(:host, v), do: bad_value(:host, v, "expected boolean")
   defp check_option(k, v) when k in [:max_restarts] and is_integer(v) and v >= 0, do: :ok
   defp check_option(k, v) when k in [:max_seconds] and is_integer(v) and v > 0, do: :ok
 
@@ -308,6 +311,22 @@ defmodule DistributedSupervisor do
   @spec start_child(name(), Supervisor.child_spec() | {module(), term()} | module(), node() | nil) ::
           {:ok, pid(), id()} | {:error, term()}
   def start_child(name, spec, node \\ nil) do
+    with {:ok, type} <- spec_type(spec) do
+      scope = Instance.scope(name)
+      hosts = hosts(name)
+      allowed = allowed(name)
+
+      case Place.member_nodes(scope, Place.type_group(type), hosts, allowed) do
+        [] -> start_beam_child(name, type, spec, node, hosts, allowed)
+        _ ->
+          cands = fn -> Place.member_nodes(scope, Place.type_group(type), hosts(name), allowed) end
+          start_c_child(name, spec, node, cands)
+      end
+    end
+  end
+
+  # A C worker type some host advertises.
+  defp start_c_child(name, spec, node, cands) do
     with {:ok, {type, cname, args, restart, shutdown}} <- parse_spec(spec) do
       cname = if cname == nil, do: make_ref(), else: cname
 
@@ -323,24 +342,47 @@ defmodule DistributedSupervisor do
 
       case whereis_cached(name, cname) do
         pid when is_pid(pid) -> {:error, {:already_started, pid}}
-        nil -> place(name, cname, spec_map, node, 3)
+        nil -> place(name, cname, spec_map, node, cands, 3)
       end
     end
   end
 
-  defp place(name, cname, spec_map, nil, tries) do
+  # A BEAM module: an Elixir host runs it.
+  defp start_beam_child(name, type, spec, node, hosts, allowed) do
+    with {:ok, cname, wire} <- beam_wire(name, spec) do
+      scope = Instance.scope(name)
+      cands = fn -> Place.member_nodes(scope, Place.beam_group(), hosts(name), allowed) end
+
+      cond do
+        is_pid(pid = whereis_cached(name, cname)) ->
+          {:error, {:already_started, pid}}
+
+        node == nil and cands.() == [] ->
+          cond do
+            hosts == [] -> {:error, :no_nodes}
+            Code.ensure_loaded?(type) -> {:error, {:no_capable_host, type}}
+            true -> {:error, {:unknown_worker, type}}
+          end
+
+        true ->
+          place(name, cname, wire, node, cands, 3)
+      end
+    end
+  end
+
+  defp place(name, cname, wire, nil, cands, tries) do
     ring = ring(name)
 
-    case Ring.node_for(ring, cname) do
+    case Place.owner(ring, cands.(), cname) do
       nil ->
         {:error, :no_nodes}
 
       owner ->
-        case start_on(name, owner, cname, spec_map) do
+        case start_on(name, owner, cname, wire) do
           {:error, {:nodedown, _}} when tries > 1 ->
             # the owner left meanwhile: place again once the ring shows it
             wait_ring_change(name, ring, 1_000)
-            place(name, cname, spec_map, nil, tries - 1)
+            place(name, cname, wire, nil, cands, tries - 1)
 
           other ->
             other
@@ -348,14 +390,14 @@ defmodule DistributedSupervisor do
     end
   end
 
-  defp place(name, cname, spec_map, node, _tries) when is_atom(node) do
+  defp place(name, cname, wire, node, _cands, _tries) when is_atom(node) do
     if node in hosts(name),
-      do: start_on(name, node, cname, spec_map),
+      do: start_on(name, node, cname, wire),
       else: {:error, {:nodedown, node}}
   end
 
-  defp start_on(name, node, cname, spec_map) do
-    case GenServer.call({name, node}, {:start_child_here, cname, spec_map}, @start_timeout) do
+  defp start_on(name, node, cname, wire) do
+    case GenServer.call({name, node}, {:start_child_here, cname, wire}, @start_timeout) do
       {:ok, pid, ^cname} = ok ->
         await(name, {:await_up, cname, pid})
         ok
@@ -382,11 +424,81 @@ defmodule DistributedSupervisor do
     end
   end
 
-  # Let the local instance's table catch up with what a C instance answered.
+  # Let the local instance's table catch up with what the host answered.
   defp await(name, req) do
     GenServer.call(name, req, 5_000)
   catch
     :exit, _ -> :ok
+  end
+
+  defp spec_type(type) when is_atom(type) and type not in [nil, true, false], do: {:ok, type}
+  defp spec_type({type, _}) when is_atom(type) and type not in [nil, true, false], do: {:ok, type}
+
+  defp spec_type(%{start: {type, fun, _}}) when is_atom(type) and is_atom(fun),
+    do: {:ok, type}
+
+  defp spec_type(spec), do: {:error, {:incorrect_spec, spec}}
+
+  @doc false
+  # The wire spec of a BEAM child: its child spec, shaped as upstream shapes
+  # it (the module's child_spec/1 when it has one), with the child's via name
+  # injected as `name:` in its start options:
+  # {:ok, child_name, %{beam: spec, restart: r, shutdown: s}} | {:error, _}
+  def beam_wire(name, spec), do: beam_wire(name, beam_name(spec), spec)
+
+  def beam_wire(name, cname, spec) do
+    via = via_name(name, cname)
+
+    hex =
+      case spec do
+        mod when is_atom(mod) ->
+          module_spec(mod, name: via)
+
+        {mod, arg} when is_atom(mod) ->
+          module_spec(mod, if(keyword?(arg), do: Keyword.put(arg, :name, via), else: arg))
+
+        %{start: {m, f, args}} = map when is_atom(m) and is_atom(f) and is_list(args) ->
+          Map.put(map, :start, {m, f, inject(args, via)})
+      end
+
+    with {:ok, r} <- restart(Map.get(hex, :restart, :permanent)),
+         {:ok, s} <- shutdown(Map.get(hex, :shutdown, 5000)) do
+      {:ok, cname, %{beam: hex, restart: r, shutdown: s}}
+    else
+      :error -> {:error, {:incorrect_spec, spec}}
+    end
+  rescue
+    _ -> {:error, {:incorrect_spec, spec}}
+  end
+
+  defp beam_name({_mod, arg}), do: (keyword?(arg) && arg[:name]) || make_ref()
+
+  defp beam_name(%{start: {_, _, args}}) do
+    cond do
+      args != [] and keyword?(args) -> args[:name] || make_ref()
+      match?([kw] when is_list(kw), args) and keyword?(hd(args)) -> hd(args)[:name] || make_ref()
+      true -> make_ref()
+    end
+  end
+
+  defp beam_name(_), do: make_ref()
+
+  defp keyword?(arg), do: is_list(arg) and Keyword.keyword?(arg)
+
+  defp inject([], _via), do: []
+
+  defp inject([kw], via) when is_list(kw) do
+    if keyword?(kw), do: [Keyword.put(kw, :name, via)], else: [kw]
+  end
+
+  defp inject(args, via) do
+    if keyword?(args), do: [Keyword.put(args, :name, via)], else: args
+  end
+
+  defp module_spec(mod, arg) do
+    if Code.ensure_loaded?(mod) and function_exported?(mod, :child_spec, 1),
+      do: Supervisor.child_spec({mod, arg}, []),
+      else: %{id: mod, start: {mod, :start_link, [arg]}}
   end
 
   @doc false
@@ -527,18 +639,22 @@ defmodule DistributedSupervisor do
     name
     |> table!()
     |> :ets.match({{:c, :"$1"}, :"$2", :"$3"})
-    |> Map.new(fn [cname, pid, spec] -> {cname, {pid, spec}} end)
+    |> Map.new(fn [cname, pid, spec] -> {cname, {pid, shape(spec)}} end)
   end
 
-  @doc """
-  Returns a list of pids of local children.
+  # The spec as upstream shows it: a BEAM child's own child spec; a C
+  # child's map without the wire-only `args`.
+  defp shape(%{beam: spec}), do: spec
+  defp shape(%{} = spec), do: Map.delete(spec, :args)
+  defp shape(other), do: other
 
-  Children run on dsup-nodes only, so on an Elixir node this is `[]`.
+  @doc """
+  Returns a list of pids of local children (the children this node hosts).
 
       iex> {:ok, _sup} = DistributedSupervisor.start_link(name: ExampleSup16)
-      iex> {:ok, _pid, _} = DistributedSupervisor.start_child(ExampleSup16, :echo)
-      iex> DistributedSupervisor.local_children(ExampleSup16)
-      []
+      iex> {:ok, pid, _} = DistributedSupervisor.start_child(ExampleSup16, {Agent, fn -> 0 end}, node())
+      iex> DistributedSupervisor.local_children(ExampleSup16) == [pid]
+      true
   """
   @spec local_children(name()) :: [pid()]
   def local_children(name) do
@@ -551,7 +667,27 @@ defmodule DistributedSupervisor do
   end
 
   @doc """
-  Counts the cluster's children, like `DynamicSupervisor.count_children/1`.
+  Returns the children that no host can run at the moment, as
+  `%{child_name => child_spec}`: the permanent and transient children of a
+  lost node whose type no surviving host can run (a C worker type loaded on no
+  other dsup-node, or a BEAM module with no Elixir host left). Each starts as
+  soon as a host able to run it joins. Not in the upstream library.
+
+      iex> {:ok, _sup} = DistributedSupervisor.start_link(name: ExampleSup21)
+      iex> DistributedSupervisor.pending_children(ExampleSup21)
+      %{}
+  """
+  @spec pending_children(name()) :: %{optional(term()) => Supervisor.child_spec()}
+  def pending_children(name) do
+    name
+    |> table!()
+    |> :ets.match({{:pending, :"$1"}, :"$2"})
+    |> Map.new(fn [cname, spec] -> {cname, shape(spec)} end)
+  end
+
+  @doc """
+  Counts the cluster's children, like `DynamicSupervisor.count_children/1`
+  (`specs` also counts the pending children, see `pending_children/1`).
 
       iex> {:ok, _sup} = DistributedSupervisor.start_link(name: ExampleSup17)
       iex> {:ok, _pid, _} = DistributedSupervisor.start_child(ExampleSup17, :echo)
@@ -565,13 +701,15 @@ defmodule DistributedSupervisor do
           workers: non_neg_integer()
         }
   def count_children(name) do
-    n = :ets.select_count(table!(name), [{{{:c, :_}, :_, :_}, [], [true]}])
-    %{specs: n, active: n, supervisors: 0, workers: n}
+    t = table!(name)
+    n = :ets.select_count(t, [{{{:c, :_}, :_, :_}, [], [true]}])
+    p = :ets.select_count(t, [{{{:pending, :_}, :_}, [], [true]}])
+    %{specs: n + p, active: n, supervisors: 0, workers: n}
   end
 
   @doc """
   Lists the cluster's children, like `DynamicSupervisor.which_children/1`:
-  `{:undefined, pid, :worker, [worker_type]}` each.
+  `{:undefined, pid, :worker, modules}` each.
 
       iex> {:ok, _sup} = DistributedSupervisor.start_link(name: ExampleSup18)
       iex> {:ok, pid, _} = DistributedSupervisor.start_child(ExampleSup18, {:kv, name: :store})
@@ -584,8 +722,15 @@ defmodule DistributedSupervisor do
     |> table!()
     |> :ets.match({{:c, :_}, :"$1", :"$2"})
     |> Enum.map(fn
-      [pid, %{modules: modules}] -> {:undefined, pid, :worker, modules}
-      [pid, _] -> {:undefined, pid, :worker, [:undefined]}
+      [pid, %{beam: spec}] ->
+        {:undefined, pid, Map.get(spec, :type, :worker),
+         Map.get_lazy(spec, :modules, fn -> [Place.type(%{beam: spec})] end)}
+
+      [pid, %{modules: modules}] ->
+        {:undefined, pid, :worker, modules}
+
+      [pid, _] ->
+        {:undefined, pid, :worker, [:undefined]}
     end)
   end
 
@@ -621,12 +766,10 @@ defmodule DistributedSupervisor do
     end
   end
 
-  # A BEAM process registered through DistributedSupervisor.Registry (pg);
-  # members on dsup-nodes are children, and the child table answers for them.
+  # A process registered through DistributedSupervisor.Registry (pg), such
+  # as a child that registered itself a moment before its host's child_up.
   defp whereis_registered(name, child) do
-    hosts = hosts(name)
-
-    case Enum.reject(:pg.get_members(Instance.scope(name), child), &(node(&1) in hosts)) do
+    case :pg.get_members(Instance.scope(name), child) do
       [pid | _] -> pid
       [] -> :undefined
     end
@@ -759,6 +902,24 @@ defmodule DistributedSupervisor do
   def node_for(name, key), do: name |> ring() |> Ring.node_for(key)
 
   @doc """
+  Returns the node a child of type `type` named `key` is placed on: the ring
+  owner of `key` among the hosts able to run `type` (the dsup-nodes that
+  registered the C worker type `type`; when none did, the Elixir hosts, which
+  run BEAM modules), or `nil` when no host can run it. In a cluster whose
+  hosts all run the same types this is `node_for/2`. Not in the upstream
+  library.
+
+      iex> {:ok, _sup} = DistributedSupervisor.start_link(name: ExampleSup22)
+      iex> DistributedSupervisor.node_for(ExampleSup22, :some_key, Agent)
+      node()
+  """
+  @spec node_for(name(), term(), atom()) :: node() | nil
+  def node_for(name, key, type) do
+    cands = Place.candidates(Instance.scope(name), hosts(name), allowed(name), type, :fresh)
+    Place.owner(ring(name), cands, key)
+  end
+
+  @doc """
   Returns true if called from a node assigned to this key, false otherwise
   (always false on an Elixir node, which hosts no children).
 
@@ -790,5 +951,10 @@ defmodule DistributedSupervisor do
   defp hosts(name) do
     [{:hosts, hosts}] = :ets.lookup(table!(name), :hosts)
     hosts
+  end
+
+  defp allowed(name) do
+    [{:allowed, allowed}] = :ets.lookup(table!(name), :allowed)
+    allowed
   end
 end
