@@ -246,4 +246,33 @@ defmodule DistributedSupervisor.MixedClusterTest do
     TestNode.wait_until(fn -> GenServer.call({name, c2n}, {:whereis, :dupx}) == survivor end)
     TestNode.wait_until(fn -> :erpc.call(e1, DS, :whereis, [name, :dupx]) == survivor end)
   end
+
+  test "a late Elixir node that meets one Elixir node sees the dsup-node hosts within about a second",
+       %{elixir: [e1, _], cnodes: [c1n, _], name: name} do
+    {peer, late} = Peers.start("shim_mxlate")
+    on_exit(fn -> Peers.stop(peer) end)
+    # it knows one BEAM neighbour only; the dsup-nodes are hidden and have
+    # never heard of it
+    true = :erpc.call(late, Node, :connect, [e1])
+    refute c1n in :erpc.call(late, Node, :list, [:connected])
+    t0 = System.monotonic_time(:millisecond)
+    :erpc.call(late, Remote, :start_instance, [[name: name]])
+
+    {:ok, pid, :late_r} =
+      TestNode.wait_until(
+        fn ->
+          case :erpc.call(late, DS, :start_child, [name, {Examples.RateLimiter, name: :late_r}]) do
+            {:ok, _, _} = ok -> ok
+            _ -> false
+          end
+        end,
+        5_000,
+        10
+      )
+
+    ms = System.monotonic_time(:millisecond) - t0
+    assert node(pid) == c1n
+    assert ms < 2_000, "took #{ms} ms"
+    :erpc.call(late, Remote, :stop_instance, [name])
+  end
 end
