@@ -2,71 +2,67 @@ defmodule DistributedSupervisor do
   @moduledoc """
   DistributedSupervisor is a specialized dynamic supervisor designed to work transparently
   in distributed Erlang/Elixir environments — here with the API of the hex library
-  `distributed_supervisor` 0.5, and with children that are **C workers** running on
-  `dsup-node`s (Erlang C-nodes), which every BEAM process sees as GenServers.
+  `distributed_supervisor` 0.5, in clusters that mix Elixir nodes, whose children are
+  GenServer modules, and `dsup-node`s (Erlang C-nodes), whose children are **C workers**
+  that every BEAM process sees as GenServers. Children of both kinds share one name
+  space and one API.
 
   ## Architecture
 
-    * Each `dsup-node` runs a C instance of the supervisor (started with
-      `--supervisor Name`, or on request of an Elixir instance: see below). Its
-      pid is a member of the pg group `:"$dsup_hosts"` in the scope
-      `Module.concat(Name, Scope)`; the nodes of those members form the
-      consistent-hash ring (libring's `HashRing`, see `DistributedSupervisor.Ring`).
-    * `start_link/1` on an Elixir node starts an *observer* instance registered
-      as `Name`: it joins `:"$dsup_observers"`, follows the hosts group to build
-      the same ring, and keeps a copy of the cluster's child table, streamed to it
-      by the C instances. `whereis/2`, `whois/2`, `children/1`, `nodes/1`,
-      `node_for/2` and `mine?/2` read that copy (an ETS table) without any
-      message or RPC.
-    * The instance asks every connected dsup-node (only those in `:nodes` when it
-      is given) to run the same-named instance when it has none, at start and
-      whenever a node connects; `start_link/1` returns once the dsup-nodes that
-      answered are on the ring (or after 5 s).
-    * `start_child/3` places a child by its name on the ring and asks the owner's
-      C instance to start it; duplicate names are refused cluster-wide.
-    * When a dsup-node is lost, each of its children is restarted by the child's
-      new ring owner (unless it is `:temporary`), and every instance updates its
-      child table.
-
-  An Elixir node hosts no children, so `local_children/1` is `[]` and
-  `mine?/2` is `false` there.
+    * Every node that runs the instance `Name` takes part in the pg scope
+      `Module.concat(Name, Scope)`. A *host* can start children: its instance pid is a
+      member of `:"$dsup_hosts"`; the nodes of those members form the consistent-hash
+      ring (libring's `HashRing`, see `DistributedSupervisor.Ring`).
+    * `start_link/1` on an Elixir node starts a host (`host: false` makes it an
+      observer, which hosts nothing). An Elixir host runs its children under a local
+      `DynamicSupervisor`; each child gets `name: {:via, DistributedSupervisor.Registry,
+      {Name, id}}` in its start options and registers itself (a pg group per child
+      name), as with the upstream library.
+    * A dsup-node runs a C instance of the supervisor (started with `--supervisor Name`,
+      or on request of an Elixir instance, which asks every connected dsup-node — only
+      those in `:nodes` when it is given — at start and whenever one connects).
+    * Placement by capability: a dsup-node advertises the C worker types it registered
+      (built-ins and plugins), an Elixir host that it runs BEAM modules. A child goes to
+      the ring owner of its name among the hosts able to run its type (a C type some
+      dsup-node registered; else a BEAM module, for the Elixir hosts). In a cluster
+      whose hosts all run the same types that is plain libring over all hosts.
+    * Every instance keeps a copy of the cluster's child table, streamed between the
+      instances; `whereis/2`, `whois/2`, `children/1`, `nodes/1`, `node_for/2` and
+      `mine?/2` read it (an ETS table) without any message or RPC.
+    * When a host is lost, each of its children is restarted by the child's new owner
+      among the surviving hosts able to run it (unless it is `:temporary`); when none
+      can, the child is *pending* (`pending_children/1`) until a capable host joins.
+    * Stopping an instance stops the children it hosts on this node (the others fail
+      them over). C children on dsup-nodes keep running.
 
   ## Child specifications
 
-  Worker types are atoms naming C worker types (the built-in ones are `:echo`,
-  `:counter` and `:kv`; plugins add more, possibly under Elixir aliases):
+    * `Module` or `{Module, arg}` — for a BEAM module, `Module.child_spec(arg)` with the
+      child's via name put into `arg` as `name:` (when `arg` is a keyword list; the
+      child is `name:`'s value, else a fresh reference); for a C worker type, the
+      keyword list's `name:`, `restart:` and `shutdown:` are taken out and the rest are
+      the worker's init args (`{:counter, name: :c1, value: 5}`), any other term is the
+      init arg as is;
+    * a child-spec map `%{id: _, start: {Module, fun, args}, restart: _, shutdown: _}`,
+      where `args` is `[keyword]` or, as in `start: {Module, :start_link, name: X}`, a
+      keyword list read as the options.
 
-    * `Type` — no init args, a fresh reference as the child's name;
-    * `{Type, keyword}` — `name:`, `restart:` (`:permanent` | `:transient` |
-      `:temporary`) and `shutdown:` (`:brutal_kill` | ms | `:infinity`) are taken out,
-      the rest are the worker's init args: `{:counter, name: :c1, value: 5}`;
-    * `{Type, term}` — any other term is the init arg as is;
-    * a child-spec map `%{id: _, start: {Type, _fun, args}, restart: _, shutdown: _}`,
-      where `args` is `[arg]` or, as in `start: {Type, :start_link, name: X}`, a
-      keyword list read like the `{Type, keyword}` form.
+  The built-in C worker types are `:echo`, `:counter` and `:kv`; plugins add more,
+  possibly under Elixir aliases.
 
   ## Options
 
-  `:name` (required atom), `:cache_children?` (`true`), `:nodes` (`[]`: every
-  node that runs the supervisor), `:monitor_nodes` (`false` | `true` |
-  `:cluster`), `:listeners` (a module or a list of modules implementing
-  `DistributedSupervisor.Listener`). Extensions: `:max_restarts` (3) and
-  `:max_seconds` (5), the restart intensity of the C instances this instance
-  starts.
+  `:name` (required atom), `:cache_children?` (`true`), `:nodes` (`[]`: every node that
+  runs the supervisor; the listed nodes are connected), `:monitor_nodes` (`false` |
+  `true` | `:cluster`), `:listeners` (a module or a list of modules implementing
+  `DistributedSupervisor.Listener`). Extensions: `:host` (`true`: this node runs
+  children; `false`: an observer), `:max_restarts` (3) and `:max_seconds` (5), the
+  restart intensity of the local children's supervisor and of the C instances this
+  instance starts.
 
   ## Differences from upstream
 
-    * The examples below use the built-in C worker types instead of upstream's
-      `DistributedSupervisor.Test.GenServer`; they need a dsup-node connected to
-      this node (the test suite starts one, see `DistributedSupervisor.TestNode`).
-    * Option errors raise `DistributedSupervisor.ValidationError`, with
-      NimbleOptions' messages.
-    * Following upstream's documented intent where its code differs: the ring holds
-      only nodes that run the supervisor; orphans of a lost node are re-placed each
-      by its own key; `:temporary` children are not restarted elsewhere;
-      `monitor_nodes: :cluster` works.
-    * `node_for/2` is `nil` on an empty ring (libring answers an error tuple);
-      `start_child/3` then returns `{:error, :no_nodes}`.
+  The README's "Deliberate differences" lists them all.
   """
 
   alias DistributedSupervisor.{Instance, Place, Ring, ValidationError}

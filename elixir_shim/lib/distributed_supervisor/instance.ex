@@ -366,6 +366,10 @@ defmodule DistributedSupervisor.Instance do
          {:ok, sup_spec} <- supervised_spec(state, cname, wire),
          :undefined <- running(state, cname) do
       dsup = state.dsup
+      # a start already in flight for this name keeps its entry: only the
+      # start that made the entry may take it back when it fails
+      token = make_ref()
+      local = Map.put_new(state.local, cname, %{pid: nil, ref: nil, wire: wire, stop: nil, token: token})
 
       Task.start(fn ->
         result =
@@ -379,13 +383,12 @@ defmodule DistributedSupervisor.Instance do
 
         case result do
           {:ok, _, _} -> :ok
-          _ -> send(state.name, {:"$dsup_start_failed", cname})
+          _ -> send(state.name, {:"$dsup_start_failed", cname, token})
         end
 
         if reply_to, do: GenServer.reply(reply_to, result)
       end)
 
-      local = Map.put_new(state.local, cname, %{pid: nil, ref: nil, wire: wire, stop: nil})
       %{state | local: local}
     else
       pid when is_pid(pid) ->
@@ -515,9 +518,11 @@ defmodule DistributedSupervisor.Instance do
   def handle_info({:"$dsup_started", cname, pid}, state),
     do: {:noreply, local_started(state, cname, pid)}
 
-  def handle_info({:"$dsup_start_failed", cname}, state) do
+  def handle_info({:"$dsup_start_failed", cname, token}, state) do
     case state.local do
-      %{^cname => %{pid: nil}} -> {:noreply, %{state | local: Map.delete(state.local, cname)}}
+      %{^cname => %{pid: nil, token: ^token}} ->
+        {:noreply, %{state | local: Map.delete(state.local, cname)}}
+
       _ -> {:noreply, state}
     end
   end
