@@ -11,10 +11,10 @@ defmodule DistributedSupervisor.MixedClusterTest do
   alias DistributedSupervisor.TestSupport.{Libring, Peers, Remote, Worker}
 
   @moduletag timeout: 180_000
-  @plugin Path.expand("../../build/examples/dsup_examples.so", __DIR__)
-
   setup do
-    unless File.regular?(@plugin), do: flunk("#{@plugin} missing: run `make all examples`")
+    # the example plugin built beside the dsup-node under test
+    plugin = Path.join([Path.dirname(TestNode.exe()), "examples", "dsup_examples.so"])
+    unless File.regular?(plugin), do: flunk("#{plugin} missing: run `make all examples`")
     peers = for i <- 1..2, do: Peers.start("shim_mx#{i}")
     [e1, e2] = elixir = Enum.map(peers, &elem(&1, 1))
     :erpc.call(e1, Node, :connect, [e2])
@@ -23,7 +23,7 @@ defmodule DistributedSupervisor.MixedClusterTest do
 
     c1 =
       Task.async(fn ->
-        TestNode.start(node: c1n, connect: elixir ++ [c2n], extra_args: ["--load", @plugin])
+        TestNode.start(node: c1n, connect: elixir ++ [c2n], extra_args: ["--load", plugin])
       end)
 
     c2 = Task.async(fn -> TestNode.start(node: c2n, connect: elixir ++ [c1n]) end)
@@ -42,7 +42,7 @@ defmodule DistributedSupervisor.MixedClusterTest do
     # may meet through this node)
     for n <- elixir, do: :erpc.call(n, Remote, :start_instance, [[name: name, nodes: [c3n | all]]])
     wait_rings(name, elixir, [c1n, c2n], all)
-    %{peers: peers, elixir: elixir, c1: c1, c2: c2, cnodes: [c1n, c2n], c3n: c3n, name: name}
+    %{peers: peers, elixir: elixir, c1: c1, c2: c2, cnodes: [c1n, c2n], c3n: c3n, name: name, plugin: plugin}
   end
 
   defp wait_rings(name, elixir, cnodes, expected) do
@@ -161,7 +161,7 @@ defmodule DistributedSupervisor.MixedClusterTest do
   end
 
   test "kill -9 a dsup-node and stop an Elixir host: orphans restarted once on capable survivors; a type with no host goes pending",
-       %{elixir: [e1, e2] = elixir, c1: c1, cnodes: [c1n, c2n], c3n: c3n, name: name} do
+       %{elixir: [e1, e2] = elixir, c1: c1, cnodes: [c1n, c2n], c3n: c3n, name: name, plugin: plugin} do
     started = start_mixed(name, elixir, self())
     for {{:b, _} = id, _} <- started, do: assert_receive({:worker_started, ^id, _, _}, 5_000)
     wait_agree(name, elixir, [c1n, c2n], 20)
@@ -205,7 +205,7 @@ defmodule DistributedSupervisor.MixedClusterTest do
     assert :erpc.call(e1, DS, :whereis, [name, {:r, 1}]) == :undefined
 
     # a dsup-node that can run them joins: they start there, once
-    c3 = TestNode.start(node: c3n, connect: [e1, c2n], extra_args: ["--load", @plugin])
+    c3 = TestNode.start(node: c3n, connect: [e1, c2n], extra_args: ["--load", plugin])
     on_exit(fn -> TestNode.stop(c3) end)
 
     TestNode.wait_until(fn ->
