@@ -359,52 +359,60 @@ defmodule DistributedSupervisor.Instance do
   defp put_if(w, _key, _v, _default), do: w
 
   # Start a BEAM child here; `reply_to` is a GenServer from, or nil.
+  # Start a BEAM child here; `reply_to` is a GenServer from, or nil. The
+  # instance starts it itself (as upstream's DynamicSupervisor does, a child's
+  # init must not call its own supervisor), tells the others, then answers:
+  # the caller's own instance has the child_up before the caller has the reply.
   defp start_local(state, cname, wire, reply_to) do
     with true <- state.host? or {:error, {:nodedown, node()}},
          true <- not state.stopping? or {:error, :shutting_down},
          {:ok, cname, wire} <- to_beam_wire(state, cname, wire),
          {:ok, sup_spec} <- supervised_spec(state, cname, wire),
          :undefined <- running(state, cname) do
-      dsup = state.dsup
-      # a start already in flight for this name keeps its entry: only the
-      # start that made the entry may take it back when it fails
-      token = make_ref()
-      local = Map.put_new(state.local, cname, %{pid: nil, ref: nil, wire: wire, stop: nil, token: token})
+      entry = %{pid: nil, ref: nil, stop: nil, restart: Place.restart(wire)}
+      state = %{state | local: Map.put(state.local, cname, entry)}
 
-      Task.start(fn ->
-        result =
-          case DynamicSupervisor.start_child(dsup, sup_spec) do
-            {:ok, pid} -> {:ok, pid, cname}
-            {:ok, pid, _} -> {:ok, pid, cname}
-            {:error, {:already_started, pid}} -> {:error, {:already_started, pid}}
-            :ignore -> {:error, :ignore}
-            {:error, _} = e -> e
-          end
-
-        case result do
-          {:ok, _, _} -> :ok
-          _ -> send(state.name, {:"$dsup_start_failed", cname, token})
-        end
-
-        if reply_to, do: GenServer.reply(reply_to, result)
-      end)
-
-      %{state | local: local}
+      case DynamicSupervisor.start_child(state.dsup, sup_spec) do
+        {:ok, pid} -> started_reply(state, cname, pid, wire, reply_to)
+        {:ok, pid, _} -> started_reply(state, cname, pid, wire, reply_to)
+        other -> start_failed(%{state | local: Map.delete(state.local, cname)}, cname, other, reply_to)
+      end
     else
-      pid when is_pid(pid) ->
-        if reply_to, do: GenServer.reply(reply_to, {:error, {:already_started, pid}})
-        state
+      pid when is_pid(pid) -> start_failed(state, cname, {:error, {:already_started, pid}}, reply_to)
+      {:error, _} = e -> start_failed(state, cname, e, reply_to)
+    end
+  end
 
-      {:error, _} = e ->
-        if reply_to,
-          do: GenServer.reply(reply_to, e),
-          else:
-            Logger.warning(
-              "DistributedSupervisor #{inspect(state.name)}: cannot start #{inspect(cname)} here: " <>
-                inspect(e)
-            )
+  defp started_reply(state, cname, pid, wire, reply_to) do
+    state = local_started(state, cname, pid, wire)
+    if reply_to, do: GenServer.reply(reply_to, {:ok, pid, cname})
+    state
+  end
 
-        state
+  defp start_failed(state, cname, result, reply_to) do
+    result =
+      case result do
+        :ignore -> {:error, :ignore}
+        {:error, _} = e -> e
+        other -> {:error, other}
+      end
+
+    if reply_to,
+      do: GenServer.reply(reply_to, result),
+      else:
+        Logger.warning(
+          "DistributedSupervisor #{inspect(state.name)}: cannot start #{inspect(cname)} here: " <>
+            inspect(result)
+        )
+
+    state
+  end
+
+  # The spec of a child, from this node's table.
+  defp cached_wire(state, cname) do
+    case :ets.lookup(state.table, {:c, cname}) do
+      [{_, _, w}] -> w
+      [] -> :undefined
     end
   end
 
@@ -516,16 +524,7 @@ defmodule DistributedSupervisor.Instance do
   def handle_info({:"$dsup", event}, state), do: {:noreply, dsup_event(event, state)}
 
   def handle_info({:"$dsup_started", cname, pid}, state),
-    do: {:noreply, local_started(state, cname, pid)}
-
-  def handle_info({:"$dsup_start_failed", cname, token}, state) do
-    case state.local do
-      %{^cname => %{pid: nil, token: ^token}} ->
-        {:noreply, %{state | local: Map.delete(state.local, cname)}}
-
-      _ -> {:noreply, state}
-    end
-  end
+    do: {:noreply, local_started(state, cname, pid, nil)}
 
   def handle_info({:DOWN, ref, :process, pid, reason}, %{by_ref: by_ref} = state)
       when is_map_key(by_ref, ref),
@@ -608,7 +607,11 @@ defmodule DistributedSupervisor.Instance do
     # hosts group: a failover elsewhere must not meet the old copies), then
     # leave. C children on dsup-nodes keep running.
     if state.host? do
-      statuses = for {_, %{pid: pid, wire: w}} <- state.local, is_pid(pid), do: status(pid, w)
+      statuses =
+        for {cname, %{pid: pid}} <- state.local,
+            is_pid(pid),
+            do: status(pid, cached_wire(state, cname))
+
       broadcast(state, {:node_terminate, node(), exit_reason(reason), statuses})
       emit(state, {:node_terminate, node(), exit_reason(reason), statuses})
 
@@ -672,18 +675,26 @@ defmodule DistributedSupervisor.Instance do
 
   # ------------------------------------------------------------------ local children (hosts)
 
-  defp local_started(state, cname, pid) do
+  # A local child runs as `pid` (first start: `wire` given; a restart by the
+  # DynamicSupervisor: the spec is in the table).
+  defp local_started(state, cname, pid, wire) do
     case state.local do
       %{^cname => %{pid: ^pid}} ->
         state
 
       %{^cname => c} ->
+        wire = wire || cached_wire(state, cname)
         ref = Process.monitor(pid)
         c = %{c | pid: pid, ref: ref}
-        state = %{state | local: Map.put(state.local, cname, c), by_ref: Map.put(state.by_ref, ref, cname)}
-        wire = if state.cache?, do: c.wire, else: :undefined
-        broadcast(state, {:child_up, cname, pid, wire})
-        state |> child_up(cname, pid, c.wire)
+
+        state = %{
+          state
+          | local: Map.put(state.local, cname, c),
+            by_ref: Map.put(state.by_ref, ref, cname)
+        }
+
+        broadcast(state, {:child_up, cname, pid, if(state.cache?, do: wire, else: :undefined)})
+        child_up(state, cname, pid, wire)
 
       _ ->
         # not started through this instance: the DynamicSupervisor is ours, so
@@ -705,7 +716,7 @@ defmodule DistributedSupervisor.Instance do
       c == nil or c.pid != pid ->
         state
 
-      c.stop == nil and restarts?(Place.restart(c.wire), reason) ->
+      c.stop == nil and restarts?(c.restart, reason) ->
         # the DynamicSupervisor restarts it: $dsup_started follows
         state = note_down(state, pid)
         %{state | local: Map.put(state.local, cname, %{c | pid: nil, ref: nil})}
@@ -735,9 +746,9 @@ defmodule DistributedSupervisor.Instance do
 
   defp send_snapshot(state, to) do
     children =
-      for {cname, %{pid: pid, wire: w}} <- state.local,
+      for {cname, %{pid: pid}} <- state.local,
           is_pid(pid),
-          do: {cname, pid, if(state.cache?, do: w, else: :undefined)}
+          do: {cname, pid, if(state.cache?, do: cached_wire(state, cname), else: :undefined)}
 
     send(to, {:"$dsup", {:snapshot, node(), children}})
   end
