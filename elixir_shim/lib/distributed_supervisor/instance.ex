@@ -140,9 +140,11 @@ defmodule DistributedSupervisor.Instance do
       waiters: %{},
       shadows: %{},
       recent_down: {MapSet.new(), :queue.new()},
-      # local children (hosts): name => %{pid, ref, wire, stop}
-      local: %{},
-      by_ref: %{},
+      # local children are the table's rows with a local pid; only those
+      # between two states are here: name => :starting | :restarting, and
+      # pid => {name, :terminate | :duplicate} while being stopped
+      flags: %{},
+      stopping_pids: %{},
       stopping?: false,
       quiet: true
     }
@@ -369,13 +371,12 @@ defmodule DistributedSupervisor.Instance do
          {:ok, cname, wire} <- to_beam_wire(state, cname, wire),
          {:ok, sup_spec} <- supervised_spec(state, cname, wire),
          :undefined <- running(state, cname) do
-      entry = %{pid: nil, ref: nil, stop: nil, restart: Place.restart(wire)}
-      state = %{state | local: Map.put(state.local, cname, entry)}
+      state = %{state | flags: Map.put(state.flags, cname, :starting)}
 
       case DynamicSupervisor.start_child(state.dsup, sup_spec) do
         {:ok, pid} -> started_reply(state, cname, pid, wire, reply_to)
         {:ok, pid, _} -> started_reply(state, cname, pid, wire, reply_to)
-        other -> start_failed(%{state | local: Map.delete(state.local, cname)}, cname, other, reply_to)
+        other -> start_failed(%{state | flags: Map.delete(state.flags, cname)}, cname, other, reply_to)
       end
     else
       pid when is_pid(pid) -> start_failed(state, cname, {:error, {:already_started, pid}}, reply_to)
@@ -455,8 +456,8 @@ defmodule DistributedSupervisor.Instance do
   end
 
   def handle_call({:terminate_child, pid}, from, state) when node(pid) == node() do
-    case Enum.find(state.local, fn {_, c} -> c.pid == pid end) do
-      {cname, c} when c.stop == nil ->
+    case :ets.lookup(state.table, {:p, pid}) do
+      [{_, cname}] when state.host? and not is_map_key(state.stopping_pids, pid) ->
         dsup = state.dsup
 
         Task.start(fn ->
@@ -469,7 +470,8 @@ defmodule DistributedSupervisor.Instance do
           )
         end)
 
-        {:noreply, %{state | local: Map.put(state.local, cname, %{c | stop: :terminate})}}
+        {:noreply,
+         %{state | stopping_pids: Map.put(state.stopping_pids, pid, {cname, :terminate})}}
 
       _ ->
         {:reply, {:error, :not_found}, state}
@@ -526,9 +528,9 @@ defmodule DistributedSupervisor.Instance do
   def handle_info({:"$dsup_started", cname, pid}, state),
     do: {:noreply, local_started(state, cname, pid, nil)}
 
-  def handle_info({:DOWN, ref, :process, pid, reason}, %{by_ref: by_ref} = state)
-      when is_map_key(by_ref, ref),
-      do: {:noreply, local_down(state, ref, pid, reason)}
+  def handle_info({:DOWN, _ref, :process, pid, reason}, %{host?: true} = state)
+      when node(pid) == node(),
+      do: {:noreply, local_down(state, pid, reason)}
 
   def handle_info({ref, :join, @hosts, pids}, %{hosts_ref: ref} = state),
     do: {:noreply, hosts_joined(state, pids)}
@@ -607,10 +609,7 @@ defmodule DistributedSupervisor.Instance do
     # hosts group: a failover elsewhere must not meet the old copies), then
     # leave. C children on dsup-nodes keep running.
     if state.host? do
-      statuses =
-        for {cname, %{pid: pid}} <- state.local,
-            is_pid(pid),
-            do: status(pid, cached_wire(state, cname))
+      statuses = for {_cname, pid, wire} <- local_rows(state), do: status(pid, wire)
 
       broadcast(state, {:node_terminate, node(), exit_reason(reason), statuses})
       emit(state, {:node_terminate, node(), exit_reason(reason), statuses})
@@ -675,30 +674,39 @@ defmodule DistributedSupervisor.Instance do
 
   # ------------------------------------------------------------------ local children (hosts)
 
+  # The table's rows of the children that run here: [{name, pid, wire}].
+  defp local_rows(state) do
+    me = node()
+
+    :ets.select(state.table, [
+      {{{:c, :"$1"}, :"$2", :"$3"}, [{:==, {:node, :"$2"}, me}], [{{:"$1", :"$2", :"$3"}}]}
+    ])
+  end
+
+  defp local_pid(state, cname) do
+    case :ets.lookup(state.table, {:c, cname}) do
+      [{_, pid, _}] when node(pid) == node() -> pid
+      _ -> nil
+    end
+  end
+
   # A local child runs as `pid` (first start: `wire` given; a restart by the
   # DynamicSupervisor: the spec is in the table).
   defp local_started(state, cname, pid, wire) do
-    case state.local do
-      %{^cname => %{pid: ^pid}} ->
+    cond do
+      local_pid(state, cname) == pid ->
         state
 
-      %{^cname => c} ->
+      is_map_key(state.flags, cname) ->
         wire = wire || cached_wire(state, cname)
-        ref = Process.monitor(pid)
-        c = %{c | pid: pid, ref: ref}
-
-        state = %{
-          state
-          | local: Map.put(state.local, cname, c),
-            by_ref: Map.put(state.by_ref, ref, cname)
-        }
-
+        Process.monitor(pid)
+        state = %{state | flags: Map.delete(state.flags, cname)}
         broadcast(state, {:child_up, cname, pid, if(state.cache?, do: wire, else: :undefined)})
-        child_up(state, cname, pid, wire)
+        state |> child_up(cname, pid, wire) |> forget_shadow(cname)
 
-      _ ->
+      true ->
         # not started through this instance: the DynamicSupervisor is ours, so
-        # this cannot happen; keep the process known anyway
+        # this cannot happen
         Logger.warning(
           "DistributedSupervisor #{inspect(state.name)}: unexpected child #{inspect(cname)}"
         )
@@ -707,24 +715,28 @@ defmodule DistributedSupervisor.Instance do
     end
   end
 
-  defp local_down(state, ref, pid, reason) do
-    {cname, by_ref} = Map.pop(state.by_ref, ref)
-    state = %{state | by_ref: by_ref}
-    c = Map.get(state.local, cname)
-
-    cond do
-      c == nil or c.pid != pid ->
-        state
-
-      c.stop == nil and restarts?(c.restart, reason) ->
-        # the DynamicSupervisor restarts it: $dsup_started follows
-        state = note_down(state, pid)
-        %{state | local: Map.put(state.local, cname, %{c | pid: nil, ref: nil})}
-
-      true ->
-        state = %{state | local: Map.delete(state.local, cname)}
+  defp local_down(state, pid, reason) do
+    case Map.pop(state.stopping_pids, pid) do
+      {{cname, _why}, rest} ->
+        state = %{state | stopping_pids: rest}
         broadcast(state, {:child_down, cname, pid, reason})
         dsup_event({:child_down, cname, pid, reason}, state)
+
+      {nil, _} ->
+        case :ets.lookup(state.table, {:p, pid}) do
+          [{_, cname}] ->
+            if restarts?(Place.restart(cached_wire(state, cname)), reason) do
+              # the DynamicSupervisor restarts it: $dsup_started follows
+              state = note_down(state, pid)
+              %{state | flags: Map.put(state.flags, cname, :restarting)}
+            else
+              broadcast(state, {:child_down, cname, pid, reason})
+              dsup_event({:child_down, cname, pid, reason}, state)
+            end
+
+          [] ->
+            state
+        end
     end
   end
 
@@ -746,34 +758,30 @@ defmodule DistributedSupervisor.Instance do
 
   defp send_snapshot(state, to) do
     children =
-      for {cname, %{pid: pid}} <- state.local,
-          is_pid(pid),
-          do: {cname, pid, if(state.cache?, do: cached_wire(state, cname), else: :undefined)}
+      for {cname, pid, wire} <- local_rows(state),
+          do: {cname, pid, if(state.cache?, do: wire, else: :undefined)}
 
     send(to, {:"$dsup", {:snapshot, node(), children}})
   end
 
   # Among live copies of a name, the one on the name's ring owner stays,
   # else the one on the smallest node name (the C instances' rule).
-  defp resolve_duplicate(state, cname, remote_pid) do
-    c = state.local[cname]
-    copies = Enum.uniq([remote_pid, c.pid | :pg.get_members(state.scope, cname)])
+  defp resolve_duplicate(state, cname, remote_pid, lp) do
+    copies = Enum.uniq([remote_pid, lp | :pg.get_members(state.scope, cname)])
     owner = Ring.node_for(state.ring, cname)
 
     keep =
       Enum.find(copies, &(node(&1) == owner)) || Enum.min_by(copies, &node/1)
 
-    if keep != c.pid and c.stop == nil do
+    if keep != lp do
       Logger.info(
         "DistributedSupervisor #{inspect(state.name)}: duplicate child #{inspect(cname)}, " <>
           "stopping the local copy (the one on #{node(keep)} stays)"
       )
 
       dsup = state.dsup
-      pid = c.pid
-      Task.start(fn -> DynamicSupervisor.terminate_child(dsup, pid) end)
-      local = Map.put(state.local, cname, %{c | stop: :duplicate})
-      {:lose, keep, %{state | local: local}}
+      Task.start(fn -> DynamicSupervisor.terminate_child(dsup, lp) end)
+      {:lose, keep, %{state | stopping_pids: Map.put(state.stopping_pids, lp, {cname, :duplicate})}}
     else
       {:win, state}
     end
@@ -782,9 +790,13 @@ defmodule DistributedSupervisor.Instance do
   # ------------------------------------------------------------------ the child table
 
   defp dsup_event({:child_up, cname, pid, spec}, state) do
-    case state.local do
-      %{^cname => %{pid: lp}} when is_pid(lp) and lp != pid and node(pid) != node() ->
-        case resolve_duplicate(state, cname, pid) do
+    lp = local_pid(state, cname)
+
+    case lp do
+      lp
+      when is_pid(lp) and lp != pid and node(pid) != node() and
+             not is_map_key(state.stopping_pids, lp) ->
+        case resolve_duplicate(state, cname, pid, lp) do
           {:lose, _keep, st} -> child_up(st, cname, pid, spec)
           {:win, st} -> st
         end
