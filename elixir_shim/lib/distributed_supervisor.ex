@@ -313,9 +313,14 @@ defmodule DistributedSupervisor do
       allowed = allowed(name)
 
       case Place.member_nodes(scope, Place.type_group(type), hosts, allowed) do
-        [] -> start_beam_child(name, type, spec, node, hosts, allowed)
+        [] ->
+          start_beam_child(name, type, spec, node, hosts, allowed)
+
         _ ->
-          cands = fn -> Place.member_nodes(scope, Place.type_group(type), hosts(name), allowed) end
+          cands = fn ->
+            Place.member_nodes(scope, Place.type_group(type), hosts(name), allowed)
+          end
+
           start_c_child(name, spec, node, cands)
       end
     end

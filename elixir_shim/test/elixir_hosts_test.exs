@@ -34,8 +34,7 @@ defmodule DistributedSupervisor.ElixirHostsTest do
         from = Enum.at(nodes, rem(i, 3))
         id = if rem(i, 2) == 0, do: {:w, i}, else: :"w#{i}"
 
-        {:ok, pid, ^id} =
-          :erpc.call(from, DS, :start_child, [name, {Worker, name: id, value: i}])
+        {:ok, pid, ^id} = :erpc.call(from, DS, :start_child, [name, {Worker, name: id, value: i}])
 
         # placed by libring over the hosts, computed independently
         assert node(pid) == Libring.owner(Enum.sort(nodes), id)
@@ -46,7 +45,10 @@ defmodule DistributedSupervisor.ElixirHostsTest do
         id
       end
 
-    assert ids |> Enum.map(&:erpc.call(hd(nodes), DS, :node_for, [name, &1])) |> Enum.uniq() |> length() == 3
+    assert ids
+           |> Enum.map(&:erpc.call(hd(nodes), DS, :node_for, [name, &1]))
+           |> Enum.uniq()
+           |> length() == 3
 
     TestNode.wait_until(fn ->
       maps = Enum.map(nodes, &:erpc.call(&1, Remote, :children_pids, [name]))

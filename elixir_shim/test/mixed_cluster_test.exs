@@ -40,9 +40,21 @@ defmodule DistributedSupervisor.MixedClusterTest do
     all = elixir ++ [c1n, c2n]
     # (`nodes:` keeps out the dsup-node of test_helper.exs, which the peers
     # may meet through this node)
-    for n <- elixir, do: :erpc.call(n, Remote, :start_instance, [[name: name, nodes: [c3n | all]]])
+    for n <- elixir,
+        do: :erpc.call(n, Remote, :start_instance, [[name: name, nodes: [c3n | all]]])
+
     wait_rings(name, elixir, [c1n, c2n], all)
-    %{peers: peers, elixir: elixir, c1: c1, c2: c2, cnodes: [c1n, c2n], c3n: c3n, name: name, plugin: plugin}
+
+    %{
+      peers: peers,
+      elixir: elixir,
+      c1: c1,
+      c2: c2,
+      cnodes: [c1n, c2n],
+      c3n: c3n,
+      name: name,
+      plugin: plugin
+    }
   end
 
   defp wait_rings(name, elixir, cnodes, expected) do
@@ -60,8 +72,6 @@ defmodule DistributedSupervisor.MixedClusterTest do
 
       flunk(Exception.message(e) <> " rings: " <> inspect(views))
   end
-
-
 
   defp c_children(name, c),
     do: GenServer.call({name, c}, :children) |> Map.new(fn {k, {p, _}} -> {k, p} end)
@@ -128,13 +138,19 @@ defmodule DistributedSupervisor.MixedClusterTest do
     end
 
     # a homogeneous question keeps node_for/2's meaning: libring over all hosts
-    assert :erpc.call(e1, DS, :node_for, [name, :k]) == Libring.owner(Enum.sort(elixir ++ cnodes), :k)
+    assert :erpc.call(e1, DS, :node_for, [name, :k]) ==
+             Libring.owner(Enum.sort(elixir ++ cnodes), :k)
 
     # one name space: a C worker cannot take an Elixir child's name, nor back
     b1 = started[{:b, 1}]
-    assert {:error, {:already_started, ^b1}} = :erpc.call(e1, DS, :start_child, [name, {:counter, name: {:b, 1}}])
+
+    assert {:error, {:already_started, ^b1}} =
+             :erpc.call(e1, DS, :start_child, [name, {:counter, name: {:b, 1}}])
+
     c1p = started[{:c, 1}]
-    assert {:error, {:already_started, ^c1p}} = :erpc.call(e2, DS, :start_child, [name, {Worker, name: {:c, 1}}])
+
+    assert {:error, {:already_started, ^c1p}} =
+             :erpc.call(e2, DS, :start_child, [name, {Worker, name: {:c, 1}}])
 
     # both kinds answer through the same API
     assert :erpc.call(e1, DS, :call, [name, {:b, 1}, :get]) == 0
@@ -148,8 +164,10 @@ defmodule DistributedSupervisor.MixedClusterTest do
     assert node(from_c) == Libring.owner(Enum.sort(elixir), :from_c)
     assert :erpc.call(e1, DS, :call, [name, :from_c, :get]) == 3
     # and the C instance reports it as upstream shapes it
-    assert %{id: Worker, start: {Worker, :start_link, [[name: {:via, _, {^name, :from_c}}, value: 3]]}} =
-             GenServer.call({name, c1n}, :children)[:from_c] |> elem(1)
+    assert %{
+             id: Worker,
+             start: {Worker, :start_link, [[name: {:via, _, {^name, :from_c}}, value: 3]]}
+           } = GenServer.call({name, c1n}, :children)[:from_c] |> elem(1)
 
     # a type nobody runs: a clear error naming it
     assert :erpc.call(e1, DS, :start_child, [name, {:no_such_type, name: :x}]) ==
@@ -161,7 +179,14 @@ defmodule DistributedSupervisor.MixedClusterTest do
   end
 
   test "kill -9 a dsup-node and stop an Elixir host: orphans restarted once on capable survivors; a type with no host goes pending",
-       %{elixir: [e1, e2] = elixir, c1: c1, cnodes: [c1n, c2n], c3n: c3n, name: name, plugin: plugin} do
+       %{
+         elixir: [e1, e2] = elixir,
+         c1: c1,
+         cnodes: [c1n, c2n],
+         c3n: c3n,
+         name: name,
+         plugin: plugin
+       } do
     started = start_mixed(name, elixir, self())
     for {{:b, _} = id, _} <- started, do: assert_receive({:worker_started, ^id, _, _}, 5_000)
     wait_agree(name, elixir, [c1n, c2n], 20)
@@ -200,20 +225,32 @@ defmodule DistributedSupervisor.MixedClusterTest do
     pending = :erpc.call(e1, DS, :pending_children, [name])
     assert Enum.sort(Map.keys(pending)) == Enum.sort(limiters)
     assert %{start: {Examples.RateLimiter, :start_link, _}} = pending[{:r, 1}]
-    assert Enum.sort(Map.keys(GenServer.call({name, c2n}, :pending_children))) == Enum.sort(limiters)
-    assert :erpc.call(e1, DS, :count_children, [name]) == %{specs: 20, active: 16, supervisors: 0, workers: 16}
+
+    assert Enum.sort(Map.keys(GenServer.call({name, c2n}, :pending_children))) ==
+             Enum.sort(limiters)
+
+    assert :erpc.call(e1, DS, :count_children, [name]) == %{
+             specs: 20,
+             active: 16,
+             supervisors: 0,
+             workers: 16
+           }
+
     assert :erpc.call(e1, DS, :whereis, [name, {:r, 1}]) == :undefined
 
     # a dsup-node that can run them joins: they start there, once
     c3 = TestNode.start(node: c3n, connect: [e1, c2n], extra_args: ["--load", plugin])
     on_exit(fn -> TestNode.stop(c3) end)
 
-    TestNode.wait_until(fn ->
-      Enum.all?(limiters, fn id ->
-        p = :erpc.call(e1, DS, :whereis, [name, id])
-        is_pid(p) and node(p) == c3n
-      end)
-    end, 15_000)
+    TestNode.wait_until(
+      fn ->
+        Enum.all?(limiters, fn id ->
+          p = :erpc.call(e1, DS, :whereis, [name, id])
+          is_pid(p) and node(p) == c3n
+        end)
+      end,
+      15_000
+    )
 
     assert :erpc.call(e1, DS, :pending_children, [name]) == %{}
     TestNode.wait_until(fn -> GenServer.call({name, c2n}, :pending_children) == %{} end)
@@ -230,7 +267,15 @@ defmodule DistributedSupervisor.MixedClusterTest do
     # a second one (as two sides of a partition would)
     :ok = :erpc.call(e1, :pg, :leave, [scope, :dupx, pid])
     TestNode.wait_until(fn -> GenServer.call({name, c2n}, {:whereis, :dupx}) == :undefined end)
-    spec = %{id: :dupx, start: {:counter, :start_link, [[]]}, args: [], restart: :permanent, shutdown: 5000}
+
+    spec = %{
+      id: :dupx,
+      start: {:counter, :start_link, [[]]},
+      args: [],
+      restart: :permanent,
+      shutdown: 5000
+    }
+
     {:ok, cpid, :dupx} = GenServer.call({name, c2n}, {:start_child_here, :dupx, spec})
     :ok = :erpc.call(e1, :pg, :join, [scope, :dupx, pid])
 

@@ -374,13 +374,21 @@ defmodule DistributedSupervisor.Instance do
       state = %{state | flags: Map.put(state.flags, cname, :starting)}
 
       case DynamicSupervisor.start_child(state.dsup, sup_spec) do
-        {:ok, pid} -> started_reply(state, cname, pid, wire, reply_to)
-        {:ok, pid, _} -> started_reply(state, cname, pid, wire, reply_to)
-        other -> start_failed(%{state | flags: Map.delete(state.flags, cname)}, cname, other, reply_to)
+        {:ok, pid} ->
+          started_reply(state, cname, pid, wire, reply_to)
+
+        {:ok, pid, _} ->
+          started_reply(state, cname, pid, wire, reply_to)
+
+        other ->
+          start_failed(%{state | flags: Map.delete(state.flags, cname)}, cname, other, reply_to)
       end
     else
-      pid when is_pid(pid) -> start_failed(state, cname, {:error, {:already_started, pid}}, reply_to)
-      {:error, _} = e -> start_failed(state, cname, e, reply_to)
+      pid when is_pid(pid) ->
+        start_failed(state, cname, {:error, {:already_started, pid}}, reply_to)
+
+      {:error, _} = e ->
+        start_failed(state, cname, e, reply_to)
     end
   end
 
@@ -770,8 +778,7 @@ defmodule DistributedSupervisor.Instance do
     copies = Enum.uniq([remote_pid, lp | :pg.get_members(state.scope, cname)])
     owner = Ring.node_for(state.ring, cname)
 
-    keep =
-      Enum.find(copies, &(node(&1) == owner)) || Enum.min_by(copies, &node/1)
+    keep = Enum.find(copies, &(node(&1) == owner)) || Enum.min_by(copies, &node/1)
 
     if keep != lp do
       Logger.info(
@@ -781,7 +788,9 @@ defmodule DistributedSupervisor.Instance do
 
       dsup = state.dsup
       Task.start(fn -> DynamicSupervisor.terminate_child(dsup, lp) end)
-      {:lose, keep, %{state | stopping_pids: Map.put(state.stopping_pids, lp, {cname, :duplicate})}}
+
+      {:lose, keep,
+       %{state | stopping_pids: Map.put(state.stopping_pids, lp, {cname, :duplicate})}}
     else
       {:win, state}
     end

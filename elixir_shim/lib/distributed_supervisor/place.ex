@@ -50,7 +50,8 @@ defmodule DistributedSupervisor.Place do
   def owner(_ring, [], _key), do: nil
 
   def owner(ring, candidates, key) do
-    if length(candidates) == length(Ring.nodes(ring)) and Enum.all?(candidates, &Ring.member?(ring, &1)) do
+    if length(candidates) == length(Ring.nodes(ring)) and
+         Enum.all?(candidates, &Ring.member?(ring, &1)) do
       Ring.node_for(ring, key)
     else
       Ring.node_for(ring_of(candidates), key)
