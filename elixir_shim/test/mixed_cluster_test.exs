@@ -163,11 +163,14 @@ defmodule DistributedSupervisor.MixedClusterTest do
 
     assert node(from_c) == Libring.owner(Enum.sort(elixir), :from_c)
     assert :erpc.call(e1, DS, :call, [name, :from_c, :get]) == 3
-    # and the C instance reports it as upstream shapes it
+    # and the other C instance reports it as upstream shapes it
+    {^from_c, spec} =
+      TestNode.wait_until(fn -> GenServer.call({name, c1n}, :children)[:from_c] end)
+
     assert %{
              id: Worker,
              start: {Worker, :start_link, [[name: {:via, _, {^name, :from_c}}, value: 3]]}
-           } = GenServer.call({name, c1n}, :children)[:from_c] |> elem(1)
+           } = spec
 
     # a type nobody runs: a clear error naming it
     assert :erpc.call(e1, DS, :start_child, [name, {:no_such_type, name: :x}]) ==
@@ -213,28 +216,34 @@ defmodule DistributedSupervisor.MixedClusterTest do
       pid = :erpc.call(e1, DS, :whereis, [name, id])
       expected = if match?({:b, _}, id), do: e1, else: c2n
       assert node(pid) == expected
-      # exactly one copy, known by every instance
-      assert :erpc.call(e1, Remote, :pg_members, [name, id]) == [pid]
-      assert GenServer.call({name, c2n}, {:whereis, id}) == pid
+      # exactly one copy, known by every instance (pg and the C instance
+      # hear of it through different processes: wait for both)
+      TestNode.wait_until(fn ->
+        :erpc.call(e1, Remote, :pg_members, [name, id]) == [pid] and
+          GenServer.call({name, c2n}, {:whereis, id}) == pid
+      end)
+
       if match?({:b, _}, id), do: assert_receive({:worker_started, ^id, ^e1, ^pid}, 5_000)
     end
 
     refute_received {:worker_started, _, _, _}
 
     # the rate limiters: no host left can run them -> pending, everywhere
+    TestNode.wait_until(fn ->
+      pending = :erpc.call(e1, DS, :pending_children, [name])
+
+      Enum.sort(Map.keys(pending)) == Enum.sort(limiters) and
+        Enum.sort(Map.keys(GenServer.call({name, c2n}, :pending_children))) ==
+          Enum.sort(limiters)
+    end)
+
     pending = :erpc.call(e1, DS, :pending_children, [name])
-    assert Enum.sort(Map.keys(pending)) == Enum.sort(limiters)
     assert %{start: {Examples.RateLimiter, :start_link, _}} = pending[{:r, 1}]
 
-    assert Enum.sort(Map.keys(GenServer.call({name, c2n}, :pending_children))) ==
-             Enum.sort(limiters)
-
-    assert :erpc.call(e1, DS, :count_children, [name]) == %{
-             specs: 20,
-             active: 16,
-             supervisors: 0,
-             workers: 16
-           }
+    TestNode.wait_until(fn ->
+      :erpc.call(e1, DS, :count_children, [name]) ==
+        %{specs: 20, active: 16, supervisors: 0, workers: 16}
+    end)
 
     assert :erpc.call(e1, DS, :whereis, [name, {:r, 1}]) == :undefined
 
@@ -254,7 +263,11 @@ defmodule DistributedSupervisor.MixedClusterTest do
 
     assert :erpc.call(e1, DS, :pending_children, [name]) == %{}
     TestNode.wait_until(fn -> GenServer.call({name, c2n}, :pending_children) == %{} end)
-    for id <- limiters, do: assert(length(:erpc.call(e1, Remote, :pg_members, [name, id])) == 1)
+
+    TestNode.wait_until(fn ->
+      Enum.all?(limiters, &(length(:erpc.call(e1, Remote, :pg_members, [name, &1])) == 1))
+    end)
+
     assert {:ok, _} = :erpc.call(e1, DS, :call, [name, {:r, 2}, {:take, 1}])
   end
 
@@ -277,18 +290,37 @@ defmodule DistributedSupervisor.MixedClusterTest do
     }
 
     {:ok, cpid, :dupx} = GenServer.call({name, c2n}, {:start_child_here, :dupx, spec})
+    # both copies in pg everywhere: a duplicate
+    TestNode.wait_until(fn -> :erpc.call(e1, Remote, :pg_members, [name, :dupx]) == [cpid] end)
     :ok = :erpc.call(e1, :pg, :join, [scope, :dupx, pid])
 
+    # one copy left, the same for pg on both sides and for the C instance
     survivor =
-      TestNode.wait_until(fn ->
-        case :erpc.call(e1, Remote, :pg_members, [name, :dupx]) do
-          [one] -> one
-          _ -> false
-        end
-      end)
+      try do
+        TestNode.wait_until(fn ->
+          with [one] <- :erpc.call(e1, Remote, :pg_members, [name, :dupx]),
+               [^one] <- GenServer.call({:dsup_node, c2n}, {:pg_members, scope, :dupx}),
+               ^one <- GenServer.call({name, c2n}, {:whereis, :dupx}) do
+            one
+          else
+            _ -> false
+          end
+        end)
+      rescue
+        e in RuntimeError ->
+          flunk(
+            Exception.message(e) <>
+              inspect(%{
+                elixir_copy: pid,
+                c_copy: cpid,
+                c2_pg: GenServer.call({:dsup_node, c2n}, {:pg_members, scope, :dupx}),
+                c2_children: GenServer.call({name, c2n}, :children)[:dupx],
+                e1_pg: :erpc.call(e1, Remote, :pg_members, [name, :dupx])
+              })
+          )
+      end
 
     assert survivor in [pid, cpid]
-    TestNode.wait_until(fn -> GenServer.call({name, c2n}, {:whereis, :dupx}) == survivor end)
     TestNode.wait_until(fn -> :erpc.call(e1, DS, :whereis, [name, :dupx]) == survivor end)
   end
 
