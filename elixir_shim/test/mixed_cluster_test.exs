@@ -162,6 +162,7 @@ defmodule DistributedSupervisor.MixedClusterTest do
       GenServer.call({name, c2n}, {:start_child, {Worker, [name: :from_c, value: 3]}, :undefined})
 
     assert node(from_c) == Libring.owner(Enum.sort(elixir), :from_c)
+    TestNode.wait_until(fn -> :erpc.call(e1, DS, :whereis, [name, :from_c]) == from_c end)
     assert :erpc.call(e1, DS, :call, [name, :from_c, :get]) == 3
     # and the other C instance reports it as upstream shapes it
     {^from_c, spec} =
