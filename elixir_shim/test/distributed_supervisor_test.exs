@@ -357,6 +357,8 @@ defmodule DistributedSupervisorTest do
       start!(name, listeners: Listener, monitor_nodes: true)
       # dsup-nodes of one cluster must be connected to each other too
       extra = TestNode.start(name: "shim_ring", connect: [node(), c])
+      # never left running for the next test, whatever happens here
+      on_exit(fn -> TestNode.stop(extra) end)
       n = extra.node
       assert_receive {:dsup_listener, _, {:node_up, ^name, ^n, []}}, 10_000
       assert Enum.sort(DS.nodes(name)) == Enum.sort([c, n])
