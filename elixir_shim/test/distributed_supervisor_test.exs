@@ -150,6 +150,8 @@ defmodule DistributedSupervisorTest do
       assert DS.start_child(name, {:kv, name: :dup}, c) == {:error, {:already_started, pid}}
 
       assert DS.start_child(name, :no_such_worker) == {:error, {:unknown_worker, :no_such_worker}}
+      # a BEAM module with no Elixir host (this instance observes): named too
+      assert DS.start_child(name, {Agent, fn -> 1 end}) == {:error, {:no_capable_host, Agent}}
       assert {:error, {:incorrect_spec, _}} = DS.start_child(name, {"echo", []})
       assert {:error, {:incorrect_spec, _}} = DS.start_child(name, {:echo, restart: :sometimes})
       assert {:error, {:incorrect_spec, _}} = DS.start_child(name, {:echo, shutdown: -1})

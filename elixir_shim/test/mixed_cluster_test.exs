@@ -8,7 +8,7 @@ defmodule DistributedSupervisor.MixedClusterTest do
 
   alias DistributedSupervisor, as: DS
   alias DistributedSupervisor.{TestNode, TestSupport}
-  alias DistributedSupervisor.TestSupport.{Libring, Peers, Remote, Worker}
+  alias DistributedSupervisor.TestSupport.{Libring, Listener, Peers, Remote, Worker}
 
   @moduletag timeout: 180_000
   setup do
@@ -41,7 +41,10 @@ defmodule DistributedSupervisor.MixedClusterTest do
     # (`nodes:` keeps out the dsup-node of test_helper.exs, which the peers
     # may meet through this node)
     for n <- elixir,
-        do: :erpc.call(n, Remote, :start_instance, [[name: name, nodes: [c3n | all]]])
+        do:
+          :erpc.call(n, Remote, :start_instance, [
+            [name: name, nodes: [c3n | all], listeners: [Listener]]
+          ])
 
     wait_rings(name, elixir, [c1n, c2n], all)
 
@@ -199,6 +202,7 @@ defmodule DistributedSupervisor.MixedClusterTest do
     on_e2 = for {id, pid} <- started, node(pid) == e2, do: id
     assert Enum.any?(on_c1, &match?({:r, _}, &1)) and on_e2 != []
 
+    :erpc.call(e1, Listener, :set_sink, [self()])
     {:exited, _} = TestNode.kill(c1)
     :ok = :erpc.call(e2, Remote, :stop_instance, [name])
     wait_rings(name, [e1], [c2n], [e1, c2n])
@@ -237,6 +241,14 @@ defmodule DistributedSupervisor.MixedClusterTest do
         Enum.sort(Map.keys(GenServer.call({name, c2n}, :pending_children))) ==
           Enum.sort(limiters)
     end)
+
+    # announced to listeners, with the type nobody can run
+    for id <- limiters,
+        do:
+          assert_receive(
+            {:dsup_listener, ^e1, {:process_pending, ^name, ^id, Examples.RateLimiter}},
+            5_000
+          )
 
     pending = :erpc.call(e1, DS, :pending_children, [name])
     assert %{start: {Examples.RateLimiter, :start_link, _}} = pending[{:r, 1}]

@@ -36,7 +36,11 @@ init_per_testcase(_TC, Config) ->
     C = dsup_cluster:start_c(#{name => pc, connect => [An, Bn]}),
     Cn = maps:get(node, C),
     Nodes = [An, Bn, Cn],
-    [{ok, _} = dsup_cluster:call(N, {start_supervisor, Name, []}) || N <- Nodes],
+    %% this (test case) process hears c's listener events
+    Listeners = fun(N) when N =:= Cn -> [{listeners, [self()]}];
+                   (_) -> []
+                end,
+    [{ok, _} = dsup_cluster:call(N, {start_supervisor, Name, Listeners(N)}) || N <- Nodes],
     Cfg = [{name, Name}, {handles, [A, B, C]}, {nodes, Nodes} | Config],
     wait_ring(Cfg, Nodes, Nodes),
     Cfg.
@@ -122,6 +126,11 @@ pending_until_a_capable_host_joins(Cfg) ->
          end),
     [?assertEqual(I, gen_server:call(sup(Cfg, Cn, {whereis, K}), get)) || {{c, I} = K, _} <- Started,
                                                                          lists:member(K, Counters)],
+    %% each announced (a listener event) on the instance that keeps it
+    Name = ?config(name, Cfg),
+    [receive {distributed_supervisor, Name, {process_pending, K, ?RL}} -> ok
+     after ?T -> ct:fail({no_process_pending_event, K})
+     end || K <- Limiters],
     Pending = sup(Cfg, Cn, pending_children),
     ?assertEqual(lists:sort(Limiters), lists:sort(maps:keys(Pending))),
     #{start := {?RL, start_link, _}} = maps:get({r, 1}, Pending),

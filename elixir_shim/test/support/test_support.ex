@@ -97,6 +97,8 @@ defmodule DistributedSupervisor.TestSupport.Listener do
   @impl true
   def on_process_stop(name, id, pids), do: notify({:process_stop, name, id, pids})
   @impl true
+  def on_process_pending(name, id, type), do: notify({:process_pending, name, id, type})
+  @impl true
   def on_node_up(name, node, info), do: notify({:node_up, name, node, info})
   @impl true
   def on_node_down(name, node, info), do: notify({:node_down, name, node, info})
