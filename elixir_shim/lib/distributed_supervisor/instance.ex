@@ -306,13 +306,13 @@ defmodule DistributedSupervisor.Instance do
     scope = scope(name)
 
     if pid in :pg.get_local_members(scope, cname) do
-      send(name, {:"$dsup_started", cname, pid})
+      notify_started(name, cname, pid)
       ok
     else
       case DistributedSupervisor.Registry.live_other(name, cname, pid) do
         nil ->
           :ok = :pg.join(scope, cname, pid)
-          send(name, {:"$dsup_started", cname, pid})
+          notify_started(name, cname, pid)
           ok
 
         other ->
@@ -320,6 +320,14 @@ defmodule DistributedSupervisor.Instance do
           Process.exit(pid, :kill)
           {:error, {:already_started, other}}
       end
+    end
+  end
+
+  # (the instance may be gone while its DynamicSupervisor stops: no badarg)
+  defp notify_started(name, cname, pid) do
+    case Process.whereis(name) do
+      nil -> :ok
+      instance -> send(instance, {:"$dsup_started", cname, pid})
     end
   end
 
@@ -360,7 +368,6 @@ defmodule DistributedSupervisor.Instance do
 
   defp put_if(w, _key, _v, _default), do: w
 
-  # Start a BEAM child here; `reply_to` is a GenServer from, or nil.
   # Start a BEAM child here; `reply_to` is a GenServer from, or nil. The
   # instance starts it itself (as upstream's DynamicSupervisor does, a child's
   # init must not call its own supervisor), tells the others, then answers:
