@@ -69,7 +69,7 @@ unit: $(UNIT_BIN)
 ct: all examples
 	@scripts/run-ct.sh
 
-shim-test: all
+shim-test: all examples
 	@elixir_shim/run-tests.sh
 
 demo-fast: all
