@@ -165,9 +165,10 @@ defmodule DistributedSupervisor do
   # NimbleOptions-like validation (same messages), with no dependency.
   defp validate!(opts) do
     unless Keyword.keyword?(opts) do
-      raise ValidationError,
+      invalid!(
         message: "expected a keyword list as options, got: #{inspect(opts)}",
         value: opts
+      )
     end
 
     case Keyword.keys(opts) -- @known do
@@ -175,18 +176,20 @@ defmodule DistributedSupervisor do
         :ok
 
       unknown ->
-        raise ValidationError,
+        invalid!(
           message:
             "unknown options #{inspect(Enum.uniq(unknown))}, valid options are: #{inspect(@known)}",
           key: hd(unknown),
           value: Keyword.get(opts, hd(unknown))
+        )
     end
 
     unless Keyword.has_key?(opts, :name) do
-      raise ValidationError,
+      invalid!(
         message:
           "required :name option not found, received options: #{inspect(Keyword.keys(opts))}",
         key: :name
+      )
     end
 
     Enum.each(opts, fn {k, v} -> check_option(k, v) end)
@@ -218,12 +221,13 @@ defmodule DistributedSupervisor do
         :ok
 
       {n, i} ->
-        raise ValidationError,
+        invalid!(
           message:
             "invalid list in :nodes option: invalid value for list element at position #{i}: " <>
               "expected atom, got: #{inspect(n)}",
           key: :nodes,
           value: v
+        )
     end)
   end
 
@@ -247,10 +251,22 @@ defmodule DistributedSupervisor do
   defp check_option(:max_seconds, v), do: bad_value(:max_seconds, v, "expected positive integer")
 
   defp bad_value(key, v, expected) do
-    raise ValidationError,
+    invalid!(
       message: "invalid value for #{inspect(key)} option: #{expected}, got: #{inspect(v)}",
       key: key,
       value: v
+    )
+  end
+
+  # Upstream validates with NimbleOptions: when the app has it, its very
+  # exception is raised; else ours, with the same fields and messages.
+  defp invalid!(fields) do
+    mod =
+      if Code.ensure_loaded?(NimbleOptions.ValidationError),
+        do: NimbleOptions.ValidationError,
+        else: ValidationError
+
+    raise mod, fields
   end
 
   # ------------------------------------------------------------------ children

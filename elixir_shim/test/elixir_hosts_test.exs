@@ -178,4 +178,22 @@ defmodule DistributedSupervisor.ElixirHostsTest do
     assert :erpc.call(hd(survivors), DS, :nodes, [name]) |> Enum.sort() == Enum.sort(survivors)
     assert map_size(:erpc.call(hd(survivors), DS, :children, [name])) == 24
   end
+
+  test "a bad option raises NimbleOptions.ValidationError when the app has NimbleOptions",
+       %{nodes: [a, b | _]} do
+    # `a` gets a stand-in for the real module (no hex here); `b` has none
+    :erpc.call(a, Code, :compile_string, [
+      "defmodule NimbleOptions.ValidationError do\n" <>
+        "  defexception [:message, :key, :value, keys_path: [], redact: false]\n" <>
+        "end"
+    ])
+
+    msg = "required :name option not found, received options: []"
+
+    assert :erpc.call(a, Remote, :start_link_raises, [[]]) ==
+             {NimbleOptions.ValidationError, msg, :name}
+
+    assert :erpc.call(b, Remote, :start_link_raises, [[]]) ==
+             {DistributedSupervisor.ValidationError, msg, :name}
+  end
 end

@@ -148,6 +148,15 @@ defmodule DistributedSupervisor.TestSupport.Remote do
   def whereis_many(name, ids), do: Enum.map(ids, &DistributedSupervisor.whereis(name, &1))
 
   def alive_here?(pid), do: node(pid) == node() and Process.alive?(pid)
+
+  # the exception start_link/1 raises for `opts`: {module, message}
+  def start_link_raises(opts) do
+    DistributedSupervisor.start_link(opts)
+    :no_raise
+  rescue
+    e -> {e.__struct__, Exception.message(e), e.key}
+  end
+
   def pg_members(name, id), do: :pg.get_members(DistributedSupervisor.Instance.scope(name), id)
 end
 
