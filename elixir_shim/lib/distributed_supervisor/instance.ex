@@ -146,6 +146,8 @@ defmodule DistributedSupervisor.Instance do
       flags: %{},
       stopping_pids: %{},
       stopping?: false,
+      # some pending rows may exist (saves a table scan on each host join)
+      pending?: false,
       quiet: true
     }
 
@@ -1094,13 +1096,15 @@ defmodule DistributedSupervisor.Instance do
 
     :ets.insert(state.table, {{:pending, cname}, spec})
     emit(state, {:process_pending, cname, type})
-    state
+    %{state | pending?: true}
   end
+
+  defp retry_pending(%{pending?: false} = state), do: state
 
   defp retry_pending(state) do
     case :ets.match(state.table, {{:pending, :"$1"}, :"$2"}) do
       [] ->
-        state
+        %{state | pending?: false}
 
       pending ->
         Enum.reduce(pending, state, fn [cname, spec], st ->
