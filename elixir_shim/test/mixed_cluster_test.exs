@@ -365,4 +365,45 @@ defmodule DistributedSupervisor.MixedClusterTest do
     assert ms < 2_000, "took #{ms} ms"
     :erpc.call(late, Remote, :stop_instance, [name])
   end
+
+  test "Elixir children with no Elixir host left are pending on the dsup-nodes, and start when one returns",
+       %{elixir: [e1, e2], cnodes: [c1n, c2n] = cnodes, c3n: c3n, name: name} do
+    ids = for i <- 1..6, do: {:p, i}
+
+    for id <- ids,
+        do: {:ok, _, ^id} = :erpc.call(e1, DS, :start_child, [name, {Worker, name: id, value: 7}])
+
+    wait_agree(name, [e1, e2], cnodes, 6)
+
+    :ok = :erpc.call(e1, Remote, :stop_instance, [name])
+    :ok = :erpc.call(e2, Remote, :stop_instance, [name])
+    wait_rings(name, [], cnodes, cnodes)
+
+    # kept by the C instances, which cannot run them
+    for c <- cnodes do
+      TestNode.wait_until(fn ->
+        Enum.sort(Map.keys(GenServer.call({name, c}, :pending_children))) == ids
+      end)
+
+      assert Keyword.take(GenServer.call({name, c}, :count_children), [:specs, :active]) ==
+               [specs: 6, active: 0]
+    end
+
+    # an Elixir host returns: the dsup-nodes hand each child to it
+    :erpc.call(e1, Remote, :start_instance, [[name: name, nodes: [c3n, e1, e2, c1n, c2n]]])
+
+    TestNode.wait_until(fn ->
+      Enum.all?(ids, fn id ->
+        p = :erpc.call(e1, DS, :whereis, [name, id])
+        is_pid(p) and node(p) == e1
+      end)
+    end)
+
+    assert :erpc.call(e1, DS, :call, [name, {:p, 3}, :get]) == 7
+    TestNode.wait_until(fn -> GenServer.call({name, c2n}, :pending_children) == %{} end)
+
+    TestNode.wait_until(fn ->
+      Enum.all?(ids, &(length(:erpc.call(e1, Remote, :pg_members, [name, &1])) == 1))
+    end)
+  end
 end
