@@ -117,7 +117,6 @@ extern int dsup_ring_atoms_explicit;   /* --ring-atoms given */
 /* sup_place.c: placement by capability */
 void sup_place_advertise(dsup_sup *s, int join);
 int sup_place_is_capability_group(dsup_term group);
-int sup_place_has_beam_hosts(dsup_sup *s);
 /* The owner of spec's name among the hosts able to run it (interned), or
  * NULL. `fresh`: a new start, whose type may be a BEAM module. */
 const char *sup_place_owner(dsup_sup *s, const dsup_child_spec *spec, int fresh);

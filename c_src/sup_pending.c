@@ -121,7 +121,9 @@ void sup_pending_child_retry(dsup_sup *s)
         if (!r.mine[i])
             continue;
         ei_x_buff *x = dsup_term_scratch();
-        sup_start_local(s, r.mine[i], x); /* takes the spec; on success the cache forgets it */
+        /* takes the spec; on success the cache forgets the pending entry */
+        if (sup_start_local(s, r.mine[i], x) < 0)
+            LOG_WARN("%s: a pending child was not started here (refused, or a copy runs already)", s->name);
         dsup_term_scratch_release(x);
     }
     free(r.mine);

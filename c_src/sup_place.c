@@ -103,12 +103,6 @@ static size_t candidates(dsup_sup *s, const char *type, int beam, int fresh, con
     return member_nodes(s, dsup_reason_atom(SUP_BEAM_GROUP), out);
 }
 
-int sup_place_has_beam_hosts(dsup_sup *s)
-{
-    const char *out[MAX_CANDIDATES];
-    return member_nodes(s, dsup_reason_atom(SUP_BEAM_GROUP), out) > 0;
-}
-
 /* Rings of candidate sets, by set: a set's ring never changes (sorted adds). */
 typedef struct ring_cache {
     const char *nodes[8];
