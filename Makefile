@@ -1,10 +1,11 @@
 # dsup — build, test, demo, bench, install.
 #
-#   make            build build/dsup-node and build/libdsup.a
-#   make test       install missing packages, build, run every test
-#   make demo       install missing packages, build, run the mixed-cluster demo
+#   make            build build/dsup-node and build/libdsup.a (installs nothing)
+#   make deps       install the missing Debian packages (apt-get; DSUP_NO_APT=1: only check)
+#   make test       make deps, build, run every test
+#   make demo       make deps, build, run the mixed-cluster demo
 #   make bench      run the benchmarks (dsup beside a pure-BEAM baseline)
-#   make fuzz       run the libFuzzer frame-decoder target for FUZZ_SECONDS
+#   make fuzz       run the libFuzzer targets (frame decoder, handshake) for FUZZ_SECONDS each
 #   make sanitize   build and run the unit + CT suites under ASan/UBSan
 #   make valgrind   run the unit tests under valgrind
 #   make install    install binary, header, library, pkg-config file under PREFIX
@@ -19,16 +20,29 @@ OPT     ?= -O2
 SAN     ?=
 FUZZ_SECONDS ?= 30
 
-# Where erl_interface lives is asked of erl itself (no hard-coded version path).
-# The rule that writes config.mk first installs the system packages when missing.
--include $(BUILD)/config.mk
-$(BUILD)/config.mk: scripts/install-deps.sh
-	@mkdir -p $(BUILD)
-	@scripts/install-deps.sh
-	@erl -noshell -eval 'io:format("EI_DIR := ~s~nOTP_RELEASE := ~s~n", [code:lib_dir(erl_interface), erlang:system_info(otp_release)]), halt().' > $@.tmp && mv $@.tmp $@
+# The version, one source of truth: VERSION (also read by scripts/dsup.pc.in
+# through `make install` and by elixir_shim/mix.exs).
+DSUP_VERSION := $(shell cat VERSION)
+ERL ?= erl
 
-CFLAGS  += -std=gnu11 $(OPT) -g -Wall -Wextra -Wno-unused-parameter -fPIC $(SAN) \
-           -Iinclude -Ic_src -I$(EI_DIR)/include -DDSUP_OTP_RELEASE=$(OTP_RELEASE)
+# Where erl_interface lives is asked of erl itself (no hard-coded version path).
+# Plain `make` installs nothing: when erl is missing it says to run `make deps`.
+# The goals that promise a fresh machine works (test, demo, bench, fuzz, deps)
+# install the missing Debian packages first (not with DSUP_NO_APT=1).
+SETUP_GOALS := deps test demo bench fuzz
+ifneq ($(filter-out clean deps,$(or $(MAKECMDGOALS),all)),)
+include $(BUILD)/config.mk
+endif
+$(BUILD)/config.mk:
+	@mkdir -p $(BUILD)
+	@$(if $(filter $(SETUP_GOALS),$(MAKECMDGOALS)),scripts/install-deps.sh)
+	@command -v $(ERL) >/dev/null 2>&1 || { echo "make: '$(ERL)' not found: install Erlang/OTP (on Debian: make deps) or put erl on PATH (ERL=/path/to/erl)" >&2; exit 1; }
+	@$(ERL) -noshell -eval 'io:format("EI_DIR := ~s~nOTP_RELEASE := ~s~n", [code:lib_dir(erl_interface), erlang:system_info(otp_release)]), halt().' > $@.tmp && mv $@.tmp $@
+
+# Hidden by default: only what include/dsup.h marks DSUP_EXTERN is exported.
+CFLAGS  += -std=gnu11 $(OPT) -g -Wall -Wextra -Wno-unused-parameter -fPIC -fvisibility=hidden $(SAN) \
+           -Iinclude -Ic_src -I$(EI_DIR)/include -DDSUP_OTP_RELEASE=$(OTP_RELEASE) \
+           -DDSUP_VERSION='"$(DSUP_VERSION)"'
 LDFLAGS += $(SAN) -rdynamic
 # libei whole: plugins (--load) may call any ei function, not only the ones
 # the node itself happens to use.
@@ -41,7 +55,7 @@ LIB_OBJ  := $(LIB_SRC:c_src/%.c=$(BUILD)/obj/%.o)
 UNIT_SRC := $(wildcard test/unit/test_*.c)
 UNIT_BIN := $(UNIT_SRC:test/unit/%.c=$(BUILD)/test/%)
 
-.PHONY: all build deps test unit ct shim-test demo demo-fast bench-quick bench fuzz sanitize valgrind install install-check examples clean
+.PHONY: all build deps test unit check-symbols ct shim-test demo demo-fast bench-quick bench fuzz sanitize valgrind install install-check examples clean
 .PHONY: examples install-check
 all build: $(BUILD)/dsup-node $(BUILD)/libdsup.a
 
@@ -52,19 +66,34 @@ $(BUILD)/obj/%.o: c_src/%.c $(wildcard c_src/*.h include/*.h) $(BUILD)/config.mk
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -c $< -o $@
 
+$(BUILD)/obj/cli.o: VERSION
+
+# The installed library is sealed: its objects are linked into one and every
+# hidden symbol is made local, so only the public API is global (scripts/
+# check-symbols.sh verifies it). Unit tests link the unsealed archive.
 $(BUILD)/libdsup.a: $(LIB_OBJ)
+	@rm -f $@ $(BUILD)/obj/dsup_sealed.o
+	ld -r -o $(BUILD)/obj/dsup_sealed.o $^
+	objcopy --localize-hidden $(BUILD)/obj/dsup_sealed.o
+	ar rcs $@ $(BUILD)/obj/dsup_sealed.o
+
+$(BUILD)/libdsup_internal.a: $(LIB_OBJ)
 	@rm -f $@
 	ar rcs $@ $^
 
 $(BUILD)/dsup-node: $(BUILD)/obj/main.o $(BUILD)/libdsup.a
 	$(CC) $(LDFLAGS) -o $@ $^ $(NODE_EI) $(LDLIBS)
 
-$(BUILD)/test/%: test/unit/%.c test/unit/unit_helpers.h $(BUILD)/libdsup.a
+$(BUILD)/test/%: test/unit/%.c test/unit/unit_helpers.h $(BUILD)/libdsup_internal.a
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS) -Itest/unit $(LDFLAGS) -o $@ $< $(BUILD)/libdsup.a $(TEST_EI) $(LDLIBS) -lcmocka
+	$(CC) $(CFLAGS) -Itest/unit $(LDFLAGS) -o $@ $< $(BUILD)/libdsup_internal.a $(TEST_EI) $(LDLIBS) -lcmocka
 
 unit: $(UNIT_BIN)
 	@set -e; for t in $(UNIT_BIN); do echo "== $$t"; $$t; done
+
+# The library and the binary export the public API and nothing else.
+check-symbols: all
+	@scripts/check-symbols.sh $(BUILD) $(EI_DIR)
 
 ct: all examples
 	@scripts/run-ct.sh
@@ -78,7 +107,7 @@ demo-fast: all
 bench-quick: all
 	@bench/run.sh --quick
 
-test: deps all unit ct shim-test demo-fast bench-quick
+test: deps all unit check-symbols install-check ct shim-test demo-fast bench-quick
 
 demo: deps all
 	@scripts/demo.sh
@@ -90,6 +119,8 @@ bench: deps all
 # $(BUILD)/fuzz/corpus; test/fuzz/corpus holds the seeds (erl-made frames,
 # regenerate with DSUP_FUZZ_CORPUS=test/fuzz/corpus build/test/test_ctrl).
 FUZZ_SRC := test/fuzz/fuzz_frame.c c_src/ctrl.c c_src/term_skip.c c_src/buf.c
+# The handshake state machine with the node stubbed (seeds: test/fuzz/hs_corpus).
+FUZZ_HS_SRC := test/fuzz/fuzz_handshake.c c_src/handshake.c c_src/md5.c
 fuzz: deps
 	@scripts/install-deps.sh clang libclang-rt-14-dev
 	@mkdir -p $(BUILD)/fuzz/corpus
@@ -97,6 +128,11 @@ fuzz: deps
 	  -Iinclude -Ic_src -o $(BUILD)/fuzz/fuzz_frame $(FUZZ_SRC)
 	$(BUILD)/fuzz/fuzz_frame -max_total_time=$(FUZZ_SECONDS) -max_len=4096 -print_final_stats=1 \
 	  -artifact_prefix=$(BUILD)/fuzz/ $(BUILD)/fuzz/corpus test/fuzz/corpus
+	@mkdir -p $(BUILD)/fuzz/hs_corpus
+	clang -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined \
+	  -Iinclude -Ic_src -I$(EI_DIR)/include -o $(BUILD)/fuzz/fuzz_handshake $(FUZZ_HS_SRC) -luv
+	$(BUILD)/fuzz/fuzz_handshake -max_total_time=$(FUZZ_SECONDS) -max_len=2048 -print_final_stats=1 \
+	  -artifact_prefix=$(BUILD)/fuzz/hs_ $(BUILD)/fuzz/hs_corpus test/fuzz/hs_corpus
 
 sanitize:
 	$(MAKE) BUILD=build/san OPT=-O1 SAN="-fsanitize=address,undefined -fno-omit-frame-pointer" unit
@@ -110,7 +146,7 @@ install: all
 	install -m 755 $(BUILD)/dsup-node $(DESTDIR)$(PREFIX)/bin/
 	install -m 644 include/dsup.h $(DESTDIR)$(PREFIX)/include/
 	install -m 644 $(BUILD)/libdsup.a $(DESTDIR)$(PREFIX)/lib/
-	sed -e 's|@PREFIX@|$(PREFIX)|g' -e 's|@EI_DIR@|$(EI_DIR)|g' scripts/dsup.pc.in > $(DESTDIR)$(PREFIX)/lib/pkgconfig/dsup.pc
+	sed -e 's|@PREFIX@|$(PREFIX)|g' -e 's|@EI_DIR@|$(EI_DIR)|g' -e 's|@VERSION@|$(DSUP_VERSION)|g' scripts/dsup.pc.in > $(DESTDIR)$(PREFIX)/lib/pkgconfig/dsup.pc
 
 # Examples are built against the public header only (include/, no c_src/).
 EX_DIR    := $(BUILD)/examples
@@ -118,13 +154,24 @@ EX_CFLAGS := -std=gnu11 $(OPT) -g -Wall -Wextra -Wno-unused-parameter -fPIC $(SA
              -Iinclude -I$(EI_DIR)/include
 EX_PLUGIN := $(wildcard examples/plugin/*.c)
 
-examples: $(EX_DIR)/dsup_examples.so $(EX_DIR)/bad_nosym.so $(EX_DIR)/bad_abi.so $(EX_DIR)/dsup-custom
+examples: $(EX_DIR)/dsup_examples.so $(EX_DIR)/bad_nosym.so $(EX_DIR)/bad_abi.so $(EX_DIR)/dsup-custom \
+          $(EX_DIR)/abi1_plugin.so $(EX_DIR)/flaky_plugin.so
 
 $(EX_DIR)/dsup_examples.so: $(EX_PLUGIN) examples/plugin/examples.h include/dsup.h $(BUILD)/config.mk
 	@mkdir -p $(dir $@)
 	$(CC) $(EX_CFLAGS) -shared -o $@ $(EX_PLUGIN)
 
 $(EX_DIR)/bad_%.so: examples/bad_plugins/bad_%.c include/dsup.h $(BUILD)/config.mk
+	@mkdir -p $(dir $@)
+	$(CC) $(EX_CFLAGS) -shared -o $@ $<
+
+# A plugin as ABI 1 built it (tests: old plugins still load).
+$(EX_DIR)/abi1_plugin.so: test/plugins/abi1_plugin.c include/dsup.h $(BUILD)/config.mk
+	@mkdir -p $(dir $@)
+	$(CC) $(EX_CFLAGS) -shared -o $@ $<
+
+# A worker whose init fails while a file exists (tests: failed restarts).
+$(EX_DIR)/flaky_plugin.so: test/plugins/flaky_plugin.c include/dsup.h $(BUILD)/config.mk
 	@mkdir -p $(dir $@)
 	$(CC) $(EX_CFLAGS) -shared -o $@ $<
 
@@ -140,9 +187,11 @@ install-check: all
 	cp examples/custom_main/greeter_main.c $$tmp/; \
 	export PKG_CONFIG_PATH=$$tmp/prefix/lib/pkgconfig; \
 	echo "pkg-config --cflags --libs dsup: $$(pkg-config --cflags --libs dsup)"; \
-	cd $$tmp && $(CC) -std=gnu11 -Wall -Wextra -Wno-unused-parameter -rdynamic -o dsup-custom \
+	cd $$tmp && $(CC) -std=gnu11 -Wall -Wextra -Wno-unused-parameter -o dsup-custom \
 	  greeter_main.c $$(pkg-config --cflags --libs dsup); \
 	./dsup-custom --help >/dev/null; prefix/bin/dsup-node --help >/dev/null; \
+	nm -D --defined-only dsup-custom | grep -q ' T ei_x_new$$' && nm -D --defined-only dsup-custom | grep -q ' T dsup_spawn$$' \
+	  || { echo "install-check: the custom node does not export dsup_*/ei_* for plugins" >&2; exit 1; }; \
 	echo "install-check: OK (installed into and removed $$tmp)"
 
 clean:

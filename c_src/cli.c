@@ -1,20 +1,30 @@
 /* cli.c — dsup_main: the dsup-node command line, usable from your own main()
  * after registering worker types (see examples/). */
+#include <ctype.h>
 #include <dlfcn.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <signal.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "cli_args.h"
 #include "intern.h"
 #include "log.h"
 #include "node.h"
 #include "ring.h"
 #include "sup.h"
+#include "sup_heal.h"
 #include "workers/workers.h"
+
+#ifndef DSUP_VERSION
+#define DSUP_VERSION "unknown" /* the Makefile passes the VERSION file's */
+#endif
+#define DSUP_EXIT_USAGE 64     /* EX_USAGE, sysexits(3) */
 
 static const char usage[] =
     "usage: dsup-node (--sname NAME | --name NAME[@HOST]) [options]\n"
@@ -28,8 +38,10 @@ static const char usage[] =
     "  --visible            a normal (visible) node: appears in nodes() (default hidden)\n"
     "  --hidden             a hidden node (the default)\n"
     "  --connect NODE       connect to NODE at start and keep reconnecting (repeatable)\n"
-    "  --listen-port PORT   distribution port (default: any free port)\n"
-    "  --net-ticktime SECS  like erl's net_ticktime (default 60)\n"
+    "  --listen-port PORT   distribution port, 0..65535 (default 0: any free port)\n"
+    "  --listen-address IP  accept connections on this IPv4 or IPv6 address only\n"
+    "                       (default: every IPv4 interface, 0.0.0.0)\n"
+    "  --net-ticktime SECS  like erl's net_ticktime, 1..86400 (default 60)\n"
     "  --max-frame BYTES    largest distribution frame accepted (default 134217728)\n"
     "  --scope NAME         take part in the :pg scope NAME (repeatable); a name that\n"
     "                       starts upper-case is an Elixir alias: MyApp.Scope means\n"
@@ -38,7 +50,12 @@ static const char usage[] =
     "                       run a DistributedSupervisor instance NAME (repeatable).\n"
     "                       keys: cache_children=true|false, monitor_nodes=\n"
     "                       true|false|cluster, nodes=a@h+b@h, listeners=name+name,\n"
-    "                       max_restarts=N, max_seconds=N\n"
+    "                       max_restarts=0..1000000, max_seconds=1..31536000\n"
+    "  --max-instance-restarts N, --max-instance-seconds S\n"
+    "                       the node restarts a supervisor instance that ends (its\n"
+    "                       restart intensity reached) with backoff; more than N\n"
+    "                       instance restarts in S seconds stop the node with exit\n"
+    "                       status 70 (N 0..10000, default 3; S 1..86400, default 60)\n"
     "  --ring-atoms otp25|otp26\n"
     "                       how atom child names are hashed on the ring: as\n"
     "                       term_to_binary writes them on that OTP release (the\n"
@@ -46,8 +63,17 @@ static const char usage[] =
     "                       any connects the one dsup was built against)\n"
     "  --load PLUGIN.so     load worker types from a plugin (repeatable)\n"
     "  --log-level LEVEL    debug | info | warn | error (default info)\n"
+    "  --peer-name-quota N  live names (node names, registered-name targets) one\n"
+    "                       peer may add to the node's name table (default 100000,\n"
+    "                       0 = no limit); past it its messages that would add\n"
+    "                       one are dropped and logged\n"
+    "  --log-format FORMAT  text | json (default text): one line per event on\n"
+    "                       stderr, with UTC time, node name and level\n"
+    "  --version            print the version and exit\n"
     "  --help               this text\n"
     "\n"
+    "Exit status: 0 after a clean stop, 64 for a command-line error, 70 after more\n"
+    "instance restarts than --max-instance-restarts allows.\n"
     "Environment: ERL_EPMD_PORT (epmd port, default 4369).\n";
 
 static int load_plugin(const char *path)
@@ -68,7 +94,7 @@ static int load_plugin(const char *path)
         fprintf(stderr, "dsup-node: plugin %s failed to initialise (returned %d)\n", path, abi);
         return -1;
     }
-    if (abi != DSUP_ABI_VERSION) {
+    if (abi < 1 || abi > DSUP_ABI_VERSION) { /* ABI 1 plugins are still read correctly */
         fprintf(stderr, "dsup-node: plugin %s was built for ABI version %d, this node has %d\n", path, abi,
                 DSUP_ABI_VERSION);
         return -1;
@@ -128,8 +154,11 @@ static int make_name(dsup_nodeinfo *n, const char *arg, int longname)
         }
     }
     size_t alen = at ? (size_t)(at - arg) : strlen(arg);
-    if (alen == 0 || alen >= sizeof n->alive || !host[0])
+    if (alen == 0 || alen >= sizeof n->alive || !host[0] || strchr(host, '@'))
         return -1;
+    for (size_t i = 0; i < alen; i++) /* what erl accepts in a node name */
+        if (!(isalnum((unsigned char)arg[i]) || arg[i] == '_' || arg[i] == '-'))
+            return -1;
     memcpy(n->alive, arg, alen);
     n->alive[alen] = 0;
     snprintf(n->host, sizeof n->host, "%s", host);
@@ -141,93 +170,302 @@ static int make_name(dsup_nodeinfo *n, const char *arg, int longname)
     return n->name ? 0 : -1;
 }
 
-/* Names given on the command line: MyApp.Sup is the Elixir alias
- * 'Elixir.MyApp.Sup'; lower-case names are plain atoms. Interned. */
-const char *dsup_atom_from_cli(const char *arg)
+/* ---- options ------------------------------------------------------------------------
+ * One table row per option: its name, whether it takes a value, and the
+ * function that checks and stores it. A bad value is one line on stderr
+ * naming the option and what it accepts, and exit status 64 (EX_USAGE),
+ * before anything starts. */
+
+enum { CLI_OK = 0, CLI_ERR = -1, CLI_EXIT0 = 1 };
+
+typedef struct cli_ctx {
+    dsup_nodeinfo *n;
+    const char *name, *cookie;
+    int longname;
+    const char **connect, **plugins, **scopes, **sups;
+    int nplugins;
+} cli_ctx;
+
+typedef struct cli_opt {
+    const char *name;
+    int takes_value;
+    int (*set)(cli_ctx *c, const char *opt, const char *v);
+} cli_opt;
+
+__attribute__((format(printf, 2, 3))) static int cli_error(const char *opt, const char *fmt, ...)
 {
-    char buf[300];
-    if (!arg[0] || strlen(arg) > 255)
-        return NULL;
-    if (arg[0] >= 'A' && arg[0] <= 'Z' && strncmp(arg, "Elixir.", 7) != 0)
-        snprintf(buf, sizeof buf, "Elixir.%s", arg);
+    char msg[1024];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    fprintf(stderr, "dsup-node: %s%s%s\n", opt ? opt : "", opt ? ": " : "", msg);
+    return CLI_ERR;
+}
+
+/* An integer option: the whole string, in range, or one clear line. */
+static int int_arg(const char *opt, const char *v, long long min, long long max, long long *out)
+{
+    char err[256];
+    return dsup_cli_parse_int(v, min, max, out, err, sizeof err) < 0 ? cli_error(opt, "%s", err) : CLI_OK;
+}
+
+static int opt_help(cli_ctx *c, const char *opt, const char *v)
+{
+    fputs(usage, stdout);
+    fputs(dsup_net_cli_usage, stdout); /* net_opts.c */
+    return CLI_EXIT0;
+}
+
+static int opt_version(cli_ctx *c, const char *opt, const char *v)
+{
+    printf("dsup-node %s\n", DSUP_VERSION);
+    return CLI_EXIT0;
+}
+
+static int opt_name(cli_ctx *c, const char *opt, const char *v)
+{
+    c->longname = !strcmp(opt, "--name");
+    c->name = v;
+    return CLI_OK;
+}
+
+static int opt_cookie(cli_ctx *c, const char *opt, const char *v)
+{
+    if (!v[0] || strlen(v) >= sizeof c->n->cookie)
+        return cli_error(opt, "expected 1..%zu characters", sizeof c->n->cookie - 1);
+    c->cookie = v;
+    return CLI_OK;
+}
+
+static int opt_visible(cli_ctx *c, const char *opt, const char *v)
+{
+    c->n->visible = !strcmp(opt, "--visible");
+    return CLI_OK;
+}
+
+static int opt_connect(cli_ctx *c, const char *opt, const char *v)
+{
+    char err[300];
+    if (dsup_cli_check_node(v, err, sizeof err) < 0)
+        return cli_error(opt, "%s", err);
+    c->connect[c->n->nconnect++] = v;
+    return CLI_OK;
+}
+
+static int opt_listen_port(cli_ctx *c, const char *opt, const char *v)
+{
+    long long p;
+    if (int_arg(opt, v, 0, 65535, &p) < 0)
+        return CLI_ERR;
+    c->n->port = (int)p;
+    return CLI_OK;
+}
+
+static int opt_listen_address(cli_ctx *c, const char *opt, const char *v)
+{
+    char err[300];
+    if (dsup_cli_parse_address(v, err, sizeof err) < 0)
+        return cli_error(opt, "%s", err);
+    c->n->listen_address = v;
+    return CLI_OK;
+}
+
+static int opt_ticktime(cli_ctx *c, const char *opt, const char *v)
+{
+    long long t;
+    if (int_arg(opt, v, 1, 86400, &t) < 0)
+        return CLI_ERR;
+    c->n->ticktime_ms = (unsigned)t * 1000u;
+    return CLI_OK;
+}
+
+static int opt_max_frame(cli_ctx *c, const char *opt, const char *v)
+{
+    long long m;
+    if (int_arg(opt, v, 1024, 0xffffffffLL, &m) < 0) /* the length prefix is 32 bits */
+        return CLI_ERR;
+    c->n->max_frame = (size_t)m;
+    return CLI_OK;
+}
+
+static int opt_scope(cli_ctx *c, const char *opt, const char *v)
+{
+    const char *sc = dsup_atom_from_cli(v);
+    if (!sc)
+        return cli_error(opt, "expected a name of 1..255 characters, got '%s'", v);
+    c->scopes[c->n->nscopes++] = sc;
+    return CLI_OK;
+}
+
+static int opt_supervisor(cli_ctx *c, const char *opt, const char *v)
+{
+    char name[300], err[1024];
+    ei_x_buff x;
+    int rc = dsup_cli_sup_parse(v, name, sizeof name, &x, err, sizeof err);
+    ei_x_free(&x);
+    if (rc < 0)
+        return cli_error(opt, "%s", err);
+    const char *atom = dsup_intern_str(name);
+    for (int i = 0; i < c->n->nsups; i++) {
+        char other[300];
+        ei_x_buff y;
+        dsup_cli_sup_parse(c->sups[i], other, sizeof other, &y, err, sizeof err);
+        ei_x_free(&y);
+        if (dsup_intern_str(other) == atom)
+            return cli_error(opt, "instance %s given twice", name);
+    }
+    c->sups[c->n->nsups++] = v;
+    return CLI_OK;
+}
+
+static int opt_max_instance_restarts(cli_ctx *c, const char *opt, const char *v)
+{
+    long long n;
+    if (int_arg(opt, v, 0, 10000, &n) < 0)
+        return CLI_ERR;
+    dsup_heal_max_restarts = (int)n;
+    return CLI_OK;
+}
+
+static int opt_max_instance_seconds(cli_ctx *c, const char *opt, const char *v)
+{
+    long long n;
+    if (int_arg(opt, v, 1, 86400, &n) < 0)
+        return CLI_ERR;
+    dsup_heal_max_seconds = (int)n;
+    return CLI_OK;
+}
+
+static int opt_ring_atoms(cli_ctx *c, const char *opt, const char *v)
+{
+    if (!strcmp(v, "otp25"))
+        dsup_ring_default_atom_encoding = DSUP_RING_ATOM_EXT;
+    else if (!strcmp(v, "otp26"))
+        dsup_ring_default_atom_encoding = DSUP_RING_ATOM_UTF8;
     else
-        snprintf(buf, sizeof buf, "%s", arg);
-    if (strlen(buf) > 255)
-        return NULL;
-    return dsup_intern_str(buf);
+        return cli_error(opt, "expected otp25 or otp26, got '%s'", v);
+    dsup_ring_atoms_explicit = 1;
+    return CLI_OK;
 }
 
-/* "Name,key=value,..." into the instance atom and a keyword-list term, as
- * start_link/1 takes. 0, or -1 for a malformed spec. */
-int dsup_cli_sup_opts(const char *arg, char *name, size_t cap, ei_x_buff *opts)
+static int opt_load(cli_ctx *c, const char *opt, const char *v)
 {
-    char *copy = strdup(arg), *save = NULL;
-    ei_x_new(opts);
-    if (!copy)
-        return -1;
-    char *tok = strtok_r(copy, ",", &save);
-    const char *atom = tok ? dsup_atom_from_cli(tok) : NULL;
-    int rc = atom ? 0 : -1;
-    if (atom)
-        snprintf(name, cap, "%s", atom);
-    char *pairs[64];
-    int npairs = 0;
-    while (rc == 0 && (tok = strtok_r(NULL, ",", &save))) {
-        if (!strchr(tok, '=') || npairs == 64)
-            rc = -1;
-        else
-            pairs[npairs++] = tok;
-    }
-    if (rc == 0 && npairs)
-        ei_x_encode_list_header(opts, npairs);
-    for (int i = 0; rc == 0 && i < npairs; i++) {
-        char *eq = strchr(pairs[i], '=');
-        *eq = 0;
-        const char *k = pairs[i], *v = eq + 1;
-        ei_x_encode_tuple_header(opts, 2);
-        if (!strcmp(k, "cache_children") || !strcmp(k, "cache_children?")) {
-            dsup_x_encode_atom(opts, "cache_children?");
-            dsup_x_encode_atom(opts, v);
-        } else if (!strcmp(k, "monitor_nodes")) {
-            dsup_x_encode_atom(opts, k);
-            dsup_x_encode_atom(opts, v);
-        } else if (!strcmp(k, "max_restarts") || !strcmp(k, "max_seconds")) {
-            char *end;
-            long num = strtol(v, &end, 10);
-            if (*end || !*v)
-                rc = -1;
-            dsup_x_encode_atom(opts, k);
-            ei_x_encode_long(opts, num);
-        } else if (!strcmp(k, "nodes") || !strcmp(k, "listeners")) {
-            dsup_x_encode_atom(opts, k);
-            char *s2 = NULL, *list = strdup(v);
-            int cnt = 0;
-            for (const char *t = v; *t; t++)
-                cnt += *t == '+';
-            cnt += *v != 0;
-            if (cnt)
-                ei_x_encode_list_header(opts, cnt);
-            for (char *t = strtok_r(list, "+", &s2); t; t = strtok_r(NULL, "+", &s2))
-                dsup_x_encode_atom(opts, !strcmp(k, "nodes") ? t : dsup_atom_from_cli(t));
-            ei_x_encode_empty_list(opts);
-            free(list);
-        } else {
-            dsup_x_encode_atom(opts, k); /* refused by the option check, by name */
-            dsup_x_encode_atom(opts, v);
-        }
-    }
-    ei_x_encode_empty_list(opts);
-    free(copy);
-    return rc;
+    c->plugins[c->nplugins++] = v;
+    return CLI_OK;
 }
 
-static int need(int i, int argc, const char *opt)
+static int opt_log_level(cli_ctx *c, const char *opt, const char *v)
 {
-    if (i + 1 >= argc) {
-        fprintf(stderr, "dsup-node: %s needs a value\n%s", opt, usage);
-        return 0;
+    int l = dsup_log_level_parse(v);
+    if (l < 0)
+        return cli_error(opt, "expected debug, info, warn or error, got '%s'", v);
+    dsup_log_level = l;
+    return CLI_OK;
+}
+
+static int opt_log_format(cli_ctx *c, const char *opt, const char *v)
+{
+    if (dsup_log_format_parse(v) < 0)
+        return cli_error(opt, "expected text or json, got '%s'", v);
+    return CLI_OK;
+}
+
+static int opt_peer_name_quota(cli_ctx *c, const char *opt, const char *v)
+{
+    long long q;
+    if (int_arg(opt, v, 0, 1000000000LL, &q) < 0)
+        return CLI_ERR;
+    dsup_intern_set_quota((size_t)q);
+    return CLI_OK;
+}
+
+/* Hostile-network bounds (defaults in net_opts.c). */
+static int opt_setup_time(cli_ctx *c, const char *opt, const char *v)
+{
+    char *end;
+    errno = 0;
+    double secs = strtod(v, &end);
+    if (!*v || *end || errno || !(secs >= 0.05 && secs <= 3600))
+        return cli_error(opt, "expected seconds from 0.05 to 3600, got '%s'", v);
+    c->n->setup_ms = (unsigned)(secs * 1000);
+    return CLI_OK;
+}
+
+static int opt_max_handshakes(cli_ctx *c, const char *opt, const char *v)
+{
+    long long x;
+    if (int_arg(opt, v, 1, 100000, &x) < 0)
+        return CLI_ERR;
+    if (!strcmp(opt, "--max-handshakes"))
+        c->n->max_handshakes = (unsigned)x;
+    else
+        c->n->max_handshakes_per_addr = (unsigned)x;
+    return CLI_OK;
+}
+
+static int opt_max_out_queue(cli_ctx *c, const char *opt, const char *v)
+{
+    long long x;
+    if (int_arg(opt, v, 4096, 1LL << 40, &x) < 0)
+        return CLI_ERR;
+    c->n->max_out_queue = (size_t)x;
+    return CLI_OK;
+}
+
+static const cli_opt options[] = {
+    { "--help", 0, opt_help },
+    { "-h", 0, opt_help },
+    { "--version", 0, opt_version },
+    { "--sname", 1, opt_name },
+    { "--name", 1, opt_name },
+    { "--cookie", 1, opt_cookie },
+    { "--visible", 0, opt_visible },
+    { "--hidden", 0, opt_visible },
+    { "--connect", 1, opt_connect },
+    { "--listen-port", 1, opt_listen_port },
+    { "--listen-address", 1, opt_listen_address },
+    { "--net-ticktime", 1, opt_ticktime },
+    { "--max-frame", 1, opt_max_frame },
+    { "--scope", 1, opt_scope },
+    { "--supervisor", 1, opt_supervisor },
+    { "--max-instance-restarts", 1, opt_max_instance_restarts },
+    { "--max-instance-seconds", 1, opt_max_instance_seconds },
+    { "--ring-atoms", 1, opt_ring_atoms },
+    { "--load", 1, opt_load },
+    { "--log-level", 1, opt_log_level },
+    { "--log-format", 1, opt_log_format },
+    { "--peer-name-quota", 1, opt_peer_name_quota },
+    { "--setup-time", 1, opt_setup_time },
+    { "--max-handshakes", 1, opt_max_handshakes },
+    { "--max-handshakes-per-addr", 1, opt_max_handshakes },
+    { "--max-out-queue", 1, opt_max_out_queue },
+};
+
+/* CLI_OK when the node should start, CLI_EXIT0 after --help/--version,
+ * CLI_ERR after a usage error (already printed). */
+static int parse_args(cli_ctx *c, int argc, char **argv)
+{
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        const cli_opt *o = NULL;
+        for (size_t k = 0; k < sizeof options / sizeof options[0] && !o; k++)
+            if (!strcmp(a, options[k].name))
+                o = &options[k];
+        if (!o)
+            return cli_error(NULL, "unknown option '%s' (see dsup-node --help)", a);
+        if (o->takes_value && i + 1 >= argc)
+            return cli_error(a, "needs a value");
+        int rc = o->set(c, a, o->takes_value ? argv[++i] : NULL);
+        if (rc != CLI_OK)
+            return rc;
     }
-    return 1;
+    if (!c->name)
+        return cli_error(NULL, "--sname NAME or --name NAME[@HOST] is required (see dsup-node --help)");
+    if (make_name(c->n, c->name, c->longname) < 0)
+        return cli_error(c->longname ? "--name" : "--sname",
+                         "expected NAME[@HOST] with NAME of letters, digits, '_' or '-', got '%s'", c->name);
+    return CLI_OK;
 }
 
 static int run(int argc, char **argv, const char **connect, const char **plugins, const char **scopes,
@@ -238,9 +476,6 @@ static int run(int argc, char **argv, const char **connect, const char **plugins
     memset(n, 0, sizeof *n);
     n->ticktime_ms = 60000;
     n->max_frame = 128u << 20;
-    const char *name = NULL, *cookie = NULL;
-    int longname = 0;
-    int nplugins = 0;
 #ifndef DSUP_OTP_RELEASE
 #define DSUP_OTP_RELEASE 25
 #endif
@@ -248,129 +483,27 @@ static int run(int argc, char **argv, const char **connect, const char **plugins
      * built against unless told otherwise. */
     dsup_ring_default_atom_encoding = DSUP_OTP_RELEASE >= 26 ? DSUP_RING_ATOM_UTF8 : DSUP_RING_ATOM_EXT;
 
-    for (int i = 1; i < argc; i++) {
-        const char *a = argv[i];
-        if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
-            fputs(usage, stdout);
-            return 0;
-        } else if (!strcmp(a, "--sname") || !strcmp(a, "--name")) {
-            if (!need(i, argc, a))
-                return 2;
-            longname = !strcmp(a, "--name");
-            name = argv[++i];
-        } else if (!strcmp(a, "--cookie")) {
-            if (!need(i, argc, a))
-                return 2;
-            cookie = argv[++i];
-        } else if (!strcmp(a, "--visible")) {
-            n->visible = 1;
-        } else if (!strcmp(a, "--hidden")) {
-            n->visible = 0;
-        } else if (!strcmp(a, "--connect")) {
-            if (!need(i, argc, a))
-                return 2;
-            connect[n->nconnect++] = argv[++i];
-        } else if (!strcmp(a, "--listen-port")) {
-            if (!need(i, argc, a))
-                return 2;
-            n->port = atoi(argv[++i]);
-            if (n->port < 0 || n->port > 65535) {
-                fprintf(stderr, "dsup-node: bad port %s\n", argv[i]);
-                return 2;
-            }
-        } else if (!strcmp(a, "--net-ticktime")) {
-            if (!need(i, argc, a))
-                return 2;
-            int t = atoi(argv[++i]);
-            if (t <= 0) {
-                fprintf(stderr, "dsup-node: bad net ticktime %s\n", argv[i]);
-                return 2;
-            }
-            n->ticktime_ms = (unsigned)t * 1000u;
-        } else if (!strcmp(a, "--max-frame")) {
-            if (!need(i, argc, a))
-                return 2;
-            long long m = atoll(argv[++i]);
-            if (m < 1024) {
-                fprintf(stderr, "dsup-node: bad --max-frame %s\n", argv[i]);
-                return 2;
-            }
-            n->max_frame = (size_t)m;
-        } else if (!strcmp(a, "--scope")) {
-            if (!need(i, argc, a))
-                return 2;
-            const char *sc = dsup_atom_from_cli(argv[++i]);
-            if (!sc) {
-                fprintf(stderr, "dsup-node: bad scope name %s\n", argv[i]);
-                return 2;
-            }
-            scopes[n->nscopes++] = sc;
-        } else if (!strcmp(a, "--supervisor")) {
-            if (!need(i, argc, a))
-                return 2;
-            sups[n->nsups++] = argv[++i];
-        } else if (!strcmp(a, "--ring-atoms")) {
-            if (!need(i, argc, a))
-                return 2;
-            const char *v = argv[++i];
-            dsup_ring_atoms_explicit = 1;
-            if (!strcmp(v, "otp25"))
-                dsup_ring_default_atom_encoding = DSUP_RING_ATOM_EXT;
-            else if (!strcmp(v, "otp26"))
-                dsup_ring_default_atom_encoding = DSUP_RING_ATOM_UTF8;
-            else {
-                fprintf(stderr, "dsup-node: --ring-atoms takes otp25 or otp26\n");
-                return 2;
-            }
-        } else if (!strcmp(a, "--load")) {
-            if (!need(i, argc, a))
-                return 2;
-            plugins[nplugins++] = argv[++i];
-        } else if (!strcmp(a, "--log-level")) {
-            if (!need(i, argc, a))
-                return 2;
-            int l = dsup_log_level_parse(argv[++i]);
-            if (l < 0) {
-                fprintf(stderr, "dsup-node: bad log level %s\n", argv[i]);
-                return 2;
-            }
-            dsup_log_level = l;
-        } else {
-            fprintf(stderr, "dsup-node: unknown option %s\n%s", a, usage);
-            return 2;
-        }
-    }
-    if (!name) {
-        fprintf(stderr, "dsup-node: --sname or --name is required\n%s", usage);
-        return 2;
-    }
-    if (make_name(n, name, longname) < 0) {
-        fprintf(stderr, "dsup-node: bad node name %s\n", name);
-        return 2;
-    }
-    if (cookie) {
-        snprintf(n->cookie, sizeof n->cookie, "%s", cookie);
+    cli_ctx c = { .n = n, .connect = connect, .plugins = plugins, .scopes = scopes, .sups = sups };
+    int rc = parse_args(&c, argc, argv);
+    if (rc == CLI_EXIT0)
+        return 0;
+    if (rc != CLI_OK)
+        return DSUP_EXIT_USAGE;
+    dsup_log_set_node(n->name);
+    if (c.cookie) {
+        snprintf(n->cookie, sizeof n->cookie, "%s", c.cookie);
     } else if (read_cookie(n->cookie, sizeof n->cookie) < 0) {
         fprintf(stderr, "dsup-node: no cookie (use --cookie or ~/.erlang.cookie)\n");
-        return 2;
+        return 1;
     }
     dsup_register_builtin_workers();
-    for (int i = 0; i < nplugins; i++)
+    for (int i = 0; i < c.nplugins; i++)
         if (load_plugin(plugins[i]) < 0)
             return 1;
 
     n->connect = connect;
     n->scopes = scopes;
     n->sups = sups;
-    for (int i = 0; i < n->nsups; i++) {
-        ei_x_buff opts;
-        char name[300];
-        if (dsup_cli_sup_opts(sups[i], name, sizeof name, &opts) < 0) {
-            fprintf(stderr, "dsup-node: bad --supervisor %s\n", sups[i]);
-            return 2;
-        }
-        ei_x_free(&opts);
-    }
     n->loop = uv_default_loop();
     g_node = n;
     if (dsup_node_start() < 0)
@@ -384,6 +517,9 @@ static int run(int argc, char **argv, const char **connect, const char **plugins
 
 int dsup_main(int argc, char **argv)
 {
+    /* A peer that resets its socket must not kill the node: writes to it
+     * then fail with EPIPE instead (libuv writes with write/writev). */
+    signal(SIGPIPE, SIG_IGN);
     /* Room for every argument; freed on every way out (LeakSanitizer runs). */
     const char **connect = calloc((size_t)argc, sizeof *connect);
     const char **plugins = calloc((size_t)argc, sizeof *plugins);

@@ -8,10 +8,48 @@
 
 #include <stdlib.h>
 #include <string.h>
+#ifdef __GLIBC__
+#include <malloc.h>
+#endif
 
 #include "log.h"
 
 #define READ_CHUNK 65536
+/* Handshake packets are small (send_name is the largest: 15 + 255 bytes):
+ * an unauthenticated peer gets a small read buffer and no more. */
+#define HS_READ_CHUNK 1024
+#define HS_MAX_PACKET 512
+/* Buffers grown past this by one large message are given back once drained,
+ * so one 32 MiB echo does not keep 32 MiB per direction for the connection's life. */
+#define SHRINK_ABOVE (1u << 20)
+
+const char *dsup_conn_label(const dsup_conn *c)
+{
+    if (c->peer)
+        return c->peer;
+    if (c->hs_name[0])
+        return c->hs_name;
+    return c->addr_text[0] ? c->addr_text : "?";
+}
+
+/* Give a drained buffer back when one large message grew it; returns 1 when
+ * memory was released. */
+static int shrink_if_large(dsup_buf *b)
+{
+    if (b->len || b->cap <= SHRINK_ABOVE)
+        return 0;
+    dsup_buf_free(b);
+    return 1;
+}
+
+static void release_memory(void)
+{
+#ifdef __GLIBC__
+    /* glibc keeps freed large blocks in the heap (its mmap threshold adapts
+     * upward); hand them back to the OS. Runs only after a large message. */
+    malloc_trim(0);
+#endif
+}
 
 dsup_conn *dsup_conn_new(void)
 {
@@ -27,7 +65,7 @@ dsup_conn *dsup_conn_new(void)
 static void on_alloc(uv_handle_t *h, size_t hint, uv_buf_t *b)
 {
     dsup_conn *c = h->data;
-    if (dsup_buf_reserve(&c->rbuf, READ_CHUNK)) {
+    if (dsup_buf_reserve(&c->rbuf, c->state == CONN_UP ? READ_CHUNK : HS_READ_CHUNK)) {
         b->base = NULL;
         b->len = 0;
         return;
@@ -42,6 +80,10 @@ static ssize_t read_handshake(dsup_conn *c, const char *p, size_t len)
     size_t off = 0;
     while (c->state == CONN_HANDSHAKE && len - off >= 2) {
         size_t n = dsup_get_u16be(p + off);
+        if (n > HS_MAX_PACKET) {
+            c->error = "handshake packet too large";
+            return -1;
+        }
         if (len - off - 2 < n)
             break;
         if (dsup_hs_packet(c, (const uint8_t *)p + off + 2, n) < 0)
@@ -88,7 +130,19 @@ static void on_read(uv_stream_t *s, ssize_t n, const uv_buf_t *b)
 {
     dsup_conn *c = s->data;
     if (n < 0) {
-        dsup_conn_close(c, n == UV_EOF ? "closed by peer" : uv_strerror((int)n));
+        if (dsup_hs_waiting_for_theirs(c)) {
+            /* The peer closes the attempt it refused with "nok"; this one
+             * keeps our queue until their connection is proven (then the
+             * queue moves there) or the setup deadline passes. */
+            LOG_DEBUG("%s closed our refused attempt; waiting for its connection to be proven",
+                      c->peer);
+            uv_read_stop(s);
+            return;
+        }
+        if (c->state == CONN_HANDSHAKE && c->outbound && n == UV_EOF)
+            dsup_conn_close(c, dsup_hs_closed_reason(c));
+        else
+            dsup_conn_close(c, n == UV_EOF ? "closed by peer" : uv_strerror((int)n));
         return;
     }
     if (n == 0)
@@ -105,7 +159,7 @@ static void on_read(uv_stream_t *s, ssize_t n, const uv_buf_t *b)
         else
             break;
         if (used < 0) {
-            dsup_conn_close(c, "protocol error");
+            dsup_conn_close(c, c->error ? c->error : "protocol error");
             return;
         }
         if (used == 0)
@@ -115,6 +169,8 @@ static void on_read(uv_stream_t *s, ssize_t n, const uv_buf_t *b)
     if (c->state == CONN_CLOSING)
         return;
     dsup_buf_consume(&c->rbuf, off);
+    if (shrink_if_large(&c->rbuf))
+        release_memory();
     /* Replies produced while handling this batch go out now, in one write. */
     dsup_node_flush_all();
 }
@@ -167,12 +223,22 @@ static void on_written(uv_write_t *w, int status)
         dsup_conn_close(c, uv_strerror(status));
         return;
     }
+    int shrunk = shrink_if_large(&c->wflight);
+    shrunk |= shrink_if_large(&c->wq);
+    if (shrunk)
+        release_memory();
     if (c->wq.len)
         dsup_conn_flush(c);
 }
 
 void dsup_conn_flush(dsup_conn *c)
 {
+    if (c->overflow && c->state != CONN_CLOSING) {
+        LOG_WARN("%s does not read: %zu bytes queued exceed --max-out-queue %zu; disconnecting",
+                 dsup_conn_label(c), c->wq.len + c->wflight.len, g_node->max_out_queue);
+        dsup_conn_close(c, "output queue limit exceeded");
+        return;
+    }
     if (c->writing || c->state != CONN_UP || c->wq.len == 0)
         return;
     /* Swap the buffers: wq keeps collecting while wflight is written. */
@@ -207,11 +273,13 @@ void dsup_conn_close(dsup_conn *c, const char *why)
         return;
     int was_up = c->state == CONN_UP;
     c->state = CONN_CLOSING;
+    if (!c->error)
+        c->error = why;
     if (was_up)
         LOG_INFO("connection to %s lost: %s", c->peer ? c->peer : "?", why);
     else
         LOG_DEBUG("connection %s%s closed during setup: %s", c->outbound ? "to " : "from ",
-                  c->peer ? c->peer : "?", why);
+                  dsup_conn_label(c), why);
     dsup_node_conn_closed(c);
     if (!uv_is_closing((uv_handle_t *)&c->tcp))
         uv_close((uv_handle_t *)&c->tcp, on_closed);

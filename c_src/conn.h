@@ -19,5 +19,10 @@ void dsup_conn_close(dsup_conn *c, const char *why);
 void dsup_hs_start_outbound(dsup_conn *c);
 /* One handshake packet (without its length). 0 to go on, -1 to close. */
 int dsup_hs_packet(dsup_conn *c, const uint8_t *p, size_t len);
+/* 1 while an outbound handshake waits after status "nok" (simultaneous
+ * connect, theirs wins): it holds our queue for their connection. */
+int dsup_hs_waiting_for_theirs(const dsup_conn *c);
+/* Why an outbound handshake the peer closed at this step most likely failed. */
+const char *dsup_hs_closed_reason(const dsup_conn *c);
 
 #endif

@@ -1,6 +1,10 @@
 /* dispatch.c — what an incoming control message does to local processes.
  * Signals to pids or names that do not exist get the BEAM's answers:
- * LINK -> EXIT noproc, MONITOR_P -> MONITOR_P_EXIT noproc, sends dropped. */
+ * LINK -> EXIT noproc, MONITOR_P -> MONITOR_P_EXIT noproc, sends dropped.
+ *
+ * Names a peer sends are looked up, never interned: a name nobody holds
+ * cannot be registered. Node names of the pids in a message are charged to
+ * the sending peer (intern.h); past its quota the message is dropped. */
 #include <string.h>
 
 #include "intern.h"
@@ -16,7 +20,7 @@ static dsup_proc *local_target(const dsup_ctrl *k, const char **by_name)
 {
     *by_name = NULL;
     if (k->to_is_name) {
-        const char *name = dsup_intern(k->to_name.ptr, k->to_name.len);
+        const char *name = dsup_intern_find(k->to_name.ptr, k->to_name.len);
         *by_name = name;
         return dsup_proc_whereis(name);
     }
@@ -64,7 +68,16 @@ static void answer_noproc_monitor(const dsup_ctrl *k, const char *peer)
     dsup_node_send_ctrl(peer, &r);
 }
 
+static void dispatch(dsup_conn *c, const dsup_ctrl *k);
+
 void dsup_node_dispatch(dsup_conn *c, const dsup_ctrl *k)
+{
+    dsup_intern_set_peer(c->peer);
+    dispatch(c, k);
+    dsup_intern_set_peer(NULL);
+}
+
+static void dispatch(dsup_conn *c, const dsup_ctrl *k)
 {
     const char *by_name;
     dsup_proc *p;
@@ -83,7 +96,13 @@ void dsup_node_dispatch(dsup_conn *c, const dsup_ctrl *k)
 
     case DSUP_OP_REG_SEND:
     case DSUP_OP_REG_SEND_TT: {
-        const char *name = dsup_intern(k->to_name.ptr, k->to_name.len);
+        dsup_node_ctrl_is_special(NULL); /* the built-in names exist before the lookup */
+        const char *name = dsup_intern_find(k->to_name.ptr, k->to_name.len);
+        if (!name) {
+            LOG_DEBUG("message from %s to unknown name '%.*s' dropped", c->peer, (int)k->to_name.len,
+                      k->to_name.ptr);
+            return;
+        }
         if (dsup_pid_from_wire(&k->from, &from) < 0)
             return;
         if (dsup_node_ctrl_special(name, &from, slice_term(k->msg)))
@@ -92,7 +111,7 @@ void dsup_node_dispatch(dsup_conn *c, const dsup_ctrl *k)
         if (p)
             dsup_proc_deliver(p, slice_term(k->msg));
         else
-            LOG_DEBUG("message from %s to unknown name '%s' dropped", c->peer, name ? name : "?");
+            LOG_DEBUG("message from %s to unknown name '%s' dropped", c->peer, name);
         return;
     }
 
@@ -139,6 +158,7 @@ void dsup_node_dispatch(dsup_conn *c, const dsup_ctrl *k)
         return;
 
     case DSUP_OP_MONITOR_P:
+        dsup_node_ctrl_is_special(NULL);
         p = local_target(k, &by_name);
         if (dsup_pid_from_wire(&k->from, &from) < 0 || decode_ref(k->ref, &ref) < 0)
             return;
@@ -162,8 +182,10 @@ void dsup_node_dispatch(dsup_conn *c, const dsup_ctrl *k)
         if (!p)
             return;
         if (k->from_is_name) {
-            const char *name = dsup_intern(k->from_name.ptr, k->from_name.len);
-            dsup_proc_sig_down(p, &ref, NULL, name, c->peer, slice_term(k->reason));
+            /* Our monitor by that name holds it; an unknown name matches none. */
+            const char *name = dsup_intern_find(k->from_name.ptr, k->from_name.len);
+            if (name)
+                dsup_proc_sig_down(p, &ref, NULL, name, c->peer, slice_term(k->reason));
         } else if (dsup_pid_from_wire(&k->from, &from) == 0) {
             dsup_proc_sig_down(p, &ref, &from, NULL, NULL, slice_term(k->reason));
         }

@@ -1,5 +1,8 @@
 /* epmd.c — the epmd protocol (erl_dist_protocol.xml, "EPMD Protocol").
- * Each request is a small state object owning one uv_tcp_t; nothing blocks. */
+ * Each request is a small state object owning one uv_tcp_t and one deadline
+ * timer; nothing blocks and nothing waits for a frozen epmd forever. The
+ * registration connection stays open: when it closes (epmd restarted), the
+ * node registers again, with backoff. */
 #include "epmd.h"
 
 #include <stdio.h>
@@ -26,6 +29,8 @@ int dsup_epmd_port(void)
 
 typedef struct epmd_req {
     uv_tcp_t tcp;
+    uv_timer_t timer;       /* deadline for the answer */
+    int open_handles;       /* freed when both handles are closed */
     uv_connect_t creq;
     uv_write_t wreq;
     char out[300];
@@ -44,13 +49,21 @@ static epmd_req *reg_req;       /* the open registration, if any */
 static uv_loop_t *reg_loop;
 static char reg_alive[256];
 static int reg_port, reg_hidden, reg_tries;
+static int reg_ever;            /* registered once: later losses re-register */
+static int reg_stopped;         /* unregistered at shutdown: no more retries */
+static unsigned reg_backoff_ms;
 static dsup_epmd_reg_cb reg_cb_saved;
 static uv_timer_t reg_retry;
 static int reg_retry_init;
 
+#define REG_ANSWER_MS 5000      /* a registration not answered by then is retried */
+#define REG_BACKOFF_MAX_MS 5000
+
 static void req_free(uv_handle_t *h)
 {
     epmd_req *r = h->data;
+    if (--r->open_handles > 0)
+        return;
     dsup_buf_free(&r->in);
     free(r);
 }
@@ -59,6 +72,8 @@ static void req_close(epmd_req *r)
 {
     if (!uv_is_closing((uv_handle_t *)&r->tcp))
         uv_close((uv_handle_t *)&r->tcp, req_free);
+    if (!uv_is_closing((uv_handle_t *)&r->timer))
+        uv_close((uv_handle_t *)&r->timer, req_free);
 }
 
 static void on_alloc(uv_handle_t *h, size_t hint, uv_buf_t *b)
@@ -83,6 +98,7 @@ static void finish_port(epmd_req *r, int status, int port, int version)
 }
 
 static void reg_failed(int status);
+static void reg_lost(void);
 
 static void on_read(uv_stream_t *s, ssize_t n, const uv_buf_t *b)
 {
@@ -95,30 +111,47 @@ static void on_read(uv_stream_t *s, ssize_t n, const uv_buf_t *b)
             size_t need = d[0] == ALIVE2_X_RESP ? 6 : 4;
             if (r->in.len >= need) {
                 r->done = 1;
+                uv_timer_stop(&r->timer);
+                if (d[1] != 0 && reg_ever) {
+                    LOG_WARN("epmd refused to register '%s' again (result %d); retrying",
+                             reg_alive, d[1]);
+                    reg_req = NULL;
+                    req_close(r);
+                    reg_failed(-1);
+                    return;
+                }
                 if (d[1] != 0) {
                     LOG_ERROR("epmd refused the registration of '%s' (result %d): is a node "
                               "with this name already running?", reg_alive, d[1]);
                     reg_cb_saved(-1, 0);
                     return;
                 }
+                if (reg_ever) {
+                    /* Our creation stays: peers know it from the handshake,
+                     * and our pids carry it. */
+                    LOG_INFO("registered with epmd again as '%s' (port %d)", reg_alive, reg_port);
+                    reg_backoff_ms = 0;
+                    return;
+                }
+                reg_ever = 1;
                 uint32_t creation = d[0] == ALIVE2_X_RESP ? dsup_get_u32be(d + 2) : dsup_get_u16be(d + 2);
                 reg_cb_saved(0, creation);
+                return;
             }
         }
         if (n < 0) {
-            /* epmd went away: we lose our entry; say so (the BEAM would too). */
-            if (r->done)
-                LOG_WARN("connection to epmd lost; this node is no longer registered");
             reg_req = NULL;
             req_close(r);
-            if (!r->done)
+            if (r->done)
+                reg_lost();
+            else
                 reg_failed((int)n);
         }
         return;
     }
     if (r->in.len >= 2 && d[0] == PORT2_RESP) {
         if (d[1] != 0) {
-            finish_port(r, -1, 0, 0);
+            finish_port(r, DSUP_EPMD_NOT_REGISTERED, 0, 0);
             return;
         }
         if (r->in.len >= 10) {
@@ -133,6 +166,8 @@ static void on_read(uv_stream_t *s, ssize_t n, const uv_buf_t *b)
 static void on_written(uv_write_t *w, int status)
 {
     epmd_req *r = w->data;
+    if (status == UV_ECANCELED)
+        return; /* closed by its deadline or at shutdown */
     if (status < 0) {
         if (r->registration) {
             reg_req = NULL;
@@ -149,6 +184,8 @@ static void on_written(uv_write_t *w, int status)
 static void on_connected(uv_connect_t *c, int status)
 {
     epmd_req *r = c->data;
+    if (status == UV_ECANCELED)
+        return; /* closed by its deadline or at shutdown */
     if (status < 0) {
         if (r->registration) {
             reg_req = NULL;
@@ -164,19 +201,36 @@ static void on_connected(uv_connect_t *c, int status)
     uv_write(&r->wreq, (uv_stream_t *)&r->tcp, &b, 1, on_written);
 }
 
-static epmd_req *req_start(uv_loop_t *loop, const struct sockaddr *addr)
+static void on_req_timeout(uv_timer_t *t)
+{
+    epmd_req *r = t->data;
+    if (r->registration) {
+        if (reg_req == r)
+            reg_req = NULL;
+        req_close(r);
+        reg_failed(UV_ETIMEDOUT);
+    } else {
+        finish_port(r, UV_ETIMEDOUT, 0, 0);
+    }
+}
+
+static epmd_req *req_start(uv_loop_t *loop, const struct sockaddr *addr, unsigned timeout_ms)
 {
     epmd_req *r = calloc(1, sizeof *r);
     if (!r)
         return NULL;
     uv_tcp_init(loop, &r->tcp);
+    uv_timer_init(loop, &r->timer);
+    r->open_handles = 2;
     r->tcp.data = r;
+    r->timer.data = r;
     r->creq.data = r;
     int rc = uv_tcp_connect(&r->creq, &r->tcp, addr, on_connected);
     if (rc < 0) {
-        uv_close((uv_handle_t *)&r->tcp, req_free);
+        req_close(r);
         return NULL;
     }
+    uv_timer_start(&r->timer, on_req_timeout, timeout_ms, 0);
     return r;
 }
 
@@ -186,7 +240,7 @@ static int reg_send(void)
 {
     struct sockaddr_in a;
     uv_ip4_addr("127.0.0.1", dsup_epmd_port(), &a);
-    epmd_req *r = req_start(reg_loop, (const struct sockaddr *)&a);
+    epmd_req *r = req_start(reg_loop, (const struct sockaddr *)&a, REG_ANSWER_MS);
     if (!r)
         return -1;
     r->registration = 1;
@@ -239,8 +293,41 @@ static void on_reg_retry(uv_timer_t *t)
         reg_failed(-1);
 }
 
+static void reg_retry_in(unsigned ms)
+{
+    if (!reg_retry_init) {
+        uv_timer_init(reg_loop, &reg_retry);
+        reg_retry_init = 1;
+    }
+    uv_timer_start(&reg_retry, on_reg_retry, ms, 0);
+}
+
+/* epmd closed our registration (it was restarted, or killed): we are no
+ * longer findable. Say so once, then register again until it answers. */
+static void reg_lost(void)
+{
+    if (reg_stopped)
+        return;
+    LOG_WARN("connection to epmd lost: this node is not registered; registering again");
+    reg_backoff_ms = 100;
+    reg_retry_in(reg_backoff_ms);
+}
+
 static void reg_failed(int status)
 {
+    if (reg_stopped)
+        return;
+    if (reg_ever) {
+        /* Re-registering: never give up, never start an epmd of our own
+         * (whoever restarts epmd owns it). */
+        LOG_DEBUG("registering with epmd again failed: %s",
+                  status < 0 ? uv_strerror(status) : "refused");
+        reg_backoff_ms = reg_backoff_ms ? reg_backoff_ms * 2 : 100;
+        if (reg_backoff_ms > REG_BACKOFF_MAX_MS)
+            reg_backoff_ms = REG_BACKOFF_MAX_MS;
+        reg_retry_in(reg_backoff_ms);
+        return;
+    }
     if (reg_tries == 0)
         start_epmd_daemon();
     if (++reg_tries > 40) {
@@ -249,11 +336,7 @@ static void reg_failed(int status)
         reg_cb_saved(status < 0 ? status : -1, 0);
         return;
     }
-    if (!reg_retry_init) {
-        uv_timer_init(reg_loop, &reg_retry);
-        reg_retry_init = 1;
-    }
-    uv_timer_start(&reg_retry, on_reg_retry, reg_tries < 10 ? 50 : 250, 0);
+    reg_retry_in(reg_tries < 10 ? 50 : 250);
 }
 
 int dsup_epmd_register(uv_loop_t *loop, const char *alive, int port, int hidden, dsup_epmd_reg_cb cb)
@@ -274,6 +357,7 @@ int dsup_epmd_register(uv_loop_t *loop, const char *alive, int port, int hidden,
 
 void dsup_epmd_unregister(void)
 {
+    reg_stopped = 1;
     if (reg_retry_init && !uv_is_closing((uv_handle_t *)&reg_retry))
         uv_close((uv_handle_t *)&reg_retry, NULL);
     reg_retry_init = 0;
@@ -286,7 +370,7 @@ void dsup_epmd_unregister(void)
 /* ---- port please ------------------------------------------------------- */
 
 int dsup_epmd_port_please(uv_loop_t *loop, const struct sockaddr_storage *addr, const char *alive,
-                          dsup_epmd_port_cb cb, void *arg)
+                          unsigned timeout_ms, dsup_epmd_port_cb cb, void *arg)
 {
     struct sockaddr_storage a = *addr;
     if (a.ss_family == AF_INET)
@@ -296,7 +380,7 @@ int dsup_epmd_port_please(uv_loop_t *loop, const struct sockaddr_storage *addr, 
     size_t nlen = strlen(alive);
     if (nlen > 255)
         return -1;
-    epmd_req *r = req_start(loop, (const struct sockaddr *)&a);
+    epmd_req *r = req_start(loop, (const struct sockaddr *)&a, timeout_ms);
     if (!r)
         return -1;
     r->port_cb = cb;

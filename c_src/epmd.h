@@ -16,9 +16,13 @@ int  dsup_epmd_register(uv_loop_t *loop, const char *alive, int port, int hidden
 void dsup_epmd_unregister(void);
 
 /* Look up `alive` at the epmd on `addr` (its port is replaced by the epmd
- * port). status 0 with the node's port and highest version on success. */
+ * port). status 0 with the node's port and highest version on success;
+ * DSUP_EPMD_NOT_REGISTERED when epmd does not know the name; UV_ETIMEDOUT
+ * when no answer came within timeout_ms; another libuv error otherwise.
+ * The callback always runs exactly once (unless the call returns -1). */
+#define DSUP_EPMD_NOT_REGISTERED (-100000)
 typedef void (*dsup_epmd_port_cb)(void *arg, int status, int port, int version);
 int dsup_epmd_port_please(uv_loop_t *loop, const struct sockaddr_storage *addr, const char *alive,
-                          dsup_epmd_port_cb cb, void *arg);
+                          unsigned timeout_ms, dsup_epmd_port_cb cb, void *arg);
 
 #endif

@@ -37,54 +37,86 @@ struct dsup_saved_from {
 
 /* ---- worker type registry --------------------------------------------------- */
 
+/* The registry keeps its own copy of each type, read up to the size the
+ * registrant was built with: an older plugin's shorter struct leaves the
+ * newer fields zero (absent), a newer one's extra fields are ignored. */
 typedef struct type_ent {
-    const dsup_worker_type *type;
+    dsup_worker_type type; /* first: proc->type points here */
+    const dsup_worker_type *orig; /* the registrant's struct */
     size_t live;
     int internal;
 } type_ent;
-static type_ent *types;
+static type_ent **types;
 static size_t ntypes, captypes;
+
+/* The struct as ABI 1 plugins built it (before the reserved slots). */
+#define DSUP_WORKER_TYPE_V1_SIZE (offsetof(dsup_worker_type, state_size) + sizeof(size_t))
 
 static type_ent *find_type(const char *name)
 {
     for (size_t i = 0; i < ntypes; i++)
-        if (strcmp(types[i].type->name, name) == 0)
-            return &types[i];
+        if (strcmp(types[i]->type.name, name) == 0)
+            return types[i];
     return NULL;
 }
 
-static int register_type(const dsup_worker_type *t, int internal)
+static int register_type(const dsup_worker_type *t, size_t size, int internal)
 {
-    if (!t || !t->name || !*t->name || strlen(t->name) > 255 || find_type(t->name))
+    if (!t || size < offsetof(dsup_worker_type, init) + sizeof t->init || !t->name || !*t->name ||
+        strlen(t->name) > 255)
         return -1;
+    type_ent *dup = find_type(t->name);
+    if (dup) /* the same struct again (a plugin loaded twice) is harmless */
+        return dup->orig == t ? 0 : -1;
     if (ntypes == captypes) {
         size_t nc = captypes ? captypes * 2 : 8;
-        type_ent *n = realloc(types, nc * sizeof *n);
+        type_ent **n = realloc(types, nc * sizeof *n);
         if (!n)
             return -1;
         types = n;
         captypes = nc;
     }
-    types[ntypes++] = (type_ent){ t, 0, internal };
+    /* One allocation per type for the node's life: pointers to the copy
+     * (dsup_type(), proc->type) stay valid when the table grows. */
+    type_ent *e = calloc(1, sizeof *e);
+    if (!e)
+        return -1;
+    memcpy(&e->type, t, size < sizeof e->type ? size : sizeof e->type);
+    e->orig = t;
+    e->internal = internal;
+    types[ntypes++] = e;
     return 0;
 }
 
-int dsup_register_worker_type(const dsup_worker_type *t) { return register_type(t, 0); }
-int dsup_register_internal_type(const dsup_worker_type *t) { return register_type(t, 1); }
+int dsup_register_worker_type_sized(const dsup_worker_type *t, size_t size)
+{
+    return register_type(t, size, 0);
+}
+
+/* The ABI 1 entry point, still called by plugins built before the size was
+ * passed (the header's macro hides this name from newer code). */
+#undef dsup_register_worker_type
+DSUP_EXTERN int dsup_register_worker_type(const dsup_worker_type *t);
+int dsup_register_worker_type(const dsup_worker_type *t)
+{
+    return register_type(t, DSUP_WORKER_TYPE_V1_SIZE, 0);
+}
+
+int dsup_register_internal_type(const dsup_worker_type *t) { return register_type(t, sizeof *t, 1); }
 
 const dsup_worker_type *dsup_find_worker_type(const char *name)
 {
     type_ent *e = find_type(name);
-    return e ? e->type : NULL;
+    return e ? &e->type : NULL;
 }
 
 size_t dsup_worker_type_names(const char **out, size_t max)
 {
     size_t n = 0;
     for (size_t i = 0; i < ntypes; i++)
-        if (!types[i].internal) {
+        if (!types[i]->internal) {
             if (n < max)
-                out[n] = types[i].type->name;
+                out[n] = types[i]->type.name;
             n++;
         }
     return n;
@@ -94,15 +126,15 @@ int dsup_which_workers(ei_x_buff *x)
 {
     size_t n = 0;
     for (size_t i = 0; i < ntypes; i++)
-        n += !types[i].internal;
+        n += !types[i]->internal;
     if (n)
         ei_x_encode_list_header(x, (long)n);
     for (size_t i = 0; i < ntypes; i++) {
-        if (types[i].internal)
+        if (types[i]->internal)
             continue;
         ei_x_encode_tuple_header(x, 2);
-        dsup_x_encode_atom(x, types[i].type->name);
-        ei_x_encode_ulong(x, types[i].live);
+        dsup_x_encode_atom(x, types[i]->type.name);
+        ei_x_encode_ulong(x, types[i]->live);
     }
     return ei_x_encode_empty_list(x);
 }
@@ -129,12 +161,19 @@ dsup_saved_from *dsup_from_save(const dsup_from *from)
     if (!s)
         return NULL;
     s->pid = from->pid;
+    dsup_pid_hold(&s->pid); /* the caller's node name outlives this callback */
     s->tag_len = from->tag.len;
     memcpy(s->tag, from->tag.buf, from->tag.len);
     return s;
 }
 
-void dsup_from_discard(dsup_saved_from *from) { free(from); }
+void dsup_from_discard(dsup_saved_from *from)
+{
+    if (!from)
+        return;
+    dsup_pid_release(&from->pid);
+    free(from);
+}
 
 int dsup_reply(dsup_saved_from *from, const ei_x_buff *reply)
 {
@@ -145,7 +184,7 @@ int dsup_reply(dsup_saved_from *from, const ei_x_buff *reply)
     dsup_x_encode_term(x, dsup_term_of_x(reply));
     int rc = send_reply(&from->pid, x);
     dsup_term_scratch_release(x);
-    free(from);
+    dsup_from_discard(from);
     return rc;
 }
 
@@ -446,8 +485,9 @@ static void gs_exiting(dsup_proc *p, dsup_term reason)
     if (p->started && p->type->terminate)
         p->type->terminate(p, p->state, reason);
     p->state = NULL;
-    type_ent *te = find_type(p->type->name);
-    if (te && te->live)
+    /* p->type is the registry's copy, the first member of its entry. */
+    type_ent *te = (type_ent *)(void *)p->type;
+    if (te->live)
         te->live--;
     gs_extra *e = p->beh;
     if (e) {
@@ -469,10 +509,10 @@ static int spawn(const char *type_name, const dsup_term *args, dsup_proc *link_t
     if (!te)
         return -2;
     dsup_proc_set_class(&gen_server_class);
-    dsup_proc *p = dsup_proc_new(te->type->state_size);
+    dsup_proc *p = dsup_proc_new(te->type.state_size);
     if (!p)
         return -1;
-    p->type = te->type;
+    p->type = &te->type;
     te->live++;
     if (link_to) {
         p->has_parent = 1;
@@ -481,9 +521,9 @@ static int spawn(const char *type_name, const dsup_term *args, dsup_proc *link_t
     static const char nil[] = { 106 }; /* [] */
     dsup_term a = args ? *args : (dsup_term){ nil, 1 };
     int rc = 0;
-    if (te->type->init) {
+    if (te->type.init) {
         p->in_callback++;
-        rc = te->type->init(p, a, &p->state);
+        rc = te->type.init(p, a, &p->state);
         p->in_callback--;
     }
     p->started = rc == 0 && !p->stop_reason;

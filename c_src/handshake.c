@@ -10,15 +10,21 @@
  *
  * Digest = MD5(Cookie ++ integer_to_list(Challenge)). The flags are ours to
  * choose: we advertise DIST_MONITOR and DIST_MONITOR_NAME (without both the
- * BEAM sends no monitor signals) and PUBLISHED when visible. */
+ * BEAM sends no monitor signals) and PUBLISHED when visible.
+ *
+ * Nothing a peer says before its challenge_reply proves the cookie acts on
+ * the node: the claimed name stays in the connection (not interned), a claim
+ * to be a connected peer ("alive", then "true") touches that peer's
+ * connection only once the reply checks out (dist_util's up_pending: the old
+ * connection is not given up on an unproven claim). */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "conn.h"
-#include "intern.h"
 #include "log.h"
 #include "md5.h"
+#include "ratelimit.h"
 
 enum {
     HS_IN_NAME = 0,      /* acceptor: waiting for send_name */
@@ -27,7 +33,11 @@ enum {
     HS_OUT_STATUS = 10,  /* initiator: waiting for status */
     HS_OUT_CHALLENGE,    /* initiator: waiting for challenge */
     HS_OUT_ACK,          /* initiator: waiting for challenge_ack */
+    HS_OUT_NOK,          /* initiator: told "nok"; their connection to us wins, we wait to be closed */
 };
+
+/* Failures of unauthenticated inbound attempts: anyone can cause them. */
+static dsup_ratelimit inbound_fail_log;
 
 static void digest(uint32_t challenge, uint8_t out[16])
 {
@@ -46,7 +56,14 @@ static uint32_t new_challenge(void)
 
 static int fail(dsup_conn *c, const char *why)
 {
-    LOG_WARN("handshake %s %s failed: %s", c->outbound ? "to" : "from", c->peer ? c->peer : "?", why);
+    c->error = why;
+    if (c->outbound)
+        return -1; /* node.c logs outbound failures, once per peer and reason */
+    unsigned dropped;
+    if (dsup_ratelimit_ok(&inbound_fail_log, dsup_node_now(), &dropped))
+        LOG_WARN("connection attempt from %s%s%s%s refused: %s%s", dsup_conn_label(c),
+                 c->hs_name[0] ? " (" : "", c->hs_name[0] ? c->addr_text : "", c->hs_name[0] ? ")" : "",
+                 why, dropped ? " (more refusals not logged)" : "");
     return -1;
 }
 
@@ -105,7 +122,8 @@ void dsup_hs_start_outbound(dsup_conn *c)
         dsup_conn_close(c, "could not start the handshake");
 }
 
-/* Acceptor: send_name arrived. */
+/* Acceptor: send_name arrived. The name is kept, not interned, until the
+ * cookie is proven. */
 static int on_name(dsup_conn *c, const uint8_t *p, size_t len)
 {
     if (len < 15 || p[0] != 'N')
@@ -113,12 +131,18 @@ static int on_name(dsup_conn *c, const uint8_t *p, size_t len)
     uint64_t flags = dsup_get_u64be(p + 1);
     c->peer_creation = dsup_get_u32be(p + 9);
     size_t nlen = dsup_get_u16be(p + 13);
-    if (nlen == 0 || nlen > 255 || 15 + nlen != len || !memchr(p + 15, '@', nlen))
+    if (nlen == 0 || nlen >= sizeof c->hs_name || 15 + nlen != len || !memchr(p + 15, '@', nlen))
         return fail(c, "bad node name in send_name");
-    c->peer = dsup_intern((const char *)p + 15, nlen);
-    if (!c->peer || check_peer_flags(c, flags) < 0)
+    for (size_t i = 0; i < nlen; i++)
+        if (p[15 + i] < 0x20 || p[15 + i] == 0x7f) /* no NUL, no control bytes in our logs */
+            return fail(c, "bad node name in send_name");
+    memcpy(c->hs_name, p + 15, nlen);
+    c->hs_name[nlen] = 0;
+    if (check_peer_flags(c, flags) < 0)
         return -1;
-    int verdict = dsup_node_accept_peer(c, c->peer);
+    if (strcmp(c->hs_name, g_node->name) == 0)
+        return fail(c, "the peer claims this node's own name");
+    int verdict = dsup_node_accept_peer(c, c->hs_name);
     if (verdict == 0) {
         send_status(c, "nok");
         return fail(c, "simultaneous connect, ours wins");
@@ -139,10 +163,11 @@ static int on_reply(dsup_conn *c, const uint8_t *p, size_t len)
         return fail(c, "bad challenge_reply");
     uint8_t want[16];
     digest(c->my_challenge, want);
-    if (memcmp(want, p + 5, 16) != 0) {
-        LOG_WARN("connection attempt from %s refused: wrong cookie", c->peer);
-        return -1;
-    }
+    if (memcmp(want, p + 5, 16) != 0)
+        return fail(c, "wrong cookie (challenge reply does not match)");
+    /* Proven: only now does the claimed name become the peer's name. */
+    if (dsup_node_peer_proven(c) < 0)
+        return fail(c, "cannot keep the peer's name");
     c->peer_challenge = dsup_get_u32be(p + 1);
     uint8_t ack[17];
     ack[0] = 'a';
@@ -170,8 +195,16 @@ static int on_status(dsup_conn *c, const uint8_t *p, size_t len)
         c->hs_step = HS_OUT_CHALLENGE;
         return 0;
     }
-    LOG_DEBUG("%s answered status '%.*s'", c->peer, (int)n, st);
-    return -1;
+    if (n == 3 && memcmp(st, "nok", 3) == 0) {
+        /* Simultaneous connect and theirs wins: our queue moves to their
+         * connection once it is proven; until then (or the setup deadline)
+         * this one waits, as dist_util does. */
+        c->hs_step = HS_OUT_NOK;
+        return 0;
+    }
+    if (n == 11 && memcmp(st, "not_allowed", 11) == 0)
+        return fail(c, "the peer does not allow this node to connect (status not_allowed)");
+    return fail(c, "the peer refused the connection (unexpected status)");
 }
 
 static int on_challenge(dsup_conn *c, const uint8_t *p, size_t len)
@@ -183,7 +216,7 @@ static int on_challenge(dsup_conn *c, const uint8_t *p, size_t len)
     c->peer_creation = dsup_get_u32be(p + 13);
     size_t nlen = dsup_get_u16be(p + 17);
     if (19 + nlen != len || nlen != strlen(c->peer) || memcmp(p + 19, c->peer, nlen) != 0)
-        return fail(c, "challenge from an unexpected node name");
+        return fail(c, "the peer answered with another node name");
     if (check_peer_flags(c, flags) < 0)
         return -1;
     uint8_t r[21];
@@ -204,9 +237,26 @@ static int on_ack(dsup_conn *c, const uint8_t *p, size_t len)
     uint8_t want[16];
     digest(c->my_challenge, want);
     if (memcmp(want, p + 1, 16) != 0)
-        return fail(c, "wrong cookie (peer's digest does not match)");
+        return fail(c, "wrong cookie (the peer's challenge ack does not match)");
     dsup_node_conn_up(c);
     return 0;
+}
+
+int dsup_hs_waiting_for_theirs(const dsup_conn *c)
+{
+    return c->outbound && c->state == CONN_HANDSHAKE && c->hs_step == HS_OUT_NOK;
+}
+
+const char *dsup_hs_closed_reason(const dsup_conn *c)
+{
+    switch (c->hs_step) {
+    case HS_OUT_STATUS:
+        return "the peer closed the connection before answering send_name (not allowed to connect?)";
+    case HS_OUT_ACK:
+        return "the peer closed the connection after our challenge reply: wrong cookie";
+    default:
+        return "closed by peer during the handshake";
+    }
 }
 
 int dsup_hs_packet(dsup_conn *c, const uint8_t *p, size_t len)
@@ -216,15 +266,15 @@ int dsup_hs_packet(dsup_conn *c, const uint8_t *p, size_t len)
         return on_name(c, p, len);
     case HS_IN_ALIVE:
         if (len == 5 && memcmp(p, "strue", 5) == 0) {
-            dsup_conn *old = dsup_node_conn(c->peer, 0);
-            if (old && old != c)
-                dsup_conn_close(old, "replaced by a new connection from the same node");
+            /* A claim, not a proof: the old connection stays until the
+             * challenge reply checks out (dsup_node_peer_proven). */
             if (send_challenge(c) < 0)
                 return -1;
             c->hs_step = HS_IN_REPLY;
             return 0;
         }
-        return -1;
+        return fail(c, len == 6 && memcmp(p, "sfalse", 6) == 0 ? "peer answered false to alive"
+                                                                 : "bad answer to alive");
     case HS_IN_REPLY:
         return on_reply(c, p, len);
     case HS_OUT_STATUS:
@@ -233,6 +283,8 @@ int dsup_hs_packet(dsup_conn *c, const uint8_t *p, size_t len)
         return on_challenge(c, p, len);
     case HS_OUT_ACK:
         return on_ack(c, p, len);
+    case HS_OUT_NOK:
+        return fail(c, "data after status nok");
     }
     return -1;
 }

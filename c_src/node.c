@@ -1,8 +1,11 @@
 /* node.c — node lifecycle and the connection table: listen, register with
  * epmd, connect on demand (resolve -> epmd PORT_PLEASE2 -> TCP -> handshake),
- * reconnect to --connect nodes with backoff, ticks, orderly shutdown. */
+ * reconnect to --connect nodes with backoff, ticks, setup deadlines, the caps
+ * on unauthenticated connections, orderly shutdown. */
 #include "node.h"
 
+#include <stdarg.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -12,6 +15,7 @@
 #include "log.h"
 #include "node_ctrl.h"
 #include "proc.h"
+#include "ratelimit.h"
 #include "sched.h"
 #include "sup.h"
 #include "term.h"
@@ -84,7 +88,27 @@ void dsup_node_conn_remove(dsup_conn *c)
     dsup_buf_free(&c->rbuf);
     dsup_buf_free(&c->wq);
     dsup_buf_free(&c->wflight);
+    /* Whoever set c->peer held it (checked: a handshake that failed early
+     * may leave a name that is not in the table). */
+    if (c->peer && dsup_intern_find(c->peer, strlen(c->peer)) == c->peer)
+        dsup_intern_release(c->peer);
     free(c);
+}
+
+/* By name text, for names not interned (yet): only connections whose peer
+ * is known (outbound, or inbound and proven) count. */
+static dsup_conn *find_conn_named(const char *name, const dsup_conn *except)
+{
+    dsup_conn *best = NULL;
+    for (size_t i = 0; i < g_node->nconns; i++) {
+        dsup_conn *c = g_node->conns[i];
+        if (c == except || !c->peer || c->state == CONN_CLOSING || strcmp(c->peer, name) != 0)
+            continue;
+        if (c->state == CONN_UP)
+            return c;
+        best = c;
+    }
+    return best;
 }
 
 static dsup_conn *find_conn(const char *peer, const dsup_conn *except)
@@ -134,9 +158,20 @@ typedef struct reconnect {
     const char *peer;
     uv_timer_t timer;
     unsigned backoff_ms;
+    char last_error[160];   /* the failure last logged at warning level */
     struct reconnect *next;
 } reconnect;
 static reconnect *reconnects;
+static dsup_ratelimit dial_fail_log, refuse_log, deadline_log;
+
+static void set_error(dsup_conn *c, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(c->errbuf, sizeof c->errbuf, fmt, ap);
+    va_end(ap);
+    c->error = c->errbuf;
+}
 
 static void connect_failed(dsup_conn *c, const char *why)
 {
@@ -159,7 +194,8 @@ static void on_tcp_connected(uv_connect_t *req, int status)
         return;
     }
     if (status < 0) {
-        dsup_conn_close(c, uv_strerror(status));
+        set_error(c, "TCP connect to its distribution port failed: %s", uv_strerror(status));
+        dsup_conn_close(c, c->error);
         return;
     }
     dsup_hs_start_outbound(c);
@@ -168,8 +204,18 @@ static void on_tcp_connected(uv_connect_t *req, int status)
 static void on_port(void *arg, int status, int port, int version)
 {
     dsup_conn *c = arg;
-    if (c->state == CONN_CLOSING || status < 0 || port <= 0) {
-        connect_failed(c, status < 0 ? "epmd does not know the node" : "closed");
+    if (c->state == CONN_CLOSING) {
+        connect_failed(c, "closed");
+        return;
+    }
+    if (status == DSUP_EPMD_NOT_REGISTERED || (status == 0 && port <= 0)) {
+        connect_failed(c, "the name is not registered with epmd on the peer's host");
+        return;
+    }
+    if (status < 0) {
+        set_error(c, "epmd on the peer's host did not answer: %s",
+                  status == UV_ETIMEDOUT ? "timed out" : uv_strerror(status));
+        connect_failed(c, c->error);
         return;
     }
     if (version < 6) {
@@ -196,7 +242,7 @@ static void ask_epmd(dsup_conn *c)
     memcpy(alive, c->peer, n);
     alive[n] = 0;
     c->state = CONN_EPMD;
-    if (dsup_epmd_port_please(g_node->loop, &c->addr, alive, on_port, c) < 0)
+    if (dsup_epmd_port_please(g_node->loop, &c->addr, alive, g_node->setup_ms, on_port, c) < 0)
         connect_failed(c, "could not reach epmd");
 }
 
@@ -227,11 +273,13 @@ static dsup_conn *start_outbound(const char *peer)
     if (!c)
         return NULL;
     c->outbound = 1;
-    c->peer = peer;
+    c->setup_deadline_ms = dsup_node_now() + g_node->setup_ms;
     if (conns_add(c) < 0) {
         free(c);
         return NULL;
     }
+    c->peer = peer;
+    dsup_intern_hold(peer);
     LOG_DEBUG("connecting to %s", peer);
     c->pending_cb = 1;
     const char *host = at + 1;
@@ -279,14 +327,84 @@ int dsup_node_send_ctrl(const char *peer, const dsup_ctrl *ctrl)
             return -1;
         }
     }
+    if (c->overflow)
+        return -1; /* cut at the next flush; drop like a send to a dead node */
+    size_t before = c->wq.len;
     if (dsup_ctrl_encode(&c->wq, ctrl) < 0)
         return -1;
+    /* A peer that does not read must not grow the node without bound. One
+     * frame alone may exceed the bound (it passed --max-frame on its way). */
+    size_t queued = c->wq.len + c->wflight.len;
+    if (queued > g_node->max_out_queue && queued > c->wq.len - before) {
+        c->overflow = 1;
+        c->wq.len = before;
+        dsup_node_mark_dirty(c); /* closed from the flush, outside the sender's call */
+        return -1;
+    }
     if (c->state == CONN_UP)
         dsup_node_mark_dirty(c);
     return 0;
 }
 
 /* ---- inbound connections ----------------------------------------------------- */
+
+static int same_addr(const struct sockaddr_storage *a, const struct sockaddr_storage *b)
+{
+    if (a->ss_family != b->ss_family)
+        return 0;
+    if (a->ss_family == AF_INET)
+        return ((const struct sockaddr_in *)a)->sin_addr.s_addr ==
+               ((const struct sockaddr_in *)b)->sin_addr.s_addr;
+    if (a->ss_family == AF_INET6)
+        return !memcmp(&((const struct sockaddr_in6 *)a)->sin6_addr,
+                       &((const struct sockaddr_in6 *)b)->sin6_addr, sizeof(struct in6_addr));
+    return 0;
+}
+
+static int unauthenticated(const dsup_conn *c)
+{
+    return !c->outbound && c->state == CONN_HANDSHAKE && !c->peer;
+}
+
+/* Make room for one more unauthenticated connection from `c`'s address:
+ * past a cap, the oldest such connection (from that address, or from any)
+ * is dropped. A slow peer thus loses its slot to new attempts, and a
+ * legitimate handshake (milliseconds) gets through a slow-loris. */
+static void enforce_handshake_caps(dsup_conn *c)
+{
+    size_t total = 0, same = 0;
+    dsup_conn *oldest = NULL, *oldest_same = NULL;
+    for (size_t i = 0; i < g_node->nconns; i++) {
+        dsup_conn *o = g_node->conns[i];
+        if (o == c || !unauthenticated(o))
+            continue;
+        total++;
+        if (!oldest || o->setup_deadline_ms < oldest->setup_deadline_ms)
+            oldest = o;
+        if (same_addr(&o->addr, &c->addr)) {
+            same++;
+            if (!oldest_same || o->setup_deadline_ms < oldest_same->setup_deadline_ms)
+                oldest_same = o;
+        }
+    }
+    dsup_conn *victim = NULL;
+    const char *which = NULL;
+    if (same >= g_node->max_handshakes_per_addr) {
+        victim = oldest_same;
+        which = "--max-handshakes-per-addr";
+    } else if (total >= g_node->max_handshakes) {
+        victim = oldest;
+        which = "--max-handshakes";
+    }
+    if (!victim)
+        return;
+    unsigned dropped;
+    if (dsup_ratelimit_ok(&refuse_log, dsup_node_now(), &dropped))
+        LOG_WARN("too many unauthenticated connections (%zu in handshake, %zu from %s; %s): "
+                 "dropping the oldest, from %s%s", total + 1, same + 1, c->addr_text, which,
+                 victim->addr_text, dropped ? " (more drops not logged)" : "");
+    dsup_conn_close(victim, "dropped: too many connections in handshake");
+}
 
 static void on_accept(uv_stream_t *server, int status)
 {
@@ -301,32 +419,61 @@ static void on_accept(uv_stream_t *server, int status)
     }
     c->state = CONN_HANDSHAKE;
     c->hs_step = 0;
+    /* Fixed when the connection arrives: bytes trickling in do not move it. */
+    c->setup_deadline_ms = dsup_node_now() + g_node->setup_ms;
+    int alen = sizeof c->addr;
+    if (uv_tcp_getpeername(&c->tcp, (struct sockaddr *)&c->addr, &alen) == 0) {
+        if (c->addr.ss_family == AF_INET6)
+            uv_ip6_name((struct sockaddr_in6 *)&c->addr, c->addr_text, sizeof c->addr_text);
+        else
+            uv_ip4_name((struct sockaddr_in *)&c->addr, c->addr_text, sizeof c->addr_text);
+    }
+    enforce_handshake_caps(c);
     if (dsup_conn_start(c) < 0)
         dsup_conn_close(c, "read failed");
 }
 
-/* Decide on an inbound handshake from `peer`:
- * 1 ok, 3 ok_simultaneous, 0 nok (our own attempt wins), 2 alive. */
-int dsup_node_accept_peer(dsup_conn *c, const char *peer)
+/* Decide on an inbound send_name claiming `name` (text, not interned):
+ * 1 ok, 3 ok_simultaneous, 0 nok (our own attempt wins), 2 alive. Nothing
+ * else changes here: the claim is not proven yet (dsup_node_peer_proven). */
+int dsup_node_accept_peer(dsup_conn *c, const char *name)
 {
-    if (peer == g_node->name)
+    if (strcmp(name, g_node->name) == 0)
         return 0;
-    dsup_conn *other = find_conn(peer, c);
+    dsup_conn *other = find_conn_named(name, c);
     if (!other)
         return 1;
     if (other->state == CONN_UP)
         return 2;
     /* Both sides are connecting: the node with the greater name keeps its
      * own attempt, as net_kernel decides. */
-    if (strcmp(g_node->name, peer) > 0)
+    return strcmp(g_node->name, name) > 0 ? 0 : 3;
+}
+
+int dsup_node_peer_proven(dsup_conn *c)
+{
+    /* Counted, not pinned: a cookie holder connecting under ever new names
+     * must not grow the table for good; the connection holds its name and
+     * releases it when it closes. */
+    c->peer = dsup_intern_peer(c->hs_name, strlen(c->hs_name));
+    if (!c->peer)
+        return -1;
+    dsup_intern_hold(c->peer);
+    dsup_conn *other = find_conn(c->peer, c);
+    if (!other)
         return 0;
-    /* Theirs wins: move what we queued for them onto this connection. */
+    if (other->state == CONN_UP) {
+        /* A new incarnation that proved the cookie replaces the old one. */
+        dsup_conn_close(other, "replaced by a new (authenticated) connection from the same node");
+        return 0;
+    }
+    /* Simultaneous connect, theirs wins: what we queued for them moves here. */
     dsup_buf t = c->wq;
     c->wq = other->wq;
     other->wq = t;
     other->wq.len = 0;
     dsup_conn_close(other, "simultaneous connect, theirs wins");
-    return 3;
+    return 0;
 }
 
 static reconnect *find_reconnect(const char *peer)
@@ -344,11 +491,36 @@ void dsup_node_conn_up(dsup_conn *c)
     c->wrote_since_tick = 0;
     LOG_INFO("connected to %s (%s)", c->peer, c->outbound ? "outbound" : "inbound");
     reconnect *r = find_reconnect(c->peer);
-    if (r)
+    if (r) {
         r->backoff_ms = 100;
+        r->last_error[0] = 0;
+    }
     dsup_node_ctrl_conn_up(c->peer);
     if (c->wq.len)
         dsup_node_mark_dirty(c);
+}
+
+/* An outbound setup failed: say why at warning once per peer and reason
+ * (a --connect target retries forever), at debug while it repeats. */
+static void dial_failed(dsup_conn *c)
+{
+    const char *why = c->error ? c->error : "connection setup failed";
+    if (strcmp(why, "simultaneous connect, theirs wins") == 0)
+        return;
+    reconnect *r = find_reconnect(c->peer);
+    if (r) {
+        if (strcmp(r->last_error, why) != 0) {
+            LOG_WARN("cannot connect to %s: %s (retrying)", c->peer, why);
+            snprintf(r->last_error, sizeof r->last_error, "%s", why);
+        } else {
+            LOG_DEBUG("cannot connect to %s: %s (retrying)", c->peer, why);
+        }
+        return;
+    }
+    unsigned dropped;
+    if (dsup_ratelimit_ok(&dial_fail_log, dsup_node_now(), &dropped))
+        LOG_WARN("cannot connect to %s: %s%s", c->peer, why,
+                 dropped ? " (more failures not logged)" : "");
 }
 
 static void on_reconnect_timer(uv_timer_t *t)
@@ -369,6 +541,8 @@ void dsup_node_conn_closed(dsup_conn *c)
     }
     if (!c->peer)
         return;
+    if (c->outbound && !c->was_up && !g_node->stopping)
+        dial_failed(c);
     /* Only the loss of the connection that was up means the node is gone. */
     dsup_conn *other = find_conn(c->peer, c);
     if (c->was_up && !(other && other->state == CONN_UP)) {
@@ -409,12 +583,8 @@ static void on_tick(uv_timer_t *t)
     uint64_t now = dsup_node_now();
     for (size_t i = 0; i < g_node->nconns; i++) {
         dsup_conn *c = g_node->conns[i];
-        if (c->state != CONN_UP) {
-            /* A handshake that stalls for a whole tick time is dropped. */
-            if (c->state == CONN_HANDSHAKE && now - c->last_rx_ms > g_node->ticktime_ms)
-                dsup_conn_close(c, "handshake timed out");
-            continue;
-        }
+        if (c->state != CONN_UP)
+            continue; /* setup deadlines: on_setup_timer */
         if (now - c->last_rx_ms > g_node->ticktime_ms) {
             dsup_conn_close(c, "net_tick_timeout");
             continue;
@@ -424,6 +594,42 @@ static void on_tick(uv_timer_t *t)
             dsup_node_mark_dirty(c);
         }
         c->wrote_since_tick = 0;
+    }
+}
+
+/* ---- setup deadlines ------------------------------------------------------------- */
+
+static const char *setup_phase(const dsup_conn *c)
+{
+    switch (c->state) {
+    case CONN_RESOLVING: return "resolving the host";
+    case CONN_EPMD: return "asking epmd for the port";
+    case CONN_CONNECTING: return "TCP connect";
+    default: return "handshake";
+    }
+}
+
+/* Like net_setuptime: a setup not done by its deadline is dropped, however
+ * its bytes trickle in. */
+static void on_setup_timer(uv_timer_t *t)
+{
+    uint64_t now = dsup_node_now();
+    for (size_t i = g_node->nconns; i-- > 0;) {
+        if (i >= g_node->nconns)
+            continue; /* a close below removed entries */
+        dsup_conn *c = g_node->conns[i];
+        if (c->state == CONN_UP || c->state == CONN_CLOSING || now < c->setup_deadline_ms)
+            continue;
+        if (!c->outbound) {
+            unsigned dropped;
+            if (dsup_ratelimit_ok(&deadline_log, now, &dropped))
+                LOG_WARN("handshake from %s not done within --setup-time %.1f s: closed%s",
+                         dsup_conn_label(c), g_node->setup_ms / 1000.0,
+                         dropped ? " (more drops not logged)" : "");
+        }
+        set_error(c, "connection setup timed out after %.1f s (%s)", g_node->setup_ms / 1000.0,
+                  setup_phase(c));
+        dsup_conn_close(c, c->error);
     }
 }
 
@@ -504,7 +710,9 @@ void dsup_shutdown(void)
         close_handle((uv_handle_t *)&r->timer);
     close_handle((uv_handle_t *)&g_node->listener);
     close_handle((uv_handle_t *)&g_node->tick_timer);
+    close_handle((uv_handle_t *)&g_node->setup_timer);
     close_handle((uv_handle_t *)&g_node->idle);
+    dsup_intern_detach();
     close_handle((uv_handle_t *)&g_node->sigint);
     close_handle((uv_handle_t *)&g_node->sigterm);
     uv_timer_init(g_node->loop, &stop_deadline);
@@ -517,13 +725,15 @@ int dsup_node_start(void)
     dsup_nodeinfo *n = g_node;
     dsup_proc_table_init();
     uv_tcp_init(n->loop, &n->listener);
-    struct sockaddr_in a;
-    uv_ip4_addr("0.0.0.0", n->port, &a);
+    struct sockaddr_storage a; /* like inet_dist_use_interface; the CLI checked the literal */
+    const char *ip = n->listen_address ? n->listen_address : "0.0.0.0";
+    if (uv_ip4_addr(ip, n->port, (struct sockaddr_in *)&a) != 0)
+        uv_ip6_addr(ip, n->port, (struct sockaddr_in6 *)&a);
     int rc = uv_tcp_bind(&n->listener, (const struct sockaddr *)&a, 0);
     if (rc == 0)
         rc = uv_listen((uv_stream_t *)&n->listener, 128, on_accept);
     if (rc < 0) {
-        LOG_ERROR("cannot listen on port %d: %s", n->port, uv_strerror(rc));
+        LOG_ERROR("cannot listen on %s port %d: %s", ip, n->port, uv_strerror(rc));
         return -1;
     }
     struct sockaddr_storage bound;
@@ -532,6 +742,11 @@ int dsup_node_start(void)
     n->port = ntohs(((struct sockaddr_in *)&bound)->sin_port);
 
     uv_idle_init(n->loop, &n->idle);
+    dsup_intern_attach(n->loop);
+    dsup_net_defaults(n);
+    uv_timer_init(n->loop, &n->setup_timer);
+    unsigned sweep = n->setup_ms / 8 < 50 ? 50 : n->setup_ms / 8 > 500 ? 500 : n->setup_ms / 8;
+    uv_timer_start(&n->setup_timer, on_setup_timer, sweep, sweep);
     uv_timer_init(n->loop, &n->tick_timer);
     unsigned period = n->ticktime_ms / 4 ? n->ticktime_ms / 4 : 1;
     uv_timer_start(&n->tick_timer, on_tick, period, period);

@@ -49,7 +49,16 @@ typedef struct dsup_conn {
     uv_tcp_t tcp;
     conn_state state;
     int outbound;
-    const char *peer;       /* interned node name; NULL until known (inbound) */
+    /* Interned node name. Inbound: NULL until the peer has proven the cookie;
+     * the name it claims waits in hs_name, so nothing an unauthenticated
+     * peer sends reaches the intern table or acts on another connection. */
+    const char *peer;
+    char hs_name[256];
+    char addr_text[64];     /* inbound: the source address, for caps and logs */
+    uint64_t setup_deadline_ms; /* loop time by which the setup must be done */
+    int overflow;           /* output bound exceeded: closed at the next flush */
+    const char *error;      /* why the setup failed, for the close log (static or errbuf) */
+    char errbuf[160];
     uint64_t peer_flags;
     uint32_t peer_creation;
     /* handshake */
@@ -84,8 +93,15 @@ typedef struct dsup_nodeinfo {
     int visible;
     unsigned ticktime_ms;   /* net_ticktime in ms */
     size_t max_frame;
+    /* Hostile-network bounds (net_opts.c parses them; 0 = the default). */
+    unsigned setup_ms;          /* --setup-time: whole-setup deadline, like net_setuptime */
+    unsigned max_handshakes;    /* --max-handshakes: inbound connections not yet authenticated */
+    unsigned max_handshakes_per_addr; /* --max-handshakes-per-addr: the same, per source address */
+    size_t max_out_queue;       /* --max-out-queue: bytes queued to one peer before it is cut */
+    uv_timer_t setup_timer;     /* sweeps setup deadlines */
     uv_tcp_t listener;
     int port;
+    const char *listen_address; /* --listen-address (IPv4/IPv6 literal); NULL: 0.0.0.0 */
     dsup_conn **conns;
     size_t nconns, capconns;
     dsup_conn **flush;      /* connections with queued frames */
@@ -125,7 +141,13 @@ void dsup_node_conn_closed(dsup_conn *c);
 void dsup_node_mark_dirty(dsup_conn *c);
 void dsup_node_flush_all(void);
 void dsup_node_dispatch(dsup_conn *c, const dsup_ctrl *ctrl);
-int dsup_node_accept_peer(dsup_conn *c, const char *peer);
+/* Decide on an inbound send_name claiming `name` (not interned). */
+int dsup_node_accept_peer(dsup_conn *c, const char *name);
+/* The peer proved the cookie: intern its name, settle a pending "alive" or
+ * simultaneous connect. -1 when the name cannot be kept. */
+int dsup_node_peer_proven(dsup_conn *c);
+/* The name to log for a connection (peer, claimed name, or address). */
+const char *dsup_conn_label(const dsup_conn *c);
 void dsup_node_conn_remove(dsup_conn *c);
 
 int dsup_node_start(void);
@@ -133,6 +155,10 @@ int dsup_node_start(void);
 const char *dsup_atom_from_cli(const char *arg);
 int dsup_cli_sup_opts(const char *arg, char *name, size_t cap, ei_x_buff *opts);
 int dsup_node_add_connect_target(const char *peer);
+/* Hostile-network options (net_opts.c): 1 consumed (i advanced), 0 not ours,
+ * -1 bad value (message printed). */
+extern const char dsup_net_cli_usage[];
+void dsup_net_defaults(dsup_nodeinfo *n);
 
 /* Conversions between our pids and wire pids. */
 void dsup_pid_to_wire(const dsup_pid *p, dsup_wire_pid *w);

@@ -30,6 +30,13 @@ static const char *n_net_kernel, *n_rex, *n_global;
 
 /* ---- the dsup_node process ------------------------------------------------ */
 
+/* The node's built-in names: an instance registered under one would never
+ * get its messages (they go to the built-in service). */
+static int reserved_sup_name(const char *name)
+{
+    return dsup_node_ctrl_is_special(dsup_intern_str(name)) || strcmp(name, "dsup_node") == 0;
+}
+
 static dsup_call_ret ctrl_call(dsup_proc *self, void *state, dsup_term req, const dsup_from *from,
                                ei_x_buff *reply)
 {
@@ -73,6 +80,12 @@ static dsup_call_ret ctrl_call(dsup_proc *self, void *state, dsup_term req, cons
             ei_x_encode_tuple_header(reply, 2);
             dsup_x_encode_atom(reply, "bad_option");
             dsup_x_encode_atom(reply, "name");
+        } else if (reserved_sup_name(name)) {
+            ei_x_encode_tuple_header(reply, 2);
+            dsup_x_encode_atom(reply, "error");
+            ei_x_encode_tuple_header(reply, 2);
+            dsup_x_encode_atom(reply, "reserved_name");
+            dsup_x_encode_term(reply, el[1]);
         } else if (dsup_sup_start(name, &el[2], &s, why) == 0) {
             ei_x_encode_tuple_header(reply, 2);
             dsup_x_encode_atom(reply, "ok");
@@ -104,7 +117,7 @@ static dsup_call_ret ctrl_call(dsup_proc *self, void *state, dsup_term req, cons
         return DSUP_REPLY;
     }
     if (dsup_term_is_atom(req, "node_info")) {
-        /* [{name, N}, {visible, B}, {processes, Count}, {connections, Nodes}] */
+        /* [{name, N}, {visible, B}, {processes, Count}] (README: Wire API) */
         ei_x_encode_list_header(reply, 3);
         ei_x_encode_tuple_header(reply, 2);
         dsup_x_encode_atom(reply, "name");
@@ -138,7 +151,7 @@ static void connect_to_listed(dsup_term nodes)
         size_t len;
         if (dsup_term_atom_text(nodes.buf, &i, &name, &len) < 0)
             return;
-        const char *node = dsup_intern(name, len);
+        const char *node = dsup_intern_peer(name, len); /* the connection holds it */
         if (node && node != g_node->name && !dsup_node_conn(node, 0)) {
             LOG_DEBUG("connecting to %s, a peer's peer", node);
             dsup_node_conn(node, 1);
@@ -369,7 +382,13 @@ void dsup_node_ctrl_ready(void)
         char name[300];
         dsup_cli_sup_opts(g_node->sups[i], name, sizeof name, &opts);
         dsup_term o = { opts.buff, (size_t)opts.index };
-        if (dsup_sup_start(name, &o, NULL, why) < 0) {
+        if (reserved_sup_name(name)) {
+            why->index = 0;
+            ei_x_encode_tuple_header(why, 2);
+            dsup_x_encode_atom(why, "reserved_name");
+            dsup_x_encode_atom(why, name);
+        }
+        if (why->index > 0 || dsup_sup_start(name, &o, NULL, why) < 0) {
             char *txt = NULL;
             int j = 0;
             ei_s_print_term(&txt, why->buff, &j);

@@ -37,9 +37,12 @@ typedef struct pidvec {
     } u;
 } pidvec;
 
+/* A vector holds the node names of its pids (remote members: intern.h). */
 static dsup_pid *pv_data(pidvec *v) { return v->cap ? v->u.many : &v->u.one; }
 static void pv_free(pidvec *v)
 {
+    for (uint32_t i = 0; i < v->n; i++)
+        dsup_pid_release(&pv_data(v)[i]);
     if (v->cap)
         free(v->u.many);
     v->n = v->cap = 0;
@@ -55,6 +58,7 @@ typedef struct pg_peer {
     dsup_pid pid;
     dsup_ref mref;
     dsup_dict groups;    /* group key -> pidvec*: what this peer told us */
+    int told;            /* we sent it our sync: incremental joins/leaves may follow */
 } pg_peer;
 
 /* A local member's memberships hang off its process (proc->pg_memb), one
@@ -106,6 +110,7 @@ static int vec_push(pidvec *v, const dsup_pid *p)
     if (v->cap == 0 && v->n == 0) {
         v->u.one = *p;
         v->n = 1;
+        dsup_pid_hold(p);
         return 0;
     }
     if (v->cap == 0 || v->n == v->cap) {
@@ -120,6 +125,7 @@ static int vec_push(pidvec *v, const dsup_pid *p)
         v->cap = nc;
     }
     v->u.many[v->n++] = *p;
+    dsup_pid_hold(p);
     return 0;
 }
 
@@ -129,6 +135,7 @@ static int vec_remove(pidvec *v, const dsup_pid *p)
     dsup_pid *d = pv_data(v);
     for (uint32_t i = v->n; i-- > 0;) {
         if (dsup_pid_eq(&d[i], p)) {
+            dsup_pid_release(&d[i]);
             memmove(&d[i], &d[i + 1], (v->n - i - 1) * sizeof *d);
             v->n--;
             return 1;
@@ -193,7 +200,10 @@ static void send_to_peer(dsup_dict_ent *e, void *arg)
 {
     bcast *b = arg;
     pg_peer *p = e->val;
-    dsup_send(b->s->proc, &p->pid, b->x);
+    /* A BEAM scope that has not had our sync yet knows none of our groups
+     * and crashes on a leave naming one: it hears of them in that sync. */
+    if (p->told)
+        dsup_send(b->s->proc, &p->pid, b->x);
 }
 
 static void broadcast(dsup_pg *s, ei_x_buff *x)
@@ -355,6 +365,7 @@ static pg_peer *peer_add(dsup_pg *s, const dsup_pid *pid)
         if (!p)
             return NULL;
         p->pid = *pid;
+        dsup_pid_hold(&p->pid);
         dsup_monitor(s->proc, pid, &p->mref);
         e->val = p;
         LOG_DEBUG("pg %s: peer scope on %s", s->name, pid->node);
@@ -455,8 +466,9 @@ static void peer_down(dsup_pg *s, const dsup_pid *pid)
     dsup_dict_free(&p->groups, NULL);
     pidkey k = key_of(pid);
     dsup_dict_remove(&s->peers, k.b, sizeof k.b);
-    free(p);
     LOG_DEBUG("pg %s: peer scope on %s gone", s->name, pid->node);
+    dsup_pid_release(&p->pid);
+    free(p);
 }
 
 /* ---- decoding pid lists ----------------------------------------------------------- */
@@ -501,8 +513,13 @@ static void handle_discover(dsup_pg *s, dsup_term peer_t)
     if (dsup_decode_pid(peer_t.buf, &i, &peer) < 0 || dsup_pid_eq(&peer, dsup_self(s->proc)))
         return;
     send_sync(s, &peer);
-    if (!peer_get(s, &peer)) {
-        peer_add(s, &peer);
+    pg_peer *known = peer_get(s, &peer);
+    if (known) {
+        known->told = 1;
+    } else {
+        pg_peer *p = peer_add(s, &peer);
+        if (p)
+            p->told = 1;
         ei_x_buff *x = dsup_term_scratch();
         ei_x_encode_tuple_header(x, 2);
         dsup_x_encode_atom(x, "discover");
@@ -749,9 +766,22 @@ static void peer_on_node(dsup_dict_ent *e, void *arg)
     h->found |= p->pid.node == h->node;
 }
 
+/* A peer that sent us its sync but whose discover (answered with ours) never
+ * came: give it our picture now, so that our joins and leaves reach it. */
+static void tell_if_untold(dsup_dict_ent *e, void *arg)
+{
+    dsup_pg *s = arg;
+    pg_peer *p = e->val;
+    if (!p->told) {
+        send_sync(s, &p->pid);
+        p->told = 1;
+    }
+}
+
 static void on_discover_timer(uv_timer_t *t)
 {
     for (dsup_pg *s = scopes; s; s = s->next) {
+        dsup_dict_foreach(&s->peers, tell_if_untold, s);
         for (size_t i = 0; i < g_node->nconns; i++) {
             dsup_conn *c = g_node->conns[i];
             if (c->state != CONN_UP)
@@ -781,7 +811,7 @@ void dsup_pg_stop_all(void)
 
 dsup_pg *dsup_pg_find(const char *name)
 {
-    const char *n = dsup_intern_str(name);
+    const char *n = dsup_intern_find(name, strlen(name)); /* no scope has a name nobody holds */
     for (dsup_pg *s = scopes; s; s = s->next)
         if (s->name == n && s->proc)
             return s;

@@ -201,7 +201,9 @@ static void names_put(const char *name, dsup_proc *p)
 
 int dsup_proc_register(dsup_proc *p, const char *name)
 {
-    name = dsup_intern_str(name);
+    /* The registry holds the name: a child name a peer chose is freed with
+     * the process (it counts against that peer's quota meanwhile). */
+    name = dsup_intern_peer(name, strlen(name));
     if (!name || p->registered || dsup_proc_whereis(name))
         return -1;
     if ((ncount + 1) * 2 > ncap) {
@@ -216,6 +218,7 @@ int dsup_proc_register(dsup_proc *p, const char *name)
         free(old);
     }
     names_put(name, p);
+    dsup_intern_hold(name);
     p->registered = 1;
     return 0;
 }
@@ -229,9 +232,12 @@ static void unregister(dsup_proc *p)
     size_t oc = ncap;
     names = calloc(oc, sizeof *names);
     ncount = 0;
-    for (size_t i = 0; i < oc; i++)
+    for (size_t i = 0; i < oc; i++) {
         if (old[i].name && old[i].p != p)
             names_put(old[i].name, old[i].p);
+        else if (old[i].name)
+            dsup_intern_release(old[i].name);
+    }
     free(old);
     p->registered = 0;
 }
@@ -364,11 +370,15 @@ static const dsup_ivec_type mon_t = { sizeof(dsup_monitor_rec), ref_hash, mon_ke
 #define LINK_AT(p, i) ((dsup_pid *)dsup_ivec_at(&(p)->links, &link_t, (i)))
 #define MON_AT(v, i) ((dsup_monitor_rec *)dsup_ivec_at((v), &mon_t, (i)))
 
+/* Link and monitor records hold the names they point at (intern.h). */
 static int add_link(dsup_proc *p, const dsup_pid *other)
 {
     if (dsup_ivec_find(&p->links, &link_t, other) >= 0)
         return 0;
-    return dsup_ivec_push(&p->links, &link_t, other);
+    if (dsup_ivec_push(&p->links, &link_t, other) < 0)
+        return -1;
+    dsup_intern_hold(other->node);
+    return 0;
 }
 
 static int remove_link(dsup_proc *p, const dsup_pid *other)
@@ -376,8 +386,33 @@ static int remove_link(dsup_proc *p, const dsup_pid *other)
     long i = dsup_ivec_find(&p->links, &link_t, other);
     if (i < 0)
         return 0;
+    dsup_intern_release(LINK_AT(p, (uint32_t)i)->node);
     dsup_ivec_remove_at(&p->links, &link_t, (uint32_t)i);
     return 1;
+}
+
+static void mon_hold(const dsup_monitor_rec *m)
+{
+    dsup_intern_hold(m->pid.node);
+    dsup_intern_hold(m->ref.node);
+    dsup_intern_hold(m->name);
+    dsup_intern_hold(m->name_node);
+}
+
+static void mon_release(const dsup_monitor_rec *m)
+{
+    dsup_intern_release(m->pid.node);
+    dsup_intern_release(m->ref.node);
+    dsup_intern_release(m->name);
+    dsup_intern_release(m->name_node);
+}
+
+static int push_monitor(dsup_ivec *v, const dsup_monitor_rec *m)
+{
+    if (dsup_ivec_push(v, &mon_t, m) < 0)
+        return -1;
+    mon_hold(m);
+    return 0;
 }
 
 /* Remove the monitor with this ref from v; 1 and a copy in *out if found. */
@@ -388,6 +423,8 @@ static int take_monitor(dsup_ivec *v, const dsup_ref *ref, dsup_monitor_rec *out
         return 0;
     if (out)
         *out = *MON_AT(v, (uint32_t)i);
+    /* Released now, freed at the end of the turn: *out stays usable. */
+    mon_release(MON_AT(v, (uint32_t)i));
     dsup_ivec_remove_at(v, &mon_t, (uint32_t)i);
     return 1;
 }
@@ -446,7 +483,7 @@ void dsup_proc_sig_monitor(dsup_proc *p, const dsup_pid *watcher, const dsup_ref
     m.pid = *watcher;
     m.name = by_name;
     m.name_node = by_name ? g_node->name : NULL;
-    dsup_ivec_push(&p->watchers, &mon_t, &m);
+    push_monitor(&p->watchers, &m);
 }
 
 void dsup_proc_sig_demonitor(dsup_proc *p, const dsup_pid *watcher, const dsup_ref *ref)
@@ -588,6 +625,12 @@ void dsup_proc_exit(dsup_proc *p, dsup_term reason)
 
     unregister(p);
     table_del(p->key);
+    for (uint32_t i = 0; i < dsup_ivec_len(&p->links); i++)
+        dsup_intern_release(LINK_AT(p, i)->node);
+    for (uint32_t i = 0; i < dsup_ivec_len(&p->watchers); i++)
+        mon_release(MON_AT(&p->watchers, i));
+    for (uint32_t i = 0; i < dsup_ivec_len(&p->watching); i++)
+        mon_release(MON_AT(&p->watching, i));
     dsup_ivec_free(&p->links);
     dsup_ivec_free(&p->watchers);
     dsup_ivec_free(&p->watching);
@@ -606,9 +649,10 @@ static void node_down_one(dsup_proc *p, void *arg)
     dsup_pid self = p->pid;
     /* Monitors others on that node held on us: gone with the node. */
     for (uint32_t i = 0; i < dsup_ivec_len(&p->watchers);) {
-        if (MON_AT(&p->watchers, i)->pid.node == node)
+        if (MON_AT(&p->watchers, i)->pid.node == node) {
+            mon_release(MON_AT(&p->watchers, i));
             dsup_ivec_remove_at(&p->watchers, &mon_t, i);
-        else
+        } else
             i++;
     }
     /* Monitors we held on that node's processes fire with noconnection. */
@@ -670,11 +714,11 @@ int dsup_send(dsup_proc *self, const dsup_pid *to, const ei_x_buff *msg)
 int dsup_send_named(dsup_proc *self, const char *name, const char *node, const ei_x_buff *msg)
 {
     dsup_term t = dsup_term_of_x(msg);
-    const char *n = node ? dsup_intern_str(node) : g_node->name;
+    const char *n = node ? dsup_intern_peer(node, strlen(node)) : g_node->name;
     if (!n)
         return -1;
     if (n == g_node->name) {
-        dsup_proc *p = dsup_proc_whereis(dsup_intern_str(name));
+        dsup_proc *p = dsup_proc_whereis(dsup_intern_find(name, strlen(name)));
         return p ? dsup_proc_enqueue(&p->pid, t) : 0;
     }
     if (!self)
@@ -755,7 +799,7 @@ int dsup_monitor(dsup_proc *self, const dsup_pid *target, dsup_ref *ref)
     if (is_local(target)) {
         dsup_proc *t = dsup_proc_lookup(target);
         if (t) {
-            if (dsup_ivec_push(&self->watching, &mon_t, &m) < 0)
+            if (push_monitor(&self->watching, &m) < 0)
                 return -1;
             dsup_proc_sig_monitor(t, &self->pid, ref, NULL);
         } else {
@@ -767,7 +811,7 @@ int dsup_monitor(dsup_proc *self, const dsup_pid *target, dsup_ref *ref)
         }
         return 0;
     }
-    if (dsup_ivec_push(&self->watching, &mon_t, &m) < 0)
+    if (push_monitor(&self->watching, &m) < 0)
         return -1;
     dsup_ctrl c;
     memset(&c, 0, sizeof c);

@@ -13,11 +13,13 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "crash_report.h"
 #include "gen_server.h"
 #include "intern.h"
 #include "log.h"
 #include "node.h"
 #include "sup.h"
+#include "sup_heal.h"
 #include "term.h"
 
 dsup_sup *dsup_sups;
@@ -140,6 +142,25 @@ dsup_child_spec *sup_spec_named_by_ref(dsup_child_spec *spec)
     return named;
 }
 
+/* A name no child may have: the scope's own groups ({reserved_name, Name}),
+ * or a term the ring cannot place, a fun ({bad_child_name, Name}: libring's
+ * phash2 of a fun depends on the node that made it). Encodes the error and
+ * returns -1, else 0. */
+int sup_check_child_name(dsup_sup *s, dsup_term name, ei_x_buff *reply)
+{
+    uint32_t h;
+    if (dsup_term_is_atom(name, SUP_HOSTS_GROUP) || dsup_term_is_atom(name, SUP_OBSERVERS_GROUP) ||
+        sup_place_is_capability_group(name)) {
+        reply_error2(reply, "reserved_name", name);
+        return -1;
+    }
+    if (dsup_ring_key_hash(s->ring, name.buf, name.len, &h) < 0) {
+        reply_error2(reply, "bad_child_name", name);
+        return -1;
+    }
+    return 0;
+}
+
 /* When a live copy of `name` exists anywhere: encode {error,
  * {already_started, Pid}} and return 1. */
 int sup_reply_if_running(dsup_sup *s, dsup_term name, ei_x_buff *reply)
@@ -161,18 +182,15 @@ int sup_start_local(dsup_sup *s, dsup_child_spec *spec, ei_x_buff *reply)
 {
     if (spec->name.len == 0 && !(spec = sup_spec_named_by_ref(spec)))
         return -1;
-    if (sup_reply_if_running(s, spec->name, reply)) {
-        free(spec);
-        return -1;
-    }
-    if (dsup_term_is_atom(spec->name, SUP_HOSTS_GROUP) || dsup_term_is_atom(spec->name, SUP_OBSERVERS_GROUP) ||
-        sup_place_is_capability_group(spec->name)) {
-        reply_error2(reply, "reserved_name", spec->name);
+    if (sup_check_child_name(s, spec->name, reply) < 0 || sup_reply_if_running(s, spec->name, reply)) {
         free(spec);
         return -1;
     }
     if (spec->beam) { /* a BEAM module's child: Elixir hosts run those */
-        reply_error2(reply, "unknown_worker", dsup_reason_atom(spec->type));
+        ei_x_buff *t = dsup_term_scratch();
+        dsup_x_encode_atom(t, spec->type);
+        reply_error2(reply, "unknown_worker", dsup_term_of_x(t));
+        dsup_term_scratch_release(t);
         free(spec);
         return -1;
     }
@@ -180,7 +198,10 @@ int sup_start_local(dsup_sup *s, dsup_child_spec *spec, ei_x_buff *reply)
     ei_x_buff *why = dsup_term_scratch();
     int rc = dsup_spawn_child(spec->type, &spec->args, s->proc, &child, why);
     if (rc == -2) {
-        reply_error2(reply, "unknown_worker", dsup_reason_atom(spec->type));
+        ei_x_buff *t = dsup_term_scratch(); /* not dsup_reason_atom: it keeps what it encodes */
+        dsup_x_encode_atom(t, spec->type);
+        reply_error2(reply, "unknown_worker", dsup_term_of_x(t));
+        dsup_term_scratch_release(t);
     } else if (rc < 0) {
         ei_x_encode_tuple_header(reply, 2);
         dsup_x_encode_atom(reply, "error");
@@ -260,11 +281,50 @@ static int is_shutdown_reason(dsup_term r)
 
 static void sup_shutdown_instance(dsup_sup *s, const char *why);
 
+static void send_retry(dsup_sup *s, const dsup_child_spec *spec)
+{
+    ei_x_buff *x = dsup_term_scratch();
+    ei_x_encode_tuple_header(x, 3);
+    dsup_x_encode_atom(x, "$dsup_retry");
+    dsup_x_encode_term(x, spec->name); /* a parsed spec map has no name */
+    dsup_spec_encode_map(x, spec, 1);
+    dsup_send(s->proc, dsup_self(s->proc), x);
+    dsup_term_scratch_release(x);
+}
+
+/* {'$dsup_retry', Name, Spec}: a restart whose init failed, tried again
+ * from the loop; each try counts toward the intensity, as in OTP. Consumes
+ * spec. */
+static void retry_start(dsup_sup *s, dsup_child_spec *spec)
+{
+    if (!restart_allowed(s)) {
+        sup_start_failed_report(s, spec, dsup_reason_atom("reached_max_restart_intensity"), "give_up");
+        LOG_ERROR("%s: reached maximum restart intensity (%d in %d s); shutting down", s->name,
+                  s->max_restarts, s->max_seconds);
+        sup_heal_keep(s, spec); /* the restarted instance tries it again */
+        sup_shutdown_instance(s, "reached_max_restart_intensity");
+        return;
+    }
+    dsup_child_spec *again = dsup_spec_with_name(spec, spec->name);
+    ei_x_buff *x = dsup_term_scratch();
+    dsup_term el[2]; /* the reply: {error, Reason} */
+    int ar;
+    if (sup_start_local(s, spec, x) < 0 && again &&
+        dsup_term_tuple((dsup_term){ x->buff, (size_t)x->index }, el, 2) == 2 &&
+        !dsup_term_tagged(el[1], "already_started", &ar, NULL, 0)) {
+        sup_start_failed_report(s, again, el[1], "retry");
+        send_retry(s, again);
+    }
+    dsup_term_scratch_release(x);
+    free(again);
+}
+
 /* A local child exited. */
 static void child_exited(dsup_sup *s, sup_child *c, dsup_term reason)
 {
     dsup_pid old = c->pid;
     if (c->terminating || s->stopping) {
+        sup_crash_report(s, c, reason, SUP_ACT_STOPPED);
         if (c->term_from) {
             ei_x_buff *x = dsup_term_scratch();
             dsup_x_encode_atom(x, "ok");
@@ -282,39 +342,37 @@ static void child_exited(dsup_sup *s, sup_child *c, dsup_term reason)
     }
     int restart = c->spec->restart == DSUP_RESTART_PERMANENT ||
                   (c->spec->restart == DSUP_RESTART_TRANSIENT && !is_shutdown_reason(reason));
+    int allowed = restart && restart_allowed(s);
+    sup_crash_report(s, c, reason, !restart ? SUP_ACT_NONE : allowed ? SUP_ACT_RESTART : SUP_ACT_GIVE_UP);
     if (!restart) {
         sup_broadcast_child_down(s, c, reason);
         sup_emit_process_stop(s, c->spec->name, &old);
         sup_cache_drop(s, c);
         return;
     }
-    if (!restart_allowed(s)) {
+    if (!allowed) {
         LOG_ERROR("%s: reached maximum restart intensity (%d in %d s); shutting down", s->name,
                   s->max_restarts, s->max_seconds);
-        sup_broadcast_child_down(s, c, reason);
-        sup_emit_process_stop(s, c->spec->name, &old);
-        sup_cache_drop(s, c);
+        /* The entry stays (no child_down): the ring owners' failover, or the
+         * restarted instance (sup_heal.c), starts the child again. */
         sup_shutdown_instance(s, "reached_max_restart_intensity");
         return;
     }
     dsup_proc *child;
-    if (dsup_spawn_child(c->spec->type, &c->spec->args, s->proc, &child, NULL) < 0) {
+    ei_x_buff *why = dsup_term_scratch();
+    if (dsup_spawn_child(c->spec->type, &c->spec->args, s->proc, &child, why) < 0) {
         /* init refused: count it as a restart and try again from the loop. */
-        LOG_WARN("%s: restarting a child failed; retrying", s->name);
+        sup_start_failed_report(s, c->spec, (dsup_term){ why->buff, (size_t)why->index }, "retry");
+        dsup_term_scratch_release(why);
         dsup_child_spec *spec = dsup_spec_with_name(c->spec, c->spec->name);
         sup_emit_process_stop(s, c->spec->name, &old);
         sup_cache_drop(s, c);
-        if (spec) {
-            ei_x_buff *x = dsup_term_scratch();
-            ei_x_encode_tuple_header(x, 2);
-            dsup_x_encode_atom(x, "$dsup_retry");
-            dsup_spec_encode_map(x, spec, 1);
-            dsup_send(s->proc, dsup_self(s->proc), x);
-            dsup_term_scratch_release(x);
-            free(spec);
-        }
+        if (spec)
+            send_retry(s, spec);
+        free(spec);
         return;
     }
+    dsup_term_scratch_release(why);
     dsup_pid pid = child->pid;
     sup_emit_process_stop(s, c->spec->name, &old);
     sup_cache_put(s, c->spec->name, &pid, NULL, 1);
@@ -373,7 +431,9 @@ void sup_failover(dsup_sup *s, const char *lost)
         dsup_pid old = c->pid;
         sup_emit_process_stop(s, c->spec->name, &old);
         sup_cache_drop(s, c);
-        if (spec) {
+        if (spec && sup_claim_busy(s, spec->name)) {
+            sup_claim_restart(s, spec); /* a start elsewhere holds the name: after it, if it fails */
+        } else if (spec) {
             ei_x_buff *x = dsup_term_scratch();
             if (sup_start_local(s, spec, x) == 0)
                 restarted++;
@@ -404,7 +464,8 @@ static void sup_info(dsup_proc *self, void *state, dsup_term msg)
         return;
     }
     if (dsup_term_tagged(msg, "$dsup", &ar, el, 2) && ar == 2) {
-        sup_on_child_msg(s, el[1]);
+        if (!sup_claim_msg(s, el[1]))
+            sup_on_child_msg(s, el[1]);
         return;
     }
     if (dsup_term_tagged(msg, "DOWN", &ar, el, 5) && ar == 5) {
@@ -418,24 +479,22 @@ static void sup_info(dsup_proc *self, void *state, dsup_term msg)
         const char *node;
         size_t len;
         int i = 0;
-        if (dsup_term_atom_text(el[1].buf, &i, &node, &len) == 0)
-            sup_failover(s, dsup_intern(node, len));
+        /* A node whose name nobody holds has no children to fail over and
+         * holds no reservation. */
+        if (dsup_term_atom_text(el[1].buf, &i, &node, &len) == 0 && (node = dsup_intern_find(node, len))) {
+            sup_claim_node_lost(s, node); /* even when it came back: a new instance */
+            sup_failover(s, node);
+        }
         return;
     }
-    if (dsup_term_tagged(msg, "$dsup_retry", &ar, el, 2) && ar == 2) {
-        dsup_child_spec *spec;
-        if (dsup_spec_parse(el[1], &spec) == 0) {
-            dsup_term name = spec->name;
-            (void)name;
-            ei_x_buff *x = dsup_term_scratch();
-            if (restart_allowed(s))
-                sup_start_local(s, spec, x);
-            else {
-                free(spec);
-                sup_shutdown_instance(s, "reached_max_restart_intensity");
-            }
-            dsup_term_scratch_release(x);
+    if (dsup_term_tagged(msg, "$dsup_retry", &ar, el, 3) && ar == 3) {
+        dsup_child_spec *spec, *named = NULL;
+        if (dsup_spec_parse(el[2], &spec) == 0) {
+            named = dsup_spec_with_name(spec, el[1]);
+            free(spec);
         }
+        if (named)
+            retry_start(s, named);
         return;
     }
     if (sup_pending_reply(s, msg))
@@ -462,7 +521,9 @@ static void sup_terminate(dsup_proc *self, void *state, dsup_term reason)
     dsup_sup *s = state;
     kill_ctx k = { self, reason };
     dsup_dict_foreach(&s->by_name, signal_local_child, &k);
+    sup_claim_shutdown(s);
     s->proc = NULL; /* the struct lives on in dsup_sups for pending lookups */
+    sup_heal_ended(s, reason); /* the node restarts the instance */
 }
 
 static int sup_state(dsup_proc *self, void *state, ei_x_buff *out)
@@ -505,8 +566,8 @@ static void free_sup(dsup_sup *s)
 {
     sup_pending_child_free_all(s);
     dsup_ring_free(s->ring);
-    free(s->nodes);
-    free(s->listeners);
+    sup_opts_release(s);
+    dsup_intern_release(s->name);
     free(s->restarts);
     free(s);
 }
@@ -518,8 +579,16 @@ int dsup_sup_start(const char *name, const dsup_term *opts, dsup_sup **out, ei_x
         dsup_register_internal_type(&sup_type);
         registered = 1;
     }
-    const char *n = dsup_intern_str(name);
-    dsup_proc *existing = n ? dsup_proc_whereis(n) : NULL;
+    /* Counted and held by the instance: a start that fails gives it back. */
+    const char *n = dsup_intern_peer(name, strlen(name));
+    if (!n) {
+        if (err) {
+            err->index = 0;
+            dsup_x_encode_atom(err, "system_limit");
+        }
+        return -1;
+    }
+    dsup_proc *existing = dsup_proc_whereis(n);
     if (existing) {
         if (err) {
             err->index = 0;
@@ -533,6 +602,7 @@ int dsup_sup_start(const char *name, const dsup_term *opts, dsup_sup **out, ei_x
     if (!s)
         return -1;
     s->name = n;
+    dsup_intern_hold(n);
     s->cache_children = 1;
     s->max_restarts = 3;
     s->max_seconds = 5;
@@ -572,6 +642,7 @@ int dsup_sup_start(const char *name, const dsup_term *opts, dsup_sup **out, ei_x
     sup_place_advertise(s, 1); /* capabilities before the host: never seen without them */
     dsup_pg_join(s->scope, dsup_reason_atom(SUP_HOSTS_GROUP), &s->proc->pid, 1);
     LOG_INFO("distributed supervisor %s started (scope %s)", n, scope);
+    sup_heal_started(s, opts);
     if (out)
         *out = s;
     return 0;

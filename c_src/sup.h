@@ -61,6 +61,10 @@ struct dsup_sup {
     int nrestarts;
     sup_pending *pending;
     dsup_dict pending_children;   /* name -> dsup_child_spec*: no host can run them (sup_pending.c) */
+    dsup_dict claims;             /* names reserved here as their arbiter (sup_claim.c) */
+    struct sup_claim_wait *claim_waits; /* starts here waiting for an arbiter */
+    uint64_t claim_seq;
+    uv_timer_t *claim_timer;      /* expiry sweep while either is non-empty */
     sup_sub *subs;
     int stopping;
     struct dsup_sup *next;
@@ -94,6 +98,7 @@ int sup_resolve_duplicate(dsup_sup *s, dsup_term name);
 
 /* sup.c */
 dsup_child_spec *sup_spec_named_by_ref(dsup_child_spec *spec);
+int sup_check_child_name(dsup_sup *s, dsup_term name, ei_x_buff *reply);
 int sup_reply_if_running(dsup_sup *s, dsup_term name, ei_x_buff *reply);
 int sup_start_local(dsup_sup *s, dsup_child_spec *spec, ei_x_buff *reply);
 const dsup_pid *sup_host_on(dsup_sup *s, const char *node);
@@ -130,8 +135,18 @@ void sup_pending_child_encode(dsup_sup *s, ei_x_buff *x);
 void sup_pending_child_retry(dsup_sup *s);
 void sup_pending_child_start(dsup_sup *s, dsup_term name, dsup_term spec);
 void sup_pending_child_free_all(dsup_sup *s);
+/* sup_claim.c: one winner per name (the name's ring owner arbitrates) */
+typedef struct sup_claim_wait sup_claim_wait;
+dsup_call_ret sup_start_claimed(dsup_sup *s, dsup_child_spec *spec, const dsup_from *from, ei_x_buff *reply);
+int sup_claim_msg(dsup_sup *s, dsup_term event);
+int sup_claim_busy(dsup_sup *s, dsup_term name);
+void sup_claim_restart(dsup_sup *s, dsup_child_spec *spec);
+void sup_claim_node_lost(dsup_sup *s, const char *node);
+void sup_claim_shutdown(dsup_sup *s);
 
 /* sup_opts.c */
 int sup_parse_opts(dsup_sup *s, dsup_term opts, ei_x_buff *err);
+/* Let go of the names the options keep (listeners, nodes). */
+void sup_opts_release(dsup_sup *s);
 
 #endif

@@ -65,6 +65,7 @@ sup_child *sup_cache_put(dsup_sup *s, dsup_term name, const dsup_pid *pid, dsup_
     sup_child *c = sup_child_by_name(s, name);
     if (c) {
         unindex_pid(s, &c->pid);
+        dsup_pid_release(&c->pid);
         if (spec && (spec = cached_spec(spec, c->spec->name))) {
             free(c->spec);
             c->spec = spec;
@@ -81,6 +82,7 @@ sup_child *sup_cache_put(dsup_sup *s, dsup_term name, const dsup_pid *pid, dsup_
         c->spec = cs;
     }
     c->pid = *pid;
+    dsup_pid_hold(&c->pid); /* the cache outlives the message that told us */
     c->local = local;
     dsup_ivec_push(&s->by_pid, &by_pid_t, &c);
     sup_pending_child_forget(s, c->spec->name); /* it runs now */
@@ -90,6 +92,7 @@ sup_child *sup_cache_put(dsup_sup *s, dsup_term name, const dsup_pid *pid, dsup_
 void sup_cache_drop(dsup_sup *s, sup_child *c)
 {
     unindex_pid(s, &c->pid);
+    dsup_pid_release(&c->pid);
     if (c->kill_timer)
         uv_close((uv_handle_t *)c->kill_timer, (uv_close_cb)free);
     dsup_from_discard(c->term_from);
@@ -114,7 +117,9 @@ int sup_cache_repoint(dsup_sup *s, sup_child *c, const char *lost_node)
             continue;
         dsup_pid old = c->pid, now = pids[i];
         unindex_pid(s, &c->pid);
+        dsup_pid_release(&c->pid);
         c->pid = now;
+        dsup_pid_hold(&c->pid);
         c->local = now.node == g_node->name;
         dsup_ivec_push(&s->by_pid, &by_pid_t, &c);
         sup_emit_process_stop(s, c->spec->name, &old);

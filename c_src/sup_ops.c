@@ -35,6 +35,16 @@ static void error_pair(ei_x_buff *x, const char *what, dsup_term detail)
     dsup_x_encode_term(x, detail);
 }
 
+/* {error, {nodedown, Node}} (a peer names the node: not a dsup_reason_atom). */
+static void error_nodedown(ei_x_buff *x, const char *node)
+{
+    ei_x_encode_tuple_header(x, 2);
+    dsup_x_encode_atom(x, "error");
+    ei_x_encode_tuple_header(x, 2);
+    dsup_x_encode_atom(x, "nodedown");
+    dsup_x_encode_atom(x, node);
+}
+
 /* ---- forwarding ------------------------------------------------------------- */
 
 int sup_forward(dsup_sup *s, const char *node, dsup_term request, const dsup_from *from, int is_terminate)
@@ -49,6 +59,7 @@ int sup_forward(dsup_sup *s, const char *node, dsup_term request, const dsup_fro
     dsup_node_make_ref(&p->tag);
     dsup_monitor(s->proc, &target, &p->mref);
     p->node = node;
+    dsup_intern_hold(node);
     p->is_terminate = is_terminate;
     p->from = dsup_from_save(from);
     p->next = s->pending;
@@ -95,6 +106,7 @@ int sup_pending_reply(dsup_sup *s, dsup_term msg)
     dsup_x_encode_term(x, el[1]);
     dsup_reply(p->from, x);
     dsup_term_scratch_release(x);
+    dsup_intern_release(p->node);
     free(p);
     return 1;
 }
@@ -109,9 +121,10 @@ int sup_pending_down(dsup_sup *s, const dsup_ref *mref)
     if (p->is_terminate)
         error_atom(x, "not_found"); /* the child went with its node */
     else
-        error_pair(x, "nodedown", dsup_reason_atom(p->node));
+        error_nodedown(x, p->node);
     dsup_reply(p->from, x);
     dsup_term_scratch_release(x);
+    dsup_intern_release(p->node);
     free(p);
     return 1;
 }
@@ -127,7 +140,8 @@ static const char *node_arg(dsup_term t)
     size_t n;
     if (dsup_term_atom_text(t.buf, &i, &a, &n) < 0)
         return "";
-    return dsup_intern(a, n);
+    a = dsup_intern_peer(a, n); /* counted: a pending forward holds it */
+    return a ? a : "";
 }
 
 static dsup_call_ret start_child(dsup_sup *s, dsup_term spec_t, dsup_term node_t, const dsup_from *from,
@@ -148,7 +162,7 @@ static dsup_call_ret start_child(dsup_sup *s, dsup_term spec_t, dsup_term node_t
         error_atom(reply, "enomem");
         return DSUP_REPLY;
     }
-    if (sup_reply_if_running(s, spec->name, reply)) {
+    if (sup_check_child_name(s, spec->name, reply) < 0 || sup_reply_if_running(s, spec->name, reply)) {
         free(spec);
         return DSUP_REPLY;
     }
@@ -156,18 +170,20 @@ static dsup_call_ret start_child(dsup_sup *s, dsup_term spec_t, dsup_term node_t
         /* the owner among the hosts that can run the type (sup_place.c) */
         node = sup_place_owner(s, spec, 1);
         if (!node) {
-            if (dsup_ring_node_count(s->ring))
-                error_pair(reply, "unknown_worker", dsup_reason_atom(spec->type));
-            else
+            if (dsup_ring_node_count(s->ring)) {
+                ei_x_buff *t = dsup_term_scratch(); /* not dsup_reason_atom: it keeps what it encodes */
+                dsup_x_encode_atom(t, spec->type);
+                error_pair(reply, "unknown_worker", dsup_term_of_x(t));
+                dsup_term_scratch_release(t);
+            } else {
                 error_atom(reply, "no_nodes");
+            }
             free(spec);
             return DSUP_REPLY;
         }
     }
-    if (node == g_node->name) {
-        sup_start_local(s, spec, reply);
-        return DSUP_REPLY;
-    }
+    if (node == g_node->name)
+        return sup_start_claimed(s, spec, from, reply);
     /* {start_child_here, Name, SpecMap} to the instance on `node`. */
     ei_x_buff *x = dsup_term_scratch();
     ei_x_encode_tuple_header(x, 3);
@@ -178,13 +194,14 @@ static dsup_call_ret start_child(dsup_sup *s, dsup_term spec_t, dsup_term node_t
     dsup_term_scratch_release(x);
     free(spec);
     if (rc < 0) {
-        error_pair(reply, "nodedown", dsup_reason_atom(node));
+        error_nodedown(reply, node);
         return DSUP_REPLY;
     }
     return DSUP_NOREPLY;
 }
 
-static dsup_call_ret start_child_here(dsup_sup *s, dsup_term name, dsup_term spec_t, ei_x_buff *reply)
+static dsup_call_ret start_child_here(dsup_sup *s, dsup_term name, dsup_term spec_t, const dsup_from *from,
+                                      ei_x_buff *reply)
 {
     dsup_child_spec *spec, *named;
     if (dsup_spec_parse(spec_t, &spec) < 0) {
@@ -197,8 +214,7 @@ static dsup_call_ret start_child_here(dsup_sup *s, dsup_term name, dsup_term spe
         error_atom(reply, "enomem");
         return DSUP_REPLY;
     }
-    sup_start_local(s, named, reply);
-    return DSUP_REPLY;
+    return sup_start_claimed(s, named, from, reply);
 }
 
 /* ---- terminate_child ------------------------------------------------------------ */
@@ -304,7 +320,7 @@ dsup_call_ret sup_handle_call(dsup_proc *self, void *state, dsup_term req, const
     if (dsup_term_tagged(req, "start_child", &ar, el, 4) && (ar == 3 || ar == 2))
         return start_child(s, el[1], ar == 3 ? el[2] : dsup_reason_atom("undefined"), from, reply);
     if (dsup_term_tagged(req, "start_child_here", &ar, el, 4) && ar == 3)
-        return start_child_here(s, el[1], el[2], reply);
+        return start_child_here(s, el[1], el[2], from, reply);
     if (dsup_term_tagged(req, "terminate_child", &ar, el, 4) && ar == 2)
         return terminate_child(s, req, el[1], from, reply);
     if (dsup_term_is_atom(req, "children")) {
@@ -346,10 +362,14 @@ dsup_call_ret sup_handle_call(dsup_proc *self, void *state, dsup_term req, const
         sup_pending_child_encode(s, reply);
     } else if (dsup_term_tagged(req, "node_for", &ar, el, 4) && ar == 3) {
         const char *type, *node = NULL;
+        char tbuf[256]; /* the type's text, not interned: a caller's atom */
         size_t tl;
         int i = 0;
-        if (dsup_term_atom_text(el[2].buf, &i, &type, &tl) == 0)
-            node = sup_place_owner_for_type(s, dsup_intern(type, tl), el[1]);
+        if (dsup_term_atom_text(el[2].buf, &i, &type, &tl) == 0 && tl < sizeof tbuf) {
+            memcpy(tbuf, type, tl);
+            tbuf[tl] = 0;
+            node = sup_place_owner_for_type(s, tbuf, el[1]);
+        }
         dsup_x_encode_atom(reply, node ? node : "undefined");
     } else if (dsup_term_tagged(req, "node_for", &ar, el, 4) && ar == 2) {
         const char *node = dsup_ring_node_for(s->ring, el[1].buf, el[1].len);

@@ -35,7 +35,9 @@ static const char *atom_text(dsup_term t)
     size_t n;
     if (t.len < 2 || dsup_term_atom_text(t.buf, &i, &a, &n) < 0 || (size_t)i != t.len)
         return NULL;
-    return dsup_intern(a, n);
+    /* Counted: a peer's start_supervisor chooses these; the instance holds
+     * what it keeps (sup_opts_release gives it back). */
+    return dsup_intern_peer(a, n);
 }
 
 static int get_long(dsup_term t, long *v)
@@ -73,19 +75,57 @@ static int list_elems(dsup_term t, dsup_term **out, int *n, int single_ok)
     return (size_t)i < t.len && (unsigned char)t.buf[i] == 106 ? 0 : -1;
 }
 
+static void release_nodes(dsup_sup *s)
+{
+    for (int j = 0; s->nodes && j < s->nnodes; j++)
+        dsup_intern_release(s->nodes[j]);
+    free(s->nodes);
+    s->nodes = NULL;
+    s->nnodes = 0;
+}
+
+static void release_listeners(dsup_sup *s)
+{
+    for (int j = 0; s->listeners && j < s->nlisteners; j++) {
+        sup_listener *l = &s->listeners[j];
+        if (l->name) {
+            dsup_intern_release(l->name);
+            dsup_intern_release(l->node);
+        } else {
+            dsup_pid_release(&l->pid);
+        }
+    }
+    free(s->listeners);
+    s->listeners = NULL;
+    s->nlisteners = 0;
+}
+
+void sup_opts_release(dsup_sup *s)
+{
+    release_nodes(s);
+    release_listeners(s);
+}
+
 static int parse_listener(dsup_term t, sup_listener *l)
 {
     memset(l, 0, sizeof *l);
     int i = 0;
-    if (dsup_decode_pid(t.buf, &i, &l->pid) == 0)
+    if (dsup_decode_pid(t.buf, &i, &l->pid) == 0) {
+        dsup_pid_hold(&l->pid);
         return 0;
+    }
     if ((l->name = atom_text(t))) {
         l->node = g_node->name;
+        dsup_intern_hold(l->name);
         return 0;
     }
     dsup_term el[2];
-    if (dsup_term_tuple(t, el, 2) == 2 && (l->name = atom_text(el[0])) && (l->node = atom_text(el[1])))
+    if (dsup_term_tuple(t, el, 2) == 2 && (l->name = atom_text(el[0])) && (l->node = atom_text(el[1]))) {
+        dsup_intern_hold(l->name);
+        dsup_intern_hold(l->node);
         return 0;
+    }
+    l->name = l->node = NULL;
     return -1;
 }
 
@@ -131,12 +171,17 @@ int sup_parse_opts(dsup_sup *s, dsup_term opts, ei_x_buff *err)
             if (list_elems(v, &ns, &nn, 0) < 0) {
                 rc = bad(err, key);
             } else if (nn > 0) {
-                free(s->nodes);
+                release_nodes(s);
                 s->nodes = calloc((size_t)nn, sizeof *s->nodes);
                 s->nnodes = nn;
                 for (int j = 0; j < nn && rc == 0; j++)
-                    if (!s->nodes || !(s->nodes[j] = atom_text(ns[j])) || !strchr(s->nodes[j], '@'))
+                    if (!s->nodes || !(s->nodes[j] = atom_text(ns[j])) || !strchr(s->nodes[j], '@')) {
+                        if (s->nodes)
+                            s->nodes[j] = NULL; /* not held */
                         rc = bad(err, key);
+                    } else {
+                        dsup_intern_hold(s->nodes[j]);
+                    }
             }
             free(ns);
         } else if (dsup_term_is_atom(key, "listeners")) {
@@ -145,7 +190,7 @@ int sup_parse_opts(dsup_sup *s, dsup_term opts, ei_x_buff *err)
             if (list_elems(v, &ls, &nl, 1) < 0) {
                 rc = bad(err, key);
             } else {
-                free(s->listeners);
+                release_listeners(s);
                 s->listeners = calloc((size_t)(nl ? nl : 1), sizeof *s->listeners);
                 s->nlisteners = nl;
                 for (int j = 0; j < nl && rc == 0; j++)

@@ -130,6 +130,12 @@ static dsup_ring *ring_of(const char **nodes, size_t n, int enc)
         return ring; /* not cached: the caller frees rings it did not get from here */
     ring_cache *r = &rings[next_slot++ % (sizeof rings / sizeof rings[0])];
     dsup_ring_free(r->ring);
+    /* the key is the names' pointers: hold them, or a freed name's address
+     * could come back as another node's */
+    for (size_t i = 0; i < r->n; i++)
+        dsup_intern_release(r->nodes[i]);
+    for (size_t i = 0; i < n; i++)
+        dsup_intern_hold(nodes[i]);
     memcpy(r->nodes, nodes, n * sizeof *nodes);
     r->n = n;
     r->enc = enc;
@@ -150,12 +156,20 @@ static const char *owner_of(dsup_sup *s, const char **c, size_t n, dsup_term key
     } else {
         dsup_ring *r = ring_of(c, n, dsup_ring_atom_encoding(s->ring));
         owner = r ? dsup_ring_node_for(r, key.buf, key.len) : NULL;
-        owner = owner ? dsup_intern_str(owner) : NULL;
+        /* the candidates' own (interned) name: rings keep copies */
+        for (size_t i = 0; owner && i < n; i++)
+            if (strcmp(c[i], owner) == 0) {
+                owner = c[i];
+                break;
+            }
         if (r && n > 8)
             dsup_ring_free(r);
         return owner;
     }
-    return owner ? dsup_intern_str(owner) : NULL;
+    for (size_t i = 0; owner && i < n; i++)
+        if (strcmp(c[i], owner) == 0)
+            return c[i];
+    return NULL;
 }
 
 const char *sup_place_owner(dsup_sup *s, const dsup_child_spec *spec, int fresh)

@@ -116,11 +116,14 @@ bad:
 
 static dsup_child_spec *build(const char *type, int restart, long shutdown, dsup_term name, dsup_term args)
 {
-    dsup_child_spec *s = malloc(sizeof *s + name.len + args.len);
+    /* The type's text lives in the spec too: peers choose it, so it is not
+     * kept in the name table (the parse's counted atom goes with the turn). */
+    size_t tlen = strlen(type) + 1;
+    dsup_child_spec *s = malloc(sizeof *s + name.len + args.len + tlen);
     if (!s)
         return NULL;
     char *p = (char *)(s + 1);
-    s->type = type;
+    s->type = memcpy(p + name.len + args.len, type, tlen);
     s->restart = restart;
     s->beam = 0;
     s->shutdown = shutdown;
@@ -140,7 +143,7 @@ static const char *atom_of(dsup_term t)
     size_t al;
     if (t.len < 2 || dsup_term_atom_text(t.buf, &i, &a, &al) < 0 || (size_t)i != t.len)
         return NULL;
-    return dsup_intern(a, al);
+    return dsup_intern_peer(a, al);
 }
 
 /* The value of atom key `key` in a map term: 1 and *val, else 0. */

@@ -10,7 +10,7 @@ enum { DSUP_RESTART_PERMANENT = 0, DSUP_RESTART_TRANSIENT = 1, DSUP_RESTART_TEMP
 
 /* One allocation: the struct, then the name and args bytes. free() it. */
 typedef struct dsup_child_spec {
-    const char *type;  /* worker type (interned atom text) */
+    const char *type;  /* worker type (atom text, inside this allocation) */
     int restart;
     int beam;          /* a BEAM module's child, hosted by Elixir nodes: `args`
                           is its whole child-spec map (sup_place.c) */

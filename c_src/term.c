@@ -31,6 +31,11 @@ ei_x_buff *dsup_term_scratch(void)
 
 void dsup_term_scratch_release(ei_x_buff *x)
 {
+    if (x->buffsz > (1 << 20)) {
+        /* One large message must not pin its size in the pool. */
+        ei_x_free(x);
+        ei_x_new(x);
+    }
     if (npool < POOL) {
         pool[npool++] = x;
         return;
@@ -179,7 +184,7 @@ int dsup_decode_pid(const char *buf, int *index, dsup_pid *pid)
     if (dsup_term_atom_text(buf, &i, &node, &nlen) < 0)
         return -1;
     const unsigned char *q = (const unsigned char *)buf + i;
-    pid->node = dsup_intern(node, nlen);
+    pid->node = dsup_intern_peer(node, nlen);
     if (!pid->node)
         return -1;
     pid->num = dsup_get_u32be(q);
@@ -209,7 +214,7 @@ int dsup_decode_ref(const char *buf, int *index, dsup_ref *ref)
     if (dsup_term_atom_text(buf, &i, &node, &nlen) < 0)
         return -1;
     const unsigned char *q = (const unsigned char *)buf + i;
-    ref->node = dsup_intern(node, nlen);
+    ref->node = dsup_intern_peer(node, nlen);
     if (!ref->node)
         return -1;
     if (tag == 90) {
@@ -228,6 +233,13 @@ int dsup_decode_ref(const char *buf, int *index, dsup_ref *ref)
     *index = i + (int)(4 * n);
     return 0;
 }
+
+/* The node names of decoded pids and refs are counted entries that live
+ * until the end of the loop turn unless held (see intern.h). */
+void dsup_pid_hold(const dsup_pid *pid) { dsup_intern_hold(pid->node); }
+void dsup_pid_release(const dsup_pid *pid) { dsup_intern_release(pid->node); }
+void dsup_ref_hold(const dsup_ref *ref) { dsup_intern_hold(ref->node); }
+void dsup_ref_release(const dsup_ref *ref) { dsup_intern_release(ref->node); }
 
 int dsup_ref_eq(const dsup_ref *a, const dsup_ref *b)
 {
@@ -254,7 +266,7 @@ void dsup_pid_to_wire(const dsup_pid *p, dsup_wire_pid *w)
 
 int dsup_pid_from_wire(const dsup_wire_pid *w, dsup_pid *p)
 {
-    p->node = dsup_intern(w->node, w->node_len);
+    p->node = dsup_intern_peer(w->node, w->node_len);
     p->num = w->num;
     p->serial = w->serial;
     p->creation = w->creation;

@@ -1,7 +1,10 @@
 defmodule DistributedSupervisor.MixProject do
   use Mix.Project
 
-  @version "0.5.0"
+  # One version for the whole project: the repository's VERSION file (also in
+  # `dsup-node --version` and dsup.pc).
+  @version __DIR__ |> Path.join("../VERSION") |> File.read!() |> String.trim()
+  @external_resource Path.join(__DIR__, "../VERSION")
 
   def project do
     [

@@ -26,12 +26,28 @@
 extern "C" {
 #endif
 
-#define DSUP_ABI_VERSION 1
+/* Only what this header declares is exported from libdsup and dsup-node
+ * (the library is built with -fvisibility=hidden). */
+#if defined(__GNUC__)
+#define DSUP_EXTERN __attribute__((visibility("default")))
+#else
+#define DSUP_EXTERN
+#endif
+
+#define DSUP_ABI_VERSION 2
 
 /* ---- identities -------------------------------------------------------- */
 
 /* A process id. `node` is an interned string: two pids on the same node have
- * the same `node` pointer, so pids compare with dsup_pid_eq. */
+ * the same `node` pointer, so pids compare with dsup_pid_eq.
+ *
+ * Node names that peers introduce are freed once nothing uses them, at the
+ * end of the loop turn: a dsup_pid or dsup_ref handed to a callback (or
+ * decoded from its terms) is valid during that callback. A worker that keeps
+ * one for later (in its state, across callbacks) must hold it with
+ * dsup_pid_hold()/dsup_ref_hold() and release it when it drops it. Pids of
+ * this node need no hold (holding them is harmless). dsup_monitor, dsup_link,
+ * dsup_from_save and the pg and supervisor APIs hold what they keep. */
 typedef struct dsup_pid {
     const char *node;
     uint32_t    num, serial, creation;
@@ -65,7 +81,12 @@ static inline int dsup_pid_eq(const dsup_pid *a, const dsup_pid *b)
     return a->node == b->node && a->num == b->num && a->serial == b->serial &&
            a->creation == b->creation;
 }
-int dsup_ref_eq(const dsup_ref *a, const dsup_ref *b);
+DSUP_EXTERN int dsup_ref_eq(const dsup_ref *a, const dsup_ref *b);
+/* Keep the node name of a saved pid/ref alive (see above); one release per hold. */
+DSUP_EXTERN void dsup_pid_hold(const dsup_pid *pid);
+DSUP_EXTERN void dsup_pid_release(const dsup_pid *pid);
+DSUP_EXTERN void dsup_ref_hold(const dsup_ref *ref);
+DSUP_EXTERN void dsup_ref_release(const dsup_ref *ref);
 
 /* ---- writing a worker --------------------------------------------------- */
 
@@ -119,87 +140,95 @@ typedef struct dsup_worker_type {
      * (terminate must not free them). Saves an allocation per worker; a
      * worker whose state grows keeps state_size 0 and allocates its own. */
     size_t state_size;
+
+    /* Room to grow (ABI 2): leave zeroed. New optional fields take these
+     * slots, so a type built against this header keeps its size. */
+    void *reserved[8];
 } dsup_worker_type;
 
 /* Make a worker type known to this node (before or after dsup_main starts).
- * The struct must outlive the node. 0, or -1 if the name is taken/invalid. */
-int dsup_register_worker_type(const dsup_worker_type *type);
-const dsup_worker_type *dsup_find_worker_type(const char *name);
+ * The node keeps its own copy of the struct. 0, or -1 if the name is taken
+ * or invalid. The macro passes the struct's size, so a type built against an
+ * older or newer header is read correctly: fields it lacks count as absent
+ * (zero), fields this node does not know are ignored. */
+DSUP_EXTERN int dsup_register_worker_type_sized(const dsup_worker_type *type, size_t size);
+#define dsup_register_worker_type(type) dsup_register_worker_type_sized((type), sizeof *(type))
+DSUP_EXTERN const dsup_worker_type *dsup_find_worker_type(const char *name);
 
 /* Start a worker of `type` with init args `args` (NULL = []), optionally
  * linked to `parent`. On success returns 0 and sets *pid; when init refused,
  * returns -1 and, if reason is non-NULL, copies the reason term into it. */
-int dsup_spawn(const char *type, const dsup_term *args, dsup_proc *link_to, dsup_pid *pid,
+DSUP_EXTERN int dsup_spawn(const char *type, const dsup_term *args, dsup_proc *link_to, dsup_pid *pid,
                ei_x_buff *reason);
 
 /* ---- inside a callback -------------------------------------------------- */
 
-const dsup_pid *dsup_self(const dsup_proc *self);
-void *dsup_state(const dsup_proc *self);
-const dsup_worker_type *dsup_type(const dsup_proc *self);
+DSUP_EXTERN const dsup_pid *dsup_self(const dsup_proc *self);
+DSUP_EXTERN void *dsup_state(const dsup_proc *self);
+DSUP_EXTERN const dsup_worker_type *dsup_type(const dsup_proc *self);
 
 /* Stop after the current callback returns, with this exit reason. */
-void dsup_stop(dsup_proc *self, dsup_term reason);
-void dsup_stop_atom(dsup_proc *self, const char *reason);
+DSUP_EXTERN void dsup_stop(dsup_proc *self, dsup_term reason);
+DSUP_EXTERN void dsup_stop_atom(dsup_proc *self, const char *reason);
 
 /* Trap exits: exit signals arrive as {'EXIT', From, Reason} in handle_info. */
-void dsup_trap_exit(dsup_proc *self, int on);
+DSUP_EXTERN void dsup_trap_exit(dsup_proc *self, int on);
 
 /* Deferred replies: save the `from` of a call, answer later. dsup_reply
  * frees the saved from. */
-dsup_saved_from *dsup_from_save(const dsup_from *from);
-int dsup_reply(dsup_saved_from *from, const ei_x_buff *reply);
-void dsup_from_discard(dsup_saved_from *from);
+DSUP_EXTERN dsup_saved_from *dsup_from_save(const dsup_from *from);
+DSUP_EXTERN int dsup_reply(dsup_saved_from *from, const ei_x_buff *reply);
+DSUP_EXTERN void dsup_from_discard(dsup_saved_from *from);
 
 /* Send `msg` to a pid (local or on any connected or connectable node), or to
  * a registered name on a node ({Name, Node}; node NULL = this node).
  * Like Erlang's send, these never fail for a dead or unknown destination. */
-int dsup_send(dsup_proc *self, const dsup_pid *to, const ei_x_buff *msg);
-int dsup_send_named(dsup_proc *self, const char *name, const char *node, const ei_x_buff *msg);
+DSUP_EXTERN int dsup_send(dsup_proc *self, const dsup_pid *to, const ei_x_buff *msg);
+DSUP_EXTERN int dsup_send_named(dsup_proc *self, const char *name, const char *node, const ei_x_buff *msg);
 
 /* Monitor a process: {'DOWN', Ref, process, Pid, Reason} arrives later. */
-int dsup_monitor(dsup_proc *self, const dsup_pid *target, dsup_ref *ref);
-int dsup_demonitor(dsup_proc *self, const dsup_ref *ref);
-int dsup_link(dsup_proc *self, const dsup_pid *other);
-int dsup_unlink(dsup_proc *self, const dsup_pid *other);
+DSUP_EXTERN int dsup_monitor(dsup_proc *self, const dsup_pid *target, dsup_ref *ref);
+DSUP_EXTERN int dsup_demonitor(dsup_proc *self, const dsup_ref *ref);
+DSUP_EXTERN int dsup_link(dsup_proc *self, const dsup_pid *other);
+DSUP_EXTERN int dsup_unlink(dsup_proc *self, const dsup_pid *other);
 /* Send an exit signal (erlang:exit/2). */
-int dsup_exit(dsup_proc *self, const dsup_pid *to, dsup_term reason);
+DSUP_EXTERN int dsup_exit(dsup_proc *self, const dsup_pid *to, dsup_term reason);
 
 /* erlang:send_after(Ms, self(), Msg). Returns a timer id (0 on failure). */
-uint64_t dsup_send_after(dsup_proc *self, unsigned ms, const ei_x_buff *msg);
-int dsup_cancel_timer(uint64_t timer_id);
+DSUP_EXTERN uint64_t dsup_send_after(dsup_proc *self, unsigned ms, const ei_x_buff *msg);
+DSUP_EXTERN int dsup_cancel_timer(uint64_t timer_id);
 
 /* Run work(arg) on the thread pool, then done(self, arg, status) on the loop
  * thread, unless the process died meanwhile (then done gets self == NULL). */
-int dsup_queue_work(dsup_proc *self, void *arg, void (*work)(void *arg),
+DSUP_EXTERN int dsup_queue_work(dsup_proc *self, void *arg, void (*work)(void *arg),
                     void (*done)(dsup_proc *self, void *arg, int status));
 
 /* ---- terms -------------------------------------------------------------- */
 
 /* An atom from UTF-8 text, written as SMALL_ATOM_UTF8_EXT: what
  * ei_x_encode_atom produces, without its per-call latin1 conversion. */
-int dsup_x_encode_atom(ei_x_buff *x, const char *name);
+DSUP_EXTERN int dsup_x_encode_atom(ei_x_buff *x, const char *name);
 /* Encode/decode dsup_pid / dsup_ref into ei buffers. */
-int dsup_x_encode_pid(ei_x_buff *x, const dsup_pid *pid);
-int dsup_x_encode_ref(ei_x_buff *x, const dsup_ref *ref);
-int dsup_x_encode_term(ei_x_buff *x, dsup_term t);   /* append an encoded term */
-int dsup_decode_pid(const char *buf, int *index, dsup_pid *pid);
-int dsup_decode_ref(const char *buf, int *index, dsup_ref *ref);
+DSUP_EXTERN int dsup_x_encode_pid(ei_x_buff *x, const dsup_pid *pid);
+DSUP_EXTERN int dsup_x_encode_ref(ei_x_buff *x, const dsup_ref *ref);
+DSUP_EXTERN int dsup_x_encode_term(ei_x_buff *x, dsup_term t);   /* append an encoded term */
+DSUP_EXTERN int dsup_decode_pid(const char *buf, int *index, dsup_pid *pid);
+DSUP_EXTERN int dsup_decode_ref(const char *buf, int *index, dsup_ref *ref);
 
 /* True when the term is the atom `name`. */
-int dsup_term_is_atom(dsup_term t, const char *name);
+DSUP_EXTERN int dsup_term_is_atom(dsup_term t, const char *name);
 /* When t is a tuple whose first element is the atom `tag`, set *arity and
  * elems[0..max-1] to its elements (elems[0] is the tag) and return 1. */
-int dsup_term_tagged(dsup_term t, const char *tag, int *arity, dsup_term *elems, int max);
+DSUP_EXTERN int dsup_term_tagged(dsup_term t, const char *tag, int *arity, dsup_term *elems, int max);
 /* Split a tuple into elements (returns arity, or -1 if not a tuple). */
-int dsup_term_tuple(dsup_term t, dsup_term *elems, int max);
+DSUP_EXTERN int dsup_term_tuple(dsup_term t, dsup_term *elems, int max);
 /* Look `key` up in a keyword/property list ([{key, V}]); 1 if found. */
-int dsup_term_keyfind(dsup_term list, const char *key, dsup_term *value);
+DSUP_EXTERN int dsup_term_keyfind(dsup_term list, const char *key, dsup_term *value);
 /* Compare two encoded terms byte for byte (equal encodings). */
-int dsup_term_eq(dsup_term a, dsup_term b);
+DSUP_EXTERN int dsup_term_eq(dsup_term a, dsup_term b);
 /* A heap copy of a term (free with dsup_term_free). */
-dsup_term dsup_term_dup(dsup_term t);
-void dsup_term_free(dsup_term *t);
+DSUP_EXTERN dsup_term dsup_term_dup(dsup_term t);
+DSUP_EXTERN void dsup_term_free(dsup_term *t);
 /* Reset a reusable ei_x_buff without freeing its memory. */
 static inline void dsup_x_reset(ei_x_buff *x) { x->index = 0; }
 
@@ -213,24 +242,24 @@ typedef void (*dsup_pg_event_fn)(void *arg, dsup_pg *scope, int event, dsup_term
                                  const dsup_pid *pids, size_t n);
 
 /* Start (or find) the scope `name` on this node. NULL before the node is up. */
-dsup_pg *dsup_pg_scope(const char *name);
-dsup_pg *dsup_pg_find(const char *name);
-const char *dsup_pg_name(const dsup_pg *scope);
+DSUP_EXTERN dsup_pg *dsup_pg_scope(const char *name);
+DSUP_EXTERN dsup_pg *dsup_pg_find(const char *name);
+DSUP_EXTERN const char *dsup_pg_name(const dsup_pg *scope);
 /* Join/leave local processes (a member that exits leaves all its groups).
  * join: 0, or -1 (a pid is not a live local process). leave: 0, 1 when none
  * of the pids was a member (pg's not_joined), -1 on error. */
-int dsup_pg_join(dsup_pg *scope, dsup_term group, const dsup_pid *pids, size_t n);
-int dsup_pg_leave(dsup_pg *scope, dsup_term group, const dsup_pid *pids, size_t n);
+DSUP_EXTERN int dsup_pg_join(dsup_pg *scope, dsup_term group, const dsup_pid *pids, size_t n);
+DSUP_EXTERN int dsup_pg_leave(dsup_pg *scope, dsup_term group, const dsup_pid *pids, size_t n);
 /* All members (local and remote); the array is valid until the next event. */
-size_t dsup_pg_members(dsup_pg *scope, dsup_term group, const dsup_pid **pids);
+DSUP_EXTERN size_t dsup_pg_members(dsup_pg *scope, dsup_term group, const dsup_pid **pids);
 /* Local members copied into out (up to max); returns how many there are. */
-size_t dsup_pg_local_members(dsup_pg *scope, dsup_term group, dsup_pid *out, size_t max);
+DSUP_EXTERN size_t dsup_pg_local_members(dsup_pg *scope, dsup_term group, dsup_pid *out, size_t max);
 /* Calls fn for each group with members; returns the number of groups. */
-size_t dsup_pg_which_groups(dsup_pg *scope, void (*fn)(void *arg, dsup_term group, size_t members),
+DSUP_EXTERN size_t dsup_pg_which_groups(dsup_pg *scope, void (*fn)(void *arg, dsup_term group, size_t members),
                             void *arg);
 /* Membership changes, local and remote, as they are applied. */
-int dsup_pg_subscribe(dsup_pg *scope, dsup_pg_event_fn fn, void *arg);
-int dsup_pg_unsubscribe(dsup_pg *scope, dsup_pg_event_fn fn, void *arg);
+DSUP_EXTERN int dsup_pg_subscribe(dsup_pg *scope, dsup_pg_event_fn fn, void *arg);
+DSUP_EXTERN int dsup_pg_unsubscribe(dsup_pg *scope, dsup_pg_event_fn fn, void *arg);
 
 /* ---- distributed supervisors ---------------------------------------------- */
 
@@ -245,30 +274,32 @@ typedef void (*dsup_sup_event_fn)(void *arg, dsup_sup *sup, dsup_term event);
 /* Start instance `name` (atom text) with `opts`, the keyword list that
  * DistributedSupervisor.start_link/1 takes (NULL for []). 0, or -1 with the
  * error reason term (e.g. {bad_option, Key}) in err when err is non-NULL. */
-int dsup_sup_start(const char *name, const dsup_term *opts, dsup_sup **out, ei_x_buff *err);
-dsup_sup *dsup_sup_find(const char *name);
-int dsup_sup_subscribe(dsup_sup *sup, dsup_sup_event_fn fn, void *arg);
+DSUP_EXTERN int dsup_sup_start(const char *name, const dsup_term *opts, dsup_sup **out, ei_x_buff *err);
+DSUP_EXTERN dsup_sup *dsup_sup_find(const char *name);
+DSUP_EXTERN int dsup_sup_subscribe(dsup_sup *sup, dsup_sup_event_fn fn, void *arg);
 
 /* ---- logging ------------------------------------------------------------ */
 
 enum { DSUP_LOG_DEBUG = 0, DSUP_LOG_INFO = 1, DSUP_LOG_WARN = 2, DSUP_LOG_ERROR = 3 };
-void dsup_log(int level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+DSUP_EXTERN void dsup_log(int level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
 /* ---- running a node ----------------------------------------------------- */
 
 /* The dsup-node command line as a function: register your worker types,
  * then call dsup_main(argc, argv) from your own main(). Returns the exit
  * status. See `dsup-node --help`. */
-int dsup_main(int argc, char **argv);
+DSUP_EXTERN int dsup_main(int argc, char **argv);
 /* Ask the running node to shut down cleanly (as SIGTERM does). */
-void dsup_shutdown(void);
+DSUP_EXTERN void dsup_shutdown(void);
 /* This node's name (e.g. "dsup@127.0.0.1"), or NULL before it started. */
-const char *dsup_node_name(void);
+DSUP_EXTERN const char *dsup_node_name(void);
 
 /* A plugin .so loaded with `--load` exports this function, which registers
  * its worker types and returns DSUP_ABI_VERSION, or a negative number when
  * it cannot initialise (log why with dsup_log first): the node then refuses
- * to start. Every ei function is available to plugins. */
+ * to start. Every ei function is available to plugins. Plugins built for
+ * ABI 1 (registering through the plain dsup_register_worker_type symbol,
+ * without the size) are still accepted. */
 typedef int (*dsup_plugin_init_fn)(void);
 #define DSUP_PLUGIN_INIT_SYMBOL "dsup_plugin_init"
 

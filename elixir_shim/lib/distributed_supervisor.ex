@@ -90,7 +90,8 @@ defmodule DistributedSupervisor do
     :listeners,
     :max_restarts,
     :max_seconds,
-    :host
+    :host,
+    :crash_reports
   ]
 
   # ------------------------------------------------------------------ start
@@ -124,6 +125,9 @@ defmodule DistributedSupervisor do
       The ring always follows the nodes that run the supervisor. The default value is `false`.
     * `:listeners` - The implementation(s) of `DistributedSupervisor.Listener` to receive
       notifications. The default value is `[]`.
+    * `:crash_reports` (`t:boolean/0`) - Log the C workers' exits (crashes and their
+      restarts) in this node's `Logger`, see `DistributedSupervisor.CrashReports`.
+      The default value is the application env `:crash_reports`, else `false`.
 
   Returns `{:ok, pid}`, or `{:error, {:already_started, pid}}` when an instance of that
   name runs on this node. Raises `DistributedSupervisor.ValidationError` for a bad option.
@@ -242,6 +246,8 @@ defmodule DistributedSupervisor do
 
   defp check_option(:host, v) when is_boolean(v), do: :ok
   defp check_option(:host, v), do: bad_value(:host, v, "expected boolean")
+  defp check_option(:crash_reports, v) when is_boolean(v), do: :ok
+  defp check_option(:crash_reports, v), do: bad_value(:crash_reports, v, "expected boolean")
   defp check_option(k, v) when k in [:max_restarts] and is_integer(v) and v >= 0, do: :ok
   defp check_option(k, v) when k in [:max_seconds] and is_integer(v) and v > 0, do: :ok
 

@@ -55,6 +55,7 @@ defmodule DistributedSupervisorTest do
             {[name: name, monitor_nodes: :sometimes], :monitor_nodes},
             {[name: name, listeners: ["nope"]], :listeners},
             {[name: name, max_restarts: -1], :max_restarts},
+            {[name: name, crash_reports: :yes], :crash_reports},
             {[name: name, colour: :blue], :colour}
           ] do
         e = assert_raise ValidationError, fn -> DS.start_link(opts) end

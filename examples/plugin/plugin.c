@@ -4,7 +4,7 @@
  *
  * dsup-node dlopens the .so and calls its dsup_plugin_init(), which registers
  * the worker types and returns the ABI version it was compiled against
- * (a node with another DSUP_ABI_VERSION refuses the plugin and exits).
+ * (a node older than that ABI version refuses the plugin and exits).
  * Build it with -fPIC -shared against include/dsup.h and erl_interface's
  * headers only; the dsup_* and ei_* functions come from the node itself. */
 #include "dsup.h"
@@ -12,10 +12,8 @@
 
 static int register_type(const dsup_worker_type *t)
 {
+    /* Registering the same struct twice (the .so loaded twice) returns 0. */
     if (dsup_register_worker_type(t) == 0)
-        return 0;
-    /* Loading the same .so twice is harmless: dlopen gives the same copy. */
-    if (dsup_find_worker_type(t->name) == t)
         return 0;
     dsup_log(DSUP_LOG_ERROR, "examples plugin: cannot register worker type %s (name taken)", t->name);
     return -1;

@@ -53,7 +53,9 @@ connect(Node, Cookie) ->
     connect(Node, Cookie, #{}).
 
 %% Opts: name (our node name, default raw_<pid>_<n>@127.0.0.1),
-%%       flags (default default_flags()), timeout (ms, default 10000).
+%%       flags (default default_flags()), timeout (ms, default 10000),
+%%       port (the peer's distribution port: no epmd lookup), epmd_port (ask
+%%       the epmd on that port instead of the one erl_epmd knows).
 -spec connect(node(), atom() | string(), map()) -> {ok, map()} | {error, term()}.
 connect(Node, Cookie0, Opts) ->
     Cookie = to_list(Cookie0),
@@ -62,9 +64,14 @@ connect(Node, Cookie0, Opts) ->
     Flags = maps:get(flags, Opts, default_flags()),
     [Alive, Host] = string:split(atom_to_list(Node), "@"),
     try
-        Port = case erl_epmd:port_please(Alive, Host, Timeout) of
-                   {port, P, _Vsn} -> P;
-                   Other -> throw({epmd, Other})
+        Port = case Opts of
+                   #{port := P0} -> P0;
+                   #{epmd_port := EP} -> port_please(Alive, Host, EP, Timeout);
+                   _ ->
+                       case erl_epmd:port_please(Alive, Host, Timeout) of
+                           {port, P, _Vsn} -> P;
+                           Other -> throw({epmd, Other})
+                       end
                end,
         {ok, Addr} = inet:parse_address(resolve(Host)),
         S = case gen_tcp:connect(Addr, Port, [binary, {packet, 2}, {active, false},
@@ -216,6 +223,22 @@ wait_closed_loop(C, Deadline) ->
 close(#{sock := S}) -> gen_tcp:close(S).
 
 %% --- helpers
+
+%% PORT_PLEASE2 to the epmd on Host:EpmdPort (erl_dist_protocol.xml).
+port_please(Alive, Host, EpmdPort, Timeout) ->
+    {ok, Addr} = inet:parse_address(resolve(Host)),
+    case gen_tcp:connect(Addr, EpmdPort, [binary, {packet, 0}, {active, false}], Timeout) of
+        {ok, S} ->
+            A = list_to_binary(Alive),
+            ok = gen_tcp:send(S, <<(byte_size(A) + 1):16, 122, A/binary>>),
+            R = gen_tcp:recv(S, 0, Timeout),
+            gen_tcp:close(S),
+            case R of
+                {ok, <<119, 0, Port:16, _/binary>>} -> Port;
+                Other -> throw({epmd, Other})
+            end;
+        {error, E} -> throw({epmd, E})
+    end.
 
 default_name() ->
     list_to_atom(lists:flatten(io_lib:format("raw_~s_~b@127.0.0.1",

@@ -25,7 +25,8 @@ suite() ->
     [{timetrap, {seconds, 120}}].
 
 all() ->
-    [{group, rate_limiter}, {group, hasher}, {group, custom_main}, {group, refusal}].
+    [{group, rate_limiter}, {group, hasher}, {group, custom_main}, {group, refusal},
+     {group, abi}].
 
 groups() ->
     [{rate_limiter, [], [rl_take_and_retry_after, rl_bad_args, rl_sys_state,
@@ -34,7 +35,8 @@ groups() ->
                    hasher_worker_killed_mid_job, hasher_sigterm_mid_job]},
      {custom_main, [], [custom_main_greeter, custom_main_loads_plugin]},
      {refusal, [], [bad_plugin_missing_symbol, bad_plugin_wrong_abi,
-                    missing_plugin_file]}].
+                    missing_plugin_file]},
+     {abi, [], [abi1_plugin_still_loads]}].
 
 %% ------------------------------------------------------------------ setup
 
@@ -49,7 +51,8 @@ ex(File) -> filename:join(examples_dir(), File).
 plugin() -> ex("dsup_examples.so").
 
 init_per_suite(Config) ->
-    Missing = [F || F <- ["dsup_examples.so", "bad_nosym.so", "bad_abi.so", "dsup-custom"],
+    Missing = [F || F <- ["dsup_examples.so", "bad_nosym.so", "bad_abi.so", "dsup-custom",
+                          "abi1_plugin.so"],
                     not filelib:is_regular(ex(F))],
     case {filelib:is_regular(dsup_test:exe()), Missing} of
         {false, _} -> {fail, {dsup_node_not_built, dsup_test:exe()}};
@@ -69,6 +72,7 @@ node_opts(custom_main_loads_plugin) ->
 node_opts(bad_plugin_missing_symbol) -> none;
 node_opts(bad_plugin_wrong_abi) -> none;
 node_opts(missing_plugin_file) -> none;
+node_opts(abi1_plugin_still_loads) -> #{extra_args => ["--load", ex("abi1_plugin.so")]};
 node_opts(_) -> #{extra_args => ["--load", plugin()]}.
 
 init_per_testcase(TC, Config) ->
@@ -316,3 +320,19 @@ bad_plugin_wrong_abi(Config) ->
 missing_plugin_file(Config) ->
     Path = ex("no_such_plugin.so"),
     refused(Config, noplugin, Path, [<<"cannot load plugin">>, list_to_binary(Path)]).
+
+%% ------------------------------------------------------------------ abi
+
+%% A plugin built for ABI 1 (shorter worker type struct, registered without
+%% its size, init returning 1) loads into this node and its type works; the
+%% bytes after its struct are not read as fields (its calls are answered by
+%% its own handle_call, and nothing else runs).
+abi1_plugin_still_loads(Config) ->
+    Node = dnode(Config),
+    Types = gen_server:call({dsup_node, Node}, which_workers, ?T),
+    {abi1_echo, 0} = lists:keyfind(abi1_echo, 1, Types),
+    Pid = spawn_worker(Node, abi1_echo, []),
+    {abi1, hello} = gen_server:call(Pid, hello, ?T),
+    {abi1, {1, [2]}} = gen_server:call(Pid, {1, [2]}, ?T),
+    %% no encode_state in ABI 1's struct here: the state shows as undefined
+    undefined = sys:get_state(Pid, ?T).

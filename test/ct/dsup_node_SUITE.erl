@@ -28,12 +28,14 @@ groups() ->
                       visible_global_sync_returns, wrong_cookie_refused,
                       raw_handshake_and_call]},
      {registry, [], [spawn_unknown_type, spawn_returns_remote_pid,
-                      which_workers_counts, which_workers_drops_dead]},
+                      which_workers_counts, which_workers_drops_dead,
+                      node_info_and_memory_calls]},
      {workers, [], [echo_call, echo_large_message, echo_concurrent_callers,
                     echo_ignores_cast_and_info, send_to_unknown_name_dropped,
                     counter_default_value, counter_initial_value, counter_inc_cast,
                     counter_add, counter_info_count, counter_stop_normal,
-                    counter_crash_reason, kv_put_get_keys]},
+                    counter_crash_reason, kv_put_get_keys,
+                    builtin_workers_as_documented]},
      {sys, [], [sys_get_state_counter, sys_get_state_kv, sys_get_status,
                 sys_suspend_resume, sys_replace_state, sys_replace_state_refused]},
      {signals, [], [monitor_down_real_reason, call_dead_worker_noproc_fast,
@@ -240,10 +242,14 @@ bad_cli_args_exit_nonzero(_Config) ->
              ["--name", "x@127.0.0.1", "--bogus-option"],
              ["--name", "x@127.0.0.1", "--log-level", "loud"],
              ["--name", "x@127.0.0.1", "--net-ticktime", "soon"]],
+    %% EX_USAGE and one line naming the problem (dsup_cli_SUITE has the rest)
     lists:foreach(fun(Args) ->
         {Status, Out} = run_cmd(Args, 10000),
         ct:log("~p -> exit ~p:~n~s", [Args, Status, Out]),
-        ?assertNotEqual({Args, 0}, {Args, Status})
+        ?assertEqual({Args, 64}, {Args, Status}),
+        ?assertMatch({_, [<<"dsup-node: ", _/binary>>]},
+                     {Args, binary:split(Out, <<"\n">>, [global, trim_all])}),
+        ?assertEqual({Args, $\n}, {Args, binary:last(Out)})
     end, Cases).
 
 log_level_option(Config) ->
@@ -393,6 +399,22 @@ which_workers_counts(Config) ->
     ?assertEqual([{counter, 1}, {echo, 2}, {kv, 1}],
                  normalize_workers(gen_server:call({dsup_node, N}, which_workers, ?T))).
 
+%% README Wire API: node_info and memory.
+node_info_and_memory_calls(Config) ->
+    N = dnode(Config),
+    Info = gen_server:call({dsup_node, N}, node_info, ?T),
+    ?assertMatch([{name, N}, {visible, false}, {processes, P}] when is_integer(P) andalso P >= 1,
+                 Info),
+    [{allocated, A0}, {processes, P0}] = gen_server:call({dsup_node, N}, memory, ?T),
+    ?assert(A0 > 0),
+    Ws = [spawn_worker(N, kv) || _ <- lists:seq(1, 10)],
+    [ok = gen_server:call(W, {put, I, binary:copy(<<"x">>, 10000)}, ?T)
+     || {I, W} <- lists:zip(lists:seq(1, 10), Ws)],
+    [{allocated, A1}, {processes, P1}] = gen_server:call({dsup_node, N}, memory, ?T),
+    ?assertEqual(P0 + 10, P1),
+    ?assert(A1 - A0 >= 100000),
+    ?assertEqual({error, {unknown_call, bogus}}, gen_server:call({dsup_node, N}, bogus, ?T)).
+
 which_workers_drops_dead(Config) ->
     N = dnode(Config),
     W = spawn_worker(N, counter),
@@ -494,6 +516,27 @@ kv_put_get_keys(Config) ->
     ?assertEqual({ok, #{x => y}}, gen_server:call(W, {get, "b"}, ?T)),
     ?assertEqual(not_found, gen_server:call(W, {get, missing}, ?T)),
     ?assertEqual(lists:sort([a, "b", {c}]), lists:sort(gen_server:call(W, keys, ?T))).
+
+%% The README's table of built-in workers, row by row, beyond the cases above.
+builtin_workers_as_documented(Config) ->
+    N = dnode(Config),
+    E = spawn_worker(N, echo, anything),
+    ?assertEqual(echo, sys:get_state(E, ?T)),
+    C = spawn_worker(N, counter, [{value, 5}]),
+    ?assertEqual({error, badarg}, gen_server:call(C, {add, x}, ?T)),
+    ?assertEqual({error, unknown_call}, gen_server:call(C, what, ?T)),
+    ok = gen_server:cast(C, other),
+    ?assertEqual(5, gen_server:call(C, get, ?T)),
+    ?assertMatch({error, _}, gen_server:call({dsup_node, N}, {spawn, counter, [{value, x}]}, ?T)),
+    K = spawn_worker(N, kv, ignored),
+    ok = gen_server:call(K, {put, k1, v1}, ?T),
+    ok = gen_server:call(K, {put, <<"k2">>, [v2]}, ?T),
+    ?assertEqual(#{k1 => v1, <<"k2">> => [v2]}, sys:get_state(K, ?T)),
+    ?assertEqual(ok, gen_server:call(K, {delete, k1}, ?T)),
+    ?assertEqual(ok, gen_server:call(K, {delete, k1}, ?T)),
+    ?assertEqual(not_found, gen_server:call(K, {get, k1}, ?T)),
+    ?assertEqual([<<"k2">>], gen_server:call(K, keys, ?T)),
+    ?assertEqual({error, unknown_call}, gen_server:call(K, {get}, ?T)).
 
 %% ================================================================== sys
 

@@ -42,6 +42,7 @@ all() ->
      beam_scope_restart_recovered,
      late_beam_scope_sees_c_members,
      monitor_scope_sees_c_worker_events,
+     no_updates_to_a_scope_before_our_sync,
      randomized_convergence].
 
 %% ------------------------------------------------------------------ setup
@@ -511,3 +512,51 @@ pick(L) -> lists:nth(rand:uniform(length(L)), L).
 bump(K, St) -> maps:update_with(K, fun(V) -> V + 1 end, 1, St).
 add(M, G, Ps) -> maps:update_with(G, fun(L) -> Ps ++ L end, Ps, M).
 del(M, G, P) -> M#{G := maps:get(G, M) -- [P]}.
+
+%% A scope that sent the node its sync but has not had the node's sync yet
+%% (its discover is still on the way) hears no join or leave before that
+%% sync: a BEAM scope crashes on a leave naming a group it never heard of
+%% (seen when a BEAM node joined a busy scope).
+no_updates_to_a_scope_before_our_sync(Cfg) ->
+    C1 = c_node(Cfg, c1),
+    Scope = scope(Cfg),
+    {ok, Raw} = dist_raw:connect(C1, erlang:get_cookie()),
+    try
+        Me = dist_raw:self_pid(Raw),
+        %% the node discovers the new connection's scope...
+        {DsupScope, _} = raw_until(Raw, fun({{6, _From, _, S}, {discover, P}}) when S =:= Scope -> {true, P};
+                                           (_) -> false end),
+        %% ...we answer with our (empty) sync but hold our discover back
+        ok = dist_raw:send_ctrl(Raw, {2, '', DsupScope}, {'$gen_cast', {sync, Me, []}}),
+        W = pid_on(Cfg, {c, C1}),
+        G = {untold, erlang:unique_integer([positive])},
+        ok = dsup_cluster:call(C1, {pg_join, Scope, G, W}),
+        ok = dsup_cluster:call(C1, {pg_leave, Scope, G, W}),
+        ok = dist_raw:send_ctrl(Raw, {2, '', DsupScope}, {discover, Me}),
+        %% nothing about G (or any group) comes before the node's sync
+        {_, Before} = raw_until(Raw, fun({{2, _, To}, {'$gen_cast', {sync, P, _}}}) when To =:= Me,
+                                                                                        P =:= DsupScope -> {true, P};
+                                        (_) -> false end),
+        Updates = [M || {{2, _, _}, M} <- Before, is_tuple(M),
+                        element(1, M) =:= join orelse element(1, M) =:= leave],
+        ?assertEqual([], Updates)
+    after
+        dist_raw:close(Raw)
+    end.
+
+%% Frames from the raw connection until Pred({Ctrl, Msg}) gives {true, V}:
+%% {V, [{Ctrl, Msg} seen before]}.
+raw_until(Raw, Pred) ->
+    raw_until(Raw, Pred, erlang:monotonic_time(millisecond) + ?T, []).
+raw_until(Raw, Pred, Deadline, Seen) ->
+    Left = Deadline - erlang:monotonic_time(millisecond),
+    Left > 0 orelse ct:fail({raw_until_timeout, lists:reverse(Seen)}),
+    case dist_raw:recv(Raw, Left) of
+        {ok, {Ctrl, Msg}} ->
+            case Pred({Ctrl, Msg}) of
+                {true, V} -> {V, lists:reverse(Seen)};
+                false -> raw_until(Raw, Pred, Deadline, [{Ctrl, Msg} | Seen])
+            end;
+        {ok, _} -> raw_until(Raw, Pred, Deadline, Seen);
+        {error, E} -> ct:fail({raw_recv, E, lists:reverse(Seen)})
+    end.

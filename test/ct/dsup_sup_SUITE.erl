@@ -40,7 +40,7 @@ suite() ->
 
 all() ->
     [{group, api}, {group, restarts}, {group, options}, {group, listeners},
-     {group, failover}].
+     {group, failover}, {group, arbitration}].
 
 groups() ->
     [{api, [], [start_child_atom_spec_gets_ref_name,
@@ -54,6 +54,7 @@ groups() ->
                 start_child_unknown_worker,
                 start_child_incorrect_spec,
                 start_child_duplicate_name_already_started,
+                start_child_reserved_and_bad_names,
                 terminate_child_local_remote_unknown,
                 queries_agree_across_instances]},
      {restarts, [], [permanent_restarted_after_crash,
@@ -62,6 +63,7 @@ groups() ->
                      restart_intensity_exceeded_stops_instance]},
      {options, [], [bad_options_rejected_nothing_started,
                     start_supervisor_twice_already_started,
+                    start_supervisor_reserved_names,
                     cli_supervisor_elixir_alias_and_options,
                     cli_supervisor_several_options,
                     cli_supervisor_bad_option_exits_nonzero]},
@@ -70,7 +72,9 @@ groups() ->
                       monitor_nodes_listener_gets_node_up_down]},
      {failover, [], [graceful_stop_hands_over_children,
                      kill9_orphans_restarted_once,
-                     chaos_kill9_rounds]}].
+                     chaos_kill9_rounds]},
+     {arbitration, [], [explicit_node_race_one_winner,
+                        arbiter_answers_lost_and_expired]}].
 
 %% ------------------------------------------------------------------ setup
 
@@ -92,16 +96,20 @@ n_nodes(cli_supervisor_several_options) -> 0;
 n_nodes(cli_supervisor_bad_option_exits_nonzero) -> 0;
 n_nodes(bad_options_rejected_nothing_started) -> 1;
 n_nodes(start_supervisor_twice_already_started) -> 1;
+n_nodes(start_supervisor_reserved_names) -> 1;
 n_nodes(pid_listener_gets_each_event_once) -> 2;
 n_nodes(named_listener_gets_events) -> 2;
 n_nodes(monitor_nodes_listener_gets_node_up_down) -> 2;
 n_nodes(restart_intensity_exceeded_stops_instance) -> 2;
+n_nodes(explicit_node_race_one_winner) -> 2;
+n_nodes(arbiter_answers_lost_and_expired) -> 2;
 n_nodes(_) -> 3.
 
 %% Options of {start_supervisor, Name, Opts} per case (none: not started
 %% by init_per_testcase).
 sup_opts(bad_options_rejected_nothing_started) -> none;
 sup_opts(start_supervisor_twice_already_started) -> none;
+sup_opts(start_supervisor_reserved_names) -> none;
 sup_opts(pid_listener_gets_each_event_once) -> none;
 sup_opts(named_listener_gets_events) -> none;
 sup_opts(monitor_nodes_listener_gets_node_up_down) -> none;
@@ -111,6 +119,9 @@ sup_opts(_) -> [].
 
 init_per_testcase(chaos_kill9_rounds = TC, Config) ->
     ct:timetrap({seconds, 290}),
+    setup(TC, Config);
+init_per_testcase(explicit_node_race_one_winner = TC, Config) ->
+    ct:timetrap({seconds, 180}),
     setup(TC, Config);
 init_per_testcase(TC, Config) ->
     setup(TC, Config).
@@ -407,6 +418,25 @@ start_child_duplicate_name_already_started(Cfg) ->
     ?assertEqual([Pid], pg_members(Cfg, dup)),
     ?assertEqual(1, maps:size(agree(Cfg, children))).
 
+%% Names no child may have, whatever the path (placed by the ring, an
+%% explicit node, start_child_here): the scope's own groups are
+%% {reserved_name, Name} (even '$dsup_hosts', which has live members); a fun
+%% cannot be placed on the ring: {bad_child_name, Fun}. Nothing starts.
+start_child_reserved_and_bad_names(Cfg) ->
+    [A, B | _] = nodes_(Cfg),
+    Fun = fun() -> ok end,
+    Cases = [{'$dsup_hosts', reserved_name}, {'$dsup_observers', reserved_name},
+             {Fun, bad_child_name}, {{wrapped, [Fun]}, bad_child_name}],
+    [begin
+         Want = {error, {Why, CName}},
+         [?assertEqual({CName, Via, Where, Want},
+                       {CName, Via, Where, sup(Cfg, Via, {start_child, {counter, [{name, CName}]}, Where})})
+          || {Via, Where} <- [{A, undefined}, {A, A}, {A, B}]],
+         ?assertEqual(Want, sup(Cfg, B, {start_child_here, CName, spec_map(CName, counter, [], permanent, 5000)}))
+     end || {CName, Why} <- Cases],
+    ?assertEqual(#{}, agree(Cfg, children)),
+    ?assertEqual([], [N || N <- nodes_(Cfg), sup(Cfg, N, local_children) =/= []]).
+
 %% terminate_child on the child's own instance and on another one: ok, the
 %% child is gone everywhere and not restarted (even permanent); an unknown
 %% or already terminated pid: {error, not_found}.
@@ -536,10 +566,13 @@ temporary_never_restarted(Cfg) ->
     ?assertEqual([], pg_members(Cfg, tm1)).
 
 %% max_restarts 2 in 5 s: the third crash in a row stops the instance on
-%% that node (its name unregistered); the other instance takes the node off
-%% its ring and takes over the stopped instance's other children.
+%% that node; the other instance takes the node off its ring and takes over
+%% the stopped instance's children; then the node restarts the instance
+%% (dsup_heal_SUITE has the details), which rejoins the ring.
 restart_intensity_exceeded_stops_instance(Cfg) ->
     [A, B] = nodes_(Cfg),
+    [Old] = [P || P <- pg_members(Cfg, '$dsup_hosts'), node(P) =:= A],
+    OldRef = erlang:monitor(process, Old),
     {Other, bystander} = start_ok(Cfg, B, {counter, [{name, bystander}]}, A),
     {P1, ri} = start_ok(Cfg, B, {counter, [{name, ri}]}, A),
     wait_whereis(Cfg, ri, P1),
@@ -549,19 +582,13 @@ restart_intensity_exceeded_stops_instance(Cfg) ->
     P3 = wait_new_pid(Cfg, ri, P2),
     ?assertEqual(A, node(P3)),
     crash(P3, boom3),
-    wait(fun() ->
-                 case catch sup(Cfg, A, nodes) of
-                     {'EXIT', {noproc, _}} -> true;
-                     R -> {still_answers, R}
-                 end
-         end, ?T),
-    %% the registered name is gone (a monitor by name gets noproc at once)
-    MRef = erlang:monitor(process, {name(Cfg), A}),
-    receive {'DOWN', MRef, _, _, noproc} -> ok after ?T -> ct:fail(instance_still_registered) end,
+    receive {'DOWN', OldRef, _, _, reached_max_restart_intensity} -> ok
+    after ?T -> ct:fail(instance_not_stopped)
+    end,
     %% the dsup-node itself is fine
     ?assert(is_list(dsup_cluster:call(A, which_workers))),
-    wait_ring(Cfg, [B], [B]),
-    %% the bystander child of the stopped instance runs again, on B
+    %% the bystander child of the stopped instance runs again, on B, and the
+    %% crash-looping one too (no child is lost)
     {ok, NewOther} = wait(fun() ->
                                   case sup(Cfg, B, {whereis, bystander}) of
                                       P when is_pid(P), P =/= Other -> {true, P};
@@ -569,7 +596,12 @@ restart_intensity_exceeded_stops_instance(Cfg) ->
                                   end
                           end, ?T),
     ?assertEqual(B, node(NewOther)),
-    ?assert(is_down(Other)).
+    ?assert(is_down(Other)),
+    ?assertEqual(B, node(wait_new_pid(Cfg, ri, P3))),
+    %% the restarted instance: a new pid under the same name, in every ring
+    wait(fun() -> lists:sort([node(P) || P <- pg_members(Cfg, '$dsup_hosts'), P =/= Old]) =:= lists:sort([A, B])
+         end, ?T),
+    wait_ring(Cfg, [A, B], [A, B]).
 
 %% ------------------------------------------------------------------ options
 
@@ -615,6 +647,21 @@ start_supervisor_twice_already_started(Cfg) ->
     %% the pid is the registered instance
     ?assertEqual([Pid], dsup_cluster:call(A, {pg_members, ?config(scope, Cfg), '$dsup_hosts'})).
 
+%% The node's built-in registered names cannot name an instance (its
+%% messages would go to the built-in service): {reserved_name, Name}; the
+%% services keep working, and nothing was registered.
+start_supervisor_reserved_names(Cfg) ->
+    [A] = nodes_(Cfg),
+    [?assertEqual({error, {reserved_name, N}}, dsup_cluster:call(A, {start_supervisor, N, []}))
+     || N <- [net_kernel, rex, global_name_server, dsup_node]],
+    ?assertEqual(pong, net_adm:ping(A)),
+    ?assert(is_list(dsup_cluster:call(A, which_workers))),
+    ?assertEqual({error, {reserved_name, rex}},
+                 dsup_cluster:call(A, {start_supervisor, rex, [{max_restarts, 1}]})),
+    %% an ordinary name still starts
+    {ok, Pid} = start_sup(Cfg, A, []),
+    ?assert(is_pid(Pid)).
+
 %% --supervisor with an upper-case name is an Elixir alias; a ,k=v option
 %% applies (max_restarts=1: the second crash stops the instance).
 cli_supervisor_elixir_alias_and_options(Cfg) ->
@@ -647,8 +694,16 @@ cli_case(Cfg, KVs) ->
                                  P when is_pid(P), P =/= P1 -> {true, P};
                                  R -> R
                              end end, ?T),
+    [Old] = dsup_cluster:call(N, {pg_members, Scope, '$dsup_hosts'}),
     crash(P2, boom),
-    wait(fun() -> {'EXIT', {noproc, _}} = (catch dsup_cluster:sup(Atom, N, nodes)), true end, ?T),
+    %% max_restarts=1 applied: the instance gave up, and the node restarted it
+    wait(fun() -> [L || L <- dsup_test:log_tail(H, 100),
+                        string:find(L, "reached maximum restart intensity (1 in") =/= nomatch] =/= []
+         end, ?T),
+    wait(fun() -> case dsup_cluster:call(N, {pg_members, Scope, '$dsup_hosts'}) of
+                      [New] when New =/= Old -> true;
+                      R -> {hosts, R}
+                  end end, ?T),
     %% the other instance is untouched
     ?assertEqual([N], dsup_cluster:sup(Plain, N, nodes)),
     {ok, 0} = dsup_test:stop_node(H).
@@ -658,8 +713,12 @@ cli_supervisor_bad_option_exits_nonzero(Cfg) ->
                                extra_args => ["--supervisor", "ct_bad_sup,bogus=1"]}),
     remember_handle(Cfg, H),
     {exited, St} = dsup_test:wait_exit(H, ?T),
-    ?assertNotEqual(0, St),
-    ct:log("exit status ~p; log:~n~s", [St, lists:join("\n", dsup_test:log_tail(H, 10))]).
+    Lines = dsup_test:log_tail(H, 10),
+    ct:log("exit status ~p; log:~n~s", [St, lists:join("\n", Lines)]),
+    %% EX_USAGE, and one line naming the option and the bad key
+    ?assertEqual(64, St),
+    [Line] = Lines,
+    ?assertMatch({match, _}, re:run(Line, "^dsup-node: --supervisor: .*bogus")).
 
 %% ------------------------------------------------------------------ listeners
 
@@ -1037,3 +1096,170 @@ exit_kind(Op, {shutdown, _}) -> {Op, shutdown};
 exit_kind(Op, killed) -> {Op, killed};
 exit_kind(Op, noconnection) -> {Op, noconnection};
 exit_kind(Op, Other) -> {bad, {Op, Other}}.
+
+%% ------------------------------------------------------------------ arbitration
+
+%% Two BEAM caller nodes start the same 1,000 names at the same time, one
+%% naming d1 as the target node and the other d2 (each caller: 8 processes
+%% over the same chunks in the same order, so both race on every name; odd
+%% rounds by start_child with the node, even rounds by start_child_here as
+%% the Elixir shim does).
+%% Every round, for every name: exactly one caller got {ok, Pid, Name}, the
+%% other {error, {already_started, Pid}} with that same Pid; pg has exactly
+%% that one copy (none was started and then killed as a duplicate), and
+%% every instance's whereis agrees.
+explicit_node_race_one_winner(Cfg) ->
+    [D1, D2] = nodes_(Cfg),
+    Callers = [dsup_cluster:start_peer(race1), dsup_cluster:start_peer(race2)],
+    try
+        [P1, P2] = [maps:get(node, C) || C <- Callers],
+        Rounds = case os:getenv("DSUP_RACE_ROUNDS") of
+                     false -> 20;
+                     R -> list_to_integer(R)
+                 end,
+        T0 = erlang:monotonic_time(),
+        Stats = [race_round(Cfg, P1, D1, P2, D2, Round) || Round <- lists:seq(1, Rounds)],
+        OnD1 = lists:sum([A || {A, _} <- Stats]),
+        Ms = dsup_test:elapsed_ms(T0),
+        ct:pal("~b rounds x 1000 names in ~b ms; winners on ~s: ~b, on ~s: ~b",
+               [Rounds, Ms, D1, OnD1, D2, Rounds * 1000 - OnD1]),
+        %% both targets won some names (the race went both ways)
+        ?assert(OnD1 > 0 andalso OnD1 < Rounds * 1000),
+        {comment, dsup_cluster:fmt("~b rounds in ~b ms", [Rounds, Ms])}
+    after
+        [dsup_cluster:stop_peer(C) || C <- Callers]
+    end.
+
+race_round(Cfg, P1, D1, P2, D2, Round) ->
+    Names = [{race, Round, I} || I <- lists:seq(1, 1000)],
+    Chunks = chunk(Names, 8),
+    Name = name(Cfg),
+    Run = fun(Target) ->
+                  fun() ->
+                          Self = self(),
+                          Ws = [spawn_link(fun() ->
+                                                   Self ! {self(), [{CN, catch gen_server:call(
+                                                                                   {Name, Target},
+                                                                                   race_request(Round, CN, Target),
+                                                                                   20000)}
+                                                                    || CN <- Chunk]}
+                                           end) || Chunk <- Chunks],
+                          lists:append([receive {W, Rs} -> Rs end || W <- Ws])
+                  end
+          end,
+    R1 = erpc:send_request(P1, Run(D1)),
+    R2 = erpc:send_request(P2, Run(D2)),
+    Res1 = maps:from_list(erpc:receive_response(R1, 60000)),
+    Res2 = maps:from_list(erpc:receive_response(R2, 60000)),
+    Verdicts = [{CN, race_verdict(CN, maps:get(CN, Res1), maps:get(CN, Res2))} || CN <- Names],
+    Bad = [V || {_, {bad, _}} = V <- Verdicts],
+    ?assertEqual({0, []}, {length(Bad), lists:sublist(Bad, 10)}),
+    Winners = maps:from_list([{CN, P} || {CN, {won, P}} <- Verdicts]),
+    %% exactly the winner's copy is registered, and stays (no duplicate kill)
+    wait(fun() ->
+                 Wrong = [{CN, P, Ms} || {CN, P} <- maps:to_list(Winners),
+                                         Ms <- [pg_members(Cfg, CN)], Ms =/= [P]],
+                 Wrong =:= [] orelse {registry, length(Wrong), lists:sublist(Wrong, 5)}
+         end, ?T),
+    assert_whereis_all(Cfg, [D1, D2], Names),
+    OnD1 = length([P || P <- maps:values(Winners), node(P) =:= D1]),
+    ct:log("round ~b: ~b names won on ~s, ~b on ~s", [Round, OnD1, D1, 1000 - OnD1, D2]),
+    {OnD1, 1000 - OnD1}.
+
+%% Odd rounds: start_child with an explicit node; even rounds: what the
+%% Elixir shim sends for start_child(name, spec, node), start_child_here on
+%% that node.
+race_request(Round, CN, Target) when Round rem 2 =:= 1 ->
+    {start_child, {counter, [{name, CN}]}, Target};
+race_request(_, CN, _) ->
+    {start_child_here, CN, spec_map(CN, counter, [], permanent, 5000)}.
+
+race_verdict(CN, {ok, P, CN}, {error, {already_started, P}}) -> {won, P};
+race_verdict(CN, {error, {already_started, P}}, {ok, P, CN}) -> {won, P};
+race_verdict(_, A, B) -> {bad, {A, B}}.
+
+%% The reservation protocol (README "How instances cooperate") against a
+%% scripted arbiter and holder: the test process joins '$dsup_hosts' (so the
+%% CT node is on the ring) and speaks the instance messages itself.
+%%  - a start whose arbiter answers {already_started, P} returns it;
+%%  - a reservation its holder never confirms expires (a queued start on the
+%%    owner then wins, after the TTL);
+%%  - the arbiter leaves mid-reservation: the start asks the new owner;
+%%  - the holder leaves mid-reservation: the queued claimant is granted.
+arbiter_answers_lost_and_expired(Cfg) ->
+    [D1, D2] = nodes_(Cfg),
+    Scope = ?config(scope, Cfg),
+    Me = node(),
+    ok = pg:join(Scope, '$dsup_hosts', self()),
+    wait_ring(Cfg, [D1, D2], [D1, D2, Me]),
+    Owned = fun(Owner, Tag) -> owned_name(Cfg, D1, Owner, Tag) end,
+    %% 1. the arbiter says taken
+    N1 = Owned(Me, taken),
+    Fake = spawn(fun() -> receive after infinity -> ok end end),
+    C1 = async_start(Cfg, D1, N1),
+    {Tag1, Inst1} = recv_reserve(N1),
+    ?assertEqual(D1, node(Inst1)),
+    Inst1 ! {'$dsup', {reserve_reply, N1, Tag1, self(), {already_started, Fake}}},
+    ?assertEqual({error, {already_started, Fake}}, async_result(C1)),
+    %% 2. we hold a reservation at D1 and never confirm: D1's own start of
+    %% the name waits for the TTL (5 s, swept each second), then wins
+    N2 = Owned(D1, expire),
+    D1Inst = instance_pid(Cfg, D1),
+    D1Inst ! {'$dsup', {reserve, N2, 7, self()}},
+    ?assertEqual(ok, recv_reserve_reply(N2, 7)),
+    T0 = erlang:monotonic_time(),
+    C2 = async_start(Cfg, D1, N2),
+    {ok, P2, N2} = async_result(C2, 15000),
+    Waited = dsup_test:elapsed_ms(T0),
+    ct:log("expired reservation: the queued start won after ~b ms", [Waited]),
+    ?assert(Waited >= 3000),
+    ?assertEqual(D1, node(P2)),
+    %% 3. arbiter lost: D2 asks us about N3 and we leave before answering;
+    %% 4. holder lost: we hold N4 at D1, D2's start of it queues there; when we
+    %% leave '$dsup_hosts', both starts go through on D2
+    N3 = Owned(Me, lost_arbiter),
+    N4 = Owned(D1, lost_holder),
+    D1Inst ! {'$dsup', {reserve, N4, 8, self()}},
+    ?assertEqual(ok, recv_reserve_reply(N4, 8)),
+    C3 = async_start(Cfg, D2, N3),
+    _ = recv_reserve(N3),
+    C4 = async_start(Cfg, D2, N4),
+    ?assertEqual(timeout, async_result(C4, 500)),   % queued behind our reservation
+    ok = pg:leave(Scope, '$dsup_hosts', self()),
+    {ok, P3, N3} = async_result(C3, 10000),
+    {ok, P4, N4} = async_result(C4, 10000),
+    ?assertEqual({D2, D2}, {node(P3), node(P4)}),
+    [wait(fun() -> pg_members(Cfg, N) =:= [P] end, ?T) || {N, P} <- [{N2, P2}, {N3, P3}, {N4, P4}]],
+    ?assertEqual([], pg_members(Cfg, N1)),
+    exit(Fake, kill),
+    dsup_cluster:flush().
+
+%% A name {Tag, I} whose ring owner (as D's instance sees it) is Owner.
+owned_name(Cfg, D, Owner, Tag) ->
+    hd([N || I <- lists:seq(1, 1000), N <- [{Tag, I}], sup(Cfg, D, {node_for, N}) =:= Owner]).
+
+instance_pid(Cfg, D) ->
+    hd([P || P <- pg:get_members(?config(scope, Cfg), '$dsup_hosts'), node(P) =:= D]).
+
+async_start(Cfg, Via, CN) ->
+    Self = self(),
+    Ref = make_ref(),
+    spawn(fun() ->
+                  R = (catch sup(Cfg, Via, {start_child, {counter, [{name, CN}]}, Via}, 20000)),
+                  Self ! {Ref, R}
+          end),
+    Ref.
+
+async_result(Ref) -> async_result(Ref, ?T).
+async_result(Ref, T) ->
+    receive {Ref, R} -> R after T -> timeout end.
+
+recv_reserve(CN) ->
+    receive {'$dsup', {reserve, CN, Tag, Inst}} -> {Tag, Inst}
+    after ?T -> ct:fail({no_reserve, CN})
+    end.
+
+recv_reserve_reply(CN, Tag) ->
+    receive {'$dsup', {reserve_reply, CN, Tag, _, R}} -> R
+    after ?T -> ct:fail({no_reserve_reply, CN})
+    end.

@@ -28,7 +28,9 @@
 %%% <li>`cookie' (default erlang:get_cookie(); `none' passes no --cookie),
 %%%     `visible' (false),
 %%%     `connect' [Node], `listen_port', `net_ticktime', `log_level',
-%%%     `extra_args' [string()] appended verbatim, `env' [{K, V}].</li>
+%%%     `extra_args' [string()] appended verbatim, `env' [{K, V}],
+%%     `sigpipe' (`default', the default: the node starts with SIGPIPE's
+%%     default action, as from a shell; `inherit': the BEAM's, ignored).</li>
 %%% <li>`wait': `ready' (default: until net_adm:ping(Node) =:= pong and
 %%%     `gen_server:call({dsup_node, Node}, which_workers)' answers), `ping'
 %%%     (until ping answers pong), `epmd' (until the name is registered with
@@ -156,7 +158,8 @@ start_node(Opts) when is_map(Opts) ->
     Env = maps:get(env, Opts, []),
     Caller = self(),
     Ref = make_ref(),
-    Owner = spawn(fun() -> owner_init(Caller, Ref, Exe, Args, Env, Log) end),
+    {RunExe, RunArgs} = sigpipe_wrap(maps:get(sigpipe, Opts, default), Exe, Args),
+    Owner = spawn(fun() -> owner_init(Caller, Ref, RunExe, RunArgs, Env, Log) end),
     OsPid = receive
                 {Ref, {started, P}} -> P;
                 {Ref, {start_error, Why}} -> erlang:error({dsup_node_start_failed, Why, []})
@@ -184,6 +187,36 @@ start_node(Opts) when is_map(Opts) ->
         error:{wait_until_timeout, _, Last} ->
             _ = kill_node(H),
             erlang:error({dsup_node_start_failed, {not_ready, Last}, log_tail(H, 40)})
+    end.
+
+%% The BEAM ignores SIGPIPE and a program it spawns inherits that; a node
+%% started from a shell or an init system does not. Run the node with the
+%% default disposition (through `env --default-signal=PIPE', same pid after
+%% exec), so that a write to a reset socket is as fatal here as in production.
+sigpipe_wrap(default, Exe, Args) ->
+    case default_signal_env() of
+        false -> {Exe, Args};
+        Env -> {Env, ["--default-signal=PIPE", Exe | Args]}
+    end;
+sigpipe_wrap(inherit, Exe, Args) ->
+    {Exe, Args}.
+
+%% env(1) if it supports --default-signal (coreutils 8.31+), else false;
+%% asked once per VM.
+default_signal_env() ->
+    case persistent_term:get({?MODULE, default_signal_env}, undefined) of
+        undefined ->
+            R = case os:find_executable("env") of
+                    false -> false;
+                    Env ->
+                        case os:cmd(Env ++ " --default-signal=PIPE true && echo yes") of
+                            "yes\n" -> Env;
+                            _ -> false
+                        end
+                end,
+            persistent_term:put({?MODULE, default_signal_env}, R),
+            R;
+        R -> R
     end.
 
 %% ping answered, and the node's dsup_node server answers which_workers.

@@ -117,6 +117,9 @@ defmodule DistributedSupervisor.Instance do
     {ref, host_pids} = :pg.monitor(scope, @hosts)
     {obs_ref, _} = :pg.monitor(scope, @observers)
 
+    if DistributedSupervisor.CrashReports.enabled?(opts),
+      do: :ok = :pg.join(scope, DistributedSupervisor.CrashReports.group(), self())
+
     listeners = List.wrap(Keyword.get(opts, :listeners, []))
 
     state = %{
@@ -861,6 +864,16 @@ defmodule DistributedSupervisor.Instance do
     if Place.kind(wire) == :c,
       do: state,
       else: start_local(state, cname, wire, nil)
+  end
+
+  defp dsup_event({:crash_report, report}, state) when is_map(report) do
+    DistributedSupervisor.CrashReports.log(report)
+    state
+  end
+
+  defp dsup_event({:crash_reports_suppressed, instance, node, count}, state) do
+    DistributedSupervisor.CrashReports.log_suppressed(instance, node, count)
+    state
   end
 
   defp dsup_event(_other, state), do: state
