@@ -1190,6 +1190,8 @@ arbiter_answers_lost_and_expired(Cfg) ->
     [D1, D2] = nodes_(Cfg),
     Scope = ?config(scope, Cfg),
     Me = node(),
+    %% a host that can run counter (placement asks only capable hosts)
+    ok = pg:join(Scope, {'$dsup_type', counter}, self()),
     ok = pg:join(Scope, '$dsup_hosts', self()),
     wait_ring(Cfg, [D1, D2], [D1, D2, Me]),
     Owned = fun(Owner, Tag) -> owned_name(Cfg, D1, Owner, Tag) end,
