@@ -375,6 +375,13 @@ dsup_call_ret sup_start_claimed(dsup_sup *s, dsup_child_spec *spec, const dsup_f
         free(spec);
         return DSUP_REPLY;
     }
+    if (spec->beam || !dsup_find_worker_type(spec->type)) {
+        /* not ours to run (a BEAM module, or a type this node lacks): the
+         * refusal needs no arbiter, and the arbiter of a BEAM child is an
+         * Elixir host, which does not arbitrate */
+        sup_start_local(s, spec, reply);
+        return DSUP_REPLY;
+    }
     const char *owner = sup_place_owner(s, spec, 1);
     if (!owner || (strcmp(owner, g_node->name) == 0 && !claim_of(s, spec->name))) {
         sup_start_local(s, spec, reply); /* we arbitrate, and nobody else holds it */
