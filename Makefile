@@ -145,7 +145,7 @@ check-symbols: all
 ct: all examples
 	@scripts/run-ct.sh
 
-shim-test: all
+shim-test: all examples
 	@elixir_shim/run-tests.sh
 
 demo-fast: all

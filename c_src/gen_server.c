@@ -115,6 +115,18 @@ const dsup_worker_type *dsup_find_worker_type(const char *name)
     return e ? &e->type : NULL;
 }
 
+size_t dsup_worker_type_names(const char **out, size_t max)
+{
+    size_t n = 0;
+    for (size_t i = 0; i < ntypes; i++)
+        if (!types[i]->internal) {
+            if (n < max)
+                out[n] = types[i]->type.name;
+            n++;
+        }
+    return n;
+}
+
 int dsup_which_workers(ei_x_buff *x)
 {
     size_t n = 0;

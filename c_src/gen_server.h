@@ -7,6 +7,8 @@
 
 /* Types the node uses itself (dsup_node): not listed by which_workers. */
 int dsup_register_internal_type(const dsup_worker_type *t);
+/* The names of the user-visible types (up to max in out); returns how many there are. */
+size_t dsup_worker_type_names(const char **out, size_t max);
 /* [{Type, LiveCount}] for every user-visible type. */
 int dsup_which_workers(ei_x_buff *x);
 /* Spawn returning the process: 0; -1 init refused (reason set); -2 unknown type. */

@@ -68,6 +68,7 @@ static void host_joined(dsup_sup *s, const dsup_pid *host)
     }
     if (!dsup_pid_eq(host, dsup_self(s->proc)))
         sup_send_snapshot(s, host);
+    sup_pending_child_retry(s); /* a host that can run a pending child? */
 }
 
 /* Ask ourselves to fail over once the scope has applied the whole change
@@ -111,6 +112,8 @@ static void on_scope_event(void *arg, dsup_pg *scope, int event, dsup_term group
                 sup_send_snapshot(s, &pids[i]);
         return;
     }
+    if (sup_place_is_capability_group(group))
+        return;
     if (event == DSUP_PG_JOIN && !s->stopping)
         sup_resolve_duplicate(s, group);
 }
@@ -147,7 +150,8 @@ dsup_child_spec *sup_spec_named_by_ref(dsup_child_spec *spec)
 int sup_check_child_name(dsup_sup *s, dsup_term name, ei_x_buff *reply)
 {
     uint32_t h;
-    if (dsup_term_is_atom(name, SUP_HOSTS_GROUP) || dsup_term_is_atom(name, SUP_OBSERVERS_GROUP)) {
+    if (dsup_term_is_atom(name, SUP_HOSTS_GROUP) || dsup_term_is_atom(name, SUP_OBSERVERS_GROUP) ||
+        sup_place_is_capability_group(name)) {
         reply_error2(reply, "reserved_name", name);
         return -1;
     }
@@ -180,6 +184,14 @@ int sup_start_local(dsup_sup *s, dsup_child_spec *spec, ei_x_buff *reply)
     if (spec->name.len == 0 && !(spec = sup_spec_named_by_ref(spec)))
         return -1;
     if (sup_check_child_name(s, spec->name, reply) < 0 || sup_reply_if_running(s, spec->name, reply)) {
+        free(spec);
+        return -1;
+    }
+    if (spec->beam) { /* a BEAM module's child: Elixir hosts run those */
+        ei_x_buff *t = dsup_term_scratch();
+        dsup_x_encode_atom(t, spec->type);
+        reply_error2(reply, "unknown_worker", dsup_term_of_x(t));
+        dsup_term_scratch_release(t);
         free(spec);
         return -1;
     }
@@ -403,16 +415,21 @@ void sup_failover(dsup_sup *s, const char *lost)
         return; /* it came back meanwhile */
     orphan_ctx o = { lost, NULL, 0, 0 };
     dsup_dict_foreach(&s->by_name, collect_orphan, &o);
-    size_t restarted = 0;
+    size_t restarted = 0, pending = 0;
     for (size_t i = 0; i < o.n; i++) {
         sup_child *c = o.list[i];
         if (sup_cache_repoint(s, c, lost))
             continue; /* already running elsewhere: keep knowing it */
         dsup_child_spec *spec = NULL;
-        const char *owner = dsup_ring_node_for(s->ring, c->spec->name.buf, c->spec->name.len);
-        owner = owner ? dsup_intern_find(owner, strlen(owner)) : NULL; /* the ring keeps its own copies */
-        if (s->cache_children && c->spec->restart != DSUP_RESTART_TEMPORARY &&
-            strcmp(c->spec->type, "undefined") != 0 && owner == g_node->name)
+        int keep = s->cache_children && c->spec->restart != DSUP_RESTART_TEMPORARY &&
+                   strcmp(c->spec->type, "undefined") != 0;
+        /* the owner among the hosts able to run it (sup_place.c) */
+        const char *owner = keep ? sup_place_owner(s, c->spec, 0) : NULL;
+        if (keep && !owner) {
+            sup_pending_child_add(s, c->spec);
+            pending++;
+        }
+        if (keep && owner == g_node->name)
             spec = dsup_spec_with_name(c->spec, c->spec->name);
         dsup_pid old = c->pid;
         sup_emit_process_stop(s, c->spec->name, &old);
@@ -428,7 +445,8 @@ void sup_failover(dsup_sup *s, const char *lost)
     }
     free(o.list);
     if (o.n)
-        LOG_INFO("%s: %s lost with %zu children; %zu restarted here", s->name, lost, o.n, restarted);
+        LOG_INFO("%s: %s lost with %zu children; %zu restarted here, %zu pending", s->name, lost, o.n,
+                 restarted, pending);
 }
 
 /* ---- the instance process ------------------------------------------------------- */
@@ -549,6 +567,7 @@ dsup_sup *dsup_sup_find(const char *name)
 
 static void free_sup(dsup_sup *s)
 {
+    sup_pending_child_free_all(s);
     dsup_ring_free(s->ring);
     sup_opts_release(s);
     dsup_intern_release(s->name);
@@ -623,6 +642,7 @@ int dsup_sup_start(const char *name, const dsup_term *opts, dsup_sup **out, ei_x
         if (node_allowed(s, hosts[i].node))
             dsup_ring_add_node(s->ring, hosts[i].node, 0);
     dsup_pg_subscribe(s->scope, on_scope_event, s);
+    sup_place_advertise(s, 1); /* capabilities before the host: never seen without them */
     dsup_pg_join(s->scope, dsup_reason_atom(SUP_HOSTS_GROUP), &s->proc->pid, 1);
     LOG_INFO("distributed supervisor %s started (scope %s)", n, scope);
     sup_heal_started(s, opts);

@@ -60,6 +60,7 @@ struct dsup_sup {
     uint64_t *restarts;           /* times of recent restarts, a ring of max_restarts+1 */
     int nrestarts;
     sup_pending *pending;
+    dsup_dict pending_children;   /* name -> dsup_child_spec*: no host can run them (sup_pending.c) */
     dsup_dict claims;             /* names reserved here as their arbiter (sup_claim.c) */
     struct sup_claim_wait *claim_waits; /* starts here waiting for an arbiter */
     uint64_t claim_seq;
@@ -72,6 +73,8 @@ struct dsup_sup {
 /* Group names inside the scope that are not children. */
 #define SUP_HOSTS_GROUP "$dsup_hosts"         /* C instances: placement targets */
 #define SUP_OBSERVERS_GROUP "$dsup_observers" /* shim instances: follow the cache */
+#define SUP_BEAM_GROUP "$dsup_beam"           /* Elixir hosts: run BEAM modules */
+#define SUP_TYPE_TAG "$dsup_type"             /* {'$dsup_type', Type}: C hosts of Type */
 
 extern dsup_sup *dsup_sups;
 
@@ -116,6 +119,22 @@ void dsup_sup_conn_event(const char *node, int up);
 void dsup_sup_peer_release(int otp);
 extern int dsup_ring_atoms_explicit;   /* --ring-atoms given */
 
+/* sup_place.c: placement by capability */
+void sup_place_advertise(dsup_sup *s, int join);
+int sup_place_is_capability_group(dsup_term group);
+/* The owner of spec's name among the hosts able to run it (interned), or
+ * NULL. `fresh`: a new start, whose type may be a BEAM module. */
+const char *sup_place_owner(dsup_sup *s, const dsup_child_spec *spec, int fresh);
+const char *sup_place_owner_for_type(dsup_sup *s, const char *type, dsup_term key);
+
+/* sup_pending.c: children no surviving host can run */
+void sup_pending_child_add(dsup_sup *s, const dsup_child_spec *spec);
+void sup_pending_child_forget(dsup_sup *s, dsup_term name);
+size_t sup_pending_child_count(dsup_sup *s);
+void sup_pending_child_encode(dsup_sup *s, ei_x_buff *x);
+void sup_pending_child_retry(dsup_sup *s);
+void sup_pending_child_start(dsup_sup *s, dsup_term name, dsup_term spec);
+void sup_pending_child_free_all(dsup_sup *s);
 /* sup_claim.c: one winner per name (the name's ring owner arbitrates) */
 typedef struct sup_claim_wait sup_claim_wait;
 dsup_call_ret sup_start_claimed(dsup_sup *s, dsup_child_spec *spec, const dsup_from *from, ei_x_buff *reply);

@@ -50,7 +50,8 @@ static void unindex_pid(dsup_sup *s, const dsup_pid *pid)
  * as type `undefined`. Consumes spec. */
 static dsup_child_spec *cached_spec(dsup_child_spec *spec, dsup_term key)
 {
-    static const dsup_child_spec unknown = { "undefined", DSUP_RESTART_TEMPORARY, 0, { NULL, 0 }, { "\x6a", 1 } };
+    static const dsup_child_spec unknown = { .type = "undefined", .restart = DSUP_RESTART_TEMPORARY,
+                                             .args = { "\x6a", 1 } };
     dsup_child_spec *n = dsup_spec_with_name_view(spec ? spec : &unknown, key);
     free(spec);
     return n;
@@ -84,6 +85,7 @@ sup_child *sup_cache_put(dsup_sup *s, dsup_term name, const dsup_pid *pid, dsup_
     dsup_pid_hold(&c->pid); /* the cache outlives the message that told us */
     c->local = local;
     dsup_ivec_push(&s->by_pid, &by_pid_t, &c);
+    sup_pending_child_forget(s, c->spec->name); /* it runs now */
     return c;
 }
 
@@ -392,6 +394,8 @@ void sup_on_child_msg(dsup_sup *s, dsup_term ev)
             if (dsup_term_tuple((dsup_term){ el[2].buf + st, (size_t)(i - st) }, t, 3) == 3)
                 remote_child_up(s, t[0], t[1], t[2]);
         }
+    } else if (dsup_term_tagged(ev, "start_pending", &ar, el, 5) && ar == 3) {
+        sup_pending_child_start(s, el[1], el[2]);
     } else if (dsup_term_tagged(ev, "node_terminate", &ar, el, 5) && ar == 4) {
         ei_x_buff *x = dsup_term_scratch();
         dsup_x_encode_term(x, ev);

@@ -1,7 +1,8 @@
 /* sup_claim.c — one winner per child name, whatever node each caller names.
  *
- * A start on a node that is not the name's ring owner first asks the owner
- * (the arbiter) to reserve the name; only a granted reservation starts the
+ * A start on a node that is not the name's owner (its ring owner among the
+ * hosts able to run it, sup_place.c) first asks the owner (the arbiter) to
+ * reserve the name; only a granted reservation starts the
  * child, and the arbiter answers every other claimant with the winner's pid:
  *
  *   target -> arbiter  {'$dsup', {reserve, Name, Tag, TargetInst}}
@@ -340,8 +341,10 @@ static void start_granted(dsup_sup *s, sup_claim_wait *w, const dsup_pid *arbite
 static void place(dsup_sup *s, sup_claim_wait *w)
 {
     dsup_term name = w->spec->name;
-    const char *owner = dsup_ring_node_for(s->ring, name.buf, name.len);
-    const dsup_pid *arbiter = owner ? sup_host_on(s, dsup_intern_find(owner, strlen(owner))) : NULL;
+    /* the arbiter is the name's owner among the hosts able to run it
+     * (sup_place.c): in a mixed cluster that is where the child goes */
+    const char *owner = sup_place_owner(s, w->spec, 1);
+    const dsup_pid *arbiter = owner ? sup_host_on(s, owner) : NULL;
     if (!arbiter) {
         /* No owner on the ring (an instance outside its own `nodes`): no
          * arbiter either; start as before arbitration existed. */
@@ -372,7 +375,14 @@ dsup_call_ret sup_start_claimed(dsup_sup *s, dsup_child_spec *spec, const dsup_f
         free(spec);
         return DSUP_REPLY;
     }
-    const char *owner = dsup_ring_node_for(s->ring, spec->name.buf, spec->name.len);
+    if (spec->beam || !dsup_find_worker_type(spec->type)) {
+        /* not ours to run (a BEAM module, or a type this node lacks): the
+         * refusal needs no arbiter, and the arbiter of a BEAM child is an
+         * Elixir host, which does not arbitrate */
+        sup_start_local(s, spec, reply);
+        return DSUP_REPLY;
+    }
+    const char *owner = sup_place_owner(s, spec, 1);
     if (!owner || (strcmp(owner, g_node->name) == 0 && !claim_of(s, spec->name))) {
         sup_start_local(s, spec, reply); /* we arbitrate, and nobody else holds it */
         return DSUP_REPLY;

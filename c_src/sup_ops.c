@@ -167,11 +167,18 @@ static dsup_call_ret start_child(dsup_sup *s, dsup_term spec_t, dsup_term node_t
         return DSUP_REPLY;
     }
     if (!node) {
-        node = dsup_ring_node_for(s->ring, spec->name.buf, spec->name.len);
-        node = node ? dsup_intern_find(node, strlen(node)) : NULL;
+        /* the owner among the hosts that can run the type (sup_place.c) */
+        node = sup_place_owner(s, spec, 1);
         if (!node) {
+            if (dsup_ring_node_count(s->ring)) {
+                ei_x_buff *t = dsup_term_scratch(); /* not dsup_reason_atom: it keeps what it encodes */
+                dsup_x_encode_atom(t, spec->type);
+                error_pair(reply, "unknown_worker", dsup_term_of_x(t));
+                dsup_term_scratch_release(t);
+            } else {
+                error_atom(reply, "no_nodes");
+            }
             free(spec);
-            error_atom(reply, "no_nodes");
             return DSUP_REPLY;
         }
     }
@@ -325,7 +332,7 @@ dsup_call_ret sup_handle_call(dsup_proc *self, void *state, dsup_term req, const
     } else if (dsup_term_is_atom(req, "count_children")) {
         size_t n = s->by_name.count;
         ei_x_encode_list_header(reply, 4);
-        encode_kv(reply, "specs", n);
+        encode_kv(reply, "specs", n + sup_pending_child_count(s)); /* pending: specs, not active */
         encode_kv(reply, "active", n);
         encode_kv(reply, "supervisors", 0);
         encode_kv(reply, "workers", n);
@@ -351,6 +358,19 @@ dsup_call_ret sup_handle_call(dsup_proc *self, void *state, dsup_term req, const
         for (size_t i = 0; i < n; i++)
             dsup_x_encode_atom(reply, dsup_ring_node_at(s->ring, i));
         ei_x_encode_empty_list(reply);
+    } else if (dsup_term_is_atom(req, "pending_children")) {
+        sup_pending_child_encode(s, reply);
+    } else if (dsup_term_tagged(req, "node_for", &ar, el, 4) && ar == 3) {
+        const char *type, *node = NULL;
+        char tbuf[256]; /* the type's text, not interned: a caller's atom */
+        size_t tl;
+        int i = 0;
+        if (dsup_term_atom_text(el[2].buf, &i, &type, &tl) == 0 && tl < sizeof tbuf) {
+            memcpy(tbuf, type, tl);
+            tbuf[tl] = 0;
+            node = sup_place_owner_for_type(s, tbuf, el[1]);
+        }
+        dsup_x_encode_atom(reply, node ? node : "undefined");
     } else if (dsup_term_tagged(req, "node_for", &ar, el, 4) && ar == 2) {
         const char *node = dsup_ring_node_for(s->ring, el[1].buf, el[1].len);
         dsup_x_encode_atom(reply, node ? node : "undefined");

@@ -125,6 +125,7 @@ static dsup_child_spec *build(const char *type, int restart, long shutdown, dsup
     char *p = (char *)(s + 1);
     s->type = memcpy(p + name.len + args.len, type, tlen);
     s->restart = restart;
+    s->beam = 0;
     s->shutdown = shutdown;
     if (name.len)
         memcpy(p, name.buf, name.len);
@@ -143,6 +144,27 @@ static const char *atom_of(dsup_term t)
     if (t.len < 2 || dsup_term_atom_text(t.buf, &i, &a, &al) < 0 || (size_t)i != t.len)
         return NULL;
     return dsup_intern_peer(a, al);
+}
+
+/* The value of atom key `key` in a map term: 1 and *val, else 0. */
+static int map_get(dsup_term map, const char *key, dsup_term *val)
+{
+    int i = 0, arity;
+    if (map.len < 1 || (unsigned char)map.buf[0] != 116 || ei_decode_map_header(map.buf, &i, &arity) < 0)
+        return 0;
+    for (int k = 0; k < arity; k++) {
+        int ks = i;
+        if (ei_skip_term(map.buf, &i) < 0)
+            return 0;
+        int vs = i;
+        if (ei_skip_term(map.buf, &i) < 0 || (size_t)i > map.len)
+            return 0;
+        if (dsup_term_is_atom((dsup_term){ map.buf + ks, (size_t)(vs - ks) }, key)) {
+            *val = (dsup_term){ map.buf + vs, (size_t)(i - vs) };
+            return 1;
+        }
+    }
+    return 0;
 }
 
 /* {Module, Arg} or a start tuple's args, with defaults already set. */
@@ -180,6 +202,7 @@ int dsup_spec_parse(dsup_term spec, dsup_child_spec **out)
     if (spec.len < 1 || (unsigned char)spec.buf[0] != 116 || ei_decode_map_header(spec.buf, &i, &arity) < 0)
         return -1;
     dsup_term start = { NULL, 0 }, restart_t = { NULL, 0 }, shutdown_t = { NULL, 0 }, exact = { NULL, 0 };
+    dsup_term beam = { NULL, 0 };
     for (int k = 0; k < arity; k++) {
         int ks = i;
         dsup_term_next(spec.buf, &i);
@@ -195,11 +218,27 @@ int dsup_spec_parse(dsup_term spec, dsup_child_spec **out)
             shutdown_t = val;
         else if (dsup_term_is_atom(key, "args"))
             exact = val;
+        else if (dsup_term_is_atom(key, "beam"))
+            beam = val;
     }
     int restart = DSUP_RESTART_PERMANENT;
     long shutdown = 5000;
     if ((restart_t.buf && parse_restart(restart_t, &restart) < 0) ||
-        (shutdown_t.buf && parse_shutdown(shutdown_t, &shutdown) < 0) || !start.buf)
+        (shutdown_t.buf && parse_shutdown(shutdown_t, &shutdown) < 0))
+        return -1;
+    if (beam.buf) {
+        /* A BEAM child (an Elixir host's): kept as its own map, typed by
+         * the module its start tuple names. */
+        dsup_term inner;
+        if (!map_get(beam, "start", &inner) || dsup_term_tuple(inner, el, 3) != 3 ||
+            !(type = atom_of(el[0])))
+            return -1;
+        *out = build(type, restart, shutdown, (dsup_term){ NULL, 0 }, beam);
+        if (*out)
+            (*out)->beam = 1;
+        return *out ? 0 : -1;
+    }
+    if (!start.buf)
         return -1;
     if (dsup_term_tuple(start, el, 3) != 3 || !(type = atom_of(el[0])) || !atom_of(el[1]))
         return -1;
@@ -233,14 +272,19 @@ int dsup_spec_parse(dsup_term spec, dsup_child_spec **out)
 
 dsup_child_spec *dsup_spec_with_name(const dsup_child_spec *s, dsup_term name)
 {
-    return build(s->type, s->restart, s->shutdown, name, s->args);
+    dsup_child_spec *n = build(s->type, s->restart, s->shutdown, name, s->args);
+    if (n)
+        n->beam = s->beam;
+    return n;
 }
 
 dsup_child_spec *dsup_spec_with_name_view(const dsup_child_spec *s, dsup_term name)
 {
     dsup_child_spec *n = build(s->type, s->restart, s->shutdown, (dsup_term){ NULL, 0 }, s->args);
-    if (n)
+    if (n) {
         n->name = name;
+        n->beam = s->beam;
+    }
     return n;
 }
 
@@ -249,8 +293,32 @@ static const char *restart_name(int r)
     return r == DSUP_RESTART_TRANSIENT ? "transient" : r == DSUP_RESTART_TEMPORARY ? "temporary" : "permanent";
 }
 
+static void encode_shutdown(ei_x_buff *x, long shutdown)
+{
+    if (shutdown == DSUP_SHUTDOWN_BRUTAL)
+        dsup_x_encode_atom(x, "brutal_kill");
+    else if (shutdown == DSUP_SHUTDOWN_INFINITY)
+        dsup_x_encode_atom(x, "infinity");
+    else
+        ei_x_encode_long(x, shutdown);
+}
+
 void dsup_spec_encode_map(ei_x_buff *x, const dsup_child_spec *s, int wire)
 {
+    if (s->beam) {
+        if (!wire) {
+            dsup_x_encode_term(x, s->args);
+            return;
+        }
+        ei_x_encode_map_header(x, 3);
+        dsup_x_encode_atom(x, "beam");
+        dsup_x_encode_term(x, s->args);
+        dsup_x_encode_atom(x, "restart");
+        dsup_x_encode_atom(x, restart_name(s->restart));
+        dsup_x_encode_atom(x, "shutdown");
+        encode_shutdown(x, s->shutdown);
+        return;
+    }
     ei_x_encode_map_header(x, wire ? 7 : 6);
     if (wire) {
         dsup_x_encode_atom(x, "args");
@@ -265,12 +333,7 @@ void dsup_spec_encode_map(ei_x_buff *x, const dsup_child_spec *s, int wire)
     dsup_x_encode_atom(x, "restart");
     dsup_x_encode_atom(x, restart_name(s->restart));
     dsup_x_encode_atom(x, "shutdown");
-    if (s->shutdown == DSUP_SHUTDOWN_BRUTAL)
-        dsup_x_encode_atom(x, "brutal_kill");
-    else if (s->shutdown == DSUP_SHUTDOWN_INFINITY)
-        dsup_x_encode_atom(x, "infinity");
-    else
-        ei_x_encode_long(x, s->shutdown);
+    encode_shutdown(x, s->shutdown);
     dsup_x_encode_atom(x, "start");
     ei_x_encode_tuple_header(x, 3);
     dsup_x_encode_atom(x, s->type);

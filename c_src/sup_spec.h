@@ -12,6 +12,8 @@ enum { DSUP_RESTART_PERMANENT = 0, DSUP_RESTART_TRANSIENT = 1, DSUP_RESTART_TEMP
 typedef struct dsup_child_spec {
     const char *type;  /* worker type (atom text, inside this allocation) */
     int restart;
+    int beam;          /* a BEAM module's child, hosted by Elixir nodes: `args`
+                          is its whole child-spec map (sup_place.c) */
     long shutdown;     /* ms, or DSUP_SHUTDOWN_* */
     dsup_term name;    /* len 0 when the caller gave none */
     dsup_term args;    /* init args */
@@ -26,7 +28,9 @@ dsup_child_spec *dsup_spec_with_name(const dsup_child_spec *s, dsup_term name);
 dsup_child_spec *dsup_spec_with_name_view(const dsup_child_spec *s, dsup_term name);
 /* #{id, start => {Type, start_link, [Args]}, restart, shutdown, type, modules};
  * `wire` adds `args => Args` (the exact init arg) for messages between
- * instances: [Args] alone cannot tell a keyword list from one {k, v} arg. */
+ * instances: [Args] alone cannot tell a keyword list from one {k, v} arg.
+ * A BEAM child's spec is its own map as is, and on the wire
+ * #{beam => Map, restart => R, shutdown => S}. */
 void dsup_spec_encode_map(ei_x_buff *x, const dsup_child_spec *s, int wire);
 
 #endif

@@ -1,9 +1,11 @@
 # The dsup demo, run by scripts/demo.sh on the first Elixir node.
 #
-# Two dsup-nodes (C) and two Elixir nodes: start a DistributedSupervisor, start
-# C workers from Elixir, show where they run, call and cast them, look them up,
-# kill -9 a dsup-node and watch its workers come back on the survivor, then
-# stop everything. Every step prints what it does; any surprise exits non-zero.
+# Two dsup-nodes (C) and two Elixir nodes, one supervisor: start C workers and
+# Elixir GenServer children side by side, show where they run (each on a host
+# able to run it), call and cast them, look them up, kill -9 a dsup-node and
+# stop an Elixir node's instance and watch their children come back on the
+# survivors, then stop everything. Every step prints what it does; any
+# surprise exits non-zero.
 
 alias DistributedSupervisor, as: DS
 alias DistributedSupervisor.TestNode
@@ -27,6 +29,20 @@ defmodule Demo.Listener do
   def on_node_down(_name, node, _info), do: bump({:node_down, node})
   defp bump(key), do: :ets.update_counter(:demo_events, key, 1, {key, 0}) && :ok
 end
+
+# An ordinary Elixir GenServer, as an app written for the hex library has.
+# Compiled here and loaded on the second Elixir node too (both host it).
+greeter_src = ~S'''
+defmodule Demo.Greeter do
+  use GenServer
+  def start_link(opts), do: GenServer.start_link(__MODULE__, opts, name: opts[:name])
+  @impl true
+  def init(opts), do: {:ok, Keyword.get(opts, :greeting, "hello")}
+  @impl true
+  def handle_call({:greet, who}, _from, g), do: {:reply, "#{g}, #{who} (from #{node()})", g}
+end
+'''
+[{Demo.Greeter, greeter_bin}] = Code.compile_string(greeter_src)
 
 fast? = System.get_env("DEMO_FAST") in ["1", "true"]
 workers = if fast?, do: 40, else: 100
@@ -53,9 +69,11 @@ Demo.say("#{e2}")
 Demo.step("DistributedSupervisor.start_link(name: #{inspect(sup)}, monitor_nodes: true, listeners: Demo.Listener) on both Elixir nodes")
 {:ok, _} = DS.start_link(name: sup, monitor_nodes: true, listeners: Demo.Listener)
 {:ok, _} = :erpc.call(e2, Application, :ensure_all_started, [:distributed_supervisor])
+{:module, Demo.Greeter} = :erpc.call(e2, :code, :load_binary, [Demo.Greeter, ~c"demo_greeter", greeter_bin])
 {:ok, _} = :erpc.call(e2, DS, :start, [[name: sup]])
 TestNode.wait_in_ring(a, sup)
 TestNode.wait_in_ring(b, sup)
+TestNode.wait_in_ring(e2, sup)
 Demo.say("DS.nodes(#{inspect(sup)}) = #{inspect(Enum.sort(DS.nodes(sup)))}")
 
 Demo.step("starting #{workers} named C workers from Elixir: {:counter, name: {:worker, i}, value: i}")
@@ -73,9 +91,25 @@ spread = fn ->
   DS.children(sup) |> Enum.frequencies_by(fn {_name, {pid, _spec}} -> node(pid) end)
 end
 for {n, count} <- spread.(), do: Demo.say("#{n}: #{count} workers")
-Demo.check!(Enum.all?(1..workers, fn i -> DS.node_for(sup, {:worker, i}) == node(DS.whereis(sup, {:worker, i})) end),
+Demo.check!(Enum.all?(1..workers, fn i -> DS.node_for(sup, {:worker, i}, :counter) == node(DS.whereis(sup, {:worker, i})) end),
        "each worker runs on its node_for")
-Demo.say("every worker runs on DS.node_for(sup, name)")
+Demo.say("every worker runs on DS.node_for(sup, name, :counter): the ring owner among the hosts that run :counter")
+
+greeters = if fast?, do: 6, else: 10
+Demo.step("starting #{greeters} Elixir GenServer children under the same supervisor: {Demo.Greeter, name: {:greeter, i}}")
+for i <- 1..greeters do
+  {:ok, pid, {:greeter, ^i}} = DS.start_child(sup, {Demo.Greeter, name: {:greeter, i}, greeting: "hi"})
+  Demo.check!(node(pid) in [node(), e2], "an Elixir child runs on an Elixir host")
+  Demo.check!(node(pid) == DS.node_for(sup, {:greeter, i}, Demo.Greeter), "on its owner among the Elixir hosts")
+end
+for {n, count} <- spread.(), do: Demo.say("#{n}: #{count} children")
+[mine | _] = DS.local_children(sup)
+Demo.say("a local child is a local pid: Process.alive?(#{inspect(mine)}) = #{Process.alive?(mine)}")
+Demo.say("DS.call(sup, {:greeter, 1}, {:greet, \"dsup\"}) = #{inspect(DS.call(sup, {:greeter, 1}, {:greet, "dsup"}))}")
+{_, g1spec} = DS.children(sup)[{:greeter, 1}]
+Demo.say("its spec, as the hex library shapes it: #{inspect(g1spec)}")
+Demo.check!(DS.start_child(sup, {:counter, name: {:greeter, 1}}) |> elem(0) == :error, "one name space for both kinds")
+Demo.say("a C worker named {:greeter, 1} is refused: one name space")
 
 Demo.step("calling and casting them")
 Demo.say("DS.call(sup, {:worker, 7}, :get) = #{inspect(DS.call(sup, {:worker, 7}, :get))}")
@@ -89,7 +123,7 @@ Demo.step("looking them up")
 w5 = DS.whereis(sup, {:worker, 5})
 Demo.say("DS.whereis(sup, {:worker, 5}) = #{inspect(w5)} on #{node(w5)}; DS.whois(sup, pid) = #{inspect(DS.whois(sup, w5))}")
 Demo.say("DS.whereis(sup, :nobody) = #{inspect(DS.whereis(sup, :nobody))}")
-TestNode.wait_until(fn -> map_size(:erpc.call(e2, DS, :children, [sup])) == workers end, 10_000)
+TestNode.wait_until(fn -> map_size(:erpc.call(e2, DS, :children, [sup])) == workers + greeters end, 10_000)
 Demo.say("map_size(DS.children(sup)) = #{map_size(DS.children(sup))} here, " <>
       "#{map_size(:erpc.call(e2, DS, :children, [sup]))} on #{e2} (each Elixir node keeps its own copy)")
 
@@ -112,12 +146,23 @@ Demo.say("all #{length(victims)} are back on #{b.node} after #{took} ms")
 Demo.check!(took < 1_000, "failover within a second")
 Demo.say("DS.nodes(sup) = #{inspect(DS.nodes(sup))}")
 Demo.say("DS.call(sup, hd(victims), :get) = #{inspect(DS.call(sup, hd(victims), :get))} (restarted from its cached spec)")
-for {n, count} <- spread.(), do: Demo.say("#{n}: #{count} workers")
+for {n, count} <- spread.(), do: Demo.say("#{n}: #{count} children")
+
+Demo.step("stopping the instance on #{e2}: its Elixir children move here, by their own names")
+moving = for {name, {pid, _}} <- DS.children(sup), node(pid) == e2, do: name
+:ok = :erpc.call(e2, GenServer, :stop, [sup])
+TestNode.wait_until(fn ->
+  Enum.all?(moving, fn name -> (p = DS.whereis(sup, name)) != :undefined and node(p) == node() end)
+end, 10_000)
+Demo.say("#{length(moving)} greeters now run on #{node()}; DS.nodes(sup) = #{inspect(Enum.sort(DS.nodes(sup)))}")
+Demo.say("DS.call(sup, {:greeter, 2}, {:greet, \"again\"}) = #{inspect(DS.call(sup, {:greeter, 2}, {:greet, "again"}))}")
+for {n, count} <- spread.(), do: Demo.say("#{n}: #{count} children")
 
 Demo.step("listener events seen on this node")
 for {k, v} <- :ets.tab2list(:demo_events) |> Enum.sort(), do: Demo.say("#{inspect(k)}: #{v}")
 
-Demo.step("shutting down: SIGTERM the surviving dsup-node, stop the second Elixir node")
+Demo.step("shutting down: stop this node's instance (its children with it), SIGTERM the surviving dsup-node, stop the second Elixir node")
+:ok = GenServer.stop(sup)
 {:ok, status} = TestNode.stop(b)
 Demo.say("#{b.node} exited with status #{status}")
 :peer.stop(peer)

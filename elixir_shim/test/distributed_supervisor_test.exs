@@ -1,6 +1,8 @@
 defmodule DistributedSupervisorTest do
   # Every public function and return value against one real dsup-node (the
   # one test_helper.exs starts; each instance asks it to host the instance).
+  # These instances are observers (`host: false`): the dsup-node hosts every
+  # child. Elixir hosts: elixir_hosts_test.exs and mixed_cluster_test.exs.
   use ExUnit.Case, async: false
 
   alias DistributedSupervisor, as: DS
@@ -14,7 +16,7 @@ defmodule DistributedSupervisorTest do
   end
 
   defp start!(name, opts \\ []) do
-    {:ok, pid} = DS.start_link([name: name] ++ opts)
+    {:ok, pid} = DS.start_link([name: name] ++ Keyword.put_new(opts, :host, false))
     pid
   end
 
@@ -32,7 +34,7 @@ defmodule DistributedSupervisorTest do
       pid = start!(name)
       assert is_pid(pid) and Process.whereis(name) == pid
       assert DS.nodes(name) == [c]
-      assert {:error, {:already_started, ^pid}} = DS.start_link(name: name)
+      assert {:error, {:already_started, ^pid}} = DS.start_link(name: name, host: false)
     end
 
     test "a missing :name raises like NimbleOptions" do
@@ -70,7 +72,8 @@ defmodule DistributedSupervisorTest do
       {:ok, sup} = Supervisor.start_link([{DS, name: name}], strategy: :one_for_one)
       assert [{DS, pid, :supervisor, _}] = Supervisor.which_children(sup)
       assert Process.whereis(name) == pid
-      assert DS.nodes(name) == [c]
+      # a host (the default): this node is on the ring too
+      assert Enum.sort(DS.nodes(name)) == Enum.sort([c, node()])
       Supervisor.stop(sup)
       refute Process.whereis(name)
     end
@@ -148,6 +151,8 @@ defmodule DistributedSupervisorTest do
       assert DS.start_child(name, {:kv, name: :dup}, c) == {:error, {:already_started, pid}}
 
       assert DS.start_child(name, :no_such_worker) == {:error, {:unknown_worker, :no_such_worker}}
+      # a BEAM module with no Elixir host (this instance observes): named too
+      assert DS.start_child(name, {Agent, fn -> 1 end}) == {:error, {:no_capable_host, Agent}}
       assert {:error, {:incorrect_spec, _}} = DS.start_child(name, {"echo", []})
       assert {:error, {:incorrect_spec, _}} = DS.start_child(name, {:echo, restart: :sometimes})
       assert {:error, {:incorrect_spec, _}} = DS.start_child(name, {:echo, shutdown: -1})
@@ -355,6 +360,8 @@ defmodule DistributedSupervisorTest do
       start!(name, listeners: Listener, monitor_nodes: true)
       # dsup-nodes of one cluster must be connected to each other too
       extra = TestNode.start(name: "shim_ring", connect: [node(), c])
+      # never left running for the next test, whatever happens here
+      on_exit(fn -> TestNode.stop(extra) end)
       n = extra.node
       assert_receive {:dsup_listener, _, {:node_up, ^name, ^n, []}}, 10_000
       assert Enum.sort(DS.nodes(name)) == Enum.sort([c, n])

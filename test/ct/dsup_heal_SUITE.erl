@@ -226,7 +226,8 @@ crash_loop_instance_restarts_rejoins_ring(Cfg) ->
     {ok, _} = dsup_cluster:call(B, {start_supervisor, name(Cfg), Opts}),
     wait_ring(Cfg, [A, B], [A, B]),
     E = start_elixir(Cfg, [A, B]),
-    {ok, _} = ex(E, start, [[{name, name(Cfg)} | Opts]]),
+    %% an observer (host: false): the children are the dsup-nodes'
+    {ok, _} = ex(E, start, [[{name, name(Cfg)}, {host, false} | Opts]]),
     wait(fun() -> lists:sort(ex(E, nodes, [name(Cfg)])) =:= lists:sort([A, B]) end, ?T),
     Names = [list_to_atom("c" ++ integer_to_list(I)) || I <- lists:seq(1, 12)],
     [start_ok(Cfg, A, {counter, [{name, N}]}, undefined) || N <- Names],
@@ -406,7 +407,7 @@ elixir_observer_gets_logger_report(Cfg) ->
     {ok, _} = dsup_cluster:call(A, {start_supervisor, name(Cfg), []}),
     E = start_elixir(Cfg, [A]),
     ok = erpc:call(E, logger, add_handler, [ct_forward, ?MODULE, #{config => #{to => self()}}]),
-    {ok, _} = ex(E, start, [[{name, name(Cfg)}, {crash_reports, true}]]),
+    {ok, _} = ex(E, start, [[{name, name(Cfg)}, {host, false}, {crash_reports, true}]]),
     wait(fun() -> ex(E, nodes, [name(Cfg)]) =:= [A] end, ?T),
     %% the observer is in the opt-in group, as every node sees it
     wait(fun() -> [node(X) || X <- pg:get_members(?config(scope, Cfg), '$dsup_crash_reports')] =:= [E] end, ?T),

@@ -685,7 +685,9 @@ cli_case(Cfg, KVs) ->
     N = maps:get(node, H),
     ?assertEqual([N], dsup_cluster:sup(Atom, N, nodes)),
     ?assertEqual([N], dsup_cluster:sup(Plain, N, nodes)),
-    ?assertEqual(['$dsup_hosts'], dsup_cluster:call(N, {pg_which_groups, Scope})),
+    %% the host, and one capability group per worker type it runs
+    ?assertEqual(lists:sort(['$dsup_hosts' | [{'$dsup_type', T} || T <- [counter, echo, kv]]]),
+                 lists:sort(dsup_cluster:call(N, {pg_which_groups, Scope}))),
     {ok, P1, c} = dsup_cluster:sup(Atom, N, {start_child, {counter, [{name, c}]}, undefined}),
     crash(P1, boom),
     {ok, P2} = wait(fun() -> case dsup_cluster:sup(Atom, N, {whereis, c}) of
@@ -1188,6 +1190,8 @@ arbiter_answers_lost_and_expired(Cfg) ->
     [D1, D2] = nodes_(Cfg),
     Scope = ?config(scope, Cfg),
     Me = node(),
+    %% a host that can run counter (placement asks only capable hosts)
+    ok = pg:join(Scope, {'$dsup_type', counter}, self()),
     ok = pg:join(Scope, '$dsup_hosts', self()),
     wait_ring(Cfg, [D1, D2], [D1, D2, Me]),
     Owned = fun(Owner, Tag) -> owned_name(Cfg, D1, Owner, Tag) end,

@@ -28,7 +28,12 @@ defmodule DistributedSupervisor.CrashReports do
 
   @doc false
   def enabled?(opts),
-    do: Keyword.get(opts, :crash_reports, Application.get_env(:distributed_supervisor, :crash_reports, false))
+    do:
+      Keyword.get(
+        opts,
+        :crash_reports,
+        Application.get_env(:distributed_supervisor, :crash_reports, false)
+      )
 
   @doc false
   def log(%{level: level} = r) when level in [:error, :info] do

@@ -1,28 +1,43 @@
 defmodule DistributedSupervisor.Instance do
   @moduledoc false
   # The local process behind DistributedSupervisor.start_link/1 on an Elixir
-  # node: an *observer* of the dsup-nodes that host the children.
+  # node: a *host* (the default) or, with `host: false`, an *observer*.
   #
-  #   * runs (or reuses) the :pg scope Name.Scope and joins '$dsup_observers';
+  #   * runs (or reuses) the :pg scope Name.Scope; a host joins
+  #     '$dsup_beam' (it runs BEAM modules) and then '$dsup_hosts', an
+  #     observer joins '$dsup_observers';
   #   * follows '$dsup_hosts' with :pg.monitor/2: the nodes of its members
   #     (restricted to the :nodes option) form the ring;
-  #   * keeps the cluster's child table from the C instances' messages
+  #   * a host runs its children under a local DynamicSupervisor; each child
+  #     registers itself through its via name (DistributedSupervisor.Registry,
+  #     a pg group per child name) and the instance tells the others
+  #     (child_up / child_down / snapshot / node_terminate), restarts orphans
+  #     it owns when a host is lost, keeps the children nobody can run as
+  #     pending, and resolves duplicates — exactly as a C instance does;
+  #   * keeps the cluster's child table from the instances' messages
   #     {'$dsup', {child_up | child_down | snapshot | node_terminate, ...}}
   #     in a protected ETS table that the API functions read directly;
-  #   * asks connected dsup-nodes to run the same-named instance;
+  #   * asks connected dsup-nodes to run the same-named instance, and learns
+  #     the hosts its BEAM neighbours know (connecting to them);
   #   * feeds listener modules, one event at a time, in a separate process.
   #
   # ETS rows (table name: Module.concat(Name, DistributedSupervisor.Cache)):
-  #   {{:c, ChildName}, Pid, SpecMap | :undefined}
+  #   {{:c, ChildName}, Pid, WireSpec | :undefined}
   #   {{:p, Pid}, ChildName}
+  #   {{:pending, ChildName}, WireSpec}
   #   {:ring, %Ring{}}
-  #   {:hosts, [node()]}        nodes with a C instance (ring or not)
+  #   {:hosts, [node()]}        nodes with a host instance (ring or not)
+  #   {:allowed, [node()]}      the :nodes option
   #   {:scope, atom()}
+  #   {:host?, boolean()}
+  #
+  # WireSpec: a C child's map (with `args`, the exact init arg), or for a
+  # BEAM child %{beam: ChildSpecMap, restart: R, shutdown: S}.
   use GenServer
 
   require Logger
 
-  alias DistributedSupervisor.Ring
+  alias DistributedSupervisor.{Place, Ring}
 
   @hosts :"$dsup_hosts"
   @observers :"$dsup_observers"
@@ -51,7 +66,19 @@ defmodule DistributedSupervisor.Instance do
   end
 
   @doc false
-  def scope(name), do: Module.concat(name, Scope)
+  def scope(name) do
+    key = {__MODULE__, :scope, name}
+
+    case :persistent_term.get(key, nil) do
+      nil ->
+        scope = Module.concat(name, Scope)
+        :persistent_term.put(key, scope)
+        scope
+
+      scope ->
+        scope
+    end
+  end
 
   # ------------------------------------------------------------------ init
 
@@ -61,14 +88,34 @@ defmodule DistributedSupervisor.Instance do
     name = Keyword.fetch!(opts, :name)
     scope = scope(name)
     {scope_pid, owned?} = ensure_scope(scope)
+    host? = Keyword.get(opts, :host, true)
+    allowed = Keyword.get(opts, :nodes, [])
 
     table = :ets.new(table(name), [:named_table, :protected, :set, read_concurrency: true])
 
-    :ets.insert(table, [{:ring, Ring.new()}, {:hosts, []}, {:scope, scope}])
+    :ets.insert(table, [
+      {:ring, Ring.new()},
+      {:hosts, []},
+      {:scope, scope},
+      {:allowed, allowed},
+      {:host?, host?}
+    ])
+
+    dsup =
+      if host? do
+        {:ok, pid} =
+          DynamicSupervisor.start_link(
+            strategy: :one_for_one,
+            max_restarts: Keyword.get(opts, :max_restarts, 3),
+            max_seconds: Keyword.get(opts, :max_seconds, 5)
+          )
+
+        pid
+      end
 
     :ok = :net_kernel.monitor_nodes(true, node_type: :all)
     {ref, host_pids} = :pg.monitor(scope, @hosts)
-    :ok = :pg.join(scope, @observers, self())
+    {obs_ref, _} = :pg.monitor(scope, @observers)
 
     if DistributedSupervisor.CrashReports.enabled?(opts),
       do: :ok = :pg.join(scope, DistributedSupervisor.CrashReports.group(), self())
@@ -81,25 +128,53 @@ defmodule DistributedSupervisor.Instance do
       scope_pid: scope_pid,
       scope_owned?: owned?,
       table: table,
+      host?: host?,
+      dsup: dsup,
       hosts_ref: ref,
+      obs_ref: obs_ref,
       hosts: %{},
       ring: Ring.new(),
-      allowed: Keyword.get(opts, :nodes, []),
+      allowed: allowed,
       monitor_nodes: Keyword.get(opts, :monitor_nodes, false),
+      cache?: Keyword.get(opts, :cache_children?, true),
       c_opts: c_opts(opts),
       listeners: listeners,
       runner: if(listeners == [], do: nil, else: start_runner(name, listeners)),
       waiters: %{},
       shadows: %{},
       recent_down: {MapSet.new(), :queue.new()},
+      # local children are the table's rows with a local pid; only those
+      # between two states are here: name => :starting | :restarting, and
+      # pid => {name, :terminate | :duplicate} while being stopped
+      flags: %{},
+      stopping_pids: %{},
+      stopping?: false,
+      # some pending rows may exist (saves a table scan on each host join)
+      pending?: false,
       quiet: true
     }
 
     state = hosts_joined(state, host_pids)
+
+    # capabilities first, then the host: no node ever sees a host without them
+    state =
+      if host? do
+        :ok = :pg.join(scope, Place.beam_group(), self())
+        :ok = :pg.join(scope, @hosts, self())
+        # on the ring at once (pg's own notice follows, and changes nothing)
+        hosts_joined(state, [self()])
+      else
+        :ok = :pg.join(scope, @observers, self())
+        state
+      end
+
     # pg discovers visible nodes itself; hidden ones (dsup-nodes are hidden
     # by default) learn of a new scope only when told, or on their own
     # 1-second rediscovery: tell them now.
     Enum.each(Node.list(:hidden), &discover(state, &1))
+    # `nodes:` connects the listed nodes, as upstream does
+    for n <- allowed, n != node(), do: Node.connect(n)
+    learn_hosts(state, Node.list(:visible))
     expected = ask_hosts(state, candidates(state, Node.list(:connected)))
     state = wait_hosts(state, expected, now() + @ready_timeout)
     {:ok, %{state | quiet: false}}
@@ -128,6 +203,36 @@ defmodule DistributedSupervisor.Instance do
 
   defp discover(%{scope: scope, scope_pid: scope_pid}, node) do
     send({scope, node}, {:discover, scope_pid})
+  end
+
+  # Fast discovery: a BEAM neighbour that runs the instance knows the hosts
+  # (also the hidden dsup-nodes this node has no connection to yet): connect
+  # to them; the nodeup that follows discovers their pg scope.
+  defp learn_hosts(_state, []), do: :ok
+
+  defp learn_hosts(%{name: name, allowed: allowed}, peers) do
+    Task.start(fn ->
+      peers
+      |> Task.async_stream(
+        fn peer ->
+          try do
+            GenServer.call({name, peer}, :hosts, 2_000)
+          catch
+            :exit, _ -> []
+          end
+        end,
+        timeout: 3_000,
+        on_timeout: :kill_task
+      )
+      |> Enum.flat_map(fn
+        {:ok, nodes} when is_list(nodes) -> nodes
+        _ -> []
+      end)
+      |> Enum.uniq()
+      |> Enum.reject(&(&1 == node() or &1 in Node.list(:connected)))
+      |> Enum.filter(&(allowed == [] or &1 in allowed))
+      |> Enum.each(&Node.connect/1)
+    end)
   end
 
   # Ask each node's dsup_node to run this instance; answers the pids of the
@@ -187,6 +292,158 @@ defmodule DistributedSupervisor.Instance do
 
   defp now, do: System.monotonic_time(:millisecond)
 
+  # ------------------------------------------------------------------ starting BEAM children
+
+  @doc false
+  # The start function of every BEAM child, run by the local DynamicSupervisor
+  # (also on its restarts): start it, make sure it is registered under its
+  # name (a child that took its via name registered itself), and tell the
+  # instance its pid.
+  def start_registered(name, cname, {m, f, a}) do
+    case apply(m, f, a) do
+      {:ok, pid} = ok -> registered(name, cname, pid, ok)
+      {:ok, pid, _info} = ok -> registered(name, cname, pid, ok)
+      other -> other
+    end
+  end
+
+  defp registered(name, cname, pid, ok) do
+    scope = scope(name)
+
+    if pid in :pg.get_local_members(scope, cname) do
+      notify_started(name, cname, pid)
+      ok
+    else
+      case DistributedSupervisor.Registry.live_other(name, cname, pid) do
+        nil ->
+          :ok = :pg.join(scope, cname, pid)
+          notify_started(name, cname, pid)
+          ok
+
+        other ->
+          Process.unlink(pid)
+          Process.exit(pid, :kill)
+          {:error, {:already_started, other}}
+      end
+    end
+  end
+
+  # (the instance may be gone while its DynamicSupervisor stops: no badarg)
+  defp notify_started(name, cname, pid) do
+    case Process.whereis(name) do
+      nil -> :ok
+      instance -> send(instance, {:"$dsup_started", cname, pid})
+    end
+  end
+
+  # WireSpec of a BEAM child -> {:ok, spec for the DynamicSupervisor} | {:error, _}
+  defp supervised_spec(state, cname, %{beam: %{start: {m, f, a}} = spec}) do
+    if Code.ensure_loaded?(m) do
+      {:ok,
+       spec
+       |> Map.put(:start, {__MODULE__, :start_registered, [state.name, cname, {m, f, a}]})
+       |> Map.put_new(:modules, [m])}
+    else
+      {:error, {:unknown_worker, m}}
+    end
+  end
+
+  # A C-shaped spec forwarded by a C instance for a type no C host runs:
+  # a BEAM module, started as {Module, Args}.
+  defp to_beam_wire(_state, cname, %{beam: _} = wire), do: {:ok, cname, wire}
+
+  defp to_beam_wire(state, cname, %{start: {t, _, _}} = wire) do
+    args = Map.get(wire, :args, [])
+    mod_spec = {t, args}
+
+    with {:ok, beam} <- DistributedSupervisor.beam_wire(state.name, cname, mod_spec) do
+      beam =
+        beam
+        |> put_if(:restart, wire[:restart], :permanent)
+        |> put_if(:shutdown, wire[:shutdown], 5000)
+
+      {:ok, cname, beam}
+    end
+  end
+
+  defp to_beam_wire(_state, _cname, wire), do: {:error, {:incorrect_spec, wire}}
+
+  defp put_if(%{beam: spec} = w, key, v, default) when v != nil and v != default,
+    do: %{w | beam: Map.put(spec, key, v)} |> Map.put(key, v)
+
+  defp put_if(w, _key, _v, _default), do: w
+
+  # Start a BEAM child here; `reply_to` is a GenServer from, or nil. The
+  # instance starts it itself (as upstream's DynamicSupervisor does, a child's
+  # init must not call its own supervisor), tells the others, then answers:
+  # the caller's own instance has the child_up before the caller has the reply.
+  defp start_local(state, cname, wire, reply_to) do
+    with true <- state.host? or {:error, {:nodedown, node()}},
+         true <- not state.stopping? or {:error, :shutting_down},
+         {:ok, cname, wire} <- to_beam_wire(state, cname, wire),
+         {:ok, sup_spec} <- supervised_spec(state, cname, wire),
+         :undefined <- running(state, cname) do
+      state = %{state | flags: Map.put(state.flags, cname, :starting)}
+
+      case DynamicSupervisor.start_child(state.dsup, sup_spec) do
+        {:ok, pid} ->
+          started_reply(state, cname, pid, wire, reply_to)
+
+        {:ok, pid, _} ->
+          started_reply(state, cname, pid, wire, reply_to)
+
+        other ->
+          start_failed(%{state | flags: Map.delete(state.flags, cname)}, cname, other, reply_to)
+      end
+    else
+      pid when is_pid(pid) ->
+        start_failed(state, cname, {:error, {:already_started, pid}}, reply_to)
+
+      {:error, _} = e ->
+        start_failed(state, cname, e, reply_to)
+    end
+  end
+
+  defp started_reply(state, cname, pid, wire, reply_to) do
+    state = local_started(state, cname, pid, wire)
+    if reply_to, do: GenServer.reply(reply_to, {:ok, pid, cname})
+    state
+  end
+
+  defp start_failed(state, cname, result, reply_to) do
+    result =
+      case result do
+        :ignore -> {:error, :ignore}
+        {:error, _} = e -> e
+        other -> {:error, other}
+      end
+
+    if reply_to,
+      do: GenServer.reply(reply_to, result),
+      else:
+        Logger.warning(
+          "DistributedSupervisor #{inspect(state.name)}: cannot start #{inspect(cname)} here: " <>
+            inspect(result)
+        )
+
+    state
+  end
+
+  # The spec of a child, from this node's table.
+  defp cached_wire(state, cname) do
+    case :ets.lookup(state.table, {:c, cname}) do
+      [{_, _, w}] -> w
+      [] -> :undefined
+    end
+  end
+
+  defp running(state, cname) do
+    case :pg.get_members(state.scope, cname) do
+      [pid | _] -> pid
+      [] -> :undefined
+    end
+  end
+
   # ------------------------------------------------------------------ calls
 
   @impl true
@@ -204,6 +461,9 @@ defmodule DistributedSupervisor.Instance do
 
   # The instance wire API (README "Wire API"), so that {Name, ElixirNode}
   # answers like a C instance does.
+  def handle_call({:start_child_here, cname, wire}, from, state),
+    do: {:noreply, start_local(state, cname, wire, from)}
+
   def handle_call({:start_child, spec, node}, from, state) do
     name = state.name
     node = if node in [:undefined, nil], do: nil, else: node
@@ -215,9 +475,36 @@ defmodule DistributedSupervisor.Instance do
     {:noreply, state}
   end
 
+  def handle_call({:terminate_child, pid}, from, state) when node(pid) == node() do
+    case :ets.lookup(state.table, {:p, pid}) do
+      [{_, cname}] when state.host? and not is_map_key(state.stopping_pids, pid) ->
+        dsup = state.dsup
+
+        Task.start(fn ->
+          GenServer.reply(
+            from,
+            case DynamicSupervisor.terminate_child(dsup, pid) do
+              :ok -> :ok
+              {:error, :not_found} -> {:error, :not_found}
+            end
+          )
+        end)
+
+        {:noreply,
+         %{state | stopping_pids: Map.put(state.stopping_pids, pid, {cname, :terminate})}}
+
+      _ ->
+        {:reply, {:error, :not_found}, state}
+    end
+  end
+
   def handle_call({:terminate_child, pid}, from, state) do
     name = state.name
-    Task.start(fn -> GenServer.reply(from, DistributedSupervisor.terminate_child(name, pid)) end)
+
+    Task.start(fn ->
+      GenServer.reply(from, DistributedSupervisor.terminate_child(name, pid))
+    end)
+
     {:noreply, state}
   end
 
@@ -225,6 +512,9 @@ defmodule DistributedSupervisor.Instance do
 
   def handle_call(:local_children, _from, s),
     do: {:reply, DistributedSupervisor.local_children(s.name), s}
+
+  def handle_call(:pending_children, _from, s),
+    do: {:reply, DistributedSupervisor.pending_children(s.name), s}
 
   def handle_call({:whereis, c}, _from, s),
     do: {:reply, DistributedSupervisor.whereis(s.name, c), s}
@@ -240,8 +530,13 @@ defmodule DistributedSupervisor.Instance do
 
   def handle_call(:nodes, _from, s), do: {:reply, Ring.nodes(s.ring), s}
 
+  def handle_call(:hosts, _from, s), do: {:reply, s.hosts |> Map.values() |> Enum.uniq(), s}
+
   def handle_call({:node_for, key}, _from, s),
     do: {:reply, Ring.node_for(s.ring, key) || :undefined, s}
+
+  def handle_call({:node_for, key, type}, _from, s),
+    do: {:reply, DistributedSupervisor.node_for(s.name, key, type) || :undefined, s}
 
   def handle_call(req, _from, s), do: {:reply, {:error, {:unknown_call, req}}, s}
 
@@ -250,14 +545,31 @@ defmodule DistributedSupervisor.Instance do
   @impl true
   def handle_info({:"$dsup", event}, state), do: {:noreply, dsup_event(event, state)}
 
+  def handle_info({:"$dsup_started", cname, pid}, state),
+    do: {:noreply, local_started(state, cname, pid, nil)}
+
+  def handle_info({:DOWN, _ref, :process, pid, reason}, %{host?: true} = state)
+      when node(pid) == node(),
+      do: {:noreply, local_down(state, pid, reason)}
+
   def handle_info({ref, :join, @hosts, pids}, %{hosts_ref: ref} = state),
     do: {:noreply, hosts_joined(state, pids)}
 
   def handle_info({ref, :leave, @hosts, pids}, %{hosts_ref: ref} = state),
     do: {:noreply, hosts_left(state, pids)}
 
+  def handle_info({ref, :join, @observers, pids}, %{obs_ref: ref} = state) do
+    if state.host?, do: for(p <- pids, p != self(), do: send_snapshot(state, p))
+    {:noreply, state}
+  end
+
+  def handle_info({ref, :leave, @observers, _pids}, %{obs_ref: ref} = state),
+    do: {:noreply, state}
+
   def handle_info({:nodeup, node, info}, state) do
-    if info[:node_type] == :hidden, do: discover(state, node)
+    if info[:node_type] == :hidden,
+      do: discover(state, node),
+      else: learn_hosts(state, [node])
 
     if candidates(state, [node]) != [] do
       %{name: name, c_opts: c_opts} = state
@@ -295,14 +607,59 @@ defmodule DistributedSupervisor.Instance do
   def handle_info({:EXIT, pid, reason}, %{scope_pid: pid} = state),
     do: {:stop, {:scope_down, reason}, state}
 
+  def handle_info({:EXIT, pid, reason}, %{dsup: pid} = state) do
+    Logger.error(
+      "DistributedSupervisor #{inspect(state.name)}: the local children's supervisor exited " <>
+        "(#{inspect(reason)}); shutting down"
+    )
+
+    {:stop, :reached_max_restart_intensity, %{state | dsup: nil}}
+  end
+
   # (the parent's EXIT is handled by gen_server itself: we stop with its reason)
   def handle_info({:EXIT, _pid, _reason}, state), do: {:noreply, state}
 
   def handle_info(_msg, state), do: {:noreply, state}
 
   @impl true
-  def terminate(_reason, state) do
-    if state.runner, do: Process.exit(state.runner, :shutdown)
+  def terminate(reason, state) do
+    state = Map.put(state, :stopping?, true)
+
+    # Tell the others, stop the children hosted here (before leaving the
+    # hosts group: a failover elsewhere must not meet the old copies), then
+    # leave. C children on dsup-nodes keep running.
+    if state.host? do
+      statuses = for {_cname, pid, wire} <- local_rows(state), do: status(pid, wire)
+
+      broadcast(state, {:node_terminate, node(), exit_reason(reason), statuses})
+      emit(state, {:node_terminate, node(), exit_reason(reason), statuses})
+
+      if state.dsup do
+        Process.unlink(state.dsup)
+        ref = Process.monitor(state.dsup)
+        Process.exit(state.dsup, :shutdown)
+
+        receive do
+          {:DOWN, ^ref, _, _, _} -> :ok
+        after
+          30_000 -> Process.exit(state.dsup, :kill)
+        end
+      end
+
+      _ = :pg.leave(state.scope, @hosts, self())
+    end
+
+    if state.runner do
+      # let the listeners hear node_terminate first
+      ref = Process.monitor(state.runner)
+      send(state.runner, :stop)
+
+      receive do
+        {:DOWN, ^ref, _, _, _} -> :ok
+      after
+        2_000 -> Process.exit(state.runner, :kill)
+      end
+    end
 
     # stop the scope we started, and see it gone: a new instance of the same
     # name must not find it dying
@@ -321,9 +678,154 @@ defmodule DistributedSupervisor.Instance do
     :ok
   end
 
+  defp exit_reason(:normal), do: :shutdown
+  defp exit_reason(r), do: r
+
+  defp status(pid, wire) do
+    st =
+      try do
+        :sys.get_state(pid, 200)
+      catch
+        _, _ -> :undefined
+      end
+
+    {:status, pid, {:module, Place.type(wire)}, [st]}
+  end
+
+  # ------------------------------------------------------------------ local children (hosts)
+
+  # The table's rows of the children that run here: [{name, pid, wire}].
+  defp local_rows(state) do
+    me = node()
+
+    :ets.select(state.table, [
+      {{{:c, :"$1"}, :"$2", :"$3"}, [{:==, {:node, :"$2"}, me}], [{{:"$1", :"$2", :"$3"}}]}
+    ])
+  end
+
+  defp local_pid(state, cname) do
+    case :ets.lookup(state.table, {:c, cname}) do
+      [{_, pid, _}] when node(pid) == node() -> pid
+      _ -> nil
+    end
+  end
+
+  # A local child runs as `pid` (first start: `wire` given; a restart by the
+  # DynamicSupervisor: the spec is in the table).
+  defp local_started(state, cname, pid, wire) do
+    cond do
+      local_pid(state, cname) == pid ->
+        state
+
+      is_map_key(state.flags, cname) ->
+        wire = wire || cached_wire(state, cname)
+        Process.monitor(pid)
+        state = %{state | flags: Map.delete(state.flags, cname)}
+        broadcast(state, {:child_up, cname, pid, if(state.cache?, do: wire, else: :undefined)})
+        state |> child_up(cname, pid, wire) |> forget_shadow(cname)
+
+      true ->
+        # not started through this instance: the DynamicSupervisor is ours, so
+        # this cannot happen
+        Logger.warning(
+          "DistributedSupervisor #{inspect(state.name)}: unexpected child #{inspect(cname)}"
+        )
+
+        state
+    end
+  end
+
+  defp local_down(state, pid, reason) do
+    case Map.pop(state.stopping_pids, pid) do
+      {{cname, _why}, rest} ->
+        state = %{state | stopping_pids: rest}
+        broadcast(state, {:child_down, cname, pid, reason})
+        dsup_event({:child_down, cname, pid, reason}, state)
+
+      {nil, _} ->
+        case :ets.lookup(state.table, {:p, pid}) do
+          [{_, cname}] ->
+            if restarts?(Place.restart(cached_wire(state, cname)), reason) do
+              # the DynamicSupervisor restarts it: $dsup_started follows
+              state = note_down(state, pid)
+              %{state | flags: Map.put(state.flags, cname, :restarting)}
+            else
+              broadcast(state, {:child_down, cname, pid, reason})
+              dsup_event({:child_down, cname, pid, reason}, state)
+            end
+
+          [] ->
+            state
+        end
+    end
+  end
+
+  defp restarts?(:permanent, _), do: true
+  defp restarts?(:transient, r) when r in [:normal, :shutdown], do: false
+  defp restarts?(:transient, {:shutdown, _}), do: false
+  defp restarts?(:transient, _), do: true
+  defp restarts?(_, _), do: false
+
+  defp broadcast(state, msg) do
+    me = self()
+
+    for p <- :pg.get_members(state.scope, @hosts) ++ :pg.get_members(state.scope, @observers),
+        p != me,
+        do: send(p, {:"$dsup", msg})
+
+    :ok
+  end
+
+  defp send_snapshot(state, to) do
+    children =
+      for {cname, pid, wire} <- local_rows(state),
+          do: {cname, pid, if(state.cache?, do: wire, else: :undefined)}
+
+    send(to, {:"$dsup", {:snapshot, node(), children}})
+  end
+
+  # Among live copies of a name, the one on the name's ring owner stays,
+  # else the one on the smallest node name (the C instances' rule).
+  defp resolve_duplicate(state, cname, remote_pid, lp) do
+    copies = Enum.uniq([remote_pid, lp | :pg.get_members(state.scope, cname)])
+    owner = Ring.node_for(state.ring, cname)
+
+    keep = Enum.find(copies, &(node(&1) == owner)) || Enum.min_by(copies, &node/1)
+
+    if keep != lp do
+      Logger.info(
+        "DistributedSupervisor #{inspect(state.name)}: duplicate child #{inspect(cname)}, " <>
+          "stopping the local copy (the one on #{node(keep)} stays)"
+      )
+
+      dsup = state.dsup
+      Task.start(fn -> DynamicSupervisor.terminate_child(dsup, lp) end)
+
+      {:lose, keep,
+       %{state | stopping_pids: Map.put(state.stopping_pids, lp, {cname, :duplicate})}}
+    else
+      {:win, state}
+    end
+  end
+
   # ------------------------------------------------------------------ the child table
 
-  defp dsup_event({:child_up, cname, pid, spec}, state), do: child_up(state, cname, pid, spec)
+  defp dsup_event({:child_up, cname, pid, spec}, state) do
+    lp = local_pid(state, cname)
+
+    case lp do
+      lp
+      when is_pid(lp) and lp != pid and node(pid) != node() and
+             not is_map_key(state.stopping_pids, lp) ->
+        case resolve_duplicate(state, cname, pid, lp) do
+          {:lose, _keep, st} -> child_up(st, cname, pid, spec)
+          {:win, st} -> st
+        end
+
+      _ ->
+        child_up(state, cname, pid, spec)
+    end
+  end
 
   defp dsup_event({:child_down, cname, pid, _reason}, state) do
     state = note_down(state, pid)
@@ -341,7 +843,7 @@ defmodule DistributedSupervisor.Instance do
   defp dsup_event({:snapshot, node, children}, state) when is_list(children) do
     state =
       Enum.reduce(children, state, fn
-        {cname, pid, spec}, st when is_pid(pid) -> child_up(st, cname, pid, spec)
+        {cname, pid, spec}, st when is_pid(pid) -> dsup_event({:child_up, cname, pid, spec}, st)
         _, st -> st
       end)
 
@@ -356,6 +858,12 @@ defmodule DistributedSupervisor.Instance do
   defp dsup_event({:node_terminate, node, reason, statuses}, state) do
     emit(state, {:node_terminate, node, reason, statuses})
     state
+  end
+
+  defp dsup_event({:start_pending, cname, wire}, state) do
+    if Place.kind(wire) == :c,
+      do: state,
+      else: start_local(state, cname, wire, nil)
   end
 
   defp dsup_event({:crash_report, report}, state) when is_map(report) do
@@ -377,6 +885,7 @@ defmodule DistributedSupervisor.Instance do
 
   defp do_child_up(state, cname, pid, spec) do
     t = state.table
+    :ets.delete(t, {:pending, cname})
 
     case :ets.lookup(t, {:c, cname}) do
       [{_, ^pid, old_spec}] ->
@@ -498,45 +1007,137 @@ defmodule DistributedSupervisor.Instance do
   # ------------------------------------------------------------------ hosts and the ring
 
   defp hosts_joined(state, pids) do
-    Enum.reduce(pids, state, fn pid, st ->
-      node = node(pid)
-      st = %{st | hosts: Map.put(st.hosts, pid, node)}
+    state =
+      Enum.reduce(pids, state, fn pid, st ->
+        node = node(pid)
+        st = %{st | hosts: Map.put(st.hosts, pid, node)}
+        if st.host? and pid != self(), do: send_snapshot(st, pid)
 
-      if allowed?(st, node) and not Ring.member?(st.ring, node) do
-        if st.monitor_nodes == true and not st.quiet, do: emit(st, {:node_up, node, []})
-        put_ring(st, Ring.add_node(st.ring, node))
-      else
-        st
-      end
-    end)
-    |> put_hosts()
+        if allowed?(st, node) and not Ring.member?(st.ring, node) do
+          if st.monitor_nodes == true and not st.quiet and node != node(),
+            do: emit(st, {:node_up, node, []})
+
+          put_ring(st, Ring.add_node(st.ring, node))
+        else
+          st
+        end
+      end)
+      |> put_hosts()
+
+    retry_pending(state)
   end
 
   defp hosts_left(state, pids) do
     state = %{state | hosts: Map.drop(state.hosts, pids)}
     remaining = state.hosts |> Map.values() |> MapSet.new()
 
-    pids
-    |> Enum.map(&node/1)
-    |> Enum.uniq()
-    |> Enum.reject(&MapSet.member?(remaining, &1))
-    |> Enum.reduce(state, fn node, st ->
-      st =
+    lost =
+      pids
+      |> Enum.map(&node/1)
+      |> Enum.uniq()
+      |> Enum.reject(&MapSet.member?(remaining, &1))
+
+    state =
+      Enum.reduce(lost, state, fn node, st ->
         if Ring.member?(st.ring, node) do
           if st.monitor_nodes == true, do: emit(st, {:node_down, node, []})
           put_ring(st, Ring.remove_node(st.ring, node))
         else
           st
         end
+      end)
+      |> put_hosts()
 
-      # the node's children went with its instance; the surviving
-      # instances restart them (child_up follows)
-      st.table
+    Enum.reduce(lost, state, &failover(&2, &1))
+  end
+
+  # The node's children went with its instance: drop them; restart each
+  # that this node owns now (by its own name, among the hosts able to run
+  # it); keep as pending those that no host can run.
+  defp failover(state, node) do
+    orphans =
+      state.table
       |> :ets.match({{:p, :"$1"}, :"$2"})
       |> Enum.filter(fn [pid, _] -> node(pid) == node end)
-      |> Enum.reduce(st, fn [pid, cname], acc -> acc |> note_down(pid) |> drop(cname, pid) end)
+      |> Enum.map(fn [pid, cname] ->
+        [{_, _, spec}] = :ets.lookup(state.table, {:c, cname})
+        {cname, pid, spec}
+      end)
+
+    state =
+      Enum.reduce(orphans, state, fn {cname, pid, _}, acc ->
+        acc |> note_down(pid) |> drop(cname, pid)
+      end)
+
+    Enum.reduce(orphans, state, fn {cname, _pid, spec}, acc ->
+      cond do
+        :ets.member(acc.table, {:c, cname}) -> acc
+        Place.restart(spec) == :temporary or Place.kind(spec) == nil -> acc
+        true -> place_orphan(acc, cname, spec)
+      end
     end)
-    |> put_hosts()
+  end
+
+  defp place_orphan(state, cname, spec) do
+    case owner(state, spec, cname) do
+      nil -> add_pending(state, cname, spec)
+      me when me == node() -> start_local(state, cname, spec, nil)
+      _other -> state
+    end
+  end
+
+  defp owner(state, spec, cname) do
+    cands =
+      Place.candidates(
+        state.scope,
+        Map.values(state.hosts),
+        state.allowed,
+        Place.type(spec),
+        Place.kind(spec)
+      )
+
+    Place.owner(state.ring, cands, cname)
+  end
+
+  defp add_pending(state, cname, spec) do
+    type = Place.type(spec)
+
+    Logger.warning(
+      "DistributedSupervisor #{inspect(state.name)}: no host can run #{inspect(type)} for child " <>
+        "#{inspect(cname)}: pending until one joins"
+    )
+
+    :ets.insert(state.table, {{:pending, cname}, spec})
+    emit(state, {:process_pending, cname, type})
+    %{state | pending?: true}
+  end
+
+  defp retry_pending(%{pending?: false} = state), do: state
+
+  defp retry_pending(state) do
+    case :ets.match(state.table, {{:pending, :"$1"}, :"$2"}) do
+      [] ->
+        %{state | pending?: false}
+
+      pending ->
+        Enum.reduce(pending, state, fn [cname, spec], st ->
+          case owner(st, spec, cname) do
+            nil ->
+              st
+
+            me when me == node() ->
+              start_local(st, cname, spec, nil)
+
+            other ->
+              case Enum.find(st.hosts, fn {_, n} -> n == other end) do
+                {pid, _} -> send(pid, {:"$dsup", {:start_pending, cname, spec}})
+                nil -> :ok
+              end
+
+              st
+          end
+        end)
+    end
   end
 
   defp allowed?(%{allowed: []}, _node), do: true
@@ -571,6 +1172,9 @@ defmodule DistributedSupervisor.Instance do
 
   defp runner_loop(name, listeners) do
     receive do
+      :stop ->
+        :ok
+
       {:event, event} ->
         {fun, args} = callback(name, event)
 
@@ -592,6 +1196,7 @@ defmodule DistributedSupervisor.Instance do
 
   defp callback(name, {:process_start, id, pid}), do: {:on_process_start, [name, id, pid]}
   defp callback(name, {:process_stop, id, pids}), do: {:on_process_stop, [name, id, pids]}
+  defp callback(name, {:process_pending, id, type}), do: {:on_process_pending, [name, id, type]}
   defp callback(name, {:node_up, node, info}), do: {:on_node_up, [name, node, info]}
   defp callback(name, {:node_down, node, info}), do: {:on_node_down, [name, node, info]}
 

@@ -12,11 +12,16 @@ defmodule DistributedSupervisor.Listener do
       when this instance first hears of it.
     * `on_process_stop/3` — a child stopped, or its node was lost (before it is
       restarted elsewhere; `pids` is the list of the pids that went away).
+    * `on_process_pending/3` — a child of a lost node that no surviving host
+      can run (`type` is its worker type or module) is kept as pending; it
+      starts (`on_process_start/3`) once a host able to run it joins. Not in
+      the upstream library.
     * `on_node_up/3`, `on_node_down/3` — with `monitor_nodes: true`, a node that
       runs the supervisor joined or left the ring; with `monitor_nodes: :cluster`,
       any node connected or disconnected (`info` is `net_kernel`'s info list).
-    * `on_node_terminate/4` — a dsup-node is stopping gracefully: `statuses`
-      holds `{:status, pid, {:module, worker_type}, [state]}` for each of its children.
+    * `on_node_terminate/4` — a host (a dsup-node, or an Elixir node whose
+      instance stops) is stopping gracefully: `statuses` holds
+      `{:status, pid, {:module, worker_type}, [state]}` for each of its children.
 
   Callbacks run one at a time, in event order, in a process of their own: a
   slow listener does not block the supervisor, and an exception in a listener
@@ -47,6 +52,12 @@ defmodule DistributedSupervisor.Listener do
               pids :: [pid()]
             ) :: :ok
 
+  @callback on_process_pending(
+              name :: DistributedSupervisor.name(),
+              id :: DistributedSupervisor.id(),
+              type :: atom()
+            ) :: :ok
+
   @callback on_node_up(
               name :: DistributedSupervisor.name(),
               node :: node(),
@@ -68,6 +79,7 @@ defmodule DistributedSupervisor.Listener do
 
   @optional_callbacks on_process_start: 3,
                       on_process_stop: 3,
+                      on_process_pending: 3,
                       on_node_up: 3,
                       on_node_down: 3,
                       on_node_terminate: 4

@@ -7,31 +7,58 @@ defmodule DistributedSupervisor.Registry do
       GenServer.call(DistributedSupervisor.via_name(MyApp.DistSup, :w1), :get)
       GenServer.cast(DistributedSupervisor.via_name(MyApp.DistSup, :w1), :inc)
 
-  Children started through `DistributedSupervisor.start_child/3` (C workers on
-  dsup-nodes) are found in the instance's child table. A local BEAM process may
-  also register itself under an id (`GenServer.start_link(M, arg, name:
-  DistributedSupervisor.via_name(MyApp.DistSup, :x))`): it joins the pg group
-  named by the id in the instance's scope, like upstream; it is found by
+  A BEAM child started through `DistributedSupervisor.start_child/3` gets this
+  name in its start options (`name: {:via, DistributedSupervisor.Registry,
+  {name, id}}`) and registers itself with it, as with the upstream library:
+  it joins the pg group named by the id in the instance's scope. C workers on
+  dsup-nodes are registered the same way by their C instance. A local BEAM
+  process may also register itself under an id (`GenServer.start_link(M, arg,
+  name: DistributedSupervisor.via_name(MyApp.DistSup, :x))`): it is found by
   `whereis_name/1` but is not one of the supervisor's `children/1`.
   """
 
   @doc "The pid registered as `{name, id}`, or `:undefined`."
   @spec whereis_name({DistributedSupervisor.name(), DistributedSupervisor.id()}) ::
           pid() | :undefined
-  def whereis_name({name, id}), do: DistributedSupervisor.whereis(name, id)
+  def whereis_name({name, id}) do
+    case DistributedSupervisor.whereis(name, id) do
+      # a local child that just died (its restart is registering now): gone
+      pid when is_pid(pid) and node(pid) == node() ->
+        if Process.alive?(pid), do: pid, else: live_other(name, id, pid) || :undefined
+
+      other ->
+        other
+    end
+  end
 
   @doc "Registers a local `pid` as `{name, id}`: `:yes`, or `:no` when the id is taken."
   @spec register_name({DistributedSupervisor.name(), DistributedSupervisor.id()}, pid()) ::
           :yes | :no
   def register_name({name, id}, pid) when is_pid(pid) do
-    case DistributedSupervisor.whereis(name, id) do
-      :undefined ->
+    case live_other(name, id, pid) do
+      nil ->
         :ok = :pg.join(DistributedSupervisor.Instance.scope(name), id, pid)
         :yes
 
       _ ->
         :no
     end
+  end
+
+  @doc false
+  # Another live process registered as {name, id} (a local one that died but
+  # is not yet out of pg, e.g. the previous run of a restarting child, does
+  # not count), or nil.
+  def live_other(name, id, pid) do
+    candidates =
+      case DistributedSupervisor.whereis(name, id) do
+        :undefined -> []
+        p -> [p]
+      end ++ :pg.get_members(DistributedSupervisor.Instance.scope(name), id)
+
+    Enum.find(candidates, fn p ->
+      p != pid and if(node(p) == node(), do: Process.alive?(p), else: true)
+    end)
   end
 
   @doc "Removes the local processes registered as `{name, id}`."

@@ -4,8 +4,9 @@ defmodule DistributedSupervisor.ValidationError do
   missing, unknown or ill-typed option.
 
   It has the fields and the messages of `NimbleOptions.ValidationError`, which
-  upstream `distributed_supervisor` raises (this shim has no dependencies, so it
-  cannot raise that very module):
+  upstream `distributed_supervisor` raises. When the application has
+  NimbleOptions loaded, that very exception is raised instead; this shim has no
+  dependencies, so without it this one is raised:
 
       iex> DistributedSupervisor.start_link([])
       ** (DistributedSupervisor.ValidationError) required :name option not found, received options: []

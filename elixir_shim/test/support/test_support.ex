@@ -97,6 +97,8 @@ defmodule DistributedSupervisor.TestSupport.Listener do
   @impl true
   def on_process_stop(name, id, pids), do: notify({:process_stop, name, id, pids})
   @impl true
+  def on_process_pending(name, id, type), do: notify({:process_pending, name, id, type})
+  @impl true
   def on_node_up(name, node, info), do: notify({:node_up, name, node, info})
   @impl true
   def on_node_down(name, node, info), do: notify({:node_down, name, node, info})
@@ -144,4 +146,75 @@ defmodule DistributedSupervisor.TestSupport.Remote do
     do: name |> DistributedSupervisor.children() |> Map.new(fn {k, {pid, _}} -> {k, pid} end)
 
   def whereis_many(name, ids), do: Enum.map(ids, &DistributedSupervisor.whereis(name, &1))
+
+  def alive_here?(pid), do: node(pid) == node() and Process.alive?(pid)
+
+  # the exception start_link/1 raises for `opts`: {module, message}
+  def start_link_raises(opts) do
+    DistributedSupervisor.start_link(opts)
+    :no_raise
+  rescue
+    e -> {e.__struct__, Exception.message(e), e.key}
+  end
+
+  def pg_members(name, id), do: :pg.get_members(DistributedSupervisor.Instance.scope(name), id)
+end
+
+defmodule DistributedSupervisor.TestSupport.Worker do
+  @moduledoc false
+  # A plain `use GenServer` child, as an app using the upstream library has:
+  # `start_link(opts)` takes the (injected) `name:`; `value:` is its state;
+  # `sink:` (a pid) hears {:worker_started, id, node(), self()} on each init.
+  use GenServer
+
+  def start_link(opts), do: GenServer.start_link(__MODULE__, opts, name: Keyword.get(opts, :name))
+
+  @impl true
+  def init(opts) do
+    if sink = opts[:sink], do: send(sink, {:worker_started, opts[:tag], node(), self()})
+    {:ok, Keyword.get(opts, :value, 0)}
+  end
+
+  @impl true
+  def handle_call(:get, _from, v), do: {:reply, v, v}
+  def handle_call({:add, n}, _from, v), do: {:reply, v + n, v + n}
+  def handle_call(:crash, _from, _v), do: raise("crash on request")
+
+  @impl true
+  def handle_cast(:inc, v), do: {:noreply, v + 1}
+
+  @impl true
+  def handle_info({:get, from}, v) do
+    send(from, {:value, v})
+    {:noreply, v}
+  end
+end
+
+defmodule DistributedSupervisor.TestSupport.Libring do
+  @moduledoc false
+  # libring 1.7's HashRing written out from its documented algorithm (not the
+  # shim's Ring): 128 points phash2({node, i}, 2^32-1) per node, nodes added in
+  # the given order (an existing point wins a collision); a key goes to the
+  # first point >= its hash, wrapping; atom keys hash their term_to_binary.
+  @range 4_294_967_295
+
+  def owner([], _key), do: nil
+
+  def owner(nodes, key) do
+    points =
+      Enum.reduce(nodes, %{}, fn n, acc ->
+        Enum.reduce(1..128, acc, fn i, a -> Map.put_new(a, :erlang.phash2({n, i}, @range), n) end)
+      end)
+      |> Enum.sort()
+
+    h =
+      if is_atom(key),
+        do: :erlang.phash2(:erlang.term_to_binary(key), @range),
+        else: :erlang.phash2(key, @range)
+
+    case Enum.find(points, fn {p, _} -> p >= h end) do
+      nil -> points |> hd() |> elem(1)
+      {_, n} -> n
+    end
+  end
 end

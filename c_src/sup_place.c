@@ -1,0 +1,187 @@
+/* sup_place.c — placement by capability in a mixed BEAM/C cluster.
+ *
+ * Every host says what it can run through pg, which every node (C and
+ * Elixir) sees the same way: a C instance joins {'$dsup_type', Type} for
+ * each worker type this node registered (built-ins and plugins), an Elixir
+ * host joins '$dsup_beam' (it runs BEAM modules); both join '$dsup_hosts'
+ * after those, so a host is never seen before its capabilities.
+ *
+ * The candidates for a child of type T: the hosts in {'$dsup_type', T};
+ * for a BEAM child (spec->beam), or a new start of a type no C host
+ * advertises, the hosts in '$dsup_beam'. The owner is libring over the
+ * candidates' nodes: the instance's ring when the candidates are all of its
+ * nodes (a homogeneous cluster places exactly as before), else a ring of
+ * the candidates added in sorted order. The shim computes the same. */
+#include <stdlib.h>
+#include <string.h>
+
+#include "gen_server.h"
+#include "intern.h"
+#include "node.h"
+#include "sup.h"
+#include "term.h"
+
+#define MAX_CANDIDATES 64
+
+static void encode_type_group(ei_x_buff *x, const char *type)
+{
+    ei_x_encode_tuple_header(x, 2);
+    dsup_x_encode_atom(x, SUP_TYPE_TAG);
+    dsup_x_encode_atom(x, type);
+}
+
+void sup_place_advertise(dsup_sup *s, int join)
+{
+    const char *names[256];
+    size_t n = dsup_worker_type_names(names, 256);
+    if (n > 256)
+        n = 256;
+    for (size_t i = 0; i < n; i++) {
+        ei_x_buff *x = dsup_term_scratch();
+        encode_type_group(x, names[i]);
+        dsup_term g = { x->buff, (size_t)x->index };
+        if (join)
+            dsup_pg_join(s->scope, g, &s->proc->pid, 1);
+        else
+            dsup_pg_leave(s->scope, g, &s->proc->pid, 1);
+        dsup_term_scratch_release(x);
+    }
+}
+
+int sup_place_is_capability_group(dsup_term group)
+{
+    dsup_term el[2];
+    int ar;
+    return dsup_term_is_atom(group, SUP_BEAM_GROUP) ||
+           (dsup_term_tagged(group, SUP_TYPE_TAG, &ar, el, 2) && ar == 2);
+}
+
+static int allowed(dsup_sup *s, const char *node)
+{
+    if (!s->nodes)
+        return 1;
+    for (int i = 0; i < s->nnodes; i++)
+        if (s->nodes[i] == node)
+            return 1;
+    return 0;
+}
+
+/* The distinct nodes of the group's members that are hosts (and allowed),
+ * sorted by name. */
+static size_t member_nodes(dsup_sup *s, dsup_term group, const char **out)
+{
+    const dsup_pid *pids;
+    size_t n = dsup_pg_members(s->scope, group, &pids), k = 0;
+    for (size_t i = 0; i < n && k < MAX_CANDIDATES; i++) {
+        const char *node = pids[i].node;
+        size_t j = 0;
+        while (j < k && out[j] != node)
+            j++;
+        if (j < k || !allowed(s, node) || !sup_host_on(s, node))
+            continue;
+        /* insertion sort: a handful of nodes */
+        size_t at = k++;
+        while (at > 0 && strcmp(out[at - 1], node) > 0) {
+            out[at] = out[at - 1];
+            at--;
+        }
+        out[at] = node;
+    }
+    return k;
+}
+
+static size_t candidates(dsup_sup *s, const char *type, int beam, int fresh, const char **out)
+{
+    if (!beam) {
+        ei_x_buff *x = dsup_term_scratch();
+        encode_type_group(x, type);
+        size_t n = member_nodes(s, (dsup_term){ x->buff, (size_t)x->index }, out);
+        dsup_term_scratch_release(x);
+        if (n || !fresh)
+            return n;
+    }
+    return member_nodes(s, dsup_reason_atom(SUP_BEAM_GROUP), out);
+}
+
+/* Rings of candidate sets, by set: a set's ring never changes (sorted adds). */
+typedef struct ring_cache {
+    const char *nodes[8];
+    size_t n;
+    int enc;
+    dsup_ring *ring;
+} ring_cache;
+static ring_cache rings[8];
+static unsigned next_slot;
+
+static dsup_ring *ring_of(const char **nodes, size_t n, int enc)
+{
+    for (size_t i = 0; i < sizeof rings / sizeof rings[0]; i++) {
+        ring_cache *r = &rings[i];
+        if (r->ring && r->n == n && r->enc == enc && memcmp(r->nodes, nodes, n * sizeof *nodes) == 0)
+            return r->ring;
+    }
+    dsup_ring *ring = dsup_ring_new();
+    if (!ring)
+        return NULL;
+    dsup_ring_set_atom_encoding(ring, enc);
+    for (size_t i = 0; i < n; i++)
+        dsup_ring_add_node(ring, nodes[i], 0);
+    if (n > 8)
+        return ring; /* not cached: the caller frees rings it did not get from here */
+    ring_cache *r = &rings[next_slot++ % (sizeof rings / sizeof rings[0])];
+    dsup_ring_free(r->ring);
+    /* the key is the names' pointers: hold them, or a freed name's address
+     * could come back as another node's */
+    for (size_t i = 0; i < r->n; i++)
+        dsup_intern_release(r->nodes[i]);
+    for (size_t i = 0; i < n; i++)
+        dsup_intern_hold(nodes[i]);
+    memcpy(r->nodes, nodes, n * sizeof *nodes);
+    r->n = n;
+    r->enc = enc;
+    r->ring = ring;
+    return ring;
+}
+
+static const char *owner_of(dsup_sup *s, const char **c, size_t n, dsup_term key)
+{
+    if (!n)
+        return NULL;
+    int all = n == dsup_ring_node_count(s->ring);
+    for (size_t i = 0; all && i < n; i++)
+        all = dsup_ring_has_node(s->ring, c[i]);
+    const char *owner;
+    if (all) {
+        owner = dsup_ring_node_for(s->ring, key.buf, key.len);
+    } else {
+        dsup_ring *r = ring_of(c, n, dsup_ring_atom_encoding(s->ring));
+        owner = r ? dsup_ring_node_for(r, key.buf, key.len) : NULL;
+        /* the candidates' own (interned) name: rings keep copies */
+        for (size_t i = 0; owner && i < n; i++)
+            if (strcmp(c[i], owner) == 0) {
+                owner = c[i];
+                break;
+            }
+        if (r && n > 8)
+            dsup_ring_free(r);
+        return owner;
+    }
+    for (size_t i = 0; owner && i < n; i++)
+        if (strcmp(c[i], owner) == 0)
+            return c[i];
+    return NULL;
+}
+
+const char *sup_place_owner(dsup_sup *s, const dsup_child_spec *spec, int fresh)
+{
+    const char *c[MAX_CANDIDATES];
+    size_t n = candidates(s, spec->type, spec->beam, fresh, c);
+    return owner_of(s, c, n, spec->name);
+}
+
+const char *sup_place_owner_for_type(dsup_sup *s, const char *type, dsup_term key)
+{
+    const char *c[MAX_CANDIDATES];
+    size_t n = candidates(s, type, 0, 1, c);
+    return owner_of(s, c, n, key);
+}
