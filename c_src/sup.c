@@ -112,8 +112,13 @@ static void on_scope_event(void *arg, dsup_pg *scope, int event, dsup_term group
                 sup_send_snapshot(s, &pids[i]);
         return;
     }
-    if (sup_place_is_capability_group(group))
+    if (sup_place_is_capability_group(group)) {
+        /* A host's capabilities may arrive after the host itself: a pg sync
+         * lists groups in any order. A pending child may be placeable now. */
+        if (event == DSUP_PG_JOIN && !s->stopping)
+            sup_pending_child_retry(s);
         return;
+    }
     if (event == DSUP_PG_JOIN && !s->stopping)
         sup_resolve_duplicate(s, group);
 }

@@ -4,7 +4,9 @@
  * Elixir) sees the same way: a C instance joins {'$dsup_type', Type} for
  * each worker type this node registered (built-ins and plugins), an Elixir
  * host joins '$dsup_beam' (it runs BEAM modules); both join '$dsup_hosts'
- * after those, so a host is never seen before its capabilities.
+ * after those. A pg sync may still list '$dsup_hosts' first, so a host can
+ * be seen before its capabilities: pending children are retried on both
+ * joins (sup.c). Only hosts (members of '$dsup_hosts') are candidates.
  *
  * The candidates for a child of type T: the hosts in {'$dsup_type', T};
  * for a BEAM child (spec->beam), or a new start of a type no C host

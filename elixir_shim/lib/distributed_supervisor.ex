@@ -267,12 +267,11 @@ defmodule DistributedSupervisor do
   # Upstream validates with NimbleOptions: when the app has it, its very
   # exception is raised; else ours, with the same fields and messages.
   defp invalid!(fields) do
-    mod =
-      if Code.ensure_loaded?(NimbleOptions.ValidationError),
-        do: NimbleOptions.ValidationError,
-        else: ValidationError
-
-    raise mod, fields
+    # Named at run time: NimbleOptions is optional, and a literal alias of a
+    # module that may be absent is a compile-time warning on Elixir 1.18.
+    nimble = Module.concat(NimbleOptions, "ValidationError")
+    mod = if Code.ensure_loaded?(nimble), do: nimble, else: ValidationError
+    raise mod.exception(fields)
   end
 
   # ------------------------------------------------------------------ children

@@ -154,7 +154,7 @@ defmodule DistributedSupervisor.TestSupport.Remote do
     DistributedSupervisor.start_link(opts)
     :no_raise
   rescue
-    e -> {e.__struct__, Exception.message(e), e.key}
+    e -> {e.__struct__, Exception.message(e), Map.get(e, :key)}
   end
 
   def pg_members(name, id), do: :pg.get_members(DistributedSupervisor.Instance.scope(name), id)
