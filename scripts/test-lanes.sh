@@ -23,6 +23,9 @@ cd "$ROOT"
 LANES=("$@")
 [ ${#LANES[@]} -eq 0 ] && LANES=(25 27)
 SYS_ERL="$(command -v erl)"
+# The erl that builds the node (its erl_interface): tests that run make use
+# it whatever erl the lane's PATH finds first.
+export DSUP_BUILD_ERL="$SYS_ERL"
 OTP27_BIN="$ROOT/build/otp27/bin"
 SUMMARY=()
 rc=0

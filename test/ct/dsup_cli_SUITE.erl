@@ -186,7 +186,7 @@ version_matches_version_file(Config) ->
     Prefix = filename:join(?config(priv_dir, Config), "prefix"),
     %% (its own build dir: the suite may run against another build, e.g. build/san)
     Build = filename:join(?config(priv_dir, Config), "build"),
-    Make = os:cmd(?CLEAN_ENV ++ "make -s -C " ++ Root ++ " install OPT=-O0 BUILD=" ++ Build ++ " PREFIX=" ++ Prefix
+    Make = os:cmd(?CLEAN_ENV ++ "make -s -C " ++ Root ++ build_erl() ++ " install OPT=-O0 BUILD=" ++ Build ++ " PREFIX=" ++ Prefix
                   ++ " 2>&1; echo rc=$?"),
     ct:log("make install: ~s", [Make]),
     ?assertNotEqual(nomatch, string:find(Make, "rc=0")),
@@ -389,7 +389,7 @@ make_installs_nothing(Config) ->
     Env = ?CLEAN_ENV ++ "PATH=" ++ Stub ++ ":" ++ Bin ++ " ",
     Build = filename:join(Dir, "build"),
     Make = fun(Args) ->
-                   R = os:cmd(Env ++ "make -s -C " ++ Root ++ " BUILD=" ++ Build ++ " OPT=-O0 "
+                   R = os:cmd(Env ++ "make -s -C " ++ Root ++ build_erl() ++ " BUILD=" ++ Build ++ " OPT=-O0 "
                               ++ Args ++ " 2>&1; echo \"rc=$?\""),
                    ct:log("make ~s:~n~s", [Args, R]),
                    R
@@ -421,4 +421,13 @@ link_tools(Dir, Bin) ->
             [file:make_symlink(filename:join(Dir, F), filename:join(Bin, F)) || F <- Fs,
              F =/= "apt-get", F =/= "sudo"];
         _ -> ok
+    end.
+
+%% The erl whose erl_interface builds the node: the one the lane's PATH finds
+%% first may be another release's (lane OTP 27 runs Debian 13's erl, whose
+%% libei needs Debian 13's libc to link); scripts/test-lanes.sh names it.
+build_erl() ->
+    case os:getenv("DSUP_BUILD_ERL") of
+        E when is_list(E), E =/= "" -> " ERL=" ++ E;
+        _ -> ""
     end.
