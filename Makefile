@@ -44,9 +44,15 @@ $(BUILD)/config.mk:
 	@command -v $(ERL) >/dev/null 2>&1 || { echo "make: '$(ERL)' not found: install Erlang/OTP (on Debian: make deps) or put erl on PATH (ERL=/path/to/erl)" >&2; exit 1; }
 	@$(ERL) -noshell -eval 'io:format("EI_DIR := ~s~nOTP_RELEASE := ~s~n", [code:lib_dir(erl_interface), erlang:system_info(otp_release)]), halt().' > $@.tmp && mv $@.tmp $@
 
+# c_src/ is one folder per layer, lowest first (README, Architecture): a
+# file includes headers of its own layer or below, by name
+# (scripts/check-layers.sh enforces it).
+LAYERS  := base wire runtime services workers http cli
+LAYER_INC := -Ic_src $(addprefix -Ic_src/,$(LAYERS))
+
 # Hidden by default: only what include/dsup.h marks DSUP_EXTERN is exported.
 CFLAGS  += -std=gnu11 $(OPT) -g -Wall -Wextra -Wno-unused-parameter -fPIC -fvisibility=hidden $(SAN) \
-           -Iinclude -Ic_src -I$(EI_DIR)/include -DDSUP_OTP_RELEASE=$(OTP_RELEASE) \
+           -Iinclude $(LAYER_INC) -I$(EI_DIR)/include -DDSUP_OTP_RELEASE=$(OTP_RELEASE) \
            -DDSUP_VERSION='"$(DSUP_VERSION)"'
 LDFLAGS += $(SAN) -rdynamic
 # libei whole: plugins (--load) may call any ei function, not only the ones
@@ -79,7 +85,7 @@ HTTP_LIBS :=
 endif
 LDLIBS  := $(HTTP_LIBS) $(LDLIBS)
 
-LIB_SRC  := $(filter-out c_src/main.c,$(wildcard c_src/*.c c_src/workers/*.c)) $(HTTP_SRC)
+LIB_SRC  := $(filter-out c_src/cli/main.c,$(wildcard $(addprefix c_src/,$(addsuffix /*.c,$(filter-out http,$(LAYERS)))))) $(HTTP_SRC)
 LIB_OBJ  := $(LIB_SRC:c_src/%.c=$(BUILD)/obj/%.o) $(HTTP_GEN)
 UNIT_SRC := $(wildcard test/unit/test_*.c)
 UNIT_BIN := $(UNIT_SRC:test/unit/%.c=$(BUILD)/test/%)
@@ -91,7 +97,7 @@ all build: $(BUILD)/dsup-node $(BUILD)/libdsup.a
 deps:
 	@scripts/install-deps.sh
 
-$(BUILD)/obj/%.o: c_src/%.c $(wildcard c_src/*.h c_src/http/*.h include/*.h) $(BUILD)/config.mk
+$(BUILD)/obj/%.o: c_src/%.c $(wildcard c_src/*/*.h include/*.h) $(BUILD)/config.mk
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -c $< -o $@
 
@@ -106,7 +112,7 @@ $(BUILD)/obj/gen/status_html.o: $(BUILD)/gen/status_html.c
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -c $< -o $@
 
-$(BUILD)/obj/cli.o: VERSION
+$(BUILD)/obj/cli/cli.o: VERSION
 
 # The installed library is sealed: its objects are linked into one and every
 # hidden symbol is made local, so only the public API is global (scripts/
@@ -128,7 +134,7 @@ $(BUILD)/libdsup_internal.a: $(LIB_OBJ) $(HTTP_STAMP)
 	@rm -f $@
 	ar rcs $@ $(filter %.o,$^)
 
-$(BUILD)/dsup-node: $(BUILD)/obj/main.o $(BUILD)/libdsup.a
+$(BUILD)/dsup-node: $(BUILD)/obj/cli/main.o $(BUILD)/libdsup.a
 	$(CC) $(LDFLAGS) -o $@ $^ $(NODE_EI) $(LDLIBS)
 
 $(BUILD)/test/%: test/unit/%.c test/unit/unit_helpers.h $(BUILD)/libdsup_internal.a
@@ -172,19 +178,19 @@ bench: deps all
 # The target needs only the codec (no ei, no libuv). New inputs go to
 # $(BUILD)/fuzz/corpus; test/fuzz/corpus holds the seeds (erl-made frames,
 # regenerate with DSUP_FUZZ_CORPUS=test/fuzz/corpus build/test/test_ctrl).
-FUZZ_SRC := test/fuzz/fuzz_frame.c c_src/ctrl.c c_src/term_skip.c c_src/term_canon.c c_src/buf.c
+FUZZ_SRC := test/fuzz/fuzz_frame.c c_src/wire/ctrl.c c_src/wire/term_skip.c c_src/wire/term_canon.c c_src/base/buf.c
 # The handshake state machine with the node stubbed (seeds: test/fuzz/hs_corpus).
-FUZZ_HS_SRC := test/fuzz/fuzz_handshake.c c_src/handshake.c c_src/md5.c
+FUZZ_HS_SRC := test/fuzz/fuzz_handshake.c c_src/runtime/handshake.c c_src/base/md5.c
 fuzz: deps
 	@scripts/install-deps.sh clang libclang-rt-14-dev
 	@mkdir -p $(BUILD)/fuzz/corpus
 	clang -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined \
-	  -Iinclude -Ic_src -o $(BUILD)/fuzz/fuzz_frame $(FUZZ_SRC)
+	  -Iinclude $(LAYER_INC) -o $(BUILD)/fuzz/fuzz_frame $(FUZZ_SRC)
 	$(BUILD)/fuzz/fuzz_frame -max_total_time=$(FUZZ_SECONDS) -max_len=4096 -print_final_stats=1 \
 	  -artifact_prefix=$(BUILD)/fuzz/ $(BUILD)/fuzz/corpus test/fuzz/corpus
 	@mkdir -p $(BUILD)/fuzz/hs_corpus
 	clang -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined \
-	  -Iinclude -Ic_src -I$(EI_DIR)/include -o $(BUILD)/fuzz/fuzz_handshake $(FUZZ_HS_SRC) -luv
+	  -Iinclude $(LAYER_INC) -I$(EI_DIR)/include -o $(BUILD)/fuzz/fuzz_handshake $(FUZZ_HS_SRC) -luv
 	$(BUILD)/fuzz/fuzz_handshake -max_total_time=$(FUZZ_SECONDS) -max_len=2048 -print_final_stats=1 \
 	  -artifact_prefix=$(BUILD)/fuzz/hs_ $(BUILD)/fuzz/hs_corpus test/fuzz/hs_corpus
 
