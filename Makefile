@@ -90,7 +90,7 @@ LIB_OBJ  := $(LIB_SRC:c_src/%.c=$(BUILD)/obj/%.o) $(HTTP_GEN)
 UNIT_SRC := $(wildcard test/unit/test_*.c)
 UNIT_BIN := $(UNIT_SRC:test/unit/%.c=$(BUILD)/test/%)
 
-.PHONY: all build deps test unit check-symbols ct shim-test demo demo-fast bench-quick bench fuzz sanitize valgrind install install-check examples clean otp27
+.PHONY: all build deps test unit check-layers check-symbols ct shim-test demo demo-fast bench-quick bench fuzz sanitize valgrind install install-check examples clean otp27
 .PHONY: examples install-check
 all build: $(BUILD)/dsup-node $(BUILD)/libdsup.a
 
@@ -144,6 +144,10 @@ $(BUILD)/test/%: test/unit/%.c test/unit/unit_helpers.h $(BUILD)/libdsup_interna
 unit: $(UNIT_BIN)
 	@set -e; for t in $(UNIT_BIN); do echo "== $$t"; $$t; done
 
+# c_src/ layers: no include of a higher layer (README, Architecture).
+check-layers:
+	@scripts/check-layers.sh
+
 # The library and the binary export the public API and nothing else.
 check-symbols: all
 	@scripts/check-symbols.sh $(BUILD) $(EI_DIR)
@@ -163,7 +167,7 @@ bench-quick: all
 # The test matrix (scripts/test-lanes.sh): every lane in $(OTP) runs even when
 # another fails; a failure in any lane fails make test. The library's surface
 # (check-symbols, install-check) does not depend on the lane: checked once.
-test: deps all examples $(UNIT_BIN) check-symbols install-check
+test: deps all examples $(UNIT_BIN) check-layers check-symbols install-check
 	@scripts/test-lanes.sh $(OTP)
 
 otp27:

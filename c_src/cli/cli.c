@@ -17,9 +17,13 @@
 #include "intern.h"
 #include "log.h"
 #include "node.h"
+#include "node_hooks.h"
+#include "pg.h"
 #include "ring.h"
 #include "sup.h"
 #include "sup_heal.h"
+#include "term.h"
+#include "term_text.h"
 #include "workers/workers.h"
 
 #ifndef DSUP_VERSION
@@ -104,6 +108,50 @@ static int load_plugin(const char *path)
     }
     LOG_INFO("loaded plugin %s", path);
     return 0;
+}
+
+/* Once the node is registered and dsup_node runs: the scopes and instances
+ * the command line asked for. A supervisor that cannot start stops the node
+ * (exit status 2) before it says it is ready. */
+static void start_requested(void *arg, dsup_node_event ev, const char *peer, int value)
+{
+    if (ev != DSUP_NODE_READY)
+        return;
+    for (int i = 0; i < g_node->nscopes; i++)
+        if (!dsup_pg_scope(g_node->scopes[i]))
+            LOG_WARN("--scope %s: cannot start the scope", g_node->scopes[i]);
+    for (int i = 0; i < g_node->nsups; i++) {
+        ei_x_buff opts, *why = dsup_term_scratch();
+        char name[300];
+        dsup_cli_sup_opts(g_node->sups[i], name, sizeof name, &opts);
+        dsup_term o = { opts.buff, (size_t)opts.index };
+        if (dsup_sup_reserved_name(name)) {
+            why->index = 0;
+            ei_x_encode_tuple_header(why, 2);
+            dsup_x_encode_atom(why, "reserved_name");
+            dsup_x_encode_atom(why, name);
+        }
+        int failed = why->index > 0 || dsup_sup_start(name, &o, NULL, why) < 0;
+        if (failed) {
+            char txt[512];
+            dsup_term_text((dsup_term){ why->buff, (size_t)why->index }, txt, sizeof txt);
+            LOG_ERROR("--supervisor %s: %s", g_node->sups[i], why->index ? txt : "cannot start");
+            g_node->exit_status = 2;
+        }
+        ei_x_free(&opts);
+        dsup_term_scratch_release(why);
+        if (failed) {
+            dsup_shutdown();
+            return;
+        }
+    }
+}
+
+/* The HTTP endpoints stop first when the node stops (hooks run newest first). */
+static void stop_http(void *arg, dsup_node_event ev, const char *peer, int value)
+{
+    if (ev == DSUP_NODE_STOPPING)
+        dsup_http_stop();
 }
 
 static int read_cookie(char *out, size_t cap)
@@ -517,6 +565,10 @@ static int run(int argc, char **argv, const char **connect, const char **plugins
     n->sups = sups;
     n->loop = uv_default_loop();
     g_node = n;
+    /* The layers above the runtime plug in (node_hooks.h), lowest first. */
+    if (dsup_pg_service_init() < 0 || dsup_sup_service_init() < 0 ||
+        dsup_node_hook_add(start_requested, NULL) < 0 || dsup_node_hook_add(stop_http, NULL) < 0)
+        return 1;
     if (dsup_node_start() < 0 || dsup_http_start(n->loop) < 0)
         return 1;
     uv_run(n->loop, UV_RUN_DEFAULT);

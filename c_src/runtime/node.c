@@ -14,12 +14,11 @@
 #include "intern.h"
 #include "log.h"
 #include "metrics.h"
-#include "http/http.h"
 #include "node_ctrl.h"
+#include "node_hooks.h"
 #include "proc.h"
 #include "ratelimit.h"
 #include "sched.h"
-#include "sup.h"
 #include "term.h"
 
 dsup_nodeinfo *g_node;
@@ -703,9 +702,9 @@ void dsup_shutdown(void)
         return;
     g_node->stopping = 1;
     dsup_node_ctrl_stopping();
-    dsup_http_stop();
-    /* Supervisors hand their children over (they leave the ring first). */
-    dsup_sup_shutdown_all();
+    /* The layers above stop, newest first: the HTTP endpoints, then the
+     * supervisors hand their children over (they leave the ring first). */
+    dsup_node_hooks_run(DSUP_NODE_STOPPING, NULL, 0);
     /* Workers end first, so their EXIT/DOWN signals reach the peers. */
     dsup_proc_foreach(exit_one, NULL);
     dsup_proc_run_queue();

@@ -18,12 +18,10 @@
 #include "log.h"
 #include "metrics.h"
 #include "node.h"
+#include "node_hooks.h"
 #include "peer_rel.h"
-#include "pg.h"
 #include "proc.h"
-#include "sup.h"
 #include "term.h"
-#include "term_text.h"
 
 #define NODES_QUERY_MS 10000
 
@@ -32,13 +30,6 @@ static uv_timer_t query_timer;
 static const char *n_net_kernel, *n_rex, *n_global;
 
 /* ---- the dsup_node process ------------------------------------------------ */
-
-/* The node's built-in names: an instance registered under one would never
- * get its messages (they go to the built-in service). */
-static int reserved_sup_name(const char *name)
-{
-    return dsup_node_ctrl_is_special(dsup_intern_str(name)) || strcmp(name, "dsup_node") == 0;
-}
 
 static dsup_call_ret ctrl_call(dsup_proc *self, void *state, dsup_term req, const dsup_from *from,
                                ei_x_buff *reply)
@@ -70,37 +61,9 @@ static dsup_call_ret ctrl_call(dsup_proc *self, void *state, dsup_term req, cons
         dsup_term_scratch_release(why);
         return DSUP_REPLY;
     }
-    if (dsup_pg_ctrl_call(req, reply))
+    /* pg_*, start_supervisor, ...: the services' own calls (node_hooks.h) */
+    if (dsup_node_calls_run(req, reply))
         return DSUP_REPLY;
-    if (dsup_term_tagged(req, "start_supervisor", &ar, el, 4) && ar == 3) {
-        char name[MAXATOMLEN_UTF8];
-        int i = 0;
-        dsup_sup *s;
-        ei_x_buff *why = dsup_term_scratch();
-        if (ei_decode_atom(el[1].buf, &i, name) < 0) {
-            ei_x_encode_tuple_header(reply, 2);
-            dsup_x_encode_atom(reply, "error");
-            ei_x_encode_tuple_header(reply, 2);
-            dsup_x_encode_atom(reply, "bad_option");
-            dsup_x_encode_atom(reply, "name");
-        } else if (reserved_sup_name(name)) {
-            ei_x_encode_tuple_header(reply, 2);
-            dsup_x_encode_atom(reply, "error");
-            ei_x_encode_tuple_header(reply, 2);
-            dsup_x_encode_atom(reply, "reserved_name");
-            dsup_x_encode_term(reply, el[1]);
-        } else if (dsup_sup_start(name, &el[2], &s, why) == 0) {
-            ei_x_encode_tuple_header(reply, 2);
-            dsup_x_encode_atom(reply, "ok");
-            dsup_x_encode_pid(reply, dsup_self(s->proc));
-        } else {
-            ei_x_encode_tuple_header(reply, 2);
-            dsup_x_encode_atom(reply, "error");
-            ei_x_append_buf(reply, why->buff, why->index);
-        }
-        dsup_term_scratch_release(why);
-        return DSUP_REPLY;
-    }
     if (dsup_term_is_atom(req, "which_workers")) {
         dsup_which_workers(reply);
         return DSUP_REPLY;
@@ -184,7 +147,7 @@ static void learn_release(const char *peer, dsup_term release)
         return;
     if (peer)
         dsup_metrics_peer(peer)->otp_release = otp;
-    dsup_sup_peer_release(otp);
+    dsup_node_hooks_run(DSUP_NODE_PEER_RELEASE, peer, otp);
 }
 
 /* Answers to our rex calls: {dsup_nodes, [Node]} and
@@ -202,7 +165,7 @@ static void ctrl_info(dsup_proc *self, void *state, dsup_term msg)
     } else if (dsup_term_tuple(el[0], tag, 2) == 2 && dsup_term_is_atom(tag[0], "dsup_otp_release")) {
         char peer[MAXATOMLEN_UTF8];
         int i = 0;
-        learn_release(ei_decode_atom(tag[1].buf, &i, peer) == 0 ? dsup_intern_str(peer) : NULL, el[1]);
+        learn_release(ei_decode_atom(tag[1].buf, &i, peer) == 0 ? dsup_intern_find(peer, strlen(peer)) : NULL, el[1]);
     }
 }
 
@@ -267,11 +230,10 @@ void dsup_node_ctrl_conn_up(const char *peer)
     ask_nodes(peer);
     rex_call(peer, "dsup_otp_release", 1, "system_info", "otp_release");
     dsup_peer_rel_ask(ctrl, peer);
-    dsup_pg_conn_up(peer);
-    dsup_sup_conn_event(peer, 1);
+    dsup_node_hooks_run(DSUP_NODE_CONN_UP, peer, 0);
 }
 
-void dsup_node_ctrl_conn_down(const char *peer) { dsup_sup_conn_event(peer, 0); }
+void dsup_node_ctrl_conn_down(const char *peer) { dsup_node_hooks_run(DSUP_NODE_CONN_DOWN, peer, 0); }
 
 /* ---- names the BEAM expects ------------------------------------------------------ */
 
@@ -331,6 +293,12 @@ int dsup_node_ctrl_is_special(const char *name)
         n_global = dsup_intern_str("global_name_server");
     }
     return name && (name == n_net_kernel || name == n_rex || name == n_global);
+}
+
+int dsup_node_ctrl_is_special_text(const char *name)
+{
+    return strcmp(name, "net_kernel") == 0 || strcmp(name, "rex") == 0 || strcmp(name, "global_name_server") == 0 ||
+           strcmp(name, "dsup_node") == 0;
 }
 
 int dsup_node_ctrl_special(const char *name, const dsup_pid *sender, dsup_term msg)
@@ -408,33 +376,11 @@ void dsup_node_ctrl_ready(void)
     for (int i = 0; i < g_node->nconnect; i++)
         if (dsup_node_add_connect_target(g_node->connect[i]) < 0)
             LOG_WARN("--connect %s: not a node name", g_node->connect[i]);
-    for (int i = 0; i < g_node->nscopes; i++)
-        if (!dsup_pg_scope(g_node->scopes[i]))
-            LOG_WARN("--scope %s: cannot start the scope", g_node->scopes[i]);
-    for (int i = 0; i < g_node->nsups; i++) {
-        ei_x_buff opts, *why = dsup_term_scratch();
-        char name[300];
-        dsup_cli_sup_opts(g_node->sups[i], name, sizeof name, &opts);
-        dsup_term o = { opts.buff, (size_t)opts.index };
-        if (reserved_sup_name(name)) {
-            why->index = 0;
-            ei_x_encode_tuple_header(why, 2);
-            dsup_x_encode_atom(why, "reserved_name");
-            dsup_x_encode_atom(why, name);
-        }
-        if (why->index > 0 || dsup_sup_start(name, &o, NULL, why) < 0) {
-            char txt[512];
-            dsup_term_text((dsup_term){ why->buff, (size_t)why->index }, txt, sizeof txt);
-            LOG_ERROR("--supervisor %s: %s", g_node->sups[i], why->index ? txt : "cannot start");
-            g_node->exit_status = 2;
-            ei_x_free(&opts);
-            dsup_term_scratch_release(why);
-            dsup_shutdown();
-            return;
-        }
-        ei_x_free(&opts);
-        dsup_term_scratch_release(why);
-    }
+    /* What the command line asked for (--scope, --supervisor) starts now;
+     * a failure stops the node before it says it is ready. */
+    dsup_node_hooks_run(DSUP_NODE_READY, NULL, 0);
+    if (g_node->stopping)
+        return;
     LOG_INFO("node %s up (%s, port %d, creation %u)", g_node->name, g_node->visible ? "visible" : "hidden",
              g_node->port, g_node->creation);
     printf("dsup-node ready %s\n", g_node->name);
@@ -448,5 +394,4 @@ void dsup_node_ctrl_stopping(void)
             uv_close((uv_handle_t *)&query_timer, NULL);
     ctrl = NULL;
     dsup_peer_rel_stop();
-    dsup_pg_stop_all();
 }

@@ -12,10 +12,9 @@ void dsup_node_ctrl_conn_down(const char *peer);
 /* net_kernel, rex, global_name_server: names that live as long as the node
  * (monitors on them never fire while it is up). */
 int dsup_node_ctrl_is_special(const char *name);
+/* The same by text, dsup_node included: names no one else may register. */
+int dsup_node_ctrl_is_special_text(const char *name);
 /* A REG_SEND to one of the names the node answers itself: 1 if handled. */
 int dsup_node_ctrl_special(const char *name, const dsup_pid *sender, dsup_term msg);
-
-/* pg requests to dsup_node (pg_ctrl.c): 1 when handled, reply encoded. */
-int dsup_pg_ctrl_call(dsup_term req, ei_x_buff *reply);
 
 #endif

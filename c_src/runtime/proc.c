@@ -11,7 +11,7 @@
 #include "intern.h"
 #include "log.h"
 #include "node.h"
-#include "pg.h"
+#include "node_hooks.h"
 #include "term.h"
 
 #define KEY_BITS 28
@@ -562,7 +562,7 @@ void dsup_proc_exit(dsup_proc *p, dsup_term reason)
     if (proc_class->exiting)
         proc_class->exiting(p, r);
     if (p->pg_memb)
-        dsup_pg_proc_exit(p);
+        dsup_proc_run_exit_hook(p); /* pg: the process leaves its groups */
 
     for (uint32_t i = 0; i < dsup_ivec_len(&p->links); i++)
         send_exit_signal(&p->pid, LINK_AT(p, i), r, 1);

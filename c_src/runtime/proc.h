@@ -35,7 +35,8 @@ struct dsup_proc {
     dsup_ivec links;              /* dsup_pid */
     dsup_ivec watchers;           /* dsup_monitor_rec: monitors others hold on us */
     dsup_ivec watching;           /* dsup_monitor_rec: monitors we hold on others */
-    struct dsup_pg_memb *pg_memb; /* pg groups this process is in (pg.c) */
+    struct dsup_pg_memb *pg_memb; /* pg groups this process is in: opaque here, owned by
+                                     the pg service through its exit hook (node_hooks.h) */
     dsup_term *stop_reason;       /* set by dsup_stop (one allocation); NULL = not stopping */
     void *beh;                    /* behaviour-private data */
     uint32_t key;

@@ -8,7 +8,8 @@
  *   {pg_start_scope, Scope}               -> ok | {error, Reason} */
 #include <stdlib.h>
 
-#include "node_ctrl.h"
+#include "node_hooks.h"
+#include "pg.h"
 #include "term.h"
 
 static void error2(ei_x_buff *x, const char *what, dsup_term detail)
@@ -123,4 +124,18 @@ int dsup_pg_ctrl_call(dsup_term req, ei_x_buff *reply)
         return 1;
     }
     return 0;
+}
+
+static void on_node_event(void *arg, dsup_node_event ev, const char *peer, int value)
+{
+    if (ev == DSUP_NODE_CONN_UP)
+        dsup_pg_conn_up(peer); /* discover the peer scopes on that node */
+    else if (ev == DSUP_NODE_STOPPING)
+        dsup_pg_stop_all();
+}
+
+int dsup_pg_service_init(void)
+{
+    dsup_proc_set_exit_hook(dsup_pg_proc_exit);
+    return dsup_node_call_add(dsup_pg_ctrl_call) < 0 || dsup_node_hook_add(on_node_event, NULL) < 0 ? -1 : 0;
 }

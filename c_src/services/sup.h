@@ -112,7 +112,11 @@ int sup_forward(dsup_sup *s, const char *node, dsup_term request, const dsup_fro
 int sup_pending_reply(dsup_sup *s, dsup_term msg);
 int sup_pending_down(dsup_sup *s, const dsup_ref *mref);
 
-/* Node-wide hooks (node.c, node_ctrl.c). */
+/* sup_node.c: the service's place in the node. Registers the start_supervisor
+ * call and the node hooks below; the command line calls it once at start. */
+int dsup_sup_service_init(void);
+/* Names an instance may not take (the node's built-in processes). */
+int dsup_sup_reserved_name(const char *name);
 void dsup_sup_shutdown_all(void);
 void dsup_sup_conn_event(const char *node, int up);
 /* A BEAM peer runs this OTP release: default the atom-key hashing to it. */
