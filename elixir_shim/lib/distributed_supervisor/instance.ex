@@ -510,6 +510,7 @@ defmodule DistributedSupervisor.Instance do
       end
     end)
     |> put_hosts()
+    |> tap(&DistributedSupervisor.Telemetry.hosts_event(&1.name, :join, pids, map_size(&1.hosts)))
   end
 
   defp hosts_left(state, pids) do
@@ -537,6 +538,9 @@ defmodule DistributedSupervisor.Instance do
       |> Enum.reduce(st, fn [pid, cname], acc -> acc |> note_down(pid) |> drop(cname, pid) end)
     end)
     |> put_hosts()
+    |> tap(
+      &DistributedSupervisor.Telemetry.hosts_event(&1.name, :leave, pids, map_size(&1.hosts))
+    )
   end
 
   defp allowed?(%{allowed: []}, _node), do: true
@@ -554,8 +558,11 @@ defmodule DistributedSupervisor.Instance do
 
   # ------------------------------------------------------------------ listeners
 
-  defp emit(%{runner: nil}, _event), do: :ok
-  defp emit(%{runner: runner}, event), do: send(runner, {:event, event})
+  defp emit(state, event) do
+    DistributedSupervisor.Telemetry.listener_event(state.name, event)
+    if state.runner, do: send(state.runner, {:event, event})
+    :ok
+  end
 
   defp start_runner(name, listeners) do
     {loaded, missing} = Enum.split_with(listeners, &Code.ensure_loaded?/1)
