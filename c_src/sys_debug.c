@@ -29,6 +29,7 @@
 
 #define LOG_DEFAULT 10  /* sys:log(P, true), as OTP */
 #define LOG_LIMIT 1000  /* {true, N} above this is refused: N slots are allocated */
+#define SLOT_KEEP 65536 /* a slot larger than this is not kept for a small event */
 
 struct dsup_sys_dbg {
     int stats_on;
@@ -309,7 +310,11 @@ void dsup_sys_debug_cmd(dsup_sys_dbg **d, dsup_term cmd, ei_x_buff *x)
 static void log_event(dsup_sys_dbg *d, const ei_x_buff *ev)
 {
     dsup_buf *slot = &d->log[d->log_next];
-    slot->len = 0; /* the slot's memory is reused: no allocation once warm */
+    /* The slot's memory is reused (no allocation once warm); one huge
+     * message must not pin its size in the slot for the log's life. */
+    if (slot->cap > SLOT_KEEP && (size_t)ev->index < slot->cap / 4)
+        dsup_buf_free(slot);
+    slot->len = 0;
     if (dsup_buf_append(slot, ev->buff, (size_t)ev->index) < 0)
         return;
     d->log_next = (d->log_next + 1) % d->log_max;

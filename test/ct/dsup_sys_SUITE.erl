@@ -154,6 +154,25 @@ log_like_beam(Config) ->
     ok = same_raw(G, W, {debug, no_debug}),
     {ok, []} = same_raw(G, W, {debug, {log, get}}),
     {ok, no_statistics} = same_raw(G, W, {debug, {statistics, get}}),
+    %% a 100 KB message is logged, then written over: its slot's memory
+    %% goes back (dsup_node's `memory': heap bytes in use on the dsup-node;
+    %% below malloc's mmap threshold, so that the heap counts it)
+    Mem = fun() -> proplists:get_value(allocated, gen_server:call({dsup_node, node(W)}, memory, ?T)) end,
+    ok = sys:log(W, {true, 2}),
+    M0 = Mem(),
+    Big = binary:copy(<<"x">>, 100000),
+    W ! Big,
+    {ok, [{in, Big}, {noreply, 14}]} = sys:log(W, get), % (sys requests are not logged)
+    M1 = Mem(),
+    [14 = gen_server:call(W, get, ?T) || _ <- [1, 2]],
+    {ok, [{in, _}, {out, 14, _, 14}]} = sys:log(W, get),
+    M2 = Mem(),
+    ct:log("heap in use: ~p before, ~p with the big event logged, ~p after", [M0, M1, M2]),
+    case dsup_hostile_net_SUITE:sanitized() of
+        true -> ct:log("sanitizer build: its allocator is not malloc's, heap figures not checked");
+        false -> ?assert(M1 - M0 > 100000 andalso M1 - M2 > 100000)
+    end,
+    ok = sys:no_debug(W),
     %% a log too long to allocate for is refused, the worker unharmed
     ?assertEqual({error, {log_too_long, 1000}}, element(2, raw(W, {debug, {log, {true, 1 bsl 40}}}))),
     14 = gen_server:call(W, get, ?T),
