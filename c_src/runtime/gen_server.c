@@ -4,7 +4,8 @@
  *   {'$gen_call', {Pid, Tag}, Req}  -> handle_call, answered {Tag, Reply} to Pid
  *   {'$gen_cast', Msg}              -> handle_cast
  *   {system, From, Req}             -> sys: get_state, replace_state, get_status,
- *                                      suspend, resume, terminate, debug
+ *                                      suspend, resume, terminate,
+ *                                      debug (statistics, log: sys_debug.c)
  *                                      (get_state/replace_state answered in the
  *                                      form the caller's release expects:
  *                                      peer_rel.c)
@@ -24,6 +25,7 @@
 #include "node.h"
 #include "peer_rel.h"
 #include "proc.h"
+#include "sys_debug.h"
 #include "term.h"
 
 /* Behaviour-private data, allocated only when a worker uses sys features. */
@@ -32,6 +34,7 @@ typedef struct gs_extra {
     int awaiting;              /* replace_state: waiting for the fun's result */
     dsup_ref rpc_ref;
     dsup_saved_from *rpc_from;
+    dsup_sys_dbg *dbg;         /* sys statistics/log; NULL = off (one branch per message) */
 } gs_extra;
 
 struct dsup_saved_from {
@@ -241,16 +244,12 @@ static void release_deferred(dsup_proc *p)
 
 /* ---- sys ------------------------------------------------------------------------ */
 
-static void encode_state(dsup_proc *p, ei_x_buff *x)
-{
-    if (p->type->encode_state)
-        p->type->encode_state(p, p->state, x);
-    else
-        dsup_x_encode_atom(x, "undefined");
-}
+#define encode_state dsup_gs_encode_state
 
 static void encode_status(dsup_proc *p, ei_x_buff *x)
 {
+    const gs_extra *e = p->beh;
+    const dsup_sys_dbg *dbg = e ? e->dbg : NULL;
     /* {status, Pid, {module, gen_server}, [PDict, SysState, Parent, Debug, Misc]} */
     ei_x_encode_tuple_header(x, 4);
     dsup_x_encode_atom(x, "status");
@@ -273,7 +272,7 @@ static void encode_status(dsup_proc *p, ei_x_buff *x)
         dsup_x_encode_pid(x, &p->parent);
     else
         dsup_x_encode_pid(x, &p->pid); /* unsupervised: its own parent, like gen_server:start */
-    ei_x_encode_empty_list(x);
+    dsup_sys_dbg_encode_opts(dbg, &p->pid, x);
     /* Misc, formatted like gen_server's format_status */
     ei_x_encode_list_header(x, 3);
     ei_x_encode_tuple_header(x, 2);
@@ -296,7 +295,7 @@ static void encode_status(dsup_proc *p, ei_x_buff *x)
         dsup_x_encode_pid(x, &p->pid);
     ei_x_encode_tuple_header(x, 2);
     ei_x_encode_string(x, "Logged events");
-    ei_x_encode_empty_list(x);
+    dsup_sys_dbg_encode_logged(dbg, x);
     ei_x_encode_empty_list(x);
     ei_x_encode_tuple_header(x, 2);
     dsup_x_encode_atom(x, "data");
@@ -443,7 +442,11 @@ static void handle_system(dsup_proc *p, dsup_term from_t, dsup_term req)
         dsup_stop(p, el[1]);
         stop = 1;
     } else if (dsup_term_tagged(req, "debug", &ar, el, 3) && ar == 2) {
-        dsup_x_encode_atom(x, "ok"); /* no sys debug hooks in C workers; accepted and ignored */
+        gs_extra *e = extra(p);
+        if (e)
+            dsup_sys_debug_cmd(&e->dbg, el[1], x);
+        else
+            dsup_x_encode_atom(x, "unknown_debug");
     } else if (dsup_term_tagged(req, "change_code", &ar, el, 5)) {
         dsup_x_encode_atom(x, "ok");
     } else {
@@ -459,6 +462,20 @@ static void handle_system(dsup_proc *p, dsup_term from_t, dsup_term req)
 }
 
 /* ---- dispatch --------------------------------------------------------------------- */
+
+typedef void (*async_cb)(dsup_proc *self, void *state, dsup_term msg);
+
+/* A cast or info with sys statistics or log on: {in, Msg}, the callback
+ * timed, {noreply, State}, as gen_server reports them. */
+static void debug_callback(dsup_proc *p, dsup_sys_dbg *dbg, dsup_term msg, async_cb cb, dsup_term arg)
+{
+    dsup_sys_dbg_in(dbg, msg);
+    uint64_t t0 = uv_hrtime();
+    if (cb)
+        cb(p, p->state, arg);
+    dsup_sys_dbg_work(dbg, uv_hrtime() - t0);
+    dsup_sys_dbg_noreply(dbg, p);
+}
 
 static void gs_message(dsup_proc *p, dsup_term msg)
 {
@@ -479,14 +496,26 @@ static void gs_message(dsup_proc *p, dsup_term msg)
             LOG_WARN("worker type %s has no handle_call; call dropped", t->name);
             return;
         }
+        dsup_sys_dbg *dbg = e ? e->dbg : NULL;
+        if (dbg)
+            dsup_sys_dbg_in(dbg, msg);
         ei_x_buff *x = dsup_term_scratch();
         begin_reply(x, from.tag);
         int hdr = x->index;
         uint64_t t0 = uv_hrtime();
         dsup_call_ret r = t->handle_call(p, p->state, el[2], &from, x);
-        dsup_hist_observe(&dsup_metrics.worker_call, (double)(uv_hrtime() - t0) / 1e9);
-        if (r == DSUP_REPLY && x->index > hdr)
+        uint64_t dt = uv_hrtime() - t0;
+        dsup_hist_observe(&dsup_metrics.worker_call, (double)dt / 1e9);
+        int replied = r == DSUP_REPLY && x->index > hdr;
+        if (replied)
             send_reply(&from.pid, x);
+        if (dbg) {
+            dsup_sys_dbg_work(dbg, dt);
+            if (replied)
+                dsup_sys_dbg_out(dbg, p, (dsup_term){ x->buff + hdr, (size_t)(x->index - hdr) }, el[1]);
+            else
+                dsup_sys_dbg_noreply(dbg, p);
+        }
         dsup_term_scratch_release(x);
         return;
     }
@@ -507,7 +536,9 @@ static void gs_message(dsup_proc *p, dsup_term msg)
         return;
     }
     if (dsup_term_tagged(msg, "$gen_cast", &ar, el, 2) && ar == 2) {
-        if (t->handle_cast)
+        if (e && e->dbg)
+            debug_callback(p, e->dbg, msg, t->handle_cast, el[1]);
+        else if (t->handle_cast)
             t->handle_cast(p, p->state, el[1]);
         return;
     }
@@ -519,7 +550,9 @@ static void gs_message(dsup_proc *p, dsup_term msg)
             return;
         }
     }
-    if (t->handle_info)
+    if (e && e->dbg)
+        debug_callback(p, e->dbg, msg, t->handle_info, msg);
+    else if (t->handle_info)
         t->handle_info(p, p->state, msg);
 }
 
@@ -535,6 +568,7 @@ static void gs_exiting(dsup_proc *p, dsup_term reason)
     gs_extra *e = p->beh;
     if (e) {
         dsup_from_discard(e->rpc_from);
+        dsup_sys_dbg_free(e->dbg);
         dsup_buf_free(&e->deferred);
         free(e);
         p->beh = NULL;

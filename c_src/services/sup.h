@@ -105,6 +105,9 @@ const dsup_pid *sup_host_on(dsup_sup *s, const char *node);
 void sup_stop_child(dsup_sup *s, sup_child *c, dsup_term reason);
 void sup_failover(dsup_sup *s, const char *lost_node);
 
+/* sup_status.c: the reply to `status` (children, pending, restarts here) */
+void sup_encode_status(dsup_sup *s, ei_x_buff *x);
+
 /* sup_ops.c: the gen_server:call API */
 dsup_call_ret sup_handle_call(dsup_proc *self, void *state, dsup_term req, const dsup_from *from,
                               ei_x_buff *reply);

@@ -351,6 +351,8 @@ dsup_call_ret sup_handle_call(dsup_proc *self, void *state, dsup_term req, const
             dsup_x_encode_term(reply, c->spec->name);
         else
             dsup_x_encode_atom(reply, "nil");
+    } else if (dsup_term_is_atom(req, "status")) {
+        sup_encode_status(s, reply); /* sup_status.c */
     } else if (dsup_term_is_atom(req, "nodes")) {
         size_t n = dsup_ring_node_count(s->ring);
         if (n)

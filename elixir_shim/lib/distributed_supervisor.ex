@@ -756,6 +756,14 @@ defmodule DistributedSupervisor do
     end)
   end
 
+  @doc """
+  A cluster-wide summary: `%{name:, nodes:, hosts: %{node => %{children:,
+  pending:, restarts:}}, children:, pending:, restarts:, unanswered: [node]}`
+  (see `DistributedSupervisor.Status`; also emits `[:distributed_supervisor,
+  :status]` through `:telemetry`, see `DistributedSupervisor.Telemetry`).
+  """
+  defdelegate status(name, timeout \\ 5_000), to: DistributedSupervisor.Status
+
   # ------------------------------------------------------------------ lookups
 
   @doc """

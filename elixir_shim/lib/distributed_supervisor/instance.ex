@@ -1023,6 +1023,7 @@ defmodule DistributedSupervisor.Instance do
         end
       end)
       |> put_hosts()
+      |> tap(&DistributedSupervisor.Telemetry.hosts_event(&1.name, :join, pids, map_size(&1.hosts)))
 
     retry_pending(state)
   end
@@ -1047,6 +1048,9 @@ defmodule DistributedSupervisor.Instance do
         end
       end)
       |> put_hosts()
+      |> tap(
+        &DistributedSupervisor.Telemetry.hosts_event(&1.name, :leave, pids, map_size(&1.hosts))
+      )
 
     Enum.reduce(lost, state, &failover(&2, &1))
   end
@@ -1155,8 +1159,11 @@ defmodule DistributedSupervisor.Instance do
 
   # ------------------------------------------------------------------ listeners
 
-  defp emit(%{runner: nil}, _event), do: :ok
-  defp emit(%{runner: runner}, event), do: send(runner, {:event, event})
+  defp emit(state, event) do
+    DistributedSupervisor.Telemetry.listener_event(state.name, event)
+    if state.runner, do: send(state.runner, {:event, event})
+    :ok
+  end
 
   defp start_runner(name, listeners) do
     {loaded, missing} = Enum.split_with(listeners, &Code.ensure_loaded?/1)
