@@ -18,5 +18,9 @@ int dsup_spawn_proc(const char *type_name, const dsup_term *args, dsup_proc *lin
  * ends (its EXIT still arrives). Saves ~100 bytes per child. */
 int dsup_spawn_child(const char *type_name, const dsup_term *args, dsup_proc *parent, dsup_proc **out,
                      ei_x_buff *reason);
+/* The same, started as a move: init sees `handoff` through
+ * dsup_handoff_state() (NULL: a fresh start). */
+int dsup_spawn_child_handoff(const char *type_name, const dsup_term *args, const dsup_term *handoff,
+                             dsup_proc *parent, dsup_proc **out, ei_x_buff *reason);
 
 #endif

@@ -176,6 +176,12 @@ int sup_reply_if_running(dsup_sup *s, dsup_term name, ei_x_buff *reply)
  * {ok, Pid, Name} | {error, {already_started, Pid}} | {error, Reason}. */
 int sup_start_local(dsup_sup *s, dsup_child_spec *spec, ei_x_buff *reply)
 {
+    return sup_start_local_handoff(s, spec, NULL, reply);
+}
+
+/* The same, as the arriving end of a move: init sees `handoff` (NULL: none). */
+int sup_start_local_handoff(dsup_sup *s, dsup_child_spec *spec, const dsup_term *handoff, ei_x_buff *reply)
+{
     if (spec->name.len == 0 && !(spec = sup_spec_named_by_ref(spec)))
         return -1;
     if (sup_check_child_name(s, spec->name, reply) < 0 || sup_reply_if_running(s, spec->name, reply)) {
@@ -184,7 +190,7 @@ int sup_start_local(dsup_sup *s, dsup_child_spec *spec, ei_x_buff *reply)
     }
     dsup_proc *child;
     ei_x_buff *why = dsup_term_scratch();
-    int rc = dsup_spawn_child(spec->type, &spec->args, s->proc, &child, why);
+    int rc = dsup_spawn_child_handoff(spec->type, &spec->args, handoff, s->proc, &child, why);
     if (rc == -2) {
         ei_x_buff *t = dsup_term_scratch(); /* not dsup_reason_atom: it keeps what it encodes */
         dsup_x_encode_atom(t, spec->type);
@@ -446,7 +452,7 @@ static void sup_info(dsup_proc *self, void *state, dsup_term msg)
         return;
     }
     if (dsup_term_tagged(msg, "$dsup", &ar, el, 2) && ar == 2) {
-        if (!sup_claim_msg(s, el[1]))
+        if (!sup_claim_msg(s, el[1]) && !sup_handoff_msg(s, el[1]))
             sup_on_child_msg(s, el[1]);
         return;
     }
@@ -679,8 +685,9 @@ static void broadcast_node_terminate(dsup_sup *s, const char *reason, sup_child 
     dsup_term_scratch_release(x);
 }
 
-/* Stop this instance: tell the others, leave the ring (so their failover
- * takes our children), then stop the children and the instance. */
+/* Stop this instance: tell the others, hand the children that can carry
+ * their state to their new owners, leave the ring (so their failover takes
+ * the other children), then stop the children and the instance. */
 static void sup_shutdown_instance(dsup_sup *s, const char *why)
 {
     if (s->stopping || !s->proc)
@@ -690,6 +697,8 @@ static void sup_shutdown_instance(dsup_sup *s, const char *why)
     if (c.list)
         dsup_dict_foreach(&s->by_name, collect_local, &c);
     broadcast_node_terminate(s, why, c.list, c.n);
+    if (c.list)
+        sup_handoff_on_stop(s, c.list, c.n); /* while the others still see us as a host */
     dsup_pg_leave(s->scope, dsup_reason_atom(SUP_HOSTS_GROUP), &s->proc->pid, 1);
     for (size_t i = 0; i < c.n; i++) {
         dsup_proc *p = dsup_proc_lookup(&c.list[i]->pid);

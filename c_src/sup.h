@@ -98,6 +98,7 @@ dsup_child_spec *sup_spec_named_by_ref(dsup_child_spec *spec);
 int sup_check_child_name(dsup_sup *s, dsup_term name, ei_x_buff *reply);
 int sup_reply_if_running(dsup_sup *s, dsup_term name, ei_x_buff *reply);
 int sup_start_local(dsup_sup *s, dsup_child_spec *spec, ei_x_buff *reply);
+int sup_start_local_handoff(dsup_sup *s, dsup_child_spec *spec, const dsup_term *handoff, ei_x_buff *reply);
 const dsup_pid *sup_host_on(dsup_sup *s, const char *node);
 void sup_stop_child(dsup_sup *s, sup_child *c, dsup_term reason);
 void sup_failover(dsup_sup *s, const char *lost_node);
@@ -124,6 +125,13 @@ int sup_claim_busy(dsup_sup *s, dsup_term name);
 void sup_claim_restart(dsup_sup *s, dsup_child_spec *spec);
 void sup_claim_node_lost(dsup_sup *s, const char *node);
 void sup_claim_shutdown(dsup_sup *s);
+
+/* sup_handoff.c: moving children with their state */
+/* Graceful stop: hand the children whose type has handoff_state to their
+ * ring successors (before we leave '$dsup_hosts'); returns how many. */
+size_t sup_handoff_on_stop(dsup_sup *s, sup_child **list, size_t n);
+int sup_handoff_msg(dsup_sup *s, dsup_term event);
+int sup_handoff_call(dsup_sup *s, dsup_term req, const dsup_from *from, ei_x_buff *reply, dsup_call_ret *ret);
 
 /* sup_opts.c */
 int sup_parse_opts(dsup_sup *s, dsup_term opts, ei_x_buff *err);

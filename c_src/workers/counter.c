@@ -9,12 +9,13 @@ typedef struct counter {
     long infos;
 } counter;
 
-/* The state lives with the process (state_size): nothing to allocate or free. */
+/* The state lives with the process (state_size): nothing to allocate or free.
+ * A handoff (the value the previous copy had) wins over the init args. */
 static int counter_init(dsup_proc *self, dsup_term args, void **state)
 {
     counter *c = *state;
     dsup_term v;
-    if (dsup_term_keyfind(args, "value", &v)) {
+    if (dsup_handoff_state(self, &v) || dsup_term_keyfind(args, "value", &v)) {
         int i = 0;
         if (ei_decode_long(v.buf, &i, &c->value) < 0) {
             dsup_stop_atom(self, "badarg");
@@ -86,6 +87,7 @@ static int counter_replace(dsup_proc *self, void **state, dsup_term t)
     return 0;
 }
 
+/* Handoff and :sys.get_state carry the same term: the value. */
 const dsup_worker_type dsup_worker_counter = {
     .name = "counter",
     .init = counter_init,
@@ -94,5 +96,6 @@ const dsup_worker_type dsup_worker_counter = {
     .handle_info = counter_info,
     .encode_state = counter_state,
     .replace_state = counter_replace,
+    .handoff_state = counter_state,
     .state_size = sizeof(counter),
 };
