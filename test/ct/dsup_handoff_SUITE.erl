@@ -1,0 +1,210 @@
+%%% Moving children with their state (issue 16, README "Moving children"),
+%%% against real dsup-nodes and a real BEAM pg scope on the CT node, which
+%%% reads the registry independently of the instances: pg:monitor_scope/1
+%%% gives every join and leave of every name in the order this node applied
+%%% them, so "never two registered copies" is checked at every event, not at
+%%% sampled moments.
+%%%
+%%% * counter_survives_sigterm: a counter at 41 and a kv with two entries on
+%%%   node A; SIGTERM A: both run on B with their state (41, the entries);
+%%%   a counter type is `counter' (handoff_state), an `echo' (no callback)
+%%%   moves by restart as before.
+%%% * move_child_keeps_state: {move_child, Name, B} asked of either
+%%%   instance: {ok, NewPid, Name} on B, state kept, the old pid gone, the
+%%%   instances' caches agree; moving to the node it is on is a no-op;
+%%%   unknown names and nodes are errors.
+%%% * handoff_init_sees_term_only_on_moves: a counter restarted after a
+%%%   crash starts from its init args (no handoff), after a move from the
+%%%   moved value.
+-module(dsup_handoff_SUITE).
+
+-include_lib("common_test/include/ct.hrl").
+-include_lib("stdlib/include/assert.hrl").
+
+-compile([export_all, nowarn_export_all]).
+
+-define(T, 10000).
+
+suite() -> [{timetrap, {seconds, 90}}].
+
+all() ->
+    [counter_survives_sigterm,
+     move_child_keeps_state,
+     handoff_init_sees_term_only_on_moves].
+
+init_per_suite(Config) ->
+    Exe = dsup_test:exe(),
+    filelib:is_regular(Exe) orelse ct:fail({dsup_node_not_built, Exe}),
+    Config.
+
+end_per_suite(_Config) -> ok.
+
+init_per_testcase(TC, Config) ->
+    Name = dsup_test:unique_name(dsup_ho),
+    Scope = dsup_cluster:scope_of(Name),
+    _ = dsup_cluster:start_beam_scope(node(), Scope),
+    persistent_term:put({?MODULE, TC}, []),
+    [{name, Name}, {scope, Scope}, {tc, TC} | Config].
+
+end_per_testcase(TC, Config) ->
+    dsup_cluster:stop_all_c(persistent_term:get({?MODULE, TC}, [])),
+    _ = persistent_term:erase({?MODULE, TC}),
+    dsup_cluster:stop_beam_scope(node(), ?config(scope, Config)),
+    ok.
+
+start_c(Cfg, Opts) ->
+    H = dsup_cluster:start_c(Opts),
+    K = {?MODULE, ?config(tc, Cfg)},
+    persistent_term:put(K, [H | persistent_term:get(K, [])]),
+    H.
+
+%% ------------------------------------------------------------------ helpers
+
+name(Cfg) -> ?config(name, Cfg).
+sup(Cfg, Node, Msg) -> dsup_cluster:sup(name(Cfg), Node, Msg).
+
+wait(Fun, T) ->
+    try dsup_test:wait_until(Fun, T, 20)
+    catch error:{wait_until_timeout, _, Last} -> ct:fail({timeout_ms, T, Last})
+    end.
+
+%% Two dsup-nodes A and B running the instance, both in each other's ring.
+two_hosts(Cfg) ->
+    HA = start_c(Cfg, #{name => ho_a}),
+    A = maps:get(node, HA),
+    HB = start_c(Cfg, #{name => ho_b, connect => [A]}),
+    B = maps:get(node, HB),
+    [{ok, _} = dsup_cluster:call(N, {start_supervisor, name(Cfg), []}) || N <- [A, B]],
+    Want = lists:sort([A, B]),
+    wait(fun() -> [lists:sort(sup(Cfg, N, nodes)) || N <- [A, B]] =:= [Want, Want] end, ?T),
+    {HA, A, HB, B}.
+
+start_ok(Cfg, Via, Spec, Where) ->
+    case sup(Cfg, Via, {start_child, Spec, Where}) of
+        {ok, Pid, _} when is_pid(Pid) -> Pid;
+        Other -> ct:fail({start_child, Spec, Where, Other})
+    end.
+
+%% The registry as the CT node's pg scope sees it, one event at a time: a
+%% process that checks every join for a second live member of the group
+%% and keeps the violations. watch_stop/1: {Violations, #{Group => Joins}}
+%% (the join counts show the watcher saw the moves it vouches for).
+watch_start(Cfg) ->
+    Scope = ?config(scope, Cfg),
+    Self = self(),
+    W = spawn_link(fun() ->
+                           {Ref, Groups} = pg:monitor_scope(Scope),
+                           Self ! {watching, self()},
+                           watch_loop(Ref, maps:map(fun(_, Ps) -> lists:usort(Ps) end, Groups), [], #{})
+                   end),
+    receive {watching, W} -> W after ?T -> ct:fail(watch_start) end.
+
+watch_loop(Ref, G, Bad, Joins) ->
+    receive
+        {Ref, join, Group, Pids} ->
+            Now = lists:usort(maps:get(Group, G, []) ++ Pids),
+            Bad1 = case is_reserved(Group) orelse length(Now) =< 1 of
+                       true -> Bad;
+                       false -> [{Group, Now} | Bad]
+                   end,
+            watch_loop(Ref, G#{Group => Now}, Bad1, Joins#{Group => maps:get(Group, Joins, 0) + length(Pids)});
+        {Ref, leave, Group, Pids} ->
+            watch_loop(Ref, G#{Group => maps:get(Group, G, []) -- Pids}, Bad, Joins);
+        {stop, From} -> From ! {self(), {lists:reverse(Bad), Joins}}
+    end.
+
+is_reserved(G) -> lists:member(G, ['$dsup_hosts', '$dsup_observers', '$dsup_crash_reports']).
+
+watch_stop(W) ->
+    unlink(W),
+    W ! {stop, self()},
+    receive {W, Bad} -> Bad after ?T -> ct:fail(watch_stop) end.
+
+%% The single pid registered for Name, once it is on Node.
+pid_on(Cfg, Name, Node) ->
+    {ok, P} = wait(fun() ->
+                           case pg:get_members(?config(scope, Cfg), Name) of
+                               [P] when node(P) =:= Node -> {true, P};
+                               R -> {members, R}
+                           end
+                   end, ?T),
+    P.
+
+dead(P) ->
+    Ref = erlang:monitor(process, P),
+    receive {'DOWN', Ref, _, _, _} -> true after ?T -> false end.
+
+%% ------------------------------------------------------------------ cases
+
+counter_survives_sigterm(Cfg) ->
+    {HA, A, _HB, B} = two_hosts(Cfg),
+    W = watch_start(Cfg),
+    C = start_ok(Cfg, A, {counter, [{name, cnt41}, {value, 0}]}, A),
+    ?assertEqual(41, gen_server:call(C, {add, 41})),
+    KV = start_ok(Cfg, A, {kv, [{name, store}]}, A),
+    ok = gen_server:call(KV, {put, <<"k1">>, {some, [term, 1]}}),
+    ok = gen_server:call(KV, {put, 2, <<"two">>}),
+    E = start_ok(Cfg, A, {echo, [{name, plain}]}, A),
+    ?assertEqual(A, node(C)),
+    ?assertEqual({ok, 0}, dsup_test:stop_node(HA)),
+    C2 = pid_on(Cfg, cnt41, B),
+    ?assertEqual(41, gen_server:call(C2, get)),
+    KV2 = pid_on(Cfg, store, B),
+    ?assertEqual({ok, {some, [term, 1]}}, gen_server:call(KV2, {get, <<"k1">>})),
+    ?assertEqual({ok, <<"two">>}, gen_server:call(KV2, {get, 2})),
+    %% no handoff_state: restarted from its spec by the survivor's failover
+    E2 = pid_on(Cfg, plain, B),
+    ?assertNotEqual(E, E2),
+    {Bad, Joins} = watch_stop(W),
+    ?assertEqual([], Bad),
+    ?assertMatch(#{cnt41 := 2, store := 2, plain := 2}, Joins),
+    %% B's instance knows exactly these three, on B
+    Kids = sup(Cfg, B, children),
+    ?assertEqual([cnt41, plain, store], lists:sort(maps:keys(Kids))),
+    ?assertEqual([B, B, B], [node(P) || {P, _} <- maps:values(Kids)]),
+    ok.
+
+move_child_keeps_state(Cfg) ->
+    {_HA, A, _HB, B} = two_hosts(Cfg),
+    W = watch_start(Cfg),
+    C = start_ok(Cfg, A, {counter, [{name, mover}, {value, 5}]}, A),
+    ?assertEqual(17, gen_server:call(C, {add, 12})),
+    %% asked of the instance where it does NOT run: forwarded to A's
+    {ok, C2, mover} = sup(Cfg, B, {move_child, mover, B}),
+    ?assertEqual(B, node(C2)),
+    ?assertEqual(17, gen_server:call(C2, get)),
+    ?assert(dead(C)),
+    ?assertEqual([C2], pg:get_members(?config(scope, Cfg), mover)),
+    %% and back, asked of the instance where it runs
+    {ok, C3, mover} = sup(Cfg, B, {move_child, mover, A}),
+    ?assertEqual(A, node(C3)),
+    ?assertEqual(18, gen_server:call(C3, {add, 1})),
+    %% to where it already is: the same pid
+    ?assertEqual({ok, C3, mover}, sup(Cfg, A, {move_child, mover, A})),
+    %% both caches end up with the new pid
+    wait(fun() -> [element(1, maps:get(mover, sup(Cfg, N, children))) || N <- [A, B]] =:= [C3, C3] end, ?T),
+    ?assertEqual({error, not_found}, sup(Cfg, A, {move_child, nosuch, B})),
+    ?assertMatch({error, {no_host, 'nobody@nowhere'}}, sup(Cfg, A, {move_child, mover, 'nobody@nowhere'})),
+    ?assertMatch({error, {no_host, "text"}}, sup(Cfg, A, {move_child, mover, "text"})),
+    {Bad, Joins} = watch_stop(W),
+    ?assertEqual([], Bad),
+    ?assertMatch(#{mover := 3}, Joins),
+    ok.
+
+handoff_init_sees_term_only_on_moves(Cfg) ->
+    {_HA, A, _HB, B} = two_hosts(Cfg),
+    C = start_ok(Cfg, A, {counter, [{name, r}, {value, 3}]}, A),
+    ?assertEqual(10, gen_server:call(C, {add, 7})),
+    %% a crash restarts from the init args: 3, not 10
+    ?assertMatch({'EXIT', _}, catch gen_server:call(C, {crash, boom}, 5000)),
+    {ok, C2} = wait(fun() ->
+                            case pg:get_members(?config(scope, Cfg), r) of
+                                [P] when P =/= C -> {true, P};
+                                R -> {members, R}
+                            end
+                    end, ?T),
+    ?assertEqual(3, gen_server:call(C2, get)),
+    ?assertEqual(4, gen_server:call(C2, {add, 1})),
+    {ok, C3, r} = sup(Cfg, A, {move_child, r, B}),
+    ?assertEqual(4, gen_server:call(C3, get)),
+    ok.
