@@ -691,14 +691,24 @@ static void on_stop_deadline(uv_timer_t *t)
     uv_stop(g_node->loop);
 }
 
+static void shutdown_rest(void);
+
 void dsup_shutdown(void)
 {
     if (!g_node || g_node->stopping)
         return;
     g_node->stopping = 1;
     dsup_node_ctrl_stopping();
-    /* Supervisors hand their children over (they leave the ring first). */
-    dsup_sup_shutdown_all();
+    /* Supervisors hand their children over (they leave the ring first); one
+     * that waits for its peers to see its children leave (a move barrier,
+     * at most a few seconds) calls shutdown_rest back from the loop. */
+    if (dsup_sup_shutdown_all(shutdown_rest) > 0)
+        return;
+    shutdown_rest();
+}
+
+static void shutdown_rest(void)
+{
     /* Workers end first, so their EXIT/DOWN signals reach the peers. */
     dsup_proc_foreach(exit_one, NULL);
     dsup_proc_run_queue();

@@ -64,6 +64,8 @@ static void host_joined(dsup_sup *s, const dsup_pid *host)
         dsup_ring_add_node(s->ring, host->node, 0);
         if (s->monitor_nodes == 1 && host->node != g_node->name)
             emit_node(s, "node_up", host->node);
+        if (s->rebalance && host->node != g_node->name && !s->stopping)
+            sup_rebalance_host_joined(s, host->node);
     }
     if (!dsup_pid_eq(host, dsup_self(s->proc)))
         sup_send_snapshot(s, host);
@@ -459,8 +461,8 @@ static void sup_info(dsup_proc *self, void *state, dsup_term msg)
     if (dsup_term_tagged(msg, "DOWN", &ar, el, 5) && ar == 5) {
         dsup_ref ref;
         int i = 0;
-        if (dsup_decode_ref(el[1].buf, &i, &ref) == 0)
-            sup_pending_down(s, &ref);
+        if (dsup_decode_ref(el[1].buf, &i, &ref) == 0 && !sup_pending_down(s, &ref))
+            sup_move_down(s, &ref);
         return;
     }
     if (dsup_term_tagged(msg, "$dsup_failover", &ar, el, 2) && ar == 2) {
@@ -485,7 +487,7 @@ static void sup_info(dsup_proc *self, void *state, dsup_term msg)
             retry_start(s, named);
         return;
     }
-    if (sup_pending_reply(s, msg))
+    if (sup_pending_reply(s, msg) || sup_move_reply(s, msg))
         return;
 }
 
@@ -510,6 +512,8 @@ static void sup_terminate(dsup_proc *self, void *state, dsup_term reason)
     kill_ctx k = { self, reason };
     dsup_dict_foreach(&s->by_name, signal_local_child, &k);
     sup_claim_shutdown(s);
+    sup_rebalance_free(s);
+    sup_move_free(s);
     s->proc = NULL; /* the struct lives on in dsup_sups for pending lookups */
     sup_heal_ended(s, reason); /* the node restarts the instance */
 }
@@ -593,6 +597,7 @@ int dsup_sup_start(const char *name, const dsup_term *opts, dsup_sup **out, ei_x
     s->cache_children = 1;
     s->max_restarts = 3;
     s->max_seconds = 5;
+    s->rebalance_moves = SUP_REBALANCE_MOVES_DEFAULT;
     static const char nil[] = { 106 };
     if (sup_parse_opts(s, opts ? *opts : (dsup_term){ nil, 1 }, err) < 0) {
         free_sup(s);
@@ -685,21 +690,47 @@ static void broadcast_node_terminate(dsup_sup *s, const char *reason, sup_child 
     dsup_term_scratch_release(x);
 }
 
-/* Stop this instance: tell the others, hand the children that can carry
- * their state to their new owners, leave the ring (so their failover takes
- * the other children), then stop the children and the instance. */
+/* Stop this instance: tell the others, stop the children and hand those
+ * that can carry their state to their new owners (sup_handoff.c), leave the
+ * ring (so the others' failover takes the other children), then stop. */
 static void sup_shutdown_instance(dsup_sup *s, const char *why)
 {
     if (s->stopping || !s->proc)
         return;
     s->stopping = 1;
+    s->stop_why = why;
     stop_ctx c = { s, malloc((s->by_name.count + 1) * sizeof(sup_child *)), 0 };
     if (c.list)
         dsup_dict_foreach(&s->by_name, collect_local, &c);
     broadcast_node_terminate(s, why, c.list, c.n);
-    if (c.list)
-        sup_handoff_on_stop(s, c.list, c.n); /* while the others still see us as a host */
+    int pending = c.list && sup_handoff_on_stop(s, c.list, c.n);
+    free(c.list);
+    if (!pending)
+        sup_shutdown_finish(s);
+}
+
+static void (*shutdown_then)(void);
+static int shutdown_waiting;
+static uv_timer_t shutdown_timer;
+
+static void on_shutdown_continue(uv_timer_t *t)
+{
+    void (*then)(void) = shutdown_then;
+    shutdown_then = NULL;
+    uv_close((uv_handle_t *)t, NULL);
+    if (then)
+        then();
+}
+
+void sup_shutdown_finish(dsup_sup *s)
+{
+    if (!s->proc || s->finished)
+        return;
+    s->finished = 1;
     dsup_pg_leave(s->scope, dsup_reason_atom(SUP_HOSTS_GROUP), &s->proc->pid, 1);
+    stop_ctx c = { s, malloc((s->by_name.count + 1) * sizeof(sup_child *)), 0 };
+    if (c.list)
+        dsup_dict_foreach(&s->by_name, collect_local, &c);
     for (size_t i = 0; i < c.n; i++) {
         dsup_proc *p = dsup_proc_lookup(&c.list[i]->pid);
         if (p)
@@ -709,13 +740,26 @@ static void sup_shutdown_instance(dsup_sup *s, const char *why)
     dsup_pg_unsubscribe(s->scope, on_scope_event, s);
     /* dsup_stop ends the process now, or after the current callback when
      * we are inside one (restart intensity reached while handling an EXIT). */
-    dsup_stop_atom(s->proc, why);
+    dsup_stop_atom(s->proc, s->stop_why);
+    if (shutdown_then && --shutdown_waiting == 0) /* the node goes on from the loop */
+        uv_timer_start(&shutdown_timer, on_shutdown_continue, 0, 0);
 }
 
-void dsup_sup_shutdown_all(void)
+int dsup_sup_shutdown_all(void (*then)(void))
 {
-    for (dsup_sup *s = dsup_sups; s; s = s->next)
+    int waiting = 0;
+    for (dsup_sup *s = dsup_sups; s; s = s->next) {
         sup_shutdown_instance(s, "shutdown");
+        waiting += s->proc && !s->finished;
+    }
+    if (waiting) {
+        shutdown_then = then;
+        shutdown_waiting = waiting;
+        uv_timer_init(g_node->loop, &shutdown_timer);
+        /* The barriers give up after 2 s; this is the backstop. */
+        uv_timer_start(&shutdown_timer, on_shutdown_continue, 4000, 0);
+    }
+    return waiting;
 }
 
 int dsup_ring_atoms_explicit;

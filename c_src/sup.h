@@ -65,7 +65,13 @@ struct dsup_sup {
     uint64_t claim_seq;
     uv_timer_t *claim_timer;      /* expiry sweep while either is non-empty */
     sup_sub *subs;
+    int rebalance;                /* move children to a joining host (sup_rebalance.c) */
+    int rebalance_moves;          /* ... at most this many in flight */
+    struct sup_rebalance *rb;
+    struct sup_moves *moves;      /* moves in progress (sup_move.c) */
     int stopping;
+    int finished;                 /* sup_shutdown_finish ran */
+    const char *stop_why;         /* static text: the instance's exit reason */
     struct dsup_sup *next;
 };
 
@@ -111,7 +117,11 @@ int sup_pending_reply(dsup_sup *s, dsup_term msg);
 int sup_pending_down(dsup_sup *s, const dsup_ref *mref);
 
 /* Node-wide hooks (node.c, node_ctrl.c). */
-void dsup_sup_shutdown_all(void);
+/* Stop every instance; returns how many still hand children over, and
+ * calls `then` from the loop once they are done (nothing when 0). */
+int dsup_sup_shutdown_all(void (*then)(void));
+/* sup.c: the end of an instance's graceful stop, after the handoffs. */
+void sup_shutdown_finish(dsup_sup *s);
 void dsup_sup_conn_event(const char *node, int up);
 /* A BEAM peer runs this OTP release: default the atom-key hashing to it. */
 void dsup_sup_peer_release(int otp);
@@ -127,11 +137,36 @@ void sup_claim_node_lost(dsup_sup *s, const char *node);
 void sup_claim_shutdown(dsup_sup *s);
 
 /* sup_handoff.c: moving children with their state */
-/* Graceful stop: hand the children whose type has handoff_state to their
- * ring successors (before we leave '$dsup_hosts'); returns how many. */
-size_t sup_handoff_on_stop(dsup_sup *s, sup_child **list, size_t n);
+/* Graceful stop: stop every local child and, once the peers have seen them
+ * leave (a barrier), hand those whose type has handoff_state to their ring
+ * successors, then sup_shutdown_finish(). 1 when that is pending, 0 when
+ * the caller finishes now (nothing to wait for). */
+int sup_handoff_on_stop(dsup_sup *s, sup_child **list, size_t n);
 int sup_handoff_msg(dsup_sup *s, dsup_term event);
 int sup_handoff_call(dsup_sup *s, dsup_term req, const dsup_from *from, ei_x_buff *reply, dsup_call_ret *ret);
+
+/* sup_rebalance.c: when a host joins, move it the children it now owns */
+#define SUP_REBALANCE_MOVES_DEFAULT 8
+void sup_rebalance_host_joined(dsup_sup *s, const char *node);
+/* A rebalance move ended (ok: the new copy started). */
+void sup_rebalance_moved(dsup_sup *s, int ok);
+void sup_rebalance_free(dsup_sup *s);
+
+/* sup_move.c: move local child c to the host on node (stops c now); the
+ * reply {ok, Pid, Name} | {error, _} goes to `from`, or to the rebalance
+ * throttle when from is NULL. */
+void sup_move_start(dsup_sup *s, sup_child *c, const char *node, const dsup_from *from);
+int sup_move_reply(dsup_sup *s, dsup_term msg);
+int sup_move_down(dsup_sup *s, const dsup_ref *mref);
+void sup_move_free(dsup_sup *s);
+/* Queue a plain message to the host on node, sent once a barrier passes. */
+void sup_move_send_after_barrier(dsup_sup *s, const char *node, const ei_x_buff *msg);
+/* Open a barrier (unless one is open): a stopping instance finishes
+ * (sup_shutdown_finish) once it passed and nothing else waits for one. */
+void sup_move_barrier(dsup_sup *s);
+/* sup_handoff.c, for rebalance: {start_handoff, Name, SpecMap, State} for
+ * local child c into x, and stop c (its pid leaves the registry now). */
+void sup_handoff_take(sup_child *c, ei_x_buff *x);
 
 /* sup_opts.c */
 int sup_parse_opts(dsup_sup *s, dsup_term opts, ei_x_buff *err);

@@ -12,10 +12,12 @@
  * Messages, on top of "How instances cooperate":
  *   {'$dsup', {handoff, Name, SpecMap, {state, T} | none}}   graceful stop:
  *       sent by the stopping instance to the name's ring owner among the
- *       remaining hosts, before it leaves '$dsup_hosts' (so the receiver has
- *       started the child before it runs its failover for our node);
+ *       remaining hosts, after the barrier of sup_move.c and before it
+ *       leaves '$dsup_hosts' (so the receiver has started the child before
+ *       it runs its failover for our node);
  *   gen_server:call {start_handoff, Name, SpecMap, {state, T} | none}
- *       -> {ok, Pid, Name} | {error, _}: move_child's start on the target;
+ *       -> {ok, Pid, Name} | {error, _}: the start on the target of a move
+ *       (move_child, rebalance), sent after a barrier (sup_move.c);
  *   gen_server:call {move_child, Name, Node} -> {ok, Pid, Name} | {error, _}
  *       (the public call, accepted by any instance: forwarded to the node
  *       where the child runs). */
@@ -66,6 +68,12 @@ static void encode_move(sup_child *c, const char *tag, ei_x_buff *x)
     encode_handoff(c, x);
 }
 
+void sup_handoff_take(sup_child *c, ei_x_buff *x)
+{
+    encode_move(c, "start_handoff", x);
+    stop_old_copy(c);
+}
+
 /* The node that takes `name` when this node leaves: the first other node
  * clockwise from the name's point, i.e. its owner on the ring without us. */
 static const char *successor(dsup_sup *s, dsup_term name)
@@ -80,32 +88,39 @@ static const char *successor(dsup_sup *s, dsup_term name)
     return NULL;
 }
 
-size_t sup_handoff_on_stop(dsup_sup *s, sup_child **list, size_t n)
+int sup_handoff_on_stop(dsup_sup *s, sup_child **list, size_t n)
 {
     size_t moved = 0;
     ei_x_buff *x = dsup_term_scratch();
     for (size_t i = 0; i < n; i++) {
         sup_child *c = list[i];
         dsup_proc *p = dsup_proc_lookup(&c->pid);
-        if (!p || c->terminating || !p->type || !p->type->handoff_state)
-            continue; /* moves by restart: the survivors' failover, as before */
-        const char *node = successor(s, c->spec->name);
-        const dsup_pid *host = node ? sup_host_on(s, node) : NULL;
-        if (!host)
+        if (!p || c->terminating)
             continue;
-        dsup_pid to = *host;
+        const char *node = p->type && p->type->handoff_state ? successor(s, c->spec->name) : NULL;
+        if (!node || !sup_host_on(s, node)) {
+            /* moves by restart: the survivors' failover, once we left */
+            c->terminating = 1;
+            dsup_proc_exit(p, dsup_reason_atom("shutdown"));
+            continue;
+        }
         dsup_x_reset(x);
         ei_x_encode_tuple_header(x, 2);
         dsup_x_encode_atom(x, "$dsup");
         encode_move(c, "handoff", x);
         stop_old_copy(c);
-        dsup_send(s->proc, &to, x);
+        sup_move_send_after_barrier(s, node, x);
         moved++;
     }
     dsup_term_scratch_release(x);
     if (moved)
-        LOG_INFO("%s: handed %zu children over with their state", s->name, moved);
-    return moved;
+        LOG_INFO("%s: handing %zu children over with their state", s->name, moved);
+    if (n == 0)
+        return 0;
+    /* Every peer must see our children leave before the new copies (or the
+     * failover's restarts, after we leave the hosts) join. */
+    sup_move_barrier(s);
+    return !s->finished;
 }
 
 /* Start the arriving copy; encodes the start's reply into `reply`. */
@@ -196,16 +211,8 @@ static dsup_call_ret move_child(dsup_sup *s, dsup_term req, dsup_term name, dsup
         dsup_x_encode_term(reply, c->spec->name);
         return DSUP_REPLY;
     }
-    ei_x_buff *x = dsup_term_scratch();
-    encode_move(c, "start_handoff", x);
-    stop_old_copy(c);
     /* The target's reply ({ok, NewPid, Name} | {error, _}) goes to the caller. */
-    int rc = sup_forward(s, node, dsup_term_of_x(x), from, 0);
-    dsup_term_scratch_release(x);
-    if (rc < 0) {
-        error_atom(reply, "enomem");
-        return DSUP_REPLY;
-    }
+    sup_move_start(s, c, node, from);
     return DSUP_NOREPLY;
 }
 

@@ -13,6 +13,12 @@
 %%%   instance: {ok, NewPid, Name} on B, state kept, the old pid gone, the
 %%%   instances' caches agree; moving to the node it is on is a no-op;
 %%%   unknown names and nodes are errors.
+%%% * rebalance_moves_exactly_changed_owners: 1,000 counters on 2 hosts
+%%%   with rebalance (3 moves in flight); a third host joins: the children
+%%%   whose libring owner changed (computed here from erlang:phash2, the
+%%%   ring of dsup_cluster:ring/1) and only they move, all to it, each with
+%%%   its state; a client adding 1 to every child by name throughout sees
+%%%   no value go backwards and no acknowledged add lost; never two copies.
 %%% * handoff_init_sees_term_only_on_moves: a counter restarted after a
 %%%   crash starts from its init args (no handoff), after a move from the
 %%%   moved value.
@@ -30,6 +36,7 @@ suite() -> [{timetrap, {seconds, 90}}].
 all() ->
     [counter_survives_sigterm,
      move_child_keeps_state,
+     rebalance_moves_exactly_changed_owners,
      handoff_init_sees_term_only_on_moves].
 
 init_per_suite(Config) ->
@@ -69,12 +76,14 @@ wait(Fun, T) ->
     end.
 
 %% Two dsup-nodes A and B running the instance, both in each other's ring.
-two_hosts(Cfg) ->
+two_hosts(Cfg) -> two_hosts(Cfg, []).
+
+two_hosts(Cfg, Opts) ->
     HA = start_c(Cfg, #{name => ho_a}),
     A = maps:get(node, HA),
     HB = start_c(Cfg, #{name => ho_b, connect => [A]}),
     B = maps:get(node, HB),
-    [{ok, _} = dsup_cluster:call(N, {start_supervisor, name(Cfg), []}) || N <- [A, B]],
+    [{ok, _} = dsup_cluster:call(N, {start_supervisor, name(Cfg), Opts}) || N <- [A, B]],
     Want = lists:sort([A, B]),
     wait(fun() -> [lists:sort(sup(Cfg, N, nodes)) || N <- [A, B]] =:= [Want, Want] end, ?T),
     {HA, A, HB, B}.
@@ -207,4 +216,85 @@ handoff_init_sees_term_only_on_moves(Cfg) ->
     ?assertEqual(4, gen_server:call(C2, {add, 1})),
     {ok, C3, r} = sup(Cfg, A, {move_child, r, B}),
     ?assertEqual(4, gen_server:call(C3, get)),
+    ok.
+
+%% A client that, round after round until stopped, adds 1 to every child by
+%% name (the CT node's pg view, as the shim's whereis does). It keeps, per
+%% name, the last value seen and the adds acknowledged; a value lower than
+%% the last one seen is a violation. Returns {Acked, Violations, Gaps, Noproc}
+%% on stop (Gaps: lookups that found no pid).
+client_start(Scope, Names) ->
+    Self = self(),
+    spawn_link(fun() -> client_loop(Self, Scope, Names, #{}, [], 0, 0) end).
+
+client_loop(Owner, Scope, Names, Seen, Bad, Gaps, Noproc) ->
+    Acc = client_round(Scope, Names, {Seen, Bad, Gaps, Noproc}),
+    receive
+        {stop, From} -> From ! {self(), client_round(Scope, Names, Acc)} % one full round after the stop
+    after 0 -> {S, B, G, NP} = Acc, client_loop(Owner, Scope, Names, S, B, G, NP)
+    end.
+
+client_round(Scope, Names, Acc) ->
+    lists:foldl(
+      fun(N, {S, B, G, NP}) ->
+              case pg:get_members(Scope, N) of
+                  [P] ->
+                      {Last, Acked} = maps:get(N, S, {undefined, 0}),
+                      try gen_server:call(P, {add, 1}, 5000) of
+                          V when Last =:= undefined; V > Last -> {S#{N => {V, Acked + 1}}, B, G, NP};
+                          V -> {S#{N => {V, Acked + 1}}, [{N, Last, V} | B], G, NP}
+                      catch exit:{noproc, _} -> {S, B, G, NP + 1}
+                      end;
+                  [] -> {S, B, G + 1, NP};
+                  Many -> {S, [{N, two_copies, Many} | B], G, NP}
+              end
+      end, Acc, Names).
+
+client_stop(C) ->
+    unlink(C),
+    C ! {stop, self()},
+    receive {C, R} -> R after 30000 -> ct:fail(client_stop) end.
+
+rebalance_moves_exactly_changed_owners(Cfg) ->
+    Opts = [{rebalance, true}, {rebalance_moves, 3}],
+    {_HA, A, _HB, B} = two_hosts(Cfg, Opts),
+    Scope = ?config(scope, Cfg),
+    Names = [{c, I} || I <- lists:seq(1, 1000)],
+    [{ok, _, {c, I}} = sup(Cfg, A, {start_child, {counter, [{name, {c, I}}, {value, I * 10}]}, undefined})
+     || {c, I} <- Names],
+    Ring2 = dsup_cluster:ring([A, B]),
+    Before = maps:from_list([{N, dsup_cluster:ring_owner(Ring2, N)} || N <- Names]),
+    wait(fun() -> Got = maps:from_list([{N, [node(P) || P <- pg:get_members(Scope, N)]} || N <- Names]),
+                  Got =:= maps:map(fun(_, Nd) -> [Nd] end, Before) orelse placement_differs
+         end, ?T),
+    W = watch_start(Cfg),
+    Client = client_start(Scope, Names),
+    HC = start_c(Cfg, #{name => ho_c, connect => [A, B]}),
+    C = maps:get(node, HC),
+    {ok, _} = dsup_cluster:call(C, {start_supervisor, name(Cfg), Opts}),
+    Ring3 = dsup_cluster:ring([A, B, C]),
+    After = maps:from_list([{N, dsup_cluster:ring_owner(Ring3, N)} || N <- Names]),
+    Changed = lists:sort([N || N <- Names, maps:get(N, Before) =/= maps:get(N, After)]),
+    ct:log("~p of ~p children change owner", [length(Changed), length(Names)]),
+    ?assert(length(Changed) > 100),
+    ?assertEqual([C], lists:usort([maps:get(N, After) || N <- Changed])),
+    wait(fun() -> Got = maps:from_list([{N, [node(P) || P <- pg:get_members(Scope, N)]} || N <- Names]),
+                  Got =:= maps:map(fun(_, Nd) -> [Nd] end, After)
+                      orelse {not_yet, length([N || N <- Changed, maps:get(N, Got) =/= [C]])}
+         end, 30000),
+    {Seen, Bad, Gaps, Noproc} = client_stop(Client),
+    ct:log("client: ~p lookups found no pid, ~p calls exited noproc (the move gap, README)", [Gaps, Noproc]),
+    ?assertEqual([], Bad),
+    %% every child: initial value + exactly the adds acknowledged, moved or not
+    Wrong = [{N, V, I * 10 + Acked} || {c, I} = N <- Names,
+                                        {_, Acked} <- [maps:get(N, Seen, {x, 0})],
+                                        V <- [gen_server:call(hd(pg:get_members(Scope, N)), get)],
+                                        V =/= I * 10 + Acked],
+    ?assertEqual([], Wrong),
+    ?assert(lists:all(fun(N) -> element(2, maps:get(N, Seen, {x, 0})) > 0 end, Names)),
+    {Dups, Joins} = watch_stop(W),
+    ?assertEqual([], Dups),
+    %% exactly the changed children joined again (once each), nothing else
+    ?assertEqual(Changed, lists:sort([N || {N, J} <- maps:to_list(Joins), not is_reserved(N), J > 0])),
+    ?assert(lists:all(fun(N) -> maps:get(N, Joins) =:= 1 end, Changed)),
     ok.
