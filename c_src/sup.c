@@ -703,7 +703,9 @@ static void sup_shutdown_instance(dsup_sup *s, const char *why)
     if (c.list)
         dsup_dict_foreach(&s->by_name, collect_local, &c);
     broadcast_node_terminate(s, why, c.list, c.n);
-    int pending = c.list && sup_handoff_on_stop(s, c.list, c.n);
+    /* Only a graceful stop hands over: after reached_max_restart_intensity
+     * the restarted instance brings the children back (sup_heal.c). */
+    int pending = c.list && strcmp(why, "shutdown") == 0 && sup_handoff_on_stop(s, c.list, c.n);
     free(c.list);
     if (!pending)
         sup_shutdown_finish(s);

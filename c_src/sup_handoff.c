@@ -97,7 +97,11 @@ int sup_handoff_on_stop(dsup_sup *s, sup_child **list, size_t n)
         dsup_proc *p = dsup_proc_lookup(&c->pid);
         if (!p || c->terminating)
             continue;
-        const char *node = p->type && p->type->handoff_state ? successor(s, c->spec->name) : NULL;
+        /* A temporary child is not brought back when its node stops (as
+         * before handoff existed); move_child and rebalance do move it. */
+        const char *node = p->type && p->type->handoff_state && c->spec->restart != DSUP_RESTART_TEMPORARY
+                               ? successor(s, c->spec->name)
+                               : NULL;
         if (!node || !sup_host_on(s, node)) {
             /* moves by restart: the survivors' failover, once we left */
             c->terminating = 1;
