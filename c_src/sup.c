@@ -420,16 +420,18 @@ void sup_failover(dsup_sup *s, const char *lost)
             strcmp(c->spec->type, "undefined") != 0 && owner == g_node->name)
             spec = dsup_spec_with_name(c->spec, c->spec->name);
         dsup_pid old = c->pid;
+        dsup_term ckpt = spec ? sup_checkpoint_take(s, spec->name, &old) : (dsup_term){ NULL, 0 };
         sup_emit_process_stop(s, c->spec->name, &old);
         sup_cache_drop(s, c);
         if (spec && sup_claim_busy(s, spec->name)) {
             sup_claim_restart(s, spec); /* a start elsewhere holds the name: after it, if it fails */
         } else if (spec) {
             ei_x_buff *x = dsup_term_scratch();
-            if (sup_start_local(s, spec, x) == 0)
+            if (sup_start_local_handoff(s, spec, ckpt.buf ? &ckpt : NULL, x) == 0) /* its last checkpoint */
                 restarted++;
             dsup_term_scratch_release(x);
         }
+        dsup_term_free(&ckpt);
     }
     free(o.list);
     if (o.n)
@@ -454,7 +456,7 @@ static void sup_info(dsup_proc *self, void *state, dsup_term msg)
         return;
     }
     if (dsup_term_tagged(msg, "$dsup", &ar, el, 2) && ar == 2) {
-        if (!sup_claim_msg(s, el[1]) && !sup_handoff_msg(s, el[1]))
+        if (!sup_claim_msg(s, el[1]) && !sup_handoff_msg(s, el[1]) && !sup_checkpoint_msg(s, el[1]))
             sup_on_child_msg(s, el[1]);
         return;
     }
@@ -514,6 +516,7 @@ static void sup_terminate(dsup_proc *self, void *state, dsup_term reason)
     sup_claim_shutdown(s);
     sup_rebalance_free(s);
     sup_move_free(s);
+    sup_checkpoint_free(s);
     s->proc = NULL; /* the struct lives on in dsup_sups for pending lookups */
     sup_heal_ended(s, reason); /* the node restarts the instance */
 }

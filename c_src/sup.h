@@ -69,6 +69,7 @@ struct dsup_sup {
     int rebalance_moves;          /* ... at most this many in flight */
     struct sup_rebalance *rb;
     struct sup_moves *moves;      /* moves in progress (sup_move.c) */
+    struct sup_ckpt *ckpt;        /* checkpoints sent and kept (sup_checkpoint.c) */
     int stopping;
     int finished;                 /* sup_shutdown_finish ran */
     const char *stop_why;         /* static text: the instance's exit reason */
@@ -167,6 +168,12 @@ void sup_move_barrier(dsup_sup *s);
 /* sup_handoff.c, for rebalance: {start_handoff, Name, SpecMap, State} for
  * local child c into x, and stop c (its pid leaves the registry now). */
 void sup_handoff_take(sup_child *c, ei_x_buff *x);
+
+/* sup_checkpoint.c */
+int sup_checkpoint_msg(dsup_sup *s, dsup_term event);
+dsup_term sup_checkpoint_take(dsup_sup *s, dsup_term name, const dsup_pid *lost);
+void sup_checkpoint_free(dsup_sup *s);
+void sup_checkpoint_encode(dsup_sup *s, dsup_term name, ei_x_buff *reply);
 
 /* sup_opts.c */
 int sup_parse_opts(dsup_sup *s, dsup_term opts, ei_x_buff *err);

@@ -228,6 +228,11 @@ int sup_handoff_call(dsup_sup *s, dsup_term req, const dsup_from *from, ei_x_buf
         *ret = move_child(s, req, el[1], el[2], from, reply);
         return 1;
     }
+    if (dsup_term_tagged(req, "checkpoint_of", &ar, el, 5) && ar == 2) {
+        sup_checkpoint_encode(s, el[1], reply);
+        *ret = DSUP_REPLY;
+        return 1;
+    }
     if (dsup_term_tagged(req, "start_handoff", &ar, el, 5) && ar == 4) {
         start_arriving(s, el[1], el[2], el[3], reply);
         *ret = DSUP_REPLY;

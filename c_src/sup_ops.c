@@ -10,6 +10,7 @@
  *   nodes                    -> [Node]
  *   {node_for, Key}          -> Node | undefined
  *   {move_child, Name, Node} -> {ok, Pid, Name} | {error, _}   (sup_handoff.c)
+ *   {checkpoint_of, Name}    -> {ok, Term} | none             (sup_checkpoint.c)
  * A start or terminate that belongs to another node is forwarded to the
  * instance there; its answer is relayed without blocking this one. */
 #include <stdlib.h>

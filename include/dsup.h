@@ -185,6 +185,18 @@ DSUP_EXTERN const dsup_worker_type *dsup_type(const dsup_proc *self);
 DSUP_EXTERN void dsup_stop(dsup_proc *self, dsup_term reason);
 DSUP_EXTERN void dsup_stop_atom(dsup_proc *self, const char *reason);
 
+/* Checkpoints for crashes (opt-in): publish `state` (one encoded term, at
+ * most DSUP_CHECKPOINT_MAX_BYTES) as this supervised child's latest
+ * checkpoint. It is copied to the node that would take the child over if
+ * this node died (the ring successor of its name among the hosts); after
+ * such a crash (kill -9, lost node) the child restarts there and its init
+ * finds the term with dsup_handoff_state(), instead of starting from its
+ * init args only. Copies go out at most every 100 ms per instance (a newer
+ * checkpoint replaces one not yet sent). 0, or -1 when the process is not a
+ * supervised child or the term is empty or too big. */
+#define DSUP_CHECKPOINT_MAX_BYTES (64u * 1024u)
+DSUP_EXTERN int dsup_checkpoint(dsup_proc *self, dsup_term state);
+
 /* Trap exits: exit signals arrive as {'EXIT', From, Reason} in handle_info. */
 DSUP_EXTERN void dsup_trap_exit(dsup_proc *self, int on);
 

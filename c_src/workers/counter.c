@@ -1,4 +1,6 @@
-/* counter — an integer with get / inc / {add, K}; counts info messages;
+/* counter — an integer with get / inc / {add, K}; `checkpoint` publishes
+ * the value (dsup_checkpoint: a kill -9 of the host restarts it from it);
+ * counts info messages;
  * `stop` answers ok then stops normally; {crash, Reason} stops with Reason
  * without answering. Init args: [{value, N}]. */
 #include "dsup.h"
@@ -46,6 +48,12 @@ static dsup_call_ret counter_call(dsup_proc *self, void *state, dsup_term req, c
             c->value += k;
             ei_x_encode_long(reply, c->value);
         }
+    } else if (dsup_term_is_atom(req, "checkpoint")) {
+        char buf[16]; /* publish the value for a crash: one small integer term */
+        int n = 0;
+        ei_encode_long(buf, &n, c->value);
+        int rc = dsup_checkpoint(self, (dsup_term){ buf, (size_t)n });
+        dsup_x_encode_atom(reply, rc == 0 ? "ok" : "not_supervised");
     } else if (dsup_term_is_atom(req, "stop")) {
         dsup_x_encode_atom(reply, "ok");
         dsup_stop_atom(self, "normal");

@@ -19,6 +19,10 @@
 %%%   ring of dsup_cluster:ring/1) and only they move, all to it, each with
 %%%   its state; a client adding 1 to every child by name throughout sees
 %%%   no value go backwards and no acknowledged add lost; never two copies.
+%%% * checkpoint_restores_after_kill9: a counter checkpointed at 17 (then
+%%%   at 22 without a checkpoint) is at 17 on the other host after its host
+%%%   is killed -9; the checkpoint sat on exactly the ring successor; a
+%%%   counter outside a supervisor cannot checkpoint.
 %%% * handoff_init_sees_term_only_on_moves: a counter restarted after a
 %%%   crash starts from its init args (no handoff), after a move from the
 %%%   moved value.
@@ -37,7 +41,8 @@ all() ->
     [counter_survives_sigterm,
      move_child_keeps_state,
      rebalance_moves_exactly_changed_owners,
-     handoff_init_sees_term_only_on_moves].
+     handoff_init_sees_term_only_on_moves,
+     checkpoint_restores_after_kill9].
 
 init_per_suite(Config) ->
     Exe = dsup_test:exe(),
@@ -297,4 +302,22 @@ rebalance_moves_exactly_changed_owners(Cfg) ->
     %% exactly the changed children joined again (once each), nothing else
     ?assertEqual(Changed, lists:sort([N || {N, J} <- maps:to_list(Joins), not is_reserved(N), J > 0])),
     ?assert(lists:all(fun(N) -> maps:get(N, Joins) =:= 1 end, Changed)),
+    ok.
+
+checkpoint_restores_after_kill9(Cfg) ->
+    {HA, A, _HB, B} = two_hosts(Cfg),
+    C = start_ok(Cfg, A, {counter, [{name, ck}, {value, 2}]}, A),
+    ?assertEqual(17, gen_server:call(C, {add, 15})),
+    ?assertEqual(ok, gen_server:call(C, checkpoint)),
+    %% the only other host is the successor: the copy lands there
+    wait(fun() -> sup(Cfg, B, {checkpoint_of, ck}) =:= {ok, 17} end, ?T),
+    ?assertEqual(none, sup(Cfg, A, {checkpoint_of, ck})),
+    ?assertEqual(22, gen_server:call(C, {add, 5})),       % not checkpointed
+    {ok, Loose} = dsup_cluster:call(A, {spawn, counter, [{value, 1}]}),
+    ?assertEqual(not_supervised, gen_server:call(Loose, checkpoint)),
+    {exited, _} = dsup_test:kill_node(HA),
+    C2 = pid_on(Cfg, ck, B),
+    ?assertEqual(17, gen_server:call(C2, get)),
+    %% used once: a later crash of the new copy restarts from the init args
+    ?assertEqual(none, sup(Cfg, B, {checkpoint_of, ck})),
     ok.
