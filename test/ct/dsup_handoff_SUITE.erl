@@ -23,6 +23,10 @@
 %%%   at 22 without a checkpoint) is at 17 on the other host after its host
 %%%   is killed -9; the checkpoint sat on exactly the ring successor; a
 %%%   counter outside a supervisor cannot checkpoint.
+%%% * rebalance_kv_1kib_rate: 1,000 kv children holding 1 KiB each, 2
+%%%   hosts, a third joins (default throttle): every moved store keeps its
+%%%   entry; logs moves per second (first leave to last join, CT node's
+%%%   view) and the unregistered time per move (p50/p99/max).
 %%% * handoff_init_sees_term_only_on_moves: a counter restarted after a
 %%%   crash starts from its init args (no handoff), after a move from the
 %%%   moved value.
@@ -41,6 +45,7 @@ all() ->
     [counter_survives_sigterm,
      move_child_keeps_state,
      rebalance_moves_exactly_changed_owners,
+     rebalance_kv_1kib_rate,
      handoff_init_sees_term_only_on_moves,
      checkpoint_restores_after_kill9].
 
@@ -113,7 +118,10 @@ watch_start(Cfg) ->
                    end),
     receive {watching, W} -> W after ?T -> ct:fail(watch_start) end.
 
-watch_loop(Ref, G, Bad, Joins) ->
+watch_loop(Ref, G, Bad, Joins) -> watch_loop(Ref, G, Bad, Joins, #{}, []).
+
+%% Left: group -> when its last member left (µs); Gaps: leave-to-join times.
+watch_loop(Ref, G, Bad, Joins, Left, Gaps) ->
     receive
         {Ref, join, Group, Pids} ->
             Now = lists:usort(maps:get(Group, G, []) ++ Pids),
@@ -121,18 +129,37 @@ watch_loop(Ref, G, Bad, Joins) ->
                        true -> Bad;
                        false -> [{Group, Now} | Bad]
                    end,
-            watch_loop(Ref, G#{Group => Now}, Bad1, Joins#{Group => maps:get(Group, Joins, 0) + length(Pids)});
+            Gaps1 = case maps:take(Group, Left) of
+                        {T, _} -> [erlang:monotonic_time(microsecond) - T | Gaps];
+                        error -> Gaps
+                    end,
+            watch_loop(Ref, G#{Group => Now}, Bad1, Joins#{Group => maps:get(Group, Joins, 0) + length(Pids)},
+                       maps:remove(Group, Left), Gaps1);
         {Ref, leave, Group, Pids} ->
-            watch_loop(Ref, G#{Group => maps:get(Group, G, []) -- Pids}, Bad, Joins);
-        {stop, From} -> From ! {self(), {lists:reverse(Bad), Joins}}
+            Now = maps:get(Group, G, []) -- Pids,
+            Left1 = case Now of
+                        [] -> Left#{Group => erlang:monotonic_time(microsecond)};
+                        _ -> Left
+                    end,
+            watch_loop(Ref, G#{Group => Now}, Bad, Joins, Left1, Gaps);
+        {stop, From} ->
+            From ! {self(), {lists:reverse(Bad), Joins}, Gaps}
     end.
 
 is_reserved(G) -> lists:member(G, ['$dsup_hosts', '$dsup_observers', '$dsup_crash_reports']).
 
-watch_stop(W) ->
+watch_stop(W) -> element(1, watch_stop_gaps(W)).
+
+%% Also the times (µs) from a name's last member leaving to a new one
+%% joining, as the CT node applied them.
+watch_stop_gaps(W) ->
     unlink(W),
     W ! {stop, self()},
-    receive {W, Bad} -> Bad after ?T -> ct:fail(watch_stop) end.
+    receive {W, R, Gaps} -> {R, Gaps} after ?T -> ct:fail(watch_stop) end.
+
+pct(L, P) ->
+    S = lists:sort(L),
+    lists:nth(max(1, min(length(S), round(P / 100 * length(S)))), S).
 
 %% The single pid registered for Name, once it is on Node.
 pid_on(Cfg, Name, Node) ->
@@ -297,7 +324,9 @@ rebalance_moves_exactly_changed_owners(Cfg) ->
                                         V =/= I * 10 + Acked],
     ?assertEqual([], Wrong),
     ?assert(lists:all(fun(N) -> element(2, maps:get(N, Seen, {x, 0})) > 0 end, Names)),
-    {Dups, Joins} = watch_stop(W),
+    {{Dups, Joins}, Unreg} = watch_stop_gaps(W),
+    ct:log("unregistered time per move (CT node's view, leave to join, ~p moves): p50 ~p us, p99 ~p us, max ~p us",
+           [length(Unreg), pct(Unreg, 50), pct(Unreg, 99), lists:max(Unreg)]),
     ?assertEqual([], Dups),
     %% exactly the changed children joined again (once each), nothing else
     ?assertEqual(Changed, lists:sort([N || {N, J} <- maps:to_list(Joins), not is_reserved(N), J > 0])),
@@ -320,4 +349,33 @@ checkpoint_restores_after_kill9(Cfg) ->
     ?assertEqual(17, gen_server:call(C2, get)),
     %% used once: a later crash of the new copy restarts from the init args
     ?assertEqual(none, sup(Cfg, B, {checkpoint_of, ck})),
+    ok.
+
+rebalance_kv_1kib_rate(Cfg) ->
+    Opts = [{rebalance, true}],
+    {_HA, A, _HB, B} = two_hosts(Cfg, Opts),
+    Scope = ?config(scope, Cfg),
+    Names = [{kv, I} || I <- lists:seq(1, 1000)],
+    Val = fun(I) -> binary:copy(<<I:32>>, 256) end,          % 1 KiB
+    [begin
+         {ok, P, N} = sup(Cfg, A, {start_child, {kv, [{name, N}]}, undefined}),
+         ok = gen_server:call(P, {put, v, Val(I)})
+     end || {kv, I} = N <- Names],
+    W = watch_start(Cfg),
+    T0 = erlang:monotonic_time(microsecond),
+    HC = start_c(Cfg, #{name => ho_c, connect => [A, B]}),
+    C = maps:get(node, HC),
+    {ok, _} = dsup_cluster:call(C, {start_supervisor, name(Cfg), Opts}),
+    Ring3 = dsup_cluster:ring([A, B, C]),
+    Moved = [N || N <- Names, dsup_cluster:ring_owner(Ring3, N) =:= C],
+    wait(fun() -> lists:all(fun(N) -> [node(P) || P <- pg:get_members(Scope, N)] =:= [C] end, Moved)
+                      orelse not_yet end, 30000),
+    T1 = erlang:monotonic_time(microsecond),
+    {{Dups, _}, Gaps} = watch_stop_gaps(W),
+    ?assertEqual([], Dups),
+    ?assertEqual(length(Moved), length(Gaps)),
+    [?assertEqual({ok, Val(I)}, gen_server:call(hd(pg:get_members(Scope, N)), {get, v})) || {kv, I} = N <- Names],
+    ct:log("~p moves of 1 KiB stores; join-to-done ~p ms (includes starting the node's instance); "
+           "unregistered time per move: p50 ~p us, p99 ~p us, max ~p us",
+           [length(Moved), (T1 - T0) div 1000, pct(Gaps, 50), pct(Gaps, 99), lists:max(Gaps)]),
     ok.
