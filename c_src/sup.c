@@ -493,6 +493,20 @@ static void sup_info(dsup_proc *self, void *state, dsup_term msg)
         return;
 }
 
+typedef struct stop_ctx {
+    dsup_sup *s;
+    sup_child **list;
+    size_t n;
+} stop_ctx;
+
+static void collect_local(dsup_dict_ent *e, void *arg)
+{
+    stop_ctx *c = arg;
+    sup_child *ch = e->val;
+    if (ch->local)
+        c->list[c->n++] = ch;
+}
+
 typedef struct kill_ctx {
     dsup_proc *self;
     dsup_term reason;
@@ -511,6 +525,18 @@ static void signal_local_child(dsup_dict_ent *e, void *arg)
 static void sup_terminate(dsup_proc *self, void *state, dsup_term reason)
 {
     dsup_sup *s = state;
+    if (!s->stopping && is_shutdown_reason(reason)) {
+        /* gen_server:stop of the instance: hand the children that carry
+         * their state over now (no barrier: we are ending), the others
+         * come back by the survivors' failover as before. */
+        s->stopping = 1;
+        stop_ctx c = { s, malloc((s->by_name.count + 1) * sizeof(sup_child *)), 0 };
+        if (c.list) {
+            dsup_dict_foreach(&s->by_name, collect_local, &c);
+            sup_handoff_on_stop(s, c.list, c.n, 0);
+        }
+        free(c.list);
+    }
     kill_ctx k = { self, reason };
     dsup_dict_foreach(&s->by_name, signal_local_child, &k);
     sup_claim_shutdown(s);
@@ -642,20 +668,6 @@ int dsup_sup_start(const char *name, const dsup_term *opts, dsup_sup **out, ei_x
     return 0;
 }
 
-typedef struct stop_ctx {
-    dsup_sup *s;
-    sup_child **list;
-    size_t n;
-} stop_ctx;
-
-static void collect_local(dsup_dict_ent *e, void *arg)
-{
-    stop_ctx *c = arg;
-    sup_child *ch = e->val;
-    if (ch->local)
-        c->list[c->n++] = ch;
-}
-
 /* {node_terminate, Node, Reason, [{status, Pid, {module, Type}, [State]}]} */
 static void broadcast_node_terminate(dsup_sup *s, const char *reason, sup_child **list, size_t n)
 {
@@ -708,7 +720,7 @@ static void sup_shutdown_instance(dsup_sup *s, const char *why)
     broadcast_node_terminate(s, why, c.list, c.n);
     /* Only a graceful stop hands over: after reached_max_restart_intensity
      * the restarted instance brings the children back (sup_heal.c). */
-    int pending = c.list && strcmp(why, "shutdown") == 0 && sup_handoff_on_stop(s, c.list, c.n);
+    int pending = c.list && strcmp(why, "shutdown") == 0 && sup_handoff_on_stop(s, c.list, c.n, 1);
     free(c.list);
     if (!pending)
         sup_shutdown_finish(s);

@@ -141,8 +141,9 @@ void sup_claim_shutdown(dsup_sup *s);
 /* Graceful stop: stop every local child and, once the peers have seen them
  * leave (a barrier), hand those whose type has handoff_state to their ring
  * successors, then sup_shutdown_finish(). 1 when that is pending, 0 when
- * the caller finishes now (nothing to wait for). */
-int sup_handoff_on_stop(dsup_sup *s, sup_child **list, size_t n);
+ * the caller finishes now (nothing to wait for). barrier 0: the instance is
+ * ending now (gen_server:stop): hand over at once, without the barrier. */
+int sup_handoff_on_stop(dsup_sup *s, sup_child **list, size_t n, int barrier);
 int sup_handoff_msg(dsup_sup *s, dsup_term event);
 int sup_handoff_call(dsup_sup *s, dsup_term req, const dsup_from *from, ei_x_buff *reply, dsup_call_ret *ret);
 

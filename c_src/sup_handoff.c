@@ -88,7 +88,7 @@ static const char *successor(dsup_sup *s, dsup_term name)
     return NULL;
 }
 
-int sup_handoff_on_stop(dsup_sup *s, sup_child **list, size_t n)
+int sup_handoff_on_stop(dsup_sup *s, sup_child **list, size_t n, int barrier)
 {
     size_t moved = 0;
     ei_x_buff *x = dsup_term_scratch();
@@ -102,10 +102,13 @@ int sup_handoff_on_stop(dsup_sup *s, sup_child **list, size_t n)
         const char *node = p->type && p->type->handoff_state && c->spec->restart != DSUP_RESTART_TEMPORARY
                                ? successor(s, c->spec->name)
                                : NULL;
-        if (!node || !sup_host_on(s, node)) {
+        const dsup_pid *host = node ? sup_host_on(s, node) : NULL;
+        if (!host) {
             /* moves by restart: the survivors' failover, once we left */
-            c->terminating = 1;
-            dsup_proc_exit(p, dsup_reason_atom("shutdown"));
+            if (barrier) {
+                c->terminating = 1;
+                dsup_proc_exit(p, dsup_reason_atom("shutdown"));
+            }
             continue;
         }
         dsup_x_reset(x);
@@ -113,13 +116,18 @@ int sup_handoff_on_stop(dsup_sup *s, sup_child **list, size_t n)
         dsup_x_encode_atom(x, "$dsup");
         encode_move(c, "handoff", x);
         stop_old_copy(c);
-        sup_move_send_after_barrier(s, node, x);
+        if (barrier) {
+            sup_move_send_after_barrier(s, node, x);
+        } else {
+            dsup_pid to = *host;
+            dsup_send(s->proc, &to, x);
+        }
         moved++;
     }
     dsup_term_scratch_release(x);
     if (moved)
         LOG_INFO("%s: handing %zu children over with their state", s->name, moved);
-    if (n == 0)
+    if (n == 0 || !barrier)
         return 0;
     /* Every peer must see our children leave before the new copies (or the
      * failover's restarts, after we leave the hosts) join. */

@@ -27,6 +27,8 @@
 %%%   hosts, a third joins (default throttle): every moved store keeps its
 %%%   entry; logs moves per second (first leave to last join, CT node's
 %%%   view) and the unregistered time per move (p50/p99/max).
+%%% * instance_stop_hands_over: gen_server:stop of the instance on A (not
+%%%   its node): the counter at 41 runs on B at 41.
 %%% * handoff_init_sees_term_only_on_moves: a counter restarted after a
 %%%   crash starts from its init args (no handoff), after a move from the
 %%%   moved value.
@@ -46,6 +48,7 @@ all() ->
      move_child_keeps_state,
      rebalance_moves_exactly_changed_owners,
      rebalance_kv_1kib_rate,
+     instance_stop_hands_over,
      handoff_init_sees_term_only_on_moves,
      checkpoint_restores_after_kill9].
 
@@ -378,4 +381,14 @@ rebalance_kv_1kib_rate(Cfg) ->
     ct:log("~p moves of 1 KiB stores; join-to-done ~p ms (includes starting the node's instance); "
            "unregistered time per move: p50 ~p us, p99 ~p us, max ~p us",
            [length(Moved), (T1 - T0) div 1000, pct(Gaps, 50), pct(Gaps, 99), lists:max(Gaps)]),
+    ok.
+
+instance_stop_hands_over(Cfg) ->
+    {_HA, A, _HB, B} = two_hosts(Cfg),
+    C = start_ok(Cfg, A, {counter, [{name, inst41}, {value, 1}]}, A),
+    ?assertEqual(41, gen_server:call(C, {add, 40})),
+    ok = gen_server:stop({name(Cfg), A}),
+    C2 = pid_on(Cfg, inst41, B),
+    ?assertEqual(41, gen_server:call(C2, get)),
+    ?assert(dead(C)),
     ok.
