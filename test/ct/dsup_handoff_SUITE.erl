@@ -29,6 +29,11 @@
 %%%   view) and the unregistered time per move (p50/p99/max).
 %%% * instance_stop_hands_over: gen_server:stop of the instance on A (not
 %%%   its node): the counter at 41 runs on B at 41.
+%%% * rebalance_options_and_cli: bad rebalance/rebalance_moves values are
+%%%   refused on the wire ({bad_option, Key}) and on the command line (exit
+%%%   64 naming the key); hosts started with `--supervisor
+%%%   Name,rebalance=true,rebalance_moves=2` move 40 counters' changed
+%%%   owners to a joining third host, values kept.
 %%% * handoff_init_sees_term_only_on_moves: a counter restarted after a
 %%%   crash starts from its init args (no handoff), after a move from the
 %%%   moved value.
@@ -49,6 +54,7 @@ all() ->
      rebalance_moves_exactly_changed_owners,
      rebalance_kv_1kib_rate,
      instance_stop_hands_over,
+     rebalance_options_and_cli,
      handoff_init_sees_term_only_on_moves,
      checkpoint_restores_after_kill9].
 
@@ -391,4 +397,39 @@ instance_stop_hands_over(Cfg) ->
     C2 = pid_on(Cfg, inst41, B),
     ?assertEqual(41, gen_server:call(C2, get)),
     ?assert(dead(C)),
+    ok.
+
+rebalance_options_and_cli(Cfg) ->
+    %% the wire
+    HA0 = start_c(Cfg, #{name => ho_opt}),
+    A0 = maps:get(node, HA0),
+    [?assertEqual({error, {bad_option, K}}, dsup_cluster:call(A0, {start_supervisor, name(Cfg), [{K, V}]}))
+     || {K, V} <- [{rebalance, maybe}, {rebalance, 1}, {rebalance_moves, 0}, {rebalance_moves, 10001},
+                   {rebalance_moves, true}]],
+    dsup_cluster:stop_all_c([HA0]),
+    %% the command line: refused before anything starts
+    [begin
+         Out = os:cmd(dsup_test:exe() ++ " --name x" ++ integer_to_list(erlang:unique_integer([positive]))
+                      ++ "@127.0.0.1 --supervisor 'X," ++ KV ++ "' 2>&1; echo rc=$?"),
+         ct:log("~s -> ~s", [KV, Out]),
+         ?assertNotEqual(nomatch, string:find(Out, "rc=64")),
+         ?assertNotEqual(nomatch, string:find(Out, hd(string:split(KV, "="))))
+     end || KV <- ["rebalance=yes", "rebalance_moves=0", "rebalance_moves=x"]],
+    %% and accepted: hosts from the command line rebalance
+    Sup = ["--supervisor", atom_to_list(name(Cfg)) ++ ",rebalance=true,rebalance_moves=2"],
+    HA = start_c(Cfg, #{name => ho_ca, extra_args => Sup}),
+    A = maps:get(node, HA),
+    HB = start_c(Cfg, #{name => ho_cb, connect => [A], extra_args => Sup}),
+    B = maps:get(node, HB),
+    wait(fun() -> [lists:sort(catch sup(Cfg, N, nodes)) || N <- [A, B]] =:= [lists:sort([A, B]), lists:sort([A, B])] end, ?T),
+    Scope = ?config(scope, Cfg),
+    Names = [{cli, I} || I <- lists:seq(1, 40)],
+    [{ok, _, N} = sup(Cfg, A, {start_child, {counter, [{name, N}, {value, I}]}, undefined}) || {cli, I} = N <- Names],
+    HC = start_c(Cfg, #{name => ho_cc, connect => [A, B], extra_args => Sup}),
+    C = maps:get(node, HC),
+    Ring3 = dsup_cluster:ring([A, B, C]),
+    Want = maps:from_list([{N, [dsup_cluster:ring_owner(Ring3, N)]} || N <- Names]),
+    ?assert(lists:member([C], maps:values(Want))),
+    wait(fun() -> maps:from_list([{N, [node(P) || P <- pg:get_members(Scope, N)]} || N <- Names]) =:= Want end, ?T),
+    [?assertEqual(I, gen_server:call(hd(pg:get_members(Scope, N)), get)) || {cli, I} = N <- Names],
     ok.
