@@ -168,6 +168,16 @@ int sup_checkpoint_msg(dsup_sup *s, dsup_term ev)
     dsup_term el[5];
     int ar, i = 0;
     dsup_pid pid;
+    if (dsup_term_tagged(ev, "child_down", &ar, el, 5) && ar == 4) {
+        /* a child that ended for good: its checkpoint is of no use (the
+         * event itself is for sup_cache.c: not consumed) */
+        dsup_dict_ent *e = s->ckpt ? dsup_dict_find(&s->ckpt->store, el[1].buf, el[1].len) : NULL;
+        if (e && dsup_decode_pid(el[2].buf, &i, &pid) == 0 && dsup_pid_eq(&((ckpt *)e->val)->pid, &pid)) {
+            dsup_term t = sup_checkpoint_take(s, el[1], &pid);
+            dsup_term_free(&t);
+        }
+        return 0;
+    }
     if (!dsup_term_tagged(ev, "checkpoint", &ar, el, 5) || ar != 4)
         return 0;
     sup_ckpt *ck = ck_of(s);

@@ -22,7 +22,8 @@
 %%% * checkpoint_restores_after_kill9: a counter checkpointed at 17 (then
 %%%   at 22 without a checkpoint) is at 17 on the other host after its host
 %%%   is killed -9; the checkpoint sat on exactly the ring successor; a
-%%%   counter outside a supervisor cannot checkpoint.
+%%%   child terminated for good has its checkpoint dropped there; a counter
+%%%   outside a supervisor cannot checkpoint.
 %%% * rebalance_kv_1kib_rate: 1,000 kv children holding 1 KiB each, 2
 %%%   hosts, a third joins (default throttle): every moved store keeps its
 %%%   entry; logs moves per second (first leave to last join, CT node's
@@ -351,6 +352,12 @@ checkpoint_restores_after_kill9(Cfg) ->
     wait(fun() -> sup(Cfg, B, {checkpoint_of, ck}) =:= {ok, 17} end, ?T),
     ?assertEqual(none, sup(Cfg, A, {checkpoint_of, ck})),
     ?assertEqual(22, gen_server:call(C, {add, 5})),       % not checkpointed
+    %% a child stopped for good: the successor forgets its checkpoint
+    D = start_ok(Cfg, A, {counter, [{name, gone}, {value, 5}]}, A),
+    ok = gen_server:call(D, checkpoint),
+    wait(fun() -> sup(Cfg, B, {checkpoint_of, gone}) =:= {ok, 5} end, ?T),
+    ok = sup(Cfg, A, {terminate_child, D}),
+    wait(fun() -> sup(Cfg, B, {checkpoint_of, gone}) =:= none end, ?T),
     {ok, Loose} = dsup_cluster:call(A, {spawn, counter, [{value, 1}]}),
     ?assertEqual(not_supervised, gen_server:call(Loose, checkpoint)),
     {exited, _} = dsup_test:kill_node(HA),
