@@ -141,9 +141,19 @@ typedef struct dsup_worker_type {
      * worker whose state grows keeps state_size 0 and allocates its own. */
     size_t state_size;
 
+    /* Optional (handoff): when the child moves to another node (graceful
+     * stop of its node or instance, move_child, rebalance), encode the state
+     * as one term into `out` and return 0. The process then stops with
+     * reason `shutdown` (terminate runs as usual) and the copy on the new
+     * node starts with the same init args; its init finds this term with
+     * dsup_handoff_state(). Non-zero, or no callback: the child moves by
+     * restart from its spec (init args only), as before. Takes the first
+     * reserved slot of ABI 2, so the struct keeps its size. */
+    int (*handoff_state)(dsup_proc *self, void *state, ei_x_buff *out);
+
     /* Room to grow (ABI 2): leave zeroed. New optional fields take these
      * slots, so a type built against this header keeps its size. */
-    void *reserved[8];
+    void *reserved[7];
 } dsup_worker_type;
 
 /* Make a worker type known to this node (before or after dsup_main starts).
@@ -164,12 +174,28 @@ DSUP_EXTERN int dsup_spawn(const char *type, const dsup_term *args, dsup_proc *l
 /* ---- inside a callback -------------------------------------------------- */
 
 DSUP_EXTERN const dsup_pid *dsup_self(const dsup_proc *self);
+/* Only inside init: 1 when this process starts as a move (handoff) and
+ * *state is the term the previous copy's handoff_state encoded (valid during
+ * init); 0 on a fresh start or a restart after a crash. */
+DSUP_EXTERN int dsup_handoff_state(const dsup_proc *self, dsup_term *state);
 DSUP_EXTERN void *dsup_state(const dsup_proc *self);
 DSUP_EXTERN const dsup_worker_type *dsup_type(const dsup_proc *self);
 
 /* Stop after the current callback returns, with this exit reason. */
 DSUP_EXTERN void dsup_stop(dsup_proc *self, dsup_term reason);
 DSUP_EXTERN void dsup_stop_atom(dsup_proc *self, const char *reason);
+
+/* Checkpoints for crashes (opt-in): publish `state` (one encoded term, at
+ * most DSUP_CHECKPOINT_MAX_BYTES) as this supervised child's latest
+ * checkpoint. It is copied to the node that would take the child over if
+ * this node died (the ring successor of its name among the hosts); after
+ * such a crash (kill -9, lost node) the child restarts there and its init
+ * finds the term with dsup_handoff_state(), instead of starting from its
+ * init args only. Copies go out at most every 100 ms per instance (a newer
+ * checkpoint replaces one not yet sent). 0, or -1 when the process is not a
+ * supervised child or the term is empty or too big. */
+#define DSUP_CHECKPOINT_MAX_BYTES (64u * 1024u)
+DSUP_EXTERN int dsup_checkpoint(dsup_proc *self, dsup_term state);
 
 /* Trap exits: exit signals arrive as {'EXIT', From, Reason} in handle_info. */
 DSUP_EXTERN void dsup_trap_exit(dsup_proc *self, int on);

@@ -12,7 +12,8 @@
 
 const char dsup_cli_sup_keys[] =
     "cache_children=true|false, monitor_nodes=true|false|cluster, nodes=a@h+b@h, "
-    "listeners=name+name, max_restarts=0..1000000, max_seconds=1..31536000";
+    "listeners=name+name, max_restarts=0..1000000, max_seconds=1..31536000, rebalance=true|false, "
+    "rebalance_moves=1..10000";
 
 /* Names given on the command line: MyApp.Sup is the Elixir alias
  * 'Elixir.MyApp.Sup'; lower-case names are plain atoms. Interned. */
@@ -158,6 +159,12 @@ static int pair(ei_x_buff *x, kv *p, const char *arg, char *err, size_t errcap)
     } else if (!strcmp(k, "max_seconds")) {
         if (dsup_cli_parse_int(v, 1, 86400 * 365, &num, what, sizeof what) < 0)
             why = "expected an integer in 1..31536000";
+    } else if (!strcmp(k, "rebalance")) {
+        if (!is_one_of(v, booleans))
+            why = "expected true or false";
+    } else if (!strcmp(k, "rebalance_moves")) {
+        if (dsup_cli_parse_int(v, 1, 10000, &num, what, sizeof what) < 0)
+            why = "expected an integer in 1..10000";
     } else if (!strcmp(k, "nodes") || !strcmp(k, "listeners")) {
         why = list_error(v, !strcmp(k, "nodes"));
     } else {
@@ -170,7 +177,7 @@ static int pair(ei_x_buff *x, kv *p, const char *arg, char *err, size_t errcap)
     }
     ei_x_encode_tuple_header(x, 2);
     dsup_x_encode_atom(x, k);
-    if (!strcmp(k, "max_restarts") || !strcmp(k, "max_seconds"))
+    if (!strcmp(k, "max_restarts") || !strcmp(k, "max_seconds") || !strcmp(k, "rebalance_moves"))
         ei_x_encode_longlong(x, num);
     else if (!strcmp(k, "nodes") || !strcmp(k, "listeners"))
         encode_list(x, p->v, !strcmp(k, "nodes"));

@@ -579,8 +579,22 @@ static const dsup_proc_class gen_server_class = { gs_message, gs_exiting };
 
 /* ---- spawning ------------------------------------------------------------------------ */
 
-static int spawn(const char *type_name, const dsup_term *args, dsup_proc *link_to, int implicit, dsup_proc **out,
-                 ei_x_buff *reason)
+/* The handoff term of the process whose init is running (dsup_handoff_state):
+ * saved and restored around init, since an init may spawn other workers. */
+static const dsup_proc *handoff_proc;
+static const dsup_term *handoff_term;
+
+int dsup_handoff_state(const dsup_proc *self, dsup_term *state)
+{
+    if (!self || self != handoff_proc || !handoff_term)
+        return 0;
+    if (state)
+        *state = *handoff_term;
+    return 1;
+}
+
+static int spawn(const char *type_name, const dsup_term *args, const dsup_term *handoff, dsup_proc *link_to,
+                 int implicit, dsup_proc **out, ei_x_buff *reason)
 {
     type_ent *te = find_type(type_name);
     if (!te)
@@ -599,9 +613,15 @@ static int spawn(const char *type_name, const dsup_term *args, dsup_proc *link_t
     dsup_term a = args ? *args : (dsup_term){ nil, 1 };
     int rc = 0;
     if (te->type.init) {
+        const dsup_proc *outer_proc = handoff_proc;
+        const dsup_term *outer_term = handoff_term;
+        handoff_proc = p;
+        handoff_term = handoff;
         p->in_callback++;
         rc = te->type.init(p, a, &p->state);
         p->in_callback--;
+        handoff_proc = outer_proc;
+        handoff_term = outer_term;
     }
     p->started = rc == 0 && !p->stop_reason;
     if (!p->started) {
@@ -627,13 +647,19 @@ static int spawn(const char *type_name, const dsup_term *args, dsup_proc *link_t
 int dsup_spawn_proc(const char *type_name, const dsup_term *args, dsup_proc *link_to, dsup_proc **out,
                     ei_x_buff *reason)
 {
-    return spawn(type_name, args, link_to, 0, out, reason);
+    return spawn(type_name, args, NULL, link_to, 0, out, reason);
 }
 
 int dsup_spawn_child(const char *type_name, const dsup_term *args, dsup_proc *parent, dsup_proc **out,
                      ei_x_buff *reason)
 {
-    return spawn(type_name, args, parent, 1, out, reason);
+    return spawn(type_name, args, NULL, parent, 1, out, reason);
+}
+
+int dsup_spawn_child_handoff(const char *type_name, const dsup_term *args, const dsup_term *handoff,
+                             dsup_proc *parent, dsup_proc **out, ei_x_buff *reason)
+{
+    return spawn(type_name, args, handoff, parent, 1, out, reason);
 }
 
 int dsup_spawn(const char *type, const dsup_term *args, dsup_proc *link_to, dsup_pid *pid, ei_x_buff *reason)

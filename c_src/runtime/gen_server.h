@@ -22,5 +22,9 @@ int dsup_spawn_child(const char *type_name, const dsup_term *args, dsup_proc *pa
                      ei_x_buff *reason);
 /* Messages held back by a worker (metrics: largest message queue). */
 size_t dsup_gs_queue_len(const dsup_proc *p);
+/* The same, started as a move: init sees `handoff` through
+ * dsup_handoff_state() (NULL: a fresh start). */
+int dsup_spawn_child_handoff(const char *type_name, const dsup_term *args, const dsup_term *handoff,
+                             dsup_proc *parent, dsup_proc **out, ei_x_buff *reason);
 
 #endif

@@ -696,6 +696,9 @@ static void on_stop_deadline(uv_timer_t *t)
     uv_stop(g_node->loop);
 }
 
+static void shutdown_rest(void);
+static int stop_holds, stop_hooks_ran;
+
 void dsup_shutdown(void)
 {
     if (!g_node || g_node->stopping)
@@ -703,8 +706,25 @@ void dsup_shutdown(void)
     g_node->stopping = 1;
     dsup_node_ctrl_stopping();
     /* The layers above stop, newest first: the HTTP endpoints, then the
-     * supervisors hand their children over (they leave the ring first). */
+     * supervisors hand their children over (they leave the ring first). A
+     * layer that must wait for its peers (a move barrier, a few seconds at
+     * most) holds the stop and releases it from the loop. */
+    stop_hooks_ran = 1;
     dsup_node_hooks_run(DSUP_NODE_STOPPING, NULL, 0);
+    if (stop_holds == 0)
+        shutdown_rest();
+}
+
+void dsup_node_stop_hold(void) { stop_holds++; }
+
+void dsup_node_stop_release(void)
+{
+    if (stop_holds > 0 && --stop_holds == 0 && stop_hooks_ran)
+        shutdown_rest();
+}
+
+static void shutdown_rest(void)
+{
     /* Workers end first, so their EXIT/DOWN signals reach the peers. */
     dsup_proc_foreach(exit_one, NULL);
     dsup_proc_run_queue();

@@ -24,6 +24,12 @@ int dsup_node_hook_add(dsup_node_hook_fn fn, void *arg);
  * first; otherwise in registration order). */
 void dsup_node_hooks_run(dsup_node_event ev, const char *peer, int value);
 
+/* A STOPPING hook that must wait (e.g. for peers to see its children
+ * leave) holds the stop and releases it later from the loop; the node goes
+ * on stopping once every hold is released (node.c). */
+void dsup_node_stop_hold(void);
+void dsup_node_stop_release(void);
+
 /* A gen_server:call to dsup_node that an upper layer answers: return 1 when
  * req was yours (the reply term encoded into `reply`), 0 to pass it on. */
 typedef int (*dsup_node_call_fn)(dsup_term req, ei_x_buff *reply);

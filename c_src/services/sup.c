@@ -65,6 +65,8 @@ static void host_joined(dsup_sup *s, const dsup_pid *host)
         dsup_ring_add_node(s->ring, host->node, 0);
         if (s->monitor_nodes == 1 && host->node != g_node->name)
             emit_node(s, "node_up", host->node);
+        if (s->rebalance && host->node != g_node->name && !s->stopping)
+            sup_rebalance_host_joined(s, host->node);
     }
     if (!dsup_pid_eq(host, dsup_self(s->proc)))
         sup_send_snapshot(s, host);
@@ -186,6 +188,12 @@ int sup_reply_if_running(dsup_sup *s, dsup_term name, ei_x_buff *reply)
  * {ok, Pid, Name} | {error, {already_started, Pid}} | {error, Reason}. */
 int sup_start_local(dsup_sup *s, dsup_child_spec *spec, ei_x_buff *reply)
 {
+    return sup_start_local_handoff(s, spec, NULL, reply);
+}
+
+/* The same, as the arriving end of a move: init sees `handoff` (NULL: none). */
+int sup_start_local_handoff(dsup_sup *s, dsup_child_spec *spec, const dsup_term *handoff, ei_x_buff *reply)
+{
     if (spec->name.len == 0 && !(spec = sup_spec_named_by_ref(spec)))
         return -1;
     if (sup_check_child_name(s, spec->name, reply) < 0 || sup_reply_if_running(s, spec->name, reply)) {
@@ -202,7 +210,7 @@ int sup_start_local(dsup_sup *s, dsup_child_spec *spec, ei_x_buff *reply)
     }
     dsup_proc *child;
     ei_x_buff *why = dsup_term_scratch();
-    int rc = dsup_spawn_child(spec->type, &spec->args, s->proc, &child, why);
+    int rc = dsup_spawn_child_handoff(spec->type, &spec->args, handoff, s->proc, &child, why);
     if (rc == -2) {
         ei_x_buff *t = dsup_term_scratch(); /* not dsup_reason_atom: it keeps what it encodes */
         dsup_x_encode_atom(t, spec->type);
@@ -437,16 +445,18 @@ void sup_failover(dsup_sup *s, const char *lost)
         if (keep && owner == g_node->name)
             spec = dsup_spec_with_name(c->spec, c->spec->name);
         dsup_pid old = c->pid;
+        dsup_term ckpt = spec ? sup_checkpoint_take(s, spec->name, &old) : (dsup_term){ NULL, 0 };
         sup_emit_process_stop(s, c->spec->name, &old);
         sup_cache_drop(s, c);
         if (spec && sup_claim_busy(s, spec->name)) {
             sup_claim_restart(s, spec); /* a start elsewhere holds the name: after it, if it fails */
         } else if (spec) {
             ei_x_buff *x = dsup_term_scratch();
-            if (sup_start_local(s, spec, x) == 0)
+            if (sup_start_local_handoff(s, spec, ckpt.buf ? &ckpt : NULL, x) == 0) /* its last checkpoint */
                 restarted++;
             dsup_term_scratch_release(x);
         }
+        dsup_term_free(&ckpt);
     }
     free(o.list);
     if (o.n)
@@ -472,15 +482,15 @@ static void sup_info(dsup_proc *self, void *state, dsup_term msg)
         return;
     }
     if (dsup_term_tagged(msg, "$dsup", &ar, el, 2) && ar == 2) {
-        if (!sup_claim_msg(s, el[1]))
+        if (!sup_claim_msg(s, el[1]) && !sup_handoff_msg(s, el[1]) && !sup_checkpoint_msg(s, el[1]))
             sup_on_child_msg(s, el[1]);
         return;
     }
     if (dsup_term_tagged(msg, "DOWN", &ar, el, 5) && ar == 5) {
         dsup_ref ref;
         int i = 0;
-        if (dsup_decode_ref(el[1].buf, &i, &ref) == 0)
-            sup_pending_down(s, &ref);
+        if (dsup_decode_ref(el[1].buf, &i, &ref) == 0 && !sup_pending_down(s, &ref))
+            sup_move_down(s, &ref);
         return;
     }
     if (dsup_term_tagged(msg, "$dsup_failover", &ar, el, 2) && ar == 2) {
@@ -505,8 +515,22 @@ static void sup_info(dsup_proc *self, void *state, dsup_term msg)
             retry_start(s, named);
         return;
     }
-    if (sup_pending_reply(s, msg))
+    if (sup_pending_reply(s, msg) || sup_move_reply(s, msg))
         return;
+}
+
+typedef struct stop_ctx {
+    dsup_sup *s;
+    sup_child **list;
+    size_t n;
+} stop_ctx;
+
+static void collect_local(dsup_dict_ent *e, void *arg)
+{
+    stop_ctx *c = arg;
+    sup_child *ch = e->val;
+    if (ch->local)
+        c->list[c->n++] = ch;
 }
 
 typedef struct kill_ctx {
@@ -527,9 +551,24 @@ static void signal_local_child(dsup_dict_ent *e, void *arg)
 static void sup_terminate(dsup_proc *self, void *state, dsup_term reason)
 {
     dsup_sup *s = state;
+    if (!s->stopping && is_shutdown_reason(reason)) {
+        /* gen_server:stop of the instance: hand the children that carry
+         * their state over now (no barrier: we are ending), the others
+         * come back by the survivors' failover as before. */
+        s->stopping = 1;
+        stop_ctx c = { s, malloc((s->by_name.count + 1) * sizeof(sup_child *)), 0 };
+        if (c.list) {
+            dsup_dict_foreach(&s->by_name, collect_local, &c);
+            sup_handoff_on_stop(s, c.list, c.n, 0);
+        }
+        free(c.list);
+    }
     kill_ctx k = { self, reason };
     dsup_dict_foreach(&s->by_name, signal_local_child, &k);
     sup_claim_shutdown(s);
+    sup_rebalance_free(s);
+    sup_move_free(s);
+    sup_checkpoint_free(s);
     s->proc = NULL; /* the struct lives on in dsup_sups for pending lookups */
     sup_heal_ended(s, reason); /* the node restarts the instance */
 }
@@ -614,6 +653,7 @@ int dsup_sup_start(const char *name, const dsup_term *opts, dsup_sup **out, ei_x
     s->cache_children = 1;
     s->max_restarts = 3;
     s->max_seconds = 5;
+    s->rebalance_moves = SUP_REBALANCE_MOVES_DEFAULT;
     static const char nil[] = { 106 };
     if (sup_parse_opts(s, opts ? *opts : (dsup_term){ nil, 1 }, err) < 0) {
         free_sup(s);
@@ -656,20 +696,6 @@ int dsup_sup_start(const char *name, const dsup_term *opts, dsup_sup **out, ei_x
     return 0;
 }
 
-typedef struct stop_ctx {
-    dsup_sup *s;
-    sup_child **list;
-    size_t n;
-} stop_ctx;
-
-static void collect_local(dsup_dict_ent *e, void *arg)
-{
-    stop_ctx *c = arg;
-    sup_child *ch = e->val;
-    if (ch->local)
-        c->list[c->n++] = ch;
-}
-
 /* {node_terminate, Node, Reason, [{status, Pid, {module, Type}, [State]}]} */
 static void broadcast_node_terminate(dsup_sup *s, const char *reason, sup_child **list, size_t n)
 {
@@ -707,18 +733,49 @@ static void broadcast_node_terminate(dsup_sup *s, const char *reason, sup_child 
     dsup_term_scratch_release(x);
 }
 
-/* Stop this instance: tell the others, leave the ring (so their failover
- * takes our children), then stop the children and the instance. */
+/* Stop this instance: tell the others, stop the children and hand those
+ * that can carry their state to their new owners (sup_handoff.c), leave the
+ * ring (so the others' failover takes the other children), then stop. */
 static void sup_shutdown_instance(dsup_sup *s, const char *why)
 {
     if (s->stopping || !s->proc)
         return;
     s->stopping = 1;
+    s->stop_why = why;
     stop_ctx c = { s, malloc((s->by_name.count + 1) * sizeof(sup_child *)), 0 };
     if (c.list)
         dsup_dict_foreach(&s->by_name, collect_local, &c);
     broadcast_node_terminate(s, why, c.list, c.n);
+    /* Only a graceful stop hands over: after reached_max_restart_intensity
+     * the restarted instance brings the children back (sup_heal.c). */
+    int pending = c.list && strcmp(why, "shutdown") == 0 && sup_handoff_on_stop(s, c.list, c.n, 1);
+    free(c.list);
+    if (!pending)
+        sup_shutdown_finish(s);
+}
+
+static void (*shutdown_then)(void);
+static int shutdown_waiting;
+static uv_timer_t shutdown_timer;
+
+static void on_shutdown_continue(uv_timer_t *t)
+{
+    void (*then)(void) = shutdown_then;
+    shutdown_then = NULL;
+    uv_close((uv_handle_t *)t, NULL);
+    if (then)
+        then();
+}
+
+void sup_shutdown_finish(dsup_sup *s)
+{
+    if (!s->proc || s->finished)
+        return;
+    s->finished = 1;
     dsup_pg_leave(s->scope, dsup_reason_atom(SUP_HOSTS_GROUP), &s->proc->pid, 1);
+    stop_ctx c = { s, malloc((s->by_name.count + 1) * sizeof(sup_child *)), 0 };
+    if (c.list)
+        dsup_dict_foreach(&s->by_name, collect_local, &c);
     for (size_t i = 0; i < c.n; i++) {
         dsup_proc *p = dsup_proc_lookup(&c.list[i]->pid);
         if (p)
@@ -728,13 +785,26 @@ static void sup_shutdown_instance(dsup_sup *s, const char *why)
     dsup_pg_unsubscribe(s->scope, on_scope_event, s);
     /* dsup_stop ends the process now, or after the current callback when
      * we are inside one (restart intensity reached while handling an EXIT). */
-    dsup_stop_atom(s->proc, why);
+    dsup_stop_atom(s->proc, s->stop_why);
+    if (shutdown_then && --shutdown_waiting == 0) /* the node goes on from the loop */
+        uv_timer_start(&shutdown_timer, on_shutdown_continue, 0, 0);
 }
 
-void dsup_sup_shutdown_all(void)
+int dsup_sup_shutdown_all(void (*then)(void))
 {
-    for (dsup_sup *s = dsup_sups; s; s = s->next)
+    int waiting = 0;
+    for (dsup_sup *s = dsup_sups; s; s = s->next) {
         sup_shutdown_instance(s, "shutdown");
+        waiting += s->proc && !s->finished;
+    }
+    if (waiting) {
+        shutdown_then = then;
+        shutdown_waiting = waiting;
+        uv_timer_init(g_node->loop, &shutdown_timer);
+        /* The barriers give up after 2 s; this is the backstop. */
+        uv_timer_start(&shutdown_timer, on_shutdown_continue, 4000, 0);
+    }
+    return waiting;
 }
 
 int dsup_ring_atoms_explicit;

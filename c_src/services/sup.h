@@ -66,7 +66,14 @@ struct dsup_sup {
     uint64_t claim_seq;
     uv_timer_t *claim_timer;      /* expiry sweep while either is non-empty */
     sup_sub *subs;
+    int rebalance;                /* move children to a joining host (sup_rebalance.c) */
+    int rebalance_moves;          /* ... at most this many in flight */
+    struct sup_rebalance *rb;
+    struct sup_moves *moves;      /* moves in progress (sup_move.c) */
+    struct sup_ckpt *ckpt;        /* checkpoints sent and kept (sup_checkpoint.c) */
     int stopping;
+    int finished;                 /* sup_shutdown_finish ran */
+    const char *stop_why;         /* static text: the instance's exit reason */
     struct dsup_sup *next;
 };
 
@@ -101,6 +108,7 @@ dsup_child_spec *sup_spec_named_by_ref(dsup_child_spec *spec);
 int sup_check_child_name(dsup_sup *s, dsup_term name, ei_x_buff *reply);
 int sup_reply_if_running(dsup_sup *s, dsup_term name, ei_x_buff *reply);
 int sup_start_local(dsup_sup *s, dsup_child_spec *spec, ei_x_buff *reply);
+int sup_start_local_handoff(dsup_sup *s, dsup_child_spec *spec, const dsup_term *handoff, ei_x_buff *reply);
 const dsup_pid *sup_host_on(dsup_sup *s, const char *node);
 void sup_stop_child(dsup_sup *s, sup_child *c, dsup_term reason);
 void sup_failover(dsup_sup *s, const char *lost_node);
@@ -120,7 +128,11 @@ int sup_pending_down(dsup_sup *s, const dsup_ref *mref);
 int dsup_sup_service_init(void);
 /* Names an instance may not take (the node's built-in processes). */
 int dsup_sup_reserved_name(const char *name);
-void dsup_sup_shutdown_all(void);
+/* Stop every instance; returns how many still hand children over, and
+ * calls `then` from the loop once they are done (nothing when 0). */
+int dsup_sup_shutdown_all(void (*then)(void));
+/* sup.c: the end of an instance's graceful stop, after the handoffs. */
+void sup_shutdown_finish(dsup_sup *s);
 void dsup_sup_conn_event(const char *node, int up);
 /* A BEAM peer runs this OTP release: default the atom-key hashing to it. */
 void dsup_sup_peer_release(int otp);
@@ -150,6 +162,45 @@ int sup_claim_busy(dsup_sup *s, dsup_term name);
 void sup_claim_restart(dsup_sup *s, dsup_child_spec *spec);
 void sup_claim_node_lost(dsup_sup *s, const char *node);
 void sup_claim_shutdown(dsup_sup *s);
+
+/* sup_handoff.c: moving children with their state */
+/* Graceful stop: stop every local child and, once the peers have seen them
+ * leave (a barrier), hand those whose type has handoff_state to their ring
+ * successors, then sup_shutdown_finish(). 1 when that is pending, 0 when
+ * the caller finishes now (nothing to wait for). barrier 0: the instance is
+ * ending now (gen_server:stop): hand over at once, without the barrier. */
+int sup_handoff_on_stop(dsup_sup *s, sup_child **list, size_t n, int barrier);
+int sup_handoff_msg(dsup_sup *s, dsup_term event);
+int sup_handoff_call(dsup_sup *s, dsup_term req, const dsup_from *from, ei_x_buff *reply, dsup_call_ret *ret);
+
+/* sup_rebalance.c: when a host joins, move it the children it now owns */
+#define SUP_REBALANCE_MOVES_DEFAULT 8
+void sup_rebalance_host_joined(dsup_sup *s, const char *node);
+/* A rebalance move ended (ok: the new copy started). */
+void sup_rebalance_moved(dsup_sup *s, int ok);
+void sup_rebalance_free(dsup_sup *s);
+
+/* sup_move.c: move local child c to the host on node (stops c now); the
+ * reply {ok, Pid, Name} | {error, _} goes to `from`, or to the rebalance
+ * throttle when from is NULL. */
+void sup_move_start(dsup_sup *s, sup_child *c, const char *node, const dsup_from *from);
+int sup_move_reply(dsup_sup *s, dsup_term msg);
+int sup_move_down(dsup_sup *s, const dsup_ref *mref);
+void sup_move_free(dsup_sup *s);
+/* Queue a plain message to the host on node, sent once a barrier passes. */
+void sup_move_send_after_barrier(dsup_sup *s, const char *node, const ei_x_buff *msg);
+/* Open a barrier (unless one is open): a stopping instance finishes
+ * (sup_shutdown_finish) once it passed and nothing else waits for one. */
+void sup_move_barrier(dsup_sup *s);
+/* sup_handoff.c, for rebalance: {start_handoff, Name, SpecMap, State} for
+ * local child c into x, and stop c (its pid leaves the registry now). */
+void sup_handoff_take(sup_child *c, ei_x_buff *x);
+
+/* sup_checkpoint.c */
+int sup_checkpoint_msg(dsup_sup *s, dsup_term event);
+dsup_term sup_checkpoint_take(dsup_sup *s, dsup_term name, const dsup_pid *lost);
+void sup_checkpoint_free(dsup_sup *s);
+void sup_checkpoint_encode(dsup_sup *s, dsup_term name, ei_x_buff *reply);
 
 /* sup_opts.c */
 int sup_parse_opts(dsup_sup *s, dsup_term opts, ei_x_buff *err);

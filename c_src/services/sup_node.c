@@ -70,7 +70,10 @@ static void on_node_event(void *arg, dsup_node_event ev, const char *peer, int v
         dsup_sup_peer_release(value);
         break;
     case DSUP_NODE_STOPPING:
-        dsup_sup_shutdown_all(); /* children handed over, the ring left first */
+        /* children handed over, the ring left first; a move barrier holds
+         * the node's stop until the peers saw the old copies leave */
+        if (dsup_sup_shutdown_all(dsup_node_stop_release) > 0)
+            dsup_node_stop_hold();
         break;
     case DSUP_NODE_READY:
         break;

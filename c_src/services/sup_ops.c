@@ -9,6 +9,8 @@
  *   which_children           -> [{undefined, Pid, worker, [Type]}]
  *   nodes                    -> [Node]
  *   {node_for, Key}          -> Node | undefined
+ *   {move_child, Name, Node} -> {ok, Pid, Name} | {error, _}   (sup_handoff.c)
+ *   {checkpoint_of, Name}    -> {ok, Term} | none             (sup_checkpoint.c)
  * A start or terminate that belongs to another node is forwarded to the
  * instance there; its answer is relayed without blocking this one. */
 #include <stdlib.h>
@@ -323,6 +325,9 @@ dsup_call_ret sup_handle_call(dsup_proc *self, void *state, dsup_term req, const
         return start_child_here(s, el[1], el[2], from, reply);
     if (dsup_term_tagged(req, "terminate_child", &ar, el, 4) && ar == 2)
         return terminate_child(s, req, el[1], from, reply);
+    dsup_call_ret moved;
+    if (sup_handoff_call(s, req, from, reply, &moved))
+        return moved;
     if (dsup_term_is_atom(req, "children")) {
         encode_children(s, reply, ENC_CHILDREN, 0);
     } else if (dsup_term_is_atom(req, "local_children")) {

@@ -8,7 +8,10 @@
  *   listeners        Pid | atom | {atom, Node} | a list of them: event sinks
  *                    ({distributed_supervisor, Name, Event} messages)
  *   max_restarts     non-negative integer (default 3)
- *   max_seconds      positive integer (default 5) */
+ *   max_seconds      positive integer (default 5)
+ *   rebalance        boolean (default false): a joining host receives, with
+ *                    their state, the local children it now owns
+ *   rebalance_moves  1..10000 (default 8): such moves in flight at once */
 #include <stdlib.h>
 #include <string.h>
 
@@ -208,6 +211,18 @@ int sup_parse_opts(dsup_sup *s, dsup_term opts, ei_x_buff *err)
                 rc = bad(err, key);
             else
                 s->max_seconds = (int)num;
+        } else if (dsup_term_is_atom(key, "rebalance")) {
+            if (dsup_term_is_atom(v, "true"))
+                s->rebalance = 1;
+            else if (dsup_term_is_atom(v, "false"))
+                s->rebalance = 0;
+            else
+                rc = bad(err, key);
+        } else if (dsup_term_is_atom(key, "rebalance_moves")) {
+            if (get_long(v, &num) < 0 || num < 1 || num > 10000)
+                rc = bad(err, key);
+            else
+                s->rebalance_moves = (int)num;
         } else {
             rc = bad(err, key);
         }

@@ -1,4 +1,6 @@
-/* counter — an integer with get / inc / {add, K}; counts info messages;
+/* counter — an integer with get / inc / {add, K}; `checkpoint` publishes
+ * the value (dsup_checkpoint: a kill -9 of the host restarts it from it);
+ * counts info messages;
  * `stop` answers ok then stops normally; {crash, Reason} stops with Reason
  * without answering. Init args: [{value, N}]. */
 #include "dsup.h"
@@ -9,12 +11,13 @@ typedef struct counter {
     long infos;
 } counter;
 
-/* The state lives with the process (state_size): nothing to allocate or free. */
+/* The state lives with the process (state_size): nothing to allocate or free.
+ * A handoff (the value the previous copy had) wins over the init args. */
 static int counter_init(dsup_proc *self, dsup_term args, void **state)
 {
     counter *c = *state;
     dsup_term v;
-    if (dsup_term_keyfind(args, "value", &v)) {
+    if (dsup_handoff_state(self, &v) || dsup_term_keyfind(args, "value", &v)) {
         int i = 0;
         if (ei_decode_long(v.buf, &i, &c->value) < 0) {
             dsup_stop_atom(self, "badarg");
@@ -45,6 +48,12 @@ static dsup_call_ret counter_call(dsup_proc *self, void *state, dsup_term req, c
             c->value += k;
             ei_x_encode_long(reply, c->value);
         }
+    } else if (dsup_term_is_atom(req, "checkpoint")) {
+        char buf[16]; /* publish the value for a crash: one small integer term */
+        int n = 0;
+        ei_encode_long(buf, &n, c->value);
+        int rc = dsup_checkpoint(self, (dsup_term){ buf, (size_t)n });
+        dsup_x_encode_atom(reply, rc == 0 ? "ok" : "not_supervised");
     } else if (dsup_term_is_atom(req, "stop")) {
         dsup_x_encode_atom(reply, "ok");
         dsup_stop_atom(self, "normal");
@@ -86,6 +95,7 @@ static int counter_replace(dsup_proc *self, void **state, dsup_term t)
     return 0;
 }
 
+/* Handoff and :sys.get_state carry the same term: the value. */
 const dsup_worker_type dsup_worker_counter = {
     .name = "counter",
     .init = counter_init,
@@ -94,5 +104,6 @@ const dsup_worker_type dsup_worker_counter = {
     .handle_info = counter_info,
     .encode_state = counter_state,
     .replace_state = counter_replace,
+    .handoff_state = counter_state,
     .state_size = sizeof(counter),
 };

@@ -17,6 +17,8 @@ typedef struct kv {
     size_t nslots, count;
 } kv;
 
+static void kv_free(kv *s);
+
 static size_t hash(dsup_term k)
 {
     size_t h = 1469598103934665603ULL;
@@ -52,6 +54,26 @@ static void grow(kv *s)
     s->nslots = n;
 }
 
+static void put(kv *s, dsup_term k, dsup_term v);
+
+/* A handoff term is the map kv_state encodes: #{Key => Value}. */
+static int load_map(kv *s, dsup_term m)
+{
+    int i = 0, arity;
+    if (ei_decode_map_header(m.buf, &i, &arity) < 0)
+        return -1;
+    for (int k = 0; k < arity; k++) {
+        int ks = i, vs;
+        if (ei_skip_term(m.buf, &i) < 0)
+            return -1;
+        vs = i;
+        if (ei_skip_term(m.buf, &i) < 0 || (size_t)i > m.len)
+            return -1;
+        put(s, (dsup_term){ m.buf + ks, (size_t)(vs - ks) }, (dsup_term){ m.buf + vs, (size_t)(i - vs) });
+    }
+    return 0;
+}
+
 static int kv_init(dsup_proc *self, dsup_term args, void **state)
 {
     kv *s = calloc(1, sizeof *s);
@@ -59,7 +81,14 @@ static int kv_init(dsup_proc *self, dsup_term args, void **state)
         return -1;
     s->nslots = 16;
     s->slots = calloc(s->nslots, sizeof *s->slots);
-    *state = s;
+    *state = s; /* set before a refusal: terminate is not called, so free here */
+    dsup_term h;
+    if (!s->slots || (dsup_handoff_state(self, &h) && load_map(s, h) < 0)) {
+        kv_free(s);
+        *state = NULL;
+        dsup_stop_atom(self, "bad_handoff");
+        return -1;
+    }
     return 0;
 }
 
@@ -127,8 +156,12 @@ static dsup_call_ret kv_call(dsup_proc *self, void *state, dsup_term req, const 
 
 static void kv_terminate(dsup_proc *self, void *state, dsup_term reason)
 {
-    kv *s = state;
-    for (size_t i = 0; i < s->nslots; i++) {
+    kv_free(state);
+}
+
+static void kv_free(kv *s)
+{
+    for (size_t i = 0; s->slots && i < s->nslots; i++) {
         for (kv_ent *e = s->slots[i], *next; e; e = next) {
             next = e->next;
             dsup_term_free(&e->key);
@@ -159,4 +192,5 @@ const dsup_worker_type dsup_worker_kv = {
     .handle_call = kv_call,
     .terminate = kv_terminate,
     .encode_state = kv_state,
+    .handoff_state = kv_state, /* the same map moves with the child */
 };
