@@ -156,7 +156,10 @@ watch_loop(Ref, G, Bad, Joins, Left, Gaps) ->
             From ! {self(), {lists:reverse(Bad), Joins}, Gaps}
     end.
 
-is_reserved(G) -> lists:member(G, ['$dsup_hosts', '$dsup_observers', '$dsup_crash_reports']).
+%% The instances' own groups (hosts, observers, crash reports, capabilities:
+%% one member per host), not child names.
+is_reserved({'$dsup_type', _}) -> true;
+is_reserved(G) -> lists:member(G, ['$dsup_hosts', '$dsup_observers', '$dsup_crash_reports', '$dsup_beam']).
 
 watch_stop(W) -> element(1, watch_stop_gaps(W)).
 
