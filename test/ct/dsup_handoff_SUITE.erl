@@ -422,7 +422,7 @@ rebalance_options_and_cli(Cfg) ->
     HA0 = start_c(Cfg, #{name => ho_opt}),
     A0 = maps:get(node, HA0),
     [?assertEqual({error, {bad_option, K}}, dsup_cluster:call(A0, {start_supervisor, name(Cfg), [{K, V}]}))
-     || {K, V} <- [{rebalance, maybe}, {rebalance, 1}, {rebalance_moves, 0}, {rebalance_moves, 10001},
+     || {K, V} <- [{rebalance, 'maybe'}, {rebalance, 1}, {rebalance_moves, 0}, {rebalance_moves, 10001},
                    {rebalance_moves, true}]],
     dsup_cluster:stop_all_c([HA0]),
     %% the command line: refused before anything starts
