@@ -675,7 +675,7 @@ defmodule DistributedSupervisor do
   @spec local_children(name()) :: [pid()]
   def local_children(name) do
     _ = table!(name)
-    for {pid, _cname} <- Instance.node_pids(Instance.index(name), node()), do: pid
+    Instance.node_pids(Instance.index(name), node())
   end
 
   @doc """

@@ -32,7 +32,7 @@ defmodule DistributedSupervisor.Instance do
   #   {:scope, atom()}
   #   {:host?, boolean()}
   # The node index (an ordered_set, Module.concat(Name, DistributedSupervisor.NodeIndex)):
-  #   {{node(Pid), Pid}, ChildName}   one per {:p, Pid} row
+  #   {{node(Pid), Pid}}   one per {:p, Pid} row (the key alone: ~100 B a child)
   # so that a host leave, a snapshot and the local children read only the
   # rows of one node (a range of the ordered_set), not the whole table.
   #
@@ -734,21 +734,27 @@ defmodule DistributedSupervisor.Instance do
 
   # The table's rows of the children that run here: [{name, pid, wire}].
   defp local_rows(state) do
-    for {pid, cname} <- node_pids(state.index, node()),
+    for {pid, cname} <- node_rows(state, node()),
         [{_, ^pid, wire}] <- [:ets.lookup(state.table, {:c, cname})],
         do: {cname, pid, wire}
   end
 
   @doc false
-  # The {pid, child name} of the rows whose pid runs on `node`: a range of
-  # the ordered_set index (its key's first element is bound).
-  @spec node_pids(atom(), node()) :: [{pid(), term()}]
-  def node_pids(index, node),
-    do: :ets.select(index, [{{{node, :"$1"}, :"$2"}, [], [{{:"$1", :"$2"}}]}])
+  # The pids of the rows whose pid runs on `node`: a range of the
+  # ordered_set index (its key's first element is bound), not a table scan.
+  @spec node_pids(atom(), node()) :: [pid()]
+  def node_pids(index, node), do: :ets.select(index, [{{{node, :"$1"}}, [], [:"$1"]}])
+
+  # [{pid, child name}] of the children on `node`
+  defp node_rows(state, node) do
+    for pid <- node_pids(state.index, node),
+        [{_, cname}] <- [:ets.lookup(state.table, {:p, pid})],
+        do: {pid, cname}
+  end
 
   # The {:p, pid} rows and their index rows change together.
   defp put_pid(state, pid, cname) do
-    :ets.insert(state.index, {{node(pid), pid}, cname})
+    :ets.insert(state.index, {{node(pid), pid}})
     :ets.insert(state.table, {{:p, pid}, cname})
   end
 
@@ -903,8 +909,8 @@ defmodule DistributedSupervisor.Instance do
 
     live = MapSet.new(children, fn t -> elem(t, 1) end)
 
-    state.index
-    |> node_pids(node)
+    state
+    |> node_rows(node)
     |> Enum.reject(fn {pid, _} -> MapSet.member?(live, pid) end)
     |> Enum.reduce(state, fn {pid, cname}, st -> drop(st, cname, pid) end)
   end
@@ -1119,8 +1125,8 @@ defmodule DistributedSupervisor.Instance do
   # it); keep as pending those that no host can run.
   defp failover(state, node) do
     orphans =
-      state.index
-      |> node_pids(node)
+      state
+      |> node_rows(node)
       |> Enum.map(fn {pid, cname} ->
         [{_, _, spec}] = :ets.lookup(state.table, {:c, cname})
         {cname, pid, spec}
