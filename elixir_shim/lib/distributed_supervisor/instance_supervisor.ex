@@ -53,7 +53,7 @@ defmodule DistributedSupervisor.InstanceSupervisor do
           start: {__MODULE__, :start_scope, [Instance.scope(name)]},
           shutdown: :brutal_kill
         },
-        {Task.Supervisor, name: Instance.tasks(name)},
+        Supervisor.child_spec({Task.Supervisor, name: Instance.tasks(name)}, id: :tasks),
         listeners != [] &&
           {Dispatcher, name: Instance.dispatcher(name), instance: name, listeners: listeners},
         host? &&
