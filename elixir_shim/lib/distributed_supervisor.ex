@@ -460,7 +460,10 @@ defmodule DistributedSupervisor do
   # it (the module's child_spec/1 when it has one), with the child's via name
   # injected as `name:` in its start options:
   # {:ok, child_name, %{beam: spec, restart: r, shutdown: s}} | {:error, _}
+  @spec beam_wire(name(), term()) :: {:ok, id(), Instance.wire()} | {:error, term()}
   def beam_wire(name, spec), do: beam_wire(name, beam_name(spec), spec)
+
+  @spec beam_wire(name(), id(), term()) :: {:ok, id(), Instance.wire()} | {:error, term()}
 
   def beam_wire(name, cname, spec) do
     via = via_name(name, cname)
@@ -519,6 +522,9 @@ defmodule DistributedSupervisor do
 
   @doc false
   # {:ok, {type, name | nil, init_args, restart, shutdown}} | {:error, {:incorrect_spec, spec}}
+  @spec parse_spec(term()) ::
+          {:ok, {atom(), id() | nil, term(), atom(), timeout() | :brutal_kill}}
+          | {:error, {:incorrect_spec, term()}}
   def parse_spec(spec) do
     case do_parse_spec(spec) do
       {:ok, _} = ok -> ok
@@ -752,6 +758,7 @@ defmodule DistributedSupervisor do
   (see `DistributedSupervisor.Status`; also emits `[:distributed_supervisor,
   :status]` through `:telemetry`, see `DistributedSupervisor.Telemetry`).
   """
+  @spec status(name(), timeout()) :: DistributedSupervisor.Status.t()
   defdelegate status(name, timeout \\ 5_000), to: DistributedSupervisor.Status
 
   # ------------------------------------------------------------------ lookups

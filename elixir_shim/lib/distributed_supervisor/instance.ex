@@ -8,7 +8,8 @@ defmodule DistributedSupervisor.Instance do
   #     observer joins '$dsup_observers';
   #   * follows '$dsup_hosts' with :pg.monitor/2: the nodes of its members
   #     (restricted to the :nodes option) form the ring;
-  #   * a host runs its children under a local DynamicSupervisor; each child
+  #   * a host runs its children under a local DynamicSupervisor (its
+  #     sibling Name.Children, see InstanceSupervisor); each child
   #     registers itself through its via name (DistributedSupervisor.Registry,
   #     a pg group per child name) and the instance tells the others
   #     (child_up / child_down / snapshot / node_terminate), restarts orphans
@@ -311,6 +312,7 @@ defmodule DistributedSupervisor.Instance do
   end
 
   @doc false
+  @spec ask_host(node(), atom(), keyword()) :: pid() | nil
   def ask_host(node, name, c_opts) do
     case :gen_server.call({:dsup_node, node}, {:start_supervisor, name, c_opts}, @ask_timeout) do
       {:ok, pid} ->
@@ -363,6 +365,8 @@ defmodule DistributedSupervisor.Instance do
   # (also on its restarts): start it, make sure it is registered under its
   # name (a child that took its via name registered itself), and tell the
   # instance its pid.
+  @spec start_registered(atom(), term(), {module(), atom(), [term()]}) ::
+          DynamicSupervisor.on_start_child()
   def start_registered(name, cname, {m, f, a}) do
     case apply(m, f, a) do
       {:ok, pid} = ok -> registered(name, cname, pid, ok)
