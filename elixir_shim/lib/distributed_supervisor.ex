@@ -65,7 +65,7 @@ defmodule DistributedSupervisor do
   The README's "Deliberate differences" lists them all.
   """
 
-  alias DistributedSupervisor.{Instance, Place, Ring, ValidationError}
+  alias DistributedSupervisor.{Instance, InstanceSupervisor, Place, Ring, ValidationError}
 
   @typedoc """
   The id of the child process within the instance of the distributed supervisor.
@@ -132,6 +132,11 @@ defmodule DistributedSupervisor do
   Returns `{:ok, pid}`, or `{:error, {:already_started, pid}}` when an instance of that
   name runs on this node. Raises `DistributedSupervisor.ValidationError` for a bad option.
 
+  `pid` is the instance's supervisor (a `Supervisor`: stop the instance with
+  `Supervisor.stop/1`); it runs the pg scope, a `Task.Supervisor`, the listeners'
+  dispatcher, the local `DynamicSupervisor` of the hosted children and the instance
+  process, which is registered as `name` (the address other nodes use).
+
   ## Examples
 
       # Start with minimal required configuration (just the name)
@@ -149,22 +154,25 @@ defmodule DistributedSupervisor do
       iex> is_pid(pid)
       true
   """
-  @spec start_link(keyword()) :: GenServer.on_start()
-  def start_link(opts \\ []) do
-    opts = validate!(opts)
-    GenServer.start_link(Instance, opts, name: Keyword.fetch!(opts, :name))
-  end
+  @spec start_link(keyword()) :: Supervisor.on_start()
+  def start_link(opts \\ []),
+    do: opts |> validate!() |> InstanceSupervisor.start_link() |> started()
 
   @doc """
   Starts an instance like `start_link/1` but not linked to the caller (as
   `GenServer.start/3`): for starting one from a short-lived process, such as
   an `:erpc` call on another node. Not in the upstream library.
   """
-  @spec start(keyword()) :: GenServer.on_start()
-  def start(opts) do
-    opts = validate!(opts)
-    GenServer.start(Instance, opts, name: Keyword.fetch!(opts, :name))
-  end
+  @spec start(keyword()) :: Supervisor.on_start()
+  def start(opts), do: opts |> validate!() |> InstanceSupervisor.start() |> started()
+
+  # `name` taken by some other process: say so as GenServer.start_link would
+  defp started(
+         {:error, {:shutdown, {:failed_to_start_child, Instance, {:already_started, pid}}}}
+       ),
+       do: {:error, {:already_started, pid}}
+
+  defp started(other), do: other
 
   # NimbleOptions-like validation (same messages), with no dependency.
   defp validate!(opts) do
@@ -403,7 +411,7 @@ defmodule DistributedSupervisor do
         case start_on(name, owner, cname, wire) do
           {:error, {:nodedown, _}} when tries > 1 ->
             # the owner left meanwhile: place again once the ring shows it
-            wait_ring_change(name, ring, 1_000)
+            await(name, {:await_ring_change, ring})
             place(name, cname, wire, nil, cands, tries - 1)
 
           other ->
@@ -432,20 +440,6 @@ defmodule DistributedSupervisor do
     :exit, {{:nodedown, _}, _} -> {:error, {:nodedown, node}}
   end
 
-  defp wait_ring_change(name, ring, timeout) do
-    deadline = System.monotonic_time(:millisecond) + timeout
-    wait_ring_change_until(name, ring, deadline)
-  end
-
-  defp wait_ring_change_until(name, ring, deadline) do
-    if ring(name) == ring and System.monotonic_time(:millisecond) < deadline do
-      Process.sleep(10)
-      wait_ring_change_until(name, ring, deadline)
-    else
-      :ok
-    end
-  end
-
   # Let the local instance's table catch up with what the host answered.
   defp await(name, req) do
     GenServer.call(name, req, 5_000)
@@ -466,7 +460,10 @@ defmodule DistributedSupervisor do
   # it (the module's child_spec/1 when it has one), with the child's via name
   # injected as `name:` in its start options:
   # {:ok, child_name, %{beam: spec, restart: r, shutdown: s}} | {:error, _}
+  @spec beam_wire(name(), term()) :: {:ok, id(), Instance.wire()} | {:error, term()}
   def beam_wire(name, spec), do: beam_wire(name, beam_name(spec), spec)
+
+  @spec beam_wire(name(), id(), term()) :: {:ok, id(), Instance.wire()} | {:error, term()}
 
   def beam_wire(name, cname, spec) do
     via = via_name(name, cname)
@@ -525,6 +522,9 @@ defmodule DistributedSupervisor do
 
   @doc false
   # {:ok, {type, name | nil, init_args, restart, shutdown}} | {:error, {:incorrect_spec, spec}}
+  @spec parse_spec(term()) ::
+          {:ok, {atom(), id() | nil, term(), atom(), timeout() | :brutal_kill}}
+          | {:error, {:incorrect_spec, term()}}
   def parse_spec(spec) do
     case do_parse_spec(spec) do
       {:ok, _} = ok -> ok
@@ -680,12 +680,8 @@ defmodule DistributedSupervisor do
   """
   @spec local_children(name()) :: [pid()]
   def local_children(name) do
-    me = node()
-
-    name
-    |> table!()
-    |> :ets.match({{:p, :"$1"}, :_})
-    |> Enum.flat_map(fn [pid] -> if node(pid) == me, do: [pid], else: [] end)
+    _ = table!(name)
+    Instance.node_pids(Instance.index(name), node())
   end
 
   @doc """
@@ -762,6 +758,7 @@ defmodule DistributedSupervisor do
   (see `DistributedSupervisor.Status`; also emits `[:distributed_supervisor,
   :status]` through `:telemetry`, see `DistributedSupervisor.Telemetry`).
   """
+  @spec status(name(), timeout()) :: DistributedSupervisor.Status.t()
   defdelegate status(name, timeout \\ 5_000), to: DistributedSupervisor.Status
 
   # ------------------------------------------------------------------ lookups

@@ -32,7 +32,12 @@ defmodule DistributedSupervisorTest do
       cnode: c
     } do
       pid = start!(name)
-      assert is_pid(pid) and Process.whereis(name) == pid
+      # the instance's supervisor; the instance, registered as `name`, is its child
+      assert is_pid(pid) and is_pid(Process.whereis(name))
+
+      assert {DistributedSupervisor.Instance, Process.whereis(name), :worker,
+              [DistributedSupervisor.Instance]} in Supervisor.which_children(pid)
+
       assert DS.nodes(name) == [c]
       assert {:error, {:already_started, ^pid}} = DS.start_link(name: name, host: false)
     end
@@ -71,7 +76,10 @@ defmodule DistributedSupervisorTest do
       assert %{id: DS, start: {DS, :start_link, [[name: ^name]]}} = DS.child_spec(name: name)
       {:ok, sup} = Supervisor.start_link([{DS, name: name}], strategy: :one_for_one)
       assert [{DS, pid, :supervisor, _}] = Supervisor.which_children(sup)
-      assert Process.whereis(name) == pid
+
+      assert {DistributedSupervisor.Instance, Process.whereis(name), :worker,
+              [DistributedSupervisor.Instance]} in Supervisor.which_children(pid)
+
       # a host (the default): this node is on the ring too
       assert Enum.sort(DS.nodes(name)) == Enum.sort([c, node()])
       Supervisor.stop(sup)

@@ -8,7 +8,8 @@ defmodule DistributedSupervisor.Instance do
   #     observer joins '$dsup_observers';
   #   * follows '$dsup_hosts' with :pg.monitor/2: the nodes of its members
   #     (restricted to the :nodes option) form the ring;
-  #   * a host runs its children under a local DynamicSupervisor; each child
+  #   * a host runs its children under a local DynamicSupervisor (its
+  #     sibling Name.Children, see InstanceSupervisor); each child
   #     registers itself through its via name (DistributedSupervisor.Registry,
   #     a pg group per child name) and the instance tells the others
   #     (child_up / child_down / snapshot / node_terminate), restarts orphans
@@ -19,7 +20,8 @@ defmodule DistributedSupervisor.Instance do
   #     in a protected ETS table that the API functions read directly;
   #   * asks connected dsup-nodes to run the same-named instance, and learns
   #     the hosts its BEAM neighbours know (connecting to them);
-  #   * feeds listener modules, one event at a time, in a separate process.
+  #   * hands listener events to its Dispatcher, and runs its helper tasks
+  #     under its Task.Supervisor (siblings under InstanceSupervisor).
   #
   # ETS rows (table name: Module.concat(Name, DistributedSupervisor.Cache)):
   #   {{:c, ChildName}, Pid, WireSpec | :undefined}
@@ -30,6 +32,10 @@ defmodule DistributedSupervisor.Instance do
   #   {:allowed, [node()]}      the :nodes option
   #   {:scope, atom()}
   #   {:host?, boolean()}
+  # The node index (an ordered_set, Module.concat(Name, DistributedSupervisor.NodeIndex)):
+  #   {{node(Pid), Pid}}   one per {:p, Pid} row (the key alone: ~100 B a child)
+  # so that a host leave, a snapshot and the local children read only the
+  # rows of one node (a range of the ordered_set), not the whole table.
   #
   # WireSpec: a C child's map (with `args`, the exact init arg), or for a
   # BEAM child %{beam: ChildSpecMap, restart: R, shutdown: S}.
@@ -37,46 +43,130 @@ defmodule DistributedSupervisor.Instance do
 
   require Logger
 
-  alias DistributedSupervisor.{Place, Ring}
+  alias DistributedSupervisor.{Dispatcher, Place, Ring}
 
   @hosts :"$dsup_hosts"
   @observers :"$dsup_observers"
   @ready_timeout 5_000
   @ask_timeout 3_000
   @await_timeout 2_000
+  @ring_timeout 1_000
   @recent_max 10_000
+
+  @typedoc "A child's spec as the instances exchange it (see above)."
+  @type wire() :: map() | :undefined
+  @typep from() :: GenServer.from()
+  @typep waiter_key() :: {:up, term(), pid()} | {:down, pid()} | :ring
+
+  @enforce_keys [:name, :scope, :table, :index, :tasks]
+  defstruct [
+    :name,
+    :scope,
+    :scope_pid,
+    :table,
+    :index,
+    :tasks,
+    :dispatcher,
+    :dsup,
+    :hosts_ref,
+    :obs_ref,
+    host?: true,
+    hosts: %{},
+    ring: nil,
+    allowed: [],
+    monitor_nodes: false,
+    cache?: true,
+    c_opts: [],
+    waiters: %{},
+    shadows: %{},
+    recent_down: {MapSet.new(), :queue.new()},
+    flags: %{},
+    stopping_pids: %{},
+    stopping?: false,
+    pending?: false,
+    quiet: true
+  ]
+
+  @typedoc """
+  The instance's state. `flags`: local children between two states
+  (name => :starting | :restarting); `stopping_pids`: local children being
+  stopped (pid => {name, :terminate | :duplicate}); `shadows`: the pid a
+  child_up replaced, per name (see drop/3); `recent_down`: pids seen going
+  down (bounded); `pending?`: some pending rows may exist (saves a table scan
+  on each host join); `quiet`: no node_up events during init.
+  """
+  @type t() :: %__MODULE__{
+          name: atom(),
+          scope: atom(),
+          scope_pid: pid() | nil,
+          table: atom(),
+          index: atom(),
+          tasks: atom(),
+          dispatcher: pid() | nil,
+          dsup: pid() | nil,
+          hosts_ref: reference() | nil,
+          obs_ref: reference() | nil,
+          host?: boolean(),
+          hosts: %{optional(pid()) => node()},
+          ring: Ring.t() | nil,
+          allowed: [node()],
+          monitor_nodes: boolean() | :cluster,
+          cache?: boolean(),
+          c_opts: keyword(),
+          waiters: %{optional(waiter_key()) => [from()]},
+          shadows: %{optional(term()) => pid()},
+          recent_down: {MapSet.t(pid()), :queue.queue(pid())},
+          flags: %{optional(term()) => :starting | :restarting},
+          stopping_pids: %{optional(pid()) => {term(), :terminate | :duplicate}},
+          stopping?: boolean(),
+          pending?: boolean(),
+          quiet: boolean()
+        }
 
   # Every lookup (whereis, whois, ...) needs the table name: Module.concat
   # builds a string and looks up the atom each time (about half of whereis's
   # time), so the name is kept in a persistent_term per instance name (written
   # once, never replaced or erased: no global GC).
   @doc false
-  def table(name) do
-    key = {__MODULE__, :table, name}
-
-    case :persistent_term.get(key, nil) do
-      nil ->
-        table = Module.concat(name, DistributedSupervisor.Cache)
-        :persistent_term.put(key, table)
-        table
-
-      table ->
-        table
-    end
-  end
+  @spec table(atom()) :: atom()
+  def table(name), do: derived(name, DistributedSupervisor.Cache)
 
   @doc false
-  def scope(name) do
-    key = {__MODULE__, :scope, name}
+  @spec index(atom()) :: atom()
+  def index(name), do: derived(name, DistributedSupervisor.NodeIndex)
+
+  @doc false
+  @spec scope(atom()) :: atom()
+  def scope(name), do: derived(name, Scope)
+
+  # the names of the instance's siblings (DistributedSupervisor.InstanceSupervisor)
+  @doc false
+  @spec supervisor(atom()) :: atom()
+  def supervisor(name), do: derived(name, Supervisor)
+
+  @doc false
+  @spec tasks(atom()) :: atom()
+  def tasks(name), do: derived(name, Tasks)
+
+  @doc false
+  @spec dispatcher(atom()) :: atom()
+  def dispatcher(name), do: derived(name, Dispatcher)
+
+  @doc false
+  @spec children_sup(atom()) :: atom()
+  def children_sup(name), do: derived(name, Children)
+
+  defp derived(name, suffix) do
+    key = {__MODULE__, suffix, name}
 
     case :persistent_term.get(key, nil) do
       nil ->
-        scope = Module.concat(name, Scope)
-        :persistent_term.put(key, scope)
-        scope
+        derived = Module.concat(name, suffix)
+        :persistent_term.put(key, derived)
+        derived
 
-      scope ->
-        scope
+      derived ->
+        derived
     end
   end
 
@@ -84,10 +174,10 @@ defmodule DistributedSupervisor.Instance do
 
   @impl true
   def init(opts) do
+    # terminate/2 runs when the supervisor stops us
     Process.flag(:trap_exit, true)
     name = Keyword.fetch!(opts, :name)
     scope = scope(name)
-    {scope_pid, owned?} = ensure_scope(scope)
     host? = Keyword.get(opts, :host, true)
     allowed = Keyword.get(opts, :nodes, [])
 
@@ -101,17 +191,7 @@ defmodule DistributedSupervisor.Instance do
       {:host?, host?}
     ])
 
-    dsup =
-      if host? do
-        {:ok, pid} =
-          DynamicSupervisor.start_link(
-            strategy: :one_for_one,
-            max_restarts: Keyword.get(opts, :max_restarts, 3),
-            max_seconds: Keyword.get(opts, :max_seconds, 5)
-          )
-
-        pid
-      end
+    index = :ets.new(index(name), [:named_table, :protected, :ordered_set])
 
     :ok = :net_kernel.monitor_nodes(true, node_type: :all)
     {ref, host_pids} = :pg.monitor(scope, @hosts)
@@ -120,38 +200,24 @@ defmodule DistributedSupervisor.Instance do
     if DistributedSupervisor.CrashReports.enabled?(opts),
       do: :ok = :pg.join(scope, DistributedSupervisor.CrashReports.group(), self())
 
-    listeners = List.wrap(Keyword.get(opts, :listeners, []))
-
-    state = %{
+    # the siblings started before us (DistributedSupervisor.InstanceSupervisor)
+    state = %__MODULE__{
       name: name,
       scope: scope,
-      scope_pid: scope_pid,
-      scope_owned?: owned?,
+      scope_pid: Process.whereis(scope),
       table: table,
+      index: index,
+      tasks: tasks(name),
+      dispatcher: Process.whereis(dispatcher(name)),
       host?: host?,
-      dsup: dsup,
+      dsup: if(host?, do: Process.whereis(children_sup(name))),
       hosts_ref: ref,
       obs_ref: obs_ref,
-      hosts: %{},
       ring: Ring.new(),
       allowed: allowed,
       monitor_nodes: Keyword.get(opts, :monitor_nodes, false),
       cache?: Keyword.get(opts, :cache_children?, true),
-      c_opts: c_opts(opts),
-      listeners: listeners,
-      runner: if(listeners == [], do: nil, else: start_runner(name, listeners)),
-      waiters: %{},
-      shadows: %{},
-      recent_down: {MapSet.new(), :queue.new()},
-      # local children are the table's rows with a local pid; only those
-      # between two states are here: name => :starting | :restarting, and
-      # pid => {name, :terminate | :duplicate} while being stopped
-      flags: %{},
-      stopping_pids: %{},
-      stopping?: false,
-      # some pending rows may exist (saves a table scan on each host join)
-      pending?: false,
-      quiet: true
+      c_opts: c_opts(opts)
     }
 
     state = hosts_joined(state, host_pids)
@@ -180,13 +246,6 @@ defmodule DistributedSupervisor.Instance do
     {:ok, %{state | quiet: false}}
   end
 
-  defp ensure_scope(scope) do
-    case :pg.start_link(scope) do
-      {:ok, pid} -> {pid, true}
-      {:error, {:already_started, pid}} -> {pid, false}
-    end
-  end
-
   defp c_opts(opts) do
     Keyword.take(opts, [
       :name,
@@ -210,8 +269,8 @@ defmodule DistributedSupervisor.Instance do
   # to them; the nodeup that follows discovers their pg scope.
   defp learn_hosts(_state, []), do: :ok
 
-  defp learn_hosts(%{name: name, allowed: allowed}, peers) do
-    Task.start(fn ->
+  defp learn_hosts(%{name: name, allowed: allowed} = state, peers) do
+    start_task(state, fn ->
       peers
       |> Task.async_stream(
         fn peer ->
@@ -253,6 +312,7 @@ defmodule DistributedSupervisor.Instance do
   end
 
   @doc false
+  @spec ask_host(node(), atom(), keyword()) :: pid() | nil
   def ask_host(node, name, c_opts) do
     case :gen_server.call({:dsup_node, node}, {:start_supervisor, name, c_opts}, @ask_timeout) do
       {:ok, pid} ->
@@ -292,6 +352,12 @@ defmodule DistributedSupervisor.Instance do
 
   defp now, do: System.monotonic_time(:millisecond)
 
+  # A helper task under the instance's Task.Supervisor (stopped with it).
+  defp start_task(state, fun) do
+    {:ok, _} = Task.Supervisor.start_child(state.tasks, fun)
+    :ok
+  end
+
   # ------------------------------------------------------------------ starting BEAM children
 
   @doc false
@@ -299,6 +365,8 @@ defmodule DistributedSupervisor.Instance do
   # (also on its restarts): start it, make sure it is registered under its
   # name (a child that took its via name registered itself), and tell the
   # instance its pid.
+  @spec start_registered(atom(), term(), {module(), atom(), [term()]}) ::
+          DynamicSupervisor.on_start_child()
   def start_registered(name, cname, {m, f, a}) do
     case apply(m, f, a) do
       {:ok, pid} = ok -> registered(name, cname, pid, ok)
@@ -453,6 +521,13 @@ defmodule DistributedSupervisor.Instance do
       else: {:noreply, add_waiter(state, {:up, cname, pid}, from)}
   end
 
+  # Answers once the ring differs from `ring` (or :timeout, see add_waiter/3).
+  def handle_call({:await_ring_change, ring}, from, state) do
+    if state.ring != ring,
+      do: {:reply, :ok, state},
+      else: {:noreply, add_waiter(state, :ring, from, @ring_timeout)}
+  end
+
   def handle_call({:await_down, pid}, from, state) do
     if :ets.member(state.table, {:p, pid}),
       do: {:noreply, add_waiter(state, {:down, pid}, from)},
@@ -468,7 +543,7 @@ defmodule DistributedSupervisor.Instance do
     name = state.name
     node = if node in [:undefined, nil], do: nil, else: node
 
-    Task.start(fn ->
+    start_task(state, fn ->
       GenServer.reply(from, DistributedSupervisor.start_child(name, spec, node))
     end)
 
@@ -480,7 +555,7 @@ defmodule DistributedSupervisor.Instance do
       [{_, cname}] when state.host? and not is_map_key(state.stopping_pids, pid) ->
         dsup = state.dsup
 
-        Task.start(fn ->
+        start_task(state, fn ->
           GenServer.reply(
             from,
             case DynamicSupervisor.terminate_child(dsup, pid) do
@@ -501,7 +576,7 @@ defmodule DistributedSupervisor.Instance do
   def handle_call({:terminate_child, pid}, from, state) do
     name = state.name
 
-    Task.start(fn ->
+    start_task(state, fn ->
       GenServer.reply(from, DistributedSupervisor.terminate_child(name, pid))
     end)
 
@@ -573,7 +648,7 @@ defmodule DistributedSupervisor.Instance do
 
     if candidates(state, [node]) != [] do
       %{name: name, c_opts: c_opts} = state
-      Task.start(fn -> ask_host(node, name, c_opts) end)
+      start_task(state, fn -> ask_host(node, name, c_opts) end)
     end
 
     if state.monitor_nodes == :cluster, do: emit(state, {:node_up, node, info})
@@ -596,34 +671,15 @@ defmodule DistributedSupervisor.Instance do
     end
   end
 
-  def handle_info({:EXIT, pid, reason}, %{runner: pid} = state) do
-    Logger.error(
-      "DistributedSupervisor #{inspect(state.name)}: listener runner exited: #{inspect(reason)}"
-    )
-
-    {:noreply, %{state | runner: start_runner(state.name, state.listeners)}}
-  end
-
-  def handle_info({:EXIT, pid, reason}, %{scope_pid: pid} = state),
-    do: {:stop, {:scope_down, reason}, state}
-
-  def handle_info({:EXIT, pid, reason}, %{dsup: pid} = state) do
-    Logger.error(
-      "DistributedSupervisor #{inspect(state.name)}: the local children's supervisor exited " <>
-        "(#{inspect(reason)}); shutting down"
-    )
-
-    {:stop, :reached_max_restart_intensity, %{state | dsup: nil}}
-  end
-
-  # (the parent's EXIT is handled by gen_server itself: we stop with its reason)
+  # (the parent's EXIT is handled by gen_server itself: we stop with its
+  # reason; the siblings' crashes are the supervisor's: :one_for_all)
   def handle_info({:EXIT, _pid, _reason}, state), do: {:noreply, state}
 
   def handle_info(_msg, state), do: {:noreply, state}
 
   @impl true
   def terminate(reason, state) do
-    state = Map.put(state, :stopping?, true)
+    state = %{state | stopping?: true}
 
     # Tell the others, stop the children hosted here (before leaving the
     # hosts group: a failover elsewhere must not meet the old copies), then
@@ -634,48 +690,34 @@ defmodule DistributedSupervisor.Instance do
       broadcast(state, {:node_terminate, node(), exit_reason(reason), statuses})
       emit(state, {:node_terminate, node(), exit_reason(reason), statuses})
 
-      if state.dsup do
-        Process.unlink(state.dsup)
-        ref = Process.monitor(state.dsup)
-        Process.exit(state.dsup, :shutdown)
-
-        receive do
-          {:DOWN, ^ref, _, _, _} -> :ok
-        after
-          30_000 -> Process.exit(state.dsup, :kill)
-        end
-      end
+      # the DynamicSupervisor is a sibling, stopped after us: its children
+      # are stopped here, each as its spec says (shutdown:), without restart
+      stop_children(state.dsup)
 
       _ = :pg.leave(state.scope, @hosts, self())
     end
 
-    if state.runner do
-      # let the listeners hear node_terminate first
-      ref = Process.monitor(state.runner)
-      send(state.runner, :stop)
+    # OTP 25's pg crashes on the DOWN of a process that both monitored and
+    # joined groups (pg.erl handle_info/2): stop monitoring before we exit
+    _ = :pg.demonitor(state.scope, state.hosts_ref)
+    _ = :pg.demonitor(state.scope, state.obs_ref)
 
-      receive do
-        {:DOWN, ^ref, _, _, _} -> :ok
-      after
-        2_000 -> Process.exit(state.runner, :kill)
-      end
-    end
+    # the Dispatcher (stopped after us) still delivers node_terminate; the
+    # scope, if ours, is stopped by the supervisor
+    :ok
+  end
 
-    # stop the scope we started, and see it gone: a new instance of the same
-    # name must not find it dying
-    if state.scope_owned? do
-      ref = Process.monitor(state.scope_pid)
-      Process.unlink(state.scope_pid)
-      Process.exit(state.scope_pid, :kill)
+  defp stop_children(nil), do: :ok
 
-      receive do
-        {:DOWN, ^ref, _, _, _} -> :ok
-      after
-        5_000 -> :ok
-      end
-    end
+  defp stop_children(dsup) do
+    for {_, pid, _, _} <- DynamicSupervisor.which_children(dsup),
+        is_pid(pid),
+        do: DynamicSupervisor.terminate_child(dsup, pid)
 
     :ok
+  catch
+    # it is down already (then so are its children)
+    :exit, _ -> :ok
   end
 
   defp exit_reason(:normal), do: :shutdown
@@ -696,11 +738,33 @@ defmodule DistributedSupervisor.Instance do
 
   # The table's rows of the children that run here: [{name, pid, wire}].
   defp local_rows(state) do
-    me = node()
+    for {pid, cname} <- node_rows(state, node()),
+        [{_, ^pid, wire}] <- [:ets.lookup(state.table, {:c, cname})],
+        do: {cname, pid, wire}
+  end
 
-    :ets.select(state.table, [
-      {{{:c, :"$1"}, :"$2", :"$3"}, [{:==, {:node, :"$2"}, me}], [{{:"$1", :"$2", :"$3"}}]}
-    ])
+  @doc false
+  # The pids of the rows whose pid runs on `node`: a range of the
+  # ordered_set index (its key's first element is bound), not a table scan.
+  @spec node_pids(atom(), node()) :: [pid()]
+  def node_pids(index, node), do: :ets.select(index, [{{{node, :"$1"}}, [], [:"$1"]}])
+
+  # [{pid, child name}] of the children on `node`
+  defp node_rows(state, node) do
+    for pid <- node_pids(state.index, node),
+        [{_, cname}] <- [:ets.lookup(state.table, {:p, pid})],
+        do: {pid, cname}
+  end
+
+  # The {:p, pid} rows and their index rows change together.
+  defp put_pid(state, pid, cname) do
+    :ets.insert(state.index, {{node(pid), pid}})
+    :ets.insert(state.table, {{:p, pid}, cname})
+  end
+
+  defp del_pid(state, pid) do
+    :ets.delete(state.index, {node(pid), pid})
+    :ets.delete(state.table, {:p, pid})
   end
 
   defp local_pid(state, cname) do
@@ -799,7 +863,7 @@ defmodule DistributedSupervisor.Instance do
       )
 
       dsup = state.dsup
-      Task.start(fn -> DynamicSupervisor.terminate_child(dsup, lp) end)
+      start_task(state, fn -> DynamicSupervisor.terminate_child(dsup, lp) end)
 
       {:lose, keep,
        %{state | stopping_pids: Map.put(state.stopping_pids, lp, {cname, :duplicate})}}
@@ -849,10 +913,10 @@ defmodule DistributedSupervisor.Instance do
 
     live = MapSet.new(children, fn t -> elem(t, 1) end)
 
-    state.table
-    |> :ets.match({{:p, :"$1"}, :"$2"})
-    |> Enum.filter(fn [pid, _] -> node(pid) == node and not MapSet.member?(live, pid) end)
-    |> Enum.reduce(state, fn [pid, cname], st -> drop(st, cname, pid) end)
+    state
+    |> node_rows(node)
+    |> Enum.reject(fn {pid, _} -> MapSet.member?(live, pid) end)
+    |> Enum.reduce(state, fn {pid, cname}, st -> drop(st, cname, pid) end)
   end
 
   defp dsup_event({:node_terminate, node, reason, statuses}, state) do
@@ -901,8 +965,9 @@ defmodule DistributedSupervisor.Instance do
 
         case old do
           [{_, old_pid, _}] ->
-            :ets.delete(t, {:p, old_pid})
-            :ets.insert(t, [{{:c, cname}, pid, spec}, {{:p, pid}, cname}])
+            del_pid(state, old_pid)
+            :ets.insert(t, {{:c, cname}, pid, spec})
+            put_pid(state, pid, cname)
             emit(state, {:process_stop, cname, [old_pid]})
             emit(state, {:process_start, cname, pid})
             # kept in case this child_up was the stale one (see drop/3)
@@ -911,7 +976,8 @@ defmodule DistributedSupervisor.Instance do
             |> check_waiters(pid)
 
           [] ->
-            :ets.insert(t, [{{:c, cname}, pid, spec}, {{:p, pid}, cname}])
+            :ets.insert(t, {{:c, cname}, pid, spec})
+            put_pid(state, pid, cname)
             emit(state, {:process_start, cname, pid})
             check_waiters(state, pid)
         end
@@ -925,12 +991,13 @@ defmodule DistributedSupervisor.Instance do
   # not seen going down), it becomes the entry again.
   defp drop(state, cname, pid) do
     {shadow, state} = take_shadow(state, cname)
-    :ets.delete(state.table, {:p, pid})
+    del_pid(state, pid)
     emit(state, {:process_stop, cname, [pid]})
 
     if shadow && shadow != pid && live_copy?(state, cname, shadow) do
       [{_, _, spec}] = :ets.lookup(state.table, {:c, cname})
-      :ets.insert(state.table, [{{:c, cname}, shadow, spec}, {{:p, shadow}, cname}])
+      :ets.insert(state.table, {{:c, cname}, shadow, spec})
+      put_pid(state, shadow, cname)
       emit(state, {:process_start, cname, shadow})
       state |> check_waiters(pid) |> check_waiters(shadow)
     else
@@ -974,8 +1041,8 @@ defmodule DistributedSupervisor.Instance do
   # start_child / terminate_child wait (briefly) until this table reflects
   # their result, so that whereis/children agree with what they returned.
 
-  defp add_waiter(state, key, from) do
-    Process.send_after(self(), {:waiter_timeout, key, from}, @await_timeout)
+  defp add_waiter(state, key, from, timeout \\ @await_timeout) do
+    Process.send_after(self(), {:waiter_timeout, key, from}, timeout)
     put_waiters(state, key, [from | Map.get(state.waiters, key, [])])
   end
 
@@ -1023,7 +1090,9 @@ defmodule DistributedSupervisor.Instance do
         end
       end)
       |> put_hosts()
-      |> tap(&DistributedSupervisor.Telemetry.hosts_event(&1.name, :join, pids, map_size(&1.hosts)))
+      |> tap(
+        &DistributedSupervisor.Telemetry.hosts_event(&1.name, :join, pids, map_size(&1.hosts))
+      )
 
     retry_pending(state)
   end
@@ -1060,10 +1129,9 @@ defmodule DistributedSupervisor.Instance do
   # it); keep as pending those that no host can run.
   defp failover(state, node) do
     orphans =
-      state.table
-      |> :ets.match({{:p, :"$1"}, :"$2"})
-      |> Enum.filter(fn [pid, _] -> node(pid) == node end)
-      |> Enum.map(fn [pid, cname] ->
+      state
+      |> node_rows(node)
+      |> Enum.map(fn {pid, cname} ->
         [{_, _, spec}] = :ets.lookup(state.table, {:c, cname})
         {cname, pid, spec}
       end)
@@ -1149,7 +1217,12 @@ defmodule DistributedSupervisor.Instance do
 
   defp put_ring(state, ring) do
     :ets.insert(state.table, {:ring, ring})
-    %{state | ring: ring}
+    state = %{state | ring: ring}
+
+    case state.waiters do
+      %{ring: froms} -> release(state, :ring, froms)
+      _ -> state
+    end
   end
 
   defp put_hosts(state) do
@@ -1161,52 +1234,6 @@ defmodule DistributedSupervisor.Instance do
 
   defp emit(state, event) do
     DistributedSupervisor.Telemetry.listener_event(state.name, event)
-    if state.runner, do: send(state.runner, {:event, event})
-    :ok
+    Dispatcher.dispatch(state.dispatcher, event)
   end
-
-  defp start_runner(name, listeners) do
-    {loaded, missing} = Enum.split_with(listeners, &Code.ensure_loaded?/1)
-
-    for mod <- missing,
-        do:
-          Logger.warning(
-            "DistributedSupervisor #{inspect(name)}: listener #{inspect(mod)} is not available"
-          )
-
-    spawn_link(fn -> runner_loop(name, loaded) end)
-  end
-
-  defp runner_loop(name, listeners) do
-    receive do
-      :stop ->
-        :ok
-
-      {:event, event} ->
-        {fun, args} = callback(name, event)
-
-        for mod <- listeners, function_exported?(mod, fun, length(args)) do
-          try do
-            apply(mod, fun, args)
-          catch
-            kind, reason ->
-              Logger.error(
-                "DistributedSupervisor #{inspect(name)}: listener #{inspect(mod)}.#{fun} failed: " <>
-                  Exception.format(kind, reason, __STACKTRACE__)
-              )
-          end
-        end
-
-        runner_loop(name, listeners)
-    end
-  end
-
-  defp callback(name, {:process_start, id, pid}), do: {:on_process_start, [name, id, pid]}
-  defp callback(name, {:process_stop, id, pids}), do: {:on_process_stop, [name, id, pids]}
-  defp callback(name, {:process_pending, id, type}), do: {:on_process_pending, [name, id, type]}
-  defp callback(name, {:node_up, node, info}), do: {:on_node_up, [name, node, info]}
-  defp callback(name, {:node_down, node, info}), do: {:on_node_down, [name, node, info]}
-
-  defp callback(name, {:node_terminate, node, reason, statuses}),
-    do: {:on_node_terminate, [name, node, reason, statuses]}
 end
