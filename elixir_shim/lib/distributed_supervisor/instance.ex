@@ -448,6 +448,14 @@ defmodule DistributedSupervisor.Instance do
 
   defp recently_down?(%{recent_down: {set, _}}, pid), do: MapSet.member?(set, pid)
 
+  # A host that left may have been cut off, not dead: when its node is back,
+  # the children it still runs are announced again and are not stale (a dead
+  # child's pid is never announced again).
+  defp forget_down_of(%{recent_down: {set, q}} = state, node) do
+    set = for pid <- set, node(pid) != node, into: MapSet.new(), do: pid
+    %{state | recent_down: {set, :queue.filter(&(node(&1) != node), q)}}
+  end
+
   # ------------------------------------------------------------------ waiters
   # start_child / terminate_child wait (briefly) until this table reflects
   # their result, so that whereis/children agree with what they returned.
@@ -487,6 +495,7 @@ defmodule DistributedSupervisor.Instance do
   defp hosts_joined(state, pids) do
     Enum.reduce(pids, state, fn pid, st ->
       node = node(pid)
+      st = if node in Map.values(st.hosts), do: st, else: forget_down_of(st, node)
       st = %{st | hosts: Map.put(st.hosts, pid, node)}
 
       if allowed?(st, node) and not Ring.member?(st.ring, node) do
