@@ -47,6 +47,9 @@ static int reg_port, reg_hidden, reg_tries;
 static dsup_epmd_reg_cb reg_cb_saved;
 static uv_timer_t reg_retry;
 static int reg_retry_init;
+static int reg_rejoin;          /* registering again after epmd went away */
+
+#define REG_REJOIN_MS 2000      /* the BEAM's erl_epmd retries every 2 s too */
 
 static void req_free(uv_handle_t *h)
 {
@@ -98,20 +101,36 @@ static void on_read(uv_stream_t *s, ssize_t n, const uv_buf_t *b)
                 if (d[1] != 0) {
                     LOG_ERROR("epmd refused the registration of '%s' (result %d): is a node "
                               "with this name already running?", reg_alive, d[1]);
-                    reg_cb_saved(-1, 0);
+                    if (reg_rejoin) {
+                        reg_req = NULL;
+                        req_close(r);
+                        reg_failed(-1);
+                    } else {
+                        reg_cb_saved(-1, 0);
+                    }
                     return;
                 }
                 uint32_t creation = d[0] == ALIVE2_X_RESP ? dsup_get_u32be(d + 2) : dsup_get_u16be(d + 2);
-                reg_cb_saved(0, creation);
+                if (reg_rejoin) {
+                    /* like the BEAM, keep the creation our pids already carry */
+                    reg_rejoin = 0;
+                    LOG_INFO("registered with epmd again");
+                } else {
+                    reg_cb_saved(0, creation);
+                }
             }
         }
         if (n < 0) {
-            /* epmd went away: we lose our entry; say so (the BEAM would too). */
-            if (r->done)
-                LOG_WARN("connection to epmd lost; this node is no longer registered");
+            /* epmd went away: we lose our entry. Register again until an epmd
+             * answers (as the BEAM does), or peers can no longer find us. */
+            int was_registered = r->done && !reg_rejoin;
+            if (was_registered) {
+                LOG_WARN("connection to epmd lost; registering again every %d ms", REG_REJOIN_MS);
+                reg_rejoin = 1;
+            }
             reg_req = NULL;
             req_close(r);
-            if (!r->done)
+            if (!r->done || was_registered)
                 reg_failed((int)n);
         }
         return;
@@ -241,6 +260,14 @@ static void on_reg_retry(uv_timer_t *t)
 
 static void reg_failed(int status)
 {
+    if (reg_rejoin) {
+        if (!reg_retry_init) {
+            uv_timer_init(reg_loop, &reg_retry);
+            reg_retry_init = 1;
+        }
+        uv_timer_start(&reg_retry, on_reg_retry, REG_REJOIN_MS, 0);
+        return;
+    }
     if (reg_tries == 0)
         start_epmd_daemon();
     if (++reg_tries > 40) {
@@ -277,6 +304,7 @@ void dsup_epmd_unregister(void)
     if (reg_retry_init && !uv_is_closing((uv_handle_t *)&reg_retry))
         uv_close((uv_handle_t *)&reg_retry, NULL);
     reg_retry_init = 0;
+    reg_rejoin = 0;
     if (reg_req) {
         req_close(reg_req); /* closing the socket removes our entry */
         reg_req = NULL;
