@@ -526,11 +526,13 @@ defmodule DistributedSupervisor.Instance do
         end
 
       # the node's children went with its instance; the surviving
-      # instances restart them (child_up follows)
+      # instances restart them (child_up follows). They are not noted as
+      # down: a host that was cut off, not dead, announces the same pids
+      # again once it is back (its messages cannot arrive out of order).
       st.table
       |> :ets.match({{:p, :"$1"}, :"$2"})
       |> Enum.filter(fn [pid, _] -> node(pid) == node end)
-      |> Enum.reduce(st, fn [pid, cname], acc -> acc |> note_down(pid) |> drop(cname, pid) end)
+      |> Enum.reduce(st, fn [pid, cname], acc -> drop(acc, cname, pid) end)
     end)
     |> put_hosts()
   end
