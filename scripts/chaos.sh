@@ -114,5 +114,5 @@ export DSUP_CHAOS_SHIM_EBIN="$ROOT/elixir_shim/_build/dev/lib/distributed_superv
 export DSUP_CHAOS_ELIXIR_EBIN
 DSUP_CHAOS_ELIXIR_EBIN="$(elixir -e 'IO.write(:code.lib_dir(:elixir, :ebin))')"
 ip netns exec "${RUN}drv" erl -noshell -name "drv@10.213.0.2" -hidden -setcookie "chaos_$$_$RANDOM" \
-    -kernel net_ticktime 3 -pa "$STAGE/ebin" \
+    -kernel net_ticktime 3 -kernel logger_level critical -pa "$STAGE/ebin" \
     -eval "dsup_chaos:main(#{seeds => [$(echo "$SEEDS" | tr ' ' ',')], rounds => $ROUNDS, children => $CHILDREN, scale => $SCALE =:= 1, settle_s => $SETTLE})" </dev/null

@@ -544,16 +544,22 @@ report_violation(R, _Round, Vs, #{seed := Seed, schedule := Sch}) ->
               [Seed, R, Seed, R]),
     ByInv = count_by(fun(V) -> element(1, V) end, Vs),
     io:format("  by invariant: ~p~n", [ByInv]),
-    [io:format("  ~p~n", [V]) || V <- lists:sublist(Vs, 20)],
+    [io:format("  ~p~n", [annotate(V)]) || V <- lists:sublist(Vs, 20)],
     io:format("  schedule of seed ~b up to round ~b:~n", [Seed, R]),
     [io:format("    round ~b: hold ~b ms, ~s~n", [I, H, fmt_faults(F)])
      || {I, #{hold := H, faults := F}} <- lists:zip(lists:seq(1, R), lists:sublist(Sch, R))],
     Names = lists:usort([N || V <- lists:sublist(Vs, 20), N <- [element(2, V)], not is_atom(N)]),
     io:format("  history of the names involved:~n"),
-    [io:format("    ~s ~p~n", [T, Rec])
+    [io:format("    ~s ~p~n", [T, annotate(Rec)])
      || {_, T, #{name := N} = Rec} <- ets:tab2list(chaos_hist), lists:member(N, lists:sublist(Names, 5))],
     [io:format("    kill ~s at ~b~n", [Nd, T]) || {Nd, T} <- ets:tab2list(chaos_kills)],
     ok.
+
+%% pids shown with their node
+annotate(P) when is_pid(P) -> {node(P), P};
+annotate(T) when is_tuple(T) -> list_to_tuple(annotate(tuple_to_list(T)));
+annotate(L) when is_list(L) -> [annotate(X) || X <- L];
+annotate(X) -> X.
 
 count_by(F, L) ->
     lists:foldl(fun(X, A) -> maps:update_with(F(X), fun(V) -> V + 1 end, 1, A) end, #{}, L).

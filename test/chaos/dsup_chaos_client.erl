@@ -24,6 +24,8 @@ boot(Collector, AllNodes, Sup, Tag) ->
     Parent = self(),
     Ref = make_ref(),
     spawn(fun() ->
+                  %% log on this node, not on the driver's console
+                  group_leader(whereis(user), self()),
                   process_flag(trap_exit, true),
                   {ok, SupPid} = 'Elixir.Supervisor':start_link(
                                    [{?DS, [{name, Sup}]}],
