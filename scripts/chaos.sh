@@ -5,7 +5,9 @@
 # Elixir nodes and a checker (test/chaos/dsup_chaos.erl).
 #
 #   scripts/chaos.sh [--quick] [--rounds N] [--seeds "S1 S2"] [--dsup N] [--elixir M]
-#                    [--children N] [--scale]   (scale: kill several dsup-nodes at once)
+#                    [--settle SECONDS]
+#   scripts/chaos.sh --scale [--dsup N] [--elixir M] [--children N] [--kill K]
+#                    (preload N children, kill K dsup-nodes at once, measure)
 #
 # Network: a "switch" namespace holds a bridge; every node namespace (and the
 # driver's) has one veth into it and an address in 10.213.0.0/24. The addresses
@@ -17,7 +19,7 @@ set -uo pipefail
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"
 cd "$ROOT"
 
-QUICK=0; ROUNDS=""; SEEDS=""; NDSUP=""; NELIXIR=""; CHILDREN=""; SCALE=0; SETTLE=""
+QUICK=0; KILL=0; ROUNDS=""; SEEDS=""; NDSUP=""; NELIXIR=""; CHILDREN=""; SCALE=0; SETTLE=""
 while [ $# -gt 0 ]; do
     case "$1" in
         --quick) QUICK=1 ;;
@@ -28,6 +30,7 @@ while [ $# -gt 0 ]; do
         --children) CHILDREN="$2"; shift ;;
         --settle) SETTLE="$2"; shift ;;
         --scale) SCALE=1 ;;
+        --kill) KILL="$2"; shift ;;
         *) echo "chaos: unknown argument $1" >&2; exit 2 ;;
     esac
     shift
@@ -115,4 +118,4 @@ export DSUP_CHAOS_ELIXIR_EBIN
 DSUP_CHAOS_ELIXIR_EBIN="$(elixir -e 'IO.write(:code.lib_dir(:elixir, :ebin))')"
 ip netns exec "${RUN}drv" erl -noshell -name "drv@10.213.0.2" -hidden -setcookie "chaos_$$_$RANDOM" \
     -kernel net_ticktime 3 -kernel logger_level critical -pa "$STAGE/ebin" \
-    -eval "dsup_chaos:main(#{seeds => [$(echo "$SEEDS" | tr ' ' ',')], rounds => $ROUNDS, children => $CHILDREN, scale => $SCALE =:= 1, settle_s => $SETTLE})" </dev/null
+    -eval "dsup_chaos:main(#{seeds => [$(echo "$SEEDS" | tr ' ' ',')], rounds => $ROUNDS, children => $CHILDREN, scale => $SCALE =:= 1, settle_s => $SETTLE, regressions => $QUICK =:= 1, kill => max(1, case $KILL of 0 -> $NDSUP div 10; K -> K end)})" </dev/null

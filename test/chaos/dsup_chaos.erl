@@ -33,7 +33,7 @@ run(#{seeds := Seeds} = Opts) ->
               [length(by_kind(dsup, Env)), length(by_kind(elixir, Env)), Seeds,
                maps:get(rounds, Opts)]),
     case maps:get(scale, Opts) of
-        true -> dsup_chaos_scale:run(Env, Opts);
+        true -> scale(Env, Opts);
         false ->
             Results = [run_seed(S, Env, Opts) || S <- Seeds],
             summary(Results)
@@ -48,7 +48,7 @@ env() ->
                    node => list_to_atom(Id ++ "@" ++ Ip)}
              end || L <- string:lexemes(binary_to_list(Bin), "\n")],
     #{nodes => Nodes, stage => Stage,
-      exe => filename:join(os:getenv("DSUP_CHAOS_ROOT"), "build/dsup-node"),
+      exe => os:getenv("DSUP_NODE", filename:join(os:getenv("DSUP_CHAOS_ROOT"), "build/dsup-node")),
       shim_ebin => os:getenv("DSUP_CHAOS_SHIM_EBIN"),
       chaos_ebin => filename:join(Stage, "ebin"),
       cookie => atom_to_list(erlang:get_cookie())}.
@@ -63,6 +63,22 @@ by_kind(K, #{nodes := Ns}) -> [N || #{kind := K2} = N <- Ns, K2 =:= K].
 gen_schedule(Seed, Rounds, Env) ->
     rand:seed(exsss, {Seed, Seed * 7 + 1, Seed * 13 + 5}),
     [gen_round(Env) || _ <- lists:seq(1, Rounds)].
+
+%% Rounds that once broke an invariant (test/chaos/README.md), run first in
+%% the fixed-seed run of make test.
+regression_rounds(Env) ->
+    [D1 | Ds] = [Id || #{id := Id} <- by_kind(dsup, Env)],
+    Es = [Id || #{id := Id} <- by_kind(elixir, Env)],
+    [%% the Elixir nodes lose the hosts of one side long enough to see their
+     %% children restarted on d1; after the heal the original copies (on
+     %% their ring owners) survive: the shim once ignored them as "down"
+     #{hold => 6000, faults => [{partition, lists:sort([D1 | Es]), Ds, two_way}], label => "regression: returning host's children"},
+     %% epmd killed and restarted: the dsup-node once never registered again
+     #{hold => 5000, faults => [{epmd, D1}], label => "regression: re-register with a restarted epmd"},
+     %% a host stopped past the tick time resumes alone and restarts every
+     %% child; duplicate resolution by each node's own (differing) ring once
+     %% stopped both copies of some names
+     #{hold => 5500, faults => [{stop, D1, 5000}], label => "regression: resolution with differing rings"}].
 
 gen_round(Env) ->
     Primary = weighted([{partition, 35}, {kill, 25}, {stop, 15}, {epmd, 10}, {scope, 15}]),
@@ -111,7 +127,10 @@ shuffle(L) -> [X || {_, X} <- lists:sort([{rand:uniform(), X} || X <- L])].
 run_seed(Seed, Env, Opts) ->
     Rounds = maps:get(rounds, Opts),
     Settle = maps:get(settle_s, Opts) * 1000,
-    Schedule = gen_schedule(Seed, Rounds, Env),
+    Schedule = case maps:get(regressions, Opts, false) andalso Seed =:= hd(maps:get(seeds, Opts)) of
+                   true -> regression_rounds(Env) ++ gen_schedule(Seed, Rounds, Env);
+                   false -> gen_schedule(Seed, Rounds, Env)
+               end,
     reset_collector(),
     io:format("~n== seed ~b: ~b rounds~n", [Seed, Rounds]),
     St0 = start_cluster(Seed, Env),
@@ -131,7 +150,8 @@ rounds(R, [Round | Rest], St) ->
     end.
 
 do_round(R, #{hold := Hold, faults := Faults} = Round, #{seed := Seed} = St) ->
-    io:format("round ~b: hold ~b ms, ~s~n", [R, Hold, fmt_faults(Faults)]),
+    io:format("round ~b: hold ~b ms, ~s~s~n", [R, Hold, fmt_faults(Faults),
+                                              case Round of #{label := L} -> " (" ++ L ++ ")"; _ -> "" end]),
     [catch erpc:call(node_of(St, E), dsup_chaos_client, run_all, [R, Seed], ?CALL_T)
      || E <- live_ids(St, elixir)],
     T0 = now_ms(),
@@ -374,7 +394,10 @@ record(Type, #{name := Name, kind := Kind} = Rec0) ->
             update_name(Name, fun(M) ->
                                       case maps:get(result, Rec) of
                                           {ok, Pid, _} -> M#{state => started, pid => Pid};
-                                          {error, no_nodes} -> M#{state => not_started};
+                                          %% any error may hide a start that
+                                          %% happened: the request reached the
+                                          %% owner, its answer did not (and the
+                                          %% shim then tried again elsewhere)
                                           _ -> M
                                       end
                               end);
@@ -440,9 +463,8 @@ check_until(St, T0, Deadline) ->
 call_sup(Node, Msg) -> catch gen_server:call({?SUP, Node}, Msg, ?CALL_T).
 
 check(St) ->
-    #{env := Env} = St,
-    Dsup = [N || #{node := N} <- by_kind(dsup, Env)],
-    Elixir = [N || #{node := N} <- by_kind(elixir, Env)],
+    Dsup = [node_of(St, Id) || Id <- live_ids(St, dsup)],
+    Elixir = [node_of(St, Id) || Id <- live_ids(St, elixir)],
     Expect = expectations(),
     Names = maps:keys(Expect),
     %% the hosts' own answers
@@ -524,9 +546,10 @@ sample_pg_members(Dsup, Copies) ->
         not is_list(Ms) orelse lists:sort(Ms) =/= lists:sort(maps:get(N, Copies))].
 
 %% Every node is registered with the epmd of its namespace (peers find it).
-epmd_check(#{env := Env}) ->
+epmd_check(#{env := Env} = St) ->
+    Killed = maps:get(killed, St, []),
     [{epmd_unregistered, Node, Names}
-     || #{id := Id, ip := Ip, node := Node} <- maps:get(nodes, Env),
+     || #{id := Id, ip := Ip, node := Node} <- maps:get(nodes, Env), not lists:member(Id, Killed),
         Names <- [epmd_names(Ip)],
         not lists:keymember(Id, 1, Names)].
 
@@ -594,6 +617,107 @@ fmt_counts(M) ->
 
 fmt_key({A, B}) -> io_lib:format("~s/~s", [A, B]);
 fmt_key(A) -> io_lib:format("~s", [A]).
+
+%% ================================================================== scale
+
+%% Issue 18 item 4, parameterised: preload `children` permanent children,
+%% kill `kill` dsup-nodes at once, measure until every orphan runs again.
+scale(Env, Opts) ->
+    N = maps:get(children, Opts),
+    NKill = maps:get(kill, Opts),
+    St0 = start_cluster(0, Env),
+    St = St0#{seed => 0, settle => maps:get(settle_s, Opts) * 1000},
+    Dsup = [node_of(St, Id) || Id <- live_ids(St, dsup)],
+    T0 = now_ms(),
+    preload(N, Dsup),
+    TLoad = now_ms() - T0,
+    {ok, LoadConv, _} = check_until(St, now_ms() + 300000),
+    io:format("preloaded ~b children in ~b ms (checked in ~b ms)~n", [N, TLoad, LoadConv]),
+    Rss0 = rss_all(St),
+    Net0 = traffic(St),
+    Victims = lists:sublist(shuffle(live_ids(St, dsup)), NKill),
+    Orphans = lists:sum([length(call_sup(node_of(St, V), local_children)) || V <- Victims]),
+    io:format("killing ~s at once (~b orphans)~n", [string:join(Victims, ","), Orphans]),
+    TK = now_ms(),
+    St1 = lists:foldl(fun(V, A) -> apply_fault({kill, V}, A) end, St, Victims),
+    Survivors = [node_of(St1, Id) || Id <- live_ids(St1, dsup)],
+    {Back, RssPeak} = wait_all_running(Survivors, N, TK, Rss0, St1),
+    Net1 = traffic(St1),
+    Conv = check_until(St1, now_ms() + maps:get(settle, St1)),
+    {VsN, ConvMs} = case Conv of {ok, Ms, _} -> {0, Ms}; {violations, Vs} -> report_violation(1, #{}, Vs, St1#{schedule => []}), {length(Vs), -1} end,
+    Bytes = lists:sum([B || {_, B} <- Net1]) - lists:sum([B || {_, B} <- Net0]),
+    io:format("~n== scale summary~n"),
+    io:format("dsup-nodes ~b, Elixir nodes ~b, children ~b, killed at once ~b (orphans ~b)~n",
+              [length(Dsup), length(by_kind(elixir, Env)), N, NKill, Orphans]),
+    io:format("every orphan running again after ~b ms; whole check passed ~b ms later~n", [Back, ConvMs]),
+    io:format("violations (duplicates, losses, ...): ~b~n", [VsN]),
+    io:format("peak RSS per node during failover (MB): ~s~n",
+              [string:join([io_lib:format("~s=~.1f", [Id, R / 1024]) || {Id, R} <- lists:sort(maps:to_list(RssPeak))], " ")]),
+    io:format("traffic on all links from the kill to convergence: ~.1f MB (~b bytes per orphan)~n",
+              [Bytes / 1048576, Bytes div max(1, Orphans)]),
+    stop_cluster(St1),
+    case VsN of 0 -> 0; _ -> 1 end.
+
+preload(N, Dsup) ->
+    Workers = 16,
+    Parent = self(),
+    Names = [{N2, list_to_tuple(Dsup)} || N2 <- lists:seq(1, N)],
+    Chunks = [[X || {I, X} <- lists:zip(lists:seq(1, N), Names), I rem Workers =:= W] || W <- lists:seq(0, Workers - 1)],
+    Ps = [spawn_link(fun() -> Parent ! {loaded, self(), [load_one(I, Ds) || {I, Ds} <- C]} end) || C <- Chunks],
+    [receive {loaded, P, Res} -> [record_loaded(R) || R <- Res] end || P <- Ps],
+    ok.
+
+load_one(I, Ds) ->
+    Name = <<"k", (integer_to_binary(I))/binary>>,
+    D = element(1 + I rem tuple_size(Ds), Ds),
+    ets:insert(chaos_names, {Name, #{restart => permanent, state => maybe, t => now_ms(), terminated => false}}),
+    {Name, gen_server:call({?SUP, D}, {start_child, {counter, [{name, Name}]}, undefined}, 60000)}.
+
+record_loaded({Name, {ok, Pid, _}}) ->
+    ets:insert(chaos_names, {Name, #{restart => permanent, state => started, pid => Pid, t => now_ms(), terminated => false}});
+record_loaded({Name, Other}) ->
+    io:format("preload: ~p: ~p~n", [Name, Other]).
+
+%% Until the survivors run all N children again; RSS sampled meanwhile.
+wait_all_running(Survivors, N, TK, Peak, St) ->
+    Active = lists:sum([proplists:get_value(active, C, 0)
+                        || S <- Survivors, C <- [call_sup(S, count_children)], is_list(C)]),
+    Peak1 = maps:merge_with(fun(_, A, B) -> max(A, B) end, Peak, rss_all(St)),
+    case Active >= N of
+        true -> {now_ms() - TK, Peak1};
+        false ->
+            case now_ms() - TK > 600000 of
+                true -> {-1, Peak1};
+                false -> timer:sleep(50), wait_all_running(Survivors, N, TK, Peak1, St)
+            end
+    end.
+
+rss_all(#{procs := Ps} = St) ->
+    maps:from_list([{Id, rss_kb(maps:get(Id, Ps))} || Id <- live_ids(St, dsup) ++ live_ids(St, elixir)]).
+
+rss_kb(Pid) ->
+    case file:read_file("/proc/" ++ integer_to_list(Pid) ++ "/status") of
+        {ok, B} ->
+            case re:run(B, "VmRSS:\\s+(\\d+)", [{capture, all_but_first, list}]) of
+                {match, [K]} -> list_to_integer(K);
+                _ -> 0
+            end;
+        _ -> 0
+    end.
+
+%% bytes received on each namespace's eth0 (every byte between nodes is
+%% received once)
+traffic(#{env := Env}) ->
+    [{Id, rx_bytes(os:cmd("ip netns exec " ++ Ns ++ " cat /proc/net/dev"))}
+     || #{id := Id, ns := Ns} <- maps:get(nodes, Env)].
+
+rx_bytes(Dev) ->
+    case [L || L <- string:lexemes(Dev, "\n"), string:find(L, "eth0:") =/= nomatch] of
+        [L | _] ->
+            [_, Rest] = string:split(L, ":"),
+            list_to_integer(hd(string:lexemes(Rest, " ")));
+        [] -> 0
+    end.
 
 %% ================================================================== utilities
 
