@@ -65,6 +65,7 @@ static void host_joined(dsup_sup *s, const dsup_pid *host)
     }
     if (!dsup_pid_eq(host, dsup_self(s->proc)))
         sup_send_snapshot(s, host);
+    sup_quorum_check(s);
 }
 
 /* Ask ourselves to fail over once the scope has applied the whole change
@@ -88,6 +89,7 @@ static void host_left(dsup_sup *s, const dsup_pid *host)
         if (s->monitor_nodes == 1)
             emit_node(s, "node_down", host->node);
     }
+    sup_quorum_check(s);
     if (host->node != g_node->name && !s->stopping)
         schedule_failover(s, host->node);
 }
@@ -353,13 +355,16 @@ void sup_failover(dsup_sup *s, const char *lost)
         dsup_child_spec *spec = NULL;
         const char *owner = dsup_ring_node_for(s->ring, c->spec->name.buf, c->spec->name.len);
         owner = owner ? dsup_intern_str(owner) : NULL; /* the ring keeps its own copies */
+        /* fenced (quorum mode): every orphan is held, started when a quorum is back */
         if (s->cache_children && c->spec->restart != DSUP_RESTART_TEMPORARY &&
-            strcmp(c->spec->type, "undefined") != 0 && owner == g_node->name)
+            strcmp(c->spec->type, "undefined") != 0 && (owner == g_node->name || s->fenced))
             spec = dsup_spec_with_name(c->spec, c->spec->name);
         dsup_pid old = c->pid;
         sup_emit_process_stop(s, c->spec->name, &old);
         sup_cache_drop(s, c);
-        if (spec) {
+        if (spec && s->fenced) {
+            sup_quorum_hold(s, spec);
+        } else if (spec) {
             ei_x_buff *x = dsup_term_scratch();
             if (sup_start_local(s, spec, x) == 0)
                 restarted++;
@@ -405,6 +410,11 @@ static void sup_info(dsup_proc *self, void *state, dsup_term msg)
         int i = 0;
         if (dsup_term_atom_text(el[1].buf, &i, &node, &len) == 0)
             sup_failover(s, dsup_intern(node, len));
+        return;
+    }
+    if (dsup_term_is_atom(msg, "$dsup_quorum_restore") ||
+        (dsup_term_tagged(msg, "$dsup_quorum_restore", &ar, el, 1) && ar == 1)) {
+        sup_quorum_restore(s);
         return;
     }
     if (dsup_term_tagged(msg, "$dsup_retry", &ar, el, 2) && ar == 2) {
@@ -488,6 +498,7 @@ dsup_sup *dsup_sup_find(const char *name)
 
 static void free_sup(dsup_sup *s)
 {
+    sup_quorum_free(s);
     dsup_ring_free(s->ring);
     free(s->nodes);
     free(s->listeners);
@@ -554,6 +565,7 @@ int dsup_sup_start(const char *name, const dsup_term *opts, dsup_sup **out, ei_x
             dsup_ring_add_node(s->ring, hosts[i].node, 0);
     dsup_pg_subscribe(s->scope, on_scope_event, s);
     dsup_pg_join(s->scope, dsup_reason_atom(SUP_HOSTS_GROUP), &s->proc->pid, 1);
+    sup_quorum_check(s); /* quorum mode: fenced until enough hosts are seen */
     LOG_INFO("distributed supervisor %s started (scope %s)", n, scope);
     if (out)
         *out = s;

@@ -62,6 +62,10 @@ struct dsup_sup {
     sup_pending *pending;
     sup_sub *subs;
     int stopping;
+    int quorum;                   /* hosts a side needs to run children (0: no quorum mode) */
+    int fenced;                   /* fewer hosts than quorum: children stopped, starts refused */
+    dsup_child_spec **held;       /* to start again once a quorum is back (sup_quorum.c) */
+    size_t nheld, capheld;
     struct dsup_sup *next;
 };
 
@@ -110,6 +114,13 @@ void dsup_sup_conn_event(const char *node, int up);
 /* A BEAM peer runs this OTP release: default the atom-key hashing to it. */
 void dsup_sup_peer_release(int otp);
 extern int dsup_ring_atoms_explicit;   /* --ring-atoms given */
+
+/* sup_quorum.c: the opt-in quorum mode */
+int sup_quorum_ok(dsup_sup *s);
+void sup_quorum_check(dsup_sup *s);
+void sup_quorum_hold(dsup_sup *s, dsup_child_spec *spec);
+void sup_quorum_restore(dsup_sup *s);
+void sup_quorum_free(dsup_sup *s);
 
 /* sup_opts.c */
 int sup_parse_opts(dsup_sup *s, dsup_term opts, ei_x_buff *err);

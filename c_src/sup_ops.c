@@ -152,6 +152,11 @@ static dsup_call_ret start_child(dsup_sup *s, dsup_term spec_t, dsup_term node_t
         free(spec);
         return DSUP_REPLY;
     }
+    if (s->fenced) {
+        free(spec);
+        error_atom(reply, "no_quorum");
+        return DSUP_REPLY;
+    }
     if (!node) {
         node = dsup_ring_node_for(s->ring, spec->name.buf, spec->name.len);
         node = node ? dsup_intern_str(node) : NULL;
@@ -192,6 +197,11 @@ static dsup_call_ret start_child_here(dsup_sup *s, dsup_term name, dsup_term spe
     free(spec);
     if (!named) {
         error_atom(reply, "enomem");
+        return DSUP_REPLY;
+    }
+    if (s->fenced) {
+        free(named);
+        error_atom(reply, "no_quorum");
         return DSUP_REPLY;
     }
     sup_start_local(s, named, reply);

@@ -8,7 +8,11 @@
  *   listeners        Pid | atom | {atom, Node} | a list of them: event sinks
  *                    ({distributed_supervisor, Name, Event} messages)
  *   max_restarts     non-negative integer (default 3)
- *   max_seconds      positive integer (default 5) */
+ *   max_seconds      positive integer (default 5)
+ *   quorum           false (default) | N (positive integer: the configured
+ *                    number of hosts) | true (N = length of `nodes`): a side
+ *                    with fewer than N div 2 + 1 hosts stops its children and
+ *                    refuses starts (sup_quorum.c) */
 #include <stdlib.h>
 #include <string.h>
 
@@ -158,6 +162,15 @@ int sup_parse_opts(dsup_sup *s, dsup_term opts, ei_x_buff *err)
                 rc = bad(err, key);
             else
                 s->max_restarts = (int)num;
+        } else if (dsup_term_is_atom(key, "quorum")) {
+            if (dsup_term_is_atom(v, "false"))
+                s->quorum = 0;
+            else if (dsup_term_is_atom(v, "true"))
+                s->quorum = -1; /* from `nodes`, once every option is read */
+            else if (get_long(v, &num) < 0 || num <= 0 || num > 100000)
+                rc = bad(err, key);
+            else
+                s->quorum = (int)num / 2 + 1;
         } else if (dsup_term_is_atom(key, "max_seconds")) {
             if (get_long(v, &num) < 0 || num <= 0 || num > 86400 * 365)
                 rc = bad(err, key);
@@ -168,5 +181,10 @@ int sup_parse_opts(dsup_sup *s, dsup_term opts, ei_x_buff *err)
         }
     }
     free(items);
+    if (rc == 0 && s->quorum == -1) {
+        if (s->nnodes == 0) /* `quorum: true` needs the configured `nodes` */
+            return bad(err, dsup_reason_atom("quorum"));
+        s->quorum = s->nnodes / 2 + 1;
+    }
     return rc;
 }
