@@ -5,7 +5,7 @@
 # Elixir nodes and a checker (test/chaos/dsup_chaos.erl).
 #
 #   scripts/chaos.sh [--quick] [--rounds N] [--seeds "S1 S2"] [--dsup N] [--elixir M]
-#                    [--settle SECONDS]
+#                    [--settle SECONDS] [--quorum]   (instances in quorum mode)
 #   scripts/chaos.sh --scale [--dsup N] [--elixir M] [--children N] [--kill K]
 #                    (preload N children, kill K dsup-nodes at once, measure)
 #
@@ -19,7 +19,7 @@ set -uo pipefail
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"
 cd "$ROOT"
 
-QUICK=0; KILL=0; ROUNDS=""; SEEDS=""; NDSUP=""; NELIXIR=""; CHILDREN=""; SCALE=0; SETTLE=""
+QUICK=0; KILL=0; QUORUM=0; ROUNDS=""; SEEDS=""; NDSUP=""; NELIXIR=""; CHILDREN=""; SCALE=0; SETTLE=""
 while [ $# -gt 0 ]; do
     case "$1" in
         --quick) QUICK=1 ;;
@@ -31,6 +31,7 @@ while [ $# -gt 0 ]; do
         --settle) SETTLE="$2"; shift ;;
         --scale) SCALE=1 ;;
         --kill) KILL="$2"; shift ;;
+        --quorum) QUORUM=1 ;;
         *) echo "chaos: unknown argument $1" >&2; exit 2 ;;
     esac
     shift
@@ -62,7 +63,7 @@ cleanup() {
         for p in $(ip netns pids "$ns" 2>/dev/null); do kill -KILL "$p" 2>/dev/null; done
     done
     for ns in "${NSES[@]}"; do ip netns del "$ns" 2>/dev/null; done
-    if [ "$rc" -ne 0 ] && [ -d "$STAGE/logs" ]; then
+    if { [ "$rc" -ne 0 ] || [ -n "${DSUP_CHAOS_KEEP:-}" ]; } && [ -d "$STAGE/logs" ]; then
         echo "chaos: logs kept in $STAGE/logs"
     else
         rm -rf "$STAGE"
@@ -114,8 +115,13 @@ erlc -o "$STAGE/ebin" test/chaos/*.erl || exit 1
 ip netns exec "${RUN}drv" epmd -daemon
 export DSUP_CHAOS_STAGE="$STAGE" DSUP_CHAOS_NODES="$NODES" DSUP_CHAOS_ROOT="$ROOT"
 export DSUP_CHAOS_SHIM_EBIN="$ROOT/elixir_shim/_build/dev/lib/distributed_supervisor/ebin"
-export DSUP_CHAOS_ELIXIR_EBIN
-DSUP_CHAOS_ELIXIR_EBIN="$(elixir -e 'IO.write(:code.lib_dir(:elixir, :ebin))')"
 ip netns exec "${RUN}drv" erl -noshell -name "drv@10.213.0.2" -hidden -setcookie "chaos_$$_$RANDOM" \
     -kernel net_ticktime 3 -kernel logger_level critical -pa "$STAGE/ebin" \
-    -eval "dsup_chaos:main(#{seeds => [$(echo "$SEEDS" | tr ' ' ',')], rounds => $ROUNDS, children => $CHILDREN, scale => $SCALE =:= 1, settle_s => $SETTLE, regressions => $QUICK =:= 1, kill => max(1, case $KILL of 0 -> $NDSUP div 10; K -> K end)})" </dev/null
+    -eval "dsup_chaos:main(#{seeds => [$(echo "$SEEDS" | tr ' ' ',')], rounds => $ROUNDS, children => $CHILDREN, scale => $SCALE =:= 1, settle_s => $SETTLE, regressions => $QUICK =:= 1, quorum => $QUORUM =:= 1, kill => max(1, case $KILL of 0 -> $NDSUP div 10; K -> K end)})" </dev/null
+rc=$?
+# a node built with sanitizers (DSUP_NODE=build/san/dsup-node) reports in its log
+if grep -lE "AddressSanitizer|LeakSanitizer|runtime error:" "$STAGE"/logs/*.log 2>/dev/null; then
+    echo "chaos: sanitizer reports in the node logs above"
+    rc=1
+fi
+exit "$rc"

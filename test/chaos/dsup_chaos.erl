@@ -27,7 +27,7 @@ main(Opts) ->
     erlang:halt(Code).
 
 run(#{seeds := Seeds} = Opts) ->
-    Env = env(),
+    Env = (env())#{quorum => maps:get(quorum, Opts, false)},
     start_collector(),
     io:format("chaos: ~b dsup-nodes, ~b Elixir nodes, seeds ~w, ~b rounds each~n",
               [length(by_kind(dsup, Env)), length(by_kind(elixir, Env)), Seeds,
@@ -157,11 +157,19 @@ do_round(R, #{hold := Hold, faults := Faults} = Round, #{seed := Seed} = St) ->
     T0 = now_ms(),
     St1 = lists:foldl(fun(F, A) -> apply_fault(F, A) end, St, Faults),
     St2 = timeline(T0, Hold, St1),
+    Fenced = minority_check(Faults, Hold, St2),
     St3 = heal(St2),
     pause_clients(St3),
     THeal = now_ms(),
     St4 = count_faults(Faults, St3),
+    case Fenced of
+        [] -> ok;
+        _ -> io:format("  quorum: minority hosts still running children before the heal: ~p~n", [Fenced])
+    end,
     case check_until(St4, THeal + maps:get(settle, St4)) of
+        {ok, _, _} when Fenced =/= [] ->
+            report_violation(R, Round, Fenced, St4),
+            St4#{violations => Fenced, rounds_done => R};
         {ok, Ms, Info} ->
             io:format("  converged in ~b ms (~s)~n", [Ms, Info]),
             St4#{conv => [Ms | maps:get(conv, St4)], rounds_done => R};
@@ -169,6 +177,17 @@ do_round(R, #{hold := Hold, faults := Faults} = Round, #{seed := Seed} = St) ->
             report_violation(R, Round, Vs, St4),
             St4#{violations => Vs, rounds_done => R}
     end.
+
+%% Quorum mode, a lone two-way partition held long enough to be noticed:
+%% before the heal, no dsup-node on the side without a majority runs a child.
+minority_check([{partition, A, B, two_way}], Hold, #{quorum := true, env := Env} = St) when Hold >= 6000 ->
+    Dsup = [Id || #{id := Id} <- by_kind(dsup, Env)],
+    Need = length(Dsup) div 2 + 1,
+    Minority = [Id || Side <- [A, B], Ids <- [[I || I <- Side, lists:member(I, Dsup)]],
+                      length(Ids) < Need, Id <- Ids],
+    [{minority_runs_children, Id, L}
+     || Id <- Minority, L <- [call_sup(node_of(St, Id), local_children)], L =/= []];
+minority_check(_, _, _) -> [].
 
 fmt_faults(Fs) -> string:join([fmt_fault(F) || F <- Fs], "; ").
 fmt_fault({partition, A, B, Mode}) -> io_lib:format("partition ~s ~s | ~s", [Mode, string:join(A, ","), string:join(B, ",")]);
@@ -219,8 +238,9 @@ wait_epmd(Ns, N) ->
 
 launch(#{kind := dsup, ns := Ns, id := Id, node := Node}, Env) ->
     Others = [atom_to_list(N) || #{node := N} <- maps:get(nodes, Env), N =/= Node],
+    Sup = case maps:get(quorum, Env) of true -> []; false -> ["--supervisor", "Chaos.Sup"] end,
     Args = ["--name", atom_to_list(Node), "--cookie", maps:get(cookie, Env),
-            "--net-ticktime", integer_to_list(?TICK_S), "--supervisor", "Chaos.Sup"]
+            "--net-ticktime", integer_to_list(?TICK_S) | Sup]
         ++ lists:append([["--connect", O] || O <- Others]),
     spawn_in(Ns, maps:get(exe, Env), Args, log_file(Env, Id));
 launch(#{kind := elixir, ns := Ns, id := Id, node := Node}, Env) ->
@@ -241,16 +261,26 @@ bring_up(#{kind := Kind, node := Node, id := Id} = N, Inc, St) ->
         elixir ->
             All = [Nd || #{node := Nd} <- maps:get(nodes, Env)],
             Tag = io_lib:format("~s.s~b.i~b", [Id, Seed, Inc]),
-            ok = erpc:call(Node, dsup_chaos_client, boot, [whereis(chaos_collector), All, ?SUP, Tag], 30000);
+            ok = erpc:call(Node, dsup_chaos_client, boot, [whereis(chaos_collector), All, sup_opts(St), Tag], 30000);
+        dsup when map_get(quorum, St) ->
+            %% the instance with its options (the CLI's --supervisor has no quorum key)
+            case gen_server:call({dsup_node, Node}, {start_supervisor, ?SUP, sup_opts(St)}, 10000) of
+                {ok, _} -> ok;
+                {error, {already_started, _}} -> ok
+            end;
         dsup -> ok
     end,
     Pid.
+
+%% quorum mode: N = every dsup-node of the run
+sup_opts(#{quorum := true, env := Env}) -> [{name, ?SUP}, {quorum, length(by_kind(dsup, Env))}];
+sup_opts(_) -> [{name, ?SUP}].
 
 ready(dsup, Node) -> is_list(catch gen_server:call({dsup_node, Node}, which_workers, 1000));
 ready(elixir, Node) -> is_pid(erpc:call(Node, erlang, whereis, [elixir_config], 1000)).
 
 start_cluster(Seed, Env) ->
-    St0 = #{env => Env, seed => Seed, procs => #{}, epmds => #{}, inc => #{},
+    St0 = #{env => Env, seed => Seed, procs => #{}, epmds => #{}, inc => #{}, quorum => maps:get(quorum, Env),
             stopped => [], killed => [], epmd_down => []},
     Epmds = maps:from_list([{Id, start_epmd(N, Env)} || #{id := Id} = N <- maps:get(nodes, Env)]),
     St1 = St0#{epmds => Epmds},

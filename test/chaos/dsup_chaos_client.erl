@@ -20,7 +20,8 @@
 
 %% Start the instance, the reconnector and ?WORKERS idle workers. Called by
 %% the driver over erpc; everything lives under an unlinked holder.
-boot(Collector, AllNodes, Sup, Tag) ->
+boot(Collector, AllNodes, SupOpts, Tag) ->
+    Sup = proplists:get_value(name, SupOpts),
     Parent = self(),
     Ref = make_ref(),
     spawn(fun() ->
@@ -28,7 +29,7 @@ boot(Collector, AllNodes, Sup, Tag) ->
                   group_leader(whereis(user), self()),
                   process_flag(trap_exit, true),
                   {ok, SupPid} = 'Elixir.Supervisor':start_link(
-                                   [{?DS, [{name, Sup}]}],
+                                   [{?DS, SupOpts}],
                                    [{strategy, one_for_one}, {max_restarts, 1000}, {max_seconds, 1}]),
                   spawn_link(fun() -> reconnect_loop(AllNodes -- [node()], #{}) end),
                   [register(worker_name(I),

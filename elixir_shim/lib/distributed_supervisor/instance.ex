@@ -116,7 +116,8 @@ defmodule DistributedSupervisor.Instance do
       :nodes,
       :monitor_nodes,
       :max_restarts,
-      :max_seconds
+      :max_seconds,
+      :quorum
     ])
   end
 
