@@ -66,6 +66,7 @@ struct dsup_sup {
     int fenced;                   /* fewer hosts than quorum: children stopped, starts refused */
     dsup_child_spec **held;       /* to start again once a quorum is back (sup_quorum.c) */
     size_t nheld, capheld;
+    int restore_tries;            /* restore passes since the quorum came back */
     struct dsup_sup *next;
 };
 

@@ -20,6 +20,7 @@
 #include "term.h"
 
 #define RESTORE_DELAY_MS 1000 /* let pg sync with the hosts that came back */
+#define RESTORE_TRIES 30      /* then a held child whose owner never took it is dropped */
 
 int sup_quorum_ok(dsup_sup *s)
 {
@@ -92,16 +93,22 @@ static void fence(dsup_sup *s)
     free(l.pids);
 }
 
-static void unfence(dsup_sup *s)
+static void schedule_restore(dsup_sup *s)
 {
-    s->fenced = 0;
-    LOG_INFO("%s: quorum back (%zu hosts); starts accepted, %zu held children restored in %d ms",
-             s->name, dsup_ring_node_count(s->ring), s->nheld, RESTORE_DELAY_MS);
     ei_x_buff *x = dsup_term_scratch();
     ei_x_encode_tuple_header(x, 1);
     dsup_x_encode_atom(x, "$dsup_quorum_restore");
     dsup_send_after(s->proc, RESTORE_DELAY_MS, x);
     dsup_term_scratch_release(x);
+}
+
+static void unfence(dsup_sup *s)
+{
+    s->fenced = 0;
+    s->restore_tries = 0;
+    LOG_INFO("%s: quorum back (%zu hosts); starts accepted, %zu held children restored in %d ms",
+             s->name, dsup_ring_node_count(s->ring), s->nheld, RESTORE_DELAY_MS);
+    schedule_restore(s);
 }
 
 /* After any change of the ring. */
@@ -116,13 +123,17 @@ void sup_quorum_check(dsup_sup *s)
         unfence(s);
 }
 
-/* Start each held child that no host runs, on its ring owner. */
+/* Start each held child that no host runs, on its ring owner: here, or by
+ * asking the owner (which may not hold a quorum yet, when its connections
+ * come back later than ours: such specs stay held and are asked again each
+ * second, until a copy runs somewhere or RESTORE_TRIES passes went by). */
 void sup_quorum_restore(dsup_sup *s)
 {
     if (s->fenced || s->stopping)
         return; /* lost it again meanwhile: keep holding */
-    size_t started = 0, forwarded = 0;
-    for (size_t i = 0; i < s->nheld; i++) {
+    size_t started = 0, asked = 0, kept = 0, n = s->nheld;
+    int last = ++s->restore_tries >= RESTORE_TRIES;
+    for (size_t i = 0; i < n; i++) {
         dsup_child_spec *spec = s->held[i];
         const dsup_pid *members;
         if (sup_child_by_name(s, spec->name) || dsup_pg_members(s->scope, spec->name, &members) > 0) {
@@ -137,9 +148,11 @@ void sup_quorum_restore(dsup_sup *s)
             if (sup_start_local(s, spec, x) == 0) /* takes the spec */
                 started++;
             dsup_term_scratch_release(x);
-        } else if (host) {
+            continue;
+        }
+        if (host) {
             /* a call whose answer we ignore: already_started when another
-             * holder asked first */
+             * holder asked first; the pg group shows the result */
             dsup_ref tag;
             dsup_node_make_ref(&tag);
             ei_x_buff *x = dsup_term_scratch();
@@ -154,16 +167,20 @@ void sup_quorum_restore(dsup_sup *s)
             dsup_spec_encode_map(x, spec, 1);
             dsup_send(s->proc, host, x);
             dsup_term_scratch_release(x);
-            free(spec);
-            forwarded++;
-        } else {
-            free(spec);
+            asked++;
         }
+        if (last) {
+            free(spec);
+            continue;
+        }
+        s->held[kept++] = spec;
     }
-    if (s->nheld)
-        LOG_INFO("%s: %zu held children: %zu started here, %zu sent to their owners", s->name, s->nheld,
-                 started, forwarded);
-    s->nheld = 0;
+    s->nheld = kept;
+    if (started || asked)
+        LOG_INFO("%s: held children: %zu started here, %zu asked of their owners, %zu still held", s->name,
+                 started, asked, kept);
+    if (kept)
+        schedule_restore(s);
 }
 
 void sup_quorum_free(dsup_sup *s)

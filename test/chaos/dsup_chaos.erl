@@ -674,7 +674,10 @@ scale(Env, Opts) ->
     {Back, RssPeak} = wait_all_running(Survivors, N, TK, Rss0, St1),
     Net1 = traffic(St1),
     Conv = check_until(St1, now_ms() + maps:get(settle, St1)),
-    {VsN, ConvMs} = case Conv of {ok, Ms, _} -> {0, Ms}; {violations, Vs} -> report_violation(1, #{}, Vs, St1#{schedule => []}), {length(Vs), -1} end,
+    {VsN, ConvMs} = case Conv of {ok, Ms, _} -> {0, Ms}; {violations, Vs} ->
+                         report_violation(1, #{}, Vs, St1#{schedule => [#{hold => 0, faults => [{kill, V} || V <- Victims]}]}),
+                         {length(Vs), -1}
+                 end,
     Bytes = lists:sum([B || {_, B} <- Net1]) - lists:sum([B || {_, B} <- Net0]),
     io:format("~n== scale summary~n"),
     io:format("dsup-nodes ~b, Elixir nodes ~b, children ~b, killed at once ~b (orphans ~b)~n",
