@@ -94,6 +94,46 @@ static void host_left(dsup_sup *s, const dsup_pid *host)
         schedule_failover(s, host->node);
 }
 
+/* The copy our table names for `name` left the name's pg group while its
+ * host stays: the child is gone, and its child_down may have been lost with
+ * a connection (a host that was cut off, or paused past the tick time, comes
+ * back and pg syncs, but the messages sent meanwhile are gone). Checked from
+ * the mailbox, after the whole pg change: when the host itself left, the
+ * failover handles its children instead. */
+static void check_left_later(dsup_sup *s, dsup_term name, const dsup_pid *pid)
+{
+    sup_child *c = sup_child_by_name(s, name);
+    if (!c || c->local || !dsup_pid_eq(&c->pid, pid) || !sup_host_on(s, pid->node))
+        return;
+    ei_x_buff *x = dsup_term_scratch();
+    ei_x_encode_tuple_header(x, 3);
+    dsup_x_encode_atom(x, "$dsup_left");
+    dsup_x_encode_term(x, name);
+    dsup_x_encode_pid(x, pid);
+    dsup_send(s->proc, dsup_self(s->proc), x);
+    dsup_term_scratch_release(x);
+}
+
+static void child_left(dsup_sup *s, dsup_term name, dsup_term pid_t)
+{
+    dsup_pid pid;
+    int i = 0;
+    if (dsup_decode_pid(pid_t.buf, &i, &pid) < 0)
+        return;
+    sup_child *c = sup_child_by_name(s, name);
+    if (!c || c->local || !dsup_pid_eq(&c->pid, &pid) || !sup_host_on(s, pid.node))
+        return;
+    const dsup_pid *members;
+    size_t n = dsup_pg_members(s->scope, name, &members);
+    for (size_t k = 0; k < n; k++)
+        if (dsup_pid_eq(&members[k], &pid))
+            return; /* back in the group meanwhile */
+    if (sup_cache_repoint(s, c, NULL))
+        return;
+    sup_emit_process_stop(s, c->spec->name, &pid);
+    sup_cache_drop(s, c);
+}
+
 static void on_scope_event(void *arg, dsup_pg *scope, int event, dsup_term group, const dsup_pid *pids, size_t n)
 {
     dsup_sup *s = arg;
@@ -112,6 +152,9 @@ static void on_scope_event(void *arg, dsup_pg *scope, int event, dsup_term group
     }
     if (event == DSUP_PG_JOIN && !s->stopping)
         sup_resolve_duplicate(s, group);
+    if (event == DSUP_PG_LEAVE && !s->stopping)
+        for (size_t i = 0; i < n; i++)
+            check_left_later(s, group, &pids[i]);
 }
 
 /* ---- local children --------------------------------------------------------- */
@@ -410,6 +453,10 @@ static void sup_info(dsup_proc *self, void *state, dsup_term msg)
         int i = 0;
         if (dsup_term_atom_text(el[1].buf, &i, &node, &len) == 0)
             sup_failover(s, dsup_intern(node, len));
+        return;
+    }
+    if (dsup_term_tagged(msg, "$dsup_left", &ar, el, 3) && ar == 3) {
+        child_left(s, el[1], el[2]);
         return;
     }
     if (dsup_term_is_atom(msg, "$dsup_quorum_restore") ||
