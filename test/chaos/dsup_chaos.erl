@@ -67,7 +67,8 @@ gen_schedule(Seed, Rounds, Env) ->
 %% Rounds that once broke an invariant (test/chaos/README.md), run first in
 %% the fixed-seed run of make test.
 regression_rounds(Env) ->
-    [D1 | Ds] = [Id || #{id := Id} <- by_kind(dsup, Env)],
+    [D1, D2 | _] = Dsup = [Id || #{id := Id} <- by_kind(dsup, Env)],
+    Ds = tl(Dsup),
     Es = [Id || #{id := Id} <- by_kind(elixir, Env)],
     [%% the Elixir nodes lose the hosts of one side long enough to see their
      %% children restarted on d1; after the heal the original copies (on
@@ -78,7 +79,11 @@ regression_rounds(Env) ->
      %% a host stopped past the tick time resumes alone and restarts every
      %% child; duplicate resolution by each node's own (differing) ring once
      %% stopped both copies of some names
-     #{hold => 5500, faults => [{stop, D1, 5000}], label => "regression: resolution with differing rings"}].
+     #{hold => 5500, faults => [{stop, D1, 5000}], label => "regression: resolution with differing rings"},
+     %% children terminated on a paused host after it resumes, while the
+     %% others reconnect to it: a child_down lost with the old connection
+     %% once left a stale entry in another host's table
+     #{hold => 7000, faults => [{stop, D2, 5000}], label => "regression: stale entry after a lost child_down"}].
 
 gen_round(Env) ->
     Primary = weighted([{partition, 35}, {kill, 25}, {stop, 15}, {epmd, 10}, {scope, 15}]),
