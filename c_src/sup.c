@@ -362,16 +362,42 @@ static void child_exited(dsup_sup *s, sup_child *c, dsup_term reason)
 /* ---- failover ------------------------------------------------------------------ */
 
 typedef struct orphan_ctx {
-    const char *node;
+    dsup_sup *s;
     sup_child **list;
     size_t n, cap;
+    const char *memo_node[16];    /* nodes already looked up in '$dsup_hosts' */
+    const dsup_pid *memo_host[16];
+    int nmemo;
 } orphan_ctx;
+
+/* Whether c's copy ran on a host that is gone: its node has no instance in
+ * '$dsup_hosts', or one of another incarnation (restarted under the name). */
+static int on_lost_host(orphan_ctx *o, const sup_child *c)
+{
+    const char *node = c->pid.node;
+    if (node == g_node->name)
+        return 0;
+    const dsup_pid *host = NULL;
+    int k = 0;
+    while (k < o->nmemo && o->memo_node[k] != node)
+        k++;
+    if (k < o->nmemo) {
+        host = o->memo_host[k];
+    } else {
+        host = sup_host_on(o->s, node);
+        if (o->nmemo < 16) {
+            o->memo_node[o->nmemo] = node;
+            o->memo_host[o->nmemo++] = host;
+        }
+    }
+    return !host || host->creation != c->pid.creation;
+}
 
 static void collect_orphan(dsup_dict_ent *e, void *arg)
 {
     orphan_ctx *o = arg;
     sup_child *c = e->val;
-    if (c->pid.node != o->node)
+    if (!on_lost_host(o, c))
         return;
     if (o->n == o->cap) {
         size_t nc = o->cap ? o->cap * 2 : 64;
@@ -384,24 +410,30 @@ static void collect_orphan(dsup_dict_ent *e, void *arg)
     o->list[o->n++] = c;
 }
 
+/* The children of every host that is gone (not only `lost`: when several
+ * hosts die at once, an orphan's owner on our ring may be one that is
+ * dying too; such an orphan stays in the table, pointing at its dead copy,
+ * until its owner's child_up replaces it, or until the failover of that
+ * owner finds it again). */
 void sup_failover(dsup_sup *s, const char *lost)
 {
     if (sup_host_on(s, lost))
         return; /* it came back meanwhile */
-    orphan_ctx o = { lost, NULL, 0, 0 };
+    orphan_ctx o = { .s = s };
     dsup_dict_foreach(&s->by_name, collect_orphan, &o);
     size_t restarted = 0;
     for (size_t i = 0; i < o.n; i++) {
         sup_child *c = o.list[i];
         if (sup_cache_repoint(s, c, lost))
             continue; /* already running elsewhere: keep knowing it */
-        dsup_child_spec *spec = NULL;
         const char *owner = dsup_ring_node_for(s->ring, c->spec->name.buf, c->spec->name.len);
         owner = owner ? dsup_intern_str(owner) : NULL; /* the ring keeps its own copies */
+        int restartable = s->cache_children && c->spec->restart != DSUP_RESTART_TEMPORARY &&
+                          strcmp(c->spec->type, "undefined") != 0;
+        if (restartable && owner && owner != g_node->name && !s->fenced)
+            continue; /* its owner restarts it */
         /* fenced (quorum mode): every orphan is held, started when a quorum is back */
-        if (s->cache_children && c->spec->restart != DSUP_RESTART_TEMPORARY &&
-            strcmp(c->spec->type, "undefined") != 0 && (owner == g_node->name || s->fenced))
-            spec = dsup_spec_with_name(c->spec, c->spec->name);
+        dsup_child_spec *spec = restartable && owner ? dsup_spec_with_name(c->spec, c->spec->name) : NULL;
         dsup_pid old = c->pid;
         sup_emit_process_stop(s, c->spec->name, &old);
         sup_cache_drop(s, c);
@@ -416,7 +448,7 @@ void sup_failover(dsup_sup *s, const char *lost)
     }
     free(o.list);
     if (o.n)
-        LOG_INFO("%s: %s lost with %zu children; %zu restarted here", s->name, lost, o.n, restarted);
+        LOG_INFO("%s: %s lost; %zu children of lost hosts, %zu restarted here", s->name, lost, o.n, restarted);
 }
 
 /* ---- the instance process ------------------------------------------------------- */
