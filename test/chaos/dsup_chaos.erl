@@ -83,7 +83,10 @@ regression_rounds(Env) ->
      %% children terminated on a paused host after it resumes, while the
      %% others reconnect to it: a child_down lost with the old connection
      %% once left a stale entry in another host's table
-     #{hold => 7000, faults => [{stop, D2, 5000}], label => "regression: stale entry after a lost child_down"}].
+     #{hold => 7000, faults => [{stop, D2, 5000}], label => "regression: stale entry after a lost child_down"},
+     %% two hosts killed at once: an orphan's owner on a survivor's ring
+     %% could be the other dying host, and nobody restarted it
+     #{hold => 4000, faults => [{kill, D1}, {kill, D2}], label => "regression: several hosts killed at once"}].
 
 gen_round(Env) ->
     Primary = weighted([{partition, 35}, {kill, 25}, {stop, 15}, {epmd, 10}, {scope, 15}]),
