@@ -417,8 +417,8 @@ static void collect_orphan(dsup_dict_ent *e, void *arg)
  * owner finds it again). */
 void sup_failover(dsup_sup *s, const char *lost)
 {
-    if (sup_host_on(s, lost))
-        return; /* it came back meanwhile */
+    /* a host that came back meanwhile (same incarnation) has no orphans;
+     * one restarted under its name has the old incarnation's */
     orphan_ctx o = { .s = s };
     dsup_dict_foreach(&s->by_name, collect_orphan, &o);
     size_t restarted = 0;
