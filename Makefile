@@ -15,6 +15,7 @@
 #   make install    install binary, header, library, pkg-config file under PREFIX
 #   make examples   build the example plugin and custom node into build/examples
 #   make install-check  install into a temp dir, build examples/custom_main from it
+#   make chaos      network-namespace chaos run: partitions, kills, stops (root)
 
 .DEFAULT_GOAL := all
 PREFIX  ?= /usr/local
@@ -172,6 +173,7 @@ test: deps all examples $(UNIT_BIN) check-layers check-symbols install-check
 
 otp27:
 	@scripts/otp27.sh
+test: chaos-quick
 
 demo: deps all
 	@scripts/demo.sh
@@ -258,6 +260,21 @@ install-check: all
 	nm -D --defined-only dsup-custom | grep -q ' T ei_x_new$$' && nm -D --defined-only dsup-custom | grep -q ' T dsup_spawn$$' \
 	  || { echo "install-check: the custom node does not export dsup_*/ei_* for plugins" >&2; exit 1; }; \
 	echo "install-check: OK (installed into and removed $$tmp)"
+
+# ---- chaos (issue 18): every node in its own network namespace, faults from a
+# seeded schedule, a workload and a checker (scripts/chaos.sh, test/chaos/).
+# Needs root (ip netns). CHAOS_ARGS passes options, e.g. --seeds "7" --rounds 5.
+.PHONY: chaos chaos-quick chaos-scale
+chaos: deps all
+	@scripts/chaos.sh $(CHAOS_ARGS)
+
+# the fixed-seed run of make test: regression rounds, then two short seeds
+chaos-quick: all
+	@scripts/chaos.sh --quick $(CHAOS_ARGS)
+
+# reduced scale run (issue 18 item 4): DSUP_NODES x children, several killed at once
+chaos-scale: deps all
+	@scripts/chaos.sh --scale $(CHAOS_ARGS)
 
 clean:
 	rm -rf build

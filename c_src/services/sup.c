@@ -71,6 +71,7 @@ static void host_joined(dsup_sup *s, const dsup_pid *host)
     if (!dsup_pid_eq(host, dsup_self(s->proc)))
         sup_send_snapshot(s, host);
     sup_pending_child_retry(s); /* a host that can run a pending child? */
+    sup_quorum_check(s);
 }
 
 /* Ask ourselves to fail over once the scope has applied the whole change
@@ -94,8 +95,49 @@ static void host_left(dsup_sup *s, const dsup_pid *host)
         if (s->monitor_nodes == 1)
             emit_node(s, "node_down", host->node);
     }
+    sup_quorum_check(s);
     if (host->node != g_node->name && !s->stopping)
         schedule_failover(s, host->node);
+}
+
+/* The copy our table names for `name` left the name's pg group while its
+ * host stays: the child is gone, and its child_down may have been lost with
+ * a connection (a host that was cut off, or paused past the tick time, comes
+ * back and pg syncs, but the messages sent meanwhile are gone). Checked from
+ * the mailbox, after the whole pg change: when the host itself left, the
+ * failover handles its children instead. */
+static void check_left_later(dsup_sup *s, dsup_term name, const dsup_pid *pid)
+{
+    sup_child *c = sup_child_by_name(s, name);
+    if (!c || c->local || !dsup_pid_eq(&c->pid, pid) || !sup_host_on(s, pid->node))
+        return;
+    ei_x_buff *x = dsup_term_scratch();
+    ei_x_encode_tuple_header(x, 3);
+    dsup_x_encode_atom(x, "$dsup_left");
+    dsup_x_encode_term(x, name);
+    dsup_x_encode_pid(x, pid);
+    dsup_send(s->proc, dsup_self(s->proc), x);
+    dsup_term_scratch_release(x);
+}
+
+static void child_left(dsup_sup *s, dsup_term name, dsup_term pid_t)
+{
+    dsup_pid pid;
+    int i = 0;
+    if (dsup_decode_pid(pid_t.buf, &i, &pid) < 0)
+        return;
+    sup_child *c = sup_child_by_name(s, name);
+    if (!c || c->local || !dsup_pid_eq(&c->pid, &pid) || !sup_host_on(s, pid.node))
+        return;
+    const dsup_pid *members;
+    size_t n = dsup_pg_members(s->scope, name, &members);
+    for (size_t k = 0; k < n; k++)
+        if (dsup_pid_eq(&members[k], &pid))
+            return; /* back in the group meanwhile */
+    if (sup_cache_repoint(s, c, NULL))
+        return;
+    sup_emit_process_stop(s, c->spec->name, &pid);
+    sup_cache_drop(s, c);
 }
 
 static void on_scope_event(void *arg, dsup_pg *scope, int event, dsup_term group, const dsup_pid *pids, size_t n)
@@ -123,6 +165,9 @@ static void on_scope_event(void *arg, dsup_pg *scope, int event, dsup_term group
     }
     if (event == DSUP_PG_JOIN && !s->stopping)
         sup_resolve_duplicate(s, group);
+    if (event == DSUP_PG_LEAVE && !s->stopping)
+        for (size_t i = 0; i < n; i++)
+            check_left_later(s, group, &pids[i]);
 }
 
 /* ---- local children --------------------------------------------------------- */
@@ -400,16 +445,42 @@ static void child_exited(dsup_sup *s, sup_child *c, dsup_term reason)
 /* ---- failover ------------------------------------------------------------------ */
 
 typedef struct orphan_ctx {
-    const char *node;
+    dsup_sup *s;
     sup_child **list;
     size_t n, cap;
+    const char *memo_node[16];    /* nodes already looked up in '$dsup_hosts' */
+    const dsup_pid *memo_host[16];
+    int nmemo;
 } orphan_ctx;
+
+/* Whether c's copy ran on a host that is gone: its node has no instance in
+ * '$dsup_hosts', or one of another incarnation (restarted under the name). */
+static int on_lost_host(orphan_ctx *o, const sup_child *c)
+{
+    const char *node = c->pid.node;
+    if (node == g_node->name)
+        return 0;
+    const dsup_pid *host = NULL;
+    int k = 0;
+    while (k < o->nmemo && o->memo_node[k] != node)
+        k++;
+    if (k < o->nmemo) {
+        host = o->memo_host[k];
+    } else {
+        host = sup_host_on(o->s, node);
+        if (o->nmemo < 16) {
+            o->memo_node[o->nmemo] = node;
+            o->memo_host[o->nmemo++] = host;
+        }
+    }
+    return !host || host->creation != c->pid.creation;
+}
 
 static void collect_orphan(dsup_dict_ent *e, void *arg)
 {
     orphan_ctx *o = arg;
     sup_child *c = e->val;
-    if (c->pid.node != o->node)
+    if (!on_lost_host(o, c))
         return;
     if (o->n == o->cap) {
         size_t nc = o->cap ? o->cap * 2 : 64;
@@ -422,33 +493,43 @@ static void collect_orphan(dsup_dict_ent *e, void *arg)
     o->list[o->n++] = c;
 }
 
+/* The children of every host that is gone (not only `lost`: when several
+ * hosts die at once, an orphan's owner on our ring may be one that is
+ * dying too; such an orphan stays in the table, pointing at its dead copy,
+ * until its owner's child_up replaces it, or until the failover of that
+ * owner finds it again). */
 void sup_failover(dsup_sup *s, const char *lost)
 {
-    if (sup_host_on(s, lost))
-        return; /* it came back meanwhile */
-    orphan_ctx o = { lost, NULL, 0, 0 };
+    /* a host that came back meanwhile (same incarnation) has no orphans;
+     * one restarted under its name has the old incarnation's */
+    orphan_ctx o = { .s = s };
     dsup_dict_foreach(&s->by_name, collect_orphan, &o);
     size_t restarted = 0, pending = 0;
     for (size_t i = 0; i < o.n; i++) {
         sup_child *c = o.list[i];
         if (sup_cache_repoint(s, c, lost))
             continue; /* already running elsewhere: keep knowing it */
-        dsup_child_spec *spec = NULL;
         int keep = s->cache_children && c->spec->restart != DSUP_RESTART_TEMPORARY &&
                    strcmp(c->spec->type, "undefined") != 0;
         /* the owner among the hosts able to run it (sup_place.c) */
         const char *owner = keep ? sup_place_owner(s, c->spec, 0) : NULL;
+        if (keep && owner && owner != g_node->name && !s->fenced)
+            continue; /* its owner restarts it (the entry stays until its child_up) */
+        dsup_child_spec *spec = NULL;
         if (keep && !owner) {
             sup_pending_child_add(s, c->spec);
             pending++;
-        }
-        if (keep && owner == g_node->name)
+        } else if (keep) {
+            /* ours, or fenced (quorum mode): held until a quorum is back */
             spec = dsup_spec_with_name(c->spec, c->spec->name);
+        }
         dsup_pid old = c->pid;
         dsup_term ckpt = spec ? sup_checkpoint_take(s, spec->name, &old) : (dsup_term){ NULL, 0 };
         sup_emit_process_stop(s, c->spec->name, &old);
         sup_cache_drop(s, c);
-        if (spec && sup_claim_busy(s, spec->name)) {
+        if (spec && s->fenced) {
+            sup_quorum_hold(s, spec);
+        } else if (spec && sup_claim_busy(s, spec->name)) {
             sup_claim_restart(s, spec); /* a start elsewhere holds the name: after it, if it fails */
         } else if (spec) {
             ei_x_buff *x = dsup_term_scratch();
@@ -460,8 +541,8 @@ void sup_failover(dsup_sup *s, const char *lost)
     }
     free(o.list);
     if (o.n)
-        LOG_INFO("%s: %s lost with %zu children; %zu restarted here, %zu pending", s->name, lost, o.n,
-                 restarted, pending);
+        LOG_INFO("%s: %s lost; %zu children of lost hosts, %zu restarted here, %zu pending", s->name, lost,
+                 o.n, restarted, pending);
 }
 
 /* ---- the instance process ------------------------------------------------------- */
@@ -503,6 +584,15 @@ static void sup_info(dsup_proc *self, void *state, dsup_term msg)
             sup_claim_node_lost(s, node); /* even when it came back: a new instance */
             sup_failover(s, node);
         }
+        return;
+    }
+    if (dsup_term_tagged(msg, "$dsup_left", &ar, el, 3) && ar == 3) {
+        child_left(s, el[1], el[2]);
+        return;
+    }
+    if (dsup_term_is_atom(msg, "$dsup_quorum_restore") ||
+        (dsup_term_tagged(msg, "$dsup_quorum_restore", &ar, el, 1) && ar == 1)) {
+        sup_quorum_restore(s);
         return;
     }
     if (dsup_term_tagged(msg, "$dsup_retry", &ar, el, 3) && ar == 3) {
@@ -612,6 +702,7 @@ dsup_sup *dsup_sup_find(const char *name)
 static void free_sup(dsup_sup *s)
 {
     sup_pending_child_free_all(s);
+    sup_quorum_free(s);
     dsup_ring_free(s->ring);
     sup_opts_release(s);
     dsup_intern_release(s->name);
@@ -689,6 +780,7 @@ int dsup_sup_start(const char *name, const dsup_term *opts, dsup_sup **out, ei_x
     dsup_pg_subscribe(s->scope, on_scope_event, s);
     sup_place_advertise(s, 1); /* capabilities before the host: never seen without them */
     dsup_pg_join(s->scope, dsup_reason_atom(SUP_HOSTS_GROUP), &s->proc->pid, 1);
+    sup_quorum_check(s); /* quorum mode: fenced until enough hosts are seen */
     LOG_INFO("distributed supervisor %s started (scope %s)", n, scope);
     sup_heal_started(s, opts);
     if (out)

@@ -72,6 +72,11 @@ struct dsup_sup {
     struct sup_moves *moves;      /* moves in progress (sup_move.c) */
     struct sup_ckpt *ckpt;        /* checkpoints sent and kept (sup_checkpoint.c) */
     int stopping;
+    int quorum;                   /* hosts a side needs to run children (0: no quorum mode) */
+    int fenced;                   /* fewer hosts than quorum: children stopped, starts refused */
+    dsup_child_spec **held;       /* to start again once a quorum is back (sup_quorum.c) */
+    size_t nheld, capheld;
+    int restore_tries;            /* restore passes since the quorum came back */
     int finished;                 /* sup_shutdown_finish ran */
     const char *stop_why;         /* static text: the instance's exit reason */
     struct dsup_sup *next;
@@ -201,6 +206,13 @@ int sup_checkpoint_msg(dsup_sup *s, dsup_term event);
 dsup_term sup_checkpoint_take(dsup_sup *s, dsup_term name, const dsup_pid *lost);
 void sup_checkpoint_free(dsup_sup *s);
 void sup_checkpoint_encode(dsup_sup *s, dsup_term name, ei_x_buff *reply);
+
+/* sup_quorum.c: the opt-in quorum mode */
+int sup_quorum_ok(dsup_sup *s);
+void sup_quorum_check(dsup_sup *s);
+void sup_quorum_hold(dsup_sup *s, dsup_child_spec *spec);
+void sup_quorum_restore(dsup_sup *s);
+void sup_quorum_free(dsup_sup *s);
 
 /* sup_opts.c */
 int sup_parse_opts(dsup_sup *s, dsup_term opts, ei_x_buff *err);

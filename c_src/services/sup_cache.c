@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "intern.h"
 #include "log.h"
 #include "node.h"
 #include "sup.h"
@@ -286,27 +287,66 @@ void sup_send_snapshot(dsup_sup *s, const dsup_pid *to)
 
 /* ---- duplicates ----------------------------------------------------------------- */
 
-/* Among live copies of `name` (pg members), the survivor is the copy on the
- * name's ring owner; when no copy is there, the copy on the smallest node
- * name. Every instance applies the same rule to its own copies, so exactly
- * one copy survives. Returns 1 when a local copy was stopped. */
+/* The node, among those holding a copy of `name`, that a ring of just these
+ * nodes places the name on: the first of them clockwise from the name's
+ * point. It depends only on the set of holders, never on this node's ring,
+ * which may not agree with a peer's while a partition heals; so the holder
+ * that every view would pick keeps its copy, whatever each node has seen
+ * (with two views that ranked holders differently, both copies could stop).
+ * When the name's ring owner holds a copy, it is that copy. NULL on error. */
+static const char *keeper_node(dsup_sup *s, dsup_term name, const dsup_pid *pids, size_t n)
+{
+    dsup_ring *r = dsup_ring_new();
+    if (!r)
+        return NULL;
+    dsup_ring_set_atom_encoding(r, dsup_ring_atom_encoding(s->ring));
+    /* added in name order: on a point collision the smaller name keeps it */
+    const char **sorted = malloc(n * sizeof *sorted);
+    if (!sorted) {
+        dsup_ring_free(r);
+        return NULL;
+    }
+    size_t k = 0;
+    for (size_t i = 0; i < n; i++) {
+        size_t j = 0;
+        while (j < k && sorted[j] != pids[i].node)
+            j++;
+        if (j < k)
+            continue;
+        j = k++;
+        while (j > 0 && strcmp(sorted[j - 1], pids[i].node) > 0) {
+            sorted[j] = sorted[j - 1];
+            j--;
+        }
+        sorted[j] = pids[i].node;
+    }
+    for (size_t i = 0; i < k; i++)
+        dsup_ring_add_node(r, sorted[i], 0);
+    free(sorted);
+    const char *owner = dsup_ring_node_for(r, name.buf, name.len);
+    owner = owner ? dsup_intern_find(owner, strlen(owner)) : NULL; /* the ring keeps its own copies; hosts are held */
+    dsup_ring_free(r);
+    return owner;
+}
+
+/* Among live copies of `name` (pg members), the survivor is the copy on
+ * keeper_node(). Every instance applies the same rule to its own copies, so
+ * exactly one copy survives. Returns 1 when a local copy was stopped. */
 int sup_resolve_duplicate(dsup_sup *s, dsup_term name)
 {
     const dsup_pid *pids;
     size_t n = dsup_pg_members(s->scope, name, &pids);
     if (n < 2)
         return 0;
-    const char *owner = dsup_ring_node_for(s->ring, name.buf, name.len);
+    const char *owner = keeper_node(s, name, pids, n);
+    if (!owner)
+        return 0;
     const dsup_pid *keep = NULL;
-    for (size_t i = 0; i < n; i++)
-        if (owner && strcmp(pids[i].node, owner) == 0)
+    for (size_t i = 0; i < n && !keep; i++)
+        if (pids[i].node == owner)
             keep = &pids[i];
-    if (!keep) {
-        keep = &pids[0];
-        for (size_t i = 1; i < n; i++)
-            if (strcmp(pids[i].node, keep->node) < 0)
-                keep = &pids[i];
-    }
+    if (!keep)
+        return 0;
     int stopped = 0;
     dsup_pid victims[8];
     size_t nv = 0;

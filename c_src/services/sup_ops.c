@@ -168,6 +168,11 @@ static dsup_call_ret start_child(dsup_sup *s, dsup_term spec_t, dsup_term node_t
         free(spec);
         return DSUP_REPLY;
     }
+    if (s->fenced) {
+        free(spec);
+        error_atom(reply, "no_quorum");
+        return DSUP_REPLY;
+    }
     if (!node) {
         /* the owner among the hosts that can run the type (sup_place.c) */
         node = sup_place_owner(s, spec, 1);
@@ -214,6 +219,11 @@ static dsup_call_ret start_child_here(dsup_sup *s, dsup_term name, dsup_term spe
     free(spec);
     if (!named) {
         error_atom(reply, "enomem");
+        return DSUP_REPLY;
+    }
+    if (s->fenced) {
+        free(named);
+        error_atom(reply, "no_quorum");
         return DSUP_REPLY;
     }
     return sup_start_claimed(s, named, from, reply);

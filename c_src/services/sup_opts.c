@@ -11,7 +11,11 @@
  *   max_seconds      positive integer (default 5)
  *   rebalance        boolean (default false): a joining host receives, with
  *                    their state, the local children it now owns
- *   rebalance_moves  1..10000 (default 8): such moves in flight at once */
+ *   rebalance_moves  1..10000 (default 8): such moves in flight at once
+ *   quorum           false (default) | N (positive integer: the configured
+ *                    number of hosts) | true (N = length of `nodes`): a side
+ *                    with fewer than N div 2 + 1 hosts stops its children and
+ *                    refuses starts (sup_quorum.c) */
 #include <stdlib.h>
 #include <string.h>
 
@@ -206,6 +210,15 @@ int sup_parse_opts(dsup_sup *s, dsup_term opts, ei_x_buff *err)
                 rc = bad(err, key);
             else
                 s->max_restarts = (int)num;
+        } else if (dsup_term_is_atom(key, "quorum")) {
+            if (dsup_term_is_atom(v, "false"))
+                s->quorum = 0;
+            else if (dsup_term_is_atom(v, "true"))
+                s->quorum = -1; /* from `nodes`, once every option is read */
+            else if (get_long(v, &num) < 0 || num <= 0 || num > 100000)
+                rc = bad(err, key);
+            else
+                s->quorum = (int)num / 2 + 1;
         } else if (dsup_term_is_atom(key, "max_seconds")) {
             if (get_long(v, &num) < 0 || num <= 0 || num > 86400 * 365)
                 rc = bad(err, key);
@@ -228,5 +241,10 @@ int sup_parse_opts(dsup_sup *s, dsup_term opts, ei_x_buff *err)
         }
     }
     free(items);
+    if (rc == 0 && s->quorum == -1) {
+        if (s->nnodes == 0) /* `quorum: true` needs the configured `nodes` */
+            return bad(err, dsup_reason_atom("quorum"));
+        s->quorum = s->nnodes / 2 + 1;
+    }
     return rc;
 }

@@ -58,7 +58,11 @@ defmodule DistributedSupervisor do
   `DistributedSupervisor.Listener`). Extensions: `:host` (`true`: this node runs
   children; `false`: an observer), `:max_restarts` (3) and `:max_seconds` (5), the
   restart intensity of the local children's supervisor and of the C instances this
-  instance starts.
+  instance starts; `:quorum` (`false`: both sides of a partition stay available; a
+  positive integer N, the configured number of hosts, or `true`, N being the length of
+  `:nodes`: a side holding fewer than N div 2 + 1 hosts stops its children and refuses
+  starts with `{:error, :no_quorum}`; enforced by the C instances, README "Partitions
+  and failures").
 
   ## Differences from upstream
 
@@ -91,7 +95,8 @@ defmodule DistributedSupervisor do
     :max_restarts,
     :max_seconds,
     :host,
-    :crash_reports
+    :crash_reports,
+    :quorum
   ]
 
   # ------------------------------------------------------------------ start
@@ -263,6 +268,11 @@ defmodule DistributedSupervisor do
     do: bad_value(:max_restarts, v, "expected non negative integer")
 
   defp check_option(:max_seconds, v), do: bad_value(:max_seconds, v, "expected positive integer")
+
+  defp check_option(:quorum, v) when is_boolean(v) or (is_integer(v) and v > 0), do: :ok
+
+  defp check_option(:quorum, v),
+    do: bad_value(:quorum, v, "expected boolean or positive integer")
 
   defp bad_value(key, v, expected) do
     invalid!(

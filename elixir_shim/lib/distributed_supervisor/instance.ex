@@ -253,7 +253,8 @@ defmodule DistributedSupervisor.Instance do
       :nodes,
       :monitor_nodes,
       :max_restarts,
-      :max_seconds
+      :max_seconds,
+      :quorum
     ])
   end
 
@@ -1037,6 +1038,14 @@ defmodule DistributedSupervisor.Instance do
 
   defp recently_down?(%{recent_down: {set, _}}, pid), do: MapSet.member?(set, pid)
 
+  # A host that left may have been cut off, not dead: when its node is back,
+  # the children it still runs are announced again and are not stale (a dead
+  # child's pid is never announced again).
+  defp forget_down_of(%{recent_down: {set, q}} = state, node) do
+    set = for pid <- set, node(pid) != node, into: MapSet.new(), do: pid
+    %{state | recent_down: {set, :queue.filter(&(node(&1) != node), q)}}
+  end
+
   # ------------------------------------------------------------------ waiters
   # start_child / terminate_child wait (briefly) until this table reflects
   # their result, so that whereis/children agree with what they returned.
@@ -1077,6 +1086,7 @@ defmodule DistributedSupervisor.Instance do
     state =
       Enum.reduce(pids, state, fn pid, st ->
         node = node(pid)
+        st = if node in Map.values(st.hosts), do: st, else: forget_down_of(st, node)
         st = %{st | hosts: Map.put(st.hosts, pid, node)}
         if st.host? and pid != self(), do: send_snapshot(st, pid)
 
@@ -1136,10 +1146,9 @@ defmodule DistributedSupervisor.Instance do
         {cname, pid, spec}
       end)
 
-    state =
-      Enum.reduce(orphans, state, fn {cname, pid, _}, acc ->
-        acc |> note_down(pid) |> drop(cname, pid)
-      end)
+    # Not noted as down: a host that was cut off, not dead, announces the
+    # same pids again once it is back (its messages cannot arrive out of order).
+    state = Enum.reduce(orphans, state, fn {cname, pid, _}, acc -> drop(acc, cname, pid) end)
 
     Enum.reduce(orphans, state, fn {cname, _pid, spec}, acc ->
       cond do
