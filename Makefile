@@ -182,7 +182,7 @@ bench: deps all
 # The target needs only the codec (no ei, no libuv). New inputs go to
 # $(BUILD)/fuzz/corpus; test/fuzz/corpus holds the seeds (erl-made frames,
 # regenerate with DSUP_FUZZ_CORPUS=test/fuzz/corpus build/test/test_ctrl).
-FUZZ_SRC := test/fuzz/fuzz_frame.c c_src/wire/ctrl.c c_src/wire/term_skip.c c_src/wire/term_canon.c c_src/base/buf.c
+FUZZ_SRC := test/fuzz/fuzz_frame.c c_src/wire/ctrl.c c_src/wire/term_skip.c c_src/wire/term_canon.c c_src/base/buf.c c_src/base/xalloc.c
 # The handshake state machine with the node stubbed (seeds: test/fuzz/hs_corpus).
 FUZZ_HS_SRC := test/fuzz/fuzz_handshake.c c_src/runtime/handshake.c c_src/base/md5.c
 fuzz: deps

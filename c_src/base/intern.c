@@ -9,6 +9,7 @@
  * at them. Sweeping every turn, in every build, makes a missing hold show up
  * at once under ASan in the test suites. */
 #include "intern.h"
+#include "xalloc.h"
 
 #include <stddef.h>
 #include <stdint.h>
@@ -55,7 +56,7 @@ static uint32_t fnv1a(const char *s, size_t len)
 
 static int resize(size_t n)
 {
-    ient **ns = calloc(n, sizeof *ns);
+    ient **ns = dsup_xcalloc(n, sizeof *ns);
     if (!ns)
         return -1;
     for (size_t i = 0; i < nslots; i++) {
@@ -112,7 +113,7 @@ static void make_pending(ient *e)
         return;
     if (npend == cappend) {
         size_t nc = cappend ? cappend * 2 : 256;
-        ient **np = realloc(pend, nc * sizeof *np);
+        ient **np = dsup_xrealloc(pend, nc * sizeof *np);
         if (!np)
             return; /* out of memory: the entry stays (a leak, not a crash) */
         pend = np;
@@ -126,7 +127,7 @@ static ient *insert(const char *s, size_t len, uint32_t h)
 {
     if ((nused + 1) * 2 > nslots && resize(nslots ? nslots * 2 : MIN_SLOTS) < 0)
         return NULL;
-    ient *e = malloc(sizeof *e + len + 1);
+    ient *e = dsup_xmalloc(sizeof *e + len + 1);
     if (!e)
         return NULL;
     memset(e, 0, sizeof *e);

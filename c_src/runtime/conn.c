@@ -5,6 +5,7 @@
  * with `wflight`, so steady-state traffic allocates nothing per message and
  * many small frames coalesce into one write. */
 #include "conn.h"
+#include "xalloc.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -54,7 +55,7 @@ static void release_memory(void)
 
 dsup_conn *dsup_conn_new(void)
 {
-    dsup_conn *c = calloc(1, sizeof *c);
+    dsup_conn *c = dsup_xcalloc(1, sizeof *c);
     if (!c)
         return NULL;
     uv_tcp_init(g_node->loop, &c->tcp);
@@ -199,7 +200,7 @@ static void on_hs_written(uv_write_t *w, int status)
 
 int dsup_conn_write_hs(dsup_conn *c, const void *body, size_t n)
 {
-    hs_write *w = malloc(sizeof *w + n + 2);
+    hs_write *w = dsup_xmalloc(sizeof *w + n + 2);
     if (!w)
         return -1;
     w->data[0] = (char)(n >> 8);

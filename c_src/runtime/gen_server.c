@@ -19,6 +19,7 @@
 #include <string.h>
 
 #include "gen_server.h"
+#include "xalloc.h"
 #include "intern.h"
 #include "log.h"
 #include "metrics.h"
@@ -78,7 +79,7 @@ static int register_type(const dsup_worker_type *t, size_t size, int internal)
         return dup->orig == t ? 0 : -1;
     if (ntypes == captypes) {
         size_t nc = captypes ? captypes * 2 : 8;
-        type_ent **n = realloc(types, nc * sizeof *n);
+        type_ent **n = dsup_xrealloc(types, nc * sizeof *n);
         if (!n)
             return -1;
         types = n;
@@ -86,7 +87,7 @@ static int register_type(const dsup_worker_type *t, size_t size, int internal)
     }
     /* One allocation per type for the node's life: pointers to the copy
      * (dsup_type(), proc->type) stay valid when the table grows. */
-    type_ent *e = calloc(1, sizeof *e);
+    type_ent *e = dsup_xcalloc(1, sizeof *e);
     if (!e)
         return -1;
     memcpy(&e->type, t, size < sizeof e->type ? size : sizeof e->type);
@@ -165,7 +166,7 @@ static void begin_reply(ei_x_buff *x, dsup_term tag)
 
 dsup_saved_from *dsup_from_save(const dsup_from *from)
 {
-    dsup_saved_from *s = malloc(sizeof *s + from->tag.len);
+    dsup_saved_from *s = dsup_xmalloc(sizeof *s + from->tag.len);
     if (!s)
         return NULL;
     s->pid = from->pid;
@@ -211,7 +212,7 @@ static int decode_from(dsup_term t, dsup_from *from)
 static gs_extra *extra(dsup_proc *p)
 {
     if (!p->beh)
-        p->beh = calloc(1, sizeof(gs_extra));
+        p->beh = dsup_xcalloc(1, sizeof(gs_extra));
     return p->beh;
 }
 

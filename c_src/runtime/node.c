@@ -3,6 +3,7 @@
  * reconnect to --connect nodes with backoff, ticks, setup deadlines, the caps
  * on unauthenticated connections, orderly shutdown. */
 #include "node.h"
+#include "xalloc.h"
 
 #include <stdarg.h>
 #include <stdio.h>
@@ -68,7 +69,7 @@ static int conns_add(dsup_conn *c)
 {
     if (g_node->nconns == g_node->capconns) {
         size_t nc = g_node->capconns ? g_node->capconns * 2 : 16;
-        dsup_conn **n = realloc(g_node->conns, nc * sizeof *n);
+        dsup_conn **n = dsup_xrealloc(g_node->conns, nc * sizeof *n);
         if (!n)
             return -1;
         g_node->conns = n;
@@ -132,7 +133,7 @@ void dsup_node_mark_dirty(dsup_conn *c)
         return;
     if (g_node->nflush == g_node->capflush) {
         size_t nc = g_node->capflush ? g_node->capflush * 2 : 16;
-        dsup_conn **n = realloc(g_node->flush, nc * sizeof *n);
+        dsup_conn **n = dsup_xrealloc(g_node->flush, nc * sizeof *n);
         if (!n)
             return;
         g_node->flush = n;
@@ -566,7 +567,7 @@ int dsup_node_add_connect_target(const char *peer_name)
         return -1;
     if (find_reconnect(peer))
         return 0;
-    reconnect *r = calloc(1, sizeof *r);
+    reconnect *r = dsup_xcalloc(1, sizeof *r);
     if (!r)
         return -1;
     r->peer = peer;
@@ -679,7 +680,7 @@ static void close_conn_gracefully(dsup_conn *c)
         return;
     }
     dsup_conn_flush(c);
-    uv_shutdown_t *req = malloc(sizeof *req);
+    uv_shutdown_t *req = dsup_xmalloc(sizeof *req);
     if (!req || uv_shutdown(req, (uv_stream_t *)&c->tcp, on_shutdown_written) < 0) {
         free(req);
         dsup_conn_close(c, "node shutting down");

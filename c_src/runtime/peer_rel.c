@@ -17,6 +17,7 @@
  * whose rex cannot say (not a BEAM) gets the pre-26.1 format after
  * HOLD_MS. */
 #include "peer_rel.h"
+#include "xalloc.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -143,13 +144,13 @@ int dsup_peer_sys_reply(const dsup_pid *to, dsup_term tag, dsup_term body)
     }
     if (nheld == capheld) {
         size_t nc = capheld ? capheld * 2 : 8;
-        held_reply *n = realloc(held, nc * sizeof *n);
+        held_reply *n = dsup_xrealloc(held, nc * sizeof *n);
         if (!n)
             return -1;
         held = n;
         capheld = nc;
     }
-    char *bytes = malloc(tag.len + body.len);
+    char *bytes = dsup_xmalloc(tag.len + body.len);
     if (!bytes)
         return -1;
     memcpy(bytes, tag.buf, tag.len);

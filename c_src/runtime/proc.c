@@ -4,6 +4,7 @@
  * kept in an open-addressing table (linear probing, backward-shift delete),
  * so a million processes cost one pointer slot each. */
 #include "proc.h"
+#include "xalloc.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -33,9 +34,9 @@ static size_t slot_of(uint32_t key, size_t cap) { return (key * 2654435761u) & (
 void dsup_proc_table_init(void)
 {
     tcap = 1024;
-    table = calloc(tcap, sizeof *table);
+    table = dsup_xcalloc(tcap, sizeof *table);
     ncap = 64;
-    names = calloc(ncap, sizeof *names);
+    names = dsup_xcalloc(ncap, sizeof *names);
 }
 
 size_t dsup_proc_count(void) { return tcount; }
@@ -53,7 +54,7 @@ static int table_grow(void)
 {
     size_t oc = tcap;
     dsup_proc **old = table;
-    dsup_proc **nt = calloc(oc * 2, sizeof *nt);
+    dsup_proc **nt = dsup_xcalloc(oc * 2, sizeof *nt);
     if (!nt)
         return -1;
     table = nt;
@@ -111,7 +112,7 @@ dsup_proc *dsup_proc_new(size_t extra)
     if ((tcount + 1) * 4 > tcap * 3 && table_grow())
         return NULL;
     size_t base = (sizeof(dsup_proc) + 7) & ~(size_t)7;
-    dsup_proc *p = calloc(1, base + extra);
+    dsup_proc *p = dsup_xcalloc(1, base + extra);
     if (!p)
         return NULL;
     /* Next free key; wraps like the BEAM's pid counter. */
@@ -150,13 +151,13 @@ void dsup_proc_foreach(void (*fn)(dsup_proc *p, void *arg), void *arg)
 {
     /* Collect first: fn may end processes and reshape the table. */
     size_t n = 0;
-    dsup_proc **all = malloc((tcount + 1) * sizeof *all);
+    dsup_proc **all = dsup_xmalloc((tcount + 1) * sizeof *all);
     if (!all)
         return;
     for (size_t i = 0; i < tcap; i++)
         if (table[i])
             all[n++] = table[i];
-    uint32_t *keys = malloc((n + 1) * sizeof *keys);
+    uint32_t *keys = dsup_xmalloc((n + 1) * sizeof *keys);
     if (!keys) {
         free(all);
         return;
@@ -209,7 +210,7 @@ int dsup_proc_register(dsup_proc *p, const char *name)
     if ((ncount + 1) * 2 > ncap) {
         name_ent *old = names;
         size_t oc = ncap;
-        names = calloc(oc * 2, sizeof *names);
+        names = dsup_xcalloc(oc * 2, sizeof *names);
         ncap = oc * 2;
         ncount = 0;
         for (size_t i = 0; i < oc; i++)
@@ -230,7 +231,7 @@ static void unregister(dsup_proc *p)
     /* Rebuild the small name table without this entry (names are few). */
     name_ent *old = names;
     size_t oc = ncap;
-    names = calloc(oc, sizeof *names);
+    names = dsup_xcalloc(oc, sizeof *names);
     ncount = 0;
     for (size_t i = 0; i < oc; i++) {
         if (old[i].name && old[i].p != p)
@@ -701,7 +702,7 @@ void dsup_stop(dsup_proc *self, dsup_term reason)
         reason.buf++;
         reason.len--;
     }
-    dsup_term *copy = malloc(sizeof *copy + reason.len);
+    dsup_term *copy = dsup_xmalloc(sizeof *copy + reason.len);
     if (!copy)
         return;
     memcpy(copy + 1, reason.buf, reason.len);

@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "node.h"
+#include "xalloc.h"
 #include "proc.h"
 #include "term.h"
 
@@ -46,7 +47,7 @@ static void on_timer(uv_timer_t *h)
 
 uint64_t dsup_send_after(dsup_proc *self, unsigned ms, const ei_x_buff *msg)
 {
-    send_timer *t = calloc(1, sizeof *t);
+    send_timer *t = dsup_xcalloc(1, sizeof *t);
     if (!t)
         return 0;
     t->msg = dsup_term_dup(dsup_term_of_x(msg));
@@ -106,7 +107,7 @@ static void after_work(uv_work_t *r, int status)
 int dsup_queue_work(dsup_proc *self, void *arg, void (*fn)(void *arg),
                     void (*done)(dsup_proc *self, void *arg, int status))
 {
-    work *w = calloc(1, sizeof *w);
+    work *w = dsup_xcalloc(1, sizeof *w);
     if (!w)
         return -1;
     w->owner = *dsup_self(self);

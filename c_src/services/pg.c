@@ -17,6 +17,7 @@
 #include <string.h>
 
 #include "dict.h"
+#include "xalloc.h"
 #include "gen_server.h"
 #include "intern.h"
 #include "log.h"
@@ -115,7 +116,7 @@ static int vec_push(pidvec *v, const dsup_pid *p)
     }
     if (v->cap == 0 || v->n == v->cap) {
         uint32_t nc = v->cap ? v->cap * 2 : 4;
-        dsup_pid *n = malloc(nc * sizeof *n);
+        dsup_pid *n = dsup_xmalloc(nc * sizeof *n);
         if (!n)
             return -1;
         memcpy(n, pv_data(v), v->n * sizeof *n);
@@ -227,7 +228,7 @@ int dsup_pg_join(dsup_pg *s, dsup_term group, const dsup_pid *pids, size_t n)
     group = g->key;
     for (size_t i = 0; i < n; i++) {
         dsup_proc *p = dsup_proc_lookup(&pids[i]);
-        struct dsup_pg_memb *m = malloc(sizeof *m);
+        struct dsup_pg_memb *m = dsup_xmalloc(sizeof *m);
         if (!m)
             return -1;
         m->scope = s;
@@ -275,7 +276,7 @@ int dsup_pg_leave(dsup_pg *s, dsup_term group, const dsup_pid *pids, size_t n)
     pg_group *g = group_get(s, group, 0);
     if (!g)
         return 1; /* not_joined */
-    dsup_pid *left = malloc((n ? n : 1) * sizeof *left);
+    dsup_pid *left = dsup_xmalloc((n ? n : 1) * sizeof *left);
     if (!left)
         return -1;
     size_t nl = 0;
@@ -361,7 +362,7 @@ static pg_peer *peer_add(dsup_pg *s, const dsup_pid *pid)
     if (!e)
         return NULL;
     if (!e->val) {
-        pg_peer *p = calloc(1, sizeof *p);
+        pg_peer *p = dsup_xcalloc(1, sizeof *p);
         if (!p)
             return NULL;
         p->pid = *pid;
@@ -382,7 +383,7 @@ static void remote_join(dsup_pg *s, pg_peer *p, dsup_term group, const dsup_pid 
     if (!e)
         return;
     if (!e->val)
-        e->val = calloc(1, sizeof(pidvec));
+        e->val = dsup_xcalloc(1, sizeof(pidvec));
     pidvec *pv = e->val;
     for (size_t i = 0; i < n; i++) {
         vec_push(pv, &pids[i]);
@@ -398,7 +399,7 @@ static void remote_leave(dsup_pg *s, pg_peer *p, dsup_term group, const dsup_pid
     if (!e)
         return;
     pidvec *pv = e->val;
-    dsup_pid *gone = malloc((n ? n : 1) * sizeof *gone);
+    dsup_pid *gone = dsup_xmalloc((n ? n : 1) * sizeof *gone);
     size_t ng = 0;
     for (size_t i = 0; i < n; i++) {
         if (vec_remove(pv, &pids[i])) {
@@ -435,7 +436,7 @@ static void collect_key(dsup_dict_ent *e, void *arg)
 static void peer_forget_groups(dsup_pg *s, pg_peer *p, const dsup_dict *keep)
 {
     drop_ctx d = { s, p, NULL, 0 };
-    d.keys = malloc((p->groups.count + 1) * sizeof *d.keys);
+    d.keys = dsup_xmalloc((p->groups.count + 1) * sizeof *d.keys);
     if (!d.keys)
         return;
     dsup_dict_foreach(&p->groups, collect_key, &d);
@@ -444,7 +445,7 @@ static void peer_forget_groups(dsup_pg *s, pg_peer *p, const dsup_dict *keep)
             dsup_dict_ent *e = dsup_dict_find(&p->groups, d.keys[i].buf, d.keys[i].len);
             if (e) {
                 pidvec *pv = e->val;
-                dsup_pid *copy = malloc((pv->n ? pv->n : 1) * sizeof *copy);
+                dsup_pid *copy = dsup_xmalloc((pv->n ? pv->n : 1) * sizeof *copy);
                 if (copy) {
                     memcpy(copy, pv_data(pv), pv->n * sizeof *copy);
                     remote_leave(s, p, d.keys[i], copy, pv->n);
@@ -482,7 +483,7 @@ static int decode_pids(dsup_term t, dsup_pid **out, size_t *n)
     if (ei_get_type(t.buf, &i, &type, &size) < 0)
         return -1;
     if (type == ERL_PID_EXT || type == ERL_NEW_PID_EXT) {
-        *out = malloc(sizeof **out);
+        *out = dsup_xmalloc(sizeof **out);
         if (!*out || dsup_decode_pid(t.buf, &i, *out) < 0)
             return -1;
         *n = 1;
@@ -492,7 +493,7 @@ static int decode_pids(dsup_term t, dsup_pid **out, size_t *n)
         return 0;
     if (type != ERL_LIST_EXT || ei_decode_list_header(t.buf, &i, &arity) < 0)
         return -1;
-    *out = malloc((size_t)(arity ? arity : 1) * sizeof **out);
+    *out = dsup_xmalloc((size_t)(arity ? arity : 1) * sizeof **out);
     if (!*out)
         return -1;
     for (int k = 0; k < arity; k++)
@@ -577,7 +578,7 @@ static void handle_sync(dsup_pg *s, dsup_term peer_t, dsup_term groups)
             }
             if (e) {
                 pidvec *pv = e->val;
-                dsup_pid *copy = malloc((pv->n ? pv->n : 1) * sizeof *copy);
+                dsup_pid *copy = dsup_xmalloc((pv->n ? pv->n : 1) * sizeof *copy);
                 if (copy) {
                     memcpy(copy, pv_data(pv), pv->n * sizeof *copy);
                     remote_leave(s, p, pair[0], copy, pv->n);
@@ -833,7 +834,7 @@ dsup_pg *dsup_pg_scope(const char *name)
         dsup_register_internal_type(&scope_type);
         registered = 1;
     }
-    s = calloc(1, sizeof *s);
+    s = dsup_xcalloc(1, sizeof *s);
     if (!s)
         return NULL;
     s->name = n;
@@ -908,7 +909,7 @@ size_t dsup_pg_which_groups(dsup_pg *s, void (*fn)(void *arg, dsup_term group, s
 
 int dsup_pg_subscribe(dsup_pg *s, dsup_pg_event_fn fn, void *arg)
 {
-    pg_sub *u = calloc(1, sizeof *u);
+    pg_sub *u = dsup_xcalloc(1, sizeof *u);
     if (!s || !u) {
         free(u);
         return -1;

@@ -9,6 +9,7 @@
 #include <stdlib.h>
 
 #include "node_hooks.h"
+#include "xalloc.h"
 #include "pg.h"
 #include "term.h"
 
@@ -40,11 +41,11 @@ static int pids_of(dsup_term t, dsup_pid **out, size_t *n)
     if (type == ERL_NIL_EXT)
         return 0;
     if (type != ERL_LIST_EXT) {
-        *out = malloc(sizeof **out);
+        *out = dsup_xmalloc(sizeof **out);
         *n = 1;
         return *out ? dsup_decode_pid(t.buf, &i, *out) : -1;
     }
-    if (ei_decode_list_header(t.buf, &i, &arity) < 0 || !(*out = malloc((size_t)arity * sizeof **out)))
+    if (ei_decode_list_header(t.buf, &i, &arity) < 0 || !(*out = dsup_xmalloc((size_t)arity * sizeof **out)))
         return -1;
     for (int k = 0; k < arity; k++)
         if (dsup_decode_pid(t.buf, &i, &(*out)[k]) < 0)
@@ -99,7 +100,7 @@ int dsup_pg_ctrl_call(dsup_term req, ei_x_buff *reply)
             encode_pid_list(reply, pids, n);
         } else {
             size_t n = dsup_pg_local_members(s, el[2], NULL, 0);
-            dsup_pid *pids = malloc((n ? n : 1) * sizeof *pids);
+            dsup_pid *pids = dsup_xmalloc((n ? n : 1) * sizeof *pids);
             n = pids ? dsup_pg_local_members(s, el[2], pids, n) : 0;
             encode_pid_list(reply, pids, n);
             free(pids);

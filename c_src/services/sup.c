@@ -14,6 +14,7 @@
 #include <string.h>
 
 #include "crash_report.h"
+#include "xalloc.h"
 #include "gen_server.h"
 #include "intern.h"
 #include "log.h"
@@ -261,7 +262,7 @@ void sup_stop_child(dsup_sup *s, sup_child *c, dsup_term reason)
     }
     dsup_exit(s->proc, &c->pid, reason);
     if (c->spec->shutdown > 0) {
-        c->kill_timer = malloc(sizeof *c->kill_timer);
+        c->kill_timer = dsup_xmalloc(sizeof *c->kill_timer);
         if (c->kill_timer) {
             uv_timer_init(g_node->loop, c->kill_timer);
             c->kill_timer->data = &c->pid;
@@ -413,7 +414,7 @@ static void collect_orphan(dsup_dict_ent *e, void *arg)
         return;
     if (o->n == o->cap) {
         size_t nc = o->cap ? o->cap * 2 : 64;
-        sup_child **nl = realloc(o->list, nc * sizeof *nl);
+        sup_child **nl = dsup_xrealloc(o->list, nc * sizeof *nl);
         if (!nl)
             return;
         o->list = nl;
@@ -556,7 +557,7 @@ static void sup_terminate(dsup_proc *self, void *state, dsup_term reason)
          * their state over now (no barrier: we are ending), the others
          * come back by the survivors' failover as before. */
         s->stopping = 1;
-        stop_ctx c = { s, malloc((s->by_name.count + 1) * sizeof(sup_child *)), 0 };
+        stop_ctx c = { s, dsup_xmalloc((s->by_name.count + 1) * sizeof(sup_child *)), 0 };
         if (c.list) {
             dsup_dict_foreach(&s->by_name, collect_local, &c);
             sup_handoff_on_stop(s, c.list, c.n, 0);
@@ -645,7 +646,7 @@ int dsup_sup_start(const char *name, const dsup_term *opts, dsup_sup **out, ei_x
         }
         return -1;
     }
-    dsup_sup *s = calloc(1, sizeof *s);
+    dsup_sup *s = dsup_xcalloc(1, sizeof *s);
     if (!s)
         return -1;
     s->name = n;
@@ -659,7 +660,7 @@ int dsup_sup_start(const char *name, const dsup_term *opts, dsup_sup **out, ei_x
         free_sup(s);
         return -1;
     }
-    s->restarts = calloc((size_t)s->max_restarts + 1, sizeof *s->restarts);
+    s->restarts = dsup_xcalloc((size_t)s->max_restarts + 1, sizeof *s->restarts);
     char scope[300];
     /* Module.concat(Name, Scope): 'Elixir.MyApp.DistSup.Scope', and for a
      * plain atom name 'Elixir.name.Scope' — the atom the shim uses too. */
@@ -742,7 +743,7 @@ static void sup_shutdown_instance(dsup_sup *s, const char *why)
         return;
     s->stopping = 1;
     s->stop_why = why;
-    stop_ctx c = { s, malloc((s->by_name.count + 1) * sizeof(sup_child *)), 0 };
+    stop_ctx c = { s, dsup_xmalloc((s->by_name.count + 1) * sizeof(sup_child *)), 0 };
     if (c.list)
         dsup_dict_foreach(&s->by_name, collect_local, &c);
     broadcast_node_terminate(s, why, c.list, c.n);
@@ -773,7 +774,7 @@ void sup_shutdown_finish(dsup_sup *s)
         return;
     s->finished = 1;
     dsup_pg_leave(s->scope, dsup_reason_atom(SUP_HOSTS_GROUP), &s->proc->pid, 1);
-    stop_ctx c = { s, malloc((s->by_name.count + 1) * sizeof(sup_child *)), 0 };
+    stop_ctx c = { s, dsup_xmalloc((s->by_name.count + 1) * sizeof(sup_child *)), 0 };
     if (c.list)
         dsup_dict_foreach(&s->by_name, collect_local, &c);
     for (size_t i = 0; i < c.n; i++) {
@@ -838,7 +839,7 @@ void dsup_sup_conn_event(const char *node, int up)
 
 int dsup_sup_subscribe(dsup_sup *s, dsup_sup_event_fn fn, void *arg)
 {
-    sup_sub *u = calloc(1, sizeof *u);
+    sup_sub *u = dsup_xcalloc(1, sizeof *u);
     if (!s || !u) {
         free(u);
         return -1;

@@ -8,6 +8,7 @@
  * make_hash2_helper() in erts (utils.c, OTP 22..25; erl_term_hashing.c from
  * OTP 26). See phash2.h for the interface. */
 #include "phash2.h"
+#include "xalloc.h"
 
 #include <math.h>
 #include <stdlib.h>
@@ -467,10 +468,10 @@ static frame_t *push(stack_t_ *s)
         if (ncap > SIZE_MAX / sizeof(frame_t))
             return NULL;
         if (s->st == s->inl) {
-            n = malloc(ncap * sizeof(frame_t));
+            n = dsup_xmalloc(ncap * sizeof(frame_t));
             if (n) memcpy(n, s->inl, s->sp * sizeof(frame_t));
         } else {
-            n = realloc(s->st, ncap * sizeof(frame_t));
+            n = dsup_xrealloc(s->st, ncap * sizeof(frame_t));
         }
         if (!n)
             return NULL;

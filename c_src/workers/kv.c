@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "dsup.h"
+#include "xalloc.h"
 #include "workers.h"
 
 typedef struct kv_ent {
@@ -38,7 +39,7 @@ static kv_ent **find(kv *s, dsup_term k)
 static void grow(kv *s)
 {
     size_t n = s->nslots * 2;
-    kv_ent **ns = calloc(n, sizeof *ns);
+    kv_ent **ns = dsup_xcalloc(n, sizeof *ns);
     if (!ns)
         return;
     for (size_t i = 0; i < s->nslots; i++) {
@@ -76,11 +77,11 @@ static int load_map(kv *s, dsup_term m)
 
 static int kv_init(dsup_proc *self, dsup_term args, void **state)
 {
-    kv *s = calloc(1, sizeof *s);
+    kv *s = dsup_xcalloc(1, sizeof *s);
     if (!s)
         return -1;
     s->nslots = 16;
-    s->slots = calloc(s->nslots, sizeof *s->slots);
+    s->slots = dsup_xcalloc(s->nslots, sizeof *s->slots);
     *state = s; /* set before a refusal: terminate is not called, so free here */
     dsup_term h;
     if (!s->slots || (dsup_handoff_state(self, &h) && load_map(s, h) < 0)) {
@@ -100,7 +101,7 @@ static void put(kv *s, dsup_term k, dsup_term v)
         (*e)->val = dsup_term_dup(v);
         return;
     }
-    kv_ent *n = calloc(1, sizeof *n);
+    kv_ent *n = dsup_xcalloc(1, sizeof *n);
     if (!n)
         return;
     n->key = dsup_term_dup(k);
