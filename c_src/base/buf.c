@@ -20,8 +20,6 @@ int dsup_buf_reserve(dsup_buf *b, size_t extra)
         cap *= 2;
     }
     char *p = dsup_xrealloc(b->data, cap);
-    if (!p)
-        return -1;
     b->data = p;
     b->cap = cap;
     return 0;

@@ -29,8 +29,6 @@ static int grow(dsup_dict *d)
 {
     size_t n = d->nslots ? d->nslots * 2 : 16;
     dsup_dict_ent **ns = dsup_xcalloc(n, sizeof *ns);
-    if (!ns)
-        return -1;
     for (size_t i = 0; i < d->nslots; i++) {
         for (dsup_dict_ent *e = d->slots[i], *next; e; e = next) {
             next = e->next;
@@ -55,8 +53,6 @@ static dsup_dict_ent *upsert(dsup_dict *d, const void *key, size_t klen, size_t 
         return NULL;
     size_t voff = (klen + 7) & ~(size_t)7;
     e = dsup_xmalloc(sizeof *e + (vsize ? voff + vsize : klen));
-    if (!e)
-        return NULL;
     e->hash = hash_bytes(key, klen);
     e->klen = (uint32_t)klen;
     e->val = NULL;

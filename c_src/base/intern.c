@@ -57,8 +57,6 @@ static uint32_t fnv1a(const char *s, size_t len)
 static int resize(size_t n)
 {
     ient **ns = dsup_xcalloc(n, sizeof *ns);
-    if (!ns)
-        return -1;
     for (size_t i = 0; i < nslots; i++) {
         if (!slots[i])
             continue;
@@ -114,8 +112,6 @@ static void make_pending(ient *e)
     if (npend == cappend) {
         size_t nc = cappend ? cappend * 2 : 256;
         ient **np = dsup_xrealloc(pend, nc * sizeof *np);
-        if (!np)
-            return; /* out of memory: the entry stays (a leak, not a crash) */
         pend = np;
         cappend = nc;
     }
@@ -128,8 +124,6 @@ static ient *insert(const char *s, size_t len, uint32_t h)
     if ((nused + 1) * 2 > nslots && resize(nslots ? nslots * 2 : MIN_SLOTS) < 0)
         return NULL;
     ient *e = dsup_xmalloc(sizeof *e + len + 1);
-    if (!e)
-        return NULL;
     memset(e, 0, sizeof *e);
     e->hash = h;
     e->len = (uint32_t)len;

@@ -19,8 +19,6 @@ static void *at(const dsup_ivec_hdr *h, const dsup_ivec_type *t, uint32_t i)
 static int rebuild(dsup_ivec_hdr *h, const dsup_ivec_type *t, uint32_t nslots)
 {
     uint32_t *s = dsup_xcalloc(nslots, sizeof *s);
-    if (!s)
-        return -1;
     free(h->slots);
     h->slots = s;
     h->nslots = nslots;
@@ -58,8 +56,6 @@ int dsup_ivec_push(dsup_ivec *a, const dsup_ivec_type *t, const void *elem)
     if (!h || h->n == h->cap) {
         uint32_t nc = h ? h->cap * 2 : 1;
         dsup_ivec_hdr *nh = dsup_xrealloc(h, sizeof *nh + (size_t)nc * t->size);
-        if (!nh)
-            return -1;
         if (!h)
             memset(nh, 0, sizeof *nh);
         nh->cap = nc;

@@ -159,8 +159,6 @@ static void on_accept(uv_stream_t *server, int status)
     if (status < 0)
         return;
     http_conn *c = dsup_xcalloc(1, sizeof *c);
-    if (!c)
-        return;
     uv_tcp_init(server->loop, &c->tcp);
     c->next = conns;
     if (conns)

@@ -56,8 +56,6 @@ static void release_memory(void)
 dsup_conn *dsup_conn_new(void)
 {
     dsup_conn *c = dsup_xcalloc(1, sizeof *c);
-    if (!c)
-        return NULL;
     uv_tcp_init(g_node->loop, &c->tcp);
     c->tcp.data = c;
     c->last_rx_ms = dsup_node_now();
@@ -201,8 +199,6 @@ static void on_hs_written(uv_write_t *w, int status)
 int dsup_conn_write_hs(dsup_conn *c, const void *body, size_t n)
 {
     hs_write *w = dsup_xmalloc(sizeof *w + n + 2);
-    if (!w)
-        return -1;
     w->data[0] = (char)(n >> 8);
     w->data[1] = (char)n;
     memcpy(w->data + 2, body, n);

@@ -80,16 +80,12 @@ static int register_type(const dsup_worker_type *t, size_t size, int internal)
     if (ntypes == captypes) {
         size_t nc = captypes ? captypes * 2 : 8;
         type_ent **n = dsup_xrealloc(types, nc * sizeof *n);
-        if (!n)
-            return -1;
         types = n;
         captypes = nc;
     }
     /* One allocation per type for the node's life: pointers to the copy
      * (dsup_type(), proc->type) stay valid when the table grows. */
     type_ent *e = dsup_xcalloc(1, sizeof *e);
-    if (!e)
-        return -1;
     memcpy(&e->type, t, size < sizeof e->type ? size : sizeof e->type);
     e->orig = t;
     e->internal = internal;
@@ -167,8 +163,6 @@ static void begin_reply(ei_x_buff *x, dsup_term tag)
 dsup_saved_from *dsup_from_save(const dsup_from *from)
 {
     dsup_saved_from *s = dsup_xmalloc(sizeof *s + from->tag.len);
-    if (!s)
-        return NULL;
     s->pid = from->pid;
     dsup_pid_hold(&s->pid); /* the caller's node name outlives this callback */
     s->tag_len = from->tag.len;

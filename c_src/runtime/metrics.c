@@ -137,13 +137,10 @@ static dsup_sup_stats *sups;
 
 dsup_sup_stats *dsup_metrics_sup(const char *instance, const char *type)
 {
-    static dsup_sup_stats lost;
     for (dsup_sup_stats *s = sups; s; s = s->next)
         if (!strcmp(s->instance, instance) && !strcmp(s->type, type))
             return s;
     dsup_sup_stats *s = dsup_xcalloc(1, sizeof *s);
-    if (!s)
-        return &lost;
     snprintf(s->instance, sizeof s->instance, "%s", instance);
     snprintf(s->type, sizeof s->type, "%s", type);
     s->next = sups;

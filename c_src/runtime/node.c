@@ -70,8 +70,6 @@ static int conns_add(dsup_conn *c)
     if (g_node->nconns == g_node->capconns) {
         size_t nc = g_node->capconns ? g_node->capconns * 2 : 16;
         dsup_conn **n = dsup_xrealloc(g_node->conns, nc * sizeof *n);
-        if (!n)
-            return -1;
         g_node->conns = n;
         g_node->capconns = nc;
     }
@@ -134,8 +132,6 @@ void dsup_node_mark_dirty(dsup_conn *c)
     if (g_node->nflush == g_node->capflush) {
         size_t nc = g_node->capflush ? g_node->capflush * 2 : 16;
         dsup_conn **n = dsup_xrealloc(g_node->flush, nc * sizeof *n);
-        if (!n)
-            return;
         g_node->flush = n;
         g_node->capflush = nc;
     }
@@ -568,8 +564,6 @@ int dsup_node_add_connect_target(const char *peer_name)
     if (find_reconnect(peer))
         return 0;
     reconnect *r = dsup_xcalloc(1, sizeof *r);
-    if (!r)
-        return -1;
     r->peer = peer;
     r->backoff_ms = 100;
     uv_timer_init(g_node->loop, &r->timer);

@@ -145,14 +145,10 @@ int dsup_peer_sys_reply(const dsup_pid *to, dsup_term tag, dsup_term body)
     if (nheld == capheld) {
         size_t nc = capheld ? capheld * 2 : 8;
         held_reply *n = dsup_xrealloc(held, nc * sizeof *n);
-        if (!n)
-            return -1;
         held = n;
         capheld = nc;
     }
     char *bytes = dsup_xmalloc(tag.len + body.len);
-    if (!bytes)
-        return -1;
     memcpy(bytes, tag.buf, tag.len);
     memcpy(bytes + tag.len, body.buf, body.len);
     held[nheld++] = (held_reply){ to->node, *to, dsup_node_now() + HOLD_MS, tag.len, body.len, bytes };

@@ -55,8 +55,6 @@ static int table_grow(void)
     size_t oc = tcap;
     dsup_proc **old = table;
     dsup_proc **nt = dsup_xcalloc(oc * 2, sizeof *nt);
-    if (!nt)
-        return -1;
     table = nt;
     tcap = oc * 2;
     tcount = 0;
@@ -113,8 +111,6 @@ dsup_proc *dsup_proc_new(size_t extra)
         return NULL;
     size_t base = (sizeof(dsup_proc) + 7) & ~(size_t)7;
     dsup_proc *p = dsup_xcalloc(1, base + extra);
-    if (!p)
-        return NULL;
     /* Next free key; wraps like the BEAM's pid counter. */
     for (;;) {
         uint32_t k = next_key;
@@ -152,16 +148,10 @@ void dsup_proc_foreach(void (*fn)(dsup_proc *p, void *arg), void *arg)
     /* Collect first: fn may end processes and reshape the table. */
     size_t n = 0;
     dsup_proc **all = dsup_xmalloc((tcount + 1) * sizeof *all);
-    if (!all)
-        return;
     for (size_t i = 0; i < tcap; i++)
         if (table[i])
             all[n++] = table[i];
     uint32_t *keys = dsup_xmalloc((n + 1) * sizeof *keys);
-    if (!keys) {
-        free(all);
-        return;
-    }
     for (size_t i = 0; i < n; i++)
         keys[i] = all[i]->key;
     for (size_t i = 0; i < n; i++) {
@@ -703,8 +693,6 @@ void dsup_stop(dsup_proc *self, dsup_term reason)
         reason.len--;
     }
     dsup_term *copy = dsup_xmalloc(sizeof *copy + reason.len);
-    if (!copy)
-        return;
     memcpy(copy + 1, reason.buf, reason.len);
     copy->buf = (const char *)(copy + 1);
     copy->len = reason.len;

@@ -48,8 +48,6 @@ static void on_timer(uv_timer_t *h)
 uint64_t dsup_send_after(dsup_proc *self, unsigned ms, const ei_x_buff *msg)
 {
     send_timer *t = dsup_xcalloc(1, sizeof *t);
-    if (!t)
-        return 0;
     t->msg = dsup_term_dup(dsup_term_of_x(msg));
     t->to = *dsup_self(self);
     t->id = next_timer_id++;
@@ -108,8 +106,6 @@ int dsup_queue_work(dsup_proc *self, void *arg, void (*fn)(void *arg),
                     void (*done)(dsup_proc *self, void *arg, int status))
 {
     work *w = dsup_xcalloc(1, sizeof *w);
-    if (!w)
-        return -1;
     w->owner = *dsup_self(self);
     w->arg = arg;
     w->work = fn;

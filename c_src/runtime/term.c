@@ -80,14 +80,10 @@ dsup_term dsup_reason_atom(const char *atom)
     if (natoms == capatoms) {
         size_t nc = capatoms ? capatoms * 2 : 16;
         atom_cache **na = dsup_xrealloc(atoms, nc * sizeof *na);
-        if (!na)
-            return (dsup_term){ "\x77\x00", 2 };
         atoms = na;
         capatoms = nc;
     }
     atom_cache *a = dsup_xmalloc(sizeof *a + len + 2);
-    if (!a)
-        return (dsup_term){ "\x77\x00", 2 };
     a->name = n;
     a->enc[0] = (char)119; /* SMALL_ATOM_UTF8_EXT */
     a->enc[1] = (char)len;
@@ -368,8 +364,6 @@ int dsup_term_eq(dsup_term a, dsup_term b)
 dsup_term dsup_term_dup(dsup_term t)
 {
     char *c = dsup_xmalloc(t.len ? t.len : 1);
-    if (!c)
-        return (dsup_term){ NULL, 0 };
     memcpy(c, t.buf, t.len);
     return (dsup_term){ c, t.len };
 }

@@ -117,8 +117,6 @@ static int vec_push(pidvec *v, const dsup_pid *p)
     if (v->cap == 0 || v->n == v->cap) {
         uint32_t nc = v->cap ? v->cap * 2 : 4;
         dsup_pid *n = dsup_xmalloc(nc * sizeof *n);
-        if (!n)
-            return -1;
         memcpy(n, pv_data(v), v->n * sizeof *n);
         if (v->cap)
             free(v->u.many);
@@ -229,8 +227,6 @@ int dsup_pg_join(dsup_pg *s, dsup_term group, const dsup_pid *pids, size_t n)
     for (size_t i = 0; i < n; i++) {
         dsup_proc *p = dsup_proc_lookup(&pids[i]);
         struct dsup_pg_memb *m = dsup_xmalloc(sizeof *m);
-        if (!m)
-            return -1;
         m->scope = s;
         m->group = g;
         m->next = p->pg_memb;
@@ -277,8 +273,6 @@ int dsup_pg_leave(dsup_pg *s, dsup_term group, const dsup_pid *pids, size_t n)
     if (!g)
         return 1; /* not_joined */
     dsup_pid *left = dsup_xmalloc((n ? n : 1) * sizeof *left);
-    if (!left)
-        return -1;
     size_t nl = 0;
     for (size_t i = 0; i < n; i++)
         if (drop_local(s, g, &pids[i]))
@@ -363,8 +357,6 @@ static pg_peer *peer_add(dsup_pg *s, const dsup_pid *pid)
         return NULL;
     if (!e->val) {
         pg_peer *p = dsup_xcalloc(1, sizeof *p);
-        if (!p)
-            return NULL;
         p->pid = *pid;
         dsup_pid_hold(&p->pid);
         dsup_monitor(s->proc, pid, &p->mref);
@@ -437,8 +429,6 @@ static void peer_forget_groups(dsup_pg *s, pg_peer *p, const dsup_dict *keep)
 {
     drop_ctx d = { s, p, NULL, 0 };
     d.keys = dsup_xmalloc((p->groups.count + 1) * sizeof *d.keys);
-    if (!d.keys)
-        return;
     dsup_dict_foreach(&p->groups, collect_key, &d);
     for (size_t i = 0; i < d.n; i++) {
         if (!keep || !dsup_dict_find(keep, d.keys[i].buf, d.keys[i].len)) {
@@ -484,18 +474,18 @@ static int decode_pids(dsup_term t, dsup_pid **out, size_t *n)
         return -1;
     if (type == ERL_PID_EXT || type == ERL_NEW_PID_EXT) {
         *out = dsup_xmalloc(sizeof **out);
-        if (!*out || dsup_decode_pid(t.buf, &i, *out) < 0)
+        if (dsup_decode_pid(t.buf, &i, *out) < 0)
             return -1;
         *n = 1;
         return 0;
     }
     if (type == ERL_NIL_EXT)
         return 0;
-    if (type != ERL_LIST_EXT || ei_decode_list_header(t.buf, &i, &arity) < 0)
+    /* The arity is the peer's: each element takes at least a byte. */
+    if (type != ERL_LIST_EXT || ei_decode_list_header(t.buf, &i, &arity) < 0 || arity < 0 ||
+        (size_t)arity > t.len - (size_t)i)
         return -1;
     *out = dsup_xmalloc((size_t)(arity ? arity : 1) * sizeof **out);
-    if (!*out)
-        return -1;
     for (int k = 0; k < arity; k++)
         if (dsup_decode_pid(t.buf, &i, &(*out)[k]) < 0)
             return -1;
@@ -835,8 +825,6 @@ dsup_pg *dsup_pg_scope(const char *name)
         registered = 1;
     }
     s = dsup_xcalloc(1, sizeof *s);
-    if (!s)
-        return NULL;
     s->name = n;
     if (dsup_spawn_proc("pg_scope", NULL, NULL, &s->proc, NULL) < 0) {
         free(s);

@@ -119,11 +119,6 @@ int dsup_ring_add_node(dsup_ring *r, const char *node, int weight)
      * matters for same-node duplicates, so sort and unique. */
     uint32_t *cand = dsup_xmalloc((size_t)weight * sizeof *cand);
     char *name = dsup_xmalloc(len + 1);
-    if (!cand || !name) {
-        free(cand);
-        free(name);
-        return DSUP_RING_ENOMEM;
-    }
     memcpy(name, node, len + 1);
     for (int i = 1; i <= weight; i++)
         cand[i - 1] = point_hash(node, len, (uint32_t)i);
@@ -141,8 +136,6 @@ int dsup_ring_add_node(dsup_ring *r, const char *node, int weight)
     if (r->nnodes == r->ncap) {
         size_t ncap = r->ncap ? r->ncap * 2 : 8;
         char **nn = dsup_xrealloc(r->names, ncap * sizeof *nn);
-        if (!nn)
-            goto oom;
         r->names = nn;
         r->ncap = ncap;
     }
@@ -151,8 +144,6 @@ int dsup_ring_add_node(dsup_ring *r, const char *node, int weight)
         while (pcap < r->npts + nc)
             pcap *= 2;
         dsup_ring_point *np = dsup_xrealloc(r->pts, pcap * sizeof *np);
-        if (!np)
-            goto oom;
         r->pts = np;
         r->pcap = pcap;
     }
@@ -173,11 +164,6 @@ int dsup_ring_add_node(dsup_ring *r, const char *node, int weight)
     r->names[r->nnodes++] = name;
     free(cand);
     return 0;
-
-oom:
-    free(cand);
-    free(name);
-    return DSUP_RING_ENOMEM;
 }
 
 int dsup_ring_remove_node(dsup_ring *r, const char *node)

@@ -415,8 +415,6 @@ static void collect_orphan(dsup_dict_ent *e, void *arg)
     if (o->n == o->cap) {
         size_t nc = o->cap ? o->cap * 2 : 64;
         sup_child **nl = dsup_xrealloc(o->list, nc * sizeof *nl);
-        if (!nl)
-            return;
         o->list = nl;
         o->cap = nc;
     }
@@ -647,8 +645,6 @@ int dsup_sup_start(const char *name, const dsup_term *opts, dsup_sup **out, ei_x
         return -1;
     }
     dsup_sup *s = dsup_xcalloc(1, sizeof *s);
-    if (!s)
-        return -1;
     s->name = n;
     dsup_intern_hold(n);
     s->cache_children = 1;

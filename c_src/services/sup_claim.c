@@ -140,8 +140,6 @@ static void arm_sweep(dsup_sup *s)
 {
     if (!s->claim_timer) {
         s->claim_timer = dsup_xmalloc(sizeof *s->claim_timer);
-        if (!s->claim_timer)
-            return;
         uv_timer_init(g_node->loop, s->claim_timer);
         s->claim_timer->data = s;
     }
@@ -206,8 +204,6 @@ static int claim_request(dsup_sup *s, dsup_term name, const dsup_pid *inst, uint
         if (dsup_pid_eq(&c->holder, inst) && c->tag == tag)
             return GRANTED; /* asked twice (a retry): still its */
         claim_waiter *w = dsup_xrealloc(c->waiters, ((size_t)c->nwaiters + 1) * sizeof *w);
-        if (!w)
-            return QUEUED; /* dropped: the target's own deadline answers */
         c->waiters = w;
         dsup_pid_hold(inst);
         w[c->nwaiters++] = (claim_waiter){ *inst, tag };
@@ -389,13 +385,6 @@ dsup_call_ret sup_start_claimed(dsup_sup *s, dsup_child_spec *spec, const dsup_f
         return DSUP_REPLY;
     }
     sup_claim_wait *w = dsup_xcalloc(1, sizeof *w);
-    if (!w) {
-        free(spec);
-        ei_x_encode_tuple_header(reply, 2);
-        dsup_x_encode_atom(reply, "error");
-        dsup_x_encode_atom(reply, "enomem");
-        return DSUP_REPLY;
-    }
     w->tag = ++s->claim_seq;
     w->spec = spec;
     w->from = dsup_from_save(from);
@@ -409,10 +398,6 @@ dsup_call_ret sup_start_claimed(dsup_sup *s, dsup_child_spec *spec, const dsup_f
 void sup_claim_restart(dsup_sup *s, dsup_child_spec *spec)
 {
     sup_claim_wait *w = dsup_xcalloc(1, sizeof *w);
-    if (!w) {
-        free(spec);
-        return;
-    }
     w->tag = ++s->claim_seq;
     w->spec = spec;
     place(s, w);

@@ -110,8 +110,6 @@ static int node_restart_allowed(uint64_t now)
 {
     if (node_cap < dsup_heal_max_restarts + 1) {
         uint64_t *t = dsup_xrealloc(node_times, (size_t)(dsup_heal_max_restarts + 1) * sizeof *t);
-        if (!t)
-            return 0;
         node_times = t;
         node_cap = dsup_heal_max_restarts + 1;
     }

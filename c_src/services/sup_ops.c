@@ -56,8 +56,6 @@ int sup_forward(dsup_sup *s, const char *node, dsup_term request, const dsup_fro
     if (!host)
         return -1;
     sup_pending *p = dsup_xcalloc(1, sizeof *p);
-    if (!p)
-        return -1;
     dsup_pid target = *host;
     dsup_node_make_ref(&p->tag);
     dsup_monitor(s->proc, &target, &p->mref);

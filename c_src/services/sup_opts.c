@@ -68,8 +68,10 @@ static int list_elems(dsup_term t, dsup_term **out, int *n, int single_ok)
         *n = 1;
         return 0;
     }
-    if (ei_decode_list_header(t.buf, &i, n) < 0 || !(*out = dsup_xmalloc((size_t)*n * sizeof **out)))
+    /* The arity is the peer's: each element takes at least a byte. */
+    if (ei_decode_list_header(t.buf, &i, n) < 0 || *n < 0 || (size_t)*n > t.len - (size_t)i)
         return -1;
+    *out = dsup_xmalloc((size_t)*n * sizeof **out);
     for (int k = 0; k < *n; k++) {
         int s = i;
         if (dsup_term_next(t.buf, &i) < 0)

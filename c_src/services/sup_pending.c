@@ -90,8 +90,6 @@ static void retry_one(dsup_dict_ent *e, void *arg)
         if (r->n == r->cap) {
             size_t nc = r->cap ? r->cap * 2 : 16;
             dsup_child_spec **nl = dsup_xrealloc(r->mine, nc * sizeof *nl);
-            if (!nl)
-                return;
             r->mine = nl;
             r->cap = nc;
         }

@@ -44,8 +44,6 @@ static int enqueue(sup_rebalance *rb, dsup_term name)
         if (rb->n == rb->cap) {
             size_t nc = rb->cap ? rb->cap * 2 : 64;
             dsup_term *nq = dsup_xrealloc(rb->queue, nc * sizeof *nq);
-            if (!nq)
-                return -1;
             rb->queue = nq;
             rb->cap = nc;
         }

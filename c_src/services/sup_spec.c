@@ -121,8 +121,6 @@ static dsup_child_spec *build(const char *type, int restart, long shutdown, dsup
      * kept in the name table (the parse's counted atom goes with the turn). */
     size_t tlen = strlen(type) + 1;
     dsup_child_spec *s = dsup_xmalloc(sizeof *s + name.len + args.len + tlen);
-    if (!s)
-        return NULL;
     char *p = (char *)(s + 1);
     s->type = memcpy(p + name.len + args.len, type, tlen);
     s->restart = restart;

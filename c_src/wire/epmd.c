@@ -225,8 +225,6 @@ static void on_req_timeout(uv_timer_t *t)
 static epmd_req *req_start(uv_loop_t *loop, const struct sockaddr *addr, unsigned timeout_ms)
 {
     epmd_req *r = dsup_xcalloc(1, sizeof *r);
-    if (!r)
-        return NULL;
     uv_tcp_init(loop, &r->tcp);
     uv_timer_init(loop, &r->timer);
     r->open_handles = 2;
@@ -281,8 +279,6 @@ static void start_epmd_daemon(void)
     o.args = args;
     o.flags = UV_PROCESS_DETACHED;
     uv_process_t *p = dsup_xcalloc(1, sizeof *p);
-    if (!p)
-        return;
     int rc = uv_spawn(reg_loop, p, &o);
     if (rc < 0) {
         LOG_ERROR("could not start epmd: %s", uv_strerror(rc));

@@ -40,8 +40,6 @@ static void grow(kv *s)
 {
     size_t n = s->nslots * 2;
     kv_ent **ns = dsup_xcalloc(n, sizeof *ns);
-    if (!ns)
-        return;
     for (size_t i = 0; i < s->nslots; i++) {
         for (kv_ent *e = s->slots[i], *next; e; e = next) {
             next = e->next;
@@ -78,8 +76,6 @@ static int load_map(kv *s, dsup_term m)
 static int kv_init(dsup_proc *self, dsup_term args, void **state)
 {
     kv *s = dsup_xcalloc(1, sizeof *s);
-    if (!s)
-        return -1;
     s->nslots = 16;
     s->slots = dsup_xcalloc(s->nslots, sizeof *s->slots);
     *state = s; /* set before a refusal: terminate is not called, so free here */
@@ -102,8 +98,6 @@ static void put(kv *s, dsup_term k, dsup_term v)
         return;
     }
     kv_ent *n = dsup_xcalloc(1, sizeof *n);
-    if (!n)
-        return;
     n->key = dsup_term_dup(k);
     n->val = dsup_term_dup(v);
     *e = n;
