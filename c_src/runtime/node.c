@@ -316,20 +316,20 @@ int dsup_node_send_ctrl(const char *peer, const dsup_ctrl *ctrl)
 {
     dsup_conn *c = dsup_node_conn(peer, 1);
     if (!c)
-        return -1; /* like erlang:send to a bad node: dropped */
+        return DSUP_ENOTCONN; /* like erlang:send to a bad node: dropped */
     if (dsup_log_level <= DSUP_LOG_DEBUG && ctrl->msg.ptr) {
         /* Debug builds of our own bugs: never put a malformed term on the wire. */
         size_t pos = 0;
         if (dsup_term_skip(ctrl->msg.ptr, ctrl->msg.len, &pos) < 0 || pos != ctrl->msg.len) {
             LOG_ERROR("BUG: malformed outgoing message (op %d, %u bytes) to %s", ctrl->op, ctrl->msg.len, peer);
-            return -1;
+            return DSUP_EINVAL;
         }
     }
     if (c->overflow)
-        return -1; /* cut at the next flush; drop like a send to a dead node */
+        return DSUP_ENOTCONN; /* cut at the next flush; drop like a send to a dead node */
     size_t before = c->wq.len;
     if (dsup_ctrl_encode(&c->wq, ctrl) < 0)
-        return -1;
+        return DSUP_EINVAL;
     /* A peer that does not read must not grow the node without bound. One
      * frame alone may exceed the bound (it passed --max-frame on its way). */
     size_t queued = c->wq.len + c->wflight.len;
@@ -337,7 +337,7 @@ int dsup_node_send_ctrl(const char *peer, const dsup_ctrl *ctrl)
         c->overflow = 1;
         c->wq.len = before;
         dsup_node_mark_dirty(c); /* closed from the flush, outside the sender's call */
-        return -1;
+        return DSUP_ENOTCONN;
     }
     dsup_metrics_peer(c->peer)->msgs_out++;
     if (c->state == CONN_UP)

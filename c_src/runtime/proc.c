@@ -714,13 +714,13 @@ int dsup_send_named(dsup_proc *self, const char *name, const char *node, const e
     dsup_term t = dsup_term_of_x(msg);
     const char *n = node ? dsup_intern_peer(node, strlen(node)) : g_node->name;
     if (!n)
-        return -1;
+        return DSUP_EINVAL;
     if (n == g_node->name) {
         dsup_proc *p = dsup_proc_whereis(dsup_intern_find(name, strlen(name)));
         return p ? dsup_proc_enqueue(&p->pid, t) : 0;
     }
     if (!self)
-        return -1; /* REG_SEND needs a sender pid */
+        return DSUP_EINVAL; /* REG_SEND needs a sender pid */
     dsup_ctrl c;
     memset(&c, 0, sizeof c);
     c.op = DSUP_OP_REG_SEND;

@@ -70,7 +70,7 @@ int dsup_cancel_timer(uint64_t id)
             return 0;
         }
     }
-    return -1;
+    return DSUP_ENOTFOUND;
 }
 
 typedef struct work {
@@ -105,6 +105,8 @@ static void after_work(uv_work_t *r, int status)
 int dsup_queue_work(dsup_proc *self, void *arg, void (*fn)(void *arg),
                     void (*done)(dsup_proc *self, void *arg, int status))
 {
+    if (!self || !fn || !done)
+        return DSUP_EINVAL;
     work *w = dsup_xcalloc(1, sizeof *w);
     w->owner = *dsup_self(self);
     w->arg = arg;
@@ -113,7 +115,7 @@ int dsup_queue_work(dsup_proc *self, void *arg, void (*fn)(void *arg),
     w->req.data = w;
     if (uv_queue_work(g_node->loop, &w->req, run_work, after_work) < 0) {
         free(w);
-        return -1;
+        return DSUP_ESYSTEM;
     }
     return 0;
 }

@@ -13,6 +13,7 @@
  * Hidden nodes are not sent discover by the BEAM, so we discover: on every
  * new connection, and each second towards connected nodes where no peer
  * scope is known yet (that also finds restarted or late-started scopes). */
+#include <assert.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -215,14 +216,14 @@ static void broadcast(dsup_pg *s, ei_x_buff *x)
 
 int dsup_pg_join(dsup_pg *s, dsup_term group, const dsup_pid *pids, size_t n)
 {
-    if (!s || !n)
-        return -1;
+    if (!s || !n || !pids || !group.buf || !group.len)
+        return DSUP_EINVAL;
     for (size_t i = 0; i < n; i++)
         if (!dsup_proc_lookup(&pids[i]))
-            return -1; /* only live local processes may join, as in pg */
+            return DSUP_ENOPROC; /* only live local processes may join, as in pg */
     pg_group *g = group_get(s, group, 1);
     if (!g)
-        return -1;
+        return DSUP_EINVAL;
     group = g->key;
     for (size_t i = 0; i < n; i++) {
         dsup_proc *p = dsup_proc_lookup(&pids[i]);
@@ -267,11 +268,11 @@ static int drop_local(dsup_pg *s, pg_group *g, const dsup_pid *pid)
 
 int dsup_pg_leave(dsup_pg *s, dsup_term group, const dsup_pid *pids, size_t n)
 {
-    if (!s)
-        return -1;
+    if (!s || (n && !pids) || !group.buf)
+        return DSUP_EINVAL;
     pg_group *g = group_get(s, group, 0);
     if (!g)
-        return 1; /* not_joined */
+        return DSUP_PG_NOT_JOINED;
     dsup_pid *left = dsup_xmalloc((n ? n : 1) * sizeof *left);
     size_t nl = 0;
     for (size_t i = 0; i < n; i++)
@@ -292,7 +293,7 @@ int dsup_pg_leave(dsup_pg *s, dsup_term group, const dsup_pid *pids, size_t n)
         group_drop_if_empty(s, g);
     }
     free(left);
-    return nl ? 0 : 1;
+    return nl ? 0 : DSUP_PG_NOT_JOINED;
 }
 
 /* A local member ends: in each scope it leaves all its groups with one
@@ -831,7 +832,9 @@ dsup_pg *dsup_pg_scope(const char *name)
         return NULL;
     }
     s->proc->state = s;
-    dsup_proc_register(s->proc, n);
+    int rc = dsup_proc_register(s->proc, n);
+    assert(rc == 0); /* whereis(n) was checked above */
+    (void)rc;
     s->next = scopes;
     scopes = s;
     if (!timer_on) {
@@ -897,11 +900,9 @@ size_t dsup_pg_which_groups(dsup_pg *s, void (*fn)(void *arg, dsup_term group, s
 
 int dsup_pg_subscribe(dsup_pg *s, dsup_pg_event_fn fn, void *arg)
 {
+    if (!s || !fn)
+        return DSUP_EINVAL;
     pg_sub *u = dsup_xcalloc(1, sizeof *u);
-    if (!s || !u) {
-        free(u);
-        return -1;
-    }
     u->fn = fn;
     u->arg = arg;
     u->next = s->subs;
@@ -911,6 +912,8 @@ int dsup_pg_subscribe(dsup_pg *s, dsup_pg_event_fn fn, void *arg)
 
 int dsup_pg_unsubscribe(dsup_pg *s, dsup_pg_event_fn fn, void *arg)
 {
+    if (!s)
+        return DSUP_EINVAL;
     for (pg_sub **pu = &s->subs; *pu; pu = &(*pu)->next) {
         if ((*pu)->fn == fn && (*pu)->arg == arg) {
             pg_sub *u = *pu;
@@ -919,5 +922,5 @@ int dsup_pg_unsubscribe(dsup_pg *s, dsup_pg_event_fn fn, void *arg)
             return 0;
         }
     }
-    return -1;
+    return DSUP_ENOTFOUND;
 }

@@ -85,7 +85,7 @@ int dsup_pg_ctrl_call(dsup_term req, ei_x_buff *reply)
             int rc = join ? dsup_pg_join(s, el[2], pids, n) : dsup_pg_leave(s, el[2], pids, n);
             if (rc == 0)
                 dsup_x_encode_atom(reply, "ok");
-            else if (rc == 1)
+            else if (rc == DSUP_PG_NOT_JOINED)
                 dsup_x_encode_atom(reply, "not_joined");
             else
                 error2(reply, "nolocal", el[3]);

@@ -10,10 +10,12 @@
  * stopped), every surviving instance takes the lost node off its ring and,
  * for each cached child that lived there, the child's own ring owner (by
  * name) restarts it, unless it is temporary or already running elsewhere. */
+#include <assert.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "crash_report.h"
+#include "err.h"
 #include "xalloc.h"
 #include "gen_server.h"
 #include "intern.h"
@@ -192,6 +194,27 @@ int sup_start_local(dsup_sup *s, dsup_child_spec *spec, ei_x_buff *reply)
     return sup_start_local_handoff(s, spec, NULL, reply);
 }
 
+/* A new child joins its name's pg group, which is how whereis finds it. A
+ * child that could not join would run invisible to every node, so it is
+ * killed instead (its EXIT finds no entry and is ignored) and the caller
+ * reports the failure. Returns 0 or the dsup_err of the join. */
+static int join_or_kill(dsup_sup *s, sup_child *c)
+{
+    int rc = dsup_pg_join(s->scope, c->spec->name, &c->pid, 1);
+    if (rc < 0) {
+        LOG_ERROR("%s: a new child could not join its pg group (%s): stopping it", s->name, dsup_strerror(rc));
+        dsup_exit(s->proc, &c->pid, dsup_reason_atom("kill"));
+    }
+    return rc;
+}
+
+static void encode_join_failed(ei_x_buff *x, int rc)
+{
+    ei_x_encode_tuple_header(x, 2);
+    dsup_x_encode_atom(x, "pg_join_failed");
+    dsup_x_encode_atom(x, dsup_err_name(rc));
+}
+
 /* The same, as the arriving end of a move: init sees `handoff` (NULL: none). */
 int sup_start_local_handoff(dsup_sup *s, dsup_child_spec *spec, const dsup_term *handoff, ei_x_buff *reply)
 {
@@ -212,7 +235,7 @@ int sup_start_local_handoff(dsup_sup *s, dsup_child_spec *spec, const dsup_term 
     dsup_proc *child;
     ei_x_buff *why = dsup_term_scratch();
     int rc = dsup_spawn_child_handoff(spec->type, &spec->args, handoff, s->proc, &child, why);
-    if (rc == -2) {
+    if (rc == DSUP_EUNKNOWN_TYPE) {
         ei_x_buff *t = dsup_term_scratch(); /* not dsup_reason_atom: it keeps what it encodes */
         dsup_x_encode_atom(t, spec->type);
         reply_error2(reply, "unknown_worker", dsup_term_of_x(t));
@@ -228,10 +251,19 @@ int sup_start_local_handoff(dsup_sup *s, dsup_child_spec *spec, const dsup_term 
         return -1;
     }
     dsup_pid pid = child->pid;
-    sup_child *c = sup_cache_put(s, spec->name, &pid, spec, 1);
-    if (!c)
+    sup_child *c = sup_cache_put(s, spec->name, &pid, spec, 1); /* takes spec */
+    if (!c) { /* the table refused (cannot happen short of a full dict): no orphan either */
+        dsup_exit(s->proc, &pid, dsup_reason_atom("kill"));
+        rc = DSUP_ENOMEM;
+    } else if ((rc = join_or_kill(s, c)) < 0) {
+        sup_cache_drop(s, c);
+    }
+    if (rc < 0) {
+        ei_x_encode_tuple_header(reply, 2);
+        dsup_x_encode_atom(reply, "error");
+        encode_join_failed(reply, rc);
         return -1;
-    dsup_pg_join(s->scope, c->spec->name, &pid, 1);
+    }
     sup_send_child_up(s, c, NULL);
     sup_emit_process_start(s, c->spec->name, &pid);
     ei_x_encode_tuple_header(reply, 3);
@@ -393,7 +425,20 @@ static void child_exited(dsup_sup *s, sup_child *c, dsup_term reason)
     dsup_metrics_sup(s->name, c->spec->type)->restarts++;
     sup_emit_process_stop(s, c->spec->name, &old);
     sup_cache_put(s, c->spec->name, &pid, NULL, 1);
-    dsup_pg_join(s->scope, c->spec->name, &pid, 1);
+    int rc = join_or_kill(s, c);
+    if (rc < 0) {
+        /* As a refused init: reported, the entry dropped, retried later. */
+        ei_x_buff *x = dsup_term_scratch();
+        encode_join_failed(x, rc);
+        sup_start_failed_report(s, c->spec, dsup_term_of_x(x), "retry");
+        dsup_term_scratch_release(x);
+        dsup_child_spec *spec = dsup_spec_with_name(c->spec, c->spec->name);
+        sup_cache_drop(s, c);
+        if (spec)
+            send_retry(s, spec);
+        free(spec);
+        return;
+    }
     sup_send_child_up(s, c, NULL);
     sup_emit_process_start(s, c->spec->name, &pid);
 }
@@ -632,7 +677,7 @@ int dsup_sup_start(const char *name, const dsup_term *opts, dsup_sup **out, ei_x
             err->index = 0;
             dsup_x_encode_atom(err, "system_limit");
         }
-        return -1;
+        return DSUP_EINVAL;
     }
     dsup_proc *existing = dsup_proc_whereis(n);
     if (existing) {
@@ -642,7 +687,7 @@ int dsup_sup_start(const char *name, const dsup_term *opts, dsup_sup **out, ei_x
             dsup_x_encode_atom(err, "already_started");
             dsup_x_encode_pid(err, &existing->pid);
         }
-        return -1;
+        return DSUP_EEXIST;
     }
     dsup_sup *s = dsup_xcalloc(1, sizeof *s);
     s->name = n;
@@ -654,7 +699,7 @@ int dsup_sup_start(const char *name, const dsup_term *opts, dsup_sup **out, ei_x
     static const char nil[] = { 106 };
     if (sup_parse_opts(s, opts ? *opts : (dsup_term){ nil, 1 }, err) < 0) {
         free_sup(s);
-        return -1;
+        return DSUP_EINVAL;
     }
     s->restarts = dsup_xcalloc((size_t)s->max_restarts + 1, sizeof *s->restarts);
     char scope[300];
@@ -671,10 +716,11 @@ int dsup_sup_start(const char *name, const dsup_term *opts, dsup_sup **out, ei_x
             dsup_x_encode_atom(err, "cannot_start");
         }
         free_sup(s);
-        return -1;
+        return DSUP_ENOTUP; /* no scope: the node is not up, or is stopping */
     }
     s->proc->state = s;
-    dsup_proc_register(s->proc, n);
+    int rc = dsup_proc_register(s->proc, n);
+    assert(rc == 0); /* the name was free (whereis above) and the loop is single-threaded */
     s->next = dsup_sups;
     dsup_sups = s;
     /* Hosts already known in the scope form the ring; then we join. */
@@ -685,7 +731,11 @@ int dsup_sup_start(const char *name, const dsup_term *opts, dsup_sup **out, ei_x
             dsup_ring_add_node(s->ring, hosts[i].node, 0);
     dsup_pg_subscribe(s->scope, on_scope_event, s);
     sup_place_advertise(s, 1); /* capabilities before the host: never seen without them */
-    dsup_pg_join(s->scope, dsup_reason_atom(SUP_HOSTS_GROUP), &s->proc->pid, 1);
+    /* Cannot fail (a live local process, a valid group), and must not:
+     * without it no node places children here. */
+    rc = dsup_pg_join(s->scope, dsup_reason_atom(SUP_HOSTS_GROUP), &s->proc->pid, 1);
+    assert(rc == 0);
+    (void)rc;
     LOG_INFO("distributed supervisor %s started (scope %s)", n, scope);
     sup_heal_started(s, opts);
     if (out)
@@ -835,11 +885,9 @@ void dsup_sup_conn_event(const char *node, int up)
 
 int dsup_sup_subscribe(dsup_sup *s, dsup_sup_event_fn fn, void *arg)
 {
+    if (!s || !fn)
+        return DSUP_EINVAL;
     sup_sub *u = dsup_xcalloc(1, sizeof *u);
-    if (!s || !u) {
-        free(u);
-        return -1;
-    }
     u->fn = fn;
     u->arg = arg;
     u->next = s->subs;

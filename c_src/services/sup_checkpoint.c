@@ -150,11 +150,17 @@ int dsup_checkpoint(dsup_proc *self, dsup_term state)
 {
     sup_child *c;
     dsup_sup *s = sup_of_child(self, &c);
-    if (!s || s->stopping || state.len == 0 || state.len > DSUP_CHECKPOINT_MAX_BYTES)
-        return -1;
+    if (!s)
+        return DSUP_ENOTFOUND; /* not a supervised child */
+    if (s->stopping)
+        return DSUP_ENOTUP;
+    if (!state.buf || state.len == 0)
+        return DSUP_EINVAL;
+    if (state.len > DSUP_CHECKPOINT_MAX_BYTES)
+        return DSUP_ETOOBIG;
     sup_ckpt *ck = ck_of(s);
     if (!ck || put(&ck->pending, c->spec->name, &c->pid, state) == -1)
-        return -1;
+        return DSUP_ENOMEM;
     if (!ck->timer && (ck->timer = dsup_xmalloc(sizeof *ck->timer))) {
         uv_timer_init(g_node->loop, ck->timer);
         ck->timer->data = s;
