@@ -666,6 +666,20 @@ static void free_sup(dsup_sup *s)
 int dsup_sup_start(const char *name, const dsup_term *opts, dsup_sup **out, ei_x_buff *err)
 {
     static int registered;
+    if (!name || !*name) {
+        if (err) {
+            err->index = 0;
+            dsup_x_encode_atom(err, "badarg");
+        }
+        return DSUP_EINVAL;
+    }
+    if (!g_node || !g_node->creation || g_node->stopping) {
+        if (err) {
+            err->index = 0;
+            dsup_x_encode_atom(err, "cannot_start");
+        }
+        return DSUP_ENOTUP;
+    }
     if (!registered) {
         dsup_register_internal_type(&sup_type);
         registered = 1;
