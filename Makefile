@@ -54,6 +54,14 @@ LAYER_INC := -Ic_src $(addprefix -Ic_src/,$(LAYERS))
 CFLAGS  += -std=gnu11 $(OPT) -g -Wall -Wextra -Wno-unused-parameter -fPIC -fvisibility=hidden $(SAN) \
            -Iinclude $(LAYER_INC) -I$(EI_DIR)/include -DDSUP_OTP_RELEASE=$(OTP_RELEASE) \
            -DDSUP_VERSION='"$(DSUP_VERSION)"'
+# Invariant asserts (proc table, intern refcounts, connection states, pg
+# counts, child table vs pg) stay on in every build, tests and installs alike:
+# they are cheap and guard our own bookkeeping, never a peer's input.
+# ASSERTS=no compiles them out (-DNDEBUG).
+ASSERTS ?= yes
+ifeq ($(ASSERTS),no)
+CFLAGS  += -DNDEBUG
+endif
 LDFLAGS += $(SAN) -rdynamic
 # libei whole: plugins (--load) may call any ei function, not only the ones
 # the node itself happens to use.

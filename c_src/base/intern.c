@@ -13,6 +13,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <assert.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -210,6 +211,7 @@ void dsup_intern_release(const char *s)
         return;
     if (e->refs == 0) {
         LOG_ERROR("BUG: name '%s' released more often than held", e->s);
+        assert(!"intern refcount below zero"); /* NDEBUG builds log and go on */
         return;
     }
     if (--e->refs == 0)

@@ -277,7 +277,7 @@ void dsup_conn_close(dsup_conn *c, const char *why)
         dsup_metrics_hs_failure(c->peer, why);
     if (was_up)
         dsup_metrics_conn_event(c->peer, "down", why);
-    c->state = CONN_CLOSING;
+    dsup_conn_enter(c, CONN_CLOSING);
     if (!c->error)
         c->error = why;
     if (was_up)

@@ -225,7 +225,7 @@ static void on_port(void *arg, int status, int port, int version)
         ((struct sockaddr_in *)&a)->sin_port = htons((uint16_t)port);
     else
         ((struct sockaddr_in6 *)&a)->sin6_port = htons((uint16_t)port);
-    c->state = CONN_CONNECTING;
+    dsup_conn_enter(c, CONN_CONNECTING);
     c->creq.data = c;
     int rc = uv_tcp_connect(&c->creq, &c->tcp, (const struct sockaddr *)&a, on_tcp_connected);
     if (rc < 0)
@@ -239,7 +239,7 @@ static void ask_epmd(dsup_conn *c)
     size_t n = (size_t)(at - c->peer);
     memcpy(alive, c->peer, n);
     alive[n] = 0;
-    c->state = CONN_EPMD;
+    dsup_conn_enter(c, CONN_EPMD);
     if (dsup_epmd_port_please(g_node->loop, &c->addr, alive, g_node->setup_ms, on_port, c) < 0)
         connect_failed(c, "could not reach epmd");
 }
@@ -290,7 +290,7 @@ static dsup_conn *start_outbound(const char *peer)
         memcpy(&c->addr, &a6, sizeof a6);
         ask_epmd(c);
     } else {
-        c->state = CONN_RESOLVING;
+        dsup_conn_enter(c, CONN_RESOLVING);
         c->gai.data = c;
         struct addrinfo hints;
         memset(&hints, 0, sizeof hints);
@@ -416,7 +416,7 @@ static void on_accept(uv_stream_t *server, int status)
         uv_close((uv_handle_t *)&c->tcp, (uv_close_cb)free);
         return;
     }
-    c->state = CONN_HANDSHAKE;
+    dsup_conn_enter(c, CONN_HANDSHAKE);
     c->hs_step = 0;
     /* Fixed when the connection arrives: bytes trickling in do not move it. */
     c->setup_deadline_ms = dsup_node_now() + g_node->setup_ms;
@@ -485,7 +485,7 @@ static reconnect *find_reconnect(const char *peer)
 
 void dsup_node_conn_up(dsup_conn *c)
 {
-    c->state = CONN_UP;
+    dsup_conn_enter(c, CONN_UP);
     c->was_up = 1;
     c->wrote_since_tick = 0;
     LOG_INFO("connected to %s (%s)", c->peer, c->outbound ? "outbound" : "inbound");

@@ -6,6 +6,7 @@
 #include "proc.h"
 #include "xalloc.h"
 
+#include <assert.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -43,6 +44,7 @@ size_t dsup_proc_count(void) { return tcount; }
 
 static void table_put(dsup_proc *p)
 {
+    assert(tcount < tcap); /* dsup_proc_new grows at 3/4: a free slot ends every probe */
     size_t i = slot_of(p->key, tcap);
     while (table[i])
         i = (i + 1) & (tcap - 1);
@@ -81,6 +83,7 @@ static void table_del(uint32_t key)
     size_t i = slot_of(key, tcap);
     while (table[i] && table[i]->key != key)
         i = (i + 1) & (tcap - 1);
+    assert(table[i]); /* only live entries are deleted, once */
     if (!table[i])
         return;
     table[i] = NULL;
@@ -131,6 +134,8 @@ dsup_proc *dsup_proc_new(size_t extra)
         p->state_inline = 1;
     }
     table_put(p);
+    /* pid <-> slot: the pid's number and serial are the key. */
+    assert(table_get(p->pid.num | (p->pid.serial << 15)) == p);
     return p;
 }
 
@@ -624,6 +629,7 @@ void dsup_proc_exit(dsup_proc *p, dsup_term reason)
     }
 
     unregister(p);
+    assert(table_get(p->key) == p);
     table_del(p->key);
     for (uint32_t i = 0; i < dsup_ivec_len(&p->links); i++)
         dsup_intern_release(LINK_AT(p, i)->node);

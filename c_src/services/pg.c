@@ -171,6 +171,7 @@ static void group_drop_if_empty(dsup_pg *s, pg_group *g)
 {
     if (g->all.n)
         return;
+    assert(g->nlocal == 0); /* each local membership is one entry of g->all */
     pv_free(&g->all);
     /* The key bytes and g itself live in the entry being removed. */
     dsup_dict_ent *e = dsup_dict_find(&s->groups, g->key.buf, g->key.len);
@@ -235,6 +236,7 @@ int dsup_pg_join(dsup_pg *s, dsup_term group, const dsup_pid *pids, size_t n)
         vec_push(&g->all, &pids[i]);
         g->nlocal++;
     }
+    assert(g->all.n >= g->nlocal); /* remote entries only add to all */
     ei_x_buff *x = dsup_term_scratch();
     ei_x_encode_tuple_header(x, 4);
     dsup_x_encode_atom(x, "join");
@@ -258,7 +260,9 @@ static int drop_local(dsup_pg *s, pg_group *g, const dsup_pid *pid)
             struct dsup_pg_memb *m = *pm;
             *pm = m->next;
             free(m);
-            vec_remove(&g->all, pid);
+            int had = vec_remove(&g->all, pid);
+            assert(had && g->nlocal > 0); /* the membership's own entry */
+            (void)had;
             g->nlocal--;
             return 1;
         }
@@ -328,7 +332,9 @@ void dsup_pg_proc_exit(dsup_proc *p)
             *pm = m->next;
             pg_group *g = m->group;
             free(m);
-            vec_remove(&g->all, &p->pid);
+            int had = vec_remove(&g->all, &p->pid);
+            assert(had && g->nlocal > 0);
+            (void)had;
             g->nlocal--;
             notify(s, DSUP_PG_LEAVE, g->key, &p->pid, 1);
             /* Joined twice: drop the group only after its last occurrence. */

@@ -200,11 +200,14 @@ int sup_start_local(dsup_sup *s, dsup_child_spec *spec, ei_x_buff *reply)
  * reports the failure. Returns 0 or the dsup_err of the join. */
 static int join_or_kill(dsup_sup *s, sup_child *c)
 {
+    assert(c->local);
     int rc = dsup_pg_join(s->scope, c->spec->name, &c->pid, 1);
     if (rc < 0) {
         LOG_ERROR("%s: a new child could not join its pg group (%s): stopping it", s->name, dsup_strerror(rc));
         dsup_exit(s->proc, &c->pid, dsup_reason_atom("kill"));
     }
+    /* The child table and pg agree: a local child is a member of its name. */
+    assert(rc < 0 || dsup_pg_local_members(s->scope, c->spec->name, NULL, 0) >= 1);
     return rc;
 }
 
@@ -369,6 +372,7 @@ static void retry_start(dsup_sup *s, dsup_child_spec *spec)
 /* A local child exited. */
 static void child_exited(dsup_sup *s, sup_child *c, dsup_term reason)
 {
+    assert(c->local && sup_child_by_pid(s, &c->pid) == c);
     dsup_pid old = c->pid;
     dsup_metrics_child_exit(s->name, c->spec->type, c->spec->name, &old, reason, c->terminating || s->stopping);
     if (c->terminating || s->stopping) {
