@@ -6,7 +6,10 @@
  *
  * Sizes a peer controls (frame lengths, list arities, term copies) are
  * bounded BEFORE they reach these wrappers, so a peer cannot make the node
- * abort by announcing a huge size. */
+ * abort by announcing a huge size. The one exception: the stacks of the term
+ * walkers (wire/term_skip.c, wire/phash2.c) grow with a term's nesting,
+ * which a peer chooses (gigabytes of frames for a --max-frame term), so
+ * they use plain checked realloc and fail the term instead. */
 #ifndef DSUP_XALLOC_H
 #define DSUP_XALLOC_H
 

@@ -8,7 +8,6 @@
  * make_hash2_helper() in erts (utils.c, OTP 22..25; erl_term_hashing.c from
  * OTP 26). See phash2.h for the interface. */
 #include "phash2.h"
-#include "xalloc.h"
 
 #include <math.h>
 #include <stdlib.h>
@@ -467,11 +466,13 @@ static frame_t *push(stack_t_ *s)
         frame_t *n;
         if (ncap > SIZE_MAX / sizeof(frame_t))
             return NULL;
+        /* peer-sized (the term's nesting), as term_skip.c's walker: fail
+         * the hash, never abort (the exception to xalloc.h's rule) */
         if (s->st == s->inl) {
-            n = dsup_xmalloc(ncap * sizeof(frame_t));
+            n = malloc(ncap * sizeof(frame_t));
             if (n) memcpy(n, s->inl, s->sp * sizeof(frame_t));
         } else {
-            n = dsup_xrealloc(s->st, ncap * sizeof(frame_t));
+            n = realloc(s->st, ncap * sizeof(frame_t));
         }
         if (!n)
             return NULL;

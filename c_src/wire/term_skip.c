@@ -35,7 +35,6 @@
  * with two equal keys (0.0 and -0.0 count as equal, as on OTP 25).
  * Nothing the BEAM itself encodes is refused. */
 #include "ctrl.h"
-#include "xalloc.h"
 #include "term_canon.h"
 
 #include <stdint.h>
@@ -227,7 +226,10 @@ static struct frame *push(struct walker *w, uint8_t kind, uint64_t boundary)
 {
     if (w->nfr == w->capfr) {
         size_t nc = w->capfr * 2;
-        struct frame *ns = w->fr == w->inl ? dsup_xmalloc(nc * sizeof *ns) : dsup_xrealloc(w->fr, nc * sizeof *ns);
+        /* The one exception to xalloc.h's rule: the depth is the peer's (up
+         * to --max-frame bytes of nesting, gigabytes of frames), so failing
+         * here fails the term (its connection closes) instead of aborting. */
+        struct frame *ns = w->fr == w->inl ? malloc(nc * sizeof *ns) : realloc(w->fr, nc * sizeof *ns);
         if (!ns)
             return NULL;
         if (w->fr == w->inl)
@@ -246,7 +248,8 @@ static int push_key(struct walker *w, uint64_t k)
 {
     if (w->nkeys == w->capkeys) {
         size_t nc = w->capkeys * 2;
-        uint64_t *nk = w->keys == w->kinl ? dsup_xmalloc(nc * sizeof *nk) : dsup_xrealloc(w->keys, nc * sizeof *nk);
+        /* peer-sized, as in push() */
+        uint64_t *nk = w->keys == w->kinl ? malloc(nc * sizeof *nk) : realloc(w->keys, nc * sizeof *nk);
         if (!nk)
             return -1;
         if (w->keys == w->kinl)
