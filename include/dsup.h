@@ -46,11 +46,12 @@ extern "C" {
  * ei's convention: 0, or -1.
  *
  * The node aborts on out of memory (it logs "out of memory allocating N
- * bytes (file:line)" first), so no function returns DSUP_ENOMEM today; it
- * keeps -1, the value every failure had before these codes. */
+ * bytes (file:line)" first), so DSUP_ENOMEM only means a table refused to
+ * grow past its size limit; it keeps -1, the value every failure had
+ * before these codes. */
 typedef enum dsup_err {
     DSUP_OK = 0,
-    DSUP_ENOMEM = -1,        /* out of memory (kept for compatibility, see above) */
+    DSUP_ENOMEM = -1,        /* a table is full (see above) */
     DSUP_EINVAL = -2,        /* an invalid argument (NULL, empty, malformed) */
     DSUP_ENOTFOUND = -3,     /* no such timer, subscription, supervisor child */
     DSUP_EEXIST = -4,        /* the name is taken */
