@@ -55,6 +55,14 @@ LAYER_INC := -Ic_src $(addprefix -Ic_src/,$(LAYERS))
 CFLAGS  += -std=gnu11 $(OPT) -g -Wall -Wextra -Wno-unused-parameter -fPIC -fvisibility=hidden $(SAN) \
            -Iinclude $(LAYER_INC) -I$(EI_DIR)/include -DDSUP_OTP_RELEASE=$(OTP_RELEASE) \
            -DDSUP_VERSION='"$(DSUP_VERSION)"'
+# Invariant asserts (proc table, intern refcounts, connection states, pg
+# counts, child table vs pg) stay on in every build, tests and installs alike:
+# they are cheap and guard our own bookkeeping, never a peer's input.
+# ASSERTS=no compiles them out (-DNDEBUG).
+ASSERTS ?= yes
+ifeq ($(ASSERTS),no)
+CFLAGS  += -DNDEBUG
+endif
 LDFLAGS += $(SAN) -rdynamic
 # libei whole: plugins (--load) may call any ei function, not only the ones
 # the node itself happens to use.
@@ -184,7 +192,7 @@ bench: deps all
 # The target needs only the codec (no ei, no libuv). New inputs go to
 # $(BUILD)/fuzz/corpus; test/fuzz/corpus holds the seeds (erl-made frames,
 # regenerate with DSUP_FUZZ_CORPUS=test/fuzz/corpus build/test/test_ctrl).
-FUZZ_SRC := test/fuzz/fuzz_frame.c c_src/wire/ctrl.c c_src/wire/term_skip.c c_src/wire/term_canon.c c_src/base/buf.c
+FUZZ_SRC := test/fuzz/fuzz_frame.c c_src/wire/ctrl.c c_src/wire/term_skip.c c_src/wire/term_canon.c c_src/base/buf.c c_src/base/xalloc.c
 # The handshake state machine with the node stubbed (seeds: test/fuzz/hs_corpus).
 FUZZ_HS_SRC := test/fuzz/fuzz_handshake.c c_src/runtime/handshake.c c_src/base/md5.c
 fuzz: deps

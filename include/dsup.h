@@ -36,6 +36,38 @@ extern "C" {
 
 #define DSUP_ABI_VERSION 2
 
+/* ---- errors ------------------------------------------------------------- */
+
+/* What the int-returning functions below return: 0 (DSUP_OK) on success, a
+ * negative dsup_err on failure, so `rc < 0` still tests for failure and
+ * dsup_strerror(rc) says why. The one positive result is dsup_pg_leave's
+ * DSUP_PG_NOT_JOINED (pg's `not_joined`, not a failure). The ei-style
+ * encoders/decoders (dsup_x_encode_*, dsup_decode_*, dsup_term_next) keep
+ * ei's convention: 0, or -1.
+ *
+ * The node aborts on out of memory (it logs "out of memory allocating N
+ * bytes (file:line)" first), so DSUP_ENOMEM only means a table refused to
+ * grow past its size limit; it keeps -1, the value every failure had
+ * before these codes. */
+typedef enum dsup_err {
+    DSUP_OK = 0,
+    DSUP_ENOMEM = -1,        /* a table is full (see above) */
+    DSUP_EINVAL = -2,        /* an invalid argument (NULL, empty, malformed) */
+    DSUP_ENOTFOUND = -3,     /* no such timer, subscription, supervisor child */
+    DSUP_EEXIST = -4,        /* the name is taken */
+    DSUP_ENOPROC = -5,       /* not a live local process */
+    DSUP_EUNKNOWN_TYPE = -6, /* no worker type of that name */
+    DSUP_EREFUSED = -7,      /* init refused (the reason term says why) */
+    DSUP_ENOTUP = -8,        /* the node is not up (or is stopping) */
+    DSUP_ETOOBIG = -9,       /* larger than the documented limit */
+    DSUP_ENOTCONN = -10,     /* the peer node is not connected (message dropped) */
+    DSUP_ESYSTEM = -11,      /* the OS or libuv refused (thread pool, sockets) */
+} dsup_err;
+
+/* A short text for a dsup_err ("invalid argument"); "unknown error" for
+ * any other value. Never NULL; static storage. */
+DSUP_EXTERN const char *dsup_strerror(int err);
+
 /* ---- identities -------------------------------------------------------- */
 
 /* A process id. `node` is an interned string: two pids on the same node have
@@ -157,8 +189,9 @@ typedef struct dsup_worker_type {
 } dsup_worker_type;
 
 /* Make a worker type known to this node (before or after dsup_main starts).
- * The node keeps its own copy of the struct. 0, or -1 if the name is taken
- * or invalid. The macro passes the struct's size, so a type built against an
+ * The node keeps its own copy of the struct. 0; DSUP_EEXIST when another
+ * type has the name (the same struct again is 0); DSUP_EINVAL when the
+ * name is missing or longer than 255 bytes. The macro passes the struct's size, so a type built against an
  * older or newer header is read correctly: fields it lacks count as absent
  * (zero), fields this node does not know are ignored. */
 DSUP_EXTERN int dsup_register_worker_type_sized(const dsup_worker_type *type, size_t size);
@@ -166,8 +199,10 @@ DSUP_EXTERN int dsup_register_worker_type_sized(const dsup_worker_type *type, si
 DSUP_EXTERN const dsup_worker_type *dsup_find_worker_type(const char *name);
 
 /* Start a worker of `type` with init args `args` (NULL = []), optionally
- * linked to `parent`. On success returns 0 and sets *pid; when init refused,
- * returns -1 and, if reason is non-NULL, copies the reason term into it. */
+ * linked to `parent`. On success returns 0 and sets *pid. On failure, if
+ * reason is non-NULL, it holds the reason term: DSUP_EREFUSED (init
+ * refused; its reason), DSUP_EUNKNOWN_TYPE ({unknown_worker, Type}),
+ * DSUP_ENOTUP (the node has not started; the atom enotup). */
 DSUP_EXTERN int dsup_spawn(const char *type, const dsup_term *args, dsup_proc *link_to, dsup_pid *pid,
                ei_x_buff *reason);
 
@@ -192,8 +227,9 @@ DSUP_EXTERN void dsup_stop_atom(dsup_proc *self, const char *reason);
  * such a crash (kill -9, lost node) the child restarts there and its init
  * finds the term with dsup_handoff_state(), instead of starting from its
  * init args only. Copies go out at most every 100 ms per instance (a newer
- * checkpoint replaces one not yet sent). 0, or -1 when the process is not a
- * supervised child or the term is empty or too big. */
+ * checkpoint replaces one not yet sent). 0; DSUP_ENOTFOUND when the
+ * process is not a supervised child on this node, DSUP_EINVAL for an empty
+ * term, DSUP_ETOOBIG above the limit, DSUP_ENOTUP while its instance stops. */
 #define DSUP_CHECKPOINT_MAX_BYTES (64u * 1024u)
 DSUP_EXTERN int dsup_checkpoint(dsup_proc *self, dsup_term state);
 
@@ -201,18 +237,27 @@ DSUP_EXTERN int dsup_checkpoint(dsup_proc *self, dsup_term state);
 DSUP_EXTERN void dsup_trap_exit(dsup_proc *self, int on);
 
 /* Deferred replies: save the `from` of a call, answer later. dsup_reply
- * frees the saved from. */
+ * frees the saved from; it returns as dsup_send does (DSUP_EINVAL for a
+ * NULL from). */
 DSUP_EXTERN dsup_saved_from *dsup_from_save(const dsup_from *from);
 DSUP_EXTERN int dsup_reply(dsup_saved_from *from, const ei_x_buff *reply);
 DSUP_EXTERN void dsup_from_discard(dsup_saved_from *from);
 
 /* Send `msg` to a pid (local or on any connected or connectable node), or to
  * a registered name on a node ({Name, Node}; node NULL = this node).
- * Like Erlang's send, these never fail for a dead or unknown destination. */
+ * Like Erlang's send, these never fail for a dead or unknown destination:
+ * the message is dropped. They return 0 when it was queued, DSUP_ENOTCONN
+ * when it was dropped because the peer node is unreachable or its
+ * connection's queue is full, DSUP_EINVAL for an invalid name/node or
+ * (send_named to another node) a NULL self. Most callers ignore the
+ * result, as Erlang code does. */
 DSUP_EXTERN int dsup_send(dsup_proc *self, const dsup_pid *to, const ei_x_buff *msg);
 DSUP_EXTERN int dsup_send_named(dsup_proc *self, const char *name, const char *node, const ei_x_buff *msg);
 
-/* Monitor a process: {'DOWN', Ref, process, Pid, Reason} arrives later. */
+/* Monitor a process: {'DOWN', Ref, process, Pid, Reason} arrives later.
+ * These four return 0, or what dsup_send returns when the signal to a
+ * remote pid could not be queued (the link/monitor is kept locally, as
+ * Erlang's is when the peer is down). */
 DSUP_EXTERN int dsup_monitor(dsup_proc *self, const dsup_pid *target, dsup_ref *ref);
 DSUP_EXTERN int dsup_demonitor(dsup_proc *self, const dsup_ref *ref);
 DSUP_EXTERN int dsup_link(dsup_proc *self, const dsup_pid *other);
@@ -220,12 +265,14 @@ DSUP_EXTERN int dsup_unlink(dsup_proc *self, const dsup_pid *other);
 /* Send an exit signal (erlang:exit/2). */
 DSUP_EXTERN int dsup_exit(dsup_proc *self, const dsup_pid *to, dsup_term reason);
 
-/* erlang:send_after(Ms, self(), Msg). Returns a timer id (0 on failure). */
+/* erlang:send_after(Ms, self(), Msg). Returns a timer id (never 0).
+ * cancel: 0, or DSUP_ENOTFOUND when the timer fired or was cancelled. */
 DSUP_EXTERN uint64_t dsup_send_after(dsup_proc *self, unsigned ms, const ei_x_buff *msg);
 DSUP_EXTERN int dsup_cancel_timer(uint64_t timer_id);
 
 /* Run work(arg) on the thread pool, then done(self, arg, status) on the loop
- * thread, unless the process died meanwhile (then done gets self == NULL). */
+ * thread, unless the process died meanwhile (then done gets self == NULL).
+ * 0; DSUP_EINVAL (NULL self/work/done), DSUP_ESYSTEM (libuv refused). */
 DSUP_EXTERN int dsup_queue_work(dsup_proc *self, void *arg, void (*work)(void *arg),
                     void (*done)(dsup_proc *self, void *arg, int status));
 
@@ -269,6 +316,8 @@ static inline void dsup_x_reset(ei_x_buff *x) { x->index = 0; }
  * BEAM nodes see C members in pg:get_members/2, and C code sees theirs. */
 typedef struct dsup_pg dsup_pg;
 enum { DSUP_PG_JOIN = 1, DSUP_PG_LEAVE = 2 };
+/* dsup_pg_leave's one positive result: none of the pids was a member. */
+#define DSUP_PG_NOT_JOINED 1
 typedef void (*dsup_pg_event_fn)(void *arg, dsup_pg *scope, int event, dsup_term group,
                                  const dsup_pid *pids, size_t n);
 
@@ -277,8 +326,10 @@ DSUP_EXTERN dsup_pg *dsup_pg_scope(const char *name);
 DSUP_EXTERN dsup_pg *dsup_pg_find(const char *name);
 DSUP_EXTERN const char *dsup_pg_name(const dsup_pg *scope);
 /* Join/leave local processes (a member that exits leaves all its groups).
- * join: 0, or -1 (a pid is not a live local process). leave: 0, 1 when none
- * of the pids was a member (pg's not_joined), -1 on error. */
+ * join: 0; DSUP_ENOPROC (a pid is not a live local process: none joins),
+ * DSUP_EINVAL (NULL scope, no pids, empty group). leave: 0;
+ * DSUP_PG_NOT_JOINED (1: none of the pids was a member, pg's not_joined);
+ * DSUP_EINVAL (NULL scope). */
 DSUP_EXTERN int dsup_pg_join(dsup_pg *scope, dsup_term group, const dsup_pid *pids, size_t n);
 DSUP_EXTERN int dsup_pg_leave(dsup_pg *scope, dsup_term group, const dsup_pid *pids, size_t n);
 /* All members (local and remote); the array is valid until the next event. */
@@ -288,7 +339,8 @@ DSUP_EXTERN size_t dsup_pg_local_members(dsup_pg *scope, dsup_term group, dsup_p
 /* Calls fn for each group with members; returns the number of groups. */
 DSUP_EXTERN size_t dsup_pg_which_groups(dsup_pg *scope, void (*fn)(void *arg, dsup_term group, size_t members),
                             void *arg);
-/* Membership changes, local and remote, as they are applied. */
+/* Membership changes, local and remote, as they are applied. 0;
+ * DSUP_EINVAL (NULL scope or fn); unsubscribe: DSUP_ENOTFOUND. */
 DSUP_EXTERN int dsup_pg_subscribe(dsup_pg *scope, dsup_pg_event_fn fn, void *arg);
 DSUP_EXTERN int dsup_pg_unsubscribe(dsup_pg *scope, dsup_pg_event_fn fn, void *arg);
 
@@ -303,8 +355,11 @@ typedef struct dsup_sup dsup_sup;
 typedef void (*dsup_sup_event_fn)(void *arg, dsup_sup *sup, dsup_term event);
 
 /* Start instance `name` (atom text) with `opts`, the keyword list that
- * DistributedSupervisor.start_link/1 takes (NULL for []). 0, or -1 with the
- * error reason term (e.g. {bad_option, Key}) in err when err is non-NULL. */
+ * DistributedSupervisor.start_link/1 takes (NULL for []). 0, or with the
+ * error reason term in err when err is non-NULL: DSUP_EINVAL (a bad
+ * option: {bad_option, Key}; a name too long: system_limit), DSUP_EEXIST
+ * ({already_started, Pid}), DSUP_ENOTUP (cannot_start: the node is not up
+ * or is stopping). subscribe: 0, or DSUP_EINVAL (NULL sup or fn). */
 DSUP_EXTERN int dsup_sup_start(const char *name, const dsup_term *opts, dsup_sup **out, ei_x_buff *err);
 DSUP_EXTERN dsup_sup *dsup_sup_find(const char *name);
 DSUP_EXTERN int dsup_sup_subscribe(dsup_sup *sup, dsup_sup_event_fn fn, void *arg);

@@ -1,6 +1,7 @@
 /* buf.c — growable byte buffer. Capacity doubles, never shrinks: buffers are
  * long-lived (one per connection direction) and reused for every frame. */
 #include "buf.h"
+#include "xalloc.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -18,9 +19,7 @@ int dsup_buf_reserve(dsup_buf *b, size_t extra)
             return -1;
         cap *= 2;
     }
-    char *p = realloc(b->data, cap);
-    if (!p)
-        return -1;
+    char *p = dsup_xrealloc(b->data, cap);
     b->data = p;
     b->cap = cap;
     return 0;

@@ -1,5 +1,6 @@
 /* dict.c — byte-keyed hash table with inline keys: one allocation per entry. */
 #include "dict.h"
+#include "xalloc.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -27,9 +28,7 @@ dsup_dict_ent *dsup_dict_find(const dsup_dict *d, const void *key, size_t klen)
 static int grow(dsup_dict *d)
 {
     size_t n = d->nslots ? d->nslots * 2 : 16;
-    dsup_dict_ent **ns = calloc(n, sizeof *ns);
-    if (!ns)
-        return -1;
+    dsup_dict_ent **ns = dsup_xcalloc(n, sizeof *ns);
     for (size_t i = 0; i < d->nslots; i++) {
         for (dsup_dict_ent *e = d->slots[i], *next; e; e = next) {
             next = e->next;
@@ -53,9 +52,7 @@ static dsup_dict_ent *upsert(dsup_dict *d, const void *key, size_t klen, size_t 
     if (d->count >= d->nslots && grow(d) < 0)
         return NULL;
     size_t voff = (klen + 7) & ~(size_t)7;
-    e = malloc(sizeof *e + (vsize ? voff + vsize : klen));
-    if (!e)
-        return NULL;
+    e = dsup_xmalloc(sizeof *e + (vsize ? voff + vsize : klen));
     e->hash = hash_bytes(key, klen);
     e->klen = (uint32_t)klen;
     e->val = NULL;

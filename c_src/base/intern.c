@@ -9,9 +9,11 @@
  * at them. Sweeping every turn, in every build, makes a missing hold show up
  * at once under ASan in the test suites. */
 #include "intern.h"
+#include "xalloc.h"
 
 #include <stddef.h>
 #include <stdint.h>
+#include <assert.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -55,9 +57,7 @@ static uint32_t fnv1a(const char *s, size_t len)
 
 static int resize(size_t n)
 {
-    ient **ns = calloc(n, sizeof *ns);
-    if (!ns)
-        return -1;
+    ient **ns = dsup_xcalloc(n, sizeof *ns);
     for (size_t i = 0; i < nslots; i++) {
         if (!slots[i])
             continue;
@@ -112,9 +112,7 @@ static void make_pending(ient *e)
         return;
     if (npend == cappend) {
         size_t nc = cappend ? cappend * 2 : 256;
-        ient **np = realloc(pend, nc * sizeof *np);
-        if (!np)
-            return; /* out of memory: the entry stays (a leak, not a crash) */
+        ient **np = dsup_xrealloc(pend, nc * sizeof *np);
         pend = np;
         cappend = nc;
     }
@@ -126,9 +124,7 @@ static ient *insert(const char *s, size_t len, uint32_t h)
 {
     if ((nused + 1) * 2 > nslots && resize(nslots ? nslots * 2 : MIN_SLOTS) < 0)
         return NULL;
-    ient *e = malloc(sizeof *e + len + 1);
-    if (!e)
-        return NULL;
+    ient *e = dsup_xmalloc(sizeof *e + len + 1);
     memset(e, 0, sizeof *e);
     e->hash = h;
     e->len = (uint32_t)len;
@@ -215,6 +211,7 @@ void dsup_intern_release(const char *s)
         return;
     if (e->refs == 0) {
         LOG_ERROR("BUG: name '%s' released more often than held", e->s);
+        assert(!"intern refcount below zero"); /* NDEBUG builds log and go on */
         return;
     }
     if (--e->refs == 0)

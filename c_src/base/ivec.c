@@ -2,6 +2,7 @@
  * deletion; it is built when the vector outgrows IVEC_SMALL and rebuilt
  * when it doubles. */
 #include "ivec.h"
+#include "xalloc.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -17,9 +18,7 @@ static void *at(const dsup_ivec_hdr *h, const dsup_ivec_type *t, uint32_t i)
 
 static int rebuild(dsup_ivec_hdr *h, const dsup_ivec_type *t, uint32_t nslots)
 {
-    uint32_t *s = calloc(nslots, sizeof *s);
-    if (!s)
-        return -1;
+    uint32_t *s = dsup_xcalloc(nslots, sizeof *s);
     free(h->slots);
     h->slots = s;
     h->nslots = nslots;
@@ -56,9 +55,7 @@ int dsup_ivec_push(dsup_ivec *a, const dsup_ivec_type *t, const void *elem)
     dsup_ivec_hdr *h = a->h;
     if (!h || h->n == h->cap) {
         uint32_t nc = h ? h->cap * 2 : 1;
-        dsup_ivec_hdr *nh = realloc(h, sizeof *nh + (size_t)nc * t->size);
-        if (!nh)
-            return -1;
+        dsup_ivec_hdr *nh = dsup_xrealloc(h, sizeof *nh + (size_t)nc * t->size);
         if (!h)
             memset(nh, 0, sizeof *nh);
         nh->cap = nc;

@@ -13,6 +13,7 @@
 #include <unistd.h>
 
 #include "cli_args.h"
+#include "xalloc.h"
 #include "http/http.h"
 #include "intern.h"
 #include "log.h"
@@ -586,10 +587,10 @@ int dsup_main(int argc, char **argv)
      * then fail with EPIPE instead (libuv writes with write/writev). */
     signal(SIGPIPE, SIG_IGN);
     /* Room for every argument; freed on every way out (LeakSanitizer runs). */
-    const char **connect = calloc((size_t)argc, sizeof *connect);
-    const char **plugins = calloc((size_t)argc, sizeof *plugins);
-    const char **scopes = calloc((size_t)argc, sizeof *scopes);
-    const char **sups = calloc((size_t)argc, sizeof *sups);
+    const char **connect = dsup_xcalloc((size_t)argc, sizeof *connect);
+    const char **plugins = dsup_xcalloc((size_t)argc, sizeof *plugins);
+    const char **scopes = dsup_xcalloc((size_t)argc, sizeof *scopes);
+    const char **sups = dsup_xcalloc((size_t)argc, sizeof *sups);
     int rc = connect && plugins && scopes && sups ? run(argc, argv, connect, plugins, scopes, sups) : 1;
     free(connect);
     free(plugins);

@@ -1,5 +1,6 @@
 /* cli_args.c — strict parsers for command-line values; see cli_args.h. */
 #include "cli_args.h"
+#include "xalloc.h"
 
 #include <errno.h>
 #include <stdio.h>
@@ -192,8 +193,8 @@ int dsup_cli_sup_parse(const char *arg, char *name, size_t cap, ei_x_buff *opts,
     size_t n = 1;
     for (const char *p = arg; *p; p++)
         n += *p == ',';
-    char *copy = strdup(arg);
-    kv *pairs = calloc(n, sizeof *pairs);
+    char *copy = dsup_xstrdup(arg);
+    kv *pairs = dsup_xcalloc(n, sizeof *pairs);
     int rc = -1;
     if (!copy || !pairs) {
         snprintf(err, errcap, "out of memory");

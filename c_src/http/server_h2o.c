@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "http/http.h"
+#include "xalloc.h"
 #include "log.h"
 #include "metrics.h"
 
@@ -157,9 +158,7 @@ static void on_accept(uv_stream_t *server, int status)
 {
     if (status < 0)
         return;
-    http_conn *c = calloc(1, sizeof *c);
-    if (!c)
-        return;
+    http_conn *c = dsup_xcalloc(1, sizeof *c);
     uv_tcp_init(server->loop, &c->tcp);
     c->next = conns;
     if (conns)

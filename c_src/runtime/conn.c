@@ -5,6 +5,7 @@
  * with `wflight`, so steady-state traffic allocates nothing per message and
  * many small frames coalesce into one write. */
 #include "conn.h"
+#include "xalloc.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -54,9 +55,7 @@ static void release_memory(void)
 
 dsup_conn *dsup_conn_new(void)
 {
-    dsup_conn *c = calloc(1, sizeof *c);
-    if (!c)
-        return NULL;
+    dsup_conn *c = dsup_xcalloc(1, sizeof *c);
     uv_tcp_init(g_node->loop, &c->tcp);
     c->tcp.data = c;
     c->last_rx_ms = dsup_node_now();
@@ -199,9 +198,7 @@ static void on_hs_written(uv_write_t *w, int status)
 
 int dsup_conn_write_hs(dsup_conn *c, const void *body, size_t n)
 {
-    hs_write *w = malloc(sizeof *w + n + 2);
-    if (!w)
-        return -1;
+    hs_write *w = dsup_xmalloc(sizeof *w + n + 2);
     w->data[0] = (char)(n >> 8);
     w->data[1] = (char)n;
     memcpy(w->data + 2, body, n);
@@ -280,7 +277,7 @@ void dsup_conn_close(dsup_conn *c, const char *why)
         dsup_metrics_hs_failure(c->peer, why);
     if (was_up)
         dsup_metrics_conn_event(c->peer, "down", why);
-    c->state = CONN_CLOSING;
+    dsup_conn_enter(c, CONN_CLOSING);
     if (!c->error)
         c->error = why;
     if (was_up)

@@ -19,6 +19,8 @@
 #include <string.h>
 
 #include "gen_server.h"
+#include "xalloc.h"
+#include "err.h"
 #include "intern.h"
 #include "log.h"
 #include "metrics.h"
@@ -72,23 +74,19 @@ static int register_type(const dsup_worker_type *t, size_t size, int internal)
 {
     if (!t || size < offsetof(dsup_worker_type, init) + sizeof t->init || !t->name || !*t->name ||
         strlen(t->name) > 255)
-        return -1;
+        return DSUP_EINVAL;
     type_ent *dup = find_type(t->name);
     if (dup) /* the same struct again (a plugin loaded twice) is harmless */
-        return dup->orig == t ? 0 : -1;
+        return dup->orig == t ? 0 : DSUP_EEXIST;
     if (ntypes == captypes) {
         size_t nc = captypes ? captypes * 2 : 8;
-        type_ent **n = realloc(types, nc * sizeof *n);
-        if (!n)
-            return -1;
+        type_ent **n = dsup_xrealloc(types, nc * sizeof *n);
         types = n;
         captypes = nc;
     }
     /* One allocation per type for the node's life: pointers to the copy
      * (dsup_type(), proc->type) stay valid when the table grows. */
-    type_ent *e = calloc(1, sizeof *e);
-    if (!e)
-        return -1;
+    type_ent *e = dsup_xcalloc(1, sizeof *e);
     memcpy(&e->type, t, size < sizeof e->type ? size : sizeof e->type);
     e->orig = t;
     e->internal = internal;
@@ -165,9 +163,7 @@ static void begin_reply(ei_x_buff *x, dsup_term tag)
 
 dsup_saved_from *dsup_from_save(const dsup_from *from)
 {
-    dsup_saved_from *s = malloc(sizeof *s + from->tag.len);
-    if (!s)
-        return NULL;
+    dsup_saved_from *s = dsup_xmalloc(sizeof *s + from->tag.len);
     s->pid = from->pid;
     dsup_pid_hold(&s->pid); /* the caller's node name outlives this callback */
     s->tag_len = from->tag.len;
@@ -186,7 +182,7 @@ void dsup_from_discard(dsup_saved_from *from)
 int dsup_reply(dsup_saved_from *from, const ei_x_buff *reply)
 {
     if (!from)
-        return -1;
+        return DSUP_EINVAL;
     ei_x_buff *x = dsup_term_scratch();
     begin_reply(x, (dsup_term){ from->tag, from->tag_len });
     dsup_x_encode_term(x, dsup_term_of_x(reply));
@@ -211,7 +207,7 @@ static int decode_from(dsup_term t, dsup_from *from)
 static gs_extra *extra(dsup_proc *p)
 {
     if (!p->beh)
-        p->beh = calloc(1, sizeof(gs_extra));
+        p->beh = dsup_xcalloc(1, sizeof(gs_extra));
     return p->beh;
 }
 
@@ -598,11 +594,13 @@ static int spawn(const char *type_name, const dsup_term *args, const dsup_term *
 {
     type_ent *te = find_type(type_name);
     if (!te)
-        return -2;
+        return DSUP_EUNKNOWN_TYPE;
+    if (!g_node || !g_node->creation)
+        return DSUP_ENOTUP;
     dsup_proc_set_class(&gen_server_class);
     dsup_proc *p = dsup_proc_new(te->type.state_size);
     if (!p)
-        return -1;
+        return DSUP_ENOMEM;
     p->type = &te->type;
     te->live++;
     if (link_to) {
@@ -634,7 +632,7 @@ static int spawn(const char *type_name, const dsup_term *args, const dsup_term *
         }
         /* Nobody knows this pid yet: end it without signals. */
         dsup_proc_exit(p, dsup_reason_atom("normal"));
-        return -1;
+        return DSUP_EREFUSED;
     }
     if (link_to && implicit)
         p->parent_link = 1;
@@ -667,13 +665,16 @@ int dsup_spawn(const char *type, const dsup_term *args, dsup_proc *link_to, dsup
     dsup_proc *p;
     int rc = dsup_spawn_proc(type, args, link_to, &p, reason);
     if (rc < 0) {
-        if (rc == -2 && reason) {
+        if (rc == DSUP_EUNKNOWN_TYPE && reason) {
             reason->index = 0;
             ei_x_encode_tuple_header(reason, 2);
             dsup_x_encode_atom(reason, "unknown_worker");
             dsup_x_encode_atom(reason, type);
+        } else if (rc != DSUP_EREFUSED && reason) {
+            reason->index = 0;
+            dsup_x_encode_atom(reason, dsup_err_name(rc));
         }
-        return -1;
+        return rc;
     }
     *pid = p->pid;
     return 0;

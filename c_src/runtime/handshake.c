@@ -116,7 +116,7 @@ static int send_status(dsup_conn *c, const char *status)
 
 void dsup_hs_start_outbound(dsup_conn *c)
 {
-    c->state = CONN_HANDSHAKE;
+    dsup_conn_enter(c, CONN_HANDSHAKE);
     c->hs_step = HS_OUT_STATUS;
     if (dsup_conn_start(c) < 0 || send_name(c) < 0)
         dsup_conn_close(c, "could not start the handshake");

@@ -1,5 +1,6 @@
 /* metrics.c — counters, histograms and recent-event rings (see metrics.h). */
 #include "metrics.h"
+#include "xalloc.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -64,7 +65,7 @@ dsup_peer_stats *dsup_metrics_peer(const char *peer)
     for (dsup_peer_stats *p = peers; p; p = p->next)
         if (p->peer == peer)
             return last_peer = p;
-    dsup_peer_stats *p = npeers < DSUP_METRICS_MAX_PEERS ? calloc(1, sizeof *p) : NULL;
+    dsup_peer_stats *p = npeers < DSUP_METRICS_MAX_PEERS ? dsup_xcalloc(1, sizeof *p) : NULL;
     if (!p)
         return &unnamed;
     npeers++;
@@ -136,13 +137,10 @@ static dsup_sup_stats *sups;
 
 dsup_sup_stats *dsup_metrics_sup(const char *instance, const char *type)
 {
-    static dsup_sup_stats lost;
     for (dsup_sup_stats *s = sups; s; s = s->next)
         if (!strcmp(s->instance, instance) && !strcmp(s->type, type))
             return s;
-    dsup_sup_stats *s = calloc(1, sizeof *s);
-    if (!s)
-        return &lost;
+    dsup_sup_stats *s = dsup_xcalloc(1, sizeof *s);
     snprintf(s->instance, sizeof s->instance, "%s", instance);
     snprintf(s->type, sizeof s->type, "%s", type);
     s->next = sups;

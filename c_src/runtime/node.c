@@ -3,6 +3,7 @@
  * reconnect to --connect nodes with backoff, ticks, setup deadlines, the caps
  * on unauthenticated connections, orderly shutdown. */
 #include "node.h"
+#include "xalloc.h"
 
 #include <stdarg.h>
 #include <stdio.h>
@@ -68,9 +69,7 @@ static int conns_add(dsup_conn *c)
 {
     if (g_node->nconns == g_node->capconns) {
         size_t nc = g_node->capconns ? g_node->capconns * 2 : 16;
-        dsup_conn **n = realloc(g_node->conns, nc * sizeof *n);
-        if (!n)
-            return -1;
+        dsup_conn **n = dsup_xrealloc(g_node->conns, nc * sizeof *n);
         g_node->conns = n;
         g_node->capconns = nc;
     }
@@ -132,9 +131,7 @@ void dsup_node_mark_dirty(dsup_conn *c)
         return;
     if (g_node->nflush == g_node->capflush) {
         size_t nc = g_node->capflush ? g_node->capflush * 2 : 16;
-        dsup_conn **n = realloc(g_node->flush, nc * sizeof *n);
-        if (!n)
-            return;
+        dsup_conn **n = dsup_xrealloc(g_node->flush, nc * sizeof *n);
         g_node->flush = n;
         g_node->capflush = nc;
     }
@@ -228,7 +225,7 @@ static void on_port(void *arg, int status, int port, int version)
         ((struct sockaddr_in *)&a)->sin_port = htons((uint16_t)port);
     else
         ((struct sockaddr_in6 *)&a)->sin6_port = htons((uint16_t)port);
-    c->state = CONN_CONNECTING;
+    dsup_conn_enter(c, CONN_CONNECTING);
     c->creq.data = c;
     int rc = uv_tcp_connect(&c->creq, &c->tcp, (const struct sockaddr *)&a, on_tcp_connected);
     if (rc < 0)
@@ -242,7 +239,7 @@ static void ask_epmd(dsup_conn *c)
     size_t n = (size_t)(at - c->peer);
     memcpy(alive, c->peer, n);
     alive[n] = 0;
-    c->state = CONN_EPMD;
+    dsup_conn_enter(c, CONN_EPMD);
     if (dsup_epmd_port_please(g_node->loop, &c->addr, alive, g_node->setup_ms, on_port, c) < 0)
         connect_failed(c, "could not reach epmd");
 }
@@ -293,7 +290,7 @@ static dsup_conn *start_outbound(const char *peer)
         memcpy(&c->addr, &a6, sizeof a6);
         ask_epmd(c);
     } else {
-        c->state = CONN_RESOLVING;
+        dsup_conn_enter(c, CONN_RESOLVING);
         c->gai.data = c;
         struct addrinfo hints;
         memset(&hints, 0, sizeof hints);
@@ -319,20 +316,20 @@ int dsup_node_send_ctrl(const char *peer, const dsup_ctrl *ctrl)
 {
     dsup_conn *c = dsup_node_conn(peer, 1);
     if (!c)
-        return -1; /* like erlang:send to a bad node: dropped */
+        return DSUP_ENOTCONN; /* like erlang:send to a bad node: dropped */
     if (dsup_log_level <= DSUP_LOG_DEBUG && ctrl->msg.ptr) {
         /* Debug builds of our own bugs: never put a malformed term on the wire. */
         size_t pos = 0;
         if (dsup_term_skip(ctrl->msg.ptr, ctrl->msg.len, &pos) < 0 || pos != ctrl->msg.len) {
             LOG_ERROR("BUG: malformed outgoing message (op %d, %u bytes) to %s", ctrl->op, ctrl->msg.len, peer);
-            return -1;
+            return DSUP_EINVAL;
         }
     }
     if (c->overflow)
-        return -1; /* cut at the next flush; drop like a send to a dead node */
+        return DSUP_ENOTCONN; /* cut at the next flush; drop like a send to a dead node */
     size_t before = c->wq.len;
     if (dsup_ctrl_encode(&c->wq, ctrl) < 0)
-        return -1;
+        return DSUP_EINVAL;
     /* A peer that does not read must not grow the node without bound. One
      * frame alone may exceed the bound (it passed --max-frame on its way). */
     size_t queued = c->wq.len + c->wflight.len;
@@ -340,7 +337,7 @@ int dsup_node_send_ctrl(const char *peer, const dsup_ctrl *ctrl)
         c->overflow = 1;
         c->wq.len = before;
         dsup_node_mark_dirty(c); /* closed from the flush, outside the sender's call */
-        return -1;
+        return DSUP_ENOTCONN;
     }
     dsup_metrics_peer(c->peer)->msgs_out++;
     if (c->state == CONN_UP)
@@ -419,7 +416,7 @@ static void on_accept(uv_stream_t *server, int status)
         uv_close((uv_handle_t *)&c->tcp, (uv_close_cb)free);
         return;
     }
-    c->state = CONN_HANDSHAKE;
+    dsup_conn_enter(c, CONN_HANDSHAKE);
     c->hs_step = 0;
     /* Fixed when the connection arrives: bytes trickling in do not move it. */
     c->setup_deadline_ms = dsup_node_now() + g_node->setup_ms;
@@ -488,7 +485,7 @@ static reconnect *find_reconnect(const char *peer)
 
 void dsup_node_conn_up(dsup_conn *c)
 {
-    c->state = CONN_UP;
+    dsup_conn_enter(c, CONN_UP);
     c->was_up = 1;
     c->wrote_since_tick = 0;
     LOG_INFO("connected to %s (%s)", c->peer, c->outbound ? "outbound" : "inbound");
@@ -566,9 +563,7 @@ int dsup_node_add_connect_target(const char *peer_name)
         return -1;
     if (find_reconnect(peer))
         return 0;
-    reconnect *r = calloc(1, sizeof *r);
-    if (!r)
-        return -1;
+    reconnect *r = dsup_xcalloc(1, sizeof *r);
     r->peer = peer;
     r->backoff_ms = 100;
     uv_timer_init(g_node->loop, &r->timer);
@@ -679,7 +674,7 @@ static void close_conn_gracefully(dsup_conn *c)
         return;
     }
     dsup_conn_flush(c);
-    uv_shutdown_t *req = malloc(sizeof *req);
+    uv_shutdown_t *req = dsup_xmalloc(sizeof *req);
     if (!req || uv_shutdown(req, (uv_stream_t *)&c->tcp, on_shutdown_written) < 0) {
         free(req);
         dsup_conn_close(c, "node shutting down");

@@ -3,6 +3,7 @@
 #ifndef DSUP_NODE_H
 #define DSUP_NODE_H
 
+#include <assert.h>
 #include <stdint.h>
 #include <uv.h>
 
@@ -82,6 +83,26 @@ typedef struct dsup_conn {
     uv_getaddrinfo_t gai;
     struct sockaddr_storage addr;
 } dsup_conn;
+
+/* A connection moves forward only: (resolving ->) epmd -> connecting ->
+ * handshake -> up, an accepted one straight to handshake, and any state
+ * but closing to closing. Every change goes through here (asserted). */
+static inline void dsup_conn_enter(dsup_conn *c, conn_state to)
+{
+#define DSUP_CS(s) (1u << (s))
+    static const unsigned from[] = {
+        [CONN_RESOLVING] = DSUP_CS(CONN_RESOLVING),
+        [CONN_EPMD] = DSUP_CS(CONN_RESOLVING),
+        [CONN_CONNECTING] = DSUP_CS(CONN_EPMD),
+        [CONN_HANDSHAKE] = DSUP_CS(CONN_RESOLVING) | DSUP_CS(CONN_CONNECTING), /* fresh (accepted) or connected */
+        [CONN_UP] = DSUP_CS(CONN_HANDSHAKE),
+        [CONN_CLOSING] = ~DSUP_CS(CONN_CLOSING),
+    };
+#undef DSUP_CS
+    assert(from[to] & (1u << c->state));
+    (void)from;
+    c->state = to;
+}
 
 typedef struct dsup_nodeinfo {
     uv_loop_t *loop;

@@ -17,6 +17,7 @@
  * whose rex cannot say (not a BEAM) gets the pre-26.1 format after
  * HOLD_MS. */
 #include "peer_rel.h"
+#include "xalloc.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -143,15 +144,11 @@ int dsup_peer_sys_reply(const dsup_pid *to, dsup_term tag, dsup_term body)
     }
     if (nheld == capheld) {
         size_t nc = capheld ? capheld * 2 : 8;
-        held_reply *n = realloc(held, nc * sizeof *n);
-        if (!n)
-            return -1;
+        held_reply *n = dsup_xrealloc(held, nc * sizeof *n);
         held = n;
         capheld = nc;
     }
-    char *bytes = malloc(tag.len + body.len);
-    if (!bytes)
-        return -1;
+    char *bytes = dsup_xmalloc(tag.len + body.len);
     memcpy(bytes, tag.buf, tag.len);
     memcpy(bytes + tag.len, body.buf, body.len);
     held[nheld++] = (held_reply){ to->node, *to, dsup_node_now() + HOLD_MS, tag.len, body.len, bytes };

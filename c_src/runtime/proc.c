@@ -4,7 +4,9 @@
  * kept in an open-addressing table (linear probing, backward-shift delete),
  * so a million processes cost one pointer slot each. */
 #include "proc.h"
+#include "xalloc.h"
 
+#include <assert.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -33,15 +35,16 @@ static size_t slot_of(uint32_t key, size_t cap) { return (key * 2654435761u) & (
 void dsup_proc_table_init(void)
 {
     tcap = 1024;
-    table = calloc(tcap, sizeof *table);
+    table = dsup_xcalloc(tcap, sizeof *table);
     ncap = 64;
-    names = calloc(ncap, sizeof *names);
+    names = dsup_xcalloc(ncap, sizeof *names);
 }
 
 size_t dsup_proc_count(void) { return tcount; }
 
 static void table_put(dsup_proc *p)
 {
+    assert(tcount < tcap); /* dsup_proc_new grows at 3/4: a free slot ends every probe */
     size_t i = slot_of(p->key, tcap);
     while (table[i])
         i = (i + 1) & (tcap - 1);
@@ -53,9 +56,7 @@ static int table_grow(void)
 {
     size_t oc = tcap;
     dsup_proc **old = table;
-    dsup_proc **nt = calloc(oc * 2, sizeof *nt);
-    if (!nt)
-        return -1;
+    dsup_proc **nt = dsup_xcalloc(oc * 2, sizeof *nt);
     table = nt;
     tcap = oc * 2;
     tcount = 0;
@@ -82,6 +83,7 @@ static void table_del(uint32_t key)
     size_t i = slot_of(key, tcap);
     while (table[i] && table[i]->key != key)
         i = (i + 1) & (tcap - 1);
+    assert(table[i]); /* only live entries are deleted, once */
     if (!table[i])
         return;
     table[i] = NULL;
@@ -111,9 +113,7 @@ dsup_proc *dsup_proc_new(size_t extra)
     if ((tcount + 1) * 4 > tcap * 3 && table_grow())
         return NULL;
     size_t base = (sizeof(dsup_proc) + 7) & ~(size_t)7;
-    dsup_proc *p = calloc(1, base + extra);
-    if (!p)
-        return NULL;
+    dsup_proc *p = dsup_xcalloc(1, base + extra);
     /* Next free key; wraps like the BEAM's pid counter. */
     for (;;) {
         uint32_t k = next_key;
@@ -134,6 +134,8 @@ dsup_proc *dsup_proc_new(size_t extra)
         p->state_inline = 1;
     }
     table_put(p);
+    /* pid <-> slot: the pid's number and serial are the key. */
+    assert(table_get(p->pid.num | (p->pid.serial << 15)) == p);
     return p;
 }
 
@@ -150,17 +152,11 @@ void dsup_proc_foreach(void (*fn)(dsup_proc *p, void *arg), void *arg)
 {
     /* Collect first: fn may end processes and reshape the table. */
     size_t n = 0;
-    dsup_proc **all = malloc((tcount + 1) * sizeof *all);
-    if (!all)
-        return;
+    dsup_proc **all = dsup_xmalloc((tcount + 1) * sizeof *all);
     for (size_t i = 0; i < tcap; i++)
         if (table[i])
             all[n++] = table[i];
-    uint32_t *keys = malloc((n + 1) * sizeof *keys);
-    if (!keys) {
-        free(all);
-        return;
-    }
+    uint32_t *keys = dsup_xmalloc((n + 1) * sizeof *keys);
     for (size_t i = 0; i < n; i++)
         keys[i] = all[i]->key;
     for (size_t i = 0; i < n; i++) {
@@ -209,7 +205,7 @@ int dsup_proc_register(dsup_proc *p, const char *name)
     if ((ncount + 1) * 2 > ncap) {
         name_ent *old = names;
         size_t oc = ncap;
-        names = calloc(oc * 2, sizeof *names);
+        names = dsup_xcalloc(oc * 2, sizeof *names);
         ncap = oc * 2;
         ncount = 0;
         for (size_t i = 0; i < oc; i++)
@@ -230,7 +226,7 @@ static void unregister(dsup_proc *p)
     /* Rebuild the small name table without this entry (names are few). */
     name_ent *old = names;
     size_t oc = ncap;
-    names = calloc(oc, sizeof *names);
+    names = dsup_xcalloc(oc, sizeof *names);
     ncount = 0;
     for (size_t i = 0; i < oc; i++) {
         if (old[i].name && old[i].p != p)
@@ -633,6 +629,7 @@ void dsup_proc_exit(dsup_proc *p, dsup_term reason)
     }
 
     unregister(p);
+    assert(table_get(p->key) == p);
     table_del(p->key);
     for (uint32_t i = 0; i < dsup_ivec_len(&p->links); i++)
         dsup_intern_release(LINK_AT(p, i)->node);
@@ -701,9 +698,7 @@ void dsup_stop(dsup_proc *self, dsup_term reason)
         reason.buf++;
         reason.len--;
     }
-    dsup_term *copy = malloc(sizeof *copy + reason.len);
-    if (!copy)
-        return;
+    dsup_term *copy = dsup_xmalloc(sizeof *copy + reason.len);
     memcpy(copy + 1, reason.buf, reason.len);
     copy->buf = (const char *)(copy + 1);
     copy->len = reason.len;
@@ -725,13 +720,13 @@ int dsup_send_named(dsup_proc *self, const char *name, const char *node, const e
     dsup_term t = dsup_term_of_x(msg);
     const char *n = node ? dsup_intern_peer(node, strlen(node)) : g_node->name;
     if (!n)
-        return -1;
+        return DSUP_EINVAL;
     if (n == g_node->name) {
         dsup_proc *p = dsup_proc_whereis(dsup_intern_find(name, strlen(name)));
         return p ? dsup_proc_enqueue(&p->pid, t) : 0;
     }
     if (!self)
-        return -1; /* REG_SEND needs a sender pid */
+        return DSUP_EINVAL; /* REG_SEND needs a sender pid */
     dsup_ctrl c;
     memset(&c, 0, sizeof c);
     c.op = DSUP_OP_REG_SEND;

@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "node.h"
+#include "xalloc.h"
 #include "proc.h"
 #include "term.h"
 
@@ -46,9 +47,7 @@ static void on_timer(uv_timer_t *h)
 
 uint64_t dsup_send_after(dsup_proc *self, unsigned ms, const ei_x_buff *msg)
 {
-    send_timer *t = calloc(1, sizeof *t);
-    if (!t)
-        return 0;
+    send_timer *t = dsup_xcalloc(1, sizeof *t);
     t->msg = dsup_term_dup(dsup_term_of_x(msg));
     t->to = *dsup_self(self);
     t->id = next_timer_id++;
@@ -71,7 +70,7 @@ int dsup_cancel_timer(uint64_t id)
             return 0;
         }
     }
-    return -1;
+    return DSUP_ENOTFOUND;
 }
 
 typedef struct work {
@@ -106,9 +105,9 @@ static void after_work(uv_work_t *r, int status)
 int dsup_queue_work(dsup_proc *self, void *arg, void (*fn)(void *arg),
                     void (*done)(dsup_proc *self, void *arg, int status))
 {
-    work *w = calloc(1, sizeof *w);
-    if (!w)
-        return -1;
+    if (!self || !fn || !done)
+        return DSUP_EINVAL;
+    work *w = dsup_xcalloc(1, sizeof *w);
     w->owner = *dsup_self(self);
     w->arg = arg;
     w->work = fn;
@@ -116,7 +115,7 @@ int dsup_queue_work(dsup_proc *self, void *arg, void (*fn)(void *arg),
     w->req.data = w;
     if (uv_queue_work(g_node->loop, &w->req, run_work, after_work) < 0) {
         free(w);
-        return -1;
+        return DSUP_ESYSTEM;
     }
     return 0;
 }

@@ -23,6 +23,7 @@
 #include <time.h>
 
 #include "buf.h"
+#include "xalloc.h"
 #include "proc.h"
 #include "sys_debug.h"
 #include "term.h"
@@ -183,7 +184,7 @@ void dsup_sys_dbg_encode_opts(const dsup_sys_dbg *d, const dsup_pid *self, ei_x_
 static dsup_sys_dbg *ensure(dsup_sys_dbg **d)
 {
     if (!*d)
-        *d = calloc(1, sizeof **d);
+        *d = dsup_xcalloc(1, sizeof **d);
     return *d;
 }
 
@@ -201,7 +202,7 @@ static int start_log(dsup_sys_dbg **d, long n)
     if (*d && (*d)->log_max)
         return 0; /* already on: kept as it is, as OTP's install_debug does */
     dsup_sys_dbg *s = ensure(d);
-    if (!s || !(s->log = calloc((size_t)n, sizeof *s->log))) {
+    if (!s || !(s->log = dsup_xcalloc((size_t)n, sizeof *s->log))) {
         maybe_drop(d);
         return -1;
     }

@@ -2,6 +2,7 @@
  * the node itself. Terms handed to these were validated on arrival
  * (dsup_term_skip), so decoding here may trust lengths. */
 #include "term.h"
+#include "xalloc.h"
 
 #include <limits.h>
 #include <stdint.h>
@@ -24,7 +25,7 @@ ei_x_buff *dsup_term_scratch(void)
     if (npool > 0) {
         x = pool[--npool];
     } else {
-        x = malloc(sizeof *x);
+        x = dsup_xmalloc(sizeof *x);
         ei_x_new(x);
     }
     x->index = 0;
@@ -78,15 +79,11 @@ dsup_term dsup_reason_atom(const char *atom)
         len = 255;
     if (natoms == capatoms) {
         size_t nc = capatoms ? capatoms * 2 : 16;
-        atom_cache **na = realloc(atoms, nc * sizeof *na);
-        if (!na)
-            return (dsup_term){ "\x77\x00", 2 };
+        atom_cache **na = dsup_xrealloc(atoms, nc * sizeof *na);
         atoms = na;
         capatoms = nc;
     }
-    atom_cache *a = malloc(sizeof *a + len + 2);
-    if (!a)
-        return (dsup_term){ "\x77\x00", 2 };
+    atom_cache *a = dsup_xmalloc(sizeof *a + len + 2);
     a->name = n;
     a->enc[0] = (char)119; /* SMALL_ATOM_UTF8_EXT */
     a->enc[1] = (char)len;
@@ -366,9 +363,7 @@ int dsup_term_eq(dsup_term a, dsup_term b)
 
 dsup_term dsup_term_dup(dsup_term t)
 {
-    char *c = malloc(t.len ? t.len : 1);
-    if (!c)
-        return (dsup_term){ NULL, 0 };
+    char *c = dsup_xmalloc(t.len ? t.len : 1);
     memcpy(c, t.buf, t.len);
     return (dsup_term){ c, t.len };
 }

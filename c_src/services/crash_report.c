@@ -17,6 +17,7 @@
 #include <string.h>
 
 #include "crash_report.h"
+#include "xalloc.h"
 #include "log.h"
 #include "node.h"
 #include "term.h"
@@ -39,7 +40,7 @@ static limiter *limiter_for(const char *instance)
     for (limiter *l = limiters; l; l = l->next)
         if (l->instance == instance)
             return l;
-    limiter *l = calloc(1, sizeof *l); /* once per instance name, never per report */
+    limiter *l = dsup_xcalloc(1, sizeof *l); /* once per instance name, never per report */
     if (!l)
         return NULL;
     l->instance = instance;

@@ -13,10 +13,12 @@
  * Hidden nodes are not sent discover by the BEAM, so we discover: on every
  * new connection, and each second towards connected nodes where no peer
  * scope is known yet (that also finds restarted or late-started scopes). */
+#include <assert.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "dict.h"
+#include "xalloc.h"
 #include "gen_server.h"
 #include "intern.h"
 #include "log.h"
@@ -115,9 +117,7 @@ static int vec_push(pidvec *v, const dsup_pid *p)
     }
     if (v->cap == 0 || v->n == v->cap) {
         uint32_t nc = v->cap ? v->cap * 2 : 4;
-        dsup_pid *n = malloc(nc * sizeof *n);
-        if (!n)
-            return -1;
+        dsup_pid *n = dsup_xmalloc(nc * sizeof *n);
         memcpy(n, pv_data(v), v->n * sizeof *n);
         if (v->cap)
             free(v->u.many);
@@ -171,6 +171,7 @@ static void group_drop_if_empty(dsup_pg *s, pg_group *g)
 {
     if (g->all.n)
         return;
+    assert(g->nlocal == 0); /* each local membership is one entry of g->all */
     pv_free(&g->all);
     /* The key bytes and g itself live in the entry being removed. */
     dsup_dict_ent *e = dsup_dict_find(&s->groups, g->key.buf, g->key.len);
@@ -216,20 +217,18 @@ static void broadcast(dsup_pg *s, ei_x_buff *x)
 
 int dsup_pg_join(dsup_pg *s, dsup_term group, const dsup_pid *pids, size_t n)
 {
-    if (!s || !n)
-        return -1;
+    if (!s || !n || !pids || !group.buf || !group.len)
+        return DSUP_EINVAL;
     for (size_t i = 0; i < n; i++)
         if (!dsup_proc_lookup(&pids[i]))
-            return -1; /* only live local processes may join, as in pg */
+            return DSUP_ENOPROC; /* only live local processes may join, as in pg */
     pg_group *g = group_get(s, group, 1);
     if (!g)
-        return -1;
+        return DSUP_EINVAL;
     group = g->key;
     for (size_t i = 0; i < n; i++) {
         dsup_proc *p = dsup_proc_lookup(&pids[i]);
-        struct dsup_pg_memb *m = malloc(sizeof *m);
-        if (!m)
-            return -1;
+        struct dsup_pg_memb *m = dsup_xmalloc(sizeof *m);
         m->scope = s;
         m->group = g;
         m->next = p->pg_memb;
@@ -237,6 +236,7 @@ int dsup_pg_join(dsup_pg *s, dsup_term group, const dsup_pid *pids, size_t n)
         vec_push(&g->all, &pids[i]);
         g->nlocal++;
     }
+    assert(g->all.n >= g->nlocal); /* remote entries only add to all */
     ei_x_buff *x = dsup_term_scratch();
     ei_x_encode_tuple_header(x, 4);
     dsup_x_encode_atom(x, "join");
@@ -260,7 +260,9 @@ static int drop_local(dsup_pg *s, pg_group *g, const dsup_pid *pid)
             struct dsup_pg_memb *m = *pm;
             *pm = m->next;
             free(m);
-            vec_remove(&g->all, pid);
+            int had = vec_remove(&g->all, pid);
+            assert(had && g->nlocal > 0); /* the membership's own entry */
+            (void)had;
             g->nlocal--;
             return 1;
         }
@@ -270,14 +272,12 @@ static int drop_local(dsup_pg *s, pg_group *g, const dsup_pid *pid)
 
 int dsup_pg_leave(dsup_pg *s, dsup_term group, const dsup_pid *pids, size_t n)
 {
-    if (!s)
-        return -1;
+    if (!s || (n && !pids) || !group.buf)
+        return DSUP_EINVAL;
     pg_group *g = group_get(s, group, 0);
     if (!g)
-        return 1; /* not_joined */
-    dsup_pid *left = malloc((n ? n : 1) * sizeof *left);
-    if (!left)
-        return -1;
+        return DSUP_PG_NOT_JOINED;
+    dsup_pid *left = dsup_xmalloc((n ? n : 1) * sizeof *left);
     size_t nl = 0;
     for (size_t i = 0; i < n; i++)
         if (drop_local(s, g, &pids[i]))
@@ -297,7 +297,7 @@ int dsup_pg_leave(dsup_pg *s, dsup_term group, const dsup_pid *pids, size_t n)
         group_drop_if_empty(s, g);
     }
     free(left);
-    return nl ? 0 : 1;
+    return nl ? 0 : DSUP_PG_NOT_JOINED;
 }
 
 /* A local member ends: in each scope it leaves all its groups with one
@@ -332,7 +332,9 @@ void dsup_pg_proc_exit(dsup_proc *p)
             *pm = m->next;
             pg_group *g = m->group;
             free(m);
-            vec_remove(&g->all, &p->pid);
+            int had = vec_remove(&g->all, &p->pid);
+            assert(had && g->nlocal > 0);
+            (void)had;
             g->nlocal--;
             notify(s, DSUP_PG_LEAVE, g->key, &p->pid, 1);
             /* Joined twice: drop the group only after its last occurrence. */
@@ -361,9 +363,7 @@ static pg_peer *peer_add(dsup_pg *s, const dsup_pid *pid)
     if (!e)
         return NULL;
     if (!e->val) {
-        pg_peer *p = calloc(1, sizeof *p);
-        if (!p)
-            return NULL;
+        pg_peer *p = dsup_xcalloc(1, sizeof *p);
         p->pid = *pid;
         dsup_pid_hold(&p->pid);
         dsup_monitor(s->proc, pid, &p->mref);
@@ -382,7 +382,7 @@ static void remote_join(dsup_pg *s, pg_peer *p, dsup_term group, const dsup_pid 
     if (!e)
         return;
     if (!e->val)
-        e->val = calloc(1, sizeof(pidvec));
+        e->val = dsup_xcalloc(1, sizeof(pidvec));
     pidvec *pv = e->val;
     for (size_t i = 0; i < n; i++) {
         vec_push(pv, &pids[i]);
@@ -398,7 +398,7 @@ static void remote_leave(dsup_pg *s, pg_peer *p, dsup_term group, const dsup_pid
     if (!e)
         return;
     pidvec *pv = e->val;
-    dsup_pid *gone = malloc((n ? n : 1) * sizeof *gone);
+    dsup_pid *gone = dsup_xmalloc((n ? n : 1) * sizeof *gone);
     size_t ng = 0;
     for (size_t i = 0; i < n; i++) {
         if (vec_remove(pv, &pids[i])) {
@@ -435,16 +435,14 @@ static void collect_key(dsup_dict_ent *e, void *arg)
 static void peer_forget_groups(dsup_pg *s, pg_peer *p, const dsup_dict *keep)
 {
     drop_ctx d = { s, p, NULL, 0 };
-    d.keys = malloc((p->groups.count + 1) * sizeof *d.keys);
-    if (!d.keys)
-        return;
+    d.keys = dsup_xmalloc((p->groups.count + 1) * sizeof *d.keys);
     dsup_dict_foreach(&p->groups, collect_key, &d);
     for (size_t i = 0; i < d.n; i++) {
         if (!keep || !dsup_dict_find(keep, d.keys[i].buf, d.keys[i].len)) {
             dsup_dict_ent *e = dsup_dict_find(&p->groups, d.keys[i].buf, d.keys[i].len);
             if (e) {
                 pidvec *pv = e->val;
-                dsup_pid *copy = malloc((pv->n ? pv->n : 1) * sizeof *copy);
+                dsup_pid *copy = dsup_xmalloc((pv->n ? pv->n : 1) * sizeof *copy);
                 if (copy) {
                     memcpy(copy, pv_data(pv), pv->n * sizeof *copy);
                     remote_leave(s, p, d.keys[i], copy, pv->n);
@@ -482,19 +480,19 @@ static int decode_pids(dsup_term t, dsup_pid **out, size_t *n)
     if (ei_get_type(t.buf, &i, &type, &size) < 0)
         return -1;
     if (type == ERL_PID_EXT || type == ERL_NEW_PID_EXT) {
-        *out = malloc(sizeof **out);
-        if (!*out || dsup_decode_pid(t.buf, &i, *out) < 0)
+        *out = dsup_xmalloc(sizeof **out);
+        if (dsup_decode_pid(t.buf, &i, *out) < 0)
             return -1;
         *n = 1;
         return 0;
     }
     if (type == ERL_NIL_EXT)
         return 0;
-    if (type != ERL_LIST_EXT || ei_decode_list_header(t.buf, &i, &arity) < 0)
+    /* The arity is the peer's: each element takes at least a byte. */
+    if (type != ERL_LIST_EXT || ei_decode_list_header(t.buf, &i, &arity) < 0 || arity < 0 ||
+        (size_t)arity > t.len - (size_t)i)
         return -1;
-    *out = malloc((size_t)(arity ? arity : 1) * sizeof **out);
-    if (!*out)
-        return -1;
+    *out = dsup_xmalloc((size_t)(arity ? arity : 1) * sizeof **out);
     for (int k = 0; k < arity; k++)
         if (dsup_decode_pid(t.buf, &i, &(*out)[k]) < 0)
             return -1;
@@ -577,7 +575,7 @@ static void handle_sync(dsup_pg *s, dsup_term peer_t, dsup_term groups)
             }
             if (e) {
                 pidvec *pv = e->val;
-                dsup_pid *copy = malloc((pv->n ? pv->n : 1) * sizeof *copy);
+                dsup_pid *copy = dsup_xmalloc((pv->n ? pv->n : 1) * sizeof *copy);
                 if (copy) {
                     memcpy(copy, pv_data(pv), pv->n * sizeof *copy);
                     remote_leave(s, p, pair[0], copy, pv->n);
@@ -833,16 +831,16 @@ dsup_pg *dsup_pg_scope(const char *name)
         dsup_register_internal_type(&scope_type);
         registered = 1;
     }
-    s = calloc(1, sizeof *s);
-    if (!s)
-        return NULL;
+    s = dsup_xcalloc(1, sizeof *s);
     s->name = n;
     if (dsup_spawn_proc("pg_scope", NULL, NULL, &s->proc, NULL) < 0) {
         free(s);
         return NULL;
     }
     s->proc->state = s;
-    dsup_proc_register(s->proc, n);
+    int rc = dsup_proc_register(s->proc, n);
+    assert(rc == 0); /* whereis(n) was checked above */
+    (void)rc;
     s->next = scopes;
     scopes = s;
     if (!timer_on) {
@@ -908,11 +906,9 @@ size_t dsup_pg_which_groups(dsup_pg *s, void (*fn)(void *arg, dsup_term group, s
 
 int dsup_pg_subscribe(dsup_pg *s, dsup_pg_event_fn fn, void *arg)
 {
-    pg_sub *u = calloc(1, sizeof *u);
-    if (!s || !u) {
-        free(u);
-        return -1;
-    }
+    if (!s || !fn)
+        return DSUP_EINVAL;
+    pg_sub *u = dsup_xcalloc(1, sizeof *u);
     u->fn = fn;
     u->arg = arg;
     u->next = s->subs;
@@ -922,6 +918,8 @@ int dsup_pg_subscribe(dsup_pg *s, dsup_pg_event_fn fn, void *arg)
 
 int dsup_pg_unsubscribe(dsup_pg *s, dsup_pg_event_fn fn, void *arg)
 {
+    if (!s)
+        return DSUP_EINVAL;
     for (pg_sub **pu = &s->subs; *pu; pu = &(*pu)->next) {
         if ((*pu)->fn == fn && (*pu)->arg == arg) {
             pg_sub *u = *pu;
@@ -930,5 +928,5 @@ int dsup_pg_unsubscribe(dsup_pg *s, dsup_pg_event_fn fn, void *arg)
             return 0;
         }
     }
-    return -1;
+    return DSUP_ENOTFOUND;
 }

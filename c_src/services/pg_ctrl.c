@@ -9,6 +9,7 @@
 #include <stdlib.h>
 
 #include "node_hooks.h"
+#include "xalloc.h"
 #include "pg.h"
 #include "term.h"
 
@@ -40,12 +41,14 @@ static int pids_of(dsup_term t, dsup_pid **out, size_t *n)
     if (type == ERL_NIL_EXT)
         return 0;
     if (type != ERL_LIST_EXT) {
-        *out = malloc(sizeof **out);
+        *out = dsup_xmalloc(sizeof **out);
         *n = 1;
-        return *out ? dsup_decode_pid(t.buf, &i, *out) : -1;
+        return dsup_decode_pid(t.buf, &i, *out);
     }
-    if (ei_decode_list_header(t.buf, &i, &arity) < 0 || !(*out = malloc((size_t)arity * sizeof **out)))
+    /* The arity is the peer's: each element takes at least a byte. */
+    if (ei_decode_list_header(t.buf, &i, &arity) < 0 || arity < 0 || (size_t)arity > t.len - (size_t)i)
         return -1;
+    *out = dsup_xmalloc((size_t)arity * sizeof **out);
     for (int k = 0; k < arity; k++)
         if (dsup_decode_pid(t.buf, &i, &(*out)[k]) < 0)
             return -1;
@@ -82,7 +85,7 @@ int dsup_pg_ctrl_call(dsup_term req, ei_x_buff *reply)
             int rc = join ? dsup_pg_join(s, el[2], pids, n) : dsup_pg_leave(s, el[2], pids, n);
             if (rc == 0)
                 dsup_x_encode_atom(reply, "ok");
-            else if (rc == 1)
+            else if (rc == DSUP_PG_NOT_JOINED)
                 dsup_x_encode_atom(reply, "not_joined");
             else
                 error2(reply, "nolocal", el[3]);
@@ -99,8 +102,8 @@ int dsup_pg_ctrl_call(dsup_term req, ei_x_buff *reply)
             encode_pid_list(reply, pids, n);
         } else {
             size_t n = dsup_pg_local_members(s, el[2], NULL, 0);
-            dsup_pid *pids = malloc((n ? n : 1) * sizeof *pids);
-            n = pids ? dsup_pg_local_members(s, el[2], pids, n) : 0;
+            dsup_pid *pids = dsup_xmalloc((n ? n : 1) * sizeof *pids);
+            n = dsup_pg_local_members(s, el[2], pids, n);
             encode_pid_list(reply, pids, n);
             free(pids);
         }

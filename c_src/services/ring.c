@@ -1,5 +1,6 @@
 /* ring.c — libring 1.7 HashRing in C. See ring.h. */
 #include "ring.h"
+#include "xalloc.h"
 #include "phash2.h"
 
 #include <stdlib.h>
@@ -17,7 +18,7 @@ int dsup_ring_default_atom_encoding = DSUP_RING_ATOM_EXT;
 
 dsup_ring *dsup_ring_new(void)
 {
-    dsup_ring *r = calloc(1, sizeof *r);
+    dsup_ring *r = dsup_xcalloc(1, sizeof *r);
     if (r) {
         r->atom_enc = DSUP_RING_ATOM_EXT;
         dsup_ring_set_atom_encoding(r, dsup_ring_default_atom_encoding);
@@ -116,13 +117,8 @@ int dsup_ring_add_node(dsup_ring *r, const char *node, int weight)
      * with an earlier one of the same node or with a point already on the
      * ring is dropped (gb_trees:insert raising key_exists). Only the hash
      * matters for same-node duplicates, so sort and unique. */
-    uint32_t *cand = malloc((size_t)weight * sizeof *cand);
-    char *name = malloc(len + 1);
-    if (!cand || !name) {
-        free(cand);
-        free(name);
-        return DSUP_RING_ENOMEM;
-    }
+    uint32_t *cand = dsup_xmalloc((size_t)weight * sizeof *cand);
+    char *name = dsup_xmalloc(len + 1);
     memcpy(name, node, len + 1);
     for (int i = 1; i <= weight; i++)
         cand[i - 1] = point_hash(node, len, (uint32_t)i);
@@ -139,9 +135,7 @@ int dsup_ring_add_node(dsup_ring *r, const char *node, int weight)
 
     if (r->nnodes == r->ncap) {
         size_t ncap = r->ncap ? r->ncap * 2 : 8;
-        char **nn = realloc(r->names, ncap * sizeof *nn);
-        if (!nn)
-            goto oom;
+        char **nn = dsup_xrealloc(r->names, ncap * sizeof *nn);
         r->names = nn;
         r->ncap = ncap;
     }
@@ -149,9 +143,7 @@ int dsup_ring_add_node(dsup_ring *r, const char *node, int weight)
         size_t pcap = r->pcap ? r->pcap : 256;
         while (pcap < r->npts + nc)
             pcap *= 2;
-        dsup_ring_point *np = realloc(r->pts, pcap * sizeof *np);
-        if (!np)
-            goto oom;
+        dsup_ring_point *np = dsup_xrealloc(r->pts, pcap * sizeof *np);
         r->pts = np;
         r->pcap = pcap;
     }
@@ -172,11 +164,6 @@ int dsup_ring_add_node(dsup_ring *r, const char *node, int weight)
     r->names[r->nnodes++] = name;
     free(cand);
     return 0;
-
-oom:
-    free(cand);
-    free(name);
-    return DSUP_RING_ENOMEM;
 }
 
 int dsup_ring_remove_node(dsup_ring *r, const char *node)

@@ -10,10 +10,13 @@
  * stopped), every surviving instance takes the lost node off its ring and,
  * for each cached child that lived there, the child's own ring owner (by
  * name) restarts it, unless it is temporary or already running elsewhere. */
+#include <assert.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "crash_report.h"
+#include "err.h"
+#include "xalloc.h"
 #include "gen_server.h"
 #include "intern.h"
 #include "log.h"
@@ -236,6 +239,30 @@ int sup_start_local(dsup_sup *s, dsup_child_spec *spec, ei_x_buff *reply)
     return sup_start_local_handoff(s, spec, NULL, reply);
 }
 
+/* A new child joins its name's pg group, which is how whereis finds it. A
+ * child that could not join would run invisible to every node, so it is
+ * killed instead (its EXIT finds no entry and is ignored) and the caller
+ * reports the failure. Returns 0 or the dsup_err of the join. */
+static int join_or_kill(dsup_sup *s, sup_child *c)
+{
+    assert(c->local);
+    int rc = dsup_pg_join(s->scope, c->spec->name, &c->pid, 1);
+    if (rc < 0) {
+        LOG_ERROR("%s: a new child could not join its pg group (%s): stopping it", s->name, dsup_strerror(rc));
+        dsup_exit(s->proc, &c->pid, dsup_reason_atom("kill"));
+    }
+    /* The child table and pg agree: a local child is a member of its name. */
+    assert(rc < 0 || dsup_pg_local_members(s->scope, c->spec->name, NULL, 0) >= 1);
+    return rc;
+}
+
+static void encode_join_failed(ei_x_buff *x, int rc)
+{
+    ei_x_encode_tuple_header(x, 2);
+    dsup_x_encode_atom(x, "pg_join_failed");
+    dsup_x_encode_atom(x, dsup_err_name(rc));
+}
+
 /* The same, as the arriving end of a move: init sees `handoff` (NULL: none). */
 int sup_start_local_handoff(dsup_sup *s, dsup_child_spec *spec, const dsup_term *handoff, ei_x_buff *reply)
 {
@@ -256,7 +283,7 @@ int sup_start_local_handoff(dsup_sup *s, dsup_child_spec *spec, const dsup_term 
     dsup_proc *child;
     ei_x_buff *why = dsup_term_scratch();
     int rc = dsup_spawn_child_handoff(spec->type, &spec->args, handoff, s->proc, &child, why);
-    if (rc == -2) {
+    if (rc == DSUP_EUNKNOWN_TYPE) {
         ei_x_buff *t = dsup_term_scratch(); /* not dsup_reason_atom: it keeps what it encodes */
         dsup_x_encode_atom(t, spec->type);
         reply_error2(reply, "unknown_worker", dsup_term_of_x(t));
@@ -272,10 +299,19 @@ int sup_start_local_handoff(dsup_sup *s, dsup_child_spec *spec, const dsup_term 
         return -1;
     }
     dsup_pid pid = child->pid;
-    sup_child *c = sup_cache_put(s, spec->name, &pid, spec, 1);
-    if (!c)
+    sup_child *c = sup_cache_put(s, spec->name, &pid, spec, 1); /* takes spec */
+    if (!c) { /* the table refused (cannot happen short of a full dict): no orphan either */
+        dsup_exit(s->proc, &pid, dsup_reason_atom("kill"));
+        rc = DSUP_ENOMEM;
+    } else if ((rc = join_or_kill(s, c)) < 0) {
+        sup_cache_drop(s, c);
+    }
+    if (rc < 0) {
+        ei_x_encode_tuple_header(reply, 2);
+        dsup_x_encode_atom(reply, "error");
+        encode_join_failed(reply, rc);
         return -1;
-    dsup_pg_join(s->scope, c->spec->name, &pid, 1);
+    }
     sup_send_child_up(s, c, NULL);
     sup_emit_process_start(s, c->spec->name, &pid);
     ei_x_encode_tuple_header(reply, 3);
@@ -306,7 +342,7 @@ void sup_stop_child(dsup_sup *s, sup_child *c, dsup_term reason)
     }
     dsup_exit(s->proc, &c->pid, reason);
     if (c->spec->shutdown > 0) {
-        c->kill_timer = malloc(sizeof *c->kill_timer);
+        c->kill_timer = dsup_xmalloc(sizeof *c->kill_timer);
         if (c->kill_timer) {
             uv_timer_init(g_node->loop, c->kill_timer);
             c->kill_timer->data = &c->pid;
@@ -381,6 +417,7 @@ static void retry_start(dsup_sup *s, dsup_child_spec *spec)
 /* A local child exited. */
 static void child_exited(dsup_sup *s, sup_child *c, dsup_term reason)
 {
+    assert(c->local && sup_child_by_pid(s, &c->pid) == c);
     dsup_pid old = c->pid;
     dsup_metrics_child_exit(s->name, c->spec->type, c->spec->name, &old, reason, c->terminating || s->stopping);
     if (c->terminating || s->stopping) {
@@ -437,7 +474,20 @@ static void child_exited(dsup_sup *s, sup_child *c, dsup_term reason)
     dsup_metrics_sup(s->name, c->spec->type)->restarts++;
     sup_emit_process_stop(s, c->spec->name, &old);
     sup_cache_put(s, c->spec->name, &pid, NULL, 1);
-    dsup_pg_join(s->scope, c->spec->name, &pid, 1);
+    int rc = join_or_kill(s, c);
+    if (rc < 0) {
+        /* As a refused init: reported, the entry dropped, retried later. */
+        ei_x_buff *x = dsup_term_scratch();
+        encode_join_failed(x, rc);
+        sup_start_failed_report(s, c->spec, dsup_term_of_x(x), "retry");
+        dsup_term_scratch_release(x);
+        dsup_child_spec *spec = dsup_spec_with_name(c->spec, c->spec->name);
+        sup_cache_drop(s, c);
+        if (spec)
+            send_retry(s, spec);
+        free(spec);
+        return;
+    }
     sup_send_child_up(s, c, NULL);
     sup_emit_process_start(s, c->spec->name, &pid);
 }
@@ -484,9 +534,7 @@ static void collect_orphan(dsup_dict_ent *e, void *arg)
         return;
     if (o->n == o->cap) {
         size_t nc = o->cap ? o->cap * 2 : 64;
-        sup_child **nl = realloc(o->list, nc * sizeof *nl);
-        if (!nl)
-            return;
+        sup_child **nl = dsup_xrealloc(o->list, nc * sizeof *nl);
         o->list = nl;
         o->cap = nc;
     }
@@ -646,7 +694,7 @@ static void sup_terminate(dsup_proc *self, void *state, dsup_term reason)
          * their state over now (no barrier: we are ending), the others
          * come back by the survivors' failover as before. */
         s->stopping = 1;
-        stop_ctx c = { s, malloc((s->by_name.count + 1) * sizeof(sup_child *)), 0 };
+        stop_ctx c = { s, dsup_xmalloc((s->by_name.count + 1) * sizeof(sup_child *)), 0 };
         if (c.list) {
             dsup_dict_foreach(&s->by_name, collect_local, &c);
             sup_handoff_on_stop(s, c.list, c.n, 0);
@@ -713,6 +761,20 @@ static void free_sup(dsup_sup *s)
 int dsup_sup_start(const char *name, const dsup_term *opts, dsup_sup **out, ei_x_buff *err)
 {
     static int registered;
+    if (!name || !*name) {
+        if (err) {
+            err->index = 0;
+            dsup_x_encode_atom(err, "badarg");
+        }
+        return DSUP_EINVAL;
+    }
+    if (!g_node || !g_node->creation || g_node->stopping) {
+        if (err) {
+            err->index = 0;
+            dsup_x_encode_atom(err, "cannot_start");
+        }
+        return DSUP_ENOTUP;
+    }
     if (!registered) {
         dsup_register_internal_type(&sup_type);
         registered = 1;
@@ -724,7 +786,7 @@ int dsup_sup_start(const char *name, const dsup_term *opts, dsup_sup **out, ei_x
             err->index = 0;
             dsup_x_encode_atom(err, "system_limit");
         }
-        return -1;
+        return DSUP_EINVAL;
     }
     dsup_proc *existing = dsup_proc_whereis(n);
     if (existing) {
@@ -734,11 +796,9 @@ int dsup_sup_start(const char *name, const dsup_term *opts, dsup_sup **out, ei_x
             dsup_x_encode_atom(err, "already_started");
             dsup_x_encode_pid(err, &existing->pid);
         }
-        return -1;
+        return DSUP_EEXIST;
     }
-    dsup_sup *s = calloc(1, sizeof *s);
-    if (!s)
-        return -1;
+    dsup_sup *s = dsup_xcalloc(1, sizeof *s);
     s->name = n;
     dsup_intern_hold(n);
     s->cache_children = 1;
@@ -748,9 +808,9 @@ int dsup_sup_start(const char *name, const dsup_term *opts, dsup_sup **out, ei_x
     static const char nil[] = { 106 };
     if (sup_parse_opts(s, opts ? *opts : (dsup_term){ nil, 1 }, err) < 0) {
         free_sup(s);
-        return -1;
+        return DSUP_EINVAL;
     }
-    s->restarts = calloc((size_t)s->max_restarts + 1, sizeof *s->restarts);
+    s->restarts = dsup_xcalloc((size_t)s->max_restarts + 1, sizeof *s->restarts);
     char scope[300];
     /* Module.concat(Name, Scope): 'Elixir.MyApp.DistSup.Scope', and for a
      * plain atom name 'Elixir.name.Scope' — the atom the shim uses too. */
@@ -765,10 +825,11 @@ int dsup_sup_start(const char *name, const dsup_term *opts, dsup_sup **out, ei_x
             dsup_x_encode_atom(err, "cannot_start");
         }
         free_sup(s);
-        return -1;
+        return DSUP_ENOTUP; /* no scope: the node is not up, or is stopping */
     }
     s->proc->state = s;
-    dsup_proc_register(s->proc, n);
+    int rc = dsup_proc_register(s->proc, n);
+    assert(rc == 0); /* the name was free (whereis above) and the loop is single-threaded */
     s->next = dsup_sups;
     dsup_sups = s;
     /* Hosts already known in the scope form the ring; then we join. */
@@ -779,7 +840,11 @@ int dsup_sup_start(const char *name, const dsup_term *opts, dsup_sup **out, ei_x
             dsup_ring_add_node(s->ring, hosts[i].node, 0);
     dsup_pg_subscribe(s->scope, on_scope_event, s);
     sup_place_advertise(s, 1); /* capabilities before the host: never seen without them */
-    dsup_pg_join(s->scope, dsup_reason_atom(SUP_HOSTS_GROUP), &s->proc->pid, 1);
+    /* Cannot fail (a live local process, a valid group), and must not:
+     * without it no node places children here. */
+    rc = dsup_pg_join(s->scope, dsup_reason_atom(SUP_HOSTS_GROUP), &s->proc->pid, 1);
+    assert(rc == 0);
+    (void)rc;
     sup_quorum_check(s); /* quorum mode: fenced until enough hosts are seen */
     LOG_INFO("distributed supervisor %s started (scope %s)", n, scope);
     sup_heal_started(s, opts);
@@ -834,7 +899,7 @@ static void sup_shutdown_instance(dsup_sup *s, const char *why)
         return;
     s->stopping = 1;
     s->stop_why = why;
-    stop_ctx c = { s, malloc((s->by_name.count + 1) * sizeof(sup_child *)), 0 };
+    stop_ctx c = { s, dsup_xmalloc((s->by_name.count + 1) * sizeof(sup_child *)), 0 };
     if (c.list)
         dsup_dict_foreach(&s->by_name, collect_local, &c);
     broadcast_node_terminate(s, why, c.list, c.n);
@@ -865,7 +930,7 @@ void sup_shutdown_finish(dsup_sup *s)
         return;
     s->finished = 1;
     dsup_pg_leave(s->scope, dsup_reason_atom(SUP_HOSTS_GROUP), &s->proc->pid, 1);
-    stop_ctx c = { s, malloc((s->by_name.count + 1) * sizeof(sup_child *)), 0 };
+    stop_ctx c = { s, dsup_xmalloc((s->by_name.count + 1) * sizeof(sup_child *)), 0 };
     if (c.list)
         dsup_dict_foreach(&s->by_name, collect_local, &c);
     for (size_t i = 0; i < c.n; i++) {
@@ -930,11 +995,9 @@ void dsup_sup_conn_event(const char *node, int up)
 
 int dsup_sup_subscribe(dsup_sup *s, dsup_sup_event_fn fn, void *arg)
 {
-    sup_sub *u = calloc(1, sizeof *u);
-    if (!s || !u) {
-        free(u);
-        return -1;
-    }
+    if (!s || !fn)
+        return DSUP_EINVAL;
+    sup_sub *u = dsup_xcalloc(1, sizeof *u);
     u->fn = fn;
     u->arg = arg;
     u->next = s->subs;

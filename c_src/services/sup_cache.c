@@ -13,6 +13,7 @@
 #include "node.h"
 #include "sup.h"
 #include "term.h"
+#include "xalloc.h"
 
 static uint64_t pid_hash(const void *k)
 {
@@ -301,11 +302,7 @@ static const char *keeper_node(dsup_sup *s, dsup_term name, const dsup_pid *pids
         return NULL;
     dsup_ring_set_atom_encoding(r, dsup_ring_atom_encoding(s->ring));
     /* added in name order: on a point collision the smaller name keeps it */
-    const char **sorted = malloc(n * sizeof *sorted);
-    if (!sorted) {
-        dsup_ring_free(r);
-        return NULL;
-    }
+    const char **sorted = dsup_xmalloc(n * sizeof *sorted);
     size_t k = 0;
     for (size_t i = 0; i < n; i++) {
         size_t j = 0;

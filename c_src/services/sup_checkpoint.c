@@ -18,6 +18,7 @@
 #include <string.h>
 
 #include "dict.h"
+#include "xalloc.h"
 #include "intern.h"
 #include "log.h"
 #include "node.h"
@@ -45,7 +46,7 @@ static dsup_ratelimit full_log;
 static sup_ckpt *ck_of(dsup_sup *s)
 {
     if (!s->ckpt)
-        s->ckpt = calloc(1, sizeof *s->ckpt);
+        s->ckpt = dsup_xcalloc(1, sizeof *s->ckpt);
     return s->ckpt;
 }
 
@@ -62,7 +63,7 @@ static void free_ckpt(void *v)
 /* Put (replace) name -> {pid, term} into d; returns the bytes added/removed. */
 static long put(dsup_dict *d, dsup_term name, const dsup_pid *pid, dsup_term term)
 {
-    ckpt *k = calloc(1, sizeof *k);
+    ckpt *k = dsup_xcalloc(1, sizeof *k);
     if (!k || !(k->term = dsup_term_dup(term)).buf) {
         free(k);
         return -1;
@@ -149,12 +150,18 @@ int dsup_checkpoint(dsup_proc *self, dsup_term state)
 {
     sup_child *c;
     dsup_sup *s = sup_of_child(self, &c);
-    if (!s || s->stopping || state.len == 0 || state.len > DSUP_CHECKPOINT_MAX_BYTES)
-        return -1;
+    if (!s)
+        return DSUP_ENOTFOUND; /* not a supervised child */
+    if (s->stopping)
+        return DSUP_ENOTUP;
+    if (!state.buf || state.len == 0)
+        return DSUP_EINVAL;
+    if (state.len > DSUP_CHECKPOINT_MAX_BYTES)
+        return DSUP_ETOOBIG;
     sup_ckpt *ck = ck_of(s);
     if (!ck || put(&ck->pending, c->spec->name, &c->pid, state) == -1)
-        return -1;
-    if (!ck->timer && (ck->timer = malloc(sizeof *ck->timer))) {
+        return DSUP_ENOMEM;
+    if (!ck->timer && (ck->timer = dsup_xmalloc(sizeof *ck->timer))) {
         uv_timer_init(g_node->loop, ck->timer);
         ck->timer->data = s;
     }

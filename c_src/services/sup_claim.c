@@ -27,6 +27,7 @@
 #include <string.h>
 
 #include "intern.h"
+#include "xalloc.h"
 #include "log.h"
 #include "node.h"
 #include "sup.h"
@@ -138,9 +139,7 @@ static void on_sweep(uv_timer_t *t);
 static void arm_sweep(dsup_sup *s)
 {
     if (!s->claim_timer) {
-        s->claim_timer = malloc(sizeof *s->claim_timer);
-        if (!s->claim_timer)
-            return;
+        s->claim_timer = dsup_xmalloc(sizeof *s->claim_timer);
         uv_timer_init(g_node->loop, s->claim_timer);
         s->claim_timer->data = s;
     }
@@ -204,9 +203,7 @@ static int claim_request(dsup_sup *s, dsup_term name, const dsup_pid *inst, uint
     if (c) {
         if (dsup_pid_eq(&c->holder, inst) && c->tag == tag)
             return GRANTED; /* asked twice (a retry): still its */
-        claim_waiter *w = realloc(c->waiters, ((size_t)c->nwaiters + 1) * sizeof *w);
-        if (!w)
-            return QUEUED; /* dropped: the target's own deadline answers */
+        claim_waiter *w = dsup_xrealloc(c->waiters, ((size_t)c->nwaiters + 1) * sizeof *w);
         c->waiters = w;
         dsup_pid_hold(inst);
         w[c->nwaiters++] = (claim_waiter){ *inst, tag };
@@ -387,14 +384,7 @@ dsup_call_ret sup_start_claimed(dsup_sup *s, dsup_child_spec *spec, const dsup_f
         sup_start_local(s, spec, reply); /* we arbitrate, and nobody else holds it */
         return DSUP_REPLY;
     }
-    sup_claim_wait *w = calloc(1, sizeof *w);
-    if (!w) {
-        free(spec);
-        ei_x_encode_tuple_header(reply, 2);
-        dsup_x_encode_atom(reply, "error");
-        dsup_x_encode_atom(reply, "enomem");
-        return DSUP_REPLY;
-    }
+    sup_claim_wait *w = dsup_xcalloc(1, sizeof *w);
     w->tag = ++s->claim_seq;
     w->spec = spec;
     w->from = dsup_from_save(from);
@@ -407,11 +397,7 @@ dsup_call_ret sup_start_claimed(dsup_sup *s, dsup_child_spec *spec, const dsup_f
  * answer) and runs only if that start fails. Consumes spec. */
 void sup_claim_restart(dsup_sup *s, dsup_child_spec *spec)
 {
-    sup_claim_wait *w = calloc(1, sizeof *w);
-    if (!w) {
-        free(spec);
-        return;
-    }
+    sup_claim_wait *w = dsup_xcalloc(1, sizeof *w);
     w->tag = ++s->claim_seq;
     w->spec = spec;
     place(s, w);

@@ -19,6 +19,7 @@
 #include <string.h>
 
 #include "crash_report.h"
+#include "xalloc.h"
 #include "log.h"
 #include "node.h"
 #include "sup_heal.h"
@@ -53,7 +54,7 @@ static heal_rec *rec_for(const char *name, int create)
     for (heal_rec *r = recs; r; r = r->next)
         if (r->name == name)
             return r;
-    heal_rec *r = create ? calloc(1, sizeof *r) : NULL;
+    heal_rec *r = create ? dsup_xcalloc(1, sizeof *r) : NULL;
     if (!r)
         return NULL;
     r->name = name;
@@ -65,7 +66,7 @@ static heal_rec *rec_for(const char *name, int create)
 void sup_heal_keep(dsup_sup *s, dsup_child_spec *spec)
 {
     heal_rec *r = rec_for(s->name, 1);
-    dsup_child_spec **k = r ? realloc(r->kept, (r->nkept + 1) * sizeof *k) : NULL;
+    dsup_child_spec **k = r ? dsup_xrealloc(r->kept, (r->nkept + 1) * sizeof *k) : NULL;
     if (!k) {
         free(spec);
         return;
@@ -108,9 +109,7 @@ static int window_allows(uint64_t *times, int *n, int cap, int max, uint64_t now
 static int node_restart_allowed(uint64_t now)
 {
     if (node_cap < dsup_heal_max_restarts + 1) {
-        uint64_t *t = realloc(node_times, (size_t)(dsup_heal_max_restarts + 1) * sizeof *t);
-        if (!t)
-            return 0;
+        uint64_t *t = dsup_xrealloc(node_times, (size_t)(dsup_heal_max_restarts + 1) * sizeof *t);
         node_times = t;
         node_cap = dsup_heal_max_restarts + 1;
     }
@@ -154,7 +153,7 @@ static int carry_one(dsup_sup *now, const dsup_child_spec *spec)
  * only the struct stays). */
 static void carry_over(heal_rec *r, dsup_sup *old, dsup_sup *now)
 {
-    carry_ctx k = { malloc((old->by_name.count + 1) * sizeof(sup_child *)), 0 };
+    carry_ctx k = { dsup_xmalloc((old->by_name.count + 1) * sizeof(sup_child *)), 0 };
     if (!k.list)
         return;
     dsup_dict_foreach(&old->by_name, collect, &k);

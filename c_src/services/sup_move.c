@@ -21,6 +21,7 @@
 #include <string.h>
 
 #include "intern.h"
+#include "xalloc.h"
 #include "log.h"
 #include "node.h"
 #include "sup.h"
@@ -49,7 +50,7 @@ typedef struct sup_moves {
 static sup_moves *moves_of(dsup_sup *s)
 {
     if (!s->moves)
-        s->moves = calloc(1, sizeof *s->moves);
+        s->moves = dsup_xcalloc(1, sizeof *s->moves);
     return s->moves;
 }
 
@@ -164,7 +165,7 @@ static void open_barrier(dsup_sup *s)
         barrier_passed(s);
         return;
     }
-    if (!mv->barrier_timer && (mv->barrier_timer = malloc(sizeof *mv->barrier_timer))) {
+    if (!mv->barrier_timer && (mv->barrier_timer = dsup_xmalloc(sizeof *mv->barrier_timer))) {
         uv_timer_init(g_node->loop, mv->barrier_timer);
         mv->barrier_timer->data = s;
     }
@@ -188,7 +189,7 @@ static void barrier_passed(dsup_sup *s)
 void sup_move_send_after_barrier(dsup_sup *s, const char *node, const ei_x_buff *msg)
 {
     sup_moves *mv = moves_of(s);
-    sup_move *m = mv ? calloc(1, sizeof *m) : NULL;
+    sup_move *m = mv ? dsup_xcalloc(1, sizeof *m) : NULL;
     if (m)
         m->req = dsup_term_dup(dsup_term_of_x(msg));
     if (!m || !m->req.buf) {
@@ -218,7 +219,7 @@ void sup_move_barrier(dsup_sup *s)
 void sup_move_start(dsup_sup *s, sup_child *c, const char *node, const dsup_from *from)
 {
     sup_moves *mv = moves_of(s);
-    sup_move *m = mv ? calloc(1, sizeof *m) : NULL;
+    sup_move *m = mv ? dsup_xcalloc(1, sizeof *m) : NULL;
     ei_x_buff *x = dsup_term_scratch();
     sup_handoff_take(c, x); /* encodes the request and stops the old copy */
     if (m)

@@ -17,6 +17,7 @@
 #include <string.h>
 
 #include "intern.h"
+#include "xalloc.h"
 #include "node.h"
 #include "sup.h"
 #include "term.h"
@@ -54,9 +55,7 @@ int sup_forward(dsup_sup *s, const char *node, dsup_term request, const dsup_fro
     const dsup_pid *host = sup_host_on(s, node);
     if (!host)
         return -1;
-    sup_pending *p = calloc(1, sizeof *p);
-    if (!p)
-        return -1;
+    sup_pending *p = dsup_xcalloc(1, sizeof *p);
     dsup_pid target = *host;
     dsup_node_make_ref(&p->tag);
     dsup_monitor(s->proc, &target, &p->mref);

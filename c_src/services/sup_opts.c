@@ -20,6 +20,7 @@
 #include <string.h>
 
 #include "intern.h"
+#include "xalloc.h"
 #include "node.h"
 #include "sup.h"
 #include "term.h"
@@ -66,13 +67,15 @@ static int list_elems(dsup_term t, dsup_term **out, int *n, int single_ok)
     if (type != ERL_LIST_EXT) {
         if (!single_ok)
             return -1;
-        *out = malloc(sizeof **out);
+        *out = dsup_xmalloc(sizeof **out);
         **out = t;
         *n = 1;
         return 0;
     }
-    if (ei_decode_list_header(t.buf, &i, n) < 0 || !(*out = malloc((size_t)*n * sizeof **out)))
+    /* The arity is the peer's: each element takes at least a byte. */
+    if (ei_decode_list_header(t.buf, &i, n) < 0 || *n < 0 || (size_t)*n > t.len - (size_t)i)
         return -1;
+    *out = dsup_xmalloc((size_t)*n * sizeof **out);
     for (int k = 0; k < *n; k++) {
         int s = i;
         if (dsup_term_next(t.buf, &i) < 0)
@@ -179,7 +182,7 @@ int sup_parse_opts(dsup_sup *s, dsup_term opts, ei_x_buff *err)
                 rc = bad(err, key);
             } else if (nn > 0) {
                 release_nodes(s);
-                s->nodes = calloc((size_t)nn, sizeof *s->nodes);
+                s->nodes = dsup_xcalloc((size_t)nn, sizeof *s->nodes);
                 s->nnodes = nn;
                 for (int j = 0; j < nn && rc == 0; j++)
                     if (!s->nodes || !(s->nodes[j] = atom_text(ns[j])) || !strchr(s->nodes[j], '@')) {
@@ -198,7 +201,7 @@ int sup_parse_opts(dsup_sup *s, dsup_term opts, ei_x_buff *err)
                 rc = bad(err, key);
             } else {
                 release_listeners(s);
-                s->listeners = calloc((size_t)(nl ? nl : 1), sizeof *s->listeners);
+                s->listeners = dsup_xcalloc((size_t)(nl ? nl : 1), sizeof *s->listeners);
                 s->nlisteners = nl;
                 for (int j = 0; j < nl && rc == 0; j++)
                     if (!s->listeners || parse_listener(ls[j], &s->listeners[j]) < 0)

@@ -14,6 +14,7 @@
 #include <ei.h>
 
 #include "log.h"
+#include "xalloc.h"
 #include "node.h"
 #include "sup.h"
 #include "term.h"
@@ -88,9 +89,7 @@ static void retry_one(dsup_dict_ent *e, void *arg)
     if (owner == g_node->name) {
         if (r->n == r->cap) {
             size_t nc = r->cap ? r->cap * 2 : 16;
-            dsup_child_spec **nl = realloc(r->mine, nc * sizeof *nl);
-            if (!nl)
-                return;
+            dsup_child_spec **nl = dsup_xrealloc(r->mine, nc * sizeof *nl);
             r->mine = nl;
             r->cap = nc;
         }

@@ -19,6 +19,7 @@
 
 #include "gen_server.h"
 #include "intern.h"
+#include "log.h"
 #include "node.h"
 #include "sup.h"
 #include "term.h"
@@ -42,9 +43,10 @@ void sup_place_advertise(dsup_sup *s, int join)
         ei_x_buff *x = dsup_term_scratch();
         encode_type_group(x, names[i]);
         dsup_term g = { x->buff, (size_t)x->index };
-        if (join)
-            dsup_pg_join(s->scope, g, &s->proc->pid, 1);
-        else
+        int rc;
+        if (join && (rc = dsup_pg_join(s->scope, g, &s->proc->pid, 1)) < 0)
+            LOG_ERROR("%s: cannot advertise capability %s (%s)", s->name, names[i], dsup_strerror(rc));
+        else if (!join)
             dsup_pg_leave(s->scope, g, &s->proc->pid, 1);
         dsup_term_scratch_release(x);
     }

@@ -18,6 +18,7 @@
 #include "node.h"
 #include "sup.h"
 #include "term.h"
+#include "xalloc.h"
 
 #define RESTORE_DELAY_MS 1000 /* let pg sync with the hosts that came back */
 #define RESTORE_TRIES 30      /* then a held child whose owner never took it is dropped */
@@ -32,13 +33,7 @@ void sup_quorum_hold(dsup_sup *s, dsup_child_spec *spec)
 {
     if (s->nheld == s->capheld) {
         size_t nc = s->capheld ? s->capheld * 2 : 64;
-        dsup_child_spec **nl = realloc(s->held, nc * sizeof *nl);
-        if (!nl) {
-            LOG_ERROR("%s: out of memory holding a child spec while fenced", s->name);
-            free(spec);
-            return;
-        }
-        s->held = nl;
+        s->held = dsup_xrealloc(s->held, nc * sizeof *s->held);
         s->capheld = nc;
     }
     s->held[s->nheld++] = spec;
@@ -57,10 +52,7 @@ static void collect_local_pid(dsup_dict_ent *e, void *arg)
         return;
     if (l->n == l->cap) {
         size_t nc = l->cap ? l->cap * 2 : 64;
-        dsup_pid *np = realloc(l->pids, nc * sizeof *np);
-        if (!np)
-            return;
-        l->pids = np;
+        l->pids = dsup_xrealloc(l->pids, nc * sizeof *l->pids);
         l->cap = nc;
     }
     l->pids[l->n++] = c->pid;

@@ -12,6 +12,7 @@
 #include <string.h>
 
 #include "intern.h"
+#include "xalloc.h"
 #include "log.h"
 #include "node.h"
 #include "sup.h"
@@ -28,7 +29,7 @@ typedef struct sup_rebalance {
 static sup_rebalance *rb_of(dsup_sup *s)
 {
     if (!s->rb)
-        s->rb = calloc(1, sizeof *s->rb);
+        s->rb = dsup_xcalloc(1, sizeof *s->rb);
     return s->rb;
 }
 
@@ -42,9 +43,7 @@ static int enqueue(sup_rebalance *rb, dsup_term name)
         }
         if (rb->n == rb->cap) {
             size_t nc = rb->cap ? rb->cap * 2 : 64;
-            dsup_term *nq = realloc(rb->queue, nc * sizeof *nq);
-            if (!nq)
-                return -1;
+            dsup_term *nq = dsup_xrealloc(rb->queue, nc * sizeof *nq);
             rb->queue = nq;
             rb->cap = nc;
         }

@@ -6,6 +6,7 @@
  *   #{id, start := {M, F, A}, restart, shutdown}   a Supervisor.child_spec()
  * and back to the child_spec() map that `children` reports. */
 #include "sup_spec.h"
+#include "xalloc.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -119,9 +120,7 @@ static dsup_child_spec *build(const char *type, int restart, long shutdown, dsup
     /* The type's text lives in the spec too: peers choose it, so it is not
      * kept in the name table (the parse's counted atom goes with the turn). */
     size_t tlen = strlen(type) + 1;
-    dsup_child_spec *s = malloc(sizeof *s + name.len + args.len + tlen);
-    if (!s)
-        return NULL;
+    dsup_child_spec *s = dsup_xmalloc(sizeof *s + name.len + args.len + tlen);
     char *p = (char *)(s + 1);
     s->type = memcpy(p + name.len + args.len, type, tlen);
     s->restart = restart;

@@ -4,6 +4,7 @@
  * registration connection stays open: when it closes (epmd restarted), the
  * node registers again, with backoff. */
 #include "epmd.h"
+#include "xalloc.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -223,9 +224,7 @@ static void on_req_timeout(uv_timer_t *t)
 
 static epmd_req *req_start(uv_loop_t *loop, const struct sockaddr *addr, unsigned timeout_ms)
 {
-    epmd_req *r = calloc(1, sizeof *r);
-    if (!r)
-        return NULL;
+    epmd_req *r = dsup_xcalloc(1, sizeof *r);
     uv_tcp_init(loop, &r->tcp);
     uv_timer_init(loop, &r->timer);
     r->open_handles = 2;
@@ -279,9 +278,7 @@ static void start_epmd_daemon(void)
     o.file = "epmd";
     o.args = args;
     o.flags = UV_PROCESS_DETACHED;
-    uv_process_t *p = calloc(1, sizeof *p);
-    if (!p)
-        return;
+    uv_process_t *p = dsup_xcalloc(1, sizeof *p);
     int rc = uv_spawn(reg_loop, p, &o);
     if (rc < 0) {
         LOG_ERROR("could not start epmd: %s", uv_strerror(rc));

@@ -466,6 +466,8 @@ static frame_t *push(stack_t_ *s)
         frame_t *n;
         if (ncap > SIZE_MAX / sizeof(frame_t))
             return NULL;
+        /* peer-sized (the term's nesting), as term_skip.c's walker: fail
+         * the hash, never abort (the exception to xalloc.h's rule) */
         if (s->st == s->inl) {
             n = malloc(ncap * sizeof(frame_t));
             if (n) memcpy(n, s->inl, s->sp * sizeof(frame_t));

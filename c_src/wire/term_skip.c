@@ -226,6 +226,9 @@ static struct frame *push(struct walker *w, uint8_t kind, uint64_t boundary)
 {
     if (w->nfr == w->capfr) {
         size_t nc = w->capfr * 2;
+        /* The one exception to xalloc.h's rule: the depth is the peer's (up
+         * to --max-frame bytes of nesting, gigabytes of frames), so failing
+         * here fails the term (its connection closes) instead of aborting. */
         struct frame *ns = w->fr == w->inl ? malloc(nc * sizeof *ns) : realloc(w->fr, nc * sizeof *ns);
         if (!ns)
             return NULL;
@@ -245,6 +248,7 @@ static int push_key(struct walker *w, uint64_t k)
 {
     if (w->nkeys == w->capkeys) {
         size_t nc = w->capkeys * 2;
+        /* peer-sized, as in push() */
         uint64_t *nk = w->keys == w->kinl ? malloc(nc * sizeof *nk) : realloc(w->keys, nc * sizeof *nk);
         if (!nk)
             return -1;

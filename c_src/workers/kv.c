@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "dsup.h"
+#include "xalloc.h"
 #include "workers.h"
 
 typedef struct kv_ent {
@@ -38,9 +39,7 @@ static kv_ent **find(kv *s, dsup_term k)
 static void grow(kv *s)
 {
     size_t n = s->nslots * 2;
-    kv_ent **ns = calloc(n, sizeof *ns);
-    if (!ns)
-        return;
+    kv_ent **ns = dsup_xcalloc(n, sizeof *ns);
     for (size_t i = 0; i < s->nslots; i++) {
         for (kv_ent *e = s->slots[i], *next; e; e = next) {
             next = e->next;
@@ -76,11 +75,9 @@ static int load_map(kv *s, dsup_term m)
 
 static int kv_init(dsup_proc *self, dsup_term args, void **state)
 {
-    kv *s = calloc(1, sizeof *s);
-    if (!s)
-        return -1;
+    kv *s = dsup_xcalloc(1, sizeof *s);
     s->nslots = 16;
-    s->slots = calloc(s->nslots, sizeof *s->slots);
+    s->slots = dsup_xcalloc(s->nslots, sizeof *s->slots);
     *state = s; /* set before a refusal: terminate is not called, so free here */
     dsup_term h;
     if (!s->slots || (dsup_handoff_state(self, &h) && load_map(s, h) < 0)) {
@@ -100,9 +97,7 @@ static void put(kv *s, dsup_term k, dsup_term v)
         (*e)->val = dsup_term_dup(v);
         return;
     }
-    kv_ent *n = calloc(1, sizeof *n);
-    if (!n)
-        return;
+    kv_ent *n = dsup_xcalloc(1, sizeof *n);
     n->key = dsup_term_dup(k);
     n->val = dsup_term_dup(v);
     *e = n;

@@ -406,13 +406,15 @@ node_info_and_memory_calls(Config) ->
     ?assertMatch([{name, N}, {visible, false}, {processes, P}] when is_integer(P) andalso P >= 1,
                  Info),
     [{allocated, A0}, {processes, P0}, {names, _}] = gen_server:call({dsup_node, N}, memory, ?T),
-    ?assert(A0 > 0),
+    %% ASan replaces malloc: glibc's mallinfo2 then reads 0
+    Sanitized = string:find(os:cmd("ldd " ++ dsup_test:exe()), "libasan") =/= nomatch,
+    ?assert(Sanitized orelse A0 > 0),
     Ws = [spawn_worker(N, kv) || _ <- lists:seq(1, 10)],
     [ok = gen_server:call(W, {put, I, binary:copy(<<"x">>, 10000)}, ?T)
      || {I, W} <- lists:zip(lists:seq(1, 10), Ws)],
     [{allocated, A1}, {processes, P1}, {names, _}] = gen_server:call({dsup_node, N}, memory, ?T),
     ?assertEqual(P0 + 10, P1),
-    ?assert(A1 - A0 >= 100000),
+    ?assert(Sanitized orelse A1 - A0 >= 100000),
     ?assertEqual({error, {unknown_call, bogus}}, gen_server:call({dsup_node, N}, bogus, ?T)).
 
 which_workers_drops_dead(Config) ->
