@@ -89,10 +89,43 @@ static void schedule_failover(dsup_sup *s, const char *node)
     dsup_term_scratch_release(x);
 }
 
+/* A host that stops gracefully stops its children before it leaves the
+ * hosts group: their pg leaves are not terminations (child_left must not
+ * drop them); the failover on its leave restarts them. */
+void sup_note_terminating(dsup_sup *s, const char *node)
+{
+    for (int i = 0; i < s->nterminating; i++)
+        if (s->terminating[i] == node)
+            return;
+    if (!node || s->nterminating == (int)(sizeof s->terminating / sizeof s->terminating[0]))
+        return;
+    dsup_intern_hold(node);
+    s->terminating[s->nterminating++] = node;
+}
+
+static int is_terminating(dsup_sup *s, const char *node)
+{
+    for (int i = 0; i < s->nterminating; i++)
+        if (s->terminating[i] == node)
+            return 1;
+    return 0;
+}
+
+static void forget_terminating(dsup_sup *s, const char *node)
+{
+    for (int i = 0; i < s->nterminating; i++)
+        if (s->terminating[i] == node) {
+            dsup_intern_release(node);
+            s->terminating[i] = s->terminating[--s->nterminating];
+            return;
+        }
+}
+
 static void host_left(dsup_sup *s, const dsup_pid *host)
 {
     if (sup_host_on(s, host->node))
         return; /* another instance pid on that node remains */
+    forget_terminating(s, host->node); /* its failover is scheduled below */
     if (dsup_ring_has_node(s->ring, host->node)) {
         dsup_ring_remove_node(s->ring, host->node);
         if (s->monitor_nodes == 1)
@@ -130,7 +163,8 @@ static void child_left(dsup_sup *s, dsup_term name, dsup_term pid_t)
     if (dsup_decode_pid(pid_t.buf, &i, &pid) < 0)
         return;
     sup_child *c = sup_child_by_name(s, name);
-    if (!c || c->local || !dsup_pid_eq(&c->pid, &pid) || !sup_host_on(s, pid.node))
+    if (!c || c->local || !dsup_pid_eq(&c->pid, &pid) || !sup_host_on(s, pid.node) ||
+        is_terminating(s, pid.node))
         return;
     const dsup_pid *members;
     size_t n = dsup_pg_members(s->scope, name, &members);
@@ -751,6 +785,8 @@ static void free_sup(dsup_sup *s)
 {
     sup_pending_child_free_all(s);
     sup_quorum_free(s);
+    while (s->nterminating)
+        forget_terminating(s, s->terminating[0]);
     dsup_ring_free(s->ring);
     sup_opts_release(s);
     dsup_intern_release(s->name);

@@ -72,6 +72,9 @@ struct dsup_sup {
     struct sup_moves *moves;      /* moves in progress (sup_move.c) */
     struct sup_ckpt *ckpt;        /* checkpoints sent and kept (sup_checkpoint.c) */
     int stopping;
+    const char *terminating[8];   /* hosts that announced node_terminate (held names): their
+                                     children leave pg before the host does; failover has them */
+    int nterminating;
     int quorum;                   /* hosts a side needs to run children (0: no quorum mode) */
     int fenced;                   /* fewer hosts than quorum: children stopped, starts refused */
     dsup_child_spec **held;       /* to start again once a quorum is back (sup_quorum.c) */
@@ -206,6 +209,9 @@ int sup_checkpoint_msg(dsup_sup *s, dsup_term event);
 dsup_term sup_checkpoint_take(dsup_sup *s, dsup_term name, const dsup_pid *lost);
 void sup_checkpoint_free(dsup_sup *s);
 void sup_checkpoint_encode(dsup_sup *s, dsup_term name, ei_x_buff *reply);
+
+/* sup.c: a host announced node_terminate / is it one that did */
+void sup_note_terminating(dsup_sup *s, const char *node);
 
 /* sup_quorum.c: the opt-in quorum mode */
 int sup_quorum_ok(dsup_sup *s);

@@ -434,6 +434,11 @@ void sup_on_child_msg(dsup_sup *s, dsup_term ev)
     } else if (dsup_term_tagged(ev, "start_pending", &ar, el, 5) && ar == 3) {
         sup_pending_child_start(s, el[1], el[2]);
     } else if (dsup_term_tagged(ev, "node_terminate", &ar, el, 5) && ar == 4) {
+        const char *node;
+        size_t len;
+        int i = 0;
+        if (dsup_term_atom_text(el[1].buf, &i, &node, &len) == 0)
+            sup_note_terminating(s, dsup_intern_find(node, len));
         ei_x_buff *x = dsup_term_scratch();
         dsup_x_encode_term(x, ev);
         sup_emit(s, x);

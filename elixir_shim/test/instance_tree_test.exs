@@ -84,7 +84,27 @@ defmodule DistributedSupervisor.InstanceTreeTest do
     :ok = GenServer.stop(name)
 
     assert_receive {:DOWN, ^ma, :process, ^a, :shutdown}, 5_000
-    assert_receive {:DOWN, ^ms, :process, ^sup, :shutdown}, 5_000
+    assert_receive {:DOWN, ^ms, :process, ^sup, :normal}, 5_000
     refute Process.whereis(Instance.scope(name))
+  end
+
+  test "GenServer.stop(name) does not kill the process that started the instance linked",
+       %{name: name} do
+    test = self()
+
+    starter =
+      spawn(fn ->
+        {:ok, sup} = DS.start_link(name: name, nodes: [node()])
+        send(test, {:started, sup})
+        receive do: (:never -> :ok)
+      end)
+
+    assert_receive {:started, sup}, 5_000
+    ms = Process.monitor(sup)
+    :ok = GenServer.stop(name)
+    # the tree stops with :normal: a linked starter is not sent a kill-worthy exit
+    assert_receive {:DOWN, ^ms, :process, ^sup, :normal}, 5_000
+    assert Process.alive?(starter)
+    Process.exit(starter, :kill)
   end
 end

@@ -705,8 +705,32 @@ defmodule DistributedSupervisor.Instance do
 
     # the Dispatcher (stopped after us) still delivers node_terminate; the
     # scope, if ours, is stopped by the supervisor
+    stop_tree(reason, state.name)
     :ok
   end
+
+  # GenServer.stop(Name) (reason :normal) stops the whole instance, as it
+  # stopped the lone instance process of the hex library. The tree is asked
+  # to stop with :normal too, from another process (a child cannot wait for
+  # its supervisor), so that the process that started it linked is not
+  # killed, as an auto_shutdown's :shutdown exit would kill it. Any other
+  # reason is the supervisor's own doing (it stops or restarts the tree).
+  defp stop_tree(:normal, name) do
+    sup = supervisor(name)
+
+    spawn(fn ->
+      try do
+        Supervisor.stop(sup, :normal)
+      catch
+        # gone already (stopped by someone else meanwhile)
+        :exit, _ -> :ok
+      end
+    end)
+
+    :ok
+  end
+
+  defp stop_tree(_reason, _name), do: :ok
 
   defp stop_children(nil), do: :ok
 

@@ -20,9 +20,11 @@ defmodule DistributedSupervisor.InstanceSupervisor do
   # The instance comes last: it is stopped first, while its children still
   # run, so that it can report their state (node_terminate) and stop them
   # itself before it leaves '$dsup_hosts' (a failover elsewhere must not meet
-  # the old copies). It is `significant` and `:transient`: when it stops for
-  # good (say GenServer.stop(Name)) the whole tree stops with it
-  # (auto_shutdown), as the lone instance process did before.
+  # the old copies). It is `:transient`: when it stops for good with reason
+  # :normal (GenServer.stop(Name)) it asks this supervisor to stop with
+  # :normal too (Instance.stop_tree/2), as the lone instance process stopped
+  # before; not auto_shutdown, whose :shutdown exit would kill the process
+  # that started the tree linked.
   use Supervisor
 
   alias DistributedSupervisor.{Dispatcher, Instance}
@@ -76,7 +78,6 @@ defmodule DistributedSupervisor.InstanceSupervisor do
           id: Instance,
           start: {GenServer, :start_link, [Instance, opts, [name: name]]},
           restart: :transient,
-          significant: true,
           modules: [Instance],
           # it reports and stops its children itself (see above)
           shutdown: :infinity
@@ -84,8 +85,7 @@ defmodule DistributedSupervisor.InstanceSupervisor do
       ]
       |> Enum.filter(& &1)
 
-    # the Erlang flags map: auto_shutdown is not in Elixir 1.14's Supervisor.init/2
-    flags = %{strategy: :one_for_all, intensity: 3, period: 5, auto_shutdown: :any_significant}
+    flags = %{strategy: :one_for_all, intensity: 3, period: 5}
     {:ok, {flags, Enum.map(children, &Supervisor.child_spec(&1, []))}}
   end
 

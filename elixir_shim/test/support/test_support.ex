@@ -130,10 +130,12 @@ defmodule DistributedSupervisor.TestSupport.Remote do
 
   def start_instance(opts), do: DistributedSupervisor.TestSupport.start_instance(opts)
 
+  # A graceful stop of the whole instance tree, waited for (the instance
+  # sees :shutdown from its supervisor, as in an application's shutdown).
   def stop_instance(name) do
-    case Process.whereis(name) do
+    case Process.whereis(DistributedSupervisor.Instance.supervisor(name)) do
       nil -> :ok
-      pid -> GenServer.stop(pid, :shutdown)
+      sup -> Supervisor.stop(sup, :shutdown)
     end
   catch
     :exit, _ -> :ok
