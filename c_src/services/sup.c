@@ -41,7 +41,8 @@ const dsup_pid *sup_host_on(dsup_sup *s, const char *node)
     return NULL;
 }
 
-static int node_allowed(dsup_sup *s, const char *node)
+/* The instance's `nodes` option admits this node (no option: every node). */
+int sup_node_allowed(dsup_sup *s, const char *node)
 {
     if (!s->nodes)
         return 1;
@@ -64,7 +65,7 @@ static void emit_node(dsup_sup *s, const char *what, const char *node)
 
 static void host_joined(dsup_sup *s, const dsup_pid *host)
 {
-    if (node_allowed(s, host->node) && !dsup_ring_has_node(s->ring, host->node)) {
+    if (sup_node_allowed(s, host->node) && !dsup_ring_has_node(s->ring, host->node)) {
         dsup_ring_add_node(s->ring, host->node, 0);
         if (s->monitor_nodes == 1 && host->node != g_node->name)
             emit_node(s, "node_up", host->node);
@@ -872,7 +873,7 @@ int dsup_sup_start(const char *name, const dsup_term *opts, dsup_sup **out, ei_x
     const dsup_pid *hosts;
     size_t nh = dsup_pg_members(s->scope, dsup_reason_atom(SUP_HOSTS_GROUP), &hosts);
     for (size_t i = 0; i < nh; i++)
-        if (node_allowed(s, hosts[i].node))
+        if (sup_node_allowed(s, hosts[i].node))
             dsup_ring_add_node(s->ring, hosts[i].node, 0);
     dsup_pg_subscribe(s->scope, on_scope_event, s);
     sup_place_advertise(s, 1); /* capabilities before the host: never seen without them */

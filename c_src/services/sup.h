@@ -210,6 +210,8 @@ dsup_term sup_checkpoint_take(dsup_sup *s, dsup_term name, const dsup_pid *lost)
 void sup_checkpoint_free(dsup_sup *s);
 void sup_checkpoint_encode(dsup_sup *s, dsup_term name, ei_x_buff *reply);
 
+/* sup.c: the instance's `nodes` option admits `node` */
+int sup_node_allowed(dsup_sup *s, const char *node);
 /* sup.c: a host announced node_terminate / is it one that did */
 void sup_note_terminating(dsup_sup *s, const char *node);
 

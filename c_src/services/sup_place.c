@@ -60,16 +60,6 @@ int sup_place_is_capability_group(dsup_term group)
            (dsup_term_tagged(group, SUP_TYPE_TAG, &ar, el, 2) && ar == 2);
 }
 
-static int allowed(dsup_sup *s, const char *node)
-{
-    if (!s->nodes)
-        return 1;
-    for (int i = 0; i < s->nnodes; i++)
-        if (s->nodes[i] == node)
-            return 1;
-    return 0;
-}
-
 /* The distinct nodes of the group's members that are hosts (and allowed),
  * sorted by name. */
 static size_t member_nodes(dsup_sup *s, dsup_term group, const char **out)
@@ -81,7 +71,7 @@ static size_t member_nodes(dsup_sup *s, dsup_term group, const char **out)
         size_t j = 0;
         while (j < k && out[j] != node)
             j++;
-        if (j < k || !allowed(s, node) || !sup_host_on(s, node))
+        if (j < k || !sup_node_allowed(s, node) || !sup_host_on(s, node))
             continue;
         /* insertion sort: a handful of nodes */
         size_t at = k++;

@@ -171,19 +171,26 @@ static void on_read(uv_stream_t *s, ssize_t n, const uv_buf_t *b)
         finish_port(r, (int)n, 0, 0);
 }
 
+/* A request's connect or write failed: the registration is retried, a
+ * lookup answered with the error. */
+static void req_failed(epmd_req *r, int status)
+{
+    if (r->registration) {
+        reg_req = NULL;
+        req_close(r);
+        reg_failed(status);
+    } else {
+        finish_port(r, status, 0, 0);
+    }
+}
+
 static void on_written(uv_write_t *w, int status)
 {
     epmd_req *r = w->data;
     if (status == UV_ECANCELED)
         return; /* closed by its deadline or at shutdown */
     if (status < 0) {
-        if (r->registration) {
-            reg_req = NULL;
-            req_close(r);
-            reg_failed(status);
-        } else {
-            finish_port(r, status, 0, 0);
-        }
+        req_failed(r, status);
         return;
     }
     uv_read_start((uv_stream_t *)&r->tcp, on_alloc, on_read);
@@ -195,13 +202,7 @@ static void on_connected(uv_connect_t *c, int status)
     if (status == UV_ECANCELED)
         return; /* closed by its deadline or at shutdown */
     if (status < 0) {
-        if (r->registration) {
-            reg_req = NULL;
-            req_close(r);
-            reg_failed(status);
-        } else {
-            finish_port(r, status, 0, 0);
-        }
+        req_failed(r, status);
         return;
     }
     uv_buf_t b = uv_buf_init(r->out, (unsigned)r->outlen);
