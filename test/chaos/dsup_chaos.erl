@@ -570,6 +570,9 @@ check_views(St, Dsup, Expect, HostData, Views) ->
 pid_of({P, _}) -> P;
 pid_of(undefined) -> undefined.
 
+%% The instances' own groups ('$dsup_hosts', capabilities {'$dsup_type', T}, ...),
+%% not child names.
+is_sys({'$dsup_type', _}) -> true;
 is_sys(G) -> is_atom(G) andalso hd(atom_to_list(G)) =:= $$.
 
 pg_diff(View, Copies) ->

@@ -28,8 +28,10 @@ boot(Collector, AllNodes, SupOpts, Tag) ->
                   %% log on this node, not on the driver's console
                   group_leader(whereis(user), self()),
                   process_flag(trap_exit, true),
+                  %% the clients observe: the children are C workers on the
+                  %% dsup-nodes (Elixir nodes host by default since mixed hosts)
                   {ok, SupPid} = 'Elixir.Supervisor':start_link(
-                                   [{?DS, SupOpts}],
+                                   [{?DS, [{host, false} | SupOpts]}],
                                    [{strategy, one_for_one}, {max_restarts, 1000}, {max_seconds, 1}]),
                   spawn_link(fun() -> reconnect_loop(AllNodes -- [node()], #{}) end),
                   [register(worker_name(I),
