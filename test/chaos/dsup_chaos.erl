@@ -426,7 +426,7 @@ record(Type, #{name := Name, kind := Kind} = Rec0) ->
     ets:insert(chaos_hist, {erlang:unique_integer([monotonic]), Type, Rec}),
     case {Type, Kind} of
         {invoke, start} ->
-            ets:insert(chaos_names, {Name, #{restart => maps:get(arg, Rec), state => maybe,
+            ets:insert(chaos_names, {Name, #{restart => maps:get(arg, Rec), state => 'maybe',
                                              t => maps:get(t, Rec), terminated => false}});
         {done, start} ->
             update_name(Name, fun(M) ->
@@ -719,7 +719,7 @@ preload(N, Dsup) ->
 load_one(I, Ds) ->
     Name = <<"k", (integer_to_binary(I))/binary>>,
     D = element(1 + I rem tuple_size(Ds), Ds),
-    ets:insert(chaos_names, {Name, #{restart => permanent, state => maybe, t => now_ms(), terminated => false}}),
+    ets:insert(chaos_names, {Name, #{restart => permanent, state => 'maybe', t => now_ms(), terminated => false}}),
     {Name, gen_server:call({?SUP, D}, {start_child, {counter, [{name, Name}]}, undefined}, 60000)}.
 
 record_loaded({Name, {ok, Pid, _}}) ->

@@ -51,7 +51,7 @@ quorum_option_checked(Config) ->
     #{node := N} = H,
     Name = ?config(name, Config),
     {error, {bad_option, quorum}} = dsup_cluster:call(N, {start_supervisor, Name, [{quorum, 0}]}),
-    {error, {bad_option, quorum}} = dsup_cluster:call(N, {start_supervisor, Name, [{quorum, maybe}]}),
+    {error, {bad_option, quorum}} = dsup_cluster:call(N, {start_supervisor, Name, [{quorum, 'maybe'}]}),
     %% `true' needs the configured hosts in `nodes'
     {error, {bad_option, quorum}} = dsup_cluster:call(N, {start_supervisor, Name, [{quorum, true}]}),
     {ok, _} = dsup_cluster:call(N, {start_supervisor, Name, [{quorum, false}]}),

@@ -873,13 +873,23 @@ defmodule DistributedSupervisor.Instance do
     send(to, {:"$dsup", {:snapshot, node(), children}})
   end
 
-  # Among live copies of a name, the one on the name's ring owner stays,
-  # else the one on the smallest node name (the C instances' rule).
+  # Among live copies of a name, the copy that a ring of only the nodes
+  # holding copies places the name on stays (the C instances' rule,
+  # sup_cache.c keeper_node): it depends on the holders alone, not on each
+  # node's ring (rings differ for a moment while a partition heals), so every
+  # node keeps the same copy; when the name's ring owner holds one, it is that.
   defp resolve_duplicate(state, cname, remote_pid, lp) do
     copies = Enum.uniq([remote_pid, lp | :pg.get_members(state.scope, cname)])
-    owner = Ring.node_for(state.ring, cname)
 
-    keep = Enum.find(copies, &(node(&1) == owner)) || Enum.min_by(copies, &node/1)
+    keeper =
+      copies
+      |> Enum.map(&node/1)
+      |> Enum.uniq()
+      |> Enum.sort()
+      |> Ring.new()
+      |> Ring.node_for(cname)
+
+    keep = Enum.find(copies, &(node(&1) == keeper)) || Enum.min_by(copies, &node/1)
 
     if keep != lp do
       Logger.info(
