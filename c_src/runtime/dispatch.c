@@ -96,7 +96,6 @@ static void dispatch(dsup_conn *c, const dsup_ctrl *k)
 
     case DSUP_OP_REG_SEND:
     case DSUP_OP_REG_SEND_TT: {
-        dsup_node_ctrl_is_special(NULL); /* the built-in names exist before the lookup */
         const char *name = dsup_intern_find(k->to_name.ptr, k->to_name.len);
         if (!name) {
             LOG_DEBUG("message from %s to unknown name '%.*s' dropped", c->peer, (int)k->to_name.len,
@@ -158,7 +157,6 @@ static void dispatch(dsup_conn *c, const dsup_ctrl *k)
         return;
 
     case DSUP_OP_MONITOR_P:
-        dsup_node_ctrl_is_special(NULL);
         p = local_target(k, &by_name);
         if (dsup_pid_from_wire(&k->from, &from) < 0 || decode_ref(k->ref, &ref) < 0)
             return;

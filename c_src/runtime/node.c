@@ -745,6 +745,7 @@ int dsup_node_start(void)
 {
     dsup_nodeinfo *n = g_node;
     dsup_proc_table_init();
+    dsup_node_ctrl_init();
     uv_tcp_init(n->loop, &n->listener);
     struct sockaddr_storage a; /* like inet_dist_use_interface; the CLI checked the literal */
     const char *ip = n->listen_address ? n->listen_address : "0.0.0.0";

@@ -285,13 +285,17 @@ static int gen_call_parts(dsup_term msg, dsup_pid *from, dsup_term *tag, dsup_te
     return 0;
 }
 
+void dsup_node_ctrl_init(void)
+{
+    /* Pinned before any peer can name them: a lookup of a name never
+     * inserts (intern.h), so these must exist for REG_SEND to find them. */
+    n_net_kernel = dsup_intern_str("net_kernel");
+    n_rex = dsup_intern_str("rex");
+    n_global = dsup_intern_str("global_name_server");
+}
+
 int dsup_node_ctrl_is_special(const char *name)
 {
-    if (!n_net_kernel) {
-        n_net_kernel = dsup_intern_str("net_kernel");
-        n_rex = dsup_intern_str("rex");
-        n_global = dsup_intern_str("global_name_server");
-    }
     return name && (name == n_net_kernel || name == n_rex || name == n_global);
 }
 

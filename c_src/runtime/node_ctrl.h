@@ -4,6 +4,8 @@
 
 #include "dsup.h"
 
+/* Before the node listens: the built-in names exist from the start. */
+void dsup_node_ctrl_init(void);
 /* Registered with epmd: start dsup_node, dial --connect targets. */
 void dsup_node_ctrl_ready(void);
 void dsup_node_ctrl_stopping(void);
