@@ -108,7 +108,7 @@ static ssize_t read_frames(dsup_conn *c, const char *p, size_t len)
             return -1;
         }
         if (flen > 4) {
-            dsup_metrics_peer(c->peer)->msgs_in++;
+            dsup_metrics_conn(c)->msgs_in++;
             dsup_ctrl ctrl;
             const char *err = NULL;
             int d = dsup_ctrl_decode(p + off + 4, flen - 4, &ctrl, &err);
@@ -149,7 +149,7 @@ static void on_read(uv_stream_t *s, ssize_t n, const uv_buf_t *b)
     if (n == 0)
         return;
     c->rbuf.len += (size_t)n;
-    dsup_metrics_peer(c->peer)->bytes_in += (uint64_t)n;
+    dsup_metrics_conn(c)->bytes_in += (uint64_t)n;
     c->last_rx_ms = dsup_node_now();
     size_t off = 0;
     for (;;) {
@@ -247,7 +247,7 @@ void dsup_conn_flush(dsup_conn *c)
     c->wq = t;
     c->wq.len = 0;
     c->wrote_since_tick = 1;
-    dsup_metrics_peer(c->peer)->bytes_out += c->wflight.len;
+    dsup_metrics_conn(c)->bytes_out += c->wflight.len;
     uv_buf_t b = uv_buf_init(c->wflight.data, (unsigned)c->wflight.len);
     c->wreq.data = c;
     c->writing = 1;

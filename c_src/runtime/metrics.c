@@ -9,6 +9,7 @@
 #include <uv.h>
 
 #include "intern.h"
+#include "node.h"
 #include "term_text.h"
 
 #define NELEM(a) ((int)(sizeof a / sizeof *a))
@@ -74,6 +75,16 @@ dsup_peer_stats *dsup_metrics_peer(const char *peer)
     p->next = peers;
     peers = p;
     return last_peer = p;
+}
+
+dsup_peer_stats *dsup_metrics_conn(struct dsup_conn *c)
+{
+    if (c->stats)
+        return c->stats;
+    dsup_peer_stats *p = dsup_metrics_peer(c->peer);
+    if (c->peer)
+        c->stats = p; /* before the peer is known: the unnamed record, not kept */
+    return p;
 }
 
 dsup_peer_stats *dsup_metrics_peers(void) { return peers; }

@@ -50,6 +50,10 @@ typedef struct dsup_peer_stats {
  * (peers can make the node dial names they list), the shared record. */
 #define DSUP_METRICS_MAX_PEERS 256
 dsup_peer_stats *dsup_metrics_peer(const char *peer);
+/* The record of a connection's peer, looked up once per connection (not per
+ * frame): the peer's name does not change once it is known. */
+struct dsup_conn;
+dsup_peer_stats *dsup_metrics_conn(struct dsup_conn *c);
 dsup_peer_stats *dsup_metrics_peers(void);   /* list head, for scrapes */
 void dsup_metrics_hs_failure(const char *peer, const char *why);
 /* A connection came up ("up"), was lost ("down") or failed during setup. */

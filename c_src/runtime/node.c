@@ -339,7 +339,7 @@ int dsup_node_send_ctrl(const char *peer, const dsup_ctrl *ctrl)
         dsup_node_mark_dirty(c); /* closed from the flush, outside the sender's call */
         return DSUP_ENOTCONN;
     }
-    dsup_metrics_peer(c->peer)->msgs_out++;
+    dsup_metrics_conn(c)->msgs_out++;
     if (c->state == CONN_UP)
         dsup_node_mark_dirty(c);
     return 0;
@@ -584,7 +584,7 @@ static void on_tick(uv_timer_t *t)
         if (c->state != CONN_UP)
             continue; /* setup deadlines: on_setup_timer */
         if (now - c->last_rx_ms > g_node->ticktime_ms / 2) /* silent for two tick periods */
-            dsup_metrics_peer(c->peer)->ticks_missed++;
+            dsup_metrics_conn(c)->ticks_missed++;
         if (now - c->last_rx_ms > g_node->ticktime_ms) {
             dsup_conn_close(c, "net_tick_timeout");
             continue;

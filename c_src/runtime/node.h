@@ -77,6 +77,7 @@ typedef struct dsup_conn {
     int freed_when_done;
     int was_up;             /* reached CONN_UP: its loss is a nodedown */
     uint64_t last_rx_ms;    /* loop time of the last byte read */
+    struct dsup_peer_stats *stats; /* metrics.c's record of c->peer, once the peer is known */
     int wrote_since_tick;
     uint32_t peer_stdlib;   /* the peer's stdlib version, asked of its rex (peer_rel.c) */
     uv_connect_t creq;
