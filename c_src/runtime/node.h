@@ -163,7 +163,9 @@ void dsup_node_conn_up(dsup_conn *c);
 void dsup_node_conn_closed(dsup_conn *c);
 void dsup_node_mark_dirty(dsup_conn *c);
 void dsup_node_flush_all(void);
-void dsup_node_dispatch(dsup_conn *c, const dsup_ctrl *ctrl);
+/* Act on an incoming control message; -1 when the connection must be closed
+ * (c->error says why). */
+int dsup_node_dispatch(dsup_conn *c, const dsup_ctrl *ctrl);
 /* Decide on an inbound send_name claiming `name` (not interned). */
 int dsup_node_accept_peer(dsup_conn *c, const char *name);
 /* The peer proved the cookie: intern its name, settle a pending "alive" or
