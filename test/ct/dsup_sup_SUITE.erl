@@ -261,12 +261,15 @@ start_child_atom_spec_gets_ref_name(Cfg) ->
     {Pid, CName} = start_ok(Cfg, A, counter, undefined),
     ?assert(is_reference(CName)),
     ?assertEqual(0, gen_server:call(Pid, get)),
+    Ring = dsup_cluster:ring(nodes_(Cfg)),
+    ?assertEqual(dsup_cluster:ring_owner(Ring, CName), node(Pid)),
     ?assertEqual(node(Pid), sup(Cfg, A, {node_for, CName})),
     Children = agree(Cfg, children),
     ?assertEqual(#{CName => {Pid, spec_map(CName, counter, [], permanent, 5000)}}, Children),
     %% `nil' is accepted for "no node" too (the Elixir shim sends nil)
     {P2, N2} = start_ok(Cfg, A, echo, nil),
     ?assert(is_reference(N2)),
+    ?assertEqual(dsup_cluster:ring_owner(Ring, N2), node(P2)),
     ?assertEqual(node(P2), sup(Cfg, A, {node_for, N2})).
 
 %% {Type, Keyword}: name/restart/shutdown taken out, the rest is the init arg.
@@ -1198,7 +1201,8 @@ arbiter_answers_lost_and_expired(Cfg) ->
     ok = pg:join(Scope, {'$dsup_type', counter}, self()),
     ok = pg:join(Scope, '$dsup_hosts', self()),
     wait_ring(Cfg, [D1, D2], [D1, D2, Me]),
-    Owned = fun(Owner, Tag) -> owned_name(Cfg, D1, Owner, Tag) end,
+    Ring = dsup_cluster:ring(lists:sort([D1, D2, Me])),
+    Owned = fun(Owner, Tag) -> owned_name(Ring, Owner, Tag) end,
     %% 1. the arbiter says taken
     N1 = Owned(Me, taken),
     Fake = spawn(fun() -> receive after infinity -> ok end end),
@@ -1240,9 +1244,10 @@ arbiter_answers_lost_and_expired(Cfg) ->
     exit(Fake, kill),
     dsup_cluster:flush().
 
-%% A name {Tag, I} whose ring owner (as D's instance sees it) is Owner.
-owned_name(Cfg, D, Owner, Tag) ->
-    hd([N || I <- lists:seq(1, 1000), N <- [{Tag, I}], sup(Cfg, D, {node_for, N}) =:= Owner]).
+%% A name {Tag, I} whose libring owner on Ring (computed here, not asked of
+%% an instance) is Owner.
+owned_name(Ring, Owner, Tag) ->
+    hd([N || I <- lists:seq(1, 1000), N <- [{Tag, I}], dsup_cluster:ring_owner(Ring, N) =:= Owner]).
 
 instance_pid(Cfg, D) ->
     hd([P || P <- pg:get_members(?config(scope, Cfg), '$dsup_hosts'), node(P) =:= D]).
