@@ -103,13 +103,16 @@ defmodule DistributedSupervisor do
 
   @doc """
   Returns a specification to start this module under a supervisor.
-  See `Supervisor`.
+  See `Supervisor`. The options are validated here already (as by
+  `start_link/1`): a bad one raises `DistributedSupervisor.ValidationError`
+  when the spec is built, not when the parent supervisor starts it.
 
       iex> DistributedSupervisor.child_spec(name: MyApp.DistSup)
       %{id: DistributedSupervisor, start: {DistributedSupervisor, :start_link, [[name: MyApp.DistSup]]}, type: :supervisor}
   """
   @spec child_spec(keyword()) :: Supervisor.child_spec()
   def child_spec(init_arg) do
+    _ = validate!(init_arg)
     %{id: __MODULE__, start: {__MODULE__, :start_link, [init_arg]}, type: :supervisor}
   end
 
