@@ -55,6 +55,7 @@ groups() ->
                 start_child_incorrect_spec,
                 start_child_duplicate_name_already_started,
                 start_child_reserved_and_bad_names,
+                duplicate_copy_stopped_and_logged_once,
                 terminate_child_local_remote_unknown,
                 queries_agree_across_instances]},
      {restarts, [], [permanent_restarted_after_crash,
@@ -97,6 +98,7 @@ n_nodes(cli_supervisor_bad_option_exits_nonzero) -> 0;
 n_nodes(bad_options_rejected_nothing_started) -> 1;
 n_nodes(start_supervisor_twice_already_started) -> 1;
 n_nodes(start_supervisor_reserved_names) -> 1;
+n_nodes(duplicate_copy_stopped_and_logged_once) -> 1;
 n_nodes(pid_listener_gets_each_event_once) -> 2;
 n_nodes(named_listener_gets_events) -> 2;
 n_nodes(monitor_nodes_listener_gets_node_up_down) -> 2;
@@ -271,6 +273,27 @@ start_child_atom_spec_gets_ref_name(Cfg) ->
     ?assert(is_reference(N2)),
     ?assertEqual(dsup_cluster:ring_owner(Ring, N2), node(P2)),
     ?assertEqual(node(P2), sup(Cfg, A, {node_for, N2})).
+
+%% Two more copies of a child name appear in pg on a node that the holders'
+%% ring (libring over the holding nodes, computed here) makes the keeper,
+%% in two separate joins: the C instance stops its own copy, and says so in
+%% one log line (not one per pg event about the name).
+duplicate_copy_stopped_and_logged_once(Cfg) ->
+    [D] = nodes_(Cfg),
+    [H] = ?config(handles, Cfg),
+    Ring = dsup_cluster:ring(lists:sort([D, node()])),
+    CN = hd([N || I <- lists:seq(1, 1000), N <- [{dup, I}], dsup_cluster:ring_owner(Ring, N) =:= node()]),
+    {Pid, CN} = start_ok(Cfg, D, {counter, [{name, CN}]}, D),
+    Fakes = [spawn(fun() -> receive stop -> ok end end) || _ <- [1, 2]],
+    [ok = pg:join(?config(scope, Cfg), CN, F) || F <- Fakes],
+    ?assert(is_down(Pid)),
+    wait(fun() -> lists:sort(pg_members(Cfg, CN)) =:= lists:sort(Fakes) end, ?T),
+    Dup = <<"duplicate child, stopping the local copy">>,
+    Lines = fun() -> [L || L <- dsup_test:log_tail(H, 2000), binary:match(L, Dup) =/= nomatch] end,
+    wait(fun() -> Lines() =/= [] end, ?T),
+    _ = sup(Cfg, D, nodes),            % a round trip: the instance is past the stop
+    ?assertMatch([_], Lines()),
+    [F ! stop || F <- Fakes].
 
 %% {Type, Keyword}: name/restart/shutdown taken out, the rest is the init arg.
 start_child_keyword_spec(Cfg) ->
