@@ -623,7 +623,7 @@ defmodule DistributedSupervisor do
 
   See: `DynamicSupervisor.terminate_child/2`
   """
-  @spec terminate_child(name(), pid() | nil) :: :ok | {:error, :not_found}
+  @spec terminate_child(name(), pid() | nil) :: :ok | {:error, :not_found | :shutting_down}
   def terminate_child(name, pid) when is_pid(pid) do
     node = node(pid)
 
