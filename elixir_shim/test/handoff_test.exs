@@ -10,6 +10,7 @@ defmodule DistributedSupervisor.HandoffTest do
 
   alias DistributedSupervisor.TestSupport.{
     Counter,
+    Hammer,
     HandoffApp,
     Libring,
     Peers,
@@ -147,6 +148,28 @@ defmodule DistributedSupervisor.HandoffTest do
     assert :erpc.call(a, DS, :call, [name, :m41, {:add, 1}]) == 42
     refute :erpc.call(a, Process, :alive?, [old])
 
+    # under load: a client on c adds 1 by name all along while the counter
+    # moves back and forth; no acknowledged add is lost or done twice
+    hammer = :erpc.call(c, Hammer, :start, [name, [:m41]])
+    TestNode.wait_until(fn -> :erpc.call(c, DS, :call, [name, :m41, :get]) > 42 end)
+
+    new =
+      for to <- [a, b, a, b], reduce: nil do
+        _ ->
+          assert {:ok, p, :m41} = :erpc.call(c, DS, :move_child, [name, :m41, to])
+          assert node(p) == to
+          p
+      end
+
+    %{m41: {acks, exits, last, back?}, gap_us: gap} = :erpc.call(c, Hammer, :stop, [hammer])
+    assert acks > 0 and not back?
+    assert :erpc.call(c, DS, :call, [name, :m41, :get]) == 42 + acks
+    assert last == 42 + acks
+    IO.puts(
+      "move_child x4 under load: #{acks} adds acknowledged, #{exits} calls exited, " <>
+        "longest time between two acknowledged adds #{div(gap, 1000)} ms"
+    )
+
     TestNode.wait_until(fn -> Enum.all?(nodes, &(whereis_on(&1, name, :m41) == new)) end)
 
     # already there; unknown child; no such host
@@ -162,7 +185,7 @@ defmodule DistributedSupervisor.HandoffTest do
     assert :erpc.call(a, DS, :call, [name, :mplain, {:add, 4}]) == 7
     assert {:ok, p2, :mplain} = :erpc.call(a, DS, :move_child, [name, :mplain, c])
     assert node(p2) == c and p2 != p
-    assert :erpc.call(b, DS, :call, [name, :mplain, :get]) == 3
+    assert :erpc.call(a, DS, :call, [name, :mplain, :get]) == 3
     assert_one_copy(watchers)
   end
 
@@ -197,9 +220,9 @@ defmodule DistributedSupervisor.HandoffTest do
 
   test "rebalance: a joining host receives exactly the children it now owns, with their values",
        %{nodes: [a, b, c], name: name} do
-    # no `nodes:` (it would keep c off the ring): connected by hand
-    true = :erpc.call(a, Node, :connect, [b])
-    opts = [name: name, rebalance: true, rebalance_moves: 4]
+    # c is on no ring until its instance starts (`nodes:` lists the nodes
+    # allowed, and keeps the suite's own dsup-node out)
+    opts = [name: name, nodes: [a, b, c], rebalance: true, rebalance_moves: 4]
     for n <- [a, b], do: :erpc.call(n, Remote, :start_instance, [opts])
     await_ring([a, b], name, [a, b])
     ids = for i <- 1..40, do: {:r, i}
@@ -214,9 +237,11 @@ defmodule DistributedSupervisor.HandoffTest do
     moving = Enum.filter(ids, &(Libring.owner(Enum.sort([a, b, c]), &1) == c))
     assert moving != []
     watchers = watch([a, b], name, ids)
+    # a client on b adds 1 to every child by name all through the rebalance
+    hammer = :erpc.call(b, Hammer, :start, [name, ids])
+    t0 = System.monotonic_time(:millisecond)
 
     # the new host joins
-    for n <- [a, b], do: true = :erpc.call(c, Node, :connect, [n])
     :erpc.call(c, Remote, :start_instance, [opts])
 
     TestNode.wait_until(fn ->
@@ -224,6 +249,8 @@ defmodule DistributedSupervisor.HandoffTest do
       Enum.all?(moving, &(node(now[&1]) == c))
     end)
 
+    ms = System.monotonic_time(:millisecond) - t0
+    stats = :erpc.call(b, Hammer, :stop, [hammer])
     now = :erpc.call(a, Remote, :children_pids, [name])
 
     for {id, i} <- Enum.with_index(ids, 1) do
@@ -231,8 +258,20 @@ defmodule DistributedSupervisor.HandoffTest do
         do: assert(node(now[id]) == c),
         else: assert(now[id] == before[id], "#{inspect(id)} moved")
 
-      assert :erpc.call(b, DS, :call, [name, id, :get]) == i
+      # every acknowledged add is there, once; no value went backwards
+      {acks, _exits, _last, back?} = stats[id]
+      refute back?
+      assert :erpc.call(node(now[id]), DS, :call, [name, id, :get]) == i + acks
     end
+
+    {gap, stats} = Map.pop(stats, :gap_us)
+    exits = stats |> Map.values() |> Enum.map(&elem(&1, 1)) |> Enum.sum()
+
+    IO.puts(
+      "rebalance: #{length(moving)} of 40 moved to the new host in #{ms} ms " <>
+        "(from its start), #{exits} calls by name exited meanwhile, longest time between " <>
+        "two acknowledged adds of a child #{div(gap, 1000)} ms (40 children in turn)"
+    )
 
     assert_one_copy(watchers)
   end

@@ -124,3 +124,60 @@ defmodule DistributedSupervisor.TestSupport.PgWatch do
     end
   end
 end
+
+defmodule DistributedSupervisor.TestSupport.Hammer do
+  @moduledoc false
+  # A client that adds 1 to each of `ids` in turn by name
+  # (DistributedSupervisor.call) until stopped, and reports per id: the
+  # acknowledged adds, the calls that exited (noproc in a move's gap, or the
+  # old copy stopping under a call), the last value seen and whether a value
+  # ever failed to grow; under :gap_us, the longest time between two
+  # acknowledged adds of one child (microseconds).
+
+  def start(name, ids) do
+    spawn(fn ->
+      Process.put(:gap, {System.monotonic_time(:microsecond), %{}, 0})
+      loop(name, ids, Map.new(ids, &{&1, {0, 0, nil, false}}))
+    end)
+  end
+
+  def stop(pid) do
+    ref = make_ref()
+    send(pid, {:stop, self(), ref})
+
+    receive do
+      {^ref, stats} -> stats
+    after
+      10_000 -> raise "Hammer did not answer"
+    end
+  end
+
+  defp acked(id) do
+    now = System.monotonic_time(:microsecond)
+    {t0, last, max} = Process.get(:gap)
+    gap = now - Map.get(last, id, t0)
+    Process.put(:gap, {t0, Map.put(last, id, now), Kernel.max(max, gap)})
+  end
+
+  defp loop(name, ids, stats) do
+    receive do
+      {:stop, from, ref} -> send(from, {ref, Map.put(stats, :gap_us, elem(Process.get(:gap), 2))})
+    after
+      0 ->
+        stats =
+          Enum.reduce(ids, stats, fn id, acc ->
+            {acks, exits, last, back?} = acc[id]
+
+            try do
+              v = DistributedSupervisor.call(name, id, {:add, 1}, 5_000)
+              acked(id)
+              Map.put(acc, id, {acks + 1, exits, v, back? or (last != nil and v <= last)})
+            catch
+              :exit, _ -> Map.put(acc, id, {acks, exits + 1, last, back?})
+            end
+          end)
+
+        loop(name, ids, stats)
+    end
+  end
+end
