@@ -40,7 +40,9 @@ defmodule DistributedSupervisor.HandoffTest do
     end)
   rescue
     e in RuntimeError ->
-      flunk("#{Exception.message(e)}: #{inspect(Enum.map(on, &{&1, :erpc.call(&1, DS, :nodes, [name])}))}")
+      flunk(
+        "#{Exception.message(e)}: #{inspect(Enum.map(on, &{&1, :erpc.call(&1, DS, :nodes, [name])}))}"
+      )
   end
 
   defp counter(name, id, node, opts) do
@@ -54,7 +56,8 @@ defmodule DistributedSupervisor.HandoffTest do
     do: for(n <- nodes, do: :erpc.call(n, PgWatch, :start, [Instance.scope(name), ids]))
 
   defp assert_one_copy(watchers) do
-    for w <- watchers, {id, max} <- :erpc.call(node(w), PgWatch, :report, [w]),
+    for w <- watchers,
+        {id, max} <- :erpc.call(node(w), PgWatch, :report, [w]),
         do: assert(max <= 1, "#{inspect(id)} had #{max} registered pids on #{node(w)}")
   end
 
@@ -165,6 +168,7 @@ defmodule DistributedSupervisor.HandoffTest do
     assert acks > 0 and not back?
     assert :erpc.call(c, DS, :call, [name, :m41, :get]) == 42 + acks
     assert last == 42 + acks
+
     IO.puts(
       "move_child x4 under load: #{acks} adds acknowledged, #{exits} calls exited, " <>
         "longest time between two acknowledged adds #{div(gap, 1000)} ms"

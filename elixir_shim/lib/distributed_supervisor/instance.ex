@@ -1670,8 +1670,11 @@ defmodule DistributedSupervisor.Instance do
   # The checkpoint of `cname` if the lost copy `pid` sent it: {{:state, term} | :none, state}
   defp take_checkpoint(state, cname, pid) do
     case state.ckpt_store do
-      %{^cname => {^pid, term, _}} -> {{:state, term}, forget_checkpoint(state, cname, fn _ -> true end)}
-      _ -> {:none, forget_checkpoint(state, cname, fn _ -> true end)}
+      %{^cname => {^pid, term, _}} ->
+        {{:state, term}, forget_checkpoint(state, cname, fn _ -> true end)}
+
+      _ ->
+        {:none, forget_checkpoint(state, cname, fn _ -> true end)}
     end
   end
 
