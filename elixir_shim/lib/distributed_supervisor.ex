@@ -32,8 +32,11 @@ defmodule DistributedSupervisor do
     * When a host is lost, each of its children is restarted by the child's new owner
       among the surviving hosts able to run it (unless it is `:temporary`); when none
       can, the child is *pending* (`pending_children/1`) until a capable host joins.
-    * Stopping an instance stops the children it hosts on this node (the others fail
-      them over). C children on dsup-nodes keep running.
+    * Stopping an instance hands the children it hosts on this node to the other
+      hosts: with their state when their module implements
+      `DistributedSupervisor.Handoff`, else by restart (the others fail them over).
+      C children on dsup-nodes keep running. `move_child/3` moves one on request, and
+      `rebalance: true` moves to a joining host the children it now owns.
 
   ## Child specifications
 
@@ -62,7 +65,10 @@ defmodule DistributedSupervisor do
   positive integer N, the configured number of hosts, or `true`, N being the length of
   `:nodes`: a side holding fewer than N div 2 + 1 hosts stops its children and refuses
   starts with `{:error, :no_quorum}`; enforced by the C instances, README "Partitions
-  and failures").
+  and failures"); `:rebalance` (`false`: when a host joins, move to it the local
+  children whose ring owner it now is, each with its state, see
+  `DistributedSupervisor.Handoff`) and `:rebalance_moves` (8, moves in flight per
+  instance); both are passed to the C instances this instance starts.
 
   ## Differences from upstream
 
