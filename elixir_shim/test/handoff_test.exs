@@ -121,7 +121,18 @@ defmodule DistributedSupervisor.HandoffTest do
   end
 
   test "a node stopped with :init.stop() hands its counter over (the application's shutdown)",
-       %{nodes: [a | _] = nodes, name: name} do
+       ctx do
+    node_stops(ctx, fn a -> :erpc.cast(a, :init, :stop, []) end)
+  end
+
+  test "SIGTERM of an Elixir host's BEAM hands its counter over", ctx do
+    node_stops(ctx, fn a ->
+      os_pid = :erpc.call(a, :os, :getpid, [])
+      {_, 0} = System.cmd("kill", ["-TERM", to_string(os_pid)])
+    end)
+  end
+
+  defp node_stops(%{nodes: [a | _] = nodes, name: name}, stop) do
     survivors = nodes -- [a]
     for n <- survivors, do: :erpc.call(n, Remote, :start_instance, [[name: name, nodes: nodes]])
     :ok = :erpc.call(a, HandoffApp, :load_and_start, [[name: name, nodes: nodes]])
@@ -131,7 +142,7 @@ defmodule DistributedSupervisor.HandoffTest do
     assert :erpc.call(a, DS, :call, [name, :c41, {:add, 41}]) == 41
     watchers = watch(survivors, name, [:c41])
 
-    :erpc.cast(a, :init, :stop, [])
+    stop.(a)
     new = await_moved(survivors, name, :c41, c)
     assert node(new) == Libring.owner(Enum.sort(survivors), :c41)
     assert :erpc.call(node(new), DS, :call, [name, :c41, :get]) == 41

@@ -1444,11 +1444,15 @@ defmodule DistributedSupervisor.Instance do
   # message was sent, over the same connection: once our scope has applied
   # that leave (a call to it answers after it), the old row goes and the
   # new copy starts with the term.
+  # A child we cannot run (a C type handed to us by a C instance) is refused
+  # without touching its row: its capable owner's failover restarts it.
   defp arrive(state, cname, wire, st, reply_to) do
-    if match?({:state, _}, st) or st == :none do
+    with true <- match?({:state, _}, st) or st == :none or {:error, :bad_handoff},
+         {:ok, _, beam} <- to_beam_wire(state, cname, wire),
+         {:ok, _} <- supervised_spec(state, cname, beam) do
       state |> clear_moved(cname) |> start_local(cname, wire, reply_to, st)
     else
-      start_failed(state, cname, {:error, :bad_handoff}, reply_to)
+      {:error, _} = e -> start_failed(state, cname, e, reply_to)
     end
   end
 
@@ -1476,7 +1480,7 @@ defmodule DistributedSupervisor.Instance do
     row = :ets.lookup(state.table, {:c, cname})
 
     cond do
-      target not in Map.values(state.hosts) ->
+      target not in Map.values(state.hosts) or not can_run?(state, row, target) ->
         GenServer.reply(from, {:error, {:no_host, target}})
         state
 
@@ -1500,21 +1504,25 @@ defmodule DistributedSupervisor.Instance do
 
       true ->
         [{_, pid, wire}] = row
-
-        if target in Place.candidates(
-             state.scope,
-             Map.values(state.hosts),
-             state.allowed,
-             Place.type(wire),
-             Place.kind(wire)
-           ) do
-          start_move(state, cname, pid, wire, target, from)
-        else
-          GenServer.reply(from, {:error, {:no_host, target}})
-          state
-        end
+        start_move(state, cname, pid, wire, target, from)
     end
   end
+
+  # Can `target` run the child of `row` (when its spec is known here)? A
+  # BEAM child moves only to Elixir hosts, a C child only to the dsup-nodes
+  # that run its type (checked here too before a C instance is asked: the
+  # target would refuse the child after the old copy stopped).
+  defp can_run?(state, [{_, _pid, wire}], target) when is_map(wire) do
+    target in Place.candidates(
+      state.scope,
+      Map.values(state.hosts),
+      state.allowed,
+      Place.type(wire),
+      Place.kind(wire)
+    )
+  end
+
+  defp can_run?(_state, _row, _target), do: true
 
   defp forward_move(name, node, cname, target) do
     GenServer.call({name, node}, {:move_child, cname, target}, @move_timeout)
@@ -1530,14 +1538,15 @@ defmodule DistributedSupervisor.Instance do
     me = self()
 
     start_task(state, fn ->
-      st = Handoff.take(scope, dsup, cname, pid, Place.type(wire), true)
-      _ = Handoff.barrier()
-
       result =
         try do
+          st = Handoff.take(scope, dsup, cname, pid, Place.type(wire), true)
+          _ = Handoff.barrier()
           GenServer.call({name, target}, {:start_handoff, cname, wire, st}, @move_timeout)
         catch
           :exit, _ -> {:error, {:nodedown, target}}
+          # (the rebalance counts every move that ends)
+          kind, reason -> {:error, {kind, reason}}
         end
 
       with {:error, _} <- result,
