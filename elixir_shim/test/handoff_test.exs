@@ -234,6 +234,15 @@ defmodule DistributedSupervisor.HandoffTest do
     [other] = survivors -- [succ]
     assert :erpc.call(other, GenServer, :call, [name, {:checkpoint_of, :k17}]) == :none
 
+    # bounds and callers: too big, not a child, another node's child
+    big = :binary.copy("x", 70_000)
+    assert :erpc.call(a, DS, :checkpoint, [name, :k17, big]) == {:error, :too_big}
+    assert :erpc.call(a, DS, :checkpoint, [:x]) == {:error, :not_found}
+    assert :erpc.call(succ, DS, :checkpoint, [name, :k17, :x]) == {:error, :not_found}
+    # (outside a move, handoff_state answers :none)
+    assert :erpc.call(a, DS, :handoff_state, []) == :none
+    assert :erpc.call(a, DS, :handoff_state, [name, :k17]) == :none
+
     # (on the successor: a crash gives no leave to order, so a third node
     # may see the new copy before it notices the old node is gone)
     watchers = watch([succ], name, [:k17])
@@ -256,7 +265,9 @@ defmodule DistributedSupervisor.HandoffTest do
     ids = for i <- 1..40, do: {:r, i}
 
     for {id, i} <- Enum.with_index(ids, 1) do
-      {:ok, _, ^id} = :erpc.call(a, DS, :start_child, [name, {Counter, name: id, value: i}])
+      # (these read their handoff with handoff_state/2)
+      spec = {Counter, name: id, value: i, explicit: true}
+      {:ok, _, ^id} = :erpc.call(a, DS, :start_child, [name, spec])
     end
 
     TestNode.wait_until(fn -> map_size(:erpc.call(b, Remote, :children_pids, [name])) == 40 end)

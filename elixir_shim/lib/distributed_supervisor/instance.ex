@@ -102,7 +102,7 @@ defmodule DistributedSupervisor.Instance do
   @typedoc """
   The instance's state. `flags`: local children between two states
   (name => :starting | :restarting); `stopping_pids`: local children being
-  stopped (pid => {name, :terminate | :duplicate}); `shadows`: the pid a
+  stopped (pid => {name, :terminate | :duplicate | :move}); `shadows`: the pid a
   child_up replaced, per name (see drop/3); `recent_down`: pids seen going
   down (bounded); `pending?`: some pending rows may exist (saves a table scan
   on each host join); `quiet`: no node_up events during init.
@@ -135,7 +135,7 @@ defmodule DistributedSupervisor.Instance do
           shadows: %{optional(term()) => pid()},
           recent_down: {MapSet.t(pid()), :queue.queue(pid())},
           flags: %{optional(term()) => :starting | :restarting},
-          stopping_pids: %{optional(pid()) => {term(), :terminate | :duplicate}},
+          stopping_pids: %{optional(pid()) => {term(), :terminate | :duplicate | :move}},
           stopping?: boolean(),
           pending?: boolean(),
           quiet: boolean(),

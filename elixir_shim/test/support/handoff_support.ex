@@ -4,7 +4,8 @@ defmodule DistributedSupervisor.TestSupport.Counter do
   # with `checkpoint: true`, checkpoints every change. `trap: true` traps
   # exits and reports its terminate/2 to `sink:` ({:terminated, tag, value}).
   # Each init reports {:counter_init, tag, node(), self(), how} to `sink:`,
-  # `how` being what DistributedSupervisor.handoff_state/0 answered.
+  # `how` being what DistributedSupervisor.handoff_state/0 answered (with
+  # `explicit: true`, handoff_state/2 with the instance and id of its via name).
   use GenServer
   @behaviour DistributedSupervisor.Handoff
 
@@ -13,7 +14,13 @@ defmodule DistributedSupervisor.TestSupport.Counter do
   @impl GenServer
   def init(opts) do
     if opts[:trap], do: Process.flag(:trap_exit, true)
-    how = DistributedSupervisor.handoff_state()
+
+    how =
+      case {opts[:explicit], opts[:name]} do
+        {true, {:via, _, {ds, id}}} -> DistributedSupervisor.handoff_state(ds, id)
+        _ -> DistributedSupervisor.handoff_state()
+      end
+
     if sink = opts[:sink], do: send(sink, {:counter_init, opts[:tag], node(), self(), how})
 
     v =
