@@ -276,7 +276,7 @@ static void enc_child(dsup_dict_ent *e, void *arg)
         dsup_x_encode_term(c->x, ch->spec->name);
         ei_x_encode_tuple_header(c->x, 2);
         dsup_x_encode_pid(c->x, &ch->pid);
-        if (strcmp(ch->spec->type, "undefined") == 0)
+        if (!sup_spec_full(ch->spec))
             dsup_x_encode_atom(c->x, "undefined");
         else
             dsup_spec_encode_map(c->x, ch->spec, 0);
