@@ -179,6 +179,9 @@ int sup_peer_is_c_host(dsup_sup *s, const dsup_pid *pid);
 void sup_replica_ring_changed(dsup_sup *s);
 /* {replica, Name, Pid, SpecMap}: 1 when handled. */
 int sup_replica_msg(dsup_sup *s, dsup_term event);
+/* replica_info -> #{replicas, local, specs (others' children), stubs,
+ * pass_active}: 1 when req was that call. */
+int sup_replica_call(dsup_sup *s, dsup_term req, ei_x_buff *reply);
 void sup_replica_free(dsup_sup *s);
 /* Encode {stub, Type, Restart} for a non-replica. */
 void sup_encode_stub(ei_x_buff *x, const dsup_child_spec *spec);

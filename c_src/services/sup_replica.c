@@ -81,10 +81,21 @@ void sup_encode_stub(ei_x_buff *x, const dsup_child_spec *spec)
 
 /* ---- the pass ------------------------------------------------------------------ */
 
+/* An Elixir host (in '$dsup_beam'): it has every spec from child_up. */
+static int is_beam_host(dsup_sup *s, const char *node)
+{
+    const dsup_pid *pids;
+    size_t n = dsup_pg_members(s->scope, dsup_reason_atom(SUP_BEAM_GROUP), &pids);
+    for (size_t i = 0; i < n; i++)
+        if (pids[i].node == node)
+            return 1;
+    return 0;
+}
+
 static void send_replica(dsup_sup *s, sup_child *c, const char *node)
 {
     const dsup_pid *to = sup_host_on(s, node);
-    if (!to)
+    if (!to || is_beam_host(s, node))
         return;
     ei_x_buff *x = dsup_term_scratch();
     ei_x_encode_tuple_header(x, 2);
@@ -127,7 +138,9 @@ static void visit(dsup_sup *s, sup_child *c, int drops)
     }
     /* a spec of a child elsewhere: let it go when no longer a replica (its
      * host alive: an orphan's spec stays for the failover) */
-    if (!drops || !sup_spec_full(c->spec) || !sup_host_on(s, c->pid.node))
+    const dsup_pid *host;
+    if (!drops || !sup_spec_full(c->spec) || !(host = sup_host_on(s, c->pid.node)) ||
+        host->creation != c->pid.creation)
         return;
     size_t n = sup_replica_nodes(s, c, reps);
     if (!sup_replica_has(reps, n, g_node->name))
@@ -218,5 +231,46 @@ int sup_replica_msg(dsup_sup *s, dsup_term ev)
         return 1;
     }
     sup_cache_put(s, el[1], &pid, spec, 0);
+    return 1;
+}
+
+/* ---- replica_info: what this instance keeps ------------------------------------ */
+
+typedef struct info_ctx {
+    size_t local, specs, stubs;
+} info_ctx;
+
+static void count_entry(dsup_dict_ent *e, void *arg)
+{
+    info_ctx *k = arg;
+    const sup_child *c = e->val;
+    if (c->local)
+        k->local++;
+    else if (sup_spec_full(c->spec))
+        k->specs++;
+    else
+        k->stubs++;
+}
+
+static void kv(ei_x_buff *x, const char *k, size_t v)
+{
+    dsup_x_encode_atom(x, k);
+    ei_x_encode_ulong(x, (unsigned long)v);
+}
+
+int sup_replica_call(dsup_sup *s, dsup_term req, ei_x_buff *reply)
+{
+    if (!dsup_term_is_atom(req, "replica_info"))
+        return 0;
+    info_ctx k = { 0, 0, 0 };
+    dsup_dict_foreach(&s->by_name, count_entry, &k);
+    ei_x_encode_map_header(reply, 5);
+    kv(reply, "replicas", (size_t)s->replicas);
+    kv(reply, "local", k.local);
+    kv(reply, "specs", k.specs);
+    kv(reply, "stubs", k.stubs);
+    dsup_x_encode_atom(reply, "pass_active");
+    dsup_x_encode_atom(reply, s->repl && (s->repl->active || uv_is_active((uv_handle_t *)s->repl->timer))
+                                  ? "true" : "false");
     return 1;
 }

@@ -254,7 +254,8 @@ defmodule DistributedSupervisor.Instance do
       :monitor_nodes,
       :max_restarts,
       :max_seconds,
-      :quorum
+      :quorum,
+      :replicas
     ])
   end
 
