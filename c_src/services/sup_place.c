@@ -196,7 +196,8 @@ static size_t append_clockwise(dsup_sup *s, dsup_ring *r, dsup_term key, const c
                                const char *skip, const char **out, size_t n, size_t max)
 {
     const char *walk[MAX_CANDIDATES];
-    size_t want = dsup_ring_node_count(r);
+    /* every node of a candidates' ring is one: max plus `skip` will do */
+    size_t want = c ? max - n + 1 : dsup_ring_node_count(r);
     if (want > MAX_CANDIDATES)
         want = MAX_CANDIDATES;
     size_t m = dsup_ring_nodes_for(r, key.buf, key.len, walk, want);
