@@ -16,6 +16,7 @@
 -export([all/0, suite/0, init_per_suite/1, end_per_suite/1,
          init_per_testcase/2, end_per_testcase/2]).
 -export([specs_on_k_successors_failover_once/1,
+         joining_host_gets_its_replicas/1,
          k1_adjacent_losses_logged/1]).
 
 -define(T, 30000).
@@ -23,7 +24,7 @@
 
 suite() -> [{timetrap, {seconds, 240}}].
 
-all() -> [specs_on_k_successors_failover_once, k1_adjacent_losses_logged].
+all() -> [specs_on_k_successors_failover_once, joining_host_gets_its_replicas, k1_adjacent_losses_logged].
 
 init_per_suite(Config) ->
     case filelib:is_regular(dsup_test:exe()) of
@@ -105,6 +106,61 @@ specs_on_k_successors_failover_once(Cfg) ->
            [length(Names), Last, dsup_test:elapsed_ms(T2)]),
     ?assertMatch(#{local := ?N_CHILDREN}, info(Cfg, Last)),
     {comment, dsup_cluster:fmt("~b orphans after one kill; 0 lost after two at once", [length(Orphans)])}.
+
+%% 3 hosts, k = 1, 600 children, then a fourth host joins (no rebalance:
+%% the children stay where they run): it receives the specs it is now a
+%% replica of, the hosts it displaced let theirs go, and each host's counts
+%% equal the reference (replicas: the first k nodes clockwise on the 4-node
+%% ring other than the child's host). Then the host of the most children
+%% is killed: each orphan runs again on its owner among the survivors,
+%% the new host included, none lost.
+joining_host_gets_its_replicas(Cfg) ->
+    K = 1,
+    Hs = ?config(handles, Cfg),
+    Nodes = [maps:get(node, H) || H <- Hs],
+    [N1, N2, N3, New] = Nodes,
+    start_sup_everywhere(Cfg, [N1, N2, N3], [{replicas, K}]),
+    Names = [child_name(I) || I <- lists:seq(1, 600)],
+    populate(Cfg, [N1, N2, N3], Names),
+    Ring3 = dsup_cluster:ring([N1, N2, N3]),
+    Pids0 = wait_placed(Cfg, Names, Ring3),
+    check_replicas(Cfg, [N1, N2, N3], K, Ring3, Names),
+    {ok, _} = dsup_cluster:call(New, {start_supervisor, ?config(name, Cfg), [{replicas, K}]}),
+    wait_ring(Cfg, Nodes),
+    Ring4 = dsup_cluster:ring(Nodes),
+    Host = maps:from_list([{N, node(P)} || {N, P} <- maps:to_list(Pids0)]),
+    Reps = [{N, lists:sublist([X || X <- successors(Ring4, N, 4), X =/= maps:get(N, Host)], K)} || N <- Names],
+    Want = maps:from_list([{H, #{local => length([N || N <- Names, maps:get(N, Host) =:= H]),
+                                 specs => length([N || {N, R} <- Reps, lists:member(H, R)])}}
+                           || H <- Nodes]),
+    Moved = length([N || {N, R} <- Reps, R =/= lists:sublist(tl(successors(Ring3, N, 2)), K)]),
+    ct:log("~b children have a new replica; want ~p", [Moved, Want]),
+    ?assert(Moved > 0),
+    wait(fun() ->
+                 Got = maps:from_list([{H, maps:with([local, specs], info(Cfg, H))} || H <- Nodes]),
+                 Idle = lists:all(fun(H) -> maps:get(pass_active, info(Cfg, H)) =:= false end, Nodes),
+                 (Idle andalso Got =:= Want) orelse {got, Got}
+         end),
+    %% the children did not move
+    ?assertEqual(Pids0, maps:from_list([{N, hd(pg:get_members(?config(scope, Cfg), N))} || N <- Names])),
+    %% kill the host of the most children: each orphan on its owner among the survivors
+    {_, Victim} = lists:max([{maps:get(local, W), H} || {H, W} <- maps:to_list(Want)]),
+    Orphans = [N || N <- Names, maps:get(N, Host) =:= Victim],
+    Ring5 = ring_without(Nodes, [Victim]),
+    ToNew = [N || N <- Orphans, dsup_cluster:ring_owner(Ring5, N) =:= New],
+    ct:log("killing ~s: ~b orphans, ~b of them now owned by the new host", [Victim, length(Orphans), length(ToNew)]),
+    {exited, _} = dsup_cluster:kill_c(hd([H || H <- Hs, maps:get(node, H) =:= Victim])),
+    wait_ring(Cfg, Nodes -- [Victim]),
+    %% the others stay where they run; the orphans go to their owners
+    Scope = ?config(scope, Cfg),
+    wait(fun() ->
+                 Bad = [N || N <- Orphans, Ms <- [pg:get_members(Scope, N)],
+                             not (length(Ms) =:= 1 andalso node(hd(Ms)) =:= dsup_cluster:ring_owner(Ring5, N))]
+                     ++ [N || N <- Names -- Orphans, pg:get_members(Scope, N) =/= [maps:get(N, Pids0)]],
+                 Bad =:= [] orelse {length(Bad), lists:sublist(Bad, 3)}
+         end),
+    {comment, dsup_cluster:fmt("~b replicas moved to the new host; ~b orphans, ~b on the new host",
+                               [Moved, length(Orphans), length(ToNew)])}.
 
 %% k = 1, two adjacent hosts killed at once: a child whose host and only
 %% replica both died cannot come back; the survivor that owns its name now
