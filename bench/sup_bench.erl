@@ -26,6 +26,7 @@
 %%%
 %%% Environment (for development): SUP_BENCH_ONLY=ring,start,failover,mem,pg,scale,shim,cmem
 %%% runs a subset (mem includes pg_sync); SUP_BENCH_SCALE_N overrides N of scale;
+%%% SUP_BENCH_CMEM_HOSTS=8 (or 2,4) the host counts of the cluster_mem rows;
 %%% SUP_BENCH_LOG_LEVEL sets the dsup-nodes' --log-level (default warn);
 %%% SUP_BENCH_SHIM_EBIN is the compiled shim's ebin, SUP_BENCH_RING_BIN the
 %%% built bench_ring (run.sh sets both).
@@ -1213,12 +1214,18 @@ bl_probe(call, Inst, _BN, Keys) ->
 %% and a stub of the rest), the sum of all hosts' VmRSS growth / N. No
 %% baseline column: upstream keeps each child in every node's pg scope and
 %% nothing else, which the note's per-host figures can be set against.
-cmem_phase(#{cmem_n := N, cmem_hosts := Counts}) ->
+cmem_phase(#{cmem_n := N, cmem_hosts := Counts0}) ->
+    Counts = case os:getenv("SUP_BENCH_CMEM_HOSTS") of
+                 V when is_list(V), V =/= "" -> [list_to_integer(X) || X <- string:lexemes(V, ",")];
+                 _ -> Counts0
+             end,
     [cmem_row(N, H) || H <- Counts].
 
-%% One measurement: H fresh dsup-nodes with `replicas=R`, N counters.
-cmem_run(N, NH, R) ->
-    io:format("== cluster memory: ~b children on ~b hosts, replicas = ~b~n", [N, NH, R]),
+%% One measurement: H fresh dsup-nodes with `replicas=R`, N counters (with
+%% a Pad-byte binary among their init args: a spec of some size).
+cmem_run(N, NH, R, Pad) ->
+    io:format("== cluster memory: ~b children on ~b hosts, replicas = ~b, ~b-byte arg~n", [N, NH, R, Pad]),
+    Arg = binary:copy(<<"x">>, Pad),
     Sup = atom_to_list(?CMEM) -- "Elixir.",
     Hs = lists:foldl(fun(_, Acc) ->
                              Acc ++ [start_dsup(cmem_c, [Sup ++ ",replicas=" ++ integer_to_list(R)],
@@ -1230,7 +1237,8 @@ cmem_run(N, NH, R) ->
     T = list_to_tuple(Nodes),
     Us = par(16, N, fun(I) ->
                             {ok, _, _} = gen_server:call({?CMEM, element(I rem NH + 1, T)},
-                                                         {start_child, {counter, [{name, {m, I}}]}, undefined}, ?T)
+                                                         {start_child, {counter, [{name, {m, I}}, {config, Arg}]},
+                                                          undefined}, ?T)
                     end),
     Info = fun() -> [gen_server:call({?CMEM, Nd}, replica_info, ?T) || Nd <- Nodes] end,
     ok = dsup_test:wait_until(
@@ -1251,19 +1259,22 @@ cmem_run(N, NH, R) ->
               [round(Per), NH, PerHost, SpecShare, Us / 1.0e6]),
     #{per => Per, per_host => PerHost, share => SpecShare, rss0 => Rss0, rss1 => Rss1}.
 
-%% replicas = 2 is the row; the same with replicas = 16 (every host keeps
-%% every spec, as before) is in the note: what the stubs save.
+%% replicas = 2 with plain counters is the row; the note has the same with
+%% replicas = 16 (every host keeps every spec, as before) and both with a
+%% 256-byte init arg: what the stubs save grows with the spec.
 cmem_row(N, NH) ->
-    #{per := Per, per_host := PerHost, share := Share, rss0 := Rss0, rss1 := Rss1} = cmem_run(N, NH, 2),
-    #{per := PerAll, share := ShareAll} = cmem_run(N, NH, 16),
+    #{per := Per, per_host := PerHost, share := Share, rss0 := Rss0, rss1 := Rss1} = cmem_run(N, NH, 2, 0),
+    #{per := PerAll, share := ShareAll} = cmem_run(N, NH, 16, 0),
+    #{per := Big2} = cmem_run(N, NH, 2, 256),
+    #{per := BigAll} = cmem_run(N, NH, 16, 256),
     row(list_to_atom("cluster_mem_" ++ integer_to_list(NH)),
         io_lib:format("cluster memory per child, ~b hosts, replicas = 2, N = ~b", [NH, N]),
         "bytes/child", lower, [Per], [], {abs_max, 500}, 1,
         io_lib:format("sum of the ~b dsup-nodes' VmRSS growth / N once the replica passes are idle; "
                       "per host ~w B/child; each spec kept ~.2f times (host + replicas; the others "
                       "keep a stub); every host keeping every spec (replicas = 16, ~.2f copies): ~b B/child; "
-                      "VmRSS kB ~w -> ~w",
-                      [NH, PerHost, Share, ShareAll, round(PerAll), Rss0, Rss1])).
+                      "with a 256-byte init arg: ~b B/child (replicas = 2) vs ~b (16); VmRSS kB ~w -> ~w",
+                      [NH, PerHost, Share, ShareAll, round(PerAll), round(Big2), round(BigAll), Rss0, Rss1])).
 
 %% ---------------------------------------------------------------- rows + output
 
