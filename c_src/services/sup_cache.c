@@ -449,6 +449,13 @@ int sup_resolve_duplicate(dsup_sup *s, dsup_term name)
 
 /* ---- incoming {'$dsup', Event} ---------------------------------------------------- */
 
+static int is_stub(dsup_term t)
+{
+    dsup_term el[3];
+    int ar;
+    return dsup_term_tagged(t, "stub", &ar, el, 3);
+}
+
 /* {stub, Type, Restart}: 0 and *out (args empty: not startable), or -1. */
 static int parse_stub(dsup_term t, dsup_child_spec **out)
 {
@@ -478,8 +485,14 @@ static void remote_child_up(dsup_sup *s, dsup_term name, dsup_term pid_t, dsup_t
     if (dsup_decode_pid(pid_t.buf, &i, &pid) < 0)
         return;
     sup_child *old = sup_child_by_name(s, name);
-    if (old && dsup_pid_eq(&old->pid, &pid))
+    if (old && dsup_pid_eq(&old->pid, &pid)) {
+        dsup_child_spec *full;
+        /* known, as a stub: a snapshot naming us a replica brings the spec */
+        if (!old->local && !sup_spec_full(old->spec) && !dsup_term_is_atom(spec_t, "undefined") &&
+            !is_stub(spec_t) && dsup_spec_parse(spec_t, &full) == 0)
+            sup_cache_put(s, name, &pid, full, 0);
         return;
+    }
     if (old && old->local) {
         /* Two live copies: resolve once both are in pg; keep ours for now. */
         sup_resolve_duplicate(s, name);
