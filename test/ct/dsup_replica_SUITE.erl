@@ -17,14 +17,16 @@
          init_per_testcase/2, end_per_testcase/2]).
 -export([specs_on_k_successors_failover_once/1,
          joining_host_gets_its_replicas/1,
-         k1_adjacent_losses_logged/1]).
+         k1_adjacent_losses_logged/1,
+         cli_replicas_key/1]).
 
 -define(T, 30000).
 -define(N_CHILDREN, 2000).
 
 suite() -> [{timetrap, {seconds, 240}}].
 
-all() -> [specs_on_k_successors_failover_once, joining_host_gets_its_replicas, k1_adjacent_losses_logged].
+all() -> [specs_on_k_successors_failover_once, joining_host_gets_its_replicas, k1_adjacent_losses_logged,
+          cli_replicas_key].
 
 init_per_suite(Config) ->
     case filelib:is_regular(dsup_test:exe()) of
@@ -34,11 +36,11 @@ init_per_suite(Config) ->
 
 end_per_suite(_Config) -> ok.
 
-init_per_testcase(_TC, Config) ->
+init_per_testcase(TC, Config) ->
     Name = dsup_test:unique_name(dsup_repl),
     Scope = dsup_cluster:scope_of(Name),
     _ = dsup_cluster:start_beam_scope(node(), Scope),
-    Hs = start_nodes(4, [], []),
+    Hs = start_nodes(case TC of cli_replicas_key -> 0; _ -> 4 end, [], []),
     [{name, Name}, {scope, Scope}, {handles, Hs} | Config].
 
 end_per_testcase(_TC, Config) ->
@@ -203,6 +205,32 @@ k1_adjacent_losses_logged(Cfg) ->
     end,
     [?assertEqual([], pg:get_members(?config(scope, Cfg), N)) || N <- Lost],
     {comment, dsup_cluster:fmt("~b children lost and logged, the others back", [length(Lost)])}.
+
+%% `--supervisor NAME,replicas=K' sets k (replica_info answers it; the
+%% default is 2); a K out of 1..16 exits 64 naming the option.
+cli_replicas_key(Cfg) ->
+    Name = ?config(name, Cfg),
+    H = dsup_cluster:start_c(#{name => repl_cli, extra_args => ["--supervisor", atom_to_list(Name) ++ ",replicas=3"]}),
+    try
+        N = maps:get(node, H),
+        ?assertMatch(#{replicas := 3, local := 0, specs := 0, stubs := 0}, dsup_cluster:sup(Name, N, replica_info)),
+        {ok, _} = dsup_cluster:call(N, {start_supervisor, other_default_sup, []}),
+        ?assertMatch(#{replicas := 2}, dsup_cluster:sup(other_default_sup, N, replica_info)),
+        ?assertMatch({error, {bad_option, replicas}},
+                     dsup_cluster:call(N, {start_supervisor, other_bad_sup, [{replicas, 0}]}))
+    after
+        dsup_cluster:stop_all_c([H])
+    end,
+    Bad = dsup_cluster:start_c(#{name => repl_cli_bad, wait => none,
+                                 extra_args => ["--supervisor", "repl_bad_sup,replicas=17"]}),
+    try
+        {exited, St} = dsup_test:wait_exit(Bad, ?T),
+        ?assertEqual(64, St),
+        [Line] = dsup_test:log_tail(Bad, 10),
+        ?assertMatch({match, _}, re:run(Line, "^dsup-node: --supervisor: replicas: expected an integer in 1..16"))
+    after
+        dsup_cluster:stop_all_c([Bad])
+    end.
 
 %% ------------------------------------------------------------------ helpers
 
