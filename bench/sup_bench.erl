@@ -14,6 +14,7 @@
 %%%   mem_idle_child          RSS delta / N for N idle children on one host
 %%%   pg_sync                 a new node joins the scope and sees all N groups
 %%%   scale_*                 1,000,000 children over 2 nodes: start, RSS, calls
+%%%   cluster_mem_H           all H hosts' RSS growth / children, replicas = 2
 %%%   shim_whereis/shim_call  DistributedSupervisor.whereis/call from an Elixir
 %%%                           node (pending shim until elixir_shim/ is compiled)
 %%%   pg_join_batch/_single   joins+leaves/s of members on a dsup-node / a BEAM
@@ -23,8 +24,9 @@
 %%%                           build/libdsup.a) vs libring's algorithm / phash2 on the BEAM
 %%% The summary also takes in the call rows of bench/call_bench.erl (calls.csv).
 %%%
-%%% Environment (for development): SUP_BENCH_ONLY=ring,start,failover,mem,pg,scale,shim
+%%% Environment (for development): SUP_BENCH_ONLY=ring,start,failover,mem,pg,scale,shim,cmem
 %%% runs a subset (mem includes pg_sync); SUP_BENCH_SCALE_N overrides N of scale;
+%%% SUP_BENCH_CMEM_HOSTS=8 (or 2,4) the host counts of the cluster_mem rows;
 %%% SUP_BENCH_LOG_LEVEL sets the dsup-nodes' --log-level (default warn);
 %%% SUP_BENCH_SHIM_EBIN is the compiled shim's ebin, SUP_BENCH_RING_BIN the
 %%% built bench_ring (run.sh sets both).
@@ -39,6 +41,7 @@
 -define(FO, 'Elixir.BenchFo').
 -define(MEM, 'Elixir.BenchMem').
 -define(SCALE, 'Elixir.BenchScale').
+-define(CMEM, 'Elixir.BenchCMem').
 -define(BL, bench_bl).
 -define(BL_FO, bench_bl_fo).
 -define(BL_MEM, bench_bl_mem).
@@ -69,6 +72,7 @@ config(true) ->
     #{start_seq => 100, start_conc => 400, start_reps => 1, conc => 8,
       fo_n => 200, fo_reps => 1, mem_n => 2000, sync_reps => 1,
       scale_n => 10000, scale_conc => 16, scale_calls => 1000,
+      cmem_n => 4000, cmem_hosts => [2, 4],
       shim_ops => 200, shim_reps => 1, shim_loop => 20000,
       pg_m => 1000, pg_batch => 50, pg_window => 32, pg_reps => 1,
       ring_reps => 1, ring_ops => 200000};
@@ -76,6 +80,7 @@ config(false) ->
     #{start_seq => 2000, start_conc => 10000, start_reps => 5, conc => 8,
       fo_n => 1000, fo_reps => 5, mem_n => 100000, sync_reps => 5,
       scale_n => 1000000, scale_conc => 16, scale_calls => 20000,
+      cmem_n => 100000, cmem_hosts => [2, 4, 8],
       shim_ops => 5000, shim_reps => 5, shim_loop => 100000,
       pg_m => 20000, pg_batch => 100, pg_window => 32, pg_reps => 5,
       ring_reps => 5, ring_ops => 2000000}.
@@ -106,7 +111,8 @@ run(Quick, OutDir, LogDir) ->
     R2 = case Do(mem) of true -> mem_phase(Cfg); false -> [] end,
     R2b = case Do(pg) of true -> pg_phase(Cfg); false -> [] end,
     R3 = case Do(scale) of true -> scale_phase(Cfg); false -> [] end,
-    Rows = R0 ++ R1 ++ R2 ++ R2b ++ R3,
+    R4 = case Do(cmem) of true -> cmem_phase(Cfg); false -> [] end,
+    Rows = R0 ++ R1 ++ R2 ++ R2b ++ R3 ++ R4,
     Secs = (erlang:monotonic_time(millisecond) - T0) / 1000,
     Meta = #{quick => Quick, cfg => Cfg, load_before => Load0, load_after => loadavg(),
              exe => dsup_test:exe(), secs => Secs, only => Only},
@@ -1199,6 +1205,76 @@ bl_probe(call, Inst, _BN, Keys) ->
     {_, L} = seq_timed(length(Keys), fun(I) ->
         0 = bl_dsup:call(Inst, element(I, KT), get) end),
     L.
+
+%% ---------------------------------------------------------------- cluster memory
+
+%% Cluster-wide memory per child with specs on k = 2 successors: H
+%% dsup-nodes, N counters placed by the ring; once every instance's replica
+%% pass is idle (each keeps its own children, the specs it is a replica of
+%% and a stub of the rest), the sum of all hosts' VmRSS growth / N. No
+%% baseline column: upstream keeps each child in every node's pg scope and
+%% nothing else, which the note's per-host figures can be set against.
+cmem_phase(#{cmem_n := N, cmem_hosts := Counts0}) ->
+    Counts = case os:getenv("SUP_BENCH_CMEM_HOSTS") of
+                 V when is_list(V), V =/= "" -> [list_to_integer(X) || X <- string:lexemes(V, ",")];
+                 _ -> Counts0
+             end,
+    [cmem_row(N, H) || H <- Counts].
+
+%% One measurement: H fresh dsup-nodes with `replicas=R`, N counters (with
+%% a Pad-byte binary among their init args: a spec of some size).
+cmem_run(N, NH, R, Pad) ->
+    io:format("== cluster memory: ~b children on ~b hosts, replicas = ~b, ~b-byte arg~n", [N, NH, R, Pad]),
+    Arg = binary:copy(<<"x">>, Pad),
+    Sup = atom_to_list(?CMEM) -- "Elixir.",
+    Hs = lists:foldl(fun(_, Acc) ->
+                             Acc ++ [start_dsup(cmem_c, [Sup ++ ",replicas=" ++ integer_to_list(R)],
+                                                [maps:get(node, X) || X <- Acc])]
+                     end, [], lists:seq(1, NH)),
+    Nodes = [maps:get(node, H) || H <- Hs],
+    ok = wait_ring(?CMEM, Nodes, NH),
+    Rss0 = [vmrss_kb(maps:get(os_pid, H)) || H <- Hs],
+    T = list_to_tuple(Nodes),
+    Us = par(16, N, fun(I) ->
+                            {ok, _, _} = gen_server:call({?CMEM, element(I rem NH + 1, T)},
+                                                         {start_child, {counter, [{name, {m, I}}, {config, Arg}]},
+                                                          undefined}, ?T)
+                    end),
+    Info = fun() -> [gen_server:call({?CMEM, Nd}, replica_info, ?T) || Nd <- Nodes] end,
+    ok = dsup_test:wait_until(
+           fun() ->
+                   Is = Info(),
+                   lists:sum([L || #{local := L} <- Is]) =:= N andalso
+                       lists:all(fun(#{local := L, specs := S, stubs := St, pass_active := P}) ->
+                                         P =:= false andalso L + S + St =:= N
+                                 end, Is)
+           end, 120000, 200),
+    Rss1 = [vmrss_kb(maps:get(os_pid, H)) || H <- Hs],
+    Is = Info(),
+    [stop_dsup(H) || H <- Hs],
+    Per = (lists:sum(Rss1) - lists:sum(Rss0)) * 1024 / N,
+    PerHost = [round((B - A) * 1024 / N) || {A, B} <- lists:zip(Rss0, Rss1)],
+    SpecShare = lists:sum([L + S || #{local := L, specs := S} <- Is]) / N,
+    io:format("  ~b B/child over ~b hosts (per host ~w B/child), specs kept ~.2f times, started in ~.1f s~n",
+              [round(Per), NH, PerHost, SpecShare, Us / 1.0e6]),
+    #{per => Per, per_host => PerHost, share => SpecShare, rss0 => Rss0, rss1 => Rss1}.
+
+%% replicas = 2 with plain counters is the row; the note has the same with
+%% replicas = 16 (every host keeps every spec, as before) and both with a
+%% 256-byte init arg: what the stubs save grows with the spec.
+cmem_row(N, NH) ->
+    #{per := Per, per_host := PerHost, share := Share, rss0 := Rss0, rss1 := Rss1} = cmem_run(N, NH, 2, 0),
+    #{per := PerAll, share := ShareAll} = cmem_run(N, NH, 16, 0),
+    #{per := Big2} = cmem_run(N, NH, 2, 256),
+    #{per := BigAll} = cmem_run(N, NH, 16, 256),
+    row(list_to_atom("cluster_mem_" ++ integer_to_list(NH)),
+        io_lib:format("cluster memory per child, ~b hosts, replicas = 2, N = ~b", [NH, N]),
+        "bytes/child", lower, [Per], [], {abs_max, 500}, 1,
+        io_lib:format("sum of the ~b dsup-nodes' VmRSS growth / N once the replica passes are idle; "
+                      "per host ~w B/child; each spec kept ~.2f times (host + replicas; the others "
+                      "keep a stub); every host keeping every spec (replicas = 16, ~.2f copies): ~b B/child; "
+                      "with a 256-byte init arg: ~b B/child (replicas = 2) vs ~b (16); VmRSS kB ~w -> ~w",
+                      [NH, PerHost, Share, ShareAll, round(PerAll), round(Big2), round(BigAll), Rss0, Rss1])).
 
 %% ---------------------------------------------------------------- rows + output
 

@@ -25,6 +25,7 @@
 #include "sup.h"
 #include "sup_heal.h"
 #include "term.h"
+#include "term_text.h"
 
 dsup_sup *dsup_sups;
 
@@ -76,6 +77,7 @@ static void host_joined(dsup_sup *s, const dsup_pid *host)
         sup_send_snapshot(s, host);
     sup_pending_child_retry(s); /* a host that can run a pending child? */
     sup_quorum_check(s);
+    sup_replica_ring_changed(s);
 }
 
 /* Ask ourselves to fail over once the scope has applied the whole change
@@ -135,6 +137,7 @@ static void host_left(dsup_sup *s, const dsup_pid *host)
     sup_quorum_check(s);
     if (host->node != g_node->name && !s->stopping)
         schedule_failover(s, host->node);
+    sup_replica_ring_changed(s); /* its replicas' places go to the next hosts */
 }
 
 /* The copy our table names for `name` left the name's pg group while its
@@ -199,6 +202,7 @@ static void on_scope_event(void *arg, dsup_pg *scope, int event, dsup_term group
          * lists groups in any order. A pending child may be placeable now. */
         if (event == DSUP_PG_JOIN && !s->stopping)
             sup_pending_child_retry(s);
+        sup_replica_ring_changed(s); /* the capable hosts, so the replicas, changed */
         return;
     }
     if (event == DSUP_PG_JOIN && !s->stopping)
@@ -587,7 +591,7 @@ void sup_failover(dsup_sup *s, const char *lost)
      * one restarted under its name has the old incarnation's */
     orphan_ctx o = { .s = s };
     dsup_dict_foreach(&s->by_name, collect_orphan, &o);
-    size_t restarted = 0, pending = 0;
+    size_t restarted = 0, pending = 0, nlost = 0;
     for (size_t i = 0; i < o.n; i++) {
         sup_child *c = o.list[i];
         if (sup_cache_repoint(s, c, lost))
@@ -598,6 +602,19 @@ void sup_failover(dsup_sup *s, const char *lost)
         const char *owner = keep ? sup_place_owner(s, c->spec, 0) : NULL;
         if (keep && owner && owner != g_node->name && !s->fenced)
             continue; /* its owner restarts it (the entry stays until its child_up) */
+        if (keep && !sup_spec_full(c->spec)) {
+            /* A stub: we are not one of its replicas. Ours to restart, yet
+             * its host and all its replicas are gone (more than `replicas`
+             * hosts lost at once): nobody can. */
+            if (owner == g_node->name && !s->fenced) {
+                char nm[256];
+                dsup_term_text(c->spec->name, nm, sizeof nm);
+                LOG_WARN("%s: child %s (type %s) of lost host %s cannot be restored: its host and its %d "
+                         "replicas are gone", s->name, nm, c->spec->type, c->pid.node, s->replicas);
+                nlost++;
+            }
+            keep = 0; /* pending or fenced: the replicas hold it */
+        }
         dsup_child_spec *spec = NULL;
         if (keep && !owner) {
             sup_pending_child_add(s, c->spec);
@@ -624,8 +641,8 @@ void sup_failover(dsup_sup *s, const char *lost)
     }
     free(o.list);
     if (o.n)
-        LOG_INFO("%s: %s lost; %zu children of lost hosts, %zu restarted here, %zu pending", s->name, lost,
-                 o.n, restarted, pending);
+        LOG_INFO("%s: %s lost; %zu children of lost hosts, %zu restarted here, %zu pending, %zu not "
+                 "restorable", s->name, lost, o.n, restarted, pending, nlost);
 }
 
 /* ---- the instance process ------------------------------------------------------- */
@@ -742,6 +759,7 @@ static void sup_terminate(dsup_proc *self, void *state, dsup_term reason)
     sup_rebalance_free(s);
     sup_move_free(s);
     sup_checkpoint_free(s);
+    sup_replica_free(s);
     s->proc = NULL; /* the struct lives on in dsup_sups for pending lookups */
     sup_heal_ended(s, reason); /* the node restarts the instance */
 }
@@ -842,6 +860,7 @@ int dsup_sup_start(const char *name, const dsup_term *opts, dsup_sup **out, ei_x
     s->max_restarts = 3;
     s->max_seconds = 5;
     s->rebalance_moves = SUP_REBALANCE_MOVES_DEFAULT;
+    s->replicas = SUP_REPLICAS_DEFAULT;
     static const char nil[] = { 106 };
     if (sup_parse_opts(s, opts ? *opts : (dsup_term){ nil, 1 }, err) < 0) {
         free_sup(s);

@@ -12,10 +12,11 @@
 #include "sup_spec.h"
 
 typedef struct sup_child {
-    dsup_child_spec *spec;        /* NULL when the host did not share it (cache off) */
+    dsup_child_spec *spec;        /* full, or a stub / type undefined (sup_spec_full) */
     dsup_pid pid;
-    int local;
-    int terminating;              /* terminate_child in progress */
+    unsigned char local;
+    unsigned char terminating;    /* terminate_child in progress */
+    uint32_t replica_sig;         /* local: the replica set its spec was sent to (sup_replica.c) */
     dsup_saved_from *term_from;   /* who asked, answered on EXIT */
     uv_timer_t *kill_timer;       /* shutdown timeout, then kill */
 } sup_child;
@@ -51,6 +52,8 @@ struct dsup_sup {
     dsup_dict by_name;            /* child name bytes -> sup_child, stored inline (whole cluster) */
     dsup_ivec by_pid;             /* sup_child*, indexed by the child's pid */
     int cache_children;
+    int replicas;                 /* k: hosts besides the child's own that keep its spec */
+    struct sup_repl *repl;        /* the replica pass after ring changes (sup_replica.c) */
     int monitor_nodes;            /* 0 false, 1 true, 2 cluster */
     const char **nodes;           /* restrict the ring to these (interned); NULL = all hosts */
     int nnodes;
@@ -153,6 +156,35 @@ int sup_place_is_capability_group(dsup_term group);
  * NULL. `fresh`: a new start, whose type may be a BEAM module. */
 const char *sup_place_owner(dsup_sup *s, const dsup_child_spec *spec, int fresh);
 const char *sup_place_owner_for_type(dsup_sup *s, const char *type, dsup_term key);
+/* Up to max distinct hosts able to run spec, clockwise from its name's
+ * point, without `skip` (its host); padded with the ring's other hosts
+ * when too few are capable. Interned names; returns how many. */
+size_t sup_place_successors(dsup_sup *s, const dsup_child_spec *spec, const char *skip, const char **out,
+                            size_t max);
+
+/* sup_replica.c: specs kept on k ring successors (default 2) */
+#define SUP_REPLICAS_DEFAULT 2
+#define SUP_REPLICAS_MAX 16
+/* A spec the cache can start the child from (a replica's or our own); a
+ * non-replica keeps a stub (type and restart, no args) or none. */
+int sup_spec_full(const dsup_child_spec *spec);
+/* The replicas of c's spec: up to s->replicas hosts (interned). */
+size_t sup_replica_nodes(dsup_sup *s, const sup_child *c, const char **out);
+uint32_t sup_replica_sig(const char **nodes, size_t n);
+int sup_replica_has(const char *const *nodes, size_t n, const char *node);
+/* Whether the instance `pid` is a C host (it gets stubs; Elixir instances
+ * keep every spec, as before). */
+int sup_peer_is_c_host(dsup_sup *s, const dsup_pid *pid);
+/* The ring or a host's capabilities changed: re-place specs (throttled). */
+void sup_replica_ring_changed(dsup_sup *s);
+/* {replica, Name, Pid, SpecMap}: 1 when handled. */
+int sup_replica_msg(dsup_sup *s, dsup_term event);
+/* replica_info -> #{replicas, local, specs (others' children), stubs,
+ * pass_active}: 1 when req was that call. */
+int sup_replica_call(dsup_sup *s, dsup_term req, ei_x_buff *reply);
+void sup_replica_free(dsup_sup *s);
+/* Encode {stub, Type, Restart} for a non-replica. */
+void sup_encode_stub(ei_x_buff *x, const dsup_child_spec *spec);
 
 /* sup_pending.c: children no surviving host can run */
 void sup_pending_child_add(dsup_sup *s, const dsup_child_spec *spec);

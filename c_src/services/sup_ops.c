@@ -11,6 +11,7 @@
  *   {node_for, Key}          -> Node | undefined
  *   {move_child, Name, Node} -> {ok, Pid, Name} | {error, _}   (sup_handoff.c)
  *   {checkpoint_of, Name}    -> {ok, Term} | none             (sup_checkpoint.c)
+ *   replica_info             -> #{replicas, local, specs, stubs, pass_active} (sup_replica.c)
  * A start or terminate that belongs to another node is forwarded to the
  * instance there; its answer is relayed without blocking this one. */
 #include <stdlib.h>
@@ -276,7 +277,7 @@ static void enc_child(dsup_dict_ent *e, void *arg)
         dsup_x_encode_term(c->x, ch->spec->name);
         ei_x_encode_tuple_header(c->x, 2);
         dsup_x_encode_pid(c->x, &ch->pid);
-        if (strcmp(ch->spec->type, "undefined") == 0)
+        if (!sup_spec_full(ch->spec))
             dsup_x_encode_atom(c->x, "undefined");
         else
             dsup_spec_encode_map(c->x, ch->spec, 0);
@@ -337,6 +338,8 @@ dsup_call_ret sup_handle_call(dsup_proc *self, void *state, dsup_term req, const
     dsup_call_ret moved;
     if (sup_handoff_call(s, req, from, reply, &moved))
         return moved;
+    if (sup_replica_call(s, req, reply))
+        return DSUP_REPLY;
     if (dsup_term_is_atom(req, "children")) {
         encode_children(s, reply, ENC_CHILDREN, 0);
     } else if (dsup_term_is_atom(req, "local_children")) {

@@ -104,7 +104,8 @@ defmodule DistributedSupervisor do
     :crash_reports,
     :quorum,
     :rebalance,
-    :rebalance_moves
+    :rebalance_moves,
+    :replicas
   ]
 
   # ------------------------------------------------------------------ start
@@ -134,6 +135,10 @@ defmodule DistributedSupervisor do
     * `:cache_children?` (`t:boolean/0`) - If true, instances share the children's specs,
       which lets a child be restarted on another node when its node goes down.
       The default value is `true`.
+    * `:replicas` (`1..16`) - How many hosts besides a child's own keep its spec on the
+      C instances this instance starts (the next ones clockwise on the ring; they take
+      the child over when its host dies). This instance itself, like every Elixir
+      instance, keeps every spec. The default value is `2`.
     * `:nodes` (list of `t:atom/0`) - The hardcoded list of nodes to spread children across;
       if not passed, all nodes running the supervisor are used. The default value is `[]`.
     * `:monitor_nodes` (`false | true | :cluster`) - `true`: listeners hear of nodes joining
@@ -235,6 +240,8 @@ defmodule DistributedSupervisor do
   defp check_option(:name, v) when is_atom(v) and v not in [nil, true, false], do: :ok
   defp check_option(:name, v), do: bad_value(:name, v, "expected atom")
   defp check_option(:cache_children?, v) when is_boolean(v), do: :ok
+  defp check_option(:replicas, v) when is_integer(v) and v in 1..16, do: :ok
+  defp check_option(:replicas, v), do: bad_value(:replicas, v, "expected an integer in 1..16")
   defp check_option(:cache_children?, v), do: bad_value(:cache_children?, v, "expected boolean")
   defp check_option(:monitor_nodes, v) when v in [false, true, :cluster], do: :ok
 

@@ -287,7 +287,8 @@ defmodule DistributedSupervisor.Instance do
       :max_seconds,
       :quorum,
       :rebalance,
-      :rebalance_moves
+      :rebalance_moves,
+      :replicas
     ])
   end
 
