@@ -194,6 +194,8 @@ static void on_scope_event(void *arg, dsup_pg *scope, int event, dsup_term group
                 sup_send_snapshot(s, &pids[i]);
         return;
     }
+    if (sup_handoff_is_mark(group)) /* a name moving (sup_handoff.c): not a child */
+        return;
     if (sup_place_is_capability_group(group)) {
         /* A host's capabilities may arrive after the host itself: a pg sync
          * lists groups in any order. A pending child may be placeable now. */

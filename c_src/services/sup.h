@@ -90,6 +90,7 @@ struct dsup_sup {
 #define SUP_OBSERVERS_GROUP "$dsup_observers" /* shim instances: follow the cache */
 #define SUP_BEAM_GROUP "$dsup_beam"           /* Elixir hosts: run BEAM modules */
 #define SUP_TYPE_TAG "$dsup_type"             /* {'$dsup_type', Type}: C hosts of Type */
+#define SUP_MOVING_TAG "$dsup_moving"         /* {'$dsup_moving', Name}: Name is moving */
 
 extern dsup_sup *dsup_sups;
 
@@ -188,7 +189,8 @@ void sup_rebalance_host_joined(dsup_sup *s, const char *node);
 void sup_rebalance_moved(dsup_sup *s, int ok);
 void sup_rebalance_free(dsup_sup *s);
 
-/* sup_move.c: move local child c to the host on node (stops c now); the
+/* sup_move.c: move local child c to the host on node (stops c when the
+ * next barrier opens, so it serves calls while earlier moves pass theirs); the
  * reply {ok, Pid, Name} | {error, _} goes to `from`, or to the rebalance
  * throttle when from is NULL. */
 void sup_move_start(dsup_sup *s, sup_child *c, const char *node, const dsup_from *from);
@@ -201,8 +203,16 @@ void sup_move_send_after_barrier(dsup_sup *s, const char *node, const ei_x_buff 
  * (sup_shutdown_finish) once it passed and nothing else waits for one. */
 void sup_move_barrier(dsup_sup *s);
 /* sup_handoff.c, for rebalance: {start_handoff, Name, SpecMap, State} for
- * local child c into x, and stop c (its pid leaves the registry now). */
-void sup_handoff_take(sup_child *c, ei_x_buff *x);
+ * local child c into x, mark the name moving and stop c with reason
+ * {shutdown, {moved, Node}} (its pid leaves the registry now). */
+void sup_handoff_take(dsup_sup *s, sup_child *c, const char *node, ei_x_buff *x);
+/* Join (moving 1) or leave the group {'$dsup_moving', Name} with the
+ * instance's pid: what the shim's call by name waits on during a move. */
+void sup_handoff_mark(dsup_sup *s, dsup_term name, int moving);
+int sup_handoff_is_mark(dsup_term group);
+/* sup_move.c: send the encoded term `reply` (a start_handoff's) to `from` once a barrier
+ * passed; 0 when queued, -1 (out of memory) when the caller replies now. */
+int sup_move_reply_after_barrier(dsup_sup *s, const dsup_from *from, const char *reply, size_t len);
 
 /* sup_checkpoint.c */
 int sup_checkpoint_msg(dsup_sup *s, dsup_term event);

@@ -48,14 +48,52 @@ static void encode_handoff(sup_child *c, ei_x_buff *x)
     dsup_x_encode_atom(x, "none");
 }
 
+/* {'$dsup_moving', Name}: the "moving" mark of a name. */
+static void encode_mark(ei_x_buff *x, dsup_term name)
+{
+    ei_x_encode_tuple_header(x, 2);
+    dsup_x_encode_atom(x, SUP_MOVING_TAG);
+    dsup_x_encode_term(x, name);
+}
+
+void sup_handoff_mark(dsup_sup *s, dsup_term name, int moving)
+{
+    if (!s->proc)
+        return;
+    ei_x_buff *x = dsup_term_scratch();
+    encode_mark(x, name);
+    if (moving)
+        dsup_pg_join(s->scope, dsup_term_of_x(x), &s->proc->pid, 1);
+    else
+        dsup_pg_leave(s->scope, dsup_term_of_x(x), &s->proc->pid, 1);
+    dsup_term_scratch_release(x);
+}
+
+int sup_handoff_is_mark(dsup_term group)
+{
+    int ar;
+    return dsup_term_tagged(group, SUP_MOVING_TAG, &ar, NULL, 0) && ar == 2;
+}
+
 /* Stop the old copy now: it leaves its pg groups as it ends. Its EXIT then
- * reaches us as a requested stop (no restart; child_down when not stopping). */
-static void stop_old_copy(sup_child *c)
+ * reaches us as a requested stop (no restart; child_down when not stopping).
+ * The reason {shutdown, {moved, Node}} tells a caller whose call was still
+ * unanswered that it was not handled (the state was taken just now, in this
+ * same callback) and may be sent again to the new copy: the shim does. */
+static void stop_old_copy(sup_child *c, const char *node)
 {
     c->terminating = 1;
     dsup_proc *p = dsup_proc_lookup(&c->pid);
-    if (p)
-        dsup_proc_exit(p, dsup_reason_atom("shutdown"));
+    if (!p)
+        return;
+    ei_x_buff *x = dsup_term_scratch();
+    ei_x_encode_tuple_header(x, 2);
+    dsup_x_encode_atom(x, "shutdown");
+    ei_x_encode_tuple_header(x, 2);
+    dsup_x_encode_atom(x, "moved");
+    dsup_x_encode_atom(x, node);
+    dsup_proc_exit(p, dsup_term_of_x(x));
+    dsup_term_scratch_release(x);
 }
 
 /* {handoff|start_handoff, Name, SpecMap, State} for local child c, then stop it. */
@@ -68,10 +106,13 @@ static void encode_move(sup_child *c, const char *tag, ei_x_buff *x)
     encode_handoff(c, x);
 }
 
-void sup_handoff_take(sup_child *c, ei_x_buff *x)
+void sup_handoff_take(dsup_sup *s, sup_child *c, const char *node, ei_x_buff *x)
 {
     encode_move(c, "start_handoff", x);
-    stop_old_copy(c);
+    /* The mark joins before the pid leaves, from the same scope: every
+     * observer learns the name is moving no later than it loses its pid. */
+    sup_handoff_mark(s, c->spec->name, 1);
+    stop_old_copy(c, node);
 }
 
 /* The node that takes `name` when this node leaves: the first other node
@@ -115,7 +156,8 @@ int sup_handoff_on_stop(dsup_sup *s, sup_child **list, size_t n, int barrier)
         ei_x_encode_tuple_header(x, 2);
         dsup_x_encode_atom(x, "$dsup");
         encode_move(c, "handoff", x);
-        stop_old_copy(c);
+        sup_handoff_mark(s, c->spec->name, 1); /* held until this instance ends */
+        stop_old_copy(c, node);
         if (barrier) {
             sup_move_send_after_barrier(s, node, x);
         } else {
@@ -242,8 +284,18 @@ int sup_handoff_call(dsup_sup *s, dsup_term req, const dsup_from *from, ei_x_buf
         return 1;
     }
     if (dsup_term_tagged(req, "start_handoff", &ar, el, 5) && ar == 4) {
-        start_arriving(s, el[1], el[2], el[3], reply);
-        *ret = DSUP_REPLY;
+        /* The reply waits for a barrier of ours: once the mover has it, every
+         * peer has our join of the new copy in its scope's mailbox, so the
+         * mover's leave of the moving mark lands behind it everywhere and no
+         * observer sees the mark go before the new pid comes. */
+        int at = reply->index; /* the reply buffer may already hold the call's {Tag, _} wrapping */
+        if (start_arriving(s, el[1], el[2], el[3], reply) == 0 &&
+            sup_move_reply_after_barrier(s, from, reply->buff + at, (size_t)(reply->index - at)) == 0) {
+            reply->index = at;
+            *ret = DSUP_NOREPLY;
+        } else {
+            *ret = DSUP_REPLY;
+        }
         return 1;
     }
     return 0;

@@ -14,9 +14,18 @@
  * not answered within SUP_BARRIER_MS (a peer that went away) lets the
  * moves go anyway.
  *
+ * The gap (the name without a pid) is one barrier round trip plus the
+ * start: a move queued while a barrier is in flight keeps its old copy
+ * running (serving calls) until the next barrier opens, and only then is
+ * its state taken and the copy stopped, so no move waits out two barriers
+ * unregistered.
+ *
  * Then {start_handoff, Name, SpecMap, State} goes to the new host as a
- * gen_server call; its reply ends the move: relayed to the move_child
- * caller, or counted by the rebalance throttle. */
+ * gen_server call; its reply (sent by the new host after a barrier of its
+ * own, sup_handoff.c) ends the move: the name's moving mark is left,
+ * the reply relayed to the move_child caller, or counted by the rebalance
+ * throttle. The same barrier queue holds those delayed replies on the
+ * receiving side (MOVE_REPLY). */
 #include <stdlib.h>
 #include <string.h>
 
@@ -29,12 +38,19 @@
 
 #define SUP_BARRIER_MS 2000
 
+typedef enum {
+    MOVE_CALL,                    /* move_child / rebalance: start_handoff call */
+    MOVE_PLAIN,                   /* graceful stop: req is a plain message, no reply */
+    MOVE_REPLY                    /* the target's side: req is a reply to `from` */
+} move_kind;
+
 typedef struct sup_move {
+    move_kind kind;
     dsup_ref tag, mref;
-    const char *node;             /* interned, held */
-    dsup_term req;                /* the start_handoff request (copy) */
-    dsup_saved_from *from;        /* move_child's caller, or NULL (rebalance) */
-    int plain;                    /* req is a plain message (graceful stop), no reply */
+    const char *node;             /* interned, held (NULL for MOVE_REPLY) */
+    dsup_term name;               /* MOVE_CALL: the child's name (copy) */
+    dsup_term req;                /* the request (copy); MOVE_CALL: taken when its barrier opens */
+    dsup_saved_from *from;        /* move_child's caller, or NULL (rebalance); MOVE_REPLY: the mover */
     struct sup_move *next;
 } sup_move;
 
@@ -56,7 +72,9 @@ static sup_moves *moves_of(dsup_sup *s)
 
 static void free_move(sup_move *m)
 {
-    dsup_intern_release(m->node);
+    if (m->node)
+        dsup_intern_release(m->node);
+    dsup_term_free(&m->name);
     dsup_term_free(&m->req);
     dsup_from_discard(m->from);
     free(m);
@@ -87,20 +105,35 @@ static void send_barred(dsup_sup *s)
     while (list) {
         sup_move *m = list;
         list = m->next;
+        if (m->kind == MOVE_REPLY) {
+            ei_x_buff *x = dsup_term_scratch();
+            dsup_x_encode_term(x, m->req);
+            dsup_reply(m->from, x);
+            m->from = NULL;
+            dsup_term_scratch_release(x);
+            free_move(m);
+            continue;
+        }
+        if (m->kind == MOVE_CALL && !m->req.buf) { /* not taken: not_found */
+            free_move(m);
+            continue;
+        }
         const dsup_pid *host = sup_host_on(s, m->node);
         if (!host) { /* the target left meanwhile: the child is lost (README) */
             LOG_WARN("%s: %s left before a child moved to it arrived", s->name, m->node);
+            if (m->kind == MOVE_CALL)
+                sup_handoff_mark(s, m->name, 0);
             if (m->from) {
                 reply_error(m->from, "nodedown", m->node);
                 m->from = NULL;
-            } else if (!m->plain) {
+            } else if (m->kind == MOVE_CALL) {
                 sup_rebalance_moved(s, 0);
             }
             free_move(m);
             continue;
         }
         dsup_pid to = *host;
-        if (m->plain) {
+        if (m->kind == MOVE_PLAIN) {
             ei_x_buff *x = dsup_term_scratch();
             dsup_x_encode_term(x, m->req);
             dsup_send(s->proc, &to, x);
@@ -135,6 +168,38 @@ static void on_barrier_timeout(uv_timer_t *t)
     }
 }
 
+/* A queued move_child/rebalance move whose barrier opens now: take its
+ * state and stop the old copy (sup_handoff_take). A child that ended or
+ * moved meanwhile is not moved: the caller gets not_found, the throttle a
+ * failure. */
+static void take_now(dsup_sup *s, sup_move *m)
+{
+    sup_child *c = sup_child_by_name(s, m->name);
+    if (!c || !c->local || c->terminating || !c->spec) {
+        if (m->from) {
+            reply_error(m->from, "not_found", NULL);
+            m->from = NULL;
+        } else {
+            sup_rebalance_moved(s, 0);
+        }
+        return;
+    }
+    ei_x_buff *x = dsup_term_scratch();
+    sup_handoff_take(s, c, m->node, x); /* encodes the request, marks, stops the old copy */
+    m->req = dsup_term_dup(dsup_term_of_x(x));
+    dsup_term_scratch_release(x);
+    if (!m->req.buf) {
+        LOG_ERROR("%s: out of memory moving a child; it is lost", s->name);
+        sup_handoff_mark(s, m->name, 0);
+        if (m->from) {
+            reply_error(m->from, "enomem", NULL);
+            m->from = NULL;
+        } else {
+            sup_rebalance_moved(s, 0);
+        }
+    }
+}
+
 /* Open a barrier for the waiting moves (none open). */
 static void open_barrier(dsup_sup *s)
 {
@@ -142,8 +207,11 @@ static void open_barrier(dsup_sup *s)
     mv->barred = mv->waiting;
     mv->waiting = NULL;
     dsup_node_make_ref(&mv->barrier_tag);
-    mv->barrier_open = 1;
+    mv->barrier_open = 1; /* before take_now: a throttle refilled from it queues behind */
     mv->barrier_left = 0;
+    for (sup_move *m = mv->barred; m; m = m->next)
+        if (m->kind == MOVE_CALL && !m->req.buf)
+            take_now(s, m);
     ei_x_buff *x = dsup_term_scratch();
     ei_x_encode_tuple_header(x, 3);
     dsup_x_encode_atom(x, "$gen_call");
@@ -197,7 +265,7 @@ void sup_move_send_after_barrier(dsup_sup *s, const char *node, const ei_x_buff 
         free(m);
         return;
     }
-    m->plain = 1;
+    m->kind = MOVE_PLAIN;
     m->node = node;
     dsup_intern_hold(node);
     m->next = mv->waiting;
@@ -220,20 +288,18 @@ void sup_move_start(dsup_sup *s, sup_child *c, const char *node, const dsup_from
 {
     sup_moves *mv = moves_of(s);
     sup_move *m = mv ? dsup_xcalloc(1, sizeof *m) : NULL;
-    ei_x_buff *x = dsup_term_scratch();
-    sup_handoff_take(c, x); /* encodes the request and stops the old copy */
     if (m)
-        m->req = dsup_term_dup(dsup_term_of_x(x));
-    dsup_term_scratch_release(x);
-    if (!m || !m->req.buf) {
-        LOG_ERROR("%s: out of memory moving a child; it is lost", s->name);
+        m->name = dsup_term_dup(c->spec->name);
+    if (!m || !m->name.buf) {
+        LOG_ERROR("%s: out of memory moving a child; it stays", s->name);
         free(m);
-        if (from) {
-            dsup_saved_from *f = dsup_from_save(from);
-            reply_error(f, "enomem", NULL);
-        }
+        if (from)
+            reply_error(dsup_from_save(from), "enomem", NULL);
+        else
+            sup_rebalance_moved(s, 0);
         return;
     }
+    m->kind = MOVE_CALL;
     dsup_node_make_ref(&m->tag);
     m->node = node;
     dsup_intern_hold(node);
@@ -242,6 +308,25 @@ void sup_move_start(dsup_sup *s, sup_child *c, const char *node, const dsup_from
     mv->waiting = m;
     if (!mv->barrier_open)
         open_barrier(s);
+}
+
+int sup_move_reply_after_barrier(dsup_sup *s, const dsup_from *from, const char *reply, size_t len)
+{
+    sup_moves *mv = moves_of(s);
+    sup_move *m = mv ? dsup_xcalloc(1, sizeof *m) : NULL;
+    if (m)
+        m->req = dsup_term_dup((dsup_term){ reply, len });
+    if (!m || !m->req.buf) {
+        free(m);
+        return -1;
+    }
+    m->kind = MOVE_REPLY;
+    m->from = dsup_from_save(from);
+    m->next = mv->waiting;
+    mv->waiting = m;
+    if (!mv->barrier_open)
+        open_barrier(s);
+    return 0;
 }
 
 static sup_move *take(sup_move **list, const dsup_ref *ref, int by_mref)
@@ -258,6 +343,9 @@ static sup_move *take(sup_move **list, const dsup_ref *ref, int by_mref)
 
 static void finished(dsup_sup *s, sup_move *m, dsup_term reply)
 {
+    /* The new copy's join is in every peer's scope mailbox (the target
+     * replied after its barrier): the mark may go. */
+    sup_handoff_mark(s, m->name, 0);
     int ar;
     int ok = !dsup_term_tagged(reply, "error", &ar, NULL, 0);
     if (!ok) {

@@ -69,7 +69,7 @@ defmodule DistributedSupervisor do
   The README's "Deliberate differences" lists them all.
   """
 
-  alias DistributedSupervisor.{Instance, InstanceSupervisor, Place, Ring, ValidationError}
+  alias DistributedSupervisor.{Instance, InstanceSupervisor, Moving, Place, Ring, ValidationError}
 
   @typedoc """
   The id of the child process within the instance of the distributed supervisor.
@@ -854,8 +854,60 @@ defmodule DistributedSupervisor do
       :noproc
   """
   @spec call(name(), id(), msg, timeout()) :: result when msg: term(), result: term()
-  def call(name, child, msg, timeout \\ 5000),
-    do: GenServer.call(via_name(name, child), msg, timeout)
+  def call(name, child, msg, timeout \\ 5000) do
+    deadline = Moving.deadline(timeout)
+    call_pid(name, child, msg, timeout, deadline, resolve(name, child, deadline))
+  end
+
+  # A move (README "Moving children") is invisible to the caller: a call
+  # made while the name has no pid waits for the new copy, and a call the
+  # old copy did not handle (Moving.retry/1 says which) goes to the new one,
+  # all within the caller's timeout. Exits name the via name, as
+  # GenServer.call(via_name(...)) does.
+  defp call_pid(name, child, msg, timeout, deadline, pid) when is_pid(pid) do
+    GenServer.call(pid, msg, Moving.remaining(deadline))
+  catch
+    :exit, {reason, _} ->
+      case Moving.retry(reason) do
+        {false, _} ->
+          call_exit(reason, name, child, msg, timeout)
+
+        {when_, moved?} ->
+          case Moving.await(name, child, pid, moved?, deadline, when_ == :if_marked) do
+            new when is_pid(new) -> call_pid(name, child, msg, timeout, deadline, new)
+            :timeout -> call_exit(:timeout, name, child, msg, timeout)
+            :undefined -> call_exit(reason, name, child, msg, timeout)
+          end
+      end
+  end
+
+  defp call_pid(name, child, msg, timeout, _deadline, wait) do
+    call_exit(if(wait == :timeout, do: :timeout, else: :noproc), name, child, msg, timeout)
+  end
+
+  defp call_exit(reason, name, child, msg, timeout),
+    do: exit({reason, {GenServer, :call, [via_name(name, child), msg, timeout]}})
+
+  @doc false
+  # The pid of `child`, waiting (until deadline) while it is moving:
+  # a pid, :undefined or :timeout.
+  def resolve(name, child, deadline) do
+    case whereis(name, child) do
+      pid when is_pid(pid) ->
+        pid
+
+      :undefined ->
+        scope = Instance.scope(name)
+
+        # The mark joins before the old pid leaves and leaves after the new
+        # pid joined: no pid and no mark is a name with no process, unless
+        # the mark went between the two reads (then the new pid is there).
+        cond do
+          Moving.moving?(scope, child) -> Moving.await(name, child, nil, false, deadline)
+          true -> whereis_registered(name, child)
+        end
+    end
+  end
 
   @doc """
   A syntactic sugar for `GenServer.cast/2` allowing to call a dynamically supervised
@@ -889,9 +941,9 @@ defmodule DistributedSupervisor do
   """
   @spec send(name(), id(), msg) :: msg | :undefined when msg: term()
   def send(name, child, msg) do
-    case whereis(name, child) do
+    case resolve(name, child, Moving.deadline(5000)) do
       pid when is_pid(pid) -> Kernel.send(pid, msg)
-      :undefined -> :undefined
+      _ -> :undefined
     end
   end
 
