@@ -197,6 +197,9 @@ void sup_move_start(dsup_sup *s, sup_child *c, const char *node, const dsup_from
 int sup_move_reply(dsup_sup *s, dsup_term msg);
 int sup_move_down(dsup_sup *s, const dsup_ref *mref);
 void sup_move_free(dsup_sup *s);
+/* Barrier round trips since the last call: count, mean and longest (µs);
+ * resets them (the rebalance summary logs them: most of a move's gap). */
+void sup_move_barrier_stats(dsup_sup *s, uint64_t *n, uint64_t *avg_us, uint64_t *max_us);
 /* Queue a plain message to the host on node, sent once a barrier passes. */
 void sup_move_send_after_barrier(dsup_sup *s, const char *node, const ei_x_buff *msg);
 /* Open a barrier (unless one is open): a stopping instance finishes

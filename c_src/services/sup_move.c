@@ -60,6 +60,8 @@ typedef struct sup_moves {
     sup_move *inflight;           /* start_handoff sent */
     dsup_ref barrier_tag;
     int barrier_open, barrier_left;
+    uint64_t barrier_t0;          /* uv_hrtime() when the open barrier was sent */
+    uint64_t nbar, bar_sum_us, bar_max_us; /* barrier round trips, for the rebalance log */
     uv_timer_t *barrier_timer;
 } sup_moves;
 
@@ -208,6 +210,7 @@ static void open_barrier(dsup_sup *s)
     mv->waiting = NULL;
     dsup_node_make_ref(&mv->barrier_tag);
     mv->barrier_open = 1; /* before take_now: a throttle refilled from it queues behind */
+    mv->barrier_t0 = uv_hrtime();
     mv->barrier_left = 0;
     for (sup_move *m = mv->barred; m; m = m->next)
         if (m->kind == MOVE_CALL && !m->req.buf)
@@ -245,6 +248,11 @@ static void barrier_passed(dsup_sup *s)
 {
     sup_moves *mv = s->moves;
     mv->barrier_open = 0;
+    uint64_t us = (uv_hrtime() - mv->barrier_t0) / 1000;
+    mv->nbar++;
+    mv->bar_sum_us += us;
+    if (us > mv->bar_max_us)
+        mv->bar_max_us = us;
     if (mv->barrier_timer)
         uv_timer_stop(mv->barrier_timer);
     send_barred(s);
@@ -327,6 +335,16 @@ int sup_move_reply_after_barrier(dsup_sup *s, const dsup_from *from, const char 
     if (!mv->barrier_open)
         open_barrier(s);
     return 0;
+}
+
+void sup_move_barrier_stats(dsup_sup *s, uint64_t *n, uint64_t *avg_us, uint64_t *max_us)
+{
+    sup_moves *mv = s->moves;
+    *n = mv ? mv->nbar : 0;
+    *avg_us = *n ? mv->bar_sum_us / *n : 0;
+    *max_us = mv ? mv->bar_max_us : 0;
+    if (mv)
+        mv->nbar = mv->bar_sum_us = mv->bar_max_us = 0;
 }
 
 static sup_move *take(sup_move **list, const dsup_ref *ref, int by_mref)

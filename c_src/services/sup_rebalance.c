@@ -81,8 +81,12 @@ static void pump(dsup_sup *s)
         dsup_term_free(&name);
     }
     if (rb->ninflight == 0 && rb->head == rb->n && rb->n) {
-        LOG_INFO("%s: rebalance moved %zu children in %llu ms (%zu did not start there)", s->name, rb->moved,
-                 (unsigned long long)(dsup_node_now() - rb->started_ms), rb->failed);
+        uint64_t nb, avg, max;
+        sup_move_barrier_stats(s, &nb, &avg, &max);
+        LOG_INFO("%s: rebalance moved %zu children in %llu ms (%zu did not start there); %llu barriers, "
+                 "round trip mean %llu us, max %llu us",
+                 s->name, rb->moved, (unsigned long long)(dsup_node_now() - rb->started_ms), rb->failed,
+                 (unsigned long long)nb, (unsigned long long)avg, (unsigned long long)max);
         rb->head = rb->n = 0;
         rb->moved = rb->failed = 0;
     }
