@@ -842,6 +842,9 @@ defmodule DistributedSupervisor do
   GenServer by registry name and key.
 
   Exits `{:noproc, {GenServer, :call, _}}` at once when there is no such child.
+  A child that is moving to another node (README "Moving children") is
+  waited for, within `timeout`: a call made while the name has no pid, or
+  one the old copy stopped without handling, is delivered to the new copy.
 
   ## Examples
 
@@ -911,7 +914,9 @@ defmodule DistributedSupervisor do
 
   @doc """
   A syntactic sugar for `GenServer.cast/2` allowing to call a dynamically supervised
-  GenServer by registry name and key.
+  GenServer by registry name and key. A cast while the child moves waits for
+  its new copy (at most 5 s); one the old copy received but had not handled
+  when it stopped is lost, as with any process that stops.
 
   ## Examples
 
@@ -928,7 +933,8 @@ defmodule DistributedSupervisor do
   @doc """
   A syntactic sugar for `Kernel.send/2` allowing to send a message to
   a dynamically supervised GenServer identified by registry name and key.
-  Returns the message if the process exists, `:undefined` otherwise.
+  Returns the message if the process exists, `:undefined` otherwise. While
+  the child moves it waits for the new copy (at most 5 s), as `cast/3` does.
 
   ## Examples
 
