@@ -127,6 +127,7 @@ static void host_left(dsup_sup *s, const dsup_pid *host)
     if (sup_host_on(s, host->node))
         return; /* another instance pid on that node remains */
     forget_terminating(s, host->node); /* its failover is scheduled below */
+    sup_move_host_left(s, host->node);  /* moving marks of moves to it */
     if (dsup_ring_has_node(s->ring, host->node)) {
         dsup_ring_remove_node(s->ring, host->node);
         if (s->monitor_nodes == 1)

@@ -213,9 +213,13 @@ void sup_handoff_take(dsup_sup *s, sup_child *c, const char *node, ei_x_buff *x)
  * instance's pid: what the shim's call by name waits on during a move. */
 void sup_handoff_mark(dsup_sup *s, dsup_term name, int moving);
 int sup_handoff_is_mark(dsup_term group);
-/* sup_move.c: send the encoded term `reply` (a start_handoff's) to `from` once a barrier
- * passed; 0 when queued, -1 (out of memory) when the caller replies now. */
-int sup_move_reply_after_barrier(dsup_sup *s, const dsup_from *from, const char *reply, size_t len);
+/* sup_move.c, the target of a move: send {'$dsup', {moved_visible, Name}}
+ * to the mover's instance once a barrier of ours passed (0: queued). */
+int sup_move_notify_after_barrier(dsup_sup *s, const dsup_pid *mover, dsup_term name);
+/* The mover: the target says the new copy's join is everywhere (leave the
+ * mark) / a host left (leave the marks of moves to it). */
+void sup_move_visible(dsup_sup *s, dsup_term name);
+void sup_move_host_left(dsup_sup *s, const char *node);
 
 /* sup_checkpoint.c */
 int sup_checkpoint_msg(dsup_sup *s, dsup_term event);

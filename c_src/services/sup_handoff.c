@@ -206,6 +206,10 @@ int sup_handoff_msg(dsup_sup *s, dsup_term ev)
 {
     dsup_term el[5];
     int ar;
+    if (dsup_term_tagged(ev, "moved_visible", &ar, el, 5) && ar == 2) {
+        sup_move_visible(s, el[1]);
+        return 1;
+    }
     if (!dsup_term_tagged(ev, "handoff", &ar, el, 5) || ar != 4)
         return 0;
     ei_x_buff *x = dsup_term_scratch();
@@ -284,18 +288,14 @@ int sup_handoff_call(dsup_sup *s, dsup_term req, const dsup_from *from, ei_x_buf
         return 1;
     }
     if (dsup_term_tagged(req, "start_handoff", &ar, el, 5) && ar == 4) {
-        /* The reply waits for a barrier of ours: once the mover has it, every
-         * peer has our join of the new copy in its scope's mailbox, so the
-         * mover's leave of the moving mark lands behind it everywhere and no
-         * observer sees the mark go before the new pid comes. */
-        int at = reply->index; /* the reply buffer may already hold the call's {Tag, _} wrapping */
+        /* Answered now; once a barrier of ours passed (every peer has our
+         * join of the new copy in its scope's mailbox) the mover hears
+         * moved_visible and leaves the name's moving mark, which then lands
+         * behind the join everywhere (sup_move.c). */
         if (start_arriving(s, el[1], el[2], el[3], reply) == 0 &&
-            sup_move_reply_after_barrier(s, from, reply->buff + at, (size_t)(reply->index - at)) == 0) {
-            reply->index = at;
-            *ret = DSUP_NOREPLY;
-        } else {
-            *ret = DSUP_REPLY;
-        }
+            sup_move_notify_after_barrier(s, &from->pid, el[1]) < 0)
+            LOG_WARN("%s: out of memory: the mover of a child keeps its moving mark for 5 s", s->name);
+        *ret = DSUP_REPLY;
         return 1;
     }
     return 0;

@@ -21,11 +21,14 @@
  * unregistered.
  *
  * Then {start_handoff, Name, SpecMap, State} goes to the new host as a
- * gen_server call; its reply (sent by the new host after a barrier of its
- * own, sup_handoff.c) ends the move: the name's moving mark is left,
- * the reply relayed to the move_child caller, or counted by the rebalance
- * throttle. The same barrier queue holds those delayed replies on the
- * receiving side (MOVE_REPLY). */
+ * gen_server call; its reply ends the move: relayed to the move_child
+ * caller, or counted by the rebalance throttle. The name's moving mark
+ * ({'$dsup_moving', Name}, sup_handoff.c) stays until the new host says
+ * {'$dsup', {moved_visible, Name}}, which it sends after a barrier of its
+ * own (the same queue, MOVE_NOTIFY): then every peer has the new copy's
+ * join in its scope's mailbox ahead of our leave of the mark. The new
+ * host's barrier is off the throttle's path. A mark also goes when the
+ * new host leaves, or after SUP_MARK_MAX_MS (a host that never says). */
 #include <stdlib.h>
 #include <string.h>
 
@@ -37,20 +40,24 @@
 #include "term.h"
 
 #define SUP_BARRIER_MS 2000
+#define SUP_MARK_MAX_MS 5000
 
 typedef enum {
     MOVE_CALL,                    /* move_child / rebalance: start_handoff call */
     MOVE_PLAIN,                   /* graceful stop: req is a plain message, no reply */
-    MOVE_REPLY                    /* the target's side: req is a reply to `from` */
+    MOVE_NOTIFY,                  /* the target's side: req is a message to `to` */
+    MOVE_MARKED                   /* moved; the mark waits for moved_visible */
 } move_kind;
 
 typedef struct sup_move {
     move_kind kind;
     dsup_ref tag, mref;
-    const char *node;             /* interned, held (NULL for MOVE_REPLY) */
-    dsup_term name;               /* MOVE_CALL: the child's name (copy) */
+    const char *node;             /* interned, held (NULL for MOVE_NOTIFY) */
+    dsup_term name;               /* MOVE_CALL, MOVE_MARKED: the child's name (copy) */
     dsup_term req;                /* the request (copy); MOVE_CALL: taken when its barrier opens */
-    dsup_saved_from *from;        /* move_child's caller, or NULL (rebalance); MOVE_REPLY: the mover */
+    dsup_saved_from *from;        /* move_child's caller, or NULL (rebalance) */
+    dsup_pid to;                  /* MOVE_NOTIFY: the mover's instance */
+    uint64_t until_ms;            /* MOVE_MARKED: leave the mark by then at the latest */
     struct sup_move *next;
 } sup_move;
 
@@ -58,6 +65,8 @@ typedef struct sup_moves {
     sup_move *waiting;            /* old copy stopped, no barrier sent yet */
     sup_move *barred;             /* behind the barrier in flight */
     sup_move *inflight;           /* start_handoff sent */
+    sup_move *marked;             /* moved, mark held until moved_visible */
+    uv_timer_t *mark_timer;       /* sweeps `marked` past until_ms */
     dsup_ref barrier_tag;
     int barrier_open, barrier_left;
     uint64_t barrier_t0;          /* uv_hrtime() when the open barrier was sent */
@@ -107,11 +116,10 @@ static void send_barred(dsup_sup *s)
     while (list) {
         sup_move *m = list;
         list = m->next;
-        if (m->kind == MOVE_REPLY) {
+        if (m->kind == MOVE_NOTIFY) {
             ei_x_buff *x = dsup_term_scratch();
             dsup_x_encode_term(x, m->req);
-            dsup_reply(m->from, x);
-            m->from = NULL;
+            dsup_send(s->proc, &m->to, x);
             dsup_term_scratch_release(x);
             free_move(m);
             continue;
@@ -318,23 +326,96 @@ void sup_move_start(dsup_sup *s, sup_child *c, const char *node, const dsup_from
         open_barrier(s);
 }
 
-int sup_move_reply_after_barrier(dsup_sup *s, const dsup_from *from, const char *reply, size_t len)
+int sup_move_notify_after_barrier(dsup_sup *s, const dsup_pid *mover, dsup_term name)
 {
     sup_moves *mv = moves_of(s);
     sup_move *m = mv ? dsup_xcalloc(1, sizeof *m) : NULL;
-    if (m)
-        m->req = dsup_term_dup((dsup_term){ reply, len });
-    if (!m || !m->req.buf) {
+    if (!m)
+        return -1;
+    ei_x_buff *x = dsup_term_scratch();
+    ei_x_encode_tuple_header(x, 2);
+    dsup_x_encode_atom(x, "$dsup");
+    ei_x_encode_tuple_header(x, 2);
+    dsup_x_encode_atom(x, "moved_visible");
+    dsup_x_encode_term(x, name);
+    m->req = dsup_term_dup(dsup_term_of_x(x));
+    dsup_term_scratch_release(x);
+    if (!m->req.buf) {
         free(m);
         return -1;
     }
-    m->kind = MOVE_REPLY;
-    m->from = dsup_from_save(from);
+    m->kind = MOVE_NOTIFY;
+    m->to = *mover;
     m->next = mv->waiting;
     mv->waiting = m;
     if (!mv->barrier_open)
         open_barrier(s);
     return 0;
+}
+
+/* ---- marks held after a move ------------------------------------------------ */
+
+static void unmark(dsup_sup *s, sup_move **pp)
+{
+    sup_move *m = *pp;
+    *pp = m->next;
+    sup_handoff_mark(s, m->name, 0);
+    free_move(m);
+}
+
+static void on_mark_timer(uv_timer_t *t)
+{
+    dsup_sup *s = t->data;
+    if (!s->proc || !s->moves)
+        return;
+    uint64_t now = dsup_node_now();
+    for (sup_move **pp = &s->moves->marked; *pp;) {
+        if ((*pp)->until_ms <= now) {
+            LOG_DEBUG("%s: no moved_visible from %s in %d ms: leaving the moving mark", s->name, (*pp)->node,
+                      SUP_MARK_MAX_MS);
+            unmark(s, pp);
+        } else {
+            pp = &(*pp)->next;
+        }
+    }
+    if (!s->moves->marked)
+        uv_timer_stop(t);
+}
+
+/* A successful move: hold its mark until the target says moved_visible. */
+static void hold_mark(dsup_sup *s, sup_move *m)
+{
+    sup_moves *mv = s->moves;
+    dsup_term_free(&m->req);
+    m->kind = MOVE_MARKED;
+    m->until_ms = dsup_node_now() + SUP_MARK_MAX_MS;
+    m->next = mv->marked;
+    mv->marked = m;
+    if (!mv->mark_timer && (mv->mark_timer = dsup_xmalloc(sizeof *mv->mark_timer))) {
+        uv_timer_init(g_node->loop, mv->mark_timer);
+        mv->mark_timer->data = s;
+    }
+    if (mv->mark_timer && !uv_is_active((uv_handle_t *)mv->mark_timer))
+        uv_timer_start(mv->mark_timer, on_mark_timer, 1000, 1000);
+}
+
+void sup_move_visible(dsup_sup *s, dsup_term name)
+{
+    for (sup_move **pp = s->moves ? &s->moves->marked : NULL; pp && *pp; pp = &(*pp)->next)
+        if (dsup_term_eq((*pp)->name, name)) {
+            unmark(s, pp);
+            return;
+        }
+}
+
+void sup_move_host_left(dsup_sup *s, const char *node)
+{
+    for (sup_move **pp = s->moves ? &s->moves->marked : NULL; pp && *pp;) {
+        if ((*pp)->node == node)
+            unmark(s, pp);
+        else
+            pp = &(*pp)->next;
+    }
 }
 
 void sup_move_barrier_stats(dsup_sup *s, uint64_t *n, uint64_t *avg_us, uint64_t *max_us)
@@ -361,9 +442,6 @@ static sup_move *take(sup_move **list, const dsup_ref *ref, int by_mref)
 
 static void finished(dsup_sup *s, sup_move *m, dsup_term reply)
 {
-    /* The new copy's join is in every peer's scope mailbox (the target
-     * replied after its barrier): the mark may go. */
-    sup_handoff_mark(s, m->name, 0);
     int ar;
     int ok = !dsup_term_tagged(reply, "error", &ar, NULL, 0);
     if (!ok) {
@@ -382,7 +460,12 @@ static void finished(dsup_sup *s, sup_move *m, dsup_term reply)
     } else {
         sup_rebalance_moved(s, ok);
     }
-    free_move(m);
+    if (ok && s->proc) {
+        hold_mark(s, m); /* until the new copy's join is everywhere */
+    } else {
+        sup_handoff_mark(s, m->name, 0); /* no new copy: callers give up */
+        free_move(m);
+    }
 }
 
 int sup_move_reply(dsup_sup *s, dsup_term msg)
@@ -444,6 +527,9 @@ void sup_move_free(dsup_sup *s)
     free_list(mv->waiting);
     free_list(mv->barred);
     free_list(mv->inflight);
+    free_list(mv->marked);
+    if (mv->mark_timer)
+        uv_close((uv_handle_t *)mv->mark_timer, (uv_close_cb)free);
     if (mv->barrier_timer)
         uv_close((uv_handle_t *)mv->barrier_timer, (uv_close_cb)free);
     free(mv);
