@@ -18,6 +18,10 @@
  *   gen_server:call {start_handoff, Name, SpecMap, {state, T} | none}
  *       -> {ok, Pid, Name} | {error, _}: the start on the target of a move
  *       (move_child, rebalance), sent after a barrier (sup_move.c);
+ *   {'$dsup', {moved_visible, Name}}   the target to the mover, after a
+ *       barrier of the target's: the mover leaves the name's moving mark
+ *       {'$dsup_moving', Name} (a pg group of the mover's instance pid,
+ *       joined before the old copy stopped);
  *   gen_server:call {move_child, Name, Node} -> {ok, Pid, Name} | {error, _}
  *       (the public call, accepted by any instance: forwarded to the node
  *       where the child runs). */

@@ -62,7 +62,7 @@ typedef struct sup_move {
 } sup_move;
 
 typedef struct sup_moves {
-    sup_move *waiting;            /* old copy stopped, no barrier sent yet */
+    sup_move *waiting;            /* for the next barrier (MOVE_CALL: old copy still running) */
     sup_move *barred;             /* behind the barrier in flight */
     sup_move *inflight;           /* start_handoff sent */
     sup_move *marked;             /* moved, mark held until moved_visible */
