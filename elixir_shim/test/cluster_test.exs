@@ -66,7 +66,7 @@ defmodule DistributedSupervisor.ClusterTest do
   test "calls and casts by name while a child moves between dsup-nodes reach the new copy",
        %{elixir: elixir, cnodes: cnodes} do
     name = start_everywhere(elixir, cnodes, name: TestSupport.unique_name("moves"))
-    {:ok, _, :mv} = DS.start_child(name, {:counter, name: :mv, value: 100})
+    {:ok, first, :mv} = DS.start_child(name, {:counter, name: :mv, value: 100})
 
     callers =
       for _ <- 1..3 do
@@ -75,13 +75,13 @@ defmodule DistributedSupervisor.ClusterTest do
 
     caster = Task.async(fn -> cast_loop(name, :mv, 0) end)
 
-    # 20 moves, each to the next dsup-node round the ring of hosts
-    for i <- 1..20 do
-      target = Enum.at(cnodes, rem(i, length(cnodes)))
-      from = node(DS.whereis(name, :mv))
+    # 20 moves, each to another dsup-node, asked of the instance where it runs
+    Enum.reduce(1..20, node(first), fn i, from ->
+      target = Enum.at(cnodes -- [from], rem(i, length(cnodes) - 1))
       assert {:ok, pid, :mv} = GenServer.call({name, from}, {:move_child, :mv, target})
       assert node(pid) == target
-    end
+      target
+    end)
 
     results = for t <- callers, do: (send(t.pid, :stop) && Task.await(t, 30_000))
     send(caster.pid, :stop)
@@ -96,6 +96,28 @@ defmodule DistributedSupervisor.ClusterTest do
     # the old copy had it unhandled as it stopped (README "Moving children")
     value = DS.call(name, :mv, :get)
     assert value - 100 >= acked and value - 100 <= acked + casts
+  end
+
+  test "calls by name while the dsup-node hosting a counter stops (SIGTERM) reach its new copy",
+       %{elixir: elixir} do
+    own = start_cnodes(2, "shim_t", elixir)
+    on_exit(fn -> Enum.each(own, &TestNode.stop/1) end)
+    own_nodes = Enum.map(own, & &1.node)
+    name = start_everywhere(elixir, own_nodes, name: TestSupport.unique_name("sigterm"), nodes: own_nodes)
+    [victim, survivor] = own
+    {:ok, _, :st} = DS.start_child(name, {:counter, name: :st, value: 41}, victim.node)
+    callers = for _ <- 1..3, do: Task.async(fn -> call_loop(name, :st, nil, 0, []) end)
+    # calls are flowing before the stop
+    TestNode.wait_until(fn -> DS.call(name, :st, :get) > 60 end)
+    {:ok, 0} = TestNode.stop(victim)
+    TestNode.wait_until(fn -> node(DS.whereis(name, :st)) == survivor.node end)
+    TestNode.wait_until(fn -> DS.call(name, :st, :get) > 200 end)
+    results = for t <- callers, do: (send(t.pid, :stop) && Task.await(t, 30_000))
+
+    assert Enum.flat_map(results, fn {_, exits, _} -> exits end) == []
+    assert Enum.all?(results, fn {_, _, rising} -> rising end)
+    acked = results |> Enum.map(fn {n, _, _} -> n end) |> Enum.sum()
+    assert DS.call(name, :st, :get) == 41 + acked
   end
 
   defp call_loop(name, id, last, n, exits) do
