@@ -604,7 +604,11 @@ move_phase(Cfg) ->
     Caller ! {stop, self()},
     Busy = receive {Caller, L} -> L after ?T -> error(move_caller) end,
     Watch ! {stop, self()},
-    {Gaps, First, Last} = receive {Watch, G, F, La} -> {G, F, La} after ?T -> error(move_watch) end,
+    {Timed, First, Last} = receive {Watch, G, F, La} -> {G, F, La} after ?T -> error(move_watch) end,
+    Gaps = [G || {_, G} <- Timed],
+    %% where the longest gaps sit in the rebalance (ms after its first leave)
+    io:format("moves: longest gaps ({ms after the first leave, gap ms}): ~w~n",
+              [[{round((T - First) / 1000), round(G / 100) / 10} || {T, G} <- lists:sublist(lists:reverse(lists:keysort(2, Timed)), 8)]]),
     [{ok, _} = gen_server:call(hd(pg:get_members(Scope, Nm)), {get, v}, ?T) || Nm <- Moved],
     Rate = length(Moved) / max(1, Last - First) * 1.0e6,
     GapMs = [G / 1000 || G <- Gaps],
@@ -654,7 +658,7 @@ move_watch(Ref, Left, Gaps, First, Last) ->
         {Ref, join, {mv, _} = G, _} ->
             Now = erlang:monotonic_time(microsecond),
             case maps:take(G, Left) of
-                {T, L1} -> move_watch(Ref, L1, [Now - T | Gaps], First, Now);
+                {T, L1} -> move_watch(Ref, L1, [{T, Now - T} | Gaps], First, Now);
                 error -> move_watch(Ref, Left, Gaps, First, Last)
             end;
         {Ref, _, _, _} -> move_watch(Ref, Left, Gaps, First, Last);

@@ -119,8 +119,15 @@ void sup_rebalance_host_joined(dsup_sup *s, const char *node)
         rb->started_ms = dsup_node_now();
     collect_ctx k = { s, rb, node, 0 };
     dsup_dict_foreach(&s->by_name, collect, &k);
-    if (k.n)
+    if (k.n) {
         LOG_INFO("%s: %s joined: moving it %zu children (%d at a time)", s->name, node, k.n, s->rebalance_moves);
+        /* An empty barrier first: a node that just joined is still taking in
+         * the scope's sync and the instances' snapshots, and would answer the
+         * first moves' barrier only after that, with their names unregistered
+         * meanwhile. The first moves queue behind this one, their old copies
+         * still serving, and are taken when it passed. */
+        sup_move_barrier(s);
+    }
     pump(s);
 }
 
