@@ -900,15 +900,12 @@ defmodule DistributedSupervisor do
         pid
 
       :undefined ->
-        scope = Instance.scope(name)
-
-        # The mark joins before the old pid leaves and leaves after the new
-        # pid joined: no pid and no mark is a name with no process, unless
-        # the mark went between the two reads (then the new pid is there).
-        cond do
-          Moving.moving?(scope, child) -> Moving.await(name, child, nil, false, deadline)
-          true -> whereis_registered(name, child)
-        end
+        # No pid: a name with no process, or one moving (its mark joins
+        # before the old pid leaves and leaves after the new pid joined).
+        # Two ETS reads cannot tell which (a whole move may pass between
+        # them), so this asks the scope itself, through monitors: a missing
+        # name still exits at once, after a few local calls.
+        Moving.await(name, child, nil, false, deadline)
     end
   end
 

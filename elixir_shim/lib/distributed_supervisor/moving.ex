@@ -32,12 +32,6 @@ defmodule DistributedSupervisor.Moving do
   @grace 200
 
   @doc false
-  def mark(id), do: {@mark, id}
-
-  @doc false
-  def moving?(scope, id), do: :pg.get_members(scope, {@mark, id}) != []
-
-  @doc false
   def deadline(:infinity), do: :infinity
   def deadline(ms) when is_integer(ms) and ms >= 0, do: now() + ms
 
@@ -100,23 +94,17 @@ defmodule DistributedSupervisor.Moving do
           end
 
         if wait_until == nil do
-          :undefined
+          # an event already here (a join applied between the two monitors)
+          receive do
+            {^r1, _, _, _} = ev -> event(ev, r1, r2, members, marks, old, grace, deadline)
+            {^r2, _, _, _} = ev -> event(ev, r1, r2, members, marks, old, grace, deadline)
+          after
+            0 -> :undefined
+          end
         else
           receive do
-            {^r1, :join, _, pids} ->
-              loop(r1, r2, members ++ pids, marks, old, grace, deadline)
-
-            {^r1, :leave, _, pids} ->
-              loop(r1, r2, members -- pids, marks, old, grace, deadline)
-
-            {^r2, :join, _, pids} ->
-              loop(r1, r2, members, marks ++ pids, old, grace, deadline)
-
-            {^r2, :leave, _, pids} ->
-              case marks -- pids do
-                [] -> loop(r1, r2, members, [], old, now() + @grace, deadline)
-                left -> loop(r1, r2, members, left, old, grace, deadline)
-              end
+            {^r1, _, _, _} = ev -> event(ev, r1, r2, members, marks, old, grace, deadline)
+            {^r2, _, _, _} = ev -> event(ev, r1, r2, members, marks, old, grace, deadline)
           after
             remaining(wait_until) ->
               if wait_until == deadline and deadline != :infinity and now() >= deadline,
@@ -124,6 +112,22 @@ defmodule DistributedSupervisor.Moving do
                 else: :undefined
           end
         end
+    end
+  end
+
+  defp event({r1, :join, _, pids}, r1, r2, members, marks, old, grace, deadline),
+    do: loop(r1, r2, members ++ pids, marks, old, grace, deadline)
+
+  defp event({r1, :leave, _, pids}, r1, r2, members, marks, old, grace, deadline),
+    do: loop(r1, r2, members -- pids, marks, old, grace, deadline)
+
+  defp event({r2, :join, _, pids}, r1, r2, members, marks, old, grace, deadline),
+    do: loop(r1, r2, members, marks ++ pids, old, grace, deadline)
+
+  defp event({r2, :leave, _, pids}, r1, r2, members, marks, old, grace, deadline) do
+    case marks -- pids do
+      [] -> loop(r1, r2, members, [], old, now() + @grace, deadline)
+      left -> loop(r1, r2, members, left, old, grace, deadline)
     end
   end
 
