@@ -200,10 +200,13 @@ void sup_move_free(dsup_sup *s);
 /* Barrier round trips since the last call: count, mean and longest (µs);
  * resets them (the rebalance summary logs them: most of a move's gap). */
 void sup_move_barrier_stats(dsup_sup *s, uint64_t *n, uint64_t *avg_us, uint64_t *max_us);
-/* Queue a plain message to the host on node, sent once a barrier passes. */
-void sup_move_send_after_barrier(dsup_sup *s, const char *node, const ei_x_buff *msg);
+/* A graceful stop's move, already taken (req: the start_handoff request,
+ * the copy stopped, the name marked): sent once a barrier passes; the
+ * instance finishes when every such move is answered and visible. */
+void sup_move_queue_taken(dsup_sup *s, dsup_term name, const char *node, const ei_x_buff *req);
 /* Open a barrier (unless one is open): a stopping instance finishes
- * (sup_shutdown_finish) once it passed and nothing else waits for one. */
+ * (sup_shutdown_finish) once it passed and its moves are answered and
+ * visible (their marks released). */
 void sup_move_barrier(dsup_sup *s);
 /* sup_handoff.c, for rebalance: {start_handoff, Name, SpecMap, State} for
  * local child c into x, mark the name moving and stop c with reason

@@ -10,11 +10,14 @@
  * registered pid for about one network hop (see README "Moving children").
  *
  * Messages, on top of "How instances cooperate":
- *   {'$dsup', {handoff, Name, SpecMap, {state, T} | none}}   graceful stop:
- *       sent by the stopping instance to the name's ring owner among the
- *       remaining hosts, after the barrier of sup_move.c and before it
- *       leaves '$dsup_hosts' (so the receiver has started the child before
- *       it runs its failover for our node);
+ *   {'$dsup', {handoff, Name, SpecMap, {state, T} | none}}   an instance
+ *       stopped by gen_server:stop hands its children to the names' ring
+ *       owners among the remaining hosts with this message, at once;
+ *       a graceful stop of the node (SIGTERM, dsup_shutdown) sends the
+ *       start_handoff call below instead, after the barrier of sup_move.c,
+ *       and leaves '$dsup_hosts' only once every target said moved_visible
+ *       (so the receiver has started the child before it runs its failover
+ *       for our node, and callers by name never lose the moving mark);
  *   gen_server:call {start_handoff, Name, SpecMap, {state, T} | none}
  *       -> {ok, Pid, Name} | {error, _}: the start on the target of a move
  *       (move_child, rebalance), sent after a barrier (sup_move.c);
@@ -157,14 +160,18 @@ int sup_handoff_on_stop(dsup_sup *s, sup_child **list, size_t n, int barrier)
             continue;
         }
         dsup_x_reset(x);
-        ei_x_encode_tuple_header(x, 2);
-        dsup_x_encode_atom(x, "$dsup");
-        encode_move(c, "handoff", x);
-        sup_handoff_mark(s, c->spec->name, 1); /* held until this instance ends */
+        if (barrier) { /* a start_handoff call, as move_child's: the mark waits for moved_visible */
+            encode_move(c, "start_handoff", x);
+        } else {
+            ei_x_encode_tuple_header(x, 2);
+            dsup_x_encode_atom(x, "$dsup");
+            encode_move(c, "handoff", x);
+        }
+        sup_handoff_mark(s, c->spec->name, 1);
         stop_old_copy(c, node);
         if (barrier) {
-            sup_move_send_after_barrier(s, node, x);
-        } else {
+            sup_move_queue_taken(s, c->spec->name, node, x);
+        } else { /* the instance is ending now: its mark goes with it */
             dsup_pid to = *host;
             dsup_send(s->proc, &to, x);
         }

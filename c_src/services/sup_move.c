@@ -1,5 +1,5 @@
-/* sup_move.c — one move of a live child to another host (move_child and
- * rebalance; the graceful-stop handoff is in sup_handoff.c).
+/* sup_move.c — one move of a live child to another host (move_child,
+ * rebalance, and the moves of a graceful stop: sup_handoff.c takes those).
  *
  * Exactly one registered copy, for every observer: the old copy stops
  * first (its pid leaves the name's pg group as it ends, and our scope
@@ -43,8 +43,7 @@
 #define SUP_MARK_MAX_MS 5000
 
 typedef enum {
-    MOVE_CALL,                    /* move_child / rebalance: start_handoff call */
-    MOVE_PLAIN,                   /* graceful stop: req is a plain message, no reply */
+    MOVE_CALL,                    /* move_child / rebalance / graceful stop: start_handoff call */
     MOVE_NOTIFY,                  /* the target's side: req is a message to `to` */
     MOVE_MARKED                   /* moved; the mark waits for moved_visible */
 } move_kind;
@@ -58,6 +57,7 @@ typedef struct sup_move {
     dsup_saved_from *from;        /* move_child's caller, or NULL (rebalance) */
     dsup_pid to;                  /* MOVE_NOTIFY: the mover's instance */
     uint64_t until_ms;            /* MOVE_MARKED: leave the mark by then at the latest */
+    int graceful;                 /* a graceful stop's move: not the rebalance throttle's */
     struct sup_move *next;
 } sup_move;
 
@@ -131,26 +131,17 @@ static void send_barred(dsup_sup *s)
         const dsup_pid *host = sup_host_on(s, m->node);
         if (!host) { /* the target left meanwhile: the child is lost (README) */
             LOG_WARN("%s: %s left before a child moved to it arrived", s->name, m->node);
-            if (m->kind == MOVE_CALL)
-                sup_handoff_mark(s, m->name, 0);
+            sup_handoff_mark(s, m->name, 0);
             if (m->from) {
                 reply_error(m->from, "nodedown", m->node);
                 m->from = NULL;
-            } else if (m->kind == MOVE_CALL) {
+            } else if (!m->graceful) {
                 sup_rebalance_moved(s, 0);
             }
             free_move(m);
             continue;
         }
         dsup_pid to = *host;
-        if (m->kind == MOVE_PLAIN) {
-            ei_x_buff *x = dsup_term_scratch();
-            dsup_x_encode_term(x, m->req);
-            dsup_send(s->proc, &to, x);
-            dsup_term_scratch_release(x);
-            free_move(m);
-            continue;
-        }
         dsup_monitor(s->proc, &to, &m->mref);
         ei_x_buff *x = dsup_term_scratch();
         ei_x_encode_tuple_header(x, 3);
@@ -167,6 +158,17 @@ static void send_barred(dsup_sup *s)
 }
 
 static void barrier_passed(dsup_sup *s);
+
+/* A stopping instance finishes once no move of its own is left: barrier
+ * passed, every start_handoff answered, every mark released. May end the
+ * instance (sup_move_free): call it last. */
+static void maybe_finish(dsup_sup *s)
+{
+    sup_moves *mv = s->moves;
+    if (s->stopping && !s->finished && !mv->barrier_open && !mv->waiting && !mv->barred && !mv->inflight &&
+        !mv->marked)
+        sup_shutdown_finish(s);
+}
 
 static void on_barrier_timeout(uv_timer_t *t)
 {
@@ -266,22 +268,31 @@ static void barrier_passed(dsup_sup *s)
     send_barred(s);
     if (mv->waiting)
         open_barrier(s);
-    else if (s->stopping && !s->finished)
-        sup_shutdown_finish(s);
+    else
+        maybe_finish(s);
 }
 
-void sup_move_send_after_barrier(dsup_sup *s, const char *node, const ei_x_buff *msg)
+void sup_move_queue_taken(dsup_sup *s, dsup_term name, const char *node, const ei_x_buff *req)
 {
     sup_moves *mv = moves_of(s);
     sup_move *m = mv ? dsup_xcalloc(1, sizeof *m) : NULL;
-    if (m)
-        m->req = dsup_term_dup(dsup_term_of_x(msg));
-    if (!m || !m->req.buf) {
+    if (m) {
+        m->req = dsup_term_dup(dsup_term_of_x(req));
+        m->name = dsup_term_dup(name);
+    }
+    if (!m || !m->req.buf || !m->name.buf) {
         LOG_ERROR("%s: out of memory handing a child over; it is lost", s->name);
+        if (m) {
+            dsup_term_free(&m->req);
+            dsup_term_free(&m->name);
+        }
         free(m);
+        sup_handoff_mark(s, name, 0);
         return;
     }
-    m->kind = MOVE_PLAIN;
+    m->kind = MOVE_CALL;
+    m->graceful = 1;
+    dsup_node_make_ref(&m->tag);
     m->node = node;
     dsup_intern_hold(node);
     m->next = mv->waiting;
@@ -380,6 +391,7 @@ static void on_mark_timer(uv_timer_t *t)
     }
     if (!s->moves->marked)
         uv_timer_stop(t);
+    maybe_finish(s);
 }
 
 /* A successful move: hold its mark until the target says moved_visible. */
@@ -404,6 +416,7 @@ void sup_move_visible(dsup_sup *s, dsup_term name)
     for (sup_move **pp = s->moves ? &s->moves->marked : NULL; pp && *pp; pp = &(*pp)->next)
         if (dsup_term_eq((*pp)->name, name)) {
             unmark(s, pp);
+            maybe_finish(s);
             return;
         }
 }
@@ -416,6 +429,8 @@ void sup_move_host_left(dsup_sup *s, const char *node)
         else
             pp = &(*pp)->next;
     }
+    if (s->moves)
+        maybe_finish(s);
 }
 
 void sup_move_barrier_stats(dsup_sup *s, uint64_t *n, uint64_t *avg_us, uint64_t *max_us)
@@ -457,7 +472,7 @@ static void finished(dsup_sup *s, sup_move *m, dsup_term reply)
         dsup_reply(m->from, x);
         m->from = NULL;
         dsup_term_scratch_release(x);
-    } else {
+    } else if (!m->graceful) {
         sup_rebalance_moved(s, ok);
     }
     if (ok && s->proc) {
@@ -466,6 +481,7 @@ static void finished(dsup_sup *s, sup_move *m, dsup_term reply)
         sup_handoff_mark(s, m->name, 0); /* no new copy: callers give up */
         free_move(m);
     }
+    maybe_finish(s);
 }
 
 int sup_move_reply(dsup_sup *s, dsup_term msg)
