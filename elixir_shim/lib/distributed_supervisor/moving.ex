@@ -25,9 +25,10 @@ defmodule DistributedSupervisor.Moving do
 
   @mark :"$dsup_moving"
 
-  # A mark gone with no new pid yet: a graceful stop's mark leaves with its
-  # instance, and the new copy's join comes from another node over another
-  # link (it may arrive a little later); a failed move never brings one.
+  # A mark gone with no new pid yet: an instance ended by gen_server:stop
+  # hands over without a barrier and its marks leave with it, while the new
+  # copy's join comes from another node over another link (it may arrive a
+  # little later); a failed move never brings one.
   # Wait this long at most (ms) for the join before giving up.
   @grace 200
 
