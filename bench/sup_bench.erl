@@ -42,6 +42,7 @@
 -define(MEM, 'Elixir.BenchMem').
 -define(SCALE, 'Elixir.BenchScale').
 -define(CMEM, 'Elixir.BenchCMem').
+-define(MV, 'Elixir.BenchMove').
 -define(BL, bench_bl).
 -define(BL_FO, bench_bl_fo).
 -define(BL_MEM, bench_bl_mem).
@@ -75,7 +76,7 @@ config(true) ->
       cmem_n => 4000, cmem_hosts => [2, 4],
       shim_ops => 200, shim_reps => 1, shim_loop => 20000,
       pg_m => 1000, pg_batch => 50, pg_window => 32, pg_reps => 1,
-      ring_reps => 1, ring_ops => 200000};
+      ring_reps => 1, ring_ops => 200000, move_n => 300, move_calls => 2000};
 config(false) ->
     #{start_seq => 2000, start_conc => 10000, start_reps => 5, conc => 8,
       fo_n => 1000, fo_reps => 5, mem_n => 100000, sync_reps => 5,
@@ -83,7 +84,7 @@ config(false) ->
       cmem_n => 100000, cmem_hosts => [2, 4, 8],
       shim_ops => 5000, shim_reps => 5, shim_loop => 100000,
       pg_m => 20000, pg_batch => 100, pg_window => 32, pg_reps => 5,
-      ring_reps => 5, ring_ops => 2000000}.
+      ring_reps => 5, ring_ops => 2000000, move_n => 3000, move_calls => 20000}.
 
 run(Quick, OutDir, LogDir) ->
     Cfg0 = config(Quick),
@@ -112,7 +113,8 @@ run(Quick, OutDir, LogDir) ->
     R2b = case Do(pg) of true -> pg_phase(Cfg); false -> [] end,
     R3 = case Do(scale) of true -> scale_phase(Cfg); false -> [] end,
     R4 = case Do(cmem) of true -> cmem_phase(Cfg); false -> [] end,
-    Rows = R0 ++ R1 ++ R2 ++ R2b ++ R3 ++ R4,
+    R5 = case Do(move) of true -> move_phase(Cfg); false -> [] end,
+    Rows = R0 ++ R1 ++ R2 ++ R2b ++ R3 ++ R4 ++ R5,
     Secs = (erlang:monotonic_time(millisecond) - T0) / 1000,
     Meta = #{quick => Quick, cfg => Cfg, load_before => Load0, load_after => loadavg(),
              exe => dsup_test:exe(), secs => Secs, only => Only},
@@ -545,6 +547,129 @@ detect(undefined, T0, V) ->
 detect(T, T0, _) -> (T - T0) / 1000.
 
 scope(Sup) -> list_to_atom(atom_to_list(Sup) ++ ".Scope").
+
+%% ---------------------------------------------------------------- moves (issue 16)
+
+%% Two dsup-nodes with `rebalance=true` hosting move_n kv children of 1 KiB
+%% each; a third joins and the children it now owns move to it with their
+%% state. Seen from this node's pg scope (pg:monitor_scope: every leave and
+%% join in the order applied): moves per second (first leave to last join)
+%% and, per moved name, the time it had no registered pid. Meanwhile this
+%% node calls children that do NOT move, sequentially; their latency is
+%% compared with the same calls idle. Then the checkpoint cost: a counter's
+%% `checkpoint` call (publishes its value to the ring successor) vs `get`.
+%% No pure-BEAM baseline (pg-based libraries do not move state): the
+%% baseline column holds the idle calls / plain calls, as the rows say.
+move_phase(Cfg) ->
+    #{move_n := N, move_calls := K} = Cfg,
+    io:format("== moves: ~b kv children of 1 KiB, a third host joins~n", [N]),
+    Opt = "BenchMove,rebalance=true",
+    D1 = start_dsup(mv_a, [Opt], []),
+    D2 = start_dsup(mv_b, [Opt], [maps:get(node, D1)]),
+    DN = [maps:get(node, H) || H <- [D1, D2]],
+    wait_ring(?MV, DN, 2),
+    Scope = scope(?MV),
+    {ok, _} = pg:start(Scope),
+    wait_pg_peers(Scope, DN),
+    Val = fun(I) -> binary:copy(<<I:32>>, 256) end,
+    Names = [{mv, I} || I <- lists:seq(1, N)],
+    par(8, N, fun(I) ->
+                      Nm = {mv, I},
+                      {ok, P, Nm} = gen_server:call({?MV, lists:nth(I rem 2 + 1, DN)},
+                                                    {start_child, {kv, [{name, Nm}]}, undefined}, ?T),
+                      ok = gen_server:call(P, {put, v, Val(I)}, ?T)
+              end),
+    dsup_test:wait_until(fun() -> lists:all(fun(Nm) -> length(pg:get_members(Scope, Nm)) =:= 1 end, Names) end,
+                         30000),
+    %% the third node, its instance not started yet; the children that stay:
+    %% owned by the same node with or without it
+    D3 = start_dsup(mv_c, [], DN),
+    C = maps:get(node, D3),
+    Ring3 = dsup_cluster:ring([C | DN]),
+    Stay = lists:sublist([Nm || Nm <- Names, dsup_cluster:ring_owner(Ring3, Nm) =/= C], 50),
+    StayPids = [hd(pg:get_members(Scope, Nm)) || Nm <- Stay],
+    CallLoop = fun Loop(Ps, 0, Acc) -> {Ps, Acc};
+                   Loop([P | Ps], Left, Acc) ->
+                       T0 = erlang:monotonic_time(microsecond),
+                       {ok, _} = gen_server:call(P, {get, v}, ?T),
+                       Loop(Ps ++ [P], Left - 1, [erlang:monotonic_time(microsecond) - T0 | Acc])
+               end,
+    {_, Idle} = CallLoop(StayPids, K, []),
+    Self = self(),
+    Watch = spawn_link(fun() ->
+                               {Ref, _} = pg:monitor_scope(Scope),
+                               Self ! {watching, self()},
+                               move_watch(Ref, #{}, [], undefined, undefined)
+                       end),
+    receive {watching, Watch} -> ok end,
+    Caller = spawn_link(fun() -> move_busy_calls(Self, StayPids, CallLoop, []) end),
+    {ok, _} = gen_server:call({dsup_node, C}, {start_supervisor, ?MV, [{rebalance, true}]}, ?T),
+    Moved = [Nm || Nm <- Names, dsup_cluster:ring_owner(Ring3, Nm) =:= C],
+    dsup_test:wait_until(fun() -> lists:all(fun(Nm) -> [node(P) || P <- pg:get_members(Scope, Nm)] =:= [C] end,
+                                            Moved) end, 60000),
+    Caller ! {stop, self()},
+    Busy = receive {Caller, L} -> L after ?T -> error(move_caller) end,
+    Watch ! {stop, self()},
+    {Timed, First, Last} = receive {Watch, G, F, La} -> {G, F, La} after ?T -> error(move_watch) end,
+    Gaps = [G || {_, G} <- Timed],
+    %% where the longest gaps sit in the rebalance (ms after its first leave)
+    io:format("moves: longest gaps ({ms after the first leave, gap ms}): ~w~n",
+              [[{round((T - First) / 1000), round(G / 100) / 10} || {T, G} <- lists:sublist(lists:reverse(lists:keysort(2, Timed)), 8)]]),
+    [{ok, _} = gen_server:call(hd(pg:get_members(Scope, Nm)), {get, v}, ?T) || Nm <- Moved],
+    Rate = length(Moved) / max(1, Last - First) * 1.0e6,
+    GapMs = [G / 1000 || G <- Gaps],
+    io:format("moves: ~b moved, ~.1f moves/s; gap p50 ~.2f ms p99 ~.2f ms max ~.2f ms~n",
+              [length(Moved), Rate, pct(GapMs, 50), pct(GapMs, 99), lists:max(GapMs)]),
+    %% checkpoint cost, on one counter (alternating repetitions)
+    {ok, CP, _} = gen_server:call({?MV, C}, {start_child, {counter, [{name, mv_ckpt}]}, C}, ?T),
+    Per = fun(Req) -> {T, _} = timer:tc(fun() -> [gen_server:call(CP, Req, ?T) || _ <- lists:seq(1, K)] end),
+                      T / K end,
+    {Ck, Plain} = alternate(3, fun(_) -> Per(checkpoint) end, fun(_) -> Per(get) end),
+    pg_stop(Scope),
+    [stop_dsup(H) || H <- [D1, D2, D3]],
+    [row(move_rate, io_lib:format("moves per second during a rebalance: ~b kv children of 1 KiB on 2 hosts, "
+                                  "a third joins (~b move, default throttle 8 in flight)", [N, length(Moved)]),
+         "moves/s", higher, [Rate], [], completes, 1,
+         "first leave to last join of the moved names, as this node's pg scope applied them"),
+     row(move_gap, "longest time a name is unregistered during its move (1 KiB state), p99",
+         "ms", lower, [pct(GapMs, 99)], [], {abs_lt, 10}, 1,
+         io_lib:format("per moved name, its pid's leave to the new pid's join in this node's pg view; "
+                       "p50 ~.2f ms, max ~.2f ms (~b moves)", [pct(GapMs, 50), lists:max(GapMs), length(GapMs)])),
+     row(move_other_calls, "gen_server:call to children that do not move while a rebalance runs, p99 "
+                           "(baseline column: the same calls idle)",
+         "µs", lower, [pct(Busy, 99)], [pct(Idle, 99)], none, 1,
+         io_lib:format("p50 during ~b µs vs idle ~b µs; p99 during ~b µs vs idle ~b µs (~b calls during, ~b idle)",
+                       [pct(Busy, 50), pct(Idle, 50), pct(Busy, 99), pct(Idle, 99), length(Busy), length(Idle)])),
+     row(checkpoint_cost, "checkpoint cost: a counter call that publishes a checkpoint "
+                          "(baseline column: the same counter's plain get)",
+         "µs/call", lower, Ck, Plain, none, 3,
+         "sequential calls from one caller; a checkpoint is copied to the ring successor at most 10 times "
+         "a second per child")].
+
+%% Calls to the children that stay, from the moment the third host starts
+%% until told to stop.
+move_busy_calls(Owner, Pids, Loop, Acc) ->
+    {Ps, L} = Loop(Pids, 200, []),
+    receive {stop, Owner} -> Owner ! {self(), L ++ Acc}
+    after 0 -> move_busy_calls(Owner, Ps, Loop, L ++ Acc)
+    end.
+
+%% Gaps (µs) between a child name's last member leaving and a member
+%% joining; first leave and last join times.
+move_watch(Ref, Left, Gaps, First, Last) ->
+    receive
+        {Ref, leave, {mv, _} = G, _} ->
+            Now = erlang:monotonic_time(microsecond),
+            move_watch(Ref, Left#{G => Now}, Gaps, case First of undefined -> Now; _ -> First end, Last);
+        {Ref, join, {mv, _} = G, _} ->
+            Now = erlang:monotonic_time(microsecond),
+            case maps:take(G, Left) of
+                {T, L1} -> move_watch(Ref, L1, [{T, Now - T} | Gaps], First, Now);
+                error -> move_watch(Ref, Left, Gaps, First, Last)
+            end;
+        {Ref, _, _, _} -> move_watch(Ref, Left, Gaps, First, Last);
+        {stop, From} -> From ! {self(), Gaps, First, Last}
+    end.
 
 %% ---------------------------------------------------------------- memory + pg sync
 

@@ -129,6 +129,7 @@ static void host_left(dsup_sup *s, const dsup_pid *host)
     if (sup_host_on(s, host->node))
         return; /* another instance pid on that node remains */
     forget_terminating(s, host->node); /* its failover is scheduled below */
+    sup_move_host_left(s, host->node);  /* moving marks of moves to it */
     if (dsup_ring_has_node(s->ring, host->node)) {
         dsup_ring_remove_node(s->ring, host->node);
         if (s->monitor_nodes == 1)
@@ -197,6 +198,8 @@ static void on_scope_event(void *arg, dsup_pg *scope, int event, dsup_term group
                 sup_send_snapshot(s, &pids[i]);
         return;
     }
+    if (sup_handoff_is_mark(group)) /* a name moving (sup_handoff.c): not a child */
+        return;
     if (sup_place_is_capability_group(group)) {
         /* A host's capabilities may arrive after the host itself: a pg sync
          * lists groups in any order. A pending child may be placeable now. */

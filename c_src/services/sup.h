@@ -93,6 +93,7 @@ struct dsup_sup {
 #define SUP_OBSERVERS_GROUP "$dsup_observers" /* shim instances: follow the cache */
 #define SUP_BEAM_GROUP "$dsup_beam"           /* Elixir hosts: run BEAM modules */
 #define SUP_TYPE_TAG "$dsup_type"             /* {'$dsup_type', Type}: C hosts of Type */
+#define SUP_MOVING_TAG "$dsup_moving"         /* {'$dsup_moving', Name}: Name is moving */
 
 extern dsup_sup *dsup_sups;
 
@@ -220,21 +221,40 @@ void sup_rebalance_host_joined(dsup_sup *s, const char *node);
 void sup_rebalance_moved(dsup_sup *s, int ok);
 void sup_rebalance_free(dsup_sup *s);
 
-/* sup_move.c: move local child c to the host on node (stops c now); the
+/* sup_move.c: move local child c to the host on node (stops c when the
+ * next barrier opens, so it serves calls while earlier moves pass theirs); the
  * reply {ok, Pid, Name} | {error, _} goes to `from`, or to the rebalance
  * throttle when from is NULL. */
 void sup_move_start(dsup_sup *s, sup_child *c, const char *node, const dsup_from *from);
 int sup_move_reply(dsup_sup *s, dsup_term msg);
 int sup_move_down(dsup_sup *s, const dsup_ref *mref);
 void sup_move_free(dsup_sup *s);
-/* Queue a plain message to the host on node, sent once a barrier passes. */
-void sup_move_send_after_barrier(dsup_sup *s, const char *node, const ei_x_buff *msg);
+/* Barrier round trips since the last call: count, mean and longest (µs);
+ * resets them (the rebalance summary logs them: most of a move's gap). */
+void sup_move_barrier_stats(dsup_sup *s, uint64_t *n, uint64_t *avg_us, uint64_t *max_us);
+/* A graceful stop's move, already taken (req: the start_handoff request,
+ * the copy stopped, the name marked): sent once a barrier passes; the
+ * instance finishes when every such move is answered and visible. */
+void sup_move_queue_taken(dsup_sup *s, dsup_term name, const char *node, const ei_x_buff *req);
 /* Open a barrier (unless one is open): a stopping instance finishes
- * (sup_shutdown_finish) once it passed and nothing else waits for one. */
+ * (sup_shutdown_finish) once it passed and its moves are answered and
+ * visible (their marks released). */
 void sup_move_barrier(dsup_sup *s);
 /* sup_handoff.c, for rebalance: {start_handoff, Name, SpecMap, State} for
- * local child c into x, and stop c (its pid leaves the registry now). */
-void sup_handoff_take(sup_child *c, ei_x_buff *x);
+ * local child c into x, mark the name moving and stop c with reason
+ * {shutdown, {moved, Node}} (its pid leaves the registry now). */
+void sup_handoff_take(dsup_sup *s, sup_child *c, const char *node, ei_x_buff *x);
+/* Join (moving 1) or leave the group {'$dsup_moving', Name} with the
+ * instance's pid: what the shim's call by name waits on during a move. */
+void sup_handoff_mark(dsup_sup *s, dsup_term name, int moving);
+int sup_handoff_is_mark(dsup_term group);
+/* sup_move.c, the target of a move: send {'$dsup', {moved_visible, Name}}
+ * to the mover's instance once a barrier of ours passed (0: queued). */
+int sup_move_notify_after_barrier(dsup_sup *s, const dsup_pid *mover, dsup_term name);
+/* The mover: the target says the new copy's join is everywhere (leave the
+ * mark) / a host left (leave the marks of moves to it). */
+void sup_move_visible(dsup_sup *s, dsup_term name);
+void sup_move_host_left(dsup_sup *s, const char *node);
 
 /* sup_checkpoint.c */
 int sup_checkpoint_msg(dsup_sup *s, dsup_term event);

@@ -75,7 +75,7 @@ defmodule DistributedSupervisor do
   The README's "Deliberate differences" lists them all.
   """
 
-  alias DistributedSupervisor.{Instance, InstanceSupervisor, Place, Ring, ValidationError}
+  alias DistributedSupervisor.{Instance, InstanceSupervisor, Moving, Place, Ring, ValidationError}
 
   @typedoc """
   The id of the child process within the instance of the distributed supervisor.
@@ -867,6 +867,9 @@ defmodule DistributedSupervisor do
   GenServer by registry name and key.
 
   Exits `{:noproc, {GenServer, :call, _}}` at once when there is no such child.
+  A child that is moving to another node (README "Moving children") is
+  waited for, within `timeout`: a call made while the name has no pid, or
+  one the old copy stopped without handling, is delivered to the new copy.
 
   ## Examples
 
@@ -879,12 +882,63 @@ defmodule DistributedSupervisor do
       :noproc
   """
   @spec call(name(), id(), msg, timeout()) :: result when msg: term(), result: term()
-  def call(name, child, msg, timeout \\ 5000),
-    do: GenServer.call(via_name(name, child), msg, timeout)
+  def call(name, child, msg, timeout \\ 5000) do
+    deadline = Moving.deadline(timeout)
+    call_pid(name, child, msg, timeout, deadline, resolve(name, child, deadline))
+  end
+
+  # A move (README "Moving children") is invisible to the caller: a call
+  # made while the name has no pid waits for the new copy, and a call the
+  # old copy did not handle (Moving.retry/1 says which) goes to the new one,
+  # all within the caller's timeout. Exits name the via name, as
+  # GenServer.call(via_name(...)) does.
+  defp call_pid(name, child, msg, timeout, deadline, pid) when is_pid(pid) do
+    GenServer.call(pid, msg, Moving.remaining(deadline))
+  catch
+    :exit, {reason, _} ->
+      case Moving.retry(reason) do
+        {false, _} ->
+          call_exit(reason, name, child, msg, timeout)
+
+        {when_, moved?} ->
+          case Moving.await(name, child, pid, moved?, deadline, when_ == :if_marked) do
+            new when is_pid(new) -> call_pid(name, child, msg, timeout, deadline, new)
+            :timeout -> call_exit(:timeout, name, child, msg, timeout)
+            :undefined -> call_exit(reason, name, child, msg, timeout)
+          end
+      end
+  end
+
+  defp call_pid(name, child, msg, timeout, _deadline, wait) do
+    call_exit(if(wait == :timeout, do: :timeout, else: :noproc), name, child, msg, timeout)
+  end
+
+  defp call_exit(reason, name, child, msg, timeout),
+    do: exit({reason, {GenServer, :call, [via_name(name, child), msg, timeout]}})
+
+  @doc false
+  # The pid of `child`, waiting (until deadline) while it is moving:
+  # a pid, :undefined or :timeout.
+  def resolve(name, child, deadline) do
+    case whereis(name, child) do
+      pid when is_pid(pid) ->
+        pid
+
+      :undefined ->
+        # No pid: a name with no process, or one moving (its mark joins
+        # before the old pid leaves and leaves after the new pid joined).
+        # Two ETS reads cannot tell which (a whole move may pass between
+        # them), so this asks the scope itself, through monitors: a missing
+        # name still exits at once, after a few local calls.
+        Moving.await(name, child, nil, false, deadline)
+    end
+  end
 
   @doc """
   A syntactic sugar for `GenServer.cast/2` allowing to call a dynamically supervised
-  GenServer by registry name and key.
+  GenServer by registry name and key. A cast while the child moves waits for
+  its new copy (at most 5 s); one the old copy received but had not handled
+  when it stopped is lost, as with any process that stops.
 
   ## Examples
 
@@ -901,7 +955,8 @@ defmodule DistributedSupervisor do
   @doc """
   A syntactic sugar for `Kernel.send/2` allowing to send a message to
   a dynamically supervised GenServer identified by registry name and key.
-  Returns the message if the process exists, `:undefined` otherwise.
+  Returns the message if the process exists, `:undefined` otherwise. While
+  the child moves it waits for the new copy (at most 5 s), as `cast/3` does.
 
   ## Examples
 
@@ -914,9 +969,9 @@ defmodule DistributedSupervisor do
   """
   @spec send(name(), id(), msg) :: msg | :undefined when msg: term()
   def send(name, child, msg) do
-    case whereis(name, child) do
+    case resolve(name, child, Moving.deadline(5000)) do
       pid when is_pid(pid) -> Kernel.send(pid, msg)
-      :undefined -> :undefined
+      _ -> :undefined
     end
   end
 
