@@ -3,6 +3,7 @@
  *   {'$dsup', {child_up, Name, Pid, SpecMap | undefined}}
  *   {'$dsup', {child_down, Name, Pid, Reason}}
  *   {'$dsup', {snapshot, Node, [{Name, Pid, SpecMap | undefined}]}}
+ *   {'$dsup', {children_up, [{Name, Pid, SpecMap | undefined}]}}  (a batch start)
  *   {'$dsup', {node_terminate, Node, Reason, Statuses}}
  * and the listener events derived from it. */
 #include <stdlib.h>
@@ -212,6 +213,14 @@ static void encode_spec_or_undefined(dsup_sup *s, ei_x_buff *x, const sup_child 
 /* {'$dsup', {child_up, ...}} to one instance, or to all when `to` is NULL. */
 void sup_send_child_up(dsup_sup *s, sup_child *c, const dsup_pid *to)
 {
+    if (!to && s->up_batch) { /* a batch start: one children_up at its end (sup_batch.c) */
+        ei_x_encode_tuple_header(s->up_batch, 3);
+        dsup_x_encode_term(s->up_batch, c->spec->name);
+        dsup_x_encode_pid(s->up_batch, &c->pid);
+        encode_spec_or_undefined(s, s->up_batch, c);
+        (*s->up_count)++;
+        return;
+    }
     ei_x_buff *x = dsup_term_scratch();
     ei_x_encode_tuple_header(x, 2);
     dsup_x_encode_atom(x, "$dsup");
@@ -410,6 +419,23 @@ static void remote_child_down(dsup_sup *s, dsup_term name, dsup_term pid_t)
     sup_cache_drop(s, c);
 }
 
+/* [{Name, Pid, SpecMap | undefined}] (a snapshot's or a batch's) */
+static void each_child_up(dsup_sup *s, dsup_term list)
+{
+    int i = 0, n, type, size;
+    if (ei_get_type(list.buf, &i, &type, &size) < 0 || type != ERL_LIST_EXT ||
+        ei_decode_list_header(list.buf, &i, &n) < 0)
+        return;
+    for (int k = 0; k < n; k++) {
+        int st = i;
+        if (dsup_term_next(list.buf, &i) < 0)
+            return;
+        dsup_term t[3];
+        if (dsup_term_tuple((dsup_term){ list.buf + st, (size_t)(i - st) }, t, 3) == 3)
+            remote_child_up(s, t[0], t[1], t[2]);
+    }
+}
+
 void sup_on_child_msg(dsup_sup *s, dsup_term ev)
 {
     dsup_term el[5];
@@ -419,18 +445,9 @@ void sup_on_child_msg(dsup_sup *s, dsup_term ev)
     } else if (dsup_term_tagged(ev, "child_down", &ar, el, 5) && ar == 4) {
         remote_child_down(s, el[1], el[2]);
     } else if (dsup_term_tagged(ev, "snapshot", &ar, el, 5) && ar == 3) {
-        int i = 0, n, type, size;
-        if (ei_get_type(el[2].buf, &i, &type, &size) < 0 || type != ERL_LIST_EXT ||
-            ei_decode_list_header(el[2].buf, &i, &n) < 0)
-            return;
-        for (int k = 0; k < n; k++) {
-            int st = i;
-            if (dsup_term_next(el[2].buf, &i) < 0)
-                return;
-            dsup_term t[3];
-            if (dsup_term_tuple((dsup_term){ el[2].buf + st, (size_t)(i - st) }, t, 3) == 3)
-                remote_child_up(s, t[0], t[1], t[2]);
-        }
+        each_child_up(s, el[2]);
+    } else if (dsup_term_tagged(ev, "children_up", &ar, el, 5) && ar == 2) {
+        each_child_up(s, el[1]);
     } else if (dsup_term_tagged(ev, "start_pending", &ar, el, 5) && ar == 3) {
         sup_pending_child_start(s, el[1], el[2]);
     } else if (dsup_term_tagged(ev, "node_terminate", &ar, el, 5) && ar == 4) {

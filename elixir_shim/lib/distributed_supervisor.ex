@@ -365,6 +365,120 @@ defmodule DistributedSupervisor do
     end
   end
 
+  @doc """
+  Starts many children in one go: `[{:ok, pid, child_name} | {:error, reason}]`,
+  one result per spec, in the order of `specs`.
+
+  Each spec is placed as `start_child/2` places it (its name's owner among the
+  hosts able to run its type); the specs are grouped by owner and each owner
+  gets ONE request, `{:start_children_here, [{child_name, wire_spec}]}`, sent to
+  all owners in parallel, and answers once for its whole group. A duplicate
+  (of a running child, or of an earlier spec in the same batch) gives
+  `{:error, {:already_started, pid}}`, a bad spec `{:error, {:incorrect_spec, spec}}`,
+  a type no host runs `{:error, {:unknown_worker, type}}`, each in its own slot.
+  Returns when this node's instance sees every started child.
+  """
+  @spec start_children(name(), [Supervisor.child_spec() | {module(), term()} | module()]) ::
+          [{:ok, pid(), id()} | {:error, term()}]
+  def start_children(name, specs) when is_list(specs) do
+    ctx = %{
+      name: name,
+      scope: Instance.scope(name),
+      hosts: hosts(name),
+      allowed: allowed(name),
+      ring: ring(name)
+    }
+
+    prepared = specs |> Enum.map(&batch_prepare(ctx, &1)) |> Enum.with_index()
+
+    started =
+      prepared
+      |> Enum.flat_map(fn
+        {{:go, owner, cname, wire}, i} -> [{owner, {i, cname, wire}}]
+        _ -> []
+      end)
+      |> Enum.group_by(fn {owner, _} -> owner end, fn {_, item} -> item end)
+      |> Task.async_stream(fn {owner, items} -> start_batch_on(name, owner, items) end,
+        timeout: :infinity,
+        max_concurrency: 64
+      )
+      |> Enum.flat_map(fn {:ok, pairs} -> pairs end)
+      |> Map.new()
+
+    results =
+      Enum.map(prepared, fn
+        {{:go, _, _, _}, i} -> Map.fetch!(started, i)
+        {{:error, _} = e, _i} -> e
+      end)
+
+    for {:ok, pid, cname} <- results, do: await(name, {:await_up, cname, pid})
+    results
+  end
+
+  # {:go, owner, child_name, wire} | {:error, reason}: start_child's placement
+  defp batch_prepare(ctx, spec) do
+    with {:ok, type} <- spec_type(spec) do
+      case Place.member_nodes(ctx.scope, Place.type_group(type), ctx.hosts, ctx.allowed) do
+        [] -> batch_prepare_beam(ctx, type, spec)
+        cands -> batch_prepare_c(ctx, spec, cands)
+      end
+    end
+  end
+
+  defp batch_prepare_c(ctx, spec, cands) do
+    with {:ok, {type, cname, args, restart, shutdown}} <- parse_spec(spec) do
+      cname = if cname == nil, do: make_ref(), else: cname
+      wire = %{id: cname, start: {type, :start_link, [args]}, args: args, restart: restart, shutdown: shutdown}
+      batch_place(ctx, cname, wire, cands)
+    end
+  end
+
+  defp batch_prepare_beam(ctx, type, spec) do
+    with {:ok, cname, wire} <- beam_wire(ctx.name, spec) do
+      case Place.member_nodes(ctx.scope, Place.beam_group(), ctx.hosts, ctx.allowed) do
+        [] ->
+          cond do
+            ctx.hosts == [] -> {:error, :no_nodes}
+            Code.ensure_loaded?(type) -> {:error, {:no_capable_host, type}}
+            true -> {:error, {:unknown_worker, type}}
+          end
+
+        cands ->
+          batch_place(ctx, cname, wire, cands)
+      end
+    end
+  end
+
+  defp batch_place(ctx, cname, wire, cands) do
+    case whereis_cached(ctx.name, cname) do
+      pid when is_pid(pid) ->
+        {:error, {:already_started, pid}}
+
+      nil ->
+        case Place.owner(ctx.ring, cands, cname) do
+          nil -> {:error, :no_nodes}
+          owner -> {:go, owner, cname, wire}
+        end
+    end
+  end
+
+  # One request to `owner` for its group: [{index, result}].
+  defp start_batch_on(name, owner, items) do
+    req = {:start_children_here, Enum.map(items, fn {_i, cname, wire} -> {cname, wire} end)}
+
+    results =
+      try do
+        case GenServer.call({name, owner}, req, @start_timeout) do
+          list when is_list(list) and length(list) == length(items) -> list
+          other -> List.duplicate(other, length(items))
+        end
+      catch
+        :exit, _ -> List.duplicate({:error, {:nodedown, owner}}, length(items))
+      end
+
+    Enum.zip_with(items, results, fn {i, _, _}, r -> {i, r} end)
+  end
+
   # A C worker type some host advertises.
   defp start_c_child(name, spec, node, cands) do
     with {:ok, {type, cname, args, restart, shutdown}} <- parse_spec(spec) do

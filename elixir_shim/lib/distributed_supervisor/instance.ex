@@ -540,6 +540,34 @@ defmodule DistributedSupervisor.Instance do
   def handle_call({:start_child_here, cname, wire}, from, state),
     do: {:noreply, start_local(state, cname, wire, from)}
 
+  # A batch: each element as start_child_here, the results in order (the
+  # replies of start_local come back to this process under a fresh tag).
+  def handle_call({:start_children_here, items}, _from, state) when is_list(items) do
+    {results, state} =
+      Enum.map_reduce(items, state, fn
+        {cname, wire}, st ->
+          tag = make_ref()
+          st = start_local(st, cname, wire, {self(), tag})
+
+          receive do
+            {^tag, result} -> {result, st}
+          after
+            0 -> {{:error, :no_reply}, st}
+          end
+
+        other, st ->
+          {{:error, {:incorrect_spec, other}}, st}
+      end)
+
+    {:reply, results, state}
+  end
+
+  def handle_call({:start_children, specs}, from, state) when is_list(specs) do
+    name = state.name
+    start_task(state, fn -> GenServer.reply(from, DistributedSupervisor.start_children(name, specs)) end)
+    {:noreply, state}
+  end
+
   def handle_call({:start_child, spec, node}, from, state) do
     name = state.name
     node = if node in [:undefined, nil], do: nil, else: node
@@ -924,6 +952,14 @@ defmodule DistributedSupervisor.Instance do
       _ ->
         child_up(state, cname, pid, spec)
     end
+  end
+
+  # A batch start's announcement: a child_up each.
+  defp dsup_event({:children_up, children}, state) when is_list(children) do
+    Enum.reduce(children, state, fn
+      {cname, pid, spec}, st when is_pid(pid) -> dsup_event({:child_up, cname, pid, spec}, st)
+      _, st -> st
+    end)
   end
 
   defp dsup_event({:child_down, cname, pid, _reason}, state) do
