@@ -218,6 +218,7 @@ struct walker {
     uint64_t h;      /* the current key stream */
     int hashing;     /* inside a key of a map with two or more pairs */
     int check_keys;  /* 0 for an already validated term (dsup_term_next) */
+    int trusted;     /* an already validated term: atoms are skipped by length */
     struct frame inl[8];
     uint64_t kinl[32]; /* small maps' keys need no allocation */
 };
@@ -325,6 +326,18 @@ static int child_done(struct walker *w, size_t p)
 
 static int walk(const char *buf, size_t len, size_t *pos, struct walker *w);
 
+/* An atom at *pos: validated, or, in a term validated on arrival, skipped by
+ * its length alone (its text was checked then: the UTF-8 walk is most of the
+ * cost of stepping over a child spec on every start). */
+static int next_atom(const char *buf, size_t len, size_t *pos, int trusted)
+{
+    if (!trusted)
+        return dsup__atom(buf, len, pos, NULL, NULL);
+    const uint8_t *b = (const uint8_t *)buf + *pos;
+    *pos += (b[0] == T_ATOM || b[0] == T_ATOM_UTF8) ? 3 + (size_t)dsup_get_u16be(b + 1) : 2 + (size_t)b[1];
+    return 0;
+}
+
 static int skip(const char *buf, size_t len, size_t *pos, int check_keys)
 {
     struct walker w;
@@ -337,6 +350,7 @@ static int skip(const char *buf, size_t len, size_t *pos, int check_keys)
     w.h = 0;
     w.hashing = 0;
     w.check_keys = check_keys;
+    w.trusted = !check_keys; /* dsup__term_next */
     if (check_keys)
         dsup__canon_seed_once();
     int rc = walk(buf, len, pos, &w);
@@ -429,7 +443,7 @@ static int walk(const char *buf, size_t len, size_t *pos, struct walker *w)
         case T_ATOM_UTF8:
         case T_SMALL_ATOM_UTF8:
             p--;
-            if (dsup__atom(buf, len, &p, NULL, NULL))
+            if (next_atom(buf, len, &p, w->trusted))
                 return -1;
             if (hs)
                 dsup__canon_atom(h, b, at);
@@ -437,6 +451,11 @@ static int walk(const char *buf, size_t len, size_t *pos, struct walker *w)
         case T_PID:
         case T_NEW_PID: {
             dsup_wire_pid wp;
+            if (w->trusted && !hs) {
+                next_atom(buf, len, &p, 1);
+                p += 8 + (tag == T_PID ? 1 : 4);
+                break;
+            }
             p--;
             if (dsup__pid(buf, len, &p, &wp))
                 return -1;
@@ -452,7 +471,7 @@ static int walk(const char *buf, size_t len, size_t *pos, struct walker *w)
         case T_NEW_PORT:  /* Node, ID:32, Creation:32 */
         case T_V4_PORT:   /* Node, ID:64, Creation:32 */
         case T_REFERENCE: /* Node, ID:32, Creation:8 */
-            if (dsup__atom(buf, len, &p, NULL, NULL))
+            if (next_atom(buf, len, &p, w->trusted))
                 return -1;
             n = tag == T_PORT || tag == T_REFERENCE ? 5 : tag == T_NEW_PORT ? 8 : 12;
             NEED(n);
@@ -481,7 +500,7 @@ static int walk(const char *buf, size_t len, size_t *pos, struct walker *w)
             p += 2;
             if (n == 0 || n > 5) /* 0: see the top comment */
                 return -1;
-            if (dsup__atom(buf, len, &p, NULL, NULL))
+            if (next_atom(buf, len, &p, w->trusted))
                 return -1;
             {
                 size_t cre = tag == T_NEW_REFERENCE ? 1 : 4;
@@ -625,10 +644,10 @@ static int walk(const char *buf, size_t len, size_t *pos, struct walker *w)
             break;
         }
         case T_EXPORT: /* Module, Function atoms, Arity (SMALL_)INTEGER_EXT 0..255 */
-            if (dsup__atom(buf, len, &p, NULL, NULL))
+            if (next_atom(buf, len, &p, w->trusted))
                 return -1;
             n = p;
-            if (dsup__atom(buf, len, &p, NULL, NULL))
+            if (next_atom(buf, len, &p, w->trusted))
                 return -1;
             NEED(1);
             if (b[p] == T_INTEGER) {
