@@ -110,6 +110,16 @@ defmodule DistributedSupervisor.BatchStartTest do
         {:c, i} = id -> {:counter, name: id, value: i}
       end)
 
+    # a raw observer: hosts send it what they send the observers' group
+    scope = DistributedSupervisor.Instance.scope(name)
+    me = self()
+    obs = spawn_link(fn -> relay(me) end)
+    :ok = :pg.join(scope, :"$dsup_observers", obs)
+
+    TestNode.wait_until(fn ->
+      obs in :erpc.call(e1, :pg, :get_members, [scope, :"$dsup_observers"])
+    end)
+
     # and a BEAM duplicate inside the batch
     results = DS.start_children(name, specs ++ [{Worker, name: {:w, 2}, value: 0}])
     {main, [dup]} = Enum.split(results, 40)
@@ -134,5 +144,19 @@ defmodule DistributedSupervisor.BatchStartTest do
 
     for c <- cnodes,
         do: TestNode.wait_until(fn -> map_size(GenServer.call({name, c}, :children)) == 40 end)
+
+    # the Elixir host announced its 20 in one children_up, no child_up each
+    assert_receive {:relayed, {:"$dsup", {:children_up, ups}}} when node(elem(hd(ups), 1)) == e1, 5_000
+    beam = for {{:w, _} = id, pid} <- Enum.zip(ids, pids), do: {id, pid}
+    assert Enum.map(ups, fn {id, pid, _spec} -> {id, pid} end) == beam
+    refute_received {:relayed, {:"$dsup", {:child_up, {:w, _}, _, _}}}
+  end
+
+  defp relay(to) do
+    receive do
+      msg -> send(to, {:relayed, msg})
+    end
+
+    relay(to)
   end
 end

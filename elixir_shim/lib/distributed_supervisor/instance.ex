@@ -543,6 +543,7 @@ defmodule DistributedSupervisor.Instance do
   # A batch: each element as start_child_here, the results in order (the
   # replies of start_local come back to this process under a fresh tag).
   def handle_call({:start_children_here, items}, _from, state) when is_list(items) do
+    Process.put(:dsup_batch_ups, [])
     {results, state} =
       Enum.map_reduce(items, state, fn
         {cname, wire}, st ->
@@ -558,6 +559,11 @@ defmodule DistributedSupervisor.Instance do
         other, st ->
           {{:error, {:incorrect_spec, other}}, st}
       end)
+
+    case Process.delete(:dsup_batch_ups) do
+      [] -> :ok
+      ups -> broadcast_now(state, {:children_up, Enum.reverse(ups)})
+    end
 
     {:reply, results, state}
   end
@@ -883,7 +889,20 @@ defmodule DistributedSupervisor.Instance do
   defp restarts?(:transient, _), do: true
   defp restarts?(_, _), do: false
 
-  defp broadcast(state, msg) do
+  # During a batch start (handle_call start_children_here) the child_ups
+  # collect in the process dictionary: one children_up for the batch.
+  defp broadcast(state, {:child_up, cname, pid, wire} = msg) when is_pid(pid) do
+    case Process.get(:dsup_batch_ups) do
+      ups when is_list(ups) -> Process.put(:dsup_batch_ups, [{cname, pid, wire} | ups])
+      _ -> broadcast_now(state, msg)
+    end
+
+    :ok
+  end
+
+  defp broadcast(state, msg), do: broadcast_now(state, msg)
+
+  defp broadcast_now(state, msg) do
     me = self()
 
     for p <- :pg.get_members(state.scope, @hosts) ++ :pg.get_members(state.scope, @observers),
