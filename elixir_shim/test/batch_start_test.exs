@@ -30,7 +30,9 @@ defmodule DistributedSupervisor.BatchStartTest do
     name = TestSupport.unique_name("batch")
     allowed = [e1 | names]
     # this node: an instance outside `nodes:` (an observer); e1: an Elixir host
-    for n <- [node(), e1], do: :erpc.call(n, Remote, :start_instance, [[name: name, nodes: allowed]])
+    for n <- [node(), e1],
+        do: :erpc.call(n, Remote, :start_instance, [[name: name, nodes: allowed]])
+
     on_exit(fn -> for n <- [node(), e1], do: :erpc.call(n, Remote, :stop_instance, [name]) end)
     want = Enum.sort(allowed)
 
@@ -146,7 +148,9 @@ defmodule DistributedSupervisor.BatchStartTest do
         do: TestNode.wait_until(fn -> map_size(GenServer.call({name, c}, :children)) == 40 end)
 
     # the Elixir host announced its 20 in one children_up, no child_up each
-    assert_receive {:relayed, {:"$dsup", {:children_up, ups}}} when node(elem(hd(ups), 1)) == e1, 5_000
+    assert_receive {:relayed, {:"$dsup", {:children_up, ups}}} when node(elem(hd(ups), 1)) == e1,
+                   5_000
+
     beam = for {{:w, _} = id, pid} <- Enum.zip(ids, pids), do: {id, pid}
     assert Enum.map(ups, fn {id, pid, _spec} -> {id, pid} end) == beam
     refute_received {:relayed, {:"$dsup", {:child_up, {:w, _}, _, _}}}

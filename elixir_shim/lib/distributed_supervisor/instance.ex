@@ -544,6 +544,7 @@ defmodule DistributedSupervisor.Instance do
   # replies of start_local come back to this process under a fresh tag).
   def handle_call({:start_children_here, items}, _from, state) when is_list(items) do
     Process.put(:dsup_batch_ups, [])
+
     {results, state} =
       Enum.map_reduce(items, state, fn
         {cname, wire}, st ->
@@ -570,7 +571,11 @@ defmodule DistributedSupervisor.Instance do
 
   def handle_call({:start_children, specs}, from, state) when is_list(specs) do
     name = state.name
-    start_task(state, fn -> GenServer.reply(from, DistributedSupervisor.start_children(name, specs)) end)
+
+    start_task(state, fn ->
+      GenServer.reply(from, DistributedSupervisor.start_children(name, specs))
+    end)
+
     {:noreply, state}
   end
 
