@@ -376,6 +376,8 @@ defmodule DistributedSupervisor do
   (of a running child, or of an earlier spec in the same batch) gives
   `{:error, {:already_started, pid}}`, a bad spec `{:error, {:incorrect_spec, spec}}`,
   a type no host runs `{:error, {:unknown_worker, type}}`, each in its own slot.
+  The children of an owner that goes down meanwhile are placed again, under
+  the same names, once the ring shows it (as `start_child/3` retries).
   Returns when this node's instance sees every started child.
   """
   @spec start_children(name(), [Supervisor.child_spec() | {module(), term()} | module()]) ::
