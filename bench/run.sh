@@ -111,7 +111,7 @@ echo "bench: done in $(( SECONDS - START )) s"
 
 if [ "$MODE" = quick ] && [ $rc -eq 0 ]; then
     # smoke check: every row is present (no time is asserted)
-    for r in call_seq_small call_seq_1k call_conc8_small call_async32_small start_seq start_conc start_cpu \
+    for r in call_seq_small call_seq_1k call_conc8_small call_async32_small start_seq start_conc start_cpu start_batch \
              shim_whereis shim_call failover mem_idle_child pg_sync pg_join_batch pg_join_single \
              ring_node_for phash2_small phash2_1k scale_start scale_rss scale_call metrics_under_load \
              cluster_mem_2 cluster_mem_4 move_rate move_gap move_other_calls checkpoint_cost; do

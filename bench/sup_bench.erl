@@ -76,7 +76,8 @@ config(true) ->
       cmem_n => 4000, cmem_hosts => [2, 4],
       shim_ops => 200, shim_reps => 1, shim_loop => 20000,
       pg_m => 1000, pg_batch => 50, pg_window => 32, pg_reps => 1,
-      ring_reps => 1, ring_ops => 200000, move_n => 300, move_calls => 2000};
+      ring_reps => 1, ring_ops => 200000, move_n => 300, move_calls => 2000,
+      batch_n => 3000, batch_size => 1000, batch_reps => 1};
 config(false) ->
     #{start_seq => 2000, start_conc => 10000, start_reps => 5, conc => 8,
       fo_n => 1000, fo_reps => 5, mem_n => 100000, sync_reps => 5,
@@ -84,7 +85,8 @@ config(false) ->
       cmem_n => 100000, cmem_hosts => [2, 4, 8],
       shim_ops => 5000, shim_reps => 5, shim_loop => 100000,
       pg_m => 20000, pg_batch => 100, pg_window => 32, pg_reps => 5,
-      ring_reps => 5, ring_ops => 2000000, move_n => 3000, move_calls => 20000}.
+      ring_reps => 5, ring_ops => 2000000, move_n => 3000, move_calls => 20000,
+      batch_n => 20000, batch_size => 1000, batch_reps => 3}.
 
 run(Quick, OutDir, LogDir) ->
     Cfg0 = config(Quick),
@@ -105,7 +107,7 @@ run(Quick, OutDir, LogDir) ->
     T0 = erlang:monotonic_time(millisecond),
     ok = net_kernel:monitor_nodes(true, [{node_type, all}]),
     R0 = case Do(ring) of true -> hash_rows(Cfg); false -> [] end,
-    R1 = case Do(start) orelse Do(failover) orelse Do(shim) of
+    R1 = case Do(start) orelse Do(batch) orelse Do(failover) orelse Do(shim) of
              true -> ring_phase(Cfg, Do);
              false -> []
          end,
@@ -321,11 +323,12 @@ ring_phase(Cfg, Do) ->
                                    [maps:get(os_pid, P) || P <- Peers]);
                 false -> []
             end,
+    RowsB = case Do(start) orelse Do(batch) of true -> [batch_row(Cfg, DN, BN)]; false -> [] end,
     Rows2 = case Do(shim) of true -> shim_rows(Cfg, DN, BN); false -> shim_pending() end,
     Rows3 = case Do(failover) of true -> [failover_row(Cfg, DN, BN)]; false -> [] end,
     [stop_peer(P) || P <- Peers],
     [stop_dsup(H) || H <- [D1, D2, D3]],
-    Rows1 ++ Rows2 ++ Rows3.
+    Rows1 ++ RowsB ++ Rows2 ++ Rows3.
 
 start_rows(Cfg, DN, BN, DOs, BOs) ->
     #{start_seq := NS, start_conc := NC, start_reps := Reps, conc := C} = Cfg,
@@ -381,6 +384,98 @@ start_rows(Cfg, DN, BN, DOs, BOs) ->
          "CPU µs/start", lower, [X || {_, X, _} <- ConD], [X || {_, X, _} <- ConB], none, Reps,
          "from /proc/<pid>/stat utime+stime of the 3 dsup-nodes / the 3 BEAM nodes over each "
          "repetition of start_conc, divided by the starts; the caller node is not counted")].
+
+%% ---------------------------------------------------------------- batch start
+%% N children in batches of B: the caller groups each batch by owner (libring
+%% reference bl_ring over the 3 dsup-nodes) and sends one
+%% {start_children_here, [{Name, SpecMap}]} per owner, all owners in
+%% parallel, 4 batches in flight. Timed until every child is seen by every
+%% observer: each C instance's table counts it and the caller's pg scope
+%% (a BEAM observer) has a member for every name. The baseline has no batch
+%% call: the same N through upstream's start_child with 8 callers, timed
+%% until the caller's pg scope has every name.
+
+batch_row(Cfg, DN, BN) ->
+    #{batch_n := N, batch_size := B, batch_reps := Reps, conc := C} = Cfg,
+    io:format("== batch start: ~b children in batches of ~b (~b repetitions)~n", [N, B, Reps]),
+    DScope = scope(?SUP),
+    BScope = maps:get(scope, bl_dsup:names(?BL)),
+    {ok, _} = pg:start(DScope),
+    {ok, _} = pg:start(BScope),
+    wait_pg_peers(DScope, DN),
+    wait_pg_peers(BScope, BN),
+    Ring = bl_ring:new(lists:sort(DN)),
+    BT = list_to_tuple(BN),
+    {Ds, Bs} = alternate(
+                 Reps,
+                 fun(Rep) ->
+                         Keys = [{bt, Rep, I} || I <- lists:seq(1, N)],
+                         Before = [count(?SUP, Nd) || Nd <- DN],
+                         T0 = now_us(),
+                         Chunks = list_to_tuple(chunks(Keys, B)),
+                         par(4, tuple_size(Chunks), fun(I) -> batch_call(element(I, Chunks), Ring) end),
+                         TReply = now_us() - T0,
+                         ok = dsup_test:wait_until(
+                                fun() -> lists:all(fun({Nd, Bf}) -> count(?SUP, Nd) >= Bf + N end,
+                                                   lists:zip(DN, Before)) end, 60000, 2),
+                         wait_pg_all(DScope, Keys),
+                         T = now_us() - T0,
+                         io:format("  dsup rep ~b: ~b children/s (replies after ~.1f ms, all seen after ~.1f ms)~n",
+                                   [Rep, round(N / (T / 1.0e6)), TReply / 1000, T / 1000]),
+                         {N / (T / 1.0e6), TReply}
+                 end,
+                 fun(Rep) ->
+                         KT = list_to_tuple([{bt, Rep, I} || I <- lists:seq(1, N)]),
+                         T0 = now_us(),
+                         par(C, N, fun(I) ->
+                                           Key = element(I, KT),
+                                           {ok, _, Key} = erpc:call(element(I rem 3 + 1, BT), bl_dsup,
+                                                                    start_child, [?BL, Key], ?T)
+                                   end),
+                         wait_pg_all(BScope, tuple_to_list(KT)),
+                         T = now_us() - T0,
+                         io:format("  baseline rep ~b: ~b children/s~n", [Rep, round(N / (T / 1.0e6))]),
+                         N / (T / 1.0e6)
+                 end),
+    pg_stop(DScope),
+    pg_stop(BScope),
+    row(start_batch, io_lib:format("batch start of ~b children into a 3-node ring (batches of ~b), "
+                                   "until every observer sees them", [N, B]),
+        "children/s", higher, [R || {R, _} <- Ds], Bs, {abs_ge, 100000}, Reps,
+        io_lib:format("dsup: one {start_children_here, List} per owner host and batch, 4 batches in "
+                      "flight, replies after ~.1f ms (median), then every C instance's table and the "
+                      "caller's pg hold all; baseline: upstream start_child, ~b callers (it has no "
+                      "batch call), until the caller's pg holds all",
+                      [median([TR || {_, TR} <- Ds]) / 1000, C])).
+
+chunks([], _) -> [];
+chunks(L, B) when length(L) =< B -> [L];
+chunks(L, B) -> {H, T} = lists:split(B, L), [H | chunks(T, B)].
+
+batch_call(Keys, Ring) ->
+    Groups = maps:groups_from_list(fun(K) -> bl_ring:key_to_node(Ring, K) end, Keys),
+    Self = self(),
+    Refs = [begin
+                Ref = make_ref(),
+                Items = [{K, #{id => K, start => {counter, start_link, [[]]}, args => [],
+                               restart => permanent, shutdown => 5000}} || K <- Ks],
+                spawn_link(fun() ->
+                                   Rs = gen_server:call({?SUP, Owner}, {start_children_here, Items}, ?T),
+                                   Self ! {Ref, Ks, Rs}
+                           end),
+                Ref
+            end || {Owner, Ks} <- maps:to_list(Groups)],
+    [receive
+         {Ref, Ks, Rs} ->
+             length(Ks) =:= length(Rs) orelse error({batch_results, length(Ks), length(Rs)}),
+             [ok = element(1, R) || R <- Rs]
+     end || Ref <- Refs],
+    ok.
+
+%% Every key has a member in the caller's scope.
+wait_pg_all(Scope, Keys) ->
+    ok = dsup_test:wait_until(
+           fun() -> lists:all(fun(K) -> pg:get_members(Scope, K) =/= [] end, Keys) end, 60000, 2).
 
 %% utime + stime of OS processes, µs
 cpu_us(OsPids) ->
@@ -1422,6 +1517,7 @@ row(Id, Desc, Unit, Better, DS, BS, Target, Reps, Note) ->
                               yesno(Adv =/= undefined andalso Adv >= X)};
             {abs_lt, X} -> {io_lib:format("< ~p ~s", [X, Unit]), yesno(D =/= undefined andalso D < X)};
             {abs_max, X} -> {io_lib:format("≤ ~p ~ts", [X, Unit]), yesno(D =/= undefined andalso D =< X)};
+            {abs_ge, X} -> {io_lib:format("≥ ~p ~ts", [X, Unit]), yesno(D =/= undefined andalso D >= X)};
             {abs_le, X, S} -> {io_lib:format("≤ 512 + ~b (spec) = ~b B", [S, X]),
                                yesno(D =/= undefined andalso D =< X)};
             completes -> {"completes, figures reported", yesno(D =/= undefined)};

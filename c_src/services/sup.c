@@ -708,7 +708,7 @@ static void sup_info(dsup_proc *self, void *state, dsup_term msg)
             retry_start(s, named);
         return;
     }
-    if (sup_pending_reply(s, msg) || sup_move_reply(s, msg))
+    if (sup_batch_reply(s, msg) || sup_pending_reply(s, msg) || sup_move_reply(s, msg))
         return;
 }
 
@@ -807,6 +807,7 @@ static void free_sup(dsup_sup *s)
 {
     sup_pending_child_free_all(s);
     sup_quorum_free(s);
+    sup_batch_free(s);
     while (s->nterminating)
         forget_terminating(s, s->terminating[0]);
     dsup_ring_free(s->ring);

@@ -74,6 +74,9 @@ struct dsup_sup {
     struct sup_rebalance *rb;
     struct sup_moves *moves;      /* moves in progress (sup_move.c) */
     struct sup_ckpt *ckpt;        /* checkpoints sent and kept (sup_checkpoint.c) */
+    struct sup_batch *batches;    /* batch starts waiting for an arbiter (sup_batch.c) */
+    struct sup_up_batch *up_batch; /* set during a batch start: its child_up announcements
+                                      collect here, sent as children_up at its end (sup_cache.c) */
     int stopping;
     const char *terminating[8];   /* hosts that announced node_terminate (held names): their
                                      children leave pg before the host does; failover has them */
@@ -273,6 +276,15 @@ void sup_quorum_check(dsup_sup *s);
 void sup_quorum_hold(dsup_sup *s, dsup_child_spec *spec);
 void sup_quorum_restore(dsup_sup *s);
 void sup_quorum_free(dsup_sup *s);
+
+/* sup_cache.c: collect the child_up announcements of a batch start, send them at its end */
+void sup_up_batch_begin(dsup_sup *s);
+void sup_up_batch_end(dsup_sup *s);
+
+/* sup_batch.c: {start_children_here, [{Name, SpecMap}]} */
+dsup_call_ret sup_start_children_here(dsup_sup *s, dsup_term list, const dsup_from *from, ei_x_buff *reply);
+int sup_batch_reply(dsup_sup *s, dsup_term msg);
+void sup_batch_free(dsup_sup *s);
 
 /* sup_opts.c */
 int sup_parse_opts(dsup_sup *s, dsup_term opts, ei_x_buff *err);

@@ -3,6 +3,7 @@
  *   {'$dsup', {child_up, Name, Pid, SpecMap | undefined}}
  *   {'$dsup', {child_down, Name, Pid, Reason}}
  *   {'$dsup', {snapshot, Node, [{Name, Pid, SpecMap | undefined}]}}
+ *   {'$dsup', {children_up, [{Name, Pid, SpecMap | undefined}]}}  (a batch start)
  *   {'$dsup', {node_terminate, Node, Reason, Statuses}}
  * and the listener events derived from it. */
 #include <stdlib.h>
@@ -221,6 +222,18 @@ typedef struct spec_route {
     int stubs;                    /* 0: everyone gets the same */
 } spec_route;
 
+/* The members of {'$dsup_type', Type}: a pointer into pg's table, valid
+ * until that group changes. */
+static void route_lookup_typed(dsup_sup *s, const char *type, spec_route *r)
+{
+    ei_x_buff *x = dsup_term_scratch();
+    ei_x_encode_tuple_header(x, 2);
+    dsup_x_encode_atom(x, SUP_TYPE_TAG);
+    dsup_x_encode_atom(x, type);
+    r->ntyped = dsup_pg_members(s->scope, (dsup_term){ x->buff, (size_t)x->index }, &r->typed);
+    dsup_term_scratch_release(x);
+}
+
 static void route_init(dsup_sup *s, const sup_child *c, spec_route *r)
 {
     r->stubs = s->cache_children && c->local && sup_spec_full(c->spec) && !c->spec->beam;
@@ -228,12 +241,7 @@ static void route_init(dsup_sup *s, const sup_child *c, spec_route *r)
     if (!r->stubs)
         return;
     r->nreps = sup_replica_nodes(s, c, r->reps);
-    ei_x_buff *x = dsup_term_scratch();
-    ei_x_encode_tuple_header(x, 2);
-    dsup_x_encode_atom(x, SUP_TYPE_TAG);
-    dsup_x_encode_atom(x, c->spec->type);
-    r->ntyped = dsup_pg_members(s->scope, (dsup_term){ x->buff, (size_t)x->index }, &r->typed);
-    dsup_term_scratch_release(x);
+    route_lookup_typed(s, c->spec->type, r);
 }
 
 static int route_stub(const spec_route *r, const dsup_pid *to)
@@ -282,6 +290,141 @@ static void send_child_up_group(dsup_sup *s, const char *group, sup_child *c, co
         }
 }
 
+/* ---- a batch start's announcements (sup_batch.c) -------------------------
+ * The children a batch starts are announced at its end, one
+ * {'$dsup', {children_up, [{Name, Pid, Spec}]}} per instance, each child's
+ * spec in the form that instance gets (route_stub), so replication holds
+ * for batches too. The type group's members are looked up again at the end
+ * (the batch's starts may have changed pg's table under the pointer). */
+typedef struct up_entry {
+    spec_route r;
+    size_t full_off, full_len, stub_off, stub_len;
+    size_t type_off;             /* the type's text (NUL-terminated) in buf */
+} up_entry;
+
+struct sup_up_batch {
+    ei_x_buff buf;               /* {Name, Pid, Spec} tuples, full and stub forms */
+    up_entry *v;
+    size_t n, cap;
+};
+
+static void up_tuple(ei_x_buff *x, dsup_sup *s, const sup_child *c, int stub)
+{
+    ei_x_encode_tuple_header(x, 3);
+    dsup_x_encode_term(x, c->spec->name);
+    dsup_x_encode_pid(x, &c->pid);
+    if (stub)
+        sup_encode_stub(x, c->spec);
+    else
+        encode_spec_or_undefined(s, x, c);
+}
+
+static void up_batch_add(struct sup_up_batch *b, dsup_sup *s, const sup_child *c, const spec_route *r)
+{
+    if (b->n == b->cap) {
+        b->cap = b->cap ? 2 * b->cap : 64;
+        b->v = dsup_xrealloc(b->v, b->cap * sizeof *b->v);
+    }
+    up_entry *e = &b->v[b->n++];
+    e->r = *r;
+    e->full_off = (size_t)b->buf.index;
+    up_tuple(&b->buf, s, c, 0);
+    e->full_len = (size_t)b->buf.index - e->full_off;
+    e->stub_off = e->stub_len = 0;
+    e->r.typed = NULL;
+    e->r.ntyped = 0;
+    e->type_off = (size_t)b->buf.index;
+    ei_x_append_buf(&b->buf, c->spec->type, (int)strlen(c->spec->type) + 1);
+    if (r->stubs) {
+        e->stub_off = (size_t)b->buf.index;
+        up_tuple(&b->buf, s, c, 1);
+        e->stub_len = (size_t)b->buf.index - e->stub_off;
+    }
+}
+
+void sup_up_batch_begin(dsup_sup *s)
+{
+    struct sup_up_batch *b = dsup_xcalloc(1, sizeof *b);
+    ei_x_new(&b->buf);
+    s->up_batch = b;
+}
+
+/* One children_up to `to`, each entry in the form `to` gets. */
+static void up_batch_send_one(dsup_sup *s, const struct sup_up_batch *b, const dsup_pid *to, ei_x_buff *x)
+{
+    x->index = 0;
+    ei_x_encode_tuple_header(x, 2);
+    dsup_x_encode_atom(x, "$dsup");
+    ei_x_encode_tuple_header(x, 2);
+    dsup_x_encode_atom(x, "children_up");
+    ei_x_encode_list_header(x, (long)b->n);
+    for (size_t i = 0; i < b->n; i++) {
+        const up_entry *e = &b->v[i];
+        int st = route_stub(&e->r, to);
+        ei_x_append_buf(x, b->buf.buff + (st ? e->stub_off : e->full_off), (int)(st ? e->stub_len : e->full_len));
+    }
+    ei_x_encode_empty_list(x);
+    dsup_send(s->proc, to, x);
+}
+
+static int up_batch_stubs_for(const struct sup_up_batch *b, const dsup_pid *to)
+{
+    for (size_t i = 0; i < b->n; i++)
+        if (route_stub(&b->v[i].r, to))
+            return 1;
+    return 0;
+}
+
+static void up_batch_send_group(dsup_sup *s, const struct sup_up_batch *b, const char *group, ei_x_buff *full,
+                                ei_x_buff *own)
+{
+    const dsup_pid *pids;
+    size_t n = dsup_pg_members(s->scope, dsup_reason_atom(group), &pids);
+    for (size_t i = 0; i < n; i++) {
+        if (dsup_pid_eq(&pids[i], dsup_self(s->proc)))
+            continue;
+        if (up_batch_stubs_for(b, &pids[i])) {
+            up_batch_send_one(s, b, &pids[i], own);
+        } else {
+            if (!full->index) { /* the all-full form, encoded once for everyone who gets it */
+                ei_x_buff *x = full;
+                x->index = 0;
+                ei_x_encode_tuple_header(x, 2);
+                dsup_x_encode_atom(x, "$dsup");
+                ei_x_encode_tuple_header(x, 2);
+                dsup_x_encode_atom(x, "children_up");
+                ei_x_encode_list_header(x, (long)b->n);
+                for (size_t k = 0; k < b->n; k++)
+                    ei_x_append_buf(x, b->buf.buff + b->v[k].full_off, (int)b->v[k].full_len);
+                ei_x_encode_empty_list(x);
+            }
+            dsup_send(s->proc, &pids[i], full);
+        }
+    }
+}
+
+void sup_up_batch_end(dsup_sup *s)
+{
+    struct sup_up_batch *b = s->up_batch;
+    if (!b)
+        return;
+    s->up_batch = NULL;
+    for (size_t i = 0; i < b->n; i++)
+        if (b->v[i].r.stubs)
+            route_lookup_typed(s, b->buf.buff + b->v[i].type_off, &b->v[i].r);
+    if (b->n) {
+        ei_x_buff *full = dsup_term_scratch(), *own = dsup_term_scratch();
+        full->index = 0;
+        up_batch_send_group(s, b, SUP_HOSTS_GROUP, full, own);
+        up_batch_send_group(s, b, SUP_OBSERVERS_GROUP, full, own);
+        dsup_term_scratch_release(own);
+        dsup_term_scratch_release(full);
+    }
+    ei_x_free(&b->buf);
+    free(b->v);
+    free(b);
+}
+
 /* {'$dsup', {child_up, ...}} to every other instance; c's replicas (and
  * Elixir instances) get its spec, the other C hosts a stub. */
 void sup_send_child_up(dsup_sup *s, sup_child *c, const dsup_pid *to)
@@ -290,6 +433,10 @@ void sup_send_child_up(dsup_sup *s, sup_child *c, const dsup_pid *to)
     route_init(s, c, &r);
     if (r.stubs)
         c->replica_sig = sup_replica_sig(r.reps, r.nreps);
+    if (!to && s->up_batch) {
+        up_batch_add(s->up_batch, s, c, &r);
+        return;
+    }
     ei_x_buff *full = dsup_term_scratch(), *stub = dsup_term_scratch();
     encode_child_up(s, full, c, 0);
     if (to) {
@@ -529,6 +676,23 @@ static void remote_child_down(dsup_sup *s, dsup_term name, dsup_term pid_t)
     sup_cache_drop(s, c);
 }
 
+/* [{Name, Pid, SpecMap | undefined}] (a snapshot's or a batch's) */
+static void each_child_up(dsup_sup *s, dsup_term list)
+{
+    int i = 0, n, type, size;
+    if (ei_get_type(list.buf, &i, &type, &size) < 0 || type != ERL_LIST_EXT ||
+        ei_decode_list_header(list.buf, &i, &n) < 0)
+        return;
+    for (int k = 0; k < n; k++) {
+        int st = i;
+        if (dsup_term_next(list.buf, &i) < 0)
+            return;
+        dsup_term t[3];
+        if (dsup_term_tuple((dsup_term){ list.buf + st, (size_t)(i - st) }, t, 3) == 3)
+            remote_child_up(s, t[0], t[1], t[2]);
+    }
+}
+
 void sup_on_child_msg(dsup_sup *s, dsup_term ev)
 {
     dsup_term el[5];
@@ -538,18 +702,9 @@ void sup_on_child_msg(dsup_sup *s, dsup_term ev)
     } else if (dsup_term_tagged(ev, "child_down", &ar, el, 5) && ar == 4) {
         remote_child_down(s, el[1], el[2]);
     } else if (dsup_term_tagged(ev, "snapshot", &ar, el, 5) && ar == 3) {
-        int i = 0, n, type, size;
-        if (ei_get_type(el[2].buf, &i, &type, &size) < 0 || type != ERL_LIST_EXT ||
-            ei_decode_list_header(el[2].buf, &i, &n) < 0)
-            return;
-        for (int k = 0; k < n; k++) {
-            int st = i;
-            if (dsup_term_next(el[2].buf, &i) < 0)
-                return;
-            dsup_term t[3];
-            if (dsup_term_tuple((dsup_term){ el[2].buf + st, (size_t)(i - st) }, t, 3) == 3)
-                remote_child_up(s, t[0], t[1], t[2]);
-        }
+        each_child_up(s, el[2]);
+    } else if (dsup_term_tagged(ev, "children_up", &ar, el, 5) && ar == 2) {
+        each_child_up(s, el[1]);
     } else if (sup_replica_msg(s, ev)) {
         /* handled */
     } else if (dsup_term_tagged(ev, "start_pending", &ar, el, 5) && ar == 3) {

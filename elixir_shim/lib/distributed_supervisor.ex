@@ -390,6 +390,150 @@ defmodule DistributedSupervisor do
     end
   end
 
+  @doc """
+  Starts many children in one go: `[{:ok, pid, child_name} | {:error, reason}]`,
+  one result per spec, in the order of `specs`.
+
+  Each spec is placed as `start_child/2` places it (its name's owner among the
+  hosts able to run its type); the specs are grouped by owner and each owner
+  gets ONE request, `{:start_children_here, [{child_name, wire_spec}]}`, sent to
+  all owners in parallel, and answers once for its whole group. A duplicate
+  (of a running child, or of an earlier spec in the same batch) gives
+  `{:error, {:already_started, pid}}`, a bad spec `{:error, {:incorrect_spec, spec}}`,
+  a type no host runs `{:error, {:unknown_worker, type}}`, each in its own slot.
+  The children of an owner that goes down meanwhile are placed again, under
+  the same names, once the ring shows it (as `start_child/3` retries).
+  Returns when this node's instance sees every started child.
+  """
+  @spec start_children(name(), [Supervisor.child_spec() | {module(), term()} | module()]) ::
+          [{:ok, pid(), id()} | {:error, term()}]
+  def start_children(name, specs) when is_list(specs) do
+    ctx = %{
+      name: name,
+      scope: Instance.scope(name),
+      hosts: hosts(name),
+      allowed: allowed(name),
+      ring: ring(name)
+    }
+
+    prepared = specs |> Enum.map(&batch_prepare(ctx, &1)) |> Enum.with_index()
+    go = for {{:go, group, cname, wire}, i} <- prepared, do: {i, group, cname, wire}
+    started = go |> run_batch(name, ctx.ring, 3) |> Map.new()
+
+    results =
+      Enum.map(prepared, fn
+        {{:go, _, _, _}, i} -> Map.fetch!(started, i)
+        {{:error, _} = e, _i} -> e
+      end)
+
+    for {:ok, pid, cname} <- results, do: await(name, {:await_up, cname, pid})
+    results
+  end
+
+  # Place each {index, group, name, wire} on the ring `ring`, one request per
+  # owner (all at once): [{index, result}]. The children of an owner that
+  # went down meanwhile are placed again, under the same names, once the
+  # ring shows it (as start_child does).
+  defp run_batch([], _name, _ring, _tries), do: []
+
+  defp run_batch(items, name, ring, tries) do
+    {scope, hosts, allowed} = {Instance.scope(name), hosts(name), allowed(name)}
+
+    {placed, unplaced} =
+      Enum.reduce(items, {[], []}, fn {i, group, _cname, _wire} = it, {p, u} ->
+        case Place.owner(ring, Place.member_nodes(scope, group, hosts, allowed), elem(it, 2)) do
+          nil -> {p, [{i, {:error, :no_nodes}} | u]}
+          owner -> {[{owner, it} | p], u}
+        end
+      end)
+
+    results =
+      placed
+      |> Enum.reverse()
+      |> Enum.group_by(fn {owner, _} -> owner end, fn {_, it} -> it end)
+      |> Task.async_stream(fn {owner, its} -> start_batch_on(name, owner, its) end,
+        timeout: :infinity,
+        max_concurrency: 64
+      )
+      |> Enum.flat_map(fn {:ok, pairs} -> pairs end)
+
+    {down, done} = Enum.split_with(results, &match?({_, {:error, {:nodedown, _}}}, &1))
+
+    if down != [] and tries > 1 do
+      await(name, {:await_ring_change, ring})
+      again = Map.new(down)
+      retry = for {i, _, _, _} = it <- items, is_map_key(again, i), do: it
+      unplaced ++ done ++ run_batch(retry, name, ring(name), tries - 1)
+    else
+      unplaced ++ results
+    end
+  end
+
+  # {:go, owner, child_name, wire} | {:error, reason}: start_child's placement
+  defp batch_prepare(ctx, spec) do
+    with {:ok, type} <- spec_type(spec) do
+      case Place.member_nodes(ctx.scope, Place.type_group(type), ctx.hosts, ctx.allowed) do
+        [] -> batch_prepare_beam(ctx, type, spec)
+        _cands -> batch_prepare_c(ctx, spec)
+      end
+    end
+  end
+
+  defp batch_prepare_c(ctx, spec) do
+    with {:ok, {type, cname, args, restart, shutdown}} <- parse_spec(spec) do
+      cname = if cname == nil, do: make_ref(), else: cname
+
+      wire = %{
+        id: cname,
+        start: {type, :start_link, [args]},
+        args: args,
+        restart: restart,
+        shutdown: shutdown
+      }
+
+      batch_go(ctx, Place.type_group(type), cname, wire)
+    end
+  end
+
+  defp batch_prepare_beam(ctx, type, spec) do
+    with {:ok, cname, wire} <- beam_wire(ctx.name, spec) do
+      if Place.member_nodes(ctx.scope, Place.beam_group(), ctx.hosts, ctx.allowed) == [] do
+        cond do
+          ctx.hosts == [] -> {:error, :no_nodes}
+          Code.ensure_loaded?(type) -> {:error, {:no_capable_host, type}}
+          true -> {:error, {:unknown_worker, type}}
+        end
+      else
+        batch_go(ctx, Place.beam_group(), cname, wire)
+      end
+    end
+  end
+
+  defp batch_go(ctx, group, cname, wire) do
+    case whereis_cached(ctx.name, cname) do
+      pid when is_pid(pid) -> {:error, {:already_started, pid}}
+      nil -> {:go, group, cname, wire}
+    end
+  end
+
+  # One request to `owner` for its group: [{index, result}].
+  defp start_batch_on(name, owner, items) do
+    req =
+      {:start_children_here, Enum.map(items, fn {_i, _group, cname, wire} -> {cname, wire} end)}
+
+    results =
+      try do
+        case GenServer.call({name, owner}, req, @start_timeout) do
+          list when is_list(list) and length(list) == length(items) -> list
+          other -> List.duplicate(other, length(items))
+        end
+      catch
+        :exit, _ -> List.duplicate({:error, {:nodedown, owner}}, length(items))
+      end
+
+    Enum.zip_with(items, results, fn {i, _, _, _}, r -> {i, r} end)
+  end
+
   # A C worker type some host advertises.
   defp start_c_child(name, spec, node, cands) do
     with {:ok, {type, cname, args, restart, shutdown}} <- parse_spec(spec) do
