@@ -15,7 +15,7 @@
 
 -export([all/0, suite/0, init_per_suite/1, end_per_suite/1,
          init_per_testcase/2, end_per_testcase/2]).
--export([specs_on_k_successors_failover_once/1,
+-export([specs_on_k_successors_failover_once/1, batch_start_keeps_replicas/1,
          joining_host_gets_its_replicas/1,
          k1_adjacent_losses_logged/1,
          cli_replicas_key/1]).
@@ -25,8 +25,8 @@
 
 suite() -> [{timetrap, {seconds, 240}}].
 
-all() -> [specs_on_k_successors_failover_once, joining_host_gets_its_replicas, k1_adjacent_losses_logged,
-          cli_replicas_key].
+all() -> [specs_on_k_successors_failover_once, batch_start_keeps_replicas, joining_host_gets_its_replicas,
+          k1_adjacent_losses_logged, cli_replicas_key].
 
 init_per_suite(Config) ->
     case filelib:is_regular(dsup_test:exe()) of
@@ -108,6 +108,37 @@ specs_on_k_successors_failover_once(Cfg) ->
            [length(Names), Last, dsup_test:elapsed_ms(T2)]),
     ?assertMatch(#{local := ?N_CHILDREN}, info(Cfg, Last)),
     {comment, dsup_cluster:fmt("~b orphans after one kill; 0 lost after two at once", [length(Orphans)])}.
+
+%% The same placement when the children come in batch starts (one
+%% children_up per batch and receiver, each child's spec in the form that
+%% receiver gets): 4 hosts, k = 2, 2,000 children sent as one
+%% start_children_here per owner; each host's counts equal the reference,
+%% and a kill -9 of one host brings every orphan back once on its owner.
+batch_start_keeps_replicas(Cfg) ->
+    K = 2,
+    Hs = ?config(handles, Cfg),
+    Nodes = [maps:get(node, H) || H <- Hs],
+    start_sup_everywhere(Cfg, Nodes, [{replicas, K}]),
+    Names = [child_name(I) || I <- lists:seq(1, ?N_CHILDREN)],
+    Ring = dsup_cluster:ring(Nodes),
+    Groups = maps:groups_from_list(fun(N) -> dsup_cluster:ring_owner(Ring, N) end, Names),
+    maps:foreach(fun(Owner, Ns) ->
+                         Items = [{N, #{id => N, start => {counter, start_link, [[]]}, args => [],
+                                        restart => permanent, shutdown => 5000}} || N <- Ns],
+                         Rs = sup(Cfg, Owner, {start_children_here, Items}),
+                         ?assertEqual(length(Ns), length([ok || {ok, _, _} <- Rs]))
+                 end, Groups),
+    Pids0 = wait_placed(Cfg, Names, Ring),
+    check_replicas(Cfg, Nodes, K, Ring, Names),
+    [Victim | _] = Nodes,
+    Orphans = [N || N <- Names, node(maps:get(N, Pids0)) =:= Victim],
+    {exited, _} = dsup_cluster:kill_c(hd(Hs)),
+    wait_ring(Cfg, Nodes -- [Victim]),
+    Pids1 = wait_placed(Cfg, Names, ring_without(Nodes, [Victim])),
+    ?assertEqual([], [N || N <- Names -- Orphans, maps:get(N, Pids1) =/= maps:get(N, Pids0)]),
+    ?assertEqual([], [N || N <- Orphans, maps:get(N, Pids1) =:= maps:get(N, Pids0)]),
+    {comment, dsup_cluster:fmt("~b children in ~b batches; ~b orphans back once",
+                               [length(Names), maps:size(Groups), length(Orphans)])}.
 
 %% 3 hosts, k = 1, 600 children, then a fourth host joins (no rebalance:
 %% the children stay where they run): it receives the specs it is now a
