@@ -12,6 +12,7 @@
 %%%   start_seq / start_conc  start_child into a 3-node ring, 1 / C callers
 %%%   failover                kill -9 a node hosting K children -> all re-registered
 %%%   mem_idle_child          RSS delta / N for N idle children on one host
+%%%   mem_idle_child_scale    the same for 1M counters (100k quick), dsup alone
 %%%   pg_sync                 a new node joins the scope and sees all N groups
 %%%   scale_*                 1,000,000 children over 2 nodes: start, RSS, calls
 %%%   shim_whereis/shim_call  DistributedSupervisor.whereis/call from an Elixir
@@ -23,8 +24,9 @@
 %%%                           build/libdsup.a) vs libring's algorithm / phash2 on the BEAM
 %%% The summary also takes in the call rows of bench/call_bench.erl (calls.csv).
 %%%
-%%% Environment (for development): SUP_BENCH_ONLY=ring,start,failover,mem,pg,scale,shim
-%%% runs a subset (mem includes pg_sync); SUP_BENCH_SCALE_N overrides N of scale;
+%%% Environment (for development): SUP_BENCH_ONLY=ring,start,failover,mem,mem1m,pg,scale,shim
+%%% runs a subset (mem includes pg_sync); SUP_BENCH_SCALE_N overrides N of scale,
+%%% SUP_BENCH_MEM1M_N the N of mem_idle_child_scale;
 %%% SUP_BENCH_LOG_LEVEL sets the dsup-nodes' --log-level (default warn);
 %%% SUP_BENCH_SHIM_EBIN is the compiled shim's ebin, SUP_BENCH_RING_BIN the
 %%% built bench_ring (run.sh sets both).
@@ -67,14 +69,14 @@ main(Args) ->
 
 config(true) ->
     #{start_seq => 100, start_conc => 400, start_reps => 1, conc => 8,
-      fo_n => 200, fo_reps => 1, mem_n => 2000, sync_reps => 1,
+      fo_n => 200, fo_reps => 1, mem_n => 2000, sync_reps => 1, mem1m_n => 100000,
       scale_n => 10000, scale_conc => 16, scale_calls => 1000,
       shim_ops => 200, shim_reps => 1, shim_loop => 20000,
       pg_m => 1000, pg_batch => 50, pg_window => 32, pg_reps => 1,
       ring_reps => 1, ring_ops => 200000};
 config(false) ->
     #{start_seq => 2000, start_conc => 10000, start_reps => 5, conc => 8,
-      fo_n => 1000, fo_reps => 5, mem_n => 100000, sync_reps => 5,
+      fo_n => 1000, fo_reps => 5, mem_n => 100000, sync_reps => 5, mem1m_n => 1000000,
       scale_n => 1000000, scale_conc => 16, scale_calls => 20000,
       shim_ops => 5000, shim_reps => 5, shim_loop => 100000,
       pg_m => 20000, pg_batch => 100, pg_window => 32, pg_reps => 5,
@@ -82,11 +84,13 @@ config(false) ->
 
 run(Quick, OutDir, LogDir) ->
     Cfg0 = config(Quick),
-    Cfg = case os:getenv("SUP_BENCH_SCALE_N") of
-              false -> Cfg0;
-              "" -> Cfg0;
-              SN -> Cfg0#{scale_n => list_to_integer(SN)}
-          end,
+    Cfg = lists:foldl(fun({Env, Key}, C) ->
+                              case os:getenv(Env) of
+                                  false -> C;
+                                  "" -> C;
+                                  V -> C#{Key => list_to_integer(V)}
+                              end
+                      end, Cfg0, [{"SUP_BENCH_SCALE_N", scale_n}, {"SUP_BENCH_MEM1M_N", mem1m_n}]),
     persistent_term:put({?MODULE, log_dir}, LogDir),
     ets:new(sup_bench_tracked, [named_table, public, bag]),
     Only = case os:getenv("SUP_BENCH_ONLY") of
@@ -103,7 +107,8 @@ run(Quick, OutDir, LogDir) ->
              true -> ring_phase(Cfg, Do);
              false -> []
          end,
-    R2 = case Do(mem) of true -> mem_phase(Cfg); false -> [] end,
+    R2 = case Do(mem) of true -> mem_phase(Cfg); false -> [] end
+        ++ case Do(mem1m) of true -> mem1m_phase(Cfg); false -> [] end,
     R2b = case Do(pg) of true -> pg_phase(Cfg); false -> [] end,
     R3 = case Do(scale) of true -> scale_phase(Cfg); false -> [] end,
     Rows = R0 ++ R1 ++ R2 ++ R2b ++ R3,
@@ -617,6 +622,35 @@ mem_phase(Cfg) ->
     stop_peer(P),
     stop_dsup(H),
     [MemRow, SyncRow].
+
+%% The memory target of issue 19 (dsup alone: the baseline's figure at 100k
+%% is in mem_idle_child): N idle `counter' children on one dsup-node (1M in
+%% the full run), RSS growth / N, against <= 256 B. Started as fast as the
+%% wire allows today: 16 callers, one start_child each at a time.
+mem1m_phase(Cfg) ->
+    #{mem1m_n := N} = Cfg,
+    io:format("== memory at scale: ~s idle counter children on one host~n", [kilo(N)]),
+    H = start_dsup(mem1m_c, [atom_to_list(?MEM)], []),
+    M = maps:get(node, H),
+    wait_ring(?MEM, [M], 1),
+    {ok, _, _} = gen_server:call({?MEM, M}, {start_child, {counter, [{name, warm}]}, M}, ?T),
+    Rss0 = vmrss_kb(maps:get(os_pid, H)),
+    Us = par(16, N, fun(I) ->
+                            {ok, _, _} = gen_server:call({?MEM, M}, {start_child, {counter, [{name, {c, I}}]}, M}, ?T)
+                    end),
+    N1 = count(?MEM, M) - 1,
+    N1 =:= N orelse error({children, N1, N}),
+    Rss1 = vmrss_kb(maps:get(os_pid, H)),
+    Per = (Rss1 - Rss0) * 1024 / N,
+    io:format("  dsup ~b B/child (~b children, RSS ~b -> ~b kB, started in ~.1f s)~n",
+              [round(Per), N, Rss0, Rss1, Us / 1.0e6]),
+    stop_dsup(H),
+    [row(mem_idle_child_scale,
+         io_lib:format("memory per idle counter child on its host, N = ~s", [kilo(N)]),
+         "bytes/child", lower, [Per], [], {abs_max, 256}, 1,
+         io_lib:format("dsup-node VmRSS growth / N: ~b -> ~b kB; ~b starts/s (16 callers, "
+                       "start_child one at a time); layout: README, Memory per child",
+                       [Rss0, Rss1, round(N / (Us / 1.0e6))]))].
 
 %% On a BEAM peer: start N children of instance Inst locally, C at a time.
 bl_start_many(Inst, Tag, N, C) ->

@@ -459,7 +459,8 @@ void dsup_proc_sig_exit(dsup_proc *p, const dsup_pid *from, dsup_term reason, in
         return;
     if (is_link == 1 && !remove_link(p, from)) {
         /* The implicit link to a supervising parent (dsup_spawn_child). */
-        if (!(p->parent_link && dsup_pid_eq(from, &p->parent)))
+        dsup_pid parent = dsup_proc_parent(p);
+        if (!(p->parent_link && dsup_pid_eq(from, &parent)))
             return; /* no such link (already unlinked): the signal is void */
         p->parent_link = 0;
     }
@@ -562,8 +563,10 @@ void dsup_proc_exit(dsup_proc *p, dsup_term reason)
 
     for (uint32_t i = 0; i < dsup_ivec_len(&p->links); i++)
         send_exit_signal(&p->pid, LINK_AT(p, i), r, 1);
-    if (p->parent_link)
-        enqueue(Q_EXIT_CHILD, &p->parent, &p->pid, r);
+    if (p->parent_link) {
+        dsup_pid parent = dsup_proc_parent(p);
+        enqueue(Q_EXIT_CHILD, &parent, &p->pid, r);
+    }
 
     for (uint32_t i = 0; i < dsup_ivec_len(&p->watchers); i++) {
         dsup_monitor_rec *m = MON_AT(&p->watchers, i);

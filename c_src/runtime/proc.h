@@ -26,10 +26,10 @@ typedef struct dsup_monitor_rec {
 } dsup_monitor_rec;
 
 /* Laid out without padding holes: there is one per child, and children are
- * many (this struct is most of a C worker's ~500 bytes). */
+ * many (README, Memory per child: 104 bytes + the worker's state, one
+ * allocation). */
 struct dsup_proc {
     dsup_pid pid;
-    dsup_pid parent;
     const dsup_worker_type *type;
     void *state;
     dsup_ivec links;              /* dsup_pid */
@@ -40,6 +40,8 @@ struct dsup_proc {
     dsup_term *stop_reason;       /* set by dsup_stop (one allocation); NULL = not stopping */
     void *beh;                    /* behaviour-private data */
     uint32_t key;
+    uint32_t parent_key;          /* the parent (has_parent) is a local process: its key */
+    uint32_t parent_creation;     /* ... and creation; dsup_proc_parent() gives its pid */
     uint16_t in_callback;
     unsigned trap_exit : 1;
     unsigned suspended : 1;
@@ -52,6 +54,13 @@ struct dsup_proc {
     unsigned registered : 1;      /* has a name in the name table (names are rare:
                                      the name is not kept here) */
 };
+
+/* The parent's pid (has_parent): a process on this node, kept as 8 bytes
+ * (key, creation) instead of a 24-byte pid. */
+static inline dsup_pid dsup_proc_parent(const dsup_proc *p)
+{
+    return (dsup_pid){ p->pid.node, p->parent_key & 0x7fff, p->parent_key >> 15, p->parent_creation };
+}
 
 void dsup_proc_table_init(void);
 /* How processes handle messages and their end: one class for every process

@@ -52,6 +52,7 @@ static void pv_free(pidvec *v)
 
 typedef struct pg_group {
     dsup_term key;       /* encoded group term: the dict entry's key bytes */
+    dsup_pg *scope;      /* its scope: a process's only membership points here */
     pidvec all;          /* every member, local and remote */
     uint32_t nlocal;     /* how many of them are local */
 } pg_group;
@@ -65,12 +66,34 @@ typedef struct pg_peer {
 
 /* A local member's memberships hang off its process (proc->pg_memb), one
  * node per join (pg allows joining a group twice): no monitor, no table;
- * when the process ends, dsup_pg_proc_exit() makes it leave. */
+ * when the process ends, dsup_pg_proc_exit() makes it leave. The usual
+ * case, one membership (a child in its name's group), costs no node:
+ * proc->pg_memb is then the group itself, tagged with the low bit. */
 struct dsup_pg_memb {
     dsup_pg *scope;
     pg_group *group;
     struct dsup_pg_memb *next;
 };
+
+static pg_group *memb_single(const dsup_proc *p)
+{
+    uintptr_t v = (uintptr_t)p->pg_memb;
+    return v & 1 ? (pg_group *)(v & ~(uintptr_t)1) : NULL;
+}
+
+/* The list form, for a process with a second membership (and at exit):
+ * the tagged single membership becomes a node first. */
+static void memb_to_list(dsup_proc *p)
+{
+    pg_group *g = memb_single(p);
+    if (!g)
+        return;
+    struct dsup_pg_memb *m = dsup_xmalloc(sizeof *m);
+    m->scope = g->scope;
+    m->group = g;
+    m->next = NULL;
+    p->pg_memb = m;
+}
 
 typedef struct pg_sub {
     dsup_pg_event_fn fn;
@@ -162,8 +185,10 @@ static pg_group *group_get(dsup_pg *s, dsup_term g, int create)
     if (!e)
         return NULL;
     pg_group *grp = e->val;
-    if (created)
+    if (created) {
         grp->key = (dsup_term){ e->key, e->klen };
+        grp->scope = s;
+    }
     return grp;
 }
 
@@ -228,11 +253,16 @@ int dsup_pg_join(dsup_pg *s, dsup_term group, const dsup_pid *pids, size_t n)
     group = g->key;
     for (size_t i = 0; i < n; i++) {
         dsup_proc *p = dsup_proc_lookup(&pids[i]);
-        struct dsup_pg_memb *m = dsup_xmalloc(sizeof *m);
-        m->scope = s;
-        m->group = g;
-        m->next = p->pg_memb;
-        p->pg_memb = m;
+        if (!p->pg_memb) {
+            p->pg_memb = (struct dsup_pg_memb *)((uintptr_t)g | 1); /* groups are 8-aligned */
+        } else {
+            memb_to_list(p);
+            struct dsup_pg_memb *m = dsup_xmalloc(sizeof *m);
+            m->scope = s;
+            m->group = g;
+            m->next = p->pg_memb;
+            p->pg_memb = m;
+        }
         vec_push(&g->all, &pids[i]);
         g->nlocal++;
     }
@@ -255,6 +285,17 @@ static int drop_local(dsup_pg *s, pg_group *g, const dsup_pid *pid)
     dsup_proc *p = dsup_proc_lookup(pid);
     if (!p)
         return 0;
+    pg_group *one = memb_single(p);
+    if (one) {
+        if (one != g)
+            return 0;
+        p->pg_memb = NULL;
+        int had = vec_remove(&g->all, pid);
+        assert(had && g->nlocal > 0);
+        (void)had;
+        g->nlocal--;
+        return 1;
+    }
     for (struct dsup_pg_memb **pm = &p->pg_memb; *pm; pm = &(*pm)->next) {
         if ((*pm)->scope == s && (*pm)->group == g) {
             struct dsup_pg_memb *m = *pm;
@@ -300,29 +341,49 @@ int dsup_pg_leave(dsup_pg *s, dsup_term group, const dsup_pid *pids, size_t n)
     return nl ? 0 : DSUP_PG_NOT_JOINED;
 }
 
+/* The leave message pg sends when a member ends: {leave, Scope, Pid, Groups}. */
+static void broadcast_exit_leave(dsup_pg *s, const dsup_proc *p, const struct dsup_pg_memb *list, const pg_group *one)
+{
+    if (!s->proc)
+        return;
+    uint32_t n = one ? 1 : 0;
+    for (const struct dsup_pg_memb *m = list; m; m = m->next)
+        n += m->scope == s;
+    ei_x_buff *x = dsup_term_scratch();
+    ei_x_encode_tuple_header(x, 4);
+    dsup_x_encode_atom(x, "leave");
+    dsup_x_encode_pid(x, dsup_self(s->proc));
+    dsup_x_encode_pid(x, &p->pid);
+    ei_x_encode_list_header(x, n);
+    if (one)
+        dsup_x_encode_term(x, one->key);
+    for (const struct dsup_pg_memb *m = list; m; m = m->next)
+        if (m->scope == s)
+            dsup_x_encode_term(x, m->group->key);
+    ei_x_encode_empty_list(x);
+    broadcast(s, x);
+    dsup_term_scratch_release(x);
+}
+
 /* A local member ends: in each scope it leaves all its groups with one
  * {leave, Scope, Pid, Groups} message, as pg does on the member's DOWN. */
 void dsup_pg_proc_exit(dsup_proc *p)
 {
+    pg_group *g1;
+    while ((g1 = memb_single(p))) { /* the usual case: one group, no list */
+        dsup_pg *s = g1->scope;
+        p->pg_memb = NULL;
+        broadcast_exit_leave(s, p, NULL, g1);
+        int had = vec_remove(&g1->all, &p->pid);
+        assert(had && g1->nlocal > 0);
+        (void)had;
+        g1->nlocal--;
+        notify(s, DSUP_PG_LEAVE, g1->key, &p->pid, 1);
+        group_drop_if_empty(s, g1);
+    }
     while (p->pg_memb) {
         dsup_pg *s = p->pg_memb->scope;
-        uint32_t n = 0;
-        for (struct dsup_pg_memb *m = p->pg_memb; m; m = m->next)
-            n += m->scope == s;
-        if (s->proc) {
-            ei_x_buff *x = dsup_term_scratch();
-            ei_x_encode_tuple_header(x, 4);
-            dsup_x_encode_atom(x, "leave");
-            dsup_x_encode_pid(x, dsup_self(s->proc));
-            dsup_x_encode_pid(x, &p->pid);
-            ei_x_encode_list_header(x, n);
-            for (struct dsup_pg_memb *m = p->pg_memb; m; m = m->next)
-                if (m->scope == s)
-                    dsup_x_encode_term(x, m->group->key);
-            ei_x_encode_empty_list(x);
-            broadcast(s, x);
-            dsup_term_scratch_release(x);
-        }
+        broadcast_exit_leave(s, p, p->pg_memb, NULL);
         for (struct dsup_pg_memb **pm = &p->pg_memb; *pm;) {
             struct dsup_pg_memb *m = *pm;
             if (m->scope != s) {
