@@ -112,7 +112,7 @@ echo "bench: done in $(( SECONDS - START )) s"
 if [ "$MODE" = quick ] && [ $rc -eq 0 ]; then
     # smoke check: every row is present (no time is asserted)
     for r in call_seq_small call_seq_1k call_conc8_small call_async32_small start_seq start_conc start_cpu \
-             shim_whereis shim_call failover mem_idle_child pg_sync pg_join_batch pg_join_single \
+             shim_whereis shim_call shim_call_name_vs_pid failover mem_idle_child mem_idle_child_scale pg_sync pg_join_batch pg_join_single \
              ring_node_for phash2_small phash2_1k scale_start scale_rss scale_call metrics_under_load; do
         grep -q "^$r," "$OUT/summary.csv" || { echo "bench: row $r missing from $OUT/summary.csv" >&2; rc=1; }
     done

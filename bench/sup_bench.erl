@@ -283,6 +283,8 @@ pct(L, P) ->
     S = list_to_tuple(lists:sort(L)),
     element(max(1, min(tuple_size(S), round(P / 100 * tuple_size(S)))), S).
 
+pctf(L, P) -> float(pct(L, P)).
+
 %% Reps repetitions of {dsup, F} and {base, G}, alternating which goes first.
 alternate(Reps, DsupF, BaseF) ->
     lists:foldl(
@@ -1085,6 +1087,8 @@ shim_pending() ->
     [row(shim_whereis, "DistributedSupervisor.whereis/2 from an Elixir node (pending shim)",
          "µs/op", lower, [], [], pending, 0, "pending shim: elixir_shim/ did not compile (or SUP_BENCH_SHIM_EBIN unset)"),
      row(shim_call, "DistributedSupervisor.call/3 by name from an Elixir node (pending shim)",
+         "µs/op", lower, [], [], pending, 0, "pending shim: elixir_shim/ did not compile (or SUP_BENCH_SHIM_EBIN unset)"),
+     row(shim_call_name_vs_pid, "DistributedSupervisor.call/3 by name vs GenServer.call by pid (pending shim)",
          "µs/op", lower, [], [], pending, 0, "pending shim: elixir_shim/ did not compile (or SUP_BENCH_SHIM_EBIN unset)")].
 
 shim_rows(Cfg, DN, BN) ->
@@ -1129,6 +1133,11 @@ shim_rows(Cfg, DN, BN, Ebin) ->
         %% per-op timed (clock read around each op, µs resolution): latency plot
         {WD, WB} = Run(whereis),
         {CD, CB} = Run(call),
+        %% by name vs by pid, interleaved in one loop on the Elixir node
+        NP = [erpc:call(PN, ?MODULE, shim_probe, [call_vs_pid, ?SUP, DN, Keys, 0], 600000)
+              || _ <- lists:seq(1, Reps)],
+        ByName = lists:append([N || {N, _} <- NP]),
+        ByPid = lists:append([Pd || {_, Pd} <- NP]),
         put(latency, get_list(latency) ++
                 [{shim_whereis, "DistributedSupervisor.whereis/2 (Elixir node)",
                   lists:append(WD), lists:append(WB)},
@@ -1150,13 +1159,25 @@ shim_rows(Cfg, DN, BN, Ebin) ->
          row(shim_call, "DistributedSupervisor.call/3 by name from an Elixir node", "µs/op", lower,
              Med(CD), Med(CB), none, Reps,
              "median per-op µs; baseline: upstream call = GenServer.call({:via, Registry, ...}) "
-             "(whereis above, then the call)")]
+             "(whereis above, then the call)"),
+         row(shim_call_name_vs_pid,
+             "DistributedSupervisor.call/3 by name vs GenServer.call by pid, same loop, p50",
+             "µs/op", lower, [pctf(ByName, 50)], [pctf(ByPid, 50)], {slowdown_le, 10}, Reps,
+             io_lib:format("issue 19: the name path must add nothing measurable. The baseline "
+                           "column here is GenServer.call(Pid, :get) to the same dsup child, "
+                           "alternating with the call by name op by op (order flipped every op) "
+                           "on the Elixir node, each timed in ns; ~b ops each; p50 ratio ~.3f; "
+                           "p99 by name ~.1f µs, by pid ~.1f µs (ratio ~.3f)",
+                           [length(ByName), pctf(ByName, 50) / pctf(ByPid, 50),
+                            pctf(ByName, 99), pctf(ByPid, 99),
+                            pctf(ByName, 99) / pctf(ByPid, 99)]))]
     catch C:R:St ->
         io:format("shim rows failed: ~p:~p~n~p~n", [C, R, St]),
         [row(S, D ++ " (shim failed to run)", "µs/op", lower, [], [], pending, 0,
              io_lib:format("shim present but failed: ~0p", [R]))
          || {S, D} <- [{shim_whereis, "DistributedSupervisor.whereis/2 from an Elixir node"},
-                       {shim_call, "DistributedSupervisor.call/3 by name from an Elixir node"}]]
+                       {shim_call, "DistributedSupervisor.call/3 by name from an Elixir node"},
+                       {shim_call_name_vs_pid, "DistributedSupervisor.call/3 by name vs GenServer.call by pid"}]]
     after
         stop_peer(P)
     end.
@@ -1185,6 +1206,23 @@ shim_probe(whereis, Sup, _DN, Keys, _) ->
     {_, L} = seq_timed(length(Keys), fun(I) ->
         true = is_pid('Elixir.DistributedSupervisor':whereis(Sup, element(I, KT))) end),
     L;
+shim_probe(call_vs_pid, Sup, _DN, Keys, _) ->
+    %% The pids are resolved once, before the loop; each op is timed alone.
+    KT = list_to_tuple(Keys),
+    PT = list_to_tuple([begin P = 'Elixir.DistributedSupervisor':whereis(Sup, K), true = is_pid(P), P end
+                        || K <- Keys]),
+    ByName = fun(I) -> 0 = 'Elixir.DistributedSupervisor':call(Sup, element(I, KT), get) end,
+    ByPid = fun(I) -> 0 = 'Elixir.GenServer':call(element(I, PT), get) end,
+    Time = fun(F, I) ->
+                   T0 = erlang:monotonic_time(nanosecond),
+                   F(I),
+                   (erlang:monotonic_time(nanosecond) - T0) / 1000
+           end,
+    Pairs = [case I rem 2 of
+                 0 -> N = Time(ByName, I), {N, Time(ByPid, I)};
+                 1 -> Pd = Time(ByPid, I), {Time(ByName, I), Pd}
+             end || I <- lists:seq(1, tuple_size(KT))],
+    {[N || {N, _} <- Pairs], [Pd || {_, Pd} <- Pairs]};
 shim_probe(call, Sup, _DN, Keys, _) ->
     KT = list_to_tuple(Keys),
     {_, L} = seq_timed(length(Keys), fun(I) ->

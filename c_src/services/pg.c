@@ -50,12 +50,18 @@ static void pv_free(pidvec *v)
     v->n = v->cap = 0;
 }
 
+/* One per group, inside its dict entry, right after the key bytes (the
+ * encoded group term, see gkey): 48 bytes, so a child's group costs one
+ * 96-byte malloc chunk for a name of up to 16 bytes. */
 typedef struct pg_group {
-    dsup_term key;       /* encoded group term: the dict entry's key bytes */
     dsup_pg *scope;      /* its scope: a process's only membership points here */
+    uint32_t klen;       /* length of the key bytes before this struct */
+    uint32_t nlocal;     /* how many members are local */
     pidvec all;          /* every member, local and remote */
-    uint32_t nlocal;     /* how many of them are local */
 } pg_group;
+
+/* The group's encoded term: its dict entry's key. */
+static dsup_term gkey(const pg_group *g) { return (dsup_term){ dsup_dict_inline_key(g, g->klen), g->klen }; }
 
 typedef struct pg_peer {
     dsup_pid pid;
@@ -186,7 +192,7 @@ static pg_group *group_get(dsup_pg *s, dsup_term g, int create)
         return NULL;
     pg_group *grp = e->val;
     if (created) {
-        grp->key = (dsup_term){ e->key, e->klen };
+        grp->klen = e->klen;
         grp->scope = s;
     }
     return grp;
@@ -199,7 +205,7 @@ static void group_drop_if_empty(dsup_pg *s, pg_group *g)
     assert(g->nlocal == 0); /* each local membership is one entry of g->all */
     pv_free(&g->all);
     /* The key bytes and g itself live in the entry being removed. */
-    dsup_dict_ent *e = dsup_dict_find(&s->groups, g->key.buf, g->key.len);
+    dsup_dict_ent *e = dsup_dict_find(&s->groups, gkey(g).buf, gkey(g).len);
     if (e)
         dsup_dict_remove(&s->groups, e->key, e->klen);
 }
@@ -250,7 +256,7 @@ int dsup_pg_join(dsup_pg *s, dsup_term group, const dsup_pid *pids, size_t n)
     pg_group *g = group_get(s, group, 1);
     if (!g)
         return DSUP_EINVAL;
-    group = g->key;
+    group = gkey(g);
     for (size_t i = 0; i < n; i++) {
         dsup_proc *p = dsup_proc_lookup(&pids[i]);
         if (!p->pg_memb) {
@@ -330,11 +336,11 @@ int dsup_pg_leave(dsup_pg *s, dsup_term group, const dsup_pid *pids, size_t n)
         dsup_x_encode_pid(x, dsup_self(s->proc));
         encode_pids(x, left, nl);
         ei_x_encode_list_header(x, 1);
-        dsup_x_encode_term(x, g->key);
+        dsup_x_encode_term(x, gkey(g));
         ei_x_encode_empty_list(x);
         broadcast(s, x);
         dsup_term_scratch_release(x);
-        notify(s, DSUP_PG_LEAVE, g->key, left, nl);
+        notify(s, DSUP_PG_LEAVE, gkey(g), left, nl);
         group_drop_if_empty(s, g);
     }
     free(left);
@@ -356,10 +362,10 @@ static void broadcast_exit_leave(dsup_pg *s, const dsup_proc *p, const struct ds
     dsup_x_encode_pid(x, &p->pid);
     ei_x_encode_list_header(x, n);
     if (one)
-        dsup_x_encode_term(x, one->key);
+        dsup_x_encode_term(x, gkey(one));
     for (const struct dsup_pg_memb *m = list; m; m = m->next)
         if (m->scope == s)
-            dsup_x_encode_term(x, m->group->key);
+            dsup_x_encode_term(x, gkey(m->group));
     ei_x_encode_empty_list(x);
     broadcast(s, x);
     dsup_term_scratch_release(x);
@@ -378,7 +384,7 @@ void dsup_pg_proc_exit(dsup_proc *p)
         assert(had && g1->nlocal > 0);
         (void)had;
         g1->nlocal--;
-        notify(s, DSUP_PG_LEAVE, g1->key, &p->pid, 1);
+        notify(s, DSUP_PG_LEAVE, gkey(g1), &p->pid, 1);
         group_drop_if_empty(s, g1);
     }
     while (p->pg_memb) {
@@ -397,7 +403,7 @@ void dsup_pg_proc_exit(dsup_proc *p)
             assert(had && g->nlocal > 0);
             (void)had;
             g->nlocal--;
-            notify(s, DSUP_PG_LEAVE, g->key, &p->pid, 1);
+            notify(s, DSUP_PG_LEAVE, gkey(g), &p->pid, 1);
             /* Joined twice: drop the group only after its last occurrence. */
             int later = 0;
             for (struct dsup_pg_memb *r = *pm; r; r = r->next)
@@ -439,7 +445,7 @@ static void remote_join(dsup_pg *s, pg_peer *p, dsup_term group, const dsup_pid 
     pg_group *g = group_get(s, group, 1);
     if (!g)
         return;
-    dsup_dict_ent *e = dsup_dict_upsert(&p->groups, g->key.buf, g->key.len, NULL);
+    dsup_dict_ent *e = dsup_dict_upsert(&p->groups, gkey(g).buf, gkey(g).len, NULL);
     if (!e)
         return;
     if (!e->val)
@@ -449,13 +455,13 @@ static void remote_join(dsup_pg *s, pg_peer *p, dsup_term group, const dsup_pid 
         vec_push(pv, &pids[i]);
         vec_push(&g->all, &pids[i]);
     }
-    notify(s, DSUP_PG_JOIN, g->key, pids, n);
+    notify(s, DSUP_PG_JOIN, gkey(g), pids, n);
 }
 
 static void remote_leave(dsup_pg *s, pg_peer *p, dsup_term group, const dsup_pid *pids, size_t n)
 {
     pg_group *g = group_get(s, group, 0);
-    dsup_dict_ent *e = g ? dsup_dict_find(&p->groups, g->key.buf, g->key.len) : NULL;
+    dsup_dict_ent *e = g ? dsup_dict_find(&p->groups, gkey(g).buf, gkey(g).len) : NULL;
     if (!e)
         return;
     pidvec *pv = e->val;
@@ -471,10 +477,10 @@ static void remote_leave(dsup_pg *s, pg_peer *p, dsup_term group, const dsup_pid
     if (pv->n == 0) {
         pv_free(pv);
         free(pv);
-        dsup_dict_remove(&p->groups, g->key.buf, g->key.len);
+        dsup_dict_remove(&p->groups, gkey(g).buf, gkey(g).len);
     }
     if (ng)
-        notify(s, DSUP_PG_LEAVE, g->key, gone, ng);
+        notify(s, DSUP_PG_LEAVE, gkey(g), gone, ng);
     free(gone);
     group_drop_if_empty(s, g);
 }
@@ -628,7 +634,7 @@ static void handle_sync(dsup_pg *s, dsup_term peer_t, dsup_term groups)
         size_t np;
         if (decode_pids(pair[1], &pids, &np) == 0) {
             pg_group *g = group_get(s, pair[0], 0);
-            dsup_dict_ent *e = g ? dsup_dict_find(&p->groups, g->key.buf, g->key.len) : NULL;
+            dsup_dict_ent *e = g ? dsup_dict_find(&p->groups, gkey(g).buf, gkey(g).len) : NULL;
             pidvec *old = e ? e->val : NULL;
             if (old && old->n == np && memcmp(pv_data(old), pids, np * sizeof *pids) == 0) {
                 free(pids); /* unchanged */
@@ -739,7 +745,7 @@ static void encode_local_group(dsup_dict_ent *e, void *arg)
     if (!g->nlocal)
         return;
     ei_x_encode_tuple_header(c->x, 2);
-    dsup_x_encode_term(c->x, g->key);
+    dsup_x_encode_term(c->x, gkey(g));
     ei_x_encode_list_header(c->x, g->nlocal);
     for (uint32_t i = 0; i < g->all.n; i++)
         if (pv_data(&g->all)[i].node == g_node->name)
@@ -951,7 +957,7 @@ static void visit_group(dsup_dict_ent *e, void *arg)
 {
     groups_ctx *c = arg;
     pg_group *g = e->val;
-    c->fn(c->arg, g->key, g->all.n);
+    c->fn(c->arg, gkey(g), g->all.n);
 }
 
 size_t dsup_pg_which_groups(dsup_pg *s, void (*fn)(void *arg, dsup_term group, size_t members), void *arg)
