@@ -607,8 +607,7 @@ static int spawn(const char *type_name, const dsup_term *args, const dsup_term *
     te->live++;
     if (link_to) {
         p->has_parent = 1;
-        p->parent_key = link_to->key;
-        p->parent_creation = link_to->pid.creation;
+        p->parent_key = dsup_proc_key(link_to);
     }
     static const char nil[] = { 106 }; /* [] */
     dsup_term a = args ? *args : (dsup_term){ nil, 1 };
