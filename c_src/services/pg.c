@@ -87,8 +87,8 @@ static pg_group *memb_single(const dsup_proc *p)
     return v & 1 ? (pg_group *)(v & ~(uintptr_t)1) : NULL;
 }
 
-/* The list form, for a process with a second membership (and at exit):
- * the tagged single membership becomes a node first. */
+/* The list form, for a process joining a second group: the tagged single
+ * membership becomes a node first. */
 static void memb_to_list(dsup_proc *p)
 {
     pg_group *g = memb_single(p);
