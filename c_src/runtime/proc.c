@@ -45,7 +45,7 @@ size_t dsup_proc_count(void) { return tcount; }
 static void table_put(dsup_proc *p)
 {
     assert(tcount < tcap); /* dsup_proc_new grows at 3/4: a free slot ends every probe */
-    size_t i = slot_of(p->key, tcap);
+    size_t i = slot_of(dsup_proc_key(p), tcap);
     while (table[i])
         i = (i + 1) & (tcap - 1);
     table[i] = p;
@@ -71,7 +71,7 @@ static dsup_proc *table_get(uint32_t key)
 {
     size_t i = slot_of(key, tcap);
     while (table[i]) {
-        if (table[i]->key == key)
+        if (dsup_proc_key(table[i]) == key)
             return table[i];
         i = (i + 1) & (tcap - 1);
     }
@@ -81,7 +81,7 @@ static dsup_proc *table_get(uint32_t key)
 static void table_del(uint32_t key)
 {
     size_t i = slot_of(key, tcap);
-    while (table[i] && table[i]->key != key)
+    while (table[i] && dsup_proc_key(table[i]) != key)
         i = (i + 1) & (tcap - 1);
     assert(table[i]); /* only live entries are deleted, once */
     if (!table[i])
@@ -94,7 +94,7 @@ static void table_del(uint32_t key)
         j = (j + 1) & (tcap - 1);
         if (!table[j])
             break;
-        size_t home = slot_of(table[j]->key, tcap);
+        size_t home = slot_of(dsup_proc_key(table[j]), tcap);
         int movable = (i <= j) ? (home <= i || home > j) : (home <= i && home > j);
         if (movable) {
             table[i] = table[j];
@@ -121,13 +121,12 @@ dsup_proc *dsup_proc_new(size_t extra)
         if (next_key == 0)
             next_key = 1;
         if (!table_get(k)) {
-            p->key = k;
+            p->pid.num = k & 0x7fff;
+            p->pid.serial = k >> 15;
             break;
         }
     }
     p->pid.node = g_node->name;
-    p->pid.num = p->key & 0x7fff;
-    p->pid.serial = p->key >> 15;
     p->pid.creation = g_node->creation;
     if (extra) {
         p->state = (char *)p + base;
@@ -158,7 +157,7 @@ void dsup_proc_foreach(void (*fn)(dsup_proc *p, void *arg), void *arg)
             all[n++] = table[i];
     uint32_t *keys = dsup_xmalloc((n + 1) * sizeof *keys);
     for (size_t i = 0; i < n; i++)
-        keys[i] = all[i]->key;
+        keys[i] = dsup_proc_key(all[i]);
     for (size_t i = 0; i < n; i++) {
         dsup_proc *p = table_get(keys[i]);
         if (p && p == all[i] && !p->dead)
@@ -459,7 +458,8 @@ void dsup_proc_sig_exit(dsup_proc *p, const dsup_pid *from, dsup_term reason, in
         return;
     if (is_link == 1 && !remove_link(p, from)) {
         /* The implicit link to a supervising parent (dsup_spawn_child). */
-        if (!(p->parent_link && dsup_pid_eq(from, &p->parent)))
+        dsup_pid parent = dsup_proc_parent(p);
+        if (!(p->parent_link && dsup_pid_eq(from, &parent)))
             return; /* no such link (already unlinked): the signal is void */
         p->parent_link = 0;
     }
@@ -562,8 +562,10 @@ void dsup_proc_exit(dsup_proc *p, dsup_term reason)
 
     for (uint32_t i = 0; i < dsup_ivec_len(&p->links); i++)
         send_exit_signal(&p->pid, LINK_AT(p, i), r, 1);
-    if (p->parent_link)
-        enqueue(Q_EXIT_CHILD, &p->parent, &p->pid, r);
+    if (p->parent_link) {
+        dsup_pid parent = dsup_proc_parent(p);
+        enqueue(Q_EXIT_CHILD, &parent, &p->pid, r);
+    }
 
     for (uint32_t i = 0; i < dsup_ivec_len(&p->watchers); i++) {
         dsup_monitor_rec *m = MON_AT(&p->watchers, i);
@@ -629,8 +631,8 @@ void dsup_proc_exit(dsup_proc *p, dsup_term reason)
     }
 
     unregister(p);
-    assert(table_get(p->key) == p);
-    table_del(p->key);
+    assert(table_get(dsup_proc_key(p)) == p);
+    table_del(dsup_proc_key(p));
     for (uint32_t i = 0; i < dsup_ivec_len(&p->links); i++)
         dsup_intern_release(LINK_AT(p, i)->node);
     for (uint32_t i = 0; i < dsup_ivec_len(&p->watchers); i++)

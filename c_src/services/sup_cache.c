@@ -86,7 +86,7 @@ sup_child *sup_cache_put(dsup_sup *s, dsup_term name, const dsup_pid *pid, dsup_
     }
     c->pid = *pid;
     dsup_pid_hold(&c->pid); /* the cache outlives the message that told us */
-    c->local = local;
+    c->local = local != 0;
     dsup_ivec_push(&s->by_pid, &by_pid_t, &c);
     sup_pending_child_forget(s, c->spec->name); /* it runs now */
     return c;
@@ -96,9 +96,12 @@ void sup_cache_drop(dsup_sup *s, sup_child *c)
 {
     unindex_pid(s, &c->pid);
     dsup_pid_release(&c->pid);
-    if (c->kill_timer)
-        uv_close((uv_handle_t *)c->kill_timer, (uv_close_cb)free);
-    dsup_from_discard(c->term_from);
+    if (c->stop) {
+        if (c->stop->kill_timer)
+            uv_close((uv_handle_t *)c->stop->kill_timer, (uv_close_cb)free);
+        dsup_from_discard(c->stop->from);
+        free(c->stop);
+    }
     dsup_child_spec *spec = c->spec;
     /* The entry holds c and the key spec->name views: remove it last. */
     dsup_dict_ent *e = dsup_dict_find(&s->by_name, spec->name.buf, spec->name.len);
