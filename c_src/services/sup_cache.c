@@ -352,8 +352,9 @@ void sup_up_batch_begin(dsup_sup *s)
     s->up_batch = b;
 }
 
-/* One children_up to `to`, each entry in the form `to` gets. */
-static void up_batch_send_one(dsup_sup *s, const struct sup_up_batch *b, const dsup_pid *to, ei_x_buff *x)
+/* The children_up message for `to`, each entry in the form `to` gets;
+ * `to` NULL: every entry in its full form. */
+static void up_batch_encode(const struct sup_up_batch *b, const dsup_pid *to, ei_x_buff *x)
 {
     x->index = 0;
     ei_x_encode_tuple_header(x, 2);
@@ -363,11 +364,10 @@ static void up_batch_send_one(dsup_sup *s, const struct sup_up_batch *b, const d
     ei_x_encode_list_header(x, (long)b->n);
     for (size_t i = 0; i < b->n; i++) {
         const up_entry *e = &b->v[i];
-        int st = route_stub(&e->r, to);
+        int st = to && route_stub(&e->r, to);
         ei_x_append_buf(x, b->buf.buff + (st ? e->stub_off : e->full_off), (int)(st ? e->stub_len : e->full_len));
     }
     ei_x_encode_empty_list(x);
-    dsup_send(s->proc, to, x);
 }
 
 static int up_batch_stubs_for(const struct sup_up_batch *b, const dsup_pid *to)
@@ -387,20 +387,11 @@ static void up_batch_send_group(dsup_sup *s, const struct sup_up_batch *b, const
         if (dsup_pid_eq(&pids[i], dsup_self(s->proc)))
             continue;
         if (up_batch_stubs_for(b, &pids[i])) {
-            up_batch_send_one(s, b, &pids[i], own);
+            up_batch_encode(b, &pids[i], own);
+            dsup_send(s->proc, &pids[i], own);
         } else {
-            if (!full->index) { /* the all-full form, encoded once for everyone who gets it */
-                ei_x_buff *x = full;
-                x->index = 0;
-                ei_x_encode_tuple_header(x, 2);
-                dsup_x_encode_atom(x, "$dsup");
-                ei_x_encode_tuple_header(x, 2);
-                dsup_x_encode_atom(x, "children_up");
-                ei_x_encode_list_header(x, (long)b->n);
-                for (size_t k = 0; k < b->n; k++)
-                    ei_x_append_buf(x, b->buf.buff + b->v[k].full_off, (int)b->v[k].full_len);
-                ei_x_encode_empty_list(x);
-            }
+            if (!full->index) /* the all-full form, encoded once for everyone who gets it */
+                up_batch_encode(b, NULL, full);
             dsup_send(s->proc, &pids[i], full);
         }
     }
