@@ -58,6 +58,8 @@ defmodule DistributedSupervisor.HandoffMixedTest do
     # an Elixir counter: refused towards a dsup-node
     spec = {Counter, name: :ec, value: 41, sink: self(), tag: :ec}
     {:ok, ep, :ec} = :erpc.call(e1, DS, :start_child, [name, spec, e1])
+    # (asked of e2: its table knows the child once e1's child_up is there)
+    TestNode.wait_until(fn -> :erpc.call(e2, DS, :whereis, [name, :ec]) == ep end)
     assert :erpc.call(e2, DS, :move_child, [name, :ec, c1]) == {:error, {:no_host, c1}}
     assert :erpc.call(e1, DS, :whereis, [name, :ec]) == ep
 
