@@ -175,6 +175,10 @@ const char *sup_place_owner_for_type(dsup_sup *s, const char *type, dsup_term ke
  * when too few are capable. Interned names; returns how many. */
 size_t sup_place_successors(dsup_sup *s, const dsup_child_spec *spec, const char *skip, const char **out,
                             size_t max);
+/* The host that takes spec's child over when `skip` (its host) leaves: the
+ * owner of its name among the other hosts able to run it (what failover
+ * picks), or NULL when there is none. Interned. */
+const char *sup_place_successor(dsup_sup *s, const dsup_child_spec *spec, const char *skip);
 
 /* sup_replica.c: specs kept on k ring successors (default 2) */
 #define SUP_REPLICAS_DEFAULT 2
