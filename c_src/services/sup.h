@@ -295,8 +295,9 @@ void sup_quorum_free(dsup_sup *s);
 void sup_up_batch_begin(dsup_sup *s);
 void sup_up_batch_end(dsup_sup *s);
 
-/* sup_batch.c: {start_children_here, [{Name, SpecMap}]} */
+/* sup_batch.c: {start_children_here, [{Name, SpecMap}]}, {start_children, [Spec]} */
 dsup_call_ret sup_start_children_here(dsup_sup *s, dsup_term list, const dsup_from *from, ei_x_buff *reply);
+dsup_call_ret sup_start_children(dsup_sup *s, dsup_term list, const dsup_from *from, ei_x_buff *reply);
 int sup_batch_reply(dsup_sup *s, dsup_term msg);
 void sup_batch_free(dsup_sup *s);
 
