@@ -103,8 +103,11 @@ for i <- 1..greeters do
   Demo.check!(node(pid) == DS.node_for(sup, {:greeter, i}, Demo.Greeter), "on its owner among the Elixir hosts")
 end
 for {n, count} <- spread.(), do: Demo.say("#{n}: #{count} children")
-[mine | _] = DS.local_children(sup)
-Demo.say("a local child is a local pid: Process.alive?(#{inspect(mine)}) = #{Process.alive?(mine)}")
+case DS.local_children(sup) do
+  [mine | _] -> Demo.say("a local child is a local pid: Process.alive?(#{inspect(mine)}) = #{Process.alive?(mine)}")
+  # node names differ per run, and so does the ring: all may land on the other host
+  [] -> Demo.say("this run's ring put every greeter on #{e2}: DS.local_children(sup) = []")
+end
 Demo.say("DS.call(sup, {:greeter, 1}, {:greet, \"dsup\"}) = #{inspect(DS.call(sup, {:greeter, 1}, {:greet, "dsup"}))}")
 {_, g1spec} = DS.children(sup)[{:greeter, 1}]
 Demo.say("its spec, as the hex library shapes it: #{inspect(g1spec)}")
