@@ -62,9 +62,9 @@ static void free_move(sup_move *m)
     free(m);
 }
 
-static void reply_error(dsup_saved_from *from, const char *what, const char *node)
+static void reply_error(dsup_sup *s, dsup_saved_from *from, const char *what, const char *node)
 {
-    ei_x_buff *x = dsup_term_scratch();
+    ei_x_buff *x = dsup_term_scratch(s->node);
     ei_x_encode_tuple_header(x, 2);
     dsup_x_encode_atom(x, "error");
     if (node) {
@@ -91,7 +91,7 @@ static void send_barred(dsup_sup *s)
         if (!host) { /* the target left meanwhile: the child is lost (README) */
             LOG_WARN("%s: %s left before a child moved to it arrived", s->name, m->node);
             if (m->from) {
-                reply_error(m->from, "nodedown", m->node);
+                reply_error(s, m->from, "nodedown", m->node);
                 m->from = NULL;
             } else if (!m->plain) {
                 sup_rebalance_moved(s, 0);
@@ -101,7 +101,7 @@ static void send_barred(dsup_sup *s)
         }
         dsup_pid to = *host;
         if (m->plain) {
-            ei_x_buff *x = dsup_term_scratch();
+            ei_x_buff *x = dsup_term_scratch(s->node);
             dsup_x_encode_term(x, m->req);
             dsup_send(s->proc, &to, x);
             dsup_term_scratch_release(x);
@@ -109,7 +109,7 @@ static void send_barred(dsup_sup *s)
             continue;
         }
         dsup_monitor(s->proc, &to, &m->mref);
-        ei_x_buff *x = dsup_term_scratch();
+        ei_x_buff *x = dsup_term_scratch(s->node);
         ei_x_encode_tuple_header(x, 3);
         dsup_x_encode_atom(x, "$gen_call");
         ei_x_encode_tuple_header(x, 2);
@@ -141,10 +141,10 @@ static void open_barrier(dsup_sup *s)
     sup_moves *mv = s->moves;
     mv->barred = mv->waiting;
     mv->waiting = NULL;
-    dsup_node_make_ref(&mv->barrier_tag);
+    dsup_node_make_ref(s->node, &mv->barrier_tag);
     mv->barrier_open = 1;
     mv->barrier_left = 0;
-    ei_x_buff *x = dsup_term_scratch();
+    ei_x_buff *x = dsup_term_scratch(s->node);
     ei_x_encode_tuple_header(x, 3);
     dsup_x_encode_atom(x, "$gen_call");
     ei_x_encode_tuple_header(x, 2);
@@ -152,9 +152,9 @@ static void open_barrier(dsup_sup *s)
     dsup_x_encode_ref(x, &mv->barrier_tag);
     ei_x_encode_tuple_header(x, 2);
     dsup_x_encode_atom(x, "is_auth");
-    dsup_x_encode_atom(x, g_node->name);
-    for (size_t i = 0; i < g_node->nconns; i++) {
-        dsup_conn *c = g_node->conns[i];
+    dsup_x_encode_atom(x, s->node->name);
+    for (size_t i = 0; i < s->node->nconns; i++) {
+        dsup_conn *c = s->node->conns[i];
         if (c->state == CONN_UP && c->peer) {
             dsup_send_named(s->proc, "net_kernel", c->peer, x);
             mv->barrier_left++;
@@ -166,7 +166,7 @@ static void open_barrier(dsup_sup *s)
         return;
     }
     if (!mv->barrier_timer && (mv->barrier_timer = dsup_xmalloc(sizeof *mv->barrier_timer))) {
-        uv_timer_init(g_node->loop, mv->barrier_timer);
+        uv_timer_init(s->node->loop, mv->barrier_timer);
         mv->barrier_timer->data = s;
     }
     if (mv->barrier_timer)
@@ -220,7 +220,7 @@ void sup_move_start(dsup_sup *s, sup_child *c, const char *node, const dsup_from
 {
     sup_moves *mv = moves_of(s);
     sup_move *m = mv ? dsup_xcalloc(1, sizeof *m) : NULL;
-    ei_x_buff *x = dsup_term_scratch();
+    ei_x_buff *x = dsup_term_scratch(s->node);
     sup_handoff_take(c, x); /* encodes the request and stops the old copy */
     if (m)
         m->req = dsup_term_dup(dsup_term_of_x(x));
@@ -230,11 +230,11 @@ void sup_move_start(dsup_sup *s, sup_child *c, const char *node, const dsup_from
         free(m);
         if (from) {
             dsup_saved_from *f = dsup_from_save(from);
-            reply_error(f, "enomem", NULL);
+            reply_error(s, f, "enomem", NULL);
         }
         return;
     }
-    dsup_node_make_ref(&m->tag);
+    dsup_node_make_ref(s->node, &m->tag);
     m->node = node;
     dsup_intern_hold(node);
     m->from = from ? dsup_from_save(from) : NULL;
@@ -268,7 +268,7 @@ static void finished(dsup_sup *s, sup_move *m, dsup_term reply)
         free(why);
     }
     if (m->from) {
-        ei_x_buff *x = dsup_term_scratch();
+        ei_x_buff *x = dsup_term_scratch(s->node);
         dsup_x_encode_term(x, reply);
         dsup_reply(m->from, x);
         m->from = NULL;
@@ -287,7 +287,7 @@ int sup_move_reply(dsup_sup *s, dsup_term msg)
     dsup_term el[2];
     dsup_ref ref;
     int i = 0;
-    if (dsup_term_tuple(msg, el, 2) != 2 || dsup_decode_ref(el[0].buf, &i, &ref) < 0)
+    if (dsup_term_tuple(msg, el, 2) != 2 || dsup_decode_ref(s->node, el[0].buf, &i, &ref) < 0)
         return 0;
     if (mv->barrier_open && dsup_ref_eq(&ref, &mv->barrier_tag)) {
         if (--mv->barrier_left <= 0)
@@ -307,7 +307,7 @@ int sup_move_down(dsup_sup *s, const dsup_ref *mref)
     sup_move *m = s->moves ? take(&s->moves->inflight, mref, 1) : NULL;
     if (!m)
         return 0;
-    ei_x_buff *x = dsup_term_scratch();
+    ei_x_buff *x = dsup_term_scratch(s->node);
     ei_x_encode_tuple_header(x, 2);
     dsup_x_encode_atom(x, "error");
     ei_x_encode_tuple_header(x, 2);
@@ -318,12 +318,12 @@ int sup_move_down(dsup_sup *s, const dsup_ref *mref)
     return 1;
 }
 
-static void free_list(sup_move *m)
+static void free_list(dsup_sup *s, sup_move *m)
 {
     while (m) {
         sup_move *next = m->next;
         if (m->from)
-            reply_error(m->from, "shutting_down", NULL);
+            reply_error(s, m->from, "shutting_down", NULL);
         m->from = NULL;
         free_move(m);
         m = next;
@@ -335,9 +335,9 @@ void sup_move_free(dsup_sup *s)
     sup_moves *mv = s->moves;
     if (!mv)
         return;
-    free_list(mv->waiting);
-    free_list(mv->barred);
-    free_list(mv->inflight);
+    free_list(s, mv->waiting);
+    free_list(s, mv->barred);
+    free_list(s, mv->inflight);
     if (mv->barrier_timer)
         uv_close((uv_handle_t *)mv->barrier_timer, (uv_close_cb)free);
     free(mv);

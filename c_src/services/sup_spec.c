@@ -12,6 +12,7 @@
 #include <string.h>
 
 #include "intern.h"
+#include "node.h"
 #include "term.h"
 
 static const char nil_term[] = { 106 };
@@ -135,14 +136,14 @@ static dsup_child_spec *build(const char *type, int restart, long shutdown, dsup
     return s;
 }
 
-static const char *atom_of(dsup_term t)
+static const char *atom_of(dsup_node *node, dsup_term t)
 {
     int i = 0;
     const char *a;
     size_t al;
     if (t.len < 2 || dsup_term_atom_text(t.buf, &i, &a, &al) < 0 || (size_t)i != t.len)
         return NULL;
-    return dsup_intern_peer(a, al);
+    return dsup_intern_peer(node->names, a, al);
 }
 
 /* The value of atom key `key` in a map term: 1 and *val, else 0. */
@@ -183,16 +184,16 @@ static dsup_child_spec *from_module_arg(const char *type, dsup_term arg, int res
     return build(type, restart, shutdown, name, arg);
 }
 
-int dsup_spec_parse(dsup_term spec, dsup_child_spec **out)
+int dsup_spec_parse(dsup_node *node, dsup_term spec, dsup_child_spec **out)
 {
     *out = NULL;
-    const char *type = atom_of(spec);
+    const char *type = atom_of(node, spec);
     if (type) {
         *out = build(type, DSUP_RESTART_PERMANENT, 5000, (dsup_term){ NULL, 0 }, (dsup_term){ nil_term, 1 });
         return *out ? 0 : -1;
     }
     dsup_term el[3];
-    if (dsup_term_tuple(spec, el, 2) == 2 && (type = atom_of(el[0]))) {
+    if (dsup_term_tuple(spec, el, 2) == 2 && (type = atom_of(node, el[0]))) {
         *out = from_module_arg(type, el[1], DSUP_RESTART_PERMANENT, 5000);
         return *out ? 0 : -1;
     }
@@ -230,7 +231,7 @@ int dsup_spec_parse(dsup_term spec, dsup_child_spec **out)
          * the module its start tuple names. */
         dsup_term inner;
         if (!map_get(beam, "start", &inner) || dsup_term_tuple(inner, el, 3) != 3 ||
-            !(type = atom_of(el[0])))
+            !(type = atom_of(node, el[0])))
             return -1;
         *out = build(type, restart, shutdown, (dsup_term){ NULL, 0 }, beam);
         if (*out)
@@ -239,7 +240,7 @@ int dsup_spec_parse(dsup_term spec, dsup_child_spec **out)
     }
     if (!start.buf)
         return -1;
-    if (dsup_term_tuple(start, el, 3) != 3 || !(type = atom_of(el[0])) || !atom_of(el[1]))
+    if (dsup_term_tuple(start, el, 3) != 3 || !(type = atom_of(node, el[0])) || !atom_of(node, el[1]))
         return -1;
     if (exact.buf) {
         /* Between instances the init arg travels as is (`args`), so no
