@@ -9,6 +9,7 @@
 
 #include "cli_args.h"
 #include "intern.h"
+#include "log.h"
 #include "node.h"
 #include "pg.h"
 #include "sup.h"
@@ -37,6 +38,7 @@ dsup_node *dsup_node_new(void *uv_loop, const dsup_node_config *cfg)
     snprintf(n->host, sizeof n->host, "%s", at + 1);
     snprintf(n->cookie, sizeof n->cookie, "%s", cfg->cookie);
     n->name = dsup_intern_str(n->names, cfg->name);
+    dsup_log_set_node_once(n->name);
     n->port = cfg->listen_port;
     n->listen_address = cfg->listen_address ? dsup_intern_str(n->names, cfg->listen_address) : NULL;
     n->visible = cfg->visible;
