@@ -251,9 +251,10 @@ DSUP_EXTERN void dsup_from_discard(dsup_saved_from *from);
  * Like Erlang's send, these never fail for a dead or unknown destination:
  * the message is dropped. They return 0 when it was queued, DSUP_ENOTCONN
  * when it was dropped because the peer node is unreachable or its
- * connection's queue is full, DSUP_EINVAL for an invalid name/node or
- * (send_named to another node) a NULL self. Most callers ignore the
- * result, as Erlang code does. */
+ * connection's queue is full, DSUP_EINVAL for an invalid name/node or,
+ * for send_named, a NULL self (the sender says which node sends). dsup_send
+ * with a NULL self sends from the node that decoded `to` (its name table
+ * holds to->node). Most callers ignore the result, as Erlang code does. */
 DSUP_EXTERN int dsup_send(dsup_proc *self, const dsup_pid *to, const ei_x_buff *msg);
 DSUP_EXTERN int dsup_send_named(dsup_proc *self, const char *name, const char *node, const ei_x_buff *msg);
 

@@ -836,8 +836,11 @@ void dsup_node_free(dsup_node *node)
         uv_run(node->loop, UV_RUN_NOWAIT);
         uv_run(node->loop, UV_RUN_NOWAIT);
     }
-    /* The layers above free their state first, newest first. */
+    /* The layers above free their state first, newest first; a handle
+     * they close then is done with before the tables go. */
     dsup_node_hooks_run(node, DSUP_NODE_CLOSE, NULL, 0);
+    if (node->started)
+        uv_run(node->loop, UV_RUN_NOWAIT);
     dsup_proc_table_free(node);
     dsup_sched_free(node);
     dsup_peer_rel_free(node);

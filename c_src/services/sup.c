@@ -1030,11 +1030,27 @@ void dsup_sup_conn_event(dsup_node *node, const char *peer, int up)
             emit_node(s, up ? "node_up" : "node_down", peer);
 }
 
+static void free_cached_child(dsup_dict_ent *e, void *arg)
+{
+    sup_child *c = e->val;
+    dsup_pid_release(&c->pid);
+    dsup_from_discard(c->term_from);
+    if (c->kill_timer)
+        uv_close((uv_handle_t *)c->kill_timer, (uv_close_cb)free);
+    free(c->spec);
+}
+
 /* Every instance's struct, at node close (their processes ended at shutdown). */
 void sup_free_all(dsup_node *node)
 {
     for (dsup_sup *s = dsup_sups_of(node), *next; s; s = next) {
         next = s->next;
+        /* The child table (entries of other nodes' children stay after the
+         * instance ended: pending lookups read them). */
+        dsup_dict_foreach(&s->by_name, free_cached_child, NULL);
+        dsup_dict_free(&s->by_name, NULL);
+        dsup_ivec_free(&s->by_pid);
+        dsup_dict_free(&s->claims, NULL);
         for (sup_sub *u = s->subs, *un; u; u = un) {
             un = u->next;
             free(u);
