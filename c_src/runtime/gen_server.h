@@ -13,8 +13,7 @@ size_t dsup_worker_type_names(const char **out, size_t max);
 int dsup_which_workers(dsup_node *node, ei_x_buff *x);
 /* Spawn returning the process: 0; -1 init refused (reason set); -2 unknown type. */
 int dsup_spawn_proc(dsup_node *node, const char *type_name, const dsup_term *args, dsup_proc *link_to,
-                    dsup_proc **out,
-                    ei_x_buff *reason);
+                    dsup_proc **out, ei_x_buff *reason);
 
 /* Spawn a child of `parent` (a supervisor): linked both ways, but without
  * link records — the parent must keep its children and signal them when it

@@ -10,12 +10,14 @@
  *  - the worker TYPE registry (gen_server.c): types are code, like loaded
  *    modules; plugins register them once per process;
  *  - log settings (log.c): level, text/json format, the node name shown in
- *    log lines (the first node started sets it);
- *  - SIGPIPE ignored (dsup_main), and the canonical-term hash seeds
- *    (term_canon.c, random per process, not state);
- *  - the ring's default atom encoding (--ring-atoms, ring.c) and the
- *    instance-restart limits (--max-instance-*, sup_heal.c): command-line
- *    defaults read when an instance starts. */
+ *    log lines (the command line's node, or the first library node made);
+ *  - SIGPIPE ignored (dsup_main), the canonical-term hash seeds
+ *    (term_canon.c, random per process), and expo.c's open descriptor of
+ *    /proc/self/statm (the process's memory, not a node's);
+ *  - command-line defaults that a node copies when its services start:
+ *    the ring's atom encoding (--ring-atoms, ring.c; what a node learns
+ *    from its peers afterwards is its own) and the instance-restart limits
+ *    (--max-instance-*, sup_heal.c). */
 #ifndef DSUP_NODE_H
 #define DSUP_NODE_H
 
@@ -25,6 +27,7 @@
 
 #include "buf.h"
 #include "ctrl.h"
+#include "intern.h"
 #include "dsup.h"
 #include "ratelimit.h"
 
@@ -200,11 +203,7 @@ struct dsup_node {
 
 /* The node whose name table holds `name` (any name a dsup_pid or dsup_ref
  * from this node's callbacks carries). */
-static inline dsup_node *dsup_node_of_name(const char *name)
-{
-    extern void *dsup_intern_owner(const char *s);
-    return (dsup_node *)dsup_intern_owner(name);
-}
+static inline dsup_node *dsup_node_of_name(const char *name) { return (dsup_node *)dsup_intern_owner(name); }
 
 /* The connection to `peer`, starting one if none and `connect` is set.
  * NULL when the name is not a valid node name or it is ourselves. */
