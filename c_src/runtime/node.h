@@ -14,10 +14,11 @@
  *  - SIGPIPE ignored (dsup_main), the canonical-term hash seeds
  *    (term_canon.c, random per process), and expo.c's open descriptor of
  *    /proc/self/statm (the process's memory, not a node's);
- *  - command-line defaults that a node copies when its services start:
- *    the ring's atom encoding (--ring-atoms, ring.c; what a node learns
- *    from its peers afterwards is its own) and the instance-restart limits
- *    (--max-instance-*, sup_heal.c). */
+ *  - command-line settings, set before any node starts: the ring's atom
+ *    encoding (--ring-atoms, ring.c: copied when a node's services start;
+ *    what a node learns from its peers afterwards is its own) and the
+ *    instance-restart limits (--max-instance-*, sup_heal.c: read when an
+ *    instance ends; each node counts its own restarts). */
 #ifndef DSUP_NODE_H
 #define DSUP_NODE_H
 
