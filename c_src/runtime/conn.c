@@ -120,8 +120,8 @@ static ssize_t read_frames(dsup_conn *c, const char *p, size_t len)
             }
             if (d == DSUP_CTRL_UNKNOWN_OP)
                 LOG_INFO("%s: ignoring control message with unknown op %d", c->peer, ctrl.op);
-            else
-                dsup_node_dispatch(c, &ctrl);
+            else if (dsup_node_dispatch(c, &ctrl) < 0)
+                return -1;
         }
         off += flen;
     }

@@ -4,11 +4,18 @@
  *
  * Names a peer sends are looked up, never interned: a name nobody holds
  * cannot be registered. Node names of the pids in a message are charged to
- * the sending peer (intern.h); past its quota the message is dropped. */
+ * the sending peer (intern.h); past its quota the message is dropped.
+ *
+ * The sender of a link, unlink, monitor, demonitor or exit signal must be a
+ * process of the peer that sends it (erts checks the same: a dist entry
+ * accepts those signals only from pids of its own node). A peer naming a
+ * process of ours or of a third node as the sender is forging signals:
+ * its connection is closed. */
 #include <string.h>
 
 #include "intern.h"
 #include "log.h"
+#include "ratelimit.h"
 #include "node.h"
 #include "node_ctrl.h"
 #include "proc.h"
@@ -68,13 +75,46 @@ static void answer_noproc_monitor(dsup_node *node, const dsup_ctrl *k, const cha
     dsup_node_send_ctrl(node, peer, &r);
 }
 
+/* 1 when the control message's `from` pid is a process of the sending
+ * peer, for the signals whose sender erts checks the same way. */
+static int sender_is_peer(const dsup_conn *c, const dsup_ctrl *k)
+{
+    switch (k->op) {
+    case DSUP_OP_LINK:
+    case DSUP_OP_UNLINK:
+    case DSUP_OP_UNLINK_ID:
+    case DSUP_OP_EXIT:
+    case DSUP_OP_EXIT_TT:
+    case DSUP_OP_EXIT2:
+    case DSUP_OP_EXIT2_TT:
+    case DSUP_OP_MONITOR_P:
+    case DSUP_OP_DEMONITOR_P:
+        break;
+    default:
+        return 1;
+    }
+    size_t n = strlen(c->peer);
+    return k->from.node_len == n && memcmp(k->from.node, c->peer, n) == 0;
+}
+
 static void dispatch(dsup_conn *c, const dsup_ctrl *k);
 
-void dsup_node_dispatch(dsup_conn *c, const dsup_ctrl *k)
+int dsup_node_dispatch(dsup_conn *c, const dsup_ctrl *k)
 {
+    if (!sender_is_peer(c, k)) {
+        unsigned dropped = 0;
+        if (dsup_ratelimit_ok(&c->node->forged_log, dsup_node_now(c->node), &dropped))
+            LOG_WARN("%s: control message (op %d) names a process of %.*s as its sender; "
+                     "closing the connection%s",
+                     c->peer, k->op, (int)k->from.node_len, k->from.node,
+                     dropped ? " (more not logged)" : "");
+        c->error = "forged sender pid";
+        return -1;
+    }
     dsup_intern_set_peer(c->node->names, c->peer);
     dispatch(c, k);
     dsup_intern_set_peer(c->node->names, NULL);
+    return 0;
 }
 
 static void dispatch(dsup_conn *c, const dsup_ctrl *k)

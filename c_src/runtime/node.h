@@ -182,7 +182,7 @@ struct dsup_node {
     const dsup_term *handoff_term;
     /* node.c's own */
     struct reconnect *reconnects;
-    dsup_ratelimit dial_fail_log, refuse_log, deadline_log, inbound_fail_log;
+    dsup_ratelimit dial_fail_log, refuse_log, deadline_log, inbound_fail_log, forged_log;
     uv_timer_t stop_deadline;
     int stop_holds, stop_hooks_ran;
     /* Every module's state, allocated at node init, freed at node close. */
@@ -223,7 +223,9 @@ void dsup_node_conn_up(dsup_conn *c);
 void dsup_node_conn_closed(dsup_conn *c);
 void dsup_node_mark_dirty(dsup_conn *c);
 void dsup_node_flush_all(dsup_node *node);
-void dsup_node_dispatch(dsup_conn *c, const dsup_ctrl *ctrl);
+/* Act on an incoming control message; -1 when the connection must be closed
+ * (c->error says why). */
+int dsup_node_dispatch(dsup_conn *c, const dsup_ctrl *ctrl);
 /* Decide on an inbound send_name claiming `name` (not interned). */
 int dsup_node_accept_peer(dsup_conn *c, const char *name);
 /* The peer proved the cookie: intern its name, settle a pending "alive" or

@@ -352,7 +352,9 @@ int sup_resolve_duplicate(dsup_sup *s, dsup_term name)
             victims[nv++] = pids[i];
     for (size_t i = 0; i < nv; i++) {
         sup_child *c = sup_child_by_pid(s, &victims[i]);
-        if (!c || !c->local)
+        /* A copy already being stopped (an earlier pg join or child_up of
+         * the same name) is not stopped, nor logged, again. */
+        if (!c || !c->local || c->terminating)
             continue;
         LOG_INFO("%s: duplicate child, stopping the local copy (the one on %s stays)", s->name, keep->node);
         ei_x_buff *x = dsup_term_scratch(s->node);

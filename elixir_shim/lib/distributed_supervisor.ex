@@ -32,8 +32,11 @@ defmodule DistributedSupervisor do
     * When a host is lost, each of its children is restarted by the child's new owner
       among the surviving hosts able to run it (unless it is `:temporary`); when none
       can, the child is *pending* (`pending_children/1`) until a capable host joins.
-    * Stopping an instance stops the children it hosts on this node (the others fail
-      them over). C children on dsup-nodes keep running.
+    * Stopping an instance hands the children it hosts on this node to the other
+      hosts: with their state when their module implements
+      `DistributedSupervisor.Handoff`, else by restart (the others fail them over).
+      C children on dsup-nodes keep running. `move_child/3` moves one on request, and
+      `rebalance: true` moves to a joining host the children it now owns.
 
   ## Child specifications
 
@@ -62,7 +65,10 @@ defmodule DistributedSupervisor do
   positive integer N, the configured number of hosts, or `true`, N being the length of
   `:nodes`: a side holding fewer than N div 2 + 1 hosts stops its children and refuses
   starts with `{:error, :no_quorum}`; enforced by the C instances, README "Partitions
-  and failures").
+  and failures"); `:rebalance` (`false`: when a host joins, move to it the local
+  children whose ring owner it now is, each with its state, see
+  `DistributedSupervisor.Handoff`) and `:rebalance_moves` (8, moves in flight per
+  instance); both are passed to the C instances this instance starts.
 
   ## Differences from upstream
 
@@ -96,20 +102,25 @@ defmodule DistributedSupervisor do
     :max_seconds,
     :host,
     :crash_reports,
-    :quorum
+    :quorum,
+    :rebalance,
+    :rebalance_moves
   ]
 
   # ------------------------------------------------------------------ start
 
   @doc """
   Returns a specification to start this module under a supervisor.
-  See `Supervisor`.
+  See `Supervisor`. The options are validated here already (as by
+  `start_link/1`): a bad one raises `DistributedSupervisor.ValidationError`
+  when the spec is built, not when the parent supervisor starts it.
 
       iex> DistributedSupervisor.child_spec(name: MyApp.DistSup)
       %{id: DistributedSupervisor, start: {DistributedSupervisor, :start_link, [[name: MyApp.DistSup]]}, type: :supervisor}
   """
   @spec child_spec(keyword()) :: Supervisor.child_spec()
   def child_spec(init_arg) do
+    _ = validate!(init_arg)
     %{id: __MODULE__, start: {__MODULE__, :start_link, [init_arg]}, type: :supervisor}
   end
 
@@ -273,6 +284,13 @@ defmodule DistributedSupervisor do
 
   defp check_option(:quorum, v),
     do: bad_value(:quorum, v, "expected boolean or positive integer")
+
+  defp check_option(:rebalance, v) when is_boolean(v), do: :ok
+  defp check_option(:rebalance, v), do: bad_value(:rebalance, v, "expected boolean")
+  defp check_option(:rebalance_moves, v) when is_integer(v) and v in 1..10_000, do: :ok
+
+  defp check_option(:rebalance_moves, v),
+    do: bad_value(:rebalance_moves, v, "expected integer in 1..10000")
 
   defp bad_value(key, v, expected) do
     invalid!(
@@ -620,7 +638,7 @@ defmodule DistributedSupervisor do
 
   See: `DynamicSupervisor.terminate_child/2`
   """
-  @spec terminate_child(name(), pid() | nil) :: :ok | {:error, :not_found}
+  @spec terminate_child(name(), pid() | nil) :: :ok | {:error, :not_found | :shutting_down}
   def terminate_child(name, pid) when is_pid(pid) do
     node = node(pid)
 
@@ -965,6 +983,126 @@ defmodule DistributedSupervisor do
   """
   @spec mine?(name(), term()) :: boolean()
   def mine?(name, key), do: node_for(name, key) == node()
+
+  # ------------------------------------------------------------------ moving children
+
+  @doc """
+  Moves the child `child` to the host `node`, with its state when its module
+  implements `DistributedSupervisor.Handoff` (else by restart from its spec):
+  see `DistributedSupervisor.Handoff`. Asked of the local instance, which
+  forwards to the node where the child runs (a BEAM child moves only to an
+  Elixir host; a C child, to a dsup-node that runs its type). Not in the
+  upstream library.
+
+  Returns `{:ok, new_pid, child}` (the current pid when the child runs on
+  `node` already), `{:error, :not_found}`, `{:error, {:no_host, node}}` (no
+  host able to run the child on `node`) or `{:error, {:nodedown, node}}`.
+  """
+  @spec move_child(name(), id(), node(), timeout()) :: {:ok, pid(), id()} | {:error, term()}
+  def move_child(name, child, node, timeout \\ 30_000) do
+    case GenServer.call(name, {:move_child, child, node}, timeout) do
+      {:ok, pid, ^child} = ok ->
+        await(name, {:await_up, child, pid})
+        ok
+
+      other ->
+        other
+    end
+  end
+
+  @doc """
+  Inside a child's `init/1`: `{:ok, term}` when the child starts as a move
+  (the term its old copy's `c:DistributedSupervisor.Handoff.handoff_state/1`
+  returned) or as the failover of a copy that published a checkpoint (the
+  last one, see `checkpoint/1`); `:none` on a fresh start and on a restart
+  after a crash. For a child that registers itself with the via name it is
+  given (`GenServer.start_link(__MODULE__, opts, name: opts[:name])`); else
+  use `handoff_state/2`. Not in the upstream library.
+  """
+  @spec handoff_state() :: {:ok, term()} | :none
+  def handoff_state do
+    with name when name != nil <- own_instance(),
+         [{_, cname}] <- :ets.lookup(Instance.table(name), :handoff_now),
+         true <- self() in :pg.get_local_members(Instance.scope(name), cname) do
+      handoff_state(name, cname)
+    else
+      _ -> :none
+    end
+  end
+
+  @doc """
+  `handoff_state/0` for the child `child` of the instance `name` (for a
+  child that does not register with its via name).
+  """
+  @spec handoff_state(name(), id()) :: {:ok, term()} | :none
+  def handoff_state(name, child) do
+    case :ets.lookup(table!(name), {:handoff, child}) do
+      [{_, term}] -> {:ok, term}
+      [] -> :none
+    end
+  end
+
+  @doc """
+  From inside a child hosted on an Elixir node: publishes `term` as the
+  child's checkpoint, copied to the Elixir host that would take the child
+  over if this node died; there the failover's `init/1` gets it from
+  `handoff_state/0`. At most 64 KiB (`:erlang.external_size/1`); sent at
+  most every 100 ms per child (a newer term replaces one not yet sent).
+  Returns `:ok`, `{:error, :too_big}` or `{:error, :not_found}` (the caller
+  is not a child of an instance on this node, or not yet known to it: not
+  inside `init/1`). Not in the upstream library.
+  """
+  @spec checkpoint(term()) :: :ok | {:error, :too_big | :not_found}
+  def checkpoint(term) do
+    case Process.get(:"$dsup_child") || own_child() do
+      {name, cname} -> send_checkpoint(name, cname, self(), term)
+      nil -> {:error, :not_found}
+    end
+  end
+
+  @doc "`checkpoint/1` for the local child `child` of the instance `name`, from any process."
+  @spec checkpoint(name(), id(), term()) :: :ok | {:error, :too_big | :not_found}
+  def checkpoint(name, child, term) do
+    case whereis_cached(name, child) do
+      pid when is_pid(pid) and node(pid) == node() -> send_checkpoint(name, child, pid, term)
+      _ -> {:error, :not_found}
+    end
+  end
+
+  defp send_checkpoint(name, cname, pid, term) do
+    if :erlang.external_size(term) > DistributedSupervisor.Handoff.checkpoint_max() do
+      {:error, :too_big}
+    else
+      Kernel.send(name, {:"$dsup_checkpoint", cname, pid, term})
+      :ok
+    end
+  rescue
+    # the instance is not running (any more)
+    ArgumentError -> {:error, :not_found}
+  end
+
+  # The instance whose DynamicSupervisor is the calling process's parent.
+  defp own_instance do
+    case Process.get(:"$ancestors") do
+      [parent | _] when is_atom(parent) ->
+        :persistent_term.get({Instance, :instance_of, parent}, nil)
+
+      _ ->
+        nil
+    end
+  end
+
+  # {instance, child name} of the calling process, remembered in its dictionary
+  defp own_child do
+    with name when name != nil <- own_instance(),
+         true <- :ets.whereis(Instance.table(name)) != :undefined,
+         cname when cname != nil <- whois(name, self()) do
+      Process.put(:"$dsup_child", {name, cname})
+      {name, cname}
+    else
+      _ -> nil
+    end
+  end
 
   # ------------------------------------------------------------------ internals
 

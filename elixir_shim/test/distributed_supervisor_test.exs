@@ -66,6 +66,9 @@ defmodule DistributedSupervisorTest do
         e = assert_raise ValidationError, fn -> DS.start_link(opts) end
         assert e.key == key, inspect(opts)
         assert e.message =~ inspect(key)
+        # child_spec/1 validates too: the error comes when the spec is built
+        e = assert_raise ValidationError, fn -> DS.child_spec(opts) end
+        assert e.key == key, inspect(opts)
       end
 
       assert_raise ValidationError, ~r/keyword list/, fn -> DS.start_link(:oops) end

@@ -18,7 +18,7 @@
 %%% '''
 -module(dist_raw).
 
--export([connect/2, connect/3, self_pid/1, send_raw/2, send_ctrl/2, send_ctrl/3,
+-export([connect/2, connect/3, self_pid/1, send_raw/2, send_ctrl/2, send_ctrl/3, make_pid/3,
          send_tick/1, recv/2, call/4, wait_closed/2, close/1, default_flags/0]).
 
 -define(DFLAG_PUBLISHED,            16#01).

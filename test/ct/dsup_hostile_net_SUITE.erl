@@ -8,6 +8,13 @@
 %%% legitimate peer is dist_raw (a complete handshake) or a BEAM peer node.
 %%% The epmd cases run their own epmd on a free port, owned (and killed) by
 %%% the case.
+%%%
+%%% forged_sender_pid_closes_connection: a peer with the cookie names a
+%%% process that is not its own (one of the dsup-node's, or a third node's)
+%%% as the sender of LINK, EXIT or EXIT2 (erts accepts these signals only
+%%% from the sending node's pids): the node closes that connection before
+%%% acting on the frame, and a worker stays alive and unlinked; a LINK from
+%%% the peer's own pid is still honoured.
 -module(dsup_hostile_net_SUITE).
 
 -include_lib("common_test/include/ct.hrl").
@@ -26,7 +33,8 @@ all() ->
      slowloris_closed_at_deadline,
      non_reading_peer_cut, rss_returns_after_large_echo,
      epmd_restart_reregisters, frozen_epmd_dial_deadline,
-     connect_wrong_cookie_warns_once, connect_unknown_node_warns_once].
+     connect_wrong_cookie_warns_once, connect_unknown_node_warns_once,
+     forged_sender_pid_closes_connection].
 
 init_per_suite(Config) ->
     Exe = dsup_test:exe(),
@@ -502,4 +510,49 @@ connect_unknown_node_warns_once(Config) ->
                          20000),
     ?assertMatch([_], [L || L <- log_lines(H, <<"cannot connect to">>),
                             binary:match(L, <<" warn cannot connect to">>) =/= nomatch]),
+    assert_serves(H).
+
+%% ------------------------------------------------------------------ forged senders
+
+spawn_worker(Node, Type) ->
+    {ok, W} = gen_server:call({dsup_node, Node}, {spawn, Type, []}, ?T),
+    W.
+
+forged_sender_pid_closes_connection(Config) ->
+    H = #{node := Node} = start(Config, #{}),
+    W = spawn_worker(Node, counter),
+    Other = spawn_worker(Node, counter),   % a dsup-node-local pid to forge
+    ?assertEqual(1, gen_server:call(W, {add, 1}, ?T)),
+    %% 1. LINK {1, Other, W} then EXIT {3, Other, W, boom}: without the check
+    %% W would hold a link to Other and die of the forged exit.
+    {ok, C1} = dist_raw:connect(Node, erlang:get_cookie()),
+    ok = dist_raw:send_ctrl(C1, {1, Other, W}),
+    ok = dist_raw:send_ctrl(C1, {3, Other, W, boom}),
+    ?assertEqual(ok, dist_raw:wait_closed(C1, ?T)),
+    %% 2. EXIT2 kill from a pid of a node that is not the sender.
+    {ok, C2} = dist_raw:connect(Node, erlang:get_cookie()),
+    Third = dist_raw:make_pid('third@127.0.0.1', 1, 7),
+    ok = dist_raw:send_ctrl(C2, {8, Third, W, kill}),
+    ?assertEqual(ok, dist_raw:wait_closed(C2, ?T)),
+    %% W lives, with its state, and holds no link to Other: killing Other
+    %% leaves it alone.
+    ?assertEqual(1, gen_server:call(W, get, ?T)),
+    Ref = erlang:monitor(process, Other),
+    true = exit(Other, kill),
+    receive {'DOWN', Ref, process, Other, killed} -> ok after ?T -> ct:fail(other_not_killed) end,
+    ?assertEqual(2, gen_server:call(W, {add, 1}, ?T)),
+    ?assertMatch([_ | _], log_lines(H, <<"as its sender; closing the connection">>)),
+    %% 3. The check lets the peer's own pids through: a LINK from the raw
+    %% node's pid is kept, and the connection's loss is W3's noconnection.
+    W3 = spawn_worker(Node, counter),
+    Ref3 = erlang:monitor(process, W3),
+    {ok, C3} = dist_raw:connect(Node, erlang:get_cookie()),
+    ok = dist_raw:send_ctrl(C3, {1, dist_raw:self_pid(C3), W3}),
+    %% a call's reply on the same connection proves the LINK was handled
+    {ok, _} = dist_raw:call(C3, {dsup_node, Node}, which_workers, ?T),
+    dist_raw:close(C3),
+    receive {'DOWN', Ref3, process, W3, noconnection} -> ok
+    after ?T -> ct:fail(own_link_not_honoured)
+    end,
+    ?assertEqual(2, gen_server:call(W, get, ?T)),
     assert_serves(H).

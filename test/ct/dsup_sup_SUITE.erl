@@ -55,6 +55,7 @@ groups() ->
                 start_child_incorrect_spec,
                 start_child_duplicate_name_already_started,
                 start_child_reserved_and_bad_names,
+                duplicate_copy_stopped_and_logged_once,
                 terminate_child_local_remote_unknown,
                 queries_agree_across_instances]},
      {restarts, [], [permanent_restarted_after_crash,
@@ -97,6 +98,7 @@ n_nodes(cli_supervisor_bad_option_exits_nonzero) -> 0;
 n_nodes(bad_options_rejected_nothing_started) -> 1;
 n_nodes(start_supervisor_twice_already_started) -> 1;
 n_nodes(start_supervisor_reserved_names) -> 1;
+n_nodes(duplicate_copy_stopped_and_logged_once) -> 1;
 n_nodes(pid_listener_gets_each_event_once) -> 2;
 n_nodes(named_listener_gets_events) -> 2;
 n_nodes(monitor_nodes_listener_gets_node_up_down) -> 2;
@@ -261,13 +263,37 @@ start_child_atom_spec_gets_ref_name(Cfg) ->
     {Pid, CName} = start_ok(Cfg, A, counter, undefined),
     ?assert(is_reference(CName)),
     ?assertEqual(0, gen_server:call(Pid, get)),
+    Ring = dsup_cluster:ring(nodes_(Cfg)),
+    ?assertEqual(dsup_cluster:ring_owner(Ring, CName), node(Pid)),
     ?assertEqual(node(Pid), sup(Cfg, A, {node_for, CName})),
     Children = agree(Cfg, children),
     ?assertEqual(#{CName => {Pid, spec_map(CName, counter, [], permanent, 5000)}}, Children),
     %% `nil' is accepted for "no node" too (the Elixir shim sends nil)
     {P2, N2} = start_ok(Cfg, A, echo, nil),
     ?assert(is_reference(N2)),
+    ?assertEqual(dsup_cluster:ring_owner(Ring, N2), node(P2)),
     ?assertEqual(node(P2), sup(Cfg, A, {node_for, N2})).
+
+%% Two more copies of a child name appear in pg on a node that the holders'
+%% ring (libring over the holding nodes, computed here) makes the keeper,
+%% in two separate joins: the C instance stops its own copy, and says so in
+%% one log line (not one per pg event about the name).
+duplicate_copy_stopped_and_logged_once(Cfg) ->
+    [D] = nodes_(Cfg),
+    [H] = ?config(handles, Cfg),
+    Ring = dsup_cluster:ring(lists:sort([D, node()])),
+    CN = hd([N || I <- lists:seq(1, 1000), N <- [{dup, I}], dsup_cluster:ring_owner(Ring, N) =:= node()]),
+    {Pid, CN} = start_ok(Cfg, D, {counter, [{name, CN}]}, D),
+    Fakes = [spawn(fun() -> receive stop -> ok end end) || _ <- [1, 2]],
+    [ok = pg:join(?config(scope, Cfg), CN, F) || F <- Fakes],
+    ?assert(is_down(Pid)),
+    wait(fun() -> lists:sort(pg_members(Cfg, CN)) =:= lists:sort(Fakes) end, ?T),
+    Dup = <<"duplicate child, stopping the local copy">>,
+    Lines = fun() -> [L || L <- dsup_test:log_tail(H, 2000), binary:match(L, Dup) =/= nomatch] end,
+    wait(fun() -> Lines() =/= [] end, ?T),
+    _ = sup(Cfg, D, nodes),            % a round trip: the instance is past the stop
+    ?assertMatch([_], Lines()),
+    [F ! stop || F <- Fakes].
 
 %% {Type, Keyword}: name/restart/shutdown taken out, the rest is the init arg.
 start_child_keyword_spec(Cfg) ->
@@ -1198,7 +1224,8 @@ arbiter_answers_lost_and_expired(Cfg) ->
     ok = pg:join(Scope, {'$dsup_type', counter}, self()),
     ok = pg:join(Scope, '$dsup_hosts', self()),
     wait_ring(Cfg, [D1, D2], [D1, D2, Me]),
-    Owned = fun(Owner, Tag) -> owned_name(Cfg, D1, Owner, Tag) end,
+    Ring = dsup_cluster:ring(lists:sort([D1, D2, Me])),
+    Owned = fun(Owner, Tag) -> owned_name(Ring, Owner, Tag) end,
     %% 1. the arbiter says taken
     N1 = Owned(Me, taken),
     Fake = spawn(fun() -> receive after infinity -> ok end end),
@@ -1240,9 +1267,10 @@ arbiter_answers_lost_and_expired(Cfg) ->
     exit(Fake, kill),
     dsup_cluster:flush().
 
-%% A name {Tag, I} whose ring owner (as D's instance sees it) is Owner.
-owned_name(Cfg, D, Owner, Tag) ->
-    hd([N || I <- lists:seq(1, 1000), N <- [{Tag, I}], sup(Cfg, D, {node_for, N}) =:= Owner]).
+%% A name {Tag, I} whose libring owner on Ring (computed here, not asked of
+%% an instance) is Owner.
+owned_name(Ring, Owner, Tag) ->
+    hd([N || I <- lists:seq(1, 1000), N <- [{Tag, I}], dsup_cluster:ring_owner(Ring, N) =:= Owner]).
 
 instance_pid(Cfg, D) ->
     hd([P || P <- pg:get_members(?config(scope, Cfg), '$dsup_hosts'), node(P) =:= D]).

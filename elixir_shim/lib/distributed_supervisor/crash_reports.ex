@@ -24,9 +24,11 @@ defmodule DistributedSupervisor.CrashReports do
   @group :"$dsup_crash_reports"
 
   @doc false
+  @spec group() :: atom()
   def group, do: @group
 
   @doc false
+  @spec enabled?(keyword()) :: boolean()
   def enabled?(opts),
     do:
       Keyword.get(
@@ -36,6 +38,7 @@ defmodule DistributedSupervisor.CrashReports do
       )
 
   @doc false
+  @spec log(map()) :: :ok
   def log(%{level: level} = r) when level in [:error, :info] do
     Logger.log(level, fn -> {text(r), metadata(r)} end)
   end
@@ -43,6 +46,7 @@ defmodule DistributedSupervisor.CrashReports do
   def log(_other), do: :ok
 
   @doc false
+  @spec log_suppressed(atom(), node(), non_neg_integer()) :: :ok
   def log_suppressed(instance, node, count) do
     Logger.warning(
       "#{inspect(instance)}: #{count} worker exit reports from #{node} suppressed (rate limit)",

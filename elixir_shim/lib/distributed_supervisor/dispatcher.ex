@@ -18,6 +18,7 @@ defmodule DistributedSupervisor.Dispatcher do
           | {:node_terminate, node(), term(), [term()]}
 
   @doc false
+  @spec child_spec(keyword()) :: Supervisor.child_spec()
   def child_spec(opts),
     do: %{id: __MODULE__, start: {__MODULE__, :start_link, [opts]}, shutdown: 2_000}
 

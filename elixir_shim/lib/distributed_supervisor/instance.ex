@@ -43,7 +43,7 @@ defmodule DistributedSupervisor.Instance do
 
   require Logger
 
-  alias DistributedSupervisor.{Dispatcher, Place, Ring}
+  alias DistributedSupervisor.{Dispatcher, Handoff, Place, Ring}
 
   @hosts :"$dsup_hosts"
   @observers :"$dsup_observers"
@@ -52,6 +52,10 @@ defmodule DistributedSupervisor.Instance do
   @await_timeout 2_000
   @ring_timeout 1_000
   @recent_max 10_000
+  # checkpoints (as the C instances: sup_checkpoint.c)
+  @ckpt_flush_ms 100
+  @ckpt_store_max 256 * 1024 * 1024
+  @move_timeout 30_000
 
   @typedoc "A child's spec as the instances exchange it (see above)."
   @type wire() :: map() | :undefined
@@ -84,16 +88,30 @@ defmodule DistributedSupervisor.Instance do
     stopping_pids: %{},
     stopping?: false,
     pending?: false,
-    quiet: true
+    quiet: true,
+    rebalance: false,
+    rebalance_moves: 8,
+    rb_queue: [],
+    rb_inflight: 0,
+    ckpt_pending: %{},
+    ckpt_timer: false,
+    ckpt_store: %{},
+    ckpt_bytes: 0
   ]
 
   @typedoc """
   The instance's state. `flags`: local children between two states
   (name => :starting | :restarting); `stopping_pids`: local children being
-  stopped (pid => {name, :terminate | :duplicate}); `shadows`: the pid a
+  stopped (pid => {name, :terminate | :duplicate | :move}); `shadows`: the pid a
   child_up replaced, per name (see drop/3); `recent_down`: pids seen going
   down (bounded); `pending?`: some pending rows may exist (saves a table scan
   on each host join); `quiet`: no node_up events during init.
+  `rebalance`/`rebalance_moves`: move children to a joining host, at most
+  that many at a time (`rb_queue`: names waiting, `rb_inflight`: moves
+  running). Checkpoints (DistributedSupervisor.Handoff): `ckpt_pending`, the
+  local children's latest, not yet sent (name => {pid, term}), flushed by a
+  timer every 100 ms; `ckpt_store`, those received for children elsewhere
+  (name => {pid, term, bytes}), `ckpt_bytes` their total.
   """
   @type t() :: %__MODULE__{
           name: atom(),
@@ -117,10 +135,18 @@ defmodule DistributedSupervisor.Instance do
           shadows: %{optional(term()) => pid()},
           recent_down: {MapSet.t(pid()), :queue.queue(pid())},
           flags: %{optional(term()) => :starting | :restarting},
-          stopping_pids: %{optional(pid()) => {term(), :terminate | :duplicate}},
+          stopping_pids: %{optional(pid()) => {term(), :terminate | :duplicate | :move}},
           stopping?: boolean(),
           pending?: boolean(),
-          quiet: boolean()
+          quiet: boolean(),
+          rebalance: boolean(),
+          rebalance_moves: pos_integer(),
+          rb_queue: [term()],
+          rb_inflight: non_neg_integer(),
+          ckpt_pending: %{optional(term()) => {pid(), term()}},
+          ckpt_timer: boolean(),
+          ckpt_store: %{optional(term()) => {pid(), term(), non_neg_integer()}},
+          ckpt_bytes: non_neg_integer()
         }
 
   # Every lookup (whereis, whois, ...) needs the table name: Module.concat
@@ -217,8 +243,13 @@ defmodule DistributedSupervisor.Instance do
       allowed: allowed,
       monitor_nodes: Keyword.get(opts, :monitor_nodes, false),
       cache?: Keyword.get(opts, :cache_children?, true),
-      c_opts: c_opts(opts)
+      c_opts: c_opts(opts),
+      rebalance: Keyword.get(opts, :rebalance, false),
+      rebalance_moves: Keyword.get(opts, :rebalance_moves, 8)
     }
+
+    # a child finds its instance from its parent (handoff_state/0, checkpoint/1)
+    if host?, do: :persistent_term.put({__MODULE__, :instance_of, children_sup(name)}, name)
 
     state = hosts_joined(state, host_pids)
 
@@ -254,7 +285,9 @@ defmodule DistributedSupervisor.Instance do
       :monitor_nodes,
       :max_restarts,
       :max_seconds,
-      :quorum
+      :quorum,
+      :rebalance,
+      :rebalance_moves
     ])
   end
 
@@ -446,7 +479,10 @@ defmodule DistributedSupervisor.Instance do
   # instance starts it itself (as upstream's DynamicSupervisor does, a child's
   # init must not call its own supervisor), tells the others, then answers:
   # the caller's own instance has the child_up before the caller has the reply.
-  defp start_local(state, cname, wire, reply_to) do
+  # `handoff`: {:state, term} when the child arrives with a state (a move, or a
+  # failover from a checkpoint); its init reads it with
+  # DistributedSupervisor.handoff_state/0,2 while this start runs.
+  defp start_local(state, cname, wire, reply_to, handoff \\ :none) do
     with true <- state.host? or {:error, {:nodedown, node()}},
          true <- not state.stopping? or {:error, :shutting_down},
          {:ok, cname, wire} <- to_beam_wire(state, cname, wire),
@@ -454,7 +490,7 @@ defmodule DistributedSupervisor.Instance do
          :undefined <- running(state, cname) do
       state = %{state | flags: Map.put(state.flags, cname, :starting)}
 
-      case DynamicSupervisor.start_child(state.dsup, sup_spec) do
+      case start_supervised(state, cname, sup_spec, handoff) do
         {:ok, pid} ->
           started_reply(state, cname, pid, wire, reply_to)
 
@@ -470,6 +506,22 @@ defmodule DistributedSupervisor.Instance do
 
       {:error, _} = e ->
         start_failed(state, cname, e, reply_to)
+    end
+  end
+
+  # The DynamicSupervisor starts one child at a time and we wait for it: the
+  # rows name this start for as long as it runs (see handoff_state/2).
+  defp start_supervised(state, _cname, sup_spec, :none),
+    do: DynamicSupervisor.start_child(state.dsup, sup_spec)
+
+  defp start_supervised(state, cname, sup_spec, {:state, term}) do
+    :ets.insert(state.table, [{{:handoff, cname}, term}, {:handoff_now, cname}])
+
+    try do
+      DynamicSupervisor.start_child(state.dsup, sup_spec)
+    after
+      :ets.delete(state.table, {:handoff, cname})
+      :ets.delete(state.table, :handoff_now)
     end
   end
 
@@ -614,6 +666,20 @@ defmodule DistributedSupervisor.Instance do
   def handle_call({:node_for, key, type}, _from, s),
     do: {:reply, DistributedSupervisor.node_for(s.name, key, type) || :undefined, s}
 
+  # Moving children (DistributedSupervisor.Handoff, README "Moving children").
+  def handle_call({:start_handoff, cname, wire, st}, from, state),
+    do: {:noreply, arrive(state, cname, wire, st, from)}
+
+  def handle_call({:move_child, cname, target}, from, state),
+    do: {:noreply, move_child(state, cname, target, from)}
+
+  def handle_call({:checkpoint_of, cname}, _from, state) do
+    case state.ckpt_store do
+      %{^cname => {_pid, term, _}} -> {:reply, {:ok, term}, state}
+      _ -> {:reply, :none, state}
+    end
+  end
+
   def handle_call(req, _from, s), do: {:reply, {:error, {:unknown_call, req}}, s}
 
   # ------------------------------------------------------------------ messages
@@ -623,6 +689,14 @@ defmodule DistributedSupervisor.Instance do
 
   def handle_info({:"$dsup_started", cname, pid}, state),
     do: {:noreply, local_started(state, cname, pid, nil)}
+
+  def handle_info({:"$dsup_checkpoint", cname, pid, term}, state),
+    do: {:noreply, put_checkpoint(state, cname, pid, term)}
+
+  def handle_info(:ckpt_flush, state), do: {:noreply, flush_checkpoints(state)}
+
+  def handle_info({:"$dsup_moved", _cname, _result}, state),
+    do: {:noreply, pump_rebalance(%{state | rb_inflight: max(0, state.rb_inflight - 1)})}
 
   def handle_info({:DOWN, _ref, :process, pid, reason}, %{host?: true} = state)
       when node(pid) == node(),
@@ -691,8 +765,13 @@ defmodule DistributedSupervisor.Instance do
       broadcast(state, {:node_terminate, node(), exit_reason(reason), statuses})
       emit(state, {:node_terminate, node(), exit_reason(reason), statuses})
 
-      # the DynamicSupervisor is a sibling, stopped after us: its children
-      # are stopped here, each as its spec says (shutdown:), without restart
+      # each child whose module has handoff_state/1 goes to its new owner
+      # with its state; the others are stopped (their failover restarts them
+      # once we left), all before the barrier (DistributedSupervisor.Handoff)
+      if graceful?(reason), do: hand_over(state)
+
+      # the DynamicSupervisor is a sibling, stopped after us: what remains of
+      # its children is stopped here, each as its spec says, without restart
       stop_children(state.dsup)
 
       _ = :pg.leave(state.scope, @hosts, self())
@@ -744,6 +823,10 @@ defmodule DistributedSupervisor.Instance do
     # it is down already (then so are its children)
     :exit, _ -> :ok
   end
+
+  # (a crashed instance does not hand over: its children fail over from
+  # their specs, or their checkpoints, as before)
+  defp graceful?(reason), do: reason in [:normal, :shutdown] or match?({:shutdown, _}, reason)
 
   defp exit_reason(:normal), do: :shutdown
   defp exit_reason(r), do: r
@@ -910,6 +993,7 @@ defmodule DistributedSupervisor.Instance do
   # ------------------------------------------------------------------ the child table
 
   defp dsup_event({:child_up, cname, pid, spec}, state) do
+    state = forget_checkpoint(state, cname, &(&1 != pid))
     lp = local_pid(state, cname)
 
     case lp do
@@ -927,7 +1011,7 @@ defmodule DistributedSupervisor.Instance do
   end
 
   defp dsup_event({:child_down, cname, pid, _reason}, state) do
-    state = note_down(state, pid)
+    state = state |> note_down(pid) |> forget_checkpoint(cname, &(&1 == pid))
 
     case :ets.lookup(state.table, {:c, cname}) do
       [{_, ^pid, _}] ->
@@ -974,6 +1058,11 @@ defmodule DistributedSupervisor.Instance do
     DistributedSupervisor.CrashReports.log_suppressed(instance, node, count)
     state
   end
+
+  defp dsup_event({:handoff, cname, wire, st}, state), do: arrive(state, cname, wire, st, nil)
+
+  defp dsup_event({:checkpoint, cname, pid, term}, state) when is_pid(pid),
+    do: store_checkpoint(state, cname, pid, term)
 
   defp dsup_event(_other, state), do: state
 
@@ -1117,6 +1206,8 @@ defmodule DistributedSupervisor.Instance do
   # ------------------------------------------------------------------ hosts and the ring
 
   defp hosts_joined(state, pids) do
+    ring_before = Ring.nodes(state.ring)
+
     state =
       Enum.reduce(pids, state, fn pid, st ->
         node = node(pid)
@@ -1138,7 +1229,11 @@ defmodule DistributedSupervisor.Instance do
         &DistributedSupervisor.Telemetry.hosts_event(&1.name, :join, pids, map_size(&1.hosts))
       )
 
-    retry_pending(state)
+    state = retry_pending(state)
+
+    if state.rebalance and not state.quiet,
+      do: Enum.reduce(Ring.nodes(state.ring) -- ring_before, state, &rebalance_to(&2, &1)),
+      else: state
   end
 
   defp hosts_left(state, pids) do
@@ -1184,20 +1279,28 @@ defmodule DistributedSupervisor.Instance do
     # same pids again once it is back (its messages cannot arrive out of order).
     state = Enum.reduce(orphans, state, fn {cname, pid, _}, acc -> drop(acc, cname, pid) end)
 
-    Enum.reduce(orphans, state, fn {cname, _pid, spec}, acc ->
+    Enum.reduce(orphans, state, fn {cname, pid, spec}, acc ->
       cond do
         :ets.member(acc.table, {:c, cname}) -> acc
         Place.restart(spec) == :temporary or Place.kind(spec) == nil -> acc
-        true -> place_orphan(acc, cname, spec)
+        true -> place_orphan(acc, cname, pid, spec)
       end
     end)
   end
 
-  defp place_orphan(state, cname, spec) do
+  # (a BEAM child restarted here starts from the checkpoint its lost copy
+  # sent us, if any)
+  defp place_orphan(state, cname, lost_pid, spec) do
     case owner(state, spec, cname) do
-      nil -> add_pending(state, cname, spec)
-      me when me == node() -> start_local(state, cname, spec, nil)
-      _other -> state
+      nil ->
+        add_pending(state, cname, spec)
+
+      me when me == node() ->
+        {handoff, state} = take_checkpoint(state, cname, lost_pid)
+        start_local(state, cname, spec, nil, handoff)
+
+      _other ->
+        state
     end
   end
 
@@ -1271,6 +1374,337 @@ defmodule DistributedSupervisor.Instance do
   defp put_hosts(state) do
     :ets.insert(state.table, {:hosts, state.hosts |> Map.values() |> Enum.uniq()})
     state
+  end
+
+  # ------------------------------------------------------------------ moving children
+  # (DistributedSupervisor.Handoff; the C instances' sup_handoff.c, sup_move.c,
+  # sup_rebalance.c and sup_checkpoint.c)
+
+  # Graceful stop: take the state of each local child that can move with it
+  # and stop every child (each leaves its pg group first), pass the barrier,
+  # then hand each mover to its new owner. We leave '$dsup_hosts' after
+  # this: every receiver has started its child before its failover for our
+  # node runs (the handoff is ahead of our scope's leave on the connection).
+  defp hand_over(state) do
+    case local_rows(state) do
+      [] ->
+        :ok
+
+      rows ->
+        moves =
+          Enum.flat_map(rows, fn {cname, pid, wire} ->
+            mod = Place.type(wire)
+
+            to =
+              if Place.kind(wire) == :beam and Place.restart(wire) != :temporary and
+                   Handoff.has_callback?(mod),
+                 do: successor_host(state, cname, wire)
+
+            st = Handoff.take(state.scope, state.dsup, cname, pid, mod, to != nil)
+            if to, do: [{to, {:handoff, cname, wire, st}}], else: []
+          end)
+
+        _ = Handoff.barrier()
+        for {to, msg} <- moves, do: send(to, {:"$dsup", msg})
+
+        if moves != [],
+          do:
+            Logger.info(
+              "DistributedSupervisor #{inspect(state.name)}: handed #{length(moves)} " <>
+                "children over with their state"
+            )
+
+        :ok
+    end
+  end
+
+  # The instance that takes `cname` over when this node leaves: the name's
+  # owner among the other hosts able to run it (nil: none).
+  defp successor_host(state, cname, wire) do
+    others = state.hosts |> Map.values() |> Enum.reject(&(&1 == node()))
+
+    cands =
+      Place.candidates(state.scope, others, state.allowed, Place.type(wire), Place.kind(wire))
+
+    case Place.owner(state.ring, cands, cname) do
+      nil -> nil
+      to -> host_pid(state, to)
+    end
+  end
+
+  defp host_pid(state, node) do
+    case Enum.find(state.hosts, fn {_pid, n} -> n == node end) do
+      {pid, _} -> pid
+      nil -> nil
+    end
+  end
+
+  # A child handed to us: {handoff, ...} from a stopping instance, or a
+  # start_handoff call. Its old copy left the name's pg group before the
+  # message was sent, over the same connection: once our scope has applied
+  # that leave (a call to it answers after it), the old row goes and the
+  # new copy starts with the term.
+  # A child we cannot run (a C type handed to us by a C instance) is refused
+  # without touching its row: its capable owner's failover restarts it.
+  defp arrive(state, cname, wire, st, reply_to) do
+    with true <- match?({:state, _}, st) or st == :none or {:error, :bad_handoff},
+         {:ok, _, beam} <- to_beam_wire(state, cname, wire),
+         {:ok, _} <- supervised_spec(state, cname, beam) do
+      state |> clear_moved(cname) |> start_local(cname, wire, reply_to, st)
+    else
+      {:error, _} = e -> start_failed(state, cname, e, reply_to)
+    end
+  end
+
+  defp clear_moved(state, cname) do
+    try do
+      _ = :sys.statistics(state.scope, :get, 5_000)
+    catch
+      :exit, _ -> :ok
+    end
+
+    case :ets.lookup(state.table, {:c, cname}) do
+      [{_, pid, _}] when node(pid) != node() ->
+        if pid in :pg.get_members(state.scope, cname),
+          do: state,
+          else: state |> note_down(pid) |> drop(cname, pid)
+
+      _ ->
+        state
+    end
+  end
+
+  # {move_child, Name, Node}: asked of any instance; the one where the child
+  # runs moves it (the reply is the target's answer to start_handoff).
+  defp move_child(state, cname, target, from) do
+    row = :ets.lookup(state.table, {:c, cname})
+
+    cond do
+      target not in Map.values(state.hosts) or not can_run?(state, row, target) ->
+        GenServer.reply(from, {:error, {:no_host, target}})
+        state
+
+      match?([{_, pid, _}] when node(pid) != node(), row) ->
+        [{_, pid, _}] = row
+        %{name: name} = state
+
+        start_task(state, fn ->
+          GenServer.reply(from, forward_move(name, node(pid), cname, target))
+        end)
+
+        state
+
+      row == [] or is_map_key(state.stopping_pids, elem(hd(row), 1)) ->
+        GenServer.reply(from, {:error, :not_found})
+        state
+
+      target == node() ->
+        GenServer.reply(from, {:ok, elem(hd(row), 1), cname})
+        state
+
+      true ->
+        [{_, pid, wire}] = row
+        start_move(state, cname, pid, wire, target, from)
+    end
+  end
+
+  # Can `target` run the child of `row` (when its spec is known here)? A
+  # BEAM child moves only to Elixir hosts, a C child only to the dsup-nodes
+  # that run its type (checked here too before a C instance is asked: the
+  # target would refuse the child after the old copy stopped).
+  defp can_run?(state, [{_, _pid, wire}], target) when is_map(wire) do
+    target in Place.candidates(
+      state.scope,
+      Map.values(state.hosts),
+      state.allowed,
+      Place.type(wire),
+      Place.kind(wire)
+    )
+  end
+
+  defp can_run?(_state, _row, _target), do: true
+
+  defp forward_move(name, node, cname, target) do
+    GenServer.call({name, node}, {:move_child, cname, target}, @move_timeout)
+  catch
+    :exit, _ -> {:error, {:nodedown, node}}
+  end
+
+  # One move, in a task (a child may take a while to suspend): take its
+  # state and stop it, pass the barrier, start it on `target`. The result
+  # goes to the caller of move_child, or back to us (rebalance).
+  defp start_move(state, cname, pid, wire, target, reply_to) do
+    %{name: name, scope: scope, dsup: dsup} = state
+    me = self()
+
+    start_task(state, fn ->
+      result =
+        try do
+          st = Handoff.take(scope, dsup, cname, pid, Place.type(wire), true)
+          _ = Handoff.barrier()
+          GenServer.call({name, target}, {:start_handoff, cname, wire, st}, @move_timeout)
+        catch
+          :exit, _ -> {:error, {:nodedown, target}}
+          # (the rebalance counts every move that ends)
+          kind, reason -> {:error, {kind, reason}}
+        end
+
+      with {:error, _} <- result,
+           do:
+             Logger.warning(
+               "DistributedSupervisor #{inspect(name)}: #{inspect(cname)} did not start on " <>
+                 "#{target} after its move: #{inspect(result)}"
+             )
+
+      if reply_to,
+        do: GenServer.reply(reply_to, result),
+        else: send(me, {:"$dsup_moved", cname, result})
+    end)
+
+    %{state | stopping_pids: Map.put(state.stopping_pids, pid, {cname, :move})}
+  end
+
+  # rebalance: true — `node` joined the ring: the local children whose owner
+  # it now is move there, at most rebalance_moves at a time.
+  defp rebalance_to(state, node) do
+    if state.host? and not state.stopping? and node != node() do
+      names =
+        for {cname, pid, wire} <- local_rows(state),
+            Place.kind(wire) == :beam,
+            not is_map_key(state.stopping_pids, pid),
+            owner(state, wire, cname) == node,
+            do: cname
+
+      if names != [],
+        do:
+          Logger.info(
+            "DistributedSupervisor #{inspect(state.name)}: #{node} joined: moving it " <>
+              "#{length(names)} children (#{state.rebalance_moves} at a time)"
+          )
+
+      pump_rebalance(%{state | rb_queue: state.rb_queue ++ names})
+    else
+      state
+    end
+  end
+
+  # (the owner is looked up again when a move starts: it may have changed)
+  defp pump_rebalance(
+         %{rb_queue: [cname | rest], stopping?: false, rb_inflight: n, rebalance_moves: max} =
+           state
+       )
+       when n < max do
+    state = %{state | rb_queue: rest}
+
+    with [{_, pid, wire}] when node(pid) == node() <- :ets.lookup(state.table, {:c, cname}),
+         false <- is_map_key(state.stopping_pids, pid),
+         to when to not in [nil, node()] <- owner(state, wire, cname) do
+      state = start_move(state, cname, pid, wire, to, nil)
+      pump_rebalance(%{state | rb_inflight: state.rb_inflight + 1})
+    else
+      _ -> pump_rebalance(state)
+    end
+  end
+
+  defp pump_rebalance(state), do: state
+
+  # checkpoints: the local child's latest term, sent every @ckpt_flush_ms at most
+  defp put_checkpoint(state, cname, pid, term) do
+    if local_pid(state, cname) == pid and not state.stopping? do
+      state = %{state | ckpt_pending: Map.put(state.ckpt_pending, cname, {pid, term})}
+
+      if state.ckpt_timer do
+        state
+      else
+        Process.send_after(self(), :ckpt_flush, @ckpt_flush_ms)
+        %{state | ckpt_timer: true}
+      end
+    else
+      state
+    end
+  end
+
+  defp flush_checkpoints(state) do
+    for {cname, {pid, term}} <- state.ckpt_pending,
+        local_pid(state, cname) == pid,
+        to = successor_host(state, cname, cached_wire(state, cname)),
+        to != nil,
+        do: send(to, {:"$dsup", {:checkpoint, cname, pid, term}})
+
+    %{state | ckpt_pending: %{}, ckpt_timer: false}
+  end
+
+  defp store_checkpoint(state, cname, pid, term) do
+    size = :erlang.external_size(term)
+    {old, store} = forget_size(state.ckpt_store, cname)
+
+    cond do
+      size > Handoff.checkpoint_max() ->
+        state
+
+      state.ckpt_bytes - old + size > @ckpt_store_max ->
+        full_warning(state)
+        state
+
+      true ->
+        %{
+          state
+          | ckpt_store: Map.put(store, cname, {pid, term, size}),
+            ckpt_bytes: state.ckpt_bytes - old + size
+        }
+    end
+  end
+
+  defp forget_size(store, cname) do
+    case Map.pop(store, cname) do
+      {{_, _, size}, rest} -> {size, rest}
+      {nil, rest} -> {0, rest}
+    end
+  end
+
+  # (at most one line a minute)
+  defp full_warning(state) do
+    now = now()
+
+    if now - Process.get(:dsup_ckpt_full_logged, -60_000) >= 60_000 do
+      Process.put(:dsup_ckpt_full_logged, now)
+
+      Logger.warning(
+        "DistributedSupervisor #{inspect(state.name)}: checkpoint store full " <>
+          "(#{div(@ckpt_store_max, 1024 * 1024)} MiB); refusing new checkpoints"
+      )
+    end
+  end
+
+  # The checkpoint of `cname` if the lost copy `pid` sent it: {{:state, term} | :none, state}
+  defp take_checkpoint(state, cname, pid) do
+    case state.ckpt_store do
+      %{^cname => {^pid, term, _}} ->
+        {{:state, term}, forget_checkpoint(state, cname, fn _ -> true end)}
+
+      _ ->
+        {:none, forget_checkpoint(state, cname, fn _ -> true end)}
+    end
+  end
+
+  # Drops the checkpoint of `cname` when `drop?.(its pid)`.
+  defp forget_checkpoint(%{ckpt_store: store} = state, _cname, _drop?) when map_size(store) == 0,
+    do: state
+
+  defp forget_checkpoint(state, cname, drop?) do
+    case state.ckpt_store do
+      %{^cname => {pid, _, size}} ->
+        if drop?.(pid),
+          do: %{
+            state
+            | ckpt_store: Map.delete(state.ckpt_store, cname),
+              ckpt_bytes: state.ckpt_bytes - size
+          },
+          else: state
+
+      _ ->
+        state
+    end
   end
 
   # ------------------------------------------------------------------ listeners

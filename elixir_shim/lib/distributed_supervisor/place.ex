@@ -17,9 +17,14 @@ defmodule DistributedSupervisor.Place do
   @beam :"$dsup_beam"
   @type_tag :"$dsup_type"
 
+  @type kind() :: :c | :beam | :fresh
+
+  @spec beam_group() :: atom()
   def beam_group, do: @beam
+  @spec type_group(atom()) :: {atom(), atom()}
   def type_group(type), do: {@type_tag, type}
 
+  @spec capability_group?(term()) :: boolean()
   def capability_group?(@beam), do: true
   def capability_group?({@type_tag, _}), do: true
   def capability_group?(_), do: false
@@ -27,6 +32,7 @@ defmodule DistributedSupervisor.Place do
   @doc false
   # kind: :c (a C child: only C hosts of its type), :beam (only Elixir
   # hosts), :fresh (a new start: C hosts of the type if any, else Elixir hosts)
+  @spec candidates(atom(), [node()], [node()], atom(), kind()) :: [node()]
   def candidates(scope, hosts, allowed, type, kind) do
     c = if kind == :beam, do: [], else: member_nodes(scope, type_group(type), hosts, allowed)
 
@@ -37,6 +43,7 @@ defmodule DistributedSupervisor.Place do
     end
   end
 
+  @spec member_nodes(atom(), term(), [node()], [node()]) :: [node()]
   def member_nodes(scope, group, hosts, allowed) do
     scope
     |> :pg.get_members(group)
@@ -47,6 +54,7 @@ defmodule DistributedSupervisor.Place do
   end
 
   @doc false
+  @spec owner(Ring.t(), [node()], term()) :: node() | nil
   def owner(_ring, [], _key), do: nil
 
   def owner(ring, candidates, key) do
@@ -86,14 +94,17 @@ defmodule DistributedSupervisor.Place do
 
   @doc false
   # The kind, type and restart of a cached (wire) spec.
+  @spec kind(term()) :: :beam | :c | nil
   def kind(%{beam: _}), do: :beam
   def kind(%{start: _}), do: :c
   def kind(_), do: nil
 
+  @spec type(term()) :: atom()
   def type(%{beam: %{start: {m, _, _}}}), do: m
   def type(%{start: {t, _, _}}), do: t
   def type(_), do: :undefined
 
+  @spec restart(term()) :: :permanent | :transient | :temporary
   def restart(%{restart: r}), do: r
   def restart(%{}), do: :permanent
   def restart(_), do: :temporary

@@ -49,6 +49,7 @@ defmodule DistributedSupervisor.Registry do
   # Another live process registered as {name, id} (a local one that died but
   # is not yet out of pg, e.g. the previous run of a restarting child, does
   # not count), or nil.
+  @spec live_other(DistributedSupervisor.name(), term(), pid()) :: pid() | nil
   def live_other(name, id, pid) do
     candidates =
       case DistributedSupervisor.whereis(name, id) do

@@ -48,6 +48,7 @@ defmodule DistributedSupervisor.Telemetry do
 
   @doc false
   # The instance's listener events (Instance.emit/2), as telemetry events.
+  @spec listener_event(DistributedSupervisor.name(), tuple()) :: :ok
   def listener_event(name, {:process_start, id, pid}),
     do: child(:start, name, id, pid)
 
@@ -69,6 +70,7 @@ defmodule DistributedSupervisor.Telemetry do
 
   @doc false
   # Host pids joined or left '$dsup_hosts'; `count`: host processes after.
+  @spec hosts_event(DistributedSupervisor.name(), :join | :leave, [pid()], non_neg_integer()) :: :ok
   def hosts_event(name, what, pids, count) when what in [:join, :leave] do
     for pid <- pids do
       execute(

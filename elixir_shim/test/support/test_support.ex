@@ -201,14 +201,19 @@ defmodule DistributedSupervisor.TestSupport.Libring do
   @range 4_294_967_295
 
   def owner([], _key), do: nil
+  def owner(nodes, key), do: owner_on(points(nodes), key)
 
-  def owner(nodes, key) do
-    points =
-      Enum.reduce(nodes, %{}, fn n, acc ->
-        Enum.reduce(1..128, acc, fn i, a -> Map.put_new(a, :erlang.phash2({n, i}, @range), n) end)
-      end)
-      |> Enum.sort()
+  # The ring's sorted points, to ask owner_on/2 for many keys.
+  def points(nodes) do
+    Enum.reduce(nodes, %{}, fn n, acc ->
+      Enum.reduce(1..128, acc, fn i, a -> Map.put_new(a, :erlang.phash2({n, i}, @range), n) end)
+    end)
+    |> Enum.sort()
+  end
 
+  def owner_on([], _key), do: nil
+
+  def owner_on(points, key) do
     h =
       if is_atom(key),
         do: :erlang.phash2(:erlang.term_to_binary(key), @range),
