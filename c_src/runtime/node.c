@@ -836,6 +836,12 @@ void dsup_node_free(dsup_node *node)
         uv_run(node->loop, UV_RUN_NOWAIT);
         uv_run(node->loop, UV_RUN_NOWAIT);
     }
+    /* Processes still there (never started, or spawned while stopping) end
+     * while the services they belong to still exist. */
+    if (node->procs) {
+        dsup_proc_foreach(node, exit_one, NULL);
+        dsup_proc_run_queue(node);
+    }
     /* The layers above free their state first, newest first; a handle
      * they close then is done with before the tables go. */
     dsup_node_hooks_run(node, DSUP_NODE_CLOSE, NULL, 0);

@@ -53,15 +53,13 @@ void dsup_proc_table_init(dsup_node *node)
 
 size_t dsup_proc_count(const dsup_node *node) { return node->procs->tcount; }
 
-/* At node close, after every process ended (shutdown) or not started. */
+/* At node close, once every process has ended. */
 void dsup_proc_table_free(dsup_node *node)
 {
     struct dsup_procs *S = node->procs;
     if (!S)
         return;
-    for (size_t i = 0; i < S->tcap; i++)
-        if (S->table[i])
-            dsup_proc_exit(S->table[i], dsup_reason_atom(node, "shutdown"));
+    assert(S->tcount == 0); /* dsup_node_free ended them, services still there */
     free(S->table);
     for (size_t i = 0; i < S->ncap; i++)
         if (S->names[i].name)
