@@ -200,10 +200,11 @@ DSUP_EXTERN int dsup_register_worker_type_sized(const dsup_worker_type *type, si
 DSUP_EXTERN const dsup_worker_type *dsup_find_worker_type(const char *name);
 
 /* Start a worker of `type` on `node` with init args `args` (NULL = []),
- * optionally linked to `link_to` (a process of that node). On success returns 0 and sets *pid. On failure, if
- * reason is non-NULL, it holds the reason term: DSUP_EREFUSED (init
- * refused; its reason), DSUP_EUNKNOWN_TYPE ({unknown_worker, Type}),
- * DSUP_ENOTUP (the node has not started; the atom enotup). */
+ * optionally linked to `link_to` (a process of that node). On success
+ * returns 0 and sets *pid. On failure, if reason is non-NULL, it holds the
+ * reason term: DSUP_EREFUSED (init refused; its reason), DSUP_EUNKNOWN_TYPE
+ * ({unknown_worker, Type}), DSUP_ENOTUP (the node has not started; the atom
+ * enotup), DSUP_EINVAL (link_to runs on another node). */
 DSUP_EXTERN int dsup_spawn(dsup_node *node, const char *type, const dsup_term *args, dsup_proc *link_to,
                            dsup_pid *pid, ei_x_buff *reason);
 
