@@ -672,9 +672,8 @@ int dsup_spawn(dsup_node *node, const char *type, const dsup_term *args, dsup_pr
                ei_x_buff *reason)
 {
     dsup_proc *p;
-    if (link_to && link_to->node != node)
-        return DSUP_EINVAL; /* a link_to of another node */
-    int rc = dsup_spawn_proc(node, type, args, link_to, &p, reason);
+    /* link_to must run on that node */
+    int rc = link_to && link_to->node != node ? DSUP_EINVAL : dsup_spawn_proc(node, type, args, link_to, &p, reason);
     if (rc < 0) {
         if (rc == DSUP_EUNKNOWN_TYPE && reason) {
             reason->index = 0;
