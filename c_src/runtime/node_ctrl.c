@@ -74,16 +74,19 @@ static dsup_call_ret ctrl_call(dsup_proc *self, void *state, dsup_term req, cons
         return DSUP_REPLY;
     }
     if (dsup_term_is_atom(req, "memory")) {
-        /* [{allocated, Bytes}, {processes, N}, {names, N}]: heap in use
-         * (mallinfo2), for measuring the cost of a child more finely than RSS
-         * can; entries of the name table (what a name flood would grow). */
+        /* [{allocated, Bytes}, {processes, N}, {names, N}]: malloc's bytes
+         * in use, heap and mmapped chunks (mallinfo2), for measuring the cost
+         * of a child more finely than RSS can; entries of the name table
+         * (what a name flood would grow). */
         struct mallinfo2 mi = mallinfo2();
         dsup_intern_stats st;
         dsup_intern_get_stats(self->node->names, &st);
         ei_x_encode_list_header(reply, 3);
         ei_x_encode_tuple_header(reply, 2);
         dsup_x_encode_atom(reply, "allocated");
-        ei_x_encode_ulong(reply, (unsigned long)mi.uordblks);
+        /* chunks malloc mmapped count too: where a large buffer lands (heap
+         * or its own mapping) depends on the heap's layout, not on its use */
+        ei_x_encode_ulong(reply, (unsigned long)(mi.uordblks + mi.hblkhd));
         ei_x_encode_tuple_header(reply, 2);
         dsup_x_encode_atom(reply, "processes");
         ei_x_encode_ulong(reply, dsup_proc_count(self->node));
