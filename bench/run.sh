@@ -61,7 +61,7 @@ dsup_epmd_start "$WORK/epmd.log" || { echo "bench: could not start epmd" >&2; ex
 export DSUP_ROOT="$ROOT" DSUP_PIDDIR="$PIDDIR" ERL_CRASH_DUMP="$WORK/erl_crash.dump"
 echo "bench: epmd pid $EPMD_PID on port $ERL_EPMD_PORT"
 
-erlc -o "$EBIN" bench/*.erl bench/baseline/*.erl test/ct/dsup_test.erl \
+erlc -o "$EBIN" bench/*.erl bench/baseline/*.erl test/ct/dsup_test.erl test/ct/dsup_cluster.erl \
     || { echo "bench: compile error" >&2; exit 2; }
 # bench_ring (C side of the ring/phash2 rows): the Makefile's CC/CFLAGS/libs.
 make --no-print-directory -s build/libdsup_internal.a \
@@ -111,9 +111,10 @@ echo "bench: done in $(( SECONDS - START )) s"
 
 if [ "$MODE" = quick ] && [ $rc -eq 0 ]; then
     # smoke check: every row is present (no time is asserted)
-    for r in call_seq_small call_seq_1k call_conc8_small call_async32_small start_seq start_conc start_cpu \
+    for r in call_seq_small call_seq_1k call_conc8_small call_async32_small start_seq start_conc start_cpu start_batch \
              shim_whereis shim_call failover mem_idle_child pg_sync pg_join_batch pg_join_single \
-             ring_node_for phash2_small phash2_1k scale_start scale_rss scale_call metrics_under_load; do
+             ring_node_for phash2_small phash2_1k scale_start scale_rss scale_call metrics_under_load \
+             cluster_mem_2 cluster_mem_4 move_rate move_gap move_other_calls checkpoint_cost; do
         grep -q "^$r," "$OUT/summary.csv" || { echo "bench: row $r missing from $OUT/summary.csv" >&2; rc=1; }
     done
     [ -s "$OUT/summary.md" ] || { echo "bench: $OUT/summary.md missing" >&2; rc=1; }

@@ -14,6 +14,7 @@
 %%%   mem_idle_child          RSS delta / N for N idle children on one host
 %%%   pg_sync                 a new node joins the scope and sees all N groups
 %%%   scale_*                 1,000,000 children over 2 nodes: start, RSS, calls
+%%%   cluster_mem_H           all H hosts' RSS growth / children, replicas = 2
 %%%   shim_whereis/shim_call  DistributedSupervisor.whereis/call from an Elixir
 %%%                           node (pending shim until elixir_shim/ is compiled)
 %%%   pg_join_batch/_single   joins+leaves/s of members on a dsup-node / a BEAM
@@ -23,8 +24,9 @@
 %%%                           build/libdsup.a) vs libring's algorithm / phash2 on the BEAM
 %%% The summary also takes in the call rows of bench/call_bench.erl (calls.csv).
 %%%
-%%% Environment (for development): SUP_BENCH_ONLY=ring,start,failover,mem,pg,scale,shim
+%%% Environment (for development): SUP_BENCH_ONLY=ring,start,failover,mem,pg,scale,shim,cmem
 %%% runs a subset (mem includes pg_sync); SUP_BENCH_SCALE_N overrides N of scale;
+%%% SUP_BENCH_CMEM_HOSTS=8 (or 2,4) the host counts of the cluster_mem rows;
 %%% SUP_BENCH_LOG_LEVEL sets the dsup-nodes' --log-level (default warn);
 %%% SUP_BENCH_SHIM_EBIN is the compiled shim's ebin, SUP_BENCH_RING_BIN the
 %%% built bench_ring (run.sh sets both).
@@ -39,6 +41,8 @@
 -define(FO, 'Elixir.BenchFo').
 -define(MEM, 'Elixir.BenchMem').
 -define(SCALE, 'Elixir.BenchScale').
+-define(CMEM, 'Elixir.BenchCMem').
+-define(MV, 'Elixir.BenchMove').
 -define(BL, bench_bl).
 -define(BL_FO, bench_bl_fo).
 -define(BL_MEM, bench_bl_mem).
@@ -69,16 +73,20 @@ config(true) ->
     #{start_seq => 100, start_conc => 400, start_reps => 1, conc => 8,
       fo_n => 200, fo_reps => 1, mem_n => 2000, sync_reps => 1,
       scale_n => 10000, scale_conc => 16, scale_calls => 1000,
+      cmem_n => 4000, cmem_hosts => [2, 4],
       shim_ops => 200, shim_reps => 1, shim_loop => 20000,
       pg_m => 1000, pg_batch => 50, pg_window => 32, pg_reps => 1,
-      ring_reps => 1, ring_ops => 200000};
+      ring_reps => 1, ring_ops => 200000, move_n => 300, move_calls => 2000,
+      batch_n => 3000, batch_size => 1000, batch_reps => 1};
 config(false) ->
     #{start_seq => 2000, start_conc => 10000, start_reps => 5, conc => 8,
       fo_n => 1000, fo_reps => 5, mem_n => 100000, sync_reps => 5,
       scale_n => 1000000, scale_conc => 16, scale_calls => 20000,
+      cmem_n => 100000, cmem_hosts => [2, 4, 8],
       shim_ops => 5000, shim_reps => 5, shim_loop => 100000,
       pg_m => 20000, pg_batch => 100, pg_window => 32, pg_reps => 5,
-      ring_reps => 5, ring_ops => 2000000}.
+      ring_reps => 5, ring_ops => 2000000, move_n => 3000, move_calls => 20000,
+      batch_n => 20000, batch_size => 1000, batch_reps => 3}.
 
 run(Quick, OutDir, LogDir) ->
     Cfg0 = config(Quick),
@@ -99,14 +107,16 @@ run(Quick, OutDir, LogDir) ->
     T0 = erlang:monotonic_time(millisecond),
     ok = net_kernel:monitor_nodes(true, [{node_type, all}]),
     R0 = case Do(ring) of true -> hash_rows(Cfg); false -> [] end,
-    R1 = case Do(start) orelse Do(failover) orelse Do(shim) of
+    R1 = case Do(start) orelse Do(batch) orelse Do(failover) orelse Do(shim) of
              true -> ring_phase(Cfg, Do);
              false -> []
          end,
     R2 = case Do(mem) of true -> mem_phase(Cfg); false -> [] end,
     R2b = case Do(pg) of true -> pg_phase(Cfg); false -> [] end,
     R3 = case Do(scale) of true -> scale_phase(Cfg); false -> [] end,
-    Rows = R0 ++ R1 ++ R2 ++ R2b ++ R3,
+    R4 = case Do(cmem) of true -> cmem_phase(Cfg); false -> [] end,
+    R5 = case Do(move) of true -> move_phase(Cfg); false -> [] end,
+    Rows = R0 ++ R1 ++ R2 ++ R2b ++ R3 ++ R4 ++ R5,
     Secs = (erlang:monotonic_time(millisecond) - T0) / 1000,
     Meta = #{quick => Quick, cfg => Cfg, load_before => Load0, load_after => loadavg(),
              exe => dsup_test:exe(), secs => Secs, only => Only},
@@ -313,11 +323,12 @@ ring_phase(Cfg, Do) ->
                                    [maps:get(os_pid, P) || P <- Peers]);
                 false -> []
             end,
+    RowsB = case Do(start) orelse Do(batch) of true -> [batch_row(Cfg, DN, BN)]; false -> [] end,
     Rows2 = case Do(shim) of true -> shim_rows(Cfg, DN, BN); false -> shim_pending() end,
     Rows3 = case Do(failover) of true -> [failover_row(Cfg, DN, BN)]; false -> [] end,
     [stop_peer(P) || P <- Peers],
     [stop_dsup(H) || H <- [D1, D2, D3]],
-    Rows1 ++ Rows2 ++ Rows3.
+    Rows1 ++ RowsB ++ Rows2 ++ Rows3.
 
 start_rows(Cfg, DN, BN, DOs, BOs) ->
     #{start_seq := NS, start_conc := NC, start_reps := Reps, conc := C} = Cfg,
@@ -373,6 +384,98 @@ start_rows(Cfg, DN, BN, DOs, BOs) ->
          "CPU µs/start", lower, [X || {_, X, _} <- ConD], [X || {_, X, _} <- ConB], none, Reps,
          "from /proc/<pid>/stat utime+stime of the 3 dsup-nodes / the 3 BEAM nodes over each "
          "repetition of start_conc, divided by the starts; the caller node is not counted")].
+
+%% ---------------------------------------------------------------- batch start
+%% N children in batches of B: the caller groups each batch by owner (libring
+%% reference bl_ring over the 3 dsup-nodes) and sends one
+%% {start_children_here, [{Name, SpecMap}]} per owner, all owners in
+%% parallel, 4 batches in flight. Timed until every child is seen by every
+%% observer: each C instance's table counts it and the caller's pg scope
+%% (a BEAM observer) has a member for every name. The baseline has no batch
+%% call: the same N through upstream's start_child with 8 callers, timed
+%% until the caller's pg scope has every name.
+
+batch_row(Cfg, DN, BN) ->
+    #{batch_n := N, batch_size := B, batch_reps := Reps, conc := C} = Cfg,
+    io:format("== batch start: ~b children in batches of ~b (~b repetitions)~n", [N, B, Reps]),
+    DScope = scope(?SUP),
+    BScope = maps:get(scope, bl_dsup:names(?BL)),
+    {ok, _} = pg:start(DScope),
+    {ok, _} = pg:start(BScope),
+    wait_pg_peers(DScope, DN),
+    wait_pg_peers(BScope, BN),
+    Ring = bl_ring:new(lists:sort(DN)),
+    BT = list_to_tuple(BN),
+    {Ds, Bs} = alternate(
+                 Reps,
+                 fun(Rep) ->
+                         Keys = [{bt, Rep, I} || I <- lists:seq(1, N)],
+                         Before = [count(?SUP, Nd) || Nd <- DN],
+                         T0 = now_us(),
+                         Chunks = list_to_tuple(chunks(Keys, B)),
+                         par(4, tuple_size(Chunks), fun(I) -> batch_call(element(I, Chunks), Ring) end),
+                         TReply = now_us() - T0,
+                         ok = dsup_test:wait_until(
+                                fun() -> lists:all(fun({Nd, Bf}) -> count(?SUP, Nd) >= Bf + N end,
+                                                   lists:zip(DN, Before)) end, 60000, 2),
+                         wait_pg_all(DScope, Keys),
+                         T = now_us() - T0,
+                         io:format("  dsup rep ~b: ~b children/s (replies after ~.1f ms, all seen after ~.1f ms)~n",
+                                   [Rep, round(N / (T / 1.0e6)), TReply / 1000, T / 1000]),
+                         {N / (T / 1.0e6), TReply}
+                 end,
+                 fun(Rep) ->
+                         KT = list_to_tuple([{bt, Rep, I} || I <- lists:seq(1, N)]),
+                         T0 = now_us(),
+                         par(C, N, fun(I) ->
+                                           Key = element(I, KT),
+                                           {ok, _, Key} = erpc:call(element(I rem 3 + 1, BT), bl_dsup,
+                                                                    start_child, [?BL, Key], ?T)
+                                   end),
+                         wait_pg_all(BScope, tuple_to_list(KT)),
+                         T = now_us() - T0,
+                         io:format("  baseline rep ~b: ~b children/s~n", [Rep, round(N / (T / 1.0e6))]),
+                         N / (T / 1.0e6)
+                 end),
+    pg_stop(DScope),
+    pg_stop(BScope),
+    row(start_batch, io_lib:format("batch start of ~b children into a 3-node ring (batches of ~b), "
+                                   "until every observer sees them", [N, B]),
+        "children/s", higher, [R || {R, _} <- Ds], Bs, {abs_ge, 100000}, Reps,
+        io_lib:format("dsup: one {start_children_here, List} per owner host and batch, 4 batches in "
+                      "flight, replies after ~.1f ms (median), then every C instance's table and the "
+                      "caller's pg hold all; baseline: upstream start_child, ~b callers (it has no "
+                      "batch call), until the caller's pg holds all",
+                      [median([TR || {_, TR} <- Ds]) / 1000, C])).
+
+chunks([], _) -> [];
+chunks(L, B) when length(L) =< B -> [L];
+chunks(L, B) -> {H, T} = lists:split(B, L), [H | chunks(T, B)].
+
+batch_call(Keys, Ring) ->
+    Groups = maps:groups_from_list(fun(K) -> bl_ring:key_to_node(Ring, K) end, Keys),
+    Self = self(),
+    Refs = [begin
+                Ref = make_ref(),
+                Items = [{K, #{id => K, start => {counter, start_link, [[]]}, args => [],
+                               restart => permanent, shutdown => 5000}} || K <- Ks],
+                spawn_link(fun() ->
+                                   Rs = gen_server:call({?SUP, Owner}, {start_children_here, Items}, ?T),
+                                   Self ! {Ref, Ks, Rs}
+                           end),
+                Ref
+            end || {Owner, Ks} <- maps:to_list(Groups)],
+    [receive
+         {Ref, Ks, Rs} ->
+             length(Ks) =:= length(Rs) orelse error({batch_results, length(Ks), length(Rs)}),
+             [ok = element(1, R) || R <- Rs]
+     end || Ref <- Refs],
+    ok.
+
+%% Every key has a member in the caller's scope.
+wait_pg_all(Scope, Keys) ->
+    ok = dsup_test:wait_until(
+           fun() -> lists:all(fun(K) -> pg:get_members(Scope, K) =/= [] end, Keys) end, 60000, 2).
 
 %% utime + stime of OS processes, µs
 cpu_us(OsPids) ->
@@ -539,6 +642,129 @@ detect(undefined, T0, V) ->
 detect(T, T0, _) -> (T - T0) / 1000.
 
 scope(Sup) -> list_to_atom(atom_to_list(Sup) ++ ".Scope").
+
+%% ---------------------------------------------------------------- moves (issue 16)
+
+%% Two dsup-nodes with `rebalance=true` hosting move_n kv children of 1 KiB
+%% each; a third joins and the children it now owns move to it with their
+%% state. Seen from this node's pg scope (pg:monitor_scope: every leave and
+%% join in the order applied): moves per second (first leave to last join)
+%% and, per moved name, the time it had no registered pid. Meanwhile this
+%% node calls children that do NOT move, sequentially; their latency is
+%% compared with the same calls idle. Then the checkpoint cost: a counter's
+%% `checkpoint` call (publishes its value to the ring successor) vs `get`.
+%% No pure-BEAM baseline (pg-based libraries do not move state): the
+%% baseline column holds the idle calls / plain calls, as the rows say.
+move_phase(Cfg) ->
+    #{move_n := N, move_calls := K} = Cfg,
+    io:format("== moves: ~b kv children of 1 KiB, a third host joins~n", [N]),
+    Opt = "BenchMove,rebalance=true",
+    D1 = start_dsup(mv_a, [Opt], []),
+    D2 = start_dsup(mv_b, [Opt], [maps:get(node, D1)]),
+    DN = [maps:get(node, H) || H <- [D1, D2]],
+    wait_ring(?MV, DN, 2),
+    Scope = scope(?MV),
+    {ok, _} = pg:start(Scope),
+    wait_pg_peers(Scope, DN),
+    Val = fun(I) -> binary:copy(<<I:32>>, 256) end,
+    Names = [{mv, I} || I <- lists:seq(1, N)],
+    par(8, N, fun(I) ->
+                      Nm = {mv, I},
+                      {ok, P, Nm} = gen_server:call({?MV, lists:nth(I rem 2 + 1, DN)},
+                                                    {start_child, {kv, [{name, Nm}]}, undefined}, ?T),
+                      ok = gen_server:call(P, {put, v, Val(I)}, ?T)
+              end),
+    dsup_test:wait_until(fun() -> lists:all(fun(Nm) -> length(pg:get_members(Scope, Nm)) =:= 1 end, Names) end,
+                         30000),
+    %% the third node, its instance not started yet; the children that stay:
+    %% owned by the same node with or without it
+    D3 = start_dsup(mv_c, [], DN),
+    C = maps:get(node, D3),
+    Ring3 = dsup_cluster:ring([C | DN]),
+    Stay = lists:sublist([Nm || Nm <- Names, dsup_cluster:ring_owner(Ring3, Nm) =/= C], 50),
+    StayPids = [hd(pg:get_members(Scope, Nm)) || Nm <- Stay],
+    CallLoop = fun Loop(Ps, 0, Acc) -> {Ps, Acc};
+                   Loop([P | Ps], Left, Acc) ->
+                       T0 = erlang:monotonic_time(microsecond),
+                       {ok, _} = gen_server:call(P, {get, v}, ?T),
+                       Loop(Ps ++ [P], Left - 1, [erlang:monotonic_time(microsecond) - T0 | Acc])
+               end,
+    {_, Idle} = CallLoop(StayPids, K, []),
+    Self = self(),
+    Watch = spawn_link(fun() ->
+                               {Ref, _} = pg:monitor_scope(Scope),
+                               Self ! {watching, self()},
+                               move_watch(Ref, #{}, [], undefined, undefined)
+                       end),
+    receive {watching, Watch} -> ok end,
+    Caller = spawn_link(fun() -> move_busy_calls(Self, StayPids, CallLoop, []) end),
+    {ok, _} = gen_server:call({dsup_node, C}, {start_supervisor, ?MV, [{rebalance, true}]}, ?T),
+    Moved = [Nm || Nm <- Names, dsup_cluster:ring_owner(Ring3, Nm) =:= C],
+    dsup_test:wait_until(fun() -> lists:all(fun(Nm) -> [node(P) || P <- pg:get_members(Scope, Nm)] =:= [C] end,
+                                            Moved) end, 60000),
+    Caller ! {stop, self()},
+    Busy = receive {Caller, L} -> L after ?T -> error(move_caller) end,
+    Watch ! {stop, self()},
+    {Timed, First, Last} = receive {Watch, G, F, La} -> {G, F, La} after ?T -> error(move_watch) end,
+    Gaps = [G || {_, G} <- Timed],
+    %% where the longest gaps sit in the rebalance (ms after its first leave)
+    io:format("moves: longest gaps ({ms after the first leave, gap ms}): ~w~n",
+              [[{round((T - First) / 1000), round(G / 100) / 10} || {T, G} <- lists:sublist(lists:reverse(lists:keysort(2, Timed)), 8)]]),
+    [{ok, _} = gen_server:call(hd(pg:get_members(Scope, Nm)), {get, v}, ?T) || Nm <- Moved],
+    Rate = length(Moved) / max(1, Last - First) * 1.0e6,
+    GapMs = [G / 1000 || G <- Gaps],
+    io:format("moves: ~b moved, ~.1f moves/s; gap p50 ~.2f ms p99 ~.2f ms max ~.2f ms~n",
+              [length(Moved), Rate, pct(GapMs, 50), pct(GapMs, 99), lists:max(GapMs)]),
+    %% checkpoint cost, on one counter (alternating repetitions)
+    {ok, CP, _} = gen_server:call({?MV, C}, {start_child, {counter, [{name, mv_ckpt}]}, C}, ?T),
+    Per = fun(Req) -> {T, _} = timer:tc(fun() -> [gen_server:call(CP, Req, ?T) || _ <- lists:seq(1, K)] end),
+                      T / K end,
+    {Ck, Plain} = alternate(3, fun(_) -> Per(checkpoint) end, fun(_) -> Per(get) end),
+    pg_stop(Scope),
+    [stop_dsup(H) || H <- [D1, D2, D3]],
+    [row(move_rate, io_lib:format("moves per second during a rebalance: ~b kv children of 1 KiB on 2 hosts, "
+                                  "a third joins (~b move, default throttle 8 in flight)", [N, length(Moved)]),
+         "moves/s", higher, [Rate], [], completes, 1,
+         "first leave to last join of the moved names, as this node's pg scope applied them"),
+     row(move_gap, "longest time a name is unregistered during its move (1 KiB state), p99",
+         "ms", lower, [pct(GapMs, 99)], [], {abs_lt, 10}, 1,
+         io_lib:format("per moved name, its pid's leave to the new pid's join in this node's pg view; "
+                       "p50 ~.2f ms, max ~.2f ms (~b moves)", [pct(GapMs, 50), lists:max(GapMs), length(GapMs)])),
+     row(move_other_calls, "gen_server:call to children that do not move while a rebalance runs, p99 "
+                           "(baseline column: the same calls idle)",
+         "µs", lower, [pct(Busy, 99)], [pct(Idle, 99)], none, 1,
+         io_lib:format("p50 during ~b µs vs idle ~b µs; p99 during ~b µs vs idle ~b µs (~b calls during, ~b idle)",
+                       [pct(Busy, 50), pct(Idle, 50), pct(Busy, 99), pct(Idle, 99), length(Busy), length(Idle)])),
+     row(checkpoint_cost, "checkpoint cost: a counter call that publishes a checkpoint "
+                          "(baseline column: the same counter's plain get)",
+         "µs/call", lower, Ck, Plain, none, 3,
+         "sequential calls from one caller; a checkpoint is copied to the ring successor at most 10 times "
+         "a second per child")].
+
+%% Calls to the children that stay, from the moment the third host starts
+%% until told to stop.
+move_busy_calls(Owner, Pids, Loop, Acc) ->
+    {Ps, L} = Loop(Pids, 200, []),
+    receive {stop, Owner} -> Owner ! {self(), L ++ Acc}
+    after 0 -> move_busy_calls(Owner, Ps, Loop, L ++ Acc)
+    end.
+
+%% Gaps (µs) between a child name's last member leaving and a member
+%% joining; first leave and last join times.
+move_watch(Ref, Left, Gaps, First, Last) ->
+    receive
+        {Ref, leave, {mv, _} = G, _} ->
+            Now = erlang:monotonic_time(microsecond),
+            move_watch(Ref, Left#{G => Now}, Gaps, case First of undefined -> Now; _ -> First end, Last);
+        {Ref, join, {mv, _} = G, _} ->
+            Now = erlang:monotonic_time(microsecond),
+            case maps:take(G, Left) of
+                {T, L1} -> move_watch(Ref, L1, [{T, Now - T} | Gaps], First, Now);
+                error -> move_watch(Ref, Left, Gaps, First, Last)
+            end;
+        {Ref, _, _, _} -> move_watch(Ref, Left, Gaps, First, Last);
+        {stop, From} -> From ! {self(), Gaps, First, Last}
+    end.
 
 %% ---------------------------------------------------------------- memory + pg sync
 
@@ -1200,6 +1426,76 @@ bl_probe(call, Inst, _BN, Keys) ->
         0 = bl_dsup:call(Inst, element(I, KT), get) end),
     L.
 
+%% ---------------------------------------------------------------- cluster memory
+
+%% Cluster-wide memory per child with specs on k = 2 successors: H
+%% dsup-nodes, N counters placed by the ring; once every instance's replica
+%% pass is idle (each keeps its own children, the specs it is a replica of
+%% and a stub of the rest), the sum of all hosts' VmRSS growth / N. No
+%% baseline column: upstream keeps each child in every node's pg scope and
+%% nothing else, which the note's per-host figures can be set against.
+cmem_phase(#{cmem_n := N, cmem_hosts := Counts0}) ->
+    Counts = case os:getenv("SUP_BENCH_CMEM_HOSTS") of
+                 V when is_list(V), V =/= "" -> [list_to_integer(X) || X <- string:lexemes(V, ",")];
+                 _ -> Counts0
+             end,
+    [cmem_row(N, H) || H <- Counts].
+
+%% One measurement: H fresh dsup-nodes with `replicas=R`, N counters (with
+%% a Pad-byte binary among their init args: a spec of some size).
+cmem_run(N, NH, R, Pad) ->
+    io:format("== cluster memory: ~b children on ~b hosts, replicas = ~b, ~b-byte arg~n", [N, NH, R, Pad]),
+    Arg = binary:copy(<<"x">>, Pad),
+    Sup = atom_to_list(?CMEM) -- "Elixir.",
+    Hs = lists:foldl(fun(_, Acc) ->
+                             Acc ++ [start_dsup(cmem_c, [Sup ++ ",replicas=" ++ integer_to_list(R)],
+                                                [maps:get(node, X) || X <- Acc])]
+                     end, [], lists:seq(1, NH)),
+    Nodes = [maps:get(node, H) || H <- Hs],
+    ok = wait_ring(?CMEM, Nodes, NH),
+    Rss0 = [vmrss_kb(maps:get(os_pid, H)) || H <- Hs],
+    T = list_to_tuple(Nodes),
+    Us = par(16, N, fun(I) ->
+                            {ok, _, _} = gen_server:call({?CMEM, element(I rem NH + 1, T)},
+                                                         {start_child, {counter, [{name, {m, I}}, {config, Arg}]},
+                                                          undefined}, ?T)
+                    end),
+    Info = fun() -> [gen_server:call({?CMEM, Nd}, replica_info, ?T) || Nd <- Nodes] end,
+    ok = dsup_test:wait_until(
+           fun() ->
+                   Is = Info(),
+                   lists:sum([L || #{local := L} <- Is]) =:= N andalso
+                       lists:all(fun(#{local := L, specs := S, stubs := St, pass_active := P}) ->
+                                         P =:= false andalso L + S + St =:= N
+                                 end, Is)
+           end, 120000, 200),
+    Rss1 = [vmrss_kb(maps:get(os_pid, H)) || H <- Hs],
+    Is = Info(),
+    [stop_dsup(H) || H <- Hs],
+    Per = (lists:sum(Rss1) - lists:sum(Rss0)) * 1024 / N,
+    PerHost = [round((B - A) * 1024 / N) || {A, B} <- lists:zip(Rss0, Rss1)],
+    SpecShare = lists:sum([L + S || #{local := L, specs := S} <- Is]) / N,
+    io:format("  ~b B/child over ~b hosts (per host ~w B/child), specs kept ~.2f times, started in ~.1f s~n",
+              [round(Per), NH, PerHost, SpecShare, Us / 1.0e6]),
+    #{per => Per, per_host => PerHost, share => SpecShare, rss0 => Rss0, rss1 => Rss1}.
+
+%% replicas = 2 with plain counters is the row; the note has the same with
+%% replicas = 16 (every host keeps every spec, as before) and both with a
+%% 256-byte init arg: what the stubs save grows with the spec.
+cmem_row(N, NH) ->
+    #{per := Per, per_host := PerHost, share := Share, rss0 := Rss0, rss1 := Rss1} = cmem_run(N, NH, 2, 0),
+    #{per := PerAll, share := ShareAll} = cmem_run(N, NH, 16, 0),
+    #{per := Big2} = cmem_run(N, NH, 2, 256),
+    #{per := BigAll} = cmem_run(N, NH, 16, 256),
+    row(list_to_atom("cluster_mem_" ++ integer_to_list(NH)),
+        io_lib:format("cluster memory per child, ~b hosts, replicas = 2, N = ~b", [NH, N]),
+        "bytes/child", lower, [Per], [], {abs_max, 500}, 1,
+        io_lib:format("sum of the ~b dsup-nodes' VmRSS growth / N once the replica passes are idle; "
+                      "per host ~w B/child; each spec kept ~.2f times (host + replicas; the others "
+                      "keep a stub); every host keeping every spec (replicas = 16, ~.2f copies): ~b B/child; "
+                      "with a 256-byte init arg: ~b B/child (replicas = 2) vs ~b (16); VmRSS kB ~w -> ~w",
+                      [NH, PerHost, Share, ShareAll, round(PerAll), round(Big2), round(BigAll), Rss0, Rss1])).
+
 %% ---------------------------------------------------------------- rows + output
 
 %% Better: higher | lower (which direction is better for the metric).
@@ -1221,6 +1517,7 @@ row(Id, Desc, Unit, Better, DS, BS, Target, Reps, Note) ->
                               yesno(Adv =/= undefined andalso Adv >= X)};
             {abs_lt, X} -> {io_lib:format("< ~p ~s", [X, Unit]), yesno(D =/= undefined andalso D < X)};
             {abs_max, X} -> {io_lib:format("≤ ~p ~ts", [X, Unit]), yesno(D =/= undefined andalso D =< X)};
+            {abs_ge, X} -> {io_lib:format("≥ ~p ~ts", [X, Unit]), yesno(D =/= undefined andalso D >= X)};
             {abs_le, X, S} -> {io_lib:format("≤ 512 + ~b (spec) = ~b B", [S, X]),
                                yesno(D =/= undefined andalso D =< X)};
             completes -> {"completes, figures reported", yesno(D =/= undefined)};

@@ -14,7 +14,7 @@
 const char dsup_cli_sup_keys[] =
     "cache_children=true|false, monitor_nodes=true|false|cluster, nodes=a@h+b@h, "
     "listeners=name+name, max_restarts=0..1000000, max_seconds=1..31536000, rebalance=true|false, "
-    "rebalance_moves=1..10000";
+    "rebalance_moves=1..10000, replicas=1..16";
 
 /* Names given on the command line: MyApp.Sup is the Elixir alias
  * 'Elixir.MyApp.Sup'; lower-case names are plain atoms. Written into buf
@@ -169,6 +169,9 @@ static int pair(ei_x_buff *x, kv *p, const char *arg, char *err, size_t errcap)
     } else if (!strcmp(k, "rebalance_moves")) {
         if (dsup_cli_parse_int(v, 1, 10000, &num, what, sizeof what) < 0)
             why = "expected an integer in 1..10000";
+    } else if (!strcmp(k, "replicas")) {
+        if (dsup_cli_parse_int(v, 1, 16, &num, what, sizeof what) < 0)
+            why = "expected an integer in 1..16";
     } else if (!strcmp(k, "nodes") || !strcmp(k, "listeners")) {
         why = list_error(v, !strcmp(k, "nodes"));
     } else {
@@ -181,7 +184,8 @@ static int pair(ei_x_buff *x, kv *p, const char *arg, char *err, size_t errcap)
     }
     ei_x_encode_tuple_header(x, 2);
     dsup_x_encode_atom(x, k);
-    if (!strcmp(k, "max_restarts") || !strcmp(k, "max_seconds") || !strcmp(k, "rebalance_moves"))
+    if (!strcmp(k, "max_restarts") || !strcmp(k, "max_seconds") || !strcmp(k, "rebalance_moves") ||
+        !strcmp(k, "replicas"))
         ei_x_encode_longlong(x, num);
     else if (!strcmp(k, "nodes") || !strcmp(k, "listeners"))
         encode_list(x, p->v, !strcmp(k, "nodes"));

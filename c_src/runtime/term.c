@@ -140,10 +140,12 @@ static int append_atom(ei_x_buff *x, const char *s)
     size_t n = strlen(s);
     char h[3];
     if (n < 256) {
-        h[0] = (char)119;
-        h[1] = (char)n;
-        if (ei_x_append_buf(x, h, 2) < 0)
-            return -1;
+        /* one append, not two: atoms are in every signal and reply */
+        char a[2 + 255];
+        a[0] = (char)119;
+        a[1] = (char)n;
+        memcpy(a + 2, s, n);
+        return ei_x_append_buf(x, a, (int)n + 2);
     } else {
         h[0] = (char)118;
         h[1] = (char)(n >> 8);

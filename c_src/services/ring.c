@@ -292,11 +292,38 @@ static int atom_key_t2b(const uint8_t *k, size_t len, int enc, uint8_t *buf)
     return (int)(o + ulen);
 }
 
+/* The last key hashed: one start asks for its name's hash several times
+ * (name check, placement, arbitration), a phash2 walk each. */
+static _Thread_local struct {
+    uint8_t key[64];
+    size_t len;
+    int enc;
+    uint32_t hash;
+} last_key;
+
+static int key_hash(const dsup_ring *r, const char *key, size_t len, uint32_t *hash);
+
 int dsup_ring_key_hash(const dsup_ring *r, const char *key, size_t len, uint32_t *hash)
 {
-    const uint8_t *k = (const uint8_t *)key;
     if (!r || !key || len == 0)
         return DSUP_PHASH2_EBADARG;
+    if (len == last_key.len && r->atom_enc == last_key.enc && memcmp(key, last_key.key, len) == 0) {
+        *hash = last_key.hash;
+        return 0;
+    }
+    int rc = key_hash(r, key, len, hash);
+    if (rc == 0 && len <= sizeof last_key.key) {
+        memcpy(last_key.key, key, len);
+        last_key.len = len;
+        last_key.enc = r->atom_enc;
+        last_key.hash = *hash;
+    }
+    return rc;
+}
+
+static int key_hash(const dsup_ring *r, const char *key, size_t len, uint32_t *hash)
+{
+    const uint8_t *k = (const uint8_t *)key;
     if (r->atom_enc != DSUP_RING_ATOM_PLAIN) {
         uint8_t buf[4 + 1020];
         size_t off = k[0] == 131 ? 1 : 0;

@@ -25,6 +25,7 @@
 #include "sup.h"
 #include "sup_heal.h"
 #include "term.h"
+#include "term_text.h"
 
 
 /* ---- hosts and the ring ---------------------------------------------------- */
@@ -74,6 +75,7 @@ static void host_joined(dsup_sup *s, const dsup_pid *host)
         sup_send_snapshot(s, host);
     sup_pending_child_retry(s); /* a host that can run a pending child? */
     sup_quorum_check(s);
+    sup_replica_ring_changed(s);
 }
 
 /* Ask ourselves to fail over once the scope has applied the whole change
@@ -125,6 +127,7 @@ static void host_left(dsup_sup *s, const dsup_pid *host)
     if (sup_host_on(s, host->node))
         return; /* another instance pid on that node remains */
     forget_terminating(s, host->node); /* its failover is scheduled below */
+    sup_move_host_left(s, host->node);  /* moving marks of moves to it */
     if (dsup_ring_has_node(s->ring, host->node)) {
         dsup_ring_remove_node(s->ring, host->node);
         if (s->monitor_nodes == 1)
@@ -133,6 +136,7 @@ static void host_left(dsup_sup *s, const dsup_pid *host)
     sup_quorum_check(s);
     if (host->node != s->node->name && !s->stopping)
         schedule_failover(s, host->node);
+    sup_replica_ring_changed(s); /* its replicas' places go to the next hosts */
 }
 
 /* The copy our table names for `name` left the name's pg group while its
@@ -192,11 +196,14 @@ static void on_scope_event(void *arg, dsup_pg *scope, int event, dsup_term group
                 sup_send_snapshot(s, &pids[i]);
         return;
     }
+    if (sup_handoff_is_mark(group)) /* a name moving (sup_handoff.c): not a child */
+        return;
     if (sup_place_is_capability_group(group)) {
         /* A host's capabilities may arrive after the host itself: a pg sync
          * lists groups in any order. A pending child may be placeable now. */
         if (event == DSUP_PG_JOIN && !s->stopping)
             sup_pending_child_retry(s);
+        sup_replica_ring_changed(s); /* the capable hosts, so the replicas, changed */
         return;
     }
     if (event == DSUP_PG_JOIN && !s->stopping)
@@ -586,7 +593,7 @@ void sup_failover(dsup_sup *s, const char *lost)
      * one restarted under its name has the old incarnation's */
     orphan_ctx o = { .s = s };
     dsup_dict_foreach(&s->by_name, collect_orphan, &o);
-    size_t restarted = 0, pending = 0;
+    size_t restarted = 0, pending = 0, nlost = 0;
     for (size_t i = 0; i < o.n; i++) {
         sup_child *c = o.list[i];
         if (sup_cache_repoint(s, c, lost))
@@ -597,6 +604,19 @@ void sup_failover(dsup_sup *s, const char *lost)
         const char *owner = keep ? sup_place_owner(s, c->spec, 0) : NULL;
         if (keep && owner && owner != s->node->name && !s->fenced)
             continue; /* its owner restarts it (the entry stays until its child_up) */
+        if (keep && !sup_spec_full(c->spec)) {
+            /* A stub: we are not one of its replicas. Ours to restart, yet
+             * its host and all its replicas are gone (more than `replicas`
+             * hosts lost at once): nobody can. */
+            if (owner == s->node->name && !s->fenced) {
+                char nm[256];
+                dsup_term_text(c->spec->name, nm, sizeof nm);
+                LOG_WARN("%s: child %s (type %s) of lost host %s cannot be restored: its host and its %d "
+                         "replicas are gone", s->name, nm, c->spec->type, c->pid.node, s->replicas);
+                nlost++;
+            }
+            keep = 0; /* pending or fenced: the replicas hold it */
+        }
         dsup_child_spec *spec = NULL;
         if (keep && !owner) {
             sup_pending_child_add(s, c->spec);
@@ -623,8 +643,8 @@ void sup_failover(dsup_sup *s, const char *lost)
     }
     free(o.list);
     if (o.n)
-        LOG_INFO("%s: %s lost; %zu children of lost hosts, %zu restarted here, %zu pending", s->name, lost,
-                 o.n, restarted, pending);
+        LOG_INFO("%s: %s lost; %zu children of lost hosts, %zu restarted here, %zu pending, %zu not "
+                 "restorable", s->name, lost, o.n, restarted, pending, nlost);
 }
 
 /* ---- the instance process ------------------------------------------------------- */
@@ -687,7 +707,7 @@ static void sup_info(dsup_proc *self, void *state, dsup_term msg)
             retry_start(s, named);
         return;
     }
-    if (sup_pending_reply(s, msg) || sup_move_reply(s, msg))
+    if (sup_batch_reply(s, msg) || sup_pending_reply(s, msg) || sup_move_reply(s, msg))
         return;
 }
 
@@ -741,6 +761,7 @@ static void sup_terminate(dsup_proc *self, void *state, dsup_term reason)
     sup_rebalance_free(s);
     sup_move_free(s);
     sup_checkpoint_free(s);
+    sup_replica_free(s);
     s->proc = NULL; /* the struct lives on in node->sup for pending lookups */
     sup_heal_ended(s, reason); /* the node restarts the instance */
 }
@@ -787,6 +808,7 @@ static void free_sup(dsup_sup *s)
 {
     sup_pending_child_free_all(s);
     sup_quorum_free(s);
+    sup_batch_free(s);
     while (s->nterminating)
         forget_terminating(s, s->terminating[0]);
     dsup_ring_free(s->ring);
@@ -840,6 +862,7 @@ int dsup_sup_start(dsup_node *node, const char *name, const dsup_term *opts, dsu
     s->max_restarts = 3;
     s->max_seconds = 5;
     s->rebalance_moves = SUP_REBALANCE_MOVES_DEFAULT;
+    s->replicas = SUP_REPLICAS_DEFAULT;
     static const char nil[] = { 106 };
     if (sup_parse_opts(s, opts ? *opts : (dsup_term){ nil, 1 }, err) < 0) {
         free_sup(s);

@@ -14,10 +14,11 @@
 #include "sup_spec.h"
 
 typedef struct sup_child {
-    dsup_child_spec *spec;        /* NULL when the host did not share it (cache off) */
+    dsup_child_spec *spec;        /* full, or a stub / type undefined (sup_spec_full) */
     dsup_pid pid;
-    int local;
-    int terminating;              /* terminate_child in progress */
+    unsigned char local;
+    unsigned char terminating;    /* terminate_child in progress */
+    uint32_t replica_sig;         /* local: the replica set its spec was sent to (sup_replica.c) */
     dsup_saved_from *term_from;   /* who asked, answered on EXIT */
     uv_timer_t *kill_timer;       /* shutdown timeout, then kill */
 } sup_child;
@@ -54,6 +55,8 @@ struct dsup_sup {
     dsup_dict by_name;            /* child name bytes -> sup_child, stored inline (whole cluster) */
     dsup_ivec by_pid;             /* sup_child*, indexed by the child's pid */
     int cache_children;
+    int replicas;                 /* k: hosts besides the child's own that keep its spec */
+    struct sup_repl *repl;        /* the replica pass after ring changes (sup_replica.c) */
     int monitor_nodes;            /* 0 false, 1 true, 2 cluster */
     const char **nodes;           /* restrict the ring to these (interned); NULL = all hosts */
     int nnodes;
@@ -74,6 +77,9 @@ struct dsup_sup {
     struct sup_rebalance *rb;
     struct sup_moves *moves;      /* moves in progress (sup_move.c) */
     struct sup_ckpt *ckpt;        /* checkpoints sent and kept (sup_checkpoint.c) */
+    struct sup_batch *batches;    /* batch starts waiting for an arbiter (sup_batch.c) */
+    struct sup_up_batch *up_batch; /* set during a batch start: its child_up announcements
+                                      collect here, sent as children_up at its end (sup_cache.c) */
     int stopping;
     const char *terminating[8];   /* hosts that announced node_terminate (held names): their
                                      children leave pg before the host does; failover has them */
@@ -93,6 +99,7 @@ struct dsup_sup {
 #define SUP_OBSERVERS_GROUP "$dsup_observers" /* shim instances: follow the cache */
 #define SUP_BEAM_GROUP "$dsup_beam"           /* Elixir hosts: run BEAM modules */
 #define SUP_TYPE_TAG "$dsup_type"             /* {'$dsup_type', Type}: C hosts of Type */
+#define SUP_MOVING_TAG "$dsup_moving"         /* {'$dsup_moving', Name}: Name is moving */
 
 /* One node's instances and the service's state (node->sup), made by
  * dsup_sup_service_init, freed when the node closes. */
@@ -180,6 +187,35 @@ int sup_place_is_capability_group(dsup_term group);
  * NULL. `fresh`: a new start, whose type may be a BEAM module. */
 const char *sup_place_owner(dsup_sup *s, const dsup_child_spec *spec, int fresh);
 const char *sup_place_owner_for_type(dsup_sup *s, const char *type, dsup_term key);
+/* Up to max distinct hosts able to run spec, clockwise from its name's
+ * point, without `skip` (its host); padded with the ring's other hosts
+ * when too few are capable. Interned names; returns how many. */
+size_t sup_place_successors(dsup_sup *s, const dsup_child_spec *spec, const char *skip, const char **out,
+                            size_t max);
+
+/* sup_replica.c: specs kept on k ring successors (default 2) */
+#define SUP_REPLICAS_DEFAULT 2
+#define SUP_REPLICAS_MAX 16
+/* A spec the cache can start the child from (a replica's or our own); a
+ * non-replica keeps a stub (type and restart, no args) or none. */
+int sup_spec_full(const dsup_child_spec *spec);
+/* The replicas of c's spec: up to s->replicas hosts (interned). */
+size_t sup_replica_nodes(dsup_sup *s, const sup_child *c, const char **out);
+uint32_t sup_replica_sig(const char **nodes, size_t n);
+int sup_replica_has(const char *const *nodes, size_t n, const char *node);
+/* Whether the instance `pid` is a C host (it gets stubs; Elixir instances
+ * keep every spec, as before). */
+int sup_peer_is_c_host(dsup_sup *s, const dsup_pid *pid);
+/* The ring or a host's capabilities changed: re-place specs (throttled). */
+void sup_replica_ring_changed(dsup_sup *s);
+/* {replica, Name, Pid, SpecMap}: 1 when handled. */
+int sup_replica_msg(dsup_sup *s, dsup_term event);
+/* replica_info -> #{replicas, local, specs (others' children), stubs,
+ * pass_active}: 1 when req was that call. */
+int sup_replica_call(dsup_sup *s, dsup_term req, ei_x_buff *reply);
+void sup_replica_free(dsup_sup *s);
+/* Encode {stub, Type, Restart} for a non-replica. */
+void sup_encode_stub(ei_x_buff *x, const dsup_child_spec *spec);
 
 /* sup_pending.c: children no surviving host can run */
 void sup_pending_child_add(dsup_sup *s, const dsup_child_spec *spec);
@@ -215,21 +251,40 @@ void sup_rebalance_host_joined(dsup_sup *s, const char *node);
 void sup_rebalance_moved(dsup_sup *s, int ok);
 void sup_rebalance_free(dsup_sup *s);
 
-/* sup_move.c: move local child c to the host on node (stops c now); the
+/* sup_move.c: move local child c to the host on node (stops c when the
+ * next barrier opens, so it serves calls while earlier moves pass theirs); the
  * reply {ok, Pid, Name} | {error, _} goes to `from`, or to the rebalance
  * throttle when from is NULL. */
 void sup_move_start(dsup_sup *s, sup_child *c, const char *node, const dsup_from *from);
 int sup_move_reply(dsup_sup *s, dsup_term msg);
 int sup_move_down(dsup_sup *s, const dsup_ref *mref);
 void sup_move_free(dsup_sup *s);
-/* Queue a plain message to the host on node, sent once a barrier passes. */
-void sup_move_send_after_barrier(dsup_sup *s, const char *node, const ei_x_buff *msg);
+/* Barrier round trips since the last call: count, mean and longest (µs);
+ * resets them (the rebalance summary logs them: most of a move's gap). */
+void sup_move_barrier_stats(dsup_sup *s, uint64_t *n, uint64_t *avg_us, uint64_t *max_us);
+/* A graceful stop's move, already taken (req: the start_handoff request,
+ * the copy stopped, the name marked): sent once a barrier passes; the
+ * instance finishes when every such move is answered and visible. */
+void sup_move_queue_taken(dsup_sup *s, dsup_term name, const char *node, const ei_x_buff *req);
 /* Open a barrier (unless one is open): a stopping instance finishes
- * (sup_shutdown_finish) once it passed and nothing else waits for one. */
+ * (sup_shutdown_finish) once it passed and its moves are answered and
+ * visible (their marks released). */
 void sup_move_barrier(dsup_sup *s);
 /* sup_handoff.c, for rebalance: {start_handoff, Name, SpecMap, State} for
- * local child c into x, and stop c (its pid leaves the registry now). */
-void sup_handoff_take(sup_child *c, ei_x_buff *x);
+ * local child c into x, mark the name moving and stop c with reason
+ * {shutdown, {moved, Node}} (its pid leaves the registry now). */
+void sup_handoff_take(dsup_sup *s, sup_child *c, const char *node, ei_x_buff *x);
+/* Join (moving 1) or leave the group {'$dsup_moving', Name} with the
+ * instance's pid: what the shim's call by name waits on during a move. */
+void sup_handoff_mark(dsup_sup *s, dsup_term name, int moving);
+int sup_handoff_is_mark(dsup_term group);
+/* sup_move.c, the target of a move: send {'$dsup', {moved_visible, Name}}
+ * to the mover's instance once a barrier of ours passed (0: queued). */
+int sup_move_notify_after_barrier(dsup_sup *s, const dsup_pid *mover, dsup_term name);
+/* The mover: the target says the new copy's join is everywhere (leave the
+ * mark) / a host left (leave the marks of moves to it). */
+void sup_move_visible(dsup_sup *s, dsup_term name);
+void sup_move_host_left(dsup_sup *s, const char *node);
 
 /* sup_checkpoint.c */
 int sup_checkpoint_msg(dsup_sup *s, dsup_term event);
@@ -248,6 +303,15 @@ void sup_quorum_check(dsup_sup *s);
 void sup_quorum_hold(dsup_sup *s, dsup_child_spec *spec);
 void sup_quorum_restore(dsup_sup *s);
 void sup_quorum_free(dsup_sup *s);
+
+/* sup_cache.c: collect the child_up announcements of a batch start, send them at its end */
+void sup_up_batch_begin(dsup_sup *s);
+void sup_up_batch_end(dsup_sup *s);
+
+/* sup_batch.c: {start_children_here, [{Name, SpecMap}]} */
+dsup_call_ret sup_start_children_here(dsup_sup *s, dsup_term list, const dsup_from *from, ei_x_buff *reply);
+int sup_batch_reply(dsup_sup *s, dsup_term msg);
+void sup_batch_free(dsup_sup *s);
 
 /* sup_opts.c */
 int sup_parse_opts(dsup_sup *s, dsup_term opts, ei_x_buff *err);

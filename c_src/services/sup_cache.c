@@ -3,6 +3,7 @@
  *   {'$dsup', {child_up, Name, Pid, SpecMap | undefined}}
  *   {'$dsup', {child_down, Name, Pid, Reason}}
  *   {'$dsup', {snapshot, Node, [{Name, Pid, SpecMap | undefined}]}}
+ *   {'$dsup', {children_up, [{Name, Pid, SpecMap | undefined}]}}  (a batch start)
  *   {'$dsup', {node_terminate, Node, Reason, Statuses}}
  * and the listener events derived from it. */
 #include <stdlib.h>
@@ -203,28 +204,252 @@ void sup_broadcast(dsup_sup *s, ei_x_buff *msg)
 
 static void encode_spec_or_undefined(dsup_sup *s, ei_x_buff *x, const sup_child *c)
 {
-    if (s->cache_children && c->spec && strcmp(c->spec->type, "undefined") != 0)
+    if (s->cache_children && sup_spec_full(c->spec))
         dsup_spec_encode_map(x, c->spec, 1);
     else
         dsup_x_encode_atom(x, "undefined");
 }
 
-/* {'$dsup', {child_up, ...}} to one instance, or to all when `to` is NULL. */
-void sup_send_child_up(dsup_sup *s, sup_child *c, const dsup_pid *to)
+/* Which form of c's spec an instance gets: the whole spec (its replicas,
+ * and Elixir instances, which keep every spec), or a stub (the other C
+ * hosts able to run it: members of its type's group). Hosts that cannot
+ * run it get the whole spec and let it go in their replica pass. */
+typedef struct spec_route {
+    const char *reps[SUP_REPLICAS_MAX];
+    size_t nreps;
+    const dsup_pid *typed;        /* {'$dsup_type', Type} members */
+    size_t ntyped;
+    int stubs;                    /* 0: everyone gets the same */
+} spec_route;
+
+/* The members of {'$dsup_type', Type}: a pointer into pg's table, valid
+ * until that group changes. */
+static void route_lookup_typed(dsup_sup *s, const char *type, spec_route *r)
 {
     ei_x_buff *x = dsup_term_scratch(s->node);
+    ei_x_encode_tuple_header(x, 2);
+    dsup_x_encode_atom(x, SUP_TYPE_TAG);
+    dsup_x_encode_atom(x, type);
+    r->ntyped = dsup_pg_members(s->scope, (dsup_term){ x->buff, (size_t)x->index }, &r->typed);
+    dsup_term_scratch_release(x);
+}
+
+static void route_init(dsup_sup *s, const sup_child *c, spec_route *r)
+{
+    r->stubs = s->cache_children && c->local && sup_spec_full(c->spec) && !c->spec->beam;
+    r->nreps = r->ntyped = 0;
+    if (!r->stubs)
+        return;
+    r->nreps = sup_replica_nodes(s, c, r->reps);
+    route_lookup_typed(s, c->spec->type, r);
+}
+
+static int route_stub(const spec_route *r, const dsup_pid *to)
+{
+    if (!r->stubs || sup_replica_has(r->reps, r->nreps, to->node))
+        return 0;
+    for (size_t i = 0; i < r->ntyped; i++)
+        if (r->typed[i].node == to->node)
+            return 1;
+    return 0;
+}
+
+static void encode_spec_for(dsup_sup *s, ei_x_buff *x, const sup_child *c, const spec_route *r, const dsup_pid *to)
+{
+    if (route_stub(r, to))
+        sup_encode_stub(x, c->spec);
+    else
+        encode_spec_or_undefined(s, x, c);
+}
+
+static void encode_child_up(dsup_sup *s, ei_x_buff *x, sup_child *c, int stub)
+{
     ei_x_encode_tuple_header(x, 2);
     dsup_x_encode_atom(x, "$dsup");
     ei_x_encode_tuple_header(x, 4);
     dsup_x_encode_atom(x, "child_up");
     dsup_x_encode_term(x, c->spec->name);
     dsup_x_encode_pid(x, &c->pid);
-    encode_spec_or_undefined(s, x, c);
-    if (to)
-        dsup_send(s->proc, to, x);
+    if (stub)
+        sup_encode_stub(x, c->spec);
     else
-        sup_broadcast(s, x);
-    dsup_term_scratch_release(x);
+        encode_spec_or_undefined(s, x, c);
+}
+
+static void send_child_up_group(dsup_sup *s, const char *group, sup_child *c, const spec_route *r,
+                                ei_x_buff *full, ei_x_buff *stub)
+{
+    const dsup_pid *pids;
+    size_t n = dsup_pg_members(s->scope, dsup_reason_atom(s->node, group), &pids);
+    for (size_t i = 0; i < n; i++)
+        if (!dsup_pid_eq(&pids[i], dsup_self(s->proc))) {
+            int st = route_stub(r, &pids[i]);
+            if (st && !stub->index)
+                encode_child_up(s, stub, c, 1);
+            dsup_send(s->proc, &pids[i], st ? stub : full);
+        }
+}
+
+/* ---- a batch start's announcements (sup_batch.c) -------------------------
+ * The children a batch starts are announced at its end, one
+ * {'$dsup', {children_up, [{Name, Pid, Spec}]}} per instance, each child's
+ * spec in the form that instance gets (route_stub), so replication holds
+ * for batches too. The type group's members are looked up again at the end
+ * (the batch's starts may have changed pg's table under the pointer). */
+typedef struct up_entry {
+    spec_route r;
+    size_t full_off, full_len, stub_off, stub_len;
+    size_t type_off;             /* the type's text (NUL-terminated) in buf */
+} up_entry;
+
+struct sup_up_batch {
+    ei_x_buff buf;               /* {Name, Pid, Spec} tuples, full and stub forms */
+    up_entry *v;
+    size_t n, cap;
+};
+
+static void up_tuple(ei_x_buff *x, dsup_sup *s, const sup_child *c, int stub)
+{
+    ei_x_encode_tuple_header(x, 3);
+    dsup_x_encode_term(x, c->spec->name);
+    dsup_x_encode_pid(x, &c->pid);
+    if (stub)
+        sup_encode_stub(x, c->spec);
+    else
+        encode_spec_or_undefined(s, x, c);
+}
+
+static void up_batch_add(struct sup_up_batch *b, dsup_sup *s, const sup_child *c, const spec_route *r)
+{
+    if (b->n == b->cap) {
+        b->cap = b->cap ? 2 * b->cap : 64;
+        b->v = dsup_xrealloc(b->v, b->cap * sizeof *b->v);
+    }
+    up_entry *e = &b->v[b->n++];
+    e->r = *r;
+    e->full_off = (size_t)b->buf.index;
+    up_tuple(&b->buf, s, c, 0);
+    e->full_len = (size_t)b->buf.index - e->full_off;
+    e->stub_off = e->stub_len = 0;
+    e->r.typed = NULL;
+    e->r.ntyped = 0;
+    e->type_off = (size_t)b->buf.index;
+    ei_x_append_buf(&b->buf, c->spec->type, (int)strlen(c->spec->type) + 1);
+    if (r->stubs) {
+        e->stub_off = (size_t)b->buf.index;
+        up_tuple(&b->buf, s, c, 1);
+        e->stub_len = (size_t)b->buf.index - e->stub_off;
+    }
+}
+
+void sup_up_batch_begin(dsup_sup *s)
+{
+    struct sup_up_batch *b = dsup_xcalloc(1, sizeof *b);
+    ei_x_new(&b->buf);
+    s->up_batch = b;
+}
+
+/* One children_up to `to`, each entry in the form `to` gets. */
+static void up_batch_send_one(dsup_sup *s, const struct sup_up_batch *b, const dsup_pid *to, ei_x_buff *x)
+{
+    x->index = 0;
+    ei_x_encode_tuple_header(x, 2);
+    dsup_x_encode_atom(x, "$dsup");
+    ei_x_encode_tuple_header(x, 2);
+    dsup_x_encode_atom(x, "children_up");
+    ei_x_encode_list_header(x, (long)b->n);
+    for (size_t i = 0; i < b->n; i++) {
+        const up_entry *e = &b->v[i];
+        int st = route_stub(&e->r, to);
+        ei_x_append_buf(x, b->buf.buff + (st ? e->stub_off : e->full_off), (int)(st ? e->stub_len : e->full_len));
+    }
+    ei_x_encode_empty_list(x);
+    dsup_send(s->proc, to, x);
+}
+
+static int up_batch_stubs_for(const struct sup_up_batch *b, const dsup_pid *to)
+{
+    for (size_t i = 0; i < b->n; i++)
+        if (route_stub(&b->v[i].r, to))
+            return 1;
+    return 0;
+}
+
+static void up_batch_send_group(dsup_sup *s, const struct sup_up_batch *b, const char *group, ei_x_buff *full,
+                                ei_x_buff *own)
+{
+    const dsup_pid *pids;
+    size_t n = dsup_pg_members(s->scope, dsup_reason_atom(s->node, group), &pids);
+    for (size_t i = 0; i < n; i++) {
+        if (dsup_pid_eq(&pids[i], dsup_self(s->proc)))
+            continue;
+        if (up_batch_stubs_for(b, &pids[i])) {
+            up_batch_send_one(s, b, &pids[i], own);
+        } else {
+            if (!full->index) { /* the all-full form, encoded once for everyone who gets it */
+                ei_x_buff *x = full;
+                x->index = 0;
+                ei_x_encode_tuple_header(x, 2);
+                dsup_x_encode_atom(x, "$dsup");
+                ei_x_encode_tuple_header(x, 2);
+                dsup_x_encode_atom(x, "children_up");
+                ei_x_encode_list_header(x, (long)b->n);
+                for (size_t k = 0; k < b->n; k++)
+                    ei_x_append_buf(x, b->buf.buff + b->v[k].full_off, (int)b->v[k].full_len);
+                ei_x_encode_empty_list(x);
+            }
+            dsup_send(s->proc, &pids[i], full);
+        }
+    }
+}
+
+void sup_up_batch_end(dsup_sup *s)
+{
+    struct sup_up_batch *b = s->up_batch;
+    if (!b)
+        return;
+    s->up_batch = NULL;
+    for (size_t i = 0; i < b->n; i++)
+        if (b->v[i].r.stubs)
+            route_lookup_typed(s, b->buf.buff + b->v[i].type_off, &b->v[i].r);
+    if (b->n) {
+        ei_x_buff *full = dsup_term_scratch(s->node), *own = dsup_term_scratch(s->node);
+        full->index = 0;
+        up_batch_send_group(s, b, SUP_HOSTS_GROUP, full, own);
+        up_batch_send_group(s, b, SUP_OBSERVERS_GROUP, full, own);
+        dsup_term_scratch_release(own);
+        dsup_term_scratch_release(full);
+    }
+    ei_x_free(&b->buf);
+    free(b->v);
+    free(b);
+}
+
+/* {'$dsup', {child_up, ...}} to every other instance; c's replicas (and
+ * Elixir instances) get its spec, the other C hosts a stub. */
+void sup_send_child_up(dsup_sup *s, sup_child *c, const dsup_pid *to)
+{
+    spec_route r;
+    route_init(s, c, &r);
+    if (r.stubs)
+        c->replica_sig = sup_replica_sig(r.reps, r.nreps);
+    if (!to && s->up_batch) {
+        up_batch_add(s->up_batch, s, c, &r);
+        return;
+    }
+    ei_x_buff *full = dsup_term_scratch(s->node), *stub = dsup_term_scratch(s->node);
+    encode_child_up(s, full, c, 0);
+    if (to) {
+        int st = route_stub(&r, to);
+        if (st)
+            encode_child_up(s, stub, c, 1);
+        dsup_send(s->proc, to, st ? stub : full);
+    } else {
+        send_child_up_group(s, SUP_HOSTS_GROUP, c, &r, full, stub);
+        send_child_up_group(s, SUP_OBSERVERS_GROUP, c, &r, full, stub);
+    }
+    dsup_term_scratch_release(stub);
+    dsup_term_scratch_release(full);
 }
 
 void sup_broadcast_child_down(dsup_sup *s, sup_child *c, dsup_term reason)
@@ -245,6 +470,7 @@ typedef struct snap_ctx {
     dsup_sup *s;
     ei_x_buff *x;
     size_t n;
+    const dsup_pid *to;
 } snap_ctx;
 
 static void count_local(dsup_dict_ent *e, void *arg) { *(size_t *)arg += ((sup_child *)e->val)->local; }
@@ -262,10 +488,12 @@ static void encode_local(dsup_dict_ent *e, void *arg)
     sup_child *ch = e->val;
     if (!ch->local)
         return;
+    spec_route r;
+    route_init(c->s, ch, &r);
     ei_x_encode_tuple_header(c->x, 3);
     dsup_x_encode_term(c->x, ch->spec->name);
     dsup_x_encode_pid(c->x, &ch->pid);
-    encode_spec_or_undefined(c->s, c->x, ch);
+    encode_spec_for(c->s, c->x, ch, &r, c->to);
 }
 
 void sup_send_snapshot(dsup_sup *s, const dsup_pid *to)
@@ -276,7 +504,7 @@ void sup_send_snapshot(dsup_sup *s, const dsup_pid *to)
     ei_x_encode_tuple_header(x, 3);
     dsup_x_encode_atom(x, "snapshot");
     dsup_x_encode_atom(x, s->node->name);
-    snap_ctx c = { s, x, sup_local_count(s) };
+    snap_ctx c = { s, x, sup_local_count(s), to };
     if (c.n) {
         ei_x_encode_list_header(x, (long)c.n);
         dsup_dict_foreach(&s->by_name, encode_local, &c);
@@ -370,6 +598,35 @@ int sup_resolve_duplicate(dsup_sup *s, dsup_term name)
 
 /* ---- incoming {'$dsup', Event} ---------------------------------------------------- */
 
+static int is_stub(dsup_term t)
+{
+    dsup_term el[3];
+    int ar;
+    return dsup_term_tagged(t, "stub", &ar, el, 3);
+}
+
+/* {stub, Type, Restart}: 0 and *out (args empty: not startable), or -1. */
+static int parse_stub(dsup_term t, dsup_child_spec **out)
+{
+    dsup_term el[3];
+    int ar, i = 0;
+    const char *type;
+    size_t len;
+    if (!dsup_term_tagged(t, "stub", &ar, el, 3) || ar != 3 || dsup_term_atom_text(el[1].buf, &i, &type, &len) < 0 ||
+        len == 0 || len > 255)
+        return -1;
+    char tname[256];
+    memcpy(tname, type, len);
+    tname[len] = 0;
+    dsup_child_spec stub = { .type = tname, .restart = DSUP_RESTART_PERMANENT };
+    if (dsup_term_is_atom(el[2], "transient"))
+        stub.restart = DSUP_RESTART_TRANSIENT;
+    else if (dsup_term_is_atom(el[2], "temporary"))
+        stub.restart = DSUP_RESTART_TEMPORARY;
+    *out = dsup_spec_with_name_view(&stub, (dsup_term){ NULL, 0 });
+    return *out ? 0 : -1;
+}
+
 static void remote_child_up(dsup_sup *s, dsup_term name, dsup_term pid_t, dsup_term spec_t)
 {
     dsup_pid pid;
@@ -377,15 +634,22 @@ static void remote_child_up(dsup_sup *s, dsup_term name, dsup_term pid_t, dsup_t
     if (dsup_decode_pid(s->node, pid_t.buf, &i, &pid) < 0)
         return;
     sup_child *old = sup_child_by_name(s, name);
-    if (old && dsup_pid_eq(&old->pid, &pid))
+    if (old && dsup_pid_eq(&old->pid, &pid)) {
+        dsup_child_spec *full;
+        /* known, as a stub: a snapshot naming us a replica brings the spec */
+        if (!old->local && !sup_spec_full(old->spec) && !dsup_term_is_atom(spec_t, "undefined") &&
+            !is_stub(spec_t) && dsup_spec_parse(s->node, spec_t, &full) == 0)
+            sup_cache_put(s, name, &pid, full, 0);
         return;
+    }
     if (old && old->local) {
         /* Two live copies: resolve once both are in pg; keep ours for now. */
         sup_resolve_duplicate(s, name);
         return;
     }
     dsup_child_spec *spec = NULL;
-    if (!dsup_term_is_atom(spec_t, "undefined") && dsup_spec_parse(s->node, spec_t, &spec) < 0)
+    if (!dsup_term_is_atom(spec_t, "undefined") && parse_stub(spec_t, &spec) < 0 &&
+        dsup_spec_parse(s->node, spec_t, &spec) < 0)
         spec = NULL;
     dsup_pid oldpid;
     int had = old != NULL;
@@ -412,6 +676,23 @@ static void remote_child_down(dsup_sup *s, dsup_term name, dsup_term pid_t)
     sup_cache_drop(s, c);
 }
 
+/* [{Name, Pid, SpecMap | undefined}] (a snapshot's or a batch's) */
+static void each_child_up(dsup_sup *s, dsup_term list)
+{
+    int i = 0, n, type, size;
+    if (ei_get_type(list.buf, &i, &type, &size) < 0 || type != ERL_LIST_EXT ||
+        ei_decode_list_header(list.buf, &i, &n) < 0)
+        return;
+    for (int k = 0; k < n; k++) {
+        int st = i;
+        if (dsup_term_next(list.buf, &i) < 0)
+            return;
+        dsup_term t[3];
+        if (dsup_term_tuple((dsup_term){ list.buf + st, (size_t)(i - st) }, t, 3) == 3)
+            remote_child_up(s, t[0], t[1], t[2]);
+    }
+}
+
 void sup_on_child_msg(dsup_sup *s, dsup_term ev)
 {
     dsup_term el[5];
@@ -421,18 +702,11 @@ void sup_on_child_msg(dsup_sup *s, dsup_term ev)
     } else if (dsup_term_tagged(ev, "child_down", &ar, el, 5) && ar == 4) {
         remote_child_down(s, el[1], el[2]);
     } else if (dsup_term_tagged(ev, "snapshot", &ar, el, 5) && ar == 3) {
-        int i = 0, n, type, size;
-        if (ei_get_type(el[2].buf, &i, &type, &size) < 0 || type != ERL_LIST_EXT ||
-            ei_decode_list_header(el[2].buf, &i, &n) < 0)
-            return;
-        for (int k = 0; k < n; k++) {
-            int st = i;
-            if (dsup_term_next(el[2].buf, &i) < 0)
-                return;
-            dsup_term t[3];
-            if (dsup_term_tuple((dsup_term){ el[2].buf + st, (size_t)(i - st) }, t, 3) == 3)
-                remote_child_up(s, t[0], t[1], t[2]);
-        }
+        each_child_up(s, el[2]);
+    } else if (dsup_term_tagged(ev, "children_up", &ar, el, 5) && ar == 2) {
+        each_child_up(s, el[1]);
+    } else if (sup_replica_msg(s, ev)) {
+        /* handled */
     } else if (dsup_term_tagged(ev, "start_pending", &ar, el, 5) && ar == 3) {
         sup_pending_child_start(s, el[1], el[2]);
     } else if (dsup_term_tagged(ev, "node_terminate", &ar, el, 5) && ar == 4) {

@@ -10,14 +10,21 @@
  * registered pid for about one network hop (see README "Moving children").
  *
  * Messages, on top of "How instances cooperate":
- *   {'$dsup', {handoff, Name, SpecMap, {state, T} | none}}   graceful stop:
- *       sent by the stopping instance to the name's ring owner among the
- *       remaining hosts, after the barrier of sup_move.c and before it
- *       leaves '$dsup_hosts' (so the receiver has started the child before
- *       it runs its failover for our node);
+ *   {'$dsup', {handoff, Name, SpecMap, {state, T} | none}}   an instance
+ *       stopped by gen_server:stop hands its children to the names' ring
+ *       owners among the remaining hosts with this message, at once;
+ *       a graceful stop of the node (SIGTERM, dsup_shutdown) sends the
+ *       start_handoff call below instead, after the barrier of sup_move.c,
+ *       and leaves '$dsup_hosts' only once every target said moved_visible
+ *       (so the receiver has started the child before it runs its failover
+ *       for our node, and callers by name never lose the moving mark);
  *   gen_server:call {start_handoff, Name, SpecMap, {state, T} | none}
  *       -> {ok, Pid, Name} | {error, _}: the start on the target of a move
  *       (move_child, rebalance), sent after a barrier (sup_move.c);
+ *   {'$dsup', {moved_visible, Name}}   the target to the mover, after a
+ *       barrier of the target's: the mover leaves the name's moving mark
+ *       {'$dsup_moving', Name} (a pg group of the mover's instance pid,
+ *       joined before the old copy stopped);
  *   gen_server:call {move_child, Name, Node} -> {ok, Pid, Name} | {error, _}
  *       (the public call, accepted by any instance: forwarded to the node
  *       where the child runs). */
@@ -47,15 +54,53 @@ static void encode_handoff(sup_child *c, ei_x_buff *x)
     dsup_x_encode_atom(x, "none");
 }
 
+/* {'$dsup_moving', Name}: the "moving" mark of a name. */
+static void encode_mark(ei_x_buff *x, dsup_term name)
+{
+    ei_x_encode_tuple_header(x, 2);
+    dsup_x_encode_atom(x, SUP_MOVING_TAG);
+    dsup_x_encode_term(x, name);
+}
+
+void sup_handoff_mark(dsup_sup *s, dsup_term name, int moving)
+{
+    if (!s->proc)
+        return;
+    ei_x_buff *x = dsup_term_scratch(s->node);
+    encode_mark(x, name);
+    if (moving)
+        dsup_pg_join(s->scope, dsup_term_of_x(x), &s->proc->pid, 1);
+    else
+        dsup_pg_leave(s->scope, dsup_term_of_x(x), &s->proc->pid, 1);
+    dsup_term_scratch_release(x);
+}
+
+int sup_handoff_is_mark(dsup_term group)
+{
+    int ar;
+    return dsup_term_tagged(group, SUP_MOVING_TAG, &ar, NULL, 0) && ar == 2;
+}
+
 /* Stop the old copy now: it leaves its pg groups as it ends. Its EXIT then
- * reaches us as a requested stop (no restart; child_down when not stopping). */
-static void stop_old_copy(sup_child *c)
+ * reaches us as a requested stop (no restart; child_down when not stopping).
+ * The reason {shutdown, {moved, Node}} tells a caller whose call was still
+ * unanswered that it was not handled (the state was taken just now, in this
+ * same callback) and may be sent again to the new copy: the shim does. */
+static void stop_old_copy(sup_child *c, const char *node)
 {
     c->terminating = 1;
-    dsup_node *node = dsup_node_of_name(c->pid.node); /* a local child */
-    dsup_proc *p = dsup_proc_lookup(node, &c->pid);
-    if (p)
-        dsup_proc_exit(p, dsup_reason_atom(node, "shutdown"));
+    dsup_node *me = dsup_node_of_name(c->pid.node); /* a local child */
+    dsup_proc *p = dsup_proc_lookup(me, &c->pid);
+    if (!p)
+        return;
+    ei_x_buff *x = dsup_term_scratch(me);
+    ei_x_encode_tuple_header(x, 2);
+    dsup_x_encode_atom(x, "shutdown");
+    ei_x_encode_tuple_header(x, 2);
+    dsup_x_encode_atom(x, "moved");
+    dsup_x_encode_atom(x, node);
+    dsup_proc_exit(p, dsup_term_of_x(x));
+    dsup_term_scratch_release(x);
 }
 
 /* {handoff|start_handoff, Name, SpecMap, State} for local child c, then stop it. */
@@ -68,10 +113,13 @@ static void encode_move(sup_child *c, const char *tag, ei_x_buff *x)
     encode_handoff(c, x);
 }
 
-void sup_handoff_take(sup_child *c, ei_x_buff *x)
+void sup_handoff_take(dsup_sup *s, sup_child *c, const char *node, ei_x_buff *x)
 {
     encode_move(c, "start_handoff", x);
-    stop_old_copy(c);
+    /* The mark joins before the pid leaves, from the same scope: every
+     * observer learns the name is moving no later than it loses its pid. */
+    sup_handoff_mark(s, c->spec->name, 1);
+    stop_old_copy(c, node);
 }
 
 /* The node that takes `name` when this node leaves: the first other node
@@ -112,13 +160,18 @@ int sup_handoff_on_stop(dsup_sup *s, sup_child **list, size_t n, int barrier)
             continue;
         }
         dsup_x_reset(x);
-        ei_x_encode_tuple_header(x, 2);
-        dsup_x_encode_atom(x, "$dsup");
-        encode_move(c, "handoff", x);
-        stop_old_copy(c);
-        if (barrier) {
-            sup_move_send_after_barrier(s, node, x);
+        if (barrier) { /* a start_handoff call, as move_child's: the mark waits for moved_visible */
+            encode_move(c, "start_handoff", x);
         } else {
+            ei_x_encode_tuple_header(x, 2);
+            dsup_x_encode_atom(x, "$dsup");
+            encode_move(c, "handoff", x);
+        }
+        sup_handoff_mark(s, c->spec->name, 1);
+        stop_old_copy(c, node);
+        if (barrier) {
+            sup_move_queue_taken(s, c->spec->name, node, x);
+        } else { /* the instance is ending now: its mark goes with it */
             dsup_pid to = *host;
             dsup_send(s->proc, &to, x);
         }
@@ -164,6 +217,10 @@ int sup_handoff_msg(dsup_sup *s, dsup_term ev)
 {
     dsup_term el[5];
     int ar;
+    if (dsup_term_tagged(ev, "moved_visible", &ar, el, 5) && ar == 2) {
+        sup_move_visible(s, el[1]);
+        return 1;
+    }
     if (!dsup_term_tagged(ev, "handoff", &ar, el, 5) || ar != 4)
         return 0;
     ei_x_buff *x = dsup_term_scratch(s->node);
@@ -242,7 +299,13 @@ int sup_handoff_call(dsup_sup *s, dsup_term req, const dsup_from *from, ei_x_buf
         return 1;
     }
     if (dsup_term_tagged(req, "start_handoff", &ar, el, 5) && ar == 4) {
-        start_arriving(s, el[1], el[2], el[3], reply);
+        /* Answered now; once a barrier of ours passed (every peer has our
+         * join of the new copy in its scope's mailbox) the mover hears
+         * moved_visible and leaves the name's moving mark, which then lands
+         * behind the join everywhere (sup_move.c). */
+        if (start_arriving(s, el[1], el[2], el[3], reply) == 0 &&
+            sup_move_notify_after_barrier(s, &from->pid, el[1]) < 0)
+            LOG_WARN("%s: out of memory: the mover of a child keeps its moving mark for 5 s", s->name);
         *ret = DSUP_REPLY;
         return 1;
     }

@@ -148,7 +148,7 @@ static void collect(dsup_dict_ent *e, void *arg)
 static int carry_one(dsup_sup *now, const dsup_child_spec *spec)
 {
     const dsup_pid *live;
-    if (spec->restart == DSUP_RESTART_TEMPORARY || !strcmp(spec->type, "undefined"))
+    if (spec->restart == DSUP_RESTART_TEMPORARY || !sup_spec_full(spec))
         return -2;
     if (dsup_pg_members(now->scope, spec->name, &live) > 0)
         return 0;

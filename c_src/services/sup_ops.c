@@ -1,5 +1,6 @@
 /* sup_ops.c — the instance's wire API, gen_server:call({Name, Node}, Msg):
  *   {start_child, Spec, Node | undefined | nil} -> {ok, Pid, Name} | {error, _}
+ *   {start_children_here, [{Name, SpecMap}]} -> [{ok, Pid, Name} | {error, _}] (sup_batch.c)
  *   {terminate_child, Pid}   -> ok | {error, not_found}
  *   children                 -> #{Name => {Pid, ChildSpecMap}}
  *   local_children           -> [Pid]
@@ -11,6 +12,7 @@
  *   {node_for, Key}          -> Node | undefined
  *   {move_child, Name, Node} -> {ok, Pid, Name} | {error, _}   (sup_handoff.c)
  *   {checkpoint_of, Name}    -> {ok, Term} | none             (sup_checkpoint.c)
+ *   replica_info             -> #{replicas, local, specs, stubs, pass_active} (sup_replica.c)
  * A start or terminate that belongs to another node is forwarded to the
  * instance there; its answer is relayed without blocking this one. */
 #include <stdlib.h>
@@ -209,15 +211,9 @@ static dsup_call_ret start_child(dsup_sup *s, dsup_term spec_t, dsup_term node_t
 static dsup_call_ret start_child_here(dsup_sup *s, dsup_term name, dsup_term spec_t, const dsup_from *from,
                                       ei_x_buff *reply)
 {
-    dsup_child_spec *spec, *named;
-    if (dsup_spec_parse(s->node, spec_t, &spec) < 0) {
+    dsup_child_spec *named; /* parsed with its name: one allocation, kept by the child */
+    if (dsup_spec_parse_named(s->node, spec_t, name, &named) < 0) {
         error_pair(reply, "incorrect_spec", spec_t);
-        return DSUP_REPLY;
-    }
-    named = dsup_spec_with_name(spec, name);
-    free(spec);
-    if (!named) {
-        error_atom(reply, "enomem");
         return DSUP_REPLY;
     }
     if (s->fenced) {
@@ -276,7 +272,7 @@ static void enc_child(dsup_dict_ent *e, void *arg)
         dsup_x_encode_term(c->x, ch->spec->name);
         ei_x_encode_tuple_header(c->x, 2);
         dsup_x_encode_pid(c->x, &ch->pid);
-        if (strcmp(ch->spec->type, "undefined") == 0)
+        if (!sup_spec_full(ch->spec))
             dsup_x_encode_atom(c->x, "undefined");
         else
             dsup_spec_encode_map(c->x, ch->spec, 0);
@@ -332,11 +328,15 @@ dsup_call_ret sup_handle_call(dsup_proc *self, void *state, dsup_term req, const
         return start_child(s, el[1], ar == 3 ? el[2] : dsup_reason_atom(s->node, "undefined"), from, reply);
     if (dsup_term_tagged(req, "start_child_here", &ar, el, 4) && ar == 3)
         return start_child_here(s, el[1], el[2], from, reply);
+    if (dsup_term_tagged(req, "start_children_here", &ar, el, 4) && ar == 2)
+        return sup_start_children_here(s, el[1], from, reply);
     if (dsup_term_tagged(req, "terminate_child", &ar, el, 4) && ar == 2)
         return terminate_child(s, req, el[1], from, reply);
     dsup_call_ret moved;
     if (sup_handoff_call(s, req, from, reply, &moved))
         return moved;
+    if (sup_replica_call(s, req, reply))
+        return DSUP_REPLY;
     if (dsup_term_is_atom(req, "children")) {
         encode_children(s, reply, ENC_CHILDREN, 0);
     } else if (dsup_term_is_atom(req, "local_children")) {

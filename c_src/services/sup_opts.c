@@ -12,6 +12,8 @@
  *   rebalance        boolean (default false): a joining host receives, with
  *                    their state, the local children it now owns
  *   rebalance_moves  1..10000 (default 8): such moves in flight at once
+ *   replicas         1..16 (default 2): the hosts besides a child's own that
+ *                    keep its spec for failover (sup_replica.c)
  *   quorum           false (default) | N (positive integer: the configured
  *                    number of hosts) | true (N = length of `nodes`): a side
  *                    with fewer than N div 2 + 1 hosts stops its children and
@@ -239,6 +241,11 @@ int sup_parse_opts(dsup_sup *s, dsup_term opts, ei_x_buff *err)
                 rc = bad(err, key);
             else
                 s->rebalance_moves = (int)num;
+        } else if (dsup_term_is_atom(key, "replicas")) {
+            if (get_long(v, &num) < 0 || num < 1 || num > SUP_REPLICAS_MAX)
+                rc = bad(err, key);
+            else
+                s->replicas = (int)num;
         } else {
             rc = bad(err, key);
         }

@@ -201,3 +201,62 @@ void sup_place_free(dsup_node *node)
     free(P);
     node->sup->place = NULL;
 }
+
+/* Whether `node` is already among the first n of out. */
+static int listed(const char **out, size_t n, const char *node)
+{
+    for (size_t i = 0; i < n; i++)
+        if (out[i] == node)
+            return 1;
+    return 0;
+}
+
+/* Append to out (up to max) the nodes of ring r for key, clockwise from its
+ * point, mapped to the interned names in c[0..nc) (or any interned host when
+ * c is NULL), skipping `skip` and those already listed. */
+static size_t append_clockwise(dsup_sup *s, dsup_ring *r, dsup_term key, const char **c, size_t nc,
+                               const char *skip, const char **out, size_t n, size_t max)
+{
+    const char *walk[MAX_CANDIDATES];
+    /* every node of a candidates' ring is one: max plus `skip` will do */
+    size_t want = c ? max - n + 1 : dsup_ring_node_count(r);
+    if (want > MAX_CANDIDATES)
+        want = MAX_CANDIDATES;
+    size_t m = dsup_ring_nodes_for(r, key.buf, key.len, walk, want);
+    for (size_t i = 0; i < m && n < max; i++) {
+        const char *node = NULL;
+        if (c) {
+            for (size_t j = 0; j < nc && !node; j++)
+                if (strcmp(c[j], walk[i]) == 0)
+                    node = c[j];
+        } else if ((node = dsup_intern_find(s->node->names, walk[i], strlen(walk[i]))) && !sup_host_on(s, node)) {
+            node = NULL;
+        }
+        if (node && node != skip && !listed(out, n, node))
+            out[n++] = node;
+    }
+    return n;
+}
+
+size_t sup_place_successors(dsup_sup *s, const dsup_child_spec *spec, const char *skip, const char **out,
+                            size_t max)
+{
+    if (max > MAX_CANDIDATES)
+        max = MAX_CANDIDATES;
+    const char *c[MAX_CANDIDATES];
+    size_t nc = candidates(s, spec->type, spec->beam, 0, c), n = 0;
+    if (nc) {
+        int all = nc == dsup_ring_node_count(s->ring);
+        for (size_t i = 0; all && i < nc; i++)
+            all = dsup_ring_has_node(s->ring, c[i]);
+        dsup_ring *r = all ? s->ring : ring_of(s->node, c, nc, dsup_ring_atom_encoding(s->ring));
+        if (r)
+            n = append_clockwise(s, r, spec->name, c, nc, skip, out, n, max);
+        if (r && !all && nc > 8)
+            dsup_ring_free(r);
+    }
+    /* too few capable hosts: pad with the others, which keep it pending */
+    if (n < max)
+        n = append_clockwise(s, s->ring, spec->name, NULL, 0, skip, out, n, max);
+    return n;
+}

@@ -81,8 +81,12 @@ static void pump(dsup_sup *s)
         dsup_term_free(&name);
     }
     if (rb->ninflight == 0 && rb->head == rb->n && rb->n) {
-        LOG_INFO("%s: rebalance moved %zu children in %llu ms (%zu did not start there)", s->name, rb->moved,
-                 (unsigned long long)(dsup_node_now(s->node) - rb->started_ms), rb->failed);
+        uint64_t nb, avg, max;
+        sup_move_barrier_stats(s, &nb, &avg, &max);
+        LOG_INFO("%s: rebalance moved %zu children in %llu ms (%zu did not start there); %llu barriers, "
+                 "round trip mean %llu us, max %llu us",
+                 s->name, rb->moved, (unsigned long long)(dsup_node_now(s->node) - rb->started_ms), rb->failed,
+                 (unsigned long long)nb, (unsigned long long)avg, (unsigned long long)max);
         rb->head = rb->n = 0;
         rb->moved = rb->failed = 0;
     }
@@ -115,8 +119,15 @@ void sup_rebalance_host_joined(dsup_sup *s, const char *node)
         rb->started_ms = dsup_node_now(s->node);
     collect_ctx k = { s, rb, node, 0 };
     dsup_dict_foreach(&s->by_name, collect, &k);
-    if (k.n)
+    if (k.n) {
         LOG_INFO("%s: %s joined: moving it %zu children (%d at a time)", s->name, node, k.n, s->rebalance_moves);
+        /* An empty barrier first: a node that just joined is still taking in
+         * the scope's sync and the instances' snapshots, and would answer the
+         * first moves' barrier only after that, with their names unregistered
+         * meanwhile. The first moves queue behind this one, their old copies
+         * still serving, and are taken when it passed. */
+        sup_move_barrier(s);
+    }
     pump(s);
 }
 

@@ -78,14 +78,14 @@ static int parse_shutdown(dsup_term t, long *shutdown)
 
 /* Pull name/restart/shutdown out of a keyword list; the other pairs are
  * written to `rest` as a keyword list. */
-static int take_options(dsup_term kw, int n, dsup_term *name, int *restart, long *shutdown, ei_x_buff *rest)
+static int take_options(dsup_node *node, dsup_term kw, int n, dsup_term *name, int *restart, long *shutdown,
+                        ei_x_buff *rest)
 {
     int i = 0, dummy;
     if (n)
         ei_decode_list_header(kw.buf, &i, &dummy);
     int kept = 0;
-    ei_x_buff tmp;
-    ei_x_new(&tmp);
+    ei_x_buff *tmp = dsup_term_scratch(node);
     for (int k = 0; k < n; k++) {
         int s = i;
         dsup_term_next(kw.buf, &i);
@@ -101,18 +101,18 @@ static int take_options(dsup_term kw, int n, dsup_term *name, int *restart, long
             if (parse_shutdown(kv[1], shutdown) < 0)
                 goto bad;
         } else {
-            dsup_x_encode_term(&tmp, el);
+            dsup_x_encode_term(tmp, el);
             kept++;
         }
     }
     if (kept)
         ei_x_encode_list_header(rest, kept);
-    ei_x_append_buf(rest, tmp.buff, tmp.index);
+    ei_x_append_buf(rest, tmp->buff, tmp->index);
     ei_x_encode_empty_list(rest);
-    ei_x_free(&tmp);
+    dsup_term_scratch_release(tmp);
     return 0;
 bad:
-    ei_x_free(&tmp);
+    dsup_term_scratch_release(tmp);
     return -1;
 }
 
@@ -168,33 +168,37 @@ static int map_get(dsup_term map, const char *key, dsup_term *val)
 }
 
 /* {Module, Arg} or a start tuple's args, with defaults already set. */
-static dsup_child_spec *from_module_arg(const char *type, dsup_term arg, int restart, long shutdown)
+/* `named`: the child's name when the caller fixed it (a start between
+ * instances), over any name: option; NULL to read it from the options. */
+static dsup_child_spec *from_module_arg(dsup_node *node, const char *type, dsup_term arg, int restart,
+                                        long shutdown, const dsup_term *named)
 {
     dsup_term name = { NULL, 0 };
     int n;
     dsup_child_spec *s = NULL;
     if (is_keyword(arg, &n)) {
-        ei_x_buff rest;
-        ei_x_new(&rest);
-        if (take_options(arg, n, &name, &restart, &shutdown, &rest) == 0)
-            s = build(type, restart, shutdown, name, (dsup_term){ rest.buff, (size_t)rest.index });
-        ei_x_free(&rest);
+        ei_x_buff *rest = dsup_term_scratch(node); /* pooled: no allocation per start */
+        if (take_options(node, arg, n, &name, &restart, &shutdown, rest) == 0)
+            s = build(type, restart, shutdown, named ? *named : name, (dsup_term){ rest->buff, (size_t)rest->index });
+        dsup_term_scratch_release(rest);
         return s;
     }
-    return build(type, restart, shutdown, name, arg);
+    return build(type, restart, shutdown, named ? *named : name, arg);
 }
 
-int dsup_spec_parse(dsup_node *node, dsup_term spec, dsup_child_spec **out)
+static int parse(dsup_node *node, dsup_term spec, const dsup_term *named, dsup_child_spec **out)
 {
+    const dsup_term none = { NULL, 0 };
+    dsup_term name = named ? *named : none;
     *out = NULL;
     const char *type = atom_of(node, spec);
     if (type) {
-        *out = build(type, DSUP_RESTART_PERMANENT, 5000, (dsup_term){ NULL, 0 }, (dsup_term){ nil_term, 1 });
+        *out = build(type, DSUP_RESTART_PERMANENT, 5000, name, (dsup_term){ nil_term, 1 });
         return *out ? 0 : -1;
     }
     dsup_term el[3];
     if (dsup_term_tuple(spec, el, 2) == 2 && (type = atom_of(node, el[0]))) {
-        *out = from_module_arg(type, el[1], DSUP_RESTART_PERMANENT, 5000);
+        *out = from_module_arg(node, type, el[1], DSUP_RESTART_PERMANENT, 5000, named);
         return *out ? 0 : -1;
     }
     /* A map child spec. */
@@ -233,7 +237,7 @@ int dsup_spec_parse(dsup_node *node, dsup_term spec, dsup_child_spec **out)
         if (!map_get(beam, "start", &inner) || dsup_term_tuple(inner, el, 3) != 3 ||
             !(type = atom_of(node, el[0])))
             return -1;
-        *out = build(type, restart, shutdown, (dsup_term){ NULL, 0 }, beam);
+        *out = build(type, restart, shutdown, name, beam);
         if (*out)
             (*out)->beam = 1;
         return *out ? 0 : -1;
@@ -245,7 +249,7 @@ int dsup_spec_parse(dsup_node *node, dsup_term spec, dsup_child_spec **out)
     if (exact.buf) {
         /* Between instances the init arg travels as is (`args`), so no
          * reading of the start args can change it on the way. */
-        *out = build(type, restart, shutdown, (dsup_term){ NULL, 0 }, exact);
+        *out = build(type, restart, shutdown, name, exact);
         return *out ? 0 : -1;
     }
     /* start args: [KW] or [X] is the one init arg; a keyword list as a whole
@@ -266,8 +270,18 @@ int dsup_spec_parse(dsup_node *node, dsup_term spec, dsup_child_spec **out)
             args = (dsup_term){ args.buf + s0, (size_t)(j - s0) };
         }
     }
-    *out = from_module_arg(type, args, restart, shutdown);
+    *out = from_module_arg(node, type, args, restart, shutdown, named);
     return *out ? 0 : -1;
+}
+
+int dsup_spec_parse(dsup_node *node, dsup_term spec, dsup_child_spec **out)
+{
+    return parse(node, spec, NULL, out);
+}
+
+int dsup_spec_parse_named(dsup_node *node, dsup_term spec, dsup_term name, dsup_child_spec **out)
+{
+    return parse(node, spec, &name, out);
 }
 
 dsup_child_spec *dsup_spec_with_name(const dsup_child_spec *s, dsup_term name)

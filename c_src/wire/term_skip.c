@@ -218,6 +218,7 @@ struct walker {
     uint64_t h;      /* the current key stream */
     int hashing;     /* inside a key of a map with two or more pairs */
     int check_keys;  /* 0 for an already validated term (dsup_term_next) */
+    int trusted;     /* an already validated term: atoms are skipped by length */
     struct frame inl[8];
     uint64_t kinl[32]; /* small maps' keys need no allocation */
 };
@@ -325,6 +326,18 @@ static int child_done(struct walker *w, size_t p)
 
 static int walk(const char *buf, size_t len, size_t *pos, struct walker *w);
 
+/* An atom at *pos: validated, or, in a term validated on arrival, skipped by
+ * its length alone (its text was checked then: the UTF-8 walk is most of the
+ * cost of stepping over a child spec on every start). */
+static int next_atom(const char *buf, size_t len, size_t *pos, int trusted)
+{
+    if (!trusted)
+        return dsup__atom(buf, len, pos, NULL, NULL);
+    const uint8_t *b = (const uint8_t *)buf + *pos;
+    *pos += (b[0] == T_ATOM || b[0] == T_ATOM_UTF8) ? 3 + (size_t)dsup_get_u16be(b + 1) : 2 + (size_t)b[1];
+    return 0;
+}
+
 static int skip(const char *buf, size_t len, size_t *pos, int check_keys)
 {
     struct walker w;
@@ -337,6 +350,7 @@ static int skip(const char *buf, size_t len, size_t *pos, int check_keys)
     w.h = 0;
     w.hashing = 0;
     w.check_keys = check_keys;
+    w.trusted = !check_keys; /* dsup__term_next */
     if (check_keys)
         dsup__canon_seed_once();
     int rc = walk(buf, len, pos, &w);
@@ -350,7 +364,30 @@ static int skip(const char *buf, size_t len, size_t *pos, int check_keys)
 int dsup_term_skip(const char *buf, size_t len, size_t *pos) { return skip(buf, len, pos, 1); }
 
 /* For terms that were validated on arrival (no bound needed, no key check). */
-int dsup__term_next(const char *buf, size_t *pos) { return skip(buf, SIZE_MAX, pos, 0); }
+int dsup__term_next(const char *buf, size_t *pos)
+{
+    /* Leaves in one step, without the walker: most elements of the tuples,
+     * lists and maps that the services step through are. */
+    const uint8_t *b = (const uint8_t *)buf + *pos;
+    switch (b[0]) {
+    case T_SMALL_INTEGER: *pos += 2; return 0;
+    case T_INTEGER: *pos += 5; return 0;
+    case T_NIL: *pos += 1; return 0;
+    case T_ATOM:
+    case T_ATOM_UTF8:
+    case T_SMALL_ATOM:
+    case T_SMALL_ATOM_UTF8:
+        return next_atom(buf, SIZE_MAX, pos, 1);
+    case T_STRING: *pos += 3 + (size_t)dsup_get_u16be(b + 1); return 0;
+    case T_BINARY: *pos += 5 + (size_t)dsup_get_u32be(b + 1); return 0;
+    case T_NEW_PID:
+        *pos += 1;
+        next_atom(buf, SIZE_MAX, pos, 1);
+        *pos += 12;
+        return 0;
+    }
+    return skip(buf, SIZE_MAX, pos, 0);
+}
 
 static int walk(const char *buf, size_t len, size_t *pos, struct walker *w)
 {
@@ -429,7 +466,7 @@ static int walk(const char *buf, size_t len, size_t *pos, struct walker *w)
         case T_ATOM_UTF8:
         case T_SMALL_ATOM_UTF8:
             p--;
-            if (dsup__atom(buf, len, &p, NULL, NULL))
+            if (next_atom(buf, len, &p, w->trusted))
                 return -1;
             if (hs)
                 dsup__canon_atom(h, b, at);
@@ -437,6 +474,11 @@ static int walk(const char *buf, size_t len, size_t *pos, struct walker *w)
         case T_PID:
         case T_NEW_PID: {
             dsup_wire_pid wp;
+            if (w->trusted && !hs) {
+                next_atom(buf, len, &p, 1);
+                p += 8 + (tag == T_PID ? 1 : 4);
+                break;
+            }
             p--;
             if (dsup__pid(buf, len, &p, &wp))
                 return -1;
@@ -452,7 +494,7 @@ static int walk(const char *buf, size_t len, size_t *pos, struct walker *w)
         case T_NEW_PORT:  /* Node, ID:32, Creation:32 */
         case T_V4_PORT:   /* Node, ID:64, Creation:32 */
         case T_REFERENCE: /* Node, ID:32, Creation:8 */
-            if (dsup__atom(buf, len, &p, NULL, NULL))
+            if (next_atom(buf, len, &p, w->trusted))
                 return -1;
             n = tag == T_PORT || tag == T_REFERENCE ? 5 : tag == T_NEW_PORT ? 8 : 12;
             NEED(n);
@@ -481,7 +523,7 @@ static int walk(const char *buf, size_t len, size_t *pos, struct walker *w)
             p += 2;
             if (n == 0 || n > 5) /* 0: see the top comment */
                 return -1;
-            if (dsup__atom(buf, len, &p, NULL, NULL))
+            if (next_atom(buf, len, &p, w->trusted))
                 return -1;
             {
                 size_t cre = tag == T_NEW_REFERENCE ? 1 : 4;
@@ -625,10 +667,10 @@ static int walk(const char *buf, size_t len, size_t *pos, struct walker *w)
             break;
         }
         case T_EXPORT: /* Module, Function atoms, Arity (SMALL_)INTEGER_EXT 0..255 */
-            if (dsup__atom(buf, len, &p, NULL, NULL))
+            if (next_atom(buf, len, &p, w->trusted))
                 return -1;
             n = p;
-            if (dsup__atom(buf, len, &p, NULL, NULL))
+            if (next_atom(buf, len, &p, w->trusted))
                 return -1;
             NEED(1);
             if (b[p] == T_INTEGER) {

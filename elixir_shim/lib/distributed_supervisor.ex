@@ -75,7 +75,7 @@ defmodule DistributedSupervisor do
   The README's "Deliberate differences" lists them all.
   """
 
-  alias DistributedSupervisor.{Instance, InstanceSupervisor, Place, Ring, ValidationError}
+  alias DistributedSupervisor.{Instance, InstanceSupervisor, Moving, Place, Ring, ValidationError}
 
   @typedoc """
   The id of the child process within the instance of the distributed supervisor.
@@ -104,7 +104,8 @@ defmodule DistributedSupervisor do
     :crash_reports,
     :quorum,
     :rebalance,
-    :rebalance_moves
+    :rebalance_moves,
+    :replicas
   ]
 
   # ------------------------------------------------------------------ start
@@ -134,6 +135,10 @@ defmodule DistributedSupervisor do
     * `:cache_children?` (`t:boolean/0`) - If true, instances share the children's specs,
       which lets a child be restarted on another node when its node goes down.
       The default value is `true`.
+    * `:replicas` (`1..16`) - How many hosts besides a child's own keep its spec on the
+      C instances this instance starts (the next ones clockwise on the ring; they take
+      the child over when its host dies). This instance itself, like every Elixir
+      instance, keeps every spec. The default value is `2`.
     * `:nodes` (list of `t:atom/0`) - The hardcoded list of nodes to spread children across;
       if not passed, all nodes running the supervisor are used. The default value is `[]`.
     * `:monitor_nodes` (`false | true | :cluster`) - `true`: listeners hear of nodes joining
@@ -235,6 +240,8 @@ defmodule DistributedSupervisor do
   defp check_option(:name, v) when is_atom(v) and v not in [nil, true, false], do: :ok
   defp check_option(:name, v), do: bad_value(:name, v, "expected atom")
   defp check_option(:cache_children?, v) when is_boolean(v), do: :ok
+  defp check_option(:replicas, v) when is_integer(v) and v in 1..16, do: :ok
+  defp check_option(:replicas, v), do: bad_value(:replicas, v, "expected an integer in 1..16")
   defp check_option(:cache_children?, v), do: bad_value(:cache_children?, v, "expected boolean")
   defp check_option(:monitor_nodes, v) when v in [false, true, :cluster], do: :ok
 
@@ -381,6 +388,150 @@ defmodule DistributedSupervisor do
           start_c_child(name, spec, node, cands)
       end
     end
+  end
+
+  @doc """
+  Starts many children in one go: `[{:ok, pid, child_name} | {:error, reason}]`,
+  one result per spec, in the order of `specs`.
+
+  Each spec is placed as `start_child/2` places it (its name's owner among the
+  hosts able to run its type); the specs are grouped by owner and each owner
+  gets ONE request, `{:start_children_here, [{child_name, wire_spec}]}`, sent to
+  all owners in parallel, and answers once for its whole group. A duplicate
+  (of a running child, or of an earlier spec in the same batch) gives
+  `{:error, {:already_started, pid}}`, a bad spec `{:error, {:incorrect_spec, spec}}`,
+  a type no host runs `{:error, {:unknown_worker, type}}`, each in its own slot.
+  The children of an owner that goes down meanwhile are placed again, under
+  the same names, once the ring shows it (as `start_child/3` retries).
+  Returns when this node's instance sees every started child.
+  """
+  @spec start_children(name(), [Supervisor.child_spec() | {module(), term()} | module()]) ::
+          [{:ok, pid(), id()} | {:error, term()}]
+  def start_children(name, specs) when is_list(specs) do
+    ctx = %{
+      name: name,
+      scope: Instance.scope(name),
+      hosts: hosts(name),
+      allowed: allowed(name),
+      ring: ring(name)
+    }
+
+    prepared = specs |> Enum.map(&batch_prepare(ctx, &1)) |> Enum.with_index()
+    go = for {{:go, group, cname, wire}, i} <- prepared, do: {i, group, cname, wire}
+    started = go |> run_batch(name, ctx.ring, 3) |> Map.new()
+
+    results =
+      Enum.map(prepared, fn
+        {{:go, _, _, _}, i} -> Map.fetch!(started, i)
+        {{:error, _} = e, _i} -> e
+      end)
+
+    for {:ok, pid, cname} <- results, do: await(name, {:await_up, cname, pid})
+    results
+  end
+
+  # Place each {index, group, name, wire} on the ring `ring`, one request per
+  # owner (all at once): [{index, result}]. The children of an owner that
+  # went down meanwhile are placed again, under the same names, once the
+  # ring shows it (as start_child does).
+  defp run_batch([], _name, _ring, _tries), do: []
+
+  defp run_batch(items, name, ring, tries) do
+    {scope, hosts, allowed} = {Instance.scope(name), hosts(name), allowed(name)}
+
+    {placed, unplaced} =
+      Enum.reduce(items, {[], []}, fn {i, group, _cname, _wire} = it, {p, u} ->
+        case Place.owner(ring, Place.member_nodes(scope, group, hosts, allowed), elem(it, 2)) do
+          nil -> {p, [{i, {:error, :no_nodes}} | u]}
+          owner -> {[{owner, it} | p], u}
+        end
+      end)
+
+    results =
+      placed
+      |> Enum.reverse()
+      |> Enum.group_by(fn {owner, _} -> owner end, fn {_, it} -> it end)
+      |> Task.async_stream(fn {owner, its} -> start_batch_on(name, owner, its) end,
+        timeout: :infinity,
+        max_concurrency: 64
+      )
+      |> Enum.flat_map(fn {:ok, pairs} -> pairs end)
+
+    {down, done} = Enum.split_with(results, &match?({_, {:error, {:nodedown, _}}}, &1))
+
+    if down != [] and tries > 1 do
+      await(name, {:await_ring_change, ring})
+      again = Map.new(down)
+      retry = for {i, _, _, _} = it <- items, is_map_key(again, i), do: it
+      unplaced ++ done ++ run_batch(retry, name, ring(name), tries - 1)
+    else
+      unplaced ++ results
+    end
+  end
+
+  # {:go, owner, child_name, wire} | {:error, reason}: start_child's placement
+  defp batch_prepare(ctx, spec) do
+    with {:ok, type} <- spec_type(spec) do
+      case Place.member_nodes(ctx.scope, Place.type_group(type), ctx.hosts, ctx.allowed) do
+        [] -> batch_prepare_beam(ctx, type, spec)
+        _cands -> batch_prepare_c(ctx, spec)
+      end
+    end
+  end
+
+  defp batch_prepare_c(ctx, spec) do
+    with {:ok, {type, cname, args, restart, shutdown}} <- parse_spec(spec) do
+      cname = if cname == nil, do: make_ref(), else: cname
+
+      wire = %{
+        id: cname,
+        start: {type, :start_link, [args]},
+        args: args,
+        restart: restart,
+        shutdown: shutdown
+      }
+
+      batch_go(ctx, Place.type_group(type), cname, wire)
+    end
+  end
+
+  defp batch_prepare_beam(ctx, type, spec) do
+    with {:ok, cname, wire} <- beam_wire(ctx.name, spec) do
+      if Place.member_nodes(ctx.scope, Place.beam_group(), ctx.hosts, ctx.allowed) == [] do
+        cond do
+          ctx.hosts == [] -> {:error, :no_nodes}
+          Code.ensure_loaded?(type) -> {:error, {:no_capable_host, type}}
+          true -> {:error, {:unknown_worker, type}}
+        end
+      else
+        batch_go(ctx, Place.beam_group(), cname, wire)
+      end
+    end
+  end
+
+  defp batch_go(ctx, group, cname, wire) do
+    case whereis_cached(ctx.name, cname) do
+      pid when is_pid(pid) -> {:error, {:already_started, pid}}
+      nil -> {:go, group, cname, wire}
+    end
+  end
+
+  # One request to `owner` for its group: [{index, result}].
+  defp start_batch_on(name, owner, items) do
+    req =
+      {:start_children_here, Enum.map(items, fn {_i, _group, cname, wire} -> {cname, wire} end)}
+
+    results =
+      try do
+        case GenServer.call({name, owner}, req, @start_timeout) do
+          list when is_list(list) and length(list) == length(items) -> list
+          other -> List.duplicate(other, length(items))
+        end
+      catch
+        :exit, _ -> List.duplicate({:error, {:nodedown, owner}}, length(items))
+      end
+
+    Enum.zip_with(items, results, fn {i, _, _, _}, r -> {i, r} end)
   end
 
   # A C worker type some host advertises.
@@ -860,6 +1011,9 @@ defmodule DistributedSupervisor do
   GenServer by registry name and key.
 
   Exits `{:noproc, {GenServer, :call, _}}` at once when there is no such child.
+  A child that is moving to another node (README "Moving children") is
+  waited for, within `timeout`: a call made while the name has no pid, or
+  one the old copy stopped without handling, is delivered to the new copy.
 
   ## Examples
 
@@ -872,12 +1026,63 @@ defmodule DistributedSupervisor do
       :noproc
   """
   @spec call(name(), id(), msg, timeout()) :: result when msg: term(), result: term()
-  def call(name, child, msg, timeout \\ 5000),
-    do: GenServer.call(via_name(name, child), msg, timeout)
+  def call(name, child, msg, timeout \\ 5000) do
+    deadline = Moving.deadline(timeout)
+    call_pid(name, child, msg, timeout, deadline, resolve(name, child, deadline))
+  end
+
+  # A move (README "Moving children") is invisible to the caller: a call
+  # made while the name has no pid waits for the new copy, and a call the
+  # old copy did not handle (Moving.retry/1 says which) goes to the new one,
+  # all within the caller's timeout. Exits name the via name, as
+  # GenServer.call(via_name(...)) does.
+  defp call_pid(name, child, msg, timeout, deadline, pid) when is_pid(pid) do
+    GenServer.call(pid, msg, Moving.remaining(deadline))
+  catch
+    :exit, {reason, _} ->
+      case Moving.retry(reason) do
+        {false, _} ->
+          call_exit(reason, name, child, msg, timeout)
+
+        {when_, moved?} ->
+          case Moving.await(name, child, pid, moved?, deadline, when_ == :if_marked) do
+            new when is_pid(new) -> call_pid(name, child, msg, timeout, deadline, new)
+            :timeout -> call_exit(:timeout, name, child, msg, timeout)
+            :undefined -> call_exit(reason, name, child, msg, timeout)
+          end
+      end
+  end
+
+  defp call_pid(name, child, msg, timeout, _deadline, wait) do
+    call_exit(if(wait == :timeout, do: :timeout, else: :noproc), name, child, msg, timeout)
+  end
+
+  defp call_exit(reason, name, child, msg, timeout),
+    do: exit({reason, {GenServer, :call, [via_name(name, child), msg, timeout]}})
+
+  @doc false
+  # The pid of `child`, waiting (until deadline) while it is moving:
+  # a pid, :undefined or :timeout.
+  def resolve(name, child, deadline) do
+    case whereis(name, child) do
+      pid when is_pid(pid) ->
+        pid
+
+      :undefined ->
+        # No pid: a name with no process, or one moving (its mark joins
+        # before the old pid leaves and leaves after the new pid joined).
+        # Two ETS reads cannot tell which (a whole move may pass between
+        # them), so this asks the scope itself, through monitors: a missing
+        # name still exits at once, after a few local calls.
+        Moving.await(name, child, nil, false, deadline)
+    end
+  end
 
   @doc """
   A syntactic sugar for `GenServer.cast/2` allowing to call a dynamically supervised
-  GenServer by registry name and key.
+  GenServer by registry name and key. A cast while the child moves waits for
+  its new copy (at most 5 s); one the old copy received but had not handled
+  when it stopped is lost, as with any process that stops.
 
   ## Examples
 
@@ -894,7 +1099,8 @@ defmodule DistributedSupervisor do
   @doc """
   A syntactic sugar for `Kernel.send/2` allowing to send a message to
   a dynamically supervised GenServer identified by registry name and key.
-  Returns the message if the process exists, `:undefined` otherwise.
+  Returns the message if the process exists, `:undefined` otherwise. While
+  the child moves it waits for the new copy (at most 5 s), as `cast/3` does.
 
   ## Examples
 
@@ -907,9 +1113,9 @@ defmodule DistributedSupervisor do
   """
   @spec send(name(), id(), msg) :: msg | :undefined when msg: term()
   def send(name, child, msg) do
-    case whereis(name, child) do
+    case resolve(name, child, Moving.deadline(5000)) do
       pid when is_pid(pid) -> Kernel.send(pid, msg)
-      :undefined -> :undefined
+      _ -> :undefined
     end
   end
 

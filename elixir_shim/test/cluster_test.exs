@@ -63,6 +63,89 @@ defmodule DistributedSupervisor.ClusterTest do
 
   defp set_sinks(elixir), do: for(n <- elixir, do: :erpc.call(n, Listener, :set_sink, [self()]))
 
+  test "calls and casts by name while a child moves between dsup-nodes reach the new copy",
+       %{elixir: elixir, cnodes: cnodes} do
+    name = start_everywhere(elixir, cnodes, name: TestSupport.unique_name("moves"))
+    {:ok, first, :mv} = DS.start_child(name, {:counter, name: :mv, value: 100})
+
+    callers =
+      for _ <- 1..3 do
+        Task.async(fn -> call_loop(name, :mv, nil, 0, []) end)
+      end
+
+    caster = Task.async(fn -> cast_loop(name, :mv, 0) end)
+
+    # 20 moves, each to another dsup-node, asked of the instance where it runs
+    Enum.reduce(1..20, node(first), fn i, from ->
+      target = Enum.at(cnodes -- [from], rem(i, length(cnodes) - 1))
+      assert {:ok, pid, :mv} = GenServer.call({name, from}, {:move_child, :mv, target})
+      assert node(pid) == target
+      target
+    end)
+
+    results = for t <- callers, do: (send(t.pid, :stop) && Task.await(t, 30_000))
+    send(caster.pid, :stop)
+    casts = Task.await(caster, 30_000)
+
+    # no call exited (no noproc during the gaps), each caller saw its values rise
+    assert Enum.flat_map(results, fn {_, exits, _} -> exits end) == []
+    assert Enum.all?(results, fn {_, _, rising} -> rising end)
+    acked = results |> Enum.map(fn {n, _, _} -> n end) |> Enum.sum()
+    assert acked > 20
+    # every acknowledged add is in the value; a cast may be lost only when
+    # the old copy had it unhandled as it stopped (README "Moving children")
+    value = DS.call(name, :mv, :get)
+    assert value - 100 >= acked and value - 100 <= acked + casts
+  end
+
+  test "calls by name while the dsup-node hosting a counter stops (SIGTERM) reach its new copy",
+       %{elixir: elixir} do
+    own = start_cnodes(2, "shim_t", elixir)
+    on_exit(fn -> Enum.each(own, &TestNode.stop/1) end)
+    own_nodes = Enum.map(own, & &1.node)
+    name = start_everywhere(elixir, own_nodes, name: TestSupport.unique_name("sigterm"), nodes: own_nodes)
+    [victim, survivor] = own
+    {:ok, _, :st} = DS.start_child(name, {:counter, name: :st, value: 41}, victim.node)
+    callers = for _ <- 1..3, do: Task.async(fn -> call_loop(name, :st, nil, 0, []) end)
+    # calls are flowing before the stop
+    TestNode.wait_until(fn -> DS.call(name, :st, :get) > 60 end)
+    {:ok, 0} = TestNode.stop(victim)
+    TestNode.wait_until(fn -> node(DS.whereis(name, :st)) == survivor.node end)
+    TestNode.wait_until(fn -> DS.call(name, :st, :get) > 200 end)
+    results = for t <- callers, do: (send(t.pid, :stop) && Task.await(t, 30_000))
+
+    assert Enum.flat_map(results, fn {_, exits, _} -> exits end) == []
+    assert Enum.all?(results, fn {_, _, rising} -> rising end)
+    acked = results |> Enum.map(fn {n, _, _} -> n end) |> Enum.sum()
+    assert DS.call(name, :st, :get) == 41 + acked
+  end
+
+  defp call_loop(name, id, last, n, exits) do
+    receive do
+      :stop -> {n, exits, true}
+    after
+      0 ->
+        try do
+          DS.call(name, id, {:add, 1}, 5_000)
+        catch
+          :exit, reason -> call_loop(name, id, last, n, [reason | exits])
+        else
+          v when last == nil or v > last -> call_loop(name, id, v, n + 1, exits)
+          v -> {n, exits, {:went_back, last, v}}
+        end
+    end
+  end
+
+  defp cast_loop(name, id, n) do
+    receive do
+      :stop -> n
+    after
+      1 ->
+        :ok = DS.cast(name, id, :inc)
+        cast_loop(name, id, n + 1)
+    end
+  end
+
   test "every Elixir node sees the same children, started from any of them",
        %{elixir: elixir, cnodes: cnodes} do
     name = start_everywhere(elixir, cnodes, name: TestSupport.unique_name("same"))

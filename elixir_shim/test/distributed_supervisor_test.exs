@@ -61,6 +61,8 @@ defmodule DistributedSupervisorTest do
             {[name: name, listeners: ["nope"]], :listeners},
             {[name: name, max_restarts: -1], :max_restarts},
             {[name: name, crash_reports: :yes], :crash_reports},
+            {[name: name, replicas: 0], :replicas},
+            {[name: name, replicas: 17], :replicas},
             {[name: name, colour: :blue], :colour}
           ] do
         e = assert_raise ValidationError, fn -> DS.start_link(opts) end
@@ -87,6 +89,13 @@ defmodule DistributedSupervisorTest do
       assert Enum.sort(DS.nodes(name)) == Enum.sort([c, node()])
       Supervisor.stop(sup)
       refute Process.whereis(name)
+    end
+
+    test ":replicas reaches the C instances it starts; this one keeps every spec", %{name: name, cnode: c} do
+      start!(name, replicas: 1)
+      assert %{replicas: 1} = GenServer.call({name, c}, :replica_info)
+      assert {:ok, _, :r1} = DS.start_child(name, {:counter, name: :r1, value: 3})
+      assert %{r1: {_, %{start: {:counter, :start_link, _}}}} = DS.children(name)
     end
 
     test "an instance with no dsup-node in :nodes has an empty ring", %{name: name} do

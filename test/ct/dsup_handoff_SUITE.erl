@@ -8,7 +8,8 @@
 %%% * counter_survives_sigterm: a counter at 41 and a kv with two entries on
 %%%   node A; SIGTERM A: both run on B with their state (41, the entries);
 %%%   a counter type is `counter' (handoff_state), an `echo' (no callback)
-%%%   moves by restart as before.
+%%%   moves by restart as before; the moved names' moving marks cover
+%%%   their gaps (A leaves the ring only after the targets' moved_visible).
 %%% * move_child_keeps_state: {move_child, Name, B} asked of either
 %%%   instance: {ok, NewPid, Name} on B, state kept, the old pid gone, the
 %%%   instances' caches agree; moving to the node it is on is a no-op;
@@ -17,8 +18,17 @@
 %%%   with rebalance (3 moves in flight); a third host joins: the children
 %%%   whose libring owner changed (computed here from erlang:phash2, the
 %%%   ring of dsup_cluster:ring/1) and only they move, all to it, each with
-%%%   its state; a client adding 1 to every child by name throughout sees
-%%%   no value go backwards and no acknowledged add lost; never two copies.
+%%%   its state; 4 clients on an Elixir node adding 1 to every child by
+%%%   name through DistributedSupervisor.call/4 throughout get no exit (no
+%%%   noproc: a call by name during a move reaches the new copy), see no
+%%%   value go backwards and lose no acknowledged add; never two copies,
+%%%   and every gap is covered by the name's moving mark (the order the
+%%%   shim relies on: mark joins before the pid leaves, leaves after the
+%%%   new pid joined, in the CT node's pg view).
+%%% * move_child_concurrent_callers: 4 callers (DistributedSupervisor.call
+%%%   on an Elixir node) on one counter while it moves 30 times between A
+%%%   and B: no exit, values rise, final value = initial + acknowledged
+%%%   adds, never two copies, the mark order holds.
 %%% * checkpoint_restores_after_kill9: a counter checkpointed at 17 (then
 %%%   at 22 without a checkpoint) is at 17 on the other host after its host
 %%%   is killed -9; the checkpoint sat on exactly the ring successor; a
@@ -52,6 +62,7 @@ suite() -> [{timetrap, {seconds, 90}}].
 all() ->
     [counter_survives_sigterm,
      move_child_keeps_state,
+     move_child_concurrent_callers,
      rebalance_moves_exactly_changed_owners,
      rebalance_kv_1kib_rate,
      instance_stop_hands_over,
@@ -62,7 +73,19 @@ all() ->
 init_per_suite(Config) ->
     Exe = dsup_test:exe(),
     filelib:is_regular(Exe) orelse ct:fail({dsup_node_not_built, Exe}),
-    Config.
+    %% Elixir's own ebin dirs and the shim compiled for this run: the calls
+    %% by name during moves go through DistributedSupervisor.call on an
+    %% Elixir node (as in dsup_heal_SUITE)
+    ElixirLib = filename:dirname(string:trim(os:cmd("elixir -e 'IO.write(:code.lib_dir(:elixir))'"))),
+    Ebins = filelib:wildcard(filename:join([ElixirLib, "*", "ebin"])),
+    [_ | _] = [E || E <- Ebins, filelib:is_regular(filename:join(E, "elixir.app"))],
+    Shim = filename:join(?config(priv_dir, Config), "shim_ebin"),
+    ok = filelib:ensure_dir(filename:join(Shim, "x")),
+    Src = filename:join([dsup_test:root(), "elixir_shim", "lib"]),
+    Out = os:cmd("cd " ++ Src ++ " && elixirc --ignore-module-conflict -o " ++ Shim ++ " . 2>&1; echo rc=$?"),
+    ct:log("elixirc: ~s", [Out]),
+    ?assertNotEqual(nomatch, string:find(Out, "rc=0")),
+    [{elixir_paths, [Shim | Ebins]} | Config].
 
 end_per_suite(_Config) -> ok.
 
@@ -74,6 +97,8 @@ init_per_testcase(TC, Config) ->
     [{name, Name}, {scope, Scope}, {tc, TC} | Config].
 
 end_per_testcase(TC, Config) ->
+    [dsup_cluster:stop_peer(P) || P <- persistent_term:get({?MODULE, TC, peers}, [])],
+    _ = persistent_term:erase({?MODULE, TC, peers}),
     dsup_cluster:stop_all_c(persistent_term:get({?MODULE, TC}, [])),
     _ = persistent_term:erase({?MODULE, TC}),
     dsup_cluster:stop_beam_scope(node(), ?config(scope, Config)),
@@ -84,6 +109,25 @@ start_c(Cfg, Opts) ->
     K = {?MODULE, ?config(tc, Cfg)},
     persistent_term:put(K, [H | persistent_term:get(K, [])]),
     H.
+
+%% An Elixir node (a BEAM peer with Elixir and the shim) connected to
+%% Nodes, running an observer instance (host: false) of the case's name.
+start_elixir(Cfg, Nodes) ->
+    Caller = self(),
+    Ref = make_ref(),
+    Args = lists:append([["-pa", P] || P <- ?config(elixir_paths, Cfg)]),
+    Holder = spawn(fun() ->
+                           {Peer, Node} = dsup_test:start_peer(elixir, #{args => Args}),
+                           Caller ! {Ref, Node},
+                           receive {stop, From, Tag} -> dsup_test:stop_peer(Peer), From ! {Tag, ok} end
+                   end),
+    E = receive {Ref, N} -> N after 60000 -> ct:fail(elixir_peer_timeout) end,
+    K = {?MODULE, ?config(tc, Cfg), peers},
+    persistent_term:put(K, [#{node => E, holder => Holder} | persistent_term:get(K, [])]),
+    {ok, _} = erpc:call(E, application, ensure_all_started, [elixir]),
+    [true = erpc:call(E, net_kernel, connect_node, [N]) || N <- Nodes],
+    {ok, _} = erpc:call(E, 'Elixir.DistributedSupervisor', start, [[{name, name(Cfg)}, {host, false}]]),
+    E.
 
 %% ------------------------------------------------------------------ helpers
 
@@ -128,10 +172,14 @@ watch_start(Cfg) ->
                    end),
     receive {watching, W} -> W after ?T -> ct:fail(watch_start) end.
 
-watch_loop(Ref, G, Bad, Joins) -> watch_loop(Ref, G, Bad, Joins, #{}, []).
+watch_loop(Ref, G, Bad, Joins) -> watch_loop(Ref, G, Bad, Joins, #{}, [], []).
 
-%% Left: group -> when its last member left (µs); Gaps: leave-to-join times.
-watch_loop(Ref, G, Bad, Joins, Left, Gaps) ->
+%% Left: group -> when its last member left (µs); Gaps: leave-to-join times;
+%% Order: the moving-mark order the shim's call by name relies on, broken:
+%% {Name, left_unmarked} (the last pid left while the name was not marked
+%% moving) or {Name, mark_left_early} (the mark went while the name had no
+%% pid). Only moves of types with handoff_state are marked.
+watch_loop(Ref, G, Bad, Joins, Left, Gaps, Order) ->
     receive
         {Ref, join, Group, Pids} ->
             Now = lists:usort(maps:get(Group, G, []) ++ Pids),
@@ -144,21 +192,35 @@ watch_loop(Ref, G, Bad, Joins, Left, Gaps) ->
                         error -> Gaps
                     end,
             watch_loop(Ref, G#{Group => Now}, Bad1, Joins#{Group => maps:get(Group, Joins, 0) + length(Pids)},
-                       maps:remove(Group, Left), Gaps1);
+                       maps:remove(Group, Left), Gaps1, Order);
         {Ref, leave, Group, Pids} ->
             Now = maps:get(Group, G, []) -- Pids,
-            Left1 = case Now of
-                        [] -> Left#{Group => erlang:monotonic_time(microsecond)};
-                        _ -> Left
+            Left1 = case Now =:= [] andalso not is_reserved(Group) of
+                        true -> Left#{Group => erlang:monotonic_time(microsecond)};
+                        false -> Left
                     end,
-            watch_loop(Ref, G#{Group => Now}, Bad, Joins, Left1, Gaps);
+            Order1 = case {Group, Now} of
+                         {{'$dsup_moving', N}, []} ->
+                             case maps:get(N, G, []) of
+                                 [] -> [{N, mark_left_early} | Order];
+                                 _ -> Order
+                             end;
+                         {_, []} ->
+                             case is_reserved(Group) orelse maps:get({'$dsup_moving', Group}, G, []) =/= [] of
+                                 true -> Order;
+                                 false -> [{Group, left_unmarked} | Order]
+                             end;
+                         _ -> Order
+                     end,
+            watch_loop(Ref, G#{Group => Now}, Bad, Joins, Left1, Gaps, Order1);
         {stop, From} ->
-            From ! {self(), {lists:reverse(Bad), Joins}, Gaps}
+            From ! {self(), {lists:reverse(Bad), Joins}, Gaps, lists:reverse(Order)}
     end.
 
 %% The instances' own groups (hosts, observers, crash reports, capabilities:
-%% one member per host), not child names.
+%% one member per host; a name's moving mark), not child names.
 is_reserved({'$dsup_type', _}) -> true;
+is_reserved({'$dsup_moving', _}) -> true;
 is_reserved(G) -> lists:member(G, ['$dsup_hosts', '$dsup_observers', '$dsup_crash_reports', '$dsup_beam']).
 
 watch_stop(W) -> element(1, watch_stop_gaps(W)).
@@ -166,9 +228,13 @@ watch_stop(W) -> element(1, watch_stop_gaps(W)).
 %% Also the times (µs) from a name's last member leaving to a new one
 %% joining, as the CT node applied them.
 watch_stop_gaps(W) ->
+    {R, Gaps, _} = watch_stop_all(W),
+    {R, Gaps}.
+
+watch_stop_all(W) ->
     unlink(W),
     W ! {stop, self()},
-    receive {W, R, Gaps} -> {R, Gaps} after ?T -> ct:fail(watch_stop) end.
+    receive {W, R, Gaps, Order} -> {R, Gaps, Order} after ?T -> ct:fail(watch_stop) end.
 
 pct(L, P) ->
     S = lists:sort(L),
@@ -209,9 +275,13 @@ counter_survives_sigterm(Cfg) ->
     %% no handoff_state: restarted from its spec by the survivor's failover
     E2 = pid_on(Cfg, plain, B),
     ?assertNotEqual(E, E2),
-    {Bad, Joins} = watch_stop(W),
+    {{Bad, Joins}, _, Order} = watch_stop_all(W),
     ?assertEqual([], Bad),
     ?assertMatch(#{cnt41 := 2, store := 2, plain := 2}, Joins),
+    %% the children moved with their state were marked moving from before
+    %% their leave until after their new copy joined (A left the ring only
+    %% then); the echo, moved by restart, is not marked
+    ?assertEqual([{plain, left_unmarked}], Order),
     %% B's instance knows exactly these three, on B
     Kids = sup(Cfg, B, children),
     ?assertEqual([cnt41, plain, store], lists:sort(maps:keys(Kids))),
@@ -245,6 +315,38 @@ move_child_keeps_state(Cfg) ->
     ?assertMatch(#{mover := 3}, Joins),
     ok.
 
+%% Callers hammering one counter by name (DistributedSupervisor.call on an
+%% Elixir node) while it moves back and forth between A and B: no call
+%% exits, every caller sees its values rise, and the final value is the
+%% initial one plus every acknowledged add; never two registered pids and
+%% the moving mark covers every gap.
+move_child_concurrent_callers(Cfg) ->
+    {_HA, A, _HB, B} = two_hosts(Cfg),
+    E = start_elixir(Cfg, [A, B]),
+    _ = start_ok(Cfg, A, {counter, [{name, hot}, {value, 100}]}, A),
+    wait(fun() -> is_pid(erpc:call(E, 'Elixir.DistributedSupervisor', whereis, [name(Cfg), hot])) end, ?T),
+    W = watch_start(Cfg),
+    Clients = [client_start(E, name(Cfg), [hot]) || _ <- lists:seq(1, 4)],
+    Moves = 30,
+    [begin
+         To = case I rem 2 of 1 -> B; 0 -> A end,
+         {ok, P, hot} = sup(Cfg, A, {move_child, hot, To}),
+         ?assertEqual(To, node(P))
+     end || I <- lists:seq(1, Moves)],
+    Results = [client_stop(C) || C <- Clients],
+    Acked = lists:sum([Ack || {#{hot := {_, Ack}}, _, _, _} <- Results]),
+    ct:log("~p moves; callers: ~p", [Moves, [{maps:get(hot, S, none), length(X), K} || {S, _, X, K} <- Results]]),
+    ?assertEqual([], lists:append([Bad || {_, Bad, _, _} <- Results])),
+    ?assertEqual([], lists:append([X || {_, _, X, _} <- Results])),
+    ?assert(Acked > Moves),
+    [P] = pg:get_members(?config(scope, Cfg), hot),
+    ?assertEqual(100 + Acked, gen_server:call(P, get)),
+    {{Dups, Joins}, _, Order} = watch_stop_all(W),
+    ?assertEqual([], Dups),
+    ?assertEqual([], Order),
+    ?assertMatch(#{hot := Moves}, Joins),
+    ok.
+
 handoff_init_sees_term_only_on_moves(Cfg) ->
     {_HA, A, _HB, B} = two_hosts(Cfg),
     C = start_ok(Cfg, A, {counter, [{name, r}, {value, 3}]}, A),
@@ -263,40 +365,35 @@ handoff_init_sees_term_only_on_moves(Cfg) ->
     ?assertEqual(4, gen_server:call(C3, get)),
     ok.
 
-%% A client that, round after round until stopped, adds 1 to every child by
-%% name (the CT node's pg view, as the shim's whereis does). It keeps, per
+%% A client on Elixir node E that, round after round until stopped, adds 1
+%% to every child by name through DistributedSupervisor.call/4 (the shim's
+%% call path, which waits for a moving name's new copy). It keeps, per
 %% name, the last value seen and the adds acknowledged; a value lower than
-%% the last one seen is a violation. Returns {Acked, Violations, Gaps, Noproc}
-%% on stop (Gaps: lookups that found no pid).
-client_start(Scope, Names) ->
+%% the last one seen is a violation, and so is any exit (noproc or else).
+%% Returns {Seen, Violations, Exits, Calls} on stop.
+client_start(E, Name, Names) ->
     Self = self(),
-    spawn_link(fun() -> client_loop(Self, Scope, Names, #{}, [], 0, 0) end).
+    erlang:spawn(E, fun() -> client_loop(Self, Name, Names, {#{}, [], [], 0}) end).
 
-client_loop(Owner, Scope, Names, Seen, Bad, Gaps, Noproc) ->
-    Acc = client_round(Scope, Names, {Seen, Bad, Gaps, Noproc}),
+client_loop(Owner, Name, Names, Acc0) ->
+    Acc = client_round(Name, Names, Acc0),
     receive
-        {stop, From} -> From ! {self(), client_round(Scope, Names, Acc)} % one full round after the stop
-    after 0 -> {S, B, G, NP} = Acc, client_loop(Owner, Scope, Names, S, B, G, NP)
+        {stop, From} -> From ! {self(), client_round(Name, Names, Acc)} % one full round after the stop
+    after 0 -> client_loop(Owner, Name, Names, Acc)
     end.
 
-client_round(Scope, Names, Acc) ->
+client_round(Name, Names, Acc) ->
     lists:foldl(
-      fun(N, {S, B, G, NP}) ->
-              case pg:get_members(Scope, N) of
-                  [P] ->
-                      {Last, Acked} = maps:get(N, S, {undefined, 0}),
-                      try gen_server:call(P, {add, 1}, 5000) of
-                          V when Last =:= undefined; V > Last -> {S#{N => {V, Acked + 1}}, B, G, NP};
-                          V -> {S#{N => {V, Acked + 1}}, [{N, Last, V} | B], G, NP}
-                      catch exit:{noproc, _} -> {S, B, G, NP + 1}
-                      end;
-                  [] -> {S, B, G + 1, NP};
-                  Many -> {S, [{N, two_copies, Many} | B], G, NP}
+      fun(N, {S, B, X, K}) ->
+              {Last, Acked} = maps:get(N, S, {undefined, 0}),
+              try 'Elixir.DistributedSupervisor':call(Name, N, {add, 1}, 5000) of
+                  V when Last =:= undefined; V > Last -> {S#{N => {V, Acked + 1}}, B, X, K + 1};
+                  V -> {S#{N => {V, Acked + 1}}, [{N, Last, V} | B], X, K + 1}
+              catch exit:R -> {S, B, [{N, R} | X], K + 1}
               end
       end, Acc, Names).
 
 client_stop(C) ->
-    unlink(C),
     C ! {stop, self()},
     receive {C, R} -> R after 30000 -> ct:fail(client_stop) end.
 
@@ -312,11 +409,24 @@ rebalance_moves_exactly_changed_owners(Cfg) ->
     wait(fun() -> Got = maps:from_list([{N, [node(P) || P <- pg:get_members(Scope, N)]} || N <- Names]),
                   Got =:= maps:map(fun(_, Nd) -> [Nd] end, Before) orelse placement_differs
          end, ?T),
+    E = start_elixir(Cfg, [A, B]),
+    wait(fun() -> lists:all(fun(N) -> is_pid(erpc:call(E, 'Elixir.DistributedSupervisor', whereis, [name(Cfg), N]))
+                            end, Names) orelse not_yet end, ?T),
     W = watch_start(Cfg),
-    Client = client_start(Scope, Names),
+    %% 4 clients, each over every name, from a different starting point: the
+    %% names are called all the time the rebalance runs
+    Clients = [client_start(E, name(Cfg), lists:nthtail(K, Names) ++ lists:sublist(Names, K))
+               || K <- [0, 250, 500, 750]],
     HC = start_c(Cfg, #{name => ho_c, connect => [A, B]}),
     C = maps:get(node, HC),
-    {ok, _} = dsup_cluster:call(C, {start_supervisor, name(Cfg), Opts}),
+    %% E reaches C before C hosts anything: C's barrier then covers E. (E's
+    %% instance may ask C's dsup_node to run the instance first, as the shim
+    %% does with every dsup-node it meets: already_started is fine.)
+    true = erpc:call(E, net_kernel, connect_node, [C]),
+    case dsup_cluster:call(C, {start_supervisor, name(Cfg), Opts}) of
+        {ok, _} -> ok;
+        {error, {already_started, _}} -> ok
+    end,
     Ring3 = dsup_cluster:ring([A, B, C]),
     After = maps:from_list([{N, dsup_cluster:ring_owner(Ring3, N)} || N <- Names]),
     Changed = lists:sort([N || N <- Names, maps:get(N, Before) =/= maps:get(N, After)]),
@@ -327,9 +437,19 @@ rebalance_moves_exactly_changed_owners(Cfg) ->
                   Got =:= maps:map(fun(_, Nd) -> [Nd] end, After)
                       orelse {not_yet, length([N || N <- Changed, maps:get(N, Got) =/= [C]])}
          end, 30000),
-    {Seen, Bad, Gaps, Noproc} = client_stop(Client),
-    ct:log("client: ~p lookups found no pid, ~p calls exited noproc (the move gap, README)", [Gaps, Noproc]),
-    ?assertEqual([], Bad),
+    Results = [client_stop(Cl) || Cl <- Clients],
+    Exits = lists:append([X || {_, _, X, _} <- Results]),
+    ct:log("clients (DistributedSupervisor.call on ~p): ~p calls, ~p exits ~p",
+           [E, lists:sum([K || {_, _, _, K} <- Results]), length(Exits), lists:sublist(Exits, 10)]),
+    ?assertEqual([], lists:append([B1 || {_, B1, _, _} <- Results])),
+    ?assertEqual([], Exits),
+    %% per name: the adds acknowledged to all clients
+    Seen = lists:foldl(fun({S, _, _, _}, Acc) ->
+                               maps:fold(fun(N, {_, Ack}, A1) ->
+                                                 maps:update_with(N, fun({x, Ack0}) -> {x, Ack0 + Ack} end,
+                                                                  {x, Ack}, A1)
+                                         end, Acc, S)
+                       end, #{}, Results),
     %% every child: initial value + exactly the adds acknowledged, moved or not
     Wrong = [{N, V, I * 10 + Acked} || {c, I} = N <- Names,
                                         {_, Acked} <- [maps:get(N, Seen, {x, 0})],
@@ -337,10 +457,11 @@ rebalance_moves_exactly_changed_owners(Cfg) ->
                                         V =/= I * 10 + Acked],
     ?assertEqual([], Wrong),
     ?assert(lists:all(fun(N) -> element(2, maps:get(N, Seen, {x, 0})) > 0 end, Names)),
-    {{Dups, Joins}, Unreg} = watch_stop_gaps(W),
+    {{Dups, Joins}, Unreg, Order} = watch_stop_all(W),
     ct:log("unregistered time per move (CT node's view, leave to join, ~p moves): p50 ~p us, p99 ~p us, max ~p us",
            [length(Unreg), pct(Unreg, 50), pct(Unreg, 99), lists:max(Unreg)]),
     ?assertEqual([], Dups),
+    ?assertEqual([], Order),
     %% exactly the changed children joined again (once each), nothing else
     ?assertEqual(Changed, lists:sort([N || {N, J} <- maps:to_list(Joins), not is_reserved(N), J > 0])),
     ?assert(lists:all(fun(N) -> maps:get(N, Joins) =:= 1 end, Changed)),

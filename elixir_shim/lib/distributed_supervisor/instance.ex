@@ -287,7 +287,8 @@ defmodule DistributedSupervisor.Instance do
       :max_seconds,
       :quorum,
       :rebalance,
-      :rebalance_moves
+      :rebalance_moves,
+      :replicas
     ])
   end
 
@@ -591,6 +592,45 @@ defmodule DistributedSupervisor.Instance do
   # answers like a C instance does.
   def handle_call({:start_child_here, cname, wire}, from, state),
     do: {:noreply, start_local(state, cname, wire, from)}
+
+  # A batch: each element as start_child_here, the results in order (the
+  # replies of start_local come back to this process under a fresh tag).
+  def handle_call({:start_children_here, items}, _from, state) when is_list(items) do
+    Process.put(:dsup_batch_ups, [])
+
+    {results, state} =
+      Enum.map_reduce(items, state, fn
+        {cname, wire}, st ->
+          tag = make_ref()
+          st = start_local(st, cname, wire, {self(), tag})
+
+          receive do
+            {^tag, result} -> {result, st}
+          after
+            0 -> {{:error, :no_reply}, st}
+          end
+
+        other, st ->
+          {{:error, {:incorrect_spec, other}}, st}
+      end)
+
+    case Process.delete(:dsup_batch_ups) do
+      [] -> :ok
+      ups -> broadcast_now(state, {:children_up, Enum.reverse(ups)})
+    end
+
+    {:reply, results, state}
+  end
+
+  def handle_call({:start_children, specs}, from, state) when is_list(specs) do
+    name = state.name
+
+    start_task(state, fn ->
+      GenServer.reply(from, DistributedSupervisor.start_children(name, specs))
+    end)
+
+    {:noreply, state}
+  end
 
   def handle_call({:start_child, spec, node}, from, state) do
     name = state.name
@@ -938,7 +978,20 @@ defmodule DistributedSupervisor.Instance do
   defp restarts?(:transient, _), do: true
   defp restarts?(_, _), do: false
 
-  defp broadcast(state, msg) do
+  # During a batch start (handle_call start_children_here) the child_ups
+  # collect in the process dictionary: one children_up for the batch.
+  defp broadcast(state, {:child_up, cname, pid, wire} = msg) when is_pid(pid) do
+    case Process.get(:dsup_batch_ups) do
+      ups when is_list(ups) -> Process.put(:dsup_batch_ups, [{cname, pid, wire} | ups])
+      _ -> broadcast_now(state, msg)
+    end
+
+    :ok
+  end
+
+  defp broadcast(state, msg), do: broadcast_now(state, msg)
+
+  defp broadcast_now(state, msg) do
     me = self()
 
     for p <- :pg.get_members(state.scope, @hosts) ++ :pg.get_members(state.scope, @observers),
@@ -1008,6 +1061,14 @@ defmodule DistributedSupervisor.Instance do
       _ ->
         child_up(state, cname, pid, spec)
     end
+  end
+
+  # A batch start's announcement: a child_up each.
+  defp dsup_event({:children_up, children}, state) when is_list(children) do
+    Enum.reduce(children, state, fn
+      {cname, pid, spec}, st when is_pid(pid) -> dsup_event({:child_up, cname, pid, spec}, st)
+      _, st -> st
+    end)
   end
 
   defp dsup_event({:child_down, cname, pid, _reason}, state) do

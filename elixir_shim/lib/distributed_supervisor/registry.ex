@@ -21,13 +21,18 @@ defmodule DistributedSupervisor.Registry do
   @spec whereis_name({DistributedSupervisor.name(), DistributedSupervisor.id()}) ::
           pid() | :undefined
   def whereis_name({name, id}) do
-    case DistributedSupervisor.whereis(name, id) do
+    # During a move of `id` (README "Moving children") this waits for the new
+    # copy, at most 5 s (a via name carries no timeout; GenServer's default).
+    case DistributedSupervisor.resolve(name, id, DistributedSupervisor.Moving.deadline(5000)) do
       # a local child that just died (its restart is registering now): gone
       pid when is_pid(pid) and node(pid) == node() ->
         if Process.alive?(pid), do: pid, else: live_other(name, id, pid) || :undefined
 
-      other ->
-        other
+      pid when is_pid(pid) ->
+        pid
+
+      _ ->
+        :undefined
     end
   end
 
@@ -74,12 +79,12 @@ defmodule DistributedSupervisor.Registry do
   @doc "Sends `msg` to `{name, id}`; exits `{:badarg, {{name, id}, msg}}` when nothing is registered."
   @spec send({DistributedSupervisor.name(), DistributedSupervisor.id()}, term()) :: pid()
   def send({name, id} = key, msg) do
-    case DistributedSupervisor.whereis(name, id) do
+    case DistributedSupervisor.resolve(name, id, DistributedSupervisor.Moving.deadline(5000)) do
       pid when is_pid(pid) ->
         Kernel.send(pid, msg)
         pid
 
-      :undefined ->
+      _ ->
         exit({:badarg, {key, msg}})
     end
   end
