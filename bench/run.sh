@@ -10,6 +10,8 @@
 # trips), bench/http_bench.erl (calls while /metrics is scraped every 10 ms),
 # then bench/sup_bench.erl (ring/phash2, start_child, failover, memory, pg sync,
 # pg join/leave, scale, shim; it also folds the call rows into the summary).
+# The full run ends with bench/scale_bench.erl (2M children over 8 dsup-nodes,
+# kill -9 of one: scale8.md/.csv).
 # The baseline is bench/baseline/. bench/bench_ring.c is built here against
 # build/libdsup_internal.a (it calls the ring and phash2 directly, which the
 # sealed libdsup.a keeps hidden) with the project's flags (bench/flags.mk asks
@@ -106,13 +108,19 @@ rm -f "$OUT/calls.csv" "$OUT/http.csv" "$OUT/summary.csv"
 run_step bench call_bench; rc1=$?
 run_step bench_http http_bench; rc3=$?
 run_step bench_sup sup_bench; rc2=$?
-rc=$(( rc1 != 0 ? rc1 : rc3 != 0 ? rc3 : rc2 ))
+# The 2M-children scale run (bench/scale_bench.erl: 8 dsup-nodes, kill -9 of
+# one, several GB of RAM): full run only; BENCH_SCALE8=0 skips it.
+rc4=0
+if [ "$MODE" = full ] && [ "${BENCH_SCALE8:-1}" != 0 ]; then
+    run_step bench_scale8 scale_bench; rc4=$?
+fi
+rc=$(( rc1 != 0 ? rc1 : rc3 != 0 ? rc3 : rc2 != 0 ? rc2 : rc4 ))
 echo "bench: done in $(( SECONDS - START )) s"
 
 if [ "$MODE" = quick ] && [ $rc -eq 0 ]; then
     # smoke check: every row is present (no time is asserted)
     for r in call_seq_small call_seq_1k call_conc8_small call_async32_small start_seq start_conc start_cpu start_batch \
-             shim_whereis shim_call failover mem_idle_child pg_sync pg_join_batch pg_join_single \
+             shim_whereis shim_call shim_call_name_vs_pid failover mem_idle_child mem_idle_child_scale pg_sync pg_join_batch pg_join_single \
              ring_node_for phash2_small phash2_1k scale_start scale_rss scale_call metrics_under_load \
              cluster_mem_2 cluster_mem_4 move_rate move_gap move_other_calls checkpoint_cost; do
         grep -q "^$r," "$OUT/summary.csv" || { echo "bench: row $r missing from $OUT/summary.csv" >&2; rc=1; }

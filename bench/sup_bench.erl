@@ -12,6 +12,7 @@
 %%%   start_seq / start_conc  start_child into a 3-node ring, 1 / C callers
 %%%   failover                kill -9 a node hosting K children -> all re-registered
 %%%   mem_idle_child          RSS delta / N for N idle children on one host
+%%%   mem_idle_child_scale    the same for 1M counters (100k quick), dsup alone
 %%%   pg_sync                 a new node joins the scope and sees all N groups
 %%%   scale_*                 1,000,000 children over 2 nodes: start, RSS, calls
 %%%   cluster_mem_H           all H hosts' RSS growth / children, replicas = 2
@@ -24,8 +25,9 @@
 %%%                           build/libdsup.a) vs libring's algorithm / phash2 on the BEAM
 %%% The summary also takes in the call rows of bench/call_bench.erl (calls.csv).
 %%%
-%%% Environment (for development): SUP_BENCH_ONLY=ring,start,failover,mem,pg,scale,shim,cmem
-%%% runs a subset (mem includes pg_sync); SUP_BENCH_SCALE_N overrides N of scale;
+%%% Environment (for development): SUP_BENCH_ONLY=ring,start,failover,mem,mem1m,pg,scale,shim,cmem,move
+%%% runs a subset (mem includes pg_sync); SUP_BENCH_SCALE_N overrides N of scale,
+%%% SUP_BENCH_MEM1M_N the N of mem_idle_child_scale;
 %%% SUP_BENCH_CMEM_HOSTS=8 (or 2,4) the host counts of the cluster_mem rows;
 %%% SUP_BENCH_LOG_LEVEL sets the dsup-nodes' --log-level (default warn);
 %%% SUP_BENCH_SHIM_EBIN is the compiled shim's ebin, SUP_BENCH_RING_BIN the
@@ -71,7 +73,7 @@ main(Args) ->
 
 config(true) ->
     #{start_seq => 100, start_conc => 400, start_reps => 1, conc => 8,
-      fo_n => 200, fo_reps => 1, mem_n => 2000, sync_reps => 1,
+      fo_n => 200, fo_reps => 1, mem_n => 2000, sync_reps => 1, mem1m_n => 100000,
       scale_n => 10000, scale_conc => 16, scale_calls => 1000,
       cmem_n => 4000, cmem_hosts => [2, 4],
       shim_ops => 200, shim_reps => 1, shim_loop => 20000,
@@ -80,7 +82,7 @@ config(true) ->
       batch_n => 3000, batch_size => 1000, batch_reps => 1};
 config(false) ->
     #{start_seq => 2000, start_conc => 10000, start_reps => 5, conc => 8,
-      fo_n => 1000, fo_reps => 5, mem_n => 100000, sync_reps => 5,
+      fo_n => 1000, fo_reps => 5, mem_n => 100000, sync_reps => 5, mem1m_n => 1000000,
       scale_n => 1000000, scale_conc => 16, scale_calls => 20000,
       cmem_n => 100000, cmem_hosts => [2, 4, 8],
       shim_ops => 5000, shim_reps => 5, shim_loop => 100000,
@@ -90,11 +92,13 @@ config(false) ->
 
 run(Quick, OutDir, LogDir) ->
     Cfg0 = config(Quick),
-    Cfg = case os:getenv("SUP_BENCH_SCALE_N") of
-              false -> Cfg0;
-              "" -> Cfg0;
-              SN -> Cfg0#{scale_n => list_to_integer(SN)}
-          end,
+    Cfg = lists:foldl(fun({Env, Key}, C) ->
+                              case os:getenv(Env) of
+                                  false -> C;
+                                  "" -> C;
+                                  V -> C#{Key => list_to_integer(V)}
+                              end
+                      end, Cfg0, [{"SUP_BENCH_SCALE_N", scale_n}, {"SUP_BENCH_MEM1M_N", mem1m_n}]),
     persistent_term:put({?MODULE, log_dir}, LogDir),
     ets:new(sup_bench_tracked, [named_table, public, bag]),
     Only = case os:getenv("SUP_BENCH_ONLY") of
@@ -111,7 +115,8 @@ run(Quick, OutDir, LogDir) ->
              true -> ring_phase(Cfg, Do);
              false -> []
          end,
-    R2 = case Do(mem) of true -> mem_phase(Cfg); false -> [] end,
+    R2 = case Do(mem) of true -> mem_phase(Cfg); false -> [] end
+        ++ case Do(mem1m) of true -> mem1m_phase(Cfg); false -> [] end,
     R2b = case Do(pg) of true -> pg_phase(Cfg); false -> [] end,
     R3 = case Do(scale) of true -> scale_phase(Cfg); false -> [] end,
     R4 = case Do(cmem) of true -> cmem_phase(Cfg); false -> [] end,
@@ -287,6 +292,8 @@ median(L) ->
 pct(L, P) ->
     S = list_to_tuple(lists:sort(L)),
     element(max(1, min(tuple_size(S), round(P / 100 * tuple_size(S)))), S).
+
+pctf(L, P) -> float(pct(L, P)).
 
 %% Reps repetitions of {dsup, F} and {base, G}, alternating which goes first.
 alternate(Reps, DsupF, BaseF) ->
@@ -844,6 +851,35 @@ mem_phase(Cfg) ->
     stop_dsup(H),
     [MemRow, SyncRow].
 
+%% The memory target of issue 19 (dsup alone: the baseline's figure at 100k
+%% is in mem_idle_child): N idle `counter' children on one dsup-node (1M in
+%% the full run), RSS growth / N, against <= 256 B. Started as fast as the
+%% wire allows today: 16 callers, one start_child each at a time.
+mem1m_phase(Cfg) ->
+    #{mem1m_n := N} = Cfg,
+    io:format("== memory at scale: ~s idle counter children on one host~n", [kilo(N)]),
+    H = start_dsup(mem1m_c, [atom_to_list(?MEM)], []),
+    M = maps:get(node, H),
+    wait_ring(?MEM, [M], 1),
+    {ok, _, _} = gen_server:call({?MEM, M}, {start_child, {counter, [{name, warm}]}, M}, ?T),
+    Rss0 = vmrss_kb(maps:get(os_pid, H)),
+    Us = par(16, N, fun(I) ->
+                            {ok, _, _} = gen_server:call({?MEM, M}, {start_child, {counter, [{name, {c, I}}]}, M}, ?T)
+                    end),
+    N1 = count(?MEM, M) - 1,
+    N1 =:= N orelse error({children, N1, N}),
+    Rss1 = vmrss_kb(maps:get(os_pid, H)),
+    Per = (Rss1 - Rss0) * 1024 / N,
+    io:format("  dsup ~b B/child (~b children, RSS ~b -> ~b kB, started in ~.1f s)~n",
+              [round(Per), N, Rss0, Rss1, Us / 1.0e6]),
+    stop_dsup(H),
+    [row(mem_idle_child_scale,
+         io_lib:format("memory per idle counter child on its host, N = ~s", [kilo(N)]),
+         "bytes/child", lower, [Per], [], {abs_max, 256}, 1,
+         io_lib:format("dsup-node VmRSS growth / N: ~b -> ~b kB; ~b starts/s (16 callers, "
+                       "start_child one at a time); layout: README, Memory per child",
+                       [Rss0, Rss1, round(N / (Us / 1.0e6))]))].
+
 %% On a BEAM peer: start N children of instance Inst locally, C at a time.
 bl_start_many(Inst, Tag, N, C) ->
     par(C, N, fun(I) -> {ok, _, _} = bl_dsup:start_local(Inst, {Tag, I}) end).
@@ -1277,6 +1313,8 @@ shim_pending() ->
     [row(shim_whereis, "DistributedSupervisor.whereis/2 from an Elixir node (pending shim)",
          "µs/op", lower, [], [], pending, 0, "pending shim: elixir_shim/ did not compile (or SUP_BENCH_SHIM_EBIN unset)"),
      row(shim_call, "DistributedSupervisor.call/3 by name from an Elixir node (pending shim)",
+         "µs/op", lower, [], [], pending, 0, "pending shim: elixir_shim/ did not compile (or SUP_BENCH_SHIM_EBIN unset)"),
+     row(shim_call_name_vs_pid, "DistributedSupervisor.call/3 by name vs GenServer.call by pid (pending shim)",
          "µs/op", lower, [], [], pending, 0, "pending shim: elixir_shim/ did not compile (or SUP_BENCH_SHIM_EBIN unset)")].
 
 shim_rows(Cfg, DN, BN) ->
@@ -1321,6 +1359,11 @@ shim_rows(Cfg, DN, BN, Ebin) ->
         %% per-op timed (clock read around each op, µs resolution): latency plot
         {WD, WB} = Run(whereis),
         {CD, CB} = Run(call),
+        %% by name vs by pid, interleaved in one loop on the Elixir node
+        NP = [erpc:call(PN, ?MODULE, shim_probe, [call_vs_pid, ?SUP, DN, Keys, 0], 600000)
+              || _ <- lists:seq(1, Reps)],
+        ByName = lists:append([N || {N, _} <- NP]),
+        ByPid = lists:append([Pd || {_, Pd} <- NP]),
         put(latency, get_list(latency) ++
                 [{shim_whereis, "DistributedSupervisor.whereis/2 (Elixir node)",
                   lists:append(WD), lists:append(WB)},
@@ -1342,13 +1385,25 @@ shim_rows(Cfg, DN, BN, Ebin) ->
          row(shim_call, "DistributedSupervisor.call/3 by name from an Elixir node", "µs/op", lower,
              Med(CD), Med(CB), none, Reps,
              "median per-op µs; baseline: upstream call = GenServer.call({:via, Registry, ...}) "
-             "(whereis above, then the call)")]
+             "(whereis above, then the call)"),
+         row(shim_call_name_vs_pid,
+             "DistributedSupervisor.call/3 by name vs GenServer.call by pid, same loop, p50",
+             "µs/op", lower, [pctf(ByName, 50)], [pctf(ByPid, 50)], {slowdown_le, 10}, Reps,
+             io_lib:format("issue 19: the name path must add nothing measurable. The baseline "
+                           "column here is GenServer.call(Pid, :get) to the same dsup child, "
+                           "alternating with the call by name op by op (order flipped every op) "
+                           "on the Elixir node, each timed in ns; ~b ops each; p50 ratio ~.3f; "
+                           "p99 by name ~.1f µs, by pid ~.1f µs (ratio ~.3f)",
+                           [length(ByName), pctf(ByName, 50) / pctf(ByPid, 50),
+                            pctf(ByName, 99), pctf(ByPid, 99),
+                            pctf(ByName, 99) / pctf(ByPid, 99)]))]
     catch C:R:St ->
         io:format("shim rows failed: ~p:~p~n~p~n", [C, R, St]),
         [row(S, D ++ " (shim failed to run)", "µs/op", lower, [], [], pending, 0,
              io_lib:format("shim present but failed: ~0p", [R]))
          || {S, D} <- [{shim_whereis, "DistributedSupervisor.whereis/2 from an Elixir node"},
-                       {shim_call, "DistributedSupervisor.call/3 by name from an Elixir node"}]]
+                       {shim_call, "DistributedSupervisor.call/3 by name from an Elixir node"},
+                       {shim_call_name_vs_pid, "DistributedSupervisor.call/3 by name vs GenServer.call by pid"}]]
     after
         stop_peer(P)
     end.
@@ -1377,6 +1432,23 @@ shim_probe(whereis, Sup, _DN, Keys, _) ->
     {_, L} = seq_timed(length(Keys), fun(I) ->
         true = is_pid('Elixir.DistributedSupervisor':whereis(Sup, element(I, KT))) end),
     L;
+shim_probe(call_vs_pid, Sup, _DN, Keys, _) ->
+    %% The pids are resolved once, before the loop; each op is timed alone.
+    KT = list_to_tuple(Keys),
+    PT = list_to_tuple([begin P = 'Elixir.DistributedSupervisor':whereis(Sup, K), true = is_pid(P), P end
+                        || K <- Keys]),
+    ByName = fun(I) -> 0 = 'Elixir.DistributedSupervisor':call(Sup, element(I, KT), get) end,
+    ByPid = fun(I) -> 0 = 'Elixir.GenServer':call(element(I, PT), get) end,
+    Time = fun(F, I) ->
+                   T0 = erlang:monotonic_time(nanosecond),
+                   F(I),
+                   (erlang:monotonic_time(nanosecond) - T0) / 1000
+           end,
+    Pairs = [case I rem 2 of
+                 0 -> N = Time(ByName, I), {N, Time(ByPid, I)};
+                 1 -> Pd = Time(ByPid, I), {Time(ByName, I), Pd}
+             end || I <- lists:seq(1, tuple_size(KT))],
+    {[N || {N, _} <- Pairs], [Pd || {_, Pd} <- Pairs]};
 shim_probe(call, Sup, _DN, Keys, _) ->
     KT = list_to_tuple(Keys),
     {_, L} = seq_timed(length(Keys), fun(I) ->

@@ -28,6 +28,12 @@ dsup_dict_ent *dsup_dict_upsert(dsup_dict *d, const void *key, size_t klen, int 
  * and e->val points at them: the value lives and dies with the entry (one
  * allocation instead of two; do not free val yourself). */
 dsup_dict_ent *dsup_dict_upsert_inline(dsup_dict *d, const void *key, size_t klen, size_t vsize, int *created);
+/* The key bytes of an inline entry (dsup_dict_upsert_inline), from its
+ * value and key length: a value need not keep a pointer to its key. */
+static inline const char *dsup_dict_inline_key(const void *val, size_t klen)
+{
+    return (const char *)val - ((klen + 7) & ~(size_t)7);
+}
 /* Remove and return the value (NULL when absent). */
 void *dsup_dict_remove(dsup_dict *d, const void *key, size_t klen);
 /* Visit every entry; fn may not add or remove entries. */

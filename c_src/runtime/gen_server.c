@@ -278,8 +278,9 @@ static void encode_status(dsup_proc *p, ei_x_buff *x)
     ei_x_encode_long(x, 1);
     ei_x_encode_empty_list(x);
     dsup_x_encode_atom(x, p->suspended ? "suspended" : "running");
+    dsup_pid parent = dsup_proc_parent(p);
     if (p->has_parent)
-        dsup_x_encode_pid(x, &p->parent);
+        dsup_x_encode_pid(x, &parent);
     else
         dsup_x_encode_pid(x, &p->pid); /* unsupervised: its own parent, like gen_server:start */
     dsup_sys_dbg_encode_opts(dbg, &p->pid, x);
@@ -300,7 +301,7 @@ static void encode_status(dsup_proc *p, ei_x_buff *x)
     ei_x_encode_tuple_header(x, 2);
     ei_x_encode_string(x, "Parent");
     if (p->has_parent)
-        dsup_x_encode_pid(x, &p->parent);
+        dsup_x_encode_pid(x, &parent);
     else
         dsup_x_encode_pid(x, &p->pid);
     ei_x_encode_tuple_header(x, 2);
@@ -555,7 +556,8 @@ static void gs_message(dsup_proc *p, dsup_term msg)
     if (p->has_parent && p->trap_exit && dsup_term_tagged(msg, "EXIT", &ar, el, 3) && ar == 3) {
         dsup_pid from;
         int i = 0;
-        if (dsup_decode_pid(p->node, el[1].buf, &i, &from) == 0 && dsup_pid_eq(&from, &p->parent)) {
+        dsup_pid parent = dsup_proc_parent(p);
+        if (dsup_decode_pid(p->node, el[1].buf, &i, &from) == 0 && dsup_pid_eq(&from, &parent)) {
             dsup_stop(p, el[2]);
             return;
         }
@@ -613,7 +615,7 @@ static int spawn(dsup_node *node, const char *type_name, const dsup_term *args, 
     p->type = &te->type;
     if (link_to) {
         p->has_parent = 1;
-        p->parent = link_to->pid;
+        p->parent_key = dsup_proc_key(link_to);
     }
     static const char nil[] = { 106 }; /* [] */
     dsup_term a = args ? *args : (dsup_term){ nil, 1 };

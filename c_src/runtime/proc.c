@@ -74,7 +74,7 @@ void dsup_proc_table_free(dsup_node *node)
 static void table_put(struct dsup_procs *S, dsup_proc *p)
 {
     assert(S->tcount < S->tcap); /* dsup_proc_new grows at 3/4: a free slot ends every probe */
-    size_t i = slot_of(p->key, S->tcap);
+    size_t i = slot_of(dsup_proc_key(p), S->tcap);
     while (S->table[i])
         i = (i + 1) & (S->tcap - 1);
     S->table[i] = p;
@@ -100,7 +100,7 @@ static dsup_proc *table_get(const struct dsup_procs *S, uint32_t key)
 {
     size_t i = slot_of(key, S->tcap);
     while (S->table[i]) {
-        if (S->table[i]->key == key)
+        if (dsup_proc_key(S->table[i]) == key)
             return S->table[i];
         i = (i + 1) & (S->tcap - 1);
     }
@@ -110,7 +110,7 @@ static dsup_proc *table_get(const struct dsup_procs *S, uint32_t key)
 static void table_del(struct dsup_procs *S, uint32_t key)
 {
     size_t i = slot_of(key, S->tcap);
-    while (S->table[i] && S->table[i]->key != key)
+    while (S->table[i] && dsup_proc_key(S->table[i]) != key)
         i = (i + 1) & (S->tcap - 1);
     assert(S->table[i]); /* only live entries are deleted, once */
     if (!S->table[i])
@@ -123,7 +123,7 @@ static void table_del(struct dsup_procs *S, uint32_t key)
         j = (j + 1) & (S->tcap - 1);
         if (!S->table[j])
             break;
-        size_t home = slot_of(S->table[j]->key, S->tcap);
+        size_t home = slot_of(dsup_proc_key(S->table[j]), S->tcap);
         int movable = (i <= j) ? (home <= i || home > j) : (home <= i && home > j);
         if (movable) {
             S->table[i] = S->table[j];
@@ -149,14 +149,13 @@ dsup_proc *dsup_proc_new(dsup_node *node, size_t extra)
         if (S->next_key == 0)
             S->next_key = 1;
         if (!table_get(S, k)) {
-            p->key = k;
+            p->pid.num = k & 0x7fff;
+            p->pid.serial = k >> 15;
             break;
         }
     }
     p->node = node;
     p->pid.node = node->name;
-    p->pid.num = p->key & 0x7fff;
-    p->pid.serial = p->key >> 15;
     p->pid.creation = node->creation;
     if (extra) {
         p->state = (char *)p + base;
@@ -188,7 +187,7 @@ void dsup_proc_foreach(dsup_node *node, void (*fn)(dsup_proc *p, void *arg), voi
             all[n++] = S->table[i];
     uint32_t *keys = dsup_xmalloc((n + 1) * sizeof *keys);
     for (size_t i = 0; i < n; i++)
-        keys[i] = all[i]->key;
+        keys[i] = dsup_proc_key(all[i]);
     for (size_t i = 0; i < n; i++) {
         dsup_proc *p = table_get(S, keys[i]);
         if (p && p == all[i] && !p->dead)
@@ -496,7 +495,8 @@ void dsup_proc_sig_exit(dsup_proc *p, const dsup_pid *from, dsup_term reason, in
         return;
     if (is_link == 1 && !remove_link(p, from)) {
         /* The implicit link to a supervising parent (dsup_spawn_child). */
-        if (!(p->parent_link && dsup_pid_eq(from, &p->parent)))
+        dsup_pid parent = dsup_proc_parent(p);
+        if (!(p->parent_link && dsup_pid_eq(from, &parent)))
             return; /* no such link (already unlinked): the signal is void */
         p->parent_link = 0;
     }
@@ -601,8 +601,10 @@ void dsup_proc_exit(dsup_proc *p, dsup_term reason)
 
     for (uint32_t i = 0; i < dsup_ivec_len(&p->links); i++)
         send_exit_signal(node, &p->pid, LINK_AT(p, i), r, 1);
-    if (p->parent_link)
-        enqueue(node, Q_EXIT_CHILD, &p->parent, &p->pid, r);
+    if (p->parent_link) {
+        dsup_pid parent = dsup_proc_parent(p);
+        enqueue(node, Q_EXIT_CHILD, &parent, &p->pid, r);
+    }
 
     for (uint32_t i = 0; i < dsup_ivec_len(&p->watchers); i++) {
         dsup_monitor_rec *m = MON_AT(&p->watchers, i);
@@ -668,8 +670,8 @@ void dsup_proc_exit(dsup_proc *p, dsup_term reason)
     }
 
     unregister(p);
-    assert(table_get(S, p->key) == p);
-    table_del(S, p->key);
+    assert(table_get(S, dsup_proc_key(p)) == p);
+    table_del(S, dsup_proc_key(p));
     (void)S;
     for (uint32_t i = 0; i < dsup_ivec_len(&p->links); i++)
         dsup_intern_release(LINK_AT(p, i)->node);

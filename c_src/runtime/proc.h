@@ -26,11 +26,14 @@ typedef struct dsup_monitor_rec {
 } dsup_monitor_rec;
 
 /* Laid out without padding holes: there is one per child, and children are
- * many (this struct is most of a C worker's ~500 bytes). */
+ * many (README, Memory per child: 96 bytes + the worker's state, one
+ * allocation; a counter's 112 bytes leave room for one more pointer in its
+ * 128-byte malloc chunk). What the pid says is not kept twice: the table
+ * key is the pid's number and serial (dsup_proc_key), the parent is on
+ * this node, with this node's creation (dsup_proc_parent). */
 struct dsup_proc {
     dsup_node *node;              /* the node it runs on */
     dsup_pid pid;
-    dsup_pid parent;
     const dsup_worker_type *type;
     void *state;
     dsup_ivec links;              /* dsup_pid */
@@ -40,7 +43,7 @@ struct dsup_proc {
                                      the pg service through its exit hook (node_hooks.h) */
     dsup_term *stop_reason;       /* set by dsup_stop (one allocation); NULL = not stopping */
     void *beh;                    /* behaviour-private data */
-    uint32_t key;
+    uint32_t parent_key;          /* the parent (has_parent): a local process's key */
     uint16_t in_callback;
     unsigned trap_exit : 1;
     unsigned suspended : 1;
@@ -53,6 +56,17 @@ struct dsup_proc {
     unsigned registered : 1;      /* has a name in the name table (names are rare:
                                      the name is not kept here) */
 };
+
+/* The process table's key: the pid's number (15 bits) and serial (13). */
+static inline uint32_t dsup_proc_key(const dsup_proc *p) { return p->pid.num | (p->pid.serial << 15); }
+
+/* The parent's pid (has_parent): a process on this node, spawned like the
+ * child after the node registered (the creation is set once, before any
+ * process), kept as its 4-byte key instead of a 24-byte pid. */
+static inline dsup_pid dsup_proc_parent(const dsup_proc *p)
+{
+    return (dsup_pid){ p->pid.node, p->parent_key & 0x7fff, p->parent_key >> 15, p->pid.creation };
+}
 
 void dsup_proc_table_init(dsup_node *node);
 /* Ends what is left and frees the table (node close). */

@@ -50,11 +50,18 @@ static void pv_free(pidvec *v)
     v->n = v->cap = 0;
 }
 
+/* One per group, inside its dict entry, right after the key bytes (the
+ * encoded group term, see gkey): 48 bytes, so a child's group costs one
+ * 96-byte malloc chunk for a name of up to 16 bytes. */
 typedef struct pg_group {
-    dsup_term key;       /* encoded group term: the dict entry's key bytes */
+    dsup_pg *scope;      /* its scope: a process's only membership points here */
+    uint32_t klen;       /* length of the key bytes before this struct */
+    uint32_t nlocal;     /* how many members are local */
     pidvec all;          /* every member, local and remote */
-    uint32_t nlocal;     /* how many of them are local */
 } pg_group;
+
+/* The group's encoded term: its dict entry's key. */
+static dsup_term gkey(const pg_group *g) { return (dsup_term){ dsup_dict_inline_key(g, g->klen), g->klen }; }
 
 typedef struct pg_peer {
     dsup_pid pid;
@@ -65,12 +72,34 @@ typedef struct pg_peer {
 
 /* A local member's memberships hang off its process (proc->pg_memb), one
  * node per join (pg allows joining a group twice): no monitor, no table;
- * when the process ends, dsup_pg_proc_exit() makes it leave. */
+ * when the process ends, dsup_pg_proc_exit() makes it leave. The usual
+ * case, one membership (a child in its name's group), costs no node:
+ * proc->pg_memb is then the group itself, tagged with the low bit. */
 struct dsup_pg_memb {
     dsup_pg *scope;
     pg_group *group;
     struct dsup_pg_memb *next;
 };
+
+static pg_group *memb_single(const dsup_proc *p)
+{
+    uintptr_t v = (uintptr_t)p->pg_memb;
+    return v & 1 ? (pg_group *)(v & ~(uintptr_t)1) : NULL;
+}
+
+/* The list form, for a process joining a second group: the tagged single
+ * membership becomes a node first. */
+static void memb_to_list(dsup_proc *p)
+{
+    pg_group *g = memb_single(p);
+    if (!g)
+        return;
+    struct dsup_pg_memb *m = dsup_xmalloc(sizeof *m);
+    m->scope = g->scope;
+    m->group = g;
+    m->next = NULL;
+    p->pg_memb = m;
+}
 
 typedef struct pg_sub {
     dsup_pg_event_fn fn;
@@ -166,8 +195,10 @@ static pg_group *group_get(dsup_pg *s, dsup_term g, int create)
     if (!e)
         return NULL;
     pg_group *grp = e->val;
-    if (created)
-        grp->key = (dsup_term){ e->key, e->klen };
+    if (created) {
+        grp->klen = e->klen;
+        grp->scope = s;
+    }
     return grp;
 }
 
@@ -178,7 +209,7 @@ static void group_drop_if_empty(dsup_pg *s, pg_group *g)
     assert(g->nlocal == 0); /* each local membership is one entry of g->all */
     pv_free(&g->all);
     /* The key bytes and g itself live in the entry being removed. */
-    dsup_dict_ent *e = dsup_dict_find(&s->groups, g->key.buf, g->key.len);
+    dsup_dict_ent *e = dsup_dict_find(&s->groups, gkey(g).buf, gkey(g).len);
     if (e)
         dsup_dict_remove(&s->groups, e->key, e->klen);
 }
@@ -229,14 +260,19 @@ int dsup_pg_join(dsup_pg *s, dsup_term group, const dsup_pid *pids, size_t n)
     pg_group *g = group_get(s, group, 1);
     if (!g)
         return DSUP_EINVAL;
-    group = g->key;
+    group = gkey(g);
     for (size_t i = 0; i < n; i++) {
         dsup_proc *p = dsup_proc_lookup(s->node, &pids[i]);
-        struct dsup_pg_memb *m = dsup_xmalloc(sizeof *m);
-        m->scope = s;
-        m->group = g;
-        m->next = p->pg_memb;
-        p->pg_memb = m;
+        if (!p->pg_memb) {
+            p->pg_memb = (struct dsup_pg_memb *)((uintptr_t)g | 1); /* groups are 8-aligned */
+        } else {
+            memb_to_list(p);
+            struct dsup_pg_memb *m = dsup_xmalloc(sizeof *m);
+            m->scope = s;
+            m->group = g;
+            m->next = p->pg_memb;
+            p->pg_memb = m;
+        }
         vec_push(&g->all, &pids[i]);
         g->nlocal++;
     }
@@ -259,6 +295,17 @@ static int drop_local(dsup_pg *s, pg_group *g, const dsup_pid *pid)
     dsup_proc *p = dsup_proc_lookup(s->node, pid);
     if (!p)
         return 0;
+    pg_group *one = memb_single(p);
+    if (one) {
+        if (one != g)
+            return 0;
+        p->pg_memb = NULL;
+        int had = vec_remove(&g->all, pid);
+        assert(had && g->nlocal > 0);
+        (void)had;
+        g->nlocal--;
+        return 1;
+    }
     for (struct dsup_pg_memb **pm = &p->pg_memb; *pm; pm = &(*pm)->next) {
         if ((*pm)->scope == s && (*pm)->group == g) {
             struct dsup_pg_memb *m = *pm;
@@ -293,40 +340,60 @@ int dsup_pg_leave(dsup_pg *s, dsup_term group, const dsup_pid *pids, size_t n)
         dsup_x_encode_pid(x, dsup_self(s->proc));
         encode_pids(x, left, nl);
         ei_x_encode_list_header(x, 1);
-        dsup_x_encode_term(x, g->key);
+        dsup_x_encode_term(x, gkey(g));
         ei_x_encode_empty_list(x);
         broadcast(s, x);
         dsup_term_scratch_release(x);
-        notify(s, DSUP_PG_LEAVE, g->key, left, nl);
+        notify(s, DSUP_PG_LEAVE, gkey(g), left, nl);
         group_drop_if_empty(s, g);
     }
     free(left);
     return nl ? 0 : DSUP_PG_NOT_JOINED;
 }
 
+/* The leave message pg sends when a member ends: {leave, Scope, Pid, Groups}. */
+static void broadcast_exit_leave(dsup_pg *s, const dsup_proc *p, const struct dsup_pg_memb *list, const pg_group *one)
+{
+    if (!s->proc)
+        return;
+    uint32_t n = one ? 1 : 0;
+    for (const struct dsup_pg_memb *m = list; m; m = m->next)
+        n += m->scope == s;
+    ei_x_buff *x = dsup_term_scratch(s->node);
+    ei_x_encode_tuple_header(x, 4);
+    dsup_x_encode_atom(x, "leave");
+    dsup_x_encode_pid(x, dsup_self(s->proc));
+    dsup_x_encode_pid(x, &p->pid);
+    ei_x_encode_list_header(x, n);
+    if (one)
+        dsup_x_encode_term(x, gkey(one));
+    for (const struct dsup_pg_memb *m = list; m; m = m->next)
+        if (m->scope == s)
+            dsup_x_encode_term(x, gkey(m->group));
+    ei_x_encode_empty_list(x);
+    broadcast(s, x);
+    dsup_term_scratch_release(x);
+}
+
 /* A local member ends: in each scope it leaves all its groups with one
  * {leave, Scope, Pid, Groups} message, as pg does on the member's DOWN. */
 void dsup_pg_proc_exit(dsup_proc *p)
 {
+    pg_group *g1;
+    while ((g1 = memb_single(p))) { /* the usual case: one group, no list */
+        dsup_pg *s = g1->scope;
+        p->pg_memb = NULL;
+        broadcast_exit_leave(s, p, NULL, g1);
+        int had = vec_remove(&g1->all, &p->pid);
+        assert(had && g1->nlocal > 0);
+        (void)had;
+        g1->nlocal--;
+        notify(s, DSUP_PG_LEAVE, gkey(g1), &p->pid, 1);
+        group_drop_if_empty(s, g1);
+    }
     while (p->pg_memb) {
         dsup_pg *s = p->pg_memb->scope;
-        uint32_t n = 0;
-        for (struct dsup_pg_memb *m = p->pg_memb; m; m = m->next)
-            n += m->scope == s;
-        if (s->proc) {
-            ei_x_buff *x = dsup_term_scratch(s->node);
-            ei_x_encode_tuple_header(x, 4);
-            dsup_x_encode_atom(x, "leave");
-            dsup_x_encode_pid(x, dsup_self(s->proc));
-            dsup_x_encode_pid(x, &p->pid);
-            ei_x_encode_list_header(x, n);
-            for (struct dsup_pg_memb *m = p->pg_memb; m; m = m->next)
-                if (m->scope == s)
-                    dsup_x_encode_term(x, m->group->key);
-            ei_x_encode_empty_list(x);
-            broadcast(s, x);
-            dsup_term_scratch_release(x);
-        }
+        broadcast_exit_leave(s, p, p->pg_memb, NULL);
         for (struct dsup_pg_memb **pm = &p->pg_memb; *pm;) {
             struct dsup_pg_memb *m = *pm;
             if (m->scope != s) {
@@ -340,7 +407,7 @@ void dsup_pg_proc_exit(dsup_proc *p)
             assert(had && g->nlocal > 0);
             (void)had;
             g->nlocal--;
-            notify(s, DSUP_PG_LEAVE, g->key, &p->pid, 1);
+            notify(s, DSUP_PG_LEAVE, gkey(g), &p->pid, 1);
             /* Joined twice: drop the group only after its last occurrence. */
             int later = 0;
             for (struct dsup_pg_memb *r = *pm; r; r = r->next)
@@ -382,7 +449,7 @@ static void remote_join(dsup_pg *s, pg_peer *p, dsup_term group, const dsup_pid 
     pg_group *g = group_get(s, group, 1);
     if (!g)
         return;
-    dsup_dict_ent *e = dsup_dict_upsert(&p->groups, g->key.buf, g->key.len, NULL);
+    dsup_dict_ent *e = dsup_dict_upsert(&p->groups, gkey(g).buf, gkey(g).len, NULL);
     if (!e)
         return;
     if (!e->val)
@@ -392,13 +459,13 @@ static void remote_join(dsup_pg *s, pg_peer *p, dsup_term group, const dsup_pid 
         vec_push(pv, &pids[i]);
         vec_push(&g->all, &pids[i]);
     }
-    notify(s, DSUP_PG_JOIN, g->key, pids, n);
+    notify(s, DSUP_PG_JOIN, gkey(g), pids, n);
 }
 
 static void remote_leave(dsup_pg *s, pg_peer *p, dsup_term group, const dsup_pid *pids, size_t n)
 {
     pg_group *g = group_get(s, group, 0);
-    dsup_dict_ent *e = g ? dsup_dict_find(&p->groups, g->key.buf, g->key.len) : NULL;
+    dsup_dict_ent *e = g ? dsup_dict_find(&p->groups, gkey(g).buf, gkey(g).len) : NULL;
     if (!e)
         return;
     pidvec *pv = e->val;
@@ -414,10 +481,10 @@ static void remote_leave(dsup_pg *s, pg_peer *p, dsup_term group, const dsup_pid
     if (pv->n == 0) {
         pv_free(pv);
         free(pv);
-        dsup_dict_remove(&p->groups, g->key.buf, g->key.len);
+        dsup_dict_remove(&p->groups, gkey(g).buf, gkey(g).len);
     }
     if (ng)
-        notify(s, DSUP_PG_LEAVE, g->key, gone, ng);
+        notify(s, DSUP_PG_LEAVE, gkey(g), gone, ng);
     free(gone);
     group_drop_if_empty(s, g);
 }
@@ -571,7 +638,7 @@ static void handle_sync(dsup_pg *s, dsup_term peer_t, dsup_term groups)
         size_t np;
         if (decode_pids(s->node, pair[1], &pids, &np) == 0) {
             pg_group *g = group_get(s, pair[0], 0);
-            dsup_dict_ent *e = g ? dsup_dict_find(&p->groups, g->key.buf, g->key.len) : NULL;
+            dsup_dict_ent *e = g ? dsup_dict_find(&p->groups, gkey(g).buf, gkey(g).len) : NULL;
             pidvec *old = e ? e->val : NULL;
             if (old && old->n == np && memcmp(pv_data(old), pids, np * sizeof *pids) == 0) {
                 free(pids); /* unchanged */
@@ -684,7 +751,7 @@ static void encode_local_group(dsup_dict_ent *e, void *arg)
     if (!g->nlocal)
         return;
     ei_x_encode_tuple_header(c->x, 2);
-    dsup_x_encode_term(c->x, g->key);
+    dsup_x_encode_term(c->x, gkey(g));
     ei_x_encode_list_header(c->x, g->nlocal);
     for (uint32_t i = 0; i < g->all.n; i++)
         if (pv_data(&g->all)[i].node == me)
@@ -938,7 +1005,7 @@ static void visit_group(dsup_dict_ent *e, void *arg)
 {
     groups_ctx *c = arg;
     pg_group *g = e->val;
-    c->fn(c->arg, g->key, g->all.n);
+    c->fn(c->arg, gkey(g), g->all.n);
 }
 
 size_t dsup_pg_which_groups(dsup_pg *s, void (*fn)(void *arg, dsup_term group, size_t members), void *arg)

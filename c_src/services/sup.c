@@ -370,6 +370,13 @@ static void on_kill_timer(uv_timer_t *t)
         dsup_proc_exit(p, dsup_reason_atom(node, "killed"));
 }
 
+sup_child_stop *sup_child_stopping(sup_child *c)
+{
+    if (!c->stop)
+        c->stop = dsup_xcalloc(1, sizeof *c->stop);
+    return c->stop;
+}
+
 /* Stop a local child the way its spec says (brutal_kill, a timeout then
  * kill, or infinity); the EXIT that follows finishes the job. */
 void sup_stop_child(dsup_sup *s, sup_child *c, dsup_term reason)
@@ -383,12 +390,13 @@ void sup_stop_child(dsup_sup *s, sup_child *c, dsup_term reason)
     }
     dsup_exit(s->proc, &c->pid, reason);
     if (c->spec->shutdown > 0) {
-        c->kill_timer = dsup_xmalloc(sizeof *c->kill_timer);
-        if (c->kill_timer) {
-            uv_timer_init(s->node->loop, c->kill_timer);
-            c->kill_timer->data = &c->pid;
-            uv_timer_start(c->kill_timer, on_kill_timer, (uint64_t)c->spec->shutdown, 0);
+        sup_child_stop *st = sup_child_stopping(c);
+        if (!st->kill_timer) {
+            st->kill_timer = dsup_xmalloc(sizeof *st->kill_timer);
+            uv_timer_init(s->node->loop, st->kill_timer);
         }
+        st->kill_timer->data = &c->pid;
+        uv_timer_start(st->kill_timer, on_kill_timer, (uint64_t)c->spec->shutdown, 0);
     }
 }
 
@@ -463,11 +471,11 @@ static void child_exited(dsup_sup *s, sup_child *c, dsup_term reason)
     dsup_metrics_child_exit(s->node, s->name, c->spec->type, c->spec->name, &old, reason, c->terminating || s->stopping);
     if (c->terminating || s->stopping) {
         sup_crash_report(s, c, reason, SUP_ACT_STOPPED);
-        if (c->term_from) {
+        if (c->stop && c->stop->from) {
             ei_x_buff *x = dsup_term_scratch(s->node);
             dsup_x_encode_atom(x, "ok");
-            dsup_reply(c->term_from, x);
-            c->term_from = NULL;
+            dsup_reply(c->stop->from, x);
+            c->stop->from = NULL;
             dsup_term_scratch_release(x);
         }
         if (!s->stopping)
@@ -1057,9 +1065,12 @@ static void free_cached_child(dsup_dict_ent *e, void *arg)
 {
     sup_child *c = e->val;
     dsup_pid_release(&c->pid);
-    dsup_from_discard(c->term_from);
-    if (c->kill_timer)
-        uv_close((uv_handle_t *)c->kill_timer, (uv_close_cb)free);
+    if (c->stop) {
+        if (c->stop->kill_timer)
+            uv_close((uv_handle_t *)c->stop->kill_timer, (uv_close_cb)free);
+        dsup_from_discard(c->stop->from);
+        free(c->stop);
+    }
     free(c->spec);
 }
 

@@ -13,15 +13,25 @@
 #include "ring.h"
 #include "sup_spec.h"
 
+/* What a child's termination needs while it runs, off the record. */
+typedef struct sup_child_stop {
+    dsup_saved_from *from;        /* who asked (terminate_child), answered on EXIT */
+    uv_timer_t *kill_timer;       /* shutdown timeout, then kill */
+} sup_child_stop;
+
+/* One per child in the cluster, in the by_name entry: 48 bytes (README,
+ * Memory per child). */
 typedef struct sup_child {
     dsup_child_spec *spec;        /* full, or a stub / type undefined (sup_spec_full) */
     dsup_pid pid;
-    unsigned char local;
-    unsigned char terminating;    /* terminate_child in progress */
+    sup_child_stop *stop;         /* sup_child_stopping(); NULL until a termination needs it */
     uint32_t replica_sig;         /* local: the replica set its spec was sent to (sup_replica.c) */
-    dsup_saved_from *term_from;   /* who asked, answered on EXIT */
-    uv_timer_t *kill_timer;       /* shutdown timeout, then kill */
+    unsigned local : 1;
+    unsigned terminating : 1;     /* terminate_child in progress */
 } sup_child;
+
+/* c->stop, allocated on first use. */
+sup_child_stop *sup_child_stopping(sup_child *c);
 
 /* A call forwarded to the instance on another node, answered when it is. */
 typedef struct sup_pending {
@@ -192,6 +202,10 @@ const char *sup_place_owner_for_type(dsup_sup *s, const char *type, dsup_term ke
  * when too few are capable. Interned names; returns how many. */
 size_t sup_place_successors(dsup_sup *s, const dsup_child_spec *spec, const char *skip, const char **out,
                             size_t max);
+/* The host that takes spec's child over when `skip` (its host) leaves: the
+ * owner of its name among the other hosts able to run it (what failover
+ * picks), or NULL when there is none. Interned. */
+const char *sup_place_successor(dsup_sup *s, const dsup_child_spec *spec, const char *skip);
 
 /* sup_replica.c: specs kept on k ring successors (default 2) */
 #define SUP_REPLICAS_DEFAULT 2

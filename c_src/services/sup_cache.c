@@ -86,7 +86,7 @@ sup_child *sup_cache_put(dsup_sup *s, dsup_term name, const dsup_pid *pid, dsup_
     }
     c->pid = *pid;
     dsup_pid_hold(&c->pid); /* the cache outlives the message that told us */
-    c->local = local;
+    c->local = local != 0;
     dsup_ivec_push(&s->by_pid, &by_pid_t, &c);
     sup_pending_child_forget(s, c->spec->name); /* it runs now */
     return c;
@@ -96,9 +96,12 @@ void sup_cache_drop(dsup_sup *s, sup_child *c)
 {
     unindex_pid(s, &c->pid);
     dsup_pid_release(&c->pid);
-    if (c->kill_timer)
-        uv_close((uv_handle_t *)c->kill_timer, (uv_close_cb)free);
-    dsup_from_discard(c->term_from);
+    if (c->stop) {
+        if (c->stop->kill_timer)
+            uv_close((uv_handle_t *)c->stop->kill_timer, (uv_close_cb)free);
+        dsup_from_discard(c->stop->from);
+        free(c->stop);
+    }
     dsup_child_spec *spec = c->spec;
     /* The entry holds c and the key spec->name views: remove it last. */
     dsup_dict_ent *e = dsup_dict_find(&s->by_name, spec->name.buf, spec->name.len);
@@ -349,8 +352,9 @@ void sup_up_batch_begin(dsup_sup *s)
     s->up_batch = b;
 }
 
-/* One children_up to `to`, each entry in the form `to` gets. */
-static void up_batch_send_one(dsup_sup *s, const struct sup_up_batch *b, const dsup_pid *to, ei_x_buff *x)
+/* The children_up message for `to`, each entry in the form `to` gets;
+ * `to` NULL: every entry in its full form. */
+static void up_batch_encode(const struct sup_up_batch *b, const dsup_pid *to, ei_x_buff *x)
 {
     x->index = 0;
     ei_x_encode_tuple_header(x, 2);
@@ -360,11 +364,10 @@ static void up_batch_send_one(dsup_sup *s, const struct sup_up_batch *b, const d
     ei_x_encode_list_header(x, (long)b->n);
     for (size_t i = 0; i < b->n; i++) {
         const up_entry *e = &b->v[i];
-        int st = route_stub(&e->r, to);
+        int st = to && route_stub(&e->r, to);
         ei_x_append_buf(x, b->buf.buff + (st ? e->stub_off : e->full_off), (int)(st ? e->stub_len : e->full_len));
     }
     ei_x_encode_empty_list(x);
-    dsup_send(s->proc, to, x);
 }
 
 static int up_batch_stubs_for(const struct sup_up_batch *b, const dsup_pid *to)
@@ -384,20 +387,11 @@ static void up_batch_send_group(dsup_sup *s, const struct sup_up_batch *b, const
         if (dsup_pid_eq(&pids[i], dsup_self(s->proc)))
             continue;
         if (up_batch_stubs_for(b, &pids[i])) {
-            up_batch_send_one(s, b, &pids[i], own);
+            up_batch_encode(b, &pids[i], own);
+            dsup_send(s->proc, &pids[i], own);
         } else {
-            if (!full->index) { /* the all-full form, encoded once for everyone who gets it */
-                ei_x_buff *x = full;
-                x->index = 0;
-                ei_x_encode_tuple_header(x, 2);
-                dsup_x_encode_atom(x, "$dsup");
-                ei_x_encode_tuple_header(x, 2);
-                dsup_x_encode_atom(x, "children_up");
-                ei_x_encode_list_header(x, (long)b->n);
-                for (size_t k = 0; k < b->n; k++)
-                    ei_x_append_buf(x, b->buf.buff + b->v[k].full_off, (int)b->v[k].full_len);
-                ei_x_encode_empty_list(x);
-            }
+            if (!full->index) /* the all-full form, encoded once for everyone who gets it */
+                up_batch_encode(b, NULL, full);
             dsup_send(s->proc, &pids[i], full);
         }
     }

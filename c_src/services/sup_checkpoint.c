@@ -4,8 +4,8 @@
  * A checkpoint is one term, at most DSUP_CHECKPOINT_MAX_BYTES. The child's
  * instance keeps the latest one per child and, every SUP_CKPT_FLUSH_MS,
  * sends each new one to the instance on the node that would take the child
- * over if this node died: the name's ring successor among the hosts (the
- * owner on the ring without us, which is whom failover picks):
+ * over if this node died: the name's ring successor among the hosts able to
+ * run it (its owner among them without us, which is whom failover picks):
  *   {'$dsup', {checkpoint, Name, Pid, Term}}
  * So a child sends at most 1000 / SUP_CKPT_FLUSH_MS checkpoints a second
  * (later ones in the same window replace the pending one). The receiver
@@ -93,16 +93,13 @@ static void send_one(dsup_dict_ent *e, void *arg)
     flush_ctx *f = arg;
     ckpt *k = e->val;
     dsup_sup *s = f->s;
-    const char *out[2], *node = NULL;
-    size_t n = dsup_ring_nodes_for(s->ring, e->key, e->klen, out, 2);
-    for (size_t i = 0; i < n && !node; i++) {
-        const char *nd = dsup_intern_find(s->node->names, out[i], strlen(out[i]));
-        if (nd && nd != s->node->name)
-            node = nd;
-    }
+    sup_child *c = sup_child_by_name(s, (dsup_term){ e->key, e->klen });
+    if (!c || !c->spec || !dsup_pid_eq(&c->pid, &k->pid))
+        return; /* ended or moved since */
+    const char *node = sup_place_successor(s, c->spec, s->node->name);
     const dsup_pid *host = node ? sup_host_on(s, node) : NULL;
     if (!host)
-        return; /* we are the only host: nobody to take it over */
+        return; /* no other host can run it: nobody to take it over */
     dsup_pid to = *host;
     ei_x_buff *x = f->x;
     dsup_x_reset(x);
@@ -133,8 +130,9 @@ static dsup_sup *sup_of_child(dsup_proc *self, sup_child **child)
 {
     if (!self || !self->has_parent)
         return NULL;
-    for (dsup_sup *s = dsup_sups_of(self->node); s; s = s->next) {
-        if (s->proc && dsup_pid_eq(&s->proc->pid, &self->parent)) {
+    dsup_pid parent = dsup_proc_parent(self);
+    for (dsup_sup *s = dsup_sups_of(s->node); s; s = s->next) {
+        if (s->proc && dsup_pid_eq(&s->proc->pid, &parent)) {
             sup_child *c = sup_child_by_pid(s, &self->pid);
             if (!c || !c->local)
                 return NULL;

@@ -122,20 +122,6 @@ void sup_handoff_take(dsup_sup *s, sup_child *c, const char *node, ei_x_buff *x)
     stop_old_copy(c, node);
 }
 
-/* The node that takes `name` when this node leaves: the first other node
- * clockwise from the name's point, i.e. its owner on the ring without us. */
-static const char *successor(dsup_sup *s, dsup_term name)
-{
-    const char *out[2];
-    size_t n = dsup_ring_nodes_for(s->ring, name.buf, name.len, out, 2);
-    for (size_t i = 0; i < n; i++) {
-        const char *node = dsup_intern_find(s->node->names, out[i], strlen(out[i]));
-        if (node && node != s->node->name)
-            return node;
-    }
-    return NULL;
-}
-
 int sup_handoff_on_stop(dsup_sup *s, sup_child **list, size_t n, int barrier)
 {
     size_t moved = 0;
@@ -148,7 +134,7 @@ int sup_handoff_on_stop(dsup_sup *s, sup_child **list, size_t n, int barrier)
         /* A temporary child is not brought back when its node stops (as
          * before handoff existed); move_child and rebalance do move it. */
         const char *node = p->type && p->type->handoff_state && c->spec->restart != DSUP_RESTART_TEMPORARY
-                               ? successor(s, c->spec->name)
+                               ? sup_place_successor(s, c->spec, s->node->name)
                                : NULL;
         const dsup_pid *host = node ? sup_host_on(s, node) : NULL;
         if (!host) {

@@ -238,11 +238,10 @@ static size_t append_clockwise(dsup_sup *s, dsup_ring *r, dsup_term key, const c
     return n;
 }
 
-size_t sup_place_successors(dsup_sup *s, const dsup_child_spec *spec, const char *skip, const char **out,
-                            size_t max)
+/* Up to max hosts able to run spec, clockwise from its name's point, without skip. */
+static size_t capable_clockwise(dsup_sup *s, const dsup_child_spec *spec, const char *skip, const char **out,
+                                size_t max)
 {
-    if (max > MAX_CANDIDATES)
-        max = MAX_CANDIDATES;
     const char *c[MAX_CANDIDATES];
     size_t nc = candidates(s, spec->type, spec->beam, 0, c), n = 0;
     if (nc) {
@@ -255,6 +254,21 @@ size_t sup_place_successors(dsup_sup *s, const dsup_child_spec *spec, const char
         if (r && !all && nc > 8)
             dsup_ring_free(r);
     }
+    return n;
+}
+
+const char *sup_place_successor(dsup_sup *s, const dsup_child_spec *spec, const char *skip)
+{
+    const char *out[1];
+    return capable_clockwise(s, spec, skip, out, 1) ? out[0] : NULL;
+}
+
+size_t sup_place_successors(dsup_sup *s, const dsup_child_spec *spec, const char *skip, const char **out,
+                            size_t max)
+{
+    if (max > MAX_CANDIDATES)
+        max = MAX_CANDIDATES;
+    size_t n = capable_clockwise(s, spec, skip, out, max);
     /* too few capable hosts: pad with the others, which keep it pending */
     if (n < max)
         n = append_clockwise(s, s->ring, spec->name, NULL, 0, skip, out, n, max);

@@ -965,8 +965,17 @@ defmodule DistributedSupervisor do
     end
   end
 
+  # The hot path of call/cast/send by name: one ets lookup. Whether the
+  # instance runs is asked (table!/1: a clear error) only when the lookup
+  # fails, not before every lookup.
   defp whereis_cached(name, child) do
-    case :ets.lookup(table!(name), {:c, child}) do
+    lookup_cached(Instance.table(name), child)
+  rescue
+    ArgumentError -> lookup_cached(table!(name), child)
+  end
+
+  defp lookup_cached(table, child) do
+    case :ets.lookup(table, {:c, child}) do
       [{_, pid, _}] -> pid
       [] -> nil
     end

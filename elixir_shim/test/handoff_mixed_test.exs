@@ -8,7 +8,7 @@ defmodule DistributedSupervisor.HandoffMixedTest do
 
   alias DistributedSupervisor, as: DS
   alias DistributedSupervisor.{TestNode, TestSupport}
-  alias DistributedSupervisor.TestSupport.{Counter, Peers, Remote}
+  alias DistributedSupervisor.TestSupport.{Counter, Libring, Peers, Remote}
 
   @moduletag timeout: 120_000
 
@@ -39,7 +39,7 @@ defmodule DistributedSupervisor.HandoffMixedTest do
         Enum.all?(cnodes, &(Enum.sort(GenServer.call({name, &1}, :nodes)) == Enum.sort(all)))
     end)
 
-    %{e1: e1, e2: e2, c1: c1n, c2: c2n, name: name}
+    %{e1: e1, e2: e2, c1: c1n, c2: c2n, hc1: hd(cs), name: name}
   end
 
   test "each kind of child moves only to hosts that can run it, with its state",
@@ -58,6 +58,8 @@ defmodule DistributedSupervisor.HandoffMixedTest do
     # an Elixir counter: refused towards a dsup-node
     spec = {Counter, name: :ec, value: 41, sink: self(), tag: :ec}
     {:ok, ep, :ec} = :erpc.call(e1, DS, :start_child, [name, spec, e1])
+    # (asked of e2: its table knows the child once e1's child_up is there)
+    TestNode.wait_until(fn -> :erpc.call(e2, DS, :whereis, [name, :ec]) == ep end)
     assert :erpc.call(e2, DS, :move_child, [name, :ec, c1]) == {:error, {:no_host, c1}}
     assert :erpc.call(e1, DS, :whereis, [name, :ec]) == ep
 
@@ -68,6 +70,35 @@ defmodule DistributedSupervisor.HandoffMixedTest do
     TestNode.wait_until(fn -> :erpc.call(e2, DS, :whereis, [name, :ec]) == ep2 end)
     assert :erpc.call(e2, DS, :call, [name, :ec, {:add, 1}]) == 42
     assert :erpc.call(e2, DS, :whereis, [name, :cc]) == cp2
+  end
+
+  test "a stopping dsup-node hands its C counter (and its checkpoint) to the other dsup-node",
+       %{e1: e1, e2: e2, c1: c1, c2: c2, hc1: hc1, name: name} do
+    # a name whose owner on the ring without c1 is an Elixir host, which
+    # cannot run a C counter: the successor is the owner among the capable
+    # hosts, c2 (computed here with libring's algorithm, not the code's)
+    rest = Enum.sort([e1, e2, c2])
+    id = Enum.find(Enum.map(1..1_000, &:"cs#{&1}"), &(Libring.owner(rest, &1) in [e1, e2]))
+    {:ok, cp, ^id} = :erpc.call(e1, DS, :start_child, [name, {:counter, name: id, value: 0}, c1])
+    assert node(cp) == c1
+    assert :erpc.call(e1, DS, :call, [name, id, {:add, 41}]) == 41
+
+    # its checkpoint goes to c2 too (the failover's choice after a crash)
+    assert :erpc.call(e1, DS, :call, [name, id, :checkpoint]) == :ok
+    TestNode.wait_until(fn -> GenServer.call({name, c2}, {:checkpoint_of, id}) == {:ok, 41} end)
+
+    for e <- [e1, e2],
+        do: assert(:erpc.call(e, GenServer, :call, [name, {:checkpoint_of, id}]) == :none)
+
+    # SIGTERM: handed over with its value (a restart from its spec would be at 0)
+    assert TestNode.stop(hc1) == {:ok, 0}
+
+    TestNode.wait_until(fn ->
+      p = :erpc.call(e1, DS, :whereis, [name, id])
+      is_pid(p) and node(p) == c2
+    end)
+
+    assert :erpc.call(e2, DS, :call, [name, id, :get]) == 41
   end
 
   test "a checkpoint goes to the Elixir successor, and the child restarts from it there",

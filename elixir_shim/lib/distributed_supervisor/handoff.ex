@@ -57,7 +57,9 @@ defmodule DistributedSupervisor.Handoff do
 
   ## How the state is taken (and what an old copy never does again)
 
-  The hosting instance suspends the old copy (`:sys.suspend/2`), reads its
+  The hosting instance joins the name's moving mark (the pg group
+  `{:"$dsup_moving", name}`, with its own pid: see "Calls during a move"
+  below), suspends the old copy (`:sys.suspend/2`), reads its
   state (`:sys.get_state/2`), calls `handoff_state/1` with it (in the
   instance's process, not the child's), removes the pid from the name's pg
   group and stops it through its `DynamicSupervisor`
@@ -67,8 +69,13 @@ defmodule DistributedSupervisor.Handoff do
   done twice. Its `terminate/2` runs when it traps exits (a suspended
   `GenServer` still handles its parent's `{:EXIT, parent, :shutdown}`, with
   the state that was handed over); else the `:shutdown` exit ends it at once.
-  Messages left in its mailbox die with it: a `call` in flight exits as a
-  call to any stopped GenServer; a `cast` sent to the old pid is lost.
+  Its exit reason is `:shutdown` (`:killed` with `shutdown: :brutal_kill`),
+  not the C copies' `{:shutdown, {:moved, node}}`: only its
+  `DynamicSupervisor` can stop it without restarting it, and that sends
+  `:shutdown`. Messages left in its mailbox die with it: a `cast` sent to
+  the old pid is lost; a `call` by pid exits as a call to any stopped
+  GenServer, one by name through `DistributedSupervisor.call/4` is sent
+  again to the new copy (below).
 
   Edge cases: a child that does not answer the suspend in 5 s (a long
   `handle_call`) moves by restart (it is stopped as its spec says). A child
@@ -84,12 +91,30 @@ defmodule DistributedSupervisor.Handoff do
   to every connected node when `:pg.leave/3` returns), then the instance
   passes the barrier the C instances use — a `net_kernel` `is_auth` round
   trip to every connected node, so every peer has the leave in its scope's
-  mailbox — and only then sends `{'$dsup', {handoff, Name, SpecMap, {state,
-  T} | none}}` (graceful stop) or calls `{start_handoff, Name, SpecMap,
-  {state, T} | none}` (a move, a rebalance) on the new host, which first
-  lets its own scope apply the leave. No node sees two pids for the name.
-  Between the leave and the new copy's join the name has no registered pid
-  (about a millisecond on loopback).
+  mailbox — and only then calls `{start_handoff, Name, SpecMap, {state, T}
+  | none}` on the new host (for every move: graceful stop, `move_child`,
+  rebalance; the call is sent from the instance, which gets the reply), which
+  first lets its own scope apply the leave. No node sees two pids for the
+  name. Between the leave and the new copy's join the name has no
+  registered pid (about a millisecond on loopback). A `{'$dsup', {handoff,
+  ...}}` message from a C instance stopped by `gen_server:stop` is
+  accepted too.
+
+  ## Calls during a move
+
+  The mark joins before the old copy leaves the name's group and leaves
+  only after the new copy's join is on every node: the new host answers
+  `start_handoff` at once and, after a barrier of its own, sends the mover
+  `{'$dsup', {moved_visible, Name}}` (the mark also goes when the new host
+  leaves, or after 5 s). A node that finds no pid for the name thus either
+  sees the mark or the name really has no process, and
+  `DistributedSupervisor.call/4` waits for the new pid, and sends again a
+  call that the old copy exited under (`:shutdown` or `:killed` while the
+  name is marked: it was suspended and handled nothing after its state was
+  taken). A stopping instance leaves the hosts group only once each of its
+  moves is answered and visible (4 s at most). The new copy's own start is
+  not held up by the mark: `GenServer.start_link`'s check of its via name
+  does not wait (`DistributedSupervisor.Registry`).
 
   ## Checkpoints
 

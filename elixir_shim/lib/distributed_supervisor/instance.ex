@@ -43,7 +43,7 @@ defmodule DistributedSupervisor.Instance do
 
   require Logger
 
-  alias DistributedSupervisor.{Dispatcher, Handoff, Place, Ring}
+  alias DistributedSupervisor.{Dispatcher, Handoff, Moves, Place, Ring}
 
   @hosts :"$dsup_hosts"
   @observers :"$dsup_observers"
@@ -56,6 +56,9 @@ defmodule DistributedSupervisor.Instance do
   @ckpt_flush_ms 100
   @ckpt_store_max 256 * 1024 * 1024
   @move_timeout 30_000
+  # a graceful stop waits this long at most for its moves' moved_visible
+  # (as the C node's shutdown, sup.c)
+  @visible_wait 4_000
 
   @typedoc "A child's spec as the instances exchange it (see above)."
   @type wire() :: map() | :undefined
@@ -93,6 +96,7 @@ defmodule DistributedSupervisor.Instance do
     rebalance_moves: 8,
     rb_queue: [],
     rb_inflight: 0,
+    moves: %Moves{},
     ckpt_pending: %{},
     ckpt_timer: false,
     ckpt_store: %{},
@@ -108,7 +112,9 @@ defmodule DistributedSupervisor.Instance do
   on each host join); `quiet`: no node_up events during init.
   `rebalance`/`rebalance_moves`: move children to a joining host, at most
   that many at a time (`rb_queue`: names waiting, `rb_inflight`: moves
-  running). Checkpoints (DistributedSupervisor.Handoff): `ckpt_pending`, the
+  running); `moves`: start_handoff calls in flight, moving marks held and
+  moved_visible notices owed (DistributedSupervisor.Moves). Checkpoints
+  (DistributedSupervisor.Handoff): `ckpt_pending`, the
   local children's latest, not yet sent (name => {pid, term}), flushed by a
   timer every 100 ms; `ckpt_store`, those received for children elsewhere
   (name => {pid, term, bytes}), `ckpt_bytes` their total.
@@ -143,6 +149,7 @@ defmodule DistributedSupervisor.Instance do
           rebalance_moves: pos_integer(),
           rb_queue: [term()],
           rb_inflight: non_neg_integer(),
+          moves: Moves.t(),
           ckpt_pending: %{optional(term()) => {pid(), term()}},
           ckpt_timer: boolean(),
           ckpt_store: %{optional(term()) => {pid(), term(), non_neg_integer()}},
@@ -403,7 +410,18 @@ defmodule DistributedSupervisor.Instance do
   @spec start_registered(atom(), term(), {module(), atom(), [term()]}) ::
           DynamicSupervisor.on_start_child()
   def start_registered(name, cname, {m, f, a}) do
-    case apply(m, f, a) do
+    # (a via name's whereis_name does not wait out the name's moving mark
+    # for the copy that is starting: DistributedSupervisor.Registry)
+    Process.put(:"$dsup_starting", {name, cname})
+
+    started =
+      try do
+        apply(m, f, a)
+      after
+        Process.delete(:"$dsup_starting")
+      end
+
+    case started do
       {:ok, pid} = ok -> registered(name, cname, pid, ok)
       {:ok, pid, _info} = ok -> registered(name, cname, pid, ok)
       other -> other
@@ -707,8 +725,21 @@ defmodule DistributedSupervisor.Instance do
     do: {:reply, DistributedSupervisor.node_for(s.name, key, type) || :undefined, s}
 
   # Moving children (DistributedSupervisor.Handoff, README "Moving children").
-  def handle_call({:start_handoff, cname, wire, st}, from, state),
-    do: {:noreply, arrive(state, cname, wire, st, from)}
+  # Answered at once; the mover hears moved_visible after a barrier of ours
+  # (every peer has the new copy's join ahead of the mover's leave of the
+  # name's moving mark).
+  def handle_call({:start_handoff, cname, wire, st}, {mover, _} = from, state) do
+    before = local_pid(state, cname)
+    state = arrive(state, cname, wire, st, from)
+
+    case local_pid(state, cname) do
+      pid when is_pid(pid) and pid != before ->
+        {:noreply, %{state | moves: Moves.notify(state.moves, mover, cname)}}
+
+      _ ->
+        {:noreply, state}
+    end
+  end
 
   def handle_call({:move_child, cname, target}, from, state),
     do: {:noreply, move_child(state, cname, target, from)}
@@ -735,12 +766,35 @@ defmodule DistributedSupervisor.Instance do
 
   def handle_info(:ckpt_flush, state), do: {:noreply, flush_checkpoints(state)}
 
-  def handle_info({:"$dsup_moved", _cname, _result}, state),
-    do: {:noreply, pump_rebalance(%{state | rb_inflight: max(0, state.rb_inflight - 1)})}
+  # moves (DistributedSupervisor.Moves): start_handoff replies, the targets'
+  # monitors, our moved_visible barrier, the marks' 5 s
+  def handle_info({tag, reply}, state) when is_reference(tag) do
+    case call_ended(state, tag, reply) do
+      nil -> {:noreply, %{state | moves: elem(Moves.barrier_reply(state.moves, tag), 1)}}
+      state -> {:noreply, state}
+    end
+  end
+
+  def handle_info({:"$dsup_move_timeout", tag}, state),
+    do: {:noreply, call_ended(state, tag, {:error, :timeout}) || state}
+
+  def handle_info({:"$dsup_barrier_timeout", tag}, state),
+    do: {:noreply, %{state | moves: Moves.barrier_timeout(state.moves, tag)}}
+
+  def handle_info(:"$dsup_mark_sweep", state),
+    do: {:noreply, %{state | moves: Moves.sweep(state.moves, state.scope)}}
 
   def handle_info({:DOWN, _ref, :process, pid, reason}, %{host?: true} = state)
       when node(pid) == node(),
       do: {:noreply, local_down(state, pid, reason)}
+
+  # the instance a start_handoff went to is gone
+  def handle_info({:DOWN, mref, :process, pid, _reason}, state) do
+    case Moves.call_of_monitor(state.moves, mref) do
+      nil -> {:noreply, state}
+      tag -> {:noreply, call_ended(state, tag, {:error, {:nodedown, node(pid)}})}
+    end
+  end
 
   def handle_info({ref, :join, @hosts, pids}, %{hosts_ref: ref} = state),
     do: {:noreply, hosts_joined(state, pids)}
@@ -1122,6 +1176,9 @@ defmodule DistributedSupervisor.Instance do
 
   defp dsup_event({:handoff, cname, wire, st}, state), do: arrive(state, cname, wire, st, nil)
 
+  defp dsup_event({:moved_visible, cname}, state),
+    do: %{state | moves: Moves.visible(state.moves, state.scope, cname)}
+
   defp dsup_event({:checkpoint, cname, pid, term}, state) when is_pid(pid),
     do: store_checkpoint(state, cname, pid, term)
 
@@ -1307,6 +1364,8 @@ defmodule DistributedSupervisor.Instance do
       |> Enum.uniq()
       |> Enum.reject(&MapSet.member?(remaining, &1))
 
+    state = %{state | moves: Moves.hosts_left(state.moves, state.scope, lost)}
+
     state =
       Enum.reduce(lost, state, fn node, st ->
         if Ring.member?(st.ring, node) do
@@ -1442,40 +1501,93 @@ defmodule DistributedSupervisor.Instance do
   # sup_rebalance.c and sup_checkpoint.c)
 
   # Graceful stop: take the state of each local child that can move with it
-  # and stop every child (each leaves its pg group first), pass the barrier,
-  # then hand each mover to its new owner. We leave '$dsup_hosts' after
-  # this: every receiver has started its child before its failover for our
-  # node runs (the handoff is ahead of our scope's leave on the connection).
+  # (its moving mark joined first) and stop every child (each leaves its pg
+  # group first), pass the barrier, then call start_handoff on each mover's
+  # new owner, as move_child does. We leave '$dsup_hosts' only once every
+  # move of ours (these, and move_child or rebalance moves still running)
+  # is answered and visible (moved_visible), 4 s at most: every receiver
+  # has started its child before its failover for our node runs, and a
+  # caller by name never loses a moving mark before the new pid.
   defp hand_over(state) do
-    case local_rows(state) do
-      [] ->
-        :ok
+    rows =
+      for {_, pid, _} = row <- local_rows(state),
+          not is_map_key(state.stopping_pids, pid),
+          do: row
 
-      rows ->
-        moves =
-          Enum.flat_map(rows, fn {cname, pid, wire} ->
-            mod = Place.type(wire)
+    moves =
+      Enum.flat_map(rows, fn {cname, pid, wire} ->
+        mod = Place.type(wire)
 
-            to =
-              if Place.kind(wire) == :beam and Place.restart(wire) != :temporary and
-                   Handoff.has_callback?(mod),
-                 do: successor_host(state, cname, wire)
+        to =
+          if Place.kind(wire) == :beam and Place.restart(wire) != :temporary and
+               Handoff.has_callback?(mod),
+             do: successor_host(state, cname, wire)
 
-            st = Handoff.take(state.scope, state.dsup, cname, pid, mod, to != nil)
-            if to, do: [{to, {:handoff, cname, wire, st}}], else: []
-          end)
+        if to, do: :ok = Moves.mark(state.scope, cname)
+        st = Handoff.take(state.scope, state.dsup, cname, pid, mod, to != nil)
+        if to, do: [{to, cname, {:start_handoff, cname, wire, st}}], else: []
+      end)
 
-        _ = Handoff.barrier()
-        for {to, msg} <- moves, do: send(to, {:"$dsup", msg})
+    if rows != [], do: _ = Handoff.barrier()
 
-        if moves != [],
-          do:
-            Logger.info(
-              "DistributedSupervisor #{inspect(state.name)}: handed #{length(moves)} " <>
-                "children over with their state"
-            )
+    state =
+      Enum.reduce(moves, state, fn {to, cname, req}, st ->
+        tag = make_ref()
+        send(to, {:"$gen_call", {self(), tag}, req})
+        %{st | moves: Moves.call_started(st.moves, tag, to, cname, nil, true, @visible_wait)}
+      end)
 
-        :ok
+    if moves != [],
+      do:
+        Logger.info(
+          "DistributedSupervisor #{inspect(state.name)}: handing #{length(moves)} " <>
+            "children over with their state"
+        )
+
+    state = await_moves(state, now() + @visible_wait)
+    %{state | moves: Moves.release_all(state.moves, state.scope)}
+  end
+
+  # (in terminate/2: the moves' replies, their targets' DOWNs, moved_visible,
+  # hosts leaving; other messages stay in the mailbox)
+  defp await_moves(state, deadline) do
+    if Moves.idle?(state.moves) do
+      state
+    else
+      ref = state.hosts_ref
+      calls = state.moves.calls
+      mrefs = Map.new(calls, fn {tag, c} -> {c.mref, tag} end)
+
+      receive do
+        {tag, reply} when is_reference(tag) and is_map_key(calls, tag) ->
+          await_moves(call_ended(state, tag, reply), deadline)
+
+        {:"$dsup_move_timeout", tag} when is_map_key(calls, tag) ->
+          await_moves(call_ended(state, tag, {:error, :timeout}), deadline)
+
+        {:DOWN, mref, :process, pid, _} when is_map_key(mrefs, mref) ->
+          await_moves(call_ended(state, mrefs[mref], {:error, {:nodedown, node(pid)}}), deadline)
+
+        {:"$dsup", {:moved_visible, cname}} ->
+          await_moves(%{state | moves: Moves.visible(state.moves, state.scope, cname)}, deadline)
+
+        {^ref, :leave, @hosts, pids} ->
+          nodes = pids |> Enum.map(&node/1) |> Enum.reject(&(&1 == node()))
+
+          await_moves(
+            %{state | moves: Moves.hosts_left(state.moves, state.scope, nodes)},
+            deadline
+          )
+      after
+        max(0, deadline - now()) ->
+          Logger.warning(
+            "DistributedSupervisor #{inspect(state.name)}: #{map_size(state.moves.calls)} moves " <>
+              "unanswered, #{length(state.moves.marks)} not visible after " <>
+              "#{@visible_wait} ms; stopping anyway"
+          )
+
+          state
+      end
     end
   end
 
@@ -1591,38 +1703,84 @@ defmodule DistributedSupervisor.Instance do
     :exit, _ -> {:error, {:nodedown, node}}
   end
 
-  # One move, in a task (a child may take a while to suspend): take its
-  # state and stop it, pass the barrier, start it on `target`. The result
-  # goes to the caller of move_child, or back to us (rebalance).
+  # One move: the name's moving mark joins now (before the old copy leaves
+  # the name's group); a task (a child may take a while to suspend) takes
+  # its state and stops it, passes the barrier and sends start_handoff to
+  # the target's instance as a call from us, so that the reply and the
+  # target's moved_visible come here (Moves). move_done/3 ends it.
   defp start_move(state, cname, pid, wire, target, reply_to) do
-    %{name: name, scope: scope, dsup: dsup} = state
-    me = self()
+    case host_pid(state, target) do
+      nil ->
+        call = %{cname: cname, node: target, from: reply_to, graceful: false}
+        move_done(state, call, {:error, {:nodedown, target}})
 
-    start_task(state, fn ->
-      result =
-        try do
-          st = Handoff.take(scope, dsup, cname, pid, Place.type(wire), true)
-          _ = Handoff.barrier()
-          GenServer.call({name, target}, {:start_handoff, cname, wire, st}, @move_timeout)
-        catch
-          :exit, _ -> {:error, {:nodedown, target}}
-          # (the rebalance counts every move that ends)
-          kind, reason -> {:error, {kind, reason}}
-        end
+      to ->
+        %{scope: scope, dsup: dsup} = state
+        me = self()
+        tag = make_ref()
+        :ok = Moves.mark(scope, cname)
 
-      with {:error, _} <- result,
-           do:
-             Logger.warning(
-               "DistributedSupervisor #{inspect(name)}: #{inspect(cname)} did not start on " <>
-                 "#{target} after its move: #{inspect(result)}"
-             )
+        start_task(state, fn ->
+          try do
+            st = Handoff.take(scope, dsup, cname, pid, Place.type(wire), true)
+            _ = Handoff.barrier()
+            send(to, {:"$gen_call", {me, tag}, {:start_handoff, cname, wire, st}})
+          catch
+            kind, reason -> send(me, {tag, {:error, {kind, reason}}})
+          end
+        end)
 
-      if reply_to,
-        do: GenServer.reply(reply_to, result),
-        else: send(me, {:"$dsup_moved", cname, result})
-    end)
+        moves = Moves.call_started(state.moves, tag, to, cname, reply_to, false, @move_timeout)
 
-    %{state | stopping_pids: Map.put(state.stopping_pids, pid, {cname, :move})}
+        %{
+          state
+          | moves: moves,
+            stopping_pids: Map.put(state.stopping_pids, pid, {cname, :move})
+        }
+    end
+  end
+
+  # The start_handoff call `tag` ended with `result` (the target's reply, or
+  # an error of ours): nil when the tag is not a move's.
+  defp call_ended(state, tag, result) do
+    case Moves.call_ended(state.moves, tag) do
+      {nil, _} -> nil
+      {call, moves} -> move_done(%{state | moves: moves}, call, result)
+    end
+  end
+
+  # A move ended: the caller of move_child gets the result (a rebalance
+  # counts it); the mark stays until moved_visible when the new copy runs,
+  # else it goes now (no new copy: callers give up).
+  defp move_done(state, %{cname: cname, node: target} = call, result) do
+    ok? = match?({:ok, _, _}, result)
+
+    if not ok?,
+      do:
+        Logger.warning(
+          "DistributedSupervisor #{inspect(state.name)}: #{inspect(cname)} did not start on " <>
+            "#{target} after its move: #{inspect(result)}"
+        )
+
+    state =
+      cond do
+        call.from != nil ->
+          GenServer.reply(call.from, result)
+          state
+
+        call.graceful ->
+          state
+
+        true ->
+          pump_rebalance(%{state | rb_inflight: max(0, state.rb_inflight - 1)})
+      end
+
+    if ok? do
+      %{state | moves: Moves.hold(state.moves, cname, target)}
+    else
+      _ = Moves.unmark(state.scope, cname)
+      state
+    end
   end
 
   # rebalance: true — `node` joined the ring: the local children whose owner
@@ -1660,8 +1818,9 @@ defmodule DistributedSupervisor.Instance do
     with [{_, pid, wire}] when node(pid) == node() <- :ets.lookup(state.table, {:c, cname}),
          false <- is_map_key(state.stopping_pids, pid),
          to when to not in [nil, node()] <- owner(state, wire, cname) do
-      state = start_move(state, cname, pid, wire, to, nil)
-      pump_rebalance(%{state | rb_inflight: state.rb_inflight + 1})
+      %{state | rb_inflight: state.rb_inflight + 1}
+      |> start_move(cname, pid, wire, to, nil)
+      |> pump_rebalance()
     else
       _ -> pump_rebalance(state)
     end

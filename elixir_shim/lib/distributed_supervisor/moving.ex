@@ -18,7 +18,10 @@ defmodule DistributedSupervisor.Moving do
   # that is lost. Retried: `{:shutdown, {:moved, node}}` (the stop reason of
   # a moved copy), `:noproc` (the monitor found the process already gone:
   # the call, sent after the monitor, never reached it), and `:shutdown` /
-  # `{:shutdown, _}` while the name is marked moving. Not retried: a call
+  # `{:shutdown, _}` / `:killed` while the name is marked moving (a BEAM
+  # child moved off an Elixir host is stopped by its DynamicSupervisor, so
+  # with `:shutdown`, or `:killed` for `shutdown: :brutal_kill`; it was
+  # suspended when its state was taken and handled nothing after that). Not retried: a call
   # the old copy took and left unanswered to answer later (a deferred
   # reply) exits as before; `:nodedown`, timeouts and crashes exit as
   # before.
@@ -49,6 +52,8 @@ defmodule DistributedSupervisor.Moving do
       :noproc -> {true, false}
       :shutdown -> {:if_marked, false}
       {:shutdown, _} -> {:if_marked, false}
+      # a BEAM child moved off an Elixir host with `shutdown: :brutal_kill`
+      :killed -> {:if_marked, false}
       _ -> {false, false}
     end
   end

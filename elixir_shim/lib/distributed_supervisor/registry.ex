@@ -20,10 +20,18 @@ defmodule DistributedSupervisor.Registry do
   @doc "The pid registered as `{name, id}`, or `:undefined`."
   @spec whereis_name({DistributedSupervisor.name(), DistributedSupervisor.id()}) ::
           pid() | :undefined
-  def whereis_name({name, id}) do
+  def whereis_name({name, id} = key) do
     # During a move of `id` (README "Moving children") this waits for the new
-    # copy, at most 5 s (a via name carries no timeout; GenServer's default).
-    case DistributedSupervisor.resolve(name, id, DistributedSupervisor.Moving.deadline(5000)) do
+    # copy, at most 5 s (a via name carries no timeout; GenServer's default);
+    # not when the new copy itself is starting: GenServer.start_link asks
+    # whereis_name first, from the DynamicSupervisor that starts it
+    # (Instance.start_registered/3), and would wait for itself.
+    found =
+      if Process.get(:"$dsup_starting") == key,
+        do: DistributedSupervisor.whereis(name, id),
+        else: DistributedSupervisor.resolve(name, id, DistributedSupervisor.Moving.deadline(5000))
+
+    case found do
       # a local child that just died (its restart is registering now): gone
       pid when is_pid(pid) and node(pid) == node() ->
         if Process.alive?(pid), do: pid, else: live_other(name, id, pid) || :undefined

@@ -84,18 +84,26 @@ defmodule DistributedSupervisor.TestSupport.PgWatch do
   @moduledoc false
   # Follows pg groups on the node it runs on (:pg.monitor/2: every join and
   # leave its scope applies) and remembers the largest membership seen per
-  # group. {:report, from} -> {:pg_watch, %{group => max}}.
+  # group (and per mark). For the `marked` ids it also follows their moving marks
+  # ({:"$dsup_moving", id}, README "Moving children") and keeps each break
+  # of the order callers by name rely on: {id, :left_unmarked} (the last pid
+  # left while the name was not marked) or {id, :mark_left_early} (the mark
+  # went while the name had no pid). {:report, from} -> {%{group => max},
+  # [break]} (breaks in the order seen).
 
-  def start(scope, groups) do
+  @mark :"$dsup_moving"
+
+  def start(scope, groups, marked \\ []) do
     me = self()
 
     pid =
       spawn(fn ->
-        refs = Map.new(groups, fn g -> {g, :pg.monitor(scope, g)} end)
+        all = groups ++ Enum.map(marked, &{@mark, &1})
+        refs = Map.new(all, fn g -> {g, :pg.monitor(scope, g)} end)
         members = Map.new(refs, fn {g, {_ref, pids}} -> {g, MapSet.new(pids)} end)
-        max = Map.new(members, fn {g, set} -> {g, MapSet.size(set)} end)
+        max = Map.new(all, fn g -> {g, MapSet.size(members[g])} end)
         send(me, {:pg_watch_ready, self()})
-        loop(members, max)
+        loop(members, max, MapSet.new(marked), [])
       end)
 
     receive do
@@ -110,25 +118,45 @@ defmodule DistributedSupervisor.TestSupport.PgWatch do
     send(pid, {:report, self(), ref})
 
     receive do
-      {^ref, max} -> max
+      {^ref, result} -> result
     after
       5_000 -> raise "PgWatch did not answer"
     end
   end
 
-  defp loop(members, max) do
+  defp loop(members, max, marked, breaks) do
     receive do
       {_ref, :join, g, pids} ->
         set = MapSet.union(members[g], MapSet.new(pids))
-        loop(Map.put(members, g, set), Map.update!(max, g, &Kernel.max(&1, MapSet.size(set))))
+
+        max =
+          if Map.has_key?(max, g),
+            do: Map.update!(max, g, &Kernel.max(&1, MapSet.size(set))),
+            else: max
+
+        loop(Map.put(members, g, set), max, marked, breaks)
 
       {_ref, :leave, g, pids} ->
-        loop(Map.put(members, g, MapSet.difference(members[g], MapSet.new(pids))), max)
+        members = Map.put(members, g, MapSet.difference(members[g], MapSet.new(pids)))
+        loop(members, max, marked, check(g, members, marked) ++ breaks)
 
       {:report, from, ref} ->
-        send(from, {ref, max})
-        loop(members, max)
+        send(from, {ref, {max, Enum.reverse(breaks)}})
+        loop(members, max, marked, breaks)
     end
+  end
+
+  defp check({@mark, id}, members, _marked) do
+    if MapSet.size(members[{@mark, id}]) == 0 and MapSet.size(members[id]) == 0,
+      do: [{id, :mark_left_early}],
+      else: []
+  end
+
+  defp check(id, members, marked) do
+    if MapSet.member?(marked, id) and MapSet.size(members[id]) == 0 and
+         MapSet.size(members[{@mark, id}]) == 0,
+       do: [{id, :left_unmarked}],
+       else: []
   end
 end
 
@@ -136,10 +164,12 @@ defmodule DistributedSupervisor.TestSupport.Hammer do
   @moduledoc false
   # A client that adds 1 to each of `ids` in turn by name
   # (DistributedSupervisor.call) until stopped, and reports per id: the
-  # acknowledged adds, the calls that exited (noproc in a move's gap, or the
-  # old copy stopping under a call), the last value seen and whether a value
+  # acknowledged adds, the calls that exited (none is expected while a
+  # child moves with its state: calls by name wait out its moving mark),
+  # the last value seen and whether a value
   # ever failed to grow; under :gap_us, the longest time between two
-  # acknowledged adds of one child (microseconds).
+  # acknowledged adds of one child (microseconds); under :exits, the first
+  # few exits ({id, reason}).
 
   def start(name, ids) do
     spawn(fn ->
@@ -168,7 +198,10 @@ defmodule DistributedSupervisor.TestSupport.Hammer do
 
   defp loop(name, ids, stats) do
     receive do
-      {:stop, from, ref} -> send(from, {ref, Map.put(stats, :gap_us, elem(Process.get(:gap), 2))})
+      {:stop, from, ref} ->
+        reasons = Enum.take(Process.get(:exits, []), 5)
+        stats = stats |> Map.put(:gap_us, elem(Process.get(:gap), 2)) |> Map.put(:exits, reasons)
+        send(from, {ref, stats})
     after
       0 ->
         stats =
@@ -180,7 +213,9 @@ defmodule DistributedSupervisor.TestSupport.Hammer do
               acked(id)
               Map.put(acc, id, {acks + 1, exits, v, back? or (last != nil and v <= last)})
             catch
-              :exit, _ -> Map.put(acc, id, {acks, exits + 1, last, back?})
+              :exit, reason ->
+                Process.put(:exits, [{id, reason} | Process.get(:exits, [])])
+                Map.put(acc, id, {acks, exits + 1, last, back?})
             end
           end)
 
