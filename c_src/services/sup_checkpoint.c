@@ -131,7 +131,7 @@ static dsup_sup *sup_of_child(dsup_proc *self, sup_child **child)
     if (!self || !self->has_parent)
         return NULL;
     dsup_pid parent = dsup_proc_parent(self);
-    for (dsup_sup *s = dsup_sups_of(s->node); s; s = s->next) {
+    for (dsup_sup *s = dsup_sups_of(self->node); s; s = s->next) {
         if (s->proc && dsup_pid_eq(&s->proc->pid, &parent)) {
             sup_child *c = sup_child_by_pid(s, &self->pid);
             if (!c || !c->local)
