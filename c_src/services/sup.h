@@ -126,6 +126,7 @@ struct dsup_sup_service {
     struct sup_ring_cache *place; /* sup_place.c */
     dsup_ratelimit ckpt_full_log; /* sup_checkpoint.c */
     dsup_ratelimit handoff_refuse_log; /* sup_handoff.c */
+    uint64_t batch_seq;           /* sup_batch.c: the last batch id */
 };
 /* The instances of a node (NULL before the service starts). */
 static inline dsup_sup *dsup_sups_of(const dsup_node *node) { return node->sup ? node->sup->sups : NULL; }
@@ -322,8 +323,9 @@ void sup_quorum_free(dsup_sup *s);
 void sup_up_batch_begin(dsup_sup *s);
 void sup_up_batch_end(dsup_sup *s);
 
-/* sup_batch.c: {start_children_here, [{Name, SpecMap}]} */
+/* sup_batch.c: {start_children_here, [{Name, SpecMap}]}, {start_children, [Spec]} */
 dsup_call_ret sup_start_children_here(dsup_sup *s, dsup_term list, const dsup_from *from, ei_x_buff *reply);
+dsup_call_ret sup_start_children(dsup_sup *s, dsup_term list, const dsup_from *from, ei_x_buff *reply);
 int sup_batch_reply(dsup_sup *s, dsup_term msg);
 void sup_batch_free(dsup_sup *s);
 

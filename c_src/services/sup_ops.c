@@ -1,6 +1,7 @@
 /* sup_ops.c — the instance's wire API, gen_server:call({Name, Node}, Msg):
  *   {start_child, Spec, Node | undefined | nil} -> {ok, Pid, Name} | {error, _}
  *   {start_children_here, [{Name, SpecMap}]} -> [{ok, Pid, Name} | {error, _}] (sup_batch.c)
+ *   {start_children, [Spec]} -> the same, each Spec placed as start_child places it (sup_batch.c)
  *   {terminate_child, Pid}   -> ok | {error, not_found}
  *   children                 -> #{Name => {Pid, ChildSpecMap}}
  *   local_children           -> [Pid]
@@ -330,6 +331,8 @@ dsup_call_ret sup_handle_call(dsup_proc *self, void *state, dsup_term req, const
         return start_child_here(s, el[1], el[2], from, reply);
     if (dsup_term_tagged(req, "start_children_here", &ar, el, 4) && ar == 2)
         return sup_start_children_here(s, el[1], from, reply);
+    if (dsup_term_tagged(req, "start_children", &ar, el, 4) && ar == 2)
+        return sup_start_children(s, el[1], from, reply);
     if (dsup_term_tagged(req, "terminate_child", &ar, el, 4) && ar == 2)
         return terminate_child(s, req, el[1], from, reply);
     dsup_call_ret moved;

@@ -156,6 +156,36 @@ defmodule DistributedSupervisor.BatchStartTest do
     refute_received {:relayed, {:"$dsup", {:child_up, {:w, _}, _, _}}}
   end
 
+  test "{:start_children, specs} to ONE C instance: it places BEAM modules on the Elixir host, C types on C hosts",
+       %{name: name, e1: e1, cnodes: cnodes} do
+    ids = for i <- 1..30, do: if(rem(i, 3) == 0, do: {:cw, i}, else: {:cc, i})
+
+    specs =
+      Enum.map(ids, fn
+        {:cw, i} = id -> {Worker, [name: id, value: i]}
+        {:cc, i} = id -> {:counter, [name: id, value: i]}
+      end)
+
+    # the raw call an Erlang caller makes to a dsup-node: no shim placement
+    results = GenServer.call({name, hd(cnodes)}, {:start_children, specs}, 30_000)
+    assert length(results) == 30
+
+    pids =
+      for {id, r} <- Enum.zip(ids, results) do
+        assert {:ok, pid, ^id} = r
+
+        case id do
+          {:cw, _} -> assert node(pid) == e1
+          {:cc, _} -> assert node(pid) == Libring.owner(cnodes, id)
+        end
+
+        pid
+      end
+
+    for {{_, i}, pid} <- Enum.zip(ids, pids), do: assert(GenServer.call(pid, :get) == i)
+    TestNode.wait_until(fn -> :erpc.call(e1, Remote, :whereis_many, [name, ids]) == pids end)
+  end
+
   defp relay(to) do
     receive do
       msg -> send(to, {:relayed, msg})

@@ -5,6 +5,8 @@
 %%% sends one request per owner in parallel and checks that each answers once
 %%% for its group, per child, in input order. It also runs the pg scope
 %%% Name.Scope, so that it sees the registry as any observer does.
+%%% {start_children, [Spec]} sent to ONE C instance, which places and groups
+%%% the specs itself, is checked against the same reference.
 -module(dsup_batch_SUITE).
 
 -include_lib("common_test/include/ct.hrl").
@@ -20,7 +22,10 @@ all() ->
     [batch_of_1000_over_3_hosts,
      batch_reports_duplicates_unknown_and_bad_specs_per_child,
      batch_to_a_non_owner_waits_for_the_arbiters,
-     batch_announced_in_one_message_per_observer].
+     batch_announced_in_one_message_per_observer,
+     start_children_of_1000_placed_by_one_instance,
+     start_children_reports_errors_per_slot,
+     start_children_answers_nodedown_for_an_owner_killed_mid_flight].
 
 init_per_suite(Config) ->
     case filelib:is_regular(dsup_test:exe()) of
@@ -224,6 +229,134 @@ batch_announced_in_one_message_per_observer(Cfg) ->
     ?assertEqual(lists:sort(Owners), lists:sort([F || {F, children_up, _} <- L])),
     Got = lists:sort([{Nm, P} || {_, children_up, Cs} <- L, {Nm, P, _Spec} <- Cs]),
     ?assertEqual(lists:sort([{Nm, P} || {_, {ok, P, Nm}} <- Rs]), Got).
+
+%% ------------------------------------------ start_children (placed by the instance)
+
+%% 1,000 specs in ONE call to one instance of 3: 1,000 results in input
+%% order, each child on its reference owner, callable, in an observer's pg;
+%% the owners each started their group as one batch (one children_up per
+%% owner reached an observer, no child_up).
+start_children_of_1000_placed_by_one_instance(Cfg) ->
+    [A | _] = Nodes = ?config(nodes, Cfg),
+    Ring = dsup_cluster:ring(Nodes),
+    Obs = observer(Cfg),
+    Names = [{s, I} || I <- lists:seq(1, 1000)],
+    Specs = [{counter, [{name, N}, {value, I}]} || {s, I} = N <- Names],
+    T0 = erlang:monotonic_time(microsecond),
+    Rs = sup(Cfg, A, {start_children, Specs}),
+    ct:log("1,000 specs placed and started by one instance in ~b us",
+           [erlang:monotonic_time(microsecond) - T0]),
+    ?assertEqual(1000, length(Rs)),
+    Pids = [begin
+                ?assertMatch({_, {ok, _, N}}, {N, R}),
+                {ok, Pid, N} = R,
+                ?assertEqual({N, dsup_cluster:ring_owner(Ring, N)}, {N, node(Pid)}),
+                Pid
+            end || {N, R} <- lists:zip(Names, Rs)],
+    wait(fun() -> lists:all(fun({N, P}) -> pg_members(Cfg, N) =:= [P] end, lists:zip(Names, Pids)) end),
+    [?assertEqual(I, gen_server:call(P, get, ?T)) || {{s, I}, P} <- lists:zip(Names, Pids)],
+    Spread = [{Nd, length([x || P <- Pids, node(P) =:= Nd])} || Nd <- Nodes],
+    ct:log("spread ~p", [Spread]),
+    [?assert(C > 0) || {_, C} <- Spread],
+    [wait(fun() -> proplists:get_value(active, sup(Cfg, N, count_children)) =:= 1000 end) || N <- Nodes],
+    wait(fun() -> length([x || {_, children_up, _} <- observed(Obs)]) =:= 3 end),
+    L = observed(Obs),
+    ?assertEqual([], [E || {_, child_up, _} = E <- L]),
+    ?assertEqual(lists:sort(Nodes), lists:sort([F || {F, children_up, _} <- L])),
+    ?assertEqual(lists:sort(lists:zip(Names, Pids)),
+                 lists:sort([{Nm, P} || {_, children_up, Cs} <- L, {Nm, P, _} <- Cs])).
+
+%% Per-slot errors beside started children, in one call to A, the specs
+%% owned by all three hosts: a name twice in the batch (owned here and owned
+%% elsewhere), a name already running, an unknown type, bad specs; a
+%% map spec and a spec without a name are placed as start_child places them.
+start_children_reports_errors_per_slot(Cfg) ->
+    [A, B, C] = Nodes = ?config(nodes, Cfg),
+    Ring = dsup_cluster:ring(Nodes),
+    Owned = fun(Nd, Skip) ->
+                    lists:nth(Skip, [{e, I} || I <- lists:seq(1, 300), dsup_cluster:ring_owner(Ring, {e, I}) =:= Nd])
+            end,
+    [NA, NB, NC, Old, NMap] = [Owned(A, 1), Owned(B, 1), Owned(C, 1), Owned(B, 2), Owned(C, 2)],
+    {ok, OldPid, Old} = sup(Cfg, B, {start_child, {counter, [{name, Old}]}, undefined}),
+    wait(fun() -> sup(Cfg, A, {whereis, Old}) =:= OldPid end),
+    Specs = [{counter, [{name, NA}, {value, 1}]},
+             {counter, [{name, NB}, {value, 2}]},
+             {counter, [{name, NA}, {value, 3}]},          % twice, owned here
+             {counter, [{name, NB}, {value, 4}]},          % twice, owned by B
+             {counter, [{name, Old}]},                     % already running
+             {no_such_type, [{name, {e, nope}}]},          % no host runs it
+             42,                                           % bad spec
+             #{start => 42},                               % bad spec
+             {counter, [{name, NC}, {value, 5}]},
+             #{id => x, start => {counter, start_link, [{name, NMap}, {value, 6}]}},
+             {counter, [{value, 7}]}],                     % no name: a ref
+    Rs = sup(Cfg, A, {start_children, Specs}),
+    ct:log("~p", [Rs]),
+    [R1, R2, R3, R4, R5, R6, R7, R8, R9, R10, R11] = Rs,
+    {ok, PA, NA} = R1,
+    {ok, PB, NB} = R2,
+    ?assertEqual({A, B}, {node(PA), node(PB)}),
+    ?assertEqual({error, {already_started, PA}}, R3),
+    ?assertEqual({error, {already_started, PB}}, R4),
+    ?assertEqual({error, {already_started, OldPid}}, R5),
+    ?assertEqual({error, {unknown_worker, no_such_type}}, R6),
+    ?assertEqual({error, {incorrect_spec, 42}}, R7),
+    ?assertEqual({error, {incorrect_spec, #{start => 42}}}, R8),
+    {ok, PC, NC} = R9,
+    ?assertEqual(C, node(PC)),
+    {ok, PM, NMap} = R10,
+    ?assertEqual(C, node(PM)),
+    {ok, PR, Ref} = R11,
+    ?assert(is_reference(Ref)),
+    ?assertEqual(dsup_cluster:ring_owner(Ring, Ref), node(PR)),
+    ?assertEqual([1, 2, 5, 6, 7], [gen_server:call(P, get, ?T) || P <- [PA, PB, PC, PM, PR]]),
+    [wait(fun() -> sup(Cfg, N, {whereis, {e, nope}}) =:= undefined andalso
+                       proplists:get_value(active, sup(Cfg, N, count_children)) =:= 6 end)
+     || N <- Nodes],
+    ?assertEqual({error, {incorrect_spec, nope}}, sup(Cfg, A, {start_children, nope})),
+    ?assertEqual([], sup(Cfg, A, {start_children, []})).
+
+%% The owner of a group is frozen (SIGSTOP) when the batch arrives, and
+%% killed once A has forwarded to it: A answers the call (it never blocks on
+%% the owner), that owner's slots {error, {nodedown, B}}, the rest started.
+start_children_answers_nodedown_for_an_owner_killed_mid_flight(Cfg) ->
+    [A, B, _C] = Nodes = ?config(nodes, Cfg),
+    [_, HB, _] = ?config(handles, Cfg),
+    Ring = dsup_cluster:ring(Nodes),
+    Names = [{k, I} || I <- lists:seq(1, 60)],
+    ok = dsup_test:signal_node(HB, "STOP"),
+    Self = self(),
+    Caller = spawn_link(fun() ->
+                                Self ! {started, sup(Cfg, A, {start_children,
+                                                              [{counter, [{name, N}]} || N <- Names]})}
+                        end),
+    %% B's group forwarded and not answered; C's answered
+    wait(fun() -> maps:get(pending, maps:from_list(sup(Cfg, A, status))) =:= 1 end),
+    {exited, _} = dsup_cluster:kill_c(HB),
+    Rs = receive {started, X} -> X after ?T -> ct:fail({start_children_not_answered, Caller}) end,
+    ?assertEqual(length(Names), length(Rs)),
+    Owners = [dsup_cluster:ring_owner(Ring, N) || N <- Names],
+    ?assert(lists:member(B, Owners)),
+    [case Owner of
+         B -> ?assertEqual({N, {error, {nodedown, B}}}, {N, R});
+         _ -> ?assertMatch({N, {ok, P, N}} when node(P) =:= Owner, {N, R})
+     end || {N, Owner, R} <- lists:zip3(Names, Owners, Rs)],
+    ?assertEqual(0, maps:get(pending, maps:from_list(sup(Cfg, A, status)))).
+
+%% A process of this node in the observers' group, past the hosts' snapshots.
+observer(Cfg) ->
+    Nodes = ?config(nodes, Cfg),
+    Self = self(),
+    Obs = spawn_link(fun() -> observe(Self, []) end),
+    ok = pg:join(?config(scope, Cfg), '$dsup_observers', Obs),
+    wait(fun() -> lists:usort([N || {N, snapshot, _} <- observed(Obs)]) =:= lists:sort(Nodes) end),
+    Obs ! {reset, self()},
+    receive reset -> ok end,
+    Obs.
+
+observed(Obs) ->
+    Obs ! {count, self()},
+    receive {counted, L} -> L end.
 
 observe(Parent, Acc) ->
     receive
