@@ -99,7 +99,8 @@ typedef struct dsup_term {
     size_t      len;
 } dsup_term;
 
-typedef struct dsup_proc dsup_proc;          /* a process on this node */
+typedef struct dsup_node dsup_node;          /* a node (see "running a node") */
+typedef struct dsup_proc dsup_proc;          /* a process on a node */
 typedef struct dsup_saved_from dsup_saved_from;
 
 /* Who made a call: reply to `pid` with {tag, Reply}. */
@@ -198,17 +199,20 @@ DSUP_EXTERN int dsup_register_worker_type_sized(const dsup_worker_type *type, si
 #define dsup_register_worker_type(type) dsup_register_worker_type_sized((type), sizeof *(type))
 DSUP_EXTERN const dsup_worker_type *dsup_find_worker_type(const char *name);
 
-/* Start a worker of `type` with init args `args` (NULL = []), optionally
- * linked to `parent`. On success returns 0 and sets *pid. On failure, if
- * reason is non-NULL, it holds the reason term: DSUP_EREFUSED (init
- * refused; its reason), DSUP_EUNKNOWN_TYPE ({unknown_worker, Type}),
- * DSUP_ENOTUP (the node has not started; the atom enotup). */
-DSUP_EXTERN int dsup_spawn(const char *type, const dsup_term *args, dsup_proc *link_to, dsup_pid *pid,
-               ei_x_buff *reason);
+/* Start a worker of `type` on `node` with init args `args` (NULL = []),
+ * optionally linked to `link_to` (a process of that node). On success
+ * returns 0 and sets *pid. On failure, if reason is non-NULL, it holds the
+ * reason term: DSUP_EREFUSED (init refused; its reason), DSUP_EUNKNOWN_TYPE
+ * ({unknown_worker, Type}), DSUP_ENOTUP (the node has not started; the atom
+ * enotup), DSUP_EINVAL (link_to runs on another node). */
+DSUP_EXTERN int dsup_spawn(dsup_node *node, const char *type, const dsup_term *args, dsup_proc *link_to,
+                           dsup_pid *pid, ei_x_buff *reason);
 
 /* ---- inside a callback -------------------------------------------------- */
 
 DSUP_EXTERN const dsup_pid *dsup_self(const dsup_proc *self);
+/* The node the process runs on. */
+DSUP_EXTERN dsup_node *dsup_proc_node(const dsup_proc *self);
 /* Only inside init: 1 when this process starts as a move (handoff) and
  * *state is the term the previous copy's handoff_state encoded (valid during
  * init); 0 on a fresh start or a restart after a crash. */
@@ -248,9 +252,10 @@ DSUP_EXTERN void dsup_from_discard(dsup_saved_from *from);
  * Like Erlang's send, these never fail for a dead or unknown destination:
  * the message is dropped. They return 0 when it was queued, DSUP_ENOTCONN
  * when it was dropped because the peer node is unreachable or its
- * connection's queue is full, DSUP_EINVAL for an invalid name/node or
- * (send_named to another node) a NULL self. Most callers ignore the
- * result, as Erlang code does. */
+ * connection's queue is full, DSUP_EINVAL for an invalid name/node or,
+ * for send_named, a NULL self (the sender says which node sends). dsup_send
+ * with a NULL self sends from the node that decoded `to` (its name table
+ * holds to->node). Most callers ignore the result, as Erlang code does. */
 DSUP_EXTERN int dsup_send(dsup_proc *self, const dsup_pid *to, const ei_x_buff *msg);
 DSUP_EXTERN int dsup_send_named(dsup_proc *self, const char *name, const char *node, const ei_x_buff *msg);
 
@@ -266,9 +271,10 @@ DSUP_EXTERN int dsup_unlink(dsup_proc *self, const dsup_pid *other);
 DSUP_EXTERN int dsup_exit(dsup_proc *self, const dsup_pid *to, dsup_term reason);
 
 /* erlang:send_after(Ms, self(), Msg). Returns a timer id (never 0).
- * cancel: 0, or DSUP_ENOTFOUND when the timer fired or was cancelled. */
+ * cancel (one of self's timers): 0, or DSUP_ENOTFOUND when it fired or was
+ * cancelled. */
 DSUP_EXTERN uint64_t dsup_send_after(dsup_proc *self, unsigned ms, const ei_x_buff *msg);
-DSUP_EXTERN int dsup_cancel_timer(uint64_t timer_id);
+DSUP_EXTERN int dsup_cancel_timer(dsup_proc *self, uint64_t timer_id);
 
 /* Run work(arg) on the thread pool, then done(self, arg, status) on the loop
  * thread, unless the process died meanwhile (then done gets self == NULL).
@@ -285,8 +291,10 @@ DSUP_EXTERN int dsup_x_encode_atom(ei_x_buff *x, const char *name);
 DSUP_EXTERN int dsup_x_encode_pid(ei_x_buff *x, const dsup_pid *pid);
 DSUP_EXTERN int dsup_x_encode_ref(ei_x_buff *x, const dsup_ref *ref);
 DSUP_EXTERN int dsup_x_encode_term(ei_x_buff *x, dsup_term t);   /* append an encoded term */
-DSUP_EXTERN int dsup_decode_pid(const char *buf, int *index, dsup_pid *pid);
-DSUP_EXTERN int dsup_decode_ref(const char *buf, int *index, dsup_ref *ref);
+/* Decoding interns the node name in `node`'s name table (dsup_proc_node(self)
+ * inside a callback). */
+DSUP_EXTERN int dsup_decode_pid(dsup_node *node, const char *buf, int *index, dsup_pid *pid);
+DSUP_EXTERN int dsup_decode_ref(dsup_node *node, const char *buf, int *index, dsup_ref *ref);
 
 /* True when the term is the atom `name`. */
 DSUP_EXTERN int dsup_term_is_atom(dsup_term t, const char *name);
@@ -321,9 +329,9 @@ enum { DSUP_PG_JOIN = 1, DSUP_PG_LEAVE = 2 };
 typedef void (*dsup_pg_event_fn)(void *arg, dsup_pg *scope, int event, dsup_term group,
                                  const dsup_pid *pids, size_t n);
 
-/* Start (or find) the scope `name` on this node. NULL before the node is up. */
-DSUP_EXTERN dsup_pg *dsup_pg_scope(const char *name);
-DSUP_EXTERN dsup_pg *dsup_pg_find(const char *name);
+/* Start (or find) the scope `name` on `node`. NULL before the node is up. */
+DSUP_EXTERN dsup_pg *dsup_pg_scope(dsup_node *node, const char *name);
+DSUP_EXTERN dsup_pg *dsup_pg_find(dsup_node *node, const char *name);
 DSUP_EXTERN const char *dsup_pg_name(const dsup_pg *scope);
 /* Join/leave local processes (a member that exits leaves all its groups).
  * join: 0; DSUP_ENOPROC (a pid is not a live local process: none joins),
@@ -354,14 +362,15 @@ typedef struct dsup_sup dsup_sup;
  * {node_terminate, Node, Reason, Statuses}. */
 typedef void (*dsup_sup_event_fn)(void *arg, dsup_sup *sup, dsup_term event);
 
-/* Start instance `name` (atom text) with `opts`, the keyword list that
+/* Start instance `name` (atom text) on `node` with `opts`, the keyword list that
  * DistributedSupervisor.start_link/1 takes (NULL for []). 0, or with the
  * error reason term in err when err is non-NULL: DSUP_EINVAL (a bad
  * option: {bad_option, Key}; a name too long: system_limit), DSUP_EEXIST
  * ({already_started, Pid}), DSUP_ENOTUP (cannot_start: the node is not up
  * or is stopping). subscribe: 0, or DSUP_EINVAL (NULL sup or fn). */
-DSUP_EXTERN int dsup_sup_start(const char *name, const dsup_term *opts, dsup_sup **out, ei_x_buff *err);
-DSUP_EXTERN dsup_sup *dsup_sup_find(const char *name);
+DSUP_EXTERN int dsup_sup_start(dsup_node *node, const char *name, const dsup_term *opts, dsup_sup **out,
+                               ei_x_buff *err);
+DSUP_EXTERN dsup_sup *dsup_sup_find(dsup_node *node, const char *name);
 DSUP_EXTERN int dsup_sup_subscribe(dsup_sup *sup, dsup_sup_event_fn fn, void *arg);
 
 /* ---- logging ------------------------------------------------------------ */
@@ -375,10 +384,42 @@ DSUP_EXTERN void dsup_log(int level, const char *fmt, ...) __attribute__((format
  * then call dsup_main(argc, argv) from your own main(). Returns the exit
  * status. See `dsup-node --help`. */
 DSUP_EXTERN int dsup_main(int argc, char **argv);
-/* Ask the running node to shut down cleanly (as SIGTERM does). */
-DSUP_EXTERN void dsup_shutdown(void);
-/* This node's name (e.g. "dsup@127.0.0.1"), or NULL before it started. */
-DSUP_EXTERN const char *dsup_node_name(void);
+
+/* A node as a library object (what dsup_main runs one of): any number of
+ * nodes may share one process and one libuv loop; each owns its own state
+ * (processes, names, connections, pg scopes, supervisor instances). */
+typedef struct dsup_node_config {
+    const char *name;        /* "alive@host" (required) */
+    const char *cookie;      /* required */
+    int listen_port;         /* 0: any free port (dsup_node_port tells which) */
+    const char *listen_address; /* IPv4/IPv6 literal; NULL: 0.0.0.0 */
+    int visible;             /* 1: a normal node; 0: hidden */
+    int no_epmd;             /* 1: do not register with epmd; peers are found
+                                through dsup_node_set_peer_port only */
+    unsigned ticktime_ms;    /* 0: 60000, like net_ticktime 60 */
+} dsup_node_config;
+/* A node on `uv_loop` (a uv_loop_t *). NULL for a missing name or cookie,
+ * or a name that is not alive@host. Nothing runs until dsup_node_start. */
+DSUP_EXTERN dsup_node *dsup_node_new(void *uv_loop, const dsup_node_config *cfg);
+/* Listen, then register with epmd (unless no_epmd); the node is up (its
+ * callbacks, scopes and instances work) once dsup_node_is_up says so. */
+DSUP_EXTERN int dsup_node_start(dsup_node *node);
+DSUP_EXTERN int dsup_node_is_up(const dsup_node *node);
+/* The distribution port it listens on (after dsup_node_start). */
+DSUP_EXTERN int dsup_node_port(const dsup_node *node);
+/* A static port resolver: dial `peer` ("alive@host") on `port` of its host
+ * without asking epmd. 0; DSUP_EINVAL for a bad name or port. */
+DSUP_EXTERN int dsup_node_set_peer_port(dsup_node *node, const char *peer, int port);
+/* Ask the node to shut down cleanly (as SIGTERM does for dsup_main). */
+DSUP_EXTERN void dsup_shutdown(dsup_node *node);
+/* 1 once a shut-down node has closed everything it had open on the loop. */
+DSUP_EXTERN int dsup_node_is_stopped(const dsup_node *node);
+/* Free a node: call it outside any callback of its loop, after
+ * dsup_shutdown (or without dsup_node_start). It closes what is still open
+ * and runs the loop once (UV_RUN_NOWAIT) until those handles are closed. */
+DSUP_EXTERN void dsup_node_free(dsup_node *node);
+/* The node's name (e.g. "dsup@127.0.0.1"). */
+DSUP_EXTERN const char *dsup_node_name(const dsup_node *node);
 
 /* A plugin .so loaded with `--load` exports this function, which registers
  * its worker types and returns DSUP_ABI_VERSION, or a negative number when

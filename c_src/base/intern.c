@@ -20,7 +20,9 @@
 
 #include "log.h"
 
+struct dsup_intern_tab;
 typedef struct ient {
+    struct dsup_intern_tab *tab; /* the table (node) it belongs to: holds need no context */
     struct ient *creator; /* the peer this entry is charged to, or NULL */
     uint32_t refs;
     uint32_t created;     /* live counted entries charged to this one (as a peer) */
@@ -33,15 +35,29 @@ typedef struct ient {
 
 #define MIN_SLOTS 256
 
-static ient **slots;
-static size_t nslots, nused, npinned;
-static ient **pend;
-static size_t npend, cappend;
-static ient *cur_peer;
-static size_t quota = DSUP_INTERN_DEFAULT_QUOTA;
-static size_t refused;
-static uv_prepare_t sweeper;
-static int attached;
+/* One node's table. */
+struct dsup_intern_tab {
+    void *owner;
+    ient **slots;
+    size_t nslots, nused, npinned;
+    ient **pend;
+    size_t npend, cappend;
+    ient *cur_peer;
+    size_t quota;
+    size_t refused;
+    uv_prepare_t sweeper;
+    int attached;
+    time_t warn_last;
+    size_t warn_suppressed;
+};
+
+dsup_intern_tab *dsup_intern_new(void *owner)
+{
+    dsup_intern_tab *t = dsup_xcalloc(1, sizeof *t);
+    t->owner = owner;
+    t->quota = DSUP_INTERN_DEFAULT_QUOTA;
+    return t;
+}
 
 static ient *E(const char *s) { return (ient *)(void *)(s - offsetof(ient, s)); }
 
@@ -55,28 +71,28 @@ static uint32_t fnv1a(const char *s, size_t len)
     return (uint32_t)(h ^ (h >> 32));
 }
 
-static int resize(size_t n)
+static int resize(dsup_intern_tab *t, size_t n)
 {
     ient **ns = dsup_xcalloc(n, sizeof *ns);
-    for (size_t i = 0; i < nslots; i++) {
-        if (!slots[i])
+    for (size_t i = 0; i < t->nslots; i++) {
+        if (!t->slots[i])
             continue;
-        size_t j = slots[i]->hash & (n - 1);
+        size_t j = t->slots[i]->hash & (n - 1);
         while (ns[j])
             j = (j + 1) & (n - 1);
-        ns[j] = slots[i];
+        ns[j] = t->slots[i];
     }
-    free(slots);
-    slots = ns;
-    nslots = n;
+    free(t->slots);
+    t->slots = ns;
+    t->nslots = n;
     return 0;
 }
 
 /* The slot holding s[0..len), or the empty slot where it would go. */
-static size_t probe(const char *s, size_t len, uint32_t h)
+static size_t probe(const dsup_intern_tab *t, const char *s, size_t len, uint32_t h)
 {
-    size_t j = h & (nslots - 1);
-    for (ient *e; (e = slots[j]); j = (j + 1) & (nslots - 1))
+    size_t j = h & (t->nslots - 1);
+    for (ient *e; (e = t->slots[j]); j = (j + 1) & (t->nslots - 1))
         if (e->hash == h && e->len == len && memcmp(e->s, s, len) == 0)
             break;
     return j;
@@ -84,21 +100,22 @@ static size_t probe(const char *s, size_t len, uint32_t h)
 
 static void table_remove(ient *e)
 {
-    size_t i = probe(e->s, e->len, e->hash);
-    if (slots[i] != e)
+    dsup_intern_tab *t = e->tab;
+    size_t i = probe(t, e->s, e->len, e->hash);
+    if (t->slots[i] != e)
         return;
-    slots[i] = NULL;
-    nused--;
+    t->slots[i] = NULL;
+    t->nused--;
     /* Backward-shift the cluster that follows: lookups need no tombstones. */
     for (size_t j = i;;) {
-        j = (j + 1) & (nslots - 1);
-        if (!slots[j])
+        j = (j + 1) & (t->nslots - 1);
+        if (!t->slots[j])
             break;
-        size_t home = slots[j]->hash & (nslots - 1);
+        size_t home = t->slots[j]->hash & (t->nslots - 1);
         int movable = (i <= j) ? (home <= i || home > j) : (home <= i && home > j);
         if (movable) {
-            slots[i] = slots[j];
-            slots[j] = NULL;
+            t->slots[i] = t->slots[j];
+            t->slots[j] = NULL;
             i = j;
         }
     }
@@ -108,89 +125,89 @@ static int freeable(const ient *e) { return !e->pinned && e->refs == 0 && e->cre
 
 static void make_pending(ient *e)
 {
+    dsup_intern_tab *t = e->tab;
     if (e->pending || !freeable(e))
         return;
-    if (npend == cappend) {
-        size_t nc = cappend ? cappend * 2 : 256;
-        ient **np = dsup_xrealloc(pend, nc * sizeof *np);
-        pend = np;
-        cappend = nc;
+    if (t->npend == t->cappend) {
+        size_t nc = t->cappend ? t->cappend * 2 : 256;
+        ient **np = dsup_xrealloc(t->pend, nc * sizeof *np);
+        t->pend = np;
+        t->cappend = nc;
     }
     e->pending = 1;
-    pend[npend++] = e;
+    t->pend[t->npend++] = e;
 }
 
-static ient *insert(const char *s, size_t len, uint32_t h)
+static ient *insert(dsup_intern_tab *t, const char *s, size_t len, uint32_t h)
 {
-    if ((nused + 1) * 2 > nslots && resize(nslots ? nslots * 2 : MIN_SLOTS) < 0)
+    if ((t->nused + 1) * 2 > t->nslots && resize(t, t->nslots ? t->nslots * 2 : MIN_SLOTS) < 0)
         return NULL;
     ient *e = dsup_xmalloc(sizeof *e + len + 1);
     memset(e, 0, sizeof *e);
+    e->tab = t;
     e->hash = h;
     e->len = (uint32_t)len;
     memcpy(e->s, s, len);
     e->s[len] = 0;
-    slots[probe(s, len, h)] = e;
-    nused++;
+    t->slots[probe(t, s, len, h)] = e;
+    t->nused++;
     return e;
 }
 
-const char *dsup_intern_find(const char *s, size_t len)
+const char *dsup_intern_find(const dsup_intern_tab *t, const char *s, size_t len)
 {
-    if (!nslots)
+    if (!t->nslots)
         return NULL;
-    ient *e = slots[probe(s, len, fnv1a(s, len))];
+    ient *e = t->slots[probe(t, s, len, fnv1a(s, len))];
     return e ? e->s : NULL;
 }
 
-const char *dsup_intern(const char *s, size_t len)
+const char *dsup_intern(dsup_intern_tab *t, const char *s, size_t len)
 {
     uint32_t h = fnv1a(s, len);
-    ient *e = nslots ? slots[probe(s, len, h)] : NULL;
-    if (!e && !(e = insert(s, len, h)))
+    ient *e = t->nslots ? t->slots[probe(t, s, len, h)] : NULL;
+    if (!e && !(e = insert(t, s, len, h)))
         return NULL;
     if (!e->pinned) {
         e->pinned = 1;
-        npinned++;
+        t->npinned++;
     }
     return e->s;
 }
 
-const char *dsup_intern_str(const char *s) { return dsup_intern(s, strlen(s)); }
+const char *dsup_intern_str(dsup_intern_tab *t, const char *s) { return dsup_intern(t, s, strlen(s)); }
 
-static void warn_quota(void)
+static void warn_quota(dsup_intern_tab *t)
 {
-    static time_t last;
-    static size_t suppressed;
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
-    if (last && ts.tv_sec - last < 10) {
-        suppressed++;
+    if (t->warn_last && ts.tv_sec - t->warn_last < 10) {
+        t->warn_suppressed++;
         return;
     }
     LOG_WARN("peer %s reached its quota of %zu names (--peer-name-quota): messages that "
              "would add more are dropped (%zu more since the last warning)",
-             cur_peer->s, quota, suppressed);
-    last = ts.tv_sec;
-    suppressed = 0;
+             t->cur_peer->s, t->quota, t->warn_suppressed);
+    t->warn_last = ts.tv_sec;
+    t->warn_suppressed = 0;
 }
 
-const char *dsup_intern_peer(const char *s, size_t len)
+const char *dsup_intern_peer(dsup_intern_tab *t, const char *s, size_t len)
 {
     uint32_t h = fnv1a(s, len);
-    ient *e = nslots ? slots[probe(s, len, h)] : NULL;
+    ient *e = t->nslots ? t->slots[probe(t, s, len, h)] : NULL;
     if (e)
         return e->s;
-    if (cur_peer && quota && cur_peer->created >= quota) {
-        refused++;
-        warn_quota();
+    if (t->cur_peer && t->quota && t->cur_peer->created >= t->quota) {
+        t->refused++;
+        warn_quota(t);
         return NULL;
     }
-    if (!(e = insert(s, len, h)))
+    if (!(e = insert(t, s, len, h)))
         return NULL;
-    if (cur_peer) {
-        e->creator = cur_peer;
-        cur_peer->created++;
+    if (t->cur_peer) {
+        e->creator = t->cur_peer;
+        t->cur_peer->created++;
     }
     make_pending(e);
     return e->s;
@@ -218,15 +235,15 @@ void dsup_intern_release(const char *s)
         make_pending(e);
 }
 
-void dsup_intern_set_peer(const char *peer) { cur_peer = peer ? E(peer) : NULL; }
-void dsup_intern_set_quota(size_t max_per_peer) { quota = max_per_peer; }
+void dsup_intern_set_peer(dsup_intern_tab *t, const char *peer) { t->cur_peer = peer ? E(peer) : NULL; }
+void dsup_intern_set_quota(dsup_intern_tab *t, size_t max_per_peer) { t->quota = max_per_peer; }
 
-void dsup_intern_sweep(void)
+void dsup_intern_sweep(dsup_intern_tab *t)
 {
-    if (!npend)
+    if (!t->npend)
         return;
-    while (npend) {
-        ient *e = pend[--npend];
+    while (t->npend) {
+        ient *e = t->pend[--t->npend];
         e->pending = 0;
         if (!freeable(e))
             continue;
@@ -236,56 +253,72 @@ void dsup_intern_sweep(void)
         free(e);
     }
     /* Give memory back after a flood; halve at most down to a quarter full. */
-    size_t n = nslots;
-    while (n > MIN_SLOTS && nused * 8 < n)
+    size_t n = t->nslots;
+    while (n > MIN_SLOTS && t->nused * 8 < n)
         n /= 2;
-    if (n != nslots)
-        resize(n);
-    if (cappend > 65536) { /* kept between turns, up to what a busy turn needs */
-        free(pend);
-        pend = NULL;
-        cappend = 0;
+    if (n != t->nslots)
+        resize(t, n);
+    if (t->cappend > 65536) { /* kept between turns, up to what a busy turn needs */
+        free(t->pend);
+        t->pend = NULL;
+        t->cappend = 0;
     }
 }
 
-static void on_prepare(uv_prepare_t *h) { dsup_intern_sweep(); }
+static void on_prepare(uv_prepare_t *h) { dsup_intern_sweep(h->data); }
 
-int dsup_intern_attach(uv_loop_t *loop)
+int dsup_intern_attach(dsup_intern_tab *t, uv_loop_t *loop)
 {
-    if (attached)
+    if (t->attached)
         return 0;
-    if (uv_prepare_init(loop, &sweeper) < 0 || uv_prepare_start(&sweeper, on_prepare) < 0)
+    if (uv_prepare_init(loop, &t->sweeper) < 0 || uv_prepare_start(&t->sweeper, on_prepare) < 0)
         return -1;
-    uv_unref((uv_handle_t *)&sweeper); /* it never keeps the loop alive */
-    attached = 1;
+    t->sweeper.data = t;
+    uv_unref((uv_handle_t *)&t->sweeper); /* it never keeps the loop alive */
+    t->attached = 1;
     return 0;
 }
 
-void dsup_intern_detach(void)
+void dsup_intern_detach(dsup_intern_tab *t)
 {
-    if (!attached)
+    if (!t->attached)
         return;
-    LOG_INFO("name table at exit: %zu names, %zu of them kept for the run", nused, npinned);
-    uv_prepare_stop(&sweeper);
-    if (!uv_is_closing((uv_handle_t *)&sweeper))
-        uv_close((uv_handle_t *)&sweeper, NULL);
-    attached = 0;
+    LOG_INFO("name table at exit: %zu names, %zu of them kept for the run", t->nused, t->npinned);
+    uv_prepare_stop(&t->sweeper);
+    if (!uv_is_closing((uv_handle_t *)&t->sweeper))
+        uv_close((uv_handle_t *)&t->sweeper, NULL);
+    t->attached = 0;
 }
 
-void dsup_intern_get_stats(dsup_intern_stats *st)
+void dsup_intern_get_stats(const dsup_intern_tab *t, dsup_intern_stats *st)
 {
-    st->entries = nused;
-    st->pinned = npinned;
-    st->pending = npend;
-    st->slots = nslots;
-    st->refused = refused;
+    st->entries = t->nused;
+    st->pinned = t->npinned;
+    st->pending = t->npend;
+    st->slots = t->nslots;
+    st->refused = t->refused;
 }
 
-size_t dsup_intern_peer_count(const char *peer)
+size_t dsup_intern_peer_count(const dsup_intern_tab *t, const char *peer)
 {
-    const char *p = peer ? dsup_intern_find(peer, strlen(peer)) : NULL;
+    const char *p = peer ? dsup_intern_find(t, peer, strlen(peer)) : NULL;
     return p ? E(p)->created : 0;
 }
 
 int dsup_intern_is_pinned(const char *s) { return s && E(s)->pinned; }
 unsigned dsup_intern_refs(const char *s) { return s ? E(s)->refs : 0; }
+
+void *dsup_intern_owner(const char *s) { return s ? E(s)->tab->owner : NULL; }
+
+/* Called once the sweeper handle is closed (or was never attached): every
+ * entry, pinned or counted, goes with the table. */
+void dsup_intern_free(dsup_intern_tab *t)
+{
+    if (!t)
+        return;
+    for (size_t i = 0; i < t->nslots; i++)
+        free(t->slots[i]);
+    free(t->slots);
+    free(t->pend);
+    free(t);
+}

@@ -15,7 +15,11 @@
 
 int dsup_log_level = DSUP_LOG_INFO;
 static int json;
-static const char *node_name = "nonode@nohost";
+/* Process-wide, like the level and format: the node named in every line
+ * (the command line's node, or the first library node made). A copy, so a
+ * node freed before the process ends leaves nothing dangling. */
+static char node_name[256] = "nonode@nohost";
+static int node_named;
 
 static const char *const level_names[] = { "debug", "info", "warn", "error" };
 
@@ -39,7 +43,14 @@ int dsup_log_format_parse(const char *s)
 
 void dsup_log_set_node(const char *name)
 {
-    node_name = name ? name : "nonode@nohost";
+    snprintf(node_name, sizeof node_name, "%s", name ? name : "nonode@nohost");
+    node_named = name != NULL;
+}
+
+void dsup_log_set_node_once(const char *name)
+{
+    if (!node_named)
+        dsup_log_set_node(name);
 }
 
 /* "YYYY-MM-DDTHH:MM:SS.mmmZ". gmtime_r once a second per

@@ -15,6 +15,8 @@ int dsup_log_format_parse(const char *s);
 /* The node name every line carries ("nonode@nohost" until set, like erl).
  * The string must live as long as the process (an interned name does). */
 void dsup_log_set_node(const char *name);
+/* The same unless a name was set already (the first library node names the log). */
+void dsup_log_set_node_once(const char *name);
 /* Format one line into out (at most cap bytes, always ending "\n"); the
  * length. What dsup_log writes, exposed for the unit tests. */
 size_t dsup_log_format_line(char *out, size_t cap, int level, long long unix_ms, const char *msg);

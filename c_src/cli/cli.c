@@ -15,6 +15,7 @@
 #include "cli_args.h"
 #include "xalloc.h"
 #include "http/http.h"
+#include "node_new.h"
 #include "intern.h"
 #include "log.h"
 #include "node.h"
@@ -118,17 +119,17 @@ static int load_plugin(const char *path)
 /* Once the node is registered and dsup_node runs: the scopes and instances
  * the command line asked for. A supervisor that cannot start stops the node
  * (exit status 2) before it says it is ready. */
-static void start_requested(void *arg, dsup_node_event ev, const char *peer, int value)
+static void start_requested(dsup_node *node, void *arg, dsup_node_event ev, const char *peer, int value)
 {
     if (ev != DSUP_NODE_READY)
         return;
-    for (int i = 0; i < g_node->nscopes; i++)
-        if (!dsup_pg_scope(g_node->scopes[i]))
-            LOG_WARN("--scope %s: cannot start the scope", g_node->scopes[i]);
-    for (int i = 0; i < g_node->nsups; i++) {
-        ei_x_buff opts, *why = dsup_term_scratch();
+    for (int i = 0; i < node->nscopes; i++)
+        if (!dsup_pg_scope(node, node->scopes[i]))
+            LOG_WARN("--scope %s: cannot start the scope", node->scopes[i]);
+    for (int i = 0; i < node->nsups; i++) {
+        ei_x_buff opts, *why = dsup_term_scratch(node);
         char name[300];
-        dsup_cli_sup_opts(g_node->sups[i], name, sizeof name, &opts);
+        dsup_cli_sup_opts(node->sups[i], name, sizeof name, &opts);
         dsup_term o = { opts.buff, (size_t)opts.index };
         if (dsup_sup_reserved_name(name)) {
             why->index = 0;
@@ -136,27 +137,29 @@ static void start_requested(void *arg, dsup_node_event ev, const char *peer, int
             dsup_x_encode_atom(why, "reserved_name");
             dsup_x_encode_atom(why, name);
         }
-        int failed = why->index > 0 || dsup_sup_start(name, &o, NULL, why) < 0;
+        int failed = why->index > 0 || dsup_sup_start(node, name, &o, NULL, why) < 0;
         if (failed) {
             char txt[512];
             dsup_term_text((dsup_term){ why->buff, (size_t)why->index }, txt, sizeof txt);
-            LOG_ERROR("--supervisor %s: %s", g_node->sups[i], why->index ? txt : "cannot start");
-            g_node->exit_status = 2;
+            LOG_ERROR("--supervisor %s: %s", node->sups[i], why->index ? txt : "cannot start");
+            node->exit_status = 2;
         }
         ei_x_free(&opts);
         dsup_term_scratch_release(why);
         if (failed) {
-            dsup_shutdown();
+            dsup_shutdown(node);
             return;
         }
     }
 }
 
 /* The HTTP endpoints stop first when the node stops (hooks run newest first). */
-static void stop_http(void *arg, dsup_node_event ev, const char *peer, int value)
+static void http_events(dsup_node *node, void *arg, dsup_node_event ev, const char *peer, int value)
 {
     if (ev == DSUP_NODE_STOPPING)
-        dsup_http_stop();
+        dsup_http_stop(node);
+    else if (ev == DSUP_NODE_CLOSE)
+        dsup_http_free(node);
 }
 
 static int read_cookie(char *out, size_t cap)
@@ -193,7 +196,7 @@ static int read_cookie(char *out, size_t cap)
     return n ? 0 : -1;
 }
 
-static int make_name(dsup_nodeinfo *n, const char *arg, int longname)
+static int make_name(dsup_node *n, const char *arg, int longname)
 {
     const char *at = strchr(arg, '@');
     char host[256];
@@ -222,7 +225,7 @@ static int make_name(dsup_nodeinfo *n, const char *arg, int longname)
     snprintf(full, sizeof full, "%s@%s", n->alive, n->host);
     if (strlen(full) > 255)
         return -1;
-    n->name = dsup_intern_str(full);
+    n->name = dsup_intern_str(n->names, full);
     return n->name ? 0 : -1;
 }
 
@@ -235,7 +238,7 @@ static int make_name(dsup_nodeinfo *n, const char *arg, int longname)
 enum { CLI_OK = 0, CLI_ERR = -1, CLI_EXIT0 = 1 };
 
 typedef struct cli_ctx {
-    dsup_nodeinfo *n;
+    dsup_node *n;
     const char *name, *cookie;
     int longname;
     const char **connect, **plugins, **scopes, **sups;
@@ -347,7 +350,10 @@ static int opt_max_frame(cli_ctx *c, const char *opt, const char *v)
 
 static int opt_scope(cli_ctx *c, const char *opt, const char *v)
 {
-    const char *sc = dsup_atom_from_cli(v);
+    char buf[300];
+    const char *sc = dsup_atom_from_cli(v, buf, sizeof buf);
+    if (sc)
+        sc = dsup_intern_str(c->n->names, sc); /* the node keeps it (pinned) */
     if (!sc)
         return cli_error(opt, "expected a name of 1..255 characters, got '%s'", v);
     c->scopes[c->n->nscopes++] = sc;
@@ -362,13 +368,13 @@ static int opt_supervisor(cli_ctx *c, const char *opt, const char *v)
     ei_x_free(&x);
     if (rc < 0)
         return cli_error(opt, "%s", err);
-    const char *atom = dsup_intern_str(name);
+    const char *atom = dsup_intern_str(c->n->names, name);
     for (int i = 0; i < c->n->nsups; i++) {
         char other[300];
         ei_x_buff y;
         dsup_cli_sup_parse(c->sups[i], other, sizeof other, &y, err, sizeof err);
         ei_x_free(&y);
-        if (dsup_intern_str(other) == atom)
+        if (dsup_intern_str(c->n->names, other) == atom)
             return cli_error(opt, "instance %s given twice", name);
     }
     c->sups[c->n->nsups++] = v;
@@ -432,7 +438,7 @@ static int opt_peer_name_quota(cli_ctx *c, const char *opt, const char *v)
     long long q;
     if (int_arg(opt, v, 0, 1000000000LL, &q) < 0)
         return CLI_ERR;
-    dsup_intern_set_quota((size_t)q);
+    dsup_intern_set_quota(c->n->names, (size_t)q);
     return CLI_OK;
 }
 
@@ -473,7 +479,7 @@ static int opt_max_out_queue(cli_ctx *c, const char *opt, const char *v)
 static int opt_http(cli_ctx *c, const char *opt, const char *v)
 {
     char err[300];
-    return dsup_http_configure(v, err, sizeof err) < 0 ? cli_error(opt, "%s", err) : CLI_OK;
+    return dsup_http_configure(c->n, v, err, sizeof err) < 0 ? cli_error(opt, "%s", err) : CLI_OK;
 }
 
 static const cli_opt options[] = {
@@ -535,11 +541,7 @@ static int parse_args(cli_ctx *c, int argc, char **argv)
 static int run(int argc, char **argv, const char **connect, const char **plugins, const char **scopes,
                const char **sups)
 {
-    static dsup_nodeinfo node;
-    dsup_nodeinfo *n = &node;
-    memset(n, 0, sizeof *n);
-    n->ticktime_ms = 60000;
-    n->max_frame = 128u << 20;
+    dsup_node *n = dsup_node_alloc(uv_default_loop());
 #ifndef DSUP_OTP_RELEASE
 #define DSUP_OTP_RELEASE 25
 #endif
@@ -549,37 +551,42 @@ static int run(int argc, char **argv, const char **connect, const char **plugins
 
     cli_ctx c = { .n = n, .connect = connect, .plugins = plugins, .scopes = scopes, .sups = sups };
     int rc = parse_args(&c, argc, argv);
-    if (rc == CLI_EXIT0)
-        return 0;
-    if (rc != CLI_OK)
-        return DSUP_EXIT_USAGE;
+    if (rc != CLI_OK) {
+        dsup_node_free(n);
+        return rc == CLI_EXIT0 ? 0 : DSUP_EXIT_USAGE;
+    }
     dsup_log_set_node(n->name);
     if (c.cookie) {
         snprintf(n->cookie, sizeof n->cookie, "%s", c.cookie);
     } else if (read_cookie(n->cookie, sizeof n->cookie) < 0) {
         fprintf(stderr, "dsup-node: no cookie (use --cookie or ~/.erlang.cookie)\n");
+        dsup_node_free(n);
         return 1;
     }
     dsup_register_builtin_workers();
     for (int i = 0; i < c.nplugins; i++)
-        if (load_plugin(plugins[i]) < 0)
+        if (load_plugin(plugins[i]) < 0) {
+            dsup_node_free(n);
             return 1;
+        }
 
     n->connect = connect;
     n->scopes = scopes;
     n->sups = sups;
-    n->loop = uv_default_loop();
-    g_node = n;
+    n->announce_ready = 1;
+    n->handle_signals = 1;
+    n->own_loop = 1;
+    uv_loop_t *loop = n->loop;
     /* The layers above the runtime plug in (node_hooks.h), lowest first. */
-    if (dsup_pg_service_init() < 0 || dsup_sup_service_init() < 0 ||
-        dsup_node_hook_add(start_requested, NULL) < 0 || dsup_node_hook_add(stop_http, NULL) < 0)
-        return 1;
-    if (dsup_node_start() < 0 || dsup_http_start(n->loop) < 0)
-        return 1;
-    uv_run(n->loop, UV_RUN_DEFAULT);
-    int status = n->exit_status;
-    uv_loop_close(n->loop);
-    LOG_INFO("node %s stopped", n->name);
+    int status = 1;
+    if (dsup_node_services_init(n) == 0 && dsup_node_hook_add(n, start_requested, NULL) == 0 &&
+        dsup_node_hook_add(n, http_events, NULL) == 0 && dsup_node_start(n) == 0 && dsup_http_start(n) == 0) {
+        uv_run(loop, UV_RUN_DEFAULT);
+        status = n->exit_status;
+        LOG_INFO("node %s stopped", n->name);
+    }
+    dsup_node_free(n);
+    uv_loop_close(loop);
     return status;
 }
 

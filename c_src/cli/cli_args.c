@@ -17,19 +17,19 @@ const char dsup_cli_sup_keys[] =
     "rebalance_moves=1..10000, replicas=1..16";
 
 /* Names given on the command line: MyApp.Sup is the Elixir alias
- * 'Elixir.MyApp.Sup'; lower-case names are plain atoms. Interned. */
-const char *dsup_atom_from_cli(const char *arg)
+ * 'Elixir.MyApp.Sup'; lower-case names are plain atoms. Written into buf
+ * (300 bytes suffice); NULL when empty or too long. */
+const char *dsup_atom_from_cli(const char *arg, char *buf, size_t cap)
 {
-    char buf[300];
     if (!arg[0] || strlen(arg) > 255)
         return NULL;
     if (arg[0] >= 'A' && arg[0] <= 'Z' && strncmp(arg, "Elixir.", 7) != 0)
-        snprintf(buf, sizeof buf, "Elixir.%s", arg);
+        snprintf(buf, cap, "Elixir.%s", arg);
     else
-        snprintf(buf, sizeof buf, "%s", arg);
+        snprintf(buf, cap, "%s", arg);
     if (strlen(buf) > 255)
         return NULL;
-    return dsup_intern_str(buf);
+    return buf;
 }
 
 /* For node_ctrl.c (it starts the instances once the node is up); the specs
@@ -110,7 +110,8 @@ static const char *list_error(const char *v, int nodes)
         el[len] = 0;
         if (nodes && dsup_cli_check_node(el, why, sizeof why) < 0)
             return "expected NAME@HOST elements joined by '+' (none empty)";
-        if (!nodes && !dsup_atom_from_cli(el))
+        char atom[300];
+        if (!nodes && !dsup_atom_from_cli(el, atom, sizeof atom))
             return "expected names joined by '+' (none empty)";
         if (!e)
             return NULL;
@@ -125,8 +126,10 @@ static void encode_list(ei_x_buff *x, char *v, int nodes)
         n += *p == '+';
     ei_x_encode_list_header(x, n);
     char *save = NULL;
-    for (char *t = strtok_r(v, "+", &save); t; t = strtok_r(NULL, "+", &save))
-        dsup_x_encode_atom(x, nodes ? t : dsup_atom_from_cli(t));
+    for (char *t = strtok_r(v, "+", &save); t; t = strtok_r(NULL, "+", &save)) {
+        char atom[300];
+        dsup_x_encode_atom(x, nodes ? t : dsup_atom_from_cli(t, atom, sizeof atom));
+    }
     ei_x_encode_empty_list(x);
 }
 
@@ -208,7 +211,8 @@ int dsup_cli_sup_parse(const char *arg, char *name, size_t cap, ei_x_buff *opts,
     char *fields = copy, *comma = strchr(fields, ',');
     if (comma)
         *comma = 0;
-    const char *atom = strchr(fields, '=') ? NULL : dsup_atom_from_cli(fields);
+    char abuf[300];
+    const char *atom = strchr(fields, '=') ? NULL : dsup_atom_from_cli(fields, abuf, sizeof abuf);
     if (!atom) {
         fail(err, errcap, "expected the instance name first (NAME[,key=value...])", arg);
         goto out;

@@ -8,32 +8,33 @@
 #include "node.h"
 #include "sup.h"
 
-int http_peer_up(const char *node)
+int http_peer_up(dsup_node *node, const char *peer)
 {
-    for (size_t i = 0; g_node && i < g_node->nconns; i++)
-        if (g_node->conns[i]->peer == node && g_node->conns[i]->state == CONN_UP)
+    for (size_t i = 0; node && i < node->nconns; i++)
+        if (node->conns[i]->peer == peer && node->conns[i]->state == CONN_UP)
             return 1;
     return 0;
 }
 
-const char *http_child_type(const sup_child *c)
+const char *http_child_type(dsup_node *node, const sup_child *c)
 {
     if (c->local) {
-        dsup_proc *p = dsup_proc_lookup(&c->pid);
+        dsup_proc *p = dsup_proc_lookup(node, &c->pid);
         if (p && p->type)
             return p->type->name;
     }
     return c->spec ? c->spec->type : "undefined";
 }
 
-int http_child_pending(const sup_child *c)
+int http_child_pending(dsup_node *node, const sup_child *c)
 {
     if (c->local)
         return c->terminating;
-    return c->pid.node != g_node->name && !http_peer_up(c->pid.node);
+    return c->pid.node != node->name && !http_peer_up(node, c->pid.node);
 }
 
 typedef struct count_ctx {
+    dsup_node *node;
     http_type_count *out;
     size_t n, max;
 } count_ctx;
@@ -42,10 +43,10 @@ static void count_one(dsup_dict_ent *e, void *arg)
 {
     count_ctx *x = arg;
     const sup_child *c = e->val;
-    int pending = http_child_pending(c);
+    int pending = http_child_pending(x->node, c);
     if (!c->local && !pending)
         return; /* runs on another node: counted there */
-    const char *type = http_child_type(c);
+    const char *type = http_child_type(x->node, c);
     size_t i = 0;
     while (i < x->n && strcmp(x->out[i].type, type))
         i++;
@@ -62,51 +63,52 @@ static void count_one(dsup_dict_ent *e, void *arg)
 
 size_t http_count_children(dsup_sup *s, http_type_count *out, size_t max)
 {
-    count_ctx x = { out, 0, max };
+    count_ctx x = { s->node, out, 0, max };
     dsup_dict_foreach(&s->by_name, count_one, &x);
     return x.n;
 }
 
 /* An instance named `name` runs now (a stopped one stays listed). */
-static int instance_runs(const char *name)
+static int instance_runs(dsup_node *node, const char *name)
 {
-    for (dsup_sup *s = dsup_sups; s; s = s->next)
-        if (s->name == name && s->proc && !s->stopping)
+    for (dsup_sup *s = dsup_sups_of(node); s; s = s->next)
+        if (strcmp(s->name, name) == 0 && s->proc && !s->stopping)
             return 1;
     return 0;
 }
 
-const char *http_unhealthy(char *buf, size_t cap)
+const char *http_unhealthy(dsup_node *node, char *buf, size_t cap)
 {
-    if (!g_node || g_node->stopping)
+    if (!node || node->stopping)
         return "node is stopping";
-    if (!dsup_epmd_registered())
+    if (!dsup_epmd_registered(node->epmd))
         return "not registered with epmd";
     /* Every --supervisor instance, and every instance started since. */
-    for (int i = 0; i < g_node->nsups; i++) {
+    for (int i = 0; i < node->nsups; i++) {
         char name[300];
-        snprintf(name, sizeof name, "%s", g_node->sups[i]);
+        snprintf(name, sizeof name, "%s", node->sups[i]);
         char *comma = strchr(name, ',');
         if (comma)
             *comma = 0;
-        const char *atom = dsup_atom_from_cli(name);
-        if (atom && !instance_runs(atom)) {
+        char abuf[300];
+        const char *atom = dsup_atom_from_cli(name, abuf, sizeof abuf);
+        if (atom && !instance_runs(node, atom)) {
             snprintf(buf, cap, "supervisor instance %s is not running", atom);
             return buf;
         }
     }
-    for (dsup_sup *s = dsup_sups; s; s = s->next)
-        if (!instance_runs(s->name)) {
+    for (dsup_sup *s = dsup_sups_of(node); s; s = s->next)
+        if (!instance_runs(node, s->name)) {
             snprintf(buf, cap, "supervisor instance %s is not running", s->name);
             return buf;
         }
     return NULL;
 }
 
-int dsup_http_health(dsup_buf *out)
+int dsup_http_health(dsup_node *node, dsup_buf *out)
 {
     char buf[400];
-    const char *why = http_unhealthy(buf, sizeof buf);
+    const char *why = http_unhealthy(node, buf, sizeof buf);
     out_printf(out, "%s\n", why ? why : "ok");
     return why ? 503 : 200;
 }

@@ -4,12 +4,14 @@
 #include <malloc.h>
 #include <stddef.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
 #include "epmd.h"
 #include "gen_server.h"
 #include "http/http.h"
+#include "xalloc.h"
 #include "metrics.h"
 #include "node.h"
 #include "proc.h"
@@ -121,11 +123,11 @@ static const char *conn_state_name(conn_state s)
 }
 
 /* The best connection to `peer` (up wins), or NULL. */
-static const dsup_conn *conn_of(const char *peer)
+static const dsup_conn *conn_of(dsup_node *node, const char *peer)
 {
     const dsup_conn *best = NULL;
-    for (size_t i = 0; i < g_node->nconns; i++) {
-        const dsup_conn *c = g_node->conns[i];
+    for (size_t i = 0; i < node->nconns; i++) {
+        const dsup_conn *c = node->conns[i];
         if (c->peer == peer && (!best || c->state == CONN_UP))
             best = c;
     }
@@ -134,25 +136,25 @@ static const dsup_conn *conn_of(const char *peer)
 
 #define MAX_INSTANCES 64
 
-static void sup_families(dsup_buf *b)
+static void sup_families(dsup_node *node, dsup_buf *b)
 {
     /* One sample per instance name: a stopped instance stays listed (0)
      * until one of that name runs again. */
     family(b, "dsup_instance_up", "gauge", "1 while the supervisor instance runs on this node");
-    for (dsup_sup *s = dsup_sups; s; s = s->next) {
-        dsup_sup *first = dsup_sup_find(s->name);
+    for (dsup_sup *s = dsup_sups_of(node); s; s = s->next) {
+        dsup_sup *first = dsup_sup_find(node, s->name);
         if (!first)
-            for (first = dsup_sups; first->name != s->name; first = first->next)
+            for (first = dsup_sups_of(node); first->name != s->name; first = first->next)
                 ;
         if (first == s)
             sample(b, "dsup_instance_up", L1("supervisor", s->name), s->proc && !s->stopping);
     }
     family(b, "dsup_instance_children", "gauge", "children the instance knows of, cluster-wide");
-    for (dsup_sup *s = dsup_sups; s; s = s->next)
+    for (dsup_sup *s = dsup_sups_of(node); s; s = s->next)
         if (s->proc)
             sample(b, "dsup_instance_children", L1("supervisor", s->name), (double)s->by_name.count);
     family(b, "dsup_instance_ring_nodes", "gauge", "nodes on the instance's hash ring");
-    for (dsup_sup *s = dsup_sups; s; s = s->next)
+    for (dsup_sup *s = dsup_sups_of(node); s; s = s->next)
         if (s->proc)
             sample(b, "dsup_instance_ring_nodes", L1("supervisor", s->name), (double)dsup_ring_node_count(s->ring));
     /* Children are counted once per instance, printed as two families. */
@@ -162,7 +164,7 @@ static void sup_families(dsup_buf *b)
         size_t n;
     } ic[MAX_INSTANCES];
     size_t ninst = 0;
-    for (dsup_sup *s = dsup_sups; s && ninst < MAX_INSTANCES; s = s->next)
+    for (dsup_sup *s = dsup_sups_of(node); s && ninst < MAX_INSTANCES; s = s->next)
         if (s->proc) {
             ic[ninst].name = s->name;
             ic[ninst].n = http_count_children(s, ic[ninst].t, HTTP_MAX_TYPES);
@@ -179,23 +181,23 @@ static void sup_families(dsup_buf *b)
                        (double)(pending ? ic[k].t[i].pending : ic[k].t[i].running));
     }
     family(b, "dsup_child_restarts_total", "counter", "children restarted by the instance on this node");
-    for (dsup_sup_stats *st = dsup_metrics_sups(); st; st = st->next)
+    for (dsup_sup_stats *st = dsup_metrics_sups(node); st; st = st->next)
         sample(b, "dsup_child_restarts_total", L2("supervisor", st->instance, "type", st->type), (double)st->restarts);
     family(b, "dsup_child_crashes_total", "counter", "abnormal exits of local children, by reason class");
-    for (dsup_sup_stats *st = dsup_metrics_sups(); st; st = st->next)
+    for (dsup_sup_stats *st = dsup_metrics_sups(node); st; st = st->next)
         for (int k = 0; k < DSUP_CRASH_NCLASS; k++)
             sample(b, "dsup_child_crashes_total",
                    L3("supervisor", st->instance, "type", st->type, "reason", dsup_crash_class_names[k]),
                    (double)st->crashes[k]);
 }
 
-static void peer_families(dsup_buf *b)
+static void peer_families(dsup_node *node, dsup_buf *b)
 {
     family(b, "dsup_peer_connected", "gauge", "1 when the distribution connection is up; state says where it is");
-    for (dsup_peer_stats *p = dsup_metrics_peers(); p; p = p->next) {
+    for (dsup_peer_stats *p = dsup_metrics_peers(node); p; p = p->next) {
         if (!p->peer[0])
             continue;
-        const dsup_conn *c = conn_of(p->peer);
+        const dsup_conn *c = conn_of(node, p->peer);
         sample(b, "dsup_peer_connected",
                L3("peer", p->peer, "state", c ? conn_state_name(c->state) : "down", "visible",
                   c && c->state == CONN_UP ? ((c->peer_flags & DFLAG_PUBLISHED) ? "true" : "false") : "unknown"),
@@ -213,22 +215,22 @@ static void peer_families(dsup_buf *b)
     };
     for (size_t k = 0; k < sizeof ctr / sizeof *ctr; k++) {
         family(b, ctr[k].name, "counter", ctr[k].help);
-        for (dsup_peer_stats *p = dsup_metrics_peers(); p; p = p->next)
+        for (dsup_peer_stats *p = dsup_metrics_peers(node); p; p = p->next)
             if (p->peer[0])
                 sample(b, ctr[k].name, L1("peer", p->peer), (double)*(const uint64_t *)((const char *)p + ctr[k].off));
     }
     family(b, "dsup_peer_otp_release", "gauge", "the OTP release a BEAM peer reported (rex)");
-    for (dsup_peer_stats *p = dsup_metrics_peers(); p; p = p->next)
+    for (dsup_peer_stats *p = dsup_metrics_peers(node); p; p = p->next)
         if (p->peer[0] && p->otp_release)
             sample(b, "dsup_peer_otp_release", L1("peer", p->peer), p->otp_release);
     family(b, "dsup_peer_write_queue_bytes", "gauge", "bytes queued or in flight to the peer");
-    for (size_t i = 0; i < g_node->nconns; i++) {
-        const dsup_conn *c = g_node->conns[i];
-        if (c->peer && c == conn_of(c->peer))
+    for (size_t i = 0; i < node->nconns; i++) {
+        const dsup_conn *c = node->conns[i];
+        if (c->peer && c == conn_of(node, c->peer))
             sample(b, "dsup_peer_write_queue_bytes", L1("peer", c->peer), (double)(c->wq.len + c->wflight.len));
     }
     family(b, "dsup_handshake_failures_total", "counter", "failed handshakes by reason (peer \"\": not yet named)");
-    for (dsup_peer_stats *p = dsup_metrics_peers(); p; p = p->next)
+    for (dsup_peer_stats *p = dsup_metrics_peers(node); p; p = p->next)
         for (int k = 0; k < DSUP_HS_NCLASS; k++)
             if (p->hs_fail[k] || p->peer[0])
                 sample(b, "dsup_handshake_failures_total", L2("peer", p->peer, "reason", dsup_hs_class_names[k]),
@@ -253,12 +255,12 @@ typedef struct scope_counts {
     size_t n;
 } scope_counts;
 
-static void pg_scope(scope_counts *sc, const char *name)
+static void pg_scope(dsup_node *node, scope_counts *sc, const char *name)
 {
     for (size_t i = 0; i < sc->n; i++)
         if (!strcmp(sc->name[i], name))
             return;
-    dsup_pg *pg = dsup_pg_find(name);
+    dsup_pg *pg = dsup_pg_find(node, name);
     if (!pg || sc->n == MAX_SCOPES)
         return;
     sc->name[sc->n] = name;
@@ -274,22 +276,22 @@ static void largest_queue(dsup_proc *p, void *arg)
         *max = n;
 }
 
-static void node_families(dsup_buf *b)
+static void node_families(dsup_node *node, dsup_buf *b)
 {
     family(b, "dsup_node_info", "gauge", "the node's name and version");
     char otp[16];
     snprintf(otp, sizeof otp, "%d", DSUP_OTP_RELEASE);
-    sample(b, "dsup_node_info", L3("node", g_node->name, "version", DSUP_VERSION, "otp_release", otp), 1);
+    sample(b, "dsup_node_info", L3("node", node->name, "version", DSUP_VERSION, "otp_release", otp), 1);
     family(b, "dsup_uptime_seconds", "gauge", "seconds since the node started");
-    sample(b, "dsup_uptime_seconds", L0, (double)(dsup_wall_ms() - dsup_metrics.started_ms) / 1000.0);
+    sample(b, "dsup_uptime_seconds", L0, (double)(dsup_wall_ms() - dsup_metrics_of(node)->started_ms) / 1000.0);
     family(b, "dsup_epmd_registered", "gauge", "1 while epmd holds the node's registration");
-    sample(b, "dsup_epmd_registered", L0, dsup_epmd_registered());
+    sample(b, "dsup_epmd_registered", L0, dsup_epmd_registered(node->epmd));
     family(b, "dsup_processes", "gauge", "local processes (workers, instances, scopes)");
-    sample(b, "dsup_processes", L0, (double)dsup_proc_count());
+    sample(b, "dsup_processes", L0, (double)dsup_proc_count(node));
     family(b, "dsup_run_queue_length", "gauge", "local signals waiting to be handled");
-    sample(b, "dsup_run_queue_length", L0, (double)dsup_proc_queue_len());
+    sample(b, "dsup_run_queue_length", L0, (double)dsup_proc_queue_len(node));
     size_t maxq = 0;
-    dsup_proc_foreach(largest_queue, &maxq);
+    dsup_proc_foreach(node, largest_queue, &maxq);
     family(b, "dsup_largest_message_queue", "gauge", "the longest message queue of a local process");
     sample(b, "dsup_largest_message_queue", L0, (double)maxq);
 
@@ -313,34 +315,34 @@ static void node_families(dsup_buf *b)
     family(b, "dsup_malloc_heap_bytes", "gauge", "bytes malloc holds from the system (arena and mmap)");
     sample(b, "dsup_malloc_heap_bytes", L0, (double)(mi.arena + mi.hblkhd));
 
-    histogram(b, "dsup_event_loop_lag_seconds", "how late a 100 ms loop timer fires", &dsup_metrics.loop_lag);
+    histogram(b, "dsup_event_loop_lag_seconds", "how late a 100 ms loop timer fires", &dsup_metrics_of(node)->loop_lag);
     histogram(b, "dsup_node_call_duration_seconds", "time the dsup_node process takes to handle a call",
-              &dsup_metrics.node_call);
+              &dsup_metrics_of(node)->node_call);
     histogram(b, "dsup_worker_call_duration_seconds", "time C workers take in handle_call",
-              &dsup_metrics.worker_call);
+              &dsup_metrics_of(node)->worker_call);
 
-    static scope_counts sc; /* static: 6 KB, and the loop has one thread */
-    sc.n = 0;
-    for (int i = 0; i < g_node->nscopes; i++)
-        pg_scope(&sc, g_node->scopes[i]);
-    for (dsup_sup *s = dsup_sups; s; s = s->next)
+    scope_counts *scp = dsup_xcalloc(1, sizeof *scp); /* 6 KB: off the stack; one a scrape */
+    for (int i = 0; i < node->nscopes; i++)
+        pg_scope(node, scp, node->scopes[i]);
+    for (dsup_sup *s = dsup_sups_of(node); s; s = s->next)
         if (s->proc)
-            pg_scope(&sc, s->scope_name);
+            pg_scope(node, scp, s->scope_name);
     histogram(b, "dsup_http_render_seconds", "time the node spends rendering one HTTP response",
-              &dsup_metrics.http_render);
+              &dsup_metrics_of(node)->http_render);
     family(b, "dsup_pg_groups", "gauge", "pg groups per scope");
-    for (size_t i = 0; i < sc.n; i++)
-        sample(b, "dsup_pg_groups", L1("scope", sc.name[i]), (double)sc.c[i].groups);
+    for (size_t i = 0; i < scp->n; i++)
+        sample(b, "dsup_pg_groups", L1("scope", scp->name[i]), (double)scp->c[i].groups);
     family(b, "dsup_pg_members", "gauge", "pg group members (pids, with repeats) per scope");
-    for (size_t i = 0; i < sc.n; i++)
-        sample(b, "dsup_pg_members", L1("scope", sc.name[i]), (double)sc.c[i].members);
+    for (size_t i = 0; i < scp->n; i++)
+        sample(b, "dsup_pg_members", L1("scope", scp->name[i]), (double)scp->c[i].members);
     family(b, "dsup_http_requests_total", "counter", "requests served by this endpoint");
-    sample(b, "dsup_http_requests_total", L0, (double)dsup_metrics.http_requests);
+    sample(b, "dsup_http_requests_total", L0, (double)dsup_metrics_of(node)->http_requests);
+    free(scp);
 }
 
-void dsup_http_metrics(dsup_buf *b)
+void dsup_http_metrics(dsup_node *node, dsup_buf *b)
 {
-    node_families(b);
-    sup_families(b);
-    peer_families(b);
+    node_families(node, b);
+    sup_families(node, b);
+    peer_families(node, b);
 }

@@ -11,27 +11,30 @@
 #include <uv.h>
 
 #include "buf.h"
+#include "dsup.h"
 
 /* --http ADDR:PORT from the command line: checked now, served once the node
  * runs. -1 with a one-line reason in `err` when malformed or not built in. */
-int dsup_http_configure(const char *addr_port, char *err, size_t errcap);
+int dsup_http_configure(dsup_node *node, const char *addr_port, char *err, size_t errcap);
 /* Start serving if configured (0 when not); -1 when it cannot listen. */
-int dsup_http_start(uv_loop_t *loop);
+int dsup_http_start(dsup_node *node);
 /* Stop listening and close the connections (node shutdown). */
-void dsup_http_stop(void);
+void dsup_http_stop(dsup_node *node);
+/* Node close: the server's memory (node->http). */
+void dsup_http_free(dsup_node *node);
 
 /* Renderers: append the body to `out`. */
-void dsup_http_metrics(dsup_buf *out);
+void dsup_http_metrics(dsup_node *node, dsup_buf *out);
 /* /status.json: `q` (may be NULL) keeps the children whose name, pid or
  * type contains it (case-insensitive); at most `limit` are listed, with the
  * counts of all and of the matching ones, so that a node with very many
  * children is never rendered whole on the loop. */
 #define DSUP_HTTP_CHILDREN_LIMIT 2000
-void dsup_http_status_json(dsup_buf *out, const char *q, size_t limit);
+void dsup_http_status_json(dsup_node *node, dsup_buf *out, const char *q, size_t limit);
 /* The value of `key` in a query string ("a=1&q=x%20y"), %-decoded. */
 int dsup_http_query_param(const char *query, size_t len, const char *key, char *out, size_t cap);
 /* 200 (body "ok") or 503 (body: the reason). */
-int dsup_http_health(dsup_buf *out);
+int dsup_http_health(dsup_node *node, dsup_buf *out);
 
 extern const char dsup_status_html[];
 extern const size_t dsup_status_html_len;
@@ -47,13 +50,13 @@ typedef struct http_type_count {
 /* Counts of this node's children of `s` per worker type; returns how many types. */
 size_t http_count_children(struct dsup_sup *s, http_type_count *out, size_t max);
 /* The type of a child (its live process's type when local). */
-const char *http_child_type(const struct sup_child *c);
+const char *http_child_type(dsup_node *node, const struct sup_child *c);
 /* Waiting: being terminated here, or its host is not connected (failover due). */
-int http_child_pending(const struct sup_child *c);
+int http_child_pending(dsup_node *node, const struct sup_child *c);
 /* 1 when a distribution connection to `node` is up. */
-int http_peer_up(const char *node);
+int http_peer_up(dsup_node *node, const char *peer);
 /* The node is healthy: NULL, else why not. */
-const char *http_unhealthy(char *buf, size_t cap);
+const char *http_unhealthy(dsup_node *node, char *buf, size_t cap);
 
 /* out.c: small writers */
 void out_printf(dsup_buf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));

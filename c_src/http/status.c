@@ -10,6 +10,7 @@
 #include "node.h"
 #include "sup.h"
 #include "term_text.h"
+#include "xalloc.h"
 
 #ifndef DSUP_VERSION
 #define DSUP_VERSION "unknown"
@@ -39,17 +40,17 @@ static void term_text(char *out, size_t cap, dsup_term t)
     dsup_term_text(t, out, cap);
 }
 
-static void peers(dsup_buf *b)
+static void peers(dsup_node *node, dsup_buf *b)
 {
     out_str(b, "\"peers\":[");
     int first = 1;
-    for (dsup_peer_stats *p = dsup_metrics_peers(); p; p = p->next) {
+    for (dsup_peer_stats *p = dsup_metrics_peers(node); p; p = p->next) {
         if (!p->peer[0])
             continue;
         const dsup_conn *c = NULL;
-        for (size_t i = 0; i < g_node->nconns; i++)
-            if (g_node->conns[i]->peer == p->peer && (!c || g_node->conns[i]->state == CONN_UP))
-                c = g_node->conns[i];
+        for (size_t i = 0; i < node->nconns; i++)
+            if (node->conns[i]->peer == p->peer && (!c || node->conns[i]->state == CONN_UP))
+                c = node->conns[i];
         int up = c && c->state == CONN_UP;
         out_str(b, first ? "{" : ",{");
         first = 0;
@@ -92,12 +93,12 @@ static void count_host(dsup_dict_ent *e, void *arg)
     h->n[i]++;
 }
 
-static void instances(dsup_buf *b)
+static void instances(dsup_node *node, dsup_buf *b)
 {
     out_str(b, "\"instances\":[");
     int first = 1;
-    for (dsup_sup *s = dsup_sups; s; s = s->next) {
-        if (!s->proc && dsup_sup_find(s->name))
+    for (dsup_sup *s = dsup_sups_of(node); s; s = s->next) {
+        if (!s->proc && dsup_sup_find(node, s->name))
             continue; /* an older, stopped instance of a name that runs again */
         out_str(b, first ? "{" : ",{");
         first = 0;
@@ -112,15 +113,15 @@ static void instances(dsup_buf *b)
             out_json_str(b, dsup_ring_node_at(s->ring, i));
         }
         out_str(b, "],\"per_host\":{");
-        static host_count h;
-        h.nhosts = 0;
+        host_count *hp = dsup_xcalloc(1, sizeof *hp); /* off the stack; one a render */
         if (s->proc)
-            dsup_dict_foreach(&s->by_name, count_host, &h);
-        for (size_t i = 0; i < h.nhosts; i++) {
+            dsup_dict_foreach(&s->by_name, count_host, hp);
+        for (size_t i = 0; i < hp->nhosts; i++) {
             if (i)
                 out_str(b, ",");
-            kv_num(b, h.host[i], (double)h.n[i], 0);
+            kv_num(b, hp->host[i], (double)hp->n[i], 0);
         }
+        free(hp);
         out_str(b, "}}");
     }
     out_str(b, "],");
@@ -140,6 +141,7 @@ static int contains(const char *hay, const char *needle)
 }
 
 typedef struct child_ctx {
+    dsup_node *node;
     dsup_buf *b;
     const dsup_sup *s;
     const char *q;
@@ -158,7 +160,7 @@ static void child_one(dsup_dict_ent *e, void *arg)
     char name[MAXATOMLEN_UTF8 + 8], pid[300];
     term_text(name, sizeof name, (dsup_term){ e->key, e->klen });
     snprintf(pid, sizeof pid, "<%s.%u.%u>", c->pid.node, c->pid.num, c->pid.serial);
-    const char *type = http_child_type(c);
+    const char *type = http_child_type(x->node, c);
     if (x->q && !contains(name, x->q) && !contains(pid, x->q) && !contains(type, x->q))
         return;
     if (x->matched++ >= x->limit)
@@ -170,14 +172,14 @@ static void child_one(dsup_dict_ent *e, void *arg)
     kv_str(x->b, "host", c->pid.node, 1);
     kv_str(x->b, "type", type, 1);
     out_printf(x->b, "\"local\":%s,\"pending\":%s}", c->local ? "true" : "false",
-               http_child_pending(c) ? "true" : "false");
+               http_child_pending(x->node, c) ? "true" : "false");
 }
 
-static void children(dsup_buf *b, const char *q, size_t limit)
+static void children(dsup_node *node, dsup_buf *b, const char *q, size_t limit)
 {
     out_str(b, "\"children\":[");
-    child_ctx x = { b, NULL, q && q[0] ? q : NULL, limit, 0, 0 };
-    for (dsup_sup *s = dsup_sups; s; s = s->next) {
+    child_ctx x = { node, b, NULL, q && q[0] ? q : NULL, limit, 0, 0 };
+    for (dsup_sup *s = dsup_sups_of(node); s; s = s->next) {
         if (!s->proc)
             continue;
         x.s = s;
@@ -220,11 +222,11 @@ int dsup_http_query_param(const char *qs, size_t len, const char *key, char *out
     return -1;
 }
 
-static void recent(dsup_buf *b)
+static void recent(dsup_node *node, dsup_buf *b)
 {
     out_str(b, "\"crashes\":[");
     const dsup_crash_report *r;
-    for (size_t i = 0; (r = dsup_metrics_crash(i)); i++) {
+    for (size_t i = 0; (r = dsup_metrics_crash(node, i)); i++) {
         out_str(b, i ? ",{" : "{");
         kv_num(b, "at_ms", (double)r->at_ms, 1);
         kv_str(b, "instance", r->instance, 1);
@@ -236,7 +238,7 @@ static void recent(dsup_buf *b)
     }
     out_str(b, "],\"connection_events\":[");
     const dsup_conn_event *e;
-    for (size_t i = 0; (e = dsup_metrics_conn_ev(i)); i++) {
+    for (size_t i = 0; (e = dsup_metrics_conn_ev(node, i)); i++) {
         out_str(b, i ? ",{" : "{");
         kv_num(b, "at_ms", (double)e->at_ms, 1);
         kv_str(b, "peer", e->peer, 1);
@@ -247,23 +249,23 @@ static void recent(dsup_buf *b)
     out_str(b, "]");
 }
 
-void dsup_http_status_json(dsup_buf *b, const char *q, size_t limit)
+void dsup_http_status_json(dsup_node *node, dsup_buf *b, const char *q, size_t limit)
 {
     char why[400];
-    const char *bad = http_unhealthy(why, sizeof why);
+    const char *bad = http_unhealthy(node, why, sizeof why);
     out_str(b, "{");
-    kv_str(b, "node", g_node->name, 1);
+    kv_str(b, "node", node->name, 1);
     kv_str(b, "version", DSUP_VERSION, 1);
     kv_num(b, "otp_release", DSUP_OTP_RELEASE, 1);
-    kv_str(b, "kind", g_node->visible ? "visible" : "hidden", 1);
-    kv_num(b, "uptime_s", (double)(dsup_wall_ms() - dsup_metrics.started_ms) / 1000.0, 1);
+    kv_str(b, "kind", node->visible ? "visible" : "hidden", 1);
+    kv_num(b, "uptime_s", (double)(dsup_wall_ms() - dsup_metrics_of(node)->started_ms) / 1000.0, 1);
     kv_num(b, "now_ms", (double)dsup_wall_ms(), 1);
-    kv_num(b, "processes", (double)dsup_proc_count(), 1);
+    kv_num(b, "processes", (double)dsup_proc_count(node), 1);
     out_printf(b, "\"healthy\":%s,", bad ? "false" : "true");
     kv_str(b, "health", bad ? bad : "ok", 1);
-    peers(b);
-    instances(b);
-    children(b, q, limit);
-    recent(b);
+    peers(node, b);
+    instances(node, b);
+    children(node, b, q, limit);
+    recent(node, b);
     out_str(b, "}\n");
 }

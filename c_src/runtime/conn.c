@@ -53,12 +53,13 @@ static void release_memory(void)
 #endif
 }
 
-dsup_conn *dsup_conn_new(void)
+dsup_conn *dsup_conn_new(dsup_node *node)
 {
     dsup_conn *c = dsup_xcalloc(1, sizeof *c);
-    uv_tcp_init(g_node->loop, &c->tcp);
+    c->node = node;
+    uv_tcp_init(node->loop, &c->tcp);
     c->tcp.data = c;
-    c->last_rx_ms = dsup_node_now();
+    c->last_rx_ms = dsup_node_now(node);
     return c;
 }
 
@@ -99,12 +100,12 @@ static ssize_t read_frames(dsup_conn *c, const char *p, size_t len)
     size_t off = 0;
     while (c->state == CONN_UP) {
         size_t flen;
-        int r = dsup_frame_next(p + off, len - off, g_node->max_frame, &flen);
+        int r = dsup_frame_next(p + off, len - off, c->node->max_frame, &flen);
         if (r == DSUP_FRAME_NEED_MORE)
             break;
         if (r == DSUP_FRAME_TOO_BIG) {
             LOG_WARN("%s: frame of %u bytes exceeds the limit of %zu bytes", c->peer,
-                     dsup_get_u32be(p + off), g_node->max_frame);
+                     dsup_get_u32be(p + off), c->node->max_frame);
             return -1;
         }
         if (flen > 4) {
@@ -150,7 +151,7 @@ static void on_read(uv_stream_t *s, ssize_t n, const uv_buf_t *b)
         return;
     c->rbuf.len += (size_t)n;
     dsup_metrics_conn(c)->bytes_in += (uint64_t)n;
-    c->last_rx_ms = dsup_node_now();
+    c->last_rx_ms = dsup_node_now(c->node);
     size_t off = 0;
     for (;;) {
         ssize_t used;
@@ -174,7 +175,7 @@ static void on_read(uv_stream_t *s, ssize_t n, const uv_buf_t *b)
     if (shrink_if_large(&c->rbuf))
         release_memory();
     /* Replies produced while handling this batch go out now, in one write. */
-    dsup_node_flush_all();
+    dsup_node_flush_all(c->node);
 }
 
 int dsup_conn_start(dsup_conn *c)
@@ -235,7 +236,7 @@ void dsup_conn_flush(dsup_conn *c)
 {
     if (c->overflow && c->state != CONN_CLOSING) {
         LOG_WARN("%s does not read: %zu bytes queued exceed --max-out-queue %zu; disconnecting",
-                 dsup_conn_label(c), c->wq.len + c->wflight.len, g_node->max_out_queue);
+                 dsup_conn_label(c), c->wq.len + c->wflight.len, c->node->max_out_queue);
         dsup_conn_close(c, "output queue limit exceeded");
         return;
     }
@@ -274,9 +275,9 @@ void dsup_conn_close(dsup_conn *c, const char *why)
         return;
     int was_up = c->state == CONN_UP;
     if (c->state == CONN_HANDSHAKE) /* why: handshake.c's reason (c->error) or the close's */
-        dsup_metrics_hs_failure(c->peer, why);
+        dsup_metrics_hs_failure(c->node, c->peer, why);
     if (was_up)
-        dsup_metrics_conn_event(c->peer, "down", why);
+        dsup_metrics_conn_event(c->node, c->peer, "down", why);
     dsup_conn_enter(c, CONN_CLOSING);
     if (!c->error)
         c->error = why;

@@ -5,7 +5,7 @@
 
 #include "node.h"
 
-dsup_conn *dsup_conn_new(void);
+dsup_conn *dsup_conn_new(dsup_node *node);
 /* Start reading (inbound after accept, outbound after connect). */
 int dsup_conn_start(dsup_conn *c);
 /* Queue a whole handshake packet (2-byte length added here); written at once. */

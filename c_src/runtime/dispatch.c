@@ -23,40 +23,40 @@
 
 static dsup_term slice_term(dsup_slice s) { return (dsup_term){ s.ptr, s.len }; }
 
-static dsup_proc *local_target(const dsup_ctrl *k, const char **by_name)
+static dsup_proc *local_target(dsup_node *node, const dsup_ctrl *k, const char **by_name)
 {
     *by_name = NULL;
     if (k->to_is_name) {
-        const char *name = dsup_intern_find(k->to_name.ptr, k->to_name.len);
+        const char *name = dsup_intern_find(node->names, k->to_name.ptr, k->to_name.len);
         *by_name = name;
-        return dsup_proc_whereis(name);
+        return dsup_proc_whereis(node, name);
     }
     dsup_pid to;
-    if (dsup_pid_from_wire(&k->to, &to) < 0)
+    if (dsup_pid_from_wire(node, &k->to, &to) < 0)
         return NULL;
-    return dsup_proc_lookup(&to);
+    return dsup_proc_lookup(node, &to);
 }
 
-static int decode_ref(dsup_slice s, dsup_ref *ref)
+static int decode_ref(dsup_node *node, dsup_slice s, dsup_ref *ref)
 {
     int i = 0;
-    return dsup_decode_ref(s.ptr, &i, ref);
+    return dsup_decode_ref(node, s.ptr, &i, ref);
 }
 
-static void answer_noproc_link(const dsup_ctrl *k, const char *peer)
+static void answer_noproc_link(dsup_node *node, const dsup_ctrl *k, const char *peer)
 {
     dsup_ctrl r;
     memset(&r, 0, sizeof r);
     r.op = DSUP_OP_EXIT;
     r.from = k->to;
     r.to = k->from;
-    dsup_term reason = dsup_reason_atom("noproc");
+    dsup_term reason = dsup_reason_atom(node, "noproc");
     r.reason.ptr = reason.buf;
     r.reason.len = (uint32_t)reason.len;
-    dsup_node_send_ctrl(peer, &r);
+    dsup_node_send_ctrl(node, peer, &r);
 }
 
-static void answer_noproc_monitor(const dsup_ctrl *k, const char *peer)
+static void answer_noproc_monitor(dsup_node *node, const dsup_ctrl *k, const char *peer)
 {
     dsup_ctrl r;
     memset(&r, 0, sizeof r);
@@ -69,10 +69,10 @@ static void answer_noproc_monitor(const dsup_ctrl *k, const char *peer)
     }
     r.to = k->from;
     r.ref = k->ref;
-    dsup_term reason = dsup_reason_atom("noproc");
+    dsup_term reason = dsup_reason_atom(node, "noproc");
     r.reason.ptr = reason.buf;
     r.reason.len = (uint32_t)reason.len;
-    dsup_node_send_ctrl(peer, &r);
+    dsup_node_send_ctrl(node, peer, &r);
 }
 
 /* 1 when the control message's `from` pid is a process of the sending
@@ -97,15 +97,13 @@ static int sender_is_peer(const dsup_conn *c, const dsup_ctrl *k)
     return k->from.node_len == n && memcmp(k->from.node, c->peer, n) == 0;
 }
 
-static dsup_ratelimit forged_log;
-
 static void dispatch(dsup_conn *c, const dsup_ctrl *k);
 
 int dsup_node_dispatch(dsup_conn *c, const dsup_ctrl *k)
 {
     if (!sender_is_peer(c, k)) {
         unsigned dropped = 0;
-        if (dsup_ratelimit_ok(&forged_log, dsup_node_now(), &dropped))
+        if (dsup_ratelimit_ok(&c->node->forged_log, dsup_node_now(c->node), &dropped))
             LOG_WARN("%s: control message (op %d) names a process of %.*s as its sender; "
                      "closing the connection%s",
                      c->peer, k->op, (int)k->from.node_len, k->from.node,
@@ -113,14 +111,15 @@ int dsup_node_dispatch(dsup_conn *c, const dsup_ctrl *k)
         c->error = "forged sender pid";
         return -1;
     }
-    dsup_intern_set_peer(c->peer);
+    dsup_intern_set_peer(c->node->names, c->peer);
     dispatch(c, k);
-    dsup_intern_set_peer(NULL);
+    dsup_intern_set_peer(c->node->names, NULL);
     return 0;
 }
 
 static void dispatch(dsup_conn *c, const dsup_ctrl *k)
 {
+    dsup_node *node = c->node;
     const char *by_name;
     dsup_proc *p;
     dsup_pid from;
@@ -131,24 +130,24 @@ static void dispatch(dsup_conn *c, const dsup_ctrl *k)
     case DSUP_OP_SEND_TT:
     case DSUP_OP_SEND_SENDER:
     case DSUP_OP_SEND_SENDER_TT:
-        p = local_target(k, &by_name);
+        p = local_target(node, k, &by_name);
         if (p)
             dsup_proc_deliver(p, slice_term(k->msg));
         return;
 
     case DSUP_OP_REG_SEND:
     case DSUP_OP_REG_SEND_TT: {
-        const char *name = dsup_intern_find(k->to_name.ptr, k->to_name.len);
+        const char *name = dsup_intern_find(node->names, k->to_name.ptr, k->to_name.len);
         if (!name) {
             LOG_DEBUG("message from %s to unknown name '%.*s' dropped", c->peer, (int)k->to_name.len,
                       k->to_name.ptr);
             return;
         }
-        if (dsup_pid_from_wire(&k->from, &from) < 0)
+        if (dsup_pid_from_wire(node, &k->from, &from) < 0)
             return;
-        if (dsup_node_ctrl_special(name, &from, slice_term(k->msg)))
+        if (dsup_node_ctrl_special(node, name, &from, slice_term(k->msg)))
             return;
-        p = dsup_proc_whereis(name);
+        p = dsup_proc_whereis(node, name);
         if (p)
             dsup_proc_deliver(p, slice_term(k->msg));
         else
@@ -157,19 +156,19 @@ static void dispatch(dsup_conn *c, const dsup_ctrl *k)
     }
 
     case DSUP_OP_LINK:
-        p = local_target(k, &by_name);
-        if (dsup_pid_from_wire(&k->from, &from) < 0)
+        p = local_target(node, k, &by_name);
+        if (dsup_pid_from_wire(node, &k->from, &from) < 0)
             return;
         if (p)
             dsup_proc_sig_link(p, &from);
         else
-            answer_noproc_link(k, c->peer);
+            answer_noproc_link(node, k, c->peer);
         return;
 
     case DSUP_OP_UNLINK:
     case DSUP_OP_UNLINK_ID:
-        p = local_target(k, &by_name);
-        if (dsup_pid_from_wire(&k->from, &from) < 0)
+        p = local_target(node, k, &by_name);
+        if (dsup_pid_from_wire(node, &k->from, &from) < 0)
             return;
         if (p)
             dsup_proc_sig_unlink(p, &from);
@@ -181,7 +180,7 @@ static void dispatch(dsup_conn *c, const dsup_ctrl *k)
             r.id = k->id;
             r.from = k->to;
             r.to = k->from;
-            dsup_node_send_ctrl(c->peer, &r);
+            dsup_node_send_ctrl(node, c->peer, &r);
         }
         return;
 
@@ -192,41 +191,41 @@ static void dispatch(dsup_conn *c, const dsup_ctrl *k)
     case DSUP_OP_EXIT_TT:
     case DSUP_OP_EXIT2:
     case DSUP_OP_EXIT2_TT:
-        p = local_target(k, &by_name);
-        if (p && dsup_pid_from_wire(&k->from, &from) == 0)
+        p = local_target(node, k, &by_name);
+        if (p && dsup_pid_from_wire(node, &k->from, &from) == 0)
             dsup_proc_sig_exit(p, &from, slice_term(k->reason),
                                k->op == DSUP_OP_EXIT || k->op == DSUP_OP_EXIT_TT);
         return;
 
     case DSUP_OP_MONITOR_P:
-        p = local_target(k, &by_name);
-        if (dsup_pid_from_wire(&k->from, &from) < 0 || decode_ref(k->ref, &ref) < 0)
+        p = local_target(node, k, &by_name);
+        if (dsup_pid_from_wire(node, &k->from, &from) < 0 || decode_ref(node, k->ref, &ref) < 0)
             return;
         if (p)
             dsup_proc_sig_monitor(p, &from, &ref, by_name);
-        else if (!dsup_node_ctrl_is_special(by_name))
-            answer_noproc_monitor(k, c->peer);
+        else if (!dsup_node_ctrl_is_special(node, by_name))
+            answer_noproc_monitor(node, k, c->peer);
         return;
 
     case DSUP_OP_DEMONITOR_P:
-        p = local_target(k, &by_name);
-        if (p && dsup_pid_from_wire(&k->from, &from) == 0 && decode_ref(k->ref, &ref) == 0)
+        p = local_target(node, k, &by_name);
+        if (p && dsup_pid_from_wire(node, &k->from, &from) == 0 && decode_ref(node, k->ref, &ref) == 0)
             dsup_proc_sig_demonitor(p, &from, &ref);
         return;
 
     case DSUP_OP_MONITOR_P_EXIT: {
         dsup_pid to;
-        if (dsup_pid_from_wire(&k->to, &to) < 0 || decode_ref(k->ref, &ref) < 0)
+        if (dsup_pid_from_wire(node, &k->to, &to) < 0 || decode_ref(node, k->ref, &ref) < 0)
             return;
-        p = dsup_proc_lookup(&to);
+        p = dsup_proc_lookup(node, &to);
         if (!p)
             return;
         if (k->from_is_name) {
             /* Our monitor by that name holds it; an unknown name matches none. */
-            const char *name = dsup_intern_find(k->from_name.ptr, k->from_name.len);
+            const char *name = dsup_intern_find(node->names, k->from_name.ptr, k->from_name.len);
             if (name)
                 dsup_proc_sig_down(p, &ref, NULL, name, c->peer, slice_term(k->reason));
-        } else if (dsup_pid_from_wire(&k->from, &from) == 0) {
+        } else if (dsup_pid_from_wire(node, &k->from, &from) == 0) {
             dsup_proc_sig_down(p, &ref, &from, NULL, NULL, slice_term(k->reason));
         }
         return;

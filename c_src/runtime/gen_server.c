@@ -40,6 +40,7 @@ typedef struct gs_extra {
 } gs_extra;
 
 struct dsup_saved_from {
+    dsup_node *node;           /* where the call arrived: the reply leaves from there */
     dsup_pid pid;
     size_t tag_len;
     char tag[];
@@ -53,7 +54,7 @@ struct dsup_saved_from {
 typedef struct type_ent {
     dsup_worker_type type; /* first: proc->type points here */
     const dsup_worker_type *orig; /* the registrant's struct */
-    size_t live;
+    size_t idx;                /* its index in types[], for per-node counts */
     int internal;
 } type_ent;
 static type_ent **types;
@@ -90,6 +91,7 @@ static int register_type(const dsup_worker_type *t, size_t size, int internal)
     memcpy(&e->type, t, size < sizeof e->type ? size : sizeof e->type);
     e->orig = t;
     e->internal = internal;
+    e->idx = ntypes;
     types[ntypes++] = e;
     return 0;
 }
@@ -128,8 +130,18 @@ size_t dsup_worker_type_names(const char **out, size_t max)
     return n;
 }
 
-int dsup_which_workers(ei_x_buff *x)
+static void count_type(dsup_proc *p, void *arg)
 {
+    size_t *counts = arg;
+    if (p->type) /* the registry's copy, the first member of its entry */
+        counts[((const type_ent *)(const void *)p->type)->idx]++;
+}
+
+int dsup_which_workers(dsup_node *node, ei_x_buff *x)
+{
+    /* Types are process-wide, their live workers per node. */
+    size_t *live = dsup_xcalloc(ntypes + 1, sizeof *live);
+    dsup_proc_foreach(node, count_type, live);
     size_t n = 0;
     for (size_t i = 0; i < ntypes; i++)
         n += !types[i]->internal;
@@ -140,17 +152,18 @@ int dsup_which_workers(ei_x_buff *x)
             continue;
         ei_x_encode_tuple_header(x, 2);
         dsup_x_encode_atom(x, types[i]->type.name);
-        ei_x_encode_ulong(x, types[i]->live);
+        ei_x_encode_ulong(x, live[i]);
     }
+    free(live);
     return ei_x_encode_empty_list(x);
 }
 
 /* ---- replies ------------------------------------------------------------------ */
 
-static int send_reply(const dsup_pid *to, ei_x_buff *x)
+static int send_reply(dsup_node *node, const dsup_pid *to, ei_x_buff *x)
 {
     dsup_term t = { x->buff, (size_t)x->index };
-    return dsup_proc_send(NULL, to, t);
+    return dsup_proc_send(node, NULL, to, t);
 }
 
 /* Start {Tag, ...} in x; the caller encodes the reply term after it. */
@@ -164,6 +177,7 @@ static void begin_reply(ei_x_buff *x, dsup_term tag)
 dsup_saved_from *dsup_from_save(const dsup_from *from)
 {
     dsup_saved_from *s = dsup_xmalloc(sizeof *s + from->tag.len);
+    s->node = dsup_node_of_name(from->pid.node); /* decoded into that node's table */
     s->pid = from->pid;
     dsup_pid_hold(&s->pid); /* the caller's node name outlives this callback */
     s->tag_len = from->tag.len;
@@ -183,20 +197,20 @@ int dsup_reply(dsup_saved_from *from, const ei_x_buff *reply)
 {
     if (!from)
         return DSUP_EINVAL;
-    ei_x_buff *x = dsup_term_scratch();
+    ei_x_buff *x = dsup_term_scratch(from->node);
     begin_reply(x, (dsup_term){ from->tag, from->tag_len });
     dsup_x_encode_term(x, dsup_term_of_x(reply));
-    int rc = send_reply(&from->pid, x);
+    int rc = send_reply(from->node, &from->pid, x);
     dsup_term_scratch_release(x);
     dsup_from_discard(from);
     return rc;
 }
 
-static int decode_from(dsup_term t, dsup_from *from)
+static int decode_from(dsup_node *node, dsup_term t, dsup_from *from)
 {
     dsup_term el[2];
     int i = 0;
-    if (dsup_term_tuple(t, el, 2) != 2 || dsup_decode_pid(el[0].buf, &i, &from->pid) < 0)
+    if (dsup_term_tuple(t, el, 2) != 2 || dsup_decode_pid(node, el[0].buf, &i, &from->pid) < 0)
         return -1;
     from->tag = el[1];
     return 0;
@@ -232,7 +246,7 @@ static void release_deferred(dsup_proc *p)
         uint32_t len;
         memcpy(&len, e->deferred.data + off, 4);
         dsup_term t = { e->deferred.data + off + 4, len };
-        dsup_proc_enqueue(&p->pid, t);
+        dsup_proc_enqueue(p->node, &p->pid, t);
         off += 4 + len;
     }
     dsup_buf_free(&e->deferred);
@@ -314,8 +328,8 @@ static int start_replace_state(dsup_proc *p, const dsup_from *from, dsup_term fu
     gs_extra *e = extra(p);
     if (!e || !p->type->replace_state)
         return -1;
-    dsup_node_make_ref(&e->rpc_ref);
-    ei_x_buff *x = dsup_term_scratch();
+    dsup_node_make_ref(p->node, &e->rpc_ref);
+    ei_x_buff *x = dsup_term_scratch(p->node);
     ei_x_encode_tuple_header(x, 3);
     dsup_x_encode_atom(x, "$gen_call");
     ei_x_encode_tuple_header(x, 2);
@@ -345,7 +359,7 @@ static void finish_replace_state(dsup_proc *p, dsup_term result)
 {
     gs_extra *e = p->beh;
     e->awaiting = 0;
-    ei_x_buff *x = dsup_term_scratch();
+    ei_x_buff *x = dsup_term_scratch(p->node);
     dsup_term el[3];
     int ar;
     if (dsup_term_tagged(result, "badrpc", &ar, el, 3) && ar == 2) {
@@ -387,7 +401,7 @@ static void finish_replace_state(dsup_proc *p, dsup_term result)
         encode_state(p, x);
         dsup_saved_from *f = e->rpc_from;
         if (f)
-            dsup_peer_sys_reply(&f->pid, (dsup_term){ f->tag, f->tag_len }, dsup_term_of_x(x));
+            dsup_peer_sys_reply(p->node, &f->pid, (dsup_term){ f->tag, f->tag_len }, dsup_term_of_x(x));
         dsup_from_discard(f);
         e->rpc_from = NULL;
         dsup_term_scratch_release(x);
@@ -403,9 +417,9 @@ static void finish_replace_state(dsup_proc *p, dsup_term result)
 static void handle_system(dsup_proc *p, dsup_term from_t, dsup_term req)
 {
     dsup_from from;
-    if (decode_from(from_t, &from) < 0)
+    if (decode_from(p->node, from_t, &from) < 0)
         return;
-    ei_x_buff *x = dsup_term_scratch();
+    ei_x_buff *x = dsup_term_scratch(p->node);
     begin_reply(x, from.tag);
     dsup_term el[4];
     int ar;
@@ -414,7 +428,7 @@ static void handle_system(dsup_proc *p, dsup_term from_t, dsup_term req)
         /* {ok, State} or State, as the caller's sys expects */
         x->index = 0;
         encode_state(p, x);
-        dsup_peer_sys_reply(&from.pid, from.tag, dsup_term_of_x(x));
+        dsup_peer_sys_reply(p->node, &from.pid, from.tag, dsup_term_of_x(x));
         dsup_term_scratch_release(x);
         return;
     } else if (dsup_term_is_atom(req, "get_status")) {
@@ -453,7 +467,7 @@ static void handle_system(dsup_proc *p, dsup_term from_t, dsup_term req)
         dsup_x_encode_atom(x, "unknown_system_msg");
         dsup_x_encode_term(x, req);
     }
-    send_reply(&from.pid, x);
+    send_reply(p->node, &from.pid, x);
     dsup_term_scratch_release(x);
     (void)stop;
 }
@@ -466,7 +480,7 @@ typedef void (*async_cb)(dsup_proc *self, void *state, dsup_term msg);
  * timed, {noreply, State}, as gen_server reports them. */
 static void debug_callback(dsup_proc *p, dsup_sys_dbg *dbg, dsup_term msg, async_cb cb, dsup_term arg)
 {
-    dsup_sys_dbg_in(dbg, msg);
+    dsup_sys_dbg_in(dbg, p, msg);
     uint64_t t0 = uv_hrtime();
     if (cb)
         cb(p, p->state, arg);
@@ -487,7 +501,7 @@ static void gs_message(dsup_proc *p, dsup_term msg)
             return;
         }
         dsup_from from;
-        if (decode_from(el[1], &from) < 0)
+        if (decode_from(p->node, el[1], &from) < 0)
             return;
         if (!t->handle_call) {
             LOG_WARN("worker type %s has no handle_call; call dropped", t->name);
@@ -495,17 +509,17 @@ static void gs_message(dsup_proc *p, dsup_term msg)
         }
         dsup_sys_dbg *dbg = e ? e->dbg : NULL;
         if (dbg)
-            dsup_sys_dbg_in(dbg, msg);
-        ei_x_buff *x = dsup_term_scratch();
+            dsup_sys_dbg_in(dbg, p, msg);
+        ei_x_buff *x = dsup_term_scratch(p->node);
         begin_reply(x, from.tag);
         int hdr = x->index;
         uint64_t t0 = uv_hrtime();
         dsup_call_ret r = t->handle_call(p, p->state, el[2], &from, x);
         uint64_t dt = uv_hrtime() - t0;
-        dsup_hist_observe(&dsup_metrics.worker_call, (double)dt / 1e9);
+        dsup_hist_observe(&dsup_metrics_of(p->node)->worker_call, (double)dt / 1e9);
         int replied = r == DSUP_REPLY && x->index > hdr;
         if (replied)
-            send_reply(&from.pid, x);
+            send_reply(p->node, &from.pid, x);
         if (dbg) {
             dsup_sys_dbg_work(dbg, dt);
             if (replied)
@@ -523,7 +537,7 @@ static void gs_message(dsup_proc *p, dsup_term msg)
     if (e && e->awaiting && dsup_term_tuple(msg, el, 2) == 2) {
         dsup_ref ref;
         int i = 0;
-        if (dsup_decode_ref(el[0].buf, &i, &ref) == 0 && dsup_ref_eq(&ref, &e->rpc_ref)) {
+        if (dsup_decode_ref(p->node, el[0].buf, &i, &ref) == 0 && dsup_ref_eq(&ref, &e->rpc_ref)) {
             finish_replace_state(p, el[1]);
             return;
         }
@@ -543,7 +557,7 @@ static void gs_message(dsup_proc *p, dsup_term msg)
         dsup_pid from;
         int i = 0;
         dsup_pid parent = dsup_proc_parent(p);
-        if (dsup_decode_pid(el[1].buf, &i, &from) == 0 && dsup_pid_eq(&from, &parent)) {
+        if (dsup_decode_pid(p->node, el[1].buf, &i, &from) == 0 && dsup_pid_eq(&from, &parent)) {
             dsup_stop(p, el[2]);
             return;
         }
@@ -560,9 +574,6 @@ static void gs_exiting(dsup_proc *p, dsup_term reason)
         p->type->terminate(p, p->state, reason);
     p->state = NULL;
     /* p->type is the registry's copy, the first member of its entry. */
-    type_ent *te = (type_ent *)(void *)p->type;
-    if (te->live)
-        te->live--;
     gs_extra *e = p->beh;
     if (e) {
         dsup_from_discard(e->rpc_from);
@@ -577,34 +588,31 @@ static const dsup_proc_class gen_server_class = { gs_message, gs_exiting };
 
 /* ---- spawning ------------------------------------------------------------------------ */
 
-/* The handoff term of the process whose init is running (dsup_handoff_state):
- * saved and restored around init, since an init may spawn other workers. */
-static const dsup_proc *handoff_proc;
-static const dsup_term *handoff_term;
-
+/* The handoff term of the process whose init is running (dsup_handoff_state)
+ * is kept on its node: saved and restored around init, since an init may
+ * spawn other workers. */
 int dsup_handoff_state(const dsup_proc *self, dsup_term *state)
 {
-    if (!self || self != handoff_proc || !handoff_term)
+    if (!self || self != self->node->handoff_proc || !self->node->handoff_term)
         return 0;
     if (state)
-        *state = *handoff_term;
+        *state = *self->node->handoff_term;
     return 1;
 }
 
-static int spawn(const char *type_name, const dsup_term *args, const dsup_term *handoff, dsup_proc *link_to,
+static int spawn(dsup_node *node, const char *type_name, const dsup_term *args, const dsup_term *handoff, dsup_proc *link_to,
                  int implicit, dsup_proc **out, ei_x_buff *reason)
 {
     type_ent *te = find_type(type_name);
     if (!te)
         return DSUP_EUNKNOWN_TYPE;
-    if (!g_node || !g_node->creation)
+    if (!node || !node->creation || !node->procs)
         return DSUP_ENOTUP;
-    dsup_proc_set_class(&gen_server_class);
-    dsup_proc *p = dsup_proc_new(te->type.state_size);
+    dsup_proc_set_class(node, &gen_server_class);
+    dsup_proc *p = dsup_proc_new(node, te->type.state_size);
     if (!p)
         return DSUP_ENOMEM;
     p->type = &te->type;
-    te->live++;
     if (link_to) {
         p->has_parent = 1;
         p->parent_key = dsup_proc_key(link_to);
@@ -613,15 +621,15 @@ static int spawn(const char *type_name, const dsup_term *args, const dsup_term *
     dsup_term a = args ? *args : (dsup_term){ nil, 1 };
     int rc = 0;
     if (te->type.init) {
-        const dsup_proc *outer_proc = handoff_proc;
-        const dsup_term *outer_term = handoff_term;
-        handoff_proc = p;
-        handoff_term = handoff;
+        const dsup_proc *outer_proc = node->handoff_proc;
+        const dsup_term *outer_term = node->handoff_term;
+        node->handoff_proc = p;
+        node->handoff_term = handoff;
         p->in_callback++;
         rc = te->type.init(p, a, &p->state);
         p->in_callback--;
-        handoff_proc = outer_proc;
-        handoff_term = outer_term;
+        node->handoff_proc = outer_proc;
+        node->handoff_term = outer_term;
     }
     p->started = rc == 0 && !p->stop_reason;
     if (!p->started) {
@@ -633,7 +641,7 @@ static int spawn(const char *type_name, const dsup_term *args, const dsup_term *
                 dsup_x_encode_atom(reason, "init_failed");
         }
         /* Nobody knows this pid yet: end it without signals. */
-        dsup_proc_exit(p, dsup_reason_atom("normal"));
+        dsup_proc_exit(p, dsup_reason_atom(node, "normal"));
         return DSUP_EREFUSED;
     }
     if (link_to && implicit)
@@ -644,28 +652,30 @@ static int spawn(const char *type_name, const dsup_term *args, const dsup_term *
     return 0;
 }
 
-int dsup_spawn_proc(const char *type_name, const dsup_term *args, dsup_proc *link_to, dsup_proc **out,
-                    ei_x_buff *reason)
+int dsup_spawn_proc(dsup_node *node, const char *type_name, const dsup_term *args, dsup_proc *link_to,
+                    dsup_proc **out, ei_x_buff *reason)
 {
-    return spawn(type_name, args, NULL, link_to, 0, out, reason);
+    return spawn(node, type_name, args, NULL, link_to, 0, out, reason);
 }
 
 int dsup_spawn_child(const char *type_name, const dsup_term *args, dsup_proc *parent, dsup_proc **out,
                      ei_x_buff *reason)
 {
-    return spawn(type_name, args, NULL, parent, 1, out, reason);
+    return spawn(parent->node, type_name, args, NULL, parent, 1, out, reason);
 }
 
 int dsup_spawn_child_handoff(const char *type_name, const dsup_term *args, const dsup_term *handoff,
                              dsup_proc *parent, dsup_proc **out, ei_x_buff *reason)
 {
-    return spawn(type_name, args, handoff, parent, 1, out, reason);
+    return spawn(parent->node, type_name, args, handoff, parent, 1, out, reason);
 }
 
-int dsup_spawn(const char *type, const dsup_term *args, dsup_proc *link_to, dsup_pid *pid, ei_x_buff *reason)
+int dsup_spawn(dsup_node *node, const char *type, const dsup_term *args, dsup_proc *link_to, dsup_pid *pid,
+               ei_x_buff *reason)
 {
     dsup_proc *p;
-    int rc = dsup_spawn_proc(type, args, link_to, &p, reason);
+    /* link_to must run on that node */
+    int rc = link_to && link_to->node != node ? DSUP_EINVAL : dsup_spawn_proc(node, type, args, link_to, &p, reason);
     if (rc < 0) {
         if (rc == DSUP_EUNKNOWN_TYPE && reason) {
             reason->index = 0;

@@ -10,10 +10,10 @@ int dsup_register_internal_type(const dsup_worker_type *t);
 /* The names of the user-visible types (up to max in out); returns how many there are. */
 size_t dsup_worker_type_names(const char **out, size_t max);
 /* [{Type, LiveCount}] for every user-visible type. */
-int dsup_which_workers(ei_x_buff *x);
+int dsup_which_workers(dsup_node *node, ei_x_buff *x);
 /* Spawn returning the process: 0; -1 init refused (reason set); -2 unknown type. */
-int dsup_spawn_proc(const char *type_name, const dsup_term *args, dsup_proc *link_to, dsup_proc **out,
-                    ei_x_buff *reason);
+int dsup_spawn_proc(dsup_node *node, const char *type_name, const dsup_term *args, dsup_proc *link_to,
+                    dsup_proc **out, ei_x_buff *reason);
 
 /* Spawn a child of `parent` (a supervisor): linked both ways, but without
  * link records — the parent must keep its children and signal them when it

@@ -36,13 +36,11 @@ enum {
     HS_OUT_NOK,          /* initiator: told "nok"; their connection to us wins, we wait to be closed */
 };
 
-/* Failures of unauthenticated inbound attempts: anyone can cause them. */
-static dsup_ratelimit inbound_fail_log;
 
-static void digest(uint32_t challenge, uint8_t out[16])
+static void digest(const dsup_node *node, uint32_t challenge, uint8_t out[16])
 {
     char buf[1100];
-    int n = snprintf(buf, sizeof buf, "%s%u", g_node->cookie, challenge);
+    int n = snprintf(buf, sizeof buf, "%s%u", node->cookie, challenge);
     dsup_md5(buf, (size_t)n, out);
 }
 
@@ -60,7 +58,8 @@ static int fail(dsup_conn *c, const char *why)
     if (c->outbound)
         return -1; /* node.c logs outbound failures, once per peer and reason */
     unsigned dropped;
-    if (dsup_ratelimit_ok(&inbound_fail_log, dsup_node_now(), &dropped))
+    /* Failures of unauthenticated inbound attempts: anyone can cause them. */
+    if (dsup_ratelimit_ok(&c->node->inbound_fail_log, dsup_node_now(c->node), &dropped))
         LOG_WARN("connection attempt from %s%s%s%s refused: %s%s", dsup_conn_label(c),
                  c->hs_name[0] ? " (" : "", c->hs_name[0] ? c->addr_text : "", c->hs_name[0] ? ")" : "",
                  why, dropped ? " (more refusals not logged)" : "");
@@ -78,30 +77,30 @@ static int check_peer_flags(dsup_conn *c, uint64_t flags)
 static int send_name(dsup_conn *c)
 {
     uint8_t b[300];
-    size_t nlen = strlen(g_node->name);
+    size_t nlen = strlen(c->node->name);
     b[0] = 'N';
     for (int i = 0; i < 8; i++)
-        b[1 + i] = (uint8_t)(g_node->flags >> (56 - 8 * i));
-    dsup_set_u32be(b + 9, g_node->creation);
+        b[1 + i] = (uint8_t)(c->node->flags >> (56 - 8 * i));
+    dsup_set_u32be(b + 9, c->node->creation);
     b[13] = (uint8_t)(nlen >> 8);
     b[14] = (uint8_t)nlen;
-    memcpy(b + 15, g_node->name, nlen);
+    memcpy(b + 15, c->node->name, nlen);
     return dsup_conn_write_hs(c, b, 15 + nlen);
 }
 
 static int send_challenge(dsup_conn *c)
 {
     uint8_t b[300];
-    size_t nlen = strlen(g_node->name);
+    size_t nlen = strlen(c->node->name);
     c->my_challenge = new_challenge();
     b[0] = 'N';
     for (int i = 0; i < 8; i++)
-        b[1 + i] = (uint8_t)(g_node->flags >> (56 - 8 * i));
+        b[1 + i] = (uint8_t)(c->node->flags >> (56 - 8 * i));
     dsup_set_u32be(b + 9, c->my_challenge);
-    dsup_set_u32be(b + 13, g_node->creation);
+    dsup_set_u32be(b + 13, c->node->creation);
     b[17] = (uint8_t)(nlen >> 8);
     b[18] = (uint8_t)nlen;
-    memcpy(b + 19, g_node->name, nlen);
+    memcpy(b + 19, c->node->name, nlen);
     return dsup_conn_write_hs(c, b, 19 + nlen);
 }
 
@@ -140,7 +139,7 @@ static int on_name(dsup_conn *c, const uint8_t *p, size_t len)
     c->hs_name[nlen] = 0;
     if (check_peer_flags(c, flags) < 0)
         return -1;
-    if (strcmp(c->hs_name, g_node->name) == 0)
+    if (strcmp(c->hs_name, c->node->name) == 0)
         return fail(c, "the peer claims this node's own name");
     int verdict = dsup_node_accept_peer(c, c->hs_name);
     if (verdict == 0) {
@@ -162,7 +161,7 @@ static int on_reply(dsup_conn *c, const uint8_t *p, size_t len)
     if (len != 21 || p[0] != 'r')
         return fail(c, "bad challenge_reply");
     uint8_t want[16];
-    digest(c->my_challenge, want);
+    digest(c->node, c->my_challenge, want);
     if (memcmp(want, p + 5, 16) != 0)
         return fail(c, "wrong cookie (challenge reply does not match)");
     /* Proven: only now does the claimed name become the peer's name. */
@@ -171,7 +170,7 @@ static int on_reply(dsup_conn *c, const uint8_t *p, size_t len)
     c->peer_challenge = dsup_get_u32be(p + 1);
     uint8_t ack[17];
     ack[0] = 'a';
-    digest(c->peer_challenge, ack + 1);
+    digest(c->node, c->peer_challenge, ack + 1);
     if (dsup_conn_write_hs(c, ack, sizeof ack) < 0)
         return -1;
     dsup_node_conn_up(c);
@@ -223,7 +222,7 @@ static int on_challenge(dsup_conn *c, const uint8_t *p, size_t len)
     r[0] = 'r';
     c->my_challenge = new_challenge();
     dsup_set_u32be(r + 1, c->my_challenge);
-    digest(c->peer_challenge, r + 5);
+    digest(c->node, c->peer_challenge, r + 5);
     if (dsup_conn_write_hs(c, r, sizeof r) < 0)
         return -1;
     c->hs_step = HS_OUT_ACK;
@@ -235,7 +234,7 @@ static int on_ack(dsup_conn *c, const uint8_t *p, size_t len)
     if (len != 17 || p[0] != 'a')
         return fail(c, "bad challenge_ack");
     uint8_t want[16];
-    digest(c->my_challenge, want);
+    digest(c->node, c->my_challenge, want);
     if (memcmp(want, p + 1, 16) != 0)
         return fail(c, "wrong cookie (the peer's challenge ack does not match)");
     dsup_node_conn_up(c);

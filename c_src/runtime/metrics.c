@@ -22,12 +22,57 @@ static const char *const call_txt[] = { "1e-05", "2.5e-05", "5e-05", "0.0001", "
                                         "0.0025", "0.005", "0.01", "0.025", "0.05", "0.1" };
 _Static_assert(NELEM(lag_le) == NELEM(lag_txt) && NELEM(call_le) == NELEM(call_txt), "bucket texts");
 
-dsup_node_metrics dsup_metrics = {
-    .loop_lag = { .le = lag_le, .le_txt = lag_txt, .n = NELEM(lag_le) },
-    .node_call = { .le = call_le, .le_txt = call_txt, .n = NELEM(call_le) },
-    .worker_call = { .le = call_le, .le_txt = call_txt, .n = NELEM(call_le) },
-    .http_render = { .le = call_le, .le_txt = call_txt, .n = NELEM(call_le) },
+/* One node's (node->metrics). */
+struct dsup_metrics_st {
+    dsup_node_metrics m;
+    dsup_peer_stats unnamed;
+    dsup_peer_stats *peers;
+    size_t npeers;
+    dsup_peer_stats *last_peer;   /* most lookups repeat the last peer */
+    dsup_crash_report crashes[DSUP_RECENT];
+    size_t ncrashes;
+    dsup_conn_event conn_events[DSUP_RECENT];
+    size_t nconn_events;
+    dsup_sup_stats *sups;
+    uv_timer_t lag_timer;
+    uint64_t lag_due_ns;
+    int lag_on;
 };
+
+void dsup_metrics_init(dsup_node *node)
+{
+    struct dsup_metrics_st *M = node->metrics = dsup_xcalloc(1, sizeof *M);
+    M->m = (dsup_node_metrics){
+        .loop_lag = { .le = lag_le, .le_txt = lag_txt, .n = NELEM(lag_le) },
+        .node_call = { .le = call_le, .le_txt = call_txt, .n = NELEM(call_le) },
+        .worker_call = { .le = call_le, .le_txt = call_txt, .n = NELEM(call_le) },
+        .http_render = { .le = call_le, .le_txt = call_txt, .n = NELEM(call_le) },
+    };
+    M->unnamed.peer = "";
+    M->peers = M->last_peer = &M->unnamed;
+    M->m.started_ms = dsup_wall_ms();
+}
+
+/* After dsup_metrics_stop's handle closed. */
+void dsup_metrics_free(dsup_node *node)
+{
+    struct dsup_metrics_st *M = node->metrics;
+    if (!M)
+        return;
+    for (dsup_peer_stats *p = M->peers, *next; p && p != &M->unnamed; p = next) {
+        next = p->next;
+        dsup_intern_release(p->peer);
+        free(p);
+    }
+    for (dsup_sup_stats *st = M->sups, *next; st; st = next) {
+        next = st->next;
+        free(st);
+    }
+    free(M);
+    node->metrics = NULL;
+}
+
+dsup_node_metrics *dsup_metrics_of(dsup_node *node) { return &node->metrics->m; }
 
 uint64_t dsup_wall_ms(void)
 {
@@ -52,42 +97,38 @@ const char *const dsup_hs_class_names[DSUP_HS_NCLASS] = {
     "cookie", "timeout", "version", "flags", "name", "simultaneous", "status", "closed", "protocol",
 };
 
-static dsup_peer_stats unnamed = { .peer = "" };
-static dsup_peer_stats *peers = &unnamed;
-static size_t npeers;
-static dsup_peer_stats *last_peer = &unnamed; /* most lookups repeat the last peer */
-
-dsup_peer_stats *dsup_metrics_peer(const char *peer)
+dsup_peer_stats *dsup_metrics_peer(dsup_node *node, const char *peer)
 {
+    struct dsup_metrics_st *M = node->metrics;
     if (!peer)
-        return &unnamed;
-    if (last_peer->peer == peer)
-        return last_peer;
-    for (dsup_peer_stats *p = peers; p; p = p->next)
+        return &M->unnamed;
+    if (M->last_peer->peer == peer)
+        return M->last_peer;
+    for (dsup_peer_stats *p = M->peers; p; p = p->next)
         if (p->peer == peer)
-            return last_peer = p;
-    dsup_peer_stats *p = npeers < DSUP_METRICS_MAX_PEERS ? dsup_xcalloc(1, sizeof *p) : NULL;
+            return M->last_peer = p;
+    dsup_peer_stats *p = M->npeers < DSUP_METRICS_MAX_PEERS ? dsup_xcalloc(1, sizeof *p) : NULL;
     if (!p)
-        return &unnamed;
-    npeers++;
+        return &M->unnamed;
+    M->npeers++;
     dsup_intern_hold(peer); /* the record keeps the name as long as it lives */
     p->peer = peer;
-    p->next = peers;
-    peers = p;
-    return last_peer = p;
+    p->next = M->peers;
+    M->peers = p;
+    return M->last_peer = p;
 }
 
 dsup_peer_stats *dsup_metrics_conn(struct dsup_conn *c)
 {
     if (c->stats)
         return c->stats;
-    dsup_peer_stats *p = dsup_metrics_peer(c->peer);
+    dsup_peer_stats *p = dsup_metrics_peer(c->node, c->peer);
     if (c->peer)
         c->stats = p; /* before the peer is known: the unnamed record, not kept */
     return p;
 }
 
-dsup_peer_stats *dsup_metrics_peers(void) { return peers; }
+dsup_peer_stats *dsup_metrics_peers(dsup_node *node) { return node->metrics->peers; }
 
 /* Reasons as handshake.c and node.c word them. */
 static int hs_class(const char *why)
@@ -105,61 +146,58 @@ static int hs_class(const char *why)
 
 /* ---- rings ------------------------------------------------------------------ */
 
-static dsup_crash_report crashes[DSUP_RECENT];
-static size_t ncrashes;
-static dsup_conn_event conn_events[DSUP_RECENT];
-static size_t nconn_events;
-
-const dsup_crash_report *dsup_metrics_crash(size_t i)
+const dsup_crash_report *dsup_metrics_crash(dsup_node *node, size_t i)
 {
-    return i < ncrashes && i < DSUP_RECENT ? &crashes[(ncrashes - 1 - i) % DSUP_RECENT] : NULL;
+    struct dsup_metrics_st *M = node->metrics;
+    return i < M->ncrashes && i < DSUP_RECENT ? &M->crashes[(M->ncrashes - 1 - i) % DSUP_RECENT] : NULL;
 }
 
-const dsup_conn_event *dsup_metrics_conn_ev(size_t i)
+const dsup_conn_event *dsup_metrics_conn_ev(dsup_node *node, size_t i)
 {
-    return i < nconn_events && i < DSUP_RECENT ? &conn_events[(nconn_events - 1 - i) % DSUP_RECENT] : NULL;
+    struct dsup_metrics_st *M = node->metrics;
+    return i < M->nconn_events && i < DSUP_RECENT ? &M->conn_events[(M->nconn_events - 1 - i) % DSUP_RECENT] : NULL;
 }
 
-void dsup_metrics_conn_event(const char *peer, const char *event, const char *detail)
+void dsup_metrics_conn_event(dsup_node *node, const char *peer, const char *event, const char *detail)
 {
-    dsup_peer_stats *ps = dsup_metrics_peer(peer);
+    struct dsup_metrics_st *M = node->metrics;
+    dsup_peer_stats *ps = dsup_metrics_peer(node, peer);
     if (!strcmp(event, "up"))
         ps->ups++;
     else if (!strcmp(event, "down"))
         ps->downs++;
-    dsup_conn_event *e = &conn_events[nconn_events++ % DSUP_RECENT];
+    dsup_conn_event *e = &M->conn_events[M->nconn_events++ % DSUP_RECENT];
     e->at_ms = dsup_wall_ms();
     snprintf(e->peer, sizeof e->peer, "%s", peer ? peer : "");
     e->event = event;
     snprintf(e->detail, sizeof e->detail, "%s", detail ? detail : "");
 }
 
-void dsup_metrics_hs_failure(const char *peer, const char *why)
+void dsup_metrics_hs_failure(dsup_node *node, const char *peer, const char *why)
 {
-    dsup_metrics_peer(peer)->hs_fail[hs_class(why)]++;
-    dsup_metrics_conn_event(peer, "handshake failed", why);
+    dsup_metrics_peer(node, peer)->hs_fail[hs_class(why)]++;
+    dsup_metrics_conn_event(node, peer, "handshake failed", why);
 }
 
 /* ---- supervisors -------------------------------------------------------------- */
 
 const char *const dsup_crash_class_names[DSUP_CRASH_NCLASS] = { "killed", "noconnection", "timeout", "error" };
 
-static dsup_sup_stats *sups;
-
-dsup_sup_stats *dsup_metrics_sup(const char *instance, const char *type)
+dsup_sup_stats *dsup_metrics_sup(dsup_node *node, const char *instance, const char *type)
 {
-    for (dsup_sup_stats *s = sups; s; s = s->next)
+    struct dsup_metrics_st *M = node->metrics;
+    for (dsup_sup_stats *s = M->sups; s; s = s->next)
         if (!strcmp(s->instance, instance) && !strcmp(s->type, type))
             return s;
     dsup_sup_stats *s = dsup_xcalloc(1, sizeof *s);
     snprintf(s->instance, sizeof s->instance, "%s", instance);
     snprintf(s->type, sizeof s->type, "%s", type);
-    s->next = sups;
-    sups = s;
+    s->next = M->sups;
+    M->sups = s;
     return s;
 }
 
-dsup_sup_stats *dsup_metrics_sups(void) { return sups; }
+dsup_sup_stats *dsup_metrics_sups(dsup_node *node) { return node->metrics->sups; }
 
 static void print_term(char *out, size_t cap, dsup_term t)
 {
@@ -169,7 +207,7 @@ static void print_term(char *out, size_t cap, dsup_term t)
         out[0] = 0;
 }
 
-void dsup_metrics_child_exit(const char *instance, const char *type, dsup_term name, const dsup_pid *pid,
+void dsup_metrics_child_exit(dsup_node *node, const char *instance, const char *type, dsup_term name, const dsup_pid *pid,
                              dsup_term reason, int expected)
 {
     dsup_term el[2];
@@ -181,9 +219,10 @@ void dsup_metrics_child_exit(const char *instance, const char *type, dsup_term n
               : dsup_term_is_atom(reason, "noconnection") ? DSUP_CRASH_NOCONNECTION
               : dsup_term_is_atom(reason, "timeout")      ? DSUP_CRASH_TIMEOUT
                                                           : DSUP_CRASH_ERROR;
-    dsup_metrics_sup(instance, type)->crashes[cls]++;
+    struct dsup_metrics_st *M = node->metrics;
+    dsup_metrics_sup(node, instance, type)->crashes[cls]++;
     /* A crash is rare next to messages: a report with printed terms is affordable. */
-    dsup_crash_report *r = &crashes[ncrashes++ % DSUP_RECENT];
+    dsup_crash_report *r = &M->crashes[M->ncrashes++ % DSUP_RECENT];
     r->at_ms = dsup_wall_ms();
     snprintf(r->instance, sizeof r->instance, "%s", instance);
     snprintf(r->type, sizeof r->type, "%s", type);
@@ -195,37 +234,41 @@ void dsup_metrics_child_exit(const char *instance, const char *type, dsup_term n
 /* ---- loop lag and call latency ------------------------------------------------ */
 
 #define LAG_PERIOD_MS 100
-static uv_timer_t lag_timer;
-static uint64_t lag_due_ns;
-static int lag_on;
 
 static void on_lag_timer(uv_timer_t *t)
 {
     /* How late this callback runs past when it was due: time the loop spent
      * busy elsewhere. uv_hrtime, not uv_now: the loop's cached time is the
      * start of this iteration, which hides the lag. */
+    struct dsup_metrics_st *M = t->data;
     uint64_t now = uv_hrtime();
-    dsup_hist_observe(&dsup_metrics.loop_lag, now > lag_due_ns ? (double)(now - lag_due_ns) / 1e9 : 0.0);
-    lag_due_ns = now + LAG_PERIOD_MS * 1000000ull;
+    dsup_hist_observe(&M->m.loop_lag, now > M->lag_due_ns ? (double)(now - M->lag_due_ns) / 1e9 : 0.0);
+    M->lag_due_ns = now + LAG_PERIOD_MS * 1000000ull;
 }
 
-void dsup_metrics_start(void *loop)
+void dsup_metrics_start(dsup_node *node)
 {
-    dsup_metrics.started_ms = dsup_wall_ms();
-    if (lag_on)
+    struct dsup_metrics_st *M = node->metrics;
+    M->m.started_ms = dsup_wall_ms();
+    if (M->lag_on)
         return;
-    uv_timer_init(loop, &lag_timer);
-    uv_timer_start(&lag_timer, on_lag_timer, LAG_PERIOD_MS, LAG_PERIOD_MS);
-    uv_unref((uv_handle_t *)&lag_timer);
-    lag_due_ns = uv_hrtime() + LAG_PERIOD_MS * 1000000ull;
-    lag_on = 1;
+    uv_timer_init(node->loop, &M->lag_timer);
+    M->lag_timer.data = M;
+    uv_timer_start(&M->lag_timer, on_lag_timer, LAG_PERIOD_MS, LAG_PERIOD_MS);
+    uv_unref((uv_handle_t *)&M->lag_timer);
+    M->lag_due_ns = uv_hrtime() + LAG_PERIOD_MS * 1000000ull;
+    M->lag_on = 1;
 }
 
-void dsup_metrics_stop(void)
+void dsup_metrics_stop(dsup_node *node)
 {
-    if (lag_on && !uv_is_closing((uv_handle_t *)&lag_timer))
-        uv_close((uv_handle_t *)&lag_timer, NULL);
-    lag_on = 0;
+    struct dsup_metrics_st *M = node->metrics;
+    if (M->lag_on && !uv_is_closing((uv_handle_t *)&M->lag_timer))
+        uv_close((uv_handle_t *)&M->lag_timer, NULL);
+    M->lag_on = 0;
 }
 
-void dsup_metrics_node_call(uint64_t t0) { dsup_hist_observe(&dsup_metrics.node_call, (double)(uv_hrtime() - t0) / 1e9); }
+void dsup_metrics_node_call(dsup_node *node, uint64_t t0)
+{
+    dsup_hist_observe(&node->metrics->m.node_call, (double)(uv_hrtime() - t0) / 1e9);
+}

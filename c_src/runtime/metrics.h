@@ -12,6 +12,10 @@
 
 #include "dsup.h"
 
+/* Each node keeps its own (node->metrics): made at node init, freed at close. */
+void dsup_metrics_init(dsup_node *node);
+void dsup_metrics_free(dsup_node *node);
+
 /* ---- histograms ----------------------------------------------------------- */
 
 #define DSUP_HIST_MAX 16
@@ -49,15 +53,15 @@ typedef struct dsup_peer_stats {
  * Never NULL: on allocation failure, or past DSUP_METRICS_MAX_PEERS names
  * (peers can make the node dial names they list), the shared record. */
 #define DSUP_METRICS_MAX_PEERS 256
-dsup_peer_stats *dsup_metrics_peer(const char *peer);
+dsup_peer_stats *dsup_metrics_peer(dsup_node *node, const char *peer);
 /* The record of a connection's peer, looked up once per connection (not per
  * frame): the peer's name does not change once it is known. */
 struct dsup_conn;
 dsup_peer_stats *dsup_metrics_conn(struct dsup_conn *c);
-dsup_peer_stats *dsup_metrics_peers(void);   /* list head, for scrapes */
-void dsup_metrics_hs_failure(const char *peer, const char *why);
+dsup_peer_stats *dsup_metrics_peers(dsup_node *node);   /* list head, for scrapes */
+void dsup_metrics_hs_failure(dsup_node *node, const char *peer, const char *why);
 /* A connection came up ("up"), was lost ("down") or failed during setup. */
-void dsup_metrics_conn_event(const char *peer, const char *event, const char *detail);
+void dsup_metrics_conn_event(dsup_node *node, const char *peer, const char *event, const char *detail);
 
 /* ---- per supervisor instance and worker type ------------------------------ */
 
@@ -73,11 +77,11 @@ typedef struct dsup_sup_stats {
     struct dsup_sup_stats *next;
 } dsup_sup_stats;
 
-dsup_sup_stats *dsup_metrics_sup(const char *instance, const char *type);
-dsup_sup_stats *dsup_metrics_sups(void);
+dsup_sup_stats *dsup_metrics_sup(dsup_node *node, const char *instance, const char *type);
+dsup_sup_stats *dsup_metrics_sups(dsup_node *node);
 /* A local child of `instance` ended with `reason`. Normal and shutdown exits,
  * and exits the supervisor asked for (`expected`), are not crashes. */
-void dsup_metrics_child_exit(const char *instance, const char *type, dsup_term name, const dsup_pid *pid,
+void dsup_metrics_child_exit(dsup_node *node, const char *instance, const char *type, dsup_term name, const dsup_pid *pid,
                              dsup_term reason, int expected);
 
 /* ---- node-wide ------------------------------------------------------------- */
@@ -90,13 +94,13 @@ typedef struct dsup_node_metrics {
     uint64_t started_ms;            /* wall clock at start */
     uint64_t http_requests;
 } dsup_node_metrics;
-extern dsup_node_metrics dsup_metrics;
+dsup_node_metrics *dsup_metrics_of(dsup_node *node);
 
 /* Start the loop-lag sampler (a timer on the loop; unref'd). */
-void dsup_metrics_start(void *uv_loop);
-void dsup_metrics_stop(void);
+void dsup_metrics_start(dsup_node *node);
+void dsup_metrics_stop(dsup_node *node);
 /* Time a dsup_node call: t0 from uv_hrtime() before it. */
-void dsup_metrics_node_call(uint64_t t0);
+void dsup_metrics_node_call(dsup_node *node, uint64_t t0);
 
 /* ---- recent events (rings, newest last) ----------------------------------- */
 
@@ -116,8 +120,8 @@ typedef struct dsup_conn_event {
 } dsup_conn_event;
 
 /* i-th most recent (0 = newest), NULL past the end. */
-const dsup_crash_report *dsup_metrics_crash(size_t i);
-const dsup_conn_event *dsup_metrics_conn_ev(size_t i);
+const dsup_crash_report *dsup_metrics_crash(dsup_node *node, size_t i);
+const dsup_conn_event *dsup_metrics_conn_ev(dsup_node *node, size_t i);
 
 uint64_t dsup_wall_ms(void);
 

@@ -19,7 +19,7 @@ const char dsup_net_cli_usage[] =
     "                       not reading (default 67108864; one larger frame alone\n"
     "                       still goes out)\n";
 
-void dsup_net_defaults(dsup_nodeinfo *n)
+void dsup_net_defaults(dsup_node *n)
 {
     if (!n->setup_ms)
         n->setup_ms = DEFAULT_SETUP_MS;

@@ -17,25 +17,22 @@
 #include "metrics.h"
 #include "node_ctrl.h"
 #include "node_hooks.h"
+#include "peer_rel.h"
 #include "proc.h"
 #include "ratelimit.h"
 #include "sched.h"
 #include "term.h"
 
-dsup_nodeinfo *g_node;
+const char *dsup_node_name(const dsup_node *node) { return node ? node->name : NULL; }
 
-uint64_t dsup_node_now(void) { return uv_now(g_node->loop); }
-
-const char *dsup_node_name(void) { return g_node ? g_node->name : NULL; }
-
-void dsup_node_make_ref(dsup_ref *ref)
+void dsup_node_make_ref(dsup_node *node, dsup_ref *ref)
 {
     /* Three words like a BEAM ref; the counter never repeats within a run. */
-    uint32_t *n = g_node->ref_n;
+    uint32_t *n = node->ref_n;
     if (++n[0] == 0 && ++n[1] == 0)
         ++n[2];
-    ref->node = g_node->name;
-    ref->creation = g_node->creation;
+    ref->node = node->name;
+    ref->creation = node->creation;
     ref->len = 3;
     ref->n[0] = n[0] & 0x3ffff;
     ref->n[1] = n[1] ^ (n[0] >> 18);
@@ -47,19 +44,20 @@ void dsup_node_make_ref(dsup_ref *ref)
 
 static void on_idle(uv_idle_t *h)
 {
-    dsup_proc_run_queue();
-    dsup_node_flush_all();
-    if (!dsup_proc_run_queue()) {
+    dsup_node *node = h->data;
+    dsup_proc_run_queue(node);
+    dsup_node_flush_all(node);
+    if (!dsup_proc_run_queue(node)) {
         uv_idle_stop(h);
-        g_node->idle_on = 0;
+        node->idle_on = 0;
     }
 }
 
-void dsup_node_wake(void)
+void dsup_node_wake(dsup_node *node)
 {
-    if (!g_node->idle_on) {
-        g_node->idle_on = 1;
-        uv_idle_start(&g_node->idle, on_idle);
+    if (!node->idle_on) {
+        node->idle_on = 1;
+        uv_idle_start(&node->idle, on_idle);
     }
 }
 
@@ -67,21 +65,23 @@ void dsup_node_wake(void)
 
 static int conns_add(dsup_conn *c)
 {
-    if (g_node->nconns == g_node->capconns) {
-        size_t nc = g_node->capconns ? g_node->capconns * 2 : 16;
-        dsup_conn **n = dsup_xrealloc(g_node->conns, nc * sizeof *n);
-        g_node->conns = n;
-        g_node->capconns = nc;
+    dsup_node *node = c->node;
+    if (node->nconns == node->capconns) {
+        size_t nc = node->capconns ? node->capconns * 2 : 16;
+        dsup_conn **n = dsup_xrealloc(node->conns, nc * sizeof *n);
+        node->conns = n;
+        node->capconns = nc;
     }
-    g_node->conns[g_node->nconns++] = c;
+    node->conns[node->nconns++] = c;
     return 0;
 }
 
 void dsup_node_conn_remove(dsup_conn *c)
 {
-    for (size_t i = 0; i < g_node->nconns; i++) {
-        if (g_node->conns[i] == c) {
-            g_node->conns[i] = g_node->conns[--g_node->nconns];
+    dsup_node *node = c->node;
+    for (size_t i = 0; i < node->nconns; i++) {
+        if (node->conns[i] == c) {
+            node->conns[i] = node->conns[--node->nconns];
             break;
         }
     }
@@ -90,18 +90,18 @@ void dsup_node_conn_remove(dsup_conn *c)
     dsup_buf_free(&c->wflight);
     /* Whoever set c->peer held it (checked: a handshake that failed early
      * may leave a name that is not in the table). */
-    if (c->peer && dsup_intern_find(c->peer, strlen(c->peer)) == c->peer)
+    if (c->peer && dsup_intern_find(node->names, c->peer, strlen(c->peer)) == c->peer)
         dsup_intern_release(c->peer);
     free(c);
 }
 
 /* By name text, for names not interned (yet): only connections whose peer
  * is known (outbound, or inbound and proven) count. */
-static dsup_conn *find_conn_named(const char *name, const dsup_conn *except)
+static dsup_conn *find_conn_named(dsup_node *node, const char *name, const dsup_conn *except)
 {
     dsup_conn *best = NULL;
-    for (size_t i = 0; i < g_node->nconns; i++) {
-        dsup_conn *c = g_node->conns[i];
+    for (size_t i = 0; i < node->nconns; i++) {
+        dsup_conn *c = node->conns[i];
         if (c == except || !c->peer || c->state == CONN_CLOSING || strcmp(c->peer, name) != 0)
             continue;
         if (c->state == CONN_UP)
@@ -111,11 +111,11 @@ static dsup_conn *find_conn_named(const char *name, const dsup_conn *except)
     return best;
 }
 
-static dsup_conn *find_conn(const char *peer, const dsup_conn *except)
+static dsup_conn *find_conn(dsup_node *node, const char *peer, const dsup_conn *except)
 {
     dsup_conn *best = NULL;
-    for (size_t i = 0; i < g_node->nconns; i++) {
-        dsup_conn *c = g_node->conns[i];
+    for (size_t i = 0; i < node->nconns; i++) {
+        dsup_conn *c = node->conns[i];
         if (c == except || c->peer != peer || c->state == CONN_CLOSING)
             continue;
         if (c->state == CONN_UP)
@@ -129,38 +129,38 @@ void dsup_node_mark_dirty(dsup_conn *c)
 {
     if (c->dirty)
         return;
-    if (g_node->nflush == g_node->capflush) {
-        size_t nc = g_node->capflush ? g_node->capflush * 2 : 16;
-        dsup_conn **n = dsup_xrealloc(g_node->flush, nc * sizeof *n);
-        g_node->flush = n;
-        g_node->capflush = nc;
+    dsup_node *node = c->node;
+    if (node->nflush == node->capflush) {
+        size_t nc = node->capflush ? node->capflush * 2 : 16;
+        dsup_conn **n = dsup_xrealloc(node->flush, nc * sizeof *n);
+        node->flush = n;
+        node->capflush = nc;
     }
     c->dirty = 1;
-    g_node->flush[g_node->nflush++] = c;
-    dsup_node_wake();
+    node->flush[node->nflush++] = c;
+    dsup_node_wake(node);
 }
 
-void dsup_node_flush_all(void)
+void dsup_node_flush_all(dsup_node *node)
 {
-    for (size_t i = 0; i < g_node->nflush; i++) {
-        dsup_conn *c = g_node->flush[i];
+    for (size_t i = 0; i < node->nflush; i++) {
+        dsup_conn *c = node->flush[i];
         c->dirty = 0;
         dsup_conn_flush(c);
     }
-    g_node->nflush = 0;
+    node->nflush = 0;
 }
 
 /* ---- outbound connections ------------------------------------------------- */
 
 typedef struct reconnect {
+    dsup_node *node;
     const char *peer;
     uv_timer_t timer;
     unsigned backoff_ms;
     char last_error[160];   /* the failure last logged at warning level */
     struct reconnect *next;
 } reconnect;
-static reconnect *reconnects;
-static dsup_ratelimit dial_fail_log, refuse_log, deadline_log;
 
 static void set_error(dsup_conn *c, const char *fmt, ...)
 {
@@ -239,8 +239,15 @@ static void ask_epmd(dsup_conn *c)
     size_t n = (size_t)(at - c->peer);
     memcpy(alive, c->peer, n);
     alive[n] = 0;
+    dsup_node *node = c->node;
+    int port = dsup_node_static_port(node, c->peer);
+    if (port > 0) { /* told, not asked (dsup_node_set_peer_port) */
+        dsup_conn_enter(c, CONN_EPMD);
+        on_port(c, 0, port, 6);
+        return;
+    }
     dsup_conn_enter(c, CONN_EPMD);
-    if (dsup_epmd_port_please(g_node->loop, &c->addr, alive, g_node->setup_ms, on_port, c) < 0)
+    if (dsup_epmd_port_please(c->node->loop, &c->addr, alive, node->setup_ms, on_port, c) < 0)
         connect_failed(c, "could not reach epmd");
 }
 
@@ -262,16 +269,16 @@ static void on_resolved(uv_getaddrinfo_t *req, int status, struct addrinfo *res)
     ask_epmd(c);
 }
 
-static dsup_conn *start_outbound(const char *peer)
+static dsup_conn *start_outbound(dsup_node *node, const char *peer)
 {
     const char *at = strchr(peer, '@');
     if (!at || at == peer || !at[1] || at - peer > 255)
         return NULL;
-    dsup_conn *c = dsup_conn_new();
+    dsup_conn *c = dsup_conn_new(node);
     if (!c)
         return NULL;
     c->outbound = 1;
-    c->setup_deadline_ms = dsup_node_now() + g_node->setup_ms;
+    c->setup_deadline_ms = dsup_node_now(node) + node->setup_ms;
     if (conns_add(c) < 0) {
         free(c);
         return NULL;
@@ -296,25 +303,25 @@ static dsup_conn *start_outbound(const char *peer)
         memset(&hints, 0, sizeof hints);
         hints.ai_family = AF_UNSPEC;
         hints.ai_socktype = SOCK_STREAM;
-        if (uv_getaddrinfo(g_node->loop, &c->gai, on_resolved, host, NULL, &hints) < 0)
+        if (uv_getaddrinfo(node->loop, &c->gai, on_resolved, host, NULL, &hints) < 0)
             connect_failed(c, "cannot resolve the peer's host");
     }
     return c;
 }
 
-dsup_conn *dsup_node_conn(const char *peer, int connect)
+dsup_conn *dsup_node_conn(dsup_node *node, const char *peer, int connect)
 {
-    if (!peer || peer == g_node->name)
+    if (!peer || peer == node->name)
         return NULL;
-    dsup_conn *c = find_conn(peer, NULL);
-    if (c || !connect || g_node->stopping)
+    dsup_conn *c = find_conn(node, peer, NULL);
+    if (c || !connect || node->stopping)
         return c;
-    return start_outbound(peer);
+    return start_outbound(node, peer);
 }
 
-int dsup_node_send_ctrl(const char *peer, const dsup_ctrl *ctrl)
+int dsup_node_send_ctrl(dsup_node *node, const char *peer, const dsup_ctrl *ctrl)
 {
-    dsup_conn *c = dsup_node_conn(peer, 1);
+    dsup_conn *c = dsup_node_conn(node, peer, 1);
     if (!c)
         return DSUP_ENOTCONN; /* like erlang:send to a bad node: dropped */
     if (dsup_log_level <= DSUP_LOG_DEBUG && ctrl->msg.ptr) {
@@ -333,7 +340,7 @@ int dsup_node_send_ctrl(const char *peer, const dsup_ctrl *ctrl)
     /* A peer that does not read must not grow the node without bound. One
      * frame alone may exceed the bound (it passed --max-frame on its way). */
     size_t queued = c->wq.len + c->wflight.len;
-    if (queued > g_node->max_out_queue && queued > c->wq.len - before) {
+    if (queued > node->max_out_queue && queued > c->wq.len - before) {
         c->overflow = 1;
         c->wq.len = before;
         dsup_node_mark_dirty(c); /* closed from the flush, outside the sender's call */
@@ -371,10 +378,11 @@ static int unauthenticated(const dsup_conn *c)
  * legitimate handshake (milliseconds) gets through a slow-loris. */
 static void enforce_handshake_caps(dsup_conn *c)
 {
+    dsup_node *node = c->node;
     size_t total = 0, same = 0;
     dsup_conn *oldest = NULL, *oldest_same = NULL;
-    for (size_t i = 0; i < g_node->nconns; i++) {
-        dsup_conn *o = g_node->conns[i];
+    for (size_t i = 0; i < node->nconns; i++) {
+        dsup_conn *o = node->conns[i];
         if (o == c || !unauthenticated(o))
             continue;
         total++;
@@ -388,17 +396,17 @@ static void enforce_handshake_caps(dsup_conn *c)
     }
     dsup_conn *victim = NULL;
     const char *which = NULL;
-    if (same >= g_node->max_handshakes_per_addr) {
+    if (same >= node->max_handshakes_per_addr) {
         victim = oldest_same;
         which = "--max-handshakes-per-addr";
-    } else if (total >= g_node->max_handshakes) {
+    } else if (total >= node->max_handshakes) {
         victim = oldest;
         which = "--max-handshakes";
     }
     if (!victim)
         return;
     unsigned dropped;
-    if (dsup_ratelimit_ok(&refuse_log, dsup_node_now(), &dropped))
+    if (dsup_ratelimit_ok(&node->refuse_log, dsup_node_now(node), &dropped))
         LOG_WARN("too many unauthenticated connections (%zu in handshake, %zu from %s; %s): "
                  "dropping the oldest, from %s%s", total + 1, same + 1, c->addr_text, which,
                  victim->addr_text, dropped ? " (more drops not logged)" : "");
@@ -409,7 +417,8 @@ static void on_accept(uv_stream_t *server, int status)
 {
     if (status < 0)
         return;
-    dsup_conn *c = dsup_conn_new();
+    dsup_node *node = server->data;
+    dsup_conn *c = dsup_conn_new(node);
     if (!c)
         return;
     if (uv_accept(server, (uv_stream_t *)&c->tcp) < 0 || conns_add(c) < 0) {
@@ -419,7 +428,7 @@ static void on_accept(uv_stream_t *server, int status)
     dsup_conn_enter(c, CONN_HANDSHAKE);
     c->hs_step = 0;
     /* Fixed when the connection arrives: bytes trickling in do not move it. */
-    c->setup_deadline_ms = dsup_node_now() + g_node->setup_ms;
+    c->setup_deadline_ms = dsup_node_now(node) + node->setup_ms;
     int alen = sizeof c->addr;
     if (uv_tcp_getpeername(&c->tcp, (struct sockaddr *)&c->addr, &alen) == 0) {
         if (c->addr.ss_family == AF_INET6)
@@ -437,16 +446,17 @@ static void on_accept(uv_stream_t *server, int status)
  * else changes here: the claim is not proven yet (dsup_node_peer_proven). */
 int dsup_node_accept_peer(dsup_conn *c, const char *name)
 {
-    if (strcmp(name, g_node->name) == 0)
+    dsup_node *node = c->node;
+    if (strcmp(name, node->name) == 0)
         return 0;
-    dsup_conn *other = find_conn_named(name, c);
+    dsup_conn *other = find_conn_named(node, name, c);
     if (!other)
         return 1;
     if (other->state == CONN_UP)
         return 2;
     /* Both sides are connecting: the node with the greater name keeps its
      * own attempt, as net_kernel decides. */
-    return strcmp(g_node->name, name) > 0 ? 0 : 3;
+    return strcmp(node->name, name) > 0 ? 0 : 3;
 }
 
 int dsup_node_peer_proven(dsup_conn *c)
@@ -454,11 +464,11 @@ int dsup_node_peer_proven(dsup_conn *c)
     /* Counted, not pinned: a cookie holder connecting under ever new names
      * must not grow the table for good; the connection holds its name and
      * releases it when it closes. */
-    c->peer = dsup_intern_peer(c->hs_name, strlen(c->hs_name));
+    c->peer = dsup_intern_peer(c->node->names, c->hs_name, strlen(c->hs_name));
     if (!c->peer)
         return -1;
     dsup_intern_hold(c->peer);
-    dsup_conn *other = find_conn(c->peer, c);
+    dsup_conn *other = find_conn(c->node, c->peer, c);
     if (!other)
         return 0;
     if (other->state == CONN_UP) {
@@ -475,9 +485,9 @@ int dsup_node_peer_proven(dsup_conn *c)
     return 0;
 }
 
-static reconnect *find_reconnect(const char *peer)
+static reconnect *find_reconnect(dsup_node *node, const char *peer)
 {
-    for (reconnect *r = reconnects; r; r = r->next)
+    for (reconnect *r = node->reconnects; r; r = r->next)
         if (r->peer == peer)
             return r;
     return NULL;
@@ -489,13 +499,13 @@ void dsup_node_conn_up(dsup_conn *c)
     c->was_up = 1;
     c->wrote_since_tick = 0;
     LOG_INFO("connected to %s (%s)", c->peer, c->outbound ? "outbound" : "inbound");
-    dsup_metrics_conn_event(c->peer, "up", c->outbound ? "outbound" : "inbound");
-    reconnect *r = find_reconnect(c->peer);
+    dsup_metrics_conn_event(c->node, c->peer, "up", c->outbound ? "outbound" : "inbound");
+    reconnect *r = find_reconnect(c->node, c->peer);
     if (r) {
         r->backoff_ms = 100;
         r->last_error[0] = 0;
     }
-    dsup_node_ctrl_conn_up(c->peer);
+    dsup_node_ctrl_conn_up(c->node, c->peer);
     if (c->wq.len)
         dsup_node_mark_dirty(c);
 }
@@ -507,7 +517,7 @@ static void dial_failed(dsup_conn *c)
     const char *why = c->error ? c->error : "connection setup failed";
     if (strcmp(why, "simultaneous connect, theirs wins") == 0)
         return;
-    reconnect *r = find_reconnect(c->peer);
+    reconnect *r = find_reconnect(c->node, c->peer);
     if (r) {
         if (strcmp(r->last_error, why) != 0) {
             LOG_WARN("cannot connect to %s: %s (retrying)", c->peer, why);
@@ -518,7 +528,7 @@ static void dial_failed(dsup_conn *c)
         return;
     }
     unsigned dropped;
-    if (dsup_ratelimit_ok(&dial_fail_log, dsup_node_now(), &dropped))
+    if (dsup_ratelimit_ok(&c->node->dial_fail_log, dsup_node_now(c->node), &dropped))
         LOG_WARN("cannot connect to %s: %s%s", c->peer, why,
                  dropped ? " (more failures not logged)" : "");
 }
@@ -526,51 +536,53 @@ static void dial_failed(dsup_conn *c)
 static void on_reconnect_timer(uv_timer_t *t)
 {
     reconnect *r = t->data;
-    dsup_node_conn(r->peer, 1);
+    dsup_node_conn(r->node, r->peer, 1);
 }
 
 void dsup_node_conn_closed(dsup_conn *c)
 {
+    dsup_node *node = c->node;
     if (c->dirty) {
-        for (size_t i = 0; i < g_node->nflush; i++)
-            if (g_node->flush[i] == c) {
-                g_node->flush[i] = g_node->flush[--g_node->nflush];
+        for (size_t i = 0; i < node->nflush; i++)
+            if (node->flush[i] == c) {
+                node->flush[i] = node->flush[--node->nflush];
                 break;
             }
         c->dirty = 0;
     }
     if (!c->peer)
         return;
-    if (c->outbound && !c->was_up && !g_node->stopping)
+    if (c->outbound && !c->was_up && !node->stopping)
         dial_failed(c);
     /* Only the loss of the connection that was up means the node is gone. */
-    dsup_conn *other = find_conn(c->peer, c);
+    dsup_conn *other = find_conn(node, c->peer, c);
     if (c->was_up && !(other && other->state == CONN_UP)) {
-        dsup_proc_node_down(c->peer);
-        dsup_node_ctrl_conn_down(c->peer);
+        dsup_proc_node_down(node, c->peer);
+        dsup_node_ctrl_conn_down(node, c->peer);
     }
-    reconnect *r = find_reconnect(c->peer);
-    if (r && !g_node->stopping && !uv_is_active((uv_handle_t *)&r->timer)) {
+    reconnect *r = find_reconnect(node, c->peer);
+    if (r && !node->stopping && !uv_is_active((uv_handle_t *)&r->timer)) {
         uv_timer_start(&r->timer, on_reconnect_timer, r->backoff_ms, 0);
         r->backoff_ms = r->backoff_ms * 2 > 5000 ? 5000 : r->backoff_ms * 2;
     }
 }
 
-int dsup_node_add_connect_target(const char *peer_name)
+int dsup_node_add_connect_target(dsup_node *node, const char *peer_name)
 {
-    const char *peer = dsup_intern_str(peer_name);
+    const char *peer = dsup_intern_str(node->names, peer_name);
     if (!peer || !strchr(peer, '@'))
         return -1;
-    if (find_reconnect(peer))
+    if (find_reconnect(node, peer))
         return 0;
     reconnect *r = dsup_xcalloc(1, sizeof *r);
+    r->node = node;
     r->peer = peer;
     r->backoff_ms = 100;
-    uv_timer_init(g_node->loop, &r->timer);
+    uv_timer_init(node->loop, &r->timer);
     r->timer.data = r;
-    r->next = reconnects;
-    reconnects = r;
-    dsup_node_conn(peer, 1);
+    r->next = node->reconnects;
+    node->reconnects = r;
+    dsup_node_conn(node, peer, 1);
     return 0;
 }
 
@@ -578,14 +590,15 @@ int dsup_node_add_connect_target(const char *peer_name)
 
 static void on_tick(uv_timer_t *t)
 {
-    uint64_t now = dsup_node_now();
-    for (size_t i = 0; i < g_node->nconns; i++) {
-        dsup_conn *c = g_node->conns[i];
+    dsup_node *node = t->data;
+    uint64_t now = dsup_node_now(node);
+    for (size_t i = 0; i < node->nconns; i++) {
+        dsup_conn *c = node->conns[i];
         if (c->state != CONN_UP)
             continue; /* setup deadlines: on_setup_timer */
-        if (now - c->last_rx_ms > g_node->ticktime_ms / 2) /* silent for two tick periods */
+        if (now - c->last_rx_ms > node->ticktime_ms / 2) /* silent for two tick periods */
             dsup_metrics_conn(c)->ticks_missed++;
-        if (now - c->last_rx_ms > g_node->ticktime_ms) {
+        if (now - c->last_rx_ms > node->ticktime_ms) {
             dsup_conn_close(c, "net_tick_timeout");
             continue;
         }
@@ -613,21 +626,22 @@ static const char *setup_phase(const dsup_conn *c)
  * its bytes trickle in. */
 static void on_setup_timer(uv_timer_t *t)
 {
-    uint64_t now = dsup_node_now();
-    for (size_t i = g_node->nconns; i-- > 0;) {
-        if (i >= g_node->nconns)
+    dsup_node *node = t->data;
+    uint64_t now = dsup_node_now(node);
+    for (size_t i = node->nconns; i-- > 0;) {
+        if (i >= node->nconns)
             continue; /* a close below removed entries */
-        dsup_conn *c = g_node->conns[i];
+        dsup_conn *c = node->conns[i];
         if (c->state == CONN_UP || c->state == CONN_CLOSING || now < c->setup_deadline_ms)
             continue;
         if (!c->outbound) {
             unsigned dropped;
-            if (dsup_ratelimit_ok(&deadline_log, now, &dropped))
+            if (dsup_ratelimit_ok(&node->deadline_log, now, &dropped))
                 LOG_WARN("handshake from %s not done within --setup-time %.1f s: closed%s",
-                         dsup_conn_label(c), g_node->setup_ms / 1000.0,
+                         dsup_conn_label(c), node->setup_ms / 1000.0,
                          dropped ? " (more drops not logged)" : "");
         }
-        set_error(c, "connection setup timed out after %.1f s (%s)", g_node->setup_ms / 1000.0,
+        set_error(c, "connection setup timed out after %.1f s (%s)", node->setup_ms / 1000.0,
                   setup_phase(c));
         dsup_conn_close(c, c->error);
     }
@@ -635,30 +649,31 @@ static void on_setup_timer(uv_timer_t *t)
 
 /* ---- start and stop ------------------------------------------------------------- */
 
-static void on_registered(int status, uint32_t creation)
+static void on_registered(void *arg, int status, uint32_t creation)
 {
+    dsup_node *node = arg;
     if (status < 0) {
-        g_node->exit_status = 1;
-        dsup_shutdown();
+        node->exit_status = 1;
+        dsup_shutdown(node);
         return;
     }
-    g_node->creation = creation;
-    dsup_node_ctrl_ready();
+    node->creation = creation;
+    dsup_node_ctrl_ready(node);
 }
 
 static void on_signal(uv_signal_t *s, int signum)
 {
     LOG_INFO("signal %d: shutting down", signum);
-    dsup_shutdown();
+    dsup_shutdown(s->data);
 }
 
 static void close_handle(uv_handle_t *h)
 {
-    if (!uv_is_closing(h))
+    if (h->loop && !uv_is_closing(h))
         uv_close(h, NULL);
 }
 
-static void exit_one(dsup_proc *p, void *arg) { dsup_proc_exit(p, dsup_reason_atom("shutdown")); }
+static void exit_one(dsup_proc *p, void *arg) { dsup_proc_exit(p, dsup_reason_atom(p->node, "shutdown")); }
 
 static void on_shutdown_written(uv_shutdown_t *req, int status)
 {
@@ -683,70 +698,185 @@ static void close_conn_gracefully(dsup_conn *c)
     req->data = c;
 }
 
-static uv_timer_t stop_deadline;
-
 static void on_stop_deadline(uv_timer_t *t)
 {
-    LOG_WARN("shutdown took too long; stopping the loop");
-    uv_stop(g_node->loop);
+    dsup_node *node = t->data;
+    LOG_WARN("shutdown took too long; closing what is left");
+    for (size_t i = node->nconns; i-- > 0;)
+        if (i < node->nconns && node->conns[i]->state != CONN_CLOSING)
+            dsup_conn_close(node->conns[i], "node shutting down");
+    if (node->own_loop)
+        uv_stop(node->loop);
 }
 
-static void shutdown_rest(void);
-static int stop_holds, stop_hooks_ran;
+static void shutdown_rest(dsup_node *node);
 
-void dsup_shutdown(void)
+void dsup_shutdown(dsup_node *node)
 {
-    if (!g_node || g_node->stopping)
+    if (!node || node->stopping)
         return;
-    g_node->stopping = 1;
-    dsup_node_ctrl_stopping();
+    node->stopping = 1;
+    node->up = 0;
+    if (!node->started) { /* never started: nothing runs to stop */
+        node->stopped = 1;
+        return;
+    }
+    dsup_node_ctrl_stopping(node);
     /* The layers above stop, newest first: the HTTP endpoints, then the
      * supervisors hand their children over (they leave the ring first). A
      * layer that must wait for its peers (a move barrier, a few seconds at
      * most) holds the stop and releases it from the loop. */
-    stop_hooks_ran = 1;
-    dsup_node_hooks_run(DSUP_NODE_STOPPING, NULL, 0);
-    if (stop_holds == 0)
-        shutdown_rest();
+    node->stop_hooks_ran = 1;
+    dsup_node_hooks_run(node, DSUP_NODE_STOPPING, NULL, 0);
+    if (node->stop_holds == 0)
+        shutdown_rest(node);
 }
 
-void dsup_node_stop_hold(void) { stop_holds++; }
+void dsup_node_stop_hold(dsup_node *node) { node->stop_holds++; }
 
-void dsup_node_stop_release(void)
+void dsup_node_stop_release(dsup_node *node)
 {
-    if (stop_holds > 0 && --stop_holds == 0 && stop_hooks_ran)
-        shutdown_rest();
+    if (node->stop_holds > 0 && --node->stop_holds == 0 && node->stop_hooks_ran)
+        shutdown_rest(node);
 }
 
-static void shutdown_rest(void)
+static void shutdown_rest(dsup_node *node)
 {
     /* Workers end first, so their EXIT/DOWN signals reach the peers. */
-    dsup_proc_foreach(exit_one, NULL);
-    dsup_proc_run_queue();
-    for (size_t i = g_node->nconns; i-- > 0;)
-        close_conn_gracefully(g_node->conns[i]);
-    dsup_epmd_unregister();
-    dsup_sched_close_all();
-    for (reconnect *r = reconnects; r; r = r->next)
+    dsup_proc_foreach(node, exit_one, NULL);
+    dsup_proc_run_queue(node);
+    for (size_t i = node->nconns; i-- > 0;)
+        close_conn_gracefully(node->conns[i]);
+    dsup_epmd_unregister(node->epmd);
+    dsup_sched_close_all(node);
+    for (reconnect *r = node->reconnects; r; r = r->next)
         close_handle((uv_handle_t *)&r->timer);
-    close_handle((uv_handle_t *)&g_node->listener);
-    close_handle((uv_handle_t *)&g_node->tick_timer);
-    close_handle((uv_handle_t *)&g_node->setup_timer);
-    close_handle((uv_handle_t *)&g_node->idle);
-    dsup_intern_detach();
-    close_handle((uv_handle_t *)&g_node->sigint);
-    close_handle((uv_handle_t *)&g_node->sigterm);
-    uv_timer_init(g_node->loop, &stop_deadline);
-    uv_timer_start(&stop_deadline, on_stop_deadline, 3000, 0);
-    uv_unref((uv_handle_t *)&stop_deadline);
+    close_handle((uv_handle_t *)&node->listener);
+    close_handle((uv_handle_t *)&node->tick_timer);
+    close_handle((uv_handle_t *)&node->setup_timer);
+    close_handle((uv_handle_t *)&node->idle);
+    dsup_intern_detach(node->names);
+    close_handle((uv_handle_t *)&node->sigint);
+    close_handle((uv_handle_t *)&node->sigterm);
+    uv_timer_init(node->loop, &node->stop_deadline);
+    node->stop_deadline.data = node;
+    uv_timer_start(&node->stop_deadline, on_stop_deadline, 3000, 0);
+    uv_unref((uv_handle_t *)&node->stop_deadline);
+    node->stopped = 1;
 }
 
-int dsup_node_start(void)
+int dsup_node_is_up(const dsup_node *node) { return node && node->up; }
+int dsup_node_port(const dsup_node *node) { return node ? node->port : -1; }
+int dsup_node_is_stopped(const dsup_node *node) { return node && node->stopped && node->nconns == 0; }
+
+/* ---- the node as an object ----------------------------------------------------------- */
+
+typedef struct dsup_static_port {
+    const char *peer; /* pinned */
+    int port;
+    struct dsup_static_port *next;
+} dsup_static_port;
+
+int dsup_node_static_port(const dsup_node *node, const char *peer)
 {
-    dsup_nodeinfo *n = g_node;
-    dsup_proc_table_init();
-    dsup_node_ctrl_init();
+    for (const dsup_static_port *sp = node->static_ports; sp; sp = sp->next)
+        if (sp->peer == peer)
+            return sp->port;
+    return 0;
+}
+
+int dsup_node_set_peer_port(dsup_node *node, const char *peer, int port)
+{
+    const char *at = peer ? strchr(peer, '@') : NULL;
+    if (!node || !at || at == peer || !at[1] || at - peer > 255 || port <= 0 || port > 65535)
+        return DSUP_EINVAL;
+    const char *name = dsup_intern_str(node->names, peer);
+    for (dsup_static_port *sp = node->static_ports; sp; sp = sp->next)
+        if (sp->peer == name) {
+            sp->port = port;
+            return 0;
+        }
+    dsup_static_port *sp = dsup_xcalloc(1, sizeof *sp);
+    sp->peer = name;
+    sp->port = port;
+    sp->next = node->static_ports;
+    node->static_ports = sp;
+    return 0;
+}
+
+dsup_node *dsup_node_alloc(uv_loop_t *loop)
+{
+    dsup_node *node = dsup_xcalloc(1, sizeof *node);
+    node->loop = loop;
+    node->ticktime_ms = 60000;
+    node->max_frame = 128u << 20;
+    node->names = dsup_intern_new(node);
+    dsup_terms_init(node);
+    dsup_node_hooks_init(node);
+    dsup_metrics_init(node);
+    dsup_proc_table_init(node);
+    dsup_sched_init(node);
+    dsup_peer_rel_init(node);
+    dsup_node_ctrl_init(node);
+    ei_x_new(&node->scratch);
+    return node;
+}
+
+void dsup_node_free(dsup_node *node)
+{
+    if (!node)
+        return;
+    if (node->started) {
+        dsup_shutdown(node);
+        /* Connections close over a few loop turns (on_stop_deadline bounds it). */
+        while (!dsup_node_is_stopped(node))
+            uv_run(node->loop, UV_RUN_ONCE);
+        close_handle((uv_handle_t *)&node->stop_deadline);
+        /* Close callbacks of what the node and its layers closed. */
+        uv_run(node->loop, UV_RUN_NOWAIT);
+        uv_run(node->loop, UV_RUN_NOWAIT);
+    }
+    /* Processes still there (never started, or spawned while stopping) end
+     * while the services they belong to still exist. */
+    if (node->procs) {
+        dsup_proc_foreach(node, exit_one, NULL);
+        dsup_proc_run_queue(node);
+    }
+    /* The layers above free their state first, newest first; a handle
+     * they close then is done with before the tables go. */
+    dsup_node_hooks_run(node, DSUP_NODE_CLOSE, NULL, 0);
+    if (node->started)
+        uv_run(node->loop, UV_RUN_NOWAIT);
+    dsup_proc_table_free(node);
+    dsup_sched_free(node);
+    dsup_peer_rel_free(node);
+    dsup_node_ctrl_free(node);
+    dsup_metrics_free(node);
+    dsup_epmd_reg_free(node->epmd);
+    for (reconnect *r = node->reconnects, *next; r; r = next) {
+        next = r->next;
+        free(r);
+    }
+    for (dsup_static_port *sp = node->static_ports, *next; sp; sp = next) {
+        next = sp->next;
+        free(sp);
+    }
+    free(node->conns);
+    free(node->flush);
+    ei_x_free(&node->scratch);
+    dsup_terms_free(node);
+    dsup_node_hooks_free(node);
+    dsup_intern_free(node->names);
+    free(node);
+}
+
+int dsup_node_start(dsup_node *node)
+{
+    dsup_node *n = node;
+    if (!n || n->started)
+        return DSUP_EINVAL;
     uv_tcp_init(n->loop, &n->listener);
+    n->listener.data = n;
     struct sockaddr_storage a; /* like inet_dist_use_interface; the CLI checked the literal */
     const char *ip = n->listen_address ? n->listen_address : "0.0.0.0";
     if (uv_ip4_addr(ip, n->port, (struct sockaddr_in *)&a) != 0)
@@ -756,26 +886,36 @@ int dsup_node_start(void)
         rc = uv_listen((uv_stream_t *)&n->listener, 128, on_accept);
     if (rc < 0) {
         LOG_ERROR("cannot listen on %s port %d: %s", ip, n->port, uv_strerror(rc));
-        return -1;
+        uv_close((uv_handle_t *)&n->listener, NULL);
+        uv_run(n->loop, UV_RUN_NOWAIT);
+        return DSUP_ESYSTEM;
     }
+    n->started = 1;
     struct sockaddr_storage bound;
     int len = sizeof bound;
     uv_tcp_getsockname(&n->listener, (struct sockaddr *)&bound, &len);
     n->port = ntohs(((struct sockaddr_in *)&bound)->sin_port);
 
     uv_idle_init(n->loop, &n->idle);
-    dsup_intern_attach(n->loop);
+    n->idle.data = n;
+    dsup_intern_attach(n->names, n->loop);
     dsup_net_defaults(n);
     uv_timer_init(n->loop, &n->setup_timer);
+    n->setup_timer.data = n;
     unsigned sweep = n->setup_ms / 8 < 50 ? 50 : n->setup_ms / 8 > 500 ? 500 : n->setup_ms / 8;
     uv_timer_start(&n->setup_timer, on_setup_timer, sweep, sweep);
     uv_timer_init(n->loop, &n->tick_timer);
+    n->tick_timer.data = n;
     unsigned period = n->ticktime_ms / 4 ? n->ticktime_ms / 4 : 1;
     uv_timer_start(&n->tick_timer, on_tick, period, period);
-    uv_signal_init(n->loop, &n->sigint);
-    uv_signal_start(&n->sigint, on_signal, SIGINT);
-    uv_signal_init(n->loop, &n->sigterm);
-    uv_signal_start(&n->sigterm, on_signal, SIGTERM);
+    if (n->handle_signals) {
+        uv_signal_init(n->loop, &n->sigint);
+        n->sigint.data = n;
+        uv_signal_start(&n->sigint, on_signal, SIGINT);
+        uv_signal_init(n->loop, &n->sigterm);
+        n->sigterm.data = n;
+        uv_signal_start(&n->sigterm, on_signal, SIGTERM);
+    }
 
     n->flags = DFLAG_EXTENDED_REFERENCES | DFLAG_DIST_MONITOR | DFLAG_FUN_TAGS |
                DFLAG_DIST_MONITOR_NAME | DFLAG_NEW_FUN_TAGS | DFLAG_EXTENDED_PIDS_PORTS |
@@ -784,6 +924,15 @@ int dsup_node_start(void)
                DFLAG_BIG_SEQTRACE_LABELS | DFLAG_HANDSHAKE_23 | DFLAG_UNLINK_ID | DFLAG_V4_NC;
     if (n->visible)
         n->flags |= DFLAG_PUBLISHED;
-    ei_x_new(&n->scratch);
-    return dsup_epmd_register(n->loop, n->alive, n->port, !n->visible, on_registered);
+    if (n->no_epmd) {
+        /* Peers find us through their static port table. A creation of our
+         * own, never 0 (0 means "not up"), so restarted nodes differ. */
+        uint32_t c = 0;
+        if (uv_random(NULL, NULL, &c, sizeof c, 0, NULL) != 0)
+            c = (uint32_t)uv_hrtime();
+        on_registered(n, 0, c ? c : 1);
+        return 0;
+    }
+    n->epmd = dsup_epmd_register(n->loop, n->alive, n->port, !n->visible, on_registered, n);
+    return n->epmd ? 0 : DSUP_EINVAL;
 }

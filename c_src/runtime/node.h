@@ -1,5 +1,24 @@
-/* node.h — the node: its identity, its libuv loop, and its connection table.
- * There is one node per OS process (like a BEAM), reachable as g_node. */
+/* node.h — the node context: its identity, its libuv loop, its connection
+ * table, and every module's state hung off it (as libuv hangs everything off
+ * a uv_loop_t). Several nodes may live in one process, on one loop or on
+ * several; nothing reaches a node but through its arguments: a dsup_proc,
+ * dsup_conn, dsup_pg or dsup_sup carries its node, a uv callback takes it
+ * from handle->data, an interned name reaches the node whose table holds it
+ * (dsup_node_of_name), and the rest take a dsup_node * explicitly.
+ *
+ * Process-wide state, on purpose (everything else is per node):
+ *  - the worker TYPE registry (gen_server.c): types are code, like loaded
+ *    modules; plugins register them once per process;
+ *  - log settings (log.c): level, text/json format, the node name shown in
+ *    log lines (the command line's node, or the first library node made);
+ *  - SIGPIPE ignored (dsup_main), the canonical-term hash seeds
+ *    (term_canon.c, random per process), and expo.c's open descriptor of
+ *    /proc/self/statm (the process's memory, not a node's);
+ *  - command-line settings, set before any node starts: the ring's atom
+ *    encoding (--ring-atoms, ring.c: copied when a node's services start;
+ *    what a node learns from its peers afterwards is its own) and the
+ *    instance-restart limits (--max-instance-*, sup_heal.c: read when an
+ *    instance ends; each node counts its own restarts). */
 #ifndef DSUP_NODE_H
 #define DSUP_NODE_H
 
@@ -9,7 +28,9 @@
 
 #include "buf.h"
 #include "ctrl.h"
+#include "intern.h"
 #include "dsup.h"
+#include "ratelimit.h"
 
 /* Distribution flags (erl_dist_protocol.xml, "Distribution Flags"). */
 #define DFLAG_PUBLISHED 0x01ULL
@@ -46,8 +67,11 @@ typedef enum conn_state {
     CONN_CLOSING,
 } conn_state;
 
+typedef struct dsup_node dsup_node;
+
 typedef struct dsup_conn {
     uv_tcp_t tcp;
+    dsup_node *node;
     conn_state state;
     int outbound;
     /* Interned node name. Inbound: NULL until the peer has proven the cookie;
@@ -105,7 +129,7 @@ static inline void dsup_conn_enter(dsup_conn *c, conn_state to)
     c->state = to;
 }
 
-typedef struct dsup_nodeinfo {
+struct dsup_node {
     uv_loop_t *loop;
     const char *name;       /* interned "alive@host" */
     char alive[256];
@@ -142,27 +166,63 @@ typedef struct dsup_nodeinfo {
     const char **sups;      /* --supervisor specs */
     int nsups;
     uint32_t ref_n[3];
-} dsup_nodeinfo;
+    /* Without epmd: peers' ports told by dsup_node_set_peer_port (tests,
+     * fixed deployments); a peer listed here is dialled on that port of its
+     * host, and the node itself registers with no epmd (no_epmd). */
+    struct dsup_static_port *static_ports;
+    int no_epmd;
+    int started, stopped;     /* dsup_node_start ran; dsup_shutdown finished its part */
+    int up;                   /* registered and dsup_node runs (dsup_node_is_up) */
+    int announce_ready;       /* print "dsup-node ready NAME" on stdout (dsup_main) */
+    int handle_signals;       /* SIGINT/SIGTERM stop it (dsup_main) */
+    int own_loop;             /* the stop deadline may stop the whole loop (dsup_main) */
+    int closed;               /* dsup_node_free may free it once the loop let go */
+    /* gen_server.c: the process whose init runs, and its handoff term */
+    const struct dsup_proc *handoff_proc;
+    const dsup_term *handoff_term;
+    /* node.c's own */
+    struct reconnect *reconnects;
+    dsup_ratelimit dial_fail_log, refuse_log, deadline_log, inbound_fail_log, forged_log;
+    uv_timer_t stop_deadline;
+    int stop_holds, stop_hooks_ran;
+    /* Every module's state, allocated at node init, freed at node close. */
+    struct dsup_intern_tab *names; /* base/intern.c: node names, registered names */
+    struct dsup_procs *procs;      /* proc.c: the process table, names, local signal queue */
+    struct dsup_terms *terms;      /* term.c: scratch buffers, atom cache */
+    struct dsup_sched *sched;      /* sched.c: send_after timers */
+    struct dsup_hooks *hooks;      /* node_hooks.c */
+    struct dsup_metrics_st *metrics; /* metrics.c */
+    struct dsup_peer_rel *peer_rel;  /* peer_rel.c */
+    struct dsup_node_ctrl *ctrl;     /* node_ctrl.c: the dsup_node process */
+    struct dsup_epmd_reg *epmd;      /* wire/epmd.c: our registration */
+    /* The layers above own these; the runtime never looks inside them. They
+     * are freed by their DSUP_NODE_CLOSE hooks. */
+    struct dsup_pg_service *pg;
+    struct dsup_sup_service *sup;
+    struct dsup_http_server *http;
+};
 
-extern dsup_nodeinfo *g_node;
+/* The node whose name table holds `name` (any name a dsup_pid or dsup_ref
+ * from this node's callbacks carries). */
+static inline dsup_node *dsup_node_of_name(const char *name) { return (dsup_node *)dsup_intern_owner(name); }
 
 /* The connection to `peer`, starting one if none and `connect` is set.
  * NULL when the name is not a valid node name or it is ourselves. */
-dsup_conn *dsup_node_conn(const char *peer, int connect);
+dsup_conn *dsup_node_conn(dsup_node *node, const char *peer, int connect);
 /* Queue one control message (and message) to the peer node; connects on
  * demand. Frames queued before the handshake completes are sent after it. */
-int dsup_node_send_ctrl(const char *peer, const dsup_ctrl *c);
+int dsup_node_send_ctrl(dsup_node *node, const char *peer, const dsup_ctrl *c);
 /* Make sure deferred work (local messages, flushes) runs soon. */
-void dsup_node_wake(void);
+void dsup_node_wake(dsup_node *node);
 /* A fresh reference from this node. */
-void dsup_node_make_ref(dsup_ref *ref);
+void dsup_node_make_ref(dsup_node *node, dsup_ref *ref);
 /* Loop time in ms. */
-uint64_t dsup_node_now(void);
+static inline uint64_t dsup_node_now(const dsup_node *node) { return uv_now(node->loop); }
 /* Called by conn.c */
 void dsup_node_conn_up(dsup_conn *c);
 void dsup_node_conn_closed(dsup_conn *c);
 void dsup_node_mark_dirty(dsup_conn *c);
-void dsup_node_flush_all(void);
+void dsup_node_flush_all(dsup_node *node);
 /* Act on an incoming control message; -1 when the connection must be closed
  * (c->error says why). */
 int dsup_node_dispatch(dsup_conn *c, const dsup_ctrl *ctrl);
@@ -175,18 +235,23 @@ int dsup_node_peer_proven(dsup_conn *c);
 const char *dsup_conn_label(const dsup_conn *c);
 void dsup_node_conn_remove(dsup_conn *c);
 
-int dsup_node_start(void);
+/* A node with every module's state made and nothing running (the CLI and
+ * dsup_node_new fill in identity and options, then dsup_node_start). */
+dsup_node *dsup_node_alloc(uv_loop_t *loop);
+/* The port dsup_node_set_peer_port gave `peer` (interned), or 0. */
+int dsup_node_static_port(const dsup_node *node, const char *peer);
+
 /* CLI names: an upper-case first letter means an Elixir alias (cli.c). */
-const char *dsup_atom_from_cli(const char *arg);
+const char *dsup_atom_from_cli(const char *arg, char *buf, size_t cap);
 int dsup_cli_sup_opts(const char *arg, char *name, size_t cap, ei_x_buff *opts);
-int dsup_node_add_connect_target(const char *peer);
+int dsup_node_add_connect_target(dsup_node *node, const char *peer);
 /* Hostile-network options (net_opts.c): 1 consumed (i advanced), 0 not ours,
  * -1 bad value (message printed). */
 extern const char dsup_net_cli_usage[];
-void dsup_net_defaults(dsup_nodeinfo *n);
+void dsup_net_defaults(dsup_node *n);
 
 /* Conversions between our pids and wire pids. */
 void dsup_pid_to_wire(const dsup_pid *p, dsup_wire_pid *w);
-int dsup_pid_from_wire(const dsup_wire_pid *w, dsup_pid *p);
+int dsup_pid_from_wire(dsup_node *node, const dsup_wire_pid *w, dsup_pid *p);
 
 #endif

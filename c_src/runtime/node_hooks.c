@@ -1,6 +1,10 @@
 /* node_hooks.c — small fixed tables of registered hooks (a handful of
  * services register once each; a full table is a programming error). */
 #include "node_hooks.h"
+#include "node.h"
+#include "proc.h"
+#include "xalloc.h"
+#include <stdlib.h>
 
 #include <assert.h>
 
@@ -8,72 +12,87 @@
 
 #define MAX_HOOKS 16
 
-static struct {
-    dsup_node_hook_fn fn;
-    void *arg;
-} hooks[MAX_HOOKS];
-static int nhooks;
+/* One node's (node->hooks). */
+struct dsup_hooks {
+    struct {
+        dsup_node_hook_fn fn;
+        void *arg;
+    } hooks[MAX_HOOKS];
+    int nhooks;
+    dsup_node_call_fn calls[MAX_HOOKS];
+    int ncalls;
+    dsup_proc_exit_fn exit_hook;
+};
 
-static dsup_node_call_fn calls[MAX_HOOKS];
-static int ncalls;
+void dsup_node_hooks_init(dsup_node *node) { node->hooks = dsup_xcalloc(1, sizeof *node->hooks); }
 
-int dsup_node_hook_add(dsup_node_hook_fn fn, void *arg)
+void dsup_node_hooks_free(dsup_node *node)
 {
-    for (int i = 0; i < nhooks; i++)
-        if (hooks[i].fn == fn && hooks[i].arg == arg)
+    free(node->hooks);
+    node->hooks = NULL;
+}
+
+int dsup_node_hook_add(dsup_node *node, dsup_node_hook_fn fn, void *arg)
+{
+    struct dsup_hooks *H = node->hooks;
+    for (int i = 0; i < H->nhooks; i++)
+        if (H->hooks[i].fn == fn && H->hooks[i].arg == arg)
             return 0;
-    if (nhooks == MAX_HOOKS) {
+    if (H->nhooks == MAX_HOOKS) {
         LOG_ERROR("BUG: more than %d node hooks", MAX_HOOKS);
         return -1;
     }
-    hooks[nhooks].fn = fn;
-    hooks[nhooks].arg = arg;
-    nhooks++;
+    H->hooks[H->nhooks].fn = fn;
+    H->hooks[H->nhooks].arg = arg;
+    H->nhooks++;
     return 0;
 }
 
-void dsup_node_hooks_run(dsup_node_event ev, const char *peer, int value)
+void dsup_node_hooks_run(dsup_node *node, dsup_node_event ev, const char *peer, int value)
 {
-    if (ev == DSUP_NODE_STOPPING) {
-        for (int i = nhooks; i-- > 0;)
-            hooks[i].fn(hooks[i].arg, ev, peer, value);
+    struct dsup_hooks *H = node->hooks;
+    if (ev == DSUP_NODE_STOPPING || ev == DSUP_NODE_CLOSE) {
+        for (int i = H->nhooks; i-- > 0;)
+            H->hooks[i].fn(node, H->hooks[i].arg, ev, peer, value);
         return;
     }
-    for (int i = 0; i < nhooks; i++)
-        hooks[i].fn(hooks[i].arg, ev, peer, value);
+    for (int i = 0; i < H->nhooks; i++)
+        H->hooks[i].fn(node, H->hooks[i].arg, ev, peer, value);
 }
 
-int dsup_node_call_add(dsup_node_call_fn fn)
+int dsup_node_call_add(dsup_node *node, dsup_node_call_fn fn)
 {
-    for (int i = 0; i < ncalls; i++)
-        if (calls[i] == fn)
+    struct dsup_hooks *H = node->hooks;
+    for (int i = 0; i < H->ncalls; i++)
+        if (H->calls[i] == fn)
             return 0;
-    if (ncalls == MAX_HOOKS) {
+    if (H->ncalls == MAX_HOOKS) {
         LOG_ERROR("BUG: more than %d dsup_node call handlers", MAX_HOOKS);
         return -1;
     }
-    calls[ncalls++] = fn;
+    H->calls[H->ncalls++] = fn;
     return 0;
 }
 
-int dsup_node_calls_run(dsup_term req, ei_x_buff *reply)
+int dsup_node_calls_run(dsup_node *node, dsup_term req, ei_x_buff *reply)
 {
-    for (int i = 0; i < ncalls; i++)
-        if (calls[i](req, reply))
+    struct dsup_hooks *H = node->hooks;
+    for (int i = 0; i < H->ncalls; i++)
+        if (H->calls[i](node, req, reply))
             return 1;
     return 0;
 }
 
-static dsup_proc_exit_fn exit_hook;
-
-void dsup_proc_set_exit_hook(dsup_proc_exit_fn fn)
+void dsup_proc_set_exit_hook(dsup_node *node, dsup_proc_exit_fn fn)
 {
-    assert(!exit_hook || exit_hook == fn); /* one service hangs data off processes */
-    exit_hook = fn;
+    struct dsup_hooks *H = node->hooks;
+    assert(!H->exit_hook || H->exit_hook == fn); /* one service hangs data off processes */
+    H->exit_hook = fn;
 }
 
 void dsup_proc_run_exit_hook(struct dsup_proc *p)
 {
-    if (exit_hook)
-        exit_hook(p);
+    dsup_proc_exit_fn fn = p->node->hooks->exit_hook;
+    if (fn)
+        fn(p);
 }

@@ -39,22 +39,46 @@ typedef struct held_reply {
     char *bytes; /* tag, then body */
 } held_reply;
 
-static held_reply *held;
-static size_t nheld, capheld;
-static uv_timer_t hold_timer;
-static int timer_ready, stopped;
+/* One node's (node->peer_rel). */
+struct dsup_peer_rel {
+    dsup_node *node;
+    held_reply *held;
+    size_t nheld, capheld;
+    uv_timer_t hold_timer;
+    int timer_ready, stopped;
+    uint64_t last_warn;
+};
 
-uint32_t dsup_peer_stdlib(const char *peer)
+void dsup_peer_rel_init(dsup_node *node)
 {
-    dsup_conn *c = dsup_node_conn(peer, 0);
+    node->peer_rel = dsup_xcalloc(1, sizeof *node->peer_rel);
+    node->peer_rel->node = node;
+}
+
+/* After dsup_peer_rel_stop's handle closed. */
+void dsup_peer_rel_free(dsup_node *node)
+{
+    struct dsup_peer_rel *R = node->peer_rel;
+    if (!R)
+        return;
+    for (size_t i = 0; i < R->nheld; i++)
+        free(R->held[i].bytes);
+    free(R->held);
+    free(R);
+    node->peer_rel = NULL;
+}
+
+uint32_t dsup_peer_stdlib(dsup_node *node, const char *peer)
+{
+    dsup_conn *c = dsup_node_conn(node, peer, 0);
     return c ? c->peer_stdlib : 0;
 }
 
 int dsup_peer_stdlib_wants_ok(uint32_t vsn) { return vsn != DSUP_STDLIB_UNKNOWN && vsn >= STDLIB_OK_WRAP; }
 
-int dsup_peer_sys_ok_wrapped(const char *peer)
+int dsup_peer_sys_ok_wrapped(dsup_node *node, const char *peer)
 {
-    uint32_t v = dsup_peer_stdlib(peer);
+    uint32_t v = dsup_peer_stdlib(node, peer);
     if (v == 0)
         return -1;
     return dsup_peer_stdlib_wants_ok(v);
@@ -87,10 +111,10 @@ uint32_t dsup_peer_parse_vsn(const char *s, size_t n)
     return v ? v : 0;
 }
 
-static void send_reply(const dsup_pid *to, const char *tag, size_t tag_len, const char *body,
+static void send_reply(dsup_node *node, const dsup_pid *to, const char *tag, size_t tag_len, const char *body,
                        size_t body_len, int wrap)
 {
-    ei_x_buff *x = dsup_term_scratch();
+    ei_x_buff *x = dsup_term_scratch(node);
     ei_x_encode_tuple_header(x, 2);
     ei_x_append_buf(x, tag, (int)tag_len);
     if (wrap) {
@@ -98,68 +122,72 @@ static void send_reply(const dsup_pid *to, const char *tag, size_t tag_len, cons
         dsup_x_encode_atom(x, "ok");
     }
     ei_x_append_buf(x, body, (int)body_len);
-    dsup_proc_send(NULL, to, (dsup_term){ x->buff, (size_t)x->index });
+    dsup_proc_send(node, NULL, to, (dsup_term){ x->buff, (size_t)x->index });
     dsup_term_scratch_release(x);
 }
 
 /* Send the held replies for `peer` (all peers when NULL) whose answer is in
  * or whose time is up. */
-static void release_held(const char *peer, int force_due)
+static void release_held(struct dsup_peer_rel *R, const char *peer, int force_due)
 {
-    uint64_t now = dsup_node_now();
+    dsup_node *node = R->node;
+    uint64_t now = dsup_node_now(node);
     size_t k = 0;
-    for (size_t i = 0; i < nheld; i++) {
-        held_reply *h = &held[i];
-        int wrap = dsup_peer_sys_ok_wrapped(h->peer);
+    for (size_t i = 0; i < R->nheld; i++) {
+        held_reply *h = &R->held[i];
+        int wrap = dsup_peer_sys_ok_wrapped(node, h->peer);
         int due = force_due && now >= h->deadline;
         if ((peer && h->peer != peer) || (wrap < 0 && !due)) {
-            held[k++] = *h;
+            R->held[k++] = *h;
             continue;
         }
-        dsup_conn *c = dsup_node_conn(h->peer, 0);
+        dsup_conn *c = dsup_node_conn(node, h->peer, 0);
         if (c && c->state == CONN_UP) {
-            static uint64_t last_warn;
-            if (wrap < 0 && (last_warn == 0 || now - last_warn >= 10000)) { /* rate-limited */
-                last_warn = now;
+            if (wrap < 0 && (R->last_warn == 0 || now - R->last_warn >= 10000)) { /* rate-limited */
+                R->last_warn = now;
                 LOG_WARN("%s did not say which stdlib it runs: sys reply sent in the pre-OTP-26.1 form",
                          h->peer);
             }
-            send_reply(&h->to, h->bytes, h->tag_len, h->bytes + h->tag_len, h->body_len, wrap > 0);
+            send_reply(node, &h->to, h->bytes, h->tag_len, h->bytes + h->tag_len, h->body_len, wrap > 0);
         }
+        dsup_intern_release(h->peer);
         free(h->bytes);
     }
-    nheld = k;
-    if (nheld == 0 && timer_ready)
-        uv_timer_stop(&hold_timer);
+    R->nheld = k;
+    if (R->nheld == 0 && R->timer_ready)
+        uv_timer_stop(&R->hold_timer);
 }
 
-static void on_hold_timer(uv_timer_t *t) { release_held(NULL, 1); }
+static void on_hold_timer(uv_timer_t *t) { release_held(t->data, NULL, 1); }
 
-int dsup_peer_sys_reply(const dsup_pid *to, dsup_term tag, dsup_term body)
+int dsup_peer_sys_reply(dsup_node *node, const dsup_pid *to, dsup_term tag, dsup_term body)
 {
-    int wrap = dsup_peer_sys_ok_wrapped(to->node);
-    if (wrap >= 0 || stopped) { /* known, or the node is stopping: no holding */
-        send_reply(to, tag.buf, tag.len, body.buf, body.len, wrap > 0);
+    struct dsup_peer_rel *R = node->peer_rel;
+    int wrap = dsup_peer_sys_ok_wrapped(node, to->node);
+    if (wrap >= 0 || R->stopped) { /* known, or the node is stopping: no holding */
+        send_reply(node, to, tag.buf, tag.len, body.buf, body.len, wrap > 0);
         return 0;
     }
-    if (nheld == capheld) {
-        size_t nc = capheld ? capheld * 2 : 8;
-        held_reply *n = dsup_xrealloc(held, nc * sizeof *n);
-        held = n;
-        capheld = nc;
+    if (R->nheld == R->capheld) {
+        size_t nc = R->capheld ? R->capheld * 2 : 8;
+        held_reply *n = dsup_xrealloc(R->held, nc * sizeof *n);
+        R->held = n;
+        R->capheld = nc;
     }
     char *bytes = dsup_xmalloc(tag.len + body.len);
     memcpy(bytes, tag.buf, tag.len);
     memcpy(bytes + tag.len, body.buf, body.len);
-    held[nheld++] = (held_reply){ to->node, *to, dsup_node_now() + HOLD_MS, tag.len, body.len, bytes };
+    dsup_intern_hold(to->node);
+    R->held[R->nheld++] = (held_reply){ to->node, *to, dsup_node_now(node) + HOLD_MS, tag.len, body.len, bytes };
     LOG_DEBUG("sys reply to %s held until its stdlib version is known", to->node);
-    if (!timer_ready) {
-        uv_timer_init(g_node->loop, &hold_timer);
-        uv_unref((uv_handle_t *)&hold_timer);
-        timer_ready = 1;
+    if (!R->timer_ready) {
+        uv_timer_init(node->loop, &R->hold_timer);
+        R->hold_timer.data = R;
+        uv_unref((uv_handle_t *)&R->hold_timer);
+        R->timer_ready = 1;
     }
-    if (!uv_is_active((uv_handle_t *)&hold_timer))
-        uv_timer_start(&hold_timer, on_hold_timer, 250, 250);
+    if (!uv_is_active((uv_handle_t *)&R->hold_timer))
+        uv_timer_start(&R->hold_timer, on_hold_timer, 250, 250);
     return 0;
 }
 
@@ -167,7 +195,7 @@ void dsup_peer_rel_ask(dsup_proc *self, const char *peer)
 {
     if (!self || !peer)
         return;
-    ei_x_buff *x = dsup_term_scratch();
+    ei_x_buff *x = dsup_term_scratch(self->node);
     ei_x_encode_tuple_header(x, 3);
     dsup_x_encode_atom(x, "$gen_call");
     ei_x_encode_tuple_header(x, 2);
@@ -188,7 +216,7 @@ void dsup_peer_rel_ask(dsup_proc *self, const char *peer)
     dsup_term_scratch_release(x);
 }
 
-int dsup_peer_rel_answer(dsup_term msg)
+int dsup_peer_rel_answer(dsup_node *node, dsup_term msg)
 {
     dsup_term el[2], tag[2], res[2];
     if (dsup_term_tuple(msg, el, 2) != 2 || dsup_term_tuple(el[0], tag, 2) != 2 ||
@@ -199,7 +227,7 @@ int dsup_peer_rel_answer(dsup_term msg)
     int i = 0;
     if (dsup_term_atom_text(tag[1].buf, &i, &name, &len) < 0)
         return 1;
-    dsup_conn *c = dsup_node_conn(dsup_intern(name, len), 0);
+    dsup_conn *c = dsup_node_conn(node, dsup_intern_find(node->names, name, len), 0);
     if (!c)
         return 1;
     uint32_t v = 0;
@@ -216,16 +244,19 @@ int dsup_peer_rel_answer(dsup_term msg)
                   v >= STDLIB_OK_WRAP ? "as {ok, State}" : "bare");
     else
         LOG_DEBUG("%s did not say which stdlib it runs: sys replies in the pre-OTP-26.1 form", c->peer);
-    release_held(c->peer, 0);
+    release_held(node->peer_rel, c->peer, 0);
     return 1;
 }
 
-void dsup_peer_rel_stop(void)
+void dsup_peer_rel_stop(dsup_node *node)
 {
-    stopped = 1;
-    for (size_t i = 0; i < nheld; i++)
-        free(held[i].bytes);
-    nheld = 0;
-    if (timer_ready && !uv_is_closing((uv_handle_t *)&hold_timer))
-        uv_close((uv_handle_t *)&hold_timer, NULL);
+    struct dsup_peer_rel *R = node->peer_rel;
+    R->stopped = 1;
+    for (size_t i = 0; i < R->nheld; i++) {
+        dsup_intern_release(R->held[i].peer);
+        free(R->held[i].bytes);
+    }
+    R->nheld = 0;
+    if (R->timer_ready && !uv_is_closing((uv_handle_t *)&R->hold_timer))
+        uv_close((uv_handle_t *)&R->hold_timer, NULL);
 }

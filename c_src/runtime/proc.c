@@ -1,7 +1,7 @@
 /* proc.c — the local process table and the signals between processes.
  *
  * Pids are (num:15, serial:13) like a BEAM's, packed into a 28-bit key and
- * kept in an open-addressing table (linear probing, backward-shift delete),
+ * kept in an open-addressing S->table (linear probing, backward-shift delete),
  * so a million processes cost one pointer slot each. */
 #include "proc.h"
 #include "xalloc.h"
@@ -19,147 +19,177 @@
 #define KEY_BITS 28
 #define KEY_MASK ((1u << KEY_BITS) - 1)
 
-static dsup_proc **table;
-static size_t tcap, tcount;
-static uint32_t next_key = 1;
-
 typedef struct name_ent {
     const char *name;
     dsup_proc *p;
 } name_ent;
-static name_ent *names;
-static size_t ncap, ncount;
+
+/* One node's processes (node->procs). */
+struct dsup_procs {
+    dsup_proc **table;
+    size_t tcap, tcount;
+    uint32_t next_key;
+    name_ent *names;
+    size_t ncap, ncount;
+    const dsup_proc_class *cls;
+    dsup_buf queue[2];            /* the local signal queue, two buffers swapped */
+    int qcur;
+    int running;                  /* the queue is being drained */
+    uint64_t unlink_id;
+};
 
 static size_t slot_of(uint32_t key, size_t cap) { return (key * 2654435761u) & (cap - 1); }
 
-void dsup_proc_table_init(void)
+void dsup_proc_table_init(dsup_node *node)
 {
-    tcap = 1024;
-    table = dsup_xcalloc(tcap, sizeof *table);
-    ncap = 64;
-    names = dsup_xcalloc(ncap, sizeof *names);
+    struct dsup_procs *S = node->procs = dsup_xcalloc(1, sizeof *S);
+    S->next_key = 1;
+    S->unlink_id = 1;
+    S->tcap = 1024;
+    S->table = dsup_xcalloc(S->tcap, sizeof *S->table);
+    S->ncap = 64;
+    S->names = dsup_xcalloc(S->ncap, sizeof *S->names);
 }
 
-size_t dsup_proc_count(void) { return tcount; }
+size_t dsup_proc_count(const dsup_node *node) { return node->procs->tcount; }
 
-static void table_put(dsup_proc *p)
+/* At node close, once every process has ended. */
+void dsup_proc_table_free(dsup_node *node)
 {
-    assert(tcount < tcap); /* dsup_proc_new grows at 3/4: a free slot ends every probe */
-    size_t i = slot_of(dsup_proc_key(p), tcap);
-    while (table[i])
-        i = (i + 1) & (tcap - 1);
-    table[i] = p;
-    tcount++;
+    struct dsup_procs *S = node->procs;
+    if (!S)
+        return;
+    assert(S->tcount == 0); /* dsup_node_free ended them, services still there */
+    free(S->table);
+    for (size_t i = 0; i < S->ncap; i++)
+        if (S->names[i].name)
+            dsup_intern_release(S->names[i].name);
+    free(S->names);
+    dsup_buf_free(&S->queue[0]);
+    dsup_buf_free(&S->queue[1]);
+    free(S);
+    node->procs = NULL;
 }
 
-static int table_grow(void)
+static void table_put(struct dsup_procs *S, dsup_proc *p)
 {
-    size_t oc = tcap;
-    dsup_proc **old = table;
+    assert(S->tcount < S->tcap); /* dsup_proc_new grows at 3/4: a free slot ends every probe */
+    size_t i = slot_of(dsup_proc_key(p), S->tcap);
+    while (S->table[i])
+        i = (i + 1) & (S->tcap - 1);
+    S->table[i] = p;
+    S->tcount++;
+}
+
+static int table_grow(struct dsup_procs *S)
+{
+    size_t oc = S->tcap;
+    dsup_proc **old = S->table;
     dsup_proc **nt = dsup_xcalloc(oc * 2, sizeof *nt);
-    table = nt;
-    tcap = oc * 2;
-    tcount = 0;
+    S->table = nt;
+    S->tcap = oc * 2;
+    S->tcount = 0;
     for (size_t i = 0; i < oc; i++)
         if (old[i])
-            table_put(old[i]);
+            table_put(S, old[i]);
     free(old);
     return 0;
 }
 
-static dsup_proc *table_get(uint32_t key)
+static dsup_proc *table_get(const struct dsup_procs *S, uint32_t key)
 {
-    size_t i = slot_of(key, tcap);
-    while (table[i]) {
-        if (dsup_proc_key(table[i]) == key)
-            return table[i];
-        i = (i + 1) & (tcap - 1);
+    size_t i = slot_of(key, S->tcap);
+    while (S->table[i]) {
+        if (dsup_proc_key(S->table[i]) == key)
+            return S->table[i];
+        i = (i + 1) & (S->tcap - 1);
     }
     return NULL;
 }
 
-static void table_del(uint32_t key)
+static void table_del(struct dsup_procs *S, uint32_t key)
 {
-    size_t i = slot_of(key, tcap);
-    while (table[i] && dsup_proc_key(table[i]) != key)
-        i = (i + 1) & (tcap - 1);
-    assert(table[i]); /* only live entries are deleted, once */
-    if (!table[i])
+    size_t i = slot_of(key, S->tcap);
+    while (S->table[i] && dsup_proc_key(S->table[i]) != key)
+        i = (i + 1) & (S->tcap - 1);
+    assert(S->table[i]); /* only live entries are deleted, once */
+    if (!S->table[i])
         return;
-    table[i] = NULL;
-    tcount--;
+    S->table[i] = NULL;
+    S->tcount--;
     /* Backward-shift the cluster that follows so lookups need no tombstones. */
     size_t j = i;
     for (;;) {
-        j = (j + 1) & (tcap - 1);
-        if (!table[j])
+        j = (j + 1) & (S->tcap - 1);
+        if (!S->table[j])
             break;
-        size_t home = slot_of(dsup_proc_key(table[j]), tcap);
+        size_t home = slot_of(dsup_proc_key(S->table[j]), S->tcap);
         int movable = (i <= j) ? (home <= i || home > j) : (home <= i && home > j);
         if (movable) {
-            table[i] = table[j];
-            table[j] = NULL;
+            S->table[i] = S->table[j];
+            S->table[j] = NULL;
             i = j;
         }
     }
 }
 
-static const dsup_proc_class *proc_class;
+void dsup_proc_set_class(dsup_node *node, const dsup_proc_class *cls) { node->procs->cls = cls; }
 
-void dsup_proc_set_class(const dsup_proc_class *cls) { proc_class = cls; }
-
-dsup_proc *dsup_proc_new(size_t extra)
+dsup_proc *dsup_proc_new(dsup_node *node, size_t extra)
 {
-    if ((tcount + 1) * 4 > tcap * 3 && table_grow())
+    struct dsup_procs *S = node->procs;
+    if ((S->tcount + 1) * 4 > S->tcap * 3 && table_grow(S))
         return NULL;
     size_t base = (sizeof(dsup_proc) + 7) & ~(size_t)7;
     dsup_proc *p = dsup_xcalloc(1, base + extra);
     /* Next free key; wraps like the BEAM's pid counter. */
     for (;;) {
-        uint32_t k = next_key;
-        next_key = (next_key + 1) & KEY_MASK;
-        if (next_key == 0)
-            next_key = 1;
-        if (!table_get(k)) {
+        uint32_t k = S->next_key;
+        S->next_key = (S->next_key + 1) & KEY_MASK;
+        if (S->next_key == 0)
+            S->next_key = 1;
+        if (!table_get(S, k)) {
             p->pid.num = k & 0x7fff;
             p->pid.serial = k >> 15;
             break;
         }
     }
-    p->pid.node = g_node->name;
-    p->pid.creation = g_node->creation;
+    p->node = node;
+    p->pid.node = node->name;
+    p->pid.creation = node->creation;
     if (extra) {
         p->state = (char *)p + base;
         p->state_inline = 1;
     }
-    table_put(p);
+    table_put(S, p);
     /* pid <-> slot: the pid's number and serial are the key. */
-    assert(table_get(p->pid.num | (p->pid.serial << 15)) == p);
+    assert(table_get(S, p->pid.num | (p->pid.serial << 15)) == p);
     return p;
 }
 
-dsup_proc *dsup_proc_lookup(const dsup_pid *pid)
+dsup_proc *dsup_proc_lookup(const dsup_node *node, const dsup_pid *pid)
 {
-    if (pid->node != g_node->name || pid->creation != g_node->creation || pid->num > 0x7fff ||
+    if (pid->node != node->name || pid->creation != node->creation || pid->num > 0x7fff ||
         pid->serial > 0x1fff)
         return NULL;
-    dsup_proc *p = table_get(pid->num | (pid->serial << 15));
+    dsup_proc *p = table_get(node->procs, pid->num | (pid->serial << 15));
     return p && !p->dead ? p : NULL;
 }
 
-void dsup_proc_foreach(void (*fn)(dsup_proc *p, void *arg), void *arg)
+void dsup_proc_foreach(dsup_node *node, void (*fn)(dsup_proc *p, void *arg), void *arg)
 {
+    struct dsup_procs *S = node->procs;
     /* Collect first: fn may end processes and reshape the table. */
     size_t n = 0;
-    dsup_proc **all = dsup_xmalloc((tcount + 1) * sizeof *all);
-    for (size_t i = 0; i < tcap; i++)
-        if (table[i])
-            all[n++] = table[i];
+    dsup_proc **all = dsup_xmalloc((S->tcount + 1) * sizeof *all);
+    for (size_t i = 0; i < S->tcap; i++)
+        if (S->table[i])
+            all[n++] = S->table[i];
     uint32_t *keys = dsup_xmalloc((n + 1) * sizeof *keys);
     for (size_t i = 0; i < n; i++)
         keys[i] = dsup_proc_key(all[i]);
     for (size_t i = 0; i < n; i++) {
-        dsup_proc *p = table_get(keys[i]);
+        dsup_proc *p = table_get(S, keys[i]);
         if (p && p == all[i] && !p->dead)
             fn(p, arg);
     }
@@ -171,48 +201,50 @@ void dsup_proc_foreach(void (*fn)(dsup_proc *p, void *arg), void *arg)
 
 static size_t name_slot(const char *name, size_t cap) { return ((uintptr_t)name >> 4) * 2654435761u & (cap - 1); }
 
-dsup_proc *dsup_proc_whereis(const char *name)
+dsup_proc *dsup_proc_whereis(const dsup_node *node, const char *name)
 {
+    const struct dsup_procs *S = node->procs;
     if (!name)
         return NULL;
-    size_t i = name_slot(name, ncap);
-    while (names[i].name) {
-        if (names[i].name == name)
-            return names[i].p;
-        i = (i + 1) & (ncap - 1);
+    size_t i = name_slot(name, S->ncap);
+    while (S->names[i].name) {
+        if (S->names[i].name == name)
+            return S->names[i].p;
+        i = (i + 1) & (S->ncap - 1);
     }
     return NULL;
 }
 
-static void names_put(const char *name, dsup_proc *p)
+static void names_put(struct dsup_procs *S, const char *name, dsup_proc *p)
 {
-    size_t i = name_slot(name, ncap);
-    while (names[i].name)
-        i = (i + 1) & (ncap - 1);
-    names[i].name = name;
-    names[i].p = p;
-    ncount++;
+    size_t i = name_slot(name, S->ncap);
+    while (S->names[i].name)
+        i = (i + 1) & (S->ncap - 1);
+    S->names[i].name = name;
+    S->names[i].p = p;
+    S->ncount++;
 }
 
 int dsup_proc_register(dsup_proc *p, const char *name)
 {
     /* The registry holds the name: a child name a peer chose is freed with
      * the process (it counts against that peer's quota meanwhile). */
-    name = dsup_intern_peer(name, strlen(name));
-    if (!name || p->registered || dsup_proc_whereis(name))
+    struct dsup_procs *S = p->node->procs;
+    name = dsup_intern_peer(p->node->names, name, strlen(name));
+    if (!name || p->registered || dsup_proc_whereis(p->node, name))
         return -1;
-    if ((ncount + 1) * 2 > ncap) {
-        name_ent *old = names;
-        size_t oc = ncap;
-        names = dsup_xcalloc(oc * 2, sizeof *names);
-        ncap = oc * 2;
-        ncount = 0;
+    if ((S->ncount + 1) * 2 > S->ncap) {
+        name_ent *old = S->names;
+        size_t oc = S->ncap;
+        S->names = dsup_xcalloc(oc * 2, sizeof *S->names);
+        S->ncap = oc * 2;
+        S->ncount = 0;
         for (size_t i = 0; i < oc; i++)
             if (old[i].name)
-                names_put(old[i].name, old[i].p);
+                names_put(S, old[i].name, old[i].p);
         free(old);
     }
-    names_put(name, p);
+    names_put(S, name, p);
     dsup_intern_hold(name);
     p->registered = 1;
     return 0;
@@ -222,14 +254,15 @@ static void unregister(dsup_proc *p)
 {
     if (!p->registered)
         return;
+    struct dsup_procs *S = p->node->procs;
     /* Rebuild the small name table without this entry (names are few). */
-    name_ent *old = names;
-    size_t oc = ncap;
-    names = dsup_xcalloc(oc, sizeof *names);
-    ncount = 0;
+    name_ent *old = S->names;
+    size_t oc = S->ncap;
+    S->names = dsup_xcalloc(oc, sizeof *S->names);
+    S->ncount = 0;
     for (size_t i = 0; i < oc; i++) {
         if (old[i].name && old[i].p != p)
-            names_put(old[i].name, old[i].p);
+            names_put(S, old[i].name, old[i].p);
         else if (old[i].name)
             dsup_intern_release(old[i].name);
     }
@@ -248,14 +281,13 @@ typedef struct qrec {
     dsup_pid from;
 } qrec;
 
-static dsup_buf queue[2];
-static int qcur;
 
 static size_t align8(size_t n) { return (n + 7) & ~(size_t)7; }
 
-static int enqueue(uint32_t type, const dsup_pid *to, const dsup_pid *from, dsup_term t)
+static int enqueue(dsup_node *node, uint32_t type, const dsup_pid *to, const dsup_pid *from, dsup_term t)
 {
-    dsup_buf *q = &queue[qcur];
+    struct dsup_procs *S = node->procs;
+    dsup_buf *q = &S->queue[S->qcur];
     size_t need = align8(sizeof(qrec) + t.len);
     if (dsup_buf_reserve(q, need))
         return -1;
@@ -269,36 +301,40 @@ static int enqueue(uint32_t type, const dsup_pid *to, const dsup_pid *from, dsup
         memset(&r->from, 0, sizeof r->from);
     memcpy(r + 1, t.buf, t.len);
     q->len += need;
-    dsup_node_wake();
+    dsup_node_wake(node);
     return 0;
 }
 
-int dsup_proc_enqueue(const dsup_pid *to, dsup_term msg) { return enqueue(Q_MSG, to, NULL, msg); }
-
-size_t dsup_proc_queue_len(void)
+int dsup_proc_enqueue(dsup_node *node, const dsup_pid *to, dsup_term msg)
 {
+    return enqueue(node, Q_MSG, to, NULL, msg);
+}
+
+size_t dsup_proc_queue_len(const dsup_node *node)
+{
+    const struct dsup_procs *S = node->procs;
     size_t n = 0;
     for (int b = 0; b < 2; b++)
-        for (size_t off = 0; off < queue[b].len; n++)
-            off += align8(sizeof(qrec) + ((const qrec *)(const void *)(queue[b].data + off))->len);
+        for (size_t off = 0; off < S->queue[b].len; n++)
+            off += align8(sizeof(qrec) + ((const qrec *)(const void *)(S->queue[b].data + off))->len);
     return n;
 }
 
-int dsup_proc_run_queue(void)
+int dsup_proc_run_queue(dsup_node *node)
 {
-    static int running;
+    struct dsup_procs *S = node->procs;
     int ran = 0;
-    if (running)
+    if (S->running)
         return 0; /* a handler that ends up here must not swap the buffer being read */
-    running = 1;
-    while (queue[qcur].len) {
+    S->running = 1;
+    while (S->queue[S->qcur].len) {
         /* Swap so that handlers enqueue into the other buffer while we read. */
-        dsup_buf *q = &queue[qcur];
-        qcur ^= 1;
+        dsup_buf *q = &S->queue[S->qcur];
+        S->qcur ^= 1;
         for (size_t off = 0; off < q->len;) {
             qrec *r = (qrec *)(void *)(q->data + off);
             dsup_term t = { (const char *)(r + 1), r->len };
-            dsup_proc *p = dsup_proc_lookup(&r->to);
+            dsup_proc *p = dsup_proc_lookup(node, &r->to);
             if (p) {
                 if (r->type == Q_MSG)
                     dsup_proc_deliver(p, t);
@@ -311,31 +347,32 @@ int dsup_proc_run_queue(void)
         }
         q->len = 0;
     }
-    running = 0;
+    S->running = 0;
     return ran;
 }
 
 /* ---- sending -------------------------------------------------------------- */
 
-static int is_local(const dsup_pid *pid) { return pid->node == g_node->name; }
+static int is_local(const dsup_node *node, const dsup_pid *pid) { return pid->node == node->name; }
 
-int dsup_proc_send(const dsup_pid *from, const dsup_pid *to, dsup_term msg)
+int dsup_proc_send(dsup_node *node, const dsup_pid *from, const dsup_pid *to, dsup_term msg)
 {
-    if (is_local(to))
-        return dsup_proc_enqueue(to, msg);
+    if (is_local(node, to))
+        return dsup_proc_enqueue(node, to, msg);
     dsup_ctrl c;
     memset(&c, 0, sizeof c);
     c.op = DSUP_OP_SEND;
     dsup_pid_to_wire(to, &c.to);
     c.msg.ptr = msg.buf;
     c.msg.len = (uint32_t)msg.len;
-    return dsup_node_send_ctrl(to->node, &c);
+    return dsup_node_send_ctrl(node, to->node, &c);
 }
 
-static void send_exit_signal(const dsup_pid *from, const dsup_pid *to, dsup_term reason, int is_link)
+static void send_exit_signal(dsup_node *node, const dsup_pid *from, const dsup_pid *to, dsup_term reason,
+                             int is_link)
 {
-    if (is_local(to)) {
-        enqueue(is_link ? Q_EXIT_LINK : Q_EXIT2, to, from, reason);
+    if (is_local(node, to)) {
+        enqueue(node, is_link ? Q_EXIT_LINK : Q_EXIT2, to, from, reason);
         return;
     }
     dsup_ctrl c;
@@ -345,7 +382,7 @@ static void send_exit_signal(const dsup_pid *from, const dsup_pid *to, dsup_term
     dsup_pid_to_wire(to, &c.to);
     c.reason.ptr = reason.buf;
     c.reason.len = (uint32_t)reason.len;
-    dsup_node_send_ctrl(to->node, &c);
+    dsup_node_send_ctrl(node, to->node, &c);
 }
 
 /* ---- links and monitors ------------------------------------------------------ */
@@ -442,7 +479,7 @@ void dsup_proc_sig_unlink(dsup_proc *p, const dsup_pid *from) { remove_link(p, f
 /* {'EXIT', From, Reason} into the mailbox of a trapping process. */
 static void deliver_exit_msg(dsup_proc *p, const dsup_pid *from, dsup_term reason)
 {
-    ei_x_buff *x = dsup_term_scratch();
+    ei_x_buff *x = dsup_term_scratch(p->node);
     ei_x_encode_tuple_header(x, 3);
     dsup_x_encode_atom(x, "EXIT");
     dsup_x_encode_pid(x, from);
@@ -465,7 +502,7 @@ void dsup_proc_sig_exit(dsup_proc *p, const dsup_pid *from, dsup_term reason, in
     }
     int is_kill = dsup_term_is_atom(reason, "kill");
     if (is_kill && !is_link) {
-        dsup_proc_exit(p, dsup_reason_atom("killed"));
+        dsup_proc_exit(p, dsup_reason_atom(p->node, "killed"));
         return;
     }
     if (p->trap_exit) {
@@ -487,7 +524,7 @@ void dsup_proc_sig_monitor(dsup_proc *p, const dsup_pid *watcher, const dsup_ref
     m.ref = *ref;
     m.pid = *watcher;
     m.name = by_name;
-    m.name_node = by_name ? g_node->name : NULL;
+    m.name_node = by_name ? p->node->name : NULL;
     push_monitor(&p->watchers, &m);
 }
 
@@ -519,7 +556,7 @@ void dsup_proc_sig_down(dsup_proc *p, const dsup_ref *ref, const dsup_pid *who, 
 {
     if (!take_monitor(&p->watching, ref, NULL))
         return; /* demonitored meanwhile */
-    ei_x_buff *x = dsup_term_scratch();
+    ei_x_buff *x = dsup_term_scratch(p->node);
     encode_down(x, ref, who, who_name, who_node, reason);
     dsup_term t = { x->buff, (size_t)x->index };
     dsup_proc_deliver(p, t);
@@ -533,7 +570,7 @@ void dsup_proc_deliver(dsup_proc *p, dsup_term msg)
     if (p->dead)
         return;
     p->in_callback++;
-    proc_class->message(p, msg);
+    p->node->procs->cls->message(p, msg);
     p->in_callback--;
     dsup_proc_after_callback(p);
 }
@@ -551,34 +588,36 @@ void dsup_proc_exit(dsup_proc *p, dsup_term reason)
     if (p->dead)
         return;
     p->dead = 1;
+    dsup_node *node = p->node;
+    struct dsup_procs *S = node->procs;
     /* The reason may live in p (stop_reason) or a scratch buffer that the
      * class's exiting hook reuses: keep our own copy until we are done. */
     dsup_term r = dsup_term_dup(reason);
     LOG_DEBUG("process <%u.%u> (%s) exits", p->pid.num, p->pid.serial, p->type ? p->type->name : "-");
-    if (proc_class->exiting)
-        proc_class->exiting(p, r);
+    if (S->cls->exiting)
+        S->cls->exiting(p, r);
     if (p->pg_memb)
         dsup_proc_run_exit_hook(p); /* pg: the process leaves its groups */
 
     for (uint32_t i = 0; i < dsup_ivec_len(&p->links); i++)
-        send_exit_signal(&p->pid, LINK_AT(p, i), r, 1);
+        send_exit_signal(node, &p->pid, LINK_AT(p, i), r, 1);
     if (p->parent_link) {
         dsup_pid parent = dsup_proc_parent(p);
-        enqueue(Q_EXIT_CHILD, &parent, &p->pid, r);
+        enqueue(node, Q_EXIT_CHILD, &parent, &p->pid, r);
     }
 
     for (uint32_t i = 0; i < dsup_ivec_len(&p->watchers); i++) {
         dsup_monitor_rec *m = MON_AT(&p->watchers, i);
-        if (is_local(&m->pid)) {
-            dsup_proc *w = dsup_proc_lookup(&m->pid);
+        if (is_local(node, &m->pid)) {
+            dsup_proc *w = dsup_proc_lookup(node, &m->pid);
             if (!w)
                 continue;
             if (!take_monitor(&w->watching, &m->ref, NULL))
                 continue;
-            ei_x_buff *x = dsup_term_scratch();
+            ei_x_buff *x = dsup_term_scratch(node);
             encode_down(x, &m->ref, &p->pid, m->name, m->name_node, r);
             dsup_term t = { x->buff, (size_t)x->index };
-            dsup_proc_enqueue(&m->pid, t);
+            dsup_proc_enqueue(node, &m->pid, t);
             dsup_term_scratch_release(x);
         } else {
             dsup_ctrl c;
@@ -592,21 +631,21 @@ void dsup_proc_exit(dsup_proc *p, dsup_term reason)
                 dsup_pid_to_wire(&p->pid, &c.from);
             }
             dsup_pid_to_wire(&m->pid, &c.to);
-            ei_x_buff *x = dsup_term_scratch();
+            ei_x_buff *x = dsup_term_scratch(node);
             dsup_x_encode_ref(x, &m->ref);
             c.ref.ptr = x->buff;
             c.ref.len = (uint32_t)x->index;
             c.reason.ptr = r.buf;
             c.reason.len = (uint32_t)r.len;
-            dsup_node_send_ctrl(m->pid.node, &c);
+            dsup_node_send_ctrl(node, m->pid.node, &c);
             dsup_term_scratch_release(x);
         }
     }
 
     for (uint32_t i = 0; i < dsup_ivec_len(&p->watching); i++) {
         dsup_monitor_rec *m = MON_AT(&p->watching, i);
-        if (m->name ? m->name_node == g_node->name : is_local(&m->pid)) {
-            dsup_proc *t = m->name ? dsup_proc_whereis(m->name) : dsup_proc_lookup(&m->pid);
+        if (m->name ? m->name_node == node->name : is_local(node, &m->pid)) {
+            dsup_proc *t = m->name ? dsup_proc_whereis(node, m->name) : dsup_proc_lookup(node, &m->pid);
             if (t)
                 dsup_proc_sig_demonitor(t, &p->pid, &m->ref);
         } else {
@@ -621,18 +660,19 @@ void dsup_proc_exit(dsup_proc *p, dsup_term reason)
             } else {
                 dsup_pid_to_wire(&m->pid, &c.to);
             }
-            ei_x_buff *x = dsup_term_scratch();
+            ei_x_buff *x = dsup_term_scratch(node);
             dsup_x_encode_ref(x, &m->ref);
             c.ref.ptr = x->buff;
             c.ref.len = (uint32_t)x->index;
-            dsup_node_send_ctrl(m->name ? m->name_node : m->pid.node, &c);
+            dsup_node_send_ctrl(node, m->name ? m->name_node : m->pid.node, &c);
             dsup_term_scratch_release(x);
         }
     }
 
     unregister(p);
-    assert(table_get(dsup_proc_key(p)) == p);
-    table_del(dsup_proc_key(p));
+    assert(table_get(S, dsup_proc_key(p)) == p);
+    table_del(S, dsup_proc_key(p));
+    (void)S;
     for (uint32_t i = 0; i < dsup_ivec_len(&p->links); i++)
         dsup_intern_release(LINK_AT(p, i)->node);
     for (uint32_t i = 0; i < dsup_ivec_len(&p->watchers); i++)
@@ -654,6 +694,7 @@ void dsup_proc_exit(dsup_proc *p, dsup_term reason)
 static void node_down_one(dsup_proc *p, void *arg)
 {
     const char *node = arg;
+    dsup_node *self_node = p->node;
     dsup_pid self = p->pid;
     /* Monitors others on that node held on us: gone with the node. */
     for (uint32_t i = 0; i < dsup_ivec_len(&p->watchers);) {
@@ -664,32 +705,33 @@ static void node_down_one(dsup_proc *p, void *arg)
             i++;
     }
     /* Monitors we held on that node's processes fire with noconnection. */
-    for (uint32_t i = 0; (p = dsup_proc_lookup(&self)) && i < dsup_ivec_len(&p->watching);) {
+    for (uint32_t i = 0; (p = dsup_proc_lookup(self_node, &self)) && i < dsup_ivec_len(&p->watching);) {
         dsup_monitor_rec m = *MON_AT(&p->watching, i);
         const char *mnode = m.name ? m.name_node : m.pid.node;
         if (mnode == node) {
-            dsup_proc_sig_down(p, &m.ref, &m.pid, m.name, m.name_node, dsup_reason_atom("noconnection"));
+            dsup_proc_sig_down(p, &m.ref, &m.pid, m.name, m.name_node, dsup_reason_atom(self_node, "noconnection"));
             /* that element is gone (the last moved into i), or p is */
         } else {
             i++;
         }
     }
     /* Links to that node break with noconnection. */
-    for (uint32_t i = 0; (p = dsup_proc_lookup(&self)) && i < dsup_ivec_len(&p->links);) {
+    for (uint32_t i = 0; (p = dsup_proc_lookup(self_node, &self)) && i < dsup_ivec_len(&p->links);) {
         if (LINK_AT(p, i)->node == node) {
             dsup_pid other = *LINK_AT(p, i);
-            dsup_proc_sig_exit(p, &other, dsup_reason_atom("noconnection"), 1);
+            dsup_proc_sig_exit(p, &other, dsup_reason_atom(self_node, "noconnection"), 1);
         } else {
             i++;
         }
     }
 }
 
-void dsup_proc_node_down(const char *node) { dsup_proc_foreach(node_down_one, (void *)node); }
+void dsup_proc_node_down(dsup_node *node, const char *peer) { dsup_proc_foreach(node, node_down_one, (void *)peer); }
 
 /* ---- public API pieces ---------------------------------------------------------- */
 
 const dsup_pid *dsup_self(const dsup_proc *self) { return &self->pid; }
+dsup_node *dsup_proc_node(const dsup_proc *self) { return self->node; }
 void *dsup_state(const dsup_proc *self) { return self->state; }
 const dsup_worker_type *dsup_type(const dsup_proc *self) { return self->type; }
 void dsup_trap_exit(dsup_proc *self, int on) { self->trap_exit = on ? 1 : 0; }
@@ -710,22 +752,27 @@ void dsup_stop(dsup_proc *self, dsup_term reason)
         dsup_proc_after_callback(self);
 }
 
-void dsup_stop_atom(dsup_proc *self, const char *reason) { dsup_stop(self, dsup_reason_atom(reason)); }
+void dsup_stop_atom(dsup_proc *self, const char *reason) { dsup_stop(self, dsup_reason_atom(self->node, reason)); }
 
 int dsup_send(dsup_proc *self, const dsup_pid *to, const ei_x_buff *msg)
 {
-    return dsup_proc_send(self ? &self->pid : NULL, to, dsup_term_of_x(msg));
+    /* Without self, the node whose name table holds the pid's node name. */
+    dsup_node *node = self ? self->node : dsup_node_of_name(to->node);
+    return dsup_proc_send(node, self ? &self->pid : NULL, to, dsup_term_of_x(msg));
 }
 
 int dsup_send_named(dsup_proc *self, const char *name, const char *node, const ei_x_buff *msg)
 {
+    if (!self)
+        return DSUP_EINVAL; /* the sending process says which node sends */
+    dsup_node *me = self->node;
     dsup_term t = dsup_term_of_x(msg);
-    const char *n = node ? dsup_intern_peer(node, strlen(node)) : g_node->name;
+    const char *n = node ? dsup_intern_peer(me->names, node, strlen(node)) : me->name;
     if (!n)
         return DSUP_EINVAL;
-    if (n == g_node->name) {
-        dsup_proc *p = dsup_proc_whereis(dsup_intern_find(name, strlen(name)));
-        return p ? dsup_proc_enqueue(&p->pid, t) : 0;
+    if (n == me->name) {
+        dsup_proc *p = dsup_proc_whereis(me, dsup_intern_find(me->names, name, strlen(name)));
+        return p ? dsup_proc_enqueue(me, &p->pid, t) : 0;
     }
     if (!self)
         return DSUP_EINVAL; /* REG_SEND needs a sender pid */
@@ -738,17 +785,18 @@ int dsup_send_named(dsup_proc *self, const char *name, const char *node, const e
     c.to_name.len = (uint32_t)strlen(name);
     c.msg.ptr = t.buf;
     c.msg.len = (uint32_t)t.len;
-    return dsup_node_send_ctrl(n, &c);
+    return dsup_node_send_ctrl(me, n, &c);
 }
 
 int dsup_link(dsup_proc *self, const dsup_pid *other)
 {
     if (dsup_pid_eq(other, &self->pid))
         return 0;
-    if (is_local(other)) {
-        dsup_proc *o = dsup_proc_lookup(other);
+    dsup_node *node = self->node;
+    if (is_local(node, other)) {
+        dsup_proc *o = dsup_proc_lookup(node, other);
         if (!o) {
-            enqueue(Q_EXIT_LINK, &self->pid, other, dsup_reason_atom("noproc"));
+            enqueue(node, Q_EXIT_LINK, &self->pid, other, dsup_reason_atom(node, "noproc"));
             return add_link(self, other);
         }
         add_link(o, &self->pid);
@@ -761,58 +809,59 @@ int dsup_link(dsup_proc *self, const dsup_pid *other)
     c.op = DSUP_OP_LINK;
     dsup_pid_to_wire(&self->pid, &c.from);
     dsup_pid_to_wire(other, &c.to);
-    return dsup_node_send_ctrl(other->node, &c);
+    return dsup_node_send_ctrl(node, other->node, &c);
 }
 
 int dsup_unlink(dsup_proc *self, const dsup_pid *other)
 {
     if (!remove_link(self, other))
         return 0;
-    if (is_local(other)) {
-        dsup_proc *o = dsup_proc_lookup(other);
+    dsup_node *node = self->node;
+    if (is_local(node, other)) {
+        dsup_proc *o = dsup_proc_lookup(node, other);
         if (o)
             remove_link(o, &self->pid);
         return 0;
     }
-    static uint64_t unlink_id = 1;
     dsup_ctrl c;
     memset(&c, 0, sizeof c);
     c.op = DSUP_OP_UNLINK_ID;
-    c.id = unlink_id++;
+    c.id = node->procs->unlink_id++;
     dsup_pid_to_wire(&self->pid, &c.from);
     dsup_pid_to_wire(other, &c.to);
-    return dsup_node_send_ctrl(other->node, &c);
+    return dsup_node_send_ctrl(node, other->node, &c);
 }
 
 void dsup_exit_linked(dsup_proc *self, const dsup_pid *to, dsup_term reason)
 {
-    send_exit_signal(&self->pid, to, reason, 1);
+    send_exit_signal(self->node, &self->pid, to, reason, 1);
 }
 
 int dsup_exit(dsup_proc *self, const dsup_pid *to, dsup_term reason)
 {
-    send_exit_signal(&self->pid, to, reason, 0);
+    send_exit_signal(self->node, &self->pid, to, reason, 0);
     return 0;
 }
 
 int dsup_monitor(dsup_proc *self, const dsup_pid *target, dsup_ref *ref)
 {
-    dsup_node_make_ref(ref);
+    dsup_node *node = self->node;
+    dsup_node_make_ref(node, ref);
     dsup_monitor_rec m;
     memset(&m, 0, sizeof m);
     m.ref = *ref;
     m.pid = *target;
-    if (is_local(target)) {
-        dsup_proc *t = dsup_proc_lookup(target);
+    if (is_local(node, target)) {
+        dsup_proc *t = dsup_proc_lookup(node, target);
         if (t) {
             if (push_monitor(&self->watching, &m) < 0)
                 return -1;
             dsup_proc_sig_monitor(t, &self->pid, ref, NULL);
         } else {
-            ei_x_buff *x = dsup_term_scratch();
-            encode_down(x, ref, target, NULL, NULL, dsup_reason_atom("noproc"));
+            ei_x_buff *x = dsup_term_scratch(node);
+            encode_down(x, ref, target, NULL, NULL, dsup_reason_atom(node, "noproc"));
             dsup_term t2 = { x->buff, (size_t)x->index };
-            dsup_proc_enqueue(&self->pid, t2);
+            dsup_proc_enqueue(node, &self->pid, t2);
             dsup_term_scratch_release(x);
         }
         return 0;
@@ -824,11 +873,11 @@ int dsup_monitor(dsup_proc *self, const dsup_pid *target, dsup_ref *ref)
     c.op = DSUP_OP_MONITOR_P;
     dsup_pid_to_wire(&self->pid, &c.from);
     dsup_pid_to_wire(target, &c.to);
-    ei_x_buff *x = dsup_term_scratch();
+    ei_x_buff *x = dsup_term_scratch(node);
     dsup_x_encode_ref(x, ref);
     c.ref.ptr = x->buff;
     c.ref.len = (uint32_t)x->index;
-    int rc = dsup_node_send_ctrl(target->node, &c);
+    int rc = dsup_node_send_ctrl(node, target->node, &c);
     dsup_term_scratch_release(x);
     return rc;
 }
@@ -838,8 +887,9 @@ int dsup_demonitor(dsup_proc *self, const dsup_ref *ref)
     dsup_monitor_rec m;
     if (!take_monitor(&self->watching, ref, &m))
         return 0;
-    if (is_local(&m.pid)) {
-        dsup_proc *t = dsup_proc_lookup(&m.pid);
+    dsup_node *node = self->node;
+    if (is_local(node, &m.pid)) {
+        dsup_proc *t = dsup_proc_lookup(node, &m.pid);
         if (t)
             dsup_proc_sig_demonitor(t, &self->pid, ref);
         return 0;
@@ -849,11 +899,11 @@ int dsup_demonitor(dsup_proc *self, const dsup_ref *ref)
     c.op = DSUP_OP_DEMONITOR_P;
     dsup_pid_to_wire(&self->pid, &c.from);
     dsup_pid_to_wire(&m.pid, &c.to);
-    ei_x_buff *x = dsup_term_scratch();
+    ei_x_buff *x = dsup_term_scratch(node);
     dsup_x_encode_ref(x, ref);
     c.ref.ptr = x->buff;
     c.ref.len = (uint32_t)x->index;
-    int rc = dsup_node_send_ctrl(m.pid.node, &c);
+    int rc = dsup_node_send_ctrl(node, m.pid.node, &c);
     dsup_term_scratch_release(x);
     return rc;
 }

@@ -32,6 +32,7 @@ typedef struct dsup_monitor_rec {
  * key is the pid's number and serial (dsup_proc_key), the parent is on
  * this node, with this node's creation (dsup_proc_parent). */
 struct dsup_proc {
+    dsup_node *node;              /* the node it runs on */
     dsup_pid pid;
     const dsup_worker_type *type;
     void *state;
@@ -67,29 +68,31 @@ static inline dsup_pid dsup_proc_parent(const dsup_proc *p)
     return (dsup_pid){ p->pid.node, p->parent_key & 0x7fff, p->parent_key >> 15, p->pid.creation };
 }
 
-void dsup_proc_table_init(void);
+void dsup_proc_table_init(dsup_node *node);
+/* Ends what is left and frees the table (node close). */
+void dsup_proc_table_free(dsup_node *node);
 /* How processes handle messages and their end: one class for every process
  * (gen_server.c sets it), so a process does not carry a pointer to it. */
-void dsup_proc_set_class(const dsup_proc_class *cls);
+void dsup_proc_set_class(dsup_node *node, const dsup_proc_class *cls);
 /* A new process; `extra` zeroed bytes follow the struct (8-aligned) for
  * worker state of a fixed size (dsup_worker_type.state_size). */
-dsup_proc *dsup_proc_new(size_t extra);
-dsup_proc *dsup_proc_lookup(const dsup_pid *pid);
-dsup_proc *dsup_proc_whereis(const char *name);
+dsup_proc *dsup_proc_new(dsup_node *node, size_t extra);
+dsup_proc *dsup_proc_lookup(const dsup_node *node, const dsup_pid *pid);
+dsup_proc *dsup_proc_whereis(const dsup_node *node, const char *name);
 int dsup_proc_register(dsup_proc *p, const char *name);
-size_t dsup_proc_count(void);
+size_t dsup_proc_count(const dsup_node *node);
 /* Call fn for every live process (used on connection loss and shutdown). */
-void dsup_proc_foreach(void (*fn)(dsup_proc *p, void *arg), void *arg);
+void dsup_proc_foreach(dsup_node *node, void (*fn)(dsup_proc *p, void *arg), void *arg);
 
 /* Deliver a message to a local process (runs its handler now: call only
  * from the loop, never from inside another process's callback). */
 void dsup_proc_deliver(dsup_proc *p, dsup_term msg);
 /* Queue a message for a local pid; it is handled from the loop. */
-int dsup_proc_enqueue(const dsup_pid *to, dsup_term msg);
+int dsup_proc_enqueue(dsup_node *node, const dsup_pid *to, dsup_term msg);
 /* Signals waiting in the local queue: the node's run queue (metrics). */
-size_t dsup_proc_queue_len(void);
+size_t dsup_proc_queue_len(const dsup_node *node);
 /* Drain queued local signals. Returns 1 when anything ran. */
-int dsup_proc_run_queue(void);
+int dsup_proc_run_queue(dsup_node *node);
 
 /* The process ends now with `reason`: links, monitors, name, memory. */
 void dsup_proc_exit(dsup_proc *p, dsup_term reason);
@@ -108,15 +111,15 @@ void dsup_proc_sig_demonitor(dsup_proc *p, const dsup_pid *watcher, const dsup_r
 void dsup_proc_sig_down(dsup_proc *p, const dsup_ref *ref, const dsup_pid *who, const char *who_name,
                         const char *who_node, dsup_term reason);
 /* A node was lost: drop links/monitors to its pids, fire noconnection. */
-void dsup_proc_node_down(const char *node);
+void dsup_proc_node_down(dsup_node *node, const char *peer);
 
 /* The exit signal a link carries, from self to `to`. */
 void dsup_exit_linked(dsup_proc *self, const dsup_pid *to, dsup_term reason);
 
 /* Send an encoded message from `from` (may be NULL: the node itself). */
-int dsup_proc_send(const dsup_pid *from, const dsup_pid *to, dsup_term msg);
+int dsup_proc_send(dsup_node *node, const dsup_pid *from, const dsup_pid *to, dsup_term msg);
 
 /* Encoded reasons used internally. */
-dsup_term dsup_reason_atom(const char *atom);
+dsup_term dsup_reason_atom(dsup_node *node, const char *atom);
 
 #endif

@@ -323,12 +323,12 @@ static void log_event(dsup_sys_dbg *d, const ei_x_buff *ev)
         d->log_count++;
 }
 
-void dsup_sys_dbg_in(dsup_sys_dbg *d, dsup_term msg)
+void dsup_sys_dbg_in(dsup_sys_dbg *d, dsup_proc *p, dsup_term msg)
 {
     d->in += d->stats_on;
     if (!d->log_max)
         return;
-    ei_x_buff *x = dsup_term_scratch();
+    ei_x_buff *x = dsup_term_scratch(p->node);
     ei_x_encode_tuple_header(x, 2);
     dsup_x_encode_atom(x, "in");
     dsup_x_encode_term(x, msg);
@@ -341,7 +341,7 @@ void dsup_sys_dbg_out(dsup_sys_dbg *d, dsup_proc *p, dsup_term reply, dsup_term 
     d->out += d->stats_on;
     if (!d->log_max)
         return;
-    ei_x_buff *x = dsup_term_scratch();
+    ei_x_buff *x = dsup_term_scratch(p->node);
     ei_x_encode_tuple_header(x, 4);
     dsup_x_encode_atom(x, "out");
     dsup_x_encode_term(x, reply);
@@ -355,7 +355,7 @@ void dsup_sys_dbg_noreply(dsup_sys_dbg *d, dsup_proc *p)
 {
     if (!d->log_max)
         return;
-    ei_x_buff *x = dsup_term_scratch();
+    ei_x_buff *x = dsup_term_scratch(p->node);
     ei_x_encode_tuple_header(x, 2);
     dsup_x_encode_atom(x, "noreply");
     dsup_gs_encode_state(p, x);

@@ -17,7 +17,7 @@ typedef struct dsup_sys_dbg dsup_sys_dbg;
 void dsup_sys_debug_cmd(dsup_sys_dbg **d, dsup_term cmd, ei_x_buff *x);
 
 /* Events, as gen_server reports them to sys:handle_debug. */
-void dsup_sys_dbg_in(dsup_sys_dbg *d, dsup_term msg);
+void dsup_sys_dbg_in(dsup_sys_dbg *d, dsup_proc *p, dsup_term msg);
 void dsup_sys_dbg_out(dsup_sys_dbg *d, dsup_proc *p, dsup_term reply, dsup_term from);
 void dsup_sys_dbg_noreply(dsup_sys_dbg *d, dsup_proc *p);
 /* A callback ran for ns: the reductions-equivalent work measure. */

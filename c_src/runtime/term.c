@@ -16,35 +16,81 @@
 /* ---- scratch pool --------------------------------------------------------- */
 
 #define POOL 32
-static ei_x_buff *pool[POOL];
-static int npool;
 
-ei_x_buff *dsup_term_scratch(void)
+typedef struct atom_cache {
+    const char *name;
+    size_t len;
+    char enc[];
+} atom_cache;
+
+/* One node's (node->terms). */
+struct dsup_terms {
+    dsup_node *node;
+    struct scratch *pool[POOL];
+    int npool;
+    /* Each entry is its own allocation: terms handed out point into it. */
+    atom_cache **atoms;
+    size_t natoms, capatoms;
+};
+
+/* A pooled buffer knows its pool, so releasing one needs no context. */
+typedef struct scratch {
+    ei_x_buff x;
+    struct dsup_terms *owner;
+} scratch;
+
+void dsup_terms_init(dsup_node *node)
 {
-    ei_x_buff *x;
-    if (npool > 0) {
-        x = pool[--npool];
-    } else {
-        x = dsup_xmalloc(sizeof *x);
-        ei_x_new(x);
+    node->terms = dsup_xcalloc(1, sizeof *node->terms);
+    node->terms->node = node;
+}
+
+void dsup_terms_free(dsup_node *node)
+{
+    struct dsup_terms *T = node->terms;
+    if (!T)
+        return;
+    for (int i = 0; i < T->npool; i++) {
+        ei_x_free(&T->pool[i]->x);
+        free(T->pool[i]);
     }
-    x->index = 0;
-    return x;
+    for (size_t i = 0; i < T->natoms; i++)
+        free(T->atoms[i]);
+    free(T->atoms);
+    free(T);
+    node->terms = NULL;
+}
+
+ei_x_buff *dsup_term_scratch(dsup_node *node)
+{
+    struct dsup_terms *T = node->terms;
+    scratch *sc;
+    if (T->npool > 0) {
+        sc = T->pool[--T->npool];
+    } else {
+        sc = dsup_xmalloc(sizeof *sc);
+        ei_x_new(&sc->x);
+        sc->owner = T;
+    }
+    sc->x.index = 0;
+    return &sc->x;
 }
 
 void dsup_term_scratch_release(ei_x_buff *x)
 {
+    scratch *sc = (scratch *)(void *)x; /* x is its first member */
+    struct dsup_terms *T = sc->owner;
     if (x->buffsz > (1 << 20)) {
         /* One large message must not pin its size in the pool. */
         ei_x_free(x);
         ei_x_new(x);
     }
-    if (npool < POOL) {
-        pool[npool++] = x;
+    if (T->npool < POOL) {
+        T->pool[T->npool++] = sc;
         return;
     }
     ei_x_free(x);
-    free(x);
+    free(sc);
 }
 
 dsup_term dsup_term_of_x(const ei_x_buff *x)
@@ -59,29 +105,21 @@ dsup_term dsup_term_of_x(const ei_x_buff *x)
 
 /* ---- cached atoms -------------------------------------------------------------- */
 
-typedef struct atom_cache {
-    const char *name;
-    size_t len;
-    char enc[];
-} atom_cache;
-/* Each entry is its own allocation: terms handed out point into it. */
-static atom_cache **atoms;
-static size_t natoms, capatoms;
-
-dsup_term dsup_reason_atom(const char *atom)
+dsup_term dsup_reason_atom(dsup_node *node, const char *atom)
 {
-    const char *n = dsup_intern_str(atom);
-    for (size_t i = 0; i < natoms; i++)
-        if (atoms[i]->name == n)
-            return (dsup_term){ atoms[i]->enc, atoms[i]->len };
+    struct dsup_terms *T = node->terms;
+    const char *n = dsup_intern_str(node->names, atom);
+    for (size_t i = 0; i < T->natoms; i++)
+        if (T->atoms[i]->name == n)
+            return (dsup_term){ T->atoms[i]->enc, T->atoms[i]->len };
     size_t len = strlen(atom);
     if (len > 255)
         len = 255;
-    if (natoms == capatoms) {
-        size_t nc = capatoms ? capatoms * 2 : 16;
-        atom_cache **na = dsup_xrealloc(atoms, nc * sizeof *na);
-        atoms = na;
-        capatoms = nc;
+    if (T->natoms == T->capatoms) {
+        size_t nc = T->capatoms ? T->capatoms * 2 : 16;
+        atom_cache **na = dsup_xrealloc(T->atoms, nc * sizeof *na);
+        T->atoms = na;
+        T->capatoms = nc;
     }
     atom_cache *a = dsup_xmalloc(sizeof *a + len + 2);
     a->name = n;
@@ -89,7 +127,7 @@ dsup_term dsup_reason_atom(const char *atom)
     a->enc[1] = (char)len;
     memcpy(a->enc + 2, atom, len);
     a->len = len + 2;
-    atoms[natoms++] = a;
+    T->atoms[T->natoms++] = a;
     return (dsup_term){ a->enc, a->len };
 }
 
@@ -173,7 +211,7 @@ int dsup_term_atom_text(const char *buf, int *index, const char **name, size_t *
     return -1;
 }
 
-int dsup_decode_pid(const char *buf, int *index, dsup_pid *pid)
+int dsup_decode_pid(dsup_node *dn, const char *buf, int *index, dsup_pid *pid)
 {
     const unsigned char *p = (const unsigned char *)buf + *index;
     int tag = p[0];
@@ -185,7 +223,7 @@ int dsup_decode_pid(const char *buf, int *index, dsup_pid *pid)
     if (dsup_term_atom_text(buf, &i, &node, &nlen) < 0)
         return -1;
     const unsigned char *q = (const unsigned char *)buf + i;
-    pid->node = dsup_intern_peer(node, nlen);
+    pid->node = dsup_intern_peer(dn->names, node, nlen);
     if (!pid->node)
         return -1;
     pid->num = dsup_get_u32be(q);
@@ -200,7 +238,7 @@ int dsup_decode_pid(const char *buf, int *index, dsup_pid *pid)
     return 0;
 }
 
-int dsup_decode_ref(const char *buf, int *index, dsup_ref *ref)
+int dsup_decode_ref(dsup_node *dn, const char *buf, int *index, dsup_ref *ref)
 {
     const unsigned char *p = (const unsigned char *)buf + *index;
     int tag = p[0];
@@ -215,7 +253,7 @@ int dsup_decode_ref(const char *buf, int *index, dsup_ref *ref)
     if (dsup_term_atom_text(buf, &i, &node, &nlen) < 0)
         return -1;
     const unsigned char *q = (const unsigned char *)buf + i;
-    ref->node = dsup_intern_peer(node, nlen);
+    ref->node = dsup_intern_peer(dn->names, node, nlen);
     if (!ref->node)
         return -1;
     if (tag == 90) {
@@ -265,9 +303,9 @@ void dsup_pid_to_wire(const dsup_pid *p, dsup_wire_pid *w)
     w->creation = p->creation;
 }
 
-int dsup_pid_from_wire(const dsup_wire_pid *w, dsup_pid *p)
+int dsup_pid_from_wire(dsup_node *node, const dsup_wire_pid *w, dsup_pid *p)
 {
-    p->node = dsup_intern_peer(w->node, w->node_len);
+    p->node = dsup_intern_peer(node->names, w->node, w->node_len);
     p->num = w->num;
     p->serial = w->serial;
     p->creation = w->creation;

@@ -7,13 +7,17 @@
 
 /* A reset ei_x_buff from a pool; give it back with release. Buffers keep
  * their memory, so encoding a signal or reply allocates nothing once warm. */
-ei_x_buff *dsup_term_scratch(void);
+ei_x_buff *dsup_term_scratch(dsup_node *node);
+/* Back to the pool of the node it came from. */
 void dsup_term_scratch_release(ei_x_buff *x);
+/* The node's pool and atom cache (node->terms): made at node init, freed at close. */
+void dsup_terms_init(dsup_node *node);
+void dsup_terms_free(dsup_node *node);
 
 /* The term an ei_x_buff holds, skipping a leading version byte. */
 dsup_term dsup_term_of_x(const ei_x_buff *x);
 /* The encoded atom (cached for the life of the node). */
-dsup_term dsup_reason_atom(const char *atom);
+dsup_term dsup_reason_atom(dsup_node *node, const char *atom);
 
 /* Read an atom's text at buf[*index] without copying: sets *name and *len.
  * The term must already be validated. -1 when not an atom. */

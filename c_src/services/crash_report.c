@@ -23,37 +23,38 @@
 #include "term.h"
 #include "term_text.h"
 
-typedef struct limiter {
+typedef struct sup_report_limiter {
+    dsup_node *node;
     const char *instance; /* interned: compared by pointer */
     int tokens;
     uint64_t refilled_at;
     unsigned long suppressed;
     uv_timer_t summary;
     int timer_ready;
-    struct limiter *next;
+    struct sup_report_limiter *next;
 } limiter;
 
-static limiter *limiters;
-
-static limiter *limiter_for(const char *instance)
+/* The buckets live in the node's sup service (node->sup->limiters). */
+static limiter *limiter_for(dsup_node *node, const char *instance)
 {
-    for (limiter *l = limiters; l; l = l->next)
+    for (limiter *l = node->sup->limiters; l; l = l->next)
         if (l->instance == instance)
             return l;
     limiter *l = dsup_xcalloc(1, sizeof *l); /* once per instance name, never per report */
     if (!l)
         return NULL;
+    l->node = node;
     l->instance = instance;
     l->tokens = SUP_REPORT_BURST;
-    l->refilled_at = dsup_node_now();
-    l->next = limiters;
-    limiters = l;
+    l->refilled_at = dsup_node_now(node);
+    l->next = node->sup->limiters;
+    node->sup->limiters = l;
     return l;
 }
 
 static int take_token(limiter *l)
 {
-    uint64_t now = dsup_node_now();
+    uint64_t now = dsup_node_now(l->node);
     uint64_t gained = (now - l->refilled_at) / SUP_REPORT_REFILL_MS;
     if (gained) {
         l->tokens = l->tokens + gained >= SUP_REPORT_BURST ? SUP_REPORT_BURST : l->tokens + (int)gained;
@@ -70,7 +71,7 @@ static void send_to_subscribers(dsup_sup *s, ei_x_buff *msg)
     if (!s || !s->proc)
         return;
     const dsup_pid *pids;
-    size_t n = dsup_pg_members(s->scope, dsup_reason_atom(SUP_CRASH_REPORTS_GROUP), &pids);
+    size_t n = dsup_pg_members(s->scope, dsup_reason_atom(s->node, SUP_CRASH_REPORTS_GROUP), &pids);
     for (size_t i = 0; i < n; i++)
         dsup_send(s->proc, &pids[i], msg);
 }
@@ -78,7 +79,7 @@ static void send_to_subscribers(dsup_sup *s, ei_x_buff *msg)
 static int has_subscribers(dsup_sup *s)
 {
     const dsup_pid *pids;
-    return s->proc && dsup_pg_members(s->scope, dsup_reason_atom(SUP_CRASH_REPORTS_GROUP), &pids) > 0;
+    return s->proc && dsup_pg_members(s->scope, dsup_reason_atom(s->node, SUP_CRASH_REPORTS_GROUP), &pids) > 0;
 }
 
 static void on_summary(uv_timer_t *t)
@@ -88,15 +89,15 @@ static void on_summary(uv_timer_t *t)
         return;
     LOG_WARN("%s: %lu worker exit reports suppressed in the last %d s (rate limit: %d lines, then 1 a second)",
              l->instance, l->suppressed, SUP_REPORT_SUMMARY_MS / 1000, SUP_REPORT_BURST);
-    ei_x_buff *x = dsup_term_scratch();
+    ei_x_buff *x = dsup_term_scratch(l->node);
     ei_x_encode_tuple_header(x, 2);
     dsup_x_encode_atom(x, "$dsup");
     ei_x_encode_tuple_header(x, 4);
     dsup_x_encode_atom(x, "crash_reports_suppressed");
     dsup_x_encode_atom(x, l->instance);
-    dsup_x_encode_atom(x, g_node->name);
+    dsup_x_encode_atom(x, l->node->name);
     ei_x_encode_ulong(x, l->suppressed);
-    send_to_subscribers(dsup_sup_find(l->instance), x);
+    send_to_subscribers(dsup_sup_find(l->node, l->instance), x);
     dsup_term_scratch_release(x);
     l->suppressed = 0;
 }
@@ -105,7 +106,7 @@ static void suppress(limiter *l)
 {
     l->suppressed++;
     if (!l->timer_ready) {
-        uv_timer_init(g_node->loop, &l->summary);
+        uv_timer_init(l->node->loop, &l->summary);
         uv_unref((uv_handle_t *)&l->summary); /* never keeps a stopping node alive */
         l->summary.data = l;
         l->timer_ready = 1;
@@ -126,7 +127,7 @@ static const char *const action_names[] = { "restart", "none", "give_up", "stopp
 
 static void send_report(dsup_sup *s, const sup_child *c, dsup_term reason, sup_action action, int level)
 {
-    ei_x_buff *x = dsup_term_scratch();
+    ei_x_buff *x = dsup_term_scratch(s->node);
     ei_x_encode_tuple_header(x, 2);
     dsup_x_encode_atom(x, "$dsup");
     ei_x_encode_tuple_header(x, 2);
@@ -135,7 +136,7 @@ static void send_report(dsup_sup *s, const sup_child *c, dsup_term reason, sup_a
     dsup_x_encode_atom(x, "instance");
     dsup_x_encode_atom(x, s->name);
     dsup_x_encode_atom(x, "node");
-    dsup_x_encode_atom(x, g_node->name);
+    dsup_x_encode_atom(x, s->node->name);
     dsup_x_encode_atom(x, "child");
     dsup_x_encode_term(x, c->spec->name);
     dsup_x_encode_atom(x, "type");
@@ -161,7 +162,7 @@ void sup_crash_report(dsup_sup *s, const sup_child *c, dsup_term reason, sup_act
     int to_observers = level != DSUP_LOG_DEBUG && has_subscribers(s);
     if (!to_log && !to_observers)
         return;
-    limiter *l = limiter_for(s->name);
+    limiter *l = limiter_for(s->node, s->name);
     if (l && !take_token(l)) {
         suppress(l);
         return;
@@ -186,7 +187,7 @@ void sup_start_failed_report(dsup_sup *s, const dsup_child_spec *spec, dsup_term
 {
     if (DSUP_LOG_ERROR < dsup_log_level)
         return;
-    limiter *l = limiter_for(s->name);
+    limiter *l = limiter_for(s->node, s->name);
     if (l && !take_token(l)) {
         suppress(l);
         return;
@@ -196,4 +197,21 @@ void sup_start_failed_report(dsup_sup *s, const dsup_child_spec *spec, dsup_term
     dsup_term_text(why, reason, sizeof reason);
     LOG_ERROR("crash report: supervisor=%s child=%s type=%s start failed: reason=%s action=%s", s->name, name,
               spec->type, reason, action);
+}
+
+/* Node stop: the summary timers close (their handles are in the buckets). */
+void sup_report_stop(dsup_node *node)
+{
+    for (limiter *l = node->sup->limiters; l; l = l->next)
+        if (l->timer_ready && !uv_is_closing((uv_handle_t *)&l->summary))
+            uv_close((uv_handle_t *)&l->summary, NULL);
+}
+
+void sup_report_free(dsup_node *node)
+{
+    for (limiter *l = node->sup->limiters, *next; l; l = next) {
+        next = l->next;
+        free(l);
+    }
+    node->sup->limiters = NULL;
 }

@@ -108,6 +108,7 @@ typedef struct pg_sub {
 } pg_sub;
 
 struct dsup_pg {
+    dsup_node *node;
     const char *name;
     dsup_proc *proc;
     dsup_dict groups;    /* group key -> pg_group* */
@@ -116,9 +117,12 @@ struct dsup_pg {
     struct dsup_pg *next;
 };
 
-static dsup_pg *scopes;
-static uv_timer_t discover_timer;
-static int timer_on;
+/* One node's scopes (node->pg). */
+struct dsup_pg_service {
+    dsup_pg *scopes;
+    uv_timer_t discover_timer;
+    int timer_on;
+};
 
 /* ---- small helpers ---------------------------------------------------------- */
 
@@ -251,14 +255,14 @@ int dsup_pg_join(dsup_pg *s, dsup_term group, const dsup_pid *pids, size_t n)
     if (!s || !n || !pids || !group.buf || !group.len)
         return DSUP_EINVAL;
     for (size_t i = 0; i < n; i++)
-        if (!dsup_proc_lookup(&pids[i]))
+        if (!dsup_proc_lookup(s->node, &pids[i]))
             return DSUP_ENOPROC; /* only live local processes may join, as in pg */
     pg_group *g = group_get(s, group, 1);
     if (!g)
         return DSUP_EINVAL;
     group = gkey(g);
     for (size_t i = 0; i < n; i++) {
-        dsup_proc *p = dsup_proc_lookup(&pids[i]);
+        dsup_proc *p = dsup_proc_lookup(s->node, &pids[i]);
         if (!p->pg_memb) {
             p->pg_memb = (struct dsup_pg_memb *)((uintptr_t)g | 1); /* groups are 8-aligned */
         } else {
@@ -273,7 +277,7 @@ int dsup_pg_join(dsup_pg *s, dsup_term group, const dsup_pid *pids, size_t n)
         g->nlocal++;
     }
     assert(g->all.n >= g->nlocal); /* remote entries only add to all */
-    ei_x_buff *x = dsup_term_scratch();
+    ei_x_buff *x = dsup_term_scratch(s->node);
     ei_x_encode_tuple_header(x, 4);
     dsup_x_encode_atom(x, "join");
     dsup_x_encode_pid(x, dsup_self(s->proc));
@@ -288,7 +292,7 @@ int dsup_pg_join(dsup_pg *s, dsup_term group, const dsup_pid *pids, size_t n)
 /* Forget one membership of pid in g; 1 if it was there. */
 static int drop_local(dsup_pg *s, pg_group *g, const dsup_pid *pid)
 {
-    dsup_proc *p = dsup_proc_lookup(pid);
+    dsup_proc *p = dsup_proc_lookup(s->node, pid);
     if (!p)
         return 0;
     pg_group *one = memb_single(p);
@@ -330,7 +334,7 @@ int dsup_pg_leave(dsup_pg *s, dsup_term group, const dsup_pid *pids, size_t n)
         if (drop_local(s, g, &pids[i]))
             left[nl++] = pids[i];
     if (nl) {
-        ei_x_buff *x = dsup_term_scratch();
+        ei_x_buff *x = dsup_term_scratch(s->node);
         ei_x_encode_tuple_header(x, 4);
         dsup_x_encode_atom(x, "leave");
         dsup_x_encode_pid(x, dsup_self(s->proc));
@@ -355,7 +359,7 @@ static void broadcast_exit_leave(dsup_pg *s, const dsup_proc *p, const struct ds
     uint32_t n = one ? 1 : 0;
     for (const struct dsup_pg_memb *m = list; m; m = m->next)
         n += m->scope == s;
-    ei_x_buff *x = dsup_term_scratch();
+    ei_x_buff *x = dsup_term_scratch(s->node);
     ei_x_encode_tuple_header(x, 4);
     dsup_x_encode_atom(x, "leave");
     dsup_x_encode_pid(x, dsup_self(s->proc));
@@ -539,7 +543,7 @@ static void peer_down(dsup_pg *s, const dsup_pid *pid)
 /* ---- decoding pid lists ----------------------------------------------------------- */
 
 /* Pid | [Pid] into a malloc'd array; -1 when malformed. */
-static int decode_pids(dsup_term t, dsup_pid **out, size_t *n)
+static int decode_pids(dsup_node *node, dsup_term t, dsup_pid **out, size_t *n)
 {
     int i = 0, type, size, arity;
     *out = NULL;
@@ -548,7 +552,7 @@ static int decode_pids(dsup_term t, dsup_pid **out, size_t *n)
         return -1;
     if (type == ERL_PID_EXT || type == ERL_NEW_PID_EXT) {
         *out = dsup_xmalloc(sizeof **out);
-        if (dsup_decode_pid(t.buf, &i, *out) < 0)
+        if (dsup_decode_pid(node, t.buf, &i, *out) < 0)
             return -1;
         *n = 1;
         return 0;
@@ -561,7 +565,7 @@ static int decode_pids(dsup_term t, dsup_pid **out, size_t *n)
         return -1;
     *out = dsup_xmalloc((size_t)(arity ? arity : 1) * sizeof **out);
     for (int k = 0; k < arity; k++)
-        if (dsup_decode_pid(t.buf, &i, &(*out)[k]) < 0)
+        if (dsup_decode_pid(node, t.buf, &i, &(*out)[k]) < 0)
             return -1;
     *n = (size_t)arity;
     return 0;
@@ -575,7 +579,7 @@ static void handle_discover(dsup_pg *s, dsup_term peer_t)
 {
     dsup_pid peer;
     int i = 0;
-    if (dsup_decode_pid(peer_t.buf, &i, &peer) < 0 || dsup_pid_eq(&peer, dsup_self(s->proc)))
+    if (dsup_decode_pid(s->node, peer_t.buf, &i, &peer) < 0 || dsup_pid_eq(&peer, dsup_self(s->proc)))
         return;
     send_sync(s, &peer);
     pg_peer *known = peer_get(s, &peer);
@@ -585,7 +589,7 @@ static void handle_discover(dsup_pg *s, dsup_term peer_t)
         pg_peer *p = peer_add(s, &peer);
         if (p)
             p->told = 1;
-        ei_x_buff *x = dsup_term_scratch();
+        ei_x_buff *x = dsup_term_scratch(s->node);
         ei_x_encode_tuple_header(x, 2);
         dsup_x_encode_atom(x, "discover");
         dsup_x_encode_pid(x, dsup_self(s->proc));
@@ -598,7 +602,7 @@ static void handle_sync(dsup_pg *s, dsup_term peer_t, dsup_term groups)
 {
     dsup_pid peer;
     int i = 0, n;
-    if (dsup_decode_pid(peer_t.buf, &i, &peer) < 0)
+    if (dsup_decode_pid(s->node, peer_t.buf, &i, &peer) < 0)
         return;
     pg_peer *p = peer_add(s, &peer);
     if (!p)
@@ -632,7 +636,7 @@ static void handle_sync(dsup_pg *s, dsup_term peer_t, dsup_term groups)
         dsup_term_tuple((dsup_term){ groups.buf + el, (size_t)(i - el) }, pair, 2);
         dsup_pid *pids;
         size_t np;
-        if (decode_pids(pair[1], &pids, &np) == 0) {
+        if (decode_pids(s->node, pair[1], &pids, &np) == 0) {
             pg_group *g = group_get(s, pair[0], 0);
             dsup_dict_ent *e = g ? dsup_dict_find(&p->groups, gkey(g).buf, gkey(g).len) : NULL;
             pidvec *old = e ? e->val : NULL;
@@ -677,25 +681,25 @@ static void scope_info(dsup_proc *self, void *state, dsup_term msg)
     } else if (dsup_term_tagged(msg, "join", &ar, el, 4) && ar == 4) {
         dsup_pid peer;
         int i = 0;
-        if (dsup_decode_pid(el[1].buf, &i, &peer) < 0)
+        if (dsup_decode_pid(s->node, el[1].buf, &i, &peer) < 0)
             return;
         pg_peer *p = peer_get(s, &peer);
         if (!p)
             return; /* not (yet) a peer: pg ignores it too */
         dsup_pid *pids;
         size_t n;
-        if (decode_pids(el[3], &pids, &n) == 0 && n)
+        if (decode_pids(s->node, el[3], &pids, &n) == 0 && n)
             remote_join(s, p, el[2], pids, n);
         free(pids);
     } else if (dsup_term_tagged(msg, "leave", &ar, el, 4) && ar == 4) {
         dsup_pid peer;
         int i = 0;
-        if (dsup_decode_pid(el[1].buf, &i, &peer) < 0)
+        if (dsup_decode_pid(s->node, el[1].buf, &i, &peer) < 0)
             return;
         pg_peer *p = peer_get(s, &peer);
         dsup_pid *pids = NULL;
         size_t n;
-        if (!p || decode_pids(el[2], &pids, &n) < 0) {
+        if (!p || decode_pids(s->node, el[2], &pids, &n) < 0) {
             free(pids);
             return;
         }
@@ -720,14 +724,15 @@ static void scope_info(dsup_proc *self, void *state, dsup_term msg)
     } else if (dsup_term_tagged(msg, "DOWN", &ar, el, 5) && ar == 5) {
         dsup_pid who;
         int i = 0;
-        if (dsup_decode_pid(el[3].buf, &i, &who) < 0)
+        if (dsup_decode_pid(s->node, el[3].buf, &i, &who) < 0)
             return;
-        if (who.node != g_node->name)
+        if (who.node != s->node->name)
             peer_down(s, &who);
     }
 }
 
 typedef struct sync_ctx {
+    const char *me; /* our node's name */
     ei_x_buff *x;
     size_t n;
 } sync_ctx;
@@ -741,6 +746,7 @@ static void count_local_group(dsup_dict_ent *e, void *arg)
 static void encode_local_group(dsup_dict_ent *e, void *arg)
 {
     sync_ctx *c = arg;
+    const char *me = c->me;
     pg_group *g = e->val;
     if (!g->nlocal)
         return;
@@ -748,7 +754,7 @@ static void encode_local_group(dsup_dict_ent *e, void *arg)
     dsup_x_encode_term(c->x, gkey(g));
     ei_x_encode_list_header(c->x, g->nlocal);
     for (uint32_t i = 0; i < g->all.n; i++)
-        if (pv_data(&g->all)[i].node == g_node->name)
+        if (pv_data(&g->all)[i].node == me)
             dsup_x_encode_pid(c->x, &pv_data(&g->all)[i]);
     ei_x_encode_empty_list(c->x);
 }
@@ -757,13 +763,13 @@ static void encode_local_group(dsup_dict_ent *e, void *arg)
  * that has local members. */
 static void send_sync(dsup_pg *s, const dsup_pid *to)
 {
-    ei_x_buff *x = dsup_term_scratch();
+    ei_x_buff *x = dsup_term_scratch(s->node);
     ei_x_encode_tuple_header(x, 2);
     dsup_x_encode_atom(x, "$gen_cast");
     ei_x_encode_tuple_header(x, 3);
     dsup_x_encode_atom(x, "sync");
     dsup_x_encode_pid(x, dsup_self(s->proc));
-    sync_ctx c = { x, 0 };
+    sync_ctx c = { s->node->name, x, 0 };
     dsup_dict_foreach(&s->groups, count_local_group, &c);
     if (c.n) {
         ei_x_encode_list_header(x, (long)c.n);
@@ -811,7 +817,7 @@ static void discover_on(dsup_pg *s, const char *node)
 {
     if (!s->proc)
         return;
-    ei_x_buff *x = dsup_term_scratch();
+    ei_x_buff *x = dsup_term_scratch(s->node);
     ei_x_encode_tuple_header(x, 2);
     dsup_x_encode_atom(x, "discover");
     dsup_x_encode_pid(x, dsup_self(s->proc));
@@ -845,10 +851,11 @@ static void tell_if_untold(dsup_dict_ent *e, void *arg)
 
 static void on_discover_timer(uv_timer_t *t)
 {
-    for (dsup_pg *s = scopes; s; s = s->next) {
+    dsup_node *node = t->data;
+    for (dsup_pg *s = node->pg->scopes; s; s = s->next) {
         dsup_dict_foreach(&s->peers, tell_if_untold, s);
-        for (size_t i = 0; i < g_node->nconns; i++) {
-            dsup_conn *c = g_node->conns[i];
+        for (size_t i = 0; i < node->nconns; i++) {
+            dsup_conn *c = node->conns[i];
             if (c->state != CONN_UP)
                 continue;
             has_node h = { c->peer, 0 };
@@ -859,48 +866,88 @@ static void on_discover_timer(uv_timer_t *t)
     }
 }
 
-void dsup_pg_conn_up(const char *node)
+void dsup_pg_conn_up(dsup_node *node, const char *peer)
 {
-    for (dsup_pg *s = scopes; s; s = s->next)
-        discover_on(s, node);
+    for (dsup_pg *s = node->pg->scopes; s; s = s->next)
+        discover_on(s, peer);
 }
 
-void dsup_pg_stop_all(void)
+void dsup_pg_stop_all(dsup_node *node)
 {
-    if (timer_on && !uv_is_closing((uv_handle_t *)&discover_timer))
-        uv_close((uv_handle_t *)&discover_timer, NULL);
-    timer_on = 0;
+    struct dsup_pg_service *P = node->pg;
+    if (P->timer_on && !uv_is_closing((uv_handle_t *)&P->discover_timer))
+        uv_close((uv_handle_t *)&P->discover_timer, NULL);
+    P->timer_on = 0;
+}
+
+static void free_pidvec(void *val)
+{
+    pv_free(val);
+    free(val);
+}
+
+static void free_peer(void *val)
+{
+    pg_peer *p = val;
+    dsup_dict_free(&p->groups, free_pidvec);
+    dsup_pid_release(&p->pid);
+    free(p);
+}
+
+static void free_group(dsup_dict_ent *e, void *arg) { pv_free(&((pg_group *)e->val)->all); }
+
+void dsup_pg_service_init_state(dsup_node *node) { node->pg = dsup_xcalloc(1, sizeof *node->pg); }
+
+/* Node close: every scope's tables (their processes ended at shutdown). */
+void dsup_pg_service_free(dsup_node *node)
+{
+    struct dsup_pg_service *P = node->pg;
+    if (!P)
+        return;
+    for (dsup_pg *s = P->scopes, *next; s; s = next) {
+        next = s->next;
+        dsup_dict_free(&s->peers, free_peer);
+        dsup_dict_foreach(&s->groups, free_group, NULL);
+        dsup_dict_free(&s->groups, NULL);
+        for (pg_sub *u = s->subs, *un; u; u = un) {
+            un = u->next;
+            free(u);
+        }
+        free(s);
+    }
+    free(P);
+    node->pg = NULL;
 }
 
 /* ---- public API -------------------------------------------------------------------- */
 
-dsup_pg *dsup_pg_find(const char *name)
+dsup_pg *dsup_pg_find(dsup_node *node, const char *name)
 {
-    const char *n = dsup_intern_find(name, strlen(name)); /* no scope has a name nobody holds */
-    for (dsup_pg *s = scopes; s; s = s->next)
+    if (!node || !name || !node->pg)
+        return NULL;
+    const char *n = dsup_intern_find(node->names, name, strlen(name)); /* no scope has a name nobody holds */
+    for (dsup_pg *s = node->pg->scopes; s; s = s->next)
         if (s->name == n && s->proc)
             return s;
     return NULL;
 }
 
-dsup_pg *dsup_pg_scope(const char *name)
+dsup_pg *dsup_pg_scope(dsup_node *node, const char *name)
 {
-    dsup_pg *s = dsup_pg_find(name);
+    dsup_pg *s = dsup_pg_find(node, name);
     if (s)
         return s;
-    if (!g_node || !g_node->creation || g_node->stopping)
+    if (!node || !node->creation || node->stopping || !node->pg)
         return NULL;
-    const char *n = dsup_intern_str(name);
-    if (!n || dsup_proc_whereis(n))
+    struct dsup_pg_service *P = node->pg;
+    const char *n = dsup_intern_str(node->names, name);
+    if (!n || dsup_proc_whereis(node, n))
         return NULL;
-    static int registered;
-    if (!registered) {
-        dsup_register_internal_type(&scope_type);
-        registered = 1;
-    }
+    dsup_register_internal_type(&scope_type); /* the same struct again is a no-op */
     s = dsup_xcalloc(1, sizeof *s);
+    s->node = node;
     s->name = n;
-    if (dsup_spawn_proc("pg_scope", NULL, NULL, &s->proc, NULL) < 0) {
+    if (dsup_spawn_proc(node, "pg_scope", NULL, NULL, &s->proc, NULL) < 0) {
         free(s);
         return NULL;
     }
@@ -908,18 +955,19 @@ dsup_pg *dsup_pg_scope(const char *name)
     int rc = dsup_proc_register(s->proc, n);
     assert(rc == 0); /* whereis(n) was checked above */
     (void)rc;
-    s->next = scopes;
-    scopes = s;
-    if (!timer_on) {
-        uv_timer_init(g_node->loop, &discover_timer);
-        uv_timer_start(&discover_timer, on_discover_timer, DISCOVER_MS, DISCOVER_MS);
-        timer_on = 1;
+    s->next = P->scopes;
+    P->scopes = s;
+    if (!P->timer_on) {
+        uv_timer_init(node->loop, &P->discover_timer);
+        P->discover_timer.data = node;
+        uv_timer_start(&P->discover_timer, on_discover_timer, DISCOVER_MS, DISCOVER_MS);
+        P->timer_on = 1;
     }
     /* Tell every node we already talk to (visible BEAM scopes would also find
      * us through nodeup, hidden ones only this way). */
-    for (size_t i = 0; i < g_node->nconns; i++)
-        if (g_node->conns[i]->state == CONN_UP)
-            discover_on(s, g_node->conns[i]->peer);
+    for (size_t i = 0; i < node->nconns; i++)
+        if (node->conns[i]->state == CONN_UP)
+            discover_on(s, node->conns[i]->peer);
     LOG_INFO("pg scope %s started", n);
     return s;
 }
@@ -940,7 +988,7 @@ size_t dsup_pg_local_members(dsup_pg *s, dsup_term group, dsup_pid *out, size_t 
     if (!g)
         return 0;
     for (uint32_t i = 0; i < g->all.n; i++)
-        if (pv_data(&g->all)[i].node == g_node->name) {
+        if (pv_data(&g->all)[i].node == s->node->name) {
             if (n < max)
                 out[n] = pv_data(&g->all)[i];
             n++;

@@ -22,16 +22,16 @@ static void error2(ei_x_buff *x, const char *what, dsup_term detail)
     dsup_x_encode_term(x, detail);
 }
 
-static dsup_pg *scope_of(dsup_term t, int create)
+static dsup_pg *scope_of(dsup_node *node, dsup_term t, int create)
 {
     char name[MAXATOMLEN_UTF8];
     int i = 0;
     if (ei_decode_atom(t.buf, &i, name) < 0)
         return NULL;
-    return create ? dsup_pg_scope(name) : dsup_pg_find(name);
+    return create ? dsup_pg_scope(node, name) : dsup_pg_find(node, name);
 }
 
-static int pids_of(dsup_term t, dsup_pid **out, size_t *n)
+static int pids_of(dsup_node *node, dsup_term t, dsup_pid **out, size_t *n)
 {
     int i = 0, type, size, arity;
     *out = NULL;
@@ -43,14 +43,14 @@ static int pids_of(dsup_term t, dsup_pid **out, size_t *n)
     if (type != ERL_LIST_EXT) {
         *out = dsup_xmalloc(sizeof **out);
         *n = 1;
-        return dsup_decode_pid(t.buf, &i, *out);
+        return dsup_decode_pid(node, t.buf, &i, *out);
     }
     /* The arity is the peer's: each element takes at least a byte. */
     if (ei_decode_list_header(t.buf, &i, &arity) < 0 || arity < 0 || (size_t)arity > t.len - (size_t)i)
         return -1;
     *out = dsup_xmalloc((size_t)arity * sizeof **out);
     for (int k = 0; k < arity; k++)
-        if (dsup_decode_pid(t.buf, &i, &(*out)[k]) < 0)
+        if (dsup_decode_pid(node, t.buf, &i, &(*out)[k]) < 0)
             return -1;
     *n = (size_t)arity;
     return 0;
@@ -67,19 +67,19 @@ static void encode_pid_list(ei_x_buff *x, const dsup_pid *pids, size_t n)
 
 static void add_group(void *arg, dsup_term group, size_t members) { dsup_x_encode_term(arg, group); }
 
-int dsup_pg_ctrl_call(dsup_term req, ei_x_buff *reply)
+int dsup_pg_ctrl_call(dsup_node *node, dsup_term req, ei_x_buff *reply)
 {
     dsup_term el[4];
     int ar;
     if ((dsup_term_tagged(req, "pg_join", &ar, el, 4) || dsup_term_tagged(req, "pg_leave", &ar, el, 4)) &&
         ar == 4) {
         int join = dsup_term_is_atom(el[0], "pg_join");
-        dsup_pg *s = scope_of(el[1], join);
+        dsup_pg *s = scope_of(node, el[1], join);
         dsup_pid *pids = NULL;
         size_t n;
         if (!s) {
             error2(reply, "no_scope", el[1]);
-        } else if (pids_of(el[3], &pids, &n) < 0) {
+        } else if (pids_of(node, el[3], &pids, &n) < 0) {
             error2(reply, "badarg", el[3]);
         } else {
             int rc = join ? dsup_pg_join(s, el[2], pids, n) : dsup_pg_leave(s, el[2], pids, n);
@@ -95,7 +95,7 @@ int dsup_pg_ctrl_call(dsup_term req, ei_x_buff *reply)
     }
     if ((dsup_term_tagged(req, "pg_members", &ar, el, 4) || dsup_term_tagged(req, "pg_local_members", &ar, el, 4)) &&
         ar == 3) {
-        dsup_pg *s = scope_of(el[1], 0);
+        dsup_pg *s = scope_of(node, el[1], 0);
         if (dsup_term_is_atom(el[0], "pg_members")) {
             const dsup_pid *pids;
             size_t n = dsup_pg_members(s, el[2], &pids);
@@ -110,7 +110,7 @@ int dsup_pg_ctrl_call(dsup_term req, ei_x_buff *reply)
         return 1;
     }
     if (dsup_term_tagged(req, "pg_which_groups", &ar, el, 2) && ar == 2) {
-        dsup_pg *s = scope_of(el[1], 0);
+        dsup_pg *s = scope_of(node, el[1], 0);
         size_t n = dsup_pg_which_groups(s, NULL, NULL);
         if (n) {
             ei_x_encode_list_header(reply, (long)n);
@@ -120,7 +120,7 @@ int dsup_pg_ctrl_call(dsup_term req, ei_x_buff *reply)
         return 1;
     }
     if (dsup_term_tagged(req, "pg_start_scope", &ar, el, 2) && ar == 2) {
-        if (scope_of(el[1], 1))
+        if (scope_of(node, el[1], 1))
             dsup_x_encode_atom(reply, "ok");
         else
             error2(reply, "cannot_start_scope", el[1]);
@@ -129,16 +129,21 @@ int dsup_pg_ctrl_call(dsup_term req, ei_x_buff *reply)
     return 0;
 }
 
-static void on_node_event(void *arg, dsup_node_event ev, const char *peer, int value)
+static void on_node_event(dsup_node *node, void *arg, dsup_node_event ev, const char *peer, int value)
 {
     if (ev == DSUP_NODE_CONN_UP)
-        dsup_pg_conn_up(peer); /* discover the peer scopes on that node */
+        dsup_pg_conn_up(node, peer); /* discover the peer scopes on that node */
     else if (ev == DSUP_NODE_STOPPING)
-        dsup_pg_stop_all();
+        dsup_pg_stop_all(node);
+    else if (ev == DSUP_NODE_CLOSE)
+        dsup_pg_service_free(node);
 }
 
-int dsup_pg_service_init(void)
+int dsup_pg_service_init(dsup_node *node)
 {
-    dsup_proc_set_exit_hook(dsup_pg_proc_exit);
-    return dsup_node_call_add(dsup_pg_ctrl_call) < 0 || dsup_node_hook_add(on_node_event, NULL) < 0 ? -1 : 0;
+    dsup_pg_service_init_state(node);
+    dsup_proc_set_exit_hook(node, dsup_pg_proc_exit);
+    return dsup_node_call_add(node, dsup_pg_ctrl_call) < 0 || dsup_node_hook_add(node, on_node_event, NULL) < 0
+               ? -1
+               : 0;
 }

@@ -27,15 +27,13 @@
 #include "term.h"
 #include "term_text.h"
 
-dsup_sup *dsup_sups;
-
 
 /* ---- hosts and the ring ---------------------------------------------------- */
 
 const dsup_pid *sup_host_on(dsup_sup *s, const char *node)
 {
     const dsup_pid *pids;
-    size_t n = dsup_pg_members(s->scope, dsup_reason_atom(SUP_HOSTS_GROUP), &pids);
+    size_t n = dsup_pg_members(s->scope, dsup_reason_atom(s->node, SUP_HOSTS_GROUP), &pids);
     for (size_t i = 0; i < n; i++)
         if (pids[i].node == node)
             return &pids[i];
@@ -55,7 +53,7 @@ int sup_node_allowed(dsup_sup *s, const char *node)
 
 static void emit_node(dsup_sup *s, const char *what, const char *node)
 {
-    ei_x_buff *x = dsup_term_scratch();
+    ei_x_buff *x = dsup_term_scratch(s->node);
     ei_x_encode_tuple_header(x, 3);
     dsup_x_encode_atom(x, what);
     dsup_x_encode_atom(x, node);
@@ -68,9 +66,9 @@ static void host_joined(dsup_sup *s, const dsup_pid *host)
 {
     if (sup_node_allowed(s, host->node) && !dsup_ring_has_node(s->ring, host->node)) {
         dsup_ring_add_node(s->ring, host->node, 0);
-        if (s->monitor_nodes == 1 && host->node != g_node->name)
+        if (s->monitor_nodes == 1 && host->node != s->node->name)
             emit_node(s, "node_up", host->node);
-        if (s->rebalance && host->node != g_node->name && !s->stopping)
+        if (s->rebalance && host->node != s->node->name && !s->stopping)
             sup_rebalance_host_joined(s, host->node);
     }
     if (!dsup_pid_eq(host, dsup_self(s->proc)))
@@ -84,7 +82,7 @@ static void host_joined(dsup_sup *s, const dsup_pid *host)
  * (a lost node's members leave in one burst). */
 static void schedule_failover(dsup_sup *s, const char *node)
 {
-    ei_x_buff *x = dsup_term_scratch();
+    ei_x_buff *x = dsup_term_scratch(s->node);
     ei_x_encode_tuple_header(x, 2);
     dsup_x_encode_atom(x, "$dsup_failover");
     dsup_x_encode_atom(x, node);
@@ -136,7 +134,7 @@ static void host_left(dsup_sup *s, const dsup_pid *host)
             emit_node(s, "node_down", host->node);
     }
     sup_quorum_check(s);
-    if (host->node != g_node->name && !s->stopping)
+    if (host->node != s->node->name && !s->stopping)
         schedule_failover(s, host->node);
     sup_replica_ring_changed(s); /* its replicas' places go to the next hosts */
 }
@@ -152,7 +150,7 @@ static void check_left_later(dsup_sup *s, dsup_term name, const dsup_pid *pid)
     sup_child *c = sup_child_by_name(s, name);
     if (!c || c->local || !dsup_pid_eq(&c->pid, pid) || !sup_host_on(s, pid->node))
         return;
-    ei_x_buff *x = dsup_term_scratch();
+    ei_x_buff *x = dsup_term_scratch(s->node);
     ei_x_encode_tuple_header(x, 3);
     dsup_x_encode_atom(x, "$dsup_left");
     dsup_x_encode_term(x, name);
@@ -165,7 +163,7 @@ static void child_left(dsup_sup *s, dsup_term name, dsup_term pid_t)
 {
     dsup_pid pid;
     int i = 0;
-    if (dsup_decode_pid(pid_t.buf, &i, &pid) < 0)
+    if (dsup_decode_pid(s->node, pid_t.buf, &i, &pid) < 0)
         return;
     sup_child *c = sup_child_by_name(s, name);
     if (!c || c->local || !dsup_pid_eq(&c->pid, &pid) || !sup_host_on(s, pid.node) ||
@@ -228,11 +226,11 @@ static void reply_error2(ei_x_buff *reply, const char *tag, dsup_term detail)
 
 /* A copy of spec named by a fresh reference (spec is consumed): a child
  * started without a name, named before placement since placement is by name. */
-dsup_child_spec *sup_spec_named_by_ref(dsup_child_spec *spec)
+dsup_child_spec *sup_spec_named_by_ref(dsup_sup *s, dsup_child_spec *spec)
 {
     dsup_ref ref;
-    dsup_node_make_ref(&ref);
-    ei_x_buff *x = dsup_term_scratch();
+    dsup_node_make_ref(s->node, &ref);
+    ei_x_buff *x = dsup_term_scratch(s->node);
     dsup_x_encode_ref(x, &ref);
     dsup_child_spec *named = dsup_spec_with_name(spec, (dsup_term){ x->buff, (size_t)x->index });
     dsup_term_scratch_release(x);
@@ -291,7 +289,7 @@ static int join_or_kill(dsup_sup *s, sup_child *c)
     int rc = dsup_pg_join(s->scope, c->spec->name, &c->pid, 1);
     if (rc < 0) {
         LOG_ERROR("%s: a new child could not join its pg group (%s): stopping it", s->name, dsup_strerror(rc));
-        dsup_exit(s->proc, &c->pid, dsup_reason_atom("kill"));
+        dsup_exit(s->proc, &c->pid, dsup_reason_atom(s->node, "kill"));
     }
     /* The child table and pg agree: a local child is a member of its name. */
     assert(rc < 0 || dsup_pg_local_members(s->scope, c->spec->name, NULL, 0) >= 1);
@@ -308,14 +306,14 @@ static void encode_join_failed(ei_x_buff *x, int rc)
 /* The same, as the arriving end of a move: init sees `handoff` (NULL: none). */
 int sup_start_local_handoff(dsup_sup *s, dsup_child_spec *spec, const dsup_term *handoff, ei_x_buff *reply)
 {
-    if (spec->name.len == 0 && !(spec = sup_spec_named_by_ref(spec)))
+    if (spec->name.len == 0 && !(spec = sup_spec_named_by_ref(s, spec)))
         return -1;
     if (sup_check_child_name(s, spec->name, reply) < 0 || sup_reply_if_running(s, spec->name, reply)) {
         free(spec);
         return -1;
     }
     if (spec->beam) { /* a BEAM module's child: Elixir hosts run those */
-        ei_x_buff *t = dsup_term_scratch();
+        ei_x_buff *t = dsup_term_scratch(s->node);
         dsup_x_encode_atom(t, spec->type);
         reply_error2(reply, "unknown_worker", dsup_term_of_x(t));
         dsup_term_scratch_release(t);
@@ -323,10 +321,10 @@ int sup_start_local_handoff(dsup_sup *s, dsup_child_spec *spec, const dsup_term 
         return -1;
     }
     dsup_proc *child;
-    ei_x_buff *why = dsup_term_scratch();
+    ei_x_buff *why = dsup_term_scratch(s->node);
     int rc = dsup_spawn_child_handoff(spec->type, &spec->args, handoff, s->proc, &child, why);
     if (rc == DSUP_EUNKNOWN_TYPE) {
-        ei_x_buff *t = dsup_term_scratch(); /* not dsup_reason_atom: it keeps what it encodes */
+        ei_x_buff *t = dsup_term_scratch(s->node); /* not dsup_reason_atom: it keeps what it encodes */
         dsup_x_encode_atom(t, spec->type);
         reply_error2(reply, "unknown_worker", dsup_term_of_x(t));
         dsup_term_scratch_release(t);
@@ -343,7 +341,7 @@ int sup_start_local_handoff(dsup_sup *s, dsup_child_spec *spec, const dsup_term 
     dsup_pid pid = child->pid;
     sup_child *c = sup_cache_put(s, spec->name, &pid, spec, 1); /* takes spec */
     if (!c) { /* the table refused (cannot happen short of a full dict): no orphan either */
-        dsup_exit(s->proc, &pid, dsup_reason_atom("kill"));
+        dsup_exit(s->proc, &pid, dsup_reason_atom(s->node, "kill"));
         rc = DSUP_ENOMEM;
     } else if ((rc = join_or_kill(s, c)) < 0) {
         sup_cache_drop(s, c);
@@ -366,9 +364,10 @@ int sup_start_local_handoff(dsup_sup *s, dsup_child_spec *spec, const dsup_term 
 static void on_kill_timer(uv_timer_t *t)
 {
     dsup_pid *pid = t->data;
-    dsup_proc *p = dsup_proc_lookup(pid);
+    dsup_node *node = dsup_node_of_name(pid->node); /* a local child: our own name */
+    dsup_proc *p = dsup_proc_lookup(node, pid);
     if (p)
-        dsup_proc_exit(p, dsup_reason_atom("killed"));
+        dsup_proc_exit(p, dsup_reason_atom(node, "killed"));
 }
 
 sup_child_stop *sup_child_stopping(sup_child *c)
@@ -386,7 +385,7 @@ void sup_stop_child(dsup_sup *s, sup_child *c, dsup_term reason)
         return;
     c->terminating = 1;
     if (c->spec->shutdown == DSUP_SHUTDOWN_BRUTAL) {
-        dsup_exit(s->proc, &c->pid, dsup_reason_atom("kill"));
+        dsup_exit(s->proc, &c->pid, dsup_reason_atom(s->node, "kill"));
         return;
     }
     dsup_exit(s->proc, &c->pid, reason);
@@ -394,7 +393,7 @@ void sup_stop_child(dsup_sup *s, sup_child *c, dsup_term reason)
         sup_child_stop *st = sup_child_stopping(c);
         if (!st->kill_timer) {
             st->kill_timer = dsup_xmalloc(sizeof *st->kill_timer);
-            uv_timer_init(g_node->loop, st->kill_timer);
+            uv_timer_init(s->node->loop, st->kill_timer);
         }
         st->kill_timer->data = &c->pid;
         uv_timer_start(st->kill_timer, on_kill_timer, (uint64_t)c->spec->shutdown, 0);
@@ -403,7 +402,7 @@ void sup_stop_child(dsup_sup *s, sup_child *c, dsup_term reason)
 
 static int restart_allowed(dsup_sup *s)
 {
-    uint64_t now = dsup_node_now();
+    uint64_t now = dsup_node_now(s->node);
     uint64_t window = (uint64_t)s->max_seconds * 1000;
     int recent = 0;
     for (int i = 0; i < s->nrestarts; i++)
@@ -428,7 +427,7 @@ static void sup_shutdown_instance(dsup_sup *s, const char *why);
 
 static void send_retry(dsup_sup *s, const dsup_child_spec *spec)
 {
-    ei_x_buff *x = dsup_term_scratch();
+    ei_x_buff *x = dsup_term_scratch(s->node);
     ei_x_encode_tuple_header(x, 3);
     dsup_x_encode_atom(x, "$dsup_retry");
     dsup_x_encode_term(x, spec->name); /* a parsed spec map has no name */
@@ -443,7 +442,7 @@ static void send_retry(dsup_sup *s, const dsup_child_spec *spec)
 static void retry_start(dsup_sup *s, dsup_child_spec *spec)
 {
     if (!restart_allowed(s)) {
-        sup_start_failed_report(s, spec, dsup_reason_atom("reached_max_restart_intensity"), "give_up");
+        sup_start_failed_report(s, spec, dsup_reason_atom(s->node, "reached_max_restart_intensity"), "give_up");
         LOG_ERROR("%s: reached maximum restart intensity (%d in %d s); shutting down", s->name,
                   s->max_restarts, s->max_seconds);
         sup_heal_keep(s, spec); /* the restarted instance tries it again */
@@ -451,7 +450,7 @@ static void retry_start(dsup_sup *s, dsup_child_spec *spec)
         return;
     }
     dsup_child_spec *again = dsup_spec_with_name(spec, spec->name);
-    ei_x_buff *x = dsup_term_scratch();
+    ei_x_buff *x = dsup_term_scratch(s->node);
     dsup_term el[2]; /* the reply: {error, Reason} */
     int ar;
     if (sup_start_local(s, spec, x) < 0 && again &&
@@ -469,11 +468,11 @@ static void child_exited(dsup_sup *s, sup_child *c, dsup_term reason)
 {
     assert(c->local && sup_child_by_pid(s, &c->pid) == c);
     dsup_pid old = c->pid;
-    dsup_metrics_child_exit(s->name, c->spec->type, c->spec->name, &old, reason, c->terminating || s->stopping);
+    dsup_metrics_child_exit(s->node, s->name, c->spec->type, c->spec->name, &old, reason, c->terminating || s->stopping);
     if (c->terminating || s->stopping) {
         sup_crash_report(s, c, reason, SUP_ACT_STOPPED);
         if (c->stop && c->stop->from) {
-            ei_x_buff *x = dsup_term_scratch();
+            ei_x_buff *x = dsup_term_scratch(s->node);
             dsup_x_encode_atom(x, "ok");
             dsup_reply(c->stop->from, x);
             c->stop->from = NULL;
@@ -506,7 +505,7 @@ static void child_exited(dsup_sup *s, sup_child *c, dsup_term reason)
         return;
     }
     dsup_proc *child;
-    ei_x_buff *why = dsup_term_scratch();
+    ei_x_buff *why = dsup_term_scratch(s->node);
     if (dsup_spawn_child(c->spec->type, &c->spec->args, s->proc, &child, why) < 0) {
         /* init refused: count it as a restart and try again from the loop. */
         sup_start_failed_report(s, c->spec, (dsup_term){ why->buff, (size_t)why->index }, "retry");
@@ -521,13 +520,13 @@ static void child_exited(dsup_sup *s, sup_child *c, dsup_term reason)
     }
     dsup_term_scratch_release(why);
     dsup_pid pid = child->pid;
-    dsup_metrics_sup(s->name, c->spec->type)->restarts++;
+    dsup_metrics_sup(s->node, s->name, c->spec->type)->restarts++;
     sup_emit_process_stop(s, c->spec->name, &old);
     sup_cache_put(s, c->spec->name, &pid, NULL, 1);
     int rc = join_or_kill(s, c);
     if (rc < 0) {
         /* As a refused init: reported, the entry dropped, retried later. */
-        ei_x_buff *x = dsup_term_scratch();
+        ei_x_buff *x = dsup_term_scratch(s->node);
         encode_join_failed(x, rc);
         sup_start_failed_report(s, c->spec, dsup_term_of_x(x), "retry");
         dsup_term_scratch_release(x);
@@ -558,7 +557,7 @@ typedef struct orphan_ctx {
 static int on_lost_host(orphan_ctx *o, const sup_child *c)
 {
     const char *node = c->pid.node;
-    if (node == g_node->name)
+    if (node == o->s->node->name)
         return 0;
     const dsup_pid *host = NULL;
     int k = 0;
@@ -611,13 +610,13 @@ void sup_failover(dsup_sup *s, const char *lost)
                    strcmp(c->spec->type, "undefined") != 0;
         /* the owner among the hosts able to run it (sup_place.c) */
         const char *owner = keep ? sup_place_owner(s, c->spec, 0) : NULL;
-        if (keep && owner && owner != g_node->name && !s->fenced)
+        if (keep && owner && owner != s->node->name && !s->fenced)
             continue; /* its owner restarts it (the entry stays until its child_up) */
         if (keep && !sup_spec_full(c->spec)) {
             /* A stub: we are not one of its replicas. Ours to restart, yet
              * its host and all its replicas are gone (more than `replicas`
              * hosts lost at once): nobody can. */
-            if (owner == g_node->name && !s->fenced) {
+            if (owner == s->node->name && !s->fenced) {
                 char nm[256];
                 dsup_term_text(c->spec->name, nm, sizeof nm);
                 LOG_WARN("%s: child %s (type %s) of lost host %s cannot be restored: its host and its %d "
@@ -643,7 +642,7 @@ void sup_failover(dsup_sup *s, const char *lost)
         } else if (spec && sup_claim_busy(s, spec->name)) {
             sup_claim_restart(s, spec); /* a start elsewhere holds the name: after it, if it fails */
         } else if (spec) {
-            ei_x_buff *x = dsup_term_scratch();
+            ei_x_buff *x = dsup_term_scratch(s->node);
             if (sup_start_local_handoff(s, spec, ckpt.buf ? &ckpt : NULL, x) == 0) /* its last checkpoint */
                 restarted++;
             dsup_term_scratch_release(x);
@@ -666,7 +665,7 @@ static void sup_info(dsup_proc *self, void *state, dsup_term msg)
     if (dsup_term_tagged(msg, "EXIT", &ar, el, 3) && ar == 3) {
         dsup_pid pid;
         int i = 0;
-        if (dsup_decode_pid(el[1].buf, &i, &pid) < 0)
+        if (dsup_decode_pid(s->node, el[1].buf, &i, &pid) < 0)
             return;
         sup_child *c = sup_child_by_pid(s, &pid);
         if (c && c->local)
@@ -681,7 +680,7 @@ static void sup_info(dsup_proc *self, void *state, dsup_term msg)
     if (dsup_term_tagged(msg, "DOWN", &ar, el, 5) && ar == 5) {
         dsup_ref ref;
         int i = 0;
-        if (dsup_decode_ref(el[1].buf, &i, &ref) == 0 && !sup_pending_down(s, &ref))
+        if (dsup_decode_ref(s->node, el[1].buf, &i, &ref) == 0 && !sup_pending_down(s, &ref))
             sup_move_down(s, &ref);
         return;
     }
@@ -691,7 +690,7 @@ static void sup_info(dsup_proc *self, void *state, dsup_term msg)
         int i = 0;
         /* A node whose name nobody holds has no children to fail over and
          * holds no reservation. */
-        if (dsup_term_atom_text(el[1].buf, &i, &node, &len) == 0 && (node = dsup_intern_find(node, len))) {
+        if (dsup_term_atom_text(el[1].buf, &i, &node, &len) == 0 && (node = dsup_intern_find(s->node->names, node, len))) {
             sup_claim_node_lost(s, node); /* even when it came back: a new instance */
             sup_failover(s, node);
         }
@@ -708,7 +707,7 @@ static void sup_info(dsup_proc *self, void *state, dsup_term msg)
     }
     if (dsup_term_tagged(msg, "$dsup_retry", &ar, el, 3) && ar == 3) {
         dsup_child_spec *spec, *named = NULL;
-        if (dsup_spec_parse(el[2], &spec) == 0) {
+        if (dsup_spec_parse(s->node, el[2], &spec) == 0) {
             named = dsup_spec_with_name(spec, el[1]);
             free(spec);
         }
@@ -771,7 +770,7 @@ static void sup_terminate(dsup_proc *self, void *state, dsup_term reason)
     sup_move_free(s);
     sup_checkpoint_free(s);
     sup_replica_free(s);
-    s->proc = NULL; /* the struct lives on in dsup_sups for pending lookups */
+    s->proc = NULL; /* the struct lives on in node->sup for pending lookups */
     sup_heal_ended(s, reason); /* the node restarts the instance */
 }
 
@@ -802,10 +801,12 @@ static const dsup_worker_type sup_type = {
 
 /* ---- starting and stopping -------------------------------------------------------- */
 
-dsup_sup *dsup_sup_find(const char *name)
+dsup_sup *dsup_sup_find(dsup_node *node, const char *name)
 {
-    const char *n = dsup_intern_str(name);
-    for (dsup_sup *s = dsup_sups; s; s = s->next)
+    if (!node || !name || !node->sup)
+        return NULL;
+    const char *n = dsup_intern_find(node->names, name, strlen(name)); /* no instance has a name nobody holds */
+    for (dsup_sup *s = node->sup->sups; s; s = s->next)
         if (s->name == n && s->proc)
             return s;
     return NULL;
@@ -825,29 +826,25 @@ static void free_sup(dsup_sup *s)
     free(s);
 }
 
-int dsup_sup_start(const char *name, const dsup_term *opts, dsup_sup **out, ei_x_buff *err)
+int dsup_sup_start(dsup_node *node, const char *name, const dsup_term *opts, dsup_sup **out, ei_x_buff *err)
 {
-    static int registered;
-    if (!name || !*name) {
+    if (!node || !name || !*name) {
         if (err) {
             err->index = 0;
             dsup_x_encode_atom(err, "badarg");
         }
         return DSUP_EINVAL;
     }
-    if (!g_node || !g_node->creation || g_node->stopping) {
+    if (!node->creation || node->stopping || !node->sup) {
         if (err) {
             err->index = 0;
             dsup_x_encode_atom(err, "cannot_start");
         }
         return DSUP_ENOTUP;
     }
-    if (!registered) {
-        dsup_register_internal_type(&sup_type);
-        registered = 1;
-    }
+    dsup_register_internal_type(&sup_type); /* the same struct again is a no-op */
     /* Counted and held by the instance: a start that fails gives it back. */
-    const char *n = dsup_intern_peer(name, strlen(name));
+    const char *n = dsup_intern_peer(node->names, name, strlen(name));
     if (!n) {
         if (err) {
             err->index = 0;
@@ -855,7 +852,7 @@ int dsup_sup_start(const char *name, const dsup_term *opts, dsup_sup **out, ei_x
         }
         return DSUP_EINVAL;
     }
-    dsup_proc *existing = dsup_proc_whereis(n);
+    dsup_proc *existing = dsup_proc_whereis(node, n);
     if (existing) {
         if (err) {
             err->index = 0;
@@ -866,6 +863,7 @@ int dsup_sup_start(const char *name, const dsup_term *opts, dsup_sup **out, ei_x
         return DSUP_EEXIST;
     }
     dsup_sup *s = dsup_xcalloc(1, sizeof *s);
+    s->node = node;
     s->name = n;
     dsup_intern_hold(n);
     s->cache_children = 1;
@@ -883,11 +881,11 @@ int dsup_sup_start(const char *name, const dsup_term *opts, dsup_sup **out, ei_x
     /* Module.concat(Name, Scope): 'Elixir.MyApp.DistSup.Scope', and for a
      * plain atom name 'Elixir.name.Scope' — the atom the shim uses too. */
     snprintf(scope, sizeof scope, "%s%s.Scope", strncmp(name, "Elixir.", 7) == 0 ? "" : "Elixir.", name);
-    s->scope_name = dsup_intern_str(scope);
+    s->scope_name = dsup_intern_str(s->node->names, scope);
     s->ring = dsup_ring_new();
-    dsup_ring_set_atom_encoding(s->ring, dsup_ring_default_atom_encoding);
-    s->scope = dsup_pg_scope(scope);
-    if (!s->scope || dsup_spawn_proc("distributed_supervisor", NULL, NULL, &s->proc, NULL) < 0) {
+    dsup_ring_set_atom_encoding(s->ring, node->sup->ring_enc);
+    s->scope = dsup_pg_scope(node, scope);
+    if (!s->scope || dsup_spawn_proc(node, "distributed_supervisor", NULL, NULL, &s->proc, NULL) < 0) {
         if (err) {
             err->index = 0;
             dsup_x_encode_atom(err, "cannot_start");
@@ -898,11 +896,11 @@ int dsup_sup_start(const char *name, const dsup_term *opts, dsup_sup **out, ei_x
     s->proc->state = s;
     int rc = dsup_proc_register(s->proc, n);
     assert(rc == 0); /* the name was free (whereis above) and the loop is single-threaded */
-    s->next = dsup_sups;
-    dsup_sups = s;
+    s->next = node->sup->sups;
+    node->sup->sups = s;
     /* Hosts already known in the scope form the ring; then we join. */
     const dsup_pid *hosts;
-    size_t nh = dsup_pg_members(s->scope, dsup_reason_atom(SUP_HOSTS_GROUP), &hosts);
+    size_t nh = dsup_pg_members(s->scope, dsup_reason_atom(s->node, SUP_HOSTS_GROUP), &hosts);
     for (size_t i = 0; i < nh; i++)
         if (sup_node_allowed(s, hosts[i].node))
             dsup_ring_add_node(s->ring, hosts[i].node, 0);
@@ -910,7 +908,7 @@ int dsup_sup_start(const char *name, const dsup_term *opts, dsup_sup **out, ei_x
     sup_place_advertise(s, 1); /* capabilities before the host: never seen without them */
     /* Cannot fail (a live local process, a valid group), and must not:
      * without it no node places children here. */
-    rc = dsup_pg_join(s->scope, dsup_reason_atom(SUP_HOSTS_GROUP), &s->proc->pid, 1);
+    rc = dsup_pg_join(s->scope, dsup_reason_atom(s->node, SUP_HOSTS_GROUP), &s->proc->pid, 1);
     assert(rc == 0);
     (void)rc;
     sup_quorum_check(s); /* quorum mode: fenced until enough hosts are seen */
@@ -924,18 +922,18 @@ int dsup_sup_start(const char *name, const dsup_term *opts, dsup_sup **out, ei_x
 /* {node_terminate, Node, Reason, [{status, Pid, {module, Type}, [State]}]} */
 static void broadcast_node_terminate(dsup_sup *s, const char *reason, sup_child **list, size_t n)
 {
-    ei_x_buff *x = dsup_term_scratch();
+    ei_x_buff *x = dsup_term_scratch(s->node);
     ei_x_encode_tuple_header(x, 2);
     dsup_x_encode_atom(x, "$dsup");
     int ev_start = x->index;
     ei_x_encode_tuple_header(x, 4);
     dsup_x_encode_atom(x, "node_terminate");
-    dsup_x_encode_atom(x, g_node->name);
+    dsup_x_encode_atom(x, s->node->name);
     dsup_x_encode_atom(x, reason);
     if (n)
         ei_x_encode_list_header(x, (long)n);
     for (size_t i = 0; i < n; i++) {
-        dsup_proc *p = dsup_proc_lookup(&list[i]->pid);
+        dsup_proc *p = dsup_proc_lookup(s->node, &list[i]->pid);
         ei_x_encode_tuple_header(x, 4);
         dsup_x_encode_atom(x, "status");
         dsup_x_encode_pid(x, &list[i]->pid);
@@ -951,7 +949,7 @@ static void broadcast_node_terminate(dsup_sup *s, const char *reason, sup_child 
     }
     ei_x_encode_empty_list(x);
     sup_broadcast(s, x);
-    ei_x_buff *ev = dsup_term_scratch();
+    ei_x_buff *ev = dsup_term_scratch(s->node);
     ei_x_append_buf(ev, x->buff + ev_start, x->index - ev_start);
     sup_emit(s, ev);
     dsup_term_scratch_release(ev);
@@ -979,17 +977,15 @@ static void sup_shutdown_instance(dsup_sup *s, const char *why)
         sup_shutdown_finish(s);
 }
 
-static void (*shutdown_then)(void);
-static int shutdown_waiting;
-static uv_timer_t shutdown_timer;
-
 static void on_shutdown_continue(uv_timer_t *t)
 {
-    void (*then)(void) = shutdown_then;
-    shutdown_then = NULL;
+    dsup_node *node = t->data;
+    struct dsup_sup_service *S = node->sup;
+    void (*then)(dsup_node *) = S->shutdown_then;
+    S->shutdown_then = NULL;
     uv_close((uv_handle_t *)t, NULL);
     if (then)
-        then();
+        then(node);
 }
 
 void sup_shutdown_finish(dsup_sup *s)
@@ -997,68 +993,104 @@ void sup_shutdown_finish(dsup_sup *s)
     if (!s->proc || s->finished)
         return;
     s->finished = 1;
-    dsup_pg_leave(s->scope, dsup_reason_atom(SUP_HOSTS_GROUP), &s->proc->pid, 1);
+    dsup_pg_leave(s->scope, dsup_reason_atom(s->node, SUP_HOSTS_GROUP), &s->proc->pid, 1);
     stop_ctx c = { s, dsup_xmalloc((s->by_name.count + 1) * sizeof(sup_child *)), 0 };
     if (c.list)
         dsup_dict_foreach(&s->by_name, collect_local, &c);
     for (size_t i = 0; i < c.n; i++) {
-        dsup_proc *p = dsup_proc_lookup(&c.list[i]->pid);
+        dsup_proc *p = dsup_proc_lookup(s->node, &c.list[i]->pid);
         if (p)
-            dsup_proc_exit(p, dsup_reason_atom("shutdown"));
+            dsup_proc_exit(p, dsup_reason_atom(s->node, "shutdown"));
     }
     free(c.list);
     dsup_pg_unsubscribe(s->scope, on_scope_event, s);
     /* dsup_stop ends the process now, or after the current callback when
      * we are inside one (restart intensity reached while handling an EXIT). */
     dsup_stop_atom(s->proc, s->stop_why);
-    if (shutdown_then && --shutdown_waiting == 0) /* the node goes on from the loop */
-        uv_timer_start(&shutdown_timer, on_shutdown_continue, 0, 0);
+    struct dsup_sup_service *S = s->node->sup;
+    if (S->shutdown_then && --S->shutdown_waiting == 0) /* the node goes on from the loop */
+        uv_timer_start(&S->shutdown_timer, on_shutdown_continue, 0, 0);
 }
 
-int dsup_sup_shutdown_all(void (*then)(void))
+int dsup_sup_shutdown_all(dsup_node *node, void (*then)(dsup_node *node))
 {
+    struct dsup_sup_service *S = node->sup;
     int waiting = 0;
-    for (dsup_sup *s = dsup_sups; s; s = s->next) {
+    for (dsup_sup *s = S->sups; s; s = s->next) {
         sup_shutdown_instance(s, "shutdown");
         waiting += s->proc && !s->finished;
     }
     if (waiting) {
-        shutdown_then = then;
-        shutdown_waiting = waiting;
-        uv_timer_init(g_node->loop, &shutdown_timer);
+        S->shutdown_then = then;
+        S->shutdown_waiting = waiting;
+        uv_timer_init(node->loop, &S->shutdown_timer);
+        S->shutdown_timer.data = node;
+        S->shutdown_timer_on = 1;
         /* The barriers give up after 2 s; this is the backstop. */
-        uv_timer_start(&shutdown_timer, on_shutdown_continue, 4000, 0);
+        uv_timer_start(&S->shutdown_timer, on_shutdown_continue, 4000, 0);
     }
     return waiting;
 }
 
 int dsup_ring_atoms_explicit;
 
-void dsup_sup_peer_release(int otp)
+void dsup_sup_peer_release(dsup_node *node, int otp)
 {
-    static int seen;
+    struct dsup_sup_service *S = node->sup;
     int enc = otp >= 26 ? DSUP_RING_ATOM_UTF8 : DSUP_RING_ATOM_EXT;
-    if (dsup_ring_atoms_explicit)
+    if (S->ring_explicit)
         return;
-    if (seen && enc != dsup_ring_default_atom_encoding) {
+    if (S->ring_seen && enc != S->ring_enc) {
         LOG_WARN("peers run OTP releases that hash atom child names differently (now OTP %d); "
                  "keeping the first one seen (use --ring-atoms to choose)", otp);
         return;
     }
-    seen = 1;
-    if (enc == dsup_ring_default_atom_encoding)
+    S->ring_seen = 1;
+    if (enc == S->ring_enc)
         return;
     LOG_INFO("peers run OTP %d: atom child names hash as its term_to_binary writes them", otp);
-    dsup_ring_default_atom_encoding = enc;
-    for (dsup_sup *s = dsup_sups; s; s = s->next)
+    S->ring_enc = enc;
+    for (dsup_sup *s = S->sups; s; s = s->next)
         dsup_ring_set_atom_encoding(s->ring, enc);
 }
 
-void dsup_sup_conn_event(const char *node, int up)
+void dsup_sup_conn_event(dsup_node *node, const char *peer, int up)
 {
-    for (dsup_sup *s = dsup_sups; s; s = s->next)
+    for (dsup_sup *s = dsup_sups_of(node); s; s = s->next)
         if (s->proc && s->monitor_nodes == 2)
-            emit_node(s, up ? "node_up" : "node_down", node);
+            emit_node(s, up ? "node_up" : "node_down", peer);
+}
+
+static void free_cached_child(dsup_dict_ent *e, void *arg)
+{
+    sup_child *c = e->val;
+    dsup_pid_release(&c->pid);
+    if (c->stop) {
+        if (c->stop->kill_timer)
+            uv_close((uv_handle_t *)c->stop->kill_timer, (uv_close_cb)free);
+        dsup_from_discard(c->stop->from);
+        free(c->stop);
+    }
+    free(c->spec);
+}
+
+/* Every instance's struct, at node close (their processes ended at shutdown). */
+void sup_free_all(dsup_node *node)
+{
+    for (dsup_sup *s = dsup_sups_of(node), *next; s; s = next) {
+        next = s->next;
+        /* The child table (entries of other nodes' children stay after the
+         * instance ended: pending lookups read them). */
+        dsup_dict_foreach(&s->by_name, free_cached_child, NULL);
+        dsup_dict_free(&s->by_name, NULL);
+        dsup_ivec_free(&s->by_pid);
+        dsup_dict_free(&s->claims, NULL);
+        for (sup_sub *u = s->subs, *un; u; u = un) {
+            un = u->next;
+            free(u);
+        }
+        free_sup(s);
+    }
 }
 
 int dsup_sup_subscribe(dsup_sup *s, dsup_sup_event_fn fn, void *arg)

@@ -6,6 +6,8 @@
 
 #include "dict.h"
 #include "ivec.h"
+#include "node.h"
+#include "ratelimit.h"
 #include "dsup.h"
 #include "proc.h"
 #include "ring.h"
@@ -54,6 +56,7 @@ typedef struct sup_sub {
 } sup_sub;
 
 struct dsup_sup {
+    dsup_node *node;
     const char *name;             /* the instance atom, also its registered name */
     const char *scope_name;       /* Name.Scope */
     dsup_proc *proc;
@@ -108,7 +111,32 @@ struct dsup_sup {
 #define SUP_TYPE_TAG "$dsup_type"             /* {'$dsup_type', Type}: C hosts of Type */
 #define SUP_MOVING_TAG "$dsup_moving"         /* {'$dsup_moving', Name}: Name is moving */
 
-extern dsup_sup *dsup_sups;
+/* One node's instances and the service's state (node->sup), made by
+ * dsup_sup_service_init, freed when the node closes. */
+struct dsup_sup_service {
+    dsup_sup *sups;               /* every instance, ended ones too (pending lookups) */
+    void (*shutdown_then)(dsup_node *node);
+    int shutdown_waiting;
+    uv_timer_t shutdown_timer;
+    int shutdown_timer_on;
+    int ring_enc;                 /* how atom child names hash (--ring-atoms, or learnt) */
+    int ring_explicit, ring_seen;
+    struct sup_report_limiter *limiters; /* crash_report.c */
+    struct sup_heal_state *heal;  /* sup_heal.c */
+    struct sup_ring_cache *place; /* sup_place.c */
+    dsup_ratelimit ckpt_full_log; /* sup_checkpoint.c */
+    dsup_ratelimit handoff_refuse_log; /* sup_handoff.c */
+    uint64_t batch_seq;           /* sup_batch.c: the last batch id */
+};
+/* The instances of a node (NULL before the service starts). */
+static inline dsup_sup *dsup_sups_of(const dsup_node *node) { return node->sup ? node->sup->sups : NULL; }
+/* Each file's share of the service state, at the node's stop and close. */
+void sup_report_stop(dsup_node *node);
+void sup_report_free(dsup_node *node);
+void sup_heal_stop(dsup_node *node);
+void sup_heal_free(dsup_node *node);
+void sup_place_free(dsup_node *node);
+void sup_free_all(dsup_node *node);
 
 /* sup_cache.c: the cluster-wide child table and events */
 sup_child *sup_child_by_name(dsup_sup *s, dsup_term name);
@@ -129,7 +157,7 @@ void sup_on_child_msg(dsup_sup *s, dsup_term event);
 int sup_resolve_duplicate(dsup_sup *s, dsup_term name);
 
 /* sup.c */
-dsup_child_spec *sup_spec_named_by_ref(dsup_child_spec *spec);
+dsup_child_spec *sup_spec_named_by_ref(dsup_sup *s, dsup_child_spec *spec);
 int sup_check_child_name(dsup_sup *s, dsup_term name, ei_x_buff *reply);
 int sup_reply_if_running(dsup_sup *s, dsup_term name, ei_x_buff *reply);
 int sup_start_local(dsup_sup *s, dsup_child_spec *spec, ei_x_buff *reply);
@@ -150,18 +178,18 @@ int sup_pending_down(dsup_sup *s, const dsup_ref *mref);
 
 /* sup_node.c: the service's place in the node. Registers the start_supervisor
  * call and the node hooks below; the command line calls it once at start. */
-int dsup_sup_service_init(void);
+int dsup_sup_service_init(dsup_node *node);
 /* Names an instance may not take (the node's built-in processes). */
 int dsup_sup_reserved_name(const char *name);
 /* Stop every instance; returns how many still hand children over, and
  * calls `then` from the loop once they are done (nothing when 0). */
-int dsup_sup_shutdown_all(void (*then)(void));
+int dsup_sup_shutdown_all(dsup_node *node, void (*then)(dsup_node *node));
 /* sup.c: the end of an instance's graceful stop, after the handoffs. */
 void sup_shutdown_finish(dsup_sup *s);
-void dsup_sup_conn_event(const char *node, int up);
+void dsup_sup_conn_event(dsup_node *node, const char *peer, int up);
 /* A BEAM peer runs this OTP release: default the atom-key hashing to it. */
-void dsup_sup_peer_release(int otp);
-extern int dsup_ring_atoms_explicit;   /* --ring-atoms given */
+void dsup_sup_peer_release(dsup_node *node, int otp);
+extern int dsup_ring_atoms_explicit;   /* --ring-atoms given (the command line's, read at node start) */
 
 /* sup_place.c: placement by capability */
 void sup_place_advertise(dsup_sup *s, int join);

@@ -43,11 +43,10 @@ typedef struct sup_batch {
     struct sup_batch *next;
 } sup_batch;
 
-static sup_batch *batch_new(size_t n)
+static sup_batch *batch_new(dsup_sup *s, size_t n)
 {
-    static uint64_t seq;
     sup_batch *b = dsup_xcalloc(1, sizeof *b);
-    b->id = ++seq;
+    b->id = ++s->node->sup->batch_seq; /* ids unique on the node */
     b->n = b->left = n;
     /* one allocation for every per-slot array: off, len, gslot, gstart */
     b->off = dsup_xcalloc(4 * n + 2, sizeof *b->off);
@@ -108,7 +107,7 @@ static dsup_call_ret start_spec(dsup_sup *s, sup_batch *b, size_t i, dsup_child_
         return DSUP_REPLY;
     }
     /* the tag {'$dsup_batch', Id, I} comes back with the deferred answer */
-    ei_x_buff *tag = dsup_term_scratch();
+    ei_x_buff *tag = dsup_term_scratch(s->node);
     ei_x_encode_tuple_header(tag, 3);
     dsup_x_encode_atom(tag, "$dsup_batch");
     ei_x_encode_ulonglong(tag, b->id);
@@ -130,7 +129,7 @@ static dsup_call_ret start_one(dsup_sup *s, sup_batch *b, size_t i, dsup_term el
         error_pair(one, "incorrect_spec", el);
         return DSUP_REPLY;
     }
-    if (dsup_spec_parse_named(t[1], t[0], &spec) < 0) {
+    if (dsup_spec_parse_named(s->node, t[1], t[0], &spec) < 0) {
         error_pair(one, "incorrect_spec", t[1]);
         return DSUP_REPLY;
     }
@@ -160,8 +159,8 @@ dsup_call_ret sup_start_children_here(dsup_sup *s, dsup_term list, const dsup_fr
         error_pair(reply, "incorrect_spec", list);
         return DSUP_REPLY;
     }
-    sup_batch *b = batch_new((size_t)n);
-    ei_x_buff *one = dsup_term_scratch();
+    sup_batch *b = batch_new(s, (size_t)n);
+    ei_x_buff *one = dsup_term_scratch(s->node);
     sup_up_batch_begin(s);
     for (size_t k = 0; k < (size_t)n; k++) {
         int st = i;
@@ -185,11 +184,11 @@ dsup_call_ret sup_start_children_here(dsup_sup *s, dsup_term list, const dsup_fr
 static int place_one(dsup_sup *s, dsup_term el, dsup_child_spec **spec, const char **owner, ei_x_buff *one)
 {
     dsup_child_spec *sp;
-    if (dsup_spec_parse(el, &sp) < 0) {
+    if (dsup_spec_parse(s->node, el, &sp) < 0) {
         error_pair(one, "incorrect_spec", el);
         return -1;
     }
-    if (sp->name.len == 0 && !(sp = sup_spec_named_by_ref(sp))) {
+    if (sp->name.len == 0 && !(sp = sup_spec_named_by_ref(s, sp))) {
         error_atom(one, "enomem");
         return -1;
     }
@@ -206,7 +205,7 @@ static int place_one(dsup_sup *s, dsup_term el, dsup_child_spec **spec, const ch
     const char *node = sup_place_owner(s, sp, 1);
     if (!node) {
         if (dsup_ring_node_count(s->ring)) {
-            ei_x_buff *t = dsup_term_scratch(); /* not dsup_reason_atom: it keeps what it encodes */
+            ei_x_buff *t = dsup_term_scratch(s->node); /* not dsup_reason_atom: it keeps what it encodes */
             dsup_x_encode_atom(t, sp->type);
             error_pair(one, "unknown_worker", dsup_term_of_x(t));
             dsup_term_scratch_release(t);
@@ -235,7 +234,7 @@ static void group_fill(sup_batch *b, size_t g, dsup_term reply)
 static void forward_group(dsup_sup *s, sup_batch *b, size_t g, const char *node, dsup_child_spec **specs)
 {
     size_t k0 = b->gstart[g], k1 = b->gstart[g + 1];
-    ei_x_buff *x = dsup_term_scratch();
+    ei_x_buff *x = dsup_term_scratch(s->node);
     ei_x_encode_tuple_header(x, 2);
     dsup_x_encode_atom(x, "start_children_here");
     ei_x_encode_list_header(x, (long)(k1 - k0));
@@ -248,7 +247,7 @@ static void forward_group(dsup_sup *s, sup_batch *b, size_t g, const char *node,
         specs[b->gslot[k]] = NULL;
     }
     ei_x_encode_empty_list(x);
-    ei_x_buff *tag = dsup_term_scratch();
+    ei_x_buff *tag = dsup_term_scratch(s->node);
     ei_x_encode_tuple_header(tag, 4);
     dsup_x_encode_atom(tag, "$dsup_batch");
     ei_x_encode_ulonglong(tag, b->id);
@@ -276,12 +275,12 @@ dsup_call_ret sup_start_children(dsup_sup *s, dsup_term list, const dsup_from *f
         error_pair(reply, "incorrect_spec", list);
         return DSUP_REPLY;
     }
-    sup_batch *b = batch_new((size_t)n);
+    sup_batch *b = batch_new(s, (size_t)n);
     /* per call, not per child: each slot's spec and group, each group's owner */
     dsup_child_spec **specs = dsup_xcalloc((size_t)n + 1, sizeof *specs);
     size_t *group = dsup_xcalloc(2 * (size_t)n + 1, sizeof *group); /* then the cursors */
     const char **owners = dsup_xcalloc((size_t)n + 1, sizeof *owners);
-    ei_x_buff *one = dsup_term_scratch();
+    ei_x_buff *one = dsup_term_scratch(s->node);
     for (size_t k = 0; k < (size_t)n; k++) {
         int st = i;
         if (dsup_term_next(list.buf, &i) < 0)
@@ -311,11 +310,11 @@ dsup_call_ret sup_start_children(dsup_sup *s, dsup_term list, const dsup_from *f
             b->gslot[next[group[k]]++] = k;
     /* the other owners first, so that they start while this node does */
     for (size_t g = 0; g < b->ngroups; g++)
-        if (owners[g] != g_node->name)
+        if (owners[g] != s->node->name)
             forward_group(s, b, g, owners[g], specs);
     sup_up_batch_begin(s);
     for (size_t g = 0; g < b->ngroups; g++) {
-        if (owners[g] != g_node->name)
+        if (owners[g] != s->node->name)
             continue;
         for (size_t k = b->gstart[g]; k < b->gstart[g + 1]; k++) {
             size_t slot = b->gslot[k];
@@ -388,7 +387,7 @@ int sup_batch_reply(dsup_sup *s, dsup_term msg)
         }
         if (b->left == 0) {
             *pp = b->next;
-            ei_x_buff *x = dsup_term_scratch();
+            ei_x_buff *x = dsup_term_scratch(s->node);
             encode_results(b, x);
             dsup_reply(b->from, x);
             b->from = NULL;

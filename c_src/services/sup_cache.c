@@ -126,7 +126,7 @@ int sup_cache_repoint(dsup_sup *s, sup_child *c, const char *lost_node)
         dsup_pid_release(&c->pid);
         c->pid = now;
         dsup_pid_hold(&c->pid);
-        c->local = now.node == g_node->name;
+        c->local = now.node == s->node->name;
         dsup_ivec_push(&s->by_pid, &by_pid_t, &c);
         sup_emit_process_stop(s, c->spec->name, &old);
         sup_emit_process_start(s, c->spec->name, &now);
@@ -144,7 +144,7 @@ void sup_emit(dsup_sup *s, ei_x_buff *event)
         u->fn(u->arg, s, ev);
     if (!s->nlisteners)
         return;
-    ei_x_buff *x = dsup_term_scratch();
+    ei_x_buff *x = dsup_term_scratch(s->node);
     ei_x_encode_tuple_header(x, 3);
     dsup_x_encode_atom(x, "distributed_supervisor");
     dsup_x_encode_atom(x, s->name);
@@ -163,7 +163,7 @@ void sup_emit_process_start(dsup_sup *s, dsup_term name, const dsup_pid *pid)
 {
     if (!s->subs && !s->nlisteners)
         return;
-    ei_x_buff *x = dsup_term_scratch();
+    ei_x_buff *x = dsup_term_scratch(s->node);
     ei_x_encode_tuple_header(x, 3);
     dsup_x_encode_atom(x, "process_start");
     dsup_x_encode_term(x, name);
@@ -176,7 +176,7 @@ void sup_emit_process_stop(dsup_sup *s, dsup_term name, const dsup_pid *pid)
 {
     if (!s->subs && !s->nlisteners)
         return;
-    ei_x_buff *x = dsup_term_scratch();
+    ei_x_buff *x = dsup_term_scratch(s->node);
     ei_x_encode_tuple_header(x, 3);
     dsup_x_encode_atom(x, "process_stop");
     dsup_x_encode_term(x, name);
@@ -191,7 +191,7 @@ void sup_emit_process_stop(dsup_sup *s, dsup_term name, const dsup_pid *pid)
 
 static void send_to_group(dsup_sup *s, const char *group, ei_x_buff *msg)
 {
-    dsup_term g = dsup_reason_atom(group);
+    dsup_term g = dsup_reason_atom(s->node, group);
     const dsup_pid *pids;
     size_t n = dsup_pg_members(s->scope, g, &pids);
     for (size_t i = 0; i < n; i++)
@@ -229,7 +229,7 @@ typedef struct spec_route {
  * until that group changes. */
 static void route_lookup_typed(dsup_sup *s, const char *type, spec_route *r)
 {
-    ei_x_buff *x = dsup_term_scratch();
+    ei_x_buff *x = dsup_term_scratch(s->node);
     ei_x_encode_tuple_header(x, 2);
     dsup_x_encode_atom(x, SUP_TYPE_TAG);
     dsup_x_encode_atom(x, type);
@@ -283,7 +283,7 @@ static void send_child_up_group(dsup_sup *s, const char *group, sup_child *c, co
                                 ei_x_buff *full, ei_x_buff *stub)
 {
     const dsup_pid *pids;
-    size_t n = dsup_pg_members(s->scope, dsup_reason_atom(group), &pids);
+    size_t n = dsup_pg_members(s->scope, dsup_reason_atom(s->node, group), &pids);
     for (size_t i = 0; i < n; i++)
         if (!dsup_pid_eq(&pids[i], dsup_self(s->proc))) {
             int st = route_stub(r, &pids[i]);
@@ -382,7 +382,7 @@ static void up_batch_send_group(dsup_sup *s, const struct sup_up_batch *b, const
                                 ei_x_buff *own)
 {
     const dsup_pid *pids;
-    size_t n = dsup_pg_members(s->scope, dsup_reason_atom(group), &pids);
+    size_t n = dsup_pg_members(s->scope, dsup_reason_atom(s->node, group), &pids);
     for (size_t i = 0; i < n; i++) {
         if (dsup_pid_eq(&pids[i], dsup_self(s->proc)))
             continue;
@@ -407,7 +407,7 @@ void sup_up_batch_end(dsup_sup *s)
         if (b->v[i].r.stubs)
             route_lookup_typed(s, b->buf.buff + b->v[i].type_off, &b->v[i].r);
     if (b->n) {
-        ei_x_buff *full = dsup_term_scratch(), *own = dsup_term_scratch();
+        ei_x_buff *full = dsup_term_scratch(s->node), *own = dsup_term_scratch(s->node);
         full->index = 0;
         up_batch_send_group(s, b, SUP_HOSTS_GROUP, full, own);
         up_batch_send_group(s, b, SUP_OBSERVERS_GROUP, full, own);
@@ -431,7 +431,7 @@ void sup_send_child_up(dsup_sup *s, sup_child *c, const dsup_pid *to)
         up_batch_add(s->up_batch, s, c, &r);
         return;
     }
-    ei_x_buff *full = dsup_term_scratch(), *stub = dsup_term_scratch();
+    ei_x_buff *full = dsup_term_scratch(s->node), *stub = dsup_term_scratch(s->node);
     encode_child_up(s, full, c, 0);
     if (to) {
         int st = route_stub(&r, to);
@@ -448,7 +448,7 @@ void sup_send_child_up(dsup_sup *s, sup_child *c, const dsup_pid *to)
 
 void sup_broadcast_child_down(dsup_sup *s, sup_child *c, dsup_term reason)
 {
-    ei_x_buff *x = dsup_term_scratch();
+    ei_x_buff *x = dsup_term_scratch(s->node);
     ei_x_encode_tuple_header(x, 2);
     dsup_x_encode_atom(x, "$dsup");
     ei_x_encode_tuple_header(x, 4);
@@ -492,12 +492,12 @@ static void encode_local(dsup_dict_ent *e, void *arg)
 
 void sup_send_snapshot(dsup_sup *s, const dsup_pid *to)
 {
-    ei_x_buff *x = dsup_term_scratch();
+    ei_x_buff *x = dsup_term_scratch(s->node);
     ei_x_encode_tuple_header(x, 2);
     dsup_x_encode_atom(x, "$dsup");
     ei_x_encode_tuple_header(x, 3);
     dsup_x_encode_atom(x, "snapshot");
-    dsup_x_encode_atom(x, g_node->name);
+    dsup_x_encode_atom(x, s->node->name);
     snap_ctx c = { s, x, sup_local_count(s), to };
     if (c.n) {
         ei_x_encode_list_header(x, (long)c.n);
@@ -543,7 +543,7 @@ static const char *keeper_node(dsup_sup *s, dsup_term name, const dsup_pid *pids
         dsup_ring_add_node(r, sorted[i], 0);
     free(sorted);
     const char *owner = dsup_ring_node_for(r, name.buf, name.len);
-    owner = owner ? dsup_intern_find(owner, strlen(owner)) : NULL; /* the ring keeps its own copies; hosts are held */
+    owner = owner ? dsup_intern_find(s->node->names, owner, strlen(owner)) : NULL; /* the ring keeps its own copies; hosts are held */
     dsup_ring_free(r);
     return owner;
 }
@@ -570,7 +570,7 @@ int sup_resolve_duplicate(dsup_sup *s, dsup_term name)
     dsup_pid victims[8];
     size_t nv = 0;
     for (size_t i = 0; i < n && nv < 8; i++)
-        if (pids[i].node == g_node->name && !dsup_pid_eq(&pids[i], keep))
+        if (pids[i].node == s->node->name && !dsup_pid_eq(&pids[i], keep))
             victims[nv++] = pids[i];
     for (size_t i = 0; i < nv; i++) {
         sup_child *c = sup_child_by_pid(s, &victims[i]);
@@ -579,7 +579,7 @@ int sup_resolve_duplicate(dsup_sup *s, dsup_term name)
         if (!c || !c->local || c->terminating)
             continue;
         LOG_INFO("%s: duplicate child, stopping the local copy (the one on %s stays)", s->name, keep->node);
-        ei_x_buff *x = dsup_term_scratch();
+        ei_x_buff *x = dsup_term_scratch(s->node);
         ei_x_encode_tuple_header(x, 2);
         dsup_x_encode_atom(x, "shutdown");
         dsup_x_encode_atom(x, "duplicate");
@@ -625,14 +625,14 @@ static void remote_child_up(dsup_sup *s, dsup_term name, dsup_term pid_t, dsup_t
 {
     dsup_pid pid;
     int i = 0;
-    if (dsup_decode_pid(pid_t.buf, &i, &pid) < 0)
+    if (dsup_decode_pid(s->node, pid_t.buf, &i, &pid) < 0)
         return;
     sup_child *old = sup_child_by_name(s, name);
     if (old && dsup_pid_eq(&old->pid, &pid)) {
         dsup_child_spec *full;
         /* known, as a stub: a snapshot naming us a replica brings the spec */
         if (!old->local && !sup_spec_full(old->spec) && !dsup_term_is_atom(spec_t, "undefined") &&
-            !is_stub(spec_t) && dsup_spec_parse(spec_t, &full) == 0)
+            !is_stub(spec_t) && dsup_spec_parse(s->node, spec_t, &full) == 0)
             sup_cache_put(s, name, &pid, full, 0);
         return;
     }
@@ -643,7 +643,7 @@ static void remote_child_up(dsup_sup *s, dsup_term name, dsup_term pid_t, dsup_t
     }
     dsup_child_spec *spec = NULL;
     if (!dsup_term_is_atom(spec_t, "undefined") && parse_stub(spec_t, &spec) < 0 &&
-        dsup_spec_parse(spec_t, &spec) < 0)
+        dsup_spec_parse(s->node, spec_t, &spec) < 0)
         spec = NULL;
     dsup_pid oldpid;
     int had = old != NULL;
@@ -661,7 +661,7 @@ static void remote_child_down(dsup_sup *s, dsup_term name, dsup_term pid_t)
 {
     dsup_pid pid;
     int i = 0;
-    if (dsup_decode_pid(pid_t.buf, &i, &pid) < 0)
+    if (dsup_decode_pid(s->node, pid_t.buf, &i, &pid) < 0)
         return;
     sup_child *c = sup_child_by_name(s, name);
     if (!c || !dsup_pid_eq(&c->pid, &pid) || c->local || sup_cache_repoint(s, c, NULL))
@@ -708,8 +708,8 @@ void sup_on_child_msg(dsup_sup *s, dsup_term ev)
         size_t len;
         int i = 0;
         if (dsup_term_atom_text(el[1].buf, &i, &node, &len) == 0)
-            sup_note_terminating(s, dsup_intern_find(node, len));
-        ei_x_buff *x = dsup_term_scratch();
+            sup_note_terminating(s, dsup_intern_find(s->node->names, node, len));
+        ei_x_buff *x = dsup_term_scratch(s->node);
         dsup_x_encode_term(x, ev);
         sup_emit(s, x);
         dsup_term_scratch_release(x);

@@ -41,7 +41,6 @@ typedef struct sup_ckpt {
     uv_timer_t *timer;
 } sup_ckpt;
 
-static dsup_ratelimit full_log;
 
 static sup_ckpt *ck_of(dsup_sup *s)
 {
@@ -97,7 +96,7 @@ static void send_one(dsup_dict_ent *e, void *arg)
     sup_child *c = sup_child_by_name(s, (dsup_term){ e->key, e->klen });
     if (!c || !c->spec || !dsup_pid_eq(&c->pid, &k->pid))
         return; /* ended or moved since */
-    const char *node = sup_place_successor(s, c->spec, g_node->name);
+    const char *node = sup_place_successor(s, c->spec, s->node->name);
     const dsup_pid *host = node ? sup_host_on(s, node) : NULL;
     if (!host)
         return; /* no other host can run it: nobody to take it over */
@@ -120,7 +119,7 @@ static void on_flush(uv_timer_t *t)
     sup_ckpt *ck = s->ckpt;
     if (!ck || !s->proc)
         return;
-    flush_ctx f = { s, dsup_term_scratch() };
+    flush_ctx f = { s, dsup_term_scratch(s->node) };
     dsup_dict_foreach(&ck->pending, send_one, &f);
     dsup_term_scratch_release(f.x);
     dsup_dict_free(&ck->pending, free_ckpt);
@@ -132,7 +131,7 @@ static dsup_sup *sup_of_child(dsup_proc *self, sup_child **child)
     if (!self || !self->has_parent)
         return NULL;
     dsup_pid parent = dsup_proc_parent(self);
-    for (dsup_sup *s = dsup_sups; s; s = s->next) {
+    for (dsup_sup *s = dsup_sups_of(self->node); s; s = s->next) {
         if (s->proc && dsup_pid_eq(&s->proc->pid, &parent)) {
             sup_child *c = sup_child_by_pid(s, &self->pid);
             if (!c || !c->local)
@@ -160,7 +159,7 @@ int dsup_checkpoint(dsup_proc *self, dsup_term state)
     if (!ck || put(&ck->pending, c->spec->name, &c->pid, state) == -1)
         return DSUP_ENOMEM;
     if (!ck->timer && (ck->timer = dsup_xmalloc(sizeof *ck->timer))) {
-        uv_timer_init(g_node->loop, ck->timer);
+        uv_timer_init(s->node->loop, ck->timer);
         ck->timer->data = s;
     }
     if (ck->timer && !uv_is_active((uv_handle_t *)ck->timer))
@@ -177,7 +176,7 @@ int sup_checkpoint_msg(dsup_sup *s, dsup_term ev)
         /* a child that ended for good: its checkpoint is of no use (the
          * event itself is for sup_cache.c: not consumed) */
         dsup_dict_ent *e = s->ckpt ? dsup_dict_find(&s->ckpt->store, el[1].buf, el[1].len) : NULL;
-        if (e && dsup_decode_pid(el[2].buf, &i, &pid) == 0 && dsup_pid_eq(&((ckpt *)e->val)->pid, &pid)) {
+        if (e && dsup_decode_pid(s->node, el[2].buf, &i, &pid) == 0 && dsup_pid_eq(&((ckpt *)e->val)->pid, &pid)) {
             dsup_term t = sup_checkpoint_take(s, el[1], &pid);
             dsup_term_free(&t);
         }
@@ -186,11 +185,11 @@ int sup_checkpoint_msg(dsup_sup *s, dsup_term ev)
     if (!dsup_term_tagged(ev, "checkpoint", &ar, el, 5) || ar != 4)
         return 0;
     sup_ckpt *ck = ck_of(s);
-    if (!ck || dsup_decode_pid(el[2].buf, &i, &pid) < 0 || el[3].len > DSUP_CHECKPOINT_MAX_BYTES)
+    if (!ck || dsup_decode_pid(s->node, el[2].buf, &i, &pid) < 0 || el[3].len > DSUP_CHECKPOINT_MAX_BYTES)
         return 1;
     if (ck->store_bytes + el[3].len > SUP_CKPT_STORE_MAX) {
         unsigned dropped;
-        if (dsup_ratelimit_ok(&full_log, dsup_node_now(), &dropped))
+        if (dsup_ratelimit_ok(&s->node->sup->ckpt_full_log, dsup_node_now(s->node), &dropped))
             LOG_WARN("%s: checkpoint store full (%u MiB); refusing new checkpoints (%u similar lines suppressed)",
                      s->name, SUP_CKPT_STORE_MAX >> 20, dropped);
         return 1;

@@ -77,7 +77,7 @@ static void dsup_msg_header(ei_x_buff *x, const char *what, int arity)
 
 static void send_reserve(dsup_sup *s, const dsup_pid *arbiter, dsup_term name, uint64_t tag)
 {
-    ei_x_buff *x = dsup_term_scratch();
+    ei_x_buff *x = dsup_term_scratch(s->node);
     dsup_msg_header(x, "reserve", 4);
     dsup_x_encode_term(x, name);
     ei_x_encode_ulonglong(x, tag);
@@ -89,7 +89,7 @@ static void send_reserve(dsup_sup *s, const dsup_pid *arbiter, dsup_term name, u
 /* taken NULL: ok, else {already_started, *taken}. */
 static void send_reserve_reply(dsup_sup *s, const dsup_pid *to, dsup_term name, uint64_t tag, const dsup_pid *taken)
 {
-    ei_x_buff *x = dsup_term_scratch();
+    ei_x_buff *x = dsup_term_scratch(s->node);
     dsup_msg_header(x, "reserve_reply", 5);
     dsup_x_encode_term(x, name);
     ei_x_encode_ulonglong(x, tag);
@@ -108,7 +108,7 @@ static void send_reserve_reply(dsup_sup *s, const dsup_pid *to, dsup_term name, 
 /* child NULL: failed. */
 static void send_release(dsup_sup *s, const dsup_pid *arbiter, dsup_term name, uint64_t tag, const dsup_pid *child)
 {
-    ei_x_buff *x = dsup_term_scratch();
+    ei_x_buff *x = dsup_term_scratch(s->node);
     dsup_msg_header(x, "release", 4);
     dsup_x_encode_term(x, name);
     ei_x_encode_ulonglong(x, tag);
@@ -120,9 +120,9 @@ static void send_release(dsup_sup *s, const dsup_pid *arbiter, dsup_term name, u
     dsup_term_scratch_release(x);
 }
 
-static void reply_already_started(dsup_saved_from *from, const dsup_pid *pid)
+static void reply_already_started(dsup_sup *s, dsup_saved_from *from, const dsup_pid *pid)
 {
-    ei_x_buff *x = dsup_term_scratch();
+    ei_x_buff *x = dsup_term_scratch(s->node);
     ei_x_encode_tuple_header(x, 2);
     dsup_x_encode_atom(x, "error");
     ei_x_encode_tuple_header(x, 2);
@@ -140,7 +140,7 @@ static void arm_sweep(dsup_sup *s)
 {
     if (!s->claim_timer) {
         s->claim_timer = dsup_xmalloc(sizeof *s->claim_timer);
-        uv_timer_init(g_node->loop, s->claim_timer);
+        uv_timer_init(s->node->loop, s->claim_timer);
         s->claim_timer->data = s;
     }
     if (!uv_is_active((uv_handle_t *)s->claim_timer))
@@ -216,7 +216,7 @@ static int claim_request(dsup_sup *s, dsup_term name, const dsup_pid *inst, uint
     memset(c, 0, sizeof *c);
     pid_set(&c->holder, inst);
     c->tag = tag;
-    c->deadline = dsup_node_now() + CLAIM_TTL_MS;
+    c->deadline = dsup_node_now(s->node) + CLAIM_TTL_MS;
     arm_sweep(s);
     return GRANTED;
 }
@@ -243,7 +243,7 @@ static void claim_failed(dsup_sup *s, dsup_term name, sup_claim *c)
     dsup_pid_release(&c->holder); /* the waiter's hold passes to the holder slot */
     c->holder = next.inst;
     c->tag = next.tag;
-    c->deadline = dsup_node_now() + CLAIM_TTL_MS;
+    c->deadline = dsup_node_now(s->node) + CLAIM_TTL_MS;
     send_reserve_reply(s, &next.inst, name, next.tag, NULL);
 }
 
@@ -262,7 +262,7 @@ static void claim_confirmed(dsup_sup *s, dsup_term name, sup_claim *c, const dsu
         }
     c->confirmed = 1;
     pid_set(&c->child, child);
-    c->deadline = dsup_node_now() + CLAIM_TTL_MS;
+    c->deadline = dsup_node_now(s->node) + CLAIM_TTL_MS;
 }
 
 static void on_reserve(dsup_sup *s, dsup_term name, uint64_t tag, const dsup_pid *inst)
@@ -280,7 +280,7 @@ static void on_release(dsup_sup *s, dsup_term name, uint64_t tag, dsup_term resu
         return; /* expired meanwhile */
     dsup_pid child;
     int i = 0;
-    if (dsup_decode_pid(result.buf, &i, &child) == 0)
+    if (dsup_decode_pid(s->node, result.buf, &i, &child) == 0)
         claim_confirmed(s, name, c, &child);
     else
         claim_failed(s, name, c);
@@ -316,7 +316,7 @@ static sup_claim_wait *wait_take(dsup_sup *s, uint64_t tag)
 static void start_granted(dsup_sup *s, sup_claim_wait *w, const dsup_pid *arbiter)
 {
     dsup_term name = w->spec->name;
-    ei_x_buff *key = dsup_term_scratch(), *x = dsup_term_scratch();
+    ei_x_buff *key = dsup_term_scratch(s->node), *x = dsup_term_scratch(s->node);
     dsup_x_encode_term(key, name); /* sup_start_local consumes the spec */
     dsup_child_spec *spec = w->spec;
     w->spec = NULL;
@@ -345,7 +345,7 @@ static void place(dsup_sup *s, sup_claim_wait *w)
     if (!arbiter) {
         /* No owner on the ring (an instance outside its own `nodes`): no
          * arbiter either; start as before arbitration existed. */
-        ei_x_buff *x = dsup_term_scratch();
+        ei_x_buff *x = dsup_term_scratch(s->node);
         dsup_child_spec *spec = w->spec;
         w->spec = NULL;
         sup_start_local(s, spec, x);
@@ -357,7 +357,7 @@ static void place(dsup_sup *s, sup_claim_wait *w)
     }
     w->arbiter = arbiter->node;
     dsup_intern_hold(w->arbiter);
-    w->deadline = dsup_node_now() + WAIT_TTL_MS;
+    w->deadline = dsup_node_now(s->node) + WAIT_TTL_MS;
     w->next = s->claim_waits;
     s->claim_waits = w;
     arm_sweep(s);
@@ -366,7 +366,7 @@ static void place(dsup_sup *s, sup_claim_wait *w)
 
 dsup_call_ret sup_start_claimed(dsup_sup *s, dsup_child_spec *spec, const dsup_from *from, ei_x_buff *reply)
 {
-    if (spec->name.len == 0 && !(spec = sup_spec_named_by_ref(spec)))
+    if (spec->name.len == 0 && !(spec = sup_spec_named_by_ref(s, spec)))
         return DSUP_REPLY;
     if (sup_check_child_name(s, spec->name, reply) < 0 || sup_reply_if_running(s, spec->name, reply)) {
         free(spec);
@@ -380,7 +380,7 @@ dsup_call_ret sup_start_claimed(dsup_sup *s, dsup_child_spec *spec, const dsup_f
         return DSUP_REPLY;
     }
     const char *owner = sup_place_owner(s, spec, 1);
-    if (!owner || (strcmp(owner, g_node->name) == 0 && !claim_of(s, spec->name))) {
+    if (!owner || (strcmp(owner, s->node->name) == 0 && !claim_of(s, spec->name))) {
         sup_start_local(s, spec, reply); /* we arbitrate, and nobody else holds it */
         return DSUP_REPLY;
     }
@@ -420,8 +420,8 @@ static void on_reserve_reply(dsup_sup *s, dsup_term name, uint64_t tag, const ds
     int ar, i = 0;
     dsup_pid winner;
     if (dsup_term_tagged(result, "already_started", &ar, el, 2) && ar == 2 &&
-        dsup_decode_pid(el[1].buf, &i, &winner) == 0) {
-        reply_already_started(w->from, &winner);
+        dsup_decode_pid(s->node, el[1].buf, &i, &winner) == 0) {
+        reply_already_started(s, w->from, &winner);
         w->from = NULL;
     }
     wait_free(w);
@@ -458,8 +458,8 @@ static void end_claims(dsup_sup *s, const char *node)
 {
     if (s->claims.count == 0)
         return;
-    ei_x_buff *names = dsup_term_scratch();
-    lost_ctx l = { s, node, dsup_node_now(), names };
+    ei_x_buff *names = dsup_term_scratch(s->node);
+    lost_ctx l = { s, node, dsup_node_now(s->node), names };
     dsup_dict_foreach(&s->claims, scan_claim, &l);
     for (int i = 0; i < names->index;) {
         int st = i;
@@ -501,7 +501,7 @@ void sup_claim_node_lost(dsup_sup *s, const char *node)
         w->next = NULL;
         const dsup_pid *live;
         if (dsup_pg_members(s->scope, w->spec->name, &live) > 0) {
-            reply_already_started(w->from, &live[0]);
+            reply_already_started(s, w->from, &live[0]);
             w->from = NULL;
             wait_free(w);
             continue;
@@ -516,7 +516,7 @@ static void on_sweep(uv_timer_t *t)
 {
     dsup_sup *s = t->data;
     end_claims(s, NULL);
-    uint64_t now = dsup_node_now();
+    uint64_t now = dsup_node_now(s->node);
     for (sup_claim_wait **pp = &s->claim_waits; *pp;) {
         sup_claim_wait *w = *pp;
         if (w->deadline > now) {
@@ -525,7 +525,7 @@ static void on_sweep(uv_timer_t *t)
         }
         *pp = w->next;
         LOG_WARN("%s: no answer from %s about a child name in %d ms", s->name, w->arbiter, WAIT_TTL_MS);
-        ei_x_buff *x = dsup_term_scratch();
+        ei_x_buff *x = dsup_term_scratch(s->node);
         ei_x_encode_tuple_header(x, 2);
         dsup_x_encode_atom(x, "error");
         ei_x_encode_tuple_header(x, 2);
@@ -545,7 +545,7 @@ void sup_claim_shutdown(dsup_sup *s)
     while (s->claim_waits) {
         sup_claim_wait *w = s->claim_waits;
         s->claim_waits = w->next;
-        ei_x_buff *x = dsup_term_scratch();
+        ei_x_buff *x = dsup_term_scratch(s->node);
         ei_x_encode_tuple_header(x, 2);
         dsup_x_encode_atom(x, "error");
         dsup_x_encode_atom(x, "shutting_down");
@@ -554,7 +554,7 @@ void sup_claim_shutdown(dsup_sup *s)
         dsup_term_scratch_release(x);
         wait_free(w);
     }
-    ei_x_buff *names = dsup_term_scratch();
+    ei_x_buff *names = dsup_term_scratch(s->node);
     lost_ctx l = { s, NULL, UINT64_MAX, names };
     dsup_dict_foreach(&s->claims, scan_claim, &l);
     for (int i = 0; i < names->index;) {
@@ -579,12 +579,12 @@ int sup_claim_msg(dsup_sup *s, dsup_term ev)
     unsigned long long tag;
     dsup_pid pid;
     if (dsup_term_tagged(ev, "reserve", &ar, el, 6) && ar == 4) {
-        if (ei_decode_ulonglong(el[2].buf, &i, &tag) == 0 && (i = 0, dsup_decode_pid(el[3].buf, &i, &pid)) == 0)
+        if (ei_decode_ulonglong(el[2].buf, &i, &tag) == 0 && (i = 0, dsup_decode_pid(s->node, el[3].buf, &i, &pid)) == 0)
             on_reserve(s, el[1], tag, &pid);
         return 1;
     }
     if (dsup_term_tagged(ev, "reserve_reply", &ar, el, 6) && ar == 5) {
-        if (ei_decode_ulonglong(el[2].buf, &i, &tag) == 0 && (i = 0, dsup_decode_pid(el[3].buf, &i, &pid)) == 0)
+        if (ei_decode_ulonglong(el[2].buf, &i, &tag) == 0 && (i = 0, dsup_decode_pid(s->node, el[3].buf, &i, &pid)) == 0)
             on_reserve_reply(s, el[1], tag, &pid, el[4]);
         return 1;
     }

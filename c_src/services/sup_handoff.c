@@ -38,12 +38,11 @@
 #include "sup.h"
 #include "term.h"
 
-static dsup_ratelimit refuse_log;
-
 /* Append {state, T} or `none` for local child c. */
 static void encode_handoff(sup_child *c, ei_x_buff *x)
 {
-    dsup_proc *p = dsup_proc_lookup(&c->pid);
+    dsup_node *node = dsup_node_of_name(c->pid.node); /* a local child */
+    dsup_proc *p = dsup_proc_lookup(node, &c->pid);
     if (p && p->started && p->type && p->type->handoff_state) {
         int start = x->index;
         ei_x_encode_tuple_header(x, 2);
@@ -67,7 +66,7 @@ void sup_handoff_mark(dsup_sup *s, dsup_term name, int moving)
 {
     if (!s->proc)
         return;
-    ei_x_buff *x = dsup_term_scratch();
+    ei_x_buff *x = dsup_term_scratch(s->node);
     encode_mark(x, name);
     if (moving)
         dsup_pg_join(s->scope, dsup_term_of_x(x), &s->proc->pid, 1);
@@ -90,10 +89,11 @@ int sup_handoff_is_mark(dsup_term group)
 static void stop_old_copy(sup_child *c, const char *node)
 {
     c->terminating = 1;
-    dsup_proc *p = dsup_proc_lookup(&c->pid);
+    dsup_node *me = dsup_node_of_name(c->pid.node); /* a local child */
+    dsup_proc *p = dsup_proc_lookup(me, &c->pid);
     if (!p)
         return;
-    ei_x_buff *x = dsup_term_scratch();
+    ei_x_buff *x = dsup_term_scratch(me);
     ei_x_encode_tuple_header(x, 2);
     dsup_x_encode_atom(x, "shutdown");
     ei_x_encode_tuple_header(x, 2);
@@ -125,23 +125,23 @@ void sup_handoff_take(dsup_sup *s, sup_child *c, const char *node, ei_x_buff *x)
 int sup_handoff_on_stop(dsup_sup *s, sup_child **list, size_t n, int barrier)
 {
     size_t moved = 0;
-    ei_x_buff *x = dsup_term_scratch();
+    ei_x_buff *x = dsup_term_scratch(s->node);
     for (size_t i = 0; i < n; i++) {
         sup_child *c = list[i];
-        dsup_proc *p = dsup_proc_lookup(&c->pid);
+        dsup_proc *p = dsup_proc_lookup(s->node, &c->pid);
         if (!p || c->terminating)
             continue;
         /* A temporary child is not brought back when its node stops (as
          * before handoff existed); move_child and rebalance do move it. */
         const char *node = p->type && p->type->handoff_state && c->spec->restart != DSUP_RESTART_TEMPORARY
-                               ? sup_place_successor(s, c->spec, g_node->name)
+                               ? sup_place_successor(s, c->spec, s->node->name)
                                : NULL;
         const dsup_pid *host = node ? sup_host_on(s, node) : NULL;
         if (!host) {
             /* moves by restart: the survivors' failover, once we left */
             if (barrier) {
                 c->terminating = 1;
-                dsup_proc_exit(p, dsup_reason_atom("shutdown"));
+                dsup_proc_exit(p, dsup_reason_atom(s->node, "shutdown"));
             }
             continue;
         }
@@ -185,7 +185,7 @@ static int start_arriving(dsup_sup *s, dsup_term name, dsup_term spec_t, dsup_te
         handoff = &el[1];
     else if (!dsup_term_is_atom(state_t, "none"))
         goto bad;
-    if (dsup_spec_parse(spec_t, &spec) < 0)
+    if (dsup_spec_parse(s->node, spec_t, &spec) < 0)
         goto bad;
     named = dsup_spec_with_name(spec, name);
     free(spec);
@@ -209,10 +209,10 @@ int sup_handoff_msg(dsup_sup *s, dsup_term ev)
     }
     if (!dsup_term_tagged(ev, "handoff", &ar, el, 5) || ar != 4)
         return 0;
-    ei_x_buff *x = dsup_term_scratch();
+    ei_x_buff *x = dsup_term_scratch(s->node);
     if (start_arriving(s, el[1], el[2], el[3], x) < 0) {
         unsigned dropped;
-        if (dsup_ratelimit_ok(&refuse_log, dsup_node_now(), &dropped)) {
+        if (dsup_ratelimit_ok(&s->node->sup->handoff_refuse_log, dsup_node_now(s->node), &dropped)) {
             char *why = NULL;
             int i = 0;
             ei_s_print_term(&why, x->buff, &i);
@@ -239,7 +239,7 @@ static dsup_call_ret move_child(dsup_sup *s, dsup_term req, dsup_term name, dsup
     const char *node, *text;
     size_t len;
     int i = 0;
-    if (dsup_term_atom_text(node_t.buf, &i, &text, &len) < 0 || !(node = dsup_intern_find(text, len)) ||
+    if (dsup_term_atom_text(node_t.buf, &i, &text, &len) < 0 || !(node = dsup_intern_find(s->node->names, text, len)) ||
         !sup_host_on(s, node)) {
         ei_x_encode_tuple_header(reply, 2);
         dsup_x_encode_atom(reply, "error");
@@ -259,7 +259,7 @@ static dsup_call_ret move_child(dsup_sup *s, dsup_term req, dsup_term name, dsup
         error_atom(reply, "not_found");
         return DSUP_REPLY;
     }
-    if (node == g_node->name) { /* already there */
+    if (node == s->node->name) { /* already there */
         ei_x_encode_tuple_header(reply, 3);
         dsup_x_encode_atom(reply, "ok");
         dsup_x_encode_pid(reply, &c->pid);

@@ -32,6 +32,7 @@ int dsup_heal_max_seconds = DSUP_HEAL_DEFAULT_MAX_SECONDS;
 #define RECENT 8 /* per instance, enough to reach the backoff cap */
 
 typedef struct heal_rec {
+    dsup_node *node;
     const char *name;      /* interned instance name */
     dsup_term opts;        /* owned copy of the start options; len 0: none */
     dsup_sup *ended;       /* the instance that ended, until restarted */
@@ -45,27 +46,39 @@ typedef struct heal_rec {
     struct heal_rec *next;
 } heal_rec;
 
-static heal_rec *recs;
-static uint64_t *node_times; /* a ring of the node's recent instance restarts */
-static int node_ntimes, node_cap;
+/* One node's (node->sup->heal). */
+struct sup_heal_state {
+    heal_rec *recs;
+    uint64_t *node_times; /* a ring of the node's recent instance restarts */
+    int node_ntimes, node_cap;
+};
 
-static heal_rec *rec_for(const char *name, int create)
+static struct sup_heal_state *heal_of(dsup_node *node)
 {
-    for (heal_rec *r = recs; r; r = r->next)
+    if (!node->sup->heal)
+        node->sup->heal = dsup_xcalloc(1, sizeof *node->sup->heal);
+    return node->sup->heal;
+}
+
+static heal_rec *rec_for(dsup_node *node, const char *name, int create)
+{
+    struct sup_heal_state *H = heal_of(node);
+    for (heal_rec *r = H->recs; r; r = r->next)
         if (r->name == name)
             return r;
     heal_rec *r = create ? dsup_xcalloc(1, sizeof *r) : NULL;
     if (!r)
         return NULL;
+    r->node = node;
     r->name = name;
-    r->next = recs;
-    recs = r;
+    r->next = H->recs;
+    H->recs = r;
     return r;
 }
 
 void sup_heal_keep(dsup_sup *s, dsup_child_spec *spec)
 {
-    heal_rec *r = rec_for(s->name, 1);
+    heal_rec *r = rec_for(s->node, s->name, 1);
     dsup_child_spec **k = r ? dsup_xrealloc(r->kept, (r->nkept + 1) * sizeof *k) : NULL;
     if (!k) {
         free(spec);
@@ -77,7 +90,7 @@ void sup_heal_keep(dsup_sup *s, dsup_child_spec *spec)
 
 void sup_heal_started(dsup_sup *s, const dsup_term *opts)
 {
-    heal_rec *r = rec_for(s->name, 1);
+    heal_rec *r = rec_for(s->node, s->name, 1);
     if (!r || (opts && opts->buf == r->opts.buf)) /* a restart with the kept options */
         return;
     dsup_term_free(&r->opts);
@@ -106,14 +119,15 @@ static int window_allows(uint64_t *times, int *n, int cap, int max, uint64_t now
     return 1;
 }
 
-static int node_restart_allowed(uint64_t now)
+static int node_restart_allowed(dsup_node *node, uint64_t now)
 {
-    if (node_cap < dsup_heal_max_restarts + 1) {
-        uint64_t *t = dsup_xrealloc(node_times, (size_t)(dsup_heal_max_restarts + 1) * sizeof *t);
-        node_times = t;
-        node_cap = dsup_heal_max_restarts + 1;
+    struct sup_heal_state *H = heal_of(node);
+    if (H->node_cap < dsup_heal_max_restarts + 1) {
+        uint64_t *t = dsup_xrealloc(H->node_times, (size_t)(dsup_heal_max_restarts + 1) * sizeof *t);
+        H->node_times = t;
+        H->node_cap = dsup_heal_max_restarts + 1;
     }
-    return window_allows(node_times, &node_ntimes, node_cap, dsup_heal_max_restarts, now);
+    return window_allows(H->node_times, &H->node_ntimes, H->node_cap, dsup_heal_max_restarts, now);
 }
 
 /* ---- the restart ----------------------------------------------------------- */
@@ -139,7 +153,7 @@ static int carry_one(dsup_sup *now, const dsup_child_spec *spec)
     if (dsup_pg_members(now->scope, spec->name, &live) > 0)
         return 0;
     dsup_child_spec *copy = dsup_spec_with_name(spec, spec->name);
-    ei_x_buff *x = dsup_term_scratch();
+    ei_x_buff *x = dsup_term_scratch(now->node);
     int rc = copy ? sup_start_local(now, copy, x) : -1;
     dsup_term el[2];
     if (rc < 0 && dsup_term_tuple((dsup_term){ x->buff, (size_t)x->index }, el, 2) == 2)
@@ -180,17 +194,18 @@ static void schedule(heal_rec *r, const char *why);
 static void on_timer(uv_timer_t *t)
 {
     heal_rec *r = t->data;
+    dsup_node *node = r->node;
     r->scheduled = 0;
-    if (g_node->stopping)
+    if (node->stopping)
         return;
     if (r->exit_node) {
-        dsup_shutdown();
+        dsup_shutdown(node);
         return;
     }
     /* Started again meanwhile (a start_supervisor call): adopt that one. */
-    dsup_sup *now = dsup_sup_find(r->name);
-    ei_x_buff *err = dsup_term_scratch();
-    int rc = now ? 0 : dsup_sup_start(r->name, r->opts.len ? &r->opts : NULL, &now, err);
+    dsup_sup *now = dsup_sup_find(node, r->name);
+    ei_x_buff *err = dsup_term_scratch(node);
+    int rc = now ? 0 : dsup_sup_start(node, r->name, r->opts.len ? &r->opts : NULL, &now, err);
     if (rc < 0) {
         char txt[512];
         dsup_term_text((dsup_term){ err->buff, (size_t)err->index }, txt, sizeof txt);
@@ -209,13 +224,14 @@ static void schedule(heal_rec *r, const char *why)
 {
     if (r->scheduled)
         return;
-    uint64_t now = dsup_node_now();
+    dsup_node *node = r->node;
+    uint64_t now = dsup_node_now(node);
     unsigned delay = 0;
-    if (!node_restart_allowed(now)) {
+    if (!node_restart_allowed(node, now)) {
         LOG_ERROR("node reached maximum instance restart intensity (%d in %d s): instance %s ended (%s); "
                   "exiting with status %d for the service manager to restart the node",
                   dsup_heal_max_restarts, dsup_heal_max_seconds, r->name, why, DSUP_EXIT_SOFTWARE);
-        g_node->exit_status = DSUP_EXIT_SOFTWARE;
+        node->exit_status = DSUP_EXIT_SOFTWARE;
         r->exit_node = 1;
     } else {
         /* doubled for each earlier restart of this instance in the window */
@@ -225,10 +241,10 @@ static void schedule(heal_rec *r, const char *why)
             d *= 2;
         delay = (unsigned)(d < DSUP_HEAL_BACKOFF_MAX_MS ? d : DSUP_HEAL_BACKOFF_MAX_MS);
         LOG_WARN("%s: instance ended (%s); restarting it in %u ms (node restart %d of %d allowed in %d s)", r->name,
-                 why, delay, node_ntimes, dsup_heal_max_restarts, dsup_heal_max_seconds);
+                 why, delay, heal_of(node)->node_ntimes, dsup_heal_max_restarts, dsup_heal_max_seconds);
     }
     if (!r->timer_ready) {
-        uv_timer_init(g_node->loop, &r->timer);
+        uv_timer_init(node->loop, &r->timer);
         uv_unref((uv_handle_t *)&r->timer); /* a stopping node does not wait for it */
         r->timer.data = r;
         r->timer_ready = 1;
@@ -239,12 +255,40 @@ static void schedule(heal_rec *r, const char *why)
 
 void sup_heal_ended(dsup_sup *s, dsup_term reason)
 {
-    if (!g_node || g_node->stopping)
+    if (s->node->stopping)
         return;
-    heal_rec *r = rec_for(s->name, 0);
+    heal_rec *r = rec_for(s->node, s->name, 0);
     if (!r)
         return;
     r->ended = s;
     char txt[512];
     schedule(r, dsup_term_text(reason, txt, sizeof txt));
+}
+
+/* Node stop: no instance restarts any more; their timers close. */
+void sup_heal_stop(dsup_node *node)
+{
+    if (!node->sup->heal)
+        return;
+    for (heal_rec *r = node->sup->heal->recs; r; r = r->next)
+        if (r->timer_ready && !uv_is_closing((uv_handle_t *)&r->timer))
+            uv_close((uv_handle_t *)&r->timer, NULL);
+}
+
+void sup_heal_free(dsup_node *node)
+{
+    struct sup_heal_state *H = node->sup->heal;
+    if (!H)
+        return;
+    for (heal_rec *r = H->recs, *next; r; r = next) {
+        next = r->next;
+        dsup_term_free(&r->opts);
+        for (size_t i = 0; i < r->nkept; i++)
+            free(r->kept[i]);
+        free(r->kept);
+        free(r);
+    }
+    free(H->node_times);
+    free(H);
+    node->sup->heal = NULL;
 }

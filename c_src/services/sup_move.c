@@ -91,9 +91,9 @@ static void free_move(sup_move *m)
     free(m);
 }
 
-static void reply_error(dsup_saved_from *from, const char *what, const char *node)
+static void reply_error(dsup_sup *s, dsup_saved_from *from, const char *what, const char *node)
 {
-    ei_x_buff *x = dsup_term_scratch();
+    ei_x_buff *x = dsup_term_scratch(s->node);
     ei_x_encode_tuple_header(x, 2);
     dsup_x_encode_atom(x, "error");
     if (node) {
@@ -117,7 +117,7 @@ static void send_barred(dsup_sup *s)
         sup_move *m = list;
         list = m->next;
         if (m->kind == MOVE_NOTIFY) {
-            ei_x_buff *x = dsup_term_scratch();
+            ei_x_buff *x = dsup_term_scratch(s->node);
             dsup_x_encode_term(x, m->req);
             dsup_send(s->proc, &m->to, x);
             dsup_term_scratch_release(x);
@@ -133,7 +133,7 @@ static void send_barred(dsup_sup *s)
             LOG_WARN("%s: %s left before a child moved to it arrived", s->name, m->node);
             sup_handoff_mark(s, m->name, 0);
             if (m->from) {
-                reply_error(m->from, "nodedown", m->node);
+                reply_error(s, m->from, "nodedown", m->node);
                 m->from = NULL;
             } else if (!m->graceful) {
                 sup_rebalance_moved(s, 0);
@@ -143,7 +143,7 @@ static void send_barred(dsup_sup *s)
         }
         dsup_pid to = *host;
         dsup_monitor(s->proc, &to, &m->mref);
-        ei_x_buff *x = dsup_term_scratch();
+        ei_x_buff *x = dsup_term_scratch(s->node);
         ei_x_encode_tuple_header(x, 3);
         dsup_x_encode_atom(x, "$gen_call");
         ei_x_encode_tuple_header(x, 2);
@@ -189,14 +189,14 @@ static void take_now(dsup_sup *s, sup_move *m)
     sup_child *c = sup_child_by_name(s, m->name);
     if (!c || !c->local || c->terminating || !c->spec) {
         if (m->from) {
-            reply_error(m->from, "not_found", NULL);
+            reply_error(s, m->from, "not_found", NULL);
             m->from = NULL;
         } else {
             sup_rebalance_moved(s, 0);
         }
         return;
     }
-    ei_x_buff *x = dsup_term_scratch();
+    ei_x_buff *x = dsup_term_scratch(s->node);
     sup_handoff_take(s, c, m->node, x); /* encodes the request, marks, stops the old copy */
     m->req = dsup_term_dup(dsup_term_of_x(x));
     dsup_term_scratch_release(x);
@@ -204,7 +204,7 @@ static void take_now(dsup_sup *s, sup_move *m)
         LOG_ERROR("%s: out of memory moving a child; it is lost", s->name);
         sup_handoff_mark(s, m->name, 0);
         if (m->from) {
-            reply_error(m->from, "enomem", NULL);
+            reply_error(s, m->from, "enomem", NULL);
             m->from = NULL;
         } else {
             sup_rebalance_moved(s, 0);
@@ -218,14 +218,14 @@ static void open_barrier(dsup_sup *s)
     sup_moves *mv = s->moves;
     mv->barred = mv->waiting;
     mv->waiting = NULL;
-    dsup_node_make_ref(&mv->barrier_tag);
+    dsup_node_make_ref(s->node, &mv->barrier_tag);
     mv->barrier_open = 1; /* before take_now: a throttle refilled from it queues behind */
     mv->barrier_t0 = uv_hrtime();
     mv->barrier_left = 0;
     for (sup_move *m = mv->barred; m; m = m->next)
         if (m->kind == MOVE_CALL && !m->req.buf)
             take_now(s, m);
-    ei_x_buff *x = dsup_term_scratch();
+    ei_x_buff *x = dsup_term_scratch(s->node);
     ei_x_encode_tuple_header(x, 3);
     dsup_x_encode_atom(x, "$gen_call");
     ei_x_encode_tuple_header(x, 2);
@@ -233,9 +233,9 @@ static void open_barrier(dsup_sup *s)
     dsup_x_encode_ref(x, &mv->barrier_tag);
     ei_x_encode_tuple_header(x, 2);
     dsup_x_encode_atom(x, "is_auth");
-    dsup_x_encode_atom(x, g_node->name);
-    for (size_t i = 0; i < g_node->nconns; i++) {
-        dsup_conn *c = g_node->conns[i];
+    dsup_x_encode_atom(x, s->node->name);
+    for (size_t i = 0; i < s->node->nconns; i++) {
+        dsup_conn *c = s->node->conns[i];
         if (c->state == CONN_UP && c->peer) {
             dsup_send_named(s->proc, "net_kernel", c->peer, x);
             mv->barrier_left++;
@@ -247,7 +247,7 @@ static void open_barrier(dsup_sup *s)
         return;
     }
     if (!mv->barrier_timer && (mv->barrier_timer = dsup_xmalloc(sizeof *mv->barrier_timer))) {
-        uv_timer_init(g_node->loop, mv->barrier_timer);
+        uv_timer_init(s->node->loop, mv->barrier_timer);
         mv->barrier_timer->data = s;
     }
     if (mv->barrier_timer)
@@ -292,7 +292,7 @@ void sup_move_queue_taken(dsup_sup *s, dsup_term name, const char *node, const e
     }
     m->kind = MOVE_CALL;
     m->graceful = 1;
-    dsup_node_make_ref(&m->tag);
+    dsup_node_make_ref(s->node, &m->tag);
     m->node = node;
     dsup_intern_hold(node);
     m->next = mv->waiting;
@@ -321,13 +321,13 @@ void sup_move_start(dsup_sup *s, sup_child *c, const char *node, const dsup_from
         LOG_ERROR("%s: out of memory moving a child; it stays", s->name);
         free(m);
         if (from)
-            reply_error(dsup_from_save(from), "enomem", NULL);
+            reply_error(s, dsup_from_save(from), "enomem", NULL);
         else
             sup_rebalance_moved(s, 0);
         return;
     }
     m->kind = MOVE_CALL;
-    dsup_node_make_ref(&m->tag);
+    dsup_node_make_ref(s->node, &m->tag);
     m->node = node;
     dsup_intern_hold(node);
     m->from = from ? dsup_from_save(from) : NULL;
@@ -343,7 +343,7 @@ int sup_move_notify_after_barrier(dsup_sup *s, const dsup_pid *mover, dsup_term 
     sup_move *m = mv ? dsup_xcalloc(1, sizeof *m) : NULL;
     if (!m)
         return -1;
-    ei_x_buff *x = dsup_term_scratch();
+    ei_x_buff *x = dsup_term_scratch(s->node);
     ei_x_encode_tuple_header(x, 2);
     dsup_x_encode_atom(x, "$dsup");
     ei_x_encode_tuple_header(x, 2);
@@ -379,7 +379,7 @@ static void on_mark_timer(uv_timer_t *t)
     dsup_sup *s = t->data;
     if (!s->proc || !s->moves)
         return;
-    uint64_t now = dsup_node_now();
+    uint64_t now = dsup_node_now(s->node);
     for (sup_move **pp = &s->moves->marked; *pp;) {
         if ((*pp)->until_ms <= now) {
             LOG_DEBUG("%s: no moved_visible from %s in %d ms: leaving the moving mark", s->name, (*pp)->node,
@@ -400,11 +400,11 @@ static void hold_mark(dsup_sup *s, sup_move *m)
     sup_moves *mv = s->moves;
     dsup_term_free(&m->req);
     m->kind = MOVE_MARKED;
-    m->until_ms = dsup_node_now() + SUP_MARK_MAX_MS;
+    m->until_ms = dsup_node_now(s->node) + SUP_MARK_MAX_MS;
     m->next = mv->marked;
     mv->marked = m;
     if (!mv->mark_timer && (mv->mark_timer = dsup_xmalloc(sizeof *mv->mark_timer))) {
-        uv_timer_init(g_node->loop, mv->mark_timer);
+        uv_timer_init(s->node->loop, mv->mark_timer);
         mv->mark_timer->data = s;
     }
     if (mv->mark_timer && !uv_is_active((uv_handle_t *)mv->mark_timer))
@@ -467,7 +467,7 @@ static void finished(dsup_sup *s, sup_move *m, dsup_term reply)
         free(why);
     }
     if (m->from) {
-        ei_x_buff *x = dsup_term_scratch();
+        ei_x_buff *x = dsup_term_scratch(s->node);
         dsup_x_encode_term(x, reply);
         dsup_reply(m->from, x);
         m->from = NULL;
@@ -492,7 +492,7 @@ int sup_move_reply(dsup_sup *s, dsup_term msg)
     dsup_term el[2];
     dsup_ref ref;
     int i = 0;
-    if (dsup_term_tuple(msg, el, 2) != 2 || dsup_decode_ref(el[0].buf, &i, &ref) < 0)
+    if (dsup_term_tuple(msg, el, 2) != 2 || dsup_decode_ref(s->node, el[0].buf, &i, &ref) < 0)
         return 0;
     if (mv->barrier_open && dsup_ref_eq(&ref, &mv->barrier_tag)) {
         if (--mv->barrier_left <= 0)
@@ -512,7 +512,7 @@ int sup_move_down(dsup_sup *s, const dsup_ref *mref)
     sup_move *m = s->moves ? take(&s->moves->inflight, mref, 1) : NULL;
     if (!m)
         return 0;
-    ei_x_buff *x = dsup_term_scratch();
+    ei_x_buff *x = dsup_term_scratch(s->node);
     ei_x_encode_tuple_header(x, 2);
     dsup_x_encode_atom(x, "error");
     ei_x_encode_tuple_header(x, 2);
@@ -523,12 +523,12 @@ int sup_move_down(dsup_sup *s, const dsup_ref *mref)
     return 1;
 }
 
-static void free_list(sup_move *m)
+static void free_list(dsup_sup *s, sup_move *m)
 {
     while (m) {
         sup_move *next = m->next;
         if (m->from)
-            reply_error(m->from, "shutting_down", NULL);
+            reply_error(s, m->from, "shutting_down", NULL);
         m->from = NULL;
         free_move(m);
         m = next;
@@ -540,10 +540,10 @@ void sup_move_free(dsup_sup *s)
     sup_moves *mv = s->moves;
     if (!mv)
         return;
-    free_list(mv->waiting);
-    free_list(mv->barred);
-    free_list(mv->inflight);
-    free_list(mv->marked);
+    free_list(s, mv->waiting);
+    free_list(s, mv->barred);
+    free_list(s, mv->inflight);
+    free_list(s, mv->marked);
     if (mv->mark_timer)
         uv_close((uv_handle_t *)mv->mark_timer, (uv_close_cb)free);
     if (mv->barrier_timer)

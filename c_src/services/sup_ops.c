@@ -60,7 +60,7 @@ int sup_forward(dsup_sup *s, const char *node, dsup_term request, const dsup_fro
         return -1;
     sup_pending *p = dsup_xcalloc(1, sizeof *p);
     dsup_pid target = *host;
-    dsup_node_make_ref(&p->tag);
+    dsup_node_make_ref(s->node, &p->tag);
     dsup_monitor(s->proc, &target, &p->mref);
     p->node = node;
     dsup_intern_hold(node);
@@ -68,7 +68,7 @@ int sup_forward(dsup_sup *s, const char *node, dsup_term request, const dsup_fro
     p->from = dsup_from_save(from);
     p->next = s->pending;
     s->pending = p;
-    ei_x_buff *x = dsup_term_scratch();
+    ei_x_buff *x = dsup_term_scratch(s->node);
     ei_x_encode_tuple_header(x, 3);
     dsup_x_encode_atom(x, "$gen_call");
     ei_x_encode_tuple_header(x, 2);
@@ -100,13 +100,13 @@ int sup_pending_reply(dsup_sup *s, dsup_term msg)
     dsup_term el[2];
     dsup_ref ref;
     int i = 0;
-    if (dsup_term_tuple(msg, el, 2) != 2 || dsup_decode_ref(el[0].buf, &i, &ref) < 0)
+    if (dsup_term_tuple(msg, el, 2) != 2 || dsup_decode_ref(s->node, el[0].buf, &i, &ref) < 0)
         return 0;
     sup_pending *p = take_pending(s, &ref, 0);
     if (!p)
         return 0;
     dsup_demonitor(s->proc, &p->mref);
-    ei_x_buff *x = dsup_term_scratch();
+    ei_x_buff *x = dsup_term_scratch(s->node);
     dsup_x_encode_term(x, el[1]);
     dsup_reply(p->from, x);
     dsup_term_scratch_release(x);
@@ -121,7 +121,7 @@ int sup_pending_down(dsup_sup *s, const dsup_ref *mref)
     sup_pending *p = take_pending(s, mref, 1);
     if (!p)
         return 0;
-    ei_x_buff *x = dsup_term_scratch();
+    ei_x_buff *x = dsup_term_scratch(s->node);
     if (p->is_terminate)
         error_atom(x, "not_found"); /* the child went with its node */
     else
@@ -135,7 +135,7 @@ int sup_pending_down(dsup_sup *s, const dsup_ref *mref)
 
 /* ---- start_child --------------------------------------------------------------- */
 
-static const char *node_arg(dsup_term t)
+static const char *node_arg(dsup_sup *s, dsup_term t)
 {
     if (dsup_term_is_atom(t, "undefined") || dsup_term_is_atom(t, "nil"))
         return NULL;
@@ -144,7 +144,7 @@ static const char *node_arg(dsup_term t)
     size_t n;
     if (dsup_term_atom_text(t.buf, &i, &a, &n) < 0)
         return "";
-    a = dsup_intern_peer(a, n); /* counted: a pending forward holds it */
+    a = dsup_intern_peer(s->node->names, a, n); /* counted: a pending forward holds it */
     return a ? a : "";
 }
 
@@ -152,17 +152,17 @@ static dsup_call_ret start_child(dsup_sup *s, dsup_term spec_t, dsup_term node_t
                                  ei_x_buff *reply)
 {
     dsup_child_spec *spec;
-    if (dsup_spec_parse(spec_t, &spec) < 0) {
+    if (dsup_spec_parse(s->node, spec_t, &spec) < 0) {
         error_pair(reply, "incorrect_spec", spec_t);
         return DSUP_REPLY;
     }
-    const char *node = node_arg(node_t);
+    const char *node = node_arg(s, node_t);
     if (node && !*node) {
         free(spec);
         error_pair(reply, "incorrect_node", node_t);
         return DSUP_REPLY;
     }
-    if (spec->name.len == 0 && !(spec = sup_spec_named_by_ref(spec))) {
+    if (spec->name.len == 0 && !(spec = sup_spec_named_by_ref(s, spec))) {
         error_atom(reply, "enomem");
         return DSUP_REPLY;
     }
@@ -180,7 +180,7 @@ static dsup_call_ret start_child(dsup_sup *s, dsup_term spec_t, dsup_term node_t
         node = sup_place_owner(s, spec, 1);
         if (!node) {
             if (dsup_ring_node_count(s->ring)) {
-                ei_x_buff *t = dsup_term_scratch(); /* not dsup_reason_atom: it keeps what it encodes */
+                ei_x_buff *t = dsup_term_scratch(s->node); /* not dsup_reason_atom: it keeps what it encodes */
                 dsup_x_encode_atom(t, spec->type);
                 error_pair(reply, "unknown_worker", dsup_term_of_x(t));
                 dsup_term_scratch_release(t);
@@ -191,10 +191,10 @@ static dsup_call_ret start_child(dsup_sup *s, dsup_term spec_t, dsup_term node_t
             return DSUP_REPLY;
         }
     }
-    if (node == g_node->name)
+    if (node == s->node->name)
         return sup_start_claimed(s, spec, from, reply);
     /* {start_child_here, Name, SpecMap} to the instance on `node`. */
-    ei_x_buff *x = dsup_term_scratch();
+    ei_x_buff *x = dsup_term_scratch(s->node);
     ei_x_encode_tuple_header(x, 3);
     dsup_x_encode_atom(x, "start_child_here");
     dsup_x_encode_term(x, spec->name);
@@ -213,7 +213,7 @@ static dsup_call_ret start_child_here(dsup_sup *s, dsup_term name, dsup_term spe
                                       ei_x_buff *reply)
 {
     dsup_child_spec *named; /* parsed with its name: one allocation, kept by the child */
-    if (dsup_spec_parse_named(spec_t, name, &named) < 0) {
+    if (dsup_spec_parse_named(s->node, spec_t, name, &named) < 0) {
         error_pair(reply, "incorrect_spec", spec_t);
         return DSUP_REPLY;
     }
@@ -232,7 +232,7 @@ static dsup_call_ret terminate_child(dsup_sup *s, dsup_term req, dsup_term pid_t
 {
     dsup_pid pid;
     int i = 0;
-    if (dsup_decode_pid(pid_t.buf, &i, &pid) < 0) {
+    if (dsup_decode_pid(s->node, pid_t.buf, &i, &pid) < 0) {
         error_atom(reply, "not_found");
         return DSUP_REPLY;
     }
@@ -243,10 +243,10 @@ static dsup_call_ret terminate_child(dsup_sup *s, dsup_term req, dsup_term pid_t
             return DSUP_REPLY;
         }
         sup_child_stopping(c)->from = dsup_from_save(from);
-        sup_stop_child(s, c, dsup_reason_atom("shutdown"));
+        sup_stop_child(s, c, dsup_reason_atom(s->node, "shutdown"));
         return DSUP_NOREPLY;
     }
-    if (pid.node != g_node->name && sup_forward(s, pid.node, req, from, 1) == 0)
+    if (pid.node != s->node->name && sup_forward(s, pid.node, req, from, 1) == 0)
         return DSUP_NOREPLY;
     error_atom(reply, "not_found");
     return DSUP_REPLY;
@@ -326,7 +326,7 @@ dsup_call_ret sup_handle_call(dsup_proc *self, void *state, dsup_term req, const
         return DSUP_REPLY;
     }
     if (dsup_term_tagged(req, "start_child", &ar, el, 4) && (ar == 3 || ar == 2))
-        return start_child(s, el[1], ar == 3 ? el[2] : dsup_reason_atom("undefined"), from, reply);
+        return start_child(s, el[1], ar == 3 ? el[2] : dsup_reason_atom(s->node, "undefined"), from, reply);
     if (dsup_term_tagged(req, "start_child_here", &ar, el, 4) && ar == 3)
         return start_child_here(s, el[1], el[2], from, reply);
     if (dsup_term_tagged(req, "start_children_here", &ar, el, 4) && ar == 2)
@@ -363,7 +363,7 @@ dsup_call_ret sup_handle_call(dsup_proc *self, void *state, dsup_term req, const
     } else if (dsup_term_tagged(req, "whois", &ar, el, 4) && ar == 2) {
         dsup_pid pid;
         int i = 0;
-        sup_child *c = dsup_decode_pid(el[1].buf, &i, &pid) == 0 ? sup_child_by_pid(s, &pid) : NULL;
+        sup_child *c = dsup_decode_pid(s->node, el[1].buf, &i, &pid) == 0 ? sup_child_by_pid(s, &pid) : NULL;
         if (c)
             dsup_x_encode_term(reply, c->spec->name);
         else

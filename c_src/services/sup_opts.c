@@ -38,7 +38,7 @@ static int bad(ei_x_buff *err, dsup_term key)
     return -1;
 }
 
-static const char *atom_text(dsup_term t)
+static const char *atom_text(dsup_sup *s, dsup_term t)
 {
     int i = 0;
     const char *a;
@@ -47,7 +47,7 @@ static const char *atom_text(dsup_term t)
         return NULL;
     /* Counted: a peer's start_supervisor chooses these; the instance holds
      * what it keeps (sup_opts_release gives it back). */
-    return dsup_intern_peer(a, n);
+    return dsup_intern_peer(s->node->names, a, n);
 }
 
 static int get_long(dsup_term t, long *v)
@@ -118,21 +118,21 @@ void sup_opts_release(dsup_sup *s)
     release_listeners(s);
 }
 
-static int parse_listener(dsup_term t, sup_listener *l)
+static int parse_listener(dsup_sup *s, dsup_term t, sup_listener *l)
 {
     memset(l, 0, sizeof *l);
     int i = 0;
-    if (dsup_decode_pid(t.buf, &i, &l->pid) == 0) {
+    if (dsup_decode_pid(s->node, t.buf, &i, &l->pid) == 0) {
         dsup_pid_hold(&l->pid);
         return 0;
     }
-    if ((l->name = atom_text(t))) {
-        l->node = g_node->name;
+    if ((l->name = atom_text(s, t))) {
+        l->node = s->node->name;
         dsup_intern_hold(l->name);
         return 0;
     }
     dsup_term el[2];
-    if (dsup_term_tuple(t, el, 2) == 2 && (l->name = atom_text(el[0])) && (l->node = atom_text(el[1]))) {
+    if (dsup_term_tuple(t, el, 2) == 2 && (l->name = atom_text(s, el[0])) && (l->node = atom_text(s, el[1]))) {
         dsup_intern_hold(l->name);
         dsup_intern_hold(l->node);
         return 0;
@@ -152,14 +152,14 @@ int sup_parse_opts(dsup_sup *s, dsup_term opts, ei_x_buff *err)
     int rc = 0;
     for (int k = 0; k < n && rc == 0; k++) {
         dsup_term kv[2];
-        if (dsup_term_tuple(items[k], kv, 2) != 2 || !atom_text(kv[0])) {
+        if (dsup_term_tuple(items[k], kv, 2) != 2 || !atom_text(s, kv[0])) {
             rc = bad(err, items[k]);
             break;
         }
         dsup_term key = kv[0], v = kv[1];
         long num;
         if (dsup_term_is_atom(key, "name")) {
-            if (atom_text(v) != s->name)
+            if (atom_text(s, v) != s->name)
                 rc = bad(err, key);
         } else if (dsup_term_is_atom(key, "cache_children?") || dsup_term_is_atom(key, "cache_children")) {
             if (dsup_term_is_atom(v, "true"))
@@ -187,7 +187,7 @@ int sup_parse_opts(dsup_sup *s, dsup_term opts, ei_x_buff *err)
                 s->nodes = dsup_xcalloc((size_t)nn, sizeof *s->nodes);
                 s->nnodes = nn;
                 for (int j = 0; j < nn && rc == 0; j++)
-                    if (!s->nodes || !(s->nodes[j] = atom_text(ns[j])) || !strchr(s->nodes[j], '@')) {
+                    if (!s->nodes || !(s->nodes[j] = atom_text(s, ns[j])) || !strchr(s->nodes[j], '@')) {
                         if (s->nodes)
                             s->nodes[j] = NULL; /* not held */
                         rc = bad(err, key);
@@ -206,7 +206,7 @@ int sup_parse_opts(dsup_sup *s, dsup_term opts, ei_x_buff *err)
                 s->listeners = dsup_xcalloc((size_t)(nl ? nl : 1), sizeof *s->listeners);
                 s->nlisteners = nl;
                 for (int j = 0; j < nl && rc == 0; j++)
-                    if (!s->listeners || parse_listener(ls[j], &s->listeners[j]) < 0)
+                    if (!s->listeners || parse_listener(s, ls[j], &s->listeners[j]) < 0)
                         rc = bad(err, key);
             }
             free(ls);
@@ -253,7 +253,7 @@ int sup_parse_opts(dsup_sup *s, dsup_term opts, ei_x_buff *err)
     free(items);
     if (rc == 0 && s->quorum == -1) {
         if (s->nnodes == 0) /* `quorum: true` needs the configured `nodes` */
-            return bad(err, dsup_reason_atom("quorum"));
+            return bad(err, dsup_reason_atom(s->node, "quorum"));
         s->quorum = s->nnodes / 2 + 1;
     }
     return rc;

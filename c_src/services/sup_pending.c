@@ -21,7 +21,7 @@
 
 static void emit_pending(dsup_sup *s, const dsup_child_spec *spec)
 {
-    ei_x_buff *x = dsup_term_scratch();
+    ei_x_buff *x = dsup_term_scratch(s->node);
     ei_x_encode_tuple_header(x, 3);
     dsup_x_encode_atom(x, "process_pending");
     dsup_x_encode_term(x, spec->name);
@@ -86,7 +86,7 @@ static void retry_one(dsup_dict_ent *e, void *arg)
     const char *owner = sup_place_owner(r->s, spec, 0);
     if (!owner)
         return;
-    if (owner == g_node->name) {
+    if (owner == r->s->node->name) {
         if (r->n == r->cap) {
             size_t nc = r->cap ? r->cap * 2 : 16;
             dsup_child_spec **nl = dsup_xrealloc(r->mine, nc * sizeof *nl);
@@ -99,7 +99,7 @@ static void retry_one(dsup_dict_ent *e, void *arg)
     const dsup_pid *host = sup_host_on(r->s, owner);
     if (!host)
         return;
-    ei_x_buff *x = dsup_term_scratch();
+    ei_x_buff *x = dsup_term_scratch(r->s->node);
     ei_x_encode_tuple_header(x, 2);
     dsup_x_encode_atom(x, "$dsup");
     ei_x_encode_tuple_header(x, 3);
@@ -119,7 +119,7 @@ void sup_pending_child_retry(dsup_sup *s)
     for (size_t i = 0; i < r.n; i++) {
         if (!r.mine[i])
             continue;
-        ei_x_buff *x = dsup_term_scratch();
+        ei_x_buff *x = dsup_term_scratch(s->node);
         /* takes the spec; on success the cache forgets the pending entry */
         if (sup_start_local(s, r.mine[i], x) < 0)
             LOG_WARN("%s: a pending child was not started here (refused, or a copy runs already)", s->name);
@@ -132,13 +132,13 @@ void sup_pending_child_retry(dsup_sup *s)
 void sup_pending_child_start(dsup_sup *s, dsup_term name, dsup_term spec_t)
 {
     dsup_child_spec *spec, *named;
-    if (s->stopping || dsup_spec_parse(spec_t, &spec) < 0)
+    if (s->stopping || dsup_spec_parse(s->node, spec_t, &spec) < 0)
         return;
     named = dsup_spec_with_name(spec, name);
     free(spec);
     if (!named)
         return;
-    ei_x_buff *x = dsup_term_scratch();
+    ei_x_buff *x = dsup_term_scratch(s->node);
     sup_start_local(s, named, x); /* refuses a copy already running */
     dsup_term_scratch_release(x);
 }

@@ -22,6 +22,7 @@
 #include "log.h"
 #include "node.h"
 #include "sup.h"
+#include "xalloc.h"
 #include "term.h"
 
 #define MAX_CANDIDATES 64
@@ -40,7 +41,7 @@ void sup_place_advertise(dsup_sup *s, int join)
     if (n > 256)
         n = 256;
     for (size_t i = 0; i < n; i++) {
-        ei_x_buff *x = dsup_term_scratch();
+        ei_x_buff *x = dsup_term_scratch(s->node);
         encode_type_group(x, names[i]);
         dsup_term g = { x->buff, (size_t)x->index };
         int rc;
@@ -87,14 +88,14 @@ static size_t member_nodes(dsup_sup *s, dsup_term group, const char **out)
 static size_t candidates(dsup_sup *s, const char *type, int beam, int fresh, const char **out)
 {
     if (!beam) {
-        ei_x_buff *x = dsup_term_scratch();
+        ei_x_buff *x = dsup_term_scratch(s->node);
         encode_type_group(x, type);
         size_t n = member_nodes(s, (dsup_term){ x->buff, (size_t)x->index }, out);
         dsup_term_scratch_release(x);
         if (n || !fresh)
             return n;
     }
-    return member_nodes(s, dsup_reason_atom(SUP_BEAM_GROUP), out);
+    return member_nodes(s, dsup_reason_atom(s->node, SUP_BEAM_GROUP), out);
 }
 
 /* Rings of candidate sets, by set: a set's ring never changes (sorted adds). */
@@ -104,12 +105,19 @@ typedef struct ring_cache {
     int enc;
     dsup_ring *ring;
 } ring_cache;
-static ring_cache rings[8];
-static unsigned next_slot;
+/* One node's (node->sup->place). */
+struct sup_ring_cache {
+    ring_cache rings[8];
+    unsigned next_slot;
+};
 
-static dsup_ring *ring_of(const char **nodes, size_t n, int enc)
+static dsup_ring *ring_of(dsup_node *node, const char **nodes, size_t n, int enc)
 {
-    for (size_t i = 0; i < sizeof rings / sizeof rings[0]; i++) {
+    if (!node->sup->place)
+        node->sup->place = dsup_xcalloc(1, sizeof *node->sup->place);
+    ring_cache *rings = node->sup->place->rings;
+    enum { NRINGS = sizeof node->sup->place->rings / sizeof node->sup->place->rings[0] };
+    for (size_t i = 0; i < NRINGS; i++) {
         ring_cache *r = &rings[i];
         if (r->ring && r->n == n && r->enc == enc && memcmp(r->nodes, nodes, n * sizeof *nodes) == 0)
             return r->ring;
@@ -122,7 +130,7 @@ static dsup_ring *ring_of(const char **nodes, size_t n, int enc)
         dsup_ring_add_node(ring, nodes[i], 0);
     if (n > 8)
         return ring; /* not cached: the caller frees rings it did not get from here */
-    ring_cache *r = &rings[next_slot++ % (sizeof rings / sizeof rings[0])];
+    ring_cache *r = &rings[node->sup->place->next_slot++ % NRINGS];
     dsup_ring_free(r->ring);
     /* the key is the names' pointers: hold them, or a freed name's address
      * could come back as another node's */
@@ -148,7 +156,7 @@ static const char *owner_of(dsup_sup *s, const char **c, size_t n, dsup_term key
     if (all) {
         owner = dsup_ring_node_for(s->ring, key.buf, key.len);
     } else {
-        dsup_ring *r = ring_of(c, n, dsup_ring_atom_encoding(s->ring));
+        dsup_ring *r = ring_of(s->node, c, n, dsup_ring_atom_encoding(s->ring));
         owner = r ? dsup_ring_node_for(r, key.buf, key.len) : NULL;
         /* the candidates' own (interned) name: rings keep copies */
         for (size_t i = 0; owner && i < n; i++)
@@ -180,6 +188,20 @@ const char *sup_place_owner_for_type(dsup_sup *s, const char *type, dsup_term ke
     return owner_of(s, c, n, key);
 }
 
+void sup_place_free(dsup_node *node)
+{
+    struct sup_ring_cache *P = node->sup->place;
+    if (!P)
+        return;
+    for (size_t i = 0; i < sizeof P->rings / sizeof P->rings[0]; i++) {
+        dsup_ring_free(P->rings[i].ring);
+        for (size_t k = 0; k < P->rings[i].n; k++)
+            dsup_intern_release(P->rings[i].nodes[k]);
+    }
+    free(P);
+    node->sup->place = NULL;
+}
+
 /* Whether `node` is already among the first n of out. */
 static int listed(const char **out, size_t n, const char *node)
 {
@@ -207,7 +229,7 @@ static size_t append_clockwise(dsup_sup *s, dsup_ring *r, dsup_term key, const c
             for (size_t j = 0; j < nc && !node; j++)
                 if (strcmp(c[j], walk[i]) == 0)
                     node = c[j];
-        } else if ((node = dsup_intern_find(walk[i], strlen(walk[i]))) && !sup_host_on(s, node)) {
+        } else if ((node = dsup_intern_find(s->node->names, walk[i], strlen(walk[i]))) && !sup_host_on(s, node)) {
             node = NULL;
         }
         if (node && node != skip && !listed(out, n, node))
@@ -226,7 +248,7 @@ static size_t capable_clockwise(dsup_sup *s, const dsup_child_spec *spec, const 
         int all = nc == dsup_ring_node_count(s->ring);
         for (size_t i = 0; all && i < nc; i++)
             all = dsup_ring_has_node(s->ring, c[i]);
-        dsup_ring *r = all ? s->ring : ring_of(c, nc, dsup_ring_atom_encoding(s->ring));
+        dsup_ring *r = all ? s->ring : ring_of(s->node, c, nc, dsup_ring_atom_encoding(s->ring));
         if (r)
             n = append_clockwise(s, r, spec->name, c, nc, skip, out, n, max);
         if (r && !all && nc > 8)

@@ -65,7 +65,7 @@ static void fence(dsup_sup *s)
     dsup_dict_foreach(&s->by_name, collect_local_pid, &l);
     LOG_WARN("%s: %zu of the %d hosts a quorum needs: stopping %zu local children, refusing starts",
              s->name, dsup_ring_node_count(s->ring), s->quorum, l.n);
-    ei_x_buff *x = dsup_term_scratch();
+    ei_x_buff *x = dsup_term_scratch(s->node);
     ei_x_encode_tuple_header(x, 2);
     dsup_x_encode_atom(x, "shutdown");
     dsup_x_encode_atom(x, "no_quorum");
@@ -87,7 +87,7 @@ static void fence(dsup_sup *s)
 
 static void schedule_restore(dsup_sup *s)
 {
-    ei_x_buff *x = dsup_term_scratch();
+    ei_x_buff *x = dsup_term_scratch(s->node);
     ei_x_encode_tuple_header(x, 1);
     dsup_x_encode_atom(x, "$dsup_quorum_restore");
     dsup_send_after(s->proc, RESTORE_DELAY_MS, x);
@@ -133,10 +133,10 @@ void sup_quorum_restore(dsup_sup *s)
             continue;
         }
         const char *owner = dsup_ring_node_for(s->ring, spec->name.buf, spec->name.len);
-        owner = owner ? dsup_intern_find(owner, strlen(owner)) : NULL; /* ring nodes are hosts: held */
+        owner = owner ? dsup_intern_find(s->node->names, owner, strlen(owner)) : NULL; /* ring nodes are hosts: held */
         const dsup_pid *host = owner ? sup_host_on(s, owner) : NULL;
-        if (owner == g_node->name) {
-            ei_x_buff *x = dsup_term_scratch();
+        if (owner == s->node->name) {
+            ei_x_buff *x = dsup_term_scratch(s->node);
             if (sup_start_local(s, spec, x) == 0) /* takes the spec */
                 started++;
             dsup_term_scratch_release(x);
@@ -146,8 +146,8 @@ void sup_quorum_restore(dsup_sup *s)
             /* a call whose answer we ignore: already_started when another
              * holder asked first; the pg group shows the result */
             dsup_ref tag;
-            dsup_node_make_ref(&tag);
-            ei_x_buff *x = dsup_term_scratch();
+            dsup_node_make_ref(s->node, &tag);
+            ei_x_buff *x = dsup_term_scratch(s->node);
             ei_x_encode_tuple_header(x, 3);
             dsup_x_encode_atom(x, "$gen_call");
             ei_x_encode_tuple_header(x, 2);

@@ -62,8 +62,8 @@ static int start_move(dsup_sup *s, sup_rebalance *rb, dsup_term name)
     if (!c || !c->local || c->terminating || !c->spec)
         return 0;
     const char *owner = dsup_ring_node_for(s->ring, name.buf, name.len);
-    owner = owner ? dsup_intern_find(owner, strlen(owner)) : NULL;
-    if (!owner || owner == g_node->name || !sup_host_on(s, owner))
+    owner = owner ? dsup_intern_find(s->node->names, owner, strlen(owner)) : NULL;
+    if (!owner || owner == s->node->name || !sup_host_on(s, owner))
         return 0;
     rb->ninflight++;
     sup_move_start(s, c, owner, NULL);
@@ -85,7 +85,7 @@ static void pump(dsup_sup *s)
         sup_move_barrier_stats(s, &nb, &avg, &max);
         LOG_INFO("%s: rebalance moved %zu children in %llu ms (%zu did not start there); %llu barriers, "
                  "round trip mean %llu us, max %llu us",
-                 s->name, rb->moved, (unsigned long long)(dsup_node_now() - rb->started_ms), rb->failed,
+                 s->name, rb->moved, (unsigned long long)(dsup_node_now(s->node) - rb->started_ms), rb->failed,
                  (unsigned long long)nb, (unsigned long long)avg, (unsigned long long)max);
         rb->head = rb->n = 0;
         rb->moved = rb->failed = 0;
@@ -116,7 +116,7 @@ void sup_rebalance_host_joined(dsup_sup *s, const char *node)
     if (!rb)
         return;
     if (rb->head == rb->n && rb->ninflight == 0)
-        rb->started_ms = dsup_node_now();
+        rb->started_ms = dsup_node_now(s->node);
     collect_ctx k = { s, rb, node, 0 };
     dsup_dict_foreach(&s->by_name, collect, &k);
     if (k.n) {

@@ -85,7 +85,7 @@ void sup_encode_stub(ei_x_buff *x, const dsup_child_spec *spec)
 static int is_beam_host(dsup_sup *s, const char *node)
 {
     const dsup_pid *pids;
-    size_t n = dsup_pg_members(s->scope, dsup_reason_atom(SUP_BEAM_GROUP), &pids);
+    size_t n = dsup_pg_members(s->scope, dsup_reason_atom(s->node, SUP_BEAM_GROUP), &pids);
     for (size_t i = 0; i < n; i++)
         if (pids[i].node == node)
             return 1;
@@ -97,7 +97,7 @@ static void send_replica(dsup_sup *s, sup_child *c, const char *node)
     const dsup_pid *to = sup_host_on(s, node);
     if (!to || is_beam_host(s, node))
         return;
-    ei_x_buff *x = dsup_term_scratch();
+    ei_x_buff *x = dsup_term_scratch(s->node);
     ei_x_encode_tuple_header(x, 2);
     dsup_x_encode_atom(x, "$dsup");
     ei_x_encode_tuple_header(x, 4);
@@ -143,7 +143,7 @@ static void visit(dsup_sup *s, sup_child *c, int drops)
         host->creation != c->pid.creation)
         return;
     size_t n = sup_replica_nodes(s, c, reps);
-    if (!sup_replica_has(reps, n, g_node->name))
+    if (!sup_replica_has(reps, n, s->node->name))
         downgrade(c);
 }
 
@@ -155,7 +155,7 @@ static void on_tick(uv_timer_t *t)
         r->active = 0;
         return;
     }
-    uint64_t now = uv_now(g_node->loop);
+    uint64_t now = uv_now(s->node->loop);
     if (!r->active) {
         r->active = 1;
         r->slot = 0;
@@ -190,11 +190,11 @@ void sup_replica_ring_changed(dsup_sup *s)
     if (!s->repl) {
         s->repl = dsup_xcalloc(1, sizeof *s->repl);
         s->repl->timer = dsup_xmalloc(sizeof *s->repl->timer);
-        uv_timer_init(g_node->loop, s->repl->timer);
+        uv_timer_init(s->node->loop, s->repl->timer);
         s->repl->timer->data = s;
     }
     sup_repl *r = s->repl;
-    r->changed_at = uv_now(g_node->loop);
+    r->changed_at = uv_now(s->node->loop);
     r->active = 0; /* a pass under way starts over with the new ring */
     uv_timer_start(r->timer, on_tick, SUP_REPL_DEBOUNCE_MS, 0);
 }
@@ -218,7 +218,7 @@ int sup_replica_msg(dsup_sup *s, dsup_term ev)
         return 0;
     dsup_pid pid;
     int i = 0;
-    if (dsup_decode_pid(el[2].buf, &i, &pid) < 0)
+    if (dsup_decode_pid(s->node, el[2].buf, &i, &pid) < 0)
         return 1;
     /* Only an entry for that very copy: the host sends child_up first, and
      * a child_down since then means the child is gone. */
@@ -226,7 +226,7 @@ int sup_replica_msg(dsup_sup *s, dsup_term ev)
     if (!c || c->local || !dsup_pid_eq(&c->pid, &pid) || sup_spec_full(c->spec))
         return 1;
     dsup_child_spec *spec;
-    if (dsup_spec_parse(el[3], &spec) < 0) {
+    if (dsup_spec_parse(s->node, el[3], &spec) < 0) {
         LOG_WARN("%s: replica from %s: not a child spec, ignored", s->name, pid.node);
         return 1;
     }

@@ -12,6 +12,7 @@
 #include <string.h>
 
 #include "intern.h"
+#include "node.h"
 #include "term.h"
 
 static const char nil_term[] = { 106 };
@@ -77,13 +78,14 @@ static int parse_shutdown(dsup_term t, long *shutdown)
 
 /* Pull name/restart/shutdown out of a keyword list; the other pairs are
  * written to `rest` as a keyword list. */
-static int take_options(dsup_term kw, int n, dsup_term *name, int *restart, long *shutdown, ei_x_buff *rest)
+static int take_options(dsup_node *node, dsup_term kw, int n, dsup_term *name, int *restart, long *shutdown,
+                        ei_x_buff *rest)
 {
     int i = 0, dummy;
     if (n)
         ei_decode_list_header(kw.buf, &i, &dummy);
     int kept = 0;
-    ei_x_buff *tmp = dsup_term_scratch();
+    ei_x_buff *tmp = dsup_term_scratch(node);
     for (int k = 0; k < n; k++) {
         int s = i;
         dsup_term_next(kw.buf, &i);
@@ -141,14 +143,14 @@ static dsup_child_spec *build(const char *type, int restart, long shutdown, dsup
     return s;
 }
 
-static const char *atom_of(dsup_term t)
+static const char *atom_of(dsup_node *node, dsup_term t)
 {
     int i = 0;
     const char *a;
     size_t al;
     if (t.len < 2 || dsup_term_atom_text(t.buf, &i, &a, &al) < 0 || (size_t)i != t.len)
         return NULL;
-    return dsup_intern_peer(a, al);
+    return dsup_intern_peer(node->names, a, al);
 }
 
 /* The value of atom key `key` in a map term: 1 and *val, else 0. */
@@ -175,15 +177,15 @@ static int map_get(dsup_term map, const char *key, dsup_term *val)
 /* {Module, Arg} or a start tuple's args, with defaults already set. */
 /* `named`: the child's name when the caller fixed it (a start between
  * instances), over any name: option; NULL to read it from the options. */
-static dsup_child_spec *from_module_arg(const char *type, dsup_term arg, int restart, long shutdown,
-                                        const dsup_term *named)
+static dsup_child_spec *from_module_arg(dsup_node *node, const char *type, dsup_term arg, int restart,
+                                        long shutdown, const dsup_term *named)
 {
     dsup_term name = { NULL, 0 };
     int n;
     dsup_child_spec *s = NULL;
     if (is_keyword(arg, &n)) {
-        ei_x_buff *rest = dsup_term_scratch(); /* pooled: no allocation per start */
-        if (take_options(arg, n, &name, &restart, &shutdown, rest) == 0)
+        ei_x_buff *rest = dsup_term_scratch(node); /* pooled: no allocation per start */
+        if (take_options(node, arg, n, &name, &restart, &shutdown, rest) == 0)
             s = build(type, restart, shutdown, named ? *named : name, (dsup_term){ rest->buff, (size_t)rest->index });
         dsup_term_scratch_release(rest);
         return s;
@@ -191,19 +193,19 @@ static dsup_child_spec *from_module_arg(const char *type, dsup_term arg, int res
     return build(type, restart, shutdown, named ? *named : name, arg);
 }
 
-static int parse(dsup_term spec, const dsup_term *named, dsup_child_spec **out)
+static int parse(dsup_node *node, dsup_term spec, const dsup_term *named, dsup_child_spec **out)
 {
     const dsup_term none = { NULL, 0 };
     dsup_term name = named ? *named : none;
     *out = NULL;
-    const char *type = atom_of(spec);
+    const char *type = atom_of(node, spec);
     if (type) {
         *out = build(type, DSUP_RESTART_PERMANENT, 5000, name, (dsup_term){ nil_term, 1 });
         return *out ? 0 : -1;
     }
     dsup_term el[3];
-    if (dsup_term_tuple(spec, el, 2) == 2 && (type = atom_of(el[0]))) {
-        *out = from_module_arg(type, el[1], DSUP_RESTART_PERMANENT, 5000, named);
+    if (dsup_term_tuple(spec, el, 2) == 2 && (type = atom_of(node, el[0]))) {
+        *out = from_module_arg(node, type, el[1], DSUP_RESTART_PERMANENT, 5000, named);
         return *out ? 0 : -1;
     }
     /* A map child spec. */
@@ -240,7 +242,7 @@ static int parse(dsup_term spec, const dsup_term *named, dsup_child_spec **out)
          * the module its start tuple names. */
         dsup_term inner;
         if (!map_get(beam, "start", &inner) || dsup_term_tuple(inner, el, 3) != 3 ||
-            !(type = atom_of(el[0])))
+            !(type = atom_of(node, el[0])))
             return -1;
         *out = build(type, restart, shutdown, name, beam);
         if (*out)
@@ -249,7 +251,7 @@ static int parse(dsup_term spec, const dsup_term *named, dsup_child_spec **out)
     }
     if (!start.buf)
         return -1;
-    if (dsup_term_tuple(start, el, 3) != 3 || !(type = atom_of(el[0])) || !atom_of(el[1]))
+    if (dsup_term_tuple(start, el, 3) != 3 || !(type = atom_of(node, el[0])) || !atom_of(node, el[1]))
         return -1;
     if (exact.buf) {
         /* Between instances the init arg travels as is (`args`), so no
@@ -275,18 +277,18 @@ static int parse(dsup_term spec, const dsup_term *named, dsup_child_spec **out)
             args = (dsup_term){ args.buf + s0, (size_t)(j - s0) };
         }
     }
-    *out = from_module_arg(type, args, restart, shutdown, named);
+    *out = from_module_arg(node, type, args, restart, shutdown, named);
     return *out ? 0 : -1;
 }
 
-int dsup_spec_parse(dsup_term spec, dsup_child_spec **out)
+int dsup_spec_parse(dsup_node *node, dsup_term spec, dsup_child_spec **out)
 {
-    return parse(spec, NULL, out);
+    return parse(node, spec, NULL, out);
 }
 
-int dsup_spec_parse_named(dsup_term spec, dsup_term name, dsup_child_spec **out)
+int dsup_spec_parse_named(dsup_node *node, dsup_term spec, dsup_term name, dsup_child_spec **out)
 {
-    return parse(spec, &name, out);
+    return parse(node, spec, &name, out);
 }
 
 dsup_child_spec *dsup_spec_with_name(const dsup_child_spec *s, dsup_term name)

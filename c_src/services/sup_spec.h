@@ -20,9 +20,9 @@ typedef struct dsup_child_spec {
 } dsup_child_spec;
 
 /* 0 and *out, or -1 for a spec of none of the accepted forms. */
-int dsup_spec_parse(dsup_term spec, dsup_child_spec **out);
+int dsup_spec_parse(dsup_node *node, dsup_term spec, dsup_child_spec **out);
 /* The same, with `name` as the child's name (one allocation, no copy). */
-int dsup_spec_parse_named(dsup_term spec, dsup_term name, dsup_child_spec **out);
+int dsup_spec_parse_named(dsup_node *node, dsup_term spec, dsup_term name, dsup_child_spec **out);
 /* A copy with `name` as the child's name. */
 dsup_child_spec *dsup_spec_with_name(const dsup_child_spec *s, dsup_term name);
 /* The same, but `name` is not copied: the spec refers to those bytes (the

@@ -25,7 +25,7 @@ void sup_encode_status(dsup_sup *s, ei_x_buff *x)
     unsigned long pending = 0, restarts = 0;
     for (const sup_pending *p = s->pending; p; p = p->next)
         pending += !p->is_terminate;
-    for (const dsup_sup_stats *st = dsup_metrics_sups(); st; st = st->next)
+    for (const dsup_sup_stats *st = dsup_metrics_sups(s->node); st; st = st->next)
         if (strcmp(st->instance, s->name) == 0)
             restarts += (unsigned long)st->restarts;
     ei_x_encode_list_header(x, 4);

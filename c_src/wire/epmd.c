@@ -37,7 +37,7 @@ typedef struct epmd_req {
     char out[300];
     size_t outlen;
     dsup_buf in;
-    int registration; /* keep the connection; the answer is one record */
+    struct dsup_epmd_reg *reg; /* a registration: keep the connection; the answer is one record */
     int done;
     /* registration */
     dsup_epmd_reg_cb reg_cb;
@@ -46,22 +46,28 @@ typedef struct epmd_req {
     void *arg;
 } epmd_req;
 
-static epmd_req *reg_req;       /* the open registration, if any */
-static uv_loop_t *reg_loop;
-static char reg_alive[256];
-static int reg_port, reg_hidden, reg_tries;
-static int reg_ever;            /* registered once: later losses re-register */
-static int reg_stopped;         /* unregistered at shutdown: no more retries */
-static unsigned reg_backoff_ms;
-static dsup_epmd_reg_cb reg_cb_saved;
-static uv_timer_t reg_retry;
-static int reg_retry_init;
+/* One node's registration. */
+struct dsup_epmd_reg {
+    epmd_req *reg_req;          /* the open registration, if any */
+    uv_loop_t *reg_loop;
+    char reg_alive[256];
+    int reg_port, reg_hidden, reg_tries;
+    int reg_ever;               /* registered once: later losses re-register */
+    int reg_stopped;            /* unregistered at shutdown: no more retries */
+    unsigned reg_backoff_ms;
+    dsup_epmd_reg_cb reg_cb_saved;
+    void *reg_cb_arg;
+    uv_timer_t reg_retry;
+    int reg_retry_init;
+};
 
 /* Our entry is there: epmd answered our registration with success and its
  * connection is still open (metrics, /healthz). */
-int dsup_epmd_registered(void)
+int dsup_epmd_registered(const dsup_epmd_reg *R)
 {
-    return reg_req && reg_req->done && reg_req->in.len >= 2 && reg_req->in.data[1] == 0;
+    if (!R)
+        return 0;
+    return R->reg_req && R->reg_req->done && R->reg_req->in.len >= 2 && R->reg_req->in.data[1] == 0;
 }
 
 #define REG_ANSWER_MS 5000      /* a registration not answered by then is retried */
@@ -105,8 +111,8 @@ static void finish_port(epmd_req *r, int status, int port, int version)
     req_close(r);
 }
 
-static void reg_failed(int status);
-static void reg_lost(void);
+static void reg_failed(dsup_epmd_reg *R, int status);
+static void reg_lost(dsup_epmd_reg *R);
 
 static void on_read(uv_stream_t *s, ssize_t n, const uv_buf_t *b)
 {
@@ -114,46 +120,47 @@ static void on_read(uv_stream_t *s, ssize_t n, const uv_buf_t *b)
     if (n > 0)
         r->in.len += (size_t)n;
     const uint8_t *d = (const uint8_t *)r->in.data;
-    if (r->registration) {
+    dsup_epmd_reg *R = r->reg;
+    if (R) {
         if (!r->done && r->in.len >= 2 && (d[0] == ALIVE2_X_RESP || d[0] == ALIVE2_RESP)) {
             size_t need = d[0] == ALIVE2_X_RESP ? 6 : 4;
             if (r->in.len >= need) {
                 r->done = 1;
                 uv_timer_stop(&r->timer);
-                if (d[1] != 0 && reg_ever) {
+                if (d[1] != 0 && R->reg_ever) {
                     LOG_WARN("epmd refused to register '%s' again (result %d); retrying",
-                             reg_alive, d[1]);
-                    reg_req = NULL;
+                             R->reg_alive, d[1]);
+                    R->reg_req = NULL;
                     req_close(r);
-                    reg_failed(-1);
+                    reg_failed(R, -1);
                     return;
                 }
                 if (d[1] != 0) {
                     LOG_ERROR("epmd refused the registration of '%s' (result %d): is a node "
-                              "with this name already running?", reg_alive, d[1]);
-                    reg_cb_saved(-1, 0);
+                              "with this name already running?", R->reg_alive, d[1]);
+                    R->reg_cb_saved(R->reg_cb_arg, -1, 0);
                     return;
                 }
-                if (reg_ever) {
+                if (R->reg_ever) {
                     /* Our creation stays: peers know it from the handshake,
                      * and our pids carry it. */
-                    LOG_INFO("registered with epmd again as '%s' (port %d)", reg_alive, reg_port);
-                    reg_backoff_ms = 0;
+                    LOG_INFO("registered with epmd again as '%s' (port %d)", R->reg_alive, R->reg_port);
+                    R->reg_backoff_ms = 0;
                     return;
                 }
-                reg_ever = 1;
+                R->reg_ever = 1;
                 uint32_t creation = d[0] == ALIVE2_X_RESP ? dsup_get_u32be(d + 2) : dsup_get_u16be(d + 2);
-                reg_cb_saved(0, creation);
+                R->reg_cb_saved(R->reg_cb_arg, 0, creation);
                 return;
             }
         }
         if (n < 0) {
-            reg_req = NULL;
+            R->reg_req = NULL;
             req_close(r);
             if (r->done)
-                reg_lost();
+                reg_lost(R);
             else
-                reg_failed((int)n);
+                reg_failed(R, (int)n);
         }
         return;
     }
@@ -175,10 +182,11 @@ static void on_read(uv_stream_t *s, ssize_t n, const uv_buf_t *b)
  * lookup answered with the error. */
 static void req_failed(epmd_req *r, int status)
 {
-    if (r->registration) {
-        reg_req = NULL;
+    dsup_epmd_reg *R = r->reg;
+    if (R) {
+        R->reg_req = NULL;
         req_close(r);
-        reg_failed(status);
+        reg_failed(R, status);
     } else {
         finish_port(r, status, 0, 0);
     }
@@ -213,11 +221,12 @@ static void on_connected(uv_connect_t *c, int status)
 static void on_req_timeout(uv_timer_t *t)
 {
     epmd_req *r = t->data;
-    if (r->registration) {
-        if (reg_req == r)
-            reg_req = NULL;
+    dsup_epmd_reg *R = r->reg;
+    if (R) {
+        if (R->reg_req == r)
+            R->reg_req = NULL;
         req_close(r);
-        reg_failed(UV_ETIMEDOUT);
+        reg_failed(R, UV_ETIMEDOUT);
     } else {
         finish_port(r, UV_ETIMEDOUT, 0, 0);
     }
@@ -243,33 +252,33 @@ static epmd_req *req_start(uv_loop_t *loop, const struct sockaddr *addr, unsigne
 
 /* ---- registration ------------------------------------------------------ */
 
-static int reg_send(void)
+static int reg_send(dsup_epmd_reg *R)
 {
     struct sockaddr_in a;
     uv_ip4_addr("127.0.0.1", dsup_epmd_port(), &a);
-    epmd_req *r = req_start(reg_loop, (const struct sockaddr *)&a, REG_ANSWER_MS);
+    epmd_req *r = req_start(R->reg_loop, (const struct sockaddr *)&a, REG_ANSWER_MS);
     if (!r)
         return -1;
-    r->registration = 1;
-    size_t nlen = strlen(reg_alive);
+    r->reg = R;
+    size_t nlen = strlen(R->reg_alive);
     uint8_t *o = (uint8_t *)r->out;
     size_t body = 13 + nlen;
     o[0] = (uint8_t)(body >> 8); o[1] = (uint8_t)body;
     o[2] = ALIVE2_REQ;
-    o[3] = (uint8_t)(reg_port >> 8); o[4] = (uint8_t)reg_port;
-    o[5] = reg_hidden ? 72 : 77; /* 'H' hidden node, 'M' normal node */
+    o[3] = (uint8_t)(R->reg_port >> 8); o[4] = (uint8_t)R->reg_port;
+    o[5] = R->reg_hidden ? 72 : 77; /* 'H' hidden node, 'M' normal node */
     o[6] = 0;                     /* protocol: tcp/ip v4 */
     o[7] = 0; o[8] = 6;           /* highest version */
     o[9] = 0; o[10] = 5;          /* lowest version */
     o[11] = (uint8_t)(nlen >> 8); o[12] = (uint8_t)nlen;
-    memcpy(o + 13, reg_alive, nlen);
+    memcpy(o + 13, R->reg_alive, nlen);
     o[13 + nlen] = 0; o[14 + nlen] = 0; /* no extra */
     r->outlen = 15 + nlen;
-    reg_req = r;
+    R->reg_req = r;
     return 0;
 }
 
-static void start_epmd_daemon(void)
+static void start_epmd_daemon(uv_loop_t *loop)
 {
     char port[16];
     snprintf(port, sizeof port, "%d", dsup_epmd_port());
@@ -280,7 +289,7 @@ static void start_epmd_daemon(void)
     o.args = args;
     o.flags = UV_PROCESS_DETACHED;
     uv_process_t *p = dsup_xcalloc(1, sizeof *p);
-    int rc = uv_spawn(reg_loop, p, &o);
+    int rc = uv_spawn(loop, p, &o);
     if (rc < 0) {
         LOG_ERROR("could not start epmd: %s", uv_strerror(rc));
         free(p);
@@ -294,81 +303,87 @@ static void start_epmd_daemon(void)
 
 static void on_reg_retry(uv_timer_t *t)
 {
-    if (reg_send() < 0)
-        reg_failed(-1);
+    dsup_epmd_reg *R = t->data;
+    if (reg_send(R) < 0)
+        reg_failed(R, -1);
 }
 
-static void reg_retry_in(unsigned ms)
+static void reg_retry_in(dsup_epmd_reg *R, unsigned ms)
 {
-    if (!reg_retry_init) {
-        uv_timer_init(reg_loop, &reg_retry);
-        reg_retry_init = 1;
+    if (!R->reg_retry_init) {
+        uv_timer_init(R->reg_loop, &R->reg_retry);
+        R->reg_retry.data = R;
+        R->reg_retry_init = 1;
     }
-    uv_timer_start(&reg_retry, on_reg_retry, ms, 0);
+    uv_timer_start(&R->reg_retry, on_reg_retry, ms, 0);
 }
 
 /* epmd closed our registration (it was restarted, or killed): we are no
  * longer findable. Say so once, then register again until it answers. */
-static void reg_lost(void)
+static void reg_lost(dsup_epmd_reg *R)
 {
-    if (reg_stopped)
+    if (R->reg_stopped)
         return;
     LOG_WARN("connection to epmd lost: this node is not registered; registering again");
-    reg_backoff_ms = 100;
-    reg_retry_in(reg_backoff_ms);
+    R->reg_backoff_ms = 100;
+    reg_retry_in(R, R->reg_backoff_ms);
 }
 
-static void reg_failed(int status)
+static void reg_failed(dsup_epmd_reg *R, int status)
 {
-    if (reg_stopped)
+    if (R->reg_stopped)
         return;
-    if (reg_ever) {
+    if (R->reg_ever) {
         /* Re-registering: never give up, never start an epmd of our own
          * (whoever restarts epmd owns it). */
         LOG_DEBUG("registering with epmd again failed: %s",
                   status < 0 ? uv_strerror(status) : "refused");
-        reg_backoff_ms = reg_backoff_ms ? reg_backoff_ms * 2 : 100;
-        if (reg_backoff_ms > REG_BACKOFF_MAX_MS)
-            reg_backoff_ms = REG_BACKOFF_MAX_MS;
-        reg_retry_in(reg_backoff_ms);
+        R->reg_backoff_ms = R->reg_backoff_ms ? R->reg_backoff_ms * 2 : 100;
+        if (R->reg_backoff_ms > REG_BACKOFF_MAX_MS)
+            R->reg_backoff_ms = REG_BACKOFF_MAX_MS;
+        reg_retry_in(R, R->reg_backoff_ms);
         return;
     }
-    if (reg_tries == 0)
-        start_epmd_daemon();
-    if (++reg_tries > 40) {
+    if (R->reg_tries == 0)
+        start_epmd_daemon(R->reg_loop);
+    if (++R->reg_tries > 40) {
         LOG_ERROR("could not register with epmd on port %d: %s", dsup_epmd_port(),
                   status < 0 ? uv_strerror(status) : "refused");
-        reg_cb_saved(status < 0 ? status : -1, 0);
+        R->reg_cb_saved(R->reg_cb_arg, status < 0 ? status : -1, 0);
         return;
     }
-    reg_retry_in(reg_tries < 10 ? 50 : 250);
+    reg_retry_in(R, R->reg_tries < 10 ? 50 : 250);
 }
 
-int dsup_epmd_register(uv_loop_t *loop, const char *alive, int port, int hidden, dsup_epmd_reg_cb cb)
+dsup_epmd_reg *dsup_epmd_register(uv_loop_t *loop, const char *alive, int port, int hidden, dsup_epmd_reg_cb cb,
+                                  void *arg)
 {
-    if (strlen(alive) >= sizeof reg_alive)
-        return -1;
-    reg_loop = loop;
-    snprintf(reg_alive, sizeof reg_alive, "%s", alive);
-    reg_port = port;
-    reg_hidden = hidden;
-    reg_cb_saved = cb;
-    reg_tries = 0;
-    if (reg_send() < 0) {
-        reg_failed(-1);
-    }
-    return 0;
+    if (strlen(alive) >= sizeof ((dsup_epmd_reg *)0)->reg_alive)
+        return NULL;
+    dsup_epmd_reg *R = dsup_xcalloc(1, sizeof *R);
+    R->reg_loop = loop;
+    snprintf(R->reg_alive, sizeof R->reg_alive, "%s", alive);
+    R->reg_port = port;
+    R->reg_hidden = hidden;
+    R->reg_cb_saved = cb;
+    R->reg_cb_arg = arg;
+    R->reg_tries = 0;
+    if (reg_send(R) < 0)
+        reg_failed(R, -1);
+    return R;
 }
 
-void dsup_epmd_unregister(void)
+void dsup_epmd_unregister(dsup_epmd_reg *R)
 {
-    reg_stopped = 1;
-    if (reg_retry_init && !uv_is_closing((uv_handle_t *)&reg_retry))
-        uv_close((uv_handle_t *)&reg_retry, NULL);
-    reg_retry_init = 0;
-    if (reg_req) {
-        req_close(reg_req); /* closing the socket removes our entry */
-        reg_req = NULL;
+    if (!R)
+        return;
+    R->reg_stopped = 1;
+    if (R->reg_retry_init && !uv_is_closing((uv_handle_t *)&R->reg_retry))
+        uv_close((uv_handle_t *)&R->reg_retry, NULL);
+    R->reg_retry_init = 0;
+    if (R->reg_req) {
+        req_close(R->reg_req); /* closing the socket removes our entry */
+        R->reg_req = NULL;
     }
 }
 
@@ -397,3 +412,6 @@ int dsup_epmd_port_please(uv_loop_t *loop, const struct sockaddr_storage *addr, 
     r->outlen = 3 + nlen;
     return 0;
 }
+
+/* After dsup_epmd_unregister's handles closed (the node's close). */
+void dsup_epmd_reg_free(dsup_epmd_reg *R) { free(R); }

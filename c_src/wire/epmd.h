@@ -11,11 +11,15 @@
 int dsup_epmd_port(void);
 
 /* status 0 and the creation on success; negative libuv/epmd error otherwise. */
-typedef void (*dsup_epmd_reg_cb)(int status, uint32_t creation);
-int  dsup_epmd_register(uv_loop_t *loop, const char *alive, int port, int hidden, dsup_epmd_reg_cb cb);
-void dsup_epmd_unregister(void);
+typedef void (*dsup_epmd_reg_cb)(void *arg, int status, uint32_t creation);
+/* A registration, one per node (NULL: the name is too long). */
+typedef struct dsup_epmd_reg dsup_epmd_reg;
+dsup_epmd_reg *dsup_epmd_register(uv_loop_t *loop, const char *alive, int port, int hidden, dsup_epmd_reg_cb cb,
+                                  void *arg);
+void dsup_epmd_unregister(dsup_epmd_reg *reg);
+void dsup_epmd_reg_free(dsup_epmd_reg *reg);
 /* 1 while epmd holds our registration (its connection is open). */
-int dsup_epmd_registered(void);
+int dsup_epmd_registered(const dsup_epmd_reg *reg);
 
 /* Look up `alive` at the epmd on `addr` (its port is replaced by the epmd
  * port). status 0 with the node's port and highest version on success;

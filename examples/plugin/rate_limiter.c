@@ -251,7 +251,7 @@ static void rl_terminate(dsup_proc *self, void *state, dsup_term reason)
     if (!l)
         return;
     if (l->timer)
-        dsup_cancel_timer(l->timer);
+        dsup_cancel_timer(self, l->timer);
     /* The waiting callers see the exit through their call's monitor. */
     while (l->head) {
         waiter *w = l->head;

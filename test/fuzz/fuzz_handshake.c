@@ -31,8 +31,7 @@
         if (!(cond)) { fprintf(stderr, "fuzz_handshake: check failed: %s (line %d)\n", #cond, __LINE__); \
             abort(); } } while (0)
 
-static dsup_nodeinfo node;
-dsup_nodeinfo *g_node = &node;
+static dsup_node node; /* the connection's node (c.node) */
 int dsup_log_level = DSUP_LOG_ERROR + 1; /* silent */
 
 static int verdict, proven_fails, ups, proven_calls;
@@ -49,7 +48,6 @@ static void digest(uint32_t challenge, uint8_t out[16])
 /* ---- stubs for what handshake.c calls ----------------------------------- */
 
 void dsup_log(int level, const char *fmt, ...) { (void)level; (void)fmt; }
-uint64_t dsup_node_now(void) { return 0; }
 int dsup_conn_start(dsup_conn *c) { (void)c; return 0; }
 void dsup_conn_close(dsup_conn *c, const char *why) { (void)why; c->state = CONN_CLOSING; }
 
@@ -112,12 +110,14 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     node.name = "dsup@127.0.0.1";
     snprintf(node.cookie, sizeof node.cookie, "fuzzcookie");
     node.flags = DSUP_DFLAGS_REQUIRED;
+    node.loop = uv_default_loop(); /* dsup_node_now reads its time */
     verdict = (mode >> 1) & 3;
     proven_fails = (mode >> 4) & 1;
     ups = proven_calls = 0;
 
     dsup_conn c;
     memset(&c, 0, sizeof c);
+    c.node = &node;
     c.outbound = mode & 1;
     if (c.outbound) {
         c.peer = "peer@127.0.0.1";

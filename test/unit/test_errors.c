@@ -9,8 +9,12 @@
 #include <sys/wait.h>
 
 #include "dsup.h"
+#include <uv.h>
 #include "err.h"
 #include "xalloc.h"
+
+/* A node made but never started: the calls below must refuse, not crash. */
+static dsup_node *N;
 
 static const int codes[] = { DSUP_OK, DSUP_ENOMEM, DSUP_EINVAL, DSUP_ENOTFOUND, DSUP_EEXIST, DSUP_ENOPROC,
                              DSUP_EUNKNOWN_TYPE, DSUP_EREFUSED, DSUP_ENOTUP, DSUP_ETOOBIG, DSUP_ENOTCONN,
@@ -62,7 +66,7 @@ static void test_spawn_errors(void **st)
     dsup_pid pid;
     /* An unknown type: the reason is {unknown_worker, Type}, as erl encodes
      * it with UTF-8 atoms (minor_version 2, the default from OTP 26). */
-    assert_int_equal(dsup_spawn("unit_no_such_type", NULL, NULL, &pid, &why), DSUP_EUNKNOWN_TYPE);
+    assert_int_equal(dsup_spawn(N, "unit_no_such_type", NULL, NULL, &pid, &why), DSUP_EUNKNOWN_TYPE);
     char *ref = unit_erl("<<131, B/binary>> = term_to_binary({unknown_worker, unit_no_such_type}, [{minor_version, 2}]),"
                          "io:format(\"~w\", [binary_to_list(B)]), halt().");
     assert_non_null(ref);
@@ -75,7 +79,7 @@ static void test_spawn_errors(void **st)
     /* A known type, but no node yet: refused, not crashed. */
     static dsup_worker_type t = { .name = "unit_err_spawn" };
     assert_int_equal(dsup_register_worker_type(&t), DSUP_OK);
-    assert_int_equal(dsup_spawn("unit_err_spawn", NULL, NULL, &pid, &why), DSUP_ENOTUP);
+    assert_int_equal(dsup_spawn(N, "unit_err_spawn", NULL, NULL, &pid, &why), DSUP_ENOTUP);
     ei_x_free(&why);
 }
 
@@ -87,25 +91,25 @@ static void test_api_errors_without_node(void **st)
     static const char g[] = { 119, 1, 'g' }; /* the atom g */
     dsup_term group = { g, sizeof g };
     dsup_pid pid = { "x@y", 1, 0, 1 };
-    assert_null(dsup_pg_scope("unit_scope")); /* NULL before the node is up */
+    assert_null(dsup_pg_scope(N, "unit_scope")); /* NULL before the node is up */
     assert_int_equal(dsup_pg_join(NULL, group, &pid, 1), DSUP_EINVAL);
     assert_int_equal(dsup_pg_leave(NULL, group, &pid, 1), DSUP_EINVAL);
     assert_int_equal(dsup_pg_subscribe(NULL, on_pg, NULL), DSUP_EINVAL);
     assert_int_equal(dsup_pg_unsubscribe(NULL, on_pg, NULL), DSUP_EINVAL);
     assert_int_equal(dsup_sup_subscribe(NULL, on_sup, NULL), DSUP_EINVAL);
-    assert_int_equal(dsup_cancel_timer(123456), DSUP_ENOTFOUND);
+    assert_int_equal(dsup_cancel_timer(NULL, 123456), DSUP_EINVAL);
     assert_int_equal(dsup_reply(NULL, NULL), DSUP_EINVAL);
     assert_int_equal(dsup_queue_work(NULL, NULL, NULL, NULL), DSUP_EINVAL);
     assert_int_equal(dsup_checkpoint(NULL, group), DSUP_ENOTFOUND);
 
     ei_x_buff err;
     ei_x_new(&err);
-    assert_int_equal(dsup_sup_start("UnitSup", NULL, NULL, &err), DSUP_ENOTUP);
+    assert_int_equal(dsup_sup_start(N, "UnitSup", NULL, NULL, &err), DSUP_ENOTUP);
     int i = 0;
     char atom[MAXATOMLEN];
     assert_int_equal(ei_decode_atom(err.buff, &i, atom), 0);
     assert_string_equal(atom, "cannot_start");
-    assert_int_equal(dsup_sup_start("", NULL, NULL, &err), DSUP_EINVAL);
+    assert_int_equal(dsup_sup_start(N, "", NULL, NULL, &err), DSUP_EINVAL);
     ei_x_free(&err);
 }
 
@@ -177,5 +181,9 @@ int main(void)
         cmocka_unit_test(test_oom_message),
         cmocka_unit_test(test_oom_aborts),
     };
-    return cmocka_run_group_tests(tests, NULL, NULL);
+    dsup_node_config cfg = { .name = "unit_errors@127.0.0.1", .cookie = "c", .no_epmd = 1 };
+    N = dsup_node_new(uv_default_loop(), &cfg);
+    int rc = N ? cmocka_run_group_tests(tests, NULL, NULL) : 1;
+    dsup_node_free(N);
+    return rc;
 }

@@ -5,16 +5,19 @@
 
 #include "intern.h"
 
-static const char *peer_name(const char *s) { return dsup_intern_peer(s, strlen(s)); }
-static const char *find(const char *s) { return dsup_intern_find(s, strlen(s)); }
+/* The table under test (a node owns one; here nobody does). */
+static dsup_intern_tab *T;
+
+static const char *peer_name(const char *s) { return dsup_intern_peer(T, s, strlen(s)); }
+static const char *find(const char *s) { return dsup_intern_find(T, s, strlen(s)); }
 
 static void test_find_never_inserts(void **st)
 {
     dsup_intern_stats a, b;
-    dsup_intern_get_stats(&a);
+    dsup_intern_get_stats(T, &a);
     assert_null(find("never-seen"));
     assert_null(find("never-seen"));
-    dsup_intern_get_stats(&b);
+    dsup_intern_get_stats(T, &b);
     assert_int_equal(a.entries, b.entries);
 }
 
@@ -27,7 +30,7 @@ static void test_counted_lives_until_turn_end(void **st)
     assert_ptr_equal(peer_name("transient@host"), n);
     assert_ptr_equal(find("transient@host"), n);
     assert_false(dsup_intern_is_pinned(n));
-    dsup_intern_sweep();
+    dsup_intern_sweep(T);
     assert_null(find("transient@host"));
 }
 
@@ -37,10 +40,10 @@ static void test_hold_and_release(void **st)
     dsup_intern_hold(n);
     dsup_intern_hold(n);
     assert_int_equal(dsup_intern_refs(n), 2);
-    dsup_intern_sweep();
+    dsup_intern_sweep(T);
     assert_ptr_equal(find("held@host"), n);
     dsup_intern_release(n);
-    dsup_intern_sweep();
+    dsup_intern_sweep(T);
     assert_ptr_equal(find("held@host"), n);
     dsup_intern_release(n);
     /* Released in the middle of a turn: still readable until the sweep. */
@@ -48,29 +51,29 @@ static void test_hold_and_release(void **st)
     assert_string_equal(n, "held@host");
     /* Held again before the turn ends: it survives. */
     dsup_intern_hold(n);
-    dsup_intern_sweep();
+    dsup_intern_sweep(T);
     assert_ptr_equal(find("held@host"), n);
     dsup_intern_release(n);
-    dsup_intern_sweep();
+    dsup_intern_sweep(T);
     assert_null(find("held@host"));
 }
 
 static void test_pinned(void **st)
 {
-    const char *p = dsup_intern_str("pinned@host");
+    const char *p = dsup_intern_str(T, "pinned@host");
     assert_true(dsup_intern_is_pinned(p));
     dsup_intern_hold(p);
     dsup_intern_release(p);
     dsup_intern_release(p); /* no-op on pinned entries */
-    dsup_intern_sweep();
+    dsup_intern_sweep(T);
     assert_ptr_equal(find("pinned@host"), p);
     assert_ptr_equal(peer_name("pinned@host"), p);
 
     /* Pinning a counted entry keeps the pointer and makes it permanent. */
     const char *c = peer_name("was-counted");
-    assert_ptr_equal(dsup_intern("was-counted", 11), c);
+    assert_ptr_equal(dsup_intern(T, "was-counted", 11), c);
     assert_true(dsup_intern_is_pinned(c));
-    dsup_intern_sweep();
+    dsup_intern_sweep(T);
     assert_ptr_equal(find("was-counted"), c);
 }
 
@@ -81,11 +84,11 @@ static void test_peer_quota(void **st)
     dsup_intern_hold(peer);
     const char *other = peer_name("other@host");
     dsup_intern_hold(other);
-    dsup_intern_set_quota(10);
+    dsup_intern_set_quota(T, 10);
     dsup_intern_stats s0, s1;
-    dsup_intern_get_stats(&s0);
+    dsup_intern_get_stats(T, &s0);
 
-    dsup_intern_set_peer(peer);
+    dsup_intern_set_peer(T, peer);
     const char *mine[10];
     char buf[32];
     for (int i = 0; i < 10; i++) {
@@ -94,45 +97,45 @@ static void test_peer_quota(void **st)
         assert_non_null(mine[i]);
         dsup_intern_hold(mine[i]);
     }
-    assert_int_equal(dsup_intern_peer_count("flooder@host"), 10);
+    assert_int_equal(dsup_intern_peer_count(T, "flooder@host"), 10);
     assert_null(peer_name("q10@host"));
     assert_null(find("q10@host"));
     /* Names that exist are still found: the quota refuses only new ones. */
     assert_ptr_equal(peer_name("q3@host"), mine[3]);
     assert_ptr_equal(peer_name("pinned@host"), find("pinned@host"));
-    dsup_intern_get_stats(&s1);
+    dsup_intern_get_stats(T, &s1);
     assert_int_equal(s1.refused, s0.refused + 1);
 
     /* Another peer is not locked out. */
-    dsup_intern_set_peer(other);
+    dsup_intern_set_peer(T, other);
     const char *o = peer_name("q10@host");
     assert_non_null(o);
-    dsup_intern_set_peer(NULL);
+    dsup_intern_set_peer(T, NULL);
 
     /* A freed name gives the quota back at the end of the turn. */
     dsup_intern_release(mine[0]);
-    dsup_intern_set_peer(peer);
+    dsup_intern_set_peer(T, peer);
     assert_null(peer_name("q11@host"));
-    dsup_intern_set_peer(NULL);
-    dsup_intern_sweep();
-    assert_int_equal(dsup_intern_peer_count("flooder@host"), 9);
-    dsup_intern_set_peer(peer);
+    dsup_intern_set_peer(T, NULL);
+    dsup_intern_sweep(T);
+    assert_int_equal(dsup_intern_peer_count(T, "flooder@host"), 9);
+    dsup_intern_set_peer(T, peer);
     assert_non_null(peer_name("q11@host"));
-    dsup_intern_set_peer(NULL);
+    dsup_intern_set_peer(T, NULL);
 
     /* A peer's entry outlives its connection while names it created live. */
     dsup_intern_release(peer);
-    dsup_intern_sweep();
+    dsup_intern_sweep(T);
     assert_ptr_equal(find("flooder@host"), peer);
     for (int i = 1; i < 10; i++)
         dsup_intern_release(mine[i]);
-    dsup_intern_sweep();
+    dsup_intern_sweep(T);
     assert_null(find("q5@host"));
     assert_null(find("flooder@host"));
     dsup_intern_release(other);
-    dsup_intern_sweep();
+    dsup_intern_sweep(T);
     assert_null(find("other@host"));
-    dsup_intern_set_quota(DSUP_INTERN_DEFAULT_QUOTA);
+    dsup_intern_set_quota(T, DSUP_INTERN_DEFAULT_QUOTA);
 }
 
 #define CHURN 200000
@@ -140,8 +143,8 @@ static void test_peer_quota(void **st)
 static void test_growth_and_shrink(void **st)
 {
     dsup_intern_stats s0, s;
-    dsup_intern_sweep();
-    dsup_intern_get_stats(&s0);
+    dsup_intern_sweep(T);
+    dsup_intern_get_stats(T, &s0);
     const char **n = malloc(CHURN * sizeof *n);
     char buf[32];
     for (int i = 0; i < CHURN; i++) {
@@ -151,12 +154,12 @@ static void test_growth_and_shrink(void **st)
         if (i % 2 == 0)
             dsup_intern_hold(n[i]);
     }
-    dsup_intern_get_stats(&s);
+    dsup_intern_get_stats(T, &s);
     assert_int_equal(s.entries, s0.entries + CHURN);
     assert_true(s.slots >= 2 * s.entries);
     /* Half were held: the other half goes at the turn's end. */
-    dsup_intern_sweep();
-    dsup_intern_get_stats(&s);
+    dsup_intern_sweep(T);
+    dsup_intern_get_stats(T, &s);
     assert_int_equal(s.entries, s0.entries + CHURN / 2);
     for (int i = 0; i < CHURN; i++) {
         snprintf(buf, sizeof buf, "n%d@churn", i);
@@ -167,8 +170,8 @@ static void test_growth_and_shrink(void **st)
     }
     for (int i = 0; i < CHURN; i += 2)
         dsup_intern_release(n[i]);
-    dsup_intern_sweep();
-    dsup_intern_get_stats(&s);
+    dsup_intern_sweep(T);
+    dsup_intern_get_stats(T, &s);
     assert_int_equal(s.entries, s0.entries);
     assert_int_equal(s.pending, 0);
     /* The table gave its slots back. */
@@ -187,5 +190,8 @@ int main(void)
         cmocka_unit_test(test_peer_quota),
         cmocka_unit_test(test_growth_and_shrink),
     };
-    return cmocka_run_group_tests(tests, NULL, NULL);
+    T = dsup_intern_new(NULL);
+    int rc = cmocka_run_group_tests(tests, NULL, NULL);
+    dsup_intern_free(T);
+    return rc;
 }

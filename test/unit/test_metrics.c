@@ -6,6 +6,10 @@
 #include "http/http.h"
 #include "intern.h"
 #include "metrics.h"
+#include "node.h"
+
+/* A node that never starts: its tables are what these tests read. */
+static dsup_node *N;
 
 static void test_hist_buckets(void **st)
 {
@@ -26,8 +30,8 @@ static void test_hist_buckets(void **st)
 
 static void test_node_histograms_have_bucket_texts(void **st)
 {
-    const dsup_hist *hs[] = { &dsup_metrics.loop_lag, &dsup_metrics.node_call, &dsup_metrics.worker_call,
-                              &dsup_metrics.http_render };
+    const dsup_hist *hs[] = { &dsup_metrics_of(N)->loop_lag, &dsup_metrics_of(N)->node_call, &dsup_metrics_of(N)->worker_call,
+                              &dsup_metrics_of(N)->http_render };
     for (size_t k = 0; k < sizeof hs / sizeof *hs; k++) {
         assert_true(hs[k]->n > 0 && hs[k]->n < DSUP_HIST_MAX);
         for (int i = 0; i < hs[k]->n; i++) {
@@ -40,17 +44,17 @@ static void test_node_histograms_have_bucket_texts(void **st)
 
 static void test_peer_records(void **st)
 {
-    const char *a = dsup_intern_str("a@127.0.0.1"), *b = dsup_intern_str("b@127.0.0.1");
-    dsup_peer_stats *pa = dsup_metrics_peer(a);
-    assert_ptr_equal(pa, dsup_metrics_peer(a));
-    assert_ptr_not_equal(pa, dsup_metrics_peer(b));
-    assert_ptr_equal(pa, dsup_metrics_peer(a)); /* after another peer in between */
-    assert_string_equal(dsup_metrics_peer(NULL)->peer, "");
+    const char *a = dsup_intern_str(N->names, "a@127.0.0.1"), *b = dsup_intern_str(N->names, "b@127.0.0.1");
+    dsup_peer_stats *pa = dsup_metrics_peer(N, a);
+    assert_ptr_equal(pa, dsup_metrics_peer(N, a));
+    assert_ptr_not_equal(pa, dsup_metrics_peer(N, b));
+    assert_ptr_equal(pa, dsup_metrics_peer(N, a)); /* after another peer in between */
+    assert_string_equal(dsup_metrics_peer(N, NULL)->peer, "");
     pa->bytes_in += 10;
-    dsup_metrics_peer(a)->bytes_in += 5;
+    dsup_metrics_peer(N, a)->bytes_in += 5;
     assert_int_equal(pa->bytes_in, 15);
     int seen = 0;
-    for (dsup_peer_stats *p = dsup_metrics_peers(); p; p = p->next)
+    for (dsup_peer_stats *p = dsup_metrics_peers(N); p; p = p->next)
         seen += p->peer == a || p->peer == b;
     assert_int_equal(seen, 2);
 }
@@ -68,13 +72,13 @@ static void test_handshake_failure_classes(void **st)
         { "closed by peer", DSUP_HS_CLOSED },
         { "bad challenge_reply", DSUP_HS_PROTOCOL },
     };
-    const char *peer = dsup_intern_str("hs@127.0.0.1");
+    const char *peer = dsup_intern_str(N->names, "hs@127.0.0.1");
     for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
-        uint64_t before = dsup_metrics_peer(peer)->hs_fail[cases[i].cls];
-        dsup_metrics_hs_failure(peer, cases[i].why);
-        assert_int_equal(dsup_metrics_peer(peer)->hs_fail[cases[i].cls], before + 1);
+        uint64_t before = dsup_metrics_peer(N, peer)->hs_fail[cases[i].cls];
+        dsup_metrics_hs_failure(N, peer, cases[i].why);
+        assert_int_equal(dsup_metrics_peer(N, peer)->hs_fail[cases[i].cls], before + 1);
         /* and each shows as a connection event, newest first */
-        const dsup_conn_event *e = dsup_metrics_conn_ev(0);
+        const dsup_conn_event *e = dsup_metrics_conn_ev(N, 0);
         assert_non_null(e);
         assert_string_equal(e->event, "handshake failed");
         assert_string_equal(e->detail, cases[i].why);
@@ -85,8 +89,8 @@ static dsup_term enc(ei_x_buff *x) { return (dsup_term){ x->buff, (size_t)x->ind
 
 static void test_child_exit_classes(void **st)
 {
-    const char *inst = dsup_intern_str("Elixir.T"), *type = dsup_intern_str("counter");
-    dsup_pid pid = { dsup_intern_str("n@127.0.0.1"), 42, 0, 1 };
+    const char *inst = dsup_intern_str(N->names, "Elixir.T"), *type = dsup_intern_str(N->names, "counter");
+    dsup_pid pid = { dsup_intern_str(N->names, "n@127.0.0.1"), 42, 0, 1 };
     ei_x_buff name, r;
     ei_x_new(&name);
     dsup_x_encode_atom(&name, "c1");
@@ -95,49 +99,49 @@ static void test_child_exit_classes(void **st)
     for (int i = 0; i < 2; i++) {
         ei_x_new(&r);
         dsup_x_encode_atom(&r, benign[i]);
-        dsup_metrics_child_exit(inst, type, enc(&name), &pid, enc(&r), 0);
+        dsup_metrics_child_exit(N, inst, type, enc(&name), &pid, enc(&r), 0);
         ei_x_free(&r);
     }
     ei_x_new(&r);
     ei_x_encode_tuple_header(&r, 2);
     dsup_x_encode_atom(&r, "shutdown");
     dsup_x_encode_atom(&r, "bye");
-    dsup_metrics_child_exit(inst, type, enc(&name), &pid, enc(&r), 0);
+    dsup_metrics_child_exit(N, inst, type, enc(&name), &pid, enc(&r), 0);
     ei_x_free(&r);
     ei_x_new(&r);
     dsup_x_encode_atom(&r, "killed");
-    dsup_metrics_child_exit(inst, type, enc(&name), &pid, enc(&r), 1); /* expected: terminate_child */
+    dsup_metrics_child_exit(N, inst, type, enc(&name), &pid, enc(&r), 1); /* expected: terminate_child */
     ei_x_free(&r);
-    dsup_sup_stats *s = dsup_metrics_sup(inst, type);
+    dsup_sup_stats *s = dsup_metrics_sup(N, inst, type);
     for (int k = 0; k < DSUP_CRASH_NCLASS; k++)
         assert_int_equal(s->crashes[k], 0);
-    assert_null(dsup_metrics_crash(0));
+    assert_null(dsup_metrics_crash(N, 0));
 
     /* crashes */
     const char *atoms[] = { "killed", "noconnection", "timeout" };
     for (int i = 0; i < 3; i++) {
         ei_x_new(&r);
         dsup_x_encode_atom(&r, atoms[i]);
-        dsup_metrics_child_exit(inst, type, enc(&name), &pid, enc(&r), 0);
+        dsup_metrics_child_exit(N, inst, type, enc(&name), &pid, enc(&r), 0);
         ei_x_free(&r);
     }
     ei_x_new(&r);
     ei_x_encode_tuple_header(&r, 2);
     dsup_x_encode_atom(&r, "badarg");
     ei_x_encode_empty_list(&r);
-    dsup_metrics_child_exit(inst, type, enc(&name), &pid, enc(&r), 0);
+    dsup_metrics_child_exit(N, inst, type, enc(&name), &pid, enc(&r), 0);
     ei_x_free(&r);
     assert_int_equal(s->crashes[DSUP_CRASH_KILLED], 1);
     assert_int_equal(s->crashes[DSUP_CRASH_NOCONNECTION], 1);
     assert_int_equal(s->crashes[DSUP_CRASH_TIMEOUT], 1);
     assert_int_equal(s->crashes[DSUP_CRASH_ERROR], 1);
-    const dsup_crash_report *c = dsup_metrics_crash(0);
+    const dsup_crash_report *c = dsup_metrics_crash(N, 0);
     assert_non_null(c);
     assert_string_equal(c->name, "c1");
     assert_string_equal(c->pid, "<n@127.0.0.1.42.0>");
     assert_string_equal(c->reason, "{badarg, []}"); /* as ei prints it */
-    assert_string_equal(dsup_metrics_crash(3)->reason, "killed");
-    assert_null(dsup_metrics_crash(4));
+    assert_string_equal(dsup_metrics_crash(N, 3)->reason, "killed");
+    assert_null(dsup_metrics_crash(N, 4));
     ei_x_free(&name);
 }
 
@@ -146,13 +150,13 @@ static void test_rings_keep_the_newest(void **st)
     char detail[32];
     for (int i = 0; i < DSUP_RECENT + 5; i++) {
         snprintf(detail, sizeof detail, "e%d", i);
-        dsup_metrics_conn_event(NULL, "up", detail);
+        dsup_metrics_conn_event(N, NULL, "up", detail);
     }
     snprintf(detail, sizeof detail, "e%d", DSUP_RECENT + 4);
-    assert_string_equal(dsup_metrics_conn_ev(0)->detail, detail);
+    assert_string_equal(dsup_metrics_conn_ev(N, 0)->detail, detail);
     snprintf(detail, sizeof detail, "e%d", 5);
-    assert_string_equal(dsup_metrics_conn_ev(DSUP_RECENT - 1)->detail, detail);
-    assert_null(dsup_metrics_conn_ev(DSUP_RECENT));
+    assert_string_equal(dsup_metrics_conn_ev(N, DSUP_RECENT - 1)->detail, detail);
+    assert_null(dsup_metrics_conn_ev(N, DSUP_RECENT));
 }
 
 /* What the status page and Prometheus read must stay valid whatever a name holds. */
@@ -198,5 +202,8 @@ int main(void)
         cmocka_unit_test(test_text_escaping),
         cmocka_unit_test(test_query_param),
     };
-    return cmocka_run_group_tests(tests, NULL, NULL);
+    N = dsup_node_alloc(uv_default_loop());
+    int rc = cmocka_run_group_tests(tests, NULL, NULL);
+    dsup_node_free(N);
+    return rc;
 }
