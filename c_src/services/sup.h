@@ -323,6 +323,11 @@ void sup_quorum_free(dsup_sup *s);
 void sup_up_batch_begin(dsup_sup *s);
 void sup_up_batch_end(dsup_sup *s);
 
+/* sup_ops.c: error replies shared by the call handlers */
+void sup_error_atom(ei_x_buff *x, const char *what);                       /* {error, What} */
+void sup_error_pair(ei_x_buff *x, const char *what, dsup_term detail);     /* {error, {What, Detail}} */
+void sup_error_no_owner(dsup_sup *s, const dsup_child_spec *spec, ei_x_buff *x);
+
 /* sup_batch.c: {start_children_here, [{Name, SpecMap}]}, {start_children, [Spec]} */
 dsup_call_ret sup_start_children_here(dsup_sup *s, dsup_term list, const dsup_from *from, ei_x_buff *reply);
 dsup_call_ret sup_start_children(dsup_sup *s, dsup_term list, const dsup_from *from, ei_x_buff *reply);

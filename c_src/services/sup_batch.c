@@ -81,20 +81,14 @@ static void encode_results(sup_batch *b, ei_x_buff *x)
     ei_x_encode_empty_list(x);
 }
 
-static void error_pair(ei_x_buff *x, const char *what, dsup_term detail)
+/* The batch's list: its length in *n, *i at its first element; -1 when
+ * `list` is not a list. */
+static int batch_list(dsup_term list, int *i, int *n)
 {
-    ei_x_encode_tuple_header(x, 2);
-    dsup_x_encode_atom(x, "error");
-    ei_x_encode_tuple_header(x, 2);
-    dsup_x_encode_atom(x, what);
-    dsup_x_encode_term(x, detail);
-}
-
-static void error_atom(ei_x_buff *x, const char *what)
-{
-    ei_x_encode_tuple_header(x, 2);
-    dsup_x_encode_atom(x, "error");
-    dsup_x_encode_atom(x, what);
+    int type, size;
+    if (ei_get_type(list.buf, i, &type, &size) < 0 || (type != ERL_LIST_EXT && type != ERL_NIL_EXT))
+        return -1;
+    return ei_decode_list_header(list.buf, i, n) < 0 ? -1 : 0;
 }
 
 /* Slot i's start here (consumes spec): its reply in `one` (DSUP_REPLY) or a
@@ -103,7 +97,7 @@ static dsup_call_ret start_spec(dsup_sup *s, sup_batch *b, size_t i, dsup_child_
 {
     if (s->fenced) {
         free(spec);
-        error_atom(one, "no_quorum");
+        sup_error_atom(one, "no_quorum");
         return DSUP_REPLY;
     }
     /* the tag {'$dsup_batch', Id, I} comes back with the deferred answer */
@@ -116,7 +110,7 @@ static dsup_call_ret start_spec(dsup_sup *s, sup_batch *b, size_t i, dsup_child_
     dsup_call_ret r = sup_start_claimed(s, spec, &from, one);
     dsup_term_scratch_release(tag);
     if (r == DSUP_REPLY && one->index == 0) /* sup_start_claimed's enomem */
-        error_atom(one, "enomem");
+        sup_error_atom(one, "enomem");
     return r;
 }
 
@@ -126,11 +120,11 @@ static dsup_call_ret start_one(dsup_sup *s, sup_batch *b, size_t i, dsup_term el
     dsup_term t[2];
     dsup_child_spec *spec;
     if (dsup_term_tuple(el, t, 2) != 2 || t[0].len == 0) {
-        error_pair(one, "incorrect_spec", el);
+        sup_error_pair(one, "incorrect_spec", el);
         return DSUP_REPLY;
     }
     if (dsup_spec_parse_named(s->node, t[1], t[0], &spec) < 0) {
-        error_pair(one, "incorrect_spec", t[1]);
+        sup_error_pair(one, "incorrect_spec", t[1]);
         return DSUP_REPLY;
     }
     return start_spec(s, b, i, spec, one);
@@ -153,10 +147,9 @@ static dsup_call_ret reply_or_wait(dsup_sup *s, sup_batch *b, const dsup_from *f
 
 dsup_call_ret sup_start_children_here(dsup_sup *s, dsup_term list, const dsup_from *from, ei_x_buff *reply)
 {
-    int i = 0, n = 0, type, size;
-    if (ei_get_type(list.buf, &i, &type, &size) < 0 || (type != ERL_LIST_EXT && type != ERL_NIL_EXT) ||
-        ei_decode_list_header(list.buf, &i, &n) < 0) {
-        error_pair(reply, "incorrect_spec", list);
+    int i = 0, n = 0;
+    if (batch_list(list, &i, &n) < 0) {
+        sup_error_pair(reply, "incorrect_spec", list);
         return DSUP_REPLY;
     }
     sup_batch *b = batch_new(s, (size_t)n);
@@ -185,11 +178,11 @@ static int place_one(dsup_sup *s, dsup_term el, dsup_child_spec **spec, const ch
 {
     dsup_child_spec *sp;
     if (dsup_spec_parse(s->node, el, &sp) < 0) {
-        error_pair(one, "incorrect_spec", el);
+        sup_error_pair(one, "incorrect_spec", el);
         return -1;
     }
     if (sp->name.len == 0 && !(sp = sup_spec_named_by_ref(s, sp))) {
-        error_atom(one, "enomem");
+        sup_error_atom(one, "enomem");
         return -1;
     }
     if (sup_check_child_name(s, sp->name, one) < 0 || sup_reply_if_running(s, sp->name, one)) {
@@ -198,20 +191,13 @@ static int place_one(dsup_sup *s, dsup_term el, dsup_child_spec **spec, const ch
     }
     if (s->fenced) {
         free(sp);
-        error_atom(one, "no_quorum");
+        sup_error_atom(one, "no_quorum");
         return -1;
     }
     /* the owner among the hosts that can run the type (sup_place.c) */
     const char *node = sup_place_owner(s, sp, 1);
     if (!node) {
-        if (dsup_ring_node_count(s->ring)) {
-            ei_x_buff *t = dsup_term_scratch(s->node); /* not dsup_reason_atom: it keeps what it encodes */
-            dsup_x_encode_atom(t, sp->type);
-            error_pair(one, "unknown_worker", dsup_term_of_x(t));
-            dsup_term_scratch_release(t);
-        } else {
-            error_atom(one, "no_nodes");
-        }
+        sup_error_no_owner(s, sp, one);
         free(sp);
         return -1;
     }
@@ -269,10 +255,9 @@ static void forward_group(dsup_sup *s, sup_batch *b, size_t g, const char *node,
 
 dsup_call_ret sup_start_children(dsup_sup *s, dsup_term list, const dsup_from *from, ei_x_buff *reply)
 {
-    int i = 0, n = 0, type, size;
-    if (ei_get_type(list.buf, &i, &type, &size) < 0 || (type != ERL_LIST_EXT && type != ERL_NIL_EXT) ||
-        ei_decode_list_header(list.buf, &i, &n) < 0) {
-        error_pair(reply, "incorrect_spec", list);
+    int i = 0, n = 0;
+    if (batch_list(list, &i, &n) < 0) {
+        sup_error_pair(reply, "incorrect_spec", list);
         return DSUP_REPLY;
     }
     sup_batch *b = batch_new(s, (size_t)n);

@@ -225,13 +225,6 @@ int sup_handoff_msg(dsup_sup *s, dsup_term ev)
     return 1;
 }
 
-static void error_atom(ei_x_buff *x, const char *what)
-{
-    ei_x_encode_tuple_header(x, 2);
-    dsup_x_encode_atom(x, "error");
-    dsup_x_encode_atom(x, what);
-}
-
 /* {move_child, Name, Node}: here when the child runs here, else forwarded. */
 static dsup_call_ret move_child(dsup_sup *s, dsup_term req, dsup_term name, dsup_term node_t, const dsup_from *from,
                                 ei_x_buff *reply)
@@ -250,13 +243,13 @@ static dsup_call_ret move_child(dsup_sup *s, dsup_term req, dsup_term name, dsup
     }
     sup_child *c = sup_child_by_name(s, name);
     if (!c || c->terminating) {
-        error_atom(reply, "not_found");
+        sup_error_atom(reply, "not_found");
         return DSUP_REPLY;
     }
     if (!c->local) {
         if (sup_forward(s, c->pid.node, req, from, 1) == 0)
             return DSUP_NOREPLY;
-        error_atom(reply, "not_found");
+        sup_error_atom(reply, "not_found");
         return DSUP_REPLY;
     }
     if (node == s->node->name) { /* already there */

@@ -25,20 +25,34 @@
 #include "sup.h"
 #include "term.h"
 
-static void error_atom(ei_x_buff *x, const char *what)
+void sup_error_atom(ei_x_buff *x, const char *what)
 {
     ei_x_encode_tuple_header(x, 2);
     dsup_x_encode_atom(x, "error");
     dsup_x_encode_atom(x, what);
 }
 
-static void error_pair(ei_x_buff *x, const char *what, dsup_term detail)
+void sup_error_pair(ei_x_buff *x, const char *what, dsup_term detail)
 {
     ei_x_encode_tuple_header(x, 2);
     dsup_x_encode_atom(x, "error");
     ei_x_encode_tuple_header(x, 2);
     dsup_x_encode_atom(x, what);
     dsup_x_encode_term(x, detail);
+}
+
+/* No host runs spec's type: {error, {unknown_worker, Type}} while the ring
+ * has hosts, {error, no_nodes} when it has none. */
+void sup_error_no_owner(dsup_sup *s, const dsup_child_spec *spec, ei_x_buff *x)
+{
+    if (dsup_ring_node_count(s->ring)) {
+        ei_x_buff *t = dsup_term_scratch(s->node); /* not dsup_reason_atom: it keeps what it encodes */
+        dsup_x_encode_atom(t, spec->type);
+        sup_error_pair(x, "unknown_worker", dsup_term_of_x(t));
+        dsup_term_scratch_release(t);
+    } else {
+        sup_error_atom(x, "no_nodes");
+    }
 }
 
 /* {error, {nodedown, Node}} (a peer names the node: not a dsup_reason_atom). */
@@ -123,7 +137,7 @@ int sup_pending_down(dsup_sup *s, const dsup_ref *mref)
         return 0;
     ei_x_buff *x = dsup_term_scratch(s->node);
     if (p->is_terminate)
-        error_atom(x, "not_found"); /* the child went with its node */
+        sup_error_atom(x, "not_found"); /* the child went with its node */
     else
         error_nodedown(x, p->node);
     dsup_reply(p->from, x);
@@ -153,17 +167,17 @@ static dsup_call_ret start_child(dsup_sup *s, dsup_term spec_t, dsup_term node_t
 {
     dsup_child_spec *spec;
     if (dsup_spec_parse(s->node, spec_t, &spec) < 0) {
-        error_pair(reply, "incorrect_spec", spec_t);
+        sup_error_pair(reply, "incorrect_spec", spec_t);
         return DSUP_REPLY;
     }
     const char *node = node_arg(s, node_t);
     if (node && !*node) {
         free(spec);
-        error_pair(reply, "incorrect_node", node_t);
+        sup_error_pair(reply, "incorrect_node", node_t);
         return DSUP_REPLY;
     }
     if (spec->name.len == 0 && !(spec = sup_spec_named_by_ref(s, spec))) {
-        error_atom(reply, "enomem");
+        sup_error_atom(reply, "enomem");
         return DSUP_REPLY;
     }
     if (sup_check_child_name(s, spec->name, reply) < 0 || sup_reply_if_running(s, spec->name, reply)) {
@@ -172,21 +186,14 @@ static dsup_call_ret start_child(dsup_sup *s, dsup_term spec_t, dsup_term node_t
     }
     if (s->fenced) {
         free(spec);
-        error_atom(reply, "no_quorum");
+        sup_error_atom(reply, "no_quorum");
         return DSUP_REPLY;
     }
     if (!node) {
         /* the owner among the hosts that can run the type (sup_place.c) */
         node = sup_place_owner(s, spec, 1);
         if (!node) {
-            if (dsup_ring_node_count(s->ring)) {
-                ei_x_buff *t = dsup_term_scratch(s->node); /* not dsup_reason_atom: it keeps what it encodes */
-                dsup_x_encode_atom(t, spec->type);
-                error_pair(reply, "unknown_worker", dsup_term_of_x(t));
-                dsup_term_scratch_release(t);
-            } else {
-                error_atom(reply, "no_nodes");
-            }
+            sup_error_no_owner(s, spec, reply);
             free(spec);
             return DSUP_REPLY;
         }
@@ -214,12 +221,12 @@ static dsup_call_ret start_child_here(dsup_sup *s, dsup_term name, dsup_term spe
 {
     dsup_child_spec *named; /* parsed with its name: one allocation, kept by the child */
     if (dsup_spec_parse_named(s->node, spec_t, name, &named) < 0) {
-        error_pair(reply, "incorrect_spec", spec_t);
+        sup_error_pair(reply, "incorrect_spec", spec_t);
         return DSUP_REPLY;
     }
     if (s->fenced) {
         free(named);
-        error_atom(reply, "no_quorum");
+        sup_error_atom(reply, "no_quorum");
         return DSUP_REPLY;
     }
     return sup_start_claimed(s, named, from, reply);
@@ -233,13 +240,13 @@ static dsup_call_ret terminate_child(dsup_sup *s, dsup_term req, dsup_term pid_t
     dsup_pid pid;
     int i = 0;
     if (dsup_decode_pid(s->node, pid_t.buf, &i, &pid) < 0) {
-        error_atom(reply, "not_found");
+        sup_error_atom(reply, "not_found");
         return DSUP_REPLY;
     }
     sup_child *c = sup_child_by_pid(s, &pid);
     if (c && c->local) {
         if (c->terminating) {
-            error_atom(reply, "not_found");
+            sup_error_atom(reply, "not_found");
             return DSUP_REPLY;
         }
         sup_child_stopping(c)->from = dsup_from_save(from);
@@ -248,7 +255,7 @@ static dsup_call_ret terminate_child(dsup_sup *s, dsup_term req, dsup_term pid_t
     }
     if (pid.node != s->node->name && sup_forward(s, pid.node, req, from, 1) == 0)
         return DSUP_NOREPLY;
-    error_atom(reply, "not_found");
+    sup_error_atom(reply, "not_found");
     return DSUP_REPLY;
 }
 
@@ -322,7 +329,7 @@ dsup_call_ret sup_handle_call(dsup_proc *self, void *state, dsup_term req, const
     dsup_term el[4];
     int ar;
     if (s->stopping) {
-        error_atom(reply, "shutting_down");
+        sup_error_atom(reply, "shutting_down");
         return DSUP_REPLY;
     }
     if (dsup_term_tagged(req, "start_child", &ar, el, 4) && (ar == 3 || ar == 2))
@@ -394,7 +401,7 @@ dsup_call_ret sup_handle_call(dsup_proc *self, void *state, dsup_term req, const
         const char *node = dsup_ring_node_for(s->ring, el[1].buf, el[1].len);
         dsup_x_encode_atom(reply, node ? node : "undefined");
     } else {
-        error_pair(reply, "unknown_call", req);
+        sup_error_pair(reply, "unknown_call", req);
     }
     return DSUP_REPLY;
 }
