@@ -99,7 +99,7 @@ LIB_OBJ  := $(LIB_SRC:c_src/%.c=$(BUILD)/obj/%.o) $(HTTP_GEN)
 UNIT_SRC := $(wildcard test/unit/test_*.c)
 UNIT_BIN := $(UNIT_SRC:test/unit/%.c=$(BUILD)/test/%)
 
-.PHONY: all build deps test unit check-layers check-symbols ct shim-test demo demo-fast bench-quick bench fuzz sanitize valgrind install install-check examples clean otp27
+.PHONY: all build deps test unit check-layers check-symbols ct shim-test demo demo-fast bench-quick bench bench-scale8 fuzz sanitize valgrind install install-check examples clean otp27
 .PHONY: examples install-check
 all build: $(BUILD)/dsup-node $(BUILD)/libdsup.a
 
@@ -188,6 +188,9 @@ demo: deps all
 
 bench: deps all
 	@bench/run.sh
+
+bench-scale8: deps all
+	@bench/run.sh --scale8
 
 # The target needs only the codec (no ei, no libuv). New inputs go to
 # $(BUILD)/fuzz/corpus; test/fuzz/corpus holds the seeds (erl-made frames,

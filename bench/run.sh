@@ -5,6 +5,8 @@
 #                          (every row), latency.png (latency CDFs), calls.md/.csv
 #   bench/run.sh --quick   smoke run (small N, < 1 min), same files under
 #                          build/bench/results/; checks only that every row is there
+#   bench/run.sh --scale8  only the 2M-children run below (bench/results/scale8.*;
+#                          SCALE8_N, SCALE8_HOSTS, SCALE8_BATCH tune it)
 #
 # Three steps, each its own caller node: bench/call_bench.erl (call round
 # trips), bench/http_bench.erl (calls while /metrics is scraped every 10 ms),
@@ -28,7 +30,8 @@ MODE="full"
 for a in "$@"; do
     case "$a" in
         --quick) MODE="quick" ;;
-        -h|--help) sed -n '2,15p' "$0"; exit 0 ;;
+        --scale8) MODE="scale8" ;;
+        -h|--help) sed -n '2,17p' "$0"; exit 0 ;;
         *) echo "bench/run.sh: unknown argument $a" >&2; exit 2 ;;
     esac
 done
@@ -104,14 +107,16 @@ run_step() {
 }
 
 START=$SECONDS
-rm -f "$OUT/calls.csv" "$OUT/http.csv" "$OUT/summary.csv"
-run_step bench call_bench; rc1=$?
-run_step bench_http http_bench; rc3=$?
-run_step bench_sup sup_bench; rc2=$?
+rc1=0 rc2=0 rc3=0 rc4=0
+if [ "$MODE" != scale8 ]; then
+    rm -f "$OUT/calls.csv" "$OUT/http.csv" "$OUT/summary.csv"
+    run_step bench call_bench; rc1=$?
+    run_step bench_http http_bench; rc3=$?
+    run_step bench_sup sup_bench; rc2=$?
+fi
 # The 2M-children scale run (bench/scale_bench.erl: 8 dsup-nodes, kill -9 of
-# one, several GB of RAM): full run only; BENCH_SCALE8=0 skips it.
-rc4=0
-if [ "$MODE" = full ] && [ "${BENCH_SCALE8:-1}" != 0 ]; then
+# one, several GB of RAM): full run (BENCH_SCALE8=0 skips it) or --scale8.
+if [ "$MODE" = scale8 ] || { [ "$MODE" = full ] && [ "${BENCH_SCALE8:-1}" != 0 ]; }; then
     run_step bench_scale8 scale_bench; rc4=$?
 fi
 rc=$(( rc1 != 0 ? rc1 : rc3 != 0 ? rc3 : rc2 != 0 ? rc2 : rc4 ))

@@ -4,8 +4,10 @@
 %%% `make test'.
 %%%
 %%% Figures (printed, and written to OutDir/scale8.{md,csv}):
-%%%   start        wall time of the N start_child calls (16 callers, each call
-%%%                sent to the child's owner: libring computed here, bl_ring),
+%%%   start        wall time of the N starts (16 callers; each start sent to
+%%%                the child's owner, libring computed here with bl_ring; in
+%%%                batches of SCALE8_BATCH per owner, or one start_child each
+%%%                when it is 0),
 %%%                and until every node's child table counts N
 %%%   rss          VmRSS of each dsup-node before and after, and in total
 %%%   failover     kill -9 of the last node: ms until every name it hosted
@@ -15,7 +17,8 @@
 %%%                than one), counted over all N names once the survivors'
 %%%                own counts (status: local children) add up to N or 60 s pass
 %%%
-%%% Environment: SCALE8_N (2000000), SCALE8_HOSTS (8).
+%%% Environment: SCALE8_N (2000000), SCALE8_HOSTS (8), SCALE8_BATCH (1000; 0:
+%%% one start_child per child).
 -module(scale_bench).
 
 -export([main/1]).
@@ -46,7 +49,9 @@ now_ms() -> erlang:monotonic_time(millisecond).
 run(OutDir, LogDir) ->
     N = env_int("SCALE8_N", 2000000),
     K = env_int("SCALE8_HOSTS", 8),
-    io:format("== scale: ~b children over ~b dsup-nodes~n", [N, K]),
+    B = env_int("SCALE8_BATCH", 1000),
+    io:format("== scale: ~b children over ~b dsup-nodes (~s)~n",
+              [N, K, case B of 0 -> "start_child"; _ -> io_lib:format("batches of ~b", [B]) end]),
     Start = fun(Connect) ->
                     dsup_test:start_node(#{name => scale8, log_dir => LogDir, log_level => warn,
                                            connect => Connect,
@@ -54,9 +59,9 @@ run(OutDir, LogDir) ->
             end,
     H1 = Start([]),
     Hs = [H1 | [Start([maps:get(node, H1)]) || _ <- lists:seq(2, K)]],
-    try run(N, K, Hs, OutDir) after [catch dsup_test:stop_node(H, 10000) || H <- Hs] end.
+    try run(N, K, B, Hs, OutDir) after [catch dsup_test:stop_node(H, 10000) || H <- Hs] end.
 
-run(N, K, Hs, OutDir) ->
+run(N, K, B, Hs, OutDir) ->
     Nodes = [maps:get(node, H) || H <- Hs],
     ok = dsup_test:wait_until(
            fun() -> lists:all(fun(Nd) -> length(gen_server:call({?SUP, Nd}, nodes, ?T)) =:= K end,
@@ -64,12 +69,7 @@ run(N, K, Hs, OutDir) ->
     Rss0 = [vmrss_kb(H) || H <- Hs],
     Ring = bl_ring:new(lists:sort(Nodes)),
     T0 = now_ms(),
-    par(?C, N, fun(I) ->
-                       Name = {s, I},
-                       Owner = bl_ring:key_to_node(Ring, Name),
-                       {ok, _, _} = gen_server:call({?SUP, Owner}, {start_child, {counter, [{name, Name}]},
-                                                                   Owner}, ?T)
-               end),
+    start_all(N, B, Ring),
     T1 = now_ms(),
     ok = dsup_test:wait_until(fun() -> lists:all(fun(Nd) -> specs(Nd) >= N end, Nodes) end, 600000),
     T2 = now_ms(),
@@ -104,7 +104,7 @@ run(N, K, Hs, OutDir) ->
               "duplicates ~b; survivors' local children ~w (sum ~b)~n",
               [K1 - K0, Lost, Dups, Local1, lists:sum(Local1)]),
     D1 = fun(X) -> round(X * 10) / 10 end,
-    Fig = [{children, N}, {hosts, K}, {start_s, D1((T1 - T0) / 1000)},
+    Fig = [{children, N}, {hosts, K}, {batch, B}, {start_s, D1((T1 - T0) / 1000)},
            {start_per_s, round(N * 1000 / max(1, T1 - T0))}, {all_tables_s, D1((T2 - T0) / 1000)},
            {rss_total_mb, D1(lists:sum(Rss1) / 1024)},
            {rss_per_node_mb, [D1(R / 1024) || R <- Rss1]},
@@ -113,6 +113,33 @@ run(N, K, Hs, OutDir) ->
            {survivor_local_children, Local1}],
     write(OutDir, Fig),
     ok.
+
+%% N children {s, I}, each started on its libring owner by ?C callers:
+%% with B = 0 one start_child each; else the names in chunks of B, each
+%% chunk split by owner into one {start_children_here, Items} per owner.
+start_all(N, 0, Ring) ->
+    par(?C, N, fun(I) ->
+                       Name = {s, I},
+                       Owner = bl_ring:key_to_node(Ring, Name),
+                       {ok, _, _} = gen_server:call({?SUP, Owner}, {start_child, {counter, [{name, Name}]},
+                                                                   Owner}, ?T)
+               end);
+start_all(N, B, Ring) ->
+    NChunks = (N + B - 1) div B,
+    par(?C, NChunks,
+        fun(C) ->
+                Names = [{s, I} || I <- lists:seq((C - 1) * B + 1, min(N, C * B))],
+                Groups = maps:groups_from_list(fun(Nm) -> bl_ring:key_to_node(Ring, Nm) end, Names),
+                maps:foreach(
+                  fun(Owner, Ns) ->
+                          Items = [{Nm, #{id => Nm, start => {counter, start_link, [[]]}, args => [],
+                                          restart => permanent, shutdown => 5000}} || Nm <- Ns],
+                          Rs = gen_server:call({?SUP, Owner}, {start_children_here, Items}, ?T),
+                          length(Rs) =:= length(Ns) orelse error({batch_results, length(Rs), length(Ns)}),
+                          [error({batch_start_failed, Nm, R}) || {Nm, R} <- lists:zip(Ns, Rs),
+                                                                 element(1, R) =/= ok]
+                  end, Groups)
+        end).
 
 %% pg events until no orphan is left without a member on a survivor.
 follow(Ref, Orphans, Victim, Deadline) ->
