@@ -312,6 +312,11 @@ int sup_start_local_handoff(dsup_sup *s, dsup_child_spec *spec, const dsup_term 
         free(spec);
         return -1;
     }
+    return sup_start_local_checked(s, spec, handoff, reply);
+}
+
+int sup_start_local_checked(dsup_sup *s, dsup_child_spec *spec, const dsup_term *handoff, ei_x_buff *reply)
+{
     if (spec->beam) { /* a BEAM module's child: Elixir hosts run those */
         ei_x_buff *t = dsup_term_scratch(s->node);
         dsup_x_encode_atom(t, spec->type);

@@ -162,6 +162,10 @@ int sup_check_child_name(dsup_sup *s, dsup_term name, ei_x_buff *reply);
 int sup_reply_if_running(dsup_sup *s, dsup_term name, ei_x_buff *reply);
 int sup_start_local(dsup_sup *s, dsup_child_spec *spec, ei_x_buff *reply);
 int sup_start_local_handoff(dsup_sup *s, dsup_child_spec *spec, const dsup_term *handoff, ei_x_buff *reply);
+/* sup_start_local_handoff without its checks, for a start that made them in
+ * this same event (spec named, sup_check_child_name and sup_reply_if_running
+ * passed): nothing can have changed since, so they are not repeated. */
+int sup_start_local_checked(dsup_sup *s, dsup_child_spec *spec, const dsup_term *handoff, ei_x_buff *reply);
 const dsup_pid *sup_host_on(dsup_sup *s, const char *node);
 void sup_stop_child(dsup_sup *s, sup_child *c, dsup_term reason);
 void sup_failover(dsup_sup *s, const char *lost_node);
@@ -243,6 +247,11 @@ void sup_pending_child_free_all(dsup_sup *s);
 /* sup_claim.c: one winner per name (the name's ring owner arbitrates) */
 typedef struct sup_claim_wait sup_claim_wait;
 dsup_call_ret sup_start_claimed(dsup_sup *s, dsup_child_spec *spec, const dsup_from *from, ei_x_buff *reply);
+/* The same for a spec named and checked in this event (as for
+ * sup_start_local_checked); owner: the name's placement, sup_place_owner(s,
+ * spec, 1), when the caller computed it (NULL: not computed). */
+dsup_call_ret sup_start_claimed_checked(dsup_sup *s, dsup_child_spec *spec, const char *const *owner,
+                                        const dsup_from *from, ei_x_buff *reply);
 int sup_claim_msg(dsup_sup *s, dsup_term event);
 int sup_claim_busy(dsup_sup *s, dsup_term name);
 void sup_claim_restart(dsup_sup *s, dsup_child_spec *spec);

@@ -189,6 +189,7 @@ static dsup_call_ret start_child(dsup_sup *s, dsup_term spec_t, dsup_term node_t
         sup_error_atom(reply, "no_quorum");
         return DSUP_REPLY;
     }
+    const char *const *owner = NULL; /* the placement, when made here */
     if (!node) {
         /* the owner among the hosts that can run the type (sup_place.c) */
         node = sup_place_owner(s, spec, 1);
@@ -197,9 +198,10 @@ static dsup_call_ret start_child(dsup_sup *s, dsup_term spec_t, dsup_term node_t
             free(spec);
             return DSUP_REPLY;
         }
+        owner = &node;
     }
-    if (node == s->node->name)
-        return sup_start_claimed(s, spec, from, reply);
+    if (node == s->node->name) /* checked and placed above: not again */
+        return sup_start_claimed_checked(s, spec, owner, from, reply);
     /* {start_child_here, Name, SpecMap} to the instance on `node`. */
     ei_x_buff *x = dsup_term_scratch(s->node);
     ei_x_encode_tuple_header(x, 3);
