@@ -101,6 +101,8 @@ struct dsup_sup {
     int restore_tries;            /* restore passes since the quorum came back */
     int finished;                 /* sup_shutdown_finish ran */
     const char *stop_why;         /* static text: the instance's exit reason */
+    uint64_t place_gen;           /* changes of the hosts and their capabilities (sup_place.c) */
+    struct sup_place_memo *place_memo; /* candidates by type, good for one place_gen */
     struct dsup_sup *next;
 };
 
@@ -211,6 +213,9 @@ size_t sup_place_successors(dsup_sup *s, const dsup_child_spec *spec, const char
  * owner of its name among the other hosts able to run it (what failover
  * picks), or NULL when there is none. Interned. */
 const char *sup_place_successor(dsup_sup *s, const dsup_child_spec *spec, const char *skip);
+/* The hosts or their capabilities changed (for_good 0), or the instance
+ * stops following its scope and keeps nothing (1). */
+void sup_place_forget(dsup_sup *s, int for_good);
 
 /* sup_replica.c: specs kept on k ring successors (default 2) */
 #define SUP_REPLICAS_DEFAULT 2
