@@ -672,11 +672,25 @@ void sup_failover(dsup_sup *s, const char *lost)
 
 /* ---- the instance process ------------------------------------------------------- */
 
+/* {Ref, Reply}: the answer to one of our own calls whose tag is a reference
+ * (forwarded calls, moves): none of the atom tags below can match it, so it
+ * skips them (one per forwarded start_child). */
+static int is_call_answer(dsup_term msg)
+{
+    const unsigned char *p = (const unsigned char *)msg.buf;
+    return msg.len > 3 && p[0] == 104 && p[1] == 2 && (p[2] == 90 || p[2] == 114 || p[2] == 101);
+}
+
 static void sup_info(dsup_proc *self, void *state, dsup_term msg)
 {
     dsup_sup *s = state;
     dsup_term el[6];
     int ar;
+    if (is_call_answer(msg)) {
+        if (!sup_pending_reply(s, msg))
+            sup_move_reply(s, msg);
+        return;
+    }
     if (dsup_term_tagged(msg, "EXIT", &ar, el, 3) && ar == 3) {
         dsup_pid pid;
         int i = 0;
@@ -836,6 +850,7 @@ static void free_sup(dsup_sup *s)
         forget_terminating(s, s->terminating[0]);
     dsup_ring_free(s->ring);
     sup_place_forget(s, 1);
+    sup_pending_free_spare(s);
     sup_opts_release(s);
     dsup_intern_release(s->name);
     free(s->restarts);

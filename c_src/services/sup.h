@@ -76,6 +76,8 @@ struct dsup_sup {
     uint64_t *restarts;           /* times of recent restarts, a ring of max_restarts+1 */
     int nrestarts;
     sup_pending *pending;
+    sup_pending *pending_spare;   /* finished forwards kept for the next (SUP_PENDING_SPARE) */
+    int npending_spare;
     dsup_dict pending_children;   /* name -> dsup_child_spec*: no host can run them (sup_pending.c) */
     dsup_dict claims;             /* names reserved here as their arbiter (sup_claim.c) */
     struct sup_claim_wait *claim_waits; /* starts here waiting for an arbiter */
@@ -181,6 +183,8 @@ dsup_call_ret sup_handle_call(dsup_proc *self, void *state, dsup_term req, const
 int sup_forward(dsup_sup *s, const char *node, dsup_term request, const dsup_from *from, int is_terminate);
 int sup_pending_reply(dsup_sup *s, dsup_term msg);
 int sup_pending_down(dsup_sup *s, const dsup_ref *mref);
+#define SUP_PENDING_SPARE 32
+void sup_pending_free_spare(dsup_sup *s);
 
 /* sup_node.c: the service's place in the node. Registers the start_supervisor
  * call and the node hooks below; the command line calls it once at start. */
