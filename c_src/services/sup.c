@@ -30,10 +30,16 @@
 
 /* ---- hosts and the ring ---------------------------------------------------- */
 
+/* '$dsup_hosts' as pg keys it (SMALL_ATOM_UTF8_EXT, as dsup_x_encode_atom
+ * writes it): placement looks it up per candidate, without encoding it. */
+static const char hosts_group_enc[] = "\x77\x0b" SUP_HOSTS_GROUP;
+_Static_assert(sizeof SUP_HOSTS_GROUP - 1 == 0x0b, "the length byte of hosts_group_enc");
+#define HOSTS_GROUP ((dsup_term){ hosts_group_enc, sizeof hosts_group_enc - 1 })
+
 const dsup_pid *sup_host_on(dsup_sup *s, const char *node)
 {
     const dsup_pid *pids;
-    size_t n = dsup_pg_members(s->scope, dsup_reason_atom(s->node, SUP_HOSTS_GROUP), &pids);
+    size_t n = dsup_pg_members(s->scope, HOSTS_GROUP, &pids);
     for (size_t i = 0; i < n; i++)
         if (pids[i].node == node)
             return &pids[i];
@@ -183,9 +189,13 @@ static void child_left(dsup_sup *s, dsup_term name, dsup_term pid_t)
 static void on_scope_event(void *arg, dsup_pg *scope, int event, dsup_term group, const dsup_pid *pids, size_t n)
 {
     dsup_sup *s = arg;
+    int hosts = dsup_term_is_atom(group, SUP_HOSTS_GROUP);
+    int capability = !hosts && sup_place_is_capability_group(group);
+    if (hosts || capability)
+        sup_place_forget(s, 0); /* first: what follows may place children */
     if (!s->proc)
         return;
-    if (dsup_term_is_atom(group, SUP_HOSTS_GROUP)) {
+    if (hosts) {
         for (size_t i = 0; i < n; i++)
             (event == DSUP_PG_JOIN ? host_joined : host_left)(s, &pids[i]);
         return;
@@ -198,7 +208,7 @@ static void on_scope_event(void *arg, dsup_pg *scope, int event, dsup_term group
     }
     if (sup_handoff_is_mark(group)) /* a name moving (sup_handoff.c): not a child */
         return;
-    if (sup_place_is_capability_group(group)) {
+    if (capability) {
         /* A host's capabilities may arrive after the host itself: a pg sync
          * lists groups in any order. A pending child may be placeable now. */
         if (event == DSUP_PG_JOIN && !s->stopping)
@@ -312,6 +322,11 @@ int sup_start_local_handoff(dsup_sup *s, dsup_child_spec *spec, const dsup_term 
         free(spec);
         return -1;
     }
+    return sup_start_local_checked(s, spec, handoff, reply);
+}
+
+int sup_start_local_checked(dsup_sup *s, dsup_child_spec *spec, const dsup_term *handoff, ei_x_buff *reply)
+{
     if (spec->beam) { /* a BEAM module's child: Elixir hosts run those */
         ei_x_buff *t = dsup_term_scratch(s->node);
         dsup_x_encode_atom(t, spec->type);
@@ -657,11 +672,25 @@ void sup_failover(dsup_sup *s, const char *lost)
 
 /* ---- the instance process ------------------------------------------------------- */
 
+/* {Ref, Reply}: the answer to one of our own calls whose tag is a reference
+ * (forwarded calls, moves): none of the atom tags below can match it, so it
+ * skips them (one per forwarded start_child). */
+static int is_call_answer(dsup_term msg)
+{
+    const unsigned char *p = (const unsigned char *)msg.buf;
+    return msg.len > 3 && p[0] == 104 && p[1] == 2 && (p[2] == 90 || p[2] == 114 || p[2] == 101);
+}
+
 static void sup_info(dsup_proc *self, void *state, dsup_term msg)
 {
     dsup_sup *s = state;
     dsup_term el[6];
     int ar;
+    if (is_call_answer(msg)) {
+        if (!sup_pending_reply(s, msg))
+            sup_move_reply(s, msg);
+        return;
+    }
     if (dsup_term_tagged(msg, "EXIT", &ar, el, 3) && ar == 3) {
         dsup_pid pid;
         int i = 0;
@@ -820,6 +849,8 @@ static void free_sup(dsup_sup *s)
     while (s->nterminating)
         forget_terminating(s, s->terminating[0]);
     dsup_ring_free(s->ring);
+    sup_place_forget(s, 1);
+    sup_pending_free_spare(s);
     sup_opts_release(s);
     dsup_intern_release(s->name);
     free(s->restarts);
@@ -904,6 +935,7 @@ int dsup_sup_start(dsup_node *node, const char *name, const dsup_term *opts, dsu
     for (size_t i = 0; i < nh; i++)
         if (sup_node_allowed(s, hosts[i].node))
             dsup_ring_add_node(s->ring, hosts[i].node, 0);
+    s->place_gen = 1; /* the subscription keeps it current */
     dsup_pg_subscribe(s->scope, on_scope_event, s);
     sup_place_advertise(s, 1); /* capabilities before the host: never seen without them */
     /* Cannot fail (a live local process, a valid group), and must not:
@@ -1004,6 +1036,7 @@ void sup_shutdown_finish(dsup_sup *s)
     }
     free(c.list);
     dsup_pg_unsubscribe(s->scope, on_scope_event, s);
+    sup_place_forget(s, 1); /* no more news of the hosts */
     /* dsup_stop ends the process now, or after the current callback when
      * we are inside one (restart intensity reached while handling an EXIT). */
     dsup_stop_atom(s->proc, s->stop_why);

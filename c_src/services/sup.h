@@ -76,6 +76,8 @@ struct dsup_sup {
     uint64_t *restarts;           /* times of recent restarts, a ring of max_restarts+1 */
     int nrestarts;
     sup_pending *pending;
+    sup_pending *pending_spare;   /* finished forwards kept for the next (SUP_PENDING_SPARE) */
+    int npending_spare;
     dsup_dict pending_children;   /* name -> dsup_child_spec*: no host can run them (sup_pending.c) */
     dsup_dict claims;             /* names reserved here as their arbiter (sup_claim.c) */
     struct sup_claim_wait *claim_waits; /* starts here waiting for an arbiter */
@@ -101,6 +103,8 @@ struct dsup_sup {
     int restore_tries;            /* restore passes since the quorum came back */
     int finished;                 /* sup_shutdown_finish ran */
     const char *stop_why;         /* static text: the instance's exit reason */
+    uint64_t place_gen;           /* changes of the hosts and their capabilities (sup_place.c) */
+    struct sup_place_memo *place_memo; /* candidates by type, good for one place_gen */
     struct dsup_sup *next;
 };
 
@@ -162,6 +166,10 @@ int sup_check_child_name(dsup_sup *s, dsup_term name, ei_x_buff *reply);
 int sup_reply_if_running(dsup_sup *s, dsup_term name, ei_x_buff *reply);
 int sup_start_local(dsup_sup *s, dsup_child_spec *spec, ei_x_buff *reply);
 int sup_start_local_handoff(dsup_sup *s, dsup_child_spec *spec, const dsup_term *handoff, ei_x_buff *reply);
+/* sup_start_local_handoff without its checks, for a start that made them in
+ * this same event (spec named, sup_check_child_name and sup_reply_if_running
+ * passed): nothing can have changed since, so they are not repeated. */
+int sup_start_local_checked(dsup_sup *s, dsup_child_spec *spec, const dsup_term *handoff, ei_x_buff *reply);
 const dsup_pid *sup_host_on(dsup_sup *s, const char *node);
 void sup_stop_child(dsup_sup *s, sup_child *c, dsup_term reason);
 void sup_failover(dsup_sup *s, const char *lost_node);
@@ -175,6 +183,8 @@ dsup_call_ret sup_handle_call(dsup_proc *self, void *state, dsup_term req, const
 int sup_forward(dsup_sup *s, const char *node, dsup_term request, const dsup_from *from, int is_terminate);
 int sup_pending_reply(dsup_sup *s, dsup_term msg);
 int sup_pending_down(dsup_sup *s, const dsup_ref *mref);
+#define SUP_PENDING_SPARE 32
+void sup_pending_free_spare(dsup_sup *s);
 
 /* sup_node.c: the service's place in the node. Registers the start_supervisor
  * call and the node hooks below; the command line calls it once at start. */
@@ -207,6 +217,9 @@ size_t sup_place_successors(dsup_sup *s, const dsup_child_spec *spec, const char
  * owner of its name among the other hosts able to run it (what failover
  * picks), or NULL when there is none. Interned. */
 const char *sup_place_successor(dsup_sup *s, const dsup_child_spec *spec, const char *skip);
+/* The hosts or their capabilities changed (for_good 0), or the instance
+ * stops following its scope and keeps nothing (1). */
+void sup_place_forget(dsup_sup *s, int for_good);
 
 /* sup_replica.c: specs kept on k ring successors (default 2) */
 #define SUP_REPLICAS_DEFAULT 2
@@ -243,6 +256,11 @@ void sup_pending_child_free_all(dsup_sup *s);
 /* sup_claim.c: one winner per name (the name's ring owner arbitrates) */
 typedef struct sup_claim_wait sup_claim_wait;
 dsup_call_ret sup_start_claimed(dsup_sup *s, dsup_child_spec *spec, const dsup_from *from, ei_x_buff *reply);
+/* The same for a spec named and checked in this event (as for
+ * sup_start_local_checked); owner: the name's placement, sup_place_owner(s,
+ * spec, 1), when the caller computed it (NULL: not computed). */
+dsup_call_ret sup_start_claimed_checked(dsup_sup *s, dsup_child_spec *spec, const char *const *owner,
+                                        const dsup_from *from, ei_x_buff *reply);
 int sup_claim_msg(dsup_sup *s, dsup_term event);
 int sup_claim_busy(dsup_sup *s, dsup_term name);
 void sup_claim_restart(dsup_sup *s, dsup_child_spec *spec);

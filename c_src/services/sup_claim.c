@@ -334,13 +334,12 @@ static void start_granted(dsup_sup *s, sup_claim_wait *w, const dsup_pid *arbite
 }
 
 /* Ask the name's current owner for w (or answer at once when the name is
- * taken or nobody can arbitrate). Consumes w unless it waits. */
-static void place(dsup_sup *s, sup_claim_wait *w)
+ * taken or nobody can arbitrate). The arbiter is the name's owner among the
+ * hosts able to run it, sup_place_owner(s, w->spec, 1) (sup_place.c): in a
+ * mixed cluster that is where the child goes. Consumes w unless it waits. */
+static void place_at(dsup_sup *s, sup_claim_wait *w, const char *owner)
 {
     dsup_term name = w->spec->name;
-    /* the arbiter is the name's owner among the hosts able to run it
-     * (sup_place.c): in a mixed cluster that is where the child goes */
-    const char *owner = sup_place_owner(s, w->spec, 1);
     const dsup_pid *arbiter = owner ? sup_host_on(s, owner) : NULL;
     if (!arbiter) {
         /* No owner on the ring (an instance outside its own `nodes`): no
@@ -364,6 +363,11 @@ static void place(dsup_sup *s, sup_claim_wait *w)
     send_reserve(s, arbiter, name, w->tag);
 }
 
+static void place(dsup_sup *s, sup_claim_wait *w)
+{
+    place_at(s, w, sup_place_owner(s, w->spec, 1));
+}
+
 dsup_call_ret sup_start_claimed(dsup_sup *s, dsup_child_spec *spec, const dsup_from *from, ei_x_buff *reply)
 {
     if (spec->name.len == 0 && !(spec = sup_spec_named_by_ref(s, spec)))
@@ -372,23 +376,31 @@ dsup_call_ret sup_start_claimed(dsup_sup *s, dsup_child_spec *spec, const dsup_f
         free(spec);
         return DSUP_REPLY;
     }
+    return sup_start_claimed_checked(s, spec, NULL, from, reply);
+}
+
+/* The checks and the placement are made once per start (by the caller, or
+ * by sup_start_claimed): nothing runs between them and the start. */
+dsup_call_ret sup_start_claimed_checked(dsup_sup *s, dsup_child_spec *spec, const char *const *known_owner,
+                                        const dsup_from *from, ei_x_buff *reply)
+{
     if (spec->beam || !dsup_find_worker_type(spec->type)) {
         /* not ours to run (a BEAM module, or a type this node lacks): the
          * refusal needs no arbiter, and the arbiter of a BEAM child is an
          * Elixir host, which does not arbitrate */
-        sup_start_local(s, spec, reply);
+        sup_start_local_checked(s, spec, NULL, reply);
         return DSUP_REPLY;
     }
-    const char *owner = sup_place_owner(s, spec, 1);
+    const char *owner = known_owner ? *known_owner : sup_place_owner(s, spec, 1);
     if (!owner || (strcmp(owner, s->node->name) == 0 && !claim_of(s, spec->name))) {
-        sup_start_local(s, spec, reply); /* we arbitrate, and nobody else holds it */
+        sup_start_local_checked(s, spec, NULL, reply); /* we arbitrate, and nobody else holds it */
         return DSUP_REPLY;
     }
     sup_claim_wait *w = dsup_xcalloc(1, sizeof *w);
     w->tag = ++s->claim_seq;
     w->spec = spec;
     w->from = dsup_from_save(from);
-    place(s, w);
+    place_at(s, w, owner);
     return DSUP_NOREPLY;
 }
 

@@ -72,7 +72,14 @@ int sup_forward(dsup_sup *s, const char *node, dsup_term request, const dsup_fro
     const dsup_pid *host = sup_host_on(s, node);
     if (!host)
         return -1;
-    sup_pending *p = dsup_xcalloc(1, sizeof *p);
+    sup_pending *p = s->pending_spare; /* a finished forward's, or a new one */
+    if (p) {
+        s->pending_spare = p->next;
+        s->npending_spare--;
+        memset(p, 0, sizeof *p);
+    } else {
+        p = dsup_xcalloc(1, sizeof *p);
+    }
     dsup_pid target = *host;
     dsup_node_make_ref(s->node, &p->tag);
     dsup_monitor(s->proc, &target, &p->mref);
@@ -92,6 +99,29 @@ int sup_forward(dsup_sup *s, const char *node, dsup_term request, const dsup_fro
     dsup_send(s->proc, &target, x);
     dsup_term_scratch_release(x);
     return 0;
+}
+
+/* Keep a few finished forwards for the next ones: no malloc per forward. */
+static void pending_done(dsup_sup *s, sup_pending *p)
+{
+    dsup_intern_release(p->node);
+    if (s->npending_spare >= SUP_PENDING_SPARE) {
+        free(p);
+        return;
+    }
+    p->next = s->pending_spare;
+    s->pending_spare = p;
+    s->npending_spare++;
+}
+
+void sup_pending_free_spare(dsup_sup *s)
+{
+    while (s->pending_spare) {
+        sup_pending *p = s->pending_spare;
+        s->pending_spare = p->next;
+        free(p);
+    }
+    s->npending_spare = 0;
 }
 
 static sup_pending *take_pending(dsup_sup *s, const dsup_ref *ref, int by_mref)
@@ -124,8 +154,7 @@ int sup_pending_reply(dsup_sup *s, dsup_term msg)
     dsup_x_encode_term(x, el[1]);
     dsup_reply(p->from, x);
     dsup_term_scratch_release(x);
-    dsup_intern_release(p->node);
-    free(p);
+    pending_done(s, p);
     return 1;
 }
 
@@ -142,8 +171,7 @@ int sup_pending_down(dsup_sup *s, const dsup_ref *mref)
         error_nodedown(x, p->node);
     dsup_reply(p->from, x);
     dsup_term_scratch_release(x);
-    dsup_intern_release(p->node);
-    free(p);
+    pending_done(s, p);
     return 1;
 }
 
@@ -189,6 +217,7 @@ static dsup_call_ret start_child(dsup_sup *s, dsup_term spec_t, dsup_term node_t
         sup_error_atom(reply, "no_quorum");
         return DSUP_REPLY;
     }
+    const char *const *owner = NULL; /* the placement, when made here */
     if (!node) {
         /* the owner among the hosts that can run the type (sup_place.c) */
         node = sup_place_owner(s, spec, 1);
@@ -197,9 +226,10 @@ static dsup_call_ret start_child(dsup_sup *s, dsup_term spec_t, dsup_term node_t
             free(spec);
             return DSUP_REPLY;
         }
+        owner = &node;
     }
-    if (node == s->node->name)
-        return sup_start_claimed(s, spec, from, reply);
+    if (node == s->node->name) /* checked and placed above: not again */
+        return sup_start_claimed_checked(s, spec, owner, from, reply);
     /* {start_child_here, Name, SpecMap} to the instance on `node`. */
     ei_x_buff *x = dsup_term_scratch(s->node);
     ei_x_encode_tuple_header(x, 3);

@@ -85,7 +85,7 @@ static size_t member_nodes(dsup_sup *s, dsup_term group, const char **out)
     return k;
 }
 
-static size_t candidates(dsup_sup *s, const char *type, int beam, int fresh, const char **out)
+static size_t candidates_now(dsup_sup *s, const char *type, int beam, int fresh, const char **out)
 {
     if (!beam) {
         ei_x_buff *x = dsup_term_scratch(s->node);
@@ -96,6 +96,63 @@ static size_t candidates(dsup_sup *s, const char *type, int beam, int fresh, con
             return n;
     }
     return member_nodes(s, dsup_reason_atom(s->node, SUP_BEAM_GROUP), out);
+}
+
+/* The candidates of the last few (type, beam, fresh) asked, good until the
+ * hosts or their capabilities change: s->place_gen counts those changes
+ * (sup.c bumps it from the scope subscription, which pg calls on every join
+ * and leave, before anything else reacts to the change; 0 when the instance
+ * no longer follows the scope). A start looks its type's hosts up once per
+ * change then, not two pg lookups per host per child. */
+#define MEMO_SLOTS 4
+#define MEMO_TYPE_MAX 48
+typedef struct cand_memo {
+    uint64_t gen;                 /* the s->place_gen it was made at; 0: unused */
+    char type[MEMO_TYPE_MAX];     /* "" for a BEAM child (its type plays no part) */
+    unsigned char beam, fresh;
+    size_t n;
+    const char *nodes[MAX_CANDIDATES];
+} cand_memo;
+struct sup_place_memo {
+    cand_memo m[MEMO_SLOTS];
+    unsigned next;
+};
+
+static size_t candidates(dsup_sup *s, const char *type, int beam, int fresh, const char **out)
+{
+    if (beam)
+        type = "";
+    size_t tl = strlen(type);
+    if (!s->place_gen || tl >= MEMO_TYPE_MAX)
+        return candidates_now(s, type, beam, fresh, out);
+    if (!s->place_memo)
+        s->place_memo = dsup_xcalloc(1, sizeof *s->place_memo);
+    cand_memo *m = s->place_memo->m;
+    for (size_t i = 0; i < MEMO_SLOTS; i++)
+        if (m[i].gen == s->place_gen && m[i].beam == !!beam && m[i].fresh == !!fresh &&
+            memcmp(m[i].type, type, tl + 1) == 0) {
+            memcpy(out, m[i].nodes, m[i].n * sizeof *out);
+            return m[i].n;
+        }
+    cand_memo *e = &m[s->place_memo->next++ % MEMO_SLOTS];
+    e->n = candidates_now(s, type, beam, fresh, e->nodes);
+    e->gen = s->place_gen;
+    memcpy(e->type, type, tl + 1);
+    e->beam = !!beam;
+    e->fresh = !!fresh;
+    memcpy(out, e->nodes, e->n * sizeof *out);
+    return e->n;
+}
+
+void sup_place_forget(dsup_sup *s, int for_good)
+{
+    if (for_good) {
+        free(s->place_memo);
+        s->place_memo = NULL;
+        s->place_gen = 0;
+    } else if (s->place_gen) {
+        s->place_gen++;
+    }
 }
 
 /* Rings of candidate sets, by set: a set's ring never changes (sorted adds). */

@@ -9,12 +9,13 @@
 -include_lib("stdlib/include/assert.hrl").
 
 -export([all/0, init_per_suite/1, end_per_suite/1, init_per_testcase/2, end_per_testcase/2]).
--export([placed_among_capable_hosts/1, pending_until_a_capable_host_joins/1]).
+-export([placed_among_capable_hosts/1, pending_until_a_capable_host_joins/1,
+         placement_follows_capable_hosts/1]).
 
 -define(T, 15000).
 -define(RL, 'Elixir.Examples.RateLimiter').
 
-all() -> [placed_among_capable_hosts, pending_until_a_capable_host_joins].
+all() -> [placed_among_capable_hosts, pending_until_a_capable_host_joins, placement_follows_capable_hosts].
 
 init_per_suite(Config) ->
     Plugin = filename:join([filename:dirname(dsup_test:exe()), "examples", "dsup_examples.so"]),
@@ -158,3 +159,32 @@ pending_until_a_capable_host_joins(Cfg) ->
     {ok, _} = gen_server:call(sup(Cfg, Cn, {whereis, {r, 2}}), {take, 1}),
     dsup_cluster:stop_c(D),
     ok.
+
+%% An instance keeps the capable hosts of a type between changes of the
+%% hosts (sup_place.c): after a capable host leaves and another joins, c
+%% places by the hosts there are now, as the reference ring of them says
+%% (node_for with the type, and start_child itself).
+placement_follows_capable_hosts(Cfg) ->
+    [_, B, _] = ?config(handles, Cfg),
+    [An, Bn, Cn] = ?config(nodes, Cfg),
+    Keys = [{k, I} || I <- lists:seq(1, 40)],
+    Expect = fun(Capable) -> [{K, dsup_cluster:ring_owner(lists:sort(Capable), K)} || K <- Keys] end,
+    Asked = fun() -> [{K, sup(Cfg, Cn, {node_for, K, ?RL})} || K <- Keys] end,
+    ?assertEqual(Expect([An, Bn]), Asked()),
+    {exited, _} = dsup_cluster:kill_c(B),
+    wait(fun() -> Asked() =:= Expect([An]) orelse {asked, Asked()} end),
+    D = dsup_cluster:start_c(#{name => pd, connect => [An, Cn],
+                               extra_args => ["--load", ?config(plugin, Cfg)]}),
+    try
+        Dn = maps:get(node, D),
+        {ok, _} = dsup_cluster:call(Dn, {start_supervisor, ?config(name, Cfg), []}),
+        wait(fun() -> Asked() =:= Expect([An, Dn]) orelse {asked, Asked()} end),
+        Owners = [Owner || {_, Owner} <- Expect([An, Dn])],
+        ?assert(lists:member(An, Owners) andalso lists:member(Dn, Owners)),
+        [begin
+             {ok, P, K} = sup(Cfg, Cn, {start_child, {?RL, [{name, K}, {rate, 5}]}, undefined}),
+             ?assertEqual(Owner, node(P))
+         end || {K, Owner} <- lists:sublist(Expect([An, Dn]), 12)]
+    after
+        dsup_cluster:stop_c(D)
+    end.
