@@ -220,9 +220,10 @@ static int decode_from(dsup_node *node, dsup_term t, dsup_from *from)
 
 static gs_extra *extra(dsup_proc *p)
 {
-    if (!p->beh)
-        p->beh = dsup_xcalloc(1, sizeof(gs_extra));
-    return p->beh;
+    dsup_proc_ext *x = dsup_proc_ext_get(p);
+    if (!x->beh)
+        x->beh = dsup_xcalloc(1, sizeof(gs_extra));
+    return x->beh;
 }
 
 
@@ -238,7 +239,7 @@ static void defer(dsup_proc *p, dsup_term msg)
  * the local queue so it is handled from the loop like any message. */
 static void release_deferred(dsup_proc *p)
 {
-    gs_extra *e = p->beh;
+    gs_extra *e = dsup_proc_beh(p);
     if (!e)
         return;
     size_t off = 0;
@@ -258,7 +259,7 @@ static void release_deferred(dsup_proc *p)
 
 static void encode_status(dsup_proc *p, ei_x_buff *x)
 {
-    const gs_extra *e = p->beh;
+    const gs_extra *e = dsup_proc_beh(p);
     const dsup_sys_dbg *dbg = e ? e->dbg : NULL;
     /* {status, Pid, {module, gen_server}, [PDict, SysState, Parent, Debug, Misc]} */
     ei_x_encode_tuple_header(x, 4);
@@ -357,7 +358,7 @@ static int start_replace_state(dsup_proc *p, const dsup_from *from, dsup_term fu
 
 static void finish_replace_state(dsup_proc *p, dsup_term result)
 {
-    gs_extra *e = p->beh;
+    gs_extra *e = dsup_proc_beh(p);
     e->awaiting = 0;
     ei_x_buff *x = dsup_term_scratch(p->node);
     dsup_term el[3];
@@ -493,7 +494,7 @@ static void gs_message(dsup_proc *p, dsup_term msg)
     const dsup_worker_type *t = p->type;
     dsup_term el[4];
     int ar;
-    gs_extra *e = p->beh;
+    gs_extra *e = dsup_proc_beh(p);
 
     if (dsup_term_tagged(msg, "$gen_call", &ar, el, 4) && ar == 3) {
         if (p->suspended || (e && e->awaiting)) {
@@ -574,13 +575,13 @@ static void gs_exiting(dsup_proc *p, dsup_term reason)
         p->type->terminate(p, p->state, reason);
     p->state = NULL;
     /* p->type is the registry's copy, the first member of its entry. */
-    gs_extra *e = p->beh;
+    gs_extra *e = dsup_proc_beh(p);
     if (e) {
         dsup_from_discard(e->rpc_from);
         dsup_sys_dbg_free(e->dbg);
         dsup_buf_free(&e->deferred);
         free(e);
-        p->beh = NULL;
+        p->ext->beh = NULL; /* e came from p's extras */
     }
 }
 
@@ -631,12 +632,12 @@ static int spawn(dsup_node *node, const char *type_name, const dsup_term *args, 
         node->handoff_proc = outer_proc;
         node->handoff_term = outer_term;
     }
-    p->started = rc == 0 && !p->stop_reason;
+    p->started = rc == 0 && !dsup_proc_stop_reason(p);
     if (!p->started) {
         if (reason) {
             reason->index = 0;
-            if (p->stop_reason)
-                dsup_x_encode_term(reason, *p->stop_reason);
+            if (dsup_proc_stop_reason(p))
+                dsup_x_encode_term(reason, *dsup_proc_stop_reason(p));
             else
                 dsup_x_encode_atom(reason, "init_failed");
         }
@@ -696,7 +697,7 @@ int dsup_spawn(dsup_node *node, const char *type, const dsup_term *args, dsup_pr
  * queue as :erlang.process_info(P, :message_queue_len) would count it. */
 size_t dsup_gs_queue_len(const dsup_proc *p)
 {
-    const gs_extra *e = p->beh;
+    const gs_extra *e = dsup_proc_beh(p);
     size_t n = 0;
     for (size_t off = 0; e && off + 4 <= e->deferred.len; n++) {
         uint32_t len;

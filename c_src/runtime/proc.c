@@ -408,15 +408,33 @@ static int ref_eq(const void *a, const void *b) { return dsup_ref_eq(a, b); }
 static const dsup_ivec_type link_t = { sizeof(dsup_pid), pid_hash, self_key, pid_eq };
 static const dsup_ivec_type mon_t = { sizeof(dsup_monitor_rec), ref_hash, mon_key, ref_eq };
 
-#define LINK_AT(p, i) ((dsup_pid *)dsup_ivec_at(&(p)->links, &link_t, (i)))
+dsup_proc_ext *dsup_proc_ext_get(dsup_proc *p)
+{
+    if (!p->ext)
+        p->ext = dsup_xcalloc(1, sizeof *p->ext);
+    return p->ext;
+}
+
+/* A process's link and monitor vectors: NULL (empty) until its extras exist.
+ * Only pushes create the extras (dsup_proc_ext_get). */
+static dsup_ivec *links_of(const dsup_proc *p) { return p->ext ? &p->ext->links : NULL; }
+static dsup_ivec *watchers_of(const dsup_proc *p) { return p->ext ? &p->ext->watchers : NULL; }
+static dsup_ivec *watching_of(const dsup_proc *p) { return p->ext ? &p->ext->watching : NULL; }
+static uint32_t vec_len(const dsup_ivec *v) { return v ? dsup_ivec_len(v) : 0; }
+
+uint32_t dsup_proc_link_count(const dsup_proc *p) { return vec_len(links_of(p)); }
+uint32_t dsup_proc_watcher_count(const dsup_proc *p) { return vec_len(watchers_of(p)); }
+
+#define LINK_AT(p, i) ((dsup_pid *)dsup_ivec_at(links_of(p), &link_t, (i)))
 #define MON_AT(v, i) ((dsup_monitor_rec *)dsup_ivec_at((v), &mon_t, (i)))
 
 /* Link and monitor records hold the names they point at (intern.h). */
 static int add_link(dsup_proc *p, const dsup_pid *other)
 {
-    if (dsup_ivec_find(&p->links, &link_t, other) >= 0)
+    dsup_ivec *v = &dsup_proc_ext_get(p)->links;
+    if (dsup_ivec_find(v, &link_t, other) >= 0)
         return 0;
-    if (dsup_ivec_push(&p->links, &link_t, other) < 0)
+    if (dsup_ivec_push(v, &link_t, other) < 0)
         return -1;
     dsup_intern_hold(other->node);
     return 0;
@@ -424,11 +442,12 @@ static int add_link(dsup_proc *p, const dsup_pid *other)
 
 static int remove_link(dsup_proc *p, const dsup_pid *other)
 {
-    long i = dsup_ivec_find(&p->links, &link_t, other);
+    dsup_ivec *v = links_of(p);
+    long i = v ? dsup_ivec_find(v, &link_t, other) : -1;
     if (i < 0)
         return 0;
     dsup_intern_release(LINK_AT(p, (uint32_t)i)->node);
-    dsup_ivec_remove_at(&p->links, &link_t, (uint32_t)i);
+    dsup_ivec_remove_at(v, &link_t, (uint32_t)i);
     return 1;
 }
 
@@ -456,10 +475,11 @@ static int push_monitor(dsup_ivec *v, const dsup_monitor_rec *m)
     return 0;
 }
 
-/* Remove the monitor with this ref from v; 1 and a copy in *out if found. */
+/* Remove the monitor with this ref from v (NULL: none); 1 and a copy in
+ * *out if found. */
 static int take_monitor(dsup_ivec *v, const dsup_ref *ref, dsup_monitor_rec *out)
 {
-    long i = dsup_ivec_find(v, &mon_t, ref);
+    long i = v ? dsup_ivec_find(v, &mon_t, ref) : -1;
     if (i < 0)
         return 0;
     if (out)
@@ -525,12 +545,12 @@ void dsup_proc_sig_monitor(dsup_proc *p, const dsup_pid *watcher, const dsup_ref
     m.pid = *watcher;
     m.name = by_name;
     m.name_node = by_name ? p->node->name : NULL;
-    push_monitor(&p->watchers, &m);
+    push_monitor(&dsup_proc_ext_get(p)->watchers, &m);
 }
 
 void dsup_proc_sig_demonitor(dsup_proc *p, const dsup_pid *watcher, const dsup_ref *ref)
 {
-    take_monitor(&p->watchers, ref, NULL);
+    take_monitor(watchers_of(p), ref, NULL);
 }
 
 /* {'DOWN', Ref, process, PidOrNameTuple, Reason} */
@@ -554,7 +574,7 @@ static void encode_down(ei_x_buff *x, const dsup_ref *ref, const dsup_pid *who, 
 void dsup_proc_sig_down(dsup_proc *p, const dsup_ref *ref, const dsup_pid *who, const char *who_name,
                         const char *who_node, dsup_term reason)
 {
-    if (!take_monitor(&p->watching, ref, NULL))
+    if (!take_monitor(watching_of(p), ref, NULL))
         return; /* demonitored meanwhile */
     ei_x_buff *x = dsup_term_scratch(p->node);
     encode_down(x, ref, who, who_name, who_node, reason);
@@ -577,8 +597,9 @@ void dsup_proc_deliver(dsup_proc *p, dsup_term msg)
 
 void dsup_proc_after_callback(dsup_proc *p)
 {
-    if (p->in_callback == 0 && p->stop_reason && !p->dead)
-        dsup_proc_exit(p, *p->stop_reason);
+    const dsup_term *why = dsup_proc_stop_reason(p);
+    if (p->in_callback == 0 && why && !p->dead)
+        dsup_proc_exit(p, *why);
 }
 
 /* ---- process exit ---------------------------------------------------------- */
@@ -590,8 +611,8 @@ void dsup_proc_exit(dsup_proc *p, dsup_term reason)
     p->dead = 1;
     dsup_node *node = p->node;
     struct dsup_procs *S = node->procs;
-    /* The reason may live in p (stop_reason) or a scratch buffer that the
-     * class's exiting hook reuses: keep our own copy until we are done. */
+    /* The reason may live in p's extras (stop_reason) or a scratch buffer
+     * that the class's exiting hook reuses: keep our own copy until done. */
     dsup_term r = dsup_term_dup(reason);
     LOG_DEBUG("process <%u.%u> (%s) exits", p->pid.num, p->pid.serial, p->type ? p->type->name : "-");
     if (S->cls->exiting)
@@ -599,20 +620,22 @@ void dsup_proc_exit(dsup_proc *p, dsup_term reason)
     if (p->pg_memb)
         dsup_proc_run_exit_hook(p); /* pg: the process leaves its groups */
 
-    for (uint32_t i = 0; i < dsup_ivec_len(&p->links); i++)
+    /* The vectors are read after the exiting hook: a terminate callback
+     * may have linked or monitored (and so made the extras). */
+    for (uint32_t i = 0; i < vec_len(links_of(p)); i++)
         send_exit_signal(node, &p->pid, LINK_AT(p, i), r, 1);
     if (p->parent_link) {
         dsup_pid parent = dsup_proc_parent(p);
         enqueue(node, Q_EXIT_CHILD, &parent, &p->pid, r);
     }
 
-    for (uint32_t i = 0; i < dsup_ivec_len(&p->watchers); i++) {
-        dsup_monitor_rec *m = MON_AT(&p->watchers, i);
+    for (uint32_t i = 0; i < vec_len(watchers_of(p)); i++) {
+        dsup_monitor_rec *m = MON_AT(watchers_of(p), i);
         if (is_local(node, &m->pid)) {
             dsup_proc *w = dsup_proc_lookup(node, &m->pid);
             if (!w)
                 continue;
-            if (!take_monitor(&w->watching, &m->ref, NULL))
+            if (!take_monitor(watching_of(w), &m->ref, NULL))
                 continue;
             ei_x_buff *x = dsup_term_scratch(node);
             encode_down(x, &m->ref, &p->pid, m->name, m->name_node, r);
@@ -642,8 +665,8 @@ void dsup_proc_exit(dsup_proc *p, dsup_term reason)
         }
     }
 
-    for (uint32_t i = 0; i < dsup_ivec_len(&p->watching); i++) {
-        dsup_monitor_rec *m = MON_AT(&p->watching, i);
+    for (uint32_t i = 0; i < vec_len(watching_of(p)); i++) {
+        dsup_monitor_rec *m = MON_AT(watching_of(p), i);
         if (m->name ? m->name_node == node->name : is_local(node, &m->pid)) {
             dsup_proc *t = m->name ? dsup_proc_whereis(node, m->name) : dsup_proc_lookup(node, &m->pid);
             if (t)
@@ -673,16 +696,20 @@ void dsup_proc_exit(dsup_proc *p, dsup_term reason)
     assert(table_get(S, dsup_proc_key(p)) == p);
     table_del(S, dsup_proc_key(p));
     (void)S;
-    for (uint32_t i = 0; i < dsup_ivec_len(&p->links); i++)
-        dsup_intern_release(LINK_AT(p, i)->node);
-    for (uint32_t i = 0; i < dsup_ivec_len(&p->watchers); i++)
-        mon_release(MON_AT(&p->watchers, i));
-    for (uint32_t i = 0; i < dsup_ivec_len(&p->watching); i++)
-        mon_release(MON_AT(&p->watching, i));
-    dsup_ivec_free(&p->links);
-    dsup_ivec_free(&p->watchers);
-    dsup_ivec_free(&p->watching);
-    free(p->stop_reason);
+    dsup_proc_ext *x = p->ext;
+    if (x) {
+        for (uint32_t i = 0; i < dsup_ivec_len(&x->links); i++)
+            dsup_intern_release(LINK_AT(p, i)->node);
+        for (uint32_t i = 0; i < dsup_ivec_len(&x->watchers); i++)
+            mon_release(MON_AT(&x->watchers, i));
+        for (uint32_t i = 0; i < dsup_ivec_len(&x->watching); i++)
+            mon_release(MON_AT(&x->watching, i));
+        dsup_ivec_free(&x->links);
+        dsup_ivec_free(&x->watchers);
+        dsup_ivec_free(&x->watching);
+        free(x->stop_reason);
+        free(x); /* the class's exiting hook freed its own extras (beh) */
+    }
     dsup_term_free(&r);
     free(p);
 }
@@ -697,16 +724,16 @@ static void node_down_one(dsup_proc *p, void *arg)
     dsup_node *self_node = p->node;
     dsup_pid self = p->pid;
     /* Monitors others on that node held on us: gone with the node. */
-    for (uint32_t i = 0; i < dsup_ivec_len(&p->watchers);) {
-        if (MON_AT(&p->watchers, i)->pid.node == node) {
-            mon_release(MON_AT(&p->watchers, i));
-            dsup_ivec_remove_at(&p->watchers, &mon_t, i);
+    for (uint32_t i = 0; i < vec_len(watchers_of(p));) {
+        if (MON_AT(watchers_of(p), i)->pid.node == node) {
+            mon_release(MON_AT(watchers_of(p), i));
+            dsup_ivec_remove_at(watchers_of(p), &mon_t, i);
         } else
             i++;
     }
     /* Monitors we held on that node's processes fire with noconnection. */
-    for (uint32_t i = 0; (p = dsup_proc_lookup(self_node, &self)) && i < dsup_ivec_len(&p->watching);) {
-        dsup_monitor_rec m = *MON_AT(&p->watching, i);
+    for (uint32_t i = 0; (p = dsup_proc_lookup(self_node, &self)) && i < vec_len(watching_of(p));) {
+        dsup_monitor_rec m = *MON_AT(watching_of(p), i);
         const char *mnode = m.name ? m.name_node : m.pid.node;
         if (mnode == node) {
             dsup_proc_sig_down(p, &m.ref, &m.pid, m.name, m.name_node, dsup_reason_atom(self_node, "noconnection"));
@@ -716,7 +743,7 @@ static void node_down_one(dsup_proc *p, void *arg)
         }
     }
     /* Links to that node break with noconnection. */
-    for (uint32_t i = 0; (p = dsup_proc_lookup(self_node, &self)) && i < dsup_ivec_len(&p->links);) {
+    for (uint32_t i = 0; (p = dsup_proc_lookup(self_node, &self)) && i < vec_len(links_of(p));) {
         if (LINK_AT(p, i)->node == node) {
             dsup_pid other = *LINK_AT(p, i);
             dsup_proc_sig_exit(p, &other, dsup_reason_atom(self_node, "noconnection"), 1);
@@ -746,8 +773,9 @@ void dsup_stop(dsup_proc *self, dsup_term reason)
     memcpy(copy + 1, reason.buf, reason.len);
     copy->buf = (const char *)(copy + 1);
     copy->len = reason.len;
-    free(self->stop_reason);
-    self->stop_reason = copy;
+    dsup_proc_ext *x = dsup_proc_ext_get(self);
+    free(x->stop_reason);
+    x->stop_reason = copy;
     if (self->in_callback == 0)
         dsup_proc_after_callback(self);
 }
@@ -854,7 +882,7 @@ int dsup_monitor(dsup_proc *self, const dsup_pid *target, dsup_ref *ref)
     if (is_local(node, target)) {
         dsup_proc *t = dsup_proc_lookup(node, target);
         if (t) {
-            if (push_monitor(&self->watching, &m) < 0)
+            if (push_monitor(&dsup_proc_ext_get(self)->watching, &m) < 0)
                 return -1;
             dsup_proc_sig_monitor(t, &self->pid, ref, NULL);
         } else {
@@ -866,7 +894,7 @@ int dsup_monitor(dsup_proc *self, const dsup_pid *target, dsup_ref *ref)
         }
         return 0;
     }
-    if (push_monitor(&self->watching, &m) < 0)
+    if (push_monitor(&dsup_proc_ext_get(self)->watching, &m) < 0)
         return -1;
     dsup_ctrl c;
     memset(&c, 0, sizeof c);
@@ -885,7 +913,7 @@ int dsup_monitor(dsup_proc *self, const dsup_pid *target, dsup_ref *ref)
 int dsup_demonitor(dsup_proc *self, const dsup_ref *ref)
 {
     dsup_monitor_rec m;
-    if (!take_monitor(&self->watching, ref, &m))
+    if (!take_monitor(watching_of(self), ref, &m))
         return 0;
     dsup_node *node = self->node;
     if (is_local(node, &m.pid)) {

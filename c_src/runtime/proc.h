@@ -25,24 +25,35 @@ typedef struct dsup_monitor_rec {
     const char *name_node;   /* ... on this node */
 } dsup_monitor_rec;
 
+/* What an idle child never uses, kept apart so that it costs such a child
+ * one pointer (dsup_proc.ext): allocated at the first link, monitor, stop or
+ * behaviour extra (dsup_proc_ext_get), freed when the process ends, kept
+ * meanwhile (a process called once is likely called again: one allocation
+ * per process at most, never one per message). A supervised child keeps no
+ * link record (parent_link) and is never monitored until called. */
+typedef struct dsup_proc_ext {
+    dsup_ivec links;              /* dsup_pid */
+    dsup_ivec watchers;           /* dsup_monitor_rec: monitors others hold on us */
+    dsup_ivec watching;           /* dsup_monitor_rec: monitors we hold on others */
+    dsup_term *stop_reason;       /* set by dsup_stop (one allocation); NULL = not stopping */
+    void *beh;                    /* behaviour-private data (gen_server.c) */
+} dsup_proc_ext;
+
 /* Laid out without padding holes: there is one per child, and children are
- * many (README, Memory per child: 96 bytes + the worker's state, one
- * allocation; a counter's 112 bytes leave room for one more pointer in its
- * 128-byte malloc chunk). What the pid says is not kept twice: the table
- * key is the pid's number and serial (dsup_proc_key), the parent is on
- * this node, with this node's creation (dsup_proc_parent). */
+ * many (README, Memory per child: 72 bytes + the worker's state, one
+ * allocation; with a counter's 16 bytes, 88 + malloc's 8-B header fill a
+ * 96-byte chunk). What the pid says is not kept twice: the table key is the
+ * pid's number and serial (dsup_proc_key), the parent is on this node, with
+ * this node's creation (dsup_proc_parent). */
 struct dsup_proc {
     dsup_node *node;              /* the node it runs on */
     dsup_pid pid;
     const dsup_worker_type *type;
     void *state;
-    dsup_ivec links;              /* dsup_pid */
-    dsup_ivec watchers;           /* dsup_monitor_rec: monitors others hold on us */
-    dsup_ivec watching;           /* dsup_monitor_rec: monitors we hold on others */
     struct dsup_pg_memb *pg_memb; /* pg groups this process is in: opaque here, owned by
                                      the pg service through its exit hook (node_hooks.h) */
-    dsup_term *stop_reason;       /* set by dsup_stop (one allocation); NULL = not stopping */
-    void *beh;                    /* behaviour-private data */
+    dsup_proc_ext *ext;           /* links, monitors, stop reason, behaviour extras:
+                                     NULL until one is used */
     uint32_t parent_key;          /* the parent (has_parent): a local process's key */
     uint16_t in_callback;
     unsigned trap_exit : 1;
@@ -56,6 +67,27 @@ struct dsup_proc {
     unsigned registered : 1;      /* has a name in the name table (names are rare:
                                      the name is not kept here) */
 };
+
+/* Issue 19 (<= 256 B per idle child): a counter child is this struct + its
+ * 16 B of state in one allocation, which must stay in glibc's 96-B chunk
+ * (72 + 16 + 8 B header). A field added here costs every child 16 B. */
+_Static_assert(sizeof(struct dsup_proc) <= 72, "struct dsup_proc outgrew 72 bytes (README, Memory per child)");
+
+/* The extras, allocated on first use (never NULL: aborts out of memory). */
+dsup_proc_ext *dsup_proc_ext_get(dsup_proc *p);
+
+/* The reason dsup_stop set, or NULL when the process is not stopping. */
+static inline const dsup_term *dsup_proc_stop_reason(const dsup_proc *p)
+{
+    return p->ext ? p->ext->stop_reason : NULL;
+}
+
+/* The behaviour's private data (NULL until set). */
+static inline void *dsup_proc_beh(const dsup_proc *p) { return p->ext ? p->ext->beh : NULL; }
+
+/* Links and monitors others hold on p (tests, introspection). */
+uint32_t dsup_proc_link_count(const dsup_proc *p);
+uint32_t dsup_proc_watcher_count(const dsup_proc *p);
 
 /* The process table's key: the pid's number (15 bits) and serial (13). */
 static inline uint32_t dsup_proc_key(const dsup_proc *p) { return p->pid.num | (p->pid.serial << 15); }

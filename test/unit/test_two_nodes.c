@@ -253,7 +253,7 @@ static int pg_has(void *arg)
 static int signals_arrived(void *arg)
 {
     dsup_proc *p = dsup_proc_lookup(B, arg);
-    return p && dsup_ivec_len(&p->links) == 1 && dsup_ivec_len(&p->watchers) == 1;
+    return p && dsup_proc_link_count(p) == 1 && dsup_proc_watcher_count(p) == 1;
 }
 
 static int b_stopped(void *arg)
