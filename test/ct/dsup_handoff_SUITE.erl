@@ -293,7 +293,9 @@ move_child_keeps_state(Cfg) ->
     W = watch_start(Cfg),
     C = start_ok(Cfg, A, {counter, [{name, mover}, {value, 5}]}, A),
     ?assertEqual(17, gen_server:call(C, {add, 12})),
-    %% asked of the instance where it does NOT run: forwarded to A's
+    %% asked of the instance where it does NOT run: forwarded to A's (once
+    %% B's instance knows the child: its child_up may still be on the way)
+    wait(fun() -> sup(Cfg, B, {whereis, mover}) =:= C end, ?T),
     {ok, C2, mover} = sup(Cfg, B, {move_child, mover, B}),
     ?assertEqual(B, node(C2)),
     ?assertEqual(17, gen_server:call(C2, get)),
