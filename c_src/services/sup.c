@@ -799,6 +799,7 @@ static void sup_terminate(dsup_proc *self, void *state, dsup_term reason)
     sup_move_free(s);
     sup_checkpoint_free(s);
     sup_replica_free(s);
+    sup_pending_end(s);
     s->proc = NULL; /* the struct lives on in node->sup for pending lookups */
     sup_heal_ended(s, reason); /* the node restarts the instance */
 }

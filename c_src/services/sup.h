@@ -185,6 +185,7 @@ int sup_pending_reply(dsup_sup *s, dsup_term msg);
 int sup_pending_down(dsup_sup *s, const dsup_ref *mref);
 #define SUP_PENDING_SPARE 32
 void sup_pending_free_spare(dsup_sup *s);
+void sup_pending_end(dsup_sup *s);   /* the instance ends: drop its forwards in flight */
 
 /* sup_node.c: the service's place in the node. Registers the start_supervisor
  * call and the node hooks below; the command line calls it once at start. */

@@ -114,6 +114,19 @@ static void pending_done(dsup_sup *s, sup_pending *p)
     s->npending_spare++;
 }
 
+/* The instance ends: its forwards in flight are dropped unanswered (each
+ * caller monitors the instance and sees it end, as with a gen_server). */
+void sup_pending_end(dsup_sup *s)
+{
+    while (s->pending) {
+        sup_pending *p = s->pending;
+        s->pending = p->next;
+        dsup_from_discard(p->from);
+        dsup_intern_release(p->node);
+        free(p);
+    }
+}
+
 void sup_pending_free_spare(dsup_sup *s)
 {
     while (s->pending_spare) {

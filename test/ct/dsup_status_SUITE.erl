@@ -2,7 +2,9 @@
 %%% asks each host), on two real dsup-nodes: children per host against the
 %%% `children' table, a restart counted on the host that made it, and a
 %%% start forwarded to a frozen (SIGSTOP) owner counted as pending until the
-%%% owner answers.
+%%% owner answers; an instance stopped while such a start is in flight:
+%%% its caller sees the instance end, the node serves on (and, under the
+%%% sanitizers, leaks nothing).
 -module(dsup_status_SUITE).
 
 -include_lib("common_test/include/ct.hrl").
@@ -16,7 +18,7 @@ suite() ->
     [{timetrap, {seconds, 90}}].
 
 all() ->
-    [status_children_restarts_pending].
+    [status_children_restarts_pending, instance_ends_with_forward_in_flight].
 
 init_per_suite(Config) ->
     case filelib:is_regular(dsup_test:exe()) of
@@ -93,3 +95,35 @@ status_children_restarts_pending(Config) ->
     end,
     ?assertEqual(0, maps:get(pending, status(Name, A))),
     ?assertEqual(31, lists:sum([maps:get(children, status(Name, N)) || N <- Nodes])).
+
+instance_ends_with_forward_in_flight(Config) ->
+    Name = ?config(name, Config),
+    [HA, HB] = ?config(handles, Config),
+    [A, B] = Nodes = [maps:get(node, H) || H <- [HA, HB]],
+    [{ok, _} = dsup_cluster:call(N, {start_supervisor, Name, []}) || N <- Nodes],
+    dsup_test:wait_until(fun() ->
+        [lists:sort(dsup_cluster:sup(Name, N, nodes)) || N <- Nodes] =:= [lists:sort(Nodes)] ++ [lists:sort(Nodes)]
+    end, ?T),
+    Ring = dsup_cluster:ring(Nodes),
+    Key = hd([K || I <- lists:seq(1, 1000), K <- [list_to_atom("f" ++ integer_to_list(I))],
+                   dsup_cluster:ring_owner(Ring, K) =:= B]),
+    ok = dsup_test:signal_node(HB, "STOP"),
+    Self = self(),
+    spawn(fun() ->
+        Self ! {started, catch dsup_cluster:sup(Name, A, {start_child, {counter, [{name, Key}]}, undefined}, 30000)}
+    end),
+    dsup_test:wait_until(fun() -> maps:get(pending, status(Name, A)) =:= 1 end, ?T),
+    ok = gen_server:stop({Name, A}, shutdown, ?T),
+    receive {started, R} -> ?assertMatch({'EXIT', {shutdown, _}}, R)
+    after 30000 -> ct:fail(start_child_not_ended)
+    end,
+    ok = dsup_test:signal_node(HB, "CONT"),
+    %% A's node serves on: a new instance of that name starts and counts B
+    dsup_test:wait_until(fun() ->
+        case catch dsup_cluster:call(A, {start_supervisor, Name, []}) of
+            {ok, _} -> true;
+            {error, {already_started, _}} -> true;
+            _ -> false
+        end
+    end, ?T),
+    dsup_test:wait_until(fun() -> lists:sort(dsup_cluster:sup(Name, A, nodes)) =:= lists:sort(Nodes) end, ?T).
