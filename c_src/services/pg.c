@@ -775,56 +775,80 @@ static void scope_cast(dsup_proc *self, void *state, dsup_term msg)
         handle_sync(s, el[1], el[2]);
 }
 
+/* {join, Peer, Group, PidOrPids} and {leave, Peer, PidOrPids, Groups}, split
+ * in one pass: a join runs once per child on every observer during a batch
+ * start. (The frame was checked whole when it was decoded, so the last
+ * element is simply the rest of it.) 1 when msg is {Tag, _, _, _} with a
+ * pid second, 0 when it is something else. */
+static int split_update(dsup_pg *s, dsup_term msg, const char *tag, dsup_pid *peer, dsup_term *a, dsup_term *b)
+{
+    int i = 0, arity;
+    const char *name;
+    size_t len;
+    if (ei_decode_tuple_header(msg.buf, &i, &arity) < 0 || arity != 4 ||
+        dsup_term_atom_text(msg.buf, &i, &name, &len) < 0 || len != strlen(tag) || memcmp(name, tag, len) != 0 ||
+        dsup_decode_pid(s->node, msg.buf, &i, peer) < 0)
+        return 0;
+    int a0 = i;
+    if (dsup_term_next(msg.buf, &i) < 0 || (size_t)i >= msg.len)
+        return 0;
+    *a = (dsup_term){ msg.buf + a0, (size_t)(i - a0) };
+    *b = (dsup_term){ msg.buf + i, msg.len - (size_t)i };
+    return 1;
+}
+
+static void handle_join(dsup_pg *s, const dsup_pid *peer, dsup_term group, dsup_term pids_t)
+{
+    pg_peer *p = peer_get(s, peer);
+    if (!p)
+        return; /* not (yet) a peer: pg ignores it too */
+    dsup_pid one, *pids;
+    size_t n;
+    if (decode_pids(s->node, pids_t, &one, &pids, &n) == 0 && (n = own_pids(s, p, pids, n)))
+        remote_join(s, group, pids, n);
+    pids_free(pids, &one);
+}
+
+static void handle_leave(dsup_pg *s, const dsup_pid *peer, dsup_term pids_t, dsup_term groups)
+{
+    pg_peer *p = peer_get(s, peer);
+    dsup_pid one, *pids = &one;
+    size_t n;
+    if (!p || decode_pids(s->node, pids_t, &one, &pids, &n) < 0) {
+        pids_free(pids, &one);
+        return;
+    }
+    int i = 0, type, size, cnt;
+    if (ei_get_type(groups.buf, &i, &type, &size) == 0 && type == ERL_STRING_EXT) {
+        /* [42] travels as the string "*": each byte is a small-integer group. */
+        const unsigned char *bytes = (const unsigned char *)groups.buf + 3;
+        for (int k = 0; k < size; k++) {
+            char g[2] = { 97 /* SMALL_INTEGER_EXT */, (char)bytes[k] };
+            remote_leave(s, p, (dsup_term){ g, 2 }, pids, n);
+        }
+    } else if (type == ERL_LIST_EXT && ei_decode_list_header(groups.buf, &i, &cnt) == 0) {
+        for (int k = 0; k < cnt; k++) {
+            int g0 = i;
+            if (dsup_term_next(groups.buf, &i) < 0)
+                break;
+            remote_leave(s, p, (dsup_term){ groups.buf + g0, (size_t)(i - g0) }, pids, n);
+        }
+    }
+    pids_free(pids, &one);
+}
+
 static void scope_info(dsup_proc *self, void *state, dsup_term msg)
 {
     dsup_pg *s = state;
     dsup_term el[5];
+    dsup_pid peer;
     int ar;
-    if (dsup_term_tagged(msg, "discover", &ar, el, 3) && (ar == 2 || ar == 3)) {
+    if (split_update(s, msg, "join", &peer, &el[0], &el[1])) {
+        handle_join(s, &peer, el[0], el[1]);
+    } else if (split_update(s, msg, "leave", &peer, &el[0], &el[1])) {
+        handle_leave(s, &peer, el[0], el[1]);
+    } else if (dsup_term_tagged(msg, "discover", &ar, el, 3) && (ar == 2 || ar == 3)) {
         handle_discover(s, el[1]);
-    } else if (dsup_term_tagged(msg, "join", &ar, el, 4) && ar == 4) {
-        dsup_pid peer;
-        int i = 0;
-        if (dsup_decode_pid(s->node, el[1].buf, &i, &peer) < 0)
-            return;
-        pg_peer *p = peer_get(s, &peer);
-        if (!p)
-            return; /* not (yet) a peer: pg ignores it too */
-        dsup_pid one, *pids;
-        size_t n;
-        if (decode_pids(s->node, el[3], &one, &pids, &n) == 0 && (n = own_pids(s, p, pids, n)))
-            remote_join(s, el[2], pids, n);
-        pids_free(pids, &one);
-    } else if (dsup_term_tagged(msg, "leave", &ar, el, 4) && ar == 4) {
-        dsup_pid peer;
-        int i = 0;
-        if (dsup_decode_pid(s->node, el[1].buf, &i, &peer) < 0)
-            return;
-        pg_peer *p = peer_get(s, &peer);
-        dsup_pid one, *pids = &one;
-        size_t n;
-        if (!p || decode_pids(s->node, el[2], &one, &pids, &n) < 0) {
-            pids_free(pids, &one);
-            return;
-        }
-        int type, size, cnt;
-        i = 0;
-        if (ei_get_type(el[3].buf, &i, &type, &size) == 0 && type == ERL_STRING_EXT) {
-            /* [42] travels as the string "*": each byte is a small-integer group. */
-            const unsigned char *bytes = (const unsigned char *)el[3].buf + 3;
-            for (int k = 0; k < size; k++) {
-                char g[2] = { 97 /* SMALL_INTEGER_EXT */, (char)bytes[k] };
-                remote_leave(s, p, (dsup_term){ g, 2 }, pids, n);
-            }
-        } else if (type == ERL_LIST_EXT && ei_decode_list_header(el[3].buf, &i, &cnt) == 0) {
-            for (int k = 0; k < cnt; k++) {
-                int g0 = i;
-                if (dsup_term_next(el[3].buf, &i) < 0)
-                    break;
-                remote_leave(s, p, (dsup_term){ el[3].buf + g0, (size_t)(i - g0) }, pids, n);
-            }
-        }
-        pids_free(pids, &one);
     } else if (dsup_term_tagged(msg, "DOWN", &ar, el, 5) && ar == 5) {
         dsup_pid who;
         int i = 0;
