@@ -25,6 +25,7 @@
 #include "node.h"
 #include "pg.h"
 #include "proc.h"
+#include "ratelimit.h"
 #include "term.h"
 
 #define DISCOVER_MS 1000
@@ -56,8 +57,9 @@ static void pv_free(pidvec *v)
 typedef struct pg_group {
     dsup_pg *scope;      /* its scope: a process's only membership points here */
     uint32_t klen;       /* length of the key bytes before this struct */
-    uint32_t nlocal;     /* how many members are local */
-    pidvec all;          /* every member, local and remote */
+    uint32_t nlocal : 31; /* how many members are local */
+    uint32_t listed : 1;  /* named by the sync being handled (handle_sync) */
+    pidvec all;           /* every member, local and remote */
 } pg_group;
 
 /* The group's encoded term: its dict entry's key. */
@@ -66,7 +68,6 @@ static dsup_term gkey(const pg_group *g) { return (dsup_term){ dsup_dict_inline_
 typedef struct pg_peer {
     dsup_pid pid;
     dsup_ref mref;
-    dsup_dict groups;    /* group key -> pidvec*: what this peer told us */
     int told;            /* we sent it our sync: incremental joins/leaves may follow */
 } pg_peer;
 
@@ -114,6 +115,7 @@ struct dsup_pg {
     dsup_dict groups;    /* group key -> pg_group* */
     dsup_dict peers;     /* pid key -> pg_peer* */
     pg_sub *subs;
+    dsup_ratelimit foreign_log; /* peers announcing pids of other nodes */
     struct dsup_pg *next;
 };
 
@@ -429,6 +431,8 @@ static pg_peer *peer_get(dsup_pg *s, const dsup_pid *pid)
 
 static pg_peer *peer_add(dsup_pg *s, const dsup_pid *pid)
 {
+    if (pid->node == s->node->name)
+        return NULL; /* only one scope of a name per node: not a peer */
     pidkey k = key_of(pid);
     dsup_dict_ent *e = dsup_dict_upsert(&s->peers, k.b, sizeof k.b, NULL);
     if (!e)
@@ -444,86 +448,138 @@ static pg_peer *peer_add(dsup_pg *s, const dsup_pid *pid)
     return e->val;
 }
 
-static void remote_join(dsup_pg *s, pg_peer *p, dsup_term group, const dsup_pid *pids, size_t n)
+/* pg announces only its own node's members (a scope joins local processes
+ * only), so a peer's share of our groups is their members on its node: no
+ * per-peer copy is kept. A pid of another node from a peer is not its to
+ * announce (and no DOWN of ours would ever take it out): it is dropped. */
+static size_t own_pids(dsup_pg *s, const pg_peer *p, dsup_pid *pids, size_t n)
+{
+    size_t k = 0;
+    for (size_t i = 0; i < n; i++)
+        if (pids[i].node == p->pid.node)
+            pids[k++] = pids[i];
+    if (k < n) {
+        unsigned dropped = 0;
+        if (dsup_ratelimit_ok(&s->foreign_log, dsup_node_now(s->node), &dropped))
+            LOG_WARN("pg %s: the peer scope on %s announced %zu pid(s) of other nodes; ignored%s", s->name,
+                     p->pid.node, n - k, dropped ? " (more not logged)" : "");
+    }
+    return k;
+}
+
+typedef struct has_node {
+    const char *node;
+    int found;
+} has_node;
+
+static void peer_on_node(dsup_dict_ent *e, void *arg)
+{
+    has_node *h = arg;
+    pg_peer *p = e->val;
+    h->found |= p->pid.node == h->node;
+}
+
+static void remote_join(dsup_pg *s, dsup_term group, const dsup_pid *pids, size_t n)
 {
     pg_group *g = group_get(s, group, 1);
     if (!g)
         return;
-    dsup_dict_ent *e = dsup_dict_upsert(&p->groups, gkey(g).buf, gkey(g).len, NULL);
-    if (!e)
-        return;
-    if (!e->val)
-        e->val = dsup_xcalloc(1, sizeof(pidvec));
-    pidvec *pv = e->val;
-    for (size_t i = 0; i < n; i++) {
-        vec_push(pv, &pids[i]);
+    for (size_t i = 0; i < n; i++)
         vec_push(&g->all, &pids[i]);
-    }
     notify(s, DSUP_PG_JOIN, gkey(g), pids, n);
 }
 
-static void remote_leave(dsup_pg *s, pg_peer *p, dsup_term group, const dsup_pid *pids, size_t n)
+static void remote_leave(dsup_pg *s, const pg_peer *p, dsup_term group, const dsup_pid *pids, size_t n)
 {
     pg_group *g = group_get(s, group, 0);
-    dsup_dict_ent *e = g ? dsup_dict_find(&p->groups, gkey(g).buf, gkey(g).len) : NULL;
-    if (!e)
+    if (!g)
         return;
-    pidvec *pv = e->val;
-    dsup_pid *gone = dsup_xmalloc((n ? n : 1) * sizeof *gone);
+    dsup_pid one, *gone = n > 1 ? dsup_xmalloc(n * sizeof *gone) : &one;
     size_t ng = 0;
-    for (size_t i = 0; i < n; i++) {
-        if (vec_remove(pv, &pids[i])) {
-            vec_remove(&g->all, &pids[i]);
-            if (gone)
-                gone[ng++] = pids[i];
-        }
-    }
-    if (pv->n == 0) {
-        pv_free(pv);
-        free(pv);
-        dsup_dict_remove(&p->groups, gkey(g).buf, gkey(g).len);
-    }
+    for (size_t i = 0; i < n; i++)
+        if (pids[i].node == p->pid.node && vec_remove(&g->all, &pids[i]))
+            gone[ng++] = pids[i]; /* (a name released here lives to the end of the loop turn) */
     if (ng)
         notify(s, DSUP_PG_LEAVE, gkey(g), gone, ng);
-    free(gone);
+    if (gone != &one)
+        free(gone);
     group_drop_if_empty(s, g);
 }
 
-typedef struct drop_ctx {
-    dsup_pg *s;
-    pg_peer *p;
-    dsup_term *keys;
-    size_t n;
-} drop_ctx;
-
-static void collect_key(dsup_dict_ent *e, void *arg)
+static uint32_t count_on_node(pidvec *v, const char *node)
 {
-    drop_ctx *d = arg;
-    d->keys[d->n++] = dsup_term_dup((dsup_term){ e->key, e->klen });
+    uint32_t k = 0;
+    for (uint32_t i = 0; i < v->n; i++)
+        k += pv_data(v)[i].node == node;
+    return k;
 }
 
-/* Remove everything a peer told us (its scope went down or re-synced). */
-static void peer_forget_groups(dsup_pg *s, pg_peer *p, const dsup_dict *keep)
+/* Every member of g on `node` leaves (one LEAVE event with them, in order). */
+static void drop_node_members(dsup_pg *s, pg_group *g, const char *node)
 {
-    drop_ctx d = { s, p, NULL, 0 };
-    d.keys = dsup_xmalloc((p->groups.count + 1) * sizeof *d.keys);
-    dsup_dict_foreach(&p->groups, collect_key, &d);
-    for (size_t i = 0; i < d.n; i++) {
-        if (!keep || !dsup_dict_find(keep, d.keys[i].buf, d.keys[i].len)) {
-            dsup_dict_ent *e = dsup_dict_find(&p->groups, d.keys[i].buf, d.keys[i].len);
-            if (e) {
-                pidvec *pv = e->val;
-                dsup_pid *copy = dsup_xmalloc((pv->n ? pv->n : 1) * sizeof *copy);
-                if (copy) {
-                    memcpy(copy, pv_data(pv), pv->n * sizeof *copy);
-                    remote_leave(s, p, d.keys[i], copy, pv->n);
-                    free(copy);
-                }
-            }
-        }
-        dsup_term_free(&d.keys[i]);
+    uint32_t k = count_on_node(&g->all, node);
+    if (!k)
+        return;
+    dsup_pid one, *gone = k > 1 ? dsup_xmalloc(k * sizeof *gone) : &one;
+    dsup_pid *d = pv_data(&g->all);
+    uint32_t w = 0, ng = 0;
+    for (uint32_t i = 0; i < g->all.n; i++) {
+        if (d[i].node == node)
+            gone[ng++] = d[i];
+        else
+            d[w++] = d[i];
     }
-    free(d.keys);
+    g->all.n = w;
+    notify(s, DSUP_PG_LEAVE, gkey(g), gone, ng);
+    for (uint32_t i = 0; i < ng; i++)
+        dsup_pid_release(&gone[i]);
+    if (gone != &one)
+        free(gone);
+    group_drop_if_empty(s, g);
+}
+
+/* Keys of groups, copied (a subscriber called back while they are handled
+ * may add or drop groups): [uint32 len][bytes]... */
+typedef struct keybuf {
+    dsup_pg *s;
+    const char *node;
+    char *b;
+    size_t len, cap;
+} keybuf;
+
+static void collect_node_group(dsup_dict_ent *e, void *arg)
+{
+    keybuf *kb = arg;
+    pg_group *g = e->val;
+    int listed = g->listed;
+    g->listed = 0;
+    if (listed || !count_on_node(&g->all, kb->node))
+        return;
+    uint32_t kl = g->klen;
+    if (kb->len + sizeof kl + kl > kb->cap) {
+        kb->cap = (kb->len + sizeof kl + kl) * 2;
+        kb->b = dsup_xrealloc(kb->b, kb->cap);
+    }
+    memcpy(kb->b + kb->len, &kl, sizeof kl);
+    memcpy(kb->b + kb->len + sizeof kl, gkey(g).buf, kl);
+    kb->len += sizeof kl + kl;
+}
+
+/* The members on `node` leave every group not marked `listed` (one pass
+ * over the groups; it clears the marks). */
+static void forget_node(dsup_pg *s, const char *node)
+{
+    keybuf kb = { s, node, NULL, 0, 0 };
+    dsup_dict_foreach(&s->groups, collect_node_group, &kb);
+    for (size_t off = 0; off < kb.len;) {
+        uint32_t kl;
+        memcpy(&kl, kb.b + off, sizeof kl);
+        pg_group *g = group_get(s, (dsup_term){ kb.b + off + sizeof kl, kl }, 0);
+        if (g)
+            drop_node_members(s, g, node);
+        off += sizeof kl + kl;
+    }
+    free(kb.b);
 }
 
 static void peer_down(dsup_pg *s, const dsup_pid *pid)
@@ -531,10 +587,16 @@ static void peer_down(dsup_pg *s, const dsup_pid *pid)
     pg_peer *p = peer_get(s, pid);
     if (!p)
         return;
-    peer_forget_groups(s, p, NULL);
-    dsup_dict_free(&p->groups, NULL);
     pidkey k = key_of(pid);
     dsup_dict_remove(&s->peers, k.b, sizeof k.b);
+    /* A restarted scope on that node that is already our peer has replaced
+     * the node's members with its sync (or will: we sent it our discover),
+     * so they are its own now. (Its messages come after this DOWN on the
+     * same connection anyway.) */
+    has_node h = { p->pid.node, 0 };
+    dsup_dict_foreach(&s->peers, peer_on_node, &h);
+    if (!h.found)
+        forget_node(s, p->pid.node);
     LOG_DEBUG("pg %s: peer scope on %s gone", s->name, pid->node);
     dsup_pid_release(&p->pid);
     free(p);
@@ -542,17 +604,17 @@ static void peer_down(dsup_pg *s, const dsup_pid *pid)
 
 /* ---- decoding pid lists ----------------------------------------------------------- */
 
-/* Pid | [Pid] into a malloc'd array; -1 when malformed. */
-static int decode_pids(dsup_node *node, dsup_term t, dsup_pid **out, size_t *n)
+/* Pid | [Pid] into an array: `one` for a single pid (the usual join, no
+ * malloc), else a malloc'd one (free with pids_free); -1 when malformed. */
+static int decode_pids(dsup_node *node, dsup_term t, dsup_pid *one, dsup_pid **out, size_t *n)
 {
     int i = 0, type, size, arity;
-    *out = NULL;
+    *out = one;
     *n = 0;
     if (ei_get_type(t.buf, &i, &type, &size) < 0)
         return -1;
     if (type == ERL_PID_EXT || type == ERL_NEW_PID_EXT) {
-        *out = dsup_xmalloc(sizeof **out);
-        if (dsup_decode_pid(node, t.buf, &i, *out) < 0)
+        if (dsup_decode_pid(node, t.buf, &i, one) < 0)
             return -1;
         *n = 1;
         return 0;
@@ -563,12 +625,19 @@ static int decode_pids(dsup_node *node, dsup_term t, dsup_pid **out, size_t *n)
     if (type != ERL_LIST_EXT || ei_decode_list_header(t.buf, &i, &arity) < 0 || arity < 0 ||
         (size_t)arity > t.len - (size_t)i)
         return -1;
-    *out = dsup_xmalloc((size_t)(arity ? arity : 1) * sizeof **out);
+    if (arity > 1)
+        *out = dsup_xmalloc((size_t)arity * sizeof **out);
     for (int k = 0; k < arity; k++)
         if (dsup_decode_pid(node, t.buf, &i, &(*out)[k]) < 0)
             return -1;
     *n = (size_t)arity;
     return 0;
+}
+
+static void pids_free(dsup_pid *pids, const dsup_pid *one)
+{
+    if (pids != one)
+        free(pids);
 }
 
 /* ---- the scope process ---------------------------------------------------------- */
@@ -598,68 +667,103 @@ static void handle_discover(dsup_pg *s, dsup_term peer_t)
     }
 }
 
+static int pid_cmp(const void *a, const void *b)
+{
+    const dsup_pid *x = a, *y = b;
+    if (x->num != y->num)
+        return x->num < y->num ? -1 : 1;
+    if (x->serial != y->serial)
+        return x->serial < y->serial ? -1 : 1;
+    return x->creation < y->creation ? -1 : x->creation > y->creation;
+}
+
+/* Are the members of g on `node` exactly pids (as a multiset: a sync lists
+ * them newest first, our vector keeps them in arrival order)? */
+static int same_node_members(pg_group *g, const char *node, const dsup_pid *pids, size_t n)
+{
+    if (count_on_node(&g->all, node) != n)
+        return 0;
+    if (n == 0)
+        return 1;
+    const dsup_pid *d = pv_data(&g->all);
+    if (n == 1) {
+        for (uint32_t i = 0; i < g->all.n; i++)
+            if (d[i].node == node)
+                return dsup_pid_eq(&d[i], &pids[0]);
+    }
+    dsup_pid *a = dsup_xmalloc(2 * n * sizeof *a), *b = a + n;
+    size_t k = 0;
+    for (uint32_t i = 0; i < g->all.n; i++)
+        if (d[i].node == node)
+            a[k++] = d[i];
+    memcpy(b, pids, n * sizeof *b);
+    qsort(a, n, sizeof *a, pid_cmp);
+    qsort(b, n, sizeof *b, pid_cmp);
+    int same = 1;
+    for (size_t i = 0; i < n && same; i++)
+        same = pid_cmp(&a[i], &b[i]) == 0;
+    free(a);
+    return same;
+}
+
+/* {sync, Peer, [{Group, Pids}]}: the peer's whole share. As pg's
+ * handle_sync: groups it no longer lists lose its members, each listed group
+ * gets exactly the listed pids from it (events only for what changed). Its
+ * members are ours on its node (own_pids), so one pass over our groups
+ * finds the unlisted ones. */
 static void handle_sync(dsup_pg *s, dsup_term peer_t, dsup_term groups)
 {
     dsup_pid peer;
-    int i = 0, n;
+    int i = 0, n = 0, type, size;
     if (dsup_decode_pid(s->node, peer_t.buf, &i, &peer) < 0)
+        return;
+    i = 0;
+    if (ei_get_type(groups.buf, &i, &type, &size) < 0 ||
+        (type == ERL_LIST_EXT && ei_decode_list_header(groups.buf, &i, &n) < 0))
         return;
     pg_peer *p = peer_add(s, &peer);
     if (!p)
         return;
-    /* New picture of the peer: drop groups it no longer lists, then replace
-     * each listed group's pids. */
-    dsup_dict listed = { 0 };
-    i = 0;
-    int type, size;
-    if (ei_get_type(groups.buf, &i, &type, &size) < 0)
-        return;
-    n = 0;
-    if (type == ERL_LIST_EXT && ei_decode_list_header(groups.buf, &i, &n) < 0)
-        return;
     int start = i;
-    for (int k = 0; k < n; k++) {
+    for (int k = 0; k < n; k++) { /* all well formed before anything changes */
         int el = i;
-        if (dsup_term_next(groups.buf, &i) < 0)
-            goto out;
         dsup_term pair[2];
-        if (dsup_term_tuple((dsup_term){ groups.buf + el, (size_t)(i - el) }, pair, 2) != 2)
-            goto out;
-        dsup_dict_upsert(&listed, pair[0].buf, pair[0].len, NULL);
+        if (dsup_term_next(groups.buf, &i) < 0 ||
+            dsup_term_tuple((dsup_term){ groups.buf + el, (size_t)(i - el) }, pair, 2) != 2)
+            return;
     }
-    peer_forget_groups(s, p, &listed);
+    const char *node = p->pid.node;
     i = start;
     for (int k = 0; k < n; k++) {
         int el = i;
-        dsup_term_next(groups.buf, &i);
         dsup_term pair[2];
+        dsup_term_next(groups.buf, &i);
         dsup_term_tuple((dsup_term){ groups.buf + el, (size_t)(i - el) }, pair, 2);
-        dsup_pid *pids;
-        size_t np;
-        if (decode_pids(s->node, pair[1], &pids, &np) == 0) {
-            pg_group *g = group_get(s, pair[0], 0);
-            dsup_dict_ent *e = g ? dsup_dict_find(&p->groups, gkey(g).buf, gkey(g).len) : NULL;
-            pidvec *old = e ? e->val : NULL;
-            if (old && old->n == np && memcmp(pv_data(old), pids, np * sizeof *pids) == 0) {
-                free(pids); /* unchanged */
-                continue;
-            }
-            if (e) {
-                pidvec *pv = e->val;
-                dsup_pid *copy = dsup_xmalloc((pv->n ? pv->n : 1) * sizeof *copy);
-                if (copy) {
-                    memcpy(copy, pv_data(pv), pv->n * sizeof *copy);
-                    remote_leave(s, p, pair[0], copy, pv->n);
-                    free(copy);
-                }
-            }
-            if (np)
-                remote_join(s, p, pair[0], pids, np);
-        }
-        free(pids);
+        pg_group *g = group_get(s, pair[0], 0);
+        if (g)
+            g->listed = 1;
     }
-out:
-    dsup_dict_free(&listed, NULL);
+    forget_node(s, node); /* the unlisted groups; clears the marks */
+    i = start;
+    for (int k = 0; k < n; k++) {
+        int el = i;
+        dsup_term pair[2];
+        dsup_term_next(groups.buf, &i);
+        dsup_term_tuple((dsup_term){ groups.buf + el, (size_t)(i - el) }, pair, 2);
+        dsup_pid one, *pids;
+        size_t np;
+        if (decode_pids(s->node, pair[1], &one, &pids, &np) == 0) {
+            np = own_pids(s, p, pids, np);
+            pg_group *g = group_get(s, pair[0], 0);
+            if (!(g ? same_node_members(g, node, pids, np) : np == 0)) {
+                if (g)
+                    drop_node_members(s, g, node);
+                if (np)
+                    remote_join(s, pair[0], pids, np);
+            }
+        }
+        pids_free(pids, &one);
+    }
 }
 
 static void scope_cast(dsup_proc *self, void *state, dsup_term msg)
@@ -671,56 +775,80 @@ static void scope_cast(dsup_proc *self, void *state, dsup_term msg)
         handle_sync(s, el[1], el[2]);
 }
 
+/* {join, Peer, Group, PidOrPids} and {leave, Peer, PidOrPids, Groups}, split
+ * in one pass: a join runs once per child on every observer during a batch
+ * start. (The frame was checked whole when it was decoded, so the last
+ * element is simply the rest of it.) 1 when msg is {Tag, _, _, _} with a
+ * pid second, 0 when it is something else. */
+static int split_update(dsup_pg *s, dsup_term msg, const char *tag, dsup_pid *peer, dsup_term *a, dsup_term *b)
+{
+    int i = 0, arity;
+    const char *name;
+    size_t len;
+    if (ei_decode_tuple_header(msg.buf, &i, &arity) < 0 || arity != 4 ||
+        dsup_term_atom_text(msg.buf, &i, &name, &len) < 0 || len != strlen(tag) || memcmp(name, tag, len) != 0 ||
+        dsup_decode_pid(s->node, msg.buf, &i, peer) < 0)
+        return 0;
+    int a0 = i;
+    if (dsup_term_next(msg.buf, &i) < 0 || (size_t)i >= msg.len)
+        return 0;
+    *a = (dsup_term){ msg.buf + a0, (size_t)(i - a0) };
+    *b = (dsup_term){ msg.buf + i, msg.len - (size_t)i };
+    return 1;
+}
+
+static void handle_join(dsup_pg *s, const dsup_pid *peer, dsup_term group, dsup_term pids_t)
+{
+    pg_peer *p = peer_get(s, peer);
+    if (!p)
+        return; /* not (yet) a peer: pg ignores it too */
+    dsup_pid one, *pids;
+    size_t n;
+    if (decode_pids(s->node, pids_t, &one, &pids, &n) == 0 && (n = own_pids(s, p, pids, n)))
+        remote_join(s, group, pids, n);
+    pids_free(pids, &one);
+}
+
+static void handle_leave(dsup_pg *s, const dsup_pid *peer, dsup_term pids_t, dsup_term groups)
+{
+    pg_peer *p = peer_get(s, peer);
+    dsup_pid one, *pids = &one;
+    size_t n;
+    if (!p || decode_pids(s->node, pids_t, &one, &pids, &n) < 0) {
+        pids_free(pids, &one);
+        return;
+    }
+    int i = 0, type, size, cnt;
+    if (ei_get_type(groups.buf, &i, &type, &size) == 0 && type == ERL_STRING_EXT) {
+        /* [42] travels as the string "*": each byte is a small-integer group. */
+        const unsigned char *bytes = (const unsigned char *)groups.buf + 3;
+        for (int k = 0; k < size; k++) {
+            char g[2] = { 97 /* SMALL_INTEGER_EXT */, (char)bytes[k] };
+            remote_leave(s, p, (dsup_term){ g, 2 }, pids, n);
+        }
+    } else if (type == ERL_LIST_EXT && ei_decode_list_header(groups.buf, &i, &cnt) == 0) {
+        for (int k = 0; k < cnt; k++) {
+            int g0 = i;
+            if (dsup_term_next(groups.buf, &i) < 0)
+                break;
+            remote_leave(s, p, (dsup_term){ groups.buf + g0, (size_t)(i - g0) }, pids, n);
+        }
+    }
+    pids_free(pids, &one);
+}
+
 static void scope_info(dsup_proc *self, void *state, dsup_term msg)
 {
     dsup_pg *s = state;
     dsup_term el[5];
+    dsup_pid peer;
     int ar;
-    if (dsup_term_tagged(msg, "discover", &ar, el, 3) && (ar == 2 || ar == 3)) {
+    if (split_update(s, msg, "join", &peer, &el[0], &el[1])) {
+        handle_join(s, &peer, el[0], el[1]);
+    } else if (split_update(s, msg, "leave", &peer, &el[0], &el[1])) {
+        handle_leave(s, &peer, el[0], el[1]);
+    } else if (dsup_term_tagged(msg, "discover", &ar, el, 3) && (ar == 2 || ar == 3)) {
         handle_discover(s, el[1]);
-    } else if (dsup_term_tagged(msg, "join", &ar, el, 4) && ar == 4) {
-        dsup_pid peer;
-        int i = 0;
-        if (dsup_decode_pid(s->node, el[1].buf, &i, &peer) < 0)
-            return;
-        pg_peer *p = peer_get(s, &peer);
-        if (!p)
-            return; /* not (yet) a peer: pg ignores it too */
-        dsup_pid *pids;
-        size_t n;
-        if (decode_pids(s->node, el[3], &pids, &n) == 0 && n)
-            remote_join(s, p, el[2], pids, n);
-        free(pids);
-    } else if (dsup_term_tagged(msg, "leave", &ar, el, 4) && ar == 4) {
-        dsup_pid peer;
-        int i = 0;
-        if (dsup_decode_pid(s->node, el[1].buf, &i, &peer) < 0)
-            return;
-        pg_peer *p = peer_get(s, &peer);
-        dsup_pid *pids = NULL;
-        size_t n;
-        if (!p || decode_pids(s->node, el[2], &pids, &n) < 0) {
-            free(pids);
-            return;
-        }
-        int type, size, cnt;
-        i = 0;
-        if (ei_get_type(el[3].buf, &i, &type, &size) == 0 && type == ERL_STRING_EXT) {
-            /* [42] travels as the string "*": each byte is a small-integer group. */
-            const unsigned char *bytes = (const unsigned char *)el[3].buf + 3;
-            for (int k = 0; k < size; k++) {
-                char g[2] = { 97 /* SMALL_INTEGER_EXT */, (char)bytes[k] };
-                remote_leave(s, p, (dsup_term){ g, 2 }, pids, n);
-            }
-        } else if (type == ERL_LIST_EXT && ei_decode_list_header(el[3].buf, &i, &cnt) == 0) {
-            for (int k = 0; k < cnt; k++) {
-                int g0 = i;
-                if (dsup_term_next(el[3].buf, &i) < 0)
-                    break;
-                remote_leave(s, p, (dsup_term){ el[3].buf + g0, (size_t)(i - g0) }, pids, n);
-            }
-        }
-        free(pids);
     } else if (dsup_term_tagged(msg, "DOWN", &ar, el, 5) && ar == 5) {
         dsup_pid who;
         int i = 0;
@@ -825,18 +953,6 @@ static void discover_on(dsup_pg *s, const char *node)
     dsup_term_scratch_release(x);
 }
 
-typedef struct has_node {
-    const char *node;
-    int found;
-} has_node;
-
-static void peer_on_node(dsup_dict_ent *e, void *arg)
-{
-    has_node *h = arg;
-    pg_peer *p = e->val;
-    h->found |= p->pid.node == h->node;
-}
-
 /* A peer that sent us its sync but whose discover (answered with ours) never
  * came: give it our picture now, so that our joins and leaves reach it. */
 static void tell_if_untold(dsup_dict_ent *e, void *arg)
@@ -880,16 +996,9 @@ void dsup_pg_stop_all(dsup_node *node)
     P->timer_on = 0;
 }
 
-static void free_pidvec(void *val)
-{
-    pv_free(val);
-    free(val);
-}
-
 static void free_peer(void *val)
 {
     pg_peer *p = val;
-    dsup_dict_free(&p->groups, free_pidvec);
     dsup_pid_release(&p->pid);
     free(p);
 }

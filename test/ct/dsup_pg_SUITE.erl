@@ -40,6 +40,9 @@ all() ->
      kill9_hidden_dsup_node_removes_its_members,
      kill9_visible_dsup_node_removes_its_members,
      beam_scope_restart_recovered,
+     beam_scope_killed_drops_only_its_node_members,
+     beam_peer_resync_after_reconnect,
+     raw_peer_resync_replaces_its_share,
      late_beam_scope_sees_c_members,
      monitor_scope_sees_c_worker_events,
      no_updates_to_a_scope_before_our_sync,
@@ -342,6 +345,118 @@ restart_scope(Cfg, {beam, N}) ->
     Pids = lists:keyreplace(N, 1, ?config(scope_pids, Cfg), {N, New}),
     lists:keystore(scope_pids, 1, Cfg, {scope_pids, Pids}).
 
+%% exit(whereis(Scope), kill) on the peer, no new scope yet: every member
+%% on the peer's node leaves the other views (in several groups, one of them
+%% its own only), while the CT node's and a dsup-node's members of the same
+%% groups stay. A new scope there that rejoins an old member (alive all
+%% along) and adds one is then seen exactly so.
+beam_scope_killed_drops_only_its_node_members(Cfg) ->
+    [B1, {beam, N2} = B2, C1, C2] = nodes_(Cfg),
+    [Pr1, _Pr2, PrC1, PrC2] = Probes = ?config(probes, Cfg),
+    PA = pid_on(Cfg, B2),
+    PB = pid_on(Cfg, B2),
+    join(Cfg, B2, s1, [PA, PB]),
+    join(Cfg, B2, s2, PA),
+    join(Cfg, B2, s3, PB),
+    Q = join(Cfg, B1, s1, pid_on(Cfg, B1)),
+    join(Cfg, B1, s2, Q),
+    W = join(Cfg, C2, s2, pid_on(Cfg, C2)),
+    wait_converged(Cfg, #{?PROBE => Probes, s1 => [PA, PB, Q], s2 => [PA, Q, W], s3 => [PB]}, ?T, true),
+    Old = dsup_cluster:scope_pid(N2, scope(Cfg)),
+    Ref = erlang:monitor(process, Old),
+    exit(Old, kill),
+    receive {'DOWN', Ref, _, _, _} -> ok after ?T -> ct:fail(scope_not_dead) end,
+    wait_converged([{nodes, [B1, C1, C2]} | Cfg],
+                   #{?PROBE => [Pr1, PrC1, PrC2], s1 => [Q], s2 => [Q, W], s3 => []}, ?T, true),
+    New = dsup_cluster:start_beam_scope(N2, scope(Cfg)),
+    Cfg1 = lists:keystore(scope_pids, 1, Cfg,
+                          {scope_pids, lists:keyreplace(N2, 1, ?config(scope_pids, Cfg), {N2, New})}),
+    join(Cfg1, B2, s1, PA),
+    PC = join(Cfg1, B2, s3, pid_on(Cfg1, B2)),
+    wait_converged(Cfg1, #{?PROBE => [Pr1, PrC1, PrC2], s1 => [PA, Q], s2 => [Q, W], s3 => [PC]}, ?T, true),
+    assert_scopes_unchanged(Cfg1).
+
+%% The hidden dsup-node loses its connection to the peer (the peer's cookie
+%% for it made wrong, then disconnect_node: no reconnect can succeed) while
+%% the peer's members change. During the cut its view has none of the
+%% peer's members (the others' in the same groups stay); once the cookie is
+%% restored it reconnects, and the peer scope's sync gives it exactly the
+%% new picture (a leave, an exit, joins to an old and to a new group).
+beam_peer_resync_after_reconnect(Cfg) ->
+    [B1, {beam, N2} = B2, {c, C1N} = C1, C2] = nodes_(Cfg),
+    [Pr1, _Pr2, PrC1, PrC2] = Probes = ?config(probes, Cfg),
+    [PA, PB, PC] = [pid_on(Cfg, B2) || _ <- [1, 2, 3]],
+    join(Cfg, B2, t1, [PA, PB]),
+    join(Cfg, B2, t2, PA),
+    join(Cfg, B2, t3, PB),
+    Q = join(Cfg, B1, t1, pid_on(Cfg, B1)),
+    W = join(Cfg, C2, t2, pid_on(Cfg, C2)),
+    wait_converged(Cfg, #{?PROBE => Probes, t1 => [PA, PB, Q], t2 => [PA, W], t3 => [PB]}, ?T, true),
+    Final = #{?PROBE => Probes, t1 => [Q, PC], t2 => [PA, W], t3 => [], t4 => [PC]},
+    Cookie = erlang:get_cookie(),
+    true = erpc:call(N2, erlang, set_cookie, [C1N, wrong_cookie_for_the_cut]),
+    try
+        true = erpc:call(N2, erlang, disconnect_node, [C1N]),
+        wait_converged([{nodes, [C1]} | Cfg],
+                       #{?PROBE => [Pr1, PrC1, PrC2], t1 => [Q], t2 => [W], t3 => []}, ?T, true),
+        ok = leave(Cfg, B2, t1, PA),
+        exit(PB, kill),
+        join(Cfg, B2, t1, PC),
+        join(Cfg, B2, t4, PC),
+        wait_converged([{nodes, [B1, C2]} | Cfg], Final, ?T, true),
+        wait_converged([{nodes, [B2]} | Cfg], Final#{?PROBE := Probes -- [PrC1]}, ?T, true),
+        ?assertNot(lists:member(C1N, erpc:call(N2, erlang, nodes, [connected])), still_cut)
+    after
+        true = erpc:call(N2, erlang, set_cookie, [C1N, Cookie])
+    end,
+    %% (the node's reconnect backoff is at most 5 s)
+    wait_converged(Cfg, Final, 3 * ?T, true),
+    assert_scopes_unchanged(Cfg).
+
+%% A scope peer that syncs again (a raw distribution client acting as a pg
+%% scope: a BEAM scope re-syncs only on a new discover): its share is
+%% replaced exactly (a group it no longer lists loses its members, a listed
+%% one gets exactly the listed pids), another node's member of the same
+%% group stays, and a pid of another node in its sync is not taken. A
+%% restarted scope there that syncs before the old one's DOWN arrives keeps
+%% its share through that DOWN; the end of the connection removes it.
+raw_peer_resync_replaces_its_share(Cfg) ->
+    Scope = scope(Cfg),
+    C1 = c_node(Cfg, c1),
+    View = [{nodes, [{c, C1}]} | Cfg],
+    Q = join(Cfg, {beam, node()}, u1, pid_on(Cfg, {beam, node()})),
+    {ok, Raw} = dist_raw:connect(C1, erlang:get_cookie()),
+    try
+        Me = dist_raw:self_pid(Raw),
+        #{name := RawNode, creation := Cr} = Raw,
+        [P1, P2, P3, P4, P5] = [dist_raw:make_pid(RawNode, I, Cr) || I <- lists:seq(2, 6)],
+        {DsupScope, _} = raw_until(Raw, fun({{6, _From, _, S}, {discover, P}}) when S =:= Scope -> {true, P};
+                                           (_) -> false end),
+        Sync = fun(Gs) -> ok = dist_raw:send_ctrl(Raw, {2, '', DsupScope}, {'$gen_cast', {sync, Me, Gs}}) end,
+        Sync([{u1, [P1, P2]}, {u2, [P3]}]),
+        wait_converged(View, #{u1 => [P1, P2, Q], u2 => [P3]}, ?T),
+        {{MonFrom, MonRef}, _} = raw_until(Raw, fun({{19, F, To, R}}) when To =:= Me -> {true, {F, R}};
+                                                    (_) -> false end),
+        Sync([{u1, [P4, P2]}, {u3, [P5, Q]}]),
+        wait_converged(View, #{u1 => [P2, P4, Q], u2 => [], u3 => [P5]}, ?T),
+        %% the scope restarts on that node: the new one syncs before the
+        %% old one's DOWN arrives; that DOWN leaves the new one's share be
+        Me2 = dist_raw:make_pid(RawNode, 7, Cr),
+        [P6, P7] = [dist_raw:make_pid(RawNode, I, Cr) || I <- [8, 9]],
+        Sync2 = fun(Gs) -> ok = dist_raw:send_ctrl(Raw, {2, '', DsupScope}, {'$gen_cast', {sync, Me2, Gs}}) end,
+        Sync2([{u1, [P2, P6]}]),
+        wait_converged(View, #{u1 => [P2, P6, Q], u2 => [], u3 => []}, ?T),
+        ok = dist_raw:send_ctrl(Raw, {21, Me, MonFrom, MonRef, killed}),
+        ok = dist_raw:send_ctrl(Raw, {2, '', DsupScope}, {join, Me2, u4, P7}), % (after the DOWN)
+        wait_converged(View, #{u4 => [P7]}, ?T),
+        ?assertEqual(lists:sort([P2, P6, Q]), dsup_cluster:members({c, C1}, Scope, u1))
+    after
+        dist_raw:close(Raw)
+    end,
+    wait_converged(View, #{u1 => [Q], u2 => [], u3 => [], u4 => []}, ?T),
+    wait_converged(Cfg, #{?PROBE => ?config(probes, Cfg), u1 => [Q]}, ?T, true),
+    assert_scopes_unchanged(Cfg).
+
 %% A BEAM scope started after the dsup-nodes connected (and joined members)
 %% sees the C members within 2 s, on the CT node and on the peer.
 late_beam_scope_sees_c_members(Cfg) ->
@@ -544,8 +659,8 @@ no_updates_to_a_scope_before_our_sync(Cfg) ->
         dist_raw:close(Raw)
     end.
 
-%% Frames from the raw connection until Pred({Ctrl, Msg}) gives {true, V}:
-%% {V, [{Ctrl, Msg} seen before]}.
+%% Frames from the raw connection until Pred({Ctrl, Msg} | {Ctrl}) gives
+%% {true, V}: {V, [{Ctrl, Msg} | {Ctrl} seen before]}.
 raw_until(Raw, Pred) ->
     raw_until(Raw, Pred, erlang:monotonic_time(millisecond) + ?T, []).
 raw_until(Raw, Pred, Deadline, Seen) ->
@@ -556,6 +671,11 @@ raw_until(Raw, Pred, Deadline, Seen) ->
             case Pred({Ctrl, Msg}) of
                 {true, V} -> {V, lists:reverse(Seen)};
                 false -> raw_until(Raw, Pred, Deadline, [{Ctrl, Msg} | Seen])
+            end;
+        {ok, {Ctrl}} ->                         % a signal without a message
+            case Pred({Ctrl}) of
+                {true, V} -> {V, lists:reverse(Seen)};
+                false -> raw_until(Raw, Pred, Deadline, [{Ctrl} | Seen])
             end;
         {ok, _} -> raw_until(Raw, Pred, Deadline, Seen);
         {error, E} -> ct:fail({raw_recv, E, lists:reverse(Seen)})
