@@ -68,19 +68,25 @@ defmodule DistributedSupervisor.ClusterTest do
     name = start_everywhere(elixir, cnodes, name: TestSupport.unique_name("moves"))
     {:ok, first, :mv} = DS.start_child(name, {:counter, name: :mv, value: 100})
 
+    acks = :counters.new(1, [])
+
     callers =
       for _ <- 1..3 do
-        Task.async(fn -> call_loop(name, :mv, nil, 0, []) end)
+        Task.async(fn -> call_loop(name, :mv, nil, 0, [], acks) end)
       end
 
     caster = Task.async(fn -> cast_loop(name, :mv, 0) end)
 
-    # 20 moves, each to another dsup-node, asked of the instance where it runs
-    Enum.reduce(1..20, node(first), fn i, from ->
+    # 20 moves, each to another dsup-node, asked of the instance where it
+    # runs, each once a call was acknowledged since the last one (the calls
+    # run through every move, however loaded the machine)
+    Enum.reduce(1..20, {node(first), 0}, fn i, {from, seen} ->
+      TestNode.wait_until(fn -> :counters.get(acks, 1) > seen end)
+      seen = :counters.get(acks, 1)
       target = Enum.at(cnodes -- [from], rem(i, length(cnodes) - 1))
       assert {:ok, pid, :mv} = GenServer.call({name, from}, {:move_child, :mv, target})
       assert node(pid) == target
-      target
+      {target, seen}
     end)
 
     results = for t <- callers, do: (send(t.pid, :stop) && Task.await(t, 30_000))
@@ -120,7 +126,8 @@ defmodule DistributedSupervisor.ClusterTest do
     assert DS.call(name, :st, :get) == 41 + acked
   end
 
-  defp call_loop(name, id, last, n, exits) do
+  # `acks`, when given, counts the acknowledged calls as they come.
+  defp call_loop(name, id, last, n, exits, acks \\ nil) do
     receive do
       :stop -> {n, exits, true}
     after
@@ -128,10 +135,14 @@ defmodule DistributedSupervisor.ClusterTest do
         try do
           DS.call(name, id, {:add, 1}, 5_000)
         catch
-          :exit, reason -> call_loop(name, id, last, n, [reason | exits])
+          :exit, reason -> call_loop(name, id, last, n, [reason | exits], acks)
         else
-          v when last == nil or v > last -> call_loop(name, id, v, n + 1, exits)
-          v -> {n, exits, {:went_back, last, v}}
+          v when last == nil or v > last ->
+            acks && :counters.add(acks, 1, 1)
+            call_loop(name, id, v, n + 1, exits, acks)
+
+          v ->
+            {n, exits, {:went_back, last, v}}
         end
     end
   end

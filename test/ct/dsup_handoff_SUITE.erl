@@ -125,6 +125,9 @@ start_elixir(Cfg, Nodes) ->
     K = {?MODULE, ?config(tc, Cfg), peers},
     persistent_term:put(K, [#{node => E, holder => Holder} | persistent_term:get(K, [])]),
     {ok, _} = erpc:call(E, application, ensure_all_started, [elixir]),
+    %% load this module there before clients run its funs: four spawns of
+    %% one fun racing the module's first load gave one badfun (OTP 27)
+    {module, ?MODULE} = erpc:call(E, code, ensure_loaded, [?MODULE]),
     [true = erpc:call(E, net_kernel, connect_node, [N]) || N <- Nodes],
     {ok, _} = erpc:call(E, 'Elixir.DistributedSupervisor', start, [[{name, name(Cfg)}, {host, false}]]),
     E.
