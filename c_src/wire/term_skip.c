@@ -66,6 +66,17 @@ long dsup__utf8_chars(const uint8_t *s, size_t n)
     long chars = 0;
     size_t i = 0;
     while (i < n) {
+        /* ASCII, 8 bytes a step: nearly every atom is all ASCII */
+        while (n - i >= 8) {
+            uint64_t w;
+            memcpy(&w, s + i, 8);
+            if (w & 0x8080808080808080ULL)
+                break;
+            i += 8;
+            chars += 8;
+        }
+        if (i == n)
+            break;
         uint8_t c = s[i];
         size_t k;
         uint32_t cp;
@@ -217,8 +228,6 @@ struct walker {
     size_t nkeys, capkeys;
     uint64_t h;      /* the current key stream */
     int hashing;     /* inside a key of a map with two or more pairs */
-    int check_keys;  /* 0 for an already validated term (dsup_term_next) */
-    int trusted;     /* an already validated term: atoms are skipped by length */
     struct frame inl[8];
     uint64_t kinl[32]; /* small maps' keys need no allocation */
 };
@@ -326,19 +335,7 @@ static int child_done(struct walker *w, size_t p)
 
 static int walk(const char *buf, size_t len, size_t *pos, struct walker *w);
 
-/* An atom at *pos: validated, or, in a term validated on arrival, skipped by
- * its length alone (its text was checked then: the UTF-8 walk is most of the
- * cost of stepping over a child spec on every start). */
-static int next_atom(const char *buf, size_t len, size_t *pos, int trusted)
-{
-    if (!trusted)
-        return dsup__atom(buf, len, pos, NULL, NULL);
-    const uint8_t *b = (const uint8_t *)buf + *pos;
-    *pos += (b[0] == T_ATOM || b[0] == T_ATOM_UTF8) ? 3 + (size_t)dsup_get_u16be(b + 1) : 2 + (size_t)b[1];
-    return 0;
-}
-
-static int skip(const char *buf, size_t len, size_t *pos, int check_keys)
+static int skip(const char *buf, size_t len, size_t *pos)
 {
     struct walker w;
     w.fr = w.inl;
@@ -349,10 +346,7 @@ static int skip(const char *buf, size_t len, size_t *pos, int check_keys)
     w.capkeys = 32;
     w.h = 0;
     w.hashing = 0;
-    w.check_keys = check_keys;
-    w.trusted = !check_keys; /* dsup__term_next */
-    if (check_keys)
-        dsup__canon_seed_once();
+    dsup__canon_seed_once();
     int rc = walk(buf, len, pos, &w);
     if (w.fr != w.inl)
         free(w.fr);
@@ -361,32 +355,72 @@ static int skip(const char *buf, size_t len, size_t *pos, int check_keys)
     return rc;
 }
 
-int dsup_term_skip(const char *buf, size_t len, size_t *pos) { return skip(buf, len, pos, 1); }
+int dsup_term_skip(const char *buf, size_t len, size_t *pos) { return skip(buf, len, pos); }
 
-/* For terms that were validated on arrival (no bound needed, no key check). */
+/* The length of the atom at b (any of the four encodings), tag included. */
+static inline size_t atom_size(const uint8_t *b)
+{
+    return (b[0] == T_ATOM || b[0] == T_ATOM_UTF8) ? 3 + (size_t)dsup_get_u16be(b + 1) : 2 + (size_t)b[1];
+}
+
+/* For terms that were validated on arrival: no bound, no key check, no
+ * UTF-8 walk, no frames. Every service steps through tuples, lists and maps
+ * with this, many times per message, so it is one flat loop over a count of
+ * "terms still to read" (the format is prefix order) with a fixed size or a
+ * length field for every leaf; a NEW_FUN is stepped over by its Size. */
 int dsup__term_next(const char *buf, size_t *pos)
 {
-    /* Leaves in one step, without the walker: most elements of the tuples,
-     * lists and maps that the services step through are. */
-    const uint8_t *b = (const uint8_t *)buf + *pos;
-    switch (b[0]) {
-    case T_SMALL_INTEGER: *pos += 2; return 0;
-    case T_INTEGER: *pos += 5; return 0;
-    case T_NIL: *pos += 1; return 0;
-    case T_ATOM:
-    case T_ATOM_UTF8:
-    case T_SMALL_ATOM:
-    case T_SMALL_ATOM_UTF8:
-        return next_atom(buf, SIZE_MAX, pos, 1);
-    case T_STRING: *pos += 3 + (size_t)dsup_get_u16be(b + 1); return 0;
-    case T_BINARY: *pos += 5 + (size_t)dsup_get_u32be(b + 1); return 0;
-    case T_NEW_PID:
-        *pos += 1;
-        next_atom(buf, SIZE_MAX, pos, 1);
-        *pos += 12;
-        return 0;
-    }
-    return skip(buf, SIZE_MAX, pos, 0);
+    const uint8_t *b = (const uint8_t *)buf;
+    size_t p = *pos;
+    uint64_t left = 1;
+    do {
+        left--;
+        switch (b[p]) {
+        case T_SMALL_INTEGER: p += 2; break;
+        case T_INTEGER: p += 5; break;
+        case T_FLOAT: p += 32; break;
+        case T_NEW_FLOAT: p += 9; break;
+        case T_ATOM:
+        case T_ATOM_UTF8:
+        case T_SMALL_ATOM:
+        case T_SMALL_ATOM_UTF8: p += atom_size(b + p); break;
+        case T_PID: p += 1 + atom_size(b + p + 1) + 9; break;
+        case T_NEW_PID: p += 1 + atom_size(b + p + 1) + 12; break;
+        case T_PORT:
+        case T_REFERENCE: p += 1 + atom_size(b + p + 1) + 5; break;
+        case T_NEW_PORT: p += 1 + atom_size(b + p + 1) + 8; break;
+        case T_V4_PORT: p += 1 + atom_size(b + p + 1) + 12; break;
+        case T_NEW_REFERENCE:
+        case T_NEWER_REFERENCE: {
+            size_t n = dsup_get_u16be(b + p + 1);
+            size_t cre = b[p] == T_NEW_REFERENCE ? 1 : 4;
+            p += 3;
+            p += atom_size(b + p) + cre + 4 * n;
+            break;
+        }
+        case T_SMALL_TUPLE: left += b[p + 1]; p += 2; break;
+        case T_LARGE_TUPLE: left += dsup_get_u32be(b + p + 1); p += 5; break;
+        case T_MAP: left += 2 * (uint64_t)dsup_get_u32be(b + p + 1); p += 5; break;
+        case T_NIL: p += 1; break;
+        case T_STRING: p += 3 + (size_t)dsup_get_u16be(b + p + 1); break;
+        case T_LIST: left += (uint64_t)dsup_get_u32be(b + p + 1) + 1; p += 5; break; /* + tail */
+        case T_BINARY: p += 5 + (size_t)dsup_get_u32be(b + p + 1); break;
+        case T_BIT_BINARY: p += 6 + (size_t)dsup_get_u32be(b + p + 1); break;
+        case T_SMALL_BIG: p += 3 + (size_t)b[p + 1]; break;
+        case T_LARGE_BIG: p += 6 + (size_t)dsup_get_u32be(b + p + 1); break;
+        case T_NEW_FUN: p += 1 + (size_t)dsup_get_u32be(b + p + 1); break; /* Size counts itself */
+        case T_EXPORT:
+            p += 1;
+            p += atom_size(b + p);
+            p += atom_size(b + p);
+            p += b[p] == T_SMALL_INTEGER ? 2 : 5;
+            break;
+        default:
+            return -1; /* not a validated term */
+        }
+    } while (left);
+    *pos = p;
+    return 0;
 }
 
 static int walk(const char *buf, size_t len, size_t *pos, struct walker *w)
@@ -466,7 +500,7 @@ static int walk(const char *buf, size_t len, size_t *pos, struct walker *w)
         case T_ATOM_UTF8:
         case T_SMALL_ATOM_UTF8:
             p--;
-            if (next_atom(buf, len, &p, w->trusted))
+            if (dsup__atom(buf, len, &p, NULL, NULL))
                 return -1;
             if (hs)
                 dsup__canon_atom(h, b, at);
@@ -474,11 +508,6 @@ static int walk(const char *buf, size_t len, size_t *pos, struct walker *w)
         case T_PID:
         case T_NEW_PID: {
             dsup_wire_pid wp;
-            if (w->trusted && !hs) {
-                next_atom(buf, len, &p, 1);
-                p += 8 + (tag == T_PID ? 1 : 4);
-                break;
-            }
             p--;
             if (dsup__pid(buf, len, &p, &wp))
                 return -1;
@@ -494,7 +523,7 @@ static int walk(const char *buf, size_t len, size_t *pos, struct walker *w)
         case T_NEW_PORT:  /* Node, ID:32, Creation:32 */
         case T_V4_PORT:   /* Node, ID:64, Creation:32 */
         case T_REFERENCE: /* Node, ID:32, Creation:8 */
-            if (next_atom(buf, len, &p, w->trusted))
+            if (dsup__atom(buf, len, &p, NULL, NULL))
                 return -1;
             n = tag == T_PORT || tag == T_REFERENCE ? 5 : tag == T_NEW_PORT ? 8 : 12;
             NEED(n);
@@ -523,7 +552,7 @@ static int walk(const char *buf, size_t len, size_t *pos, struct walker *w)
             p += 2;
             if (n == 0 || n > 5) /* 0: see the top comment */
                 return -1;
-            if (next_atom(buf, len, &p, w->trusted))
+            if (dsup__atom(buf, len, &p, NULL, NULL))
                 return -1;
             {
                 size_t cre = tag == T_NEW_REFERENCE ? 1 : 4;
@@ -667,10 +696,10 @@ static int walk(const char *buf, size_t len, size_t *pos, struct walker *w)
             break;
         }
         case T_EXPORT: /* Module, Function atoms, Arity (SMALL_)INTEGER_EXT 0..255 */
-            if (next_atom(buf, len, &p, w->trusted))
+            if (dsup__atom(buf, len, &p, NULL, NULL))
                 return -1;
             n = p;
-            if (next_atom(buf, len, &p, w->trusted))
+            if (dsup__atom(buf, len, &p, NULL, NULL))
                 return -1;
             NEED(1);
             if (b[p] == T_INTEGER) {
@@ -707,7 +736,7 @@ static int walk(const char *buf, size_t len, size_t *pos, struct walker *w)
                 if (!push(w, F_FUN, left))
                     return -1;
                 w->fr[w->nfr - 1].end = end;
-            } else if (tag == T_MAP && children >= 4 && w->check_keys) {
+            } else if (tag == T_MAP && children >= 4) {
                 struct frame *f = push(w, F_MAP, left + children - 1);
                 if (!f)
                     return -1;

@@ -1054,6 +1054,13 @@ static void test_differential(void **state)
     ADD("SMALL_ATOM_UTF8 cut sequence", 0, 1, 119, 1, 0xC3);
     ADD("SMALL_ATOM latin1 0xE9", 1, 1, 115, 1, 0xE9);
     ADD("SMALL_ATOM_UTF8 empty", 1, 1, 119, 0);
+    /* the 8-bytes-a-step ASCII run hands over to the strict walk */
+    ADD("SMALL_ATOM_UTF8 9 ASCII then 0xFF", 0, 1, 119, 10, 'a', 'b', 'c', 'd', 'e', 'f', 'g', 'h', 'i', 0xff);
+    ADD("SMALL_ATOM_UTF8 8 ASCII then surrogate", 0, 1, 119, 11, 'a', 'b', 'c', 'd', 'e', 'f', 'g', 'h',
+        0xED, 0xA0, 0x80);
+    ADD("SMALL_ATOM_UTF8 16 ASCII, e-acute, 7 ASCII", 1, 1, 119, 25, 'a', 'b', 'c', 'd', 'e', 'f', 'g', 'h',
+        'a', 'b', 'c', 'd', 'e', 'f', 'g', 'h', 0xC3, 0xA9, 'a', 'b', 'c', 'd', 'e', 'f', 'g');
+    ADD("SMALL_ATOM_UTF8 7 ASCII, e-acute cut", 0, 1, 119, 8, 'a', 'b', 'c', 'd', 'e', 'f', 'g', 0xC3);
     /* OTP 25 decodes it as <<>>; OTP 27 refuses it: so do we */
     ADD("BIT_BINARY len 0 bits 0", 0, 0, 77, 0, 0, 0, 0, 0);
     ADD("BIT_BINARY len 0 bits 8", 0, 1, 77, 0, 0, 0, 0, 8);
