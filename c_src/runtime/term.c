@@ -323,7 +323,12 @@ int dsup_term_is_atom(dsup_term t, const char *name)
     size_t n;
     if (dsup_term_atom_text(t.buf, &i, &s, &n) < 0 || (size_t)i > t.len)
         return 0;
-    return n == strlen(name) && memcmp(s, name, n) == 0;
+    /* no strlen: most calls ask for a name the atom is not, and differ at
+     * once (services test a message against one tag after another) */
+    for (size_t k = 0; k < n; k++)
+        if (s[k] != name[k] || !name[k])
+            return 0;
+    return name[n] == 0;
 }
 
 int dsup_term_next(const char *buf, int *index)

@@ -678,12 +678,21 @@ static void each_child_up(dsup_sup *s, dsup_term list)
         ei_decode_list_header(list.buf, &i, &n) < 0)
         return;
     for (int k = 0; k < n; k++) {
-        int st = i;
-        if (dsup_term_next(list.buf, &i) < 0)
-            return;
+        /* split the element as it is stepped over: one walk, not two */
         dsup_term t[3];
-        if (dsup_term_tuple((dsup_term){ list.buf + st, (size_t)(i - st) }, t, 3) == 3)
+        int ar, j = i;
+        if (ei_decode_tuple_header(list.buf, &j, &ar) == 0 && ar == 3) {
+            for (int e = 0; e < 3; e++) {
+                int st = j;
+                if (dsup_term_next(list.buf, &j) < 0)
+                    return;
+                t[e] = (dsup_term){ list.buf + st, (size_t)(j - st) };
+            }
+            i = j;
             remote_child_up(s, t[0], t[1], t[2]);
+        } else if (dsup_term_next(list.buf, &i) < 0) {
+            return;
+        }
     }
 }
 

@@ -63,20 +63,25 @@ enum {
  * surrogates, nothing above U+10FFFF). -1 when invalid. Also used by ctrl.c. */
 long dsup__utf8_chars(const uint8_t *s, size_t n)
 {
-    long chars = 0;
-    size_t i = 0;
-    while (i < n) {
-        /* ASCII, 8 bytes a step: nearly every atom is all ASCII */
-        while (n - i >= 8) {
-            uint64_t w;
-            memcpy(&w, s + i, 8);
-            if (w & 0x8080808080808080ULL)
-                break;
-            i += 8;
-            chars += 8;
-        }
-        if (i == n)
+    /* Nearly every atom is all ASCII, and short: test the high bits first,
+     * 8 bytes a step, and walk the characters only when one is set. */
+    uint8_t hi = 0;
+    size_t a = 0;
+    for (; n - a >= 8; a += 8) {
+        uint64_t w;
+        memcpy(&w, s + a, 8);
+        if (w & 0x8080808080808080ULL)
             break;
+    }
+    if (n - a < 8) {
+        for (size_t j = a; j < n; j++)
+            hi |= s[j];
+        if (!(hi & 0x80))
+            return (long)n;
+    }
+    long chars = (long)a;
+    size_t i = a;
+    while (i < n) {
         uint8_t c = s[i];
         size_t k;
         uint32_t cp;
