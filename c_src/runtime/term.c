@@ -103,6 +103,26 @@ dsup_term dsup_term_of_x(const ei_x_buff *x)
     return t;
 }
 
+void dsup_x_reserve(ei_x_buff *x, size_t more)
+{
+    size_t need = (size_t)x->index + more + 100; /* ei reallocs unless 100 bytes stay free */
+    if (need <= (size_t)x->buffsz)
+        return;
+    size_t sz = 2 * (size_t)x->buffsz;
+    if (sz < need + 128)
+        sz = need + 128;
+    if (sz > INT_MAX)
+        return; /* ei's own growth reports the failure */
+    x->buff = dsup_xrealloc(x->buff, sz); /* ei's buffers are malloc's */
+    x->buffsz = (int)sz;
+}
+
+int dsup_x_append(ei_x_buff *x, const void *buf, size_t len)
+{
+    dsup_x_reserve(x, len);
+    return ei_x_append_buf(x, buf, (int)len);
+}
+
 /* ---- cached atoms -------------------------------------------------------------- */
 
 dsup_term dsup_reason_atom(dsup_node *node, const char *atom)
@@ -145,7 +165,7 @@ static int append_atom(ei_x_buff *x, const char *s)
         a[0] = (char)119;
         a[1] = (char)n;
         memcpy(a + 2, s, n);
-        return ei_x_append_buf(x, a, (int)n + 2);
+        return dsup_x_append(x, a, n + 2);
     } else {
         h[0] = (char)118;
         h[1] = (char)(n >> 8);
@@ -160,14 +180,26 @@ int dsup_x_encode_atom(ei_x_buff *x, const char *name) { return append_atom(x, n
 
 int dsup_x_encode_pid(ei_x_buff *x, const dsup_pid *pid)
 {
-    char t = 88; /* NEW_PID_EXT */
+    size_t n = strlen(pid->node);
+    if (n < 256) { /* the usual node name: one append */
+        char b[1 + 2 + 255 + 12];
+        b[0] = 88; /* NEW_PID_EXT */
+        b[1] = (char)119;
+        b[2] = (char)n;
+        memcpy(b + 3, pid->node, n);
+        put_u32(b + 3 + n, pid->num);
+        put_u32(b + 7 + n, pid->serial);
+        put_u32(b + 11 + n, pid->creation);
+        return dsup_x_append(x, b, 15 + n);
+    }
+    char t = 88;
     char tail[12];
     put_u32(tail, pid->num);
     put_u32(tail + 4, pid->serial);
     put_u32(tail + 8, pid->creation);
-    if (ei_x_append_buf(x, &t, 1) < 0 || append_atom(x, pid->node) < 0)
+    if (dsup_x_append(x, &t, 1) < 0 || append_atom(x, pid->node) < 0)
         return -1;
-    return ei_x_append_buf(x, tail, 12);
+    return dsup_x_append(x, tail, 12);
 }
 
 int dsup_x_encode_ref(ei_x_buff *x, const dsup_ref *ref)
@@ -188,7 +220,7 @@ int dsup_x_encode_term(ei_x_buff *x, dsup_term t)
         t.buf++;
         t.len--;
     }
-    return ei_x_append_buf(x, t.buf, (int)t.len);
+    return dsup_x_append(x, t.buf, t.len);
 }
 
 int dsup_term_atom_text(const char *buf, int *index, const char **name, size_t *len)

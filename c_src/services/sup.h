@@ -322,6 +322,8 @@ void sup_quorum_free(dsup_sup *s);
 /* sup_cache.c: collect the child_up announcements of a batch start, send them at its end */
 void sup_up_batch_begin(dsup_sup *s);
 void sup_up_batch_end(dsup_sup *s);
+/* The batch start under way: an id unique on the node, 0 outside one. */
+uint64_t sup_up_batch_id(const dsup_sup *s);
 
 /* sup_ops.c: error replies shared by the call handlers */
 void sup_error_atom(ei_x_buff *x, const char *what);                       /* {error, What} */

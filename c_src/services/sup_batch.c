@@ -68,12 +68,13 @@ static void batch_free(sup_batch *b)
 static void slot_set(sup_batch *b, size_t i, dsup_term reply)
 {
     b->off[i] = (size_t)b->buf.index;
-    ei_x_append_buf(&b->buf, reply.buf, (int)reply.len);
+    dsup_x_append(&b->buf, reply.buf, reply.len);
     b->len[i] = reply.len;
 }
 
 static void encode_results(sup_batch *b, ei_x_buff *x)
 {
+    dsup_x_reserve(x, (size_t)b->buf.index + 8);
     if (b->n)
         ei_x_encode_list_header(x, (long)b->n);
     for (size_t i = 0; i < b->n; i++)

@@ -55,6 +55,11 @@ static dsup_child_spec *cached_spec(dsup_child_spec *spec, dsup_term key)
 {
     static const dsup_child_spec unknown = { .type = "undefined", .restart = DSUP_RESTART_TEMPORARY,
                                              .args = { "\x6a", 1 } };
+    if (spec && spec->name.len == 0) {
+        /* no name bytes inside (a peer's spec): the same allocation will do */
+        spec->name = key;
+        return spec;
+    }
     dsup_child_spec *n = dsup_spec_with_name_view(spec ? spec : &unknown, key);
     free(spec);
     return n;
@@ -241,10 +246,12 @@ static void route_init(dsup_sup *s, const sup_child *c, spec_route *r)
 {
     r->stubs = s->cache_children && c->local && sup_spec_full(c->spec) && !c->spec->beam;
     r->nreps = r->ntyped = 0;
+    r->typed = NULL;
     if (!r->stubs)
         return;
     r->nreps = sup_replica_nodes(s, c, r->reps);
-    route_lookup_typed(s, c->spec->type, r);
+    if (!s->up_batch) /* a batch looks the type's hosts up at its end */
+        route_lookup_typed(s, c->spec->type, r);
 }
 
 static int route_stub(const spec_route *r, const dsup_pid *to)
@@ -306,6 +313,7 @@ typedef struct up_entry {
 } up_entry;
 
 struct sup_up_batch {
+    uint64_t id;                 /* unique on the node (sup_up_batch_id) */
     ei_x_buff buf;               /* {Name, Pid, Spec} tuples, full and stub forms */
     up_entry *v;
     size_t n, cap;
@@ -337,7 +345,7 @@ static void up_batch_add(struct sup_up_batch *b, dsup_sup *s, const sup_child *c
     e->r.typed = NULL;
     e->r.ntyped = 0;
     e->type_off = (size_t)b->buf.index;
-    ei_x_append_buf(&b->buf, c->spec->type, (int)strlen(c->spec->type) + 1);
+    dsup_x_append(&b->buf, c->spec->type, strlen(c->spec->type) + 1);
     if (r->stubs) {
         e->stub_off = (size_t)b->buf.index;
         up_tuple(&b->buf, s, c, 1);
@@ -348,15 +356,19 @@ static void up_batch_add(struct sup_up_batch *b, dsup_sup *s, const sup_child *c
 void sup_up_batch_begin(dsup_sup *s)
 {
     struct sup_up_batch *b = dsup_xcalloc(1, sizeof *b);
+    b->id = ++s->node->sup->batch_seq; /* shared with sup_batch.c's ids: unique is all they need */
     ei_x_new(&b->buf);
     s->up_batch = b;
 }
+
+uint64_t sup_up_batch_id(const dsup_sup *s) { return s->up_batch ? s->up_batch->id : 0; }
 
 /* The children_up message for `to`, each entry in the form `to` gets;
  * `to` NULL: every entry in its full form. */
 static void up_batch_encode(const struct sup_up_batch *b, const dsup_pid *to, ei_x_buff *x)
 {
     x->index = 0;
+    dsup_x_reserve(x, (size_t)b->buf.index + 64); /* every entry at most once */
     ei_x_encode_tuple_header(x, 2);
     dsup_x_encode_atom(x, "$dsup");
     ei_x_encode_tuple_header(x, 2);
@@ -403,9 +415,22 @@ void sup_up_batch_end(dsup_sup *s)
     if (!b)
         return;
     s->up_batch = NULL;
-    for (size_t i = 0; i < b->n; i++)
-        if (b->v[i].r.stubs)
-            route_lookup_typed(s, b->buf.buff + b->v[i].type_off, &b->v[i].r);
+    const char *last_type = NULL; /* a batch is mostly of one type: one look-up per run of it */
+    spec_route *last = NULL;
+    for (size_t i = 0; i < b->n; i++) {
+        spec_route *r = &b->v[i].r;
+        const char *type = b->buf.buff + b->v[i].type_off;
+        if (!r->stubs)
+            continue;
+        if (last && strcmp(type, last_type) == 0) {
+            r->typed = last->typed;
+            r->ntyped = last->ntyped;
+            continue;
+        }
+        route_lookup_typed(s, type, r);
+        last = r;
+        last_type = type;
+    }
     if (b->n) {
         ei_x_buff *full = dsup_term_scratch(s->node), *own = dsup_term_scratch(s->node);
         full->index = 0;

@@ -85,7 +85,43 @@ static size_t member_nodes(dsup_sup *s, dsup_term group, const char **out)
     return k;
 }
 
+static size_t candidates_now(dsup_sup *s, const char *type, int beam, int fresh, const char **out);
+
+/* The last answer of candidates(), kept for the batch start under way:
+ * inside one (a single call, one loop turn) pg's capability and host
+ * groups cannot change (its own joins are children's names), and each of
+ * its children asks for its type's candidates twice (owner, replicas). */
+typedef struct cand_memo {
+    const dsup_sup *s;
+    uint64_t batch;
+    char type[256];              /* a copy: the asker's spec may go first */
+    int beam, fresh;
+    size_t n;
+    const char *c[MAX_CANDIDATES];
+} cand_memo;
+
+static cand_memo *memo_of(dsup_node *node);
+
 static size_t candidates(dsup_sup *s, const char *type, int beam, int fresh, const char **out)
+{
+    uint64_t batch = sup_up_batch_id(s);
+    size_t tlen = strlen(type);
+    if (!batch || tlen >= sizeof ((cand_memo *)0)->type)
+        return candidates_now(s, type, beam, fresh, out);
+    cand_memo *m = memo_of(s->node) + (fresh != 0); /* owner and replicas ask alternately */
+    if (!(m->s == s && m->batch == batch && m->beam == beam && m->fresh == fresh && strcmp(m->type, type) == 0)) {
+        m->n = candidates_now(s, type, beam, fresh, m->c);
+        m->s = s;
+        m->batch = batch;
+        memcpy(m->type, type, tlen + 1);
+        m->beam = beam;
+        m->fresh = fresh;
+    }
+    memcpy(out, m->c, m->n * sizeof *out);
+    return m->n;
+}
+
+static size_t candidates_now(dsup_sup *s, const char *type, int beam, int fresh, const char **out)
 {
     if (!beam) {
         ei_x_buff *x = dsup_term_scratch(s->node);
@@ -109,7 +145,15 @@ typedef struct ring_cache {
 struct sup_ring_cache {
     ring_cache rings[8];
     unsigned next_slot;
+    cand_memo memo[2];           /* by `fresh` */
 };
+
+static cand_memo *memo_of(dsup_node *node)
+{
+    if (!node->sup->place)
+        node->sup->place = dsup_xcalloc(1, sizeof *node->sup->place);
+    return node->sup->place->memo;
+}
 
 static dsup_ring *ring_of(dsup_node *node, const char **nodes, size_t n, int enc)
 {

@@ -222,16 +222,24 @@ static int parse(dsup_node *node, dsup_term spec, const dsup_term *named, dsup_c
         int vs = i;
         dsup_term_next(spec.buf, &i);
         dsup_term val = { spec.buf + vs, (size_t)(i - vs) };
-        if (dsup_term_is_atom(key, "start"))
+        /* the key's text once, then by length: one compare per key */
+        int ki = 0;
+        const char *kt;
+        size_t kl;
+        if (dsup_term_atom_text(key.buf, &ki, &kt, &kl) < 0)
+            continue;
+#define KEY_IS(lit) (kl == sizeof lit - 1 && memcmp(kt, lit, kl) == 0)
+        if (KEY_IS("start"))
             start = val;
-        else if (dsup_term_is_atom(key, "restart"))
+        else if (KEY_IS("restart"))
             restart_t = val;
-        else if (dsup_term_is_atom(key, "shutdown"))
+        else if (KEY_IS("shutdown"))
             shutdown_t = val;
-        else if (dsup_term_is_atom(key, "args"))
+        else if (KEY_IS("args"))
             exact = val;
-        else if (dsup_term_is_atom(key, "beam"))
+        else if (KEY_IS("beam"))
             beam = val;
+#undef KEY_IS
     }
     int restart = DSUP_RESTART_PERMANENT;
     long shutdown = 5000;
@@ -394,7 +402,7 @@ static int encode_map_flat(ei_x_buff *x, const dsup_child_spec *s, int wire)
     p = put_raw(p, s->args.buf, s->args.len);
     *p++ = (char)106;
     p = PUT_LIT(p, ATOM_LIT("\x04" "type") ATOM_LIT("\x06" "worker"));
-    ei_x_append_buf(x, buf, (int)(p - buf));
+    dsup_x_append(x, buf, (size_t)(p - buf));
     if (buf != stack)
         free(buf);
     return 0;
