@@ -31,6 +31,9 @@ struct dsup_terms {
     /* Each entry is its own allocation: terms handed out point into it. */
     atom_cache **atoms;
     size_t natoms, capatoms;
+    /* by the caller's pointer (nearly always a literal), checked by text:
+     * the services ask for the same few group atoms several times a child */
+    struct { const char *p; const atom_cache *a; } hot[32];
 };
 
 /* A pooled buffer knows its pool, so releasing one needs no context. */
@@ -125,13 +128,28 @@ int dsup_x_append(ei_x_buff *x, const void *buf, size_t len)
 
 /* ---- cached atoms -------------------------------------------------------------- */
 
+static int atom_text_is(const atom_cache *a, const char *atom)
+{
+    size_t n = a->len - 2;
+    return strncmp(a->enc + 2, atom, n) == 0 && atom[n] == 0;
+}
+
 dsup_term dsup_reason_atom(dsup_node *node, const char *atom)
 {
     struct dsup_terms *T = node->terms;
+    size_t h = ((uintptr_t)atom >> 3 ^ (uintptr_t)atom >> 9) % (sizeof T->hot / sizeof T->hot[0]);
+    const atom_cache *c = T->hot[h].a;
+    if (T->hot[h].p == atom && c && atom_text_is(c, atom))
+        return (dsup_term){ c->enc, c->len };
     const char *n = dsup_intern_str(node->names, atom);
     for (size_t i = 0; i < T->natoms; i++)
-        if (T->atoms[i]->name == n)
+        if (T->atoms[i]->name == n) {
+            if (strlen(atom) < 256) { /* (a longer one is cut: its text differs) */
+                T->hot[h].p = atom;
+                T->hot[h].a = T->atoms[i];
+            }
             return (dsup_term){ T->atoms[i]->enc, T->atoms[i]->len };
+        }
     size_t len = strlen(atom);
     if (len > 255)
         len = 255;

@@ -70,8 +70,15 @@ static dsup_child_spec *cached_spec(dsup_child_spec *spec, dsup_term key)
  * inside its by_name entry. */
 sup_child *sup_cache_put(dsup_sup *s, dsup_term name, const dsup_pid *pid, dsup_child_spec *spec, int local)
 {
-    sup_child *c = sup_child_by_name(s, name);
-    if (c) {
+    /* one look-up: the entry, made when new */
+    int created;
+    dsup_dict_ent *e = dsup_dict_upsert_inline(&s->by_name, name.buf, name.len, sizeof(sup_child), &created);
+    if (!e) {
+        free(spec);
+        return NULL;
+    }
+    sup_child *c = e->val;
+    if (!created) {
         unindex_pid(s, &c->pid);
         dsup_pid_release(&c->pid);
         if (spec && (spec = cached_spec(spec, c->spec->name))) {
@@ -79,14 +86,11 @@ sup_child *sup_cache_put(dsup_sup *s, dsup_term name, const dsup_pid *pid, dsup_
             c->spec = spec;
         }
     } else {
-        dsup_dict_ent *e = dsup_dict_upsert_inline(&s->by_name, name.buf, name.len, sizeof *c, NULL);
-        dsup_child_spec *cs = e ? cached_spec(spec, (dsup_term){ e->key, e->klen }) : (free(spec), NULL);
+        dsup_child_spec *cs = cached_spec(spec, (dsup_term){ e->key, e->klen });
         if (!cs) {
-            if (e)
-                dsup_dict_remove(&s->by_name, name.buf, name.len);
+            dsup_dict_remove(&s->by_name, name.buf, name.len);
             return NULL;
         }
-        c = e->val;
         c->spec = cs;
     }
     c->pid = *pid;
@@ -314,7 +318,7 @@ typedef struct up_entry {
 
 struct sup_up_batch {
     uint64_t id;                 /* unique on the node (sup_up_batch_id) */
-    ei_x_buff buf;               /* {Name, Pid, Spec} tuples, full and stub forms */
+    ei_x_buff *buf;              /* {Name, Pid, Spec} tuples, full and stub forms (pooled) */
     up_entry *v;
     size_t n, cap;
 };
@@ -338,26 +342,28 @@ static void up_batch_add(struct sup_up_batch *b, dsup_sup *s, const sup_child *c
     }
     up_entry *e = &b->v[b->n++];
     e->r = *r;
-    e->full_off = (size_t)b->buf.index;
-    up_tuple(&b->buf, s, c, 0);
-    e->full_len = (size_t)b->buf.index - e->full_off;
+    e->full_off = (size_t)b->buf->index;
+    up_tuple(b->buf, s, c, 0);
+    e->full_len = (size_t)b->buf->index - e->full_off;
     e->stub_off = e->stub_len = 0;
     e->r.typed = NULL;
     e->r.ntyped = 0;
-    e->type_off = (size_t)b->buf.index;
-    dsup_x_append(&b->buf, c->spec->type, strlen(c->spec->type) + 1);
+    e->type_off = (size_t)b->buf->index;
+    dsup_x_append(b->buf, c->spec->type, strlen(c->spec->type) + 1);
     if (r->stubs) {
-        e->stub_off = (size_t)b->buf.index;
-        up_tuple(&b->buf, s, c, 1);
-        e->stub_len = (size_t)b->buf.index - e->stub_off;
+        e->stub_off = (size_t)b->buf->index;
+        up_tuple(b->buf, s, c, 1);
+        e->stub_len = (size_t)b->buf->index - e->stub_off;
     }
 }
 
-void sup_up_batch_begin(dsup_sup *s)
+void sup_up_batch_begin(dsup_sup *s, size_t n)
 {
     struct sup_up_batch *b = dsup_xcalloc(1, sizeof *b);
     b->id = ++s->node->sup->batch_seq; /* shared with sup_batch.c's ids: unique is all they need */
-    ei_x_new(&b->buf);
+    b->buf = dsup_term_scratch(s->node);
+    b->cap = n; /* the batch's size: no growing on the way */
+    b->v = n ? dsup_xmalloc(n * sizeof *b->v) : NULL;
     s->up_batch = b;
 }
 
@@ -368,7 +374,7 @@ uint64_t sup_up_batch_id(const dsup_sup *s) { return s->up_batch ? s->up_batch->
 static void up_batch_encode(const struct sup_up_batch *b, const dsup_pid *to, ei_x_buff *x)
 {
     x->index = 0;
-    dsup_x_reserve(x, (size_t)b->buf.index + 64); /* every entry at most once */
+    dsup_x_reserve(x, (size_t)b->buf->index + 64); /* every entry at most once */
     ei_x_encode_tuple_header(x, 2);
     dsup_x_encode_atom(x, "$dsup");
     ei_x_encode_tuple_header(x, 2);
@@ -377,7 +383,7 @@ static void up_batch_encode(const struct sup_up_batch *b, const dsup_pid *to, ei
     for (size_t i = 0; i < b->n; i++) {
         const up_entry *e = &b->v[i];
         int st = to && route_stub(&e->r, to);
-        ei_x_append_buf(x, b->buf.buff + (st ? e->stub_off : e->full_off), (int)(st ? e->stub_len : e->full_len));
+        ei_x_append_buf(x, b->buf->buff + (st ? e->stub_off : e->full_off), (int)(st ? e->stub_len : e->full_len));
     }
     ei_x_encode_empty_list(x);
 }
@@ -419,7 +425,7 @@ void sup_up_batch_end(dsup_sup *s)
     spec_route *last = NULL;
     for (size_t i = 0; i < b->n; i++) {
         spec_route *r = &b->v[i].r;
-        const char *type = b->buf.buff + b->v[i].type_off;
+        const char *type = b->buf->buff + b->v[i].type_off;
         if (!r->stubs)
             continue;
         if (last && strcmp(type, last_type) == 0) {
@@ -439,7 +445,7 @@ void sup_up_batch_end(dsup_sup *s)
         dsup_term_scratch_release(own);
         dsup_term_scratch_release(full);
     }
-    ei_x_free(&b->buf);
+    dsup_term_scratch_release(b->buf);
     free(b->v);
     free(b);
 }
@@ -721,6 +727,24 @@ static void each_child_up(dsup_sup *s, dsup_term list)
     }
 }
 
+/* {children_up, List}: 1 and *list. The list is the tuple's last element,
+ * so it is the rest of `ev` (one whole term: sup.c splits it from the
+ * message): a batch's list is not walked once more to find its end. */
+static int children_up_list(dsup_term ev, dsup_term *list)
+{
+    static const char tag[] = "\x68\x02\x77\x0b" "children_up"; /* {children_up, _ as OTP writes it */
+    if (ev.len > sizeof tag - 1 && memcmp(ev.buf, tag, sizeof tag - 1) == 0) {
+        *list = (dsup_term){ ev.buf + sizeof tag - 1, ev.len - (sizeof tag - 1) };
+        return 1;
+    }
+    dsup_term el[2];
+    int ar;
+    if (!dsup_term_tagged(ev, "children_up", &ar, el, 2) || ar != 2)
+        return 0;
+    *list = el[1];
+    return 1;
+}
+
 void sup_on_child_msg(dsup_sup *s, dsup_term ev)
 {
     dsup_term el[5];
@@ -731,8 +755,8 @@ void sup_on_child_msg(dsup_sup *s, dsup_term ev)
         remote_child_down(s, el[1], el[2]);
     } else if (dsup_term_tagged(ev, "snapshot", &ar, el, 5) && ar == 3) {
         each_child_up(s, el[2]);
-    } else if (dsup_term_tagged(ev, "children_up", &ar, el, 5) && ar == 2) {
-        each_child_up(s, el[1]);
+    } else if (children_up_list(ev, el)) {
+        each_child_up(s, el[0]);
     } else if (sup_replica_msg(s, ev)) {
         /* handled */
     } else if (dsup_term_tagged(ev, "start_pending", &ar, el, 5) && ar == 3) {
