@@ -153,6 +153,32 @@ int dsup__atom(const char *buf, size_t len, size_t *pos, const char **text, size
     return 0;
 }
 
+/* The usual atom, a SMALL_ATOM_UTF8 of ASCII text, in line: 1 and *pos
+ * past it; 0 for anything else (dsup__atom then checks it in full). */
+static inline int small_ascii_atom(const uint8_t *b, size_t len, size_t *pos)
+{
+    size_t p = *pos;
+    if (len - p < 2 || b[p] != T_SMALL_ATOM_UTF8)
+        return 0;
+    size_t n = b[p + 1], i = 0;
+    if (n > len - p - 2)
+        return 0;
+    const uint8_t *s = b + p + 2;
+    for (; n - i >= 8; i += 8) {
+        uint64_t w;
+        memcpy(&w, s + i, 8);
+        if (w & 0x8080808080808080ULL)
+            return 0;
+    }
+    uint8_t hi = 0;
+    for (; i < n; i++)
+        hi |= s[i];
+    if (hi & 0x80)
+        return 0;
+    *pos = p + 2 + n;
+    return 1;
+}
+
 /* Exported for ctrl.c: parse a PID_EXT / NEW_PID_EXT at *pos. */
 int dsup__pid(const char *buf, size_t len, size_t *pos, dsup_wire_pid *out)
 {
@@ -163,9 +189,13 @@ int dsup__pid(const char *buf, size_t len, size_t *pos, dsup_wire_pid *out)
     if (tag != T_PID && tag != T_NEW_PID)
         return -1;
     const char *node;
-    size_t node_len;
-    if (dsup__atom(buf, len, &p, &node, &node_len))
+    size_t node_len, at = p;
+    if (small_ascii_atom(b, len, &p)) {
+        node = buf + at + 2;
+        node_len = p - at - 2;
+    } else if (dsup__atom(buf, len, &p, &node, &node_len)) {
         return -1;
+    }
     size_t clen = tag == T_PID ? 1 : 4;
     NEED(8 + clen);
     if (out) {
@@ -505,7 +535,7 @@ static int walk(const char *buf, size_t len, size_t *pos, struct walker *w)
         case T_ATOM_UTF8:
         case T_SMALL_ATOM_UTF8:
             p--;
-            if (dsup__atom(buf, len, &p, NULL, NULL))
+            if (!small_ascii_atom(b, len, &p) && dsup__atom(buf, len, &p, NULL, NULL))
                 return -1;
             if (hs)
                 dsup__canon_atom(h, b, at);
