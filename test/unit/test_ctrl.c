@@ -18,6 +18,7 @@
 #include <ei.h>
 
 #include "ctrl.h"
+#include "dsup.h"
 
 /* ------------------------------------------------------------ erl output */
 
@@ -1375,6 +1376,33 @@ static void test_encode_errors(void **state)
     dsup_buf_free(&out);
 }
 
+/* dsup_x_encode_* grow an ei_x_buff by doubling (ei alone adds ~100 bytes
+ * a step: a realloc per 100 bytes of a batch's messages), and what they
+ * append reads back. */
+static void test_x_growth(void **state)
+{
+    (void)state;
+    ei_x_buff x;
+    ei_x_new(&x);
+    int grows = 0, last = x.buffsz;
+    for (int i = 0; i < 100000; i++) {
+        assert_int_equal(dsup_x_encode_atom(&x, i % 2 ? "abcdefghi" : "x"), 0);
+        if (x.buffsz != last) {
+            grows++;
+            last = x.buffsz;
+        }
+    }
+    assert_true(grows < 40);
+    int idx = 0;
+    char a[MAXATOMLEN_UTF8];
+    for (int i = 0; i < 100000; i++) {
+        assert_int_equal(ei_decode_atom(x.buff, &idx, a), 0);
+        assert_string_equal(a, i % 2 ? "abcdefghi" : "x");
+    }
+    assert_int_equal(idx, x.index);
+    ei_x_free(&x);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1389,6 +1417,7 @@ int main(void)
         cmocka_unit_test(test_differential),
         cmocka_unit_test(test_map_keys),
         cmocka_unit_test(test_encode_errors),
+        cmocka_unit_test(test_x_growth),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
