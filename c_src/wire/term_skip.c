@@ -537,8 +537,18 @@ static int walk(const char *buf, size_t len, size_t *pos, struct walker *w)
             p--;
             if (!small_ascii_atom(b, len, &p) && dsup__atom(buf, len, &p, NULL, NULL))
                 return -1;
-            if (hs)
+            if (hs && tag == T_SMALL_ATOM_UTF8 && b[at + 1] <= 8) {
+                /* a short map key, in line: the tokens dsup__canon_atom feeds */
+                uint64_t w = 0;
+                n = b[at + 1];
+                memcpy(&w, b + at + 2, n);
+                dsup__canon_feed(h, CANON_ATOM);
+                dsup__canon_feed(h, n);
+                if (n)
+                    dsup__canon_feed(h, w);
+            } else if (hs) {
                 dsup__canon_atom(h, b, at);
+            }
             break;
         case T_PID:
         case T_NEW_PID: {
