@@ -5,13 +5,26 @@
 #include <stdlib.h>
 #include <string.h>
 
+/* 8 bytes a step (keys are encoded names and groups, 10-40 bytes, looked
+ * up several times per child started), then a final mix. */
 static uint32_t hash_bytes(const void *key, size_t len)
 {
     const unsigned char *p = key;
-    uint64_t h = 1469598103934665603ULL;
-    for (size_t i = 0; i < len; i++)
-        h = (h ^ p[i]) * 1099511628211ULL;
-    return (uint32_t)(h ^ (h >> 32));
+    uint64_t h = 1469598103934665603ULL ^ ((uint64_t)len * 0x9E3779B97F4A7C15ULL);
+    for (; len >= 8; p += 8, len -= 8) {
+        uint64_t w;
+        memcpy(&w, p, 8);
+        h = (h ^ w) * 0xFF51AFD7ED558CCDULL;
+        h ^= h >> 32;
+    }
+    if (len) {
+        uint64_t w = 0;
+        memcpy(&w, p, len);
+        h = (h ^ w) * 0xFF51AFD7ED558CCDULL;
+        h ^= h >> 32;
+    }
+    h *= 0xC4CEB9FE1A85EC53ULL;
+    return (uint32_t)(h ^ (h >> 29));
 }
 
 dsup_dict_ent *dsup_dict_find(const dsup_dict *d, const void *key, size_t klen)

@@ -31,6 +31,9 @@ struct dsup_terms {
     /* Each entry is its own allocation: terms handed out point into it. */
     atom_cache **atoms;
     size_t natoms, capatoms;
+    /* by the caller's pointer (nearly always a literal), checked by text:
+     * the services ask for the same few group atoms several times a child */
+    struct { const char *p; const atom_cache *a; } hot[32];
 };
 
 /* A pooled buffer knows its pool, so releasing one needs no context. */
@@ -103,15 +106,50 @@ dsup_term dsup_term_of_x(const ei_x_buff *x)
     return t;
 }
 
+void dsup_x_reserve(ei_x_buff *x, size_t more)
+{
+    size_t need = (size_t)x->index + more + 100; /* ei reallocs unless 100 bytes stay free */
+    if (need <= (size_t)x->buffsz)
+        return;
+    size_t sz = 2 * (size_t)x->buffsz;
+    if (sz < need + 128)
+        sz = need + 128;
+    if (sz > INT_MAX)
+        return; /* ei's own growth reports the failure */
+    x->buff = dsup_xrealloc(x->buff, sz); /* ei's buffers are malloc's */
+    x->buffsz = (int)sz;
+}
+
+int dsup_x_append(ei_x_buff *x, const void *buf, size_t len)
+{
+    dsup_x_reserve(x, len);
+    return ei_x_append_buf(x, buf, (int)len);
+}
+
 /* ---- cached atoms -------------------------------------------------------------- */
+
+static int atom_text_is(const atom_cache *a, const char *atom)
+{
+    size_t n = a->len - 2;
+    return strncmp(a->enc + 2, atom, n) == 0 && atom[n] == 0;
+}
 
 dsup_term dsup_reason_atom(dsup_node *node, const char *atom)
 {
     struct dsup_terms *T = node->terms;
+    size_t h = ((uintptr_t)atom >> 3 ^ (uintptr_t)atom >> 9) % (sizeof T->hot / sizeof T->hot[0]);
+    const atom_cache *c = T->hot[h].a;
+    if (T->hot[h].p == atom && c && atom_text_is(c, atom))
+        return (dsup_term){ c->enc, c->len };
     const char *n = dsup_intern_str(node->names, atom);
     for (size_t i = 0; i < T->natoms; i++)
-        if (T->atoms[i]->name == n)
+        if (T->atoms[i]->name == n) {
+            if (strlen(atom) < 256) { /* (a longer one is cut: its text differs) */
+                T->hot[h].p = atom;
+                T->hot[h].a = T->atoms[i];
+            }
             return (dsup_term){ T->atoms[i]->enc, T->atoms[i]->len };
+        }
     size_t len = strlen(atom);
     if (len > 255)
         len = 255;
@@ -145,7 +183,7 @@ static int append_atom(ei_x_buff *x, const char *s)
         a[0] = (char)119;
         a[1] = (char)n;
         memcpy(a + 2, s, n);
-        return ei_x_append_buf(x, a, (int)n + 2);
+        return dsup_x_append(x, a, n + 2);
     } else {
         h[0] = (char)118;
         h[1] = (char)(n >> 8);
@@ -160,14 +198,26 @@ int dsup_x_encode_atom(ei_x_buff *x, const char *name) { return append_atom(x, n
 
 int dsup_x_encode_pid(ei_x_buff *x, const dsup_pid *pid)
 {
-    char t = 88; /* NEW_PID_EXT */
+    size_t n = strlen(pid->node);
+    if (n < 256) { /* the usual node name: one append */
+        char b[1 + 2 + 255 + 12];
+        b[0] = 88; /* NEW_PID_EXT */
+        b[1] = (char)119;
+        b[2] = (char)n;
+        memcpy(b + 3, pid->node, n);
+        put_u32(b + 3 + n, pid->num);
+        put_u32(b + 7 + n, pid->serial);
+        put_u32(b + 11 + n, pid->creation);
+        return dsup_x_append(x, b, 15 + n);
+    }
+    char t = 88;
     char tail[12];
     put_u32(tail, pid->num);
     put_u32(tail + 4, pid->serial);
     put_u32(tail + 8, pid->creation);
-    if (ei_x_append_buf(x, &t, 1) < 0 || append_atom(x, pid->node) < 0)
+    if (dsup_x_append(x, &t, 1) < 0 || append_atom(x, pid->node) < 0)
         return -1;
-    return ei_x_append_buf(x, tail, 12);
+    return dsup_x_append(x, tail, 12);
 }
 
 int dsup_x_encode_ref(ei_x_buff *x, const dsup_ref *ref)
@@ -188,7 +238,7 @@ int dsup_x_encode_term(ei_x_buff *x, dsup_term t)
         t.buf++;
         t.len--;
     }
-    return ei_x_append_buf(x, t.buf, (int)t.len);
+    return dsup_x_append(x, t.buf, t.len);
 }
 
 int dsup_term_atom_text(const char *buf, int *index, const char **name, size_t *len)
@@ -323,7 +373,12 @@ int dsup_term_is_atom(dsup_term t, const char *name)
     size_t n;
     if (dsup_term_atom_text(t.buf, &i, &s, &n) < 0 || (size_t)i > t.len)
         return 0;
-    return n == strlen(name) && memcmp(s, name, n) == 0;
+    /* no strlen: most calls ask for a name the atom is not, and differ at
+     * once (services test a message against one tag after another) */
+    for (size_t k = 0; k < n; k++)
+        if (s[k] != name[k] || !name[k])
+            return 0;
+    return name[n] == 0;
 }
 
 int dsup_term_next(const char *buf, int *index)

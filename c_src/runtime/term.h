@@ -14,6 +14,13 @@ void dsup_term_scratch_release(ei_x_buff *x);
 void dsup_terms_init(dsup_node *node);
 void dsup_terms_free(dsup_node *node);
 
+/* Room for `more` bytes after x's index, growing it by doubling: ei grows
+ * an ei_x_buff ~100 bytes at a time (one realloc per 100 bytes, quadratic
+ * copying for a batch's messages). The dsup_x_encode_* helpers call it;
+ * call it before building a large buffer from ei_x_encode_* calls. */
+void dsup_x_reserve(ei_x_buff *x, size_t more);
+/* ei_x_append_buf with dsup_x_reserve's growth. */
+int dsup_x_append(ei_x_buff *x, const void *buf, size_t len);
 /* The term an ei_x_buff holds, skipping a leading version byte. */
 dsup_term dsup_term_of_x(const ei_x_buff *x);
 /* The encoded atom (cached for the life of the node). */

@@ -339,7 +339,8 @@ void sup_quorum_restore(dsup_sup *s);
 void sup_quorum_free(dsup_sup *s);
 
 /* sup_cache.c: collect the child_up announcements of a batch start, send them at its end */
-void sup_up_batch_begin(dsup_sup *s);
+/* n: how many starts the batch has (room for their announcements). */
+void sup_up_batch_begin(dsup_sup *s, size_t n);
 void sup_up_batch_end(dsup_sup *s);
 
 /* sup_ops.c: error replies shared by the call handlers */

@@ -39,7 +39,7 @@ typedef struct sup_batch {
     size_t *gslot, *gstart;       /* start_children: group g's slots are
                                      gslot[gstart[g] .. gstart[g + 1]) */
     size_t ngroups;
-    ei_x_buff buf;
+    ei_x_buff *buf;               /* pooled (dsup_term_scratch): warm across batches */
     struct sup_batch *next;
 } sup_batch;
 
@@ -53,7 +53,7 @@ static sup_batch *batch_new(dsup_sup *s, size_t n)
     b->len = b->off + n;
     b->gslot = b->len + n;
     b->gstart = b->gslot + n;
-    ei_x_new(&b->buf);
+    b->buf = dsup_term_scratch(s->node);
     return b;
 }
 
@@ -61,23 +61,24 @@ static void batch_free(sup_batch *b)
 {
     dsup_from_discard(b->from);
     free(b->off);
-    ei_x_free(&b->buf);
+    dsup_term_scratch_release(b->buf);
     free(b);
 }
 
 static void slot_set(sup_batch *b, size_t i, dsup_term reply)
 {
-    b->off[i] = (size_t)b->buf.index;
-    ei_x_append_buf(&b->buf, reply.buf, (int)reply.len);
+    b->off[i] = (size_t)b->buf->index;
+    dsup_x_append(b->buf, reply.buf, reply.len);
     b->len[i] = reply.len;
 }
 
 static void encode_results(sup_batch *b, ei_x_buff *x)
 {
+    dsup_x_reserve(x, (size_t)b->buf->index + 8);
     if (b->n)
         ei_x_encode_list_header(x, (long)b->n);
     for (size_t i = 0; i < b->n; i++)
-        ei_x_append_buf(x, b->buf.buff + b->off[i], (int)b->len[i]);
+        ei_x_append_buf(x, b->buf->buff + b->off[i], (int)b->len[i]);
     ei_x_encode_empty_list(x);
 }
 
@@ -154,7 +155,7 @@ dsup_call_ret sup_start_children_here(dsup_sup *s, dsup_term list, const dsup_fr
     }
     sup_batch *b = batch_new(s, (size_t)n);
     ei_x_buff *one = dsup_term_scratch(s->node);
-    sup_up_batch_begin(s);
+    sup_up_batch_begin(s, (size_t)n);
     for (size_t k = 0; k < (size_t)n; k++) {
         int st = i;
         if (dsup_term_next(list.buf, &i) < 0)
@@ -297,7 +298,7 @@ dsup_call_ret sup_start_children(dsup_sup *s, dsup_term list, const dsup_from *f
     for (size_t g = 0; g < b->ngroups; g++)
         if (owners[g] != s->node->name)
             forward_group(s, b, g, owners[g], specs);
-    sup_up_batch_begin(s);
+    sup_up_batch_begin(s, (size_t)n);
     for (size_t g = 0; g < b->ngroups; g++) {
         if (owners[g] != s->node->name)
             continue;

@@ -55,6 +55,11 @@ static dsup_child_spec *cached_spec(dsup_child_spec *spec, dsup_term key)
 {
     static const dsup_child_spec unknown = { .type = "undefined", .restart = DSUP_RESTART_TEMPORARY,
                                              .args = { "\x6a", 1 } };
+    if (spec && spec->name.len == 0) {
+        /* no name bytes inside (a peer's spec): the same allocation will do */
+        spec->name = key;
+        return spec;
+    }
     dsup_child_spec *n = dsup_spec_with_name_view(spec ? spec : &unknown, key);
     free(spec);
     return n;
@@ -65,8 +70,15 @@ static dsup_child_spec *cached_spec(dsup_child_spec *spec, dsup_term key)
  * inside its by_name entry. */
 sup_child *sup_cache_put(dsup_sup *s, dsup_term name, const dsup_pid *pid, dsup_child_spec *spec, int local)
 {
-    sup_child *c = sup_child_by_name(s, name);
-    if (c) {
+    /* one look-up: the entry, made when new */
+    int created;
+    dsup_dict_ent *e = dsup_dict_upsert_inline(&s->by_name, name.buf, name.len, sizeof(sup_child), &created);
+    if (!e) {
+        free(spec);
+        return NULL;
+    }
+    sup_child *c = e->val;
+    if (!created) {
         unindex_pid(s, &c->pid);
         dsup_pid_release(&c->pid);
         if (spec && (spec = cached_spec(spec, c->spec->name))) {
@@ -74,14 +86,11 @@ sup_child *sup_cache_put(dsup_sup *s, dsup_term name, const dsup_pid *pid, dsup_
             c->spec = spec;
         }
     } else {
-        dsup_dict_ent *e = dsup_dict_upsert_inline(&s->by_name, name.buf, name.len, sizeof *c, NULL);
-        dsup_child_spec *cs = e ? cached_spec(spec, (dsup_term){ e->key, e->klen }) : (free(spec), NULL);
+        dsup_child_spec *cs = cached_spec(spec, (dsup_term){ e->key, e->klen });
         if (!cs) {
-            if (e)
-                dsup_dict_remove(&s->by_name, name.buf, name.len);
+            dsup_dict_remove(&s->by_name, name.buf, name.len);
             return NULL;
         }
-        c = e->val;
         c->spec = cs;
     }
     c->pid = *pid;
@@ -241,10 +250,12 @@ static void route_init(dsup_sup *s, const sup_child *c, spec_route *r)
 {
     r->stubs = s->cache_children && c->local && sup_spec_full(c->spec) && !c->spec->beam;
     r->nreps = r->ntyped = 0;
+    r->typed = NULL;
     if (!r->stubs)
         return;
     r->nreps = sup_replica_nodes(s, c, r->reps);
-    route_lookup_typed(s, c->spec->type, r);
+    if (!s->up_batch) /* a batch looks the type's hosts up at its end */
+        route_lookup_typed(s, c->spec->type, r);
 }
 
 static int route_stub(const spec_route *r, const dsup_pid *to)
@@ -306,7 +317,7 @@ typedef struct up_entry {
 } up_entry;
 
 struct sup_up_batch {
-    ei_x_buff buf;               /* {Name, Pid, Spec} tuples, full and stub forms */
+    ei_x_buff *buf;              /* {Name, Pid, Spec} tuples, full and stub forms (pooled) */
     up_entry *v;
     size_t n, cap;
 };
@@ -330,25 +341,27 @@ static void up_batch_add(struct sup_up_batch *b, dsup_sup *s, const sup_child *c
     }
     up_entry *e = &b->v[b->n++];
     e->r = *r;
-    e->full_off = (size_t)b->buf.index;
-    up_tuple(&b->buf, s, c, 0);
-    e->full_len = (size_t)b->buf.index - e->full_off;
+    e->full_off = (size_t)b->buf->index;
+    up_tuple(b->buf, s, c, 0);
+    e->full_len = (size_t)b->buf->index - e->full_off;
     e->stub_off = e->stub_len = 0;
     e->r.typed = NULL;
     e->r.ntyped = 0;
-    e->type_off = (size_t)b->buf.index;
-    ei_x_append_buf(&b->buf, c->spec->type, (int)strlen(c->spec->type) + 1);
+    e->type_off = (size_t)b->buf->index;
+    dsup_x_append(b->buf, c->spec->type, strlen(c->spec->type) + 1);
     if (r->stubs) {
-        e->stub_off = (size_t)b->buf.index;
-        up_tuple(&b->buf, s, c, 1);
-        e->stub_len = (size_t)b->buf.index - e->stub_off;
+        e->stub_off = (size_t)b->buf->index;
+        up_tuple(b->buf, s, c, 1);
+        e->stub_len = (size_t)b->buf->index - e->stub_off;
     }
 }
 
-void sup_up_batch_begin(dsup_sup *s)
+void sup_up_batch_begin(dsup_sup *s, size_t n)
 {
     struct sup_up_batch *b = dsup_xcalloc(1, sizeof *b);
-    ei_x_new(&b->buf);
+    b->buf = dsup_term_scratch(s->node);
+    b->cap = n; /* the batch's size: no growing on the way */
+    b->v = n ? dsup_xmalloc(n * sizeof *b->v) : NULL;
     s->up_batch = b;
 }
 
@@ -357,6 +370,7 @@ void sup_up_batch_begin(dsup_sup *s)
 static void up_batch_encode(const struct sup_up_batch *b, const dsup_pid *to, ei_x_buff *x)
 {
     x->index = 0;
+    dsup_x_reserve(x, (size_t)b->buf->index + 64); /* every entry at most once */
     ei_x_encode_tuple_header(x, 2);
     dsup_x_encode_atom(x, "$dsup");
     ei_x_encode_tuple_header(x, 2);
@@ -365,7 +379,7 @@ static void up_batch_encode(const struct sup_up_batch *b, const dsup_pid *to, ei
     for (size_t i = 0; i < b->n; i++) {
         const up_entry *e = &b->v[i];
         int st = to && route_stub(&e->r, to);
-        ei_x_append_buf(x, b->buf.buff + (st ? e->stub_off : e->full_off), (int)(st ? e->stub_len : e->full_len));
+        ei_x_append_buf(x, b->buf->buff + (st ? e->stub_off : e->full_off), (int)(st ? e->stub_len : e->full_len));
     }
     ei_x_encode_empty_list(x);
 }
@@ -403,9 +417,22 @@ void sup_up_batch_end(dsup_sup *s)
     if (!b)
         return;
     s->up_batch = NULL;
-    for (size_t i = 0; i < b->n; i++)
-        if (b->v[i].r.stubs)
-            route_lookup_typed(s, b->buf.buff + b->v[i].type_off, &b->v[i].r);
+    const char *last_type = NULL; /* a batch is mostly of one type: one look-up per run of it */
+    spec_route *last = NULL;
+    for (size_t i = 0; i < b->n; i++) {
+        spec_route *r = &b->v[i].r;
+        const char *type = b->buf->buff + b->v[i].type_off;
+        if (!r->stubs)
+            continue;
+        if (last && strcmp(type, last_type) == 0) {
+            r->typed = last->typed;
+            r->ntyped = last->ntyped;
+            continue;
+        }
+        route_lookup_typed(s, type, r);
+        last = r;
+        last_type = type;
+    }
     if (b->n) {
         ei_x_buff *full = dsup_term_scratch(s->node), *own = dsup_term_scratch(s->node);
         full->index = 0;
@@ -414,7 +441,7 @@ void sup_up_batch_end(dsup_sup *s)
         dsup_term_scratch_release(own);
         dsup_term_scratch_release(full);
     }
-    ei_x_free(&b->buf);
+    dsup_term_scratch_release(b->buf);
     free(b->v);
     free(b);
 }
@@ -678,13 +705,40 @@ static void each_child_up(dsup_sup *s, dsup_term list)
         ei_decode_list_header(list.buf, &i, &n) < 0)
         return;
     for (int k = 0; k < n; k++) {
-        int st = i;
-        if (dsup_term_next(list.buf, &i) < 0)
-            return;
+        /* split the element as it is stepped over: one walk, not two */
         dsup_term t[3];
-        if (dsup_term_tuple((dsup_term){ list.buf + st, (size_t)(i - st) }, t, 3) == 3)
+        int ar, j = i;
+        if (ei_decode_tuple_header(list.buf, &j, &ar) == 0 && ar == 3) {
+            for (int e = 0; e < 3; e++) {
+                int st = j;
+                if (dsup_term_next(list.buf, &j) < 0)
+                    return;
+                t[e] = (dsup_term){ list.buf + st, (size_t)(j - st) };
+            }
+            i = j;
             remote_child_up(s, t[0], t[1], t[2]);
+        } else if (dsup_term_next(list.buf, &i) < 0) {
+            return;
+        }
     }
+}
+
+/* {children_up, List}: 1 and *list. The list is the tuple's last element,
+ * so it is the rest of `ev` (one whole term: sup.c splits it from the
+ * message): a batch's list is not walked once more to find its end. */
+static int children_up_list(dsup_term ev, dsup_term *list)
+{
+    static const char tag[] = "\x68\x02\x77\x0b" "children_up"; /* {children_up, _ as OTP writes it */
+    if (ev.len > sizeof tag - 1 && memcmp(ev.buf, tag, sizeof tag - 1) == 0) {
+        *list = (dsup_term){ ev.buf + sizeof tag - 1, ev.len - (sizeof tag - 1) };
+        return 1;
+    }
+    dsup_term el[2];
+    int ar;
+    if (!dsup_term_tagged(ev, "children_up", &ar, el, 2) || ar != 2)
+        return 0;
+    *list = el[1];
+    return 1;
 }
 
 void sup_on_child_msg(dsup_sup *s, dsup_term ev)
@@ -697,8 +751,8 @@ void sup_on_child_msg(dsup_sup *s, dsup_term ev)
         remote_child_down(s, el[1], el[2]);
     } else if (dsup_term_tagged(ev, "snapshot", &ar, el, 5) && ar == 3) {
         each_child_up(s, el[2]);
-    } else if (dsup_term_tagged(ev, "children_up", &ar, el, 5) && ar == 2) {
-        each_child_up(s, el[1]);
+    } else if (children_up_list(ev, el)) {
+        each_child_up(s, el[0]);
     } else if (sup_replica_msg(s, ev)) {
         /* handled */
     } else if (dsup_term_tagged(ev, "start_pending", &ar, el, 5) && ar == 3) {

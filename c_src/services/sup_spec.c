@@ -8,6 +8,7 @@
 #include "sup_spec.h"
 #include "xalloc.h"
 
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -221,16 +222,24 @@ static int parse(dsup_node *node, dsup_term spec, const dsup_term *named, dsup_c
         int vs = i;
         dsup_term_next(spec.buf, &i);
         dsup_term val = { spec.buf + vs, (size_t)(i - vs) };
-        if (dsup_term_is_atom(key, "start"))
+        /* the key's text once, then by length: one compare per key */
+        int ki = 0;
+        const char *kt;
+        size_t kl;
+        if (dsup_term_atom_text(key.buf, &ki, &kt, &kl) < 0)
+            continue;
+#define KEY_IS(lit) (kl == sizeof lit - 1 && memcmp(kt, lit, kl) == 0)
+        if (KEY_IS("start"))
             start = val;
-        else if (dsup_term_is_atom(key, "restart"))
+        else if (KEY_IS("restart"))
             restart_t = val;
-        else if (dsup_term_is_atom(key, "shutdown"))
+        else if (KEY_IS("shutdown"))
             shutdown_t = val;
-        else if (dsup_term_is_atom(key, "args"))
+        else if (KEY_IS("args"))
             exact = val;
-        else if (dsup_term_is_atom(key, "beam"))
+        else if (KEY_IS("beam"))
             beam = val;
+#undef KEY_IS
     }
     int restart = DSUP_RESTART_PERMANENT;
     long shutdown = 5000;
@@ -251,7 +260,11 @@ static int parse(dsup_node *node, dsup_term spec, const dsup_term *named, dsup_c
     }
     if (!start.buf)
         return -1;
-    if (dsup_term_tuple(start, el, 3) != 3 || !(type = atom_of(node, el[0])) || !atom_of(node, el[1]))
+    int fi = 0;
+    const char *fn;
+    size_t fl;
+    if (dsup_term_tuple(start, el, 3) != 3 || !(type = atom_of(node, el[0])) ||
+        dsup_term_atom_text(el[1].buf, &fi, &fn, &fl) < 0) /* the function: any atom, not kept */
         return -1;
     if (exact.buf) {
         /* Between instances the init arg travels as is (`args`), so no
@@ -324,7 +337,86 @@ static void encode_shutdown(ei_x_buff *x, long shutdown)
         ei_x_encode_long(x, shutdown);
 }
 
+/* ---- the map in one append: every start announces its spec ---------------- */
+
+static char *put_raw(char *p, const void *b, size_t n)
+{
+    memcpy(p, b, n);
+    return p + n;
+}
+#define PUT_LIT(p, lit) put_raw(p, lit, sizeof lit - 1)
+/* an atom key or value as SMALL_ATOM_UTF8_EXT: tag, length, text */
+#define ATOM_LIT(text) "\x77" text
+static char *put_atom(char *p, const char *a, size_t n)
+{
+    *p++ = (char)119;
+    *p++ = (char)n;
+    return put_raw(p, a, n);
+}
+static char *put_u32(char *p, uint8_t tag, uint32_t v)
+{
+    *p++ = (char)tag;
+    dsup_set_u32be(p, v);
+    return p + 4;
+}
+
+/* The non-BEAM map (see below) built on the stack and appended once: the
+ * same bytes as the ei_x_encode_* calls would write. 0, or -1 when a part
+ * does not fit its short form (the caller encodes it field by field). */
+static int encode_map_flat(ei_x_buff *x, const dsup_child_spec *s, int wire)
+{
+    size_t tlen = strlen(s->type);
+    /* ei writes INTEGER_EXT up to 2^27 - 1 only: the same bytes as it */
+    if (tlen > 255 || s->shutdown >= (1L << 27) || s->shutdown < DSUP_SHUTDOWN_INFINITY)
+        return -1;
+    size_t need = 160 + 2 * tlen + 2 * s->args.len + s->name.len;
+    char stack[1024];
+    char *buf = need <= sizeof stack ? stack : dsup_xmalloc(need), *p = buf;
+    p = put_u32(p, 116, wire ? 7 : 6); /* MAP_EXT */
+    if (wire) {
+        p = PUT_LIT(p, ATOM_LIT("\x04" "args"));
+        p = put_raw(p, s->args.buf, s->args.len);
+    }
+    p = PUT_LIT(p, ATOM_LIT("\x02" "id"));
+    p = put_raw(p, s->name.buf, s->name.len);
+    p = PUT_LIT(p, ATOM_LIT("\x07" "modules") "\x6c\0\0\0\x01"); /* LIST_EXT of 1 */
+    p = put_atom(p, s->type, tlen);
+    *p++ = (char)106;
+    p = PUT_LIT(p, ATOM_LIT("\x07" "restart"));
+    const char *r = restart_name(s->restart);
+    p = put_atom(p, r, strlen(r));
+    p = PUT_LIT(p, ATOM_LIT("\x08" "shutdown"));
+    if (s->shutdown == DSUP_SHUTDOWN_BRUTAL)
+        p = PUT_LIT(p, ATOM_LIT("\x0b" "brutal_kill"));
+    else if (s->shutdown == DSUP_SHUTDOWN_INFINITY)
+        p = PUT_LIT(p, ATOM_LIT("\x08" "infinity"));
+    else if (s->shutdown < 256) {
+        *p++ = (char)97; /* SMALL_INTEGER_EXT */
+        *p++ = (char)s->shutdown;
+    } else {
+        p = put_u32(p, 98, (uint32_t)s->shutdown); /* INTEGER_EXT */
+    }
+    p = PUT_LIT(p, ATOM_LIT("\x05" "start") "\x68\x03"); /* SMALL_TUPLE_EXT of 3 */
+    p = put_atom(p, s->type, tlen);
+    p = PUT_LIT(p, ATOM_LIT("\x0a" "start_link") "\x6c\0\0\0\x01");
+    p = put_raw(p, s->args.buf, s->args.len);
+    *p++ = (char)106;
+    p = PUT_LIT(p, ATOM_LIT("\x04" "type") ATOM_LIT("\x06" "worker"));
+    dsup_x_append(x, buf, (size_t)(p - buf));
+    if (buf != stack)
+        free(buf);
+    return 0;
+}
+
+static void encode_map_fields(ei_x_buff *x, const dsup_child_spec *s, int wire);
+
 void dsup_spec_encode_map(ei_x_buff *x, const dsup_child_spec *s, int wire)
+{
+    if (s->beam || encode_map_flat(x, s, wire) < 0)
+        encode_map_fields(x, s, wire); /* a BEAM child's map, a long type name or shutdown */
+}
+
+static void encode_map_fields(ei_x_buff *x, const dsup_child_spec *s, int wire)
 {
     if (s->beam) {
         if (!wire) {

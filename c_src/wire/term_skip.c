@@ -63,8 +63,24 @@ enum {
  * surrogates, nothing above U+10FFFF). -1 when invalid. Also used by ctrl.c. */
 long dsup__utf8_chars(const uint8_t *s, size_t n)
 {
-    long chars = 0;
-    size_t i = 0;
+    /* Nearly every atom is all ASCII, and short: test the high bits first,
+     * 8 bytes a step, and walk the characters only when one is set. */
+    uint8_t hi = 0;
+    size_t a = 0;
+    for (; n - a >= 8; a += 8) {
+        uint64_t w;
+        memcpy(&w, s + a, 8);
+        if (w & 0x8080808080808080ULL)
+            break;
+    }
+    if (n - a < 8) {
+        for (size_t j = a; j < n; j++)
+            hi |= s[j];
+        if (!(hi & 0x80))
+            return (long)n;
+    }
+    long chars = (long)a;
+    size_t i = a;
     while (i < n) {
         uint8_t c = s[i];
         size_t k;
@@ -137,6 +153,32 @@ int dsup__atom(const char *buf, size_t len, size_t *pos, const char **text, size
     return 0;
 }
 
+/* The usual atom, a SMALL_ATOM_UTF8 of ASCII text, in line: 1 and *pos
+ * past it; 0 for anything else (dsup__atom then checks it in full). */
+static inline int small_ascii_atom(const uint8_t *b, size_t len, size_t *pos)
+{
+    size_t p = *pos;
+    if (len - p < 2 || b[p] != T_SMALL_ATOM_UTF8)
+        return 0;
+    size_t n = b[p + 1], i = 0;
+    if (n > len - p - 2)
+        return 0;
+    const uint8_t *s = b + p + 2;
+    for (; n - i >= 8; i += 8) {
+        uint64_t w;
+        memcpy(&w, s + i, 8);
+        if (w & 0x8080808080808080ULL)
+            return 0;
+    }
+    uint8_t hi = 0;
+    for (; i < n; i++)
+        hi |= s[i];
+    if (hi & 0x80)
+        return 0;
+    *pos = p + 2 + n;
+    return 1;
+}
+
 /* Exported for ctrl.c: parse a PID_EXT / NEW_PID_EXT at *pos. */
 int dsup__pid(const char *buf, size_t len, size_t *pos, dsup_wire_pid *out)
 {
@@ -147,9 +189,13 @@ int dsup__pid(const char *buf, size_t len, size_t *pos, dsup_wire_pid *out)
     if (tag != T_PID && tag != T_NEW_PID)
         return -1;
     const char *node;
-    size_t node_len;
-    if (dsup__atom(buf, len, &p, &node, &node_len))
+    size_t node_len, at = p;
+    if (small_ascii_atom(b, len, &p)) {
+        node = buf + at + 2;
+        node_len = p - at - 2;
+    } else if (dsup__atom(buf, len, &p, &node, &node_len)) {
         return -1;
+    }
     size_t clen = tag == T_PID ? 1 : 4;
     NEED(8 + clen);
     if (out) {
@@ -217,8 +263,6 @@ struct walker {
     size_t nkeys, capkeys;
     uint64_t h;      /* the current key stream */
     int hashing;     /* inside a key of a map with two or more pairs */
-    int check_keys;  /* 0 for an already validated term (dsup_term_next) */
-    int trusted;     /* an already validated term: atoms are skipped by length */
     struct frame inl[8];
     uint64_t kinl[32]; /* small maps' keys need no allocation */
 };
@@ -326,19 +370,7 @@ static int child_done(struct walker *w, size_t p)
 
 static int walk(const char *buf, size_t len, size_t *pos, struct walker *w);
 
-/* An atom at *pos: validated, or, in a term validated on arrival, skipped by
- * its length alone (its text was checked then: the UTF-8 walk is most of the
- * cost of stepping over a child spec on every start). */
-static int next_atom(const char *buf, size_t len, size_t *pos, int trusted)
-{
-    if (!trusted)
-        return dsup__atom(buf, len, pos, NULL, NULL);
-    const uint8_t *b = (const uint8_t *)buf + *pos;
-    *pos += (b[0] == T_ATOM || b[0] == T_ATOM_UTF8) ? 3 + (size_t)dsup_get_u16be(b + 1) : 2 + (size_t)b[1];
-    return 0;
-}
-
-static int skip(const char *buf, size_t len, size_t *pos, int check_keys)
+static int skip(const char *buf, size_t len, size_t *pos)
 {
     struct walker w;
     w.fr = w.inl;
@@ -349,10 +381,7 @@ static int skip(const char *buf, size_t len, size_t *pos, int check_keys)
     w.capkeys = 32;
     w.h = 0;
     w.hashing = 0;
-    w.check_keys = check_keys;
-    w.trusted = !check_keys; /* dsup__term_next */
-    if (check_keys)
-        dsup__canon_seed_once();
+    dsup__canon_seed_once();
     int rc = walk(buf, len, pos, &w);
     if (w.fr != w.inl)
         free(w.fr);
@@ -361,32 +390,72 @@ static int skip(const char *buf, size_t len, size_t *pos, int check_keys)
     return rc;
 }
 
-int dsup_term_skip(const char *buf, size_t len, size_t *pos) { return skip(buf, len, pos, 1); }
+int dsup_term_skip(const char *buf, size_t len, size_t *pos) { return skip(buf, len, pos); }
 
-/* For terms that were validated on arrival (no bound needed, no key check). */
+/* The length of the atom at b (any of the four encodings), tag included. */
+static inline size_t atom_size(const uint8_t *b)
+{
+    return (b[0] == T_ATOM || b[0] == T_ATOM_UTF8) ? 3 + (size_t)dsup_get_u16be(b + 1) : 2 + (size_t)b[1];
+}
+
+/* For terms that were validated on arrival: no bound, no key check, no
+ * UTF-8 walk, no frames. Every service steps through tuples, lists and maps
+ * with this, many times per message, so it is one flat loop over a count of
+ * "terms still to read" (the format is prefix order) with a fixed size or a
+ * length field for every leaf; a NEW_FUN is stepped over by its Size. */
 int dsup__term_next(const char *buf, size_t *pos)
 {
-    /* Leaves in one step, without the walker: most elements of the tuples,
-     * lists and maps that the services step through are. */
-    const uint8_t *b = (const uint8_t *)buf + *pos;
-    switch (b[0]) {
-    case T_SMALL_INTEGER: *pos += 2; return 0;
-    case T_INTEGER: *pos += 5; return 0;
-    case T_NIL: *pos += 1; return 0;
-    case T_ATOM:
-    case T_ATOM_UTF8:
-    case T_SMALL_ATOM:
-    case T_SMALL_ATOM_UTF8:
-        return next_atom(buf, SIZE_MAX, pos, 1);
-    case T_STRING: *pos += 3 + (size_t)dsup_get_u16be(b + 1); return 0;
-    case T_BINARY: *pos += 5 + (size_t)dsup_get_u32be(b + 1); return 0;
-    case T_NEW_PID:
-        *pos += 1;
-        next_atom(buf, SIZE_MAX, pos, 1);
-        *pos += 12;
-        return 0;
-    }
-    return skip(buf, SIZE_MAX, pos, 0);
+    const uint8_t *b = (const uint8_t *)buf;
+    size_t p = *pos;
+    uint64_t left = 1;
+    do {
+        left--;
+        switch (b[p]) {
+        case T_SMALL_INTEGER: p += 2; break;
+        case T_INTEGER: p += 5; break;
+        case T_FLOAT: p += 32; break;
+        case T_NEW_FLOAT: p += 9; break;
+        case T_ATOM:
+        case T_ATOM_UTF8:
+        case T_SMALL_ATOM:
+        case T_SMALL_ATOM_UTF8: p += atom_size(b + p); break;
+        case T_PID: p += 1 + atom_size(b + p + 1) + 9; break;
+        case T_NEW_PID: p += 1 + atom_size(b + p + 1) + 12; break;
+        case T_PORT:
+        case T_REFERENCE: p += 1 + atom_size(b + p + 1) + 5; break;
+        case T_NEW_PORT: p += 1 + atom_size(b + p + 1) + 8; break;
+        case T_V4_PORT: p += 1 + atom_size(b + p + 1) + 12; break;
+        case T_NEW_REFERENCE:
+        case T_NEWER_REFERENCE: {
+            size_t n = dsup_get_u16be(b + p + 1);
+            size_t cre = b[p] == T_NEW_REFERENCE ? 1 : 4;
+            p += 3;
+            p += atom_size(b + p) + cre + 4 * n;
+            break;
+        }
+        case T_SMALL_TUPLE: left += b[p + 1]; p += 2; break;
+        case T_LARGE_TUPLE: left += dsup_get_u32be(b + p + 1); p += 5; break;
+        case T_MAP: left += 2 * (uint64_t)dsup_get_u32be(b + p + 1); p += 5; break;
+        case T_NIL: p += 1; break;
+        case T_STRING: p += 3 + (size_t)dsup_get_u16be(b + p + 1); break;
+        case T_LIST: left += (uint64_t)dsup_get_u32be(b + p + 1) + 1; p += 5; break; /* + tail */
+        case T_BINARY: p += 5 + (size_t)dsup_get_u32be(b + p + 1); break;
+        case T_BIT_BINARY: p += 6 + (size_t)dsup_get_u32be(b + p + 1); break;
+        case T_SMALL_BIG: p += 3 + (size_t)b[p + 1]; break;
+        case T_LARGE_BIG: p += 6 + (size_t)dsup_get_u32be(b + p + 1); break;
+        case T_NEW_FUN: p += 1 + (size_t)dsup_get_u32be(b + p + 1); break; /* Size counts itself */
+        case T_EXPORT:
+            p += 1;
+            p += atom_size(b + p);
+            p += atom_size(b + p);
+            p += b[p] == T_SMALL_INTEGER ? 2 : 5;
+            break;
+        default:
+            return -1; /* not a validated term */
+        }
+    } while (left);
+    *pos = p;
+    return 0;
 }
 
 static int walk(const char *buf, size_t len, size_t *pos, struct walker *w)
@@ -466,19 +535,24 @@ static int walk(const char *buf, size_t len, size_t *pos, struct walker *w)
         case T_ATOM_UTF8:
         case T_SMALL_ATOM_UTF8:
             p--;
-            if (next_atom(buf, len, &p, w->trusted))
+            if (!small_ascii_atom(b, len, &p) && dsup__atom(buf, len, &p, NULL, NULL))
                 return -1;
-            if (hs)
+            if (hs && tag == T_SMALL_ATOM_UTF8 && b[at + 1] <= 8) {
+                /* a short map key, in line: the tokens dsup__canon_atom feeds */
+                uint64_t w = 0;
+                n = b[at + 1];
+                memcpy(&w, b + at + 2, n);
+                dsup__canon_feed(h, CANON_ATOM);
+                dsup__canon_feed(h, n);
+                if (n)
+                    dsup__canon_feed(h, w);
+            } else if (hs) {
                 dsup__canon_atom(h, b, at);
+            }
             break;
         case T_PID:
         case T_NEW_PID: {
             dsup_wire_pid wp;
-            if (w->trusted && !hs) {
-                next_atom(buf, len, &p, 1);
-                p += 8 + (tag == T_PID ? 1 : 4);
-                break;
-            }
             p--;
             if (dsup__pid(buf, len, &p, &wp))
                 return -1;
@@ -494,7 +568,7 @@ static int walk(const char *buf, size_t len, size_t *pos, struct walker *w)
         case T_NEW_PORT:  /* Node, ID:32, Creation:32 */
         case T_V4_PORT:   /* Node, ID:64, Creation:32 */
         case T_REFERENCE: /* Node, ID:32, Creation:8 */
-            if (next_atom(buf, len, &p, w->trusted))
+            if (dsup__atom(buf, len, &p, NULL, NULL))
                 return -1;
             n = tag == T_PORT || tag == T_REFERENCE ? 5 : tag == T_NEW_PORT ? 8 : 12;
             NEED(n);
@@ -523,7 +597,7 @@ static int walk(const char *buf, size_t len, size_t *pos, struct walker *w)
             p += 2;
             if (n == 0 || n > 5) /* 0: see the top comment */
                 return -1;
-            if (next_atom(buf, len, &p, w->trusted))
+            if (dsup__atom(buf, len, &p, NULL, NULL))
                 return -1;
             {
                 size_t cre = tag == T_NEW_REFERENCE ? 1 : 4;
@@ -667,10 +741,10 @@ static int walk(const char *buf, size_t len, size_t *pos, struct walker *w)
             break;
         }
         case T_EXPORT: /* Module, Function atoms, Arity (SMALL_)INTEGER_EXT 0..255 */
-            if (next_atom(buf, len, &p, w->trusted))
+            if (dsup__atom(buf, len, &p, NULL, NULL))
                 return -1;
             n = p;
-            if (next_atom(buf, len, &p, w->trusted))
+            if (dsup__atom(buf, len, &p, NULL, NULL))
                 return -1;
             NEED(1);
             if (b[p] == T_INTEGER) {
@@ -707,7 +781,7 @@ static int walk(const char *buf, size_t len, size_t *pos, struct walker *w)
                 if (!push(w, F_FUN, left))
                     return -1;
                 w->fr[w->nfr - 1].end = end;
-            } else if (tag == T_MAP && children >= 4 && w->check_keys) {
+            } else if (tag == T_MAP && children >= 4) {
                 struct frame *f = push(w, F_MAP, left + children - 1);
                 if (!f)
                     return -1;

@@ -18,6 +18,7 @@
 #include <ei.h>
 
 #include "ctrl.h"
+#include "dsup.h"
 
 /* ------------------------------------------------------------ erl output */
 
@@ -1054,6 +1055,13 @@ static void test_differential(void **state)
     ADD("SMALL_ATOM_UTF8 cut sequence", 0, 1, 119, 1, 0xC3);
     ADD("SMALL_ATOM latin1 0xE9", 1, 1, 115, 1, 0xE9);
     ADD("SMALL_ATOM_UTF8 empty", 1, 1, 119, 0);
+    /* the 8-bytes-a-step ASCII run hands over to the strict walk */
+    ADD("SMALL_ATOM_UTF8 9 ASCII then 0xFF", 0, 1, 119, 10, 'a', 'b', 'c', 'd', 'e', 'f', 'g', 'h', 'i', 0xff);
+    ADD("SMALL_ATOM_UTF8 8 ASCII then surrogate", 0, 1, 119, 11, 'a', 'b', 'c', 'd', 'e', 'f', 'g', 'h',
+        0xED, 0xA0, 0x80);
+    ADD("SMALL_ATOM_UTF8 16 ASCII, e-acute, 7 ASCII", 1, 1, 119, 25, 'a', 'b', 'c', 'd', 'e', 'f', 'g', 'h',
+        'a', 'b', 'c', 'd', 'e', 'f', 'g', 'h', 0xC3, 0xA9, 'a', 'b', 'c', 'd', 'e', 'f', 'g');
+    ADD("SMALL_ATOM_UTF8 7 ASCII, e-acute cut", 0, 1, 119, 8, 'a', 'b', 'c', 'd', 'e', 'f', 'g', 0xC3);
     /* OTP 25 decodes it as <<>>; OTP 27 refuses it: so do we */
     ADD("BIT_BINARY len 0 bits 0", 0, 0, 77, 0, 0, 0, 0, 0);
     ADD("BIT_BINARY len 0 bits 8", 0, 1, 77, 0, 0, 0, 0, 8);
@@ -1368,6 +1376,33 @@ static void test_encode_errors(void **state)
     dsup_buf_free(&out);
 }
 
+/* dsup_x_encode_* grow an ei_x_buff by doubling (ei alone adds ~100 bytes
+ * a step: a realloc per 100 bytes of a batch's messages), and what they
+ * append reads back. */
+static void test_x_growth(void **state)
+{
+    (void)state;
+    ei_x_buff x;
+    ei_x_new(&x);
+    int grows = 0, last = x.buffsz;
+    for (int i = 0; i < 100000; i++) {
+        assert_int_equal(dsup_x_encode_atom(&x, i % 2 ? "abcdefghi" : "x"), 0);
+        if (x.buffsz != last) {
+            grows++;
+            last = x.buffsz;
+        }
+    }
+    assert_true(grows < 40);
+    int idx = 0;
+    char a[MAXATOMLEN_UTF8];
+    for (int i = 0; i < 100000; i++) {
+        assert_int_equal(ei_decode_atom(x.buff, &idx, a), 0);
+        assert_string_equal(a, i % 2 ? "abcdefghi" : "x");
+    }
+    assert_int_equal(idx, x.index);
+    ei_x_free(&x);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1382,6 +1417,7 @@ int main(void)
         cmocka_unit_test(test_differential),
         cmocka_unit_test(test_map_keys),
         cmocka_unit_test(test_encode_errors),
+        cmocka_unit_test(test_x_growth),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
