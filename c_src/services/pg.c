@@ -57,8 +57,9 @@ static void pv_free(pidvec *v)
 typedef struct pg_group {
     dsup_pg *scope;      /* its scope: a process's only membership points here */
     uint32_t klen;       /* length of the key bytes before this struct */
-    uint32_t nlocal : 31; /* how many members are local */
+    uint32_t nlocal : 30; /* how many members are local */
     uint32_t listed : 1;  /* named by the sync being handled (handle_sync) */
+    uint32_t busy : 1;    /* its subscribers are being told (notify): not dropped meanwhile */
     pidvec all;           /* every member, local and remote */
 } pg_group;
 
@@ -114,7 +115,8 @@ struct dsup_pg {
     dsup_proc *proc;
     dsup_dict groups;    /* group key -> pg_group* */
     dsup_dict peers;     /* pid key -> pg_peer* */
-    pg_sub *subs;
+    pg_sub *subs;        /* an unsubscribed one has fn NULL until no notify runs */
+    int notifying, subs_gone;
     dsup_ratelimit foreign_log; /* peers announcing pids of other nodes */
     struct dsup_pg *next;
 };
@@ -179,10 +181,40 @@ static int vec_remove(pidvec *v, const dsup_pid *p)
     return 0;
 }
 
-static void notify(dsup_pg *s, int event, dsup_term group, const dsup_pid *pids, size_t n)
+static void subs_sweep(dsup_pg *s)
 {
+    for (pg_sub **pu = &s->subs; *pu;) {
+        pg_sub *u = *pu;
+        if (u->fn) {
+            pu = &u->next;
+        } else {
+            *pu = u->next;
+            free(u);
+        }
+    }
+    s->subs_gone = 0;
+}
+
+static void group_drop_if_empty(dsup_pg *s, pg_group *g);
+
+/* Tell the subscribers of a change of g, then drop g if it is empty: g may
+ * be gone when this returns. A subscriber may join, leave or unsubscribe
+ * from inside (the supervisor finishing its stop on a host's leave does all
+ * three): g stays until the outermost notify of it ends, and an
+ * unsubscribed entry is only marked until no notify runs. */
+static void notify(dsup_pg *s, int event, pg_group *g, const dsup_pid *pids, size_t n)
+{
+    unsigned was_busy = g->busy;
+    g->busy = 1;
+    s->notifying++;
     for (pg_sub *u = s->subs; u; u = u->next)
-        u->fn(u->arg, s, event, group, pids, n);
+        if (u->fn)
+            u->fn(u->arg, s, event, gkey(g), pids, n);
+    if (--s->notifying == 0 && s->subs_gone)
+        subs_sweep(s);
+    g->busy = was_busy;
+    if (!was_busy)
+        group_drop_if_empty(s, g);
 }
 
 static pg_group *group_get(dsup_pg *s, dsup_term g, int create)
@@ -206,7 +238,7 @@ static pg_group *group_get(dsup_pg *s, dsup_term g, int create)
 
 static void group_drop_if_empty(dsup_pg *s, pg_group *g)
 {
-    if (g->all.n)
+    if (g->all.n || g->busy)
         return;
     assert(g->nlocal == 0); /* each local membership is one entry of g->all */
     pv_free(&g->all);
@@ -287,7 +319,7 @@ int dsup_pg_join(dsup_pg *s, dsup_term group, const dsup_pid *pids, size_t n)
     encode_pids(x, pids, n);
     broadcast(s, x);
     dsup_term_scratch_release(x);
-    notify(s, DSUP_PG_JOIN, group, pids, n);
+    notify(s, DSUP_PG_JOIN, g, pids, n);
     return 0;
 }
 
@@ -346,8 +378,7 @@ int dsup_pg_leave(dsup_pg *s, dsup_term group, const dsup_pid *pids, size_t n)
         ei_x_encode_empty_list(x);
         broadcast(s, x);
         dsup_term_scratch_release(x);
-        notify(s, DSUP_PG_LEAVE, gkey(g), left, nl);
-        group_drop_if_empty(s, g);
+        notify(s, DSUP_PG_LEAVE, g, left, nl);
     }
     free(left);
     return nl ? 0 : DSUP_PG_NOT_JOINED;
@@ -390,8 +421,7 @@ void dsup_pg_proc_exit(dsup_proc *p)
         assert(had && g1->nlocal > 0);
         (void)had;
         g1->nlocal--;
-        notify(s, DSUP_PG_LEAVE, gkey(g1), &p->pid, 1);
-        group_drop_if_empty(s, g1);
+        notify(s, DSUP_PG_LEAVE, g1, &p->pid, 1);
     }
     while (p->pg_memb) {
         dsup_pg *s = p->pg_memb->scope;
@@ -409,13 +439,7 @@ void dsup_pg_proc_exit(dsup_proc *p)
             assert(had && g->nlocal > 0);
             (void)had;
             g->nlocal--;
-            notify(s, DSUP_PG_LEAVE, gkey(g), &p->pid, 1);
-            /* Joined twice: drop the group only after its last occurrence. */
-            int later = 0;
-            for (struct dsup_pg_memb *r = *pm; r; r = r->next)
-                later |= r->scope == s && r->group == g;
-            if (!later)
-                group_drop_if_empty(s, g);
+            notify(s, DSUP_PG_LEAVE, g, &p->pid, 1); /* (joined twice: g keeps the other) */
         }
     }
 }
@@ -486,7 +510,7 @@ static void remote_join(dsup_pg *s, dsup_term group, const dsup_pid *pids, size_
         return;
     for (size_t i = 0; i < n; i++)
         vec_push(&g->all, &pids[i]);
-    notify(s, DSUP_PG_JOIN, gkey(g), pids, n);
+    notify(s, DSUP_PG_JOIN, g, pids, n);
 }
 
 static void remote_leave(dsup_pg *s, const pg_peer *p, dsup_term group, const dsup_pid *pids, size_t n)
@@ -500,10 +524,9 @@ static void remote_leave(dsup_pg *s, const pg_peer *p, dsup_term group, const ds
         if (pids[i].node == p->pid.node && vec_remove(&g->all, &pids[i]))
             gone[ng++] = pids[i]; /* (a name released here lives to the end of the loop turn) */
     if (ng)
-        notify(s, DSUP_PG_LEAVE, gkey(g), gone, ng);
+        notify(s, DSUP_PG_LEAVE, g, gone, ng); /* g may be gone now */
     if (gone != &one)
         free(gone);
-    group_drop_if_empty(s, g);
 }
 
 static uint32_t count_on_node(pidvec *v, const char *node)
@@ -530,12 +553,11 @@ static void drop_node_members(dsup_pg *s, pg_group *g, const char *node)
             d[w++] = d[i];
     }
     g->all.n = w;
-    notify(s, DSUP_PG_LEAVE, gkey(g), gone, ng);
+    notify(s, DSUP_PG_LEAVE, g, gone, ng); /* g may be gone now */
     for (uint32_t i = 0; i < ng; i++)
         dsup_pid_release(&gone[i]);
     if (gone != &one)
         free(gone);
-    group_drop_if_empty(s, g);
 }
 
 /* Keys of groups, copied (a subscriber called back while they are handled
@@ -1145,8 +1167,13 @@ int dsup_pg_unsubscribe(dsup_pg *s, dsup_pg_event_fn fn, void *arg)
     if (!s)
         return DSUP_EINVAL;
     for (pg_sub **pu = &s->subs; *pu; pu = &(*pu)->next) {
-        if ((*pu)->fn == fn && (*pu)->arg == arg) {
+        if (fn && (*pu)->fn == fn && (*pu)->arg == arg) {
             pg_sub *u = *pu;
+            if (s->notifying) { /* a notify may stand on u: freed once none runs */
+                u->fn = NULL;
+                s->subs_gone = 1;
+                return 0;
+            }
             *pu = u->next;
             free(u);
             return 0;

@@ -72,6 +72,7 @@ groups() ->
                       named_listener_gets_events,
                       monitor_nodes_listener_gets_node_up_down]},
      {failover, [], [graceful_stop_hands_over_children,
+                     target_host_leaves_while_a_stop_waits_for_it,
                      kill9_orphans_restarted_once,
                      chaos_kill9_rounds]},
      {arbitration, [], [explicit_node_race_one_winner,
@@ -105,6 +106,7 @@ n_nodes(monitor_nodes_listener_gets_node_up_down) -> 2;
 n_nodes(restart_intensity_exceeded_stops_instance) -> 2;
 n_nodes(explicit_node_race_one_winner) -> 2;
 n_nodes(arbiter_answers_lost_and_expired) -> 2;
+n_nodes(target_host_leaves_while_a_stop_waits_for_it) -> 2;
 n_nodes(_) -> 3.
 
 %% Options of {start_supervisor, Name, Opts} per case (none: not started
@@ -877,6 +879,43 @@ graceful_stop_hands_over_children(Cfg) ->
     _ = dsup_cluster:recv_until(fun({distributed_supervisor, _, {node_down, Nd, _}}) -> Nd =:= A;
                                    (_) -> false end, ?T),
     ok.
+
+%% A stopping node hands a child over to a host and waits for its
+%% moved_visible; the host leaves '$dsup_hosts' instead. That leave, which
+%% the stopping node's scope is telling its instance about, lets the stop
+%% finish: the instance leaves the hosts group, stops and unsubscribes from
+%% the scope, all inside the scope's notification (use-after-free of the
+%% subscription and of the group before pg.c kept both across a notify:
+%% the node then exits non-zero under ASan). The test process is the host.
+target_host_leaves_while_a_stop_waits_for_it(Cfg) ->
+    [D1, D2] = nodes_(Cfg),
+    Scope = ?config(scope, Cfg),
+    Me = node(),
+    ok = pg:join(Scope, {'$dsup_type', counter}, self()),
+    ok = pg:join(Scope, '$dsup_hosts', self()),
+    wait_ring(Cfg, [D1, D2], [D1, D2, Me]),
+    %% a name on D1 now whose successor, once D1 is gone, is us
+    Ring3 = dsup_cluster:ring(lists:sort([D1, D2, Me])),
+    Ring2 = dsup_cluster:ring(lists:sort([D2, Me])),
+    CN = hd([N || I <- lists:seq(1, 1000), N <- [{moved_to_us, I}],
+                  dsup_cluster:ring_owner(Ring3, N) =:= D1, dsup_cluster:ring_owner(Ring2, N) =:= Me]),
+    {P, CN} = start_ok(Cfg, D1, {counter, [{name, CN}]}, D1),
+    ?assertEqual(D1, node(P)),
+    Self = self(),
+    H1 = hd(?config(handles, Cfg)),
+    Stopper = spawn_link(fun() -> Self ! {stopped, dsup_test:stop_node(H1, 20000)} end),
+    From = receive {'$gen_call', F, {start_handoff, CN, _Spec, _State}} -> F
+           after ?T -> ct:fail(no_start_handoff)
+           end,
+    Q = spawn(fun() -> receive after infinity -> ok end end),
+    gen_server:reply(From, {ok, Q}),
+    ok = pg:leave(Scope, '$dsup_hosts', self()),
+    Stopped = receive {stopped, St} -> St after 25000 -> ct:fail({no_stop, Stopper}) end,
+    ?assertEqual({ok, 0}, Stopped),
+    ?assertEqual([], [L || L <- dsup_test:log_tail(H1, 400), string:find(L, "AddressSanitizer") =/= nomatch]),
+    exit(Q, kill),
+    wait_ring(Cfg, [D2], [D2]),
+    dsup_cluster:flush().
 
 %% One kill -9 (the short version of the chaos case): every permanent
 %% orphan once on a survivor, no temporary orphan, then the node comes back
