@@ -118,6 +118,7 @@ struct dsup_pg {
     pg_sub *subs;        /* an unsubscribed one has fn NULL until no notify runs */
     int notifying, subs_gone;
     dsup_ratelimit foreign_log; /* peers announcing pids of other nodes */
+    dsup_ratelimit malformed_log; /* syncs that are not lists of {Group, Pids} */
     struct dsup_pg *next;
 };
 
@@ -733,6 +734,14 @@ static int same_node_members(pg_group *g, const char *node, const dsup_pid *pids
  * gets exactly the listed pids from it (events only for what changed). Its
  * members are ours on its node (own_pids), so one pass over our groups
  * finds the unlisted ones. */
+static void sync_malformed(dsup_pg *s, const dsup_pid *peer)
+{
+    unsigned dropped = 0;
+    if (dsup_ratelimit_ok(&s->malformed_log, dsup_node_now(s->node), &dropped))
+        LOG_WARN("pg %s: a sync from the scope on %s is not a list of {Group, Pids}; ignored%s", s->name,
+                 peer->node, dropped ? " (more not logged)" : "");
+}
+
 static void handle_sync(dsup_pg *s, dsup_term peer_t, dsup_term groups)
 {
     dsup_pid peer;
@@ -740,20 +749,26 @@ static void handle_sync(dsup_pg *s, dsup_term peer_t, dsup_term groups)
     if (dsup_decode_pid(s->node, peer_t.buf, &i, &peer) < 0)
         return;
     i = 0;
-    if (ei_get_type(groups.buf, &i, &type, &size) < 0 ||
-        (type == ERL_LIST_EXT && ei_decode_list_header(groups.buf, &i, &n) < 0))
+    /* [] or a list: anything else would read as "no members" and drop the
+     * peer's whole share */
+    if (ei_get_type(groups.buf, &i, &type, &size) < 0 || (type != ERL_NIL_EXT && type != ERL_LIST_EXT) ||
+        (type == ERL_LIST_EXT && ei_decode_list_header(groups.buf, &i, &n) < 0)) {
+        sync_malformed(s, &peer);
         return;
-    pg_peer *p = peer_add(s, &peer);
-    if (!p)
-        return;
+    }
     int start = i;
     for (int k = 0; k < n; k++) { /* all well formed before anything changes */
         int el = i;
         dsup_term pair[2];
         if (dsup_term_next(groups.buf, &i) < 0 ||
-            dsup_term_tuple((dsup_term){ groups.buf + el, (size_t)(i - el) }, pair, 2) != 2)
+            dsup_term_tuple((dsup_term){ groups.buf + el, (size_t)(i - el) }, pair, 2) != 2) {
+            sync_malformed(s, &peer);
             return;
+        }
     }
+    pg_peer *p = peer_add(s, &peer);
+    if (!p)
+        return;
     const char *node = p->pid.node;
     i = start;
     for (int k = 0; k < n; k++) {

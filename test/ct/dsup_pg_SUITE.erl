@@ -435,10 +435,17 @@ raw_peer_resync_replaces_its_share(Cfg) ->
         Sync = fun(Gs) -> ok = dist_raw:send_ctrl(Raw, {2, '', DsupScope}, {'$gen_cast', {sync, Me, Gs}}) end,
         Sync([{u1, [P1, P2]}, {u2, [P3]}]),
         wait_converged(View, #{u1 => [P1, P2, Q], u2 => [P3]}, ?T),
+        %% syncs that are not lists of {Group, Pids} change nothing (they
+        %% would read as "no members"); a join sent after them shows they
+        %% were handled
+        Sync(not_a_list),
+        Sync([{u1, [P1]}, broken]),
+        ok = dist_raw:send_ctrl(Raw, {2, '', DsupScope}, {join, Me, u9, P5}),
+        wait_converged(View, #{u1 => [P1, P2, Q], u2 => [P3], u9 => [P5]}, ?T),
         {{MonFrom, MonRef}, _} = raw_until(Raw, fun({{19, F, To, R}}) when To =:= Me -> {true, {F, R}};
                                                     (_) -> false end),
         Sync([{u1, [P4, P2]}, {u3, [P5, Q]}]),
-        wait_converged(View, #{u1 => [P2, P4, Q], u2 => [], u3 => [P5]}, ?T),
+        wait_converged(View, #{u1 => [P2, P4, Q], u2 => [], u3 => [P5], u9 => []}, ?T),
         %% the scope restarts on that node: the new one syncs before the
         %% old one's DOWN arrives; that DOWN leaves the new one's share be
         Me2 = dist_raw:make_pid(RawNode, 7, Cr),
