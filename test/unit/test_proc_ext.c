@@ -11,6 +11,7 @@
  * a kill ends a process that never had extras. Under ASan, LeakSanitizer
  * checks that the extras are freed with the process. */
 #include "unit_helpers.h"
+#include "unit_loop.h"
 
 #include <malloc.h>
 #include <uv.h>
@@ -24,23 +25,8 @@
 static uv_loop_t loop;
 static dsup_node *N;
 
-static void on_wake(uv_timer_t *t) { (void)t; }
-
 /* Run the loop until cond(arg) holds (1) or ms pass (0). */
-static int run_until(int (*cond)(void *arg), void *arg, unsigned ms)
-{
-    uv_timer_t wake;
-    uv_timer_init(&loop, &wake);
-    uv_timer_start(&wake, on_wake, 20, 20);
-    uv_update_time(&loop);
-    uint64_t deadline = uv_now(&loop) + ms;
-    int ok;
-    while (!(ok = cond(arg)) && uv_now(&loop) < deadline)
-        uv_run(&loop, UV_RUN_ONCE);
-    uv_close((uv_handle_t *)&wake, NULL);
-    uv_run(&loop, UV_RUN_NOWAIT);
-    return ok;
-}
+static int run_until(int (*cond)(void *arg), void *arg, unsigned ms) { return unit_run_until(&loop, cond, arg, ms); }
 
 /* ---- a probe: traps exits, keeps every message ------------------------------- */
 

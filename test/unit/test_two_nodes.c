@@ -10,6 +10,7 @@
  * the end both nodes shut down and are freed (LeakSanitizer checks that node
  * close frees what the node made). */
 #include "unit_helpers.h"
+#include "unit_loop.h"
 
 #include <uv.h>
 
@@ -25,23 +26,8 @@ static dsup_node *A, *B;
 
 /* ---- the loop ------------------------------------------------------------- */
 
-static void on_wake(uv_timer_t *t) { (void)t; }
-
 /* Run the loop until cond(arg) holds (1) or ms pass (0). */
-static int run_until(int (*cond)(void *arg), void *arg, unsigned ms)
-{
-    uv_timer_t wake; /* bounds each loop turn: the deadline is checked at least this often */
-    uv_timer_init(&loop, &wake);
-    uv_timer_start(&wake, on_wake, 20, 20);
-    uv_update_time(&loop);
-    uint64_t deadline = uv_now(&loop) + ms;
-    int ok;
-    while (!(ok = cond(arg)) && uv_now(&loop) < deadline)
-        uv_run(&loop, UV_RUN_ONCE);
-    uv_close((uv_handle_t *)&wake, NULL);
-    uv_run(&loop, UV_RUN_NOWAIT);
-    return ok;
-}
+static int run_until(int (*cond)(void *arg), void *arg, unsigned ms) { return unit_run_until(&loop, cond, arg, ms); }
 
 /* ---- a probe: a worker that keeps every message it gets --------------------- */
 
