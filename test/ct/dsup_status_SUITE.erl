@@ -43,6 +43,13 @@ end_per_testcase(_TC, Config) ->
         San -> {fail, {sanitizer_report, San}}
     end.
 
+%% Name's instance on each node, each seeing all of them as hosts.
+start_instances(Name, Nodes) ->
+    [{ok, _} = dsup_cluster:call(N, {start_supervisor, Name, []}) || N <- Nodes],
+    dsup_test:wait_until(fun() ->
+        lists:all(fun(N) -> lists:sort(dsup_cluster:sup(Name, N, nodes)) =:= lists:sort(Nodes) end, Nodes)
+    end, ?T).
+
 status(Name, Node) ->
     maps:from_list(dsup_cluster:sup(Name, Node, status)).
 
@@ -50,10 +57,7 @@ status_children_restarts_pending(Config) ->
     Name = ?config(name, Config),
     [HA, HB] = ?config(handles, Config),
     [A, B] = Nodes = [maps:get(node, H) || H <- [HA, HB]],
-    [{ok, _} = dsup_cluster:call(N, {start_supervisor, Name, []}) || N <- Nodes],
-    dsup_test:wait_until(fun() ->
-        [lists:sort(dsup_cluster:sup(Name, N, nodes)) || N <- Nodes] =:= [lists:sort(Nodes)] ++ [lists:sort(Nodes)]
-    end, ?T),
+    start_instances(Name, Nodes),
     ?assertEqual(#{node => A, children => 0, pending => 0, restarts => 0}, status(Name, A)),
     %% 30 named children, placed by the ring on both nodes
     Ids = [list_to_atom("s" ++ integer_to_list(I)) || I <- lists:seq(1, 30)],
@@ -100,10 +104,7 @@ instance_ends_with_forward_in_flight(Config) ->
     Name = ?config(name, Config),
     [HA, HB] = ?config(handles, Config),
     [A, B] = Nodes = [maps:get(node, H) || H <- [HA, HB]],
-    [{ok, _} = dsup_cluster:call(N, {start_supervisor, Name, []}) || N <- Nodes],
-    dsup_test:wait_until(fun() ->
-        [lists:sort(dsup_cluster:sup(Name, N, nodes)) || N <- Nodes] =:= [lists:sort(Nodes)] ++ [lists:sort(Nodes)]
-    end, ?T),
+    start_instances(Name, Nodes),
     Ring = dsup_cluster:ring(Nodes),
     Key = hd([K || I <- lists:seq(1, 1000), K <- [list_to_atom("f" ++ integer_to_list(I))],
                    dsup_cluster:ring_owner(Ring, K) =:= B]),
