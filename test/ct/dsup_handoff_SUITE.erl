@@ -333,11 +333,20 @@ move_child_concurrent_callers(Cfg) ->
     W = watch_start(Cfg),
     Clients = [client_start(E, name(Cfg), [hot]) || _ <- lists:seq(1, 4)],
     Moves = 30,
-    [begin
-         To = case I rem 2 of 1 -> B; 0 -> A end,
-         {ok, P, hot} = sup(Cfg, A, {move_child, hot, To}),
-         ?assertEqual(To, node(P))
-     end || I <- lists:seq(1, Moves)],
+    %% each move once an add was acknowledged since the last one (the value
+    %% rose): the calls run through every move, however loaded the box
+    Value = fun() -> try gen_server:call(sup(Cfg, A, {whereis, hot}), get, ?T)
+                     catch exit:_ -> 0 % A's table may name the old copy a moment longer
+                     end
+            end,
+    lists:foldl(fun(I, Seen) ->
+                        wait(fun() -> Value() > Seen end, ?T),
+                        V = Value(),
+                        To = case I rem 2 of 1 -> B; 0 -> A end,
+                        {ok, P, hot} = sup(Cfg, A, {move_child, hot, To}),
+                        ?assertEqual(To, node(P)),
+                        V
+                end, 100, lists:seq(1, Moves)),
     Results = [client_stop(C) || C <- Clients],
     Acked = lists:sum([Ack || {#{hot := {_, Ack}}, _, _, _} <- Results]),
     ct:log("~p moves; callers: ~p", [Moves, [{maps:get(hot, S, none), length(X), K} || {S, _, X, K} <- Results]]),
