@@ -111,7 +111,7 @@ static void slot_delete(dsup_ivec_hdr *h, const dsup_ivec_type *t, uint32_t j)
     }
 }
 
-void dsup_ivec_remove_at(dsup_ivec *a, const dsup_ivec_type *t, uint32_t i)
+void dsup_ivec_remove_at_keep(dsup_ivec *a, const dsup_ivec_type *t, uint32_t i)
 {
     dsup_ivec_hdr *h = a->h;
     uint32_t last = h->n - 1;
@@ -123,7 +123,12 @@ void dsup_ivec_remove_at(dsup_ivec *a, const dsup_ivec_type *t, uint32_t i)
     if (i != last)
         memcpy(at(h, t, i), at(h, t, last), t->size);
     h->n--;
-    if (h->n == 0)
+}
+
+void dsup_ivec_remove_at(dsup_ivec *a, const dsup_ivec_type *t, uint32_t i)
+{
+    dsup_ivec_remove_at_keep(a, t, i);
+    if (a->h->n == 0)
         dsup_ivec_free(a); /* a process's last link or monitor: give the memory back */
 }
 

@@ -42,8 +42,12 @@ static inline void *dsup_ivec_at(const dsup_ivec *a, const dsup_ivec_type *t, ui
 long dsup_ivec_find(const dsup_ivec *a, const dsup_ivec_type *t, const void *key);
 /* Append a copy of elem. 0, or -1 out of memory. */
 int dsup_ivec_push(dsup_ivec *a, const dsup_ivec_type *t, const void *elem);
-/* Remove element i (the last one moves into its place). */
+/* Remove element i (the last one moves into its place); the last element's
+ * removal frees the vector. */
 void dsup_ivec_remove_at(dsup_ivec *a, const dsup_ivec_type *t, uint32_t i);
+/* The same, but an emptied vector stays allocated, for one that fills and
+ * empties all the time (dsup_ivec_free gives it back). */
+void dsup_ivec_remove_at_keep(dsup_ivec *a, const dsup_ivec_type *t, uint32_t i);
 void dsup_ivec_free(dsup_ivec *a);
 
 #endif

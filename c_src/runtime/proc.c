@@ -476,8 +476,8 @@ static int push_monitor(dsup_ivec *v, const dsup_monitor_rec *m)
 }
 
 /* Remove the monitor with this ref from v (NULL: none); 1 and a copy in
- * *out if found. */
-static int take_monitor(dsup_ivec *v, const dsup_ref *ref, dsup_monitor_rec *out)
+ * *out if found. `keep`: an emptied v stays allocated. */
+static int take_monitor_keep(dsup_ivec *v, const dsup_ref *ref, dsup_monitor_rec *out, int keep)
 {
     long i = v ? dsup_ivec_find(v, &mon_t, ref) : -1;
     if (i < 0)
@@ -486,8 +486,16 @@ static int take_monitor(dsup_ivec *v, const dsup_ref *ref, dsup_monitor_rec *out
         *out = *MON_AT(v, (uint32_t)i);
     /* Released now, freed at the end of the turn: *out stays usable. */
     mon_release(MON_AT(v, (uint32_t)i));
-    dsup_ivec_remove_at(v, &mon_t, (uint32_t)i);
+    if (keep)
+        dsup_ivec_remove_at_keep(v, &mon_t, (uint32_t)i);
+    else
+        dsup_ivec_remove_at(v, &mon_t, (uint32_t)i);
     return 1;
+}
+
+static int take_monitor(dsup_ivec *v, const dsup_ref *ref, dsup_monitor_rec *out)
+{
+    return take_monitor_keep(v, ref, out, 0);
 }
 
 /* ---- signals arriving at a local process ------------------------------------- */
@@ -550,7 +558,13 @@ void dsup_proc_sig_monitor(dsup_proc *p, const dsup_pid *watcher, const dsup_ref
 
 void dsup_proc_sig_demonitor(dsup_proc *p, const dsup_pid *watcher, const dsup_ref *ref)
 {
-    take_monitor(watchers_of(p), ref, NULL);
+    /* Every GenServer.call monitors the callee and demonitors it. A
+     * registered process (an instance, a named server: few, and called by
+     * name all the time, on every start) keeps its emptied watchers vector,
+     * not a malloc and a free per call; any other (a child: its name is a
+     * pg group) gives it back, so a child called once costs no more than
+     * before (README, Memory per child). */
+    take_monitor_keep(watchers_of(p), ref, NULL, p->registered);
 }
 
 /* {'DOWN', Ref, process, PidOrNameTuple, Reason} */

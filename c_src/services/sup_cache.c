@@ -55,9 +55,11 @@ static dsup_child_spec *cached_spec(dsup_child_spec *spec, dsup_term key)
 {
     static const dsup_child_spec unknown = { .type = "undefined", .restart = DSUP_RESTART_TEMPORARY,
                                              .args = { "\x6a", 1 } };
-    if (spec && spec->name.len == 0) {
-        /* no name bytes inside (a peer's spec): the same allocation will do */
+    if (spec && (spec->name.len == 0 || spec->name_view)) {
+        /* no name bytes inside (a peer's spec, or one parsed with a view of
+         * the message's name: sup_ops.c): the same allocation will do */
         spec->name = key;
+        spec->name_view = 0;
         return spec;
     }
     dsup_child_spec *n = dsup_spec_with_name_view(spec ? spec : &unknown, key);

@@ -398,7 +398,7 @@ dsup_call_ret sup_start_claimed_checked(dsup_sup *s, dsup_child_spec *spec, cons
     }
     sup_claim_wait *w = dsup_xcalloc(1, sizeof *w);
     w->tag = ++s->claim_seq;
-    w->spec = spec;
+    w->spec = dsup_spec_keep(spec); /* waits beyond this message */
     w->from = dsup_from_save(from);
     place_at(s, w, owner);
     return DSUP_NOREPLY;

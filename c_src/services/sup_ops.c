@@ -207,7 +207,8 @@ static dsup_call_ret start_child(dsup_sup *s, dsup_term spec_t, dsup_term node_t
                                  ei_x_buff *reply)
 {
     dsup_child_spec *spec;
-    if (dsup_spec_parse(s->node, spec_t, &spec) < 0) {
+    /* its name a view of the frame: the child table's key is the only copy */
+    if (dsup_spec_parse_view(s->node, spec_t, &spec) < 0) {
         sup_error_pair(reply, "incorrect_spec", spec_t);
         return DSUP_REPLY;
     }
@@ -262,8 +263,8 @@ static dsup_call_ret start_child(dsup_sup *s, dsup_term spec_t, dsup_term node_t
 static dsup_call_ret start_child_here(dsup_sup *s, dsup_term name, dsup_term spec_t, const dsup_from *from,
                                       ei_x_buff *reply)
 {
-    dsup_child_spec *named; /* parsed with its name: one allocation, kept by the child */
-    if (dsup_spec_parse_named(s->node, spec_t, name, &named) < 0) {
+    dsup_child_spec *named; /* its name a view of the frame, as in start_child */
+    if (dsup_spec_parse_named_view(s->node, spec_t, name, &named) < 0) {
         sup_error_pair(reply, "incorrect_spec", spec_t);
         return DSUP_REPLY;
     }

@@ -12,7 +12,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "intern.h"
 #include "node.h"
 #include "term.h"
 
@@ -117,7 +116,9 @@ bad:
     return -1;
 }
 
-static dsup_child_spec *build(const char *type, int restart, long shutdown, dsup_term name, dsup_term args)
+/* `view`: the name is not copied, the spec points at it (name_view). */
+static dsup_child_spec *build(const char *type, int restart, long shutdown, dsup_term name, int view,
+                              dsup_term args)
 {
     /* The type's text lives in the spec too (peers choose it, so it is not
      * kept in the name table), unless it names a registered worker type,
@@ -129,29 +130,37 @@ static dsup_child_spec *build(const char *type, int restart, long shutdown, dsup
     size_t tlen = known ? 0 : strlen(type) + 1;
     int nil_args = args.len == 1 && args.buf[0] == nil[0];
     size_t alen = nil_args ? 0 : args.len;
-    dsup_child_spec *s = dsup_xmalloc(sizeof *s + name.len + alen + tlen);
+    view = view && name.len;
+    size_t nlen = view ? 0 : name.len;
+    dsup_child_spec *s = dsup_xmalloc(sizeof *s + nlen + alen + tlen);
     char *p = (char *)(s + 1);
-    s->type = known ? known->name : memcpy(p + name.len + alen, type, tlen);
+    s->type = known ? known->name : memcpy(p + nlen + alen, type, tlen);
     s->restart = restart;
     s->beam = 0;
+    s->name_view = (unsigned char)view;
     s->shutdown = shutdown;
-    if (name.len)
-        memcpy(p, name.buf, name.len);
-    s->name = (dsup_term){ p, name.len };
+    if (nlen)
+        memcpy(p, name.buf, nlen);
+    s->name = (dsup_term){ view ? name.buf : p, name.len };
     if (alen)
-        memcpy(p + name.len, args.buf, alen);
-    s->args = (dsup_term){ nil_args ? nil : p + name.len, args.len };
+        memcpy(p + nlen, args.buf, alen);
+    s->args = (dsup_term){ nil_args ? nil : p + nlen, args.len };
     return s;
 }
 
-static const char *atom_of(dsup_node *node, dsup_term t)
+/* The atom's text, NUL-terminated in `buf` (the spec copies it, or points
+ * at a registered type's name): no name-table entry made per parse. */
+#define TYPE_MAX 1024 /* 255 characters of up to 4 UTF-8 bytes, and the NUL */
+static const char *atom_of(dsup_term t, char buf[TYPE_MAX])
 {
     int i = 0;
     const char *a;
     size_t al;
-    if (t.len < 2 || dsup_term_atom_text(t.buf, &i, &a, &al) < 0 || (size_t)i != t.len)
+    if (t.len < 2 || dsup_term_atom_text(t.buf, &i, &a, &al) < 0 || (size_t)i != t.len || al >= TYPE_MAX)
         return NULL;
-    return dsup_intern_peer(node->names, a, al);
+    memcpy(buf, a, al);
+    buf[al] = 0;
+    return buf;
 }
 
 /* The value of atom key `key` in a map term: 1 and *val, else 0. */
@@ -179,7 +188,7 @@ static int map_get(dsup_term map, const char *key, dsup_term *val)
 /* `named`: the child's name when the caller fixed it (a start between
  * instances), over any name: option; NULL to read it from the options. */
 static dsup_child_spec *from_module_arg(dsup_node *node, const char *type, dsup_term arg, int restart,
-                                        long shutdown, const dsup_term *named)
+                                        long shutdown, const dsup_term *named, int view)
 {
     dsup_term name = { NULL, 0 };
     int n;
@@ -187,26 +196,28 @@ static dsup_child_spec *from_module_arg(dsup_node *node, const char *type, dsup_
     if (is_keyword(arg, &n)) {
         ei_x_buff *rest = dsup_term_scratch(node); /* pooled: no allocation per start */
         if (take_options(node, arg, n, &name, &restart, &shutdown, rest) == 0)
-            s = build(type, restart, shutdown, named ? *named : name, (dsup_term){ rest->buff, (size_t)rest->index });
+            s = build(type, restart, shutdown, named ? *named : name, view,
+                      (dsup_term){ rest->buff, (size_t)rest->index });
         dsup_term_scratch_release(rest);
         return s;
     }
-    return build(type, restart, shutdown, named ? *named : name, arg);
+    return build(type, restart, shutdown, named ? *named : name, view, arg);
 }
 
-static int parse(dsup_node *node, dsup_term spec, const dsup_term *named, dsup_child_spec **out)
+static int parse(dsup_node *node, dsup_term spec, const dsup_term *named, int view, dsup_child_spec **out)
 {
+    char tbuf[TYPE_MAX];
     const dsup_term none = { NULL, 0 };
     dsup_term name = named ? *named : none;
     *out = NULL;
-    const char *type = atom_of(node, spec);
+    const char *type = atom_of(spec, tbuf);
     if (type) {
-        *out = build(type, DSUP_RESTART_PERMANENT, 5000, name, (dsup_term){ nil_term, 1 });
+        *out = build(type, DSUP_RESTART_PERMANENT, 5000, name, view, (dsup_term){ nil_term, 1 });
         return *out ? 0 : -1;
     }
     dsup_term el[3];
-    if (dsup_term_tuple(spec, el, 2) == 2 && (type = atom_of(node, el[0]))) {
-        *out = from_module_arg(node, type, el[1], DSUP_RESTART_PERMANENT, 5000, named);
+    if (dsup_term_tuple(spec, el, 2) == 2 && (type = atom_of(el[0], tbuf))) {
+        *out = from_module_arg(node, type, el[1], DSUP_RESTART_PERMANENT, 5000, named, view);
         return *out ? 0 : -1;
     }
     /* A map child spec. */
@@ -251,9 +262,9 @@ static int parse(dsup_node *node, dsup_term spec, const dsup_term *named, dsup_c
          * the module its start tuple names. */
         dsup_term inner;
         if (!map_get(beam, "start", &inner) || dsup_term_tuple(inner, el, 3) != 3 ||
-            !(type = atom_of(node, el[0])))
+            !(type = atom_of(el[0], tbuf)))
             return -1;
-        *out = build(type, restart, shutdown, name, beam);
+        *out = build(type, restart, shutdown, name, view, beam);
         if (*out)
             (*out)->beam = 1;
         return *out ? 0 : -1;
@@ -263,13 +274,13 @@ static int parse(dsup_node *node, dsup_term spec, const dsup_term *named, dsup_c
     int fi = 0;
     const char *fn;
     size_t fl;
-    if (dsup_term_tuple(start, el, 3) != 3 || !(type = atom_of(node, el[0])) ||
+    if (dsup_term_tuple(start, el, 3) != 3 || !(type = atom_of(el[0], tbuf)) ||
         dsup_term_atom_text(el[1].buf, &fi, &fn, &fl) < 0) /* the function: any atom, not kept */
         return -1;
     if (exact.buf) {
         /* Between instances the init arg travels as is (`args`), so no
          * reading of the start args can change it on the way. */
-        *out = build(type, restart, shutdown, name, exact);
+        *out = build(type, restart, shutdown, name, view, exact);
         return *out ? 0 : -1;
     }
     /* start args: [KW] or [X] is the one init arg; a keyword list as a whole
@@ -290,23 +301,42 @@ static int parse(dsup_node *node, dsup_term spec, const dsup_term *named, dsup_c
             args = (dsup_term){ args.buf + s0, (size_t)(j - s0) };
         }
     }
-    *out = from_module_arg(node, type, args, restart, shutdown, named);
+    *out = from_module_arg(node, type, args, restart, shutdown, named, view);
     return *out ? 0 : -1;
 }
 
 int dsup_spec_parse(dsup_node *node, dsup_term spec, dsup_child_spec **out)
 {
-    return parse(node, spec, NULL, out);
+    return parse(node, spec, NULL, 0, out);
 }
 
 int dsup_spec_parse_named(dsup_node *node, dsup_term spec, dsup_term name, dsup_child_spec **out)
 {
-    return parse(node, spec, &name, out);
+    return parse(node, spec, &name, 0, out);
+}
+
+int dsup_spec_parse_view(dsup_node *node, dsup_term spec, dsup_child_spec **out)
+{
+    return parse(node, spec, NULL, 1, out);
+}
+
+int dsup_spec_parse_named_view(dsup_node *node, dsup_term spec, dsup_term name, dsup_child_spec **out)
+{
+    return parse(node, spec, &name, 1, out);
+}
+
+dsup_child_spec *dsup_spec_keep(dsup_child_spec *s)
+{
+    if (!s->name_view)
+        return s;
+    dsup_child_spec *n = dsup_spec_with_name(s, s->name);
+    free(s);
+    return n;
 }
 
 dsup_child_spec *dsup_spec_with_name(const dsup_child_spec *s, dsup_term name)
 {
-    dsup_child_spec *n = build(s->type, s->restart, s->shutdown, name, s->args);
+    dsup_child_spec *n = build(s->type, s->restart, s->shutdown, name, 0, s->args);
     if (n)
         n->beam = s->beam;
     return n;
@@ -314,7 +344,7 @@ dsup_child_spec *dsup_spec_with_name(const dsup_child_spec *s, dsup_term name)
 
 dsup_child_spec *dsup_spec_with_name_view(const dsup_child_spec *s, dsup_term name)
 {
-    dsup_child_spec *n = build(s->type, s->restart, s->shutdown, (dsup_term){ NULL, 0 }, s->args);
+    dsup_child_spec *n = build(s->type, s->restart, s->shutdown, (dsup_term){ NULL, 0 }, 0, s->args);
     if (n) {
         n->name = name;
         n->beam = s->beam;

@@ -8,12 +8,17 @@ enum { DSUP_RESTART_PERMANENT = 0, DSUP_RESTART_TRANSIENT = 1, DSUP_RESTART_TEMP
 #define DSUP_SHUTDOWN_BRUTAL (-1L)
 #define DSUP_SHUTDOWN_INFINITY (-2L)
 
-/* One allocation: the struct, then the name and args bytes. free() it. */
+/* One allocation: the struct, then the name and args bytes. free() it.
+ * The name is either inside that allocation or a view of bytes that outlive
+ * the spec: the child table's key (dsup_spec_with_name_view), or the message
+ * being handled (name_view set, dsup_spec_parse_view): such a spec must not
+ * outlive the handling of that message unless dsup_spec_keep copies it. */
 typedef struct dsup_child_spec {
     const char *type;  /* worker type (atom text, inside this allocation) */
     int restart;
-    int beam;          /* a BEAM module's child, hosted by Elixir nodes: `args`
-                          is its whole child-spec map (sup_place.c) */
+    unsigned char beam;      /* a BEAM module's child, hosted by Elixir nodes: `args`
+                                is its whole child-spec map (sup_place.c) */
+    unsigned char name_view; /* name points outside the allocation */
     long shutdown;     /* ms, or DSUP_SHUTDOWN_* */
     dsup_term name;    /* len 0 when the caller gave none */
     dsup_term args;    /* init args */
@@ -23,6 +28,14 @@ typedef struct dsup_child_spec {
 int dsup_spec_parse(dsup_node *node, dsup_term spec, dsup_child_spec **out);
 /* The same, with `name` as the child's name (one allocation, no copy). */
 int dsup_spec_parse_named(dsup_node *node, dsup_term spec, dsup_term name, dsup_child_spec **out);
+/* The same, but the name stays a view of `spec`'s bytes (name_view set
+ * when the spec names its child): no copy of the name for a spec the child
+ * table takes while the message is handled (sup_cache_put). */
+int dsup_spec_parse_view(dsup_node *node, dsup_term spec, dsup_child_spec **out);
+int dsup_spec_parse_named_view(dsup_node *node, dsup_term spec, dsup_term name, dsup_child_spec **out);
+/* A spec that owns its name, to keep beyond the message (consumes s; s
+ * itself when it owns it already). NULL when out of memory. */
+dsup_child_spec *dsup_spec_keep(dsup_child_spec *s);
 /* A copy with `name` as the child's name. */
 dsup_child_spec *dsup_spec_with_name(const dsup_child_spec *s, dsup_term name);
 /* The same, but `name` is not copied: the spec refers to those bytes (the

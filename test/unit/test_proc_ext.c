@@ -6,7 +6,8 @@
  * One node on a real uv loop (listening on loopback, no epmd): an idle worker
  * has no extras and fits the chunk; a monitor and a link make the extras once
  * and they are kept (the same allocation) across demonitor/unlink and a
- * second monitor; stops and exit signals behave as before: DOWN and EXIT
+ * second monitor (a child gives an emptied watchers vector back, a
+ * registered process keeps it); stops and exit signals behave as before: DOWN and EXIT
  * carry the reason given to dsup_stop, a stop in init is the spawn's error,
  * a kill ends a process that never had extras. Under ASan, LeakSanitizer
  * checks that the extras are freed with the process. */
@@ -152,6 +153,28 @@ static void test_extras_made_on_first_use_and_kept(void **st)
     assert_int_equal(dsup_demonitor(pr, &ref), 0);
     assert_int_equal(dsup_proc_watcher_count(w), 0);
     assert_ptr_equal(w->ext, wx);
+    assert_null(wx->watchers.h); /* a child gives its emptied watchers vector back */
+
+    /* A registered process (an instance: called on every start) keeps it:
+     * monitor and demonitor again allocate nothing. */
+    dsup_pid rpid0;
+    dsup_proc *rw = spawn("pe_worker", &rpid0);
+    assert_int_equal(dsup_proc_register(rw, "pe_named"), 0);
+    dsup_ref rref;
+    assert_int_equal(dsup_monitor(pr, &rpid0, &rref), 0);
+    assert_int_equal(dsup_demonitor(pr, &rref), 0);
+    assert_int_equal(dsup_proc_watcher_count(rw), 0);
+    dsup_ivec_hdr *kept = rw->ext->watchers.h;
+    assert_non_null(kept);
+    assert_int_equal(dsup_monitor(pr, &rpid0, &rref), 0);
+    assert_ptr_equal(rw->ext->watchers.h, kept);
+    assert_int_equal(dsup_proc_watcher_count(rw), 1);
+    assert_int_equal(dsup_demonitor(pr, &rref), 0);
+    assert_ptr_equal(rw->ext->watchers.h, kept);
+    /* (freed with the process: LeakSanitizer checks it under ASan) */
+    assert_int_equal(dsup_exit(pr, &rpid0, dsup_reason_atom(N, "kill")), 0);
+    assert_true(run_until(gone, &rpid0, DEADLINE_MS));
+
     assert_int_equal(dsup_monitor(pr, &wpid, &ref), 0);
     assert_ptr_equal(w->ext, wx); /* the second call made nothing new */
     assert_ptr_equal(pr->ext, px);
