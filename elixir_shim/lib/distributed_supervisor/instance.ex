@@ -27,6 +27,8 @@ defmodule DistributedSupervisor.Instance do
   #   {{:c, ChildName}, Pid, WireSpec | :undefined}
   #   {{:p, Pid}, ChildName}
   #   {{:pending, ChildName}, WireSpec}
+  #   {{:down, Pid}}            a pid of recent_down (seen going down): whereis/2
+  #                             skips it in pg, which may still list it
   #   {:ring, %Ring{}}
   #   {:hosts, [node()]}        nodes with a host instance (ring or not)
   #   {:allowed, [node()]}      the :nodes option
@@ -108,8 +110,9 @@ defmodule DistributedSupervisor.Instance do
   (name => :starting | :restarting); `stopping_pids`: local children being
   stopped (pid => {name, :terminate | :duplicate | :move}); `shadows`: the pid a
   child_up replaced, per name (see drop/3); `recent_down`: pids seen going
-  down (bounded); `pending?`: some pending rows may exist (saves a table scan
-  on each host join); `quiet`: no node_up events during init.
+  down (bounded; mirrored as {:down, Pid} rows); `pending?`: some pending
+  rows may exist (saves a table scan on each host join); `quiet`: no
+  node_up events during init.
   `rebalance`/`rebalance_moves`: move children to a joining host, at most
   that many at a time (`rb_queue`: names waiting, `rb_inflight`: moves
   running); `moves`: start_handoff calls in flight, moving marks held and
