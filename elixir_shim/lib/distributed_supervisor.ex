@@ -76,6 +76,7 @@ defmodule DistributedSupervisor do
   """
 
   alias DistributedSupervisor.{Instance, InstanceSupervisor, Moving, Place, Ring, ValidationError}
+  require Logger
 
   @typedoc """
   The id of the child process within the instance of the distributed supervisor.
@@ -426,7 +427,7 @@ defmodule DistributedSupervisor do
         {{:error, _} = e, _i} -> e
       end)
 
-    for {:ok, pid, cname} <- results, do: await(name, {:await_up, cname, pid})
+    for {:ok, pid, cname} <- results, do: await_up(name, cname, pid)
     results
   end
 
@@ -608,7 +609,7 @@ defmodule DistributedSupervisor do
   defp start_on(name, node, cname, wire) do
     case GenServer.call({name, node}, {:start_child_here, cname, wire}, @start_timeout) do
       {:ok, pid, ^cname} = ok ->
-        await(name, {:await_up, cname, pid})
+        await_up(name, cname, pid)
         ok
 
       other ->
@@ -619,11 +620,28 @@ defmodule DistributedSupervisor do
     :exit, {{:nodedown, _}, _} -> {:error, {:nodedown, node}}
   end
 
-  # Let the local instance's table catch up with what the host answered.
+  # Let the local instance's table catch up with what the host answered:
+  # :ok, or :timeout. An instance that is gone (stopping) has no table to
+  # catch up: :ok.
   defp await(name, req) do
     GenServer.call(name, req, 5_000)
   catch
+    :exit, {:timeout, _} -> :timeout
     :exit, _ -> :ok
+  end
+
+  # The host started `pid` and sends its child_up; until this node's
+  # instance has it, whereis/children here do not show the child. Nothing
+  # later depends on it (a terminate_child of it is right either way), so a
+  # child_up slower than the wait is only logged: the child runs, and the
+  # table shows it when the child_up comes.
+  defp await_up(name, cname, pid) do
+    with :timeout <- await(name, {:await_up, cname, pid}) do
+      Logger.warning(
+        "DistributedSupervisor #{inspect(name)}: #{inspect(cname)} (#{inspect(pid)}) started, " <>
+          "but this node's table does not show it yet (its child_up is late)"
+      )
+    end
   end
 
   defp spec_type(type) when is_atom(type) and type not in [nil, true, false], do: {:ok, type}
@@ -796,7 +814,8 @@ defmodule DistributedSupervisor do
     if node in hosts(name) do
       case GenServer.call({name, node}, {:terminate_child, pid}, @start_timeout) do
         :ok ->
-          await(name, {:await_down, pid})
+          # the child has exited: this node's table says so before we return
+          await(name, {:terminated, pid})
           :ok
 
         {:error, :not_found} ->
@@ -983,10 +1002,16 @@ defmodule DistributedSupervisor do
 
   # A process registered through DistributedSupervisor.Registry (pg), such
   # as a child that registered itself a moment before its host's child_up.
+  # Not one the instance saw go down ({:down, pid} rows): pg applies a
+  # leave in its own time, after the child_down or terminate_child's :ok.
   defp whereis_registered(name, child) do
     case :pg.get_members(Instance.scope(name), child) do
-      [pid | _] -> pid
-      [] -> :undefined
+      [] ->
+        :undefined
+
+      pids ->
+        table = Instance.table(name)
+        Enum.find(pids, :undefined, &(not :ets.member(table, {:down, &1})))
     end
   end
 
@@ -1217,7 +1242,7 @@ defmodule DistributedSupervisor do
   def move_child(name, child, node, timeout \\ 30_000) do
     case GenServer.call(name, {:move_child, child, node}, timeout) do
       {:ok, pid, ^child} = ok ->
-        await(name, {:await_up, child, pid})
+        await_up(name, child, pid)
         ok
 
       other ->

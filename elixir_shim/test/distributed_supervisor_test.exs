@@ -226,6 +226,40 @@ defmodule DistributedSupervisorTest do
       # terminated children are not restarted
       assert {:ok, _, :t1} = DS.start_child(name, {:echo, name: :t1})
     end
+
+    # The child's pg leave, its host's reply and its child_down reach this node
+    # in that order, but pg and the instance apply them each in its own time
+    # (on a loaded machine pg was seen lagging): whereis/2 falls back to pg,
+    # and must not give the pid terminate_child just reported gone. A late
+    # child_up for it (as one overtaken by the terminate) must not bring it
+    # back either.
+    test "gone at once even while this node's pg still lists it", %{name: name} do
+      start!(name)
+      {:ok, pid, :t2} = DS.start_child(name, {:echo, name: :t2})
+      scope = DistributedSupervisor.Instance.scope(name)
+      TestNode.wait_until(fn -> pid in :pg.get_members(scope, :t2) end)
+      # pg applies nothing more until resumed: it keeps listing the pid
+      :ok = :sys.suspend(scope)
+
+      try do
+        assert DS.terminate_child(name, pid) == :ok
+        assert pid in :pg.get_members(scope, :t2)
+        assert DS.whereis(name, :t2) == :undefined
+        assert DS.whois(name, pid) == nil
+        assert DS.children(name) == %{}
+
+        send(Process.whereis(name), {:"$dsup", {:child_up, :t2, pid, :undefined}})
+        _ = :sys.get_state(name)
+        assert DS.whereis(name, :t2) == :undefined
+        assert DS.children(name) == %{}
+      after
+        :sys.resume(scope)
+      end
+
+      TestNode.wait_until(fn -> :pg.get_members(scope, :t2) == [] end)
+      assert DS.whereis(name, :t2) == :undefined
+      assert DS.terminate_child(name, pid) == {:error, :not_found}
+    end
   end
 
   describe "lookups" do

@@ -27,6 +27,8 @@ defmodule DistributedSupervisor.Instance do
   #   {{:c, ChildName}, Pid, WireSpec | :undefined}
   #   {{:p, Pid}, ChildName}
   #   {{:pending, ChildName}, WireSpec}
+  #   {{:down, Pid}}            a pid of recent_down (seen going down): whereis/2
+  #                             skips it in pg, which may still list it
   #   {:ring, %Ring{}}
   #   {:hosts, [node()]}        nodes with a host instance (ring or not)
   #   {:allowed, [node()]}      the :nodes option
@@ -63,7 +65,7 @@ defmodule DistributedSupervisor.Instance do
   @typedoc "A child's spec as the instances exchange it (see above)."
   @type wire() :: map() | :undefined
   @typep from() :: GenServer.from()
-  @typep waiter_key() :: {:up, term(), pid()} | {:down, pid()} | :ring
+  @typep waiter_key() :: {:up, term(), pid()} | :ring
 
   @enforce_keys [:name, :scope, :table, :index, :tasks]
   defstruct [
@@ -108,8 +110,9 @@ defmodule DistributedSupervisor.Instance do
   (name => :starting | :restarting); `stopping_pids`: local children being
   stopped (pid => {name, :terminate | :duplicate | :move}); `shadows`: the pid a
   child_up replaced, per name (see drop/3); `recent_down`: pids seen going
-  down (bounded); `pending?`: some pending rows may exist (saves a table scan
-  on each host join); `quiet`: no node_up events during init.
+  down (bounded; mirrored as {:down, Pid} rows); `pending?`: some pending
+  rows may exist (saves a table scan on each host join); `quiet`: no
+  node_up events during init.
   `rebalance`/`rebalance_moves`: move children to a joining host, at most
   that many at a time (`rb_queue`: names waiting, `rb_inflight`: moves
   running); `moves`: start_handoff calls in flight, moving marks held and
@@ -600,10 +603,20 @@ defmodule DistributedSupervisor.Instance do
       else: {:noreply, add_waiter(state, :ring, from, @ring_timeout)}
   end
 
-  def handle_call({:await_down, pid}, from, state) do
-    if :ets.member(state.table, {:p, pid}),
-      do: {:noreply, add_waiter(state, {:down, pid}, from)},
-      else: {:reply, :ok, state}
+  # terminate_child/2 had :ok from the pid's host: the child has exited
+  # (both kinds of host answer only then). Its child_down is on its way but
+  # may come after a late child_up (the start's, when await_up timed out) or
+  # a snapshot: taking it as down now keeps those from putting it back, and
+  # the table agrees with terminate_child at once, without a wait that could
+  # time out. The child_down, when it comes, finds nothing left to do.
+  def handle_call({:terminated, pid}, _from, state) do
+    state =
+      case :ets.lookup(state.table, {:p, pid}) do
+        [{_, cname}] -> dsup_event({:child_down, cname, pid, :shutdown}, state)
+        [] -> note_down(state, pid)
+      end
+
+    {:reply, :ok, state}
   end
 
   # The instance wire API (README "Wire API"), so that {Name, ElixirNode}
@@ -1263,18 +1276,27 @@ defmodule DistributedSupervisor.Instance do
   defp present?(state, cname, pid),
     do: :ets.lookup(state.table, {:c, cname}) != [] or :ets.member(state.table, {:p, pid})
 
+  # The set is mirrored in the table as {{:down, Pid}} rows: whereis/2 falls
+  # back to pg, which can list a pid for a while after its child_down (pg
+  # applies the leave in its own time), and skips the pids seen down.
   defp note_down(%{recent_down: {set, q}} = state, pid) do
-    {set, q} = {MapSet.put(set, pid), :queue.in(pid, q)}
+    if MapSet.member?(set, pid) do
+      state
+    else
+      :ets.insert(state.table, {{:down, pid}})
+      {set, q} = {MapSet.put(set, pid), :queue.in(pid, q)}
 
-    {set, q} =
-      if MapSet.size(set) > @recent_max do
-        {{:value, old}, q} = :queue.out(q)
-        {MapSet.delete(set, old), q}
-      else
-        {set, q}
-      end
+      {set, q} =
+        if MapSet.size(set) > @recent_max do
+          {{:value, old}, q} = :queue.out(q)
+          :ets.delete(state.table, {:down, old})
+          {MapSet.delete(set, old), q}
+        else
+          {set, q}
+        end
 
-    %{state | recent_down: {set, q}}
+      %{state | recent_down: {set, q}}
+    end
   end
 
   defp recently_down?(%{recent_down: {set, _}}, pid), do: MapSet.member?(set, pid)
@@ -1283,13 +1305,15 @@ defmodule DistributedSupervisor.Instance do
   # the children it still runs are announced again and are not stale (a dead
   # child's pid is never announced again).
   defp forget_down_of(%{recent_down: {set, q}} = state, node) do
-    set = for pid <- set, node(pid) != node, into: MapSet.new(), do: pid
+    {gone, set} = Enum.split_with(set, &(node(&1) == node))
+    for pid <- gone, do: :ets.delete(state.table, {:down, pid})
+    set = MapSet.new(set)
     %{state | recent_down: {set, :queue.filter(&(node(&1) != node), q)}}
   end
 
   # ------------------------------------------------------------------ waiters
-  # start_child / terminate_child wait (briefly) until this table reflects
-  # their result, so that whereis/children agree with what they returned.
+  # start_child waits (briefly) until this table shows the child it started,
+  # so that whereis/children agree with what it returned.
 
   defp add_waiter(state, key, from, timeout \\ @await_timeout) do
     Process.send_after(self(), {:waiter_timeout, key, from}, timeout)
@@ -1307,9 +1331,6 @@ defmodule DistributedSupervisor.Instance do
         if present?(st, cname, pid) or recently_down?(st, pid),
           do: release(st, key, froms),
           else: st
-
-      {{:down, ^pid} = key, froms}, st ->
-        if :ets.member(st.table, {:p, pid}), do: st, else: release(st, key, froms)
 
       _, st ->
         st
