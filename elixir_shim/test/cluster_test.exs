@@ -89,7 +89,7 @@ defmodule DistributedSupervisor.ClusterTest do
       {target, seen}
     end)
 
-    results = for t <- callers, do: (send(t.pid, :stop) && Task.await(t, 30_000))
+    results = for t <- callers, do: send(t.pid, :stop) && Task.await(t, 30_000)
     send(caster.pid, :stop)
     casts = Task.await(caster, 30_000)
 
@@ -109,7 +109,13 @@ defmodule DistributedSupervisor.ClusterTest do
     own = start_cnodes(2, "shim_t", elixir)
     on_exit(fn -> Enum.each(own, &TestNode.stop/1) end)
     own_nodes = Enum.map(own, & &1.node)
-    name = start_everywhere(elixir, own_nodes, name: TestSupport.unique_name("sigterm"), nodes: own_nodes)
+
+    name =
+      start_everywhere(elixir, own_nodes,
+        name: TestSupport.unique_name("sigterm"),
+        nodes: own_nodes
+      )
+
     [victim, survivor] = own
     {:ok, _, :st} = DS.start_child(name, {:counter, name: :st, value: 41}, victim.node)
     callers = for _ <- 1..3, do: Task.async(fn -> call_loop(name, :st, nil, 0, []) end)
@@ -118,7 +124,7 @@ defmodule DistributedSupervisor.ClusterTest do
     {:ok, 0} = TestNode.stop(victim)
     TestNode.wait_until(fn -> node(DS.whereis(name, :st)) == survivor.node end)
     TestNode.wait_until(fn -> DS.call(name, :st, :get) > 200 end)
-    results = for t <- callers, do: (send(t.pid, :stop) && Task.await(t, 30_000))
+    results = for t <- callers, do: send(t.pid, :stop) && Task.await(t, 30_000)
 
     assert Enum.flat_map(results, fn {_, exits, _} -> exits end) == []
     assert Enum.all?(results, fn {_, _, rising} -> rising end)

@@ -70,7 +70,8 @@ defmodule DistributedSupervisor.Telemetry do
 
   @doc false
   # Host pids joined or left '$dsup_hosts'; `count`: host processes after.
-  @spec hosts_event(DistributedSupervisor.name(), :join | :leave, [pid()], non_neg_integer()) :: :ok
+  @spec hosts_event(DistributedSupervisor.name(), :join | :leave, [pid()], non_neg_integer()) ::
+          :ok
   def hosts_event(name, what, pids, count) when what in [:join, :leave] do
     for pid <- pids do
       execute(
