@@ -30,16 +30,10 @@
 
 /* ---- hosts and the ring ---------------------------------------------------- */
 
-/* '$dsup_hosts' as pg keys it (SMALL_ATOM_UTF8_EXT, as dsup_x_encode_atom
- * writes it): placement looks it up per candidate, without encoding it. */
-static const char hosts_group_enc[] = "\x77\x0b" SUP_HOSTS_GROUP;
-_Static_assert(sizeof SUP_HOSTS_GROUP - 1 == 0x0b, "the length byte of hosts_group_enc");
-#define HOSTS_GROUP ((dsup_term){ hosts_group_enc, sizeof hosts_group_enc - 1 })
-
 const dsup_pid *sup_host_on(dsup_sup *s, const char *node)
 {
     const dsup_pid *pids;
-    size_t n = dsup_pg_members(s->scope, HOSTS_GROUP, &pids);
+    size_t n = dsup_pg_members(s->scope, dsup_reason_atom(s->node, SUP_HOSTS_GROUP), &pids); /* atom cached */
     for (size_t i = 0; i < n; i++)
         if (pids[i].node == node)
             return &pids[i];
