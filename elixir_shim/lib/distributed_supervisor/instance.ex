@@ -1355,10 +1355,13 @@ defmodule DistributedSupervisor.Instance do
         if st.host? and pid != self(), do: send_snapshot(st, pid)
 
         if allowed?(st, node) and not Ring.member?(st.ring, node) do
+          # the ring first: a listener told of node_up reads a ring that has it
+          st = put_ring(st, Ring.add_node(st.ring, node))
+
           if st.monitor_nodes == true and not st.quiet and node != node(),
             do: emit(st, {:node_up, node, []})
 
-          put_ring(st, Ring.add_node(st.ring, node))
+          st
         else
           st
         end
@@ -1390,8 +1393,9 @@ defmodule DistributedSupervisor.Instance do
     state =
       Enum.reduce(lost, state, fn node, st ->
         if Ring.member?(st.ring, node) do
+          st = put_ring(st, Ring.remove_node(st.ring, node))
           if st.monitor_nodes == true, do: emit(st, {:node_down, node, []})
-          put_ring(st, Ring.remove_node(st.ring, node))
+          st
         else
           st
         end
