@@ -263,6 +263,45 @@ defmodule DistributedSupervisorTest do
       assert DS.whereis(name, :t2) == :undefined
       assert DS.terminate_child(name, pid) == {:error, :not_found}
     end
+
+    # The same lag seen by a registration (the :via module's register_name/2,
+    # also what an Elixir host asks before it keeps a child it started): the
+    # id of a child terminate_child just reported gone is free, even while
+    # this node's pg still lists the dead pid.
+    test "its name is free at once even while this node's pg still lists it", %{name: name} do
+      start!(name)
+      {:ok, pid, :t3} = DS.start_child(name, {:echo, name: :t3})
+      scope = DistributedSupervisor.Instance.scope(name)
+      TestNode.wait_until(fn -> pid in :pg.get_members(scope, :t3) end)
+      :ok = :sys.suspend(scope)
+
+      # It decides while pg still lists the dead pid; when it takes the name
+      # it asks pg to join, which waits for the scope to run again.
+      task =
+        try do
+          assert DS.terminate_child(name, pid) == :ok
+          assert pid in :pg.get_members(scope, :t3)
+
+          t =
+            Task.async(fn ->
+              {DistributedSupervisor.Registry.register_name({name, :t3}, self()), self()}
+            end)
+
+          TestNode.wait_until(fn -> not Process.alive?(t.pid) or join_queued?(scope, :t3) end)
+          t
+        after
+          :sys.resume(scope)
+        end
+
+      assert {:yes, registered} = Task.await(task)
+      # (the task has ended: pg drops its membership)
+      TestNode.wait_until(fn -> registered not in :pg.get_members(scope, :t3) end)
+    end
+  end
+
+  defp join_queued?(scope, group) do
+    {:messages, msgs} = Process.info(Process.whereis(scope), :messages)
+    Enum.any?(msgs, &match?({:"$gen_call", _, {:join_local, ^group, _}}, &1))
   end
 
   describe "lookups" do

@@ -59,9 +59,11 @@ defmodule DistributedSupervisor.Registry do
   end
 
   @doc false
-  # Another live process registered as {name, id} (a local one that died but
-  # is not yet out of pg, e.g. the previous run of a restarting child, does
-  # not count), or nil.
+  # Another live process registered as {name, id}, or nil. Not counted: a
+  # local one that died but is not yet out of pg (e.g. the previous run of a
+  # restarting child), nor a remote one the instance saw go down ({:down, pid}
+  # rows, as whereis/2): pg applies that leave in its own time, after the
+  # child_down or terminate_child's :ok.
   @spec live_other(DistributedSupervisor.name(), term(), pid()) :: pid() | nil
   def live_other(name, id, pid) do
     candidates =
@@ -70,8 +72,11 @@ defmodule DistributedSupervisor.Registry do
         p -> [p]
       end ++ :pg.get_members(DistributedSupervisor.Instance.scope(name), id)
 
+    table = DistributedSupervisor.Instance.table(name)
+
     Enum.find(candidates, fn p ->
-      p != pid and if(node(p) == node(), do: Process.alive?(p), else: true)
+      p != pid and not :ets.member(table, {:down, p}) and
+        if(node(p) == node(), do: Process.alive?(p), else: true)
     end)
   end
 
