@@ -51,13 +51,13 @@ ex(File) -> filename:join(examples_dir(), File).
 plugin() -> ex("dsup_examples.so").
 
 init_per_suite(Config) ->
+    dsup_test:require_exe(),
     Missing = [F || F <- ["dsup_examples.so", "bad_nosym.so", "bad_abi.so", "dsup-custom",
                           "abi1_plugin.so"],
                     not filelib:is_regular(ex(F))],
-    case {filelib:is_regular(dsup_test:exe()), Missing} of
-        {false, _} -> {fail, {dsup_node_not_built, dsup_test:exe()}};
-        {true, []} -> Config;
-        {true, _} -> {fail, {examples_not_built, examples_dir(), Missing, "run: make examples"}}
+    case Missing of
+        [] -> Config;
+        _ -> {fail, {examples_not_built, examples_dir(), Missing, "run: make examples"}}
     end.
 
 end_per_suite(_Config) -> ok.

@@ -47,23 +47,19 @@ all() ->
 %% ------------------------------------------------------------------ setup
 
 init_per_suite(Config) ->
-    Exe = dsup_test:exe(),
-    case filelib:is_regular(Exe) of
-        false -> {fail, {dsup_node_not_built, Exe}};
-        true ->
-            %% A port program inherits the BEAM's SIG_IGN for SIGPIPE: run the
-            %% nodes with the default action, as from a shell, or a SIGPIPE
-            %% could never kill them here.
-            Wrapper = filename:join(?config(priv_dir, Config), "dsup-node-default-sigpipe"),
-            ok = file:write_file(Wrapper, ["#!/bin/sh\nexec env --default-signal=PIPE '", Exe, "' \"$@\"\n"]),
-            ok = file:change_mode(Wrapper, 8#755),
-            true = sigpipe_ignored_in_port(""),                   % why the wrapper
-            false = sigpipe_ignored_in_port("env --default-signal=PIPE "),
-            Old = net_kernel:get_net_ticktime(),
-            _ = net_kernel:set_net_ticktime(?TICK, 0),
-            dsup_test:wait_until(fun() -> net_kernel:get_net_ticktime() =:= ?TICK end, 5000),
-            [{old_ticktime, Old}, {exe, Wrapper} | Config]
-    end.
+    Exe = dsup_test:require_exe(),
+    %% A port program inherits the BEAM's SIG_IGN for SIGPIPE: run the
+    %% nodes with the default action, as from a shell, or a SIGPIPE
+    %% could never kill them here.
+    Wrapper = filename:join(?config(priv_dir, Config), "dsup-node-default-sigpipe"),
+    ok = file:write_file(Wrapper, ["#!/bin/sh\nexec env --default-signal=PIPE '", Exe, "' \"$@\"\n"]),
+    ok = file:change_mode(Wrapper, 8#755),
+    true = sigpipe_ignored_in_port(""),                   % why the wrapper
+    false = sigpipe_ignored_in_port("env --default-signal=PIPE "),
+    Old = net_kernel:get_net_ticktime(),
+    _ = net_kernel:set_net_ticktime(?TICK, 0),
+    dsup_test:wait_until(fun() -> net_kernel:get_net_ticktime() =:= ?TICK end, 5000),
+    [{old_ticktime, Old}, {exe, Wrapper} | Config].
 
 end_per_suite(Config) ->
     case ?config(old_ticktime, Config) of

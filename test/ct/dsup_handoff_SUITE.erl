@@ -71,8 +71,7 @@ all() ->
      checkpoint_restores_after_kill9].
 
 init_per_suite(Config) ->
-    Exe = dsup_test:exe(),
-    filelib:is_regular(Exe) orelse ct:fail({dsup_node_not_built, Exe}),
+    dsup_test:require_exe(),
     %% Elixir's own ebin dirs and the shim compiled for this run: the calls
     %% by name during moves go through DistributedSupervisor.call on an
     %% Elixir node (as in dsup_heal_SUITE)

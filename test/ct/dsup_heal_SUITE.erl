@@ -50,8 +50,7 @@ all() ->
 %% ------------------------------------------------------------------ setup
 
 init_per_suite(Config) ->
-    Exe = dsup_test:exe(),
-    filelib:is_regular(Exe) orelse ct:fail({dsup_node_not_built, Exe}),
+    dsup_test:require_exe(),
     %% Elixir's own ebin dirs, and the shim compiled for this run
     ElixirLib = filename:dirname(string:trim(os:cmd("elixir -e 'IO.write(:code.lib_dir(:elixir))'"))),
     Ebins = filelib:wildcard(filename:join([ElixirLib, "*", "ebin"])),

@@ -54,10 +54,8 @@ all() ->
     [flood_of_names_locks_nobody_out, holders_survive_name_churn].
 
 init_per_suite(Config) ->
-    case filelib:is_regular(dsup_test:exe()) of
-        true -> Config;
-        false -> {fail, {dsup_node_not_built, dsup_test:exe()}}
-    end.
+    dsup_test:require_exe(),
+    Config.
 
 end_per_suite(_Config) -> ok.
 

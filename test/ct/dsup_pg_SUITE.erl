@@ -51,13 +51,9 @@ all() ->
 %% ------------------------------------------------------------------ setup
 
 init_per_suite(Config) ->
-    Exe = dsup_test:exe(),
-    case filelib:is_regular(Exe) of
-        false -> {fail, {dsup_node_not_built, Exe}};
-        true ->
-            P = dsup_cluster:start_peer(pg_peer),
-            [{peer, P} | Config]
-    end.
+    dsup_test:require_exe(),
+    P = dsup_cluster:start_peer(pg_peer),
+    [{peer, P} | Config].
 
 end_per_suite(Config) ->
     dsup_cluster:stop_peer(?config(peer, Config)),

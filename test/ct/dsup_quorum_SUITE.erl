@@ -16,10 +16,8 @@ suite() -> [{timetrap, {seconds, 120}}].
 all() -> [quorum_option_checked, lone_host_fences_then_restores].
 
 init_per_suite(Config) ->
-    case filelib:is_regular(dsup_test:exe()) of
-        true -> Config;
-        false -> {fail, {dsup_node_not_built, dsup_test:exe()}}
-    end.
+    dsup_test:require_exe(),
+    Config.
 
 end_per_suite(_) -> ok.
 

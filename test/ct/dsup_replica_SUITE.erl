@@ -29,10 +29,8 @@ all() -> [specs_on_k_successors_failover_once, batch_start_keeps_replicas, joini
           k1_adjacent_losses_logged, cli_replicas_key].
 
 init_per_suite(Config) ->
-    case filelib:is_regular(dsup_test:exe()) of
-        true -> Config;
-        false -> {fail, {dsup_node_not_built, dsup_test:exe()}}
-    end.
+    dsup_test:require_exe(),
+    Config.
 
 end_per_suite(_Config) -> ok.
 

@@ -21,10 +21,8 @@ all() ->
     [status_children_restarts_pending, instance_ends_with_forward_in_flight].
 
 init_per_suite(Config) ->
-    case filelib:is_regular(dsup_test:exe()) of
-        true -> Config;
-        false -> {fail, {dsup_node_not_built, dsup_test:exe()}}
-    end.
+    dsup_test:require_exe(),
+    Config.
 
 end_per_suite(_Config) -> ok.
 

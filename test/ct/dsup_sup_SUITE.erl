@@ -81,11 +81,8 @@ groups() ->
 %% ------------------------------------------------------------------ setup
 
 init_per_suite(Config) ->
-    Exe = dsup_test:exe(),
-    case filelib:is_regular(Exe) of
-        true -> Config;
-        false -> {fail, {dsup_node_not_built, Exe}}
-    end.
+    dsup_test:require_exe(),
+    Config.
 
 end_per_suite(_Config) -> ok.
 

@@ -29,10 +29,8 @@ all() ->
      trace_refused_clearly, debug_from_other_release].
 
 init_per_suite(Config) ->
-    case filelib:is_regular(dsup_test:exe()) of
-        true -> Config;
-        false -> {fail, {dsup_node_not_built, dsup_test:exe()}}
-    end.
+    dsup_test:require_exe(),
+    Config.
 
 end_per_suite(_Config) -> ok.
 

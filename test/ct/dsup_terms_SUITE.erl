@@ -33,10 +33,8 @@ groups() ->
      {strict, [], [refused_terms_close_only_that_connection, real_maps_pass]}].
 
 init_per_suite(Config) ->
-    case filelib:is_regular(dsup_test:exe()) of
-        true -> Config;
-        false -> {fail, {dsup_node_not_built, dsup_test:exe()}}
-    end.
+    dsup_test:require_exe(),
+    Config.
 
 end_per_suite(_Config) -> ok.
 

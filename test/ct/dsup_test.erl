@@ -52,7 +52,7 @@
 -export([start_node/1, stop_node/1, stop_node/2, kill_node/1, signal_node/2, forget/1,
          wait_exit/2, exit_status/1, is_os_alive/1, log_tail/2,
          wait_until/2, wait_until/3, unique_name/1, unique_node/1,
-         root/0, exe/0, watch_connection/3, elapsed_ms/1,
+         root/0, exe/0, require_exe/0, watch_connection/3, elapsed_ms/1,
          start_peer/2, stop_peer/1]).
 
 -define(TAIL_LINES, 400).
@@ -123,6 +123,12 @@ exe() ->
         E when is_list(E), E =/= "" -> E;
         _ -> filename:join([root(), "build", "dsup-node"])
     end.
+
+%% A suite's first check (init_per_suite): the dsup-node under test is built.
+require_exe() ->
+    Exe = exe(),
+    filelib:is_regular(Exe) orelse ct:fail({dsup_node_not_built, Exe}),
+    Exe.
 
 %% ---------------------------------------------------------------- start
 
