@@ -55,6 +55,28 @@ void sup_place_advertise(dsup_sup *s, int join)
 
 int sup_place_is_capability_group(dsup_term group)
 {
+    /* Asked of every join, mostly of children's names: the first bytes turn
+     * away all but atoms and pairs that start with an atom of the tag's length. */
+    const uint8_t *b = (const uint8_t *)group.buf;
+    size_t len = group.len;
+    if (len && b[0] == 131) {
+        b++;
+        len--;
+    }
+    if (len < 4)
+        return 0;
+    if (b[0] == 104 || b[0] == 105) { /* SMALL_TUPLE_EXT, LARGE_TUPLE_EXT */
+        size_t at = b[0] == 104 ? 2 : 5;
+        if (len < at + 3 || (b[0] == 104 ? b[1] : (size_t)b[1] << 24 | (size_t)b[2] << 16 | b[3] << 8 | b[4]) != 2)
+            return 0;
+        const size_t tl = sizeof SUP_TYPE_TAG - 1;
+        if ((b[at] == 115 || b[at] == 119) && b[at + 1] != tl) /* SMALL_ATOM(_UTF8)_EXT */
+            return 0;
+        if ((b[at] == 100 || b[at] == 118) && ((size_t)b[at + 1] << 8 | b[at + 2]) != tl) /* ATOM(_UTF8)_EXT */
+            return 0;
+    } else if (b[0] != 100 && b[0] != 115 && b[0] != 118 && b[0] != 119) {
+        return 0;
+    }
     dsup_term el[2];
     int ar;
     return dsup_term_is_atom(group, SUP_BEAM_GROUP) ||
