@@ -115,6 +115,7 @@ struct dsup_pg {
     dsup_proc *proc;
     dsup_dict groups;    /* group key -> pg_group* */
     dsup_dict peers;     /* pid key -> pg_peer* */
+    pg_peer *last_peer;  /* the last one found: a batch of joins comes from one */
     pg_sub *subs;        /* an unsubscribed one has fn NULL until no notify runs */
     int notifying, subs_gone;
     dsup_ratelimit foreign_log; /* peers announcing pids of other nodes */
@@ -462,8 +463,12 @@ void dsup_pg_proc_exit(dsup_proc *p)
 
 static pg_peer *peer_get(dsup_pg *s, const dsup_pid *pid)
 {
+    if (s->last_peer && dsup_pid_eq(&s->last_peer->pid, pid))
+        return s->last_peer;
     pidkey k = key_of(pid);
     dsup_dict_ent *e = dsup_dict_find(&s->peers, k.b, sizeof k.b);
+    if (e)
+        s->last_peer = e->val;
     return e ? e->val : NULL;
 }
 
@@ -625,6 +630,8 @@ static void peer_down(dsup_pg *s, const dsup_pid *pid)
         return;
     pidkey k = key_of(pid);
     dsup_dict_remove(&s->peers, k.b, sizeof k.b);
+    if (s->last_peer == p)
+        s->last_peer = NULL;
     /* A restarted scope on that node that is already our peer has replaced
      * the node's members with its sync (or will: we sent it our discover),
      * so they are its own now. (Its messages come after this DOWN on the
