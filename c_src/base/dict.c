@@ -27,15 +27,19 @@ static uint32_t hash_bytes(const void *key, size_t len)
     return (uint32_t)(h ^ (h >> 29));
 }
 
-dsup_dict_ent *dsup_dict_find(const dsup_dict *d, const void *key, size_t klen)
+static dsup_dict_ent *find_hashed(const dsup_dict *d, const void *key, size_t klen, uint32_t h)
 {
     if (!d->nslots)
         return NULL;
-    uint32_t h = hash_bytes(key, klen);
     for (dsup_dict_ent *e = d->slots[h & (d->nslots - 1)]; e; e = e->next)
         if (e->hash == h && e->klen == klen && memcmp(e->key, key, klen) == 0)
             return e;
     return NULL;
+}
+
+dsup_dict_ent *dsup_dict_find(const dsup_dict *d, const void *key, size_t klen)
+{
+    return d->nslots ? find_hashed(d, key, klen, hash_bytes(key, klen)) : NULL;
 }
 
 static int grow(dsup_dict *d)
@@ -57,7 +61,8 @@ static int grow(dsup_dict *d)
 
 static dsup_dict_ent *upsert(dsup_dict *d, const void *key, size_t klen, size_t vsize, int *created)
 {
-    dsup_dict_ent *e = dsup_dict_find(d, key, klen);
+    uint32_t h = hash_bytes(key, klen); /* once: for the lookup and the new entry */
+    dsup_dict_ent *e = find_hashed(d, key, klen, h);
     if (created)
         *created = 0;
     if (e)
@@ -66,7 +71,7 @@ static dsup_dict_ent *upsert(dsup_dict *d, const void *key, size_t klen, size_t 
         return NULL;
     size_t voff = (klen + 7) & ~(size_t)7;
     e = dsup_xmalloc(sizeof *e + (vsize ? voff + vsize : klen));
-    e->hash = hash_bytes(key, klen);
+    e->hash = h;
     e->klen = (uint32_t)klen;
     e->val = NULL;
     memcpy(e->key, key, klen);

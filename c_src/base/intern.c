@@ -45,6 +45,8 @@ struct dsup_intern_tab {
     ient *cur_peer;
     size_t quota;
     size_t refused;
+    ient *recent[2];      /* the last names looked up (see recent_find) */
+    unsigned recent_next;
     uv_prepare_t sweeper;
     int attached;
     time_t warn_last;
@@ -61,14 +63,44 @@ dsup_intern_tab *dsup_intern_new(void *owner)
 
 static ient *E(const char *s) { return (ient *)(void *)(s - offsetof(ient, s)); }
 
-static uint32_t fnv1a(const char *s, size_t len)
+/* 8 bytes a step, then a final mix: node names are 15-40 bytes and every
+ * decoded pid hashes one. */
+static uint32_t name_hash(const char *s, size_t len)
 {
-    uint64_t h = 1469598103934665603ULL;
-    for (size_t i = 0; i < len; i++) {
-        h ^= (unsigned char)s[i];
-        h *= 1099511628211ULL;
+    uint64_t h = 1469598103934665603ULL ^ ((uint64_t)len * 0x9E3779B97F4A7C15ULL);
+    for (; len >= 8; s += 8, len -= 8) {
+        uint64_t w;
+        memcpy(&w, s, 8);
+        h = (h ^ w) * 0xFF51AFD7ED558CCDULL;
+        h ^= h >> 32;
     }
-    return (uint32_t)(h ^ (h >> 32));
+    if (len) {
+        uint64_t w = 0;
+        memcpy(&w, s, len);
+        h = (h ^ w) * 0xFF51AFD7ED558CCDULL;
+        h ^= h >> 32;
+    }
+    h *= 0xC4CEB9FE1A85EC53ULL;
+    return (uint32_t)(h ^ (h >> 29));
+}
+
+/* Messages name the same node or two over and over (a peer's pids carry its
+ * name): comparing the bytes with the last names found skips the hash and
+ * the probe. Entries leave the table only through table_remove, which
+ * forgets them here too. */
+static ient *recent_find(const dsup_intern_tab *t, const char *s, size_t len)
+{
+    for (size_t i = 0; i < 2; i++) {
+        ient *e = t->recent[i];
+        if (e && e->len == len && memcmp(e->s, s, len) == 0)
+            return e;
+    }
+    return NULL;
+}
+
+static void recent_add(dsup_intern_tab *t, ient *e)
+{
+    t->recent[t->recent_next++ & 1] = e;
 }
 
 static int resize(dsup_intern_tab *t, size_t n)
@@ -106,6 +138,9 @@ static void table_remove(ient *e)
         return;
     t->slots[i] = NULL;
     t->nused--;
+    for (size_t k = 0; k < 2; k++)
+        if (t->recent[k] == e)
+            t->recent[k] = NULL;
     /* Backward-shift the cluster that follows: lookups need no tombstones. */
     for (size_t j = i;;) {
         j = (j + 1) & (t->nslots - 1);
@@ -158,13 +193,15 @@ const char *dsup_intern_find(const dsup_intern_tab *t, const char *s, size_t len
 {
     if (!t->nslots)
         return NULL;
-    ient *e = t->slots[probe(t, s, len, fnv1a(s, len))];
+    ient *e = recent_find(t, s, len);
+    if (!e)
+        e = t->slots[probe(t, s, len, name_hash(s, len))];
     return e ? e->s : NULL;
 }
 
 const char *dsup_intern(dsup_intern_tab *t, const char *s, size_t len)
 {
-    uint32_t h = fnv1a(s, len);
+    uint32_t h = name_hash(s, len);
     ient *e = t->nslots ? t->slots[probe(t, s, len, h)] : NULL;
     if (!e && !(e = insert(t, s, len, h)))
         return NULL;
@@ -194,10 +231,15 @@ static void warn_quota(dsup_intern_tab *t)
 
 const char *dsup_intern_peer(dsup_intern_tab *t, const char *s, size_t len)
 {
-    uint32_t h = fnv1a(s, len);
-    ient *e = t->nslots ? t->slots[probe(t, s, len, h)] : NULL;
+    ient *e = recent_find(t, s, len);
     if (e)
         return e->s;
+    uint32_t h = name_hash(s, len);
+    e = t->nslots ? t->slots[probe(t, s, len, h)] : NULL;
+    if (e) {
+        recent_add(t, e);
+        return e->s;
+    }
     if (t->cur_peer && t->quota && t->cur_peer->created >= t->quota) {
         t->refused++;
         warn_quota(t);
@@ -210,6 +252,7 @@ const char *dsup_intern_peer(dsup_intern_tab *t, const char *s, size_t len)
         t->cur_peer->created++;
     }
     make_pending(e);
+    recent_add(t, e);
     return e->s;
 }
 

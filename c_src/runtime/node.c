@@ -319,24 +319,10 @@ dsup_conn *dsup_node_conn(dsup_node *node, const char *peer, int connect)
     return start_outbound(node, peer);
 }
 
-int dsup_node_send_ctrl(dsup_node *node, const char *peer, const dsup_ctrl *ctrl)
+/* After a frame was appended to c->wq from `before`: enforce the output
+ * bound, count it, schedule the flush. */
+static int frame_queued(dsup_node *node, dsup_conn *c, size_t before)
 {
-    dsup_conn *c = dsup_node_conn(node, peer, 1);
-    if (!c)
-        return DSUP_ENOTCONN; /* like erlang:send to a bad node: dropped */
-    if (dsup_log_level <= DSUP_LOG_DEBUG && ctrl->msg.ptr) {
-        /* Debug builds of our own bugs: never put a malformed term on the wire. */
-        size_t pos = 0;
-        if (dsup_term_skip(ctrl->msg.ptr, ctrl->msg.len, &pos) < 0 || pos != ctrl->msg.len) {
-            LOG_ERROR("BUG: malformed outgoing message (op %d, %u bytes) to %s", ctrl->op, ctrl->msg.len, peer);
-            return DSUP_EINVAL;
-        }
-    }
-    if (c->overflow)
-        return DSUP_ENOTCONN; /* cut at the next flush; drop like a send to a dead node */
-    size_t before = c->wq.len;
-    if (dsup_ctrl_encode(&c->wq, ctrl) < 0)
-        return DSUP_EINVAL;
     /* A peer that does not read must not grow the node without bound. One
      * frame alone may exceed the bound (it passed --max-frame on its way). */
     size_t queued = c->wq.len + c->wflight.len;
@@ -350,6 +336,76 @@ int dsup_node_send_ctrl(dsup_node *node, const char *peer, const dsup_ctrl *ctrl
     if (c->state == CONN_UP)
         dsup_node_mark_dirty(c);
     return 0;
+}
+
+static int queue_ctrl(dsup_node *node, dsup_conn *c, const dsup_ctrl *ctrl)
+{
+    if (dsup_log_level <= DSUP_LOG_DEBUG && ctrl->msg.ptr) {
+        /* Debug builds of our own bugs: never put a malformed term on the wire. */
+        size_t pos = 0;
+        if (dsup_term_skip(ctrl->msg.ptr, ctrl->msg.len, &pos) < 0 || pos != ctrl->msg.len) {
+            LOG_ERROR("BUG: malformed outgoing message (op %d, %u bytes) to %s", ctrl->op, ctrl->msg.len,
+                      c->peer);
+            return DSUP_EINVAL;
+        }
+    }
+    if (c->overflow)
+        return DSUP_ENOTCONN; /* cut at the next flush; drop like a send to a dead node */
+    size_t before = c->wq.len;
+    if (dsup_ctrl_encode(&c->wq, ctrl) < 0)
+        return DSUP_EINVAL;
+    return frame_queued(node, c, before);
+}
+
+int dsup_node_send_ctrl(dsup_node *node, const char *peer, const dsup_ctrl *ctrl)
+{
+    dsup_conn *c = dsup_node_conn(node, peer, 1);
+    if (!c)
+        return DSUP_ENOTCONN; /* like erlang:send to a bad node: dropped */
+    return queue_ctrl(node, c, ctrl);
+}
+
+int dsup_node_send_to_pid(dsup_node *node, const dsup_pid *to, dsup_term msg)
+{
+    dsup_conn *c = dsup_node_conn(node, to->node, 1);
+    if (!c)
+        return DSUP_ENOTCONN;
+    /* The message goes last in the frame, without its version byte (as
+     * dsup_ctrl_encode puts it): what precedes it depends only on `to`. */
+    const char *m = msg.buf;
+    size_t ml = msg.len;
+    if (m && ml && (uint8_t)m[0] == 131) {
+        m++;
+        ml--;
+    }
+    if (c->send_head.len && dsup_pid_eq(&c->send_head.to, to) && ml && !c->overflow &&
+        dsup_log_level > DSUP_LOG_DEBUG) {
+        size_t hl = c->send_head.len, before = c->wq.len;
+        if (hl + ml > UINT32_MAX || dsup_buf_reserve(&c->wq, 4 + hl + ml) < 0)
+            return DSUP_EINVAL;
+        char *f = c->wq.data + before;
+        dsup_set_u32be(f, (uint32_t)(hl + ml));
+        memcpy(f + 4, c->send_head.head, hl);
+        memcpy(f + 4 + hl, m, ml);
+        c->wq.len = before + 4 + hl + ml;
+        return frame_queued(node, c, before);
+    }
+    dsup_ctrl ctrl;
+    memset(&ctrl, 0, sizeof ctrl);
+    ctrl.op = DSUP_OP_SEND;
+    dsup_pid_to_wire(to, &ctrl.to);
+    ctrl.msg.ptr = msg.buf;
+    ctrl.msg.len = (uint32_t)msg.len;
+    size_t before = c->wq.len;
+    int rc = queue_ctrl(node, c, &ctrl);
+    size_t flen = c->wq.len - before;
+    c->send_head.len = 0;
+    if (rc == 0 && ml && flen > 4 + ml && flen - 4 - ml <= sizeof c->send_head.head) {
+        c->send_head.to = *to;
+        c->send_head.len = (uint16_t)(flen - 4 - ml);
+        memcpy(c->send_head.head, c->wq.data + before + 4, c->send_head.len);
+    }
+    return rc;
 }
 
 /* ---- inbound connections ----------------------------------------------------- */

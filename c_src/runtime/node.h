@@ -104,6 +104,15 @@ typedef struct dsup_conn {
     struct dsup_peer_stats *stats; /* metrics.c's record of c->peer, once the peer is known */
     int wrote_since_tick;
     uint32_t peer_stdlib;   /* the peer's stdlib version, asked of its rex (peer_rel.c) */
+    /* The head of the last SEND frame queued (everything but the length and
+     * the message): a process sending to the same pid again (pg to a peer
+     * scope, once per join) copies it instead of encoding it. to.node is
+     * this connection's peer, which the connection holds. */
+    struct {
+        dsup_pid to;
+        uint16_t len;                /* 0: none */
+        char head[288];              /* fits a 255-byte node name */
+    } send_head;
     uv_connect_t creq;
     uv_getaddrinfo_t gai;
     struct sockaddr_storage addr;
@@ -212,6 +221,9 @@ dsup_conn *dsup_node_conn(dsup_node *node, const char *peer, int connect);
 /* Queue one control message (and message) to the peer node; connects on
  * demand. Frames queued before the handshake completes are sent after it. */
 int dsup_node_send_ctrl(dsup_node *node, const char *peer, const dsup_ctrl *c);
+/* Queue msg to the remote pid `to` (a SEND): dsup_node_send_ctrl, but a
+ * send to the pid the connection last sent to reuses that frame's head. */
+int dsup_node_send_to_pid(dsup_node *node, const dsup_pid *to, dsup_term msg);
 /* Make sure deferred work (local messages, flushes) runs soon. */
 void dsup_node_wake(dsup_node *node);
 /* A fresh reference from this node. */

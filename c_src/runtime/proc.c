@@ -359,13 +359,7 @@ int dsup_proc_send(dsup_node *node, const dsup_pid *from, const dsup_pid *to, ds
 {
     if (is_local(node, to))
         return dsup_proc_enqueue(node, to, msg);
-    dsup_ctrl c;
-    memset(&c, 0, sizeof c);
-    c.op = DSUP_OP_SEND;
-    dsup_pid_to_wire(to, &c.to);
-    c.msg.ptr = msg.buf;
-    c.msg.len = (uint32_t)msg.len;
-    return dsup_node_send_ctrl(node, to->node, &c);
+    return dsup_node_send_to_pid(node, to, msg);
 }
 
 static void send_exit_signal(dsup_node *node, const dsup_pid *from, const dsup_pid *to, dsup_term reason,

@@ -115,11 +115,16 @@ struct dsup_pg {
     dsup_proc *proc;
     dsup_dict groups;    /* group key -> pg_group* */
     dsup_dict peers;     /* pid key -> pg_peer* */
+    pg_peer *last_peer;  /* the last one found: a batch of joins comes from one */
     pg_sub *subs;        /* an unsubscribed one has fn NULL until no notify runs */
     int notifying, subs_gone;
     dsup_ratelimit foreign_log; /* peers announcing pids of other nodes */
     dsup_ratelimit malformed_log; /* syncs that are not lists of {Group, Pids} */
     struct dsup_pg *next;
+    /* The encoded start of every join we send, `{join, Self,` (made once: a
+     * child's start sends one); 0 when it did not fit */
+    size_t join_head_len;
+    char join_head[16 + 8 + 270];
 };
 
 /* One node's scopes (node->pg). */
@@ -289,15 +294,20 @@ int dsup_pg_join(dsup_pg *s, dsup_term group, const dsup_pid *pids, size_t n)
 {
     if (!s || !n || !pids || !group.buf || !group.len)
         return DSUP_EINVAL;
-    for (size_t i = 0; i < n; i++)
-        if (!dsup_proc_lookup(s->node, &pids[i]))
+    dsup_proc *few[8]; /* the usual join is one pid: look it up once */
+    for (size_t i = 0; i < n; i++) {
+        dsup_proc *p = dsup_proc_lookup(s->node, &pids[i]);
+        if (!p)
             return DSUP_ENOPROC; /* only live local processes may join, as in pg */
+        if (i < 8)
+            few[i] = p;
+    }
     pg_group *g = group_get(s, group, 1);
     if (!g)
         return DSUP_EINVAL;
     group = gkey(g);
     for (size_t i = 0; i < n; i++) {
-        dsup_proc *p = dsup_proc_lookup(s->node, &pids[i]);
+        dsup_proc *p = i < 8 ? few[i] : dsup_proc_lookup(s->node, &pids[i]);
         if (!p->pg_memb) {
             p->pg_memb = (struct dsup_pg_memb *)((uintptr_t)g | 1); /* groups are 8-aligned */
         } else {
@@ -313,9 +323,13 @@ int dsup_pg_join(dsup_pg *s, dsup_term group, const dsup_pid *pids, size_t n)
     }
     assert(g->all.n >= g->nlocal); /* remote entries only add to all */
     ei_x_buff *x = dsup_term_scratch(s->node);
-    ei_x_encode_tuple_header(x, 4);
-    dsup_x_encode_atom(x, "join");
-    dsup_x_encode_pid(x, dsup_self(s->proc));
+    if (s->join_head_len) {
+        dsup_x_append(x, s->join_head, s->join_head_len);
+    } else {
+        ei_x_encode_tuple_header(x, 4);
+        dsup_x_encode_atom(x, "join");
+        dsup_x_encode_pid(x, dsup_self(s->proc));
+    }
     dsup_x_encode_term(x, group);
     encode_pids(x, pids, n);
     broadcast(s, x);
@@ -449,8 +463,12 @@ void dsup_pg_proc_exit(dsup_proc *p)
 
 static pg_peer *peer_get(dsup_pg *s, const dsup_pid *pid)
 {
+    if (s->last_peer && dsup_pid_eq(&s->last_peer->pid, pid))
+        return s->last_peer;
     pidkey k = key_of(pid);
     dsup_dict_ent *e = dsup_dict_find(&s->peers, k.b, sizeof k.b);
+    if (e)
+        s->last_peer = e->val;
     return e ? e->val : NULL;
 }
 
@@ -612,6 +630,8 @@ static void peer_down(dsup_pg *s, const dsup_pid *pid)
         return;
     pidkey k = key_of(pid);
     dsup_dict_remove(&s->peers, k.b, sizeof k.b);
+    if (s->last_peer == p)
+        s->last_peer = NULL;
     /* A restarted scope on that node that is already our peer has replaced
      * the node's members with its sync (or will: we sent it our discover),
      * so they are its own now. (Its messages come after this DOWN on the
@@ -1098,6 +1118,15 @@ dsup_pg *dsup_pg_scope(dsup_node *node, const char *name)
         return NULL;
     }
     s->proc->state = s;
+    ei_x_buff *x = dsup_term_scratch(node);
+    ei_x_encode_tuple_header(x, 4);
+    dsup_x_encode_atom(x, "join");
+    dsup_x_encode_pid(x, &s->proc->pid);
+    if ((size_t)x->index <= sizeof s->join_head) { /* else each join encodes it */
+        memcpy(s->join_head, x->buff, (size_t)x->index);
+        s->join_head_len = (size_t)x->index;
+    }
+    dsup_term_scratch_release(x);
     int rc = dsup_proc_register(s->proc, n);
     assert(rc == 0); /* whereis(n) was checked above */
     (void)rc;

@@ -12,7 +12,14 @@ struct dsup_ring {
     char **names;          /* insertion order; node index = position */
     size_t nnodes, ncap;
     int atom_enc;
+    uint64_t gen;          /* dsup_ring_gen */
 };
+
+static uint64_t next_gen(void)
+{
+    static uint64_t gen;
+    return __atomic_add_fetch(&gen, 1, __ATOMIC_RELAXED);
+}
 
 int dsup_ring_default_atom_encoding = DSUP_RING_ATOM_EXT;
 
@@ -20,6 +27,7 @@ dsup_ring *dsup_ring_new(void)
 {
     dsup_ring *r = dsup_xcalloc(1, sizeof *r);
     if (r) {
+        r->gen = next_gen();
         r->atom_enc = DSUP_RING_ATOM_EXT;
         dsup_ring_set_atom_encoding(r, dsup_ring_default_atom_encoding);
     }
@@ -49,6 +57,14 @@ int dsup_ring_has_node(const dsup_ring *r, const char *node)
 {
     return r && node && find_node(r, node) >= 0;
 }
+
+const char *dsup_ring_name(const dsup_ring *r, const char *node)
+{
+    long i = r && node ? find_node(r, node) : -1;
+    return i < 0 ? NULL : r->names[i];
+}
+
+uint64_t dsup_ring_gen(const dsup_ring *r) { return r ? r->gen : 0; }
 
 /* First index with pts[i].hash >= h (n when none). Branch-free halving:
  * the compare compiles to a conditional move, so random keys do not pay
@@ -162,6 +178,7 @@ int dsup_ring_add_node(dsup_ring *r, const char *node, int weight)
     }
     r->npts += nc;
     r->names[r->nnodes++] = name;
+    r->gen = next_gen();
     free(cand);
     return 0;
 }
@@ -187,6 +204,7 @@ int dsup_ring_remove_node(dsup_ring *r, const char *node)
     free(r->names[k]);
     memmove(&r->names[k], &r->names[k + 1], (r->nnodes - k - 1) * sizeof *r->names);
     r->nnodes--;
+    r->gen = next_gen();
     return 0;
 }
 

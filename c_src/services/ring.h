@@ -70,6 +70,13 @@ int dsup_ring_add_node(dsup_ring *ring, const char *node, int weight);
 int dsup_ring_remove_node(dsup_ring *ring, const char *node);
 
 int dsup_ring_has_node(const dsup_ring *ring, const char *node);
+/* The ring's own copy of `node`'s name (the pointer node_for and nodes_for
+ * return for it), NULL when it is not on the ring. */
+const char *dsup_ring_name(const dsup_ring *ring, const char *node);
+/* Changes whenever nodes are added or removed, and differs between rings
+ * (one counter for all): a caller keeping something it derived from a ring
+ * (such as its name pointers) knows when that is stale. 0 for NULL. */
+uint64_t dsup_ring_gen(const dsup_ring *ring);
 
 /* The nodes, in libring's HashRing.nodes/1 order: most recently added
  * first. node_at returns NULL past the end. Returned strings live until the

@@ -55,6 +55,28 @@ void sup_place_advertise(dsup_sup *s, int join)
 
 int sup_place_is_capability_group(dsup_term group)
 {
+    /* Asked of every join, mostly of children's names: the first bytes turn
+     * away all but atoms and pairs that start with an atom of the tag's length. */
+    const uint8_t *b = (const uint8_t *)group.buf;
+    size_t len = group.len;
+    if (len && b[0] == 131) {
+        b++;
+        len--;
+    }
+    if (len < 4)
+        return 0;
+    if (b[0] == 104 || b[0] == 105) { /* SMALL_TUPLE_EXT, LARGE_TUPLE_EXT */
+        size_t at = b[0] == 104 ? 2 : 5;
+        if (len < at + 3 || (b[0] == 104 ? b[1] : (size_t)b[1] << 24 | (size_t)b[2] << 16 | b[3] << 8 | b[4]) != 2)
+            return 0;
+        const size_t tl = sizeof SUP_TYPE_TAG - 1;
+        if ((b[at] == 115 || b[at] == 119) && b[at + 1] != tl) /* SMALL_ATOM(_UTF8)_EXT */
+            return 0;
+        if ((b[at] == 100 || b[at] == 118) && ((size_t)b[at + 1] << 8 | b[at + 2]) != tl) /* ATOM(_UTF8)_EXT */
+            return 0;
+    } else if (b[0] != 100 && b[0] != 115 && b[0] != 118 && b[0] != 119) {
+        return 0;
+    }
     dsup_term el[2];
     int ar;
     return dsup_term_is_atom(group, SUP_BEAM_GROUP) ||
@@ -103,7 +125,11 @@ static size_t candidates_now(dsup_sup *s, const char *type, int beam, int fresh,
  * (sup.c bumps it from the scope subscription, which pg calls on every join
  * and leave, before anything else reacts to the change; 0 when the instance
  * no longer follows the scope). A start looks its type's hosts up once per
- * change then, not two pg lookups per host per child. */
+ * change then, not two pg lookups per host per child.
+ * With them, what placement derives from the rings (ring_for): whether they
+ * are all of the instance's ring's nodes, and each one's name as the ring
+ * that places them has it, so the nodes a ring returns map to the interned
+ * candidates by pointer; good while those rings' dsup_ring_gen holds. */
 #define MEMO_SLOTS 4
 #define MEMO_TYPE_MAX 48
 typedef struct cand_memo {
@@ -112,36 +138,48 @@ typedef struct cand_memo {
     unsigned char beam, fresh;
     size_t n;
     const char *nodes[MAX_CANDIDATES];
+    uint64_t all_gen;             /* s->ring's gen when `all` was found; 0: not yet */
+    int all;                      /* the nodes are exactly s->ring's */
+    uint64_t map_gen;             /* gen of the ring rnames are from; 0: none */
+    const char *rnames[MAX_CANDIDATES]; /* nodes[i] as that ring has it (NULL: not on it) */
 } cand_memo;
 struct sup_place_memo {
     cand_memo m[MEMO_SLOTS];
     unsigned next;
 };
 
-static size_t candidates(dsup_sup *s, const char *type, int beam, int fresh, const char **out)
+static void memo_fill(dsup_sup *s, cand_memo *e, const char *type, int beam, int fresh)
+{
+    e->n = candidates_now(s, type, beam, fresh, e->nodes);
+    e->all_gen = e->map_gen = 0; /* found again on first use */
+    e->all = 0;
+}
+
+/* The candidates for (type, beam, fresh): a memo slot, or `tmp` filled when
+ * they cannot be kept. */
+static cand_memo *candidates(dsup_sup *s, const char *type, int beam, int fresh, cand_memo *tmp)
 {
     if (beam)
         type = "";
     size_t tl = strlen(type);
-    if (!s->place_gen || tl >= MEMO_TYPE_MAX)
-        return candidates_now(s, type, beam, fresh, out);
+    if (!s->place_gen || tl >= MEMO_TYPE_MAX) {
+        memo_fill(s, tmp, type, beam, fresh);
+        return tmp;
+    }
     if (!s->place_memo)
         s->place_memo = dsup_xcalloc(1, sizeof *s->place_memo);
     cand_memo *m = s->place_memo->m;
     for (size_t i = 0; i < MEMO_SLOTS; i++)
         if (m[i].gen == s->place_gen && m[i].beam == !!beam && m[i].fresh == !!fresh &&
-            memcmp(m[i].type, type, tl + 1) == 0) {
-            memcpy(out, m[i].nodes, m[i].n * sizeof *out);
-            return m[i].n;
-        }
+            memcmp(m[i].type, type, tl + 1) == 0)
+            return &m[i];
     cand_memo *e = &m[s->place_memo->next++ % MEMO_SLOTS];
-    e->n = candidates_now(s, type, beam, fresh, e->nodes);
+    memo_fill(s, e, type, beam, fresh);
     e->gen = s->place_gen;
     memcpy(e->type, type, tl + 1);
     e->beam = !!beam;
     e->fresh = !!fresh;
-    memcpy(out, e->nodes, e->n * sizeof *out);
-    return e->n;
+    return e;
 }
 
 void sup_place_forget(dsup_sup *s, int for_good)
@@ -202,47 +240,64 @@ static dsup_ring *ring_of(dsup_node *node, const char **nodes, size_t n, int enc
     return ring;
 }
 
-static const char *owner_of(dsup_sup *s, const char **c, size_t n, dsup_term key)
+/* The ring that places m's candidates: the instance's when they are all of
+ * its nodes (a homogeneous cluster places exactly as before), else a ring of
+ * the candidates (put it back with ring_done). m->rnames is made valid for it. */
+static dsup_ring *ring_for(dsup_sup *s, cand_memo *m)
 {
-    if (!n)
-        return NULL;
-    int all = n == dsup_ring_node_count(s->ring);
-    for (size_t i = 0; all && i < n; i++)
-        all = dsup_ring_has_node(s->ring, c[i]);
-    const char *owner;
-    if (all) {
-        owner = dsup_ring_node_for(s->ring, key.buf, key.len);
-    } else {
-        dsup_ring *r = ring_of(s->node, c, n, dsup_ring_atom_encoding(s->ring));
-        owner = r ? dsup_ring_node_for(r, key.buf, key.len) : NULL;
-        /* the candidates' own (interned) name: rings keep copies */
-        for (size_t i = 0; owner && i < n; i++)
-            if (strcmp(c[i], owner) == 0) {
-                owner = c[i];
-                break;
-            }
-        if (r && n > 8)
-            dsup_ring_free(r);
-        return owner;
+    uint64_t sgen = dsup_ring_gen(s->ring);
+    if (m->all_gen != sgen) {
+        int all = m->n == dsup_ring_node_count(s->ring);
+        for (size_t i = 0; all && i < m->n; i++)
+            all = dsup_ring_has_node(s->ring, m->nodes[i]);
+        m->all = all;
+        m->all_gen = sgen;
     }
-    for (size_t i = 0; owner && i < n; i++)
-        if (strcmp(c[i], owner) == 0)
-            return c[i];
+    dsup_ring *r = m->all ? s->ring : ring_of(s->node, m->nodes, m->n, dsup_ring_atom_encoding(s->ring));
+    uint64_t rgen = dsup_ring_gen(r);
+    if (r && m->map_gen != rgen) {
+        for (size_t i = 0; i < m->n; i++)
+            m->rnames[i] = dsup_ring_name(r, m->nodes[i]);
+        m->map_gen = rgen;
+    }
+    return r;
+}
+
+static void ring_done(dsup_sup *s, const cand_memo *m, dsup_ring *r)
+{
+    if (r && r != s->ring && m->n > 8)
+        dsup_ring_free(r); /* ring_of did not keep it */
+}
+
+/* The interned candidate for a node name a ring of ring_for returned. */
+static const char *candidate_of(const cand_memo *m, const char *ring_name)
+{
+    for (size_t i = 0; ring_name && i < m->n; i++)
+        if (m->rnames[i] == ring_name)
+            return m->nodes[i];
     return NULL;
+}
+
+static const char *owner_of(dsup_sup *s, cand_memo *m, dsup_term key)
+{
+    if (!m->n)
+        return NULL;
+    dsup_ring *r = ring_for(s, m);
+    const char *owner = r ? candidate_of(m, dsup_ring_node_for(r, key.buf, key.len)) : NULL;
+    ring_done(s, m, r);
+    return owner;
 }
 
 const char *sup_place_owner(dsup_sup *s, const dsup_child_spec *spec, int fresh)
 {
-    const char *c[MAX_CANDIDATES];
-    size_t n = candidates(s, spec->type, spec->beam, fresh, c);
-    return owner_of(s, c, n, spec->name);
+    cand_memo tmp;
+    return owner_of(s, candidates(s, spec->type, spec->beam, fresh, &tmp), spec->name);
 }
 
 const char *sup_place_owner_for_type(dsup_sup *s, const char *type, dsup_term key)
 {
-    const char *c[MAX_CANDIDATES];
-    size_t n = candidates(s, type, 0, 1, c);
-    return owner_of(s, c, n, key);
+    cand_memo tmp;
+    return owner_of(s, candidates(s, type, 0, 1, &tmp), key);
 }
 
 void sup_place_free(dsup_node *node)
@@ -269,26 +324,23 @@ static int listed(const char **out, size_t n, const char *node)
 }
 
 /* Append to out (up to max) the nodes of ring r for key, clockwise from its
- * point, mapped to the interned names in c[0..nc) (or any interned host when
- * c is NULL), skipping `skip` and those already listed. */
-static size_t append_clockwise(dsup_sup *s, dsup_ring *r, dsup_term key, const char **c, size_t nc,
+ * point, mapped to m's interned candidates (r from ring_for(m)), or to any
+ * interned host when m is NULL, skipping `skip` and those already listed. */
+static size_t append_clockwise(dsup_sup *s, dsup_ring *r, dsup_term key, const cand_memo *m,
                                const char *skip, const char **out, size_t n, size_t max)
 {
     const char *walk[MAX_CANDIDATES];
     /* every node of a candidates' ring is one: max plus `skip` will do */
-    size_t want = c ? max - n + 1 : dsup_ring_node_count(r);
+    size_t want = m ? max - n + 1 : dsup_ring_node_count(r);
     if (want > MAX_CANDIDATES)
         want = MAX_CANDIDATES;
-    size_t m = dsup_ring_nodes_for(r, key.buf, key.len, walk, want);
-    for (size_t i = 0; i < m && n < max; i++) {
+    size_t k = dsup_ring_nodes_for(r, key.buf, key.len, walk, want);
+    for (size_t i = 0; i < k && n < max; i++) {
         const char *node = NULL;
-        if (c) {
-            for (size_t j = 0; j < nc && !node; j++)
-                if (strcmp(c[j], walk[i]) == 0)
-                    node = c[j];
-        } else if ((node = dsup_intern_find(s->node->names, walk[i], strlen(walk[i]))) && !sup_host_on(s, node)) {
+        if (m)
+            node = candidate_of(m, walk[i]);
+        else if ((node = dsup_intern_find(s->node->names, walk[i], strlen(walk[i]))) && !sup_host_on(s, node))
             node = NULL;
-        }
         if (node && node != skip && !listed(out, n, node))
             out[n++] = node;
     }
@@ -299,17 +351,14 @@ static size_t append_clockwise(dsup_sup *s, dsup_ring *r, dsup_term key, const c
 static size_t capable_clockwise(dsup_sup *s, const dsup_child_spec *spec, const char *skip, const char **out,
                                 size_t max)
 {
-    const char *c[MAX_CANDIDATES];
-    size_t nc = candidates(s, spec->type, spec->beam, 0, c), n = 0;
-    if (nc) {
-        int all = nc == dsup_ring_node_count(s->ring);
-        for (size_t i = 0; all && i < nc; i++)
-            all = dsup_ring_has_node(s->ring, c[i]);
-        dsup_ring *r = all ? s->ring : ring_of(s->node, c, nc, dsup_ring_atom_encoding(s->ring));
+    cand_memo tmp;
+    cand_memo *m = candidates(s, spec->type, spec->beam, 0, &tmp);
+    size_t n = 0;
+    if (m->n) {
+        dsup_ring *r = ring_for(s, m);
         if (r)
-            n = append_clockwise(s, r, spec->name, c, nc, skip, out, n, max);
-        if (r && !all && nc > 8)
-            dsup_ring_free(r);
+            n = append_clockwise(s, r, spec->name, m, skip, out, n, max);
+        ring_done(s, m, r);
     }
     return n;
 }
@@ -328,6 +377,6 @@ size_t sup_place_successors(dsup_sup *s, const dsup_child_spec *spec, const char
     size_t n = capable_clockwise(s, spec, skip, out, max);
     /* too few capable hosts: pad with the others, which keep it pending */
     if (n < max)
-        n = append_clockwise(s, s->ring, spec->name, NULL, 0, skip, out, n, max);
+        n = append_clockwise(s, s->ring, spec->name, NULL, skip, out, n, max);
     return n;
 }

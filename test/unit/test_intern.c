@@ -34,6 +34,36 @@ static void test_counted_lives_until_turn_end(void **st)
     assert_null(find("transient@host"));
 }
 
+/* Repeated lookups hit the last names found (intern.c recent_find): a name
+ * freed by the sweep is forgotten there too, and a name of the same length
+ * or with the same prefix is never taken for a recent one. */
+static void test_recent_names(void **st)
+{
+    const char *a = peer_name("node_a@host");
+    const char *b = peer_name("node_b@host");
+    assert_ptr_not_equal(a, b);
+    dsup_intern_hold(a);
+    assert_ptr_equal(peer_name("node_a@host"), a);
+    assert_ptr_equal(peer_name("node_b@host"), b);
+    const char *a2 = peer_name("node_a@host2");
+    assert_non_null(a2);
+    assert_ptr_not_equal(a2, a);
+    assert_string_equal(a2, "node_a@host2");
+    dsup_intern_sweep(T); /* b and a2 go, a is held */
+    assert_null(find("node_b@host"));
+    assert_null(find("node_a@host2"));
+    assert_ptr_equal(find("node_a@host"), a);
+    const char *b2 = peer_name("node_b@host");
+    assert_non_null(b2);
+    assert_string_equal(b2, "node_b@host");
+    assert_ptr_equal(find("node_b@host"), b2);
+    assert_ptr_equal(peer_name("node_a@host"), a);
+    dsup_intern_release(a);
+    dsup_intern_sweep(T);
+    assert_null(find("node_a@host"));
+    assert_null(find("node_b@host"));
+}
+
 static void test_hold_and_release(void **st)
 {
     const char *n = peer_name("held@host");
@@ -185,6 +215,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_find_never_inserts),
         cmocka_unit_test(test_counted_lives_until_turn_end),
+        cmocka_unit_test(test_recent_names),
         cmocka_unit_test(test_hold_and_release),
         cmocka_unit_test(test_pinned),
         cmocka_unit_test(test_peer_quota),

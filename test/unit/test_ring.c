@@ -304,10 +304,48 @@ static void test_ring_api(void **state)
     dsup_ring_free(NULL);
 }
 
+/* dsup_ring_gen changes with every add and remove that changes the ring and
+ * differs between rings; dsup_ring_name is the pointer node_for returns. */
+static void test_ring_gen_and_name(void **state)
+{
+    (void)state;
+    dsup_ring *r = dsup_ring_new(), *r2 = dsup_ring_new();
+    assert_int_equal(dsup_ring_gen(NULL), 0);
+    uint64_t g0 = dsup_ring_gen(r);
+    assert_true(g0 != 0 && g0 != dsup_ring_gen(r2));
+    assert_int_equal(dsup_ring_add_node(r, "a@h", 0), 0);
+    uint64_t g1 = dsup_ring_gen(r);
+    assert_true(g1 != g0 && g1 != dsup_ring_gen(r2));
+    assert_int_equal(dsup_ring_add_node(r, "a@h", 0), 0); /* already there: unchanged */
+    assert_int_equal(dsup_ring_gen(r), g1);
+    assert_int_equal(dsup_ring_remove_node(r, "x@h"), DSUP_RING_ENOTFOUND);
+    assert_int_equal(dsup_ring_gen(r), g1);
+    assert_int_equal(dsup_ring_add_node(r, "b@h", 0), 0);
+    uint64_t g2 = dsup_ring_gen(r);
+    assert_true(g2 != g1);
+    char a[] = "a@h"; /* another copy of the text */
+    const char *na = dsup_ring_name(r, a);
+    assert_non_null(na);
+    assert_ptr_not_equal(na, a);
+    assert_string_equal(na, "a@h");
+    assert_null(dsup_ring_name(r, "c@h"));
+    assert_null(dsup_ring_name(NULL, "a@h"));
+    const char *out[2];
+    assert_int_equal(dsup_ring_nodes_for(r, "\x83\x61\x07", 3, out, 2), 2);
+    assert_true(out[0] == na || out[1] == na);
+    assert_true(out[0] == dsup_ring_name(r, "b@h") || out[1] == dsup_ring_name(r, "b@h"));
+    assert_int_equal(dsup_ring_remove_node(r, "a@h"), 0);
+    assert_true(dsup_ring_gen(r) != g2);
+    assert_null(dsup_ring_name(r, "a@h"));
+    dsup_ring_free(r);
+    dsup_ring_free(r2);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_ring_api),
+        cmocka_unit_test(test_ring_gen_and_name),
         cmocka_unit_test(test_ring_vs_libring),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

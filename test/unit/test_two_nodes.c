@@ -31,7 +31,7 @@ static int run_until(int (*cond)(void *arg), void *arg, unsigned ms) { return un
 
 /* ---- a probe: a worker that keeps every message it gets --------------------- */
 
-#define MAX_PROBES 4
+#define MAX_PROBES 5
 #define MAX_MSGS 32
 typedef struct probe {
     dsup_term msgs[MAX_MSGS];
@@ -202,6 +202,48 @@ static long decode_long(dsup_term t)
 
 /* ---- the test ----------------------------------------------------------------- */
 
+typedef struct want_longs {
+    int probe;
+    int n;
+    long v[4];
+} want_longs;
+
+/* Probe w->probe got exactly the integers w->v, in that order. */
+static int got_longs(void *arg)
+{
+    want_longs *w = arg;
+    probe *p = &probes[w->probe];
+    if (p->n < w->n)
+        return 0;
+    assert_int_equal(p->n, w->n);
+    for (int k = 0; k < w->n; k++)
+        assert_int_equal(decode_long(p->msgs[k]), w->v[k]);
+    return 1;
+}
+
+/* Sends to a remote pid: a repeat reuses the frame head of the previous
+ * send to that pid (node.c dsup_node_send_to_pid); a send to another pid,
+ * a message with or without its version byte, and a big integer between
+ * must all arrive whole and in order. */
+static void sends_reuse_heads(const dsup_pid *from, const dsup_pid *b3, const dsup_pid *b4)
+{
+    static const long v[] = { 1, 1L << 40, -5, 300 };
+    dsup_proc *p = proc_of(A, from);
+    for (int k = 0; k < 4; k++) {
+        ei_x_buff m;
+        if (k & 1)
+            ei_x_new_with_version(&m);
+        else
+            ei_x_new(&m);
+        ei_x_encode_long(&m, v[k]);
+        assert_int_equal(dsup_send(p, k == 2 ? b4 : b3, &m), 0);
+        ei_x_free(&m);
+    }
+    want_longs w3 = { 3, 3, { v[0], v[1], v[3] } }, w4 = { 4, 1, { v[2] } };
+    assert_true(run_until(got_longs, &w3, DEADLINE_MS));
+    assert_true(run_until(got_longs, &w4, DEADLINE_MS));
+}
+
 typedef struct find_msg {
     int probe;
     const char *tag; /* 'DOWN' or 'EXIT' */
@@ -307,6 +349,11 @@ static void test_two_nodes_one_loop(void **st)
     dsup_x_encode_atom(&req, "echo");
     ei_x_encode_long(&req, -7);
     assert_int_equal(decode_long(call(B, &pb, 2, &wa_at_b, NULL, NULL, &req)), -7);
+    dsup_pid pb3 = spawn_probe(B, 3), pb4 = spawn_probe(B, 4);
+    dsup_pid pb3_at_a = xlate(A, &pb3), pb4_at_a = xlate(A, &pb4);
+    sends_reuse_heads(&pa, &pb3_at_a, &pb4_at_a);
+    dsup_pid_release(&pb3_at_a);
+    dsup_pid_release(&pb4_at_a);
 
     /* A link (probe 1) and a monitor (probe 0) on A, both on B's worker. */
     dsup_ref mref;
