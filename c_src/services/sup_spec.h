@@ -12,7 +12,14 @@ enum { DSUP_RESTART_PERMANENT = 0, DSUP_RESTART_TRANSIENT = 1, DSUP_RESTART_TEMP
  * The name is either inside that allocation or a view of bytes that outlive
  * the spec: the child table's key (dsup_spec_with_name_view), or the message
  * being handled (name_view set, dsup_spec_parse_view): such a spec must not
- * outlive the handling of that message unless dsup_spec_keep copies it. */
+ * outlive the handling of that message unless dsup_spec_keep copies it.
+ *
+ * The child table keeps no spec per child: a sup_child's `shared` is a
+ * name-less spec (name len 0) owned by the instance's `specs` table, one per
+ * distinct type, restart, shutdown, beam and args, reference-counted by the
+ * children that hold it (sup_shared.c: sup_spec_share / sup_spec_unshare);
+ * never free() it. The child's name is its entry's key: sup_child_spec(c)
+ * gives the whole spec by value, valid while the child's entry is. */
 typedef struct dsup_child_spec {
     const char *type;  /* worker type (atom text, inside this allocation) */
     int restart;
