@@ -52,29 +52,29 @@ static void unindex_pid(dsup_sup *s, const dsup_pid *pid)
 static const dsup_child_spec unknown_spec = { .type = "undefined", .restart = DSUP_RESTART_TEMPORARY,
                                               .args = { "\x6a", 1 } };
 
-/* Insert or replace the entry for `name`; takes ownership of spec (NULL:
- * keep the entry's spec, or record an unknown one), which the entry keeps
- * as its shared copy (sup_shared.c). The sup_child lives inside its by_name
- * entry, whose key is the child's name. */
-sup_child *sup_cache_put(dsup_sup *s, dsup_term name, const dsup_pid *pid, dsup_child_spec *spec, int local)
+/* Insert or replace the entry for `name` with spec's shared copy (NULL:
+ * keep the entry's spec, or record an unknown one); spec stays the
+ * caller's. The sup_child lives inside its by_name entry, whose key is the
+ * child's name. */
+static sup_child *put(dsup_sup *s, dsup_term name, const dsup_pid *pid, const dsup_child_spec *spec, int local)
 {
     /* one look-up: the entry, made when new */
     int created;
     dsup_dict_ent *e = dsup_dict_upsert_inline(&s->by_name, name.buf, name.len, sizeof(sup_child), &created);
-    if (!e) {
-        free(spec);
+    if (!e)
         return NULL;
-    }
     sup_child *c = e->val;
     if (!created) {
         unindex_pid(s, &c->pid);
         dsup_pid_release(&c->pid);
-        if (spec)
-            sup_child_set_spec(s, c, spec); /* out of memory: the old one stays */
+        const dsup_child_spec *sh = spec ? sup_spec_share(s, spec) : NULL;
+        if (sh) { /* out of memory: the old one stays */
+            sup_spec_unshare(s, c->shared);
+            c->shared = sh;
+        }
     } else {
         c->klen = e->klen;
         c->shared = sup_spec_share(s, spec ? spec : &unknown_spec);
-        free(spec);
         if (!c->shared) {
             dsup_dict_remove(&s->by_name, name.buf, name.len);
             return NULL;
@@ -85,6 +85,13 @@ sup_child *sup_cache_put(dsup_sup *s, dsup_term name, const dsup_pid *pid, dsup_
     c->local = local != 0;
     dsup_ivec_push(&s->by_pid, &by_pid_t, &c);
     sup_pending_child_forget(s, sup_child_name(c)); /* it runs now */
+    return c;
+}
+
+sup_child *sup_cache_put(dsup_sup *s, dsup_term name, const dsup_pid *pid, dsup_child_spec *spec, int local)
+{
+    sup_child *c = put(s, name, pid, spec, local);
+    free(spec);
     return c;
 }
 
@@ -613,8 +620,9 @@ static int is_stub(dsup_term t)
     return dsup_term_tagged(t, "stub", &ar, el, 3);
 }
 
-/* {stub, Type, Restart}: 0 and *out (args empty: not startable), or -1. */
-static int parse_stub(dsup_term t, dsup_child_spec **out)
+/* {stub, Type, Restart}: 0 and *out (args empty: not startable; its type
+ * in tname), or -1. */
+static int parse_stub(dsup_term t, dsup_child_spec *out, char tname[256])
 {
     dsup_term el[3];
     int ar, i = 0;
@@ -623,7 +631,6 @@ static int parse_stub(dsup_term t, dsup_child_spec **out)
     if (!dsup_term_tagged(t, "stub", &ar, el, 3) || ar != 3 || dsup_term_atom_text(el[1].buf, &i, &type, &len) < 0 ||
         len == 0 || len > 255)
         return -1;
-    char tname[256];
     memcpy(tname, type, len);
     tname[len] = 0;
     dsup_child_spec stub = { .type = tname, .restart = DSUP_RESTART_PERMANENT };
@@ -631,8 +638,8 @@ static int parse_stub(dsup_term t, dsup_child_spec **out)
         stub.restart = DSUP_RESTART_TRANSIENT;
     else if (dsup_term_is_atom(el[2], "temporary"))
         stub.restart = DSUP_RESTART_TEMPORARY;
-    *out = dsup_spec_with_name_view(&stub, (dsup_term){ NULL, 0 });
-    return *out ? 0 : -1;
+    *out = stub;
+    return 0;
 }
 
 static void remote_child_up(dsup_sup *s, dsup_term name, dsup_term pid_t, dsup_term spec_t)
@@ -655,15 +662,19 @@ static void remote_child_up(dsup_sup *s, dsup_term name, dsup_term pid_t, dsup_t
         sup_resolve_duplicate(s, name);
         return;
     }
-    dsup_child_spec *spec = NULL;
-    if (!dsup_term_is_atom(spec_t, "undefined") && parse_stub(spec_t, &spec) < 0 &&
-        dsup_spec_parse(s->node, spec_t, &spec) < 0)
+    /* a stub (most children, for a host not their replica) is shared
+     * from the stack: no allocation */
+    dsup_child_spec stub, *spec = NULL;
+    char tname[256];
+    int undef = dsup_term_is_atom(spec_t, "undefined"), stubbed = !undef && parse_stub(spec_t, &stub, tname) == 0;
+    if (!undef && !stubbed && dsup_spec_parse(s->node, spec_t, &spec) < 0)
         spec = NULL;
     dsup_pid oldpid;
     int had = old != NULL;
     if (had)
         oldpid = old->pid;
-    sup_child *c = sup_cache_put(s, name, &pid, spec, 0);
+    sup_child *c = put(s, name, &pid, stubbed ? &stub : spec, 0);
+    free(spec);
     if (!c)
         return;
     if (had)
