@@ -81,7 +81,7 @@ struct dsup_sup {
     dsup_ring *ring;
     dsup_dict by_name;            /* child name bytes -> sup_child, stored inline (whole cluster) */
     dsup_ivec by_pid;             /* sup_child*, indexed by the child's pid */
-    dsup_dict specs;              /* the children's shared specs (sup_shared.c) */
+    dsup_ivec specs;              /* dsup_child_spec*: the children's shared specs (sup_shared.c) */
     const dsup_child_spec *spec_last; /* the last one shared: a batch's next child has it */
     int cache_children;
     int replicas;                 /* k: hosts besides the child's own that keep its spec */
@@ -186,9 +186,6 @@ int sup_resolve_duplicate(dsup_sup *s, dsup_term name);
 const dsup_child_spec *sup_spec_share(dsup_sup *s, const dsup_child_spec *spec);
 /* One reference less; the last frees it. NULL is ignored. */
 void sup_spec_unshare(dsup_sup *s, const dsup_child_spec *shared);
-/* c's spec becomes spec's shared copy (consumes spec); -1 when out of
- * memory (c keeps its old one). */
-int sup_child_set_spec(dsup_sup *s, sup_child *c, dsup_child_spec *spec);
 /* The instance ends: every shared spec goes (its children are gone). */
 void sup_spec_shared_free(dsup_sup *s);
 

@@ -2,105 +2,92 @@
  * shared: the children of one type nearly always have the same type, args,
  * restart and shutdown, and a child's name is its record's key already. So
  * an idle child costs no spec allocation of its own (README, Memory per
- * child). One entry per distinct spec in s->specs, keyed by its bytes
- * (restart, beam, shutdown, type, args); the spec's type and args point at
- * that key (or at a registered worker type's name), and the entry goes with
- * its last child. */
+ * child). One spec per distinct (type, restart, shutdown, beam, args) in
+ * s->specs, an index of pointers (8 B and an index slot each: a spec held
+ * by one child alone costs about what its own copy did); it goes with its
+ * last child. */
 #include <stdlib.h>
 #include <string.h>
 
 #include "sup.h"
 #include "xalloc.h"
 
-typedef struct sup_shared_spec {
-    dsup_child_spec spec;         /* first: c->shared points here */
-    uint32_t refs;
-    uint32_t klen;                /* its entry's key length (the key is found from the value) */
-} sup_shared_spec;
-
-#define KEY_HEAD 10 /* restart, beam, shutdown (8 bytes) */
-
-static size_t key_len(const dsup_child_spec *spec, size_t *tlen)
+static uint64_t mix(uint64_t h, const void *p, size_t n)
 {
-    *tlen = strlen(spec->type) + 1;
-    return KEY_HEAD + *tlen + spec->args.len;
+    const unsigned char *b = p;
+    for (size_t i = 0; i < n; i++)
+        h = (h ^ b[i]) * 0x100000001b3ULL; /* FNV-1a */
+    return h;
 }
 
-static void key_write(char *k, const dsup_child_spec *spec, size_t tlen)
+static uint64_t spec_hash(const void *key)
 {
-    int64_t sh = spec->shutdown;
-    k[0] = (char)spec->restart;
-    k[1] = (char)spec->beam;
-    memcpy(k + 2, &sh, 8);
-    memcpy(k + KEY_HEAD, spec->type, tlen);
-    if (spec->args.len)
-        memcpy(k + KEY_HEAD + tlen, spec->args.buf, spec->args.len);
+    const dsup_child_spec *s = key;
+    int64_t sh = s->shutdown;
+    unsigned char rb[2] = { (unsigned char)s->restart, s->beam };
+    uint64_t h = mix(0xcbf29ce484222325ULL, s->type, strlen(s->type));
+    h = mix(h, rb, 2);
+    h = mix(h, &sh, sizeof sh);
+    h = mix(h, s->args.buf, s->args.len);
+    h ^= h >> 33;
+    return h;
 }
 
-static int same(const dsup_child_spec *a, const dsup_child_spec *b)
+static const void *spec_of(const void *elem) { return *(const dsup_child_spec *const *)elem; }
+
+static int same(const void *ka, const void *kb)
 {
+    const dsup_child_spec *a = ka, *b = kb;
     return a->restart == b->restart && a->beam == b->beam && a->shutdown == b->shutdown &&
            a->args.len == b->args.len && (a->type == b->type || strcmp(a->type, b->type) == 0) &&
            (a->args.len == 0 || memcmp(a->args.buf, b->args.buf, a->args.len) == 0);
 }
 
+static const dsup_ivec_type specs_t = { sizeof(dsup_child_spec *), spec_hash, spec_of, same };
+
 const dsup_child_spec *sup_spec_share(dsup_sup *s, const dsup_child_spec *spec)
 {
     /* a batch's children, and most starts, have the last one's spec */
-    if (s->spec_last && same(s->spec_last, spec)) {
-        ((sup_shared_spec *)s->spec_last)->refs++;
-        return s->spec_last;
+    dsup_child_spec *sh = (dsup_child_spec *)s->spec_last;
+    if (!sh || !same(sh, spec)) {
+        long i = dsup_ivec_find(&s->specs, &specs_t, spec);
+        if (i >= 0) {
+            sh = *(dsup_child_spec **)dsup_ivec_at(&s->specs, &specs_t, (uint32_t)i);
+        } else {
+            /* one allocation, no name; a registered type's name and args []
+             * are not copied (sup_spec.c) */
+            if (!(sh = dsup_spec_with_name_view(spec, (dsup_term){ NULL, 0 })))
+                return NULL;
+            if (dsup_ivec_push(&s->specs, &specs_t, &sh) < 0) {
+                free(sh);
+                return NULL;
+            }
+        }
+        s->spec_last = sh;
     }
-    size_t tlen, klen = key_len(spec, &tlen);
-    char stack[256];
-    char *k = klen <= sizeof stack ? stack : dsup_xmalloc(klen);
-    key_write(k, spec, tlen);
-    int created;
-    dsup_dict_ent *e = dsup_dict_upsert_inline(&s->specs, k, klen, sizeof(sup_shared_spec), &created);
-    if (k != stack)
-        free(k);
-    if (!e)
-        return NULL;
-    sup_shared_spec *ss = e->val;
-    if (created) {
-        const dsup_worker_type *known = dsup_find_worker_type(spec->type);
-        ss->spec = *spec;
-        ss->spec.type = known ? known->name : e->key + KEY_HEAD; /* a registered type's name lives as long as the node */
-        ss->spec.name = (dsup_term){ NULL, 0 };
-        ss->spec.name_view = 0;
-        ss->spec.args = (dsup_term){ e->key + KEY_HEAD + tlen, spec->args.len };
-        ss->klen = (uint32_t)klen;
-    }
-    ss->refs++;
-    s->spec_last = &ss->spec;
-    return &ss->spec;
+    sh->shared_refs++;
+    return sh;
 }
 
 void sup_spec_unshare(dsup_sup *s, const dsup_child_spec *shared)
 {
     if (!shared)
         return;
-    sup_shared_spec *ss = (sup_shared_spec *)shared;
-    if (--ss->refs)
+    dsup_child_spec *sh = (dsup_child_spec *)shared;
+    if (--sh->shared_refs)
         return;
     if (s->spec_last == shared)
         s->spec_last = NULL;
-    dsup_dict_remove(&s->specs, dsup_dict_inline_key(ss, ss->klen), ss->klen);
-}
-
-int sup_child_set_spec(dsup_sup *s, sup_child *c, dsup_child_spec *spec)
-{
-    const dsup_child_spec *sh = sup_spec_share(s, spec);
-    free(spec);
-    if (!sh)
-        return -1;
-    sup_spec_unshare(s, c->shared);
-    c->shared = sh;
-    return 0;
+    long i = dsup_ivec_find(&s->specs, &specs_t, sh);
+    if (i >= 0)
+        dsup_ivec_remove_at(&s->specs, &specs_t, (uint32_t)i);
+    free(sh);
 }
 
 void sup_spec_shared_free(dsup_sup *s)
 {
-    dsup_dict_free(&s->specs, NULL);
+    for (uint32_t i = 0; i < dsup_ivec_len(&s->specs); i++)
+        free(*(dsup_child_spec **)dsup_ivec_at(&s->specs, &specs_t, i));
+    dsup_ivec_free(&s->specs);
     s->spec_last = NULL;
 }
