@@ -1095,6 +1095,7 @@ void dsup_sup_conn_event(dsup_node *node, const char *peer, int up)
 static void free_cached_child(dsup_dict_ent *e, void *arg)
 {
     sup_child *c = e->val;
+    sup_spec_unshare(arg, c->shared);
     dsup_pid_release(&c->pid);
     if (c->stop) {
         if (c->stop->kill_timer)
@@ -1111,7 +1112,7 @@ void sup_free_all(dsup_node *node)
         next = s->next;
         /* The child table (entries of other nodes' children stay after the
          * instance ended: pending lookups read them). */
-        dsup_dict_foreach(&s->by_name, free_cached_child, NULL);
+        dsup_dict_foreach(&s->by_name, free_cached_child, s);
         dsup_dict_free(&s->by_name, NULL);
         sup_spec_shared_free(s); /* after its children */
         dsup_ivec_free(&s->by_pid);

@@ -81,7 +81,7 @@ struct dsup_sup {
     dsup_ring *ring;
     dsup_dict by_name;            /* child name bytes -> sup_child, stored inline (whole cluster) */
     dsup_ivec by_pid;             /* sup_child*, indexed by the child's pid */
-    dsup_ivec specs;              /* dsup_child_spec*: the children's shared specs (sup_shared.c) */
+    dsup_child_spec **spec_cache; /* the children's shared specs made last, by hash (sup_shared.c) */
     const dsup_child_spec *spec_last; /* the last one shared: a batch's next child has it */
     int cache_children;
     int replicas;                 /* k: hosts besides the child's own that keep its spec */
@@ -179,14 +179,16 @@ void sup_on_child_msg(dsup_sup *s, dsup_term event);
 /* The copy of `name` that must survive among duplicates (see sup_cache.c). */
 int sup_resolve_duplicate(dsup_sup *s, dsup_term name);
 
-/* sup_shared.c: an instance's specs without names, one per distinct
- * (type, restart, shutdown, beam, args), reference-counted (see sup_spec.h). */
+/* sup_shared.c: an instance's specs without names, shared by the children
+ * with the same type, restart, shutdown, beam and args, reference-counted
+ * (see sup_spec.h). */
 /* spec's shared copy, one reference more; NULL when out of memory. spec
  * stays the caller's. */
 const dsup_child_spec *sup_spec_share(dsup_sup *s, const dsup_child_spec *spec);
 /* One reference less; the last frees it. NULL is ignored. */
 void sup_spec_unshare(dsup_sup *s, const dsup_child_spec *shared);
-/* The instance ends: every shared spec goes (its children are gone). */
+/* The instance's struct goes: its cache of specs (its children, which
+ * held them, are gone). */
 void sup_spec_shared_free(dsup_sup *s);
 
 /* sup.c */

@@ -2,15 +2,19 @@
  * shared: the children of one type nearly always have the same type, args,
  * restart and shutdown, and a child's name is its record's key already. So
  * an idle child costs no spec allocation of its own (README, Memory per
- * child). One spec per distinct (type, restart, shutdown, beam, args) in
- * s->specs, an index of pointers (8 B and an index slot each: a spec held
- * by one child alone costs about what its own copy did); it goes with its
- * last child. */
+ * child). A spec is counted by the children that hold it and goes with the
+ * last. New children find one to share through a small direct-mapped cache
+ * of the specs made last (SPEC_CACHE slots, by hash) and not through an
+ * index of them all: a child whose spec is its own (args of its own) then
+ * costs what its private copy did, nothing more; a common spec that lost
+ * its slot to another is made again, once, by its next child. */
 #include <stdlib.h>
 #include <string.h>
 
 #include "sup.h"
 #include "xalloc.h"
+
+#define SPEC_CACHE 256 /* slots, a power of two: 2 KB an instance, made at its first child */
 
 static uint64_t mix(uint64_t h, const void *p, size_t n)
 {
@@ -20,9 +24,8 @@ static uint64_t mix(uint64_t h, const void *p, size_t n)
     return h;
 }
 
-static uint64_t spec_hash(const void *key)
+static uint64_t spec_hash(const dsup_child_spec *s)
 {
-    const dsup_child_spec *s = key;
     int64_t sh = s->shutdown;
     unsigned char rb[2] = { (unsigned char)s->restart, s->beam };
     uint64_t h = mix(0xcbf29ce484222325ULL, s->type, strlen(s->type));
@@ -33,35 +36,29 @@ static uint64_t spec_hash(const void *key)
     return h;
 }
 
-static const void *spec_of(const void *elem) { return *(const dsup_child_spec *const *)elem; }
-
-static int same(const void *ka, const void *kb)
+static int same(const dsup_child_spec *a, const dsup_child_spec *b)
 {
-    const dsup_child_spec *a = ka, *b = kb;
     return a->restart == b->restart && a->beam == b->beam && a->shutdown == b->shutdown &&
            a->args.len == b->args.len && (a->type == b->type || strcmp(a->type, b->type) == 0) &&
            (a->args.len == 0 || memcmp(a->args.buf, b->args.buf, a->args.len) == 0);
 }
-
-static const dsup_ivec_type specs_t = { sizeof(dsup_child_spec *), spec_hash, spec_of, same };
 
 const dsup_child_spec *sup_spec_share(dsup_sup *s, const dsup_child_spec *spec)
 {
     /* a batch's children, and most starts, have the last one's spec */
     dsup_child_spec *sh = (dsup_child_spec *)s->spec_last;
     if (!sh || !same(sh, spec)) {
-        long i = dsup_ivec_find(&s->specs, &specs_t, spec);
-        if (i >= 0) {
-            sh = *(dsup_child_spec **)dsup_ivec_at(&s->specs, &specs_t, (uint32_t)i);
-        } else {
+        if (!s->spec_cache && !(s->spec_cache = calloc(SPEC_CACHE, sizeof *s->spec_cache)))
+            return NULL;
+        dsup_child_spec **slot = &s->spec_cache[spec_hash(spec) & (SPEC_CACHE - 1)];
+        sh = *slot;
+        if (!sh || !same(sh, spec)) {
             /* one allocation, no name; a registered type's name and args []
-             * are not copied (sup_spec.c) */
+             * are not copied (sup_spec.c). It takes the slot; the one it
+             * replaces lives on with its children. */
             if (!(sh = dsup_spec_with_name_view(spec, (dsup_term){ NULL, 0 })))
                 return NULL;
-            if (dsup_ivec_push(&s->specs, &specs_t, &sh) < 0) {
-                free(sh);
-                return NULL;
-            }
+            *slot = sh;
         }
         s->spec_last = sh;
     }
@@ -78,16 +75,17 @@ void sup_spec_unshare(dsup_sup *s, const dsup_child_spec *shared)
         return;
     if (s->spec_last == shared)
         s->spec_last = NULL;
-    long i = dsup_ivec_find(&s->specs, &specs_t, sh);
-    if (i >= 0)
-        dsup_ivec_remove_at(&s->specs, &specs_t, (uint32_t)i);
+    if (s->spec_cache) {
+        dsup_child_spec **slot = &s->spec_cache[spec_hash(sh) & (SPEC_CACHE - 1)];
+        if (*slot == sh)
+            *slot = NULL;
+    }
     free(sh);
 }
 
 void sup_spec_shared_free(dsup_sup *s)
 {
-    for (uint32_t i = 0; i < dsup_ivec_len(&s->specs); i++)
-        free(*(dsup_child_spec **)dsup_ivec_at(&s->specs, &specs_t, i));
-    dsup_ivec_free(&s->specs);
+    free(s->spec_cache);
+    s->spec_cache = NULL;
     s->spec_last = NULL;
 }

@@ -15,9 +15,9 @@ enum { DSUP_RESTART_PERMANENT = 0, DSUP_RESTART_TRANSIENT = 1, DSUP_RESTART_TEMP
  * outlive the handling of that message unless dsup_spec_keep copies it.
  *
  * The child table keeps no spec per child: a sup_child's `shared` is a
- * name-less spec (name len 0, one allocation as above) owned by the
- * instance's `specs` table, one per distinct type, restart, shutdown, beam
- * and args, counted in shared_refs by the children that hold it
+ * name-less spec (name len 0, one allocation as above) shared by the
+ * instance's children with the same type, restart, shutdown, beam and args
+ * and counted in shared_refs by those that hold it: the last one frees it
  * (sup_shared.c: sup_spec_share / sup_spec_unshare); never free() it. The child's name is its entry's key: sup_child_spec(c)
  * gives the whole spec by value, valid while the child's entry is. */
 typedef struct dsup_child_spec {
