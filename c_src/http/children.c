@@ -23,7 +23,7 @@ const char *http_child_type(dsup_node *node, const sup_child *c)
         if (p && p->type)
             return p->type->name;
     }
-    return c->spec ? c->spec->type : "undefined";
+    return c->shared ? c->shared->type : "undefined";
 }
 
 int http_child_pending(dsup_node *node, const sup_child *c)

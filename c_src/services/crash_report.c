@@ -138,9 +138,9 @@ static void send_report(dsup_sup *s, const sup_child *c, dsup_term reason, sup_a
     dsup_x_encode_atom(x, "node");
     dsup_x_encode_atom(x, s->node->name);
     dsup_x_encode_atom(x, "child");
-    dsup_x_encode_term(x, c->spec->name);
+    dsup_x_encode_term(x, sup_child_name(c));
     dsup_x_encode_atom(x, "type");
-    dsup_x_encode_atom(x, c->spec->type);
+    dsup_x_encode_atom(x, c->shared->type);
     dsup_x_encode_atom(x, "pid");
     dsup_x_encode_pid(x, &c->pid);
     dsup_x_encode_atom(x, "reason");
@@ -172,14 +172,14 @@ void sup_crash_report(dsup_sup *s, const sup_child *c, dsup_term reason, sup_act
     if (!to_log)
         return;
     char name[256], why[516];
-    dsup_term_text(c->spec->name, name, sizeof name);
+    dsup_term_text(sup_child_name(c), name, sizeof name);
     dsup_term_text(reason, why, sizeof why);
     char intensity[96] = "";
     if (action == SUP_ACT_GIVE_UP)
         snprintf(intensity, sizeof intensity, " (reached maximum restart intensity, %d in %d s)", s->max_restarts,
                  s->max_seconds);
     dsup_log(level, "%s: supervisor=%s child=%s type=%s pid=<0.%u.%u> reason=%s action=%s%s",
-             level == DSUP_LOG_ERROR ? "crash report" : "child stopped", s->name, name, c->spec->type,
+             level == DSUP_LOG_ERROR ? "crash report" : "child stopped", s->name, name, c->shared->type,
              c->pid.num, c->pid.serial, why, action_names[action], intensity);
 }
 

@@ -176,7 +176,7 @@ static void child_left(dsup_sup *s, dsup_term name, dsup_term pid_t)
             return; /* back in the group meanwhile */
     if (sup_cache_repoint(s, c, NULL))
         return;
-    sup_emit_process_stop(s, c->spec->name, &pid);
+    sup_emit_process_stop(s, sup_child_name(c), &pid);
     sup_cache_drop(s, c);
 }
 
@@ -290,13 +290,13 @@ int sup_start_local(dsup_sup *s, dsup_child_spec *spec, ei_x_buff *reply)
 static int join_or_kill(dsup_sup *s, sup_child *c)
 {
     assert(c->local);
-    int rc = dsup_pg_join(s->scope, c->spec->name, &c->pid, 1);
+    int rc = dsup_pg_join(s->scope, sup_child_name(c), &c->pid, 1);
     if (rc < 0) {
         LOG_ERROR("%s: a new child could not join its pg group (%s): stopping it", s->name, dsup_strerror(rc));
         dsup_exit(s->proc, &c->pid, dsup_reason_atom(s->node, "kill"));
     }
     /* The child table and pg agree: a local child is a member of its name. */
-    assert(rc < 0 || dsup_pg_local_members(s->scope, c->spec->name, NULL, 0) >= 1);
+    assert(rc < 0 || dsup_pg_local_members(s->scope, sup_child_name(c), NULL, 0) >= 1);
     return rc;
 }
 
@@ -362,11 +362,11 @@ int sup_start_local_checked(dsup_sup *s, dsup_child_spec *spec, const dsup_term 
         return -1;
     }
     sup_send_child_up(s, c, NULL);
-    sup_emit_process_start(s, c->spec->name, &pid);
+    sup_emit_process_start(s, sup_child_name(c), &pid);
     ei_x_encode_tuple_header(reply, 3);
     dsup_x_encode_atom(reply, "ok");
     dsup_x_encode_pid(reply, &pid);
-    dsup_x_encode_term(reply, c->spec->name);
+    dsup_x_encode_term(reply, sup_child_name(c));
     return 0;
 }
 
@@ -393,19 +393,19 @@ void sup_stop_child(dsup_sup *s, sup_child *c, dsup_term reason)
     if (c->terminating)
         return;
     c->terminating = 1;
-    if (c->spec->shutdown == DSUP_SHUTDOWN_BRUTAL) {
+    if (c->shared->shutdown == DSUP_SHUTDOWN_BRUTAL) {
         dsup_exit(s->proc, &c->pid, dsup_reason_atom(s->node, "kill"));
         return;
     }
     dsup_exit(s->proc, &c->pid, reason);
-    if (c->spec->shutdown > 0) {
+    if (c->shared->shutdown > 0) {
         sup_child_stop *st = sup_child_stopping(c);
         if (!st->kill_timer) {
             st->kill_timer = dsup_xmalloc(sizeof *st->kill_timer);
             uv_timer_init(s->node->loop, st->kill_timer);
         }
         st->kill_timer->data = &c->pid;
-        uv_timer_start(st->kill_timer, on_kill_timer, (uint64_t)c->spec->shutdown, 0);
+        uv_timer_start(st->kill_timer, on_kill_timer, (uint64_t)c->shared->shutdown, 0);
     }
 }
 
@@ -477,7 +477,7 @@ static void child_exited(dsup_sup *s, sup_child *c, dsup_term reason)
 {
     assert(c->local && sup_child_by_pid(s, &c->pid) == c);
     dsup_pid old = c->pid;
-    dsup_metrics_child_exit(s->node, s->name, c->spec->type, c->spec->name, &old, reason, c->terminating || s->stopping);
+    dsup_metrics_child_exit(s->node, s->name, c->shared->type, sup_child_name(c), &old, reason, c->terminating || s->stopping);
     if (c->terminating || s->stopping) {
         sup_crash_report(s, c, reason, SUP_ACT_STOPPED);
         if (c->stop && c->stop->from) {
@@ -491,17 +491,17 @@ static void child_exited(dsup_sup *s, sup_child *c, dsup_term reason)
             sup_broadcast_child_down(s, c, reason);
         if (!s->stopping && sup_cache_repoint(s, c, NULL))
             return; /* a duplicate's survivor lives on elsewhere */
-        sup_emit_process_stop(s, c->spec->name, &old);
+        sup_emit_process_stop(s, sup_child_name(c), &old);
         sup_cache_drop(s, c);
         return;
     }
-    int restart = c->spec->restart == DSUP_RESTART_PERMANENT ||
-                  (c->spec->restart == DSUP_RESTART_TRANSIENT && !is_shutdown_reason(reason));
+    int restart = c->shared->restart == DSUP_RESTART_PERMANENT ||
+                  (c->shared->restart == DSUP_RESTART_TRANSIENT && !is_shutdown_reason(reason));
     int allowed = restart && restart_allowed(s);
     sup_crash_report(s, c, reason, !restart ? SUP_ACT_NONE : allowed ? SUP_ACT_RESTART : SUP_ACT_GIVE_UP);
     if (!restart) {
         sup_broadcast_child_down(s, c, reason);
-        sup_emit_process_stop(s, c->spec->name, &old);
+        sup_emit_process_stop(s, sup_child_name(c), &old);
         sup_cache_drop(s, c);
         return;
     }
@@ -515,12 +515,13 @@ static void child_exited(dsup_sup *s, sup_child *c, dsup_term reason)
     }
     dsup_proc *child;
     ei_x_buff *why = dsup_term_scratch(s->node);
-    if (dsup_spawn_child(c->spec->type, &c->spec->args, s->proc, &child, why) < 0) {
+    if (dsup_spawn_child(c->shared->type, &c->shared->args, s->proc, &child, why) < 0) {
         /* init refused: count it as a restart and try again from the loop. */
-        sup_start_failed_report(s, c->spec, (dsup_term){ why->buff, (size_t)why->index }, "retry");
+        dsup_child_spec cs = sup_child_spec(c);
+        sup_start_failed_report(s, &cs, (dsup_term){ why->buff, (size_t)why->index }, "retry");
         dsup_term_scratch_release(why);
-        dsup_child_spec *spec = dsup_spec_with_name(c->spec, c->spec->name);
-        sup_emit_process_stop(s, c->spec->name, &old);
+        dsup_child_spec *spec = dsup_spec_with_name(c->shared, sup_child_name(c));
+        sup_emit_process_stop(s, sup_child_name(c), &old);
         sup_cache_drop(s, c);
         if (spec)
             send_retry(s, spec);
@@ -529,17 +530,18 @@ static void child_exited(dsup_sup *s, sup_child *c, dsup_term reason)
     }
     dsup_term_scratch_release(why);
     dsup_pid pid = child->pid;
-    dsup_metrics_sup(s->node, s->name, c->spec->type)->restarts++;
-    sup_emit_process_stop(s, c->spec->name, &old);
-    sup_cache_put(s, c->spec->name, &pid, NULL, 1);
+    dsup_metrics_sup(s->node, s->name, c->shared->type)->restarts++;
+    sup_emit_process_stop(s, sup_child_name(c), &old);
+    sup_cache_put(s, sup_child_name(c), &pid, NULL, 1);
     int rc = join_or_kill(s, c);
     if (rc < 0) {
         /* As a refused init: reported, the entry dropped, retried later. */
         ei_x_buff *x = dsup_term_scratch(s->node);
         encode_join_failed(x, rc);
-        sup_start_failed_report(s, c->spec, dsup_term_of_x(x), "retry");
+        dsup_child_spec cs = sup_child_spec(c);
+        sup_start_failed_report(s, &cs, dsup_term_of_x(x), "retry");
         dsup_term_scratch_release(x);
-        dsup_child_spec *spec = dsup_spec_with_name(c->spec, c->spec->name);
+        dsup_child_spec *spec = dsup_spec_with_name(c->shared, sup_child_name(c));
         sup_cache_drop(s, c);
         if (spec)
             send_retry(s, spec);
@@ -547,7 +549,7 @@ static void child_exited(dsup_sup *s, sup_child *c, dsup_term reason)
         return;
     }
     sup_send_child_up(s, c, NULL);
-    sup_emit_process_start(s, c->spec->name, &pid);
+    sup_emit_process_start(s, sup_child_name(c), &pid);
 }
 
 /* ---- failover ------------------------------------------------------------------ */
@@ -615,36 +617,37 @@ void sup_failover(dsup_sup *s, const char *lost)
         sup_child *c = o.list[i];
         if (sup_cache_repoint(s, c, lost))
             continue; /* already running elsewhere: keep knowing it */
-        int keep = s->cache_children && c->spec->restart != DSUP_RESTART_TEMPORARY &&
-                   strcmp(c->spec->type, "undefined") != 0;
+        int keep = s->cache_children && c->shared->restart != DSUP_RESTART_TEMPORARY &&
+                   strcmp(c->shared->type, "undefined") != 0;
         /* the owner among the hosts able to run it (sup_place.c) */
-        const char *owner = keep ? sup_place_owner(s, c->spec, 0) : NULL;
+        dsup_child_spec cs = sup_child_spec(c);
+        const char *owner = keep ? sup_place_owner(s, &cs, 0) : NULL;
         if (keep && owner && owner != s->node->name && !s->fenced)
             continue; /* its owner restarts it (the entry stays until its child_up) */
-        if (keep && !sup_spec_full(c->spec)) {
+        if (keep && !sup_spec_full(c->shared)) {
             /* A stub: we are not one of its replicas. Ours to restart, yet
              * its host and all its replicas are gone (more than `replicas`
              * hosts lost at once): nobody can. */
             if (owner == s->node->name && !s->fenced) {
                 char nm[256];
-                dsup_term_text(c->spec->name, nm, sizeof nm);
+                dsup_term_text(sup_child_name(c), nm, sizeof nm);
                 LOG_WARN("%s: child %s (type %s) of lost host %s cannot be restored: its host and its %d "
-                         "replicas are gone", s->name, nm, c->spec->type, c->pid.node, s->replicas);
+                         "replicas are gone", s->name, nm, c->shared->type, c->pid.node, s->replicas);
                 nlost++;
             }
             keep = 0; /* pending or fenced: the replicas hold it */
         }
         dsup_child_spec *spec = NULL;
         if (keep && !owner) {
-            sup_pending_child_add(s, c->spec);
+            sup_pending_child_add(s, &cs);
             pending++;
         } else if (keep) {
             /* ours, or fenced (quorum mode): held until a quorum is back */
-            spec = dsup_spec_with_name(c->spec, c->spec->name);
+            spec = dsup_spec_with_name(c->shared, sup_child_name(c));
         }
         dsup_pid old = c->pid;
         dsup_term ckpt = spec ? sup_checkpoint_take(s, spec->name, &old) : (dsup_term){ NULL, 0 };
-        sup_emit_process_stop(s, c->spec->name, &old);
+        sup_emit_process_stop(s, sup_child_name(c), &old);
         sup_cache_drop(s, c);
         if (spec && s->fenced) {
             sup_quorum_hold(s, spec);
@@ -966,7 +969,7 @@ static void broadcast_node_terminate(dsup_sup *s, const char *reason, sup_child 
         dsup_x_encode_pid(x, &list[i]->pid);
         ei_x_encode_tuple_header(x, 2);
         dsup_x_encode_atom(x, "module");
-        dsup_x_encode_atom(x, list[i]->spec->type);
+        dsup_x_encode_atom(x, list[i]->shared->type);
         ei_x_encode_list_header(x, 1);
         if (p && p->type && p->type->encode_state)
             p->type->encode_state(p, p->state, x);
@@ -1092,6 +1095,7 @@ void dsup_sup_conn_event(dsup_node *node, const char *peer, int up)
 static void free_cached_child(dsup_dict_ent *e, void *arg)
 {
     sup_child *c = e->val;
+    sup_spec_unshare(arg, c->shared);
     dsup_pid_release(&c->pid);
     if (c->stop) {
         if (c->stop->kill_timer)
@@ -1099,7 +1103,6 @@ static void free_cached_child(dsup_dict_ent *e, void *arg)
         dsup_from_discard(c->stop->from);
         free(c->stop);
     }
-    free(c->spec);
 }
 
 /* Every instance's struct, at node close (their processes ended at shutdown). */
@@ -1109,8 +1112,9 @@ void sup_free_all(dsup_node *node)
         next = s->next;
         /* The child table (entries of other nodes' children stay after the
          * instance ended: pending lookups read them). */
-        dsup_dict_foreach(&s->by_name, free_cached_child, NULL);
+        dsup_dict_foreach(&s->by_name, free_cached_child, s);
         dsup_dict_free(&s->by_name, NULL);
+        sup_spec_shared_free(s); /* after its children */
         dsup_ivec_free(&s->by_pid);
         dsup_dict_free(&s->claims, NULL);
         for (sup_sub *u = s->subs, *un; u; u = un) {

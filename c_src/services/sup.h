@@ -20,15 +20,32 @@ typedef struct sup_child_stop {
 } sup_child_stop;
 
 /* One per child in the cluster, in the by_name entry: 48 bytes (README,
- * Memory per child). */
+ * Memory per child). Its name is the entry's key (sup_child_name); its spec
+ * without the name is shared with every child of the same type, args,
+ * restart and shutdown (sup_shared.c): no allocation of its own. */
 typedef struct sup_child {
-    dsup_child_spec *spec;        /* full, or a stub / type undefined (sup_spec_full) */
+    const dsup_child_spec *shared; /* name-less, shared (sup_spec_share): full, or a
+                                      stub / type undefined (sup_spec_full) */
     dsup_pid pid;
     sup_child_stop *stop;         /* sup_child_stopping(); NULL until a termination needs it */
     uint32_t replica_sig;         /* local: the replica set its spec was sent to (sup_replica.c) */
     unsigned local : 1;
     unsigned terminating : 1;     /* terminate_child in progress */
+    unsigned klen : 30;           /* the length of its name, the entry's key */
 } sup_child;
+
+/* The child's name: its by_name entry's key. */
+static inline dsup_term sup_child_name(const sup_child *c)
+{
+    return (dsup_term){ dsup_dict_inline_key(c, c->klen), c->klen };
+}
+/* The child's spec with its name, by value (views: good while c is). */
+static inline dsup_child_spec sup_child_spec(const sup_child *c)
+{
+    dsup_child_spec v = *c->shared;
+    v.name = sup_child_name(c);
+    return v;
+}
 
 /* c->stop, allocated on first use. */
 sup_child_stop *sup_child_stopping(sup_child *c);
@@ -64,6 +81,8 @@ struct dsup_sup {
     dsup_ring *ring;
     dsup_dict by_name;            /* child name bytes -> sup_child, stored inline (whole cluster) */
     dsup_ivec by_pid;             /* sup_child*, indexed by the child's pid */
+    dsup_child_spec **spec_cache; /* the children's shared specs made last, by hash (sup_shared.c) */
+    const dsup_child_spec *spec_last; /* the last one shared: a batch's next child has it */
     int cache_children;
     int replicas;                 /* k: hosts besides the child's own that keep its spec */
     struct sup_repl *repl;        /* the replica pass after ring changes (sup_replica.c) */
@@ -159,6 +178,18 @@ void sup_send_snapshot(dsup_sup *s, const dsup_pid *to);
 void sup_on_child_msg(dsup_sup *s, dsup_term event);
 /* The copy of `name` that must survive among duplicates (see sup_cache.c). */
 int sup_resolve_duplicate(dsup_sup *s, dsup_term name);
+
+/* sup_shared.c: an instance's specs without names, shared by the children
+ * with the same type, restart, shutdown, beam and args, reference-counted
+ * (see sup_spec.h). */
+/* spec's shared copy, one reference more; NULL when out of memory. spec
+ * stays the caller's. */
+const dsup_child_spec *sup_spec_share(dsup_sup *s, const dsup_child_spec *spec);
+/* One reference less; the last frees it. NULL is ignored. */
+void sup_spec_unshare(dsup_sup *s, const dsup_child_spec *shared);
+/* The instance's struct goes: its cache of specs (its children, which
+ * held them, are gone). */
+void sup_spec_shared_free(dsup_sup *s);
 
 /* sup.c */
 dsup_child_spec *sup_spec_named_by_ref(dsup_sup *s, dsup_child_spec *spec);

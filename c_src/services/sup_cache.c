@@ -48,58 +48,50 @@ static void unindex_pid(dsup_sup *s, const dsup_pid *pid)
         dsup_ivec_remove_at(&s->by_pid, &by_pid_t, (uint32_t)i);
 }
 
-/* The spec as the cache keeps it: its name is a view of the entry's key
- * (stored once), and an unknown spec (a host that shares none) is recorded
- * as type `undefined`. Consumes spec. */
-static dsup_child_spec *cached_spec(dsup_child_spec *spec, dsup_term key)
-{
-    static const dsup_child_spec unknown = { .type = "undefined", .restart = DSUP_RESTART_TEMPORARY,
-                                             .args = { "\x6a", 1 } };
-    if (spec && (spec->name.len == 0 || spec->name_view)) {
-        /* no name bytes inside (a peer's spec, or one parsed with a view of
-         * the message's name: sup_ops.c): the same allocation will do */
-        spec->name = key;
-        spec->name_view = 0;
-        return spec;
-    }
-    dsup_child_spec *n = dsup_spec_with_name_view(spec ? spec : &unknown, key);
-    free(spec);
-    return n;
-}
+/* What the cache records for a child whose host shares no spec. */
+static const dsup_child_spec unknown_spec = { .type = "undefined", .restart = DSUP_RESTART_TEMPORARY,
+                                              .args = { "\x6a", 1 } };
 
-/* Insert or replace the entry for `name`; takes ownership of spec (NULL:
- * keep the entry's spec, or record an unknown one). The sup_child lives
- * inside its by_name entry. */
-sup_child *sup_cache_put(dsup_sup *s, dsup_term name, const dsup_pid *pid, dsup_child_spec *spec, int local)
+/* Insert or replace the entry for `name` with spec's shared copy (NULL:
+ * keep the entry's spec, or record an unknown one); spec stays the
+ * caller's. The sup_child lives inside its by_name entry, whose key is the
+ * child's name. */
+static sup_child *put(dsup_sup *s, dsup_term name, const dsup_pid *pid, const dsup_child_spec *spec, int local)
 {
     /* one look-up: the entry, made when new */
     int created;
     dsup_dict_ent *e = dsup_dict_upsert_inline(&s->by_name, name.buf, name.len, sizeof(sup_child), &created);
-    if (!e) {
-        free(spec);
+    if (!e)
         return NULL;
-    }
     sup_child *c = e->val;
     if (!created) {
         unindex_pid(s, &c->pid);
         dsup_pid_release(&c->pid);
-        if (spec && (spec = cached_spec(spec, c->spec->name))) {
-            free(c->spec);
-            c->spec = spec;
+        const dsup_child_spec *sh = spec ? sup_spec_share(s, spec) : NULL;
+        if (sh) { /* out of memory: the old one stays */
+            sup_spec_unshare(s, c->shared);
+            c->shared = sh;
         }
     } else {
-        dsup_child_spec *cs = cached_spec(spec, (dsup_term){ e->key, e->klen });
-        if (!cs) {
+        c->klen = e->klen;
+        c->shared = sup_spec_share(s, spec ? spec : &unknown_spec);
+        if (!c->shared) {
             dsup_dict_remove(&s->by_name, name.buf, name.len);
             return NULL;
         }
-        c->spec = cs;
     }
     c->pid = *pid;
     dsup_pid_hold(&c->pid); /* the cache outlives the message that told us */
     c->local = local != 0;
     dsup_ivec_push(&s->by_pid, &by_pid_t, &c);
-    sup_pending_child_forget(s, c->spec->name); /* it runs now */
+    sup_pending_child_forget(s, sup_child_name(c)); /* it runs now */
+    return c;
+}
+
+sup_child *sup_cache_put(dsup_sup *s, dsup_term name, const dsup_pid *pid, dsup_child_spec *spec, int local)
+{
+    sup_child *c = put(s, name, pid, spec, local);
+    free(spec);
     return c;
 }
 
@@ -113,12 +105,10 @@ void sup_cache_drop(dsup_sup *s, sup_child *c)
         dsup_from_discard(c->stop->from);
         free(c->stop);
     }
-    dsup_child_spec *spec = c->spec;
-    /* The entry holds c and the key spec->name views: remove it last. */
-    dsup_dict_ent *e = dsup_dict_find(&s->by_name, spec->name.buf, spec->name.len);
-    free(spec);
-    if (e)
-        dsup_dict_remove(&s->by_name, e->key, e->klen); /* frees c */
+    sup_spec_unshare(s, c->shared);
+    /* the entry holds c and is keyed by its name */
+    dsup_term name = sup_child_name(c);
+    dsup_dict_remove(&s->by_name, name.buf, name.len); /* frees c */
 }
 
 /* The entry's pid is gone. When pg still has a live copy of the name (a
@@ -128,7 +118,7 @@ void sup_cache_drop(dsup_sup *s, sup_child *c)
 int sup_cache_repoint(dsup_sup *s, sup_child *c, const char *lost_node)
 {
     const dsup_pid *pids;
-    size_t n = dsup_pg_members(s->scope, c->spec->name, &pids);
+    size_t n = dsup_pg_members(s->scope, sup_child_name(c), &pids);
     for (size_t i = 0; i < n; i++) {
         if (dsup_pid_eq(&pids[i], &c->pid) || pids[i].node == lost_node)
             continue;
@@ -139,8 +129,8 @@ int sup_cache_repoint(dsup_sup *s, sup_child *c, const char *lost_node)
         dsup_pid_hold(&c->pid);
         c->local = now.node == s->node->name;
         dsup_ivec_push(&s->by_pid, &by_pid_t, &c);
-        sup_emit_process_stop(s, c->spec->name, &old);
-        sup_emit_process_start(s, c->spec->name, &now);
+        sup_emit_process_stop(s, sup_child_name(c), &old);
+        sup_emit_process_start(s, sup_child_name(c), &now);
         return 1;
     }
     return 0;
@@ -218,10 +208,12 @@ void sup_broadcast(dsup_sup *s, ei_x_buff *msg)
 
 static void encode_spec_or_undefined(dsup_sup *s, ei_x_buff *x, const sup_child *c)
 {
-    if (s->cache_children && sup_spec_full(c->spec))
-        dsup_spec_encode_map(x, c->spec, 1);
-    else
+    if (s->cache_children && sup_spec_full(c->shared)) {
+        dsup_child_spec cs = sup_child_spec(c);
+        dsup_spec_encode_map(x, &cs, 1);
+    } else {
         dsup_x_encode_atom(x, "undefined");
+    }
 }
 
 /* Which form of c's spec an instance gets: the whole spec (its replicas,
@@ -250,14 +242,14 @@ static void route_lookup_typed(dsup_sup *s, const char *type, spec_route *r)
 
 static void route_init(dsup_sup *s, const sup_child *c, spec_route *r)
 {
-    r->stubs = s->cache_children && c->local && sup_spec_full(c->spec) && !c->spec->beam;
+    r->stubs = s->cache_children && c->local && sup_spec_full(c->shared) && !c->shared->beam;
     r->nreps = r->ntyped = 0;
     r->typed = NULL;
     if (!r->stubs)
         return;
     r->nreps = sup_replica_nodes(s, c, r->reps);
     if (!s->up_batch) /* a batch looks the type's hosts up at its end */
-        route_lookup_typed(s, c->spec->type, r);
+        route_lookup_typed(s, c->shared->type, r);
 }
 
 static int route_stub(const spec_route *r, const dsup_pid *to)
@@ -273,7 +265,7 @@ static int route_stub(const spec_route *r, const dsup_pid *to)
 static void encode_spec_for(dsup_sup *s, ei_x_buff *x, const sup_child *c, const spec_route *r, const dsup_pid *to)
 {
     if (route_stub(r, to))
-        sup_encode_stub(x, c->spec);
+        sup_encode_stub(x, c->shared);
     else
         encode_spec_or_undefined(s, x, c);
 }
@@ -284,10 +276,10 @@ static void encode_child_up(dsup_sup *s, ei_x_buff *x, sup_child *c, int stub)
     dsup_x_encode_atom(x, "$dsup");
     ei_x_encode_tuple_header(x, 4);
     dsup_x_encode_atom(x, "child_up");
-    dsup_x_encode_term(x, c->spec->name);
+    dsup_x_encode_term(x, sup_child_name(c));
     dsup_x_encode_pid(x, &c->pid);
     if (stub)
-        sup_encode_stub(x, c->spec);
+        sup_encode_stub(x, c->shared);
     else
         encode_spec_or_undefined(s, x, c);
 }
@@ -327,10 +319,10 @@ struct sup_up_batch {
 static void up_tuple(ei_x_buff *x, dsup_sup *s, const sup_child *c, int stub)
 {
     ei_x_encode_tuple_header(x, 3);
-    dsup_x_encode_term(x, c->spec->name);
+    dsup_x_encode_term(x, sup_child_name(c));
     dsup_x_encode_pid(x, &c->pid);
     if (stub)
-        sup_encode_stub(x, c->spec);
+        sup_encode_stub(x, c->shared);
     else
         encode_spec_or_undefined(s, x, c);
 }
@@ -350,7 +342,7 @@ static void up_batch_add(struct sup_up_batch *b, dsup_sup *s, const sup_child *c
     e->r.typed = NULL;
     e->r.ntyped = 0;
     e->type_off = (size_t)b->buf->index;
-    dsup_x_append(b->buf, c->spec->type, strlen(c->spec->type) + 1);
+    dsup_x_append(b->buf, c->shared->type, strlen(c->shared->type) + 1);
     if (r->stubs) {
         e->stub_off = (size_t)b->buf->index;
         up_tuple(b->buf, s, c, 1);
@@ -482,7 +474,7 @@ void sup_broadcast_child_down(dsup_sup *s, sup_child *c, dsup_term reason)
     dsup_x_encode_atom(x, "$dsup");
     ei_x_encode_tuple_header(x, 4);
     dsup_x_encode_atom(x, "child_down");
-    dsup_x_encode_term(x, c->spec->name);
+    dsup_x_encode_term(x, sup_child_name(c));
     dsup_x_encode_pid(x, &c->pid);
     dsup_x_encode_term(x, reason);
     sup_broadcast(s, x);
@@ -514,7 +506,7 @@ static void encode_local(dsup_dict_ent *e, void *arg)
     spec_route r;
     route_init(c->s, ch, &r);
     ei_x_encode_tuple_header(c->x, 3);
-    dsup_x_encode_term(c->x, ch->spec->name);
+    dsup_x_encode_term(c->x, sup_child_name(ch));
     dsup_x_encode_pid(c->x, &ch->pid);
     encode_spec_for(c->s, c->x, ch, &r, c->to);
 }
@@ -628,8 +620,9 @@ static int is_stub(dsup_term t)
     return dsup_term_tagged(t, "stub", &ar, el, 3);
 }
 
-/* {stub, Type, Restart}: 0 and *out (args empty: not startable), or -1. */
-static int parse_stub(dsup_term t, dsup_child_spec **out)
+/* {stub, Type, Restart}: 0 and *out (args empty: not startable; its type
+ * in tname), or -1. */
+static int parse_stub(dsup_term t, dsup_child_spec *out, char tname[256])
 {
     dsup_term el[3];
     int ar, i = 0;
@@ -638,7 +631,6 @@ static int parse_stub(dsup_term t, dsup_child_spec **out)
     if (!dsup_term_tagged(t, "stub", &ar, el, 3) || ar != 3 || dsup_term_atom_text(el[1].buf, &i, &type, &len) < 0 ||
         len == 0 || len > 255)
         return -1;
-    char tname[256];
     memcpy(tname, type, len);
     tname[len] = 0;
     dsup_child_spec stub = { .type = tname, .restart = DSUP_RESTART_PERMANENT };
@@ -646,8 +638,8 @@ static int parse_stub(dsup_term t, dsup_child_spec **out)
         stub.restart = DSUP_RESTART_TRANSIENT;
     else if (dsup_term_is_atom(el[2], "temporary"))
         stub.restart = DSUP_RESTART_TEMPORARY;
-    *out = dsup_spec_with_name_view(&stub, (dsup_term){ NULL, 0 });
-    return *out ? 0 : -1;
+    *out = stub;
+    return 0;
 }
 
 static void remote_child_up(dsup_sup *s, dsup_term name, dsup_term pid_t, dsup_term spec_t)
@@ -660,7 +652,7 @@ static void remote_child_up(dsup_sup *s, dsup_term name, dsup_term pid_t, dsup_t
     if (old && dsup_pid_eq(&old->pid, &pid)) {
         dsup_child_spec *full;
         /* known, as a stub: a snapshot naming us a replica brings the spec */
-        if (!old->local && !sup_spec_full(old->spec) && !dsup_term_is_atom(spec_t, "undefined") &&
+        if (!old->local && !sup_spec_full(old->shared) && !dsup_term_is_atom(spec_t, "undefined") &&
             !is_stub(spec_t) && dsup_spec_parse(s->node, spec_t, &full) == 0)
             sup_cache_put(s, name, &pid, full, 0);
         return;
@@ -670,20 +662,24 @@ static void remote_child_up(dsup_sup *s, dsup_term name, dsup_term pid_t, dsup_t
         sup_resolve_duplicate(s, name);
         return;
     }
-    dsup_child_spec *spec = NULL;
-    if (!dsup_term_is_atom(spec_t, "undefined") && parse_stub(spec_t, &spec) < 0 &&
-        dsup_spec_parse(s->node, spec_t, &spec) < 0)
+    /* a stub (most children, for a host not their replica) is shared
+     * from the stack: no allocation */
+    dsup_child_spec stub, *spec = NULL;
+    char tname[256];
+    int undef = dsup_term_is_atom(spec_t, "undefined"), stubbed = !undef && parse_stub(spec_t, &stub, tname) == 0;
+    if (!undef && !stubbed && dsup_spec_parse(s->node, spec_t, &spec) < 0)
         spec = NULL;
     dsup_pid oldpid;
     int had = old != NULL;
     if (had)
         oldpid = old->pid;
-    sup_child *c = sup_cache_put(s, name, &pid, spec, 0);
+    sup_child *c = put(s, name, &pid, stubbed ? &stub : spec, 0);
+    free(spec);
     if (!c)
         return;
     if (had)
-        sup_emit_process_stop(s, c->spec->name, &oldpid);
-    sup_emit_process_start(s, c->spec->name, &pid);
+        sup_emit_process_stop(s, sup_child_name(c), &oldpid);
+    sup_emit_process_start(s, sup_child_name(c), &pid);
 }
 
 static void remote_child_down(dsup_sup *s, dsup_term name, dsup_term pid_t)
@@ -695,7 +691,7 @@ static void remote_child_down(dsup_sup *s, dsup_term name, dsup_term pid_t)
     sup_child *c = sup_child_by_name(s, name);
     if (!c || !dsup_pid_eq(&c->pid, &pid) || c->local || sup_cache_repoint(s, c, NULL))
         return;
-    sup_emit_process_stop(s, c->spec->name, &pid);
+    sup_emit_process_stop(s, sup_child_name(c), &pid);
     sup_cache_drop(s, c);
 }
 

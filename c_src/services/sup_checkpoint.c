@@ -94,9 +94,10 @@ static void send_one(dsup_dict_ent *e, void *arg)
     ckpt *k = e->val;
     dsup_sup *s = f->s;
     sup_child *c = sup_child_by_name(s, (dsup_term){ e->key, e->klen });
-    if (!c || !c->spec || !dsup_pid_eq(&c->pid, &k->pid))
+    if (!c || !c->shared || !dsup_pid_eq(&c->pid, &k->pid))
         return; /* ended or moved since */
-    const char *node = sup_place_successor(s, c->spec, s->node->name);
+    dsup_child_spec cs = sup_child_spec(c);
+    const char *node = sup_place_successor(s, &cs, s->node->name);
     const dsup_pid *host = node ? sup_host_on(s, node) : NULL;
     if (!host)
         return; /* no other host can run it: nobody to take it over */
@@ -156,7 +157,7 @@ int dsup_checkpoint(dsup_proc *self, dsup_term state)
     if (state.len > DSUP_CHECKPOINT_MAX_BYTES)
         return DSUP_ETOOBIG;
     sup_ckpt *ck = ck_of(s);
-    if (!ck || put(&ck->pending, c->spec->name, &c->pid, state) == -1)
+    if (!ck || put(&ck->pending, sup_child_name(c), &c->pid, state) == -1)
         return DSUP_ENOMEM;
     if (!ck->timer && (ck->timer = dsup_xmalloc(sizeof *ck->timer))) {
         uv_timer_init(s->node->loop, ck->timer);

@@ -108,8 +108,9 @@ static void encode_move(sup_child *c, const char *tag, ei_x_buff *x)
 {
     ei_x_encode_tuple_header(x, 4);
     dsup_x_encode_atom(x, tag);
-    dsup_x_encode_term(x, c->spec->name);
-    dsup_spec_encode_map(x, c->spec, 1);
+    dsup_x_encode_term(x, sup_child_name(c));
+    dsup_child_spec cs = sup_child_spec(c);
+    dsup_spec_encode_map(x, &cs, 1);
     encode_handoff(c, x);
 }
 
@@ -118,7 +119,7 @@ void sup_handoff_take(dsup_sup *s, sup_child *c, const char *node, ei_x_buff *x)
     encode_move(c, "start_handoff", x);
     /* The mark joins before the pid leaves, from the same scope: every
      * observer learns the name is moving no later than it loses its pid. */
-    sup_handoff_mark(s, c->spec->name, 1);
+    sup_handoff_mark(s, sup_child_name(c), 1);
     stop_old_copy(c, node);
 }
 
@@ -133,8 +134,9 @@ int sup_handoff_on_stop(dsup_sup *s, sup_child **list, size_t n, int barrier)
             continue;
         /* A temporary child is not brought back when its node stops (as
          * before handoff existed); move_child and rebalance do move it. */
-        const char *node = p->type && p->type->handoff_state && c->spec->restart != DSUP_RESTART_TEMPORARY
-                               ? sup_place_successor(s, c->spec, s->node->name)
+        dsup_child_spec cs = sup_child_spec(c);
+        const char *node = p->type && p->type->handoff_state && c->shared->restart != DSUP_RESTART_TEMPORARY
+                               ? sup_place_successor(s, &cs, s->node->name)
                                : NULL;
         const dsup_pid *host = node ? sup_host_on(s, node) : NULL;
         if (!host) {
@@ -153,10 +155,10 @@ int sup_handoff_on_stop(dsup_sup *s, sup_child **list, size_t n, int barrier)
             dsup_x_encode_atom(x, "$dsup");
             encode_move(c, "handoff", x);
         }
-        sup_handoff_mark(s, c->spec->name, 1);
+        sup_handoff_mark(s, sup_child_name(c), 1);
         stop_old_copy(c, node);
         if (barrier) {
-            sup_move_queue_taken(s, c->spec->name, node, x);
+            sup_move_queue_taken(s, sup_child_name(c), node, x);
         } else { /* the instance is ending now: its mark goes with it */
             dsup_pid to = *host;
             dsup_send(s->proc, &to, x);
@@ -256,7 +258,7 @@ static dsup_call_ret move_child(dsup_sup *s, dsup_term req, dsup_term name, dsup
         ei_x_encode_tuple_header(reply, 3);
         dsup_x_encode_atom(reply, "ok");
         dsup_x_encode_pid(reply, &c->pid);
-        dsup_x_encode_term(reply, c->spec->name);
+        dsup_x_encode_term(reply, sup_child_name(c));
         return DSUP_REPLY;
     }
     /* The target's reply ({ok, NewPid, Name} | {error, _}) goes to the caller. */

@@ -173,7 +173,13 @@ static void carry_over(heal_rec *r, dsup_sup *old, dsup_sup *now)
     dsup_dict_foreach(&old->by_name, collect, &k);
     size_t started = 0, elsewhere = 0;
     for (size_t i = 0; i < k.n + r->nkept; i++) {
-        int rc = i < k.n ? (k.list[i]->local ? carry_one(now, k.list[i]->spec) : -2) : carry_one(now, r->kept[i - k.n]);
+        int rc;
+        if (i < k.n) {
+            dsup_child_spec cs = sup_child_spec(k.list[i]);
+            rc = k.list[i]->local ? carry_one(now, &cs) : -2;
+        } else {
+            rc = carry_one(now, r->kept[i - k.n]);
+        }
         started += rc == 1;
         elsewhere += rc == 0;
     }

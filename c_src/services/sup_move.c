@@ -187,7 +187,7 @@ static void on_barrier_timeout(uv_timer_t *t)
 static void take_now(dsup_sup *s, sup_move *m)
 {
     sup_child *c = sup_child_by_name(s, m->name);
-    if (!c || !c->local || c->terminating || !c->spec) {
+    if (!c || !c->local || c->terminating || !c->shared) {
         if (m->from) {
             reply_error(s, m->from, "not_found", NULL);
             m->from = NULL;
@@ -316,7 +316,7 @@ void sup_move_start(dsup_sup *s, sup_child *c, const char *node, const dsup_from
     sup_moves *mv = moves_of(s);
     sup_move *m = mv ? dsup_xcalloc(1, sizeof *m) : NULL;
     if (m)
-        m->name = dsup_term_dup(c->spec->name);
+        m->name = dsup_term_dup(sup_child_name(c));
     if (!m || !m->name.buf) {
         LOG_ERROR("%s: out of memory moving a child; it stays", s->name);
         free(m);

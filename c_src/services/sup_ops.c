@@ -321,13 +321,15 @@ static void enc_child(dsup_dict_ent *e, void *arg)
         return;
     switch (c->what) {
     case ENC_CHILDREN:
-        dsup_x_encode_term(c->x, ch->spec->name);
+        dsup_x_encode_term(c->x, sup_child_name(ch));
         ei_x_encode_tuple_header(c->x, 2);
         dsup_x_encode_pid(c->x, &ch->pid);
-        if (!sup_spec_full(ch->spec))
+        if (!sup_spec_full(ch->shared)) {
             dsup_x_encode_atom(c->x, "undefined");
-        else
-            dsup_spec_encode_map(c->x, ch->spec, 0);
+        } else {
+            dsup_child_spec cs = sup_child_spec(ch);
+            dsup_spec_encode_map(c->x, &cs, 0);
+        }
         break;
     case ENC_PIDS:
         dsup_x_encode_pid(c->x, &ch->pid);
@@ -338,7 +340,7 @@ static void enc_child(dsup_dict_ent *e, void *arg)
         dsup_x_encode_pid(c->x, &ch->pid);
         dsup_x_encode_atom(c->x, "worker");
         ei_x_encode_list_header(c->x, 1);
-        dsup_x_encode_atom(c->x, ch->spec->type);
+        dsup_x_encode_atom(c->x, ch->shared->type);
         ei_x_encode_empty_list(c->x);
         break;
     }
@@ -416,7 +418,7 @@ dsup_call_ret sup_handle_call(dsup_proc *self, void *state, dsup_term req, const
         int i = 0;
         sup_child *c = dsup_decode_pid(s->node, el[1].buf, &i, &pid) == 0 ? sup_child_by_pid(s, &pid) : NULL;
         if (c)
-            dsup_x_encode_term(reply, c->spec->name);
+            dsup_x_encode_term(reply, sup_child_name(c));
         else
             dsup_x_encode_atom(reply, "nil");
     } else if (dsup_term_is_atom(req, "status")) {

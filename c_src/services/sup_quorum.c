@@ -74,8 +74,8 @@ static void fence(dsup_sup *s)
         sup_child *c = sup_child_by_pid(s, &l.pids[i]);
         if (!c || !c->local || c->terminating)
             continue;
-        if (c->spec->restart != DSUP_RESTART_TEMPORARY) {
-            dsup_child_spec *spec = dsup_spec_with_name(c->spec, c->spec->name);
+        if (c->shared->restart != DSUP_RESTART_TEMPORARY) {
+            dsup_child_spec *spec = dsup_spec_with_name(c->shared, sup_child_name(c));
             if (spec)
                 sup_quorum_hold(s, spec);
         }

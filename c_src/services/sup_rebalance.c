@@ -59,7 +59,7 @@ static int enqueue(sup_rebalance *rb, dsup_term name)
 static int start_move(dsup_sup *s, sup_rebalance *rb, dsup_term name)
 {
     sup_child *c = sup_child_by_name(s, name);
-    if (!c || !c->local || c->terminating || !c->spec)
+    if (!c || !c->local || c->terminating || !c->shared)
         return 0;
     const char *owner = dsup_ring_node_for(s->ring, name.buf, name.len);
     owner = owner ? dsup_intern_find(s->node->names, owner, strlen(owner)) : NULL;
@@ -103,10 +103,10 @@ static void collect(dsup_dict_ent *e, void *arg)
 {
     collect_ctx *k = arg;
     sup_child *c = e->val;
-    if (!c->local || c->terminating || !c->spec)
+    if (!c->local || c->terminating || !c->shared)
         return;
-    const char *owner = dsup_ring_node_for(k->s->ring, c->spec->name.buf, c->spec->name.len);
-    if (owner && strcmp(owner, k->node) == 0 && enqueue(k->rb, c->spec->name) == 0)
+    const char *owner = dsup_ring_node_for(k->s->ring, sup_child_name(c).buf, sup_child_name(c).len);
+    if (owner && strcmp(owner, k->node) == 0 && enqueue(k->rb, sup_child_name(c)) == 0)
         k->n++;
 }
 

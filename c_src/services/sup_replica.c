@@ -49,7 +49,8 @@ int sup_spec_full(const dsup_child_spec *spec)
 
 size_t sup_replica_nodes(dsup_sup *s, const sup_child *c, const char **out)
 {
-    return sup_place_successors(s, c->spec, c->pid.node, out, (size_t)s->replicas);
+    dsup_child_spec cs = sup_child_spec(c);
+    return sup_place_successors(s, &cs, c->pid.node, out, (size_t)s->replicas);
 }
 
 uint32_t sup_replica_sig(const char **nodes, size_t n)
@@ -137,30 +138,30 @@ static void send_replica(dsup_sup *s, sup_child *c, const char *node)
     dsup_x_encode_atom(x, "$dsup");
     ei_x_encode_tuple_header(x, 4);
     dsup_x_encode_atom(x, "replica");
-    dsup_x_encode_term(x, c->spec->name);
+    dsup_x_encode_term(x, sup_child_name(c));
     dsup_x_encode_pid(x, &c->pid);
-    dsup_spec_encode_map(x, c->spec, 1);
+    dsup_child_spec cs = sup_child_spec(c);
+    dsup_spec_encode_map(x, &cs, 1);
     dsup_send(s->proc, to, x);
     dsup_term_scratch_release(x);
 }
 
-static void downgrade(sup_child *c)
+static void downgrade(dsup_sup *s, sup_child *c)
 {
-    dsup_child_spec stub = *c->spec;
+    dsup_child_spec stub = *c->shared;
     stub.args = (dsup_term){ NULL, 0 };
-    stub.name = (dsup_term){ NULL, 0 };
-    dsup_child_spec *n = dsup_spec_with_name_view(&stub, c->spec->name);
+    const dsup_child_spec *n = sup_spec_share(s, &stub);
     if (!n)
         return;
-    free(c->spec);
-    c->spec = n;
+    sup_spec_unshare(s, c->shared);
+    c->shared = n;
 }
 
 static void visit(dsup_sup *s, sup_child *c, int drops)
 {
     const char *reps[SUP_REPLICAS_MAX];
     if (c->local) {
-        if (!s->cache_children || !sup_spec_full(c->spec))
+        if (!s->cache_children || !sup_spec_full(c->shared))
             return;
         size_t n = sup_replica_nodes(s, c, reps);
         uint32_t sig = sup_replica_sig(reps, n);
@@ -174,12 +175,12 @@ static void visit(dsup_sup *s, sup_child *c, int drops)
     /* a spec of a child elsewhere: let it go when no longer a replica (its
      * host alive: an orphan's spec stays for the failover) */
     const dsup_pid *host;
-    if (!drops || !sup_spec_full(c->spec) || !(host = sup_host_on(s, c->pid.node)) ||
+    if (!drops || !sup_spec_full(c->shared) || !(host = sup_host_on(s, c->pid.node)) ||
         host->creation != c->pid.creation)
         return;
     size_t n = sup_replica_nodes(s, c, reps);
     if (!sup_replica_has(reps, n, s->node->name))
-        downgrade(c);
+        downgrade(s, c);
 }
 
 static void on_tick(uv_timer_t *t)
@@ -258,7 +259,7 @@ int sup_replica_msg(dsup_sup *s, dsup_term ev)
     /* Only an entry for that very copy: the host sends child_up first, and
      * a child_down since then means the child is gone. */
     sup_child *c = sup_child_by_name(s, el[1]);
-    if (!c || c->local || !dsup_pid_eq(&c->pid, &pid) || sup_spec_full(c->spec))
+    if (!c || c->local || !dsup_pid_eq(&c->pid, &pid) || sup_spec_full(c->shared))
         return 1;
     dsup_child_spec *spec;
     if (dsup_spec_parse(s->node, el[3], &spec) < 0) {
@@ -281,7 +282,7 @@ static void count_entry(dsup_dict_ent *e, void *arg)
     const sup_child *c = e->val;
     if (c->local)
         k->local++;
-    else if (sup_spec_full(c->spec))
+    else if (sup_spec_full(c->shared))
         k->specs++;
     else
         k->stubs++;

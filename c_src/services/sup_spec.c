@@ -137,6 +137,7 @@ static dsup_child_spec *build(const char *type, int restart, long shutdown, dsup
     s->type = known ? known->name : memcpy(p + nlen + alen, type, tlen);
     s->restart = restart;
     s->beam = 0;
+    s->shared_refs = 0;
     s->name_view = (unsigned char)view;
     s->shutdown = shutdown;
     if (nlen)

@@ -12,13 +12,21 @@ enum { DSUP_RESTART_PERMANENT = 0, DSUP_RESTART_TRANSIENT = 1, DSUP_RESTART_TEMP
  * The name is either inside that allocation or a view of bytes that outlive
  * the spec: the child table's key (dsup_spec_with_name_view), or the message
  * being handled (name_view set, dsup_spec_parse_view): such a spec must not
- * outlive the handling of that message unless dsup_spec_keep copies it. */
+ * outlive the handling of that message unless dsup_spec_keep copies it.
+ *
+ * The child table keeps no spec per child: a sup_child's `shared` is a
+ * name-less spec (name len 0, one allocation as above) shared by the
+ * instance's children with the same type, restart, shutdown, beam and args
+ * and counted in shared_refs by those that hold it: the last one frees it
+ * (sup_shared.c: sup_spec_share / sup_spec_unshare); never free() it. The child's name is its entry's key: sup_child_spec(c)
+ * gives the whole spec by value, valid while the child's entry is. */
 typedef struct dsup_child_spec {
     const char *type;  /* worker type (atom text, inside this allocation) */
-    int restart;
+    signed char restart;     /* DSUP_RESTART_* */
     unsigned char beam;      /* a BEAM module's child, hosted by Elixir nodes: `args`
                                 is its whole child-spec map (sup_place.c) */
     unsigned char name_view; /* name points outside the allocation */
+    uint32_t shared_refs;    /* a shared spec's children (sup_shared.c); 0 for any other */
     long shutdown;     /* ms, or DSUP_SHUTDOWN_* */
     dsup_term name;    /* len 0 when the caller gave none */
     dsup_term args;    /* init args */

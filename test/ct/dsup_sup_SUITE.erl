@@ -61,6 +61,7 @@ groups() ->
      {restarts, [], [permanent_restarted_after_crash,
                      transient_restarted_only_on_abnormal_exit,
                      temporary_never_restarted,
+                     children_sharing_a_spec_keep_their_own,
                      restart_intensity_exceeded_stops_instance]},
      {options, [], [bad_options_rejected_nothing_started,
                     start_supervisor_twice_already_started,
@@ -116,6 +117,7 @@ sup_opts(named_listener_gets_events) -> none;
 sup_opts(monitor_nodes_listener_gets_node_up_down) -> none;
 sup_opts(graceful_stop_hands_over_children) -> none;
 sup_opts(restart_intensity_exceeded_stops_instance) -> [{max_restarts, 2}, {max_seconds, 5}];
+sup_opts(children_sharing_a_spec_keep_their_own) -> [{max_restarts, 20}, {max_seconds, 5}]; % 5 crashes
 sup_opts(_) -> [].
 
 init_per_testcase(chaos_kill9_rounds = TC, Config) ->
@@ -589,6 +591,52 @@ temporary_never_restarted(Cfg) ->
     [wait_whereis(Cfg, N, undefined) || N <- [tm1, tm2]],
     ?assertEqual(#{}, agree(Cfg, children)),
     ?assertEqual([], pg_members(Cfg, tm1)).
+
+%% Children of one host with the same type, args, restart and shutdown share
+%% one spec there (the child's name is its record's key): each is still
+%% restarted with its own spec, one terminated or gone leaves the others'
+%% intact, and a spec whose last child went is made anew for the next.
+children_sharing_a_spec_keep_their_own(Cfg) ->
+    [A, B, _] = nodes_(Cfg),
+    Same = [{value, 5}],
+    Specs = [{sa, Same, permanent}, {sb, Same, permanent}, {sc, [{value, 9}], permanent},
+             {sd, Same, transient}],
+    Pids = [begin
+                {P, N} = start_ok(Cfg, A, {counter, [{name, N}, {restart, R} | Arg]}, B),
+                wait_whereis(Cfg, N, P),
+                {N, P}
+            end || {N, Arg, R} <- Specs],
+    Expect = fun(Live) ->
+                     maps:from_list([{N, {proplists:get_value(N, Live), spec_map(N, counter, Arg, R, 5000)}}
+                                     || {N, Arg, R} <- Specs, lists:keymember(N, 1, Live)])
+             end,
+    ?assertEqual(Expect(Pids), agree(Cfg, children)),
+    %% each restarted with its own args
+    Restarted = [begin
+                     crash(P, boom),
+                     P2 = wait_new_pid(Cfg, N, P),
+                     ?assertEqual(B, node(P2)),
+                     ?assertEqual({N, V}, {N, gen_server:call(P2, get)}),
+                     {N, P2}
+                 end || {{N, P}, V} <- lists:zip(Pids, [5, 5, 9, 5])],
+    ?assertEqual(Expect(Restarted), agree(Cfg, children)),
+    %% sb goes: sa still restarts from the spec they shared
+    ?assertEqual(ok, sup(Cfg, A, {terminate_child, proplists:get_value(sb, Restarted)})),
+    wait_whereis(Cfg, sb, undefined),
+    SA = proplists:get_value(sa, Restarted),
+    crash(SA, boom),
+    SA2 = wait_new_pid(Cfg, sa, SA),
+    ?assertEqual(5, gen_server:call(SA2, get)),
+    %% the last children of that spec go; a new child with it gets it anew
+    [?assertEqual(ok, sup(Cfg, A, {terminate_child, P})) || P <- [SA2, proplists:get_value(sd, Restarted)]],
+    [wait_whereis(Cfg, N, undefined) || N <- [sa, sd]],
+    {PE, se} = start_ok(Cfg, A, {counter, [{name, se} | Same]}, B),
+    wait_whereis(Cfg, se, PE),
+    ?assertEqual(5, gen_server:call(PE, get)),
+    SC = proplists:get_value(sc, Restarted),
+    ?assertEqual(#{sc => {SC, spec_map(sc, counter, [{value, 9}], permanent, 5000)},
+                   se => {PE, spec_map(se, counter, Same, permanent, 5000)}},
+                 agree(Cfg, children)).
 
 %% max_restarts 2 in 5 s: the third crash in a row stops the instance on
 %% that node; the other instance takes the node off its ring and takes over
