@@ -392,21 +392,41 @@ int dsup_term_next(const char *buf, int *index)
     return 0;
 }
 
+/* A dsup_term is exactly one term (term.h): the last element ends where t
+ * does, so it is not stepped over (a batch's list of 1,000 specs would be
+ * walked once more per dispatch), nor is anything past elems[max-1]. */
 int dsup_term_tuple(dsup_term t, dsup_term *elems, int max)
 {
-    int i = 0, arity;
-    if (t.len < 2 || ei_decode_tuple_header(t.buf, &i, &arity) < 0)
+    const unsigned char *b = (const unsigned char *)t.buf;
+    size_t pos;
+    uint32_t arity;
+    if (t.len < 2)
         return -1;
-    for (int k = 0; k < arity; k++) {
-        int start = i;
-        if (dsup_term_next(t.buf, &i) < 0)
-            return -1;
-        if (k < max) {
-            elems[k].buf = t.buf + start;
-            elems[k].len = (size_t)(i - start);
-        }
+    if (b[0] == 104) { /* SMALL_TUPLE_EXT */
+        arity = b[1];
+        pos = 2;
+    } else if (b[0] == 105 && t.len >= 5) { /* LARGE_TUPLE_EXT */
+        arity = dsup_get_u32be(b + 1);
+        pos = 5;
+    } else {
+        return -1;
     }
-    return arity;
+    if (arity > INT_MAX)
+        return -1;
+    uint32_t want = max < 0 ? 0 : (uint32_t)max < arity ? (uint32_t)max : arity;
+    for (uint32_t k = 0; k < want; k++) {
+        size_t start = pos;
+        if (k + 1 == arity) {
+            if (start >= t.len)
+                return -1; /* t is shorter than its tuple: not one term */
+            pos = t.len;
+        } else if (dsup__term_next(t.buf, &pos) < 0) {
+            return -1;
+        }
+        elems[k].buf = t.buf + start;
+        elems[k].len = pos - start;
+    }
+    return (int)arity;
 }
 
 int dsup_term_tagged(dsup_term t, const char *tag, int *arity, dsup_term *elems, int max)

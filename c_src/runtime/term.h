@@ -5,6 +5,16 @@
 
 #include "dsup.h"
 
+/* The invariant every dsup_term (dsup.h) keeps: buf[0..len) is exactly ONE
+ * encoded term, no version byte, nothing after it. Every term the node
+ * makes is such a slice: a message is the rest of its frame after
+ * dsup_term_skip checked that nothing trails it (ctrl.c), an element is
+ * [start, end) of a dsup_term_next step or of dsup_term_tuple, a built term
+ * is an ei_x_buff that holds one encoded term (dsup_term_of_x). Code that
+ * slices a term must keep it so: dsup_term_tuple takes the last element's
+ * end from t.len without stepping over it (and returns -1 only when t is
+ * shorter than its tuple's header and elements need). */
+
 /* A reset ei_x_buff from a pool; give it back with release. Buffers keep
  * their memory, so encoding a signal or reply allocates nothing once warm. */
 ei_x_buff *dsup_term_scratch(dsup_node *node);
