@@ -57,6 +57,8 @@ enum {
     T_LOCAL = 121,
 };
 
+#define LITTLE_ENDIAN_HOST (__BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__)
+
 #define NEED(n) do { if ((size_t)(n) > len - p) return -1; } while (0)
 
 /* Count UTF-8 characters of s[0..n), strictly (no overlong forms, no
@@ -153,6 +155,28 @@ int dsup__atom(const char *buf, size_t len, size_t *pos, const char **text, size
     return 0;
 }
 
+/* No byte of s[0..n) has its high bit set; `avail` (>= n) bytes may be read
+ * from s: the last part word is then one masked load, not a byte loop. */
+static inline int all_ascii(const uint8_t *s, size_t n, size_t avail)
+{
+    uint64_t acc = 0, w;
+    size_t i = 0;
+    for (; n - i >= 8; i += 8) {
+        memcpy(&w, s + i, 8);
+        acc |= w;
+    }
+    if (i < n) {
+        if (LITTLE_ENDIAN_HOST && avail - i >= 8) {
+            memcpy(&w, s + i, 8);
+            acc |= w & (~0ULL >> (64 - 8 * (n - i))); /* the first n - i bytes */
+        } else {
+            for (; i < n; i++)
+                acc |= s[i];
+        }
+    }
+    return !(acc & 0x8080808080808080ULL);
+}
+
 /* The usual atom, a SMALL_ATOM_UTF8 of ASCII text, in line: 1 and *pos
  * past it; 0 for anything else (dsup__atom then checks it in full). */
 static inline int small_ascii_atom(const uint8_t *b, size_t len, size_t *pos)
@@ -160,20 +184,8 @@ static inline int small_ascii_atom(const uint8_t *b, size_t len, size_t *pos)
     size_t p = *pos;
     if (len - p < 2 || b[p] != T_SMALL_ATOM_UTF8)
         return 0;
-    size_t n = b[p + 1], i = 0;
-    if (n > len - p - 2)
-        return 0;
-    const uint8_t *s = b + p + 2;
-    for (; n - i >= 8; i += 8) {
-        uint64_t w;
-        memcpy(&w, s + i, 8);
-        if (w & 0x8080808080808080ULL)
-            return 0;
-    }
-    uint8_t hi = 0;
-    for (; i < n; i++)
-        hi |= s[i];
-    if (hi & 0x80)
+    size_t n = b[p + 1];
+    if (n > len - p - 2 || !all_ascii(b + p + 2, n, len - p - 2))
         return 0;
     *pos = p + 2 + n;
     return 1;
@@ -458,19 +470,30 @@ int dsup__term_next(const char *buf, size_t *pos)
     return 0;
 }
 
+/* `left` never gets this high (it is at most the bytes left + 1). */
+#define NO_FRAME UINT64_MAX
+
+static inline uint64_t top_boundary(const struct walker *w)
+{
+    return w->nfr ? w->fr[w->nfr - 1].boundary : NO_FRAME;
+}
+
 static int walk(const char *buf, size_t len, size_t *pos, struct walker *w)
 {
     const uint8_t *b = (const uint8_t *)buf;
     size_t p = *pos;
     uint64_t left = 1; /* terms still to read: the term itself */
     uint64_t *h = &w->h;
+    uint64_t nb = NO_FRAME; /* the top frame's boundary, in a register */
 
     if (p > len)
         return -1;
     for (;;) {
-        while (w->nfr > 0 && w->fr[w->nfr - 1].boundary == left)
+        while (left == nb) {
             if (child_done(w, p))
                 return -1;
+            nb = top_boundary(w);
+        }
         if (left == 0)
             break;
         left--;
@@ -530,10 +553,29 @@ static int walk(const char *buf, size_t len, size_t *pos, struct walker *w)
             p += 8;
             break;
         }
+        case T_SMALL_ATOM_UTF8:
+            /* The usual atom: short ASCII, checked (and hashed, as a map
+             * key) from one load; the 8 bytes after the length are in buf. */
+            if (LITTLE_ENDIAN_HOST && len - p >= 9 && b[p] <= 8) {
+                uint64_t wd;
+                n = b[p];
+                memcpy(&wd, b + p + 1, 8);
+                wd = n ? wd & (~0ULL >> (64 - 8 * n)) : 0;
+                if (!(wd & 0x8080808080808080ULL)) {
+                    if (hs) { /* the tokens dsup__canon_atom feeds */
+                        dsup__canon_feed(h, CANON_ATOM);
+                        dsup__canon_feed(h, n);
+                        if (n)
+                            dsup__canon_feed(h, wd);
+                    }
+                    p += 1 + n;
+                    break;
+                }
+            }
+            /* fall through */
         case T_ATOM:
         case T_SMALL_ATOM:
         case T_ATOM_UTF8:
-        case T_SMALL_ATOM_UTF8:
             p--;
             if (!small_ascii_atom(b, len, &p) && dsup__atom(buf, len, &p, NULL, NULL))
                 return -1;
@@ -781,6 +823,7 @@ static int walk(const char *buf, size_t len, size_t *pos, struct walker *w)
                 if (!push(w, F_FUN, left))
                     return -1;
                 w->fr[w->nfr - 1].end = end;
+                nb = left;
             } else if (tag == T_MAP && children >= 4) {
                 struct frame *f = push(w, F_MAP, left + children - 1);
                 if (!f)
@@ -792,11 +835,13 @@ static int walk(const char *buf, size_t len, size_t *pos, struct walker *w)
                 f->parent_h = w->h;
                 w->h = KEY_INIT; /* the first key */
                 w->hashing = 1;
+                nb = f->boundary;
             } else if (tag == T_LIST && hs && children > 1) {
                 struct frame *f = push(w, F_LIST, left + children - 1);
                 if (!f)
                     return -1;
                 f->todo = children - 1;
+                nb = f->boundary;
             }
             left += children;
         }
