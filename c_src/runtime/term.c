@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "ctrl.h"
+#include "term_next.h"
 #include "intern.h"
 #include "node.h"
 
@@ -241,26 +242,6 @@ int dsup_x_encode_term(ei_x_buff *x, dsup_term t)
     return dsup_x_append(x, t.buf, t.len);
 }
 
-int dsup_term_atom_text(const char *buf, int *index, const char **name, size_t *len)
-{
-    const unsigned char *p = (const unsigned char *)buf + *index;
-    switch (p[0]) {
-    case 100: /* ATOM_EXT */
-    case 118: /* ATOM_UTF8_EXT */
-        *len = dsup_get_u16be(p + 1);
-        *name = (const char *)p + 3;
-        *index += 3 + (int)*len;
-        return 0;
-    case 115: /* SMALL_ATOM_EXT */
-    case 119: /* SMALL_ATOM_UTF8_EXT */
-        *len = p[1];
-        *name = (const char *)p + 2;
-        *index += 2 + (int)*len;
-        return 0;
-    }
-    return -1;
-}
-
 int dsup_decode_pid(dsup_node *dn, const char *buf, int *index, dsup_pid *pid)
 {
     const unsigned char *p = (const unsigned char *)buf + *index;
@@ -386,7 +367,7 @@ int dsup_term_next(const char *buf, int *index)
     /* The term was validated on arrival: no length bound is needed, and
      * dsup_term_skip walks any depth without recursion. */
     size_t pos = (size_t)*index;
-    if (*index < 0 || dsup__term_next(buf, &pos) < 0 || pos > INT_MAX)
+    if (*index < 0 || dsup__term_step(buf, &pos) < 0 || pos > INT_MAX)
         return -1;
     *index = (int)pos;
     return 0;
@@ -420,7 +401,7 @@ int dsup_term_tuple(dsup_term t, dsup_term *elems, int max)
             if (start >= t.len)
                 return -1; /* t is shorter than its tuple: not one term */
             pos = t.len;
-        } else if (dsup__term_next(t.buf, &pos) < 0) {
+        } else if (dsup__term_step(t.buf, &pos) < 0) {
             return -1;
         }
         elems[k].buf = t.buf + start;

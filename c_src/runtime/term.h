@@ -37,7 +37,26 @@ dsup_term dsup_term_of_x(const ei_x_buff *x);
 dsup_term dsup_reason_atom(dsup_node *node, const char *atom);
 
 /* Read an atom's text at buf[*index] without copying: sets *name and *len.
- * The term must already be validated. -1 when not an atom. */
-int dsup_term_atom_text(const char *buf, int *index, const char **name, size_t *len);
+ * The term must already be validated. -1 when not an atom. In line: the
+ * services read several atoms per child of a batch. */
+static inline int dsup_term_atom_text(const char *buf, int *index, const char **name, size_t *len)
+{
+    const unsigned char *p = (const unsigned char *)buf + *index;
+    switch (p[0]) {
+    case 100: /* ATOM_EXT */
+    case 118: /* ATOM_UTF8_EXT */
+        *len = (size_t)p[1] << 8 | p[2];
+        *name = (const char *)p + 3;
+        *index += 3 + (int)*len;
+        return 0;
+    case 115: /* SMALL_ATOM_EXT */
+    case 119: /* SMALL_ATOM_UTF8_EXT */
+        *len = p[1];
+        *name = (const char *)p + 2;
+        *index += 2 + (int)*len;
+        return 0;
+    }
+    return -1;
+}
 
 #endif
