@@ -850,6 +850,42 @@ static int skip_all(const void *p, size_t n)
     return rc;
 }
 
+/* dsup_term_tuple, which takes the last element's end from the term's
+ * length (a dsup_term is exactly one term), splits as libei's ei_skip_term
+ * steps, for every `max` up to the arity and past it. */
+static void tuple_split_agrees(const char *key, const char *b, size_t n, int arity)
+{
+    if (arity > 300)
+        return; /* (the quadratic max loop below) */
+    dsup_term el[301];
+    for (int max = 0; max <= arity + 1; max++) {
+        memset(el, 0, sizeof el);
+        if (dsup_term_tuple((dsup_term){ b, n }, el, max) != arity)
+            fail_msg("%s: dsup_term_tuple(max %d) is not arity %d", key, max, arity);
+        int i = 0, a;
+        ei_decode_tuple_header(b, &i, &a);
+        for (int k = 0; k < arity && k < max; k++) {
+            int st = i;
+            if (ei_skip_term(b, &i) < 0)
+                return; /* a kind this libei does not know */
+            if (el[k].buf != b + st || el[k].len != (size_t)(i - st))
+                fail_msg("%s element %d (max %d): [%td, +%zu), libei [%d, +%d)", key, k, max,
+                         el[k].buf - b, el[k].len, st, i - st);
+        }
+        if (max <= arity && el[max].buf)
+            fail_msg("%s: dsup_term_tuple wrote past max %d", key, max);
+    }
+    /* cut where its last element starts: refused, nothing read past it */
+    if (arity > 0) {
+        int i = 0, a;
+        ei_decode_tuple_header(b, &i, &a);
+        for (int k = 0; k + 1 < arity; k++)
+            if (ei_skip_term(b, &i) < 0)
+                return;
+        assert_int_equal(dsup_term_tuple((dsup_term){ b, (size_t)i }, el, arity), -1);
+    }
+}
+
 /* dsup__term_next (a term validated on arrival: leaves in one step, atoms
  * skipped by length) ends where the validating walk ends, over the whole
  * term and over each element of a tuple, list or map, as libei's
@@ -878,6 +914,8 @@ static void trusted_step_agrees(const char *key, const uint8_t *p, size_t n)
             fail_msg("%s element %d: trusted step ends at %zu, libei at %d", key, k, ours, ei_end);
         i = ei_end;
     }
+    if (type == ERL_SMALL_TUPLE_EXT || type == ERL_LARGE_TUPLE_EXT)
+        tuple_split_agrees(key, b, n, arity);
     free(b);
 }
 
@@ -1024,7 +1062,7 @@ typedef struct {
 
 static void test_differential(void **state)
 {
-    dcase d[120];
+    dcase d[150];
     int nd = 0;
 #define ADD(w, ok, st, ...) do { \
         static const uint8_t bytes_[] = { __VA_ARGS__ }; \
@@ -1204,7 +1242,48 @@ static void test_differential(void **state)
     ADD("FLOAT_EXT with a letter", 0, 0, 99, '1', '.', '5', 'x', 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
         0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0);
     ADD("PID node cut", 0, 1, 103, 119, 5, 'a');
-    assert_true(nd <= 120);
+    /* the same checks when a short atom (<= 8 bytes) has 8 bytes after its
+     * length in the buffer: one 8-byte load, then the strict walk */
+#define PAD8 107, 0, 5, 'p', 'a', 'd', 'd', 'd' /* "paddd", 8 bytes */
+    ADD("MAP keys 'a' UTF-8 (in line) and latin1", 0, 1, 116, 0, 0, 0, 2, 119, 1, 'a', 97, 1,
+        100, 0, 1, 'a', 97, 2);
+    ADD("MAP keys 'a' UTF-8 (in line) and SMALL latin1", 0, 1, 116, 0, 0, 0, 2, 119, 1, 'a', 97, 1,
+        115, 1, 'a', PAD8);
+    ADD("MAP keys 'abcdefgh' UTF-8 (in line) and latin1", 0, 1, 116, 0, 0, 0, 2,
+        119, 8, 'a', 'b', 'c', 'd', 'e', 'f', 'g', 'h', 97, 1,
+        100, 0, 8, 'a', 'b', 'c', 'd', 'e', 'f', 'g', 'h', 97, 2);
+    ADD("MAP keys 'abcdefgh' twice in line", 0, 1, 116, 0, 0, 0, 2,
+        119, 8, 'a', 'b', 'c', 'd', 'e', 'f', 'g', 'h', 97, 1,
+        119, 8, 'a', 'b', 'c', 'd', 'e', 'f', 'g', 'h', PAD8);
+    ADD("MAP keys 'abcdefgh' and 'abcdefgi' in line", 1, 1, 116, 0, 0, 0, 2,
+        119, 8, 'a', 'b', 'c', 'd', 'e', 'f', 'g', 'h', 97, 1,
+        119, 8, 'a', 'b', 'c', 'd', 'e', 'f', 'g', 'i', PAD8);
+    ADD("MAP keys 'a' and 'ab' in line (a shorter key's masked bytes)", 1, 1, 116, 0, 0, 0, 2,
+        119, 1, 'a', 97, 1, 119, 2, 'a', 'b', PAD8);
+    ADD("MAP keys '' UTF-8 (in line) and latin1", 0, 1, 116, 0, 0, 0, 2, 119, 0, 98, 0, 0, 0, 1,
+        100, 0, 0, 97, 2);
+    ADD("MAP keys e-acute UTF-8 and latin1, padded", 0, 1, 116, 0, 0, 0, 2, 119, 2, 0xC3, 0xA9, 97, 1,
+        115, 1, 0xE9, PAD8);
+    ADD("MAP keys 9-byte atom UTF-8 and latin1, padded", 0, 1, 116, 0, 0, 0, 2,
+        119, 9, 'a', 'b', 'c', 'd', 'e', 'f', 'g', 'h', 'i', 97, 1,
+        100, 0, 9, 'a', 'b', 'c', 'd', 'e', 'f', 'g', 'h', 'i', PAD8);
+    ADD("tuple {0xFF atom, pad}", 0, 1, 104, 2, 119, 1, 0xff, PAD8);
+    ADD("tuple {overlong atom, pad}", 0, 1, 104, 2, 119, 2, 0xC0, 0x80, PAD8);
+    ADD("tuple {surrogate atom, pad}", 0, 1, 104, 2, 119, 3, 0xED, 0xA0, 0x80, PAD8);
+    ADD("tuple {8 bytes, last 0x80, pad}", 0, 1, 104, 2,
+        119, 8, 'a', 'b', 'c', 'd', 'e', 'f', 'g', 0x80, PAD8);
+    ADD("tuple {'h\u00e9llo', pad}", 1, 1, 104, 2, 119, 6, 'h', 0xC3, 0xA9, 'l', 'l', 'o', PAD8);
+    ADD("tuple {10 bytes, last 0xFF, pad}", 0, 1, 104, 2,
+        119, 10, 'a', 'b', 'c', 'd', 'e', 'f', 'g', 'h', 'i', 0xff, PAD8);
+    ADD("tuple {'a', <<255,255,255>>}: the load's bytes past the atom", 1, 1, 104, 2, 119, 1, 'a',
+        109, 0, 0, 0, 3, 0xff, 0xff, 0xff);
+    ADD("{'abcdefgh'}: the load ends the buffer", 1, 1, 104, 1, 119, 8, 'a', 'b', 'c', 'd', 'e', 'f', 'g', 'h');
+    ADD("NEW_PID node 10 bytes, last 0xFF", 0, 1, 88, 119, 10, 'a', 'b', 'c', 'd', 'e', 'f', 'g', 'h',
+        'i', 0xff, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 1);
+    ADD("NEW_PID node 10 ASCII bytes", 1, 1, 88, 119, 10, 'a', 'b', 'c', 'd', 'e', 'f', 'g', 'h',
+        'i', 'j', 0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 1);
+    ADD("NEW_PID node 0xE9 UTF-8 cut", 0, 1, 88, 119, 2, 'a', 0xC3, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 1);
+    assert_true(nd <= 150);
 
     sbuf prog = { 0 };
     sb_add(&prog, "Hexes = [");
