@@ -181,8 +181,9 @@ static inline int small_ascii_atom(const uint8_t *b, size_t len, size_t *pos)
     return 1;
 }
 
-/* Exported for ctrl.c: parse a PID_EXT / NEW_PID_EXT at *pos. */
-int dsup__pid(const char *buf, size_t len, size_t *pos, dsup_wire_pid *out)
+/* A PID_EXT / NEW_PID_EXT at *pos (in line: a batch's messages carry
+ * about ten pids per child). */
+static inline int pid_at(const char *buf, size_t len, size_t *pos, dsup_wire_pid *out)
 {
     const uint8_t *b = (const uint8_t *)buf;
     size_t p = *pos;
@@ -209,6 +210,12 @@ int dsup__pid(const char *buf, size_t len, size_t *pos, dsup_wire_pid *out)
     }
     *pos = p + 8 + clen;
     return 0;
+}
+
+/* Exported for ctrl.c. */
+int dsup__pid(const char *buf, size_t len, size_t *pos, dsup_wire_pid *out)
+{
+    return pid_at(buf, len, pos, out);
 }
 
 /* SMALL_INTEGER_EXT or INTEGER_EXT (used inside NEW_FUN_EXT). */
@@ -485,11 +492,10 @@ static int walk(const char *buf, size_t len, size_t *pos, struct walker *w)
                 uint64_t wd;
                 n = b[p];
                 memcpy(&wd, b + p + 1, 8);
-                wd = n ? wd & (~0ULL >> (64 - 8 * n)) : 0;
+                wd &= ((uint64_t)1 << 4 * n << 4 * n) - 1; /* its n bytes (n = 8: 1 << 64 is 0) */
                 if (!(wd & 0x8080808080808080ULL)) {
                     if (hs) { /* the tokens dsup__canon_atom feeds */
-                        dsup__canon_feed(h, CANON_ATOM);
-                        dsup__canon_feed(h, n);
+                        dsup__canon_feed(h, CANON_ATOM | (uint64_t)n << 8);
                         if (n)
                             dsup__canon_feed(h, wd);
                     }
@@ -509,8 +515,7 @@ static int walk(const char *buf, size_t len, size_t *pos, struct walker *w)
                 uint64_t w = 0;
                 n = b[at + 1];
                 memcpy(&w, b + at + 2, n);
-                dsup__canon_feed(h, CANON_ATOM);
-                dsup__canon_feed(h, n);
+                dsup__canon_feed(h, CANON_ATOM | (uint64_t)n << 8);
                 if (n)
                     dsup__canon_feed(h, w);
             } else if (hs) {
@@ -521,7 +526,7 @@ static int walk(const char *buf, size_t len, size_t *pos, struct walker *w)
         case T_NEW_PID: {
             dsup_wire_pid wp;
             p--;
-            if (dsup__pid(buf, len, &p, &wp))
+            if (pid_at(buf, len, &p, hs ? &wp : NULL))
                 return -1;
             if (hs) {
                 dsup__canon_feed(h, CANON_PID);
