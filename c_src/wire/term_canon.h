@@ -11,7 +11,8 @@
  * odds of about n^2 / 2^65). The stream is built in the same single pass,
  * bottom up: a map inside a key adds one token made of its pairs' hashes
  * (summed: any order), so every byte is hashed once and the work stays
- * linear however keys nest. Funs inside keys are hashed by their bytes (two
+ * linear however keys nest. (A key that is one atom of at most 7 ASCII
+ * bytes skips the hash: term_skip.c's RAW_KEY.) Funs inside keys are hashed by their bytes (two
  * encodings of one fun may then count as different keys: never a false
  * refusal). */
 #ifndef DSUP_TERM_CANON_H

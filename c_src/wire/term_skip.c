@@ -272,6 +272,9 @@ struct walker {
     size_t nkeys, capkeys;
     uint64_t h;      /* the current key stream */
     int hashing;     /* inside a key of a map with two or more pairs */
+    size_t key_at;   /* where the current key of the top map starts: the term
+                        there IS the key (an atom there is the whole key) */
+    int raw;         /* h is the current key's final value (RAW_KEY) */
     struct frame inl[8];
     uint64_t kinl[32]; /* small maps' keys need no allocation */
 };
@@ -340,7 +343,8 @@ static int child_done(struct walker *w, size_t p)
     /* a map: a key or a value is done */
     uint64_t done = 2 * f->npairs - f->todo;
     if (done % 2 == 0) {
-        f->key_h = dsup__canon_mix(w->h, CANON_MAP);
+        f->key_h = w->raw ? w->h : dsup__canon_mix(w->h, CANON_MAP);
+        w->raw = 0;
         if (push_key(w, f->key_h))
             return -1;
     } else if (f->in_key) { /* (a value is hashed only inside a key) */
@@ -350,6 +354,8 @@ static int child_done(struct walker *w, size_t p)
         f->boundary--;
         w->h = KEY_INIT;
         w->hashing = done % 2 == 1 || f->in_key; /* next: a key, or a value inside a key */
+        if (done % 2 == 1)
+            w->key_at = p;
         return 0;
     }
     uint64_t *k = w->keys + f->keys;
@@ -389,6 +395,8 @@ static int skip(const char *buf, size_t len, size_t *pos)
     w.capkeys = 32;
     w.h = 0;
     w.hashing = 0;
+    w.key_at = SIZE_MAX;
+    w.raw = 0;
     dsup__canon_seed_once();
     int rc = walk(buf, len, pos, &w);
     if (w.fr != w.inl)
@@ -402,8 +410,32 @@ int dsup_term_skip(const char *buf, size_t len, size_t *pos) { return skip(buf, 
 
 int dsup__term_next(const char *buf, size_t *pos) { return dsup__term_step(buf, pos); }
 
+/* A map key that is one atom of at most 7 ASCII bytes (nearly every key
+ * dsup sees: a spec's id, start, args, ...) is its own key value, no hash:
+ * its text in the low 7 bytes, its length in the top one. Equal keys get
+ * equal values whatever the encoding (latin1 or UTF-8, small or not: the
+ * same ASCII text), different ones different values; a hashed key matches
+ * one only by chance (the hash's secret seed), as two hashed keys do. */
+#define RAW_KEY(text, n) ((text) | (uint64_t)(n) << 56)
+
 /* `left` never gets this high (it is at most the bytes left + 1). */
 #define NO_FRAME UINT64_MAX
+
+/* The (validated, size bytes) atom at a as RAW_KEY when its text is at
+ * most 7 ASCII bytes (in any of the four encodings: ASCII is the same in
+ * latin1 and UTF-8): 1 and *out set; else 0. */
+static inline int short_ascii_text(const uint8_t *a, size_t size, uint64_t *out)
+{
+    size_t off = (a[0] == T_ATOM || a[0] == T_ATOM_UTF8) ? 3 : 2, n = size - off;
+    uint64_t t = 0;
+    if (n > 7)
+        return 0;
+    memcpy(&t, a + off, n);
+    if (!LITTLE_ENDIAN_HOST || (t & 0x8080808080808080ULL))
+        return 0;
+    *out = RAW_KEY(t, n);
+    return 1;
+}
 
 static inline uint64_t top_boundary(const struct walker *w)
 {
@@ -494,7 +526,10 @@ static int walk(const char *buf, size_t len, size_t *pos, struct walker *w)
                 memcpy(&wd, b + p + 1, 8);
                 wd &= ((uint64_t)1 << 4 * n << 4 * n) - 1; /* its n bytes (n = 8: 1 << 64 is 0) */
                 if (!(wd & 0x8080808080808080ULL)) {
-                    if (hs) { /* the tokens dsup__canon_atom feeds */
+                    if (hs && at == w->key_at && n <= 7) { /* this atom is the key */
+                        *h = RAW_KEY(wd, n); /* the whole key */
+                        w->raw = 1;
+                    } else if (hs) { /* the tokens dsup__canon_atom feeds */
                         dsup__canon_feed(h, CANON_ATOM | (uint64_t)n << 8);
                         if (n)
                             dsup__canon_feed(h, wd);
@@ -510,7 +545,9 @@ static int walk(const char *buf, size_t len, size_t *pos, struct walker *w)
             p--;
             if (!small_ascii_atom(b, len, &p) && dsup__atom(buf, len, &p, NULL, NULL))
                 return -1;
-            if (hs && tag == T_SMALL_ATOM_UTF8 && b[at + 1] <= 8) {
+            if (hs && at == w->key_at && short_ascii_text(b + at, p - at, h)) {
+                w->raw = 1; /* the whole key (see RAW_KEY) */
+            } else if (hs && tag == T_SMALL_ATOM_UTF8 && b[at + 1] <= 8) {
                 /* a short map key, in line: the tokens dsup__canon_atom feeds */
                 uint64_t w = 0;
                 n = b[at + 1];
@@ -765,6 +802,7 @@ static int walk(const char *buf, size_t len, size_t *pos, struct walker *w)
                 f->parent_h = w->h;
                 w->h = KEY_INIT; /* the first key */
                 w->hashing = 1;
+                w->key_at = p;
                 nb = f->boundary;
             } else if (tag == T_LIST && hs && children > 1) {
                 struct frame *f = push(w, F_LIST, left + children - 1);
