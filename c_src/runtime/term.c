@@ -124,7 +124,13 @@ void dsup_x_reserve(ei_x_buff *x, size_t more)
 int dsup_x_append(ei_x_buff *x, const void *buf, size_t len)
 {
     dsup_x_reserve(x, len);
-    return ei_x_append_buf(x, buf, (int)len);
+    if ((size_t)x->index + len > (size_t)x->buffsz)
+        return ei_x_append_buf(x, buf, (int)len); /* (reserve gave up: ei reports it) */
+    /* the room is there: what ei_x_append_buf does after its own check,
+     * without its second look at the size (atoms, pids, terms: every reply) */
+    memcpy(x->buff + x->index, buf, len);
+    x->index += (int)len;
+    return 0;
 }
 
 /* ---- cached atoms -------------------------------------------------------------- */
