@@ -57,7 +57,6 @@ long dsup__utf8_chars(const uint8_t *s, size_t n)
 {
     /* Nearly every atom is all ASCII, and short: test the high bits first,
      * 8 bytes a step, and walk the characters only when one is set. */
-    uint8_t hi = 0;
     size_t a = 0;
     for (; n - a >= 8; a += 8) {
         uint64_t w;
@@ -65,10 +64,28 @@ long dsup__utf8_chars(const uint8_t *s, size_t n)
         if (w & 0x8080808080808080ULL)
             break;
     }
-    if (n - a < 8) {
-        for (size_t j = a; j < n; j++)
-            hi |= s[j];
-        if (!(hi & 0x80))
+    if (n - a < 8) { /* the rest: the last 8 bytes again when n >= 8, else 4, 2, 1 */
+        uint64_t acc = 0;
+        if (n >= 8) {
+            memcpy(&acc, s + n - 8, 8);
+        } else {
+            size_t j = a;
+            uint32_t v4;
+            uint16_t v2;
+            if (n - j >= 4) {
+                memcpy(&v4, s + j, 4);
+                acc |= v4;
+                j += 4;
+            }
+            if (n - j >= 2) {
+                memcpy(&v2, s + j, 2);
+                acc |= v2;
+                j += 2;
+            }
+            if (j < n)
+                acc |= s[j];
+        }
+        if (!(acc & 0x8080808080808080ULL))
             return (long)n;
     }
     long chars = (long)a;

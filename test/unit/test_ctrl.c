@@ -919,6 +919,39 @@ static void trusted_step_agrees(const char *key, const uint8_t *p, size_t n)
     free(b);
 }
 
+long dsup__utf8_chars(const uint8_t *s, size_t n);
+
+/* dsup__utf8_chars reads words, not bytes, where it can: a non-ASCII byte
+ * (alone: invalid; or the start of a valid e-acute) at every position of
+ * every length up to 24 is seen, and nothing past n is read (exact()). */
+static void test_utf8_chars_positions(void **state)
+{
+    for (size_t n = 0; n <= 24; n++) {
+        uint8_t t[24];
+        memset(t, 'a', sizeof t);
+        char *b = exact(t, n);
+        assert_int_equal(dsup__utf8_chars((const uint8_t *)b, n), (long)n);
+        free(b);
+        for (size_t k = 0; k < n; k++) {
+            memset(t, 'a', sizeof t);
+            t[k] = 0xFF;
+            b = exact(t, n);
+            if (dsup__utf8_chars((const uint8_t *)b, n) != -1)
+                fail_msg("length %zu, 0xFF at %zu accepted", n, k);
+            free(b);
+            t[k] = 0xC3; /* e-acute cut at the end, or whole */
+            if (k + 1 < n)
+                t[k + 1] = 0xA9;
+            b = exact(t, n);
+            long want = k + 1 < n ? (long)n - 1 : -1;
+            if (dsup__utf8_chars((const uint8_t *)b, n) != want)
+                fail_msg("length %zu, e-acute at %zu: %ld, not %ld", n, k,
+                         dsup__utf8_chars((const uint8_t *)b, n), want);
+            free(b);
+        }
+    }
+}
+
 /* erl-made terms of every kind: whole = valid, every strict prefix invalid. */
 static void test_term_skip_samples(void **state)
 {
@@ -1518,6 +1551,7 @@ int main(void)
         cmocka_unit_test(test_truncation),
         cmocka_unit_test(test_malformed_misc),
         cmocka_unit_test(test_term_skip_samples),
+        cmocka_unit_test(test_utf8_chars_positions),
         cmocka_unit_test(test_huge_counts),
         cmocka_unit_test(test_differential),
         cmocka_unit_test(test_map_keys),
