@@ -32,7 +32,7 @@ static inline size_t dsup__atom_size(const uint8_t *b)
  * with this, many times per message, so it is one flat loop over a count of
  * "terms still to read" (the format is prefix order) with a fixed size or a
  * length field for every leaf; a NEW_FUN is stepped over by its Size. */
-static inline int dsup__term_step(const char *buf, size_t *pos)
+static inline __attribute__((always_inline)) int dsup__term_step(const char *buf, size_t *pos)
 {
     const uint8_t *b = (const uint8_t *)buf;
     size_t p = *pos;
