@@ -12,8 +12,8 @@
  * [start, end) of a dsup_term_next step or of dsup_term_tuple, a built term
  * is an ei_x_buff that holds one encoded term (dsup_term_of_x). Code that
  * slices a term must keep it so: dsup_term_tuple takes the last element's
- * end from t.len without stepping over it (and returns -1 only when t is
- * shorter than its tuple's header and elements need). */
+ * end from t.len without stepping over it (trailing bytes would become part
+ * of that element; a t that ends before its last element starts gives -1). */
 
 /* A reset ei_x_buff from a pool; give it back with release. Buffers keep
  * their memory, so encoding a signal or reply allocates nothing once warm. */
