@@ -93,7 +93,8 @@ typedef struct dsup_ref {
     uint32_t    n[5];
 } dsup_ref;
 
-/* One encoded term, no version byte. */
+/* One encoded term, no version byte: buf[0..len) holds exactly the term
+ * (dsup_term_tuple takes the last element's end from len). */
 typedef struct dsup_term {
     const char *buf;
     size_t      len;

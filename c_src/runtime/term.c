@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "ctrl.h"
+#include "term_next.h"
 #include "intern.h"
 #include "node.h"
 
@@ -123,7 +124,13 @@ void dsup_x_reserve(ei_x_buff *x, size_t more)
 int dsup_x_append(ei_x_buff *x, const void *buf, size_t len)
 {
     dsup_x_reserve(x, len);
-    return ei_x_append_buf(x, buf, (int)len);
+    if ((size_t)x->index + len > (size_t)x->buffsz)
+        return ei_x_append_buf(x, buf, (int)len); /* (reserve gave up: ei reports it) */
+    /* the room is there: what ei_x_append_buf does after its own check,
+     * without its second look at the size (atoms, pids, terms: every reply) */
+    memcpy(x->buff + x->index, buf, len);
+    x->index += (int)len;
+    return 0;
 }
 
 /* ---- cached atoms -------------------------------------------------------------- */
@@ -239,26 +246,6 @@ int dsup_x_encode_term(ei_x_buff *x, dsup_term t)
         t.len--;
     }
     return dsup_x_append(x, t.buf, t.len);
-}
-
-int dsup_term_atom_text(const char *buf, int *index, const char **name, size_t *len)
-{
-    const unsigned char *p = (const unsigned char *)buf + *index;
-    switch (p[0]) {
-    case 100: /* ATOM_EXT */
-    case 118: /* ATOM_UTF8_EXT */
-        *len = dsup_get_u16be(p + 1);
-        *name = (const char *)p + 3;
-        *index += 3 + (int)*len;
-        return 0;
-    case 115: /* SMALL_ATOM_EXT */
-    case 119: /* SMALL_ATOM_UTF8_EXT */
-        *len = p[1];
-        *name = (const char *)p + 2;
-        *index += 2 + (int)*len;
-        return 0;
-    }
-    return -1;
 }
 
 int dsup_decode_pid(dsup_node *dn, const char *buf, int *index, dsup_pid *pid)
@@ -386,27 +373,47 @@ int dsup_term_next(const char *buf, int *index)
     /* The term was validated on arrival: no length bound is needed, and
      * dsup_term_skip walks any depth without recursion. */
     size_t pos = (size_t)*index;
-    if (*index < 0 || dsup__term_next(buf, &pos) < 0 || pos > INT_MAX)
+    if (*index < 0 || dsup__term_step(buf, &pos) < 0 || pos > INT_MAX)
         return -1;
     *index = (int)pos;
     return 0;
 }
 
+/* A dsup_term is exactly one term (term.h): the last element ends where t
+ * does, so it is not stepped over (a batch's list of 1,000 specs would be
+ * walked once more per dispatch), nor is anything past elems[max-1]. */
 int dsup_term_tuple(dsup_term t, dsup_term *elems, int max)
 {
-    int i = 0, arity;
-    if (t.len < 2 || ei_decode_tuple_header(t.buf, &i, &arity) < 0)
+    const unsigned char *b = (const unsigned char *)t.buf;
+    size_t pos;
+    uint32_t arity;
+    if (t.len < 2)
         return -1;
-    for (int k = 0; k < arity; k++) {
-        int start = i;
-        if (dsup_term_next(t.buf, &i) < 0)
-            return -1;
-        if (k < max) {
-            elems[k].buf = t.buf + start;
-            elems[k].len = (size_t)(i - start);
-        }
+    if (b[0] == 104) { /* SMALL_TUPLE_EXT */
+        arity = b[1];
+        pos = 2;
+    } else if (b[0] == 105 && t.len >= 5) { /* LARGE_TUPLE_EXT */
+        arity = dsup_get_u32be(b + 1);
+        pos = 5;
+    } else {
+        return -1;
     }
-    return arity;
+    if (arity > INT_MAX)
+        return -1;
+    uint32_t want = max < 0 ? 0 : (uint32_t)max < arity ? (uint32_t)max : arity;
+    for (uint32_t k = 0; k < want; k++) {
+        size_t start = pos;
+        if (k + 1 == arity) {
+            if (start >= t.len)
+                return -1; /* t is shorter than its tuple: not one term */
+            pos = t.len;
+        } else if (dsup__term_step(t.buf, &pos) < 0) {
+            return -1;
+        }
+        elems[k].buf = t.buf + start;
+        elems[k].len = pos - start;
+    }
+    return (int)arity;
 }
 
 int dsup_term_tagged(dsup_term t, const char *tag, int *arity, dsup_term *elems, int max)

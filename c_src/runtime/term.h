@@ -5,6 +5,16 @@
 
 #include "dsup.h"
 
+/* The invariant every dsup_term (dsup.h) keeps: buf[0..len) is exactly ONE
+ * encoded term, no version byte, nothing after it. Every term the node
+ * makes is such a slice: a message is the rest of its frame after
+ * dsup_term_skip checked that nothing trails it (ctrl.c), an element is
+ * [start, end) of a dsup_term_next step or of dsup_term_tuple, a built term
+ * is an ei_x_buff that holds one encoded term (dsup_term_of_x). Code that
+ * slices a term must keep it so: dsup_term_tuple takes the last element's
+ * end from t.len without stepping over it (trailing bytes would become part
+ * of that element; a t that ends before its last element starts gives -1). */
+
 /* A reset ei_x_buff from a pool; give it back with release. Buffers keep
  * their memory, so encoding a signal or reply allocates nothing once warm. */
 ei_x_buff *dsup_term_scratch(dsup_node *node);
@@ -27,7 +37,26 @@ dsup_term dsup_term_of_x(const ei_x_buff *x);
 dsup_term dsup_reason_atom(dsup_node *node, const char *atom);
 
 /* Read an atom's text at buf[*index] without copying: sets *name and *len.
- * The term must already be validated. -1 when not an atom. */
-int dsup_term_atom_text(const char *buf, int *index, const char **name, size_t *len);
+ * The term must already be validated. -1 when not an atom. In line: the
+ * services read several atoms per child of a batch. */
+static inline int dsup_term_atom_text(const char *buf, int *index, const char **name, size_t *len)
+{
+    const unsigned char *p = (const unsigned char *)buf + *index;
+    switch (p[0]) {
+    case 100: /* ATOM_EXT */
+    case 118: /* ATOM_UTF8_EXT */
+        *len = (size_t)p[1] << 8 | p[2];
+        *name = (const char *)p + 3;
+        *index += 3 + (int)*len;
+        return 0;
+    case 115: /* SMALL_ATOM_EXT */
+    case 119: /* SMALL_ATOM_UTF8_EXT */
+        *len = p[1];
+        *name = (const char *)p + 2;
+        *index += 2 + (int)*len;
+        return 0;
+    }
+    return -1;
+}
 
 #endif

@@ -35,9 +35,9 @@ void dsup__canon_seed_once(void)
     dsup__canon_seed1 = s[1];
 }
 
-void dsup__canon_bytes(uint64_t *h, const uint8_t *s, size_t n, uint8_t last_mask)
+/* n bytes as words, no length (the caller fed it) */
+static void words(uint64_t *h, const uint8_t *s, size_t n, uint8_t last_mask)
 {
-    dsup__canon_feed(h, n);
     while (n >= 8) {
         uint64_t w;
         memcpy(&w, s, 8);
@@ -55,6 +55,12 @@ void dsup__canon_bytes(uint64_t *h, const uint8_t *s, size_t n, uint8_t last_mas
     }
 }
 
+void dsup__canon_bytes(uint64_t *h, const uint8_t *s, size_t n, uint8_t last_mask)
+{
+    dsup__canon_feed(h, n);
+    words(h, s, n, last_mask);
+}
+
 void dsup__canon_atom(uint64_t *h, const uint8_t *b, size_t p)
 {
     uint8_t tag = b[p];
@@ -66,9 +72,9 @@ void dsup__canon_atom(uint64_t *h, const uint8_t *b, size_t p)
         n = b[p + 1];
         off = p + 2;
     }
-    dsup__canon_feed(h, CANON_ATOM);
     if (tag == 118 || tag == 119) {
-        dsup__canon_bytes(h, b + off, n, 0xFF);
+        dsup__canon_feed(h, CANON_ATOM | (uint64_t)n << 8); /* one token: the type and length */
+        words(h, b + off, n, 0xFF);
         return;
     }
     uint8_t u[510]; /* latin1 -> UTF-8 */
@@ -82,7 +88,8 @@ void dsup__canon_atom(uint64_t *h, const uint8_t *b, size_t p)
             u[k++] = (uint8_t)(0x80 | (c & 0x3F));
         }
     }
-    dsup__canon_bytes(h, u, k, 0xFF);
+    dsup__canon_feed(h, CANON_ATOM | (uint64_t)k << 8);
+    words(h, u, k, 0xFF);
 }
 
 void dsup__canon_int(uint64_t *h, int neg, const uint8_t *mag_le, size_t n)

@@ -11,7 +11,8 @@
  * odds of about n^2 / 2^65). The stream is built in the same single pass,
  * bottom up: a map inside a key adds one token made of its pairs' hashes
  * (summed: any order), so every byte is hashed once and the work stays
- * linear however keys nest. Funs inside keys are hashed by their bytes (two
+ * linear however keys nest. (A key that is one atom of at most 7 ASCII
+ * bytes skips the hash: term_skip.c's RAW_KEY.) Funs inside keys are hashed by their bytes (two
  * encodings of one fun may then count as different keys: never a false
  * refusal). */
 #ifndef DSUP_TERM_CANON_H
@@ -38,7 +39,9 @@ static inline void dsup__canon_feed(uint64_t *h, uint64_t w) { *h = dsup__canon_
 
 /* n bytes (length first); the last byte ANDed with last_mask. */
 void dsup__canon_bytes(uint64_t *h, const uint8_t *s, size_t n, uint8_t last_mask);
-/* The (validated) atom whose tag is at b[p], as UTF-8. */
+/* The (validated) atom whose tag is at b[p], as UTF-8: one token of
+ * CANON_ATOM and its length, then its bytes (term_skip.c feeds a short one
+ * in line: keep the two alike). */
 void dsup__canon_atom(uint64_t *h, const uint8_t *b, size_t p);
 /* An integer: sign and little-endian magnitude (high zero bytes ignored). */
 void dsup__canon_int(uint64_t *h, int neg, const uint8_t *mag_le, size_t n);

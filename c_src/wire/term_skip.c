@@ -36,6 +36,7 @@
  * Nothing the BEAM itself encodes is refused. */
 #include "ctrl.h"
 #include "term_canon.h"
+#include "term_next.h"
 
 #include <stdint.h>
 #include <stdlib.h>
@@ -45,17 +46,8 @@ long dsup__utf8_chars(const uint8_t *s, size_t n);
 int dsup__atom(const char *buf, size_t len, size_t *pos, const char **text, size_t *text_len);
 int dsup__pid(const char *buf, size_t len, size_t *pos, dsup_wire_pid *out);
 
-enum {
-    T_NEW_FLOAT = 70, T_BIT_BINARY = 77, T_COMPRESSED = 80, T_ATOM_CACHE_REF = 82,
-    T_NEW_PID = 88, T_NEW_PORT = 89, T_NEWER_REFERENCE = 90,
-    T_SMALL_INTEGER = 97, T_INTEGER = 98, T_FLOAT = 99, T_ATOM = 100,
-    T_REFERENCE = 101, T_PORT = 102, T_PID = 103, T_SMALL_TUPLE = 104,
-    T_LARGE_TUPLE = 105, T_NIL = 106, T_STRING = 107, T_LIST = 108,
-    T_BINARY = 109, T_SMALL_BIG = 110, T_LARGE_BIG = 111, T_NEW_FUN = 112,
-    T_EXPORT = 113, T_NEW_REFERENCE = 114, T_SMALL_ATOM = 115, T_MAP = 116,
-    T_FUN = 117, T_ATOM_UTF8 = 118, T_SMALL_ATOM_UTF8 = 119, T_V4_PORT = 120,
-    T_LOCAL = 121,
-};
+
+#define LITTLE_ENDIAN_HOST (__BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__)
 
 #define NEED(n) do { if ((size_t)(n) > len - p) return -1; } while (0)
 
@@ -65,7 +57,6 @@ long dsup__utf8_chars(const uint8_t *s, size_t n)
 {
     /* Nearly every atom is all ASCII, and short: test the high bits first,
      * 8 bytes a step, and walk the characters only when one is set. */
-    uint8_t hi = 0;
     size_t a = 0;
     for (; n - a >= 8; a += 8) {
         uint64_t w;
@@ -73,10 +64,28 @@ long dsup__utf8_chars(const uint8_t *s, size_t n)
         if (w & 0x8080808080808080ULL)
             break;
     }
-    if (n - a < 8) {
-        for (size_t j = a; j < n; j++)
-            hi |= s[j];
-        if (!(hi & 0x80))
+    if (n - a < 8) { /* the rest: the last 8 bytes again when n >= 8, else 4, 2, 1 */
+        uint64_t acc = 0;
+        if (n >= 8) {
+            memcpy(&acc, s + n - 8, 8);
+        } else {
+            size_t j = a;
+            uint32_t v4;
+            uint16_t v2;
+            if (n - j >= 4) {
+                memcpy(&v4, s + j, 4);
+                acc |= v4;
+                j += 4;
+            }
+            if (n - j >= 2) {
+                memcpy(&v2, s + j, 2);
+                acc |= v2;
+                j += 2;
+            }
+            if (j < n)
+                acc |= s[j];
+        }
+        if (!(acc & 0x8080808080808080ULL))
             return (long)n;
     }
     long chars = (long)a;
@@ -153,6 +162,28 @@ int dsup__atom(const char *buf, size_t len, size_t *pos, const char **text, size
     return 0;
 }
 
+/* No byte of s[0..n) has its high bit set; `avail` (>= n) bytes may be read
+ * from s: the last part word is then one masked load, not a byte loop. */
+static inline int all_ascii(const uint8_t *s, size_t n, size_t avail)
+{
+    uint64_t acc = 0, w;
+    size_t i = 0;
+    for (; n - i >= 8; i += 8) {
+        memcpy(&w, s + i, 8);
+        acc |= w;
+    }
+    if (i < n) {
+        if (LITTLE_ENDIAN_HOST && avail - i >= 8) {
+            memcpy(&w, s + i, 8);
+            acc |= w & (~0ULL >> (64 - 8 * (n - i))); /* the first n - i bytes */
+        } else {
+            for (; i < n; i++)
+                acc |= s[i];
+        }
+    }
+    return !(acc & 0x8080808080808080ULL);
+}
+
 /* The usual atom, a SMALL_ATOM_UTF8 of ASCII text, in line: 1 and *pos
  * past it; 0 for anything else (dsup__atom then checks it in full). */
 static inline int small_ascii_atom(const uint8_t *b, size_t len, size_t *pos)
@@ -160,27 +191,16 @@ static inline int small_ascii_atom(const uint8_t *b, size_t len, size_t *pos)
     size_t p = *pos;
     if (len - p < 2 || b[p] != T_SMALL_ATOM_UTF8)
         return 0;
-    size_t n = b[p + 1], i = 0;
-    if (n > len - p - 2)
-        return 0;
-    const uint8_t *s = b + p + 2;
-    for (; n - i >= 8; i += 8) {
-        uint64_t w;
-        memcpy(&w, s + i, 8);
-        if (w & 0x8080808080808080ULL)
-            return 0;
-    }
-    uint8_t hi = 0;
-    for (; i < n; i++)
-        hi |= s[i];
-    if (hi & 0x80)
+    size_t n = b[p + 1];
+    if (n > len - p - 2 || !all_ascii(b + p + 2, n, len - p - 2))
         return 0;
     *pos = p + 2 + n;
     return 1;
 }
 
-/* Exported for ctrl.c: parse a PID_EXT / NEW_PID_EXT at *pos. */
-int dsup__pid(const char *buf, size_t len, size_t *pos, dsup_wire_pid *out)
+/* A PID_EXT / NEW_PID_EXT at *pos (in line: a batch's messages carry
+ * about ten pids per child). */
+static inline int pid_at(const char *buf, size_t len, size_t *pos, dsup_wire_pid *out)
 {
     const uint8_t *b = (const uint8_t *)buf;
     size_t p = *pos;
@@ -207,6 +227,12 @@ int dsup__pid(const char *buf, size_t len, size_t *pos, dsup_wire_pid *out)
     }
     *pos = p + 8 + clen;
     return 0;
+}
+
+/* Exported for ctrl.c. */
+int dsup__pid(const char *buf, size_t len, size_t *pos, dsup_wire_pid *out)
+{
+    return pid_at(buf, len, pos, out);
 }
 
 /* SMALL_INTEGER_EXT or INTEGER_EXT (used inside NEW_FUN_EXT). */
@@ -263,6 +289,9 @@ struct walker {
     size_t nkeys, capkeys;
     uint64_t h;      /* the current key stream */
     int hashing;     /* inside a key of a map with two or more pairs */
+    size_t key_at;   /* where the current key of the top map starts: the term
+                        there IS the key (an atom there is the whole key) */
+    int raw;         /* h is the current key's final value (RAW_KEY) */
     struct frame inl[8];
     uint64_t kinl[32]; /* small maps' keys need no allocation */
 };
@@ -330,18 +359,20 @@ static int child_done(struct walker *w, size_t p)
     }
     /* a map: a key or a value is done */
     uint64_t done = 2 * f->npairs - f->todo;
-    uint64_t ch = dsup__canon_mix(w->h, CANON_MAP);
     if (done % 2 == 0) {
-        f->key_h = ch;
-        if (push_key(w, ch))
+        f->key_h = w->raw ? w->h : dsup__canon_mix(w->h, CANON_MAP);
+        w->raw = 0;
+        if (push_key(w, f->key_h))
             return -1;
-    } else if (f->in_key) {
-        f->acc += dsup__canon_mix(f->key_h, ch);
+    } else if (f->in_key) { /* (a value is hashed only inside a key) */
+        f->acc += dsup__canon_mix(f->key_h, dsup__canon_mix(w->h, CANON_MAP));
     }
     if (--f->todo > 0) {
         f->boundary--;
         w->h = KEY_INIT;
         w->hashing = done % 2 == 1 || f->in_key; /* next: a key, or a value inside a key */
+        if (done % 2 == 1)
+            w->key_at = p;
         return 0;
     }
     uint64_t *k = w->keys + f->keys;
@@ -381,6 +412,8 @@ static int skip(const char *buf, size_t len, size_t *pos)
     w.capkeys = 32;
     w.h = 0;
     w.hashing = 0;
+    w.key_at = SIZE_MAX;
+    w.raw = 0;
     dsup__canon_seed_once();
     int rc = walk(buf, len, pos, &w);
     if (w.fr != w.inl)
@@ -392,70 +425,38 @@ static int skip(const char *buf, size_t len, size_t *pos)
 
 int dsup_term_skip(const char *buf, size_t len, size_t *pos) { return skip(buf, len, pos); }
 
-/* The length of the atom at b (any of the four encodings), tag included. */
-static inline size_t atom_size(const uint8_t *b)
+int dsup__term_next(const char *buf, size_t *pos) { return dsup__term_step(buf, pos); }
+
+/* A map key that is one atom of at most 7 ASCII bytes (nearly every key
+ * dsup sees: a spec's id, start, args, ...) is its own key value, no hash:
+ * its text in the low 7 bytes, its length in the top one. Equal keys get
+ * equal values whatever the encoding (latin1 or UTF-8, small or not: the
+ * same ASCII text), different ones different values; a hashed key matches
+ * one only by chance (the hash's secret seed), as two hashed keys do. */
+#define RAW_KEY(text, n) ((text) | (uint64_t)(n) << 56)
+
+/* `left` never gets this high (it is at most the bytes left + 1). */
+#define NO_FRAME UINT64_MAX
+
+/* The (validated, size bytes) atom at a as RAW_KEY when its text is at
+ * most 7 ASCII bytes (in any of the four encodings: ASCII is the same in
+ * latin1 and UTF-8): 1 and *out set; else 0. */
+static inline int short_ascii_text(const uint8_t *a, size_t size, uint64_t *out)
 {
-    return (b[0] == T_ATOM || b[0] == T_ATOM_UTF8) ? 3 + (size_t)dsup_get_u16be(b + 1) : 2 + (size_t)b[1];
+    size_t off = (a[0] == T_ATOM || a[0] == T_ATOM_UTF8) ? 3 : 2, n = size - off;
+    uint64_t t = 0;
+    if (n > 7)
+        return 0;
+    memcpy(&t, a + off, n);
+    if (!LITTLE_ENDIAN_HOST || (t & 0x8080808080808080ULL))
+        return 0;
+    *out = RAW_KEY(t, n);
+    return 1;
 }
 
-/* For terms that were validated on arrival: no bound, no key check, no
- * UTF-8 walk, no frames. Every service steps through tuples, lists and maps
- * with this, many times per message, so it is one flat loop over a count of
- * "terms still to read" (the format is prefix order) with a fixed size or a
- * length field for every leaf; a NEW_FUN is stepped over by its Size. */
-int dsup__term_next(const char *buf, size_t *pos)
+static inline uint64_t top_boundary(const struct walker *w)
 {
-    const uint8_t *b = (const uint8_t *)buf;
-    size_t p = *pos;
-    uint64_t left = 1;
-    do {
-        left--;
-        switch (b[p]) {
-        case T_SMALL_INTEGER: p += 2; break;
-        case T_INTEGER: p += 5; break;
-        case T_FLOAT: p += 32; break;
-        case T_NEW_FLOAT: p += 9; break;
-        case T_ATOM:
-        case T_ATOM_UTF8:
-        case T_SMALL_ATOM:
-        case T_SMALL_ATOM_UTF8: p += atom_size(b + p); break;
-        case T_PID: p += 1 + atom_size(b + p + 1) + 9; break;
-        case T_NEW_PID: p += 1 + atom_size(b + p + 1) + 12; break;
-        case T_PORT:
-        case T_REFERENCE: p += 1 + atom_size(b + p + 1) + 5; break;
-        case T_NEW_PORT: p += 1 + atom_size(b + p + 1) + 8; break;
-        case T_V4_PORT: p += 1 + atom_size(b + p + 1) + 12; break;
-        case T_NEW_REFERENCE:
-        case T_NEWER_REFERENCE: {
-            size_t n = dsup_get_u16be(b + p + 1);
-            size_t cre = b[p] == T_NEW_REFERENCE ? 1 : 4;
-            p += 3;
-            p += atom_size(b + p) + cre + 4 * n;
-            break;
-        }
-        case T_SMALL_TUPLE: left += b[p + 1]; p += 2; break;
-        case T_LARGE_TUPLE: left += dsup_get_u32be(b + p + 1); p += 5; break;
-        case T_MAP: left += 2 * (uint64_t)dsup_get_u32be(b + p + 1); p += 5; break;
-        case T_NIL: p += 1; break;
-        case T_STRING: p += 3 + (size_t)dsup_get_u16be(b + p + 1); break;
-        case T_LIST: left += (uint64_t)dsup_get_u32be(b + p + 1) + 1; p += 5; break; /* + tail */
-        case T_BINARY: p += 5 + (size_t)dsup_get_u32be(b + p + 1); break;
-        case T_BIT_BINARY: p += 6 + (size_t)dsup_get_u32be(b + p + 1); break;
-        case T_SMALL_BIG: p += 3 + (size_t)b[p + 1]; break;
-        case T_LARGE_BIG: p += 6 + (size_t)dsup_get_u32be(b + p + 1); break;
-        case T_NEW_FUN: p += 1 + (size_t)dsup_get_u32be(b + p + 1); break; /* Size counts itself */
-        case T_EXPORT:
-            p += 1;
-            p += atom_size(b + p);
-            p += atom_size(b + p);
-            p += b[p] == T_SMALL_INTEGER ? 2 : 5;
-            break;
-        default:
-            return -1; /* not a validated term */
-        }
-    } while (left);
-    *pos = p;
-    return 0;
+    return w->nfr ? w->fr[w->nfr - 1].boundary : NO_FRAME;
 }
 
 static int walk(const char *buf, size_t len, size_t *pos, struct walker *w)
@@ -464,13 +465,16 @@ static int walk(const char *buf, size_t len, size_t *pos, struct walker *w)
     size_t p = *pos;
     uint64_t left = 1; /* terms still to read: the term itself */
     uint64_t *h = &w->h;
+    uint64_t nb = NO_FRAME; /* the top frame's boundary, in a register */
 
     if (p > len)
         return -1;
     for (;;) {
-        while (w->nfr > 0 && w->fr[w->nfr - 1].boundary == left)
+        while (left == nb) {
             if (child_done(w, p))
                 return -1;
+            nb = top_boundary(w);
+        }
         if (left == 0)
             break;
         left--;
@@ -530,20 +534,42 @@ static int walk(const char *buf, size_t len, size_t *pos, struct walker *w)
             p += 8;
             break;
         }
+        case T_SMALL_ATOM_UTF8:
+            /* The usual atom: short ASCII, checked (and hashed, as a map
+             * key) from one load; the 8 bytes after the length are in buf. */
+            if (LITTLE_ENDIAN_HOST && len - p >= 9 && b[p] <= 8) {
+                uint64_t wd;
+                n = b[p];
+                memcpy(&wd, b + p + 1, 8);
+                wd &= ((uint64_t)1 << 4 * n << 4 * n) - 1; /* its n bytes (n = 8: 1 << 64 is 0) */
+                if (!(wd & 0x8080808080808080ULL)) {
+                    if (hs && at == w->key_at && n <= 7) { /* this atom is the key */
+                        *h = RAW_KEY(wd, n); /* the whole key */
+                        w->raw = 1;
+                    } else if (hs) { /* the tokens dsup__canon_atom feeds */
+                        dsup__canon_feed(h, CANON_ATOM | (uint64_t)n << 8);
+                        if (n)
+                            dsup__canon_feed(h, wd);
+                    }
+                    p += 1 + n;
+                    break;
+                }
+            }
+            /* fall through */
         case T_ATOM:
         case T_SMALL_ATOM:
         case T_ATOM_UTF8:
-        case T_SMALL_ATOM_UTF8:
             p--;
             if (!small_ascii_atom(b, len, &p) && dsup__atom(buf, len, &p, NULL, NULL))
                 return -1;
-            if (hs && tag == T_SMALL_ATOM_UTF8 && b[at + 1] <= 8) {
+            if (hs && at == w->key_at && short_ascii_text(b + at, p - at, h)) {
+                w->raw = 1; /* the whole key (see RAW_KEY) */
+            } else if (hs && tag == T_SMALL_ATOM_UTF8 && b[at + 1] <= 8) {
                 /* a short map key, in line: the tokens dsup__canon_atom feeds */
                 uint64_t w = 0;
                 n = b[at + 1];
                 memcpy(&w, b + at + 2, n);
-                dsup__canon_feed(h, CANON_ATOM);
-                dsup__canon_feed(h, n);
+                dsup__canon_feed(h, CANON_ATOM | (uint64_t)n << 8);
                 if (n)
                     dsup__canon_feed(h, w);
             } else if (hs) {
@@ -554,7 +580,7 @@ static int walk(const char *buf, size_t len, size_t *pos, struct walker *w)
         case T_NEW_PID: {
             dsup_wire_pid wp;
             p--;
-            if (dsup__pid(buf, len, &p, &wp))
+            if (pid_at(buf, len, &p, hs ? &wp : NULL))
                 return -1;
             if (hs) {
                 dsup__canon_feed(h, CANON_PID);
@@ -781,6 +807,7 @@ static int walk(const char *buf, size_t len, size_t *pos, struct walker *w)
                 if (!push(w, F_FUN, left))
                     return -1;
                 w->fr[w->nfr - 1].end = end;
+                nb = left;
             } else if (tag == T_MAP && children >= 4) {
                 struct frame *f = push(w, F_MAP, left + children - 1);
                 if (!f)
@@ -792,11 +819,14 @@ static int walk(const char *buf, size_t len, size_t *pos, struct walker *w)
                 f->parent_h = w->h;
                 w->h = KEY_INIT; /* the first key */
                 w->hashing = 1;
+                w->key_at = p;
+                nb = f->boundary;
             } else if (tag == T_LIST && hs && children > 1) {
                 struct frame *f = push(w, F_LIST, left + children - 1);
                 if (!f)
                     return -1;
                 f->todo = children - 1;
+                nb = f->boundary;
             }
             left += children;
         }

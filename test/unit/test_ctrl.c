@@ -850,6 +850,42 @@ static int skip_all(const void *p, size_t n)
     return rc;
 }
 
+/* dsup_term_tuple, which takes the last element's end from the term's
+ * length (a dsup_term is exactly one term), splits as libei's ei_skip_term
+ * steps, for every `max` up to the arity and past it. */
+static void tuple_split_agrees(const char *key, const char *b, size_t n, int arity)
+{
+    if (arity > 300)
+        return; /* (the quadratic max loop below) */
+    dsup_term el[301];
+    for (int max = 0; max <= arity + 1; max++) {
+        memset(el, 0, sizeof el);
+        if (dsup_term_tuple((dsup_term){ b, n }, el, max) != arity)
+            fail_msg("%s: dsup_term_tuple(max %d) is not arity %d", key, max, arity);
+        int i = 0, a;
+        ei_decode_tuple_header(b, &i, &a);
+        for (int k = 0; k < arity && k < max; k++) {
+            int st = i;
+            if (ei_skip_term(b, &i) < 0)
+                return; /* a kind this libei does not know */
+            if (el[k].buf != b + st || el[k].len != (size_t)(i - st))
+                fail_msg("%s element %d (max %d): [%td, +%zu), libei [%d, +%d)", key, k, max,
+                         el[k].buf - b, el[k].len, st, i - st);
+        }
+        if (max <= arity && el[max].buf)
+            fail_msg("%s: dsup_term_tuple wrote past max %d", key, max);
+    }
+    /* cut where its last element starts: refused, nothing read past it */
+    if (arity > 0) {
+        int i = 0, a;
+        ei_decode_tuple_header(b, &i, &a);
+        for (int k = 0; k + 1 < arity; k++)
+            if (ei_skip_term(b, &i) < 0)
+                return;
+        assert_int_equal(dsup_term_tuple((dsup_term){ b, (size_t)i }, el, arity), -1);
+    }
+}
+
 /* dsup__term_next (a term validated on arrival: leaves in one step, atoms
  * skipped by length) ends where the validating walk ends, over the whole
  * term and over each element of a tuple, list or map, as libei's
@@ -878,7 +914,42 @@ static void trusted_step_agrees(const char *key, const uint8_t *p, size_t n)
             fail_msg("%s element %d: trusted step ends at %zu, libei at %d", key, k, ours, ei_end);
         i = ei_end;
     }
+    if (type == ERL_SMALL_TUPLE_EXT || type == ERL_LARGE_TUPLE_EXT)
+        tuple_split_agrees(key, b, n, arity);
     free(b);
+}
+
+long dsup__utf8_chars(const uint8_t *s, size_t n);
+
+/* dsup__utf8_chars reads words, not bytes, where it can: a non-ASCII byte
+ * (alone: invalid; or the start of a valid e-acute) at every position of
+ * every length up to 24 is seen, and nothing past n is read (exact()). */
+static void test_utf8_chars_positions(void **state)
+{
+    for (size_t n = 0; n <= 24; n++) {
+        uint8_t t[24];
+        memset(t, 'a', sizeof t);
+        char *b = exact(t, n);
+        assert_int_equal(dsup__utf8_chars((const uint8_t *)b, n), (long)n);
+        free(b);
+        for (size_t k = 0; k < n; k++) {
+            memset(t, 'a', sizeof t);
+            t[k] = 0xFF;
+            b = exact(t, n);
+            if (dsup__utf8_chars((const uint8_t *)b, n) != -1)
+                fail_msg("length %zu, 0xFF at %zu accepted", n, k);
+            free(b);
+            t[k] = 0xC3; /* e-acute cut at the end, or whole */
+            if (k + 1 < n)
+                t[k + 1] = 0xA9;
+            b = exact(t, n);
+            long want = k + 1 < n ? (long)n - 1 : -1;
+            if (dsup__utf8_chars((const uint8_t *)b, n) != want)
+                fail_msg("length %zu, e-acute at %zu: %ld, not %ld", n, k,
+                         dsup__utf8_chars((const uint8_t *)b, n), want);
+            free(b);
+        }
+    }
 }
 
 /* erl-made terms of every kind: whole = valid, every strict prefix invalid. */
@@ -1024,7 +1095,7 @@ typedef struct {
 
 static void test_differential(void **state)
 {
-    dcase d[120];
+    dcase d[170];
     int nd = 0;
 #define ADD(w, ok, st, ...) do { \
         static const uint8_t bytes_[] = { __VA_ARGS__ }; \
@@ -1204,7 +1275,74 @@ static void test_differential(void **state)
     ADD("FLOAT_EXT with a letter", 0, 0, 99, '1', '.', '5', 'x', 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
         0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0);
     ADD("PID node cut", 0, 1, 103, 119, 5, 'a');
-    assert_true(nd <= 120);
+    /* the same checks when a short atom (<= 8 bytes) has 8 bytes after its
+     * length in the buffer: one 8-byte load, then the strict walk */
+#define PAD8 107, 0, 5, 'p', 'a', 'd', 'd', 'd' /* "paddd", 8 bytes */
+    ADD("MAP keys 'a' UTF-8 (in line) and latin1", 0, 1, 116, 0, 0, 0, 2, 119, 1, 'a', 97, 1,
+        100, 0, 1, 'a', 97, 2);
+    ADD("MAP keys 'a' UTF-8 (in line) and SMALL latin1", 0, 1, 116, 0, 0, 0, 2, 119, 1, 'a', 97, 1,
+        115, 1, 'a', PAD8);
+    ADD("MAP keys 'abcdefgh' UTF-8 (in line) and latin1", 0, 1, 116, 0, 0, 0, 2,
+        119, 8, 'a', 'b', 'c', 'd', 'e', 'f', 'g', 'h', 97, 1,
+        100, 0, 8, 'a', 'b', 'c', 'd', 'e', 'f', 'g', 'h', 97, 2);
+    ADD("MAP keys 'abcdefgh' twice in line", 0, 1, 116, 0, 0, 0, 2,
+        119, 8, 'a', 'b', 'c', 'd', 'e', 'f', 'g', 'h', 97, 1,
+        119, 8, 'a', 'b', 'c', 'd', 'e', 'f', 'g', 'h', PAD8);
+    ADD("MAP keys 'abcdefgh' and 'abcdefgi' in line", 1, 1, 116, 0, 0, 0, 2,
+        119, 8, 'a', 'b', 'c', 'd', 'e', 'f', 'g', 'h', 97, 1,
+        119, 8, 'a', 'b', 'c', 'd', 'e', 'f', 'g', 'i', PAD8);
+    ADD("MAP keys 'a' and 'ab' in line (a shorter key's masked bytes)", 1, 1, 116, 0, 0, 0, 2,
+        119, 1, 'a', 97, 1, 119, 2, 'a', 'b', PAD8);
+    ADD("MAP keys '' UTF-8 (in line) and latin1", 0, 1, 116, 0, 0, 0, 2, 119, 0, 98, 0, 0, 0, 1,
+        100, 0, 0, 97, 2);
+    ADD("MAP keys e-acute UTF-8 and latin1, padded", 0, 1, 116, 0, 0, 0, 2, 119, 2, 0xC3, 0xA9, 97, 1,
+        115, 1, 0xE9, PAD8);
+    ADD("MAP keys 9-byte atom UTF-8 and latin1, padded", 0, 1, 116, 0, 0, 0, 2,
+        119, 9, 'a', 'b', 'c', 'd', 'e', 'f', 'g', 'h', 'i', 97, 1,
+        100, 0, 9, 'a', 'b', 'c', 'd', 'e', 'f', 'g', 'h', 'i', PAD8);
+    /* a key that is one atom of <= 7 ASCII bytes is its own key value (no
+     * hash): equal in every encoding, never equal to anything else */
+    ADD("MAP keys 'abcdefg' SMALL_ATOM_UTF8 and ATOM_UTF8", 0, 1, 116, 0, 0, 0, 2,
+        119, 7, 'a', 'b', 'c', 'd', 'e', 'f', 'g', 97, 1,
+        118, 0, 7, 'a', 'b', 'c', 'd', 'e', 'f', 'g', PAD8);
+    ADD("MAP keys 'id' SMALL_ATOM latin1 and SMALL_ATOM_UTF8", 0, 1, 116, 0, 0, 0, 2,
+        115, 2, 'i', 'd', 97, 1, 119, 2, 'i', 'd', PAD8);
+    ADD("MAP keys 'id' at the end (no in-line load) and earlier", 0, 1, 116, 0, 0, 0, 2,
+        119, 2, 'i', 'd', 97, 1, 100, 0, 2, 'i', 'd', 97, 2);
+    ADD("MAP keys 'id', 'id2', 'i', ''", 1, 1, 116, 0, 0, 0, 4,
+        119, 2, 'i', 'd', 97, 1, 119, 3, 'i', 'd', '2', 97, 2, 119, 1, 'i', 97, 3, 119, 0, PAD8);
+    ADD("MAP keys 'ab' and {ab}, [ab], \"ab\"", 1, 1, 116, 0, 0, 0, 4,
+        119, 2, 'a', 'b', 97, 1, 104, 1, 119, 2, 'a', 'b', 97, 2,
+        108, 0, 0, 0, 1, 119, 2, 'a', 'b', 106, 97, 3, 107, 0, 2, 'a', 'b', PAD8);
+    ADD("MAP keys {ab} twice, one latin1", 0, 1, 116, 0, 0, 0, 2,
+        104, 1, 119, 2, 'a', 'b', 97, 1, 104, 1, 100, 0, 2, 'a', 'b', PAD8);
+    ADD("MAP keys #{a=>1,b=>2} twice, one in latin1 and swapped", 0, 1, 116, 0, 0, 0, 2,
+        116, 0, 0, 0, 2, 119, 1, 'a', 97, 1, 119, 1, 'b', 97, 2, 97, 1,
+        116, 0, 0, 0, 2, 100, 0, 1, 'b', 97, 2, 115, 1, 'a', 97, 1, PAD8);
+    ADD("MAP keys #{a=>1,b=>2} and #{a=>2,b=>1}", 1, 1, 116, 0, 0, 0, 2,
+        116, 0, 0, 0, 2, 119, 1, 'a', 97, 1, 119, 1, 'b', 97, 2, 97, 1,
+        116, 0, 0, 0, 2, 119, 1, 'a', 97, 2, 119, 1, 'b', 97, 1, PAD8);
+    ADD("MAP keys 'a' and a value 'a' then key 'a' again", 0, 1, 116, 0, 0, 0, 2,
+        119, 1, 'a', 119, 1, 'a', 119, 1, 'a', PAD8);
+    ADD("MAP keys latin1 'caf\xe9' (not ASCII) and UTF-8", 0, 1, 116, 0, 0, 0, 2,
+        115, 4, 'c', 'a', 'f', 0xE9, 97, 1, 119, 5, 'c', 'a', 'f', 0xC3, 0xA9, PAD8);
+    ADD("tuple {0xFF atom, pad}", 0, 1, 104, 2, 119, 1, 0xff, PAD8);
+    ADD("tuple {overlong atom, pad}", 0, 1, 104, 2, 119, 2, 0xC0, 0x80, PAD8);
+    ADD("tuple {surrogate atom, pad}", 0, 1, 104, 2, 119, 3, 0xED, 0xA0, 0x80, PAD8);
+    ADD("tuple {8 bytes, last 0x80, pad}", 0, 1, 104, 2,
+        119, 8, 'a', 'b', 'c', 'd', 'e', 'f', 'g', 0x80, PAD8);
+    ADD("tuple {'h\u00e9llo', pad}", 1, 1, 104, 2, 119, 6, 'h', 0xC3, 0xA9, 'l', 'l', 'o', PAD8);
+    ADD("tuple {10 bytes, last 0xFF, pad}", 0, 1, 104, 2,
+        119, 10, 'a', 'b', 'c', 'd', 'e', 'f', 'g', 'h', 'i', 0xff, PAD8);
+    ADD("tuple {'a', <<255,255,255>>}: the load's bytes past the atom", 1, 1, 104, 2, 119, 1, 'a',
+        109, 0, 0, 0, 3, 0xff, 0xff, 0xff);
+    ADD("{'abcdefgh'}: the load ends the buffer", 1, 1, 104, 1, 119, 8, 'a', 'b', 'c', 'd', 'e', 'f', 'g', 'h');
+    ADD("NEW_PID node 10 bytes, last 0xFF", 0, 1, 88, 119, 10, 'a', 'b', 'c', 'd', 'e', 'f', 'g', 'h',
+        'i', 0xff, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 1);
+    ADD("NEW_PID node 10 ASCII bytes", 1, 1, 88, 119, 10, 'a', 'b', 'c', 'd', 'e', 'f', 'g', 'h',
+        'i', 'j', 0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 1);
+    ADD("NEW_PID node 0xE9 UTF-8 cut", 0, 1, 88, 119, 2, 'a', 0xC3, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 1);
+    assert_true(nd <= 170);
 
     sbuf prog = { 0 };
     sb_add(&prog, "Hexes = [");
@@ -1413,6 +1551,7 @@ int main(void)
         cmocka_unit_test(test_truncation),
         cmocka_unit_test(test_malformed_misc),
         cmocka_unit_test(test_term_skip_samples),
+        cmocka_unit_test(test_utf8_chars_positions),
         cmocka_unit_test(test_huge_counts),
         cmocka_unit_test(test_differential),
         cmocka_unit_test(test_map_keys),
