@@ -86,6 +86,12 @@ struct dsup_sup {
     int cache_children;
     int replicas;                 /* k: hosts besides the child's own that keep its spec */
     struct sup_repl *repl;        /* the replica pass after ring changes (sup_replica.c) */
+    struct sup_stub_memo {        /* the last {stub, Type, Restart} encoded (sup_encode_stub) */
+        char type[64];
+        int restart;
+        size_t len;               /* 0: none */
+        char bytes[160];
+    } stub_memo;
     int monitor_nodes;            /* 0 false, 1 true, 2 cluster */
     const char **nodes;           /* restrict the ring to these (interned); NULL = all hosts */
     int nnodes;
@@ -275,7 +281,7 @@ int sup_replica_msg(dsup_sup *s, dsup_term event);
 int sup_replica_call(dsup_sup *s, dsup_term req, ei_x_buff *reply);
 void sup_replica_free(dsup_sup *s);
 /* Encode {stub, Type, Restart} for a non-replica. */
-void sup_encode_stub(ei_x_buff *x, const dsup_child_spec *spec);
+void sup_encode_stub(dsup_sup *s, ei_x_buff *x, const dsup_child_spec *spec);
 
 /* sup_pending.c: children no surviving host can run */
 void sup_pending_child_add(dsup_sup *s, const dsup_child_spec *spec);

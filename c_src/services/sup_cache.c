@@ -265,7 +265,7 @@ static int route_stub(const spec_route *r, const dsup_pid *to)
 static void encode_spec_for(dsup_sup *s, ei_x_buff *x, const sup_child *c, const spec_route *r, const dsup_pid *to)
 {
     if (route_stub(r, to))
-        sup_encode_stub(x, c->shared);
+        sup_encode_stub(s, x, c->shared);
     else
         encode_spec_or_undefined(s, x, c);
 }
@@ -279,7 +279,7 @@ static void encode_child_up(dsup_sup *s, ei_x_buff *x, sup_child *c, int stub)
     dsup_x_encode_term(x, sup_child_name(c));
     dsup_x_encode_pid(x, &c->pid);
     if (stub)
-        sup_encode_stub(x, c->shared);
+        sup_encode_stub(s, x, c->shared);
     else
         encode_spec_or_undefined(s, x, c);
 }
@@ -322,7 +322,7 @@ static void up_tuple(ei_x_buff *x, dsup_sup *s, const sup_child *c, int stub)
     dsup_x_encode_term(x, sup_child_name(c));
     dsup_x_encode_pid(x, &c->pid);
     if (stub)
-        sup_encode_stub(x, c->shared);
+        sup_encode_stub(s, x, c->shared);
     else
         encode_spec_or_undefined(s, x, c);
 }

@@ -83,19 +83,15 @@ int sup_replica_has(const char *const *nodes, size_t n, const char *node)
     return 0;
 }
 
-void sup_encode_stub(ei_x_buff *x, const dsup_child_spec *spec)
+void sup_encode_stub(dsup_sup *s, ei_x_buff *x, const dsup_child_spec *spec)
 {
-    /* A batch's children are mostly of one type: the last stub's bytes do. */
-    static _Thread_local struct {
-        char type[64];
-        int restart;
-        size_t len;              /* 0: none */
-        char bytes[160];
-    } last;
+    /* A batch's children are mostly of one type: the last stub's bytes do
+     * (keyed by content: a shared spec's address may be reused). */
+    struct sup_stub_memo *last = &s->stub_memo;
     size_t tl = strlen(spec->type);
-    if (last.len && last.restart == (int)spec->restart && tl < sizeof last.type &&
-        memcmp(last.type, spec->type, tl + 1) == 0) {
-        dsup_x_append(x, last.bytes, last.len);
+    if (last->len && last->restart == (int)spec->restart && tl < sizeof last->type &&
+        memcmp(last->type, spec->type, tl + 1) == 0) {
+        dsup_x_append(x, last->bytes, last->len);
         return;
     }
     int start = x->index;
@@ -106,12 +102,12 @@ void sup_encode_stub(ei_x_buff *x, const dsup_child_spec *spec)
                           : spec->restart == DSUP_RESTART_TEMPORARY ? "temporary"
                                                                     : "permanent");
     size_t n = (size_t)(x->index - start);
-    last.len = 0;
-    if (tl < sizeof last.type && n <= sizeof last.bytes) {
-        memcpy(last.type, spec->type, tl + 1);
-        last.restart = (int)spec->restart;
-        memcpy(last.bytes, x->buff + start, n);
-        last.len = n;
+    last->len = 0;
+    if (tl < sizeof last->type && n <= sizeof last->bytes) {
+        memcpy(last->type, spec->type, tl + 1);
+        last->restart = (int)spec->restart;
+        memcpy(last->bytes, x->buff + start, n);
+        last->len = n;
     }
 }
 
