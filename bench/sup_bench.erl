@@ -88,7 +88,7 @@ config(false) ->
       shim_ops => 5000, shim_reps => 5, shim_loop => 100000,
       pg_m => 20000, pg_batch => 100, pg_window => 32, pg_reps => 5,
       ring_reps => 5, ring_ops => 2000000, move_n => 3000, move_calls => 20000,
-      batch_n => 20000, batch_size => 1000, batch_reps => 3}.
+      batch_n => 20000, batch_size => 1000, batch_reps => 5}.
 
 run(Quick, OutDir, LogDir) ->
     Cfg0 = config(Quick),
