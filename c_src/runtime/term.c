@@ -206,16 +206,20 @@ int dsup_x_encode_atom(ei_x_buff *x, const char *name) { return append_atom(x, n
 int dsup_x_encode_pid(ei_x_buff *x, const dsup_pid *pid)
 {
     size_t n = strlen(pid->node);
-    if (n < 256) { /* the usual node name: one append */
-        char b[1 + 2 + 255 + 12];
-        b[0] = 88; /* NEW_PID_EXT */
-        b[1] = (char)119;
-        b[2] = (char)n;
-        memcpy(b + 3, pid->node, n);
-        put_u32(b + 3 + n, pid->num);
-        put_u32(b + 7 + n, pid->serial);
-        put_u32(b + 11 + n, pid->creation);
-        return dsup_x_append(x, b, 15 + n);
+    if (n < 256) { /* the usual node name: written in place, no copy through the stack */
+        dsup_x_reserve(x, 15 + n);
+        if ((size_t)x->index + 15 + n <= (size_t)x->buffsz) {
+            char *b = x->buff + x->index;
+            b[0] = 88; /* NEW_PID_EXT */
+            b[1] = (char)119;
+            b[2] = (char)n;
+            memcpy(b + 3, pid->node, n);
+            put_u32(b + 3 + n, pid->num);
+            put_u32(b + 7 + n, pid->serial);
+            put_u32(b + 11 + n, pid->creation);
+            x->index += (int)(15 + n);
+            return 0;
+        }
     }
     char t = 88;
     char tail[12];
