@@ -107,7 +107,7 @@ dsup_term dsup_term_of_x(const ei_x_buff *x)
     return t;
 }
 
-void dsup_x_reserve(ei_x_buff *x, size_t more)
+void dsup_x_grow(ei_x_buff *x, size_t more)
 {
     size_t need = (size_t)x->index + more + 100; /* ei reallocs unless 100 bytes stay free */
     if (need <= (size_t)x->buffsz)
@@ -121,13 +121,11 @@ void dsup_x_reserve(ei_x_buff *x, size_t more)
     x->buffsz = (int)sz;
 }
 
-int dsup_x_append(ei_x_buff *x, const void *buf, size_t len)
+int dsup_x_append_slow(ei_x_buff *x, const void *buf, size_t len)
 {
-    dsup_x_reserve(x, len);
+    dsup_x_grow(x, len);
     if ((size_t)x->index + len > (size_t)x->buffsz)
-        return ei_x_append_buf(x, buf, (int)len); /* (reserve gave up: ei reports it) */
-    /* the room is there: what ei_x_append_buf does after its own check,
-     * without its second look at the size (atoms, pids, terms: every reply) */
+        return ei_x_append_buf(x, buf, (int)len); /* (growth gave up: ei reports it) */
     memcpy(x->buff + x->index, buf, len);
     x->index += (int)len;
     return 0;
