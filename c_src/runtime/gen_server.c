@@ -65,8 +65,9 @@ static size_t ntypes, captypes;
 
 static type_ent *find_type(const char *name)
 {
+    /* asked for every child started: the first byte turns the others away */
     for (size_t i = 0; i < ntypes; i++)
-        if (strcmp(types[i]->type.name, name) == 0)
+        if (types[i]->type.name[0] == name[0] && strcmp(types[i]->type.name, name) == 0)
             return types[i];
     return NULL;
 }

@@ -107,7 +107,7 @@ dsup_term dsup_term_of_x(const ei_x_buff *x)
     return t;
 }
 
-void dsup_x_reserve(ei_x_buff *x, size_t more)
+void dsup_x_grow(ei_x_buff *x, size_t more)
 {
     size_t need = (size_t)x->index + more + 100; /* ei reallocs unless 100 bytes stay free */
     if (need <= (size_t)x->buffsz)
@@ -121,13 +121,11 @@ void dsup_x_reserve(ei_x_buff *x, size_t more)
     x->buffsz = (int)sz;
 }
 
-int dsup_x_append(ei_x_buff *x, const void *buf, size_t len)
+int dsup_x_append_slow(ei_x_buff *x, const void *buf, size_t len)
 {
-    dsup_x_reserve(x, len);
+    dsup_x_grow(x, len);
     if ((size_t)x->index + len > (size_t)x->buffsz)
-        return ei_x_append_buf(x, buf, (int)len); /* (reserve gave up: ei reports it) */
-    /* the room is there: what ei_x_append_buf does after its own check,
-     * without its second look at the size (atoms, pids, terms: every reply) */
+        return ei_x_append_buf(x, buf, (int)len); /* (growth gave up: ei reports it) */
     memcpy(x->buff + x->index, buf, len);
     x->index += (int)len;
     return 0;
@@ -206,16 +204,20 @@ int dsup_x_encode_atom(ei_x_buff *x, const char *name) { return append_atom(x, n
 int dsup_x_encode_pid(ei_x_buff *x, const dsup_pid *pid)
 {
     size_t n = strlen(pid->node);
-    if (n < 256) { /* the usual node name: one append */
-        char b[1 + 2 + 255 + 12];
-        b[0] = 88; /* NEW_PID_EXT */
-        b[1] = (char)119;
-        b[2] = (char)n;
-        memcpy(b + 3, pid->node, n);
-        put_u32(b + 3 + n, pid->num);
-        put_u32(b + 7 + n, pid->serial);
-        put_u32(b + 11 + n, pid->creation);
-        return dsup_x_append(x, b, 15 + n);
+    if (n < 256) { /* the usual node name: written in place, no copy through the stack */
+        dsup_x_reserve(x, 15 + n);
+        if ((size_t)x->index + 15 + n <= (size_t)x->buffsz) {
+            char *b = x->buff + x->index;
+            b[0] = 88; /* NEW_PID_EXT */
+            b[1] = (char)119;
+            b[2] = (char)n;
+            memcpy(b + 3, pid->node, n);
+            put_u32(b + 3 + n, pid->num);
+            put_u32(b + 7 + n, pid->serial);
+            put_u32(b + 11 + n, pid->creation);
+            x->index += (int)(15 + n);
+            return 0;
+        }
     }
     char t = 88;
     char tail[12];

@@ -3,6 +3,8 @@
 #ifndef DSUP_TERM_H
 #define DSUP_TERM_H
 
+#include <string.h>
+
 #include "dsup.h"
 
 /* The invariant every dsup_term (dsup.h) keeps: buf[0..len) is exactly ONE
@@ -28,9 +30,26 @@ void dsup_terms_free(dsup_node *node);
  * an ei_x_buff ~100 bytes at a time (one realloc per 100 bytes, quadratic
  * copying for a batch's messages). The dsup_x_encode_* helpers call it;
  * call it before building a large buffer from ei_x_encode_* calls. */
-void dsup_x_reserve(ei_x_buff *x, size_t more);
+void dsup_x_grow(ei_x_buff *x, size_t more);
+static inline void dsup_x_reserve(ei_x_buff *x, size_t more)
+{
+    /* in line: asked for every atom, pid and term encoded (several per
+     * child of a batch), nearly always with the room there */
+    if ((size_t)x->index + more + 100 > (size_t)x->buffsz) /* ei reallocs unless 100 bytes stay free */
+        dsup_x_grow(x, more);
+}
 /* ei_x_append_buf with dsup_x_reserve's growth. */
-int dsup_x_append(ei_x_buff *x, const void *buf, size_t len);
+int dsup_x_append_slow(ei_x_buff *x, const void *buf, size_t len);
+static inline int dsup_x_append(ei_x_buff *x, const void *buf, size_t len)
+{
+    if ((size_t)x->index + len + 100 > (size_t)x->buffsz)
+        return dsup_x_append_slow(x, buf, len);
+    /* the room is there: what ei_x_append_buf does after its own check,
+     * without its second look at the size (atoms, pids, terms: every reply) */
+    memcpy(x->buff + x->index, buf, len);
+    x->index += (int)len;
+    return 0;
+}
 /* The term an ei_x_buff holds, skipping a leading version byte. */
 dsup_term dsup_term_of_x(const ei_x_buff *x);
 /* The encoded atom (cached for the life of the node). */

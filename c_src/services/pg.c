@@ -118,6 +118,7 @@ struct dsup_pg {
     pg_peer *last_peer;  /* the last one found: a batch of joins comes from one */
     pg_sub *subs;        /* an unsubscribed one has fn NULL until no notify runs */
     int notifying, subs_gone;
+    pg_group *notified; /* the group of the innermost notify: held (busy) */
     dsup_ratelimit foreign_log; /* peers announcing pids of other nodes */
     dsup_ratelimit malformed_log; /* syncs that are not lists of {Group, Pids} */
     struct dsup_pg *next;
@@ -211,13 +212,16 @@ static void group_drop_if_empty(dsup_pg *s, pg_group *g);
 static void notify(dsup_pg *s, int event, pg_group *g, const dsup_pid *pids, size_t n)
 {
     unsigned was_busy = g->busy;
+    pg_group *outer = s->notified;
     g->busy = 1;
+    s->notified = g;
     s->notifying++;
     for (pg_sub *u = s->subs; u; u = u->next)
         if (u->fn)
             u->fn(u->arg, s, event, gkey(g), pids, n);
     if (--s->notifying == 0 && s->subs_gone)
         subs_sweep(s);
+    s->notified = outer;
     g->busy = was_busy;
     if (!was_busy)
         group_drop_if_empty(s, g);
@@ -225,6 +229,11 @@ static void notify(dsup_pg *s, int event, pg_group *g, const dsup_pid *pids, siz
 
 static pg_group *group_get(dsup_pg *s, dsup_term g, int create)
 {
+    /* A subscriber asks about the group it is told of (sup.c: every join of
+     * a child's name): the very key notify handed it is that group, no
+     * lookup. Busy while notified, so its key's memory is still its own. */
+    if (s->notified && g.buf == gkey(s->notified).buf && g.len == s->notified->klen)
+        return s->notified;
     if (!create) {
         dsup_dict_ent *e = dsup_dict_find(&s->groups, g.buf, g.len);
         return e ? e->val : NULL;

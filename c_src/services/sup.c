@@ -180,9 +180,49 @@ static void child_left(dsup_sup *s, dsup_term name, dsup_term pid_t)
     sup_cache_drop(s, c);
 }
 
+/* 0 when group is none of the scope's own groups: '$dsup_hosts',
+ * '$dsup_observers', {'$dsup_type', T}, {'$dsup_moving', Name} all are an
+ * atom, or a tuple that starts with one, whose text starts with '$'. Asked of
+ * every join, mostly of children's names, which the first bytes turn away;
+ * 1 (maybe) sends the group through the exact checks. */
+static int maybe_own_group(dsup_term group)
+{
+    const uint8_t *b = (const uint8_t *)group.buf;
+    size_t len = group.len, at = 0;
+    if (len && b[0] == 131)
+        at = 1; /* as sup_place_is_capability_group: tolerate a version byte */
+    if (len < at + 3)
+        return 1;
+    if (b[at] == 104) /* SMALL_TUPLE_EXT */
+        at += 2;
+    else if (b[at] == 105) /* LARGE_TUPLE_EXT */
+        at += 5;
+    if (len < at + 4)
+        return 1;
+    switch (b[at]) {
+    case 100: /* ATOM_EXT */
+    case 118: /* ATOM_UTF8_EXT */
+        return b[at + 3] == '$';
+    case 115: /* SMALL_ATOM_EXT */
+    case 119: /* SMALL_ATOM_UTF8_EXT */
+        return b[at + 2] == '$';
+    }
+    return 0;
+}
+
 static void on_scope_event(void *arg, dsup_pg *scope, int event, dsup_term group, const dsup_pid *pids, size_t n)
 {
     dsup_sup *s = arg;
+    if (!maybe_own_group(group)) { /* a child's name: the usual join */
+        if (!s->proc || s->stopping)
+            return;
+        if (event == DSUP_PG_JOIN)
+            sup_resolve_duplicate(s, group);
+        else if (event == DSUP_PG_LEAVE)
+            for (size_t i = 0; i < n; i++)
+                check_left_later(s, group, &pids[i]);
+        return;
+    }
     int hosts = dsup_term_is_atom(group, SUP_HOSTS_GROUP);
     int capability = !hosts && sup_place_is_capability_group(group);
     if (hosts || capability)

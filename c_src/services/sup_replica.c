@@ -44,7 +44,8 @@ typedef struct sup_repl {
 
 int sup_spec_full(const dsup_child_spec *spec)
 {
-    return spec && spec->args.len > 0 && strcmp(spec->type, "undefined") != 0;
+    /* twice per child started: most types differ from it at the first byte */
+    return spec && spec->args.len > 0 && (spec->type[0] != 'u' || strcmp(spec->type, "undefined") != 0);
 }
 
 size_t sup_replica_nodes(dsup_sup *s, const sup_child *c, const char **out)

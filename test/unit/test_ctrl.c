@@ -1541,6 +1541,34 @@ static void test_x_growth(void **state)
     ei_x_free(&x);
 }
 
+/* dsup_x_encode_pid writes erl's own bytes for a pid, at every offset of a
+ * buffer: at the start, right at the end of the room (it grows the buffer)
+ * and after it grew. Reference: erl's term_to_binary of the same pid. */
+static void test_x_encode_pid(void **state)
+{
+    (void)state;
+    size_t n;
+    const uint8_t *ref = get("s2.remote_pid", &n); /* P1, erl-made */
+    dsup_pid p = { XP1.node, XP1.num, XP1.serial, XP1.creation };
+    ei_x_buff x;
+    ei_x_new(&x);
+    int checked = 0;
+    for (int round = 0; round < 3; round++) {
+        if (round == 1) /* leave less room than the pid needs (ei's 100 spare bytes included) */
+            while (x.buffsz - x.index >= (int)n + 100)
+                assert_int_equal(dsup_x_encode_atom(&x, "x"), 0);
+        int at = x.index, sz = x.buffsz;
+        assert_int_equal(dsup_x_encode_pid(&x, &p), 0);
+        assert_int_equal(x.index - at, (int)n);
+        assert_memory_equal(x.buff + at, ref, n);
+        if (round == 1)
+            assert_true(x.buffsz > sz);
+        checked++;
+    }
+    assert_int_equal(checked, 3);
+    ei_x_free(&x);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1557,6 +1585,7 @@ int main(void)
         cmocka_unit_test(test_map_keys),
         cmocka_unit_test(test_encode_errors),
         cmocka_unit_test(test_x_growth),
+        cmocka_unit_test(test_x_encode_pid),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
