@@ -6,8 +6,9 @@
 #include <string.h>
 
 /* 8 bytes a step (keys are encoded names and groups, 10-40 bytes, looked
- * up several times per child started), then a final mix. */
-static uint32_t hash_bytes(const void *key, size_t len)
+ * up several times per child started; node names in intern.c), then a
+ * final mix. */
+uint32_t dsup_hash_bytes(const void *key, size_t len)
 {
     const unsigned char *p = key;
     uint64_t h = 1469598103934665603ULL ^ ((uint64_t)len * 0x9E3779B97F4A7C15ULL);
@@ -39,7 +40,7 @@ static dsup_dict_ent *find_hashed(const dsup_dict *d, const void *key, size_t kl
 
 dsup_dict_ent *dsup_dict_find(const dsup_dict *d, const void *key, size_t klen)
 {
-    return d->nslots ? find_hashed(d, key, klen, hash_bytes(key, klen)) : NULL;
+    return d->nslots ? find_hashed(d, key, klen, dsup_hash_bytes(key, klen)) : NULL;
 }
 
 static int grow(dsup_dict *d)
@@ -61,7 +62,7 @@ static int grow(dsup_dict *d)
 
 static dsup_dict_ent *upsert(dsup_dict *d, const void *key, size_t klen, size_t vsize, int *created)
 {
-    uint32_t h = hash_bytes(key, klen); /* once: for the lookup and the new entry */
+    uint32_t h = dsup_hash_bytes(key, klen); /* once: for the lookup and the new entry */
     dsup_dict_ent *e = find_hashed(d, key, klen, h);
     if (created)
         *created = 0;
@@ -102,7 +103,7 @@ void *dsup_dict_remove(dsup_dict *d, const void *key, size_t klen)
 {
     if (!d->nslots)
         return NULL;
-    uint32_t h = hash_bytes(key, klen);
+    uint32_t h = dsup_hash_bytes(key, klen);
     for (dsup_dict_ent **pe = &d->slots[h & (d->nslots - 1)]; *pe; pe = &(*pe)->next) {
         dsup_dict_ent *e = *pe;
         if (e->hash == h && e->klen == klen && memcmp(e->key, key, klen) == 0) {

@@ -20,6 +20,8 @@ typedef struct dsup_dict {
     size_t nslots, count;
 } dsup_dict;
 
+/* The table's hash of len bytes (also intern.c's, for node names). */
+uint32_t dsup_hash_bytes(const void *key, size_t len);
 /* The entry for key, or NULL. */
 dsup_dict_ent *dsup_dict_find(const dsup_dict *d, const void *key, size_t klen);
 /* The entry for key, created (val NULL) when missing; NULL when out of memory. */

@@ -9,6 +9,7 @@
  * at them. Sweeping every turn, in every build, makes a missing hold show up
  * at once under ASan in the test suites. */
 #include "intern.h"
+#include "dict.h"
 #include "xalloc.h"
 
 #include <stddef.h>
@@ -62,27 +63,6 @@ dsup_intern_tab *dsup_intern_new(void *owner)
 }
 
 static ient *E(const char *s) { return (ient *)(void *)(s - offsetof(ient, s)); }
-
-/* 8 bytes a step, then a final mix: node names are 15-40 bytes and every
- * decoded pid hashes one. */
-static uint32_t name_hash(const char *s, size_t len)
-{
-    uint64_t h = 1469598103934665603ULL ^ ((uint64_t)len * 0x9E3779B97F4A7C15ULL);
-    for (; len >= 8; s += 8, len -= 8) {
-        uint64_t w;
-        memcpy(&w, s, 8);
-        h = (h ^ w) * 0xFF51AFD7ED558CCDULL;
-        h ^= h >> 32;
-    }
-    if (len) {
-        uint64_t w = 0;
-        memcpy(&w, s, len);
-        h = (h ^ w) * 0xFF51AFD7ED558CCDULL;
-        h ^= h >> 32;
-    }
-    h *= 0xC4CEB9FE1A85EC53ULL;
-    return (uint32_t)(h ^ (h >> 29));
-}
 
 /* Messages name the same node or two over and over (a peer's pids carry its
  * name): comparing the bytes with the last names found skips the hash and
@@ -195,13 +175,13 @@ const char *dsup_intern_find(const dsup_intern_tab *t, const char *s, size_t len
         return NULL;
     ient *e = recent_find(t, s, len);
     if (!e)
-        e = t->slots[probe(t, s, len, name_hash(s, len))];
+        e = t->slots[probe(t, s, len, dsup_hash_bytes(s, len))];
     return e ? e->s : NULL;
 }
 
 const char *dsup_intern(dsup_intern_tab *t, const char *s, size_t len)
 {
-    uint32_t h = name_hash(s, len);
+    uint32_t h = dsup_hash_bytes(s, len);
     ient *e = t->nslots ? t->slots[probe(t, s, len, h)] : NULL;
     if (!e && !(e = insert(t, s, len, h)))
         return NULL;
@@ -234,7 +214,7 @@ const char *dsup_intern_peer(dsup_intern_tab *t, const char *s, size_t len)
     ient *e = recent_find(t, s, len);
     if (e)
         return e->s;
-    uint32_t h = name_hash(s, len);
+    uint32_t h = dsup_hash_bytes(s, len);
     e = t->nslots ? t->slots[probe(t, s, len, h)] : NULL;
     if (e) {
         recent_add(t, e);
