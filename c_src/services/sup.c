@@ -210,49 +210,51 @@ static int maybe_own_group(dsup_term group)
     return 0;
 }
 
-static void on_scope_event(void *arg, dsup_pg *scope, int event, dsup_term group, const dsup_pid *pids, size_t n)
+/* An event of one of the scope's own groups: handled, 1; 0 when group is
+ * none of them (a child's name). */
+static int own_group_event(dsup_sup *s, int event, dsup_term group, const dsup_pid *pids, size_t n)
 {
-    dsup_sup *s = arg;
-    if (!maybe_own_group(group)) { /* a child's name: the usual join */
-        if (!s->proc || s->stopping)
-            return;
-        if (event == DSUP_PG_JOIN)
-            sup_resolve_duplicate(s, group);
-        else if (event == DSUP_PG_LEAVE)
-            for (size_t i = 0; i < n; i++)
-                check_left_later(s, group, &pids[i]);
-        return;
-    }
     int hosts = dsup_term_is_atom(group, SUP_HOSTS_GROUP);
     int capability = !hosts && sup_place_is_capability_group(group);
     if (hosts || capability)
         sup_place_forget(s, 0); /* first: what follows may place children */
     if (!s->proc)
-        return;
+        return 1;
     if (hosts) {
         for (size_t i = 0; i < n; i++)
             (event == DSUP_PG_JOIN ? host_joined : host_left)(s, &pids[i]);
-        return;
+        return 1;
     }
     if (dsup_term_is_atom(group, SUP_OBSERVERS_GROUP)) {
         if (event == DSUP_PG_JOIN)
             for (size_t i = 0; i < n; i++)
                 sup_send_snapshot(s, &pids[i]);
-        return;
+        return 1;
     }
     if (sup_handoff_is_mark(group)) /* a name moving (sup_handoff.c): not a child */
-        return;
+        return 1;
     if (capability) {
         /* A host's capabilities may arrive after the host itself: a pg sync
          * lists groups in any order. A pending child may be placeable now. */
         if (event == DSUP_PG_JOIN && !s->stopping)
             sup_pending_child_retry(s);
         sup_replica_ring_changed(s); /* the capable hosts, so the replicas, changed */
-        return;
+        return 1;
     }
-    if (event == DSUP_PG_JOIN && !s->stopping)
+    return 0;
+}
+
+static void on_scope_event(void *arg, dsup_pg *scope, int event, dsup_term group, const dsup_pid *pids, size_t n)
+{
+    dsup_sup *s = arg;
+    /* a child's name, the usual join, is turned away by its first bytes */
+    if (maybe_own_group(group) && own_group_event(s, event, group, pids, n))
+        return;
+    if (!s->proc || s->stopping)
+        return;
+    if (event == DSUP_PG_JOIN)
         sup_resolve_duplicate(s, group);
-    if (event == DSUP_PG_LEAVE && !s->stopping)
+    else if (event == DSUP_PG_LEAVE)
         for (size_t i = 0; i < n; i++)
             check_left_later(s, group, &pids[i]);
 }
