@@ -30,38 +30,57 @@
 
 #define DISCOVER_MS 1000
 
-/* Pids of a group. Most groups (a child each) have one member: it is kept
- * inline (cap 0), and an array is allocated only for a second one. */
-typedef struct pidvec {
-    uint32_t n, cap;
-    union {
-        dsup_pid one;
-        dsup_pid *many;
-    } u;
-} pidvec;
-
-/* A vector holds the node names of its pids (remote members: intern.h). */
-static dsup_pid *pv_data(pidvec *v) { return v->cap ? v->u.many : &v->u.one; }
-static void pv_free(pidvec *v)
-{
-    for (uint32_t i = 0; i < v->n; i++)
-        dsup_pid_release(&pv_data(v)[i]);
-    if (v->cap)
-        free(v->u.many);
-    v->n = v->cap = 0;
-}
-
 /* One per group, inside its dict entry, right after the key bytes (the
- * encoded group term, see gkey): 48 bytes, so a child's group costs one
- * 96-byte malloc chunk for a name of up to 16 bytes. */
+ * encoded group term, see gkey). 32 bytes: a child's group is then one
+ * 80-byte malloc chunk for a name of up to 16 bytes (README, "Memory per
+ * child", the assertion below keeps it there). Its members, in arrival order:
+ * most groups (a child each) have one, kept inline in m.one (m.one.node NULL:
+ * none), and an array is allocated only for a second one (spilled, m.many).
+ * A group does not know its scope: a process's only membership carries the
+ * scope's index (memb_single). */
 typedef struct pg_group {
-    dsup_pg *scope;      /* its scope: a process's only membership points here */
-    uint32_t klen;       /* length of the key bytes before this struct */
-    uint32_t nlocal : 30; /* how many members are local */
+    uint32_t klen;        /* length of the key bytes before this struct */
+    uint32_t nlocal : 29; /* how many members are local (join refuses more: NLOCAL_MAX) */
+    uint32_t spilled : 1; /* the members are in m.many */
     uint32_t listed : 1;  /* named by the sync being handled (handle_sync) */
     uint32_t busy : 1;    /* its subscribers are being told (notify): not dropped meanwhile */
-    pidvec all;           /* every member, local and remote */
+    union {
+        dsup_pid one;
+        struct {
+            dsup_pid *pids;
+            uint32_t n, cap;
+        } many;
+    } m;
 } pg_group;
+_Static_assert(sizeof(pg_group) <= 32, "a child's pg group entry grows to the next malloc chunk (README, Memory per child)");
+#define NLOCAL_MAX ((1u << 29) - 1)
+
+/* Members of g: how many, and where (a pointer to the inline one is valid
+ * while it is the only member and g lives). */
+static uint32_t g_count(const pg_group *g) { return g->spilled ? g->m.many.n : g->m.one.node != NULL; }
+static dsup_pid *g_pids(pg_group *g) { return g->spilled ? g->m.many.pids : &g->m.one; }
+
+/* Keep the first n members (n <= g_count(g); the others were moved away). */
+static void g_truncate(pg_group *g, uint32_t n)
+{
+    if (g->spilled)
+        g->m.many.n = n;
+    else if (n == 0)
+        g->m.one.node = NULL;
+}
+
+/* The members hold the node names of their pids (remote ones: intern.h). */
+static void g_free_members(pg_group *g)
+{
+    uint32_t n = g_count(g);
+    dsup_pid *d = g_pids(g);
+    for (uint32_t i = 0; i < n; i++)
+        dsup_pid_release(&d[i]);
+    if (g->spilled)
+        free(g->m.many.pids);
+    g->spilled = 0;
+    g->m.one.node = NULL;
+}
 
 /* The group's encoded term: its dict entry's key. */
 static dsup_term gkey(const pg_group *g) { return (dsup_term){ dsup_dict_inline_key(g, g->klen), g->klen }; }
@@ -71,37 +90,6 @@ typedef struct pg_peer {
     dsup_ref mref;
     int told;            /* we sent it our sync: incremental joins/leaves may follow */
 } pg_peer;
-
-/* A local member's memberships hang off its process (proc->pg_memb), one
- * node per join (pg allows joining a group twice): no monitor, no table;
- * when the process ends, dsup_pg_proc_exit() makes it leave. The usual
- * case, one membership (a child in its name's group), costs no node:
- * proc->pg_memb is then the group itself, tagged with the low bit. */
-struct dsup_pg_memb {
-    dsup_pg *scope;
-    pg_group *group;
-    struct dsup_pg_memb *next;
-};
-
-static pg_group *memb_single(const dsup_proc *p)
-{
-    uintptr_t v = (uintptr_t)p->pg_memb;
-    return v & 1 ? (pg_group *)(v & ~(uintptr_t)1) : NULL;
-}
-
-/* The list form, for a process joining a second group: the tagged single
- * membership becomes a node first. */
-static void memb_to_list(dsup_proc *p)
-{
-    pg_group *g = memb_single(p);
-    if (!g)
-        return;
-    struct dsup_pg_memb *m = dsup_xmalloc(sizeof *m);
-    m->scope = g->scope;
-    m->group = g;
-    m->next = NULL;
-    p->pg_memb = m;
-}
 
 typedef struct pg_sub {
     dsup_pg_event_fn fn;
@@ -122,18 +110,76 @@ struct dsup_pg {
     dsup_ratelimit foreign_log; /* peers announcing pids of other nodes */
     dsup_ratelimit malformed_log; /* syncs that are not lists of {Group, Pids} */
     struct dsup_pg *next;
+    uint32_t idx;        /* its place in the node's scopes, in start order (memb tags) */
     /* The encoded start of every join we send, `{join, Self,` (made once: a
      * child's start sends one); 0 when it did not fit */
     size_t join_head_len;
     char join_head[16 + 8 + 270];
 };
 
-/* One node's scopes (node->pg). */
+/* One node's scopes (node->pg). The first TAG_SCOPES are also found by
+ * their idx, from a member's tagged membership (memb_single). */
+#define TAG_SCOPES 4
+_Static_assert(2 * TAG_SCOPES <= _Alignof(pg_group), "the tag (bit 0) and a scope's idx fit a group's zero low bits");
 struct dsup_pg_service {
     dsup_pg *scopes;
+    dsup_pg *tagged[TAG_SCOPES]; /* the first scopes, by idx */
+    uint32_t nscopes;
     uv_timer_t discover_timer;
     int timer_on;
 };
+
+/* A local member's memberships hang off its process (proc->pg_memb), one
+ * node per join (pg allows joining a group twice): no monitor, no table;
+ * when the process ends, dsup_pg_proc_exit() makes it leave. The usual
+ * case, one membership (a child in its name's group), costs no node:
+ * proc->pg_memb is then the group itself, tagged: bit 0 set, bits 1-2 its
+ * scope's idx (groups are 8-aligned). A scope started after the first
+ * TAG_SCOPES of the node has no tag: its members take a node even alone. */
+struct dsup_pg_memb {
+    dsup_pg *scope;
+    pg_group *group;
+    struct dsup_pg_memb *next;
+};
+
+/* The group of a single membership, and its scope (when scope is not NULL);
+ * NULL when p has none or a list. */
+static pg_group *memb_single(const dsup_proc *p, dsup_pg **scope)
+{
+    uintptr_t v = (uintptr_t)p->pg_memb;
+    if (!(v & 1))
+        return NULL;
+    if (scope)
+        *scope = p->node->pg->tagged[(v >> 1) & (TAG_SCOPES - 1)];
+    return (pg_group *)(v & ~(uintptr_t)(2 * TAG_SCOPES - 1));
+}
+
+static void memb_push(dsup_proc *p, dsup_pg *s, pg_group *g)
+{
+    struct dsup_pg_memb *m = dsup_xmalloc(sizeof *m);
+    m->scope = s;
+    m->group = g;
+    m->next = p->pg_memb;
+    p->pg_memb = m;
+}
+
+/* A new membership of p: tagged when it is the only one, else the list form
+ * (the tagged single membership becomes a node first). */
+static void memb_add(dsup_proc *p, dsup_pg *s, pg_group *g)
+{
+    if (!p->pg_memb && s->idx < TAG_SCOPES) {
+        assert(((uintptr_t)g & (2 * TAG_SCOPES - 1)) == 0);
+        p->pg_memb = (struct dsup_pg_memb *)((uintptr_t)g | (uintptr_t)s->idx << 1 | 1);
+        return;
+    }
+    dsup_pg *s1;
+    pg_group *g1 = memb_single(p, &s1);
+    if (g1) {
+        p->pg_memb = NULL;
+        memb_push(p, s1, g1);
+    }
+    memb_push(p, s, g);
+}
 
 /* ---- small helpers ---------------------------------------------------------- */
 
@@ -151,37 +197,39 @@ static pidkey key_of(const dsup_pid *p)
     return k;
 }
 
-static int vec_push(pidvec *v, const dsup_pid *p)
+static void vec_push(pg_group *g, const dsup_pid *p)
 {
-    if (v->cap == 0 && v->n == 0) {
-        v->u.one = *p;
-        v->n = 1;
-        dsup_pid_hold(p);
-        return 0;
-    }
-    if (v->cap == 0 || v->n == v->cap) {
-        uint32_t nc = v->cap ? v->cap * 2 : 4;
-        dsup_pid *n = dsup_xmalloc(nc * sizeof *n);
-        memcpy(n, pv_data(v), v->n * sizeof *n);
-        if (v->cap)
-            free(v->u.many);
-        v->u.many = n;
-        v->cap = nc;
-    }
-    v->u.many[v->n++] = *p;
+    assert(p->node); /* (an inline member with no node is none) */
     dsup_pid_hold(p);
-    return 0;
+    if (!g->spilled) {
+        if (!g->m.one.node) {
+            g->m.one = *p;
+            return;
+        }
+        dsup_pid first = g->m.one;
+        dsup_pid *a = dsup_xmalloc(4 * sizeof *a);
+        a[0] = first;
+        g->m.many.pids = a;
+        g->m.many.n = 1;
+        g->m.many.cap = 4;
+        g->spilled = 1;
+    } else if (g->m.many.n == g->m.many.cap) {
+        g->m.many.cap *= 2;
+        g->m.many.pids = dsup_xrealloc(g->m.many.pids, g->m.many.cap * sizeof *g->m.many.pids);
+    }
+    g->m.many.pids[g->m.many.n++] = *p;
 }
 
 /* Remove one occurrence; 1 if found. Order is kept (get_members order). */
-static int vec_remove(pidvec *v, const dsup_pid *p)
+static int vec_remove(pg_group *g, const dsup_pid *p)
 {
-    dsup_pid *d = pv_data(v);
-    for (uint32_t i = v->n; i-- > 0;) {
+    uint32_t n = g_count(g);
+    dsup_pid *d = g_pids(g);
+    for (uint32_t i = n; i-- > 0;) {
         if (dsup_pid_eq(&d[i], p)) {
             dsup_pid_release(&d[i]);
-            memmove(&d[i], &d[i + 1], (v->n - i - 1) * sizeof *d);
-            v->n--;
+            memmove(&d[i], &d[i + 1], (n - i - 1) * sizeof *d);
+            g_truncate(g, n - 1);
             return 1;
         }
     }
@@ -244,19 +292,17 @@ static pg_group *group_get(dsup_pg *s, dsup_term g, int create)
     if (!e)
         return NULL;
     pg_group *grp = e->val;
-    if (created) {
+    if (created)
         grp->klen = e->klen;
-        grp->scope = s;
-    }
     return grp;
 }
 
 static void group_drop_if_empty(dsup_pg *s, pg_group *g)
 {
-    if (g->all.n || g->busy)
+    if (g_count(g) || g->busy)
         return;
-    assert(g->nlocal == 0); /* each local membership is one entry of g->all */
-    pv_free(&g->all);
+    assert(g->nlocal == 0); /* each local membership is one of its members */
+    g_free_members(g);
     /* The key bytes and g itself live in the entry being removed. */
     dsup_dict_ent *e = dsup_dict_find(&s->groups, gkey(g).buf, gkey(g).len);
     if (e)
@@ -314,23 +360,18 @@ int dsup_pg_join(dsup_pg *s, dsup_term group, const dsup_pid *pids, size_t n)
     pg_group *g = group_get(s, group, 1);
     if (!g)
         return DSUP_EINVAL;
+    if (n > NLOCAL_MAX - g->nlocal) { /* 2^29 local members of one group: 12 GB of them */
+        group_drop_if_empty(s, g);
+        return DSUP_ETOOBIG;
+    }
     group = gkey(g);
     for (size_t i = 0; i < n; i++) {
         dsup_proc *p = i < 8 ? few[i] : dsup_proc_lookup(s->node, &pids[i]);
-        if (!p->pg_memb) {
-            p->pg_memb = (struct dsup_pg_memb *)((uintptr_t)g | 1); /* groups are 8-aligned */
-        } else {
-            memb_to_list(p);
-            struct dsup_pg_memb *m = dsup_xmalloc(sizeof *m);
-            m->scope = s;
-            m->group = g;
-            m->next = p->pg_memb;
-            p->pg_memb = m;
-        }
-        vec_push(&g->all, &pids[i]);
+        memb_add(p, s, g);
+        vec_push(g, &pids[i]);
         g->nlocal++;
     }
-    assert(g->all.n >= g->nlocal); /* remote entries only add to all */
+    assert(g_count(g) >= g->nlocal); /* remote members only add to them */
     ei_x_buff *x = dsup_term_scratch(s->node);
     if (s->join_head_len) {
         dsup_x_append(x, s->join_head, s->join_head_len);
@@ -353,12 +394,12 @@ static int drop_local(dsup_pg *s, pg_group *g, const dsup_pid *pid)
     dsup_proc *p = dsup_proc_lookup(s->node, pid);
     if (!p)
         return 0;
-    pg_group *one = memb_single(p);
+    pg_group *one = memb_single(p, NULL);
     if (one) {
-        if (one != g)
+        if (one != g) /* (a group is of one scope) */
             return 0;
         p->pg_memb = NULL;
-        int had = vec_remove(&g->all, pid);
+        int had = vec_remove(g, pid);
         assert(had && g->nlocal > 0);
         (void)had;
         g->nlocal--;
@@ -369,7 +410,7 @@ static int drop_local(dsup_pg *s, pg_group *g, const dsup_pid *pid)
             struct dsup_pg_memb *m = *pm;
             *pm = m->next;
             free(m);
-            int had = vec_remove(&g->all, pid);
+            int had = vec_remove(g, pid);
             assert(had && g->nlocal > 0); /* the membership's own entry */
             (void)had;
             g->nlocal--;
@@ -437,15 +478,15 @@ static void broadcast_exit_leave(dsup_pg *s, const dsup_proc *p, const struct ds
 void dsup_pg_proc_exit(dsup_proc *p)
 {
     pg_group *g1;
-    while ((g1 = memb_single(p))) { /* the usual case: one group, no list */
-        dsup_pg *s = g1->scope;
+    dsup_pg *s1;
+    while ((g1 = memb_single(p, &s1))) { /* the usual case: one group, no list */
         p->pg_memb = NULL;
-        broadcast_exit_leave(s, p, NULL, g1);
-        int had = vec_remove(&g1->all, &p->pid);
+        broadcast_exit_leave(s1, p, NULL, g1);
+        int had = vec_remove(g1, &p->pid);
         assert(had && g1->nlocal > 0);
         (void)had;
         g1->nlocal--;
-        notify(s, DSUP_PG_LEAVE, g1, &p->pid, 1);
+        notify(s1, DSUP_PG_LEAVE, g1, &p->pid, 1);
     }
     while (p->pg_memb) {
         dsup_pg *s = p->pg_memb->scope;
@@ -459,7 +500,7 @@ void dsup_pg_proc_exit(dsup_proc *p)
             *pm = m->next;
             pg_group *g = m->group;
             free(m);
-            int had = vec_remove(&g->all, &p->pid);
+            int had = vec_remove(g, &p->pid);
             assert(had && g->nlocal > 0);
             (void)had;
             g->nlocal--;
@@ -537,7 +578,7 @@ static void remote_join(dsup_pg *s, dsup_term group, const dsup_pid *pids, size_
     if (!g)
         return;
     for (size_t i = 0; i < n; i++)
-        vec_push(&g->all, &pids[i]);
+        vec_push(g, &pids[i]);
     notify(s, DSUP_PG_JOIN, g, pids, n);
 }
 
@@ -549,7 +590,7 @@ static void remote_leave(dsup_pg *s, const pg_peer *p, dsup_term group, const ds
     dsup_pid one, *gone = n > 1 ? dsup_xmalloc(n * sizeof *gone) : &one;
     size_t ng = 0;
     for (size_t i = 0; i < n; i++)
-        if (pids[i].node == p->pid.node && vec_remove(&g->all, &pids[i]))
+        if (pids[i].node == p->pid.node && vec_remove(g, &pids[i]))
             gone[ng++] = pids[i]; /* (a name released here lives to the end of the loop turn) */
     if (ng)
         notify(s, DSUP_PG_LEAVE, g, gone, ng); /* g may be gone now */
@@ -557,30 +598,31 @@ static void remote_leave(dsup_pg *s, const pg_peer *p, dsup_term group, const ds
         free(gone);
 }
 
-static uint32_t count_on_node(pidvec *v, const char *node)
+static uint32_t count_on_node(pg_group *g, const char *node)
 {
-    uint32_t k = 0;
-    for (uint32_t i = 0; i < v->n; i++)
-        k += pv_data(v)[i].node == node;
+    uint32_t k = 0, n = g_count(g);
+    const dsup_pid *d = g_pids(g);
+    for (uint32_t i = 0; i < n; i++)
+        k += d[i].node == node;
     return k;
 }
 
 /* Every member of g on `node` leaves (one LEAVE event with them, in order). */
 static void drop_node_members(dsup_pg *s, pg_group *g, const char *node)
 {
-    uint32_t k = count_on_node(&g->all, node);
+    uint32_t k = count_on_node(g, node);
     if (!k)
         return;
     dsup_pid one, *gone = k > 1 ? dsup_xmalloc(k * sizeof *gone) : &one;
-    dsup_pid *d = pv_data(&g->all);
-    uint32_t w = 0, ng = 0;
-    for (uint32_t i = 0; i < g->all.n; i++) {
+    dsup_pid *d = g_pids(g);
+    uint32_t w = 0, ng = 0, n = g_count(g);
+    for (uint32_t i = 0; i < n; i++) {
         if (d[i].node == node)
             gone[ng++] = d[i];
         else
             d[w++] = d[i];
     }
-    g->all.n = w;
+    g_truncate(g, w);
     notify(s, DSUP_PG_LEAVE, g, gone, ng); /* g may be gone now */
     for (uint32_t i = 0; i < ng; i++)
         dsup_pid_release(&gone[i]);
@@ -603,7 +645,7 @@ static void collect_node_group(dsup_dict_ent *e, void *arg)
     pg_group *g = e->val;
     int listed = g->listed;
     g->listed = 0;
-    if (listed || !count_on_node(&g->all, kb->node))
+    if (listed || !count_on_node(g, kb->node))
         return;
     uint32_t kl = g->klen;
     if (kb->len + sizeof kl + kl > kb->cap) {
@@ -733,19 +775,20 @@ static int pid_cmp(const void *a, const void *b)
  * them newest first, our vector keeps them in arrival order)? */
 static int same_node_members(pg_group *g, const char *node, const dsup_pid *pids, size_t n)
 {
-    if (count_on_node(&g->all, node) != n)
+    if (count_on_node(g, node) != n)
         return 0;
     if (n == 0)
         return 1;
-    const dsup_pid *d = pv_data(&g->all);
+    const dsup_pid *d = g_pids(g);
+    uint32_t all = g_count(g);
     if (n == 1) {
-        for (uint32_t i = 0; i < g->all.n; i++)
+        for (uint32_t i = 0; i < all; i++)
             if (d[i].node == node)
                 return dsup_pid_eq(&d[i], &pids[0]);
     }
     dsup_pid *a = dsup_xmalloc(2 * n * sizeof *a), *b = a + n;
     size_t k = 0;
-    for (uint32_t i = 0; i < g->all.n; i++)
+    for (uint32_t i = 0; i < all; i++)
         if (d[i].node == node)
             a[k++] = d[i];
     memcpy(b, pids, n * sizeof *b);
@@ -947,9 +990,10 @@ static void encode_local_group(dsup_dict_ent *e, void *arg)
     ei_x_encode_tuple_header(c->x, 2);
     dsup_x_encode_term(c->x, gkey(g));
     ei_x_encode_list_header(c->x, g->nlocal);
-    for (uint32_t i = 0; i < g->all.n; i++)
-        if (pv_data(&g->all)[i].node == me)
-            dsup_x_encode_pid(c->x, &pv_data(&g->all)[i]);
+    const dsup_pid *d = g_pids(g);
+    for (uint32_t i = 0, n = g_count(g); i < n; i++)
+        if (d[i].node == me)
+            dsup_x_encode_pid(c->x, &d[i]);
     ei_x_encode_empty_list(c->x);
 }
 
@@ -1069,7 +1113,7 @@ static void free_peer(void *val)
     free(p);
 }
 
-static void free_group(dsup_dict_ent *e, void *arg) { pv_free(&((pg_group *)e->val)->all); }
+static void free_group(dsup_dict_ent *e, void *arg) { g_free_members(e->val); }
 
 void dsup_pg_service_init_state(dsup_node *node) { node->pg = dsup_xcalloc(1, sizeof *node->pg); }
 
@@ -1141,6 +1185,9 @@ dsup_pg *dsup_pg_scope(dsup_node *node, const char *name)
     (void)rc;
     s->next = P->scopes;
     P->scopes = s;
+    s->idx = P->nscopes++;
+    if (s->idx < TAG_SCOPES)
+        P->tagged[s->idx] = s;
     if (!P->timer_on) {
         uv_timer_init(node->loop, &P->discover_timer);
         P->discover_timer.data = node;
@@ -1161,8 +1208,8 @@ const char *dsup_pg_name(const dsup_pg *s) { return s->name; }
 size_t dsup_pg_members(dsup_pg *s, dsup_term group, const dsup_pid **pids)
 {
     pg_group *g = s ? group_get(s, group, 0) : NULL;
-    *pids = g ? pv_data(&g->all) : NULL;
-    return g ? g->all.n : 0;
+    *pids = g ? g_pids(g) : NULL;
+    return g ? g_count(g) : 0;
 }
 
 size_t dsup_pg_local_members(dsup_pg *s, dsup_term group, dsup_pid *out, size_t max)
@@ -1171,10 +1218,11 @@ size_t dsup_pg_local_members(dsup_pg *s, dsup_term group, dsup_pid *out, size_t 
     size_t n = 0;
     if (!g)
         return 0;
-    for (uint32_t i = 0; i < g->all.n; i++)
-        if (pv_data(&g->all)[i].node == s->node->name) {
+    const dsup_pid *d = g_pids(g);
+    for (uint32_t i = 0, all = g_count(g); i < all; i++)
+        if (d[i].node == s->node->name) {
             if (n < max)
-                out[n] = pv_data(&g->all)[i];
+                out[n] = d[i];
             n++;
         }
     return n;
@@ -1189,7 +1237,7 @@ static void visit_group(dsup_dict_ent *e, void *arg)
 {
     groups_ctx *c = arg;
     pg_group *g = e->val;
-    c->fn(c->arg, gkey(g), g->all.n);
+    c->fn(c->arg, gkey(g), g_count(g));
 }
 
 size_t dsup_pg_which_groups(dsup_pg *s, void (*fn)(void *arg, dsup_term group, size_t members), void *arg)
