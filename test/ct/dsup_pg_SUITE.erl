@@ -35,6 +35,7 @@ all() ->
     [join_leave_converge_on_all_nodes,
      c_node_queries_and_return_values,
      killed_c_worker_leaves_everywhere,
+     c_workers_in_many_scopes_leave_all,
      beam_member_exit_leaves_c_views,
      beam_leave_of_integer_group_reaches_c_nodes,
      kill9_hidden_dsup_node_removes_its_members,
@@ -244,6 +245,46 @@ killed_c_worker_leaves_everywhere(Cfg) ->
     exit(W2, kill),
     wait_converged(Cfg, Probe#{k1 => [Keep], k2 => [], k3 => []}, ?T, true),
     assert_scopes_unchanged(Cfg).
+
+%% Six scopes on each dsup-node: more than the four whose members' only
+%% membership names its scope in a tag (the later ones take a membership
+%% node). A worker in every scope (twice in one group), workers alone in one
+%% scope each (one leaves and joins again through the API), a remote member
+%% beside them: killed, the locals leave everything, on every node, and only
+%% they do.
+c_workers_in_many_scopes_leave_all(Cfg) ->
+    [C1, C2] = [{c, c_node(Cfg, K)} || K <- [c1, c2]],
+    Extra = [dsup_test:unique_name(pg_many) || _ <- lists:seq(1, 5)],
+    Beam = [N || {beam, N} <- nodes_(Cfg)],
+    [dsup_cluster:start_beam_scope(N, S) || S <- Extra, N <- Beam],
+    try
+        [ok = dsup_cluster:call(N, {pg_start_scope, S}) || S <- Extra, {c, N} <- [C1, C2]],
+        Scopes = [scope(Cfg) | Extra],
+        In = fun(S) -> lists:keystore(scope, 1, Cfg, {scope, S}) end,
+        W = pid_on(Cfg, C1),
+        Keep = pid_on(Cfg, C1),
+        Remote = pid_on(Cfg, C2),
+        Solos = [{S, pid_on(Cfg, C1)} || S <- Scopes],
+        [join(In(S), Nd, all, P) || S <- Scopes, {Nd, P} <- [{C1, W}, {C1, Keep}, {C2, Remote}]],
+        [join(In(S), C1, twice, W) || S <- [hd(Scopes), lists:last(Scopes)], _ <- [1, 2]],
+        [join(In(S), C1, solo, P) || {S, P} <- Solos],
+        Before = fun(S) -> #{all => [W, Keep, Remote], solo => [proplists:get_value(S, Solos)],
+                             twice => [W || lists:member(S, [hd(Scopes), lists:last(Scopes)]), _ <- [1, 2]]}
+                 end,
+        [wait_converged(In(S), Before(S), ?T) || S <- Scopes],
+        [ok = leave(In(S), C1, solo, P) || {S, P} <- Solos],
+        [wait_converged(In(S), #{solo => []}, ?T) || S <- Scopes],
+        [join(In(S), C1, solo, P) || {S, P} <- Solos],
+        [wait_converged(In(S), Before(S), ?T) || S <- Scopes],
+        [exit(P, kill) || P <- [W | [P || {_, P} <- Solos]]],
+        [wait_converged(In(S), #{all => [Keep, Remote], solo => [], twice => []}, ?T, true)
+         || S <- Extra],
+        wait_converged(Cfg, #{?PROBE => ?config(probes, Cfg), all => [Keep, Remote], solo => [], twice => []},
+                       ?T, true),
+        assert_scopes_unchanged(Cfg)
+    after
+        [dsup_cluster:stop_beam_scope(N, S) || S <- Extra, N <- Beam]
+    end.
 
 %% A BEAM member's exit (on the CT node and on the peer) reaches the C views.
 beam_member_exit_leaves_c_views(Cfg) ->
