@@ -244,11 +244,12 @@ static void release_deferred(dsup_proc *p)
     if (!e)
         return;
     size_t off = 0;
+    const dsup_pid self = dsup_proc_pid(p);
     while (off + 4 <= e->deferred.len) {
         uint32_t len;
         memcpy(&len, e->deferred.data + off, 4);
         dsup_term t = { e->deferred.data + off + 4, len };
-        dsup_proc_enqueue(p->node, &p->pid, t);
+        dsup_proc_enqueue(p->node, &self, t);
         off += 4 + len;
     }
     dsup_buf_free(&e->deferred);
@@ -262,10 +263,11 @@ static void encode_status(dsup_proc *p, ei_x_buff *x)
 {
     const gs_extra *e = dsup_proc_beh(p);
     const dsup_sys_dbg *dbg = e ? e->dbg : NULL;
+    const dsup_pid self = dsup_proc_pid(p);
     /* {status, Pid, {module, gen_server}, [PDict, SysState, Parent, Debug, Misc]} */
     ei_x_encode_tuple_header(x, 4);
     dsup_x_encode_atom(x, "status");
-    dsup_x_encode_pid(x, &p->pid);
+    dsup_x_encode_pid(x, &self);
     ei_x_encode_tuple_header(x, 2);
     dsup_x_encode_atom(x, "module");
     dsup_x_encode_atom(x, "gen_server");
@@ -284,15 +286,15 @@ static void encode_status(dsup_proc *p, ei_x_buff *x)
     if (p->has_parent)
         dsup_x_encode_pid(x, &parent);
     else
-        dsup_x_encode_pid(x, &p->pid); /* unsupervised: its own parent, like gen_server:start */
-    dsup_sys_dbg_encode_opts(dbg, &p->pid, x);
+        dsup_x_encode_pid(x, &self); /* unsupervised: its own parent, like gen_server:start */
+    dsup_sys_dbg_encode_opts(dbg, &self, x);
     /* Misc, formatted like gen_server's format_status */
     ei_x_encode_list_header(x, 3);
     ei_x_encode_tuple_header(x, 2);
     dsup_x_encode_atom(x, "header");
     char hdr[400];
-    snprintf(hdr, sizeof hdr, "Status for dsup C worker <%s.%u.%u> (%s)", p->pid.node, p->pid.num,
-             p->pid.serial, p->type->name);
+    snprintf(hdr, sizeof hdr, "Status for dsup C worker <%s.%u.%u> (%s)", self.node, self.num,
+             self.serial, p->type->name);
     ei_x_encode_string(x, hdr);
     ei_x_encode_tuple_header(x, 2);
     dsup_x_encode_atom(x, "data");
@@ -305,7 +307,7 @@ static void encode_status(dsup_proc *p, ei_x_buff *x)
     if (p->has_parent)
         dsup_x_encode_pid(x, &parent);
     else
-        dsup_x_encode_pid(x, &p->pid);
+        dsup_x_encode_pid(x, &self);
     ei_x_encode_tuple_header(x, 2);
     ei_x_encode_string(x, "Logged events");
     dsup_sys_dbg_encode_logged(dbg, x);
@@ -331,11 +333,12 @@ static int start_replace_state(dsup_proc *p, const dsup_from *from, dsup_term fu
     if (!e || !p->type->replace_state)
         return -1;
     dsup_node_make_ref(p->node, &e->rpc_ref);
+    const dsup_pid self = dsup_proc_pid(p);
     ei_x_buff *x = dsup_term_scratch(p->node);
     ei_x_encode_tuple_header(x, 3);
     dsup_x_encode_atom(x, "$gen_call");
     ei_x_encode_tuple_header(x, 2);
-    dsup_x_encode_pid(x, &p->pid);
+    dsup_x_encode_pid(x, &self);
     dsup_x_encode_ref(x, &e->rpc_ref);
     ei_x_encode_tuple_header(x, 5);
     dsup_x_encode_atom(x, "call");
@@ -347,7 +350,7 @@ static int start_replace_state(dsup_proc *p, const dsup_from *from, dsup_term fu
     encode_state(p, x);
     ei_x_encode_empty_list(x);
     ei_x_encode_empty_list(x);
-    dsup_x_encode_pid(x, &p->pid);
+    dsup_x_encode_pid(x, &self);
     int rc = dsup_send_named(p, "rex", from->pid.node, x);
     dsup_term_scratch_release(x);
     if (rc < 0)
@@ -648,8 +651,10 @@ static int spawn(dsup_node *node, const char *type_name, const dsup_term *args, 
     }
     if (link_to && implicit)
         p->parent_link = 1;
-    else if (link_to)
-        dsup_link(link_to, &p->pid);
+    else if (link_to) {
+        dsup_pid pid = dsup_proc_pid(p);
+        dsup_link(link_to, &pid);
+    }
     *out = p;
     return 0;
 }
@@ -690,7 +695,7 @@ int dsup_spawn(dsup_node *node, const char *type, const dsup_term *args, dsup_pr
         }
         return rc;
     }
-    *pid = p->pid;
+    *pid = dsup_proc_pid(p);
     return 0;
 }
 

@@ -36,6 +36,9 @@ struct dsup_procs {
     int qcur;
     int running;                  /* the queue is being drained */
     uint64_t unlink_id;
+    dsup_ivec selves;             /* dsup_pid *: the pids dsup_self handed out (self_kept) */
+    const dsup_proc *last_self;   /* the process dsup_self answered last, */
+    const dsup_pid *last_self_pid;/* ... and its pid (a service asks in loops) */
 };
 
 static size_t slot_of(uint32_t key, size_t cap) { return (key * 2654435761u) & (cap - 1); }
@@ -65,6 +68,7 @@ void dsup_proc_table_free(dsup_node *node)
         if (S->names[i].name)
             dsup_intern_release(S->names[i].name);
     free(S->names);
+    dsup_ivec_free(&S->selves); /* empty: each process dropped its own */
     dsup_buf_free(&S->queue[0]);
     dsup_buf_free(&S->queue[1]);
     free(S);
@@ -149,21 +153,18 @@ dsup_proc *dsup_proc_new(dsup_node *node, size_t extra)
         if (S->next_key == 0)
             S->next_key = 1;
         if (!table_get(S, k)) {
-            p->pid.num = k & 0x7fff;
-            p->pid.serial = k >> 15;
+            p->key = k;
             break;
         }
     }
     p->node = node;
-    p->pid.node = node->name;
-    p->pid.creation = node->creation;
     if (extra) {
         p->state = (char *)p + base;
         p->state_inline = 1;
     }
     table_put(S, p);
     /* pid <-> slot: the pid's number and serial are the key. */
-    assert(table_get(S, p->pid.num | (p->pid.serial << 15)) == p);
+    assert(table_get(S, dsup_proc_key(p)) == p);
     return p;
 }
 
@@ -402,6 +403,50 @@ static int ref_eq(const void *a, const void *b) { return dsup_ref_eq(a, b); }
 static const dsup_ivec_type link_t = { sizeof(dsup_pid), pid_hash, self_key, pid_eq };
 static const dsup_ivec_type mon_t = { sizeof(dsup_monitor_rec), ref_hash, mon_key, ref_eq };
 
+/* ---- dsup_self ------------------------------------------------------------------ */
+
+/* A process keeps no pid (dsup_proc_pid builds it from its key), but
+ * dsup_self hands out a pointer valid while the process lives: the few
+ * processes that ask (services, workers calling it) get a copy here, freed
+ * when they end (self_kept). */
+static const void *kept_pid_key(const void *e) { return *(const dsup_pid *const *)e; }
+static const dsup_ivec_type kept_pid_t = { sizeof(dsup_pid *), pid_hash, kept_pid_key, pid_eq };
+
+const dsup_pid *dsup_self(const dsup_proc *self)
+{
+    struct dsup_procs *S = self->node->procs;
+    if (S->last_self == self)
+        return S->last_self_pid;
+    dsup_pid pid = dsup_proc_pid(self);
+    dsup_pid *kept;
+    if (self->self_kept) {
+        long i = dsup_ivec_find(&S->selves, &kept_pid_t, &pid);
+        assert(i >= 0);
+        kept = *(dsup_pid **)dsup_ivec_at(&S->selves, &kept_pid_t, (uint32_t)i);
+    } else {
+        kept = dsup_xmalloc(sizeof *kept);
+        *kept = pid;
+        (void)dsup_ivec_push(&S->selves, &kept_pid_t, &kept); /* allocates or aborts (xalloc.h) */
+        ((dsup_proc *)self)->self_kept = 1; /* every process is allocated mutable */
+    }
+    S->last_self = self;
+    S->last_self_pid = kept;
+    return kept;
+}
+
+/* At p's end: its dsup_self pid goes. */
+static void drop_kept_pid(struct dsup_procs *S, const dsup_proc *p, const dsup_pid *pid)
+{
+    if (S->last_self == p)
+        S->last_self = NULL;
+    if (!p->self_kept)
+        return;
+    long i = dsup_ivec_find(&S->selves, &kept_pid_t, pid);
+    assert(i >= 0);
+    free(*(dsup_pid **)dsup_ivec_at(&S->selves, &kept_pid_t, (uint32_t)i));
+    dsup_ivec_remove_at(&S->selves, &kept_pid_t, (uint32_t)i);
+}
+
 dsup_proc_ext *dsup_proc_ext_get(dsup_proc *p)
 {
     if (!p->ext)
@@ -532,7 +577,8 @@ void dsup_proc_sig_exit(dsup_proc *p, const dsup_pid *from, dsup_term reason, in
         return;
     }
     if (dsup_term_is_atom(reason, "normal")) {
-        if (!is_link && dsup_pid_eq(from, &p->pid))
+        dsup_pid self = dsup_proc_pid(p);
+        if (!is_link && dsup_pid_eq(from, &self))
             dsup_proc_exit(p, reason);
         return;
     }
@@ -619,10 +665,11 @@ void dsup_proc_exit(dsup_proc *p, dsup_term reason)
     p->dead = 1;
     dsup_node *node = p->node;
     struct dsup_procs *S = node->procs;
+    const dsup_pid self = dsup_proc_pid(p);
     /* The reason may live in p's extras (stop_reason) or a scratch buffer
      * that the class's exiting hook reuses: keep our own copy until done. */
     dsup_term r = dsup_term_dup(reason);
-    LOG_DEBUG("process <%u.%u> (%s) exits", p->pid.num, p->pid.serial, p->type ? p->type->name : "-");
+    LOG_DEBUG("process <%u.%u> (%s) exits", self.num, self.serial, p->type ? p->type->name : "-");
     if (S->cls->exiting)
         S->cls->exiting(p, r);
     if (p->pg_memb)
@@ -631,10 +678,10 @@ void dsup_proc_exit(dsup_proc *p, dsup_term reason)
     /* The vectors are read after the exiting hook: a terminate callback
      * may have linked or monitored (and so made the extras). */
     for (uint32_t i = 0; i < vec_len(links_of(p)); i++)
-        send_exit_signal(node, &p->pid, LINK_AT(p, i), r, 1);
+        send_exit_signal(node, &self, LINK_AT(p, i), r, 1);
     if (p->parent_link) {
         dsup_pid parent = dsup_proc_parent(p);
-        enqueue(node, Q_EXIT_CHILD, &parent, &p->pid, r);
+        enqueue(node, Q_EXIT_CHILD, &parent, &self, r);
     }
 
     for (uint32_t i = 0; i < vec_len(watchers_of(p)); i++) {
@@ -646,7 +693,7 @@ void dsup_proc_exit(dsup_proc *p, dsup_term reason)
             if (!take_monitor(watching_of(w), &m->ref, NULL))
                 continue;
             ei_x_buff *x = dsup_term_scratch(node);
-            encode_down(x, &m->ref, &p->pid, m->name, m->name_node, r);
+            encode_down(x, &m->ref, &self, m->name, m->name_node, r);
             dsup_term t = { x->buff, (size_t)x->index };
             dsup_proc_enqueue(node, &m->pid, t);
             dsup_term_scratch_release(x);
@@ -659,7 +706,7 @@ void dsup_proc_exit(dsup_proc *p, dsup_term reason)
                 c.from_name.ptr = m->name;
                 c.from_name.len = (uint32_t)strlen(m->name);
             } else {
-                dsup_pid_to_wire(&p->pid, &c.from);
+                dsup_pid_to_wire(&self, &c.from);
             }
             dsup_pid_to_wire(&m->pid, &c.to);
             ei_x_buff *x = dsup_term_scratch(node);
@@ -678,12 +725,12 @@ void dsup_proc_exit(dsup_proc *p, dsup_term reason)
         if (m->name ? m->name_node == node->name : is_local(node, &m->pid)) {
             dsup_proc *t = m->name ? dsup_proc_whereis(node, m->name) : dsup_proc_lookup(node, &m->pid);
             if (t)
-                dsup_proc_sig_demonitor(t, &p->pid, &m->ref);
+                dsup_proc_sig_demonitor(t, &self, &m->ref);
         } else {
             dsup_ctrl c;
             memset(&c, 0, sizeof c);
             c.op = DSUP_OP_DEMONITOR_P;
-            dsup_pid_to_wire(&p->pid, &c.from);
+            dsup_pid_to_wire(&self, &c.from);
             if (m->name) {
                 c.to_is_name = 1;
                 c.to_name.ptr = m->name;
@@ -701,6 +748,7 @@ void dsup_proc_exit(dsup_proc *p, dsup_term reason)
     }
 
     unregister(p);
+    drop_kept_pid(S, p, &self);
     assert(table_get(S, dsup_proc_key(p)) == p);
     table_del(S, dsup_proc_key(p));
     (void)S;
@@ -730,7 +778,7 @@ static void node_down_one(dsup_proc *p, void *arg)
 {
     const char *node = arg;
     dsup_node *self_node = p->node;
-    dsup_pid self = p->pid;
+    dsup_pid self = dsup_proc_pid(p);
     /* Monitors others on that node held on us: gone with the node. */
     for (uint32_t i = 0; i < vec_len(watchers_of(p));) {
         if (MON_AT(watchers_of(p), i)->pid.node == node) {
@@ -765,7 +813,6 @@ void dsup_proc_node_down(dsup_node *node, const char *peer) { dsup_proc_foreach(
 
 /* ---- public API pieces ---------------------------------------------------------- */
 
-const dsup_pid *dsup_self(const dsup_proc *self) { return &self->pid; }
 dsup_node *dsup_proc_node(const dsup_proc *self) { return self->node; }
 void *dsup_state(const dsup_proc *self) { return self->state; }
 const dsup_worker_type *dsup_type(const dsup_proc *self) { return self->type; }
@@ -793,8 +840,10 @@ void dsup_stop_atom(dsup_proc *self, const char *reason) { dsup_stop(self, dsup_
 int dsup_send(dsup_proc *self, const dsup_pid *to, const ei_x_buff *msg)
 {
     /* Without self, the node whose name table holds the pid's node name. */
-    dsup_node *node = self ? self->node : dsup_node_of_name(to->node);
-    return dsup_proc_send(node, self ? &self->pid : NULL, to, dsup_term_of_x(msg));
+    if (!self)
+        return dsup_proc_send(dsup_node_of_name(to->node), NULL, to, dsup_term_of_x(msg));
+    dsup_pid me = dsup_proc_pid(self);
+    return dsup_proc_send(self->node, &me, to, dsup_term_of_x(msg));
 }
 
 int dsup_send_named(dsup_proc *self, const char *name, const char *node, const ei_x_buff *msg)
@@ -808,14 +857,18 @@ int dsup_send_named(dsup_proc *self, const char *name, const char *node, const e
         return DSUP_EINVAL;
     if (n == me->name) {
         dsup_proc *p = dsup_proc_whereis(me, dsup_intern_find(me->names, name, strlen(name)));
-        return p ? dsup_proc_enqueue(me, &p->pid, t) : 0;
+        if (!p)
+            return 0;
+        dsup_pid to = dsup_proc_pid(p);
+        return dsup_proc_enqueue(me, &to, t);
     }
     if (!self)
         return DSUP_EINVAL; /* REG_SEND needs a sender pid */
     dsup_ctrl c;
     memset(&c, 0, sizeof c);
     c.op = DSUP_OP_REG_SEND;
-    dsup_pid_to_wire(&self->pid, &c.from);
+    dsup_pid from = dsup_proc_pid(self);
+    dsup_pid_to_wire(&from, &c.from);
     c.to_is_name = 1;
     c.to_name.ptr = name;
     c.to_name.len = (uint32_t)strlen(name);
@@ -826,16 +879,17 @@ int dsup_send_named(dsup_proc *self, const char *name, const char *node, const e
 
 int dsup_link(dsup_proc *self, const dsup_pid *other)
 {
-    if (dsup_pid_eq(other, &self->pid))
+    const dsup_pid me = dsup_proc_pid(self);
+    if (dsup_pid_eq(other, &me))
         return 0;
     dsup_node *node = self->node;
     if (is_local(node, other)) {
         dsup_proc *o = dsup_proc_lookup(node, other);
         if (!o) {
-            enqueue(node, Q_EXIT_LINK, &self->pid, other, dsup_reason_atom(node, "noproc"));
+            enqueue(node, Q_EXIT_LINK, &me, other, dsup_reason_atom(node, "noproc"));
             return add_link(self, other);
         }
-        add_link(o, &self->pid);
+        add_link(o, &me);
         return add_link(self, other);
     }
     if (add_link(self, other))
@@ -843,44 +897,48 @@ int dsup_link(dsup_proc *self, const dsup_pid *other)
     dsup_ctrl c;
     memset(&c, 0, sizeof c);
     c.op = DSUP_OP_LINK;
-    dsup_pid_to_wire(&self->pid, &c.from);
+    dsup_pid_to_wire(&me, &c.from);
     dsup_pid_to_wire(other, &c.to);
     return dsup_node_send_ctrl(node, other->node, &c);
 }
 
 int dsup_unlink(dsup_proc *self, const dsup_pid *other)
 {
+    const dsup_pid me = dsup_proc_pid(self);
     if (!remove_link(self, other))
         return 0;
     dsup_node *node = self->node;
     if (is_local(node, other)) {
         dsup_proc *o = dsup_proc_lookup(node, other);
         if (o)
-            remove_link(o, &self->pid);
+            remove_link(o, &me);
         return 0;
     }
     dsup_ctrl c;
     memset(&c, 0, sizeof c);
     c.op = DSUP_OP_UNLINK_ID;
     c.id = node->procs->unlink_id++;
-    dsup_pid_to_wire(&self->pid, &c.from);
+    dsup_pid_to_wire(&me, &c.from);
     dsup_pid_to_wire(other, &c.to);
     return dsup_node_send_ctrl(node, other->node, &c);
 }
 
 void dsup_exit_linked(dsup_proc *self, const dsup_pid *to, dsup_term reason)
 {
-    send_exit_signal(self->node, &self->pid, to, reason, 1);
+    const dsup_pid me = dsup_proc_pid(self);
+    send_exit_signal(self->node, &me, to, reason, 1);
 }
 
 int dsup_exit(dsup_proc *self, const dsup_pid *to, dsup_term reason)
 {
-    send_exit_signal(self->node, &self->pid, to, reason, 0);
+    const dsup_pid me = dsup_proc_pid(self);
+    send_exit_signal(self->node, &me, to, reason, 0);
     return 0;
 }
 
 int dsup_monitor(dsup_proc *self, const dsup_pid *target, dsup_ref *ref)
 {
+    const dsup_pid me = dsup_proc_pid(self);
     dsup_node *node = self->node;
     dsup_node_make_ref(node, ref);
     dsup_monitor_rec m;
@@ -892,12 +950,12 @@ int dsup_monitor(dsup_proc *self, const dsup_pid *target, dsup_ref *ref)
         if (t) {
             if (push_monitor(&dsup_proc_ext_get(self)->watching, &m) < 0)
                 return -1;
-            dsup_proc_sig_monitor(t, &self->pid, ref, NULL);
+            dsup_proc_sig_monitor(t, &me, ref, NULL);
         } else {
             ei_x_buff *x = dsup_term_scratch(node);
             encode_down(x, ref, target, NULL, NULL, dsup_reason_atom(node, "noproc"));
             dsup_term t2 = { x->buff, (size_t)x->index };
-            dsup_proc_enqueue(node, &self->pid, t2);
+            dsup_proc_enqueue(node, &me, t2);
             dsup_term_scratch_release(x);
         }
         return 0;
@@ -907,7 +965,7 @@ int dsup_monitor(dsup_proc *self, const dsup_pid *target, dsup_ref *ref)
     dsup_ctrl c;
     memset(&c, 0, sizeof c);
     c.op = DSUP_OP_MONITOR_P;
-    dsup_pid_to_wire(&self->pid, &c.from);
+    dsup_pid_to_wire(&me, &c.from);
     dsup_pid_to_wire(target, &c.to);
     ei_x_buff *x = dsup_term_scratch(node);
     dsup_x_encode_ref(x, ref);
@@ -924,16 +982,17 @@ int dsup_demonitor(dsup_proc *self, const dsup_ref *ref)
     if (!take_monitor(watching_of(self), ref, &m))
         return 0;
     dsup_node *node = self->node;
+    const dsup_pid me = dsup_proc_pid(self);
     if (is_local(node, &m.pid)) {
         dsup_proc *t = dsup_proc_lookup(node, &m.pid);
         if (t)
-            dsup_proc_sig_demonitor(t, &self->pid, ref);
+            dsup_proc_sig_demonitor(t, &me, ref);
         return 0;
     }
     dsup_ctrl c;
     memset(&c, 0, sizeof c);
     c.op = DSUP_OP_DEMONITOR_P;
-    dsup_pid_to_wire(&self->pid, &c.from);
+    dsup_pid_to_wire(&me, &c.from);
     dsup_pid_to_wire(&m.pid, &c.to);
     ei_x_buff *x = dsup_term_scratch(node);
     dsup_x_encode_ref(x, ref);

@@ -10,6 +10,7 @@
 #include "buf.h"
 #include "dsup.h"
 #include "ivec.h"
+#include "node.h"
 
 /* How a process handles what arrives: the gen_server behaviour
  * (gen_server.c) for workers. */
@@ -40,20 +41,21 @@ typedef struct dsup_proc_ext {
 } dsup_proc_ext;
 
 /* Laid out without padding holes: there is one per child, and children are
- * many (README, Memory per child: 72 bytes + the worker's state, one
- * allocation; with a counter's 16 bytes, 88 + malloc's 8-B header fill a
- * 96-byte chunk). What the pid says is not kept twice: the table key is the
- * pid's number and serial (dsup_proc_key), the parent is on this node, with
- * this node's creation (dsup_proc_parent). */
+ * many (README, Memory per child: 56 bytes + the worker's state, one
+ * allocation; with a counter's 16 bytes, 72 + malloc's 8-B header fill an
+ * 80-byte chunk). What the pid says is not kept twice: a local pid's node
+ * name and creation are the node's (set once, before any process), so only
+ * its number and serial are kept, as the table key (dsup_proc_pid builds the
+ * pid); the parent is on this node too (dsup_proc_parent). */
 struct dsup_proc {
     dsup_node *node;              /* the node it runs on */
-    dsup_pid pid;
     const dsup_worker_type *type;
     void *state;
     struct dsup_pg_memb *pg_memb; /* pg groups this process is in: opaque here, owned by
                                      the pg service through its exit hook (node_hooks.h) */
     dsup_proc_ext *ext;           /* links, monitors, stop reason, behaviour extras:
                                      NULL until one is used */
+    uint32_t key;                 /* the pid's number (15 bits) and serial (13): the table key */
     uint32_t parent_key;          /* the parent (has_parent): a local process's key */
     uint16_t in_callback;
     unsigned trap_exit : 1;
@@ -66,12 +68,14 @@ struct dsup_proc {
     unsigned state_inline : 1;    /* state lives after this struct (state_size) */
     unsigned registered : 1;      /* has a name in the name table (names are rare:
                                      the name is not kept here) */
+    unsigned self_kept : 1;       /* dsup_self made a pid that lives as long as the process
+                                     (in the node's table of them, proc.c) */
 };
 
 /* Issue 19 (<= 256 B per idle child): a counter child is this struct + its
- * 16 B of state in one allocation, which must stay in glibc's 96-B chunk
- * (72 + 16 + 8 B header). A field added here costs every child 16 B. */
-_Static_assert(sizeof(struct dsup_proc) <= 72, "struct dsup_proc outgrew 72 bytes (README, Memory per child)");
+ * 16 B of state in one allocation, which must stay in glibc's 80-B chunk
+ * (56 + 16 + 8 B header). A field added here costs every child 16 B. */
+_Static_assert(sizeof(struct dsup_proc) <= 56, "struct dsup_proc outgrew 56 bytes (README, Memory per child)");
 
 /* The extras, allocated on first use (never NULL: aborts out of memory). */
 dsup_proc_ext *dsup_proc_ext_get(dsup_proc *p);
@@ -90,15 +94,21 @@ uint32_t dsup_proc_link_count(const dsup_proc *p);
 uint32_t dsup_proc_watcher_count(const dsup_proc *p);
 
 /* The process table's key: the pid's number (15 bits) and serial (13). */
-static inline uint32_t dsup_proc_key(const dsup_proc *p) { return p->pid.num | (p->pid.serial << 15); }
+static inline uint32_t dsup_proc_key(const dsup_proc *p) { return p->key; }
 
-/* The parent's pid (has_parent): a process on this node, spawned like the
- * child after the node registered (the creation is set once, before any
- * process), kept as its 4-byte key instead of a 24-byte pid. */
-static inline dsup_pid dsup_proc_parent(const dsup_proc *p)
+/* The pid of the local process with this key: the node's name and creation
+ * (the creation is set once, when the node registers, before any process). */
+static inline dsup_pid dsup_proc_pid_of_key(const dsup_node *node, uint32_t key)
 {
-    return (dsup_pid){ p->pid.node, p->parent_key & 0x7fff, p->parent_key >> 15, p->pid.creation };
+    return (dsup_pid){ node->name, key & 0x7fff, key >> 15, node->creation };
 }
+
+/* The process's pid, built from its key (not kept: 24 bytes a child). */
+static inline dsup_pid dsup_proc_pid(const dsup_proc *p) { return dsup_proc_pid_of_key(p->node, p->key); }
+
+/* The parent's pid (has_parent): a process on this node, kept as its 4-byte
+ * key instead of a 24-byte pid. */
+static inline dsup_pid dsup_proc_parent(const dsup_proc *p) { return dsup_proc_pid_of_key(p->node, p->parent_key); }
 
 void dsup_proc_table_init(dsup_node *node);
 /* Ends what is left and frees the table (node close). */

@@ -66,7 +66,7 @@ uint64_t dsup_send_after(dsup_proc *self, unsigned ms, const ei_x_buff *msg)
 {
     send_timer *t = dsup_xcalloc(1, sizeof *t);
     t->msg = dsup_term_dup(dsup_term_of_x(msg));
-    t->to = *dsup_self(self);
+    t->to = dsup_proc_pid(self);
     struct dsup_sched *S = self->node->sched;
     t->node = self->node;
     t->id = S->next_timer_id++;
@@ -132,7 +132,7 @@ int dsup_queue_work(dsup_proc *self, void *arg, void (*fn)(void *arg),
         return DSUP_EINVAL;
     work *w = dsup_xcalloc(1, sizeof *w);
     w->node = self->node;
-    w->owner = *dsup_self(self);
+    w->owner = dsup_proc_pid(self);
     w->arg = arg;
     w->work = fn;
     w->done = done;

@@ -461,7 +461,8 @@ static void broadcast_exit_leave(dsup_pg *s, const dsup_proc *p, const struct ds
     ei_x_encode_tuple_header(x, 4);
     dsup_x_encode_atom(x, "leave");
     dsup_x_encode_pid(x, dsup_self(s->proc));
-    dsup_x_encode_pid(x, &p->pid);
+    const dsup_pid pid = dsup_proc_pid(p);
+    dsup_x_encode_pid(x, &pid);
     ei_x_encode_list_header(x, n);
     if (one)
         dsup_x_encode_term(x, gkey(one));
@@ -477,16 +478,17 @@ static void broadcast_exit_leave(dsup_pg *s, const dsup_proc *p, const struct ds
  * {leave, Scope, Pid, Groups} message, as pg does on the member's DOWN. */
 void dsup_pg_proc_exit(dsup_proc *p)
 {
+    const dsup_pid pid = dsup_proc_pid(p);
     pg_group *g1;
     dsup_pg *s1;
     while ((g1 = memb_single(p, &s1))) { /* the usual case: one group, no list */
         p->pg_memb = NULL;
         broadcast_exit_leave(s1, p, NULL, g1);
-        int had = vec_remove(g1, &p->pid);
+        int had = vec_remove(g1, &pid);
         assert(had && g1->nlocal > 0);
         (void)had;
         g1->nlocal--;
-        notify(s1, DSUP_PG_LEAVE, g1, &p->pid, 1);
+        notify(s1, DSUP_PG_LEAVE, g1, &pid, 1);
     }
     while (p->pg_memb) {
         dsup_pg *s = p->pg_memb->scope;
@@ -500,11 +502,11 @@ void dsup_pg_proc_exit(dsup_proc *p)
             *pm = m->next;
             pg_group *g = m->group;
             free(m);
-            int had = vec_remove(g, &p->pid);
+            int had = vec_remove(g, &pid);
             assert(had && g->nlocal > 0);
             (void)had;
             g->nlocal--;
-            notify(s, DSUP_PG_LEAVE, g, &p->pid, 1); /* (joined twice: g keeps the other) */
+            notify(s, DSUP_PG_LEAVE, g, &pid, 1); /* (joined twice: g keeps the other) */
         }
     }
 }
@@ -1174,7 +1176,7 @@ dsup_pg *dsup_pg_scope(dsup_node *node, const char *name)
     ei_x_buff *x = dsup_term_scratch(node);
     ei_x_encode_tuple_header(x, 4);
     dsup_x_encode_atom(x, "join");
-    dsup_x_encode_pid(x, &s->proc->pid);
+    dsup_x_encode_pid(x, dsup_self(s->proc));
     if ((size_t)x->index <= sizeof s->join_head) { /* else each join encodes it */
         memcpy(s->join_head, x->buff, (size_t)x->index);
         s->join_head_len = (size_t)x->index;

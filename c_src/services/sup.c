@@ -389,7 +389,7 @@ int sup_start_local_checked(dsup_sup *s, dsup_child_spec *spec, const dsup_term 
         free(spec);
         return -1;
     }
-    dsup_pid pid = child->pid;
+    dsup_pid pid = dsup_proc_pid(child);
     sup_child *c = sup_cache_put(s, spec->name, &pid, spec, 1); /* takes spec */
     if (!c) { /* the table refused (cannot happen short of a full dict): no orphan either */
         dsup_exit(s->proc, &pid, dsup_reason_atom(s->node, "kill"));
@@ -571,7 +571,7 @@ static void child_exited(dsup_sup *s, sup_child *c, dsup_term reason)
         return;
     }
     dsup_term_scratch_release(why);
-    dsup_pid pid = child->pid;
+    dsup_pid pid = dsup_proc_pid(child);
     dsup_metrics_sup(s->node, s->name, c->shared->type)->restarts++;
     sup_emit_process_stop(s, sup_child_name(c), &old);
     sup_cache_put(s, sup_child_name(c), &pid, NULL, 1);
@@ -929,7 +929,8 @@ int dsup_sup_start(dsup_node *node, const char *name, const dsup_term *opts, dsu
             err->index = 0;
             ei_x_encode_tuple_header(err, 2);
             dsup_x_encode_atom(err, "already_started");
-            dsup_x_encode_pid(err, &existing->pid);
+            dsup_pid pid = dsup_proc_pid(existing);
+            dsup_x_encode_pid(err, &pid);
         }
         return DSUP_EEXIST;
     }
@@ -980,7 +981,7 @@ int dsup_sup_start(dsup_node *node, const char *name, const dsup_term *opts, dsu
     sup_place_advertise(s, 1); /* capabilities before the host: never seen without them */
     /* Cannot fail (a live local process, a valid group), and must not:
      * without it no node places children here. */
-    rc = dsup_pg_join(s->scope, dsup_reason_atom(s->node, SUP_HOSTS_GROUP), &s->proc->pid, 1);
+    rc = dsup_pg_join(s->scope, dsup_reason_atom(s->node, SUP_HOSTS_GROUP), dsup_self(s->proc), 1);
     assert(rc == 0);
     (void)rc;
     sup_quorum_check(s); /* quorum mode: fenced until enough hosts are seen */
@@ -1065,7 +1066,7 @@ void sup_shutdown_finish(dsup_sup *s)
     if (!s->proc || s->finished)
         return;
     s->finished = 1;
-    dsup_pg_leave(s->scope, dsup_reason_atom(s->node, SUP_HOSTS_GROUP), &s->proc->pid, 1);
+    dsup_pg_leave(s->scope, dsup_reason_atom(s->node, SUP_HOSTS_GROUP), dsup_self(s->proc), 1);
     stop_ctx c = { s, dsup_xmalloc((s->by_name.count + 1) * sizeof(sup_child *)), 0 };
     if (c.list)
         dsup_dict_foreach(&s->by_name, collect_local, &c);

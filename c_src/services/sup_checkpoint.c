@@ -133,8 +133,9 @@ static dsup_sup *sup_of_child(dsup_proc *self, sup_child **child)
         return NULL;
     dsup_pid parent = dsup_proc_parent(self);
     for (dsup_sup *s = dsup_sups_of(self->node); s; s = s->next) {
-        if (s->proc && dsup_pid_eq(&s->proc->pid, &parent)) {
-            sup_child *c = sup_child_by_pid(s, &self->pid);
+        if (s->proc && dsup_pid_eq(dsup_self(s->proc), &parent)) {
+            dsup_pid pid = dsup_proc_pid(self);
+            sup_child *c = sup_child_by_pid(s, &pid);
             if (!c || !c->local)
                 return NULL;
             *child = c;

@@ -69,9 +69,9 @@ void sup_handoff_mark(dsup_sup *s, dsup_term name, int moving)
     ei_x_buff *x = dsup_term_scratch(s->node);
     encode_mark(x, name);
     if (moving)
-        dsup_pg_join(s->scope, dsup_term_of_x(x), &s->proc->pid, 1);
+        dsup_pg_join(s->scope, dsup_term_of_x(x), dsup_self(s->proc), 1);
     else
-        dsup_pg_leave(s->scope, dsup_term_of_x(x), &s->proc->pid, 1);
+        dsup_pg_leave(s->scope, dsup_term_of_x(x), dsup_self(s->proc), 1);
     dsup_term_scratch_release(x);
 }
 

@@ -45,10 +45,10 @@ void sup_place_advertise(dsup_sup *s, int join)
         encode_type_group(x, names[i]);
         dsup_term g = { x->buff, (size_t)x->index };
         int rc;
-        if (join && (rc = dsup_pg_join(s->scope, g, &s->proc->pid, 1)) < 0)
+        if (join && (rc = dsup_pg_join(s->scope, g, dsup_self(s->proc), 1)) < 0)
             LOG_ERROR("%s: cannot advertise capability %s (%s)", s->name, names[i], dsup_strerror(rc));
         else if (!join)
-            dsup_pg_leave(s->scope, g, &s->proc->pid, 1);
+            dsup_pg_leave(s->scope, g, dsup_self(s->proc), 1);
         dsup_term_scratch_release(x);
     }
 }

@@ -31,7 +31,7 @@ void sup_encode_status(dsup_sup *s, ei_x_buff *x)
     ei_x_encode_list_header(x, 4);
     ei_x_encode_tuple_header(x, 2);
     dsup_x_encode_atom(x, "node");
-    dsup_x_encode_atom(x, s->proc ? s->proc->pid.node : "undefined");
+    dsup_x_encode_atom(x, s->proc ? dsup_self(s->proc)->node : "undefined");
     kv(x, "children", (unsigned long)sup_local_count(s));
     kv(x, "pending", pending);
     kv(x, "restarts", restarts);

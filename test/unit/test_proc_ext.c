@@ -1,7 +1,8 @@
 /* test_proc_ext.c — a process's rarely used parts (links, monitors, stop
  * reason, behaviour extras) live behind one pointer that stays NULL until
- * one is used (proc.h, dsup_proc_ext), so that an idle child with 16 bytes
- * of state is one 96-byte malloc chunk (issue 19, README "Memory per child").
+ * one is used (proc.h, dsup_proc_ext), and a process keeps no pid of its own
+ * (built from its key), so that an idle child with 16 bytes of state is one
+ * 80-byte malloc chunk (issue 19, README "Memory per child").
  *
  * One node on a real uv loop (listening on loopback, no epmd): an idle worker
  * has no extras and fits the chunk; a monitor and a link make the extras once
@@ -9,8 +10,11 @@
  * second monitor (a child gives an emptied watchers vector back, a
  * registered process keeps it); stops and exit signals behave as before: DOWN and EXIT
  * carry the reason given to dsup_stop, a stop in init is the spawn's error,
- * a kill ends a process that never had extras. Under ASan, LeakSanitizer
- * checks that the extras are freed with the process. */
+ * a kill ends a process that never had extras. dsup_self still hands out a
+ * pointer that stays valid while the process lives, makes no extras, and a
+ * process that takes the place (and memory) of an ended one has its own pid.
+ * Under ASan, LeakSanitizer checks that the extras and dsup_self's pids are
+ * freed with the process. */
 #include "unit_helpers.h"
 #include "unit_loop.h"
 
@@ -133,15 +137,29 @@ static void test_extras_made_on_first_use_and_kept(void **st)
     assert_int_equal(dsup_node_start(N), 0);
     assert_true(run_until(node_up, NULL, DEADLINE_MS));
 
-    /* An idle worker: no extras; it and its 16 B of state are one 88-byte
-     * request, which glibc serves from a 96-byte chunk (88 usable). */
+    /* An idle worker: no extras; it and its 16 B of state are one 72-byte
+     * request, which glibc serves from an 80-byte chunk (72 usable). */
     dsup_pid wpid, ppid;
     dsup_proc *w = spawn("pe_worker", &wpid);
     dsup_proc *pr = spawn("pe_probe", &ppid);
     assert_null(w->ext);
     assert_null(pr->ext); /* trap_exit is a bit, not an extra */
-    assert_int_equal(malloc_usable_size(w), 88);
+    assert_int_equal(malloc_usable_size(w), 72);
     assert_ptr_equal(dsup_state(w), (char *)w + sizeof *w);
+
+    /* dsup_self: the spawned pid, the same pointer on every call, still
+     * right after another process asked; no extras for it. */
+    const dsup_pid *wself = dsup_self(w);
+    assert_true(dsup_pid_eq(wself, &wpid));
+    assert_ptr_equal(wself->node, N->name);
+    assert_int_equal(wself->creation, N->creation);
+    const dsup_pid *pself = dsup_self(pr);
+    assert_true(dsup_pid_eq(pself, &ppid));
+    assert_false(dsup_pid_eq(pself, wself));
+    assert_true(dsup_pid_eq(wself, &wpid));
+    assert_ptr_equal(dsup_self(w), wself);
+    assert_ptr_equal(dsup_self(pr), pself);
+    assert_null(w->ext);
 
     /* A monitor makes the extras of both sides; a demonitor keeps them. */
     dsup_ref ref;
@@ -223,8 +241,19 @@ static void test_extras_made_on_first_use_and_kept(void **st)
     dsup_pid w2pid;
     dsup_proc *w2 = spawn("pe_worker", &w2pid);
     assert_null(w2->ext);
+    assert_true(dsup_pid_eq(dsup_self(w2), &w2pid));
     assert_int_equal(dsup_exit(pr, &w2pid, dsup_reason_atom(N, "kill")), 0);
     assert_true(run_until(gone, &w2pid, DEADLINE_MS));
+    /* Processes that come after (one likely in w2's memory) have their own
+     * pids, from dsup_self too. */
+    for (int k = 0; k < 3; k++) {
+        dsup_pid w3pid;
+        dsup_proc *w3 = spawn("pe_worker", &w3pid);
+        assert_false(dsup_pid_eq(&w3pid, &w2pid));
+        assert_true(dsup_pid_eq(dsup_self(w3), &w3pid));
+        assert_int_equal(dsup_exit(pr, &w3pid, dsup_reason_atom(N, "kill")), 0);
+        assert_true(run_until(gone, &w3pid, DEADLINE_MS));
+    }
 
     ei_x_free(&m);
     dsup_shutdown(N);
