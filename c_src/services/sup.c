@@ -631,7 +631,7 @@ static int on_lost_host(orphan_ctx *o, const sup_child *c)
 static void collect_orphan(dsup_dict_ent *e, void *arg)
 {
     orphan_ctx *o = arg;
-    sup_child *c = e->val;
+    sup_child *c = dsup_dict_val(e);
     if (!on_lost_host(o, c))
         return;
     if (o->n == o->cap) {
@@ -796,7 +796,7 @@ typedef struct stop_ctx {
 static void collect_local(dsup_dict_ent *e, void *arg)
 {
     stop_ctx *c = arg;
-    sup_child *ch = e->val;
+    sup_child *ch = dsup_dict_val(e);
     if (ch->local)
         c->list[c->n++] = ch;
 }
@@ -809,7 +809,7 @@ typedef struct kill_ctx {
 static void signal_local_child(dsup_dict_ent *e, void *arg)
 {
     kill_ctx *k = arg;
-    sup_child *c = e->val;
+    sup_child *c = dsup_dict_val(e);
     if (c->local)
         dsup_exit_linked(k->self, &c->pid, k->reason);
 }
@@ -1136,7 +1136,7 @@ void dsup_sup_conn_event(dsup_node *node, const char *peer, int up)
 
 static void free_cached_child(dsup_dict_ent *e, void *arg)
 {
-    sup_child *c = e->val;
+    sup_child *c = dsup_dict_val(e);
     sup_spec_unshare(arg, c->shared);
     dsup_pid_release(&c->pid);
     if (c->stop) {

@@ -32,7 +32,7 @@ static const dsup_ivec_type by_pid_t = { sizeof(sup_child *), pid_hash, child_pi
 sup_child *sup_child_by_name(dsup_sup *s, dsup_term name)
 {
     dsup_dict_ent *e = dsup_dict_find(&s->by_name, name.buf, name.len);
-    return e ? e->val : NULL;
+    return e ? dsup_dict_val(e) : NULL;
 }
 
 sup_child *sup_child_by_pid(dsup_sup *s, const dsup_pid *pid)
@@ -63,7 +63,7 @@ static sup_child *put(dsup_sup *s, dsup_term name, const dsup_pid *pid, const ds
     dsup_dict_ent *e = dsup_dict_upsert_inline(&s->by_name, name.buf, name.len, sizeof(sup_child), &created);
     if (!e)
         return NULL;
-    sup_child *c = e->val;
+    sup_child *c = dsup_dict_val(e);
     if (!created) {
         unindex_pid(s, &c->pid);
         dsup_pid_release(&c->pid);
@@ -488,7 +488,7 @@ typedef struct snap_ctx {
     const dsup_pid *to;
 } snap_ctx;
 
-static void count_local(dsup_dict_ent *e, void *arg) { *(size_t *)arg += ((sup_child *)e->val)->local; }
+static void count_local(dsup_dict_ent *e, void *arg) { *(size_t *)arg += ((sup_child *)dsup_dict_val(e))->local; }
 
 size_t sup_local_count(dsup_sup *s)
 {
@@ -500,7 +500,7 @@ size_t sup_local_count(dsup_sup *s)
 static void encode_local(dsup_dict_ent *e, void *arg)
 {
     snap_ctx *c = arg;
-    sup_child *ch = e->val;
+    sup_child *ch = dsup_dict_val(e);
     if (!ch->local)
         return;
     spec_route r;

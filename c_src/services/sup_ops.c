@@ -316,7 +316,7 @@ enum { ENC_CHILDREN, ENC_PIDS, ENC_WHICH };
 static void enc_child(dsup_dict_ent *e, void *arg)
 {
     enc_ctx *c = arg;
-    sup_child *ch = e->val;
+    sup_child *ch = dsup_dict_val(e);
     if (c->local_only && !ch->local)
         return;
     switch (c->what) {
