@@ -58,6 +58,10 @@ static const dsup_child_spec unknown_spec = { .type = "undefined", .restart = DS
  * child's name. */
 static sup_child *put(dsup_sup *s, dsup_term name, const dsup_pid *pid, const dsup_child_spec *spec, int local)
 {
+    if (name.len > SUP_CHILD_NAME_MAX) { /* klen's bits: never a real name */
+        LOG_ERROR("%s: a child name of %zu bytes is over the limit of %u", s->name, name.len, SUP_CHILD_NAME_MAX);
+        return NULL;
+    }
     /* one look-up: the entry, made when new */
     int created;
     dsup_dict_ent *e = dsup_dict_upsert_inline(&s->by_name, name.buf, name.len, sizeof(sup_child), &created);
@@ -99,12 +103,7 @@ void sup_cache_drop(dsup_sup *s, sup_child *c)
 {
     unindex_pid(s, &c->pid);
     dsup_pid_release(&c->pid);
-    if (c->stop) {
-        if (c->stop->kill_timer)
-            uv_close((uv_handle_t *)c->stop->kill_timer, (uv_close_cb)free);
-        dsup_from_discard(c->stop->from);
-        free(c->stop);
-    }
+    sup_child_stop_free(s, c);
     sup_spec_unshare(s, c->shared);
     /* the entry holds c and is keyed by its name */
     dsup_term name = sup_child_name(c);

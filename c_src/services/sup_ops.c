@@ -293,7 +293,7 @@ static dsup_call_ret terminate_child(dsup_sup *s, dsup_term req, dsup_term pid_t
             sup_error_atom(reply, "not_found");
             return DSUP_REPLY;
         }
-        sup_child_stopping(c)->from = dsup_from_save(from);
+        sup_child_stopping(s, c)->from = dsup_from_save(from);
         sup_stop_child(s, c, dsup_reason_atom(s->node, "shutdown"));
         return DSUP_NOREPLY;
     }
