@@ -80,7 +80,7 @@ static sup_child *put(dsup_sup *s, dsup_term name, const dsup_pid *pid, const ds
         c->klen = e->klen;
         c->shared = sup_spec_share(s, spec ? spec : &unknown_spec);
         if (!c->shared) {
-            dsup_dict_remove(&s->by_name, name.buf, name.len);
+            dsup_dict_delete(&s->by_name, name.buf, name.len);
             return NULL;
         }
     }
@@ -107,7 +107,7 @@ void sup_cache_drop(dsup_sup *s, sup_child *c)
     sup_spec_unshare(s, c->shared);
     /* the entry holds c and is keyed by its name */
     dsup_term name = sup_child_name(c);
-    dsup_dict_remove(&s->by_name, name.buf, name.len); /* frees c */
+    dsup_dict_delete(&s->by_name, name.buf, name.len); /* frees c */
 }
 
 /* The entry's pid is gone. When pg still has a live copy of the name (a

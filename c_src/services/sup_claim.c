@@ -182,7 +182,7 @@ static void claim_drop(dsup_sup *s, dsup_term name)
     waiters_free(c);
     dsup_pid_release(&c->holder);
     dsup_pid_release(&c->child);
-    dsup_dict_remove(&s->claims, e->key, e->klen); /* frees the inline claim */
+    dsup_dict_delete(&s->claims, e->key, e->klen); /* frees the inline claim */
 }
 
 /* A claim for `name` by instance `inst` under `tag`: GRANTED (a reservation
