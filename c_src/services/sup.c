@@ -447,6 +447,8 @@ void sup_child_stop_free(dsup_sup *s, sup_child *c)
             uv_close((uv_handle_t *)st->kill_timer, (uv_close_cb)free);
         dsup_from_discard(st->from);
         dsup_dict_delete(&s->stops, &c, sizeof c);
+        if (!s->stops.count) /* its slots go too: a mass stop (shutdown, a fence) leaves nothing */
+            dsup_dict_free(&s->stops, NULL);
     }
     c->has_stop = 0;
 }
