@@ -2,6 +2,7 @@
 #include "dict.h"
 #include "xalloc.h"
 
+#include <assert.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -60,8 +61,11 @@ static int grow(dsup_dict *d)
     return 0;
 }
 
-static dsup_dict_ent *upsert(dsup_dict *d, const void *key, size_t klen, size_t vsize, int *created)
+/* vsize: the value's bytes after the padded key (a pointer's 8 for pointer dicts). */
+static dsup_dict_ent *upsert(dsup_dict *d, int kind, const void *key, size_t klen, size_t vsize, int *created)
 {
+    assert(!d->kind || d->kind == kind); /* one kind per dict: remove and free depend on it */
+    d->kind = kind;
     uint32_t h = dsup_hash_bytes(key, klen); /* once: for the lookup and the new entry */
     dsup_dict_ent *e = find_hashed(d, key, klen, h);
     if (created)
@@ -70,16 +74,12 @@ static dsup_dict_ent *upsert(dsup_dict *d, const void *key, size_t klen, size_t 
         return e;
     if (d->count >= d->nslots && grow(d) < 0)
         return NULL;
-    size_t voff = (klen + 7) & ~(size_t)7;
-    e = dsup_xmalloc(sizeof *e + (vsize ? voff + vsize : klen));
+    size_t voff = dsup_dict_val_off(klen);
+    e = dsup_xmalloc(sizeof *e + voff + vsize);
     e->hash = h;
     e->klen = (uint32_t)klen;
-    e->val = NULL;
     memcpy(e->key, key, klen);
-    if (vsize) {
-        e->val = e->key + voff;
-        memset(e->val, 0, vsize);
-    }
+    memset(e->key + voff, 0, vsize);
     size_t s = e->hash & (d->nslots - 1);
     e->next = d->slots[s];
     d->slots[s] = e;
@@ -91,15 +91,16 @@ static dsup_dict_ent *upsert(dsup_dict *d, const void *key, size_t klen, size_t 
 
 dsup_dict_ent *dsup_dict_upsert(dsup_dict *d, const void *key, size_t klen, int *created)
 {
-    return upsert(d, key, klen, 0, created);
+    return upsert(d, DSUP_DICT_POINTERS, key, klen, sizeof(void *), created);
 }
 
 dsup_dict_ent *dsup_dict_upsert_inline(dsup_dict *d, const void *key, size_t klen, size_t vsize, int *created)
 {
-    return upsert(d, key, klen, vsize ? vsize : 1, created);
+    return upsert(d, DSUP_DICT_INLINE, key, klen, vsize ? vsize : 1, created);
 }
 
-void *dsup_dict_remove(dsup_dict *d, const void *key, size_t klen)
+/* Unlink key's entry and return it (to be freed), or NULL. */
+static dsup_dict_ent *unlink_key(dsup_dict *d, const void *key, size_t klen)
 {
     if (!d->nslots)
         return NULL;
@@ -107,14 +108,31 @@ void *dsup_dict_remove(dsup_dict *d, const void *key, size_t klen)
     for (dsup_dict_ent **pe = &d->slots[h & (d->nslots - 1)]; *pe; pe = &(*pe)->next) {
         dsup_dict_ent *e = *pe;
         if (e->hash == h && e->klen == klen && memcmp(e->key, key, klen) == 0) {
-            void *v = e->val;
             *pe = e->next;
-            free(e);
             d->count--;
-            return v;
+            return e;
         }
     }
     return NULL;
+}
+
+void *dsup_dict_remove(dsup_dict *d, const void *key, size_t klen)
+{
+    dsup_dict_ent *e = unlink_key(d, key, klen);
+    if (!e)
+        return NULL;
+    void *v = d->kind == DSUP_DICT_POINTERS ? dsup_dict_get(e) : NULL;
+    free(e);
+    return v;
+}
+
+int dsup_dict_delete(dsup_dict *d, const void *key, size_t klen)
+{
+    dsup_dict_ent *e = unlink_key(d, key, klen);
+    if (!e)
+        return 0;
+    free(e);
+    return 1;
 }
 
 void dsup_dict_foreach(const dsup_dict *d, void (*fn)(dsup_dict_ent *e, void *arg), void *arg)
@@ -130,11 +148,12 @@ void dsup_dict_free(dsup_dict *d, void (*free_val)(void *val))
         for (dsup_dict_ent *e = d->slots[i], *next; e; e = next) {
             next = e->next;
             if (free_val)
-                free_val(e->val);
+                free_val(d->kind == DSUP_DICT_POINTERS ? dsup_dict_get(e) : dsup_dict_val(e));
             free(e);
         }
     }
     free(d->slots);
     d->slots = NULL;
     d->nslots = d->count = 0;
+    d->kind = 0;
 }

@@ -42,7 +42,7 @@ typedef struct count_ctx {
 static void count_one(dsup_dict_ent *e, void *arg)
 {
     count_ctx *x = arg;
-    const sup_child *c = e->val;
+    const sup_child *c = dsup_dict_val(e);
     int pending = http_child_pending(x->node, c);
     if (!c->local && !pending)
         return; /* runs on another node: counted there */

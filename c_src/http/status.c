@@ -80,7 +80,7 @@ typedef struct host_count {
 static void count_host(dsup_dict_ent *e, void *arg)
 {
     host_count *h = arg;
-    const sup_child *c = e->val;
+    const sup_child *c = dsup_dict_val(e);
     size_t i = 0;
     while (i < h->nhosts && h->host[i] != c->pid.node)
         i++;
@@ -151,7 +151,7 @@ typedef struct child_ctx {
 static void child_one(dsup_dict_ent *e, void *arg)
 {
     child_ctx *x = arg;
-    const sup_child *c = e->val;
+    const sup_child *c = dsup_dict_val(e);
     x->total++;
     if (!x->q && x->matched >= x->limit) {
         x->matched++;

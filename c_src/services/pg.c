@@ -284,14 +284,14 @@ static pg_group *group_get(dsup_pg *s, dsup_term g, int create)
         return s->notified;
     if (!create) {
         dsup_dict_ent *e = dsup_dict_find(&s->groups, g.buf, g.len);
-        return e ? e->val : NULL;
+        return e ? dsup_dict_val(e) : NULL;
     }
     /* The group lives inside its dict entry, keyed by its own encoding. */
     int created;
     dsup_dict_ent *e = dsup_dict_upsert_inline(&s->groups, g.buf, g.len, sizeof(pg_group), &created);
     if (!e)
         return NULL;
-    pg_group *grp = e->val;
+    pg_group *grp = dsup_dict_val(e);
     if (created)
         grp->klen = e->klen;
     return grp;
@@ -330,7 +330,7 @@ typedef struct bcast {
 static void send_to_peer(dsup_dict_ent *e, void *arg)
 {
     bcast *b = arg;
-    pg_peer *p = e->val;
+    pg_peer *p = dsup_dict_get(e);
     /* A BEAM scope that has not had our sync yet knows none of our groups
      * and crashes on a leave naming one: it hears of them in that sync. */
     if (p->told)
@@ -520,8 +520,8 @@ static pg_peer *peer_get(dsup_pg *s, const dsup_pid *pid)
     pidkey k = key_of(pid);
     dsup_dict_ent *e = dsup_dict_find(&s->peers, k.b, sizeof k.b);
     if (e)
-        s->last_peer = e->val;
-    return e ? e->val : NULL;
+        s->last_peer = dsup_dict_get(e);
+    return e ? dsup_dict_get(e) : NULL;
 }
 
 static pg_peer *peer_add(dsup_pg *s, const dsup_pid *pid)
@@ -532,15 +532,15 @@ static pg_peer *peer_add(dsup_pg *s, const dsup_pid *pid)
     dsup_dict_ent *e = dsup_dict_upsert(&s->peers, k.b, sizeof k.b, NULL);
     if (!e)
         return NULL;
-    if (!e->val) {
+    if (!dsup_dict_get(e)) {
         pg_peer *p = dsup_xcalloc(1, sizeof *p);
         p->pid = *pid;
         dsup_pid_hold(&p->pid);
         dsup_monitor(s->proc, pid, &p->mref);
-        e->val = p;
+        dsup_dict_set(e, p);
         LOG_DEBUG("pg %s: peer scope on %s", s->name, pid->node);
     }
-    return e->val;
+    return dsup_dict_get(e);
 }
 
 /* pg announces only its own node's members (a scope joins local processes
@@ -570,7 +570,7 @@ typedef struct has_node {
 static void peer_on_node(dsup_dict_ent *e, void *arg)
 {
     has_node *h = arg;
-    pg_peer *p = e->val;
+    pg_peer *p = dsup_dict_get(e);
     h->found |= p->pid.node == h->node;
 }
 
@@ -644,7 +644,7 @@ typedef struct keybuf {
 static void collect_node_group(dsup_dict_ent *e, void *arg)
 {
     keybuf *kb = arg;
-    pg_group *g = e->val;
+    pg_group *g = dsup_dict_val(e);
     int listed = g->listed;
     g->listed = 0;
     if (listed || !count_on_node(g, kb->node))
@@ -979,14 +979,14 @@ typedef struct sync_ctx {
 static void count_local_group(dsup_dict_ent *e, void *arg)
 {
     sync_ctx *c = arg;
-    c->n += ((pg_group *)e->val)->nlocal > 0;
+    c->n += ((pg_group *)dsup_dict_val(e))->nlocal > 0;
 }
 
 static void encode_local_group(dsup_dict_ent *e, void *arg)
 {
     sync_ctx *c = arg;
     const char *me = c->me;
-    pg_group *g = e->val;
+    pg_group *g = dsup_dict_val(e);
     if (!g->nlocal)
         return;
     ei_x_encode_tuple_header(c->x, 2);
@@ -1070,7 +1070,7 @@ static void discover_on(dsup_pg *s, const char *node)
 static void tell_if_untold(dsup_dict_ent *e, void *arg)
 {
     dsup_pg *s = arg;
-    pg_peer *p = e->val;
+    pg_peer *p = dsup_dict_get(e);
     if (!p->told) {
         send_sync(s, &p->pid);
         p->told = 1;
@@ -1115,7 +1115,7 @@ static void free_peer(void *val)
     free(p);
 }
 
-static void free_group(dsup_dict_ent *e, void *arg) { g_free_members(e->val); }
+static void free_group(dsup_dict_ent *e, void *arg) { g_free_members(dsup_dict_val(e)); }
 
 void dsup_pg_service_init_state(dsup_node *node) { node->pg = dsup_xcalloc(1, sizeof *node->pg); }
 
@@ -1238,7 +1238,7 @@ typedef struct groups_ctx {
 static void visit_group(dsup_dict_ent *e, void *arg)
 {
     groups_ctx *c = arg;
-    pg_group *g = e->val;
+    pg_group *g = dsup_dict_val(e);
     c->fn(c->arg, gkey(g), g_count(g));
 }
 

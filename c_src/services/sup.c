@@ -421,11 +421,36 @@ static void on_kill_timer(uv_timer_t *t)
         dsup_proc_exit(p, dsup_reason_atom(node, "killed"));
 }
 
-sup_child_stop *sup_child_stopping(sup_child *c)
+/* The stops table is keyed by the record's address: records stay where
+ * they are (dict entries are never moved) until sup_cache_drop. */
+sup_child_stop *sup_child_stopping(dsup_sup *s, sup_child *c)
 {
-    if (!c->stop)
-        c->stop = dsup_xcalloc(1, sizeof *c->stop);
-    return c->stop;
+    dsup_dict_ent *e = dsup_dict_upsert_inline(&s->stops, &c, sizeof c, sizeof(sup_child_stop), NULL);
+    assert(e); /* the dict allocates with dsup_xmalloc */
+    c->has_stop = 1;
+    return dsup_dict_val(e);
+}
+
+sup_child_stop *sup_child_stop_of(dsup_sup *s, const sup_child *c)
+{
+    if (!c->has_stop)
+        return NULL;
+    dsup_dict_ent *e = dsup_dict_find(&s->stops, &c, sizeof c);
+    return e ? dsup_dict_val(e) : NULL;
+}
+
+void sup_child_stop_free(dsup_sup *s, sup_child *c)
+{
+    sup_child_stop *st = sup_child_stop_of(s, c);
+    if (st) {
+        if (st->kill_timer)
+            uv_close((uv_handle_t *)st->kill_timer, (uv_close_cb)free);
+        dsup_from_discard(st->from);
+        dsup_dict_delete(&s->stops, &c, sizeof c);
+        if (!s->stops.count) /* its slots go too: a mass stop (shutdown, a fence) leaves nothing */
+            dsup_dict_free(&s->stops, NULL);
+    }
+    c->has_stop = 0;
 }
 
 /* Stop a local child the way its spec says (brutal_kill, a timeout then
@@ -441,7 +466,7 @@ void sup_stop_child(dsup_sup *s, sup_child *c, dsup_term reason)
     }
     dsup_exit(s->proc, &c->pid, reason);
     if (c->shared->shutdown > 0) {
-        sup_child_stop *st = sup_child_stopping(c);
+        sup_child_stop *st = sup_child_stopping(s, c);
         if (!st->kill_timer) {
             st->kill_timer = dsup_xmalloc(sizeof *st->kill_timer);
             uv_timer_init(s->node->loop, st->kill_timer);
@@ -522,11 +547,12 @@ static void child_exited(dsup_sup *s, sup_child *c, dsup_term reason)
     dsup_metrics_child_exit(s->node, s->name, c->shared->type, sup_child_name(c), &old, reason, c->terminating || s->stopping);
     if (c->terminating || s->stopping) {
         sup_crash_report(s, c, reason, SUP_ACT_STOPPED);
-        if (c->stop && c->stop->from) {
+        sup_child_stop *st = sup_child_stop_of(s, c);
+        if (st && st->from) {
             ei_x_buff *x = dsup_term_scratch(s->node);
             dsup_x_encode_atom(x, "ok");
-            dsup_reply(c->stop->from, x);
-            c->stop->from = NULL;
+            dsup_reply(st->from, x);
+            st->from = NULL;
             dsup_term_scratch_release(x);
         }
         if (!s->stopping)
@@ -631,7 +657,7 @@ static int on_lost_host(orphan_ctx *o, const sup_child *c)
 static void collect_orphan(dsup_dict_ent *e, void *arg)
 {
     orphan_ctx *o = arg;
-    sup_child *c = e->val;
+    sup_child *c = dsup_dict_val(e);
     if (!on_lost_host(o, c))
         return;
     if (o->n == o->cap) {
@@ -796,7 +822,7 @@ typedef struct stop_ctx {
 static void collect_local(dsup_dict_ent *e, void *arg)
 {
     stop_ctx *c = arg;
-    sup_child *ch = e->val;
+    sup_child *ch = dsup_dict_val(e);
     if (ch->local)
         c->list[c->n++] = ch;
 }
@@ -809,7 +835,7 @@ typedef struct kill_ctx {
 static void signal_local_child(dsup_dict_ent *e, void *arg)
 {
     kill_ctx *k = arg;
-    sup_child *c = e->val;
+    sup_child *c = dsup_dict_val(e);
     if (c->local)
         dsup_exit_linked(k->self, &c->pid, k->reason);
 }
@@ -1137,15 +1163,10 @@ void dsup_sup_conn_event(dsup_node *node, const char *peer, int up)
 
 static void free_cached_child(dsup_dict_ent *e, void *arg)
 {
-    sup_child *c = e->val;
+    sup_child *c = dsup_dict_val(e);
     sup_spec_unshare(arg, c->shared);
     dsup_pid_release(&c->pid);
-    if (c->stop) {
-        if (c->stop->kill_timer)
-            uv_close((uv_handle_t *)c->stop->kill_timer, (uv_close_cb)free);
-        dsup_from_discard(c->stop->from);
-        free(c->stop);
-    }
+    sup_child_stop_free(arg, c);
 }
 
 /* Every instance's struct, at node close (their processes ended at shutdown). */
@@ -1157,6 +1178,7 @@ void sup_free_all(dsup_node *node)
          * instance ended: pending lookups read them). */
         dsup_dict_foreach(&s->by_name, free_cached_child, s);
         dsup_dict_free(&s->by_name, NULL);
+        dsup_dict_free(&s->stops, NULL); /* emptied by free_cached_child */
         sup_spec_shared_free(s); /* after its children */
         dsup_ivec_free(&s->by_pid);
         dsup_dict_free(&s->claims, NULL);

@@ -19,20 +19,30 @@ typedef struct sup_child_stop {
     uv_timer_t *kill_timer;       /* shutdown timeout, then kill */
 } sup_child_stop;
 
-/* One per child in the cluster, in the by_name entry: 48 bytes (README,
- * Memory per child). Its name is the entry's key (sup_child_name); its spec
- * without the name is shared with every child of the same type, args,
- * restart and shutdown (sup_shared.c): no allocation of its own. */
+/* One per child in the cluster, in the by_name entry: 40 bytes, the entry
+ * 16 + the padded name + 40 = an 80-byte malloc chunk for a name of up to 16
+ * bytes (README, Memory per child). Its name is the entry's key
+ * (sup_child_name); its spec without the name is shared with every child of
+ * the same type, args, restart and shutdown (sup_shared.c): no allocation of
+ * its own. What a termination needs lives in the instance's side table
+ * (sup_child_stopping) while it runs. */
 typedef struct sup_child {
     const dsup_child_spec *shared; /* name-less, shared (sup_spec_share): full, or a
                                       stub / type undefined (sup_spec_full) */
     dsup_pid pid;
-    sup_child_stop *stop;         /* sup_child_stopping(); NULL until a termination needs it */
     uint32_t replica_sig;         /* local: the replica set its spec was sent to (sup_replica.c) */
     unsigned local : 1;
     unsigned terminating : 1;     /* terminate_child in progress */
-    unsigned klen : 30;           /* the length of its name, the entry's key */
+    unsigned has_stop : 1;        /* an entry in the instance's stops table */
+    unsigned klen : 29;           /* the length of its name, the entry's key */
 } sup_child;
+
+/* The longest child name a record can hold (klen's bits). */
+#define SUP_CHILD_NAME_MAX ((1u << 29) - 1)
+
+/* Every child on every node has one: a byte more moves it to the next
+ * 16-byte chunk (README, Memory per child). */
+_Static_assert(sizeof(sup_child) <= 40, "sup_child must stay at 40 bytes (README, Memory per child)");
 
 /* The child's name: its by_name entry's key. */
 static inline dsup_term sup_child_name(const sup_child *c)
@@ -47,8 +57,13 @@ static inline dsup_child_spec sup_child_spec(const sup_child *c)
     return v;
 }
 
-/* c->stop, allocated on first use. */
-sup_child_stop *sup_child_stopping(sup_child *c);
+/* c's termination state in s's stops table, made on first use. */
+sup_child_stop *sup_child_stopping(dsup_sup *s, sup_child *c);
+/* ... or NULL when it has none. */
+sup_child_stop *sup_child_stop_of(dsup_sup *s, const sup_child *c);
+/* End c's termination state, if any: its kill timer closes, an unanswered
+ * caller is dropped. Before the record goes. */
+void sup_child_stop_free(dsup_sup *s, sup_child *c);
 
 /* A call forwarded to the instance on another node, answered when it is. */
 typedef struct sup_pending {
@@ -81,6 +96,8 @@ struct dsup_sup {
     dsup_ring *ring;
     dsup_dict by_name;            /* child name bytes -> sup_child, stored inline (whole cluster) */
     dsup_ivec by_pid;             /* sup_child*, indexed by the child's pid */
+    dsup_dict stops;              /* sup_child* (its address) -> sup_child_stop, inline: only
+                                     while a termination runs (sup_child_stopping) */
     dsup_child_spec **spec_cache; /* the children's shared specs made last, by hash (sup_shared.c) */
     const dsup_child_spec *spec_last; /* the last one shared: a batch's next child has it */
     int cache_children;

@@ -32,7 +32,7 @@ static const dsup_ivec_type by_pid_t = { sizeof(sup_child *), pid_hash, child_pi
 sup_child *sup_child_by_name(dsup_sup *s, dsup_term name)
 {
     dsup_dict_ent *e = dsup_dict_find(&s->by_name, name.buf, name.len);
-    return e ? e->val : NULL;
+    return e ? dsup_dict_val(e) : NULL;
 }
 
 sup_child *sup_child_by_pid(dsup_sup *s, const dsup_pid *pid)
@@ -58,12 +58,16 @@ static const dsup_child_spec unknown_spec = { .type = "undefined", .restart = DS
  * child's name. */
 static sup_child *put(dsup_sup *s, dsup_term name, const dsup_pid *pid, const dsup_child_spec *spec, int local)
 {
+    if (name.len > SUP_CHILD_NAME_MAX) { /* klen's bits: never a real name */
+        LOG_ERROR("%s: a child name of %zu bytes is over the limit of %u", s->name, name.len, SUP_CHILD_NAME_MAX);
+        return NULL;
+    }
     /* one look-up: the entry, made when new */
     int created;
     dsup_dict_ent *e = dsup_dict_upsert_inline(&s->by_name, name.buf, name.len, sizeof(sup_child), &created);
     if (!e)
         return NULL;
-    sup_child *c = e->val;
+    sup_child *c = dsup_dict_val(e);
     if (!created) {
         unindex_pid(s, &c->pid);
         dsup_pid_release(&c->pid);
@@ -76,7 +80,7 @@ static sup_child *put(dsup_sup *s, dsup_term name, const dsup_pid *pid, const ds
         c->klen = e->klen;
         c->shared = sup_spec_share(s, spec ? spec : &unknown_spec);
         if (!c->shared) {
-            dsup_dict_remove(&s->by_name, name.buf, name.len);
+            dsup_dict_delete(&s->by_name, name.buf, name.len);
             return NULL;
         }
     }
@@ -99,16 +103,11 @@ void sup_cache_drop(dsup_sup *s, sup_child *c)
 {
     unindex_pid(s, &c->pid);
     dsup_pid_release(&c->pid);
-    if (c->stop) {
-        if (c->stop->kill_timer)
-            uv_close((uv_handle_t *)c->stop->kill_timer, (uv_close_cb)free);
-        dsup_from_discard(c->stop->from);
-        free(c->stop);
-    }
+    sup_child_stop_free(s, c);
     sup_spec_unshare(s, c->shared);
     /* the entry holds c and is keyed by its name */
     dsup_term name = sup_child_name(c);
-    dsup_dict_remove(&s->by_name, name.buf, name.len); /* frees c */
+    dsup_dict_delete(&s->by_name, name.buf, name.len); /* frees c */
 }
 
 /* The entry's pid is gone. When pg still has a live copy of the name (a
@@ -488,7 +487,7 @@ typedef struct snap_ctx {
     const dsup_pid *to;
 } snap_ctx;
 
-static void count_local(dsup_dict_ent *e, void *arg) { *(size_t *)arg += ((sup_child *)e->val)->local; }
+static void count_local(dsup_dict_ent *e, void *arg) { *(size_t *)arg += ((sup_child *)dsup_dict_val(e))->local; }
 
 size_t sup_local_count(dsup_sup *s)
 {
@@ -500,7 +499,7 @@ size_t sup_local_count(dsup_sup *s)
 static void encode_local(dsup_dict_ent *e, void *arg)
 {
     snap_ctx *c = arg;
-    sup_child *ch = e->val;
+    sup_child *ch = dsup_dict_val(e);
     if (!ch->local)
         return;
     spec_route r;

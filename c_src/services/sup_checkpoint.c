@@ -75,11 +75,12 @@ static long put(dsup_dict *d, dsup_term name, const dsup_pid *pid, dsup_term ter
         return -1;
     }
     long delta = (long)term.len;
-    if (e->val) {
-        delta -= (long)((ckpt *)e->val)->term.len;
-        free_ckpt(e->val);
+    ckpt *old = dsup_dict_get(e);
+    if (old) {
+        delta -= (long)old->term.len;
+        free_ckpt(old);
     }
-    e->val = k;
+    dsup_dict_set(e, k);
     return delta;
 }
 
@@ -91,7 +92,7 @@ typedef struct flush_ctx {
 static void send_one(dsup_dict_ent *e, void *arg)
 {
     flush_ctx *f = arg;
-    ckpt *k = e->val;
+    ckpt *k = dsup_dict_get(e);
     dsup_sup *s = f->s;
     sup_child *c = sup_child_by_name(s, (dsup_term){ e->key, e->klen });
     if (!c || !c->shared || !dsup_pid_eq(&c->pid, &k->pid))
@@ -178,7 +179,7 @@ int sup_checkpoint_msg(dsup_sup *s, dsup_term ev)
         /* a child that ended for good: its checkpoint is of no use (the
          * event itself is for sup_cache.c: not consumed) */
         dsup_dict_ent *e = s->ckpt ? dsup_dict_find(&s->ckpt->store, el[1].buf, el[1].len) : NULL;
-        if (e && dsup_decode_pid(s->node, el[2].buf, &i, &pid) == 0 && dsup_pid_eq(&((ckpt *)e->val)->pid, &pid)) {
+        if (e && dsup_decode_pid(s->node, el[2].buf, &i, &pid) == 0 && dsup_pid_eq(&((ckpt *)dsup_dict_get(e))->pid, &pid)) {
             dsup_term t = sup_checkpoint_take(s, el[1], &pid);
             dsup_term_free(&t);
         }
@@ -231,7 +232,7 @@ void sup_checkpoint_encode(dsup_sup *s, dsup_term name, ei_x_buff *reply)
     }
     ei_x_encode_tuple_header(reply, 2);
     dsup_x_encode_atom(reply, "ok");
-    dsup_x_encode_term(reply, ((ckpt *)e->val)->term);
+    dsup_x_encode_term(reply, ((ckpt *)dsup_dict_get(e))->term);
 }
 
 void sup_checkpoint_free(dsup_sup *s)

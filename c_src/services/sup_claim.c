@@ -170,7 +170,7 @@ static void waiters_free(sup_claim *c)
 static sup_claim *claim_of(dsup_sup *s, dsup_term name)
 {
     dsup_dict_ent *e = dsup_dict_find(&s->claims, name.buf, name.len);
-    return e ? e->val : NULL;
+    return e ? dsup_dict_val(e) : NULL;
 }
 
 static void claim_drop(dsup_sup *s, dsup_term name)
@@ -178,11 +178,11 @@ static void claim_drop(dsup_sup *s, dsup_term name)
     dsup_dict_ent *e = dsup_dict_find(&s->claims, name.buf, name.len);
     if (!e)
         return;
-    sup_claim *c = e->val;
+    sup_claim *c = dsup_dict_val(e);
     waiters_free(c);
     dsup_pid_release(&c->holder);
     dsup_pid_release(&c->child);
-    dsup_dict_remove(&s->claims, e->key, e->klen); /* frees the inline claim */
+    dsup_dict_delete(&s->claims, e->key, e->klen); /* frees the inline claim */
 }
 
 /* A claim for `name` by instance `inst` under `tag`: GRANTED (a reservation
@@ -212,7 +212,7 @@ static int claim_request(dsup_sup *s, dsup_term name, const dsup_pid *inst, uint
     dsup_dict_ent *e = dsup_dict_upsert_inline(&s->claims, name.buf, name.len, sizeof *c, NULL);
     if (!e)
         return QUEUED;
-    c = e->val;
+    c = dsup_dict_val(e);
     memset(c, 0, sizeof *c);
     pid_set(&c->holder, inst);
     c->tag = tag;
@@ -451,7 +451,7 @@ typedef struct lost_ctx {
 static void scan_claim(dsup_dict_ent *e, void *arg)
 {
     lost_ctx *l = arg;
-    sup_claim *c = e->val;
+    sup_claim *c = dsup_dict_val(e);
     int k = 0;
     for (int i = 0; i < c->nwaiters; i++)
         if (c->waiters[i].inst.node != l->node)

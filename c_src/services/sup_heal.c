@@ -140,7 +140,7 @@ typedef struct carry_ctx {
 static void collect(dsup_dict_ent *e, void *arg)
 {
     carry_ctx *k = arg;
-    k->list[k->n++] = e->val;
+    k->list[k->n++] = dsup_dict_val(e);
 }
 
 /* Start the child of `spec` in `now` unless it runs somewhere: 1 started,

@@ -293,7 +293,7 @@ static dsup_call_ret terminate_child(dsup_sup *s, dsup_term req, dsup_term pid_t
             sup_error_atom(reply, "not_found");
             return DSUP_REPLY;
         }
-        sup_child_stopping(c)->from = dsup_from_save(from);
+        sup_child_stopping(s, c)->from = dsup_from_save(from);
         sup_stop_child(s, c, dsup_reason_atom(s->node, "shutdown"));
         return DSUP_NOREPLY;
     }
@@ -316,7 +316,7 @@ enum { ENC_CHILDREN, ENC_PIDS, ENC_WHICH };
 static void enc_child(dsup_dict_ent *e, void *arg)
 {
     enc_ctx *c = arg;
-    sup_child *ch = e->val;
+    sup_child *ch = dsup_dict_val(e);
     if (c->local_only && !ch->local)
         return;
     switch (c->what) {

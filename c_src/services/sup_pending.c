@@ -41,8 +41,8 @@ void sup_pending_child_add(dsup_sup *s, const dsup_child_spec *from)
         free(spec);
         return;
     }
-    free(e->val);
-    e->val = spec;
+    free(dsup_dict_get(e));
+    dsup_dict_set(e, spec);
     char *txt = NULL;
     int i = 0;
     ei_s_print_term(&txt, spec->name.buf, &i);
@@ -62,7 +62,7 @@ size_t sup_pending_child_count(dsup_sup *s) { return s->pending_children.count; 
 
 static void encode_one(dsup_dict_ent *e, void *arg)
 {
-    const dsup_child_spec *spec = e->val;
+    const dsup_child_spec *spec = dsup_dict_get(e);
     dsup_x_encode_term(arg, spec->name);
     dsup_spec_encode_map(arg, spec, 0);
 }
@@ -82,7 +82,7 @@ typedef struct retry_ctx {
 static void retry_one(dsup_dict_ent *e, void *arg)
 {
     retry_ctx *r = arg;
-    const dsup_child_spec *spec = e->val;
+    const dsup_child_spec *spec = dsup_dict_get(e);
     const char *owner = sup_place_owner(r->s, spec, 0);
     if (!owner)
         return;

@@ -47,7 +47,7 @@ typedef struct pid_list {
 static void collect_local_pid(dsup_dict_ent *e, void *arg)
 {
     pid_list *l = arg;
-    sup_child *c = e->val;
+    sup_child *c = dsup_dict_val(e);
     if (!c->local || c->terminating)
         return;
     if (l->n == l->cap) {

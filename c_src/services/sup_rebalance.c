@@ -102,7 +102,7 @@ typedef struct collect_ctx {
 static void collect(dsup_dict_ent *e, void *arg)
 {
     collect_ctx *k = arg;
-    sup_child *c = e->val;
+    sup_child *c = dsup_dict_val(e);
     if (!c->local || c->terminating || !c->shared)
         return;
     const char *owner = dsup_ring_node_for(k->s->ring, sup_child_name(c).buf, sup_child_name(c).len);

@@ -203,7 +203,7 @@ static void on_tick(uv_timer_t *t)
     while (r->slot < r->nslots && seen < SUP_REPL_BATCH) {
         for (dsup_dict_ent *e = s->by_name.slots[r->slot], *next; e; e = next, seen++) {
             next = e->next;
-            visit(s, e->val, r->drops);
+            visit(s, dsup_dict_val(e), r->drops);
         }
         r->slot++;
     }
@@ -276,7 +276,7 @@ typedef struct info_ctx {
 static void count_entry(dsup_dict_ent *e, void *arg)
 {
     info_ctx *k = arg;
-    const sup_child *c = e->val;
+    const sup_child *c = dsup_dict_val(e);
     if (c->local)
         k->local++;
     else if (sup_spec_full(c->shared))

@@ -5,7 +5,8 @@
  * Between them: C workers spawned on each, a gen_server call across nodes, a
  * link and a monitor firing across nodes when a worker stops, a pg join seen
  * by the other node's scope, and a supervisor instance on each node with a
- * child started through one and found and called from the other. Every wait
+ * child started through one and found and called from the other, and a child
+ * that ignores its shutdown killed by its supervisor's timer. Every wait
  * runs the loop until a condition holds or a deadline passes (no sleeps). At
  * the end both nodes shut down and are freed (LeakSanitizer checks that node
  * close frees what the node made). */
@@ -89,6 +90,21 @@ static const dsup_worker_type worker_type = {
     .handle_call = worker_call,
 };
 
+/* Traps exits: suspended (sys:suspend) it holds even its supervisor's
+ * shutdown EXIT, as a gen_server does, so only the kill timer ends it. */
+static int stubborn_init(dsup_proc *self, dsup_term args, void **state)
+{
+    (void)args;
+    (void)state;
+    dsup_trap_exit(self, 1);
+    return 0;
+}
+
+static const dsup_worker_type stubborn_type = {
+    .name = "tn_stubborn",
+    .init = stubborn_init,
+};
+
 /* ---- helpers ------------------------------------------------------------------ */
 
 static int nodes_up(void *arg)
@@ -139,13 +155,14 @@ static int same_pid(const dsup_pid *a, const dsup_pid *b)
 
 /* {'$gen_call', {From, Tag}, Req} from probe `from` (on node n) to `to`, or
  * to the name `name` on node `on` when to is NULL. Tag: the integer tag. */
-static void send_call(dsup_node *n, const dsup_pid *from, const dsup_pid *to, const char *name, const char *on,
-                      long tag, const ei_x_buff *req)
+/* {Kind, {From, Tag}, Req}: Kind '$gen_call', or system for sys requests. */
+static void send_request(dsup_node *n, const char *kind, const dsup_pid *from, const dsup_pid *to, const char *name,
+                         const char *on, long tag, const ei_x_buff *req)
 {
     ei_x_buff m;
     ei_x_new(&m);
     ei_x_encode_tuple_header(&m, 3);
-    dsup_x_encode_atom(&m, "$gen_call");
+    dsup_x_encode_atom(&m, kind);
     ei_x_encode_tuple_header(&m, 2);
     dsup_x_encode_pid(&m, from);
     ei_x_encode_long(&m, tag);
@@ -156,6 +173,12 @@ static void send_call(dsup_node *n, const dsup_pid *from, const dsup_pid *to, co
     else
         assert_int_equal(dsup_send_named(p, name, on, &m), 0);
     ei_x_free(&m);
+}
+
+static void send_call(dsup_node *n, const dsup_pid *from, const dsup_pid *to, const char *name, const char *on,
+                      long tag, const ei_x_buff *req)
+{
+    send_request(n, "$gen_call", from, to, name, on, tag, req);
 }
 
 typedef struct wait_tag {
@@ -188,6 +211,20 @@ static dsup_term call(dsup_node *n, const dsup_pid *from, int probe_idx, const d
     static long next_tag = 1000;
     wait_tag w = { probe_idx, next_tag++, { NULL, 0 } };
     send_call(n, from, to, name, on, w.tag, req);
+    assert_true(run_until(got_reply, &w, DEADLINE_MS));
+    return w.reply;
+}
+
+/* sys:Req to a process (e.g. suspend), answered within the deadline. */
+static dsup_term sys_call(dsup_node *n, const dsup_pid *from, int probe_idx, const dsup_pid *to, const char *req)
+{
+    static long next_tag = 5000;
+    ei_x_buff r;
+    ei_x_new(&r);
+    dsup_x_encode_atom(&r, req);
+    wait_tag w = { probe_idx, next_tag++, { NULL, 0 } };
+    send_request(n, "system", from, to, NULL, NULL, w.tag, &r);
+    ei_x_free(&r);
     assert_true(run_until(got_reply, &w, DEADLINE_MS));
     return w.reply;
 }
@@ -300,6 +337,7 @@ static void test_two_nodes_one_loop(void **st)
 {
     assert_int_equal(dsup_register_worker_type(&probe_type), DSUP_OK);
     assert_int_equal(dsup_register_worker_type(&worker_type), DSUP_OK);
+    assert_int_equal(dsup_register_worker_type(&stubborn_type), DSUP_OK);
     assert_int_equal(uv_loop_init(&loop), 0);
 
     dsup_node_config ca = { .name = "tn_a@127.0.0.1", .cookie = "two-nodes", .listen_address = "127.0.0.1",
@@ -484,6 +522,49 @@ static void test_two_nodes_one_loop(void **st)
     /* The child is in exactly one node's process table. */
     dsup_pid child_at_a = xlate(A, &child);
     assert_int_equal((dsup_proc_lookup(A, &child_at_a) != NULL) + (dsup_proc_lookup(B, &child) != NULL), 1);
+
+    /* terminate_child of a child that ignores the shutdown signal: the
+     * supervisor's kill timer (its termination state, kept off the child's
+     * record while it runs) kills it after the spec's 200 ms, and only then
+     * is the caller answered ('killed' is its exit, the caller gets ok). */
+    dsup_x_reset(&req);
+    ei_x_encode_tuple_header(&req, 3);
+    dsup_x_encode_atom(&req, "start_child");
+    ei_x_encode_tuple_header(&req, 2);
+    dsup_x_encode_atom(&req, "tn_stubborn");
+    ei_x_encode_list_header(&req, 3);
+    ei_x_encode_tuple_header(&req, 2);
+    dsup_x_encode_atom(&req, "name");
+    dsup_x_encode_atom(&req, "tn_stubborn");
+    ei_x_encode_tuple_header(&req, 2);
+    dsup_x_encode_atom(&req, "shutdown");
+    ei_x_encode_long(&req, 200);
+    ei_x_encode_tuple_header(&req, 2);
+    dsup_x_encode_atom(&req, "restart");
+    dsup_x_encode_atom(&req, "temporary");
+    ei_x_encode_empty_list(&req);
+    dsup_x_encode_atom(&req, "tn_a@127.0.0.1");
+    r = call(A, &pa, 0, NULL, "tn_sup", "tn_a@127.0.0.1", &req);
+    assert_true(dsup_term_tagged(r, "ok", &ar, el, 4) && ar == 3);
+    dsup_pid stubborn;
+    i = 0;
+    assert_int_equal(dsup_decode_pid(A, el[1].buf, &i, &stubborn), 0);
+    dsup_pid_hold(&stubborn);
+    assert_string_equal(stubborn.node, "tn_a@127.0.0.1");
+    assert_non_null(dsup_proc_lookup(A, &stubborn));
+    assert_true(dsup_term_is_atom(sys_call(A, &pa, 0, &stubborn, "suspend"), "ok"));
+    dsup_x_reset(&req);
+    ei_x_encode_tuple_header(&req, 2);
+    dsup_x_encode_atom(&req, "terminate_child");
+    dsup_x_encode_pid(&req, &stubborn);
+    uv_update_time(&loop);
+    uint64_t asked = uv_now(&loop);
+    r = call(A, &pa, 0, NULL, "tn_sup", "tn_a@127.0.0.1", &req);
+    uv_update_time(&loop);
+    assert_true(dsup_term_is_atom(r, "ok"));
+    assert_true(uv_now(&loop) - asked >= 200); /* not before the kill timer */
+    assert_null(dsup_proc_lookup(A, &stubborn));
+    dsup_pid_release(&stubborn);
 
     dsup_pid_release(&child);
     dsup_pid_release(&child_at_a);
