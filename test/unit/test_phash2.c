@@ -61,6 +61,16 @@ static int teardown(void **state)
     return 0;
 }
 
+/* The bytes of a term erl and we disagree on, as an Erlang binary to paste
+ * into erl (binary_to_term, erlang:phash2). */
+static void dump_term(const char *term, size_t n)
+{
+    fprintf(stderr, "  <<");
+    for (size_t i = 0; i < n; i++)
+        fprintf(stderr, "%s%u", i ? "," : "", (unsigned char)term[i]);
+    fprintf(stderr, ">>\n");
+}
+
 static void test_reference_terms(void **state)
 {
     (void)state;
@@ -124,9 +134,11 @@ static void test_reference_terms(void **state)
                     overread++;
                     assert_int_not_equal(rc, 0);
                 } else if (rc != 0 || used != eused || h != want) {
-                    if (bad++ < 10)
+                    if (bad++ < 10) {
                         fprintf(stderr, "fuzz mismatch: len %zu: rc %d used %zu/%zu got %u want %u\n",
                                 n, rc, used, eused, h, want);
+                        dump_term(term, n);
+                    }
                 }
             } else {
                 fuzz_rejected++;
