@@ -1417,6 +1417,13 @@ dsup_term dsup_pg_attached_key(const void *att) { return gkey(att_g(att)); }
 
 size_t dsup_pg_attached_count(const dsup_pg *s) { return s ? s->nheld : 0; }
 
+void dsup_pg_counts(const dsup_pg *s, size_t *groups, size_t *entries, size_t *held)
+{
+    *groups = visible_groups(s);
+    *entries = s->groups.count;
+    *held = s->nheld;
+}
+
 size_t dsup_pg_attached_slots(const dsup_pg *s) { return s ? s->groups.nslots : 0; }
 
 size_t dsup_pg_attached_visit_slot(dsup_pg *s, size_t slot, void (*fn)(void *att, void *arg), void *arg)

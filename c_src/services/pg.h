@@ -42,6 +42,9 @@ void *dsup_pg_attached(dsup_pg *s, dsup_term group);
 void dsup_pg_detach(dsup_pg *s, void *att);
 /* The key (encoded group term) of the group att is attached to. */
 dsup_term dsup_pg_attached_key(const void *att);
+/* What s keeps: the groups pg sees (with members), all its entries (held
+ * ones without members too), the held ones. */
+void dsup_pg_counts(const dsup_pg *s, size_t *groups, size_t *entries, size_t *held);
 /* How many groups are held. */
 size_t dsup_pg_attached_count(const dsup_pg *s);
 /* Each held group's bytes; fn may detach the one it is given, nothing else
