@@ -57,6 +57,7 @@ groups() ->
                 start_child_reserved_and_bad_names,
                 duplicate_copy_stopped_and_logged_once,
                 record_without_member_is_no_pg_group,
+                instance_on_a_scope_with_groups,
                 terminate_child_local_remote_unknown,
                 queries_agree_across_instances]},
      {restarts, [], [permanent_restarted_after_crash,
@@ -100,6 +101,7 @@ n_nodes(start_supervisor_twice_already_started) -> 1;
 n_nodes(start_supervisor_reserved_names) -> 1;
 n_nodes(duplicate_copy_stopped_and_logged_once) -> 1;
 n_nodes(record_without_member_is_no_pg_group) -> 1;
+n_nodes(instance_on_a_scope_with_groups) -> 1;
 n_nodes(pid_listener_gets_each_event_once) -> 2;
 n_nodes(named_listener_gets_events) -> 2;
 n_nodes(monitor_nodes_listener_gets_node_up_down) -> 2;
@@ -114,6 +116,7 @@ n_nodes(_) -> 3.
 sup_opts(bad_options_rejected_nothing_started) -> none;
 sup_opts(start_supervisor_twice_already_started) -> none;
 sup_opts(start_supervisor_reserved_names) -> none;
+sup_opts(instance_on_a_scope_with_groups) -> none;
 sup_opts(pid_listener_gets_each_event_once) -> none;
 sup_opts(named_listener_gets_events) -> none;
 sup_opts(monitor_nodes_listener_gets_node_up_down) -> none;
@@ -276,6 +279,40 @@ start_child_atom_spec_gets_ref_name(Cfg) ->
     ?assert(is_reference(N2)),
     ?assertEqual(dsup_cluster:ring_owner(Ring, N2), node(P2)),
     ?assertEqual(node(P2), sup(Cfg, A, {node_for, N2})).
+
+%% An instance started on a scope that already has groups (pg_start_scope,
+%% then joins) makes room for its records in them: the groups and their
+%% memberships, local and remote, carry on (a local member leaves, another
+%% ends: each takes its group's membership along).
+instance_on_a_scope_with_groups(Cfg) ->
+    [A] = nodes_(Cfg),
+    Scope = ?config(scope, Cfg),
+    ?assertEqual(ok, dsup_cluster:call(A, {pg_start_scope, Scope})),
+    {ok, W1} = dsup_cluster:call(A, {spawn, echo, []}),
+    {ok, W2} = dsup_cluster:call(A, {spawn, echo, []}),
+    ?assertEqual(ok, dsup_cluster:call(A, {pg_join, Scope, g1, W1})),
+    ?assertEqual(ok, dsup_cluster:call(A, {pg_join, Scope, g2, [W2, W1]})),
+    Remote = spawn(timer, sleep, [infinity]),
+    ok = pg:join(Scope, g3, Remote),
+    wait(fun() -> dsup_cluster:call(A, {pg_members, Scope, g3}) =:= [Remote] end, ?T),
+    {ok, _} = start_sup(Cfg, A, []),
+    {P, c1} = start_ok(Cfg, A, {counter, [{name, c1}]}, A),
+    wait_whereis(Cfg, c1, P),
+    ?assertEqual([W1], dsup_cluster:call(A, {pg_members, Scope, g1})),
+    ?assertEqual(lists:sort([W2, W1]), lists:sort(dsup_cluster:call(A, {pg_members, Scope, g2}))),
+    ?assertEqual([Remote], dsup_cluster:call(A, {pg_members, Scope, g3})),
+    ?assertEqual(ok, dsup_cluster:call(A, {pg_leave, Scope, g1, W1})),
+    ?assertEqual([], dsup_cluster:call(A, {pg_members, Scope, g1})),
+    exit(W2, kill),
+    wait(fun() -> dsup_cluster:call(A, {pg_members, Scope, g2}) =:= [W1] end, ?T),
+    wait(fun() -> lists:sort(pg:which_groups(Scope)) =:= lists:sort(dsup_cluster:call(A, {pg_which_groups, Scope})) end, ?T),
+    ?assert(lists:member(c1, pg:which_groups(Scope))),
+    ?assertNot(lists:member(g1, pg:which_groups(Scope))),
+    ok = pg:leave(Scope, g3, Remote),
+    exit(Remote, kill),
+    wait(fun() -> not lists:member(g3, dsup_cluster:call(A, {pg_which_groups, Scope})) end, ?T),
+    ?assertEqual(P, sup(Cfg, A, {whereis, c1})).
+
 
 %% A child's record lives in the pg group of its name (README, Memory per
 %% child). A record kept while that group has no member (here: another
