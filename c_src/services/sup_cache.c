@@ -117,11 +117,12 @@ int sup_cache_claim(dsup_sup *s)
     if (rc < 0)
         return rc;
     for (dsup_sup *o = dsup_sups_of(s->node); o; o = o->next) {
-        if (o == s || o->scope != s->scope || !o->records)
+        if (o == s || !o->records || (o->scope != s->scope && o->name != s->name))
             continue;
-        if (o->proc)
+        if (o->proc && o->scope == s->scope)
             return DSUP_EEXIST; /* a live instance of another name with the same scope */
-        sup_cache_release(o);
+        if (!o->proc) /* ended: its restart (of the same name, or on the same scope) carries on */
+            sup_cache_release(o);
     }
     s->records = 1;
     return 0;
