@@ -31,9 +31,11 @@
 #define DISCOVER_MS 1000
 
 /* One per group, inside its dict entry, right after the key bytes (the
- * encoded group term, see gkey). 32 bytes: a child's group is then one
- * 80-byte malloc chunk for a name of up to 16 bytes (README, "Memory per
- * child", the assertion below keeps it there). Its members, in arrival order:
+ * encoded group term, see gkey), then the scope's attach_size bytes (a
+ * supervisor's scope: the child's record, 40). 32 bytes: a child's group is
+ * then one 112-byte malloc chunk, record included, for a name of up to 16
+ * bytes (README, "Memory per child", the assertion below keeps it there).
+ * Its members, in arrival order:
  * most groups (a child each) have one, kept inline in m.one (m.one.node NULL:
  * none), and an array is allocated only for a second one (spilled, m.many).
  * A group does not know its scope: a process's only membership carries the
