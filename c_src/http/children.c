@@ -39,10 +39,9 @@ typedef struct count_ctx {
     size_t n, max;
 } count_ctx;
 
-static void count_one(sup_child *rec, void *arg)
+static void count_one(sup_child *c, void *arg)
 {
     count_ctx *x = arg;
-    const sup_child *c = rec;
     int pending = http_child_pending(x->node, c);
     if (!c->local && !pending)
         return; /* runs on another node: counted there */

@@ -77,10 +77,9 @@ typedef struct host_count {
     size_t nhosts;
 } host_count;
 
-static void count_host(sup_child *rec, void *arg)
+static void count_host(sup_child *c, void *arg)
 {
     host_count *h = arg;
-    const sup_child *c = rec;
     size_t i = 0;
     while (i < h->nhosts && h->host[i] != c->pid.node)
         i++;
@@ -148,17 +147,16 @@ typedef struct child_ctx {
     size_t limit, matched, total;
 } child_ctx;
 
-static void child_one(sup_child *rec, void *arg)
+static void child_one(sup_child *c, void *arg)
 {
     child_ctx *x = arg;
-    const sup_child *c = rec;
     x->total++;
     if (!x->q && x->matched >= x->limit) {
         x->matched++;
         return; /* counted, not printed */
     }
     char name[MAXATOMLEN_UTF8 + 8], pid[300];
-    term_text(name, sizeof name, sup_child_name(rec));
+    term_text(name, sizeof name, sup_child_name(c));
     snprintf(pid, sizeof pid, "<%s.%u.%u>", c->pid.node, c->pid.num, c->pid.serial);
     const char *type = http_child_type(x->node, c);
     if (x->q && !contains(name, x->q) && !contains(pid, x->q) && !contains(type, x->q))

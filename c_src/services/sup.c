@@ -654,10 +654,9 @@ static int on_lost_host(orphan_ctx *o, const sup_child *c)
     return !host || host->creation != c->pid.creation;
 }
 
-static void collect_orphan(sup_child *rec, void *arg)
+static void collect_orphan(sup_child *c, void *arg)
 {
     orphan_ctx *o = arg;
-    sup_child *c = rec;
     if (!on_lost_host(o, c))
         return;
     if (o->n == o->cap) {
@@ -819,10 +818,9 @@ typedef struct stop_ctx {
     size_t n;
 } stop_ctx;
 
-static void collect_local(sup_child *rec, void *arg)
+static void collect_local(sup_child *ch, void *arg)
 {
     stop_ctx *c = arg;
-    sup_child *ch = rec;
     if (ch->local)
         c->list[c->n++] = ch;
 }
@@ -832,10 +830,9 @@ typedef struct kill_ctx {
     dsup_term reason;
 } kill_ctx;
 
-static void signal_local_child(sup_child *rec, void *arg)
+static void signal_local_child(sup_child *c, void *arg)
 {
     kill_ctx *k = arg;
-    sup_child *c = rec;
     if (c->local)
         dsup_exit_linked(k->self, &c->pid, k->reason);
 }
@@ -984,7 +981,8 @@ int dsup_sup_start(dsup_node *node, const char *name, const dsup_term *opts, dsu
     dsup_ring_set_atom_encoding(s->ring, node->sup->ring_enc);
     s->scope = dsup_pg_scope(node, scope);
     /* its records are attached to the scope's groups (sup_cache.c) */
-    if (!s->scope || sup_cache_claim(s) < 0 || dsup_spawn_proc(node, "distributed_supervisor", NULL, NULL, &s->proc, NULL) < 0) {
+    if (!s->scope || sup_cache_claim(s) < 0 ||
+        dsup_spawn_proc(node, "distributed_supervisor", NULL, NULL, &s->proc, NULL) < 0) {
         if (err) {
             err->index = 0;
             dsup_x_encode_atom(err, "cannot_start");
@@ -1171,7 +1169,7 @@ void sup_free_all(dsup_node *node)
          * instance ended: pending lookups read them), before the scope's
          * groups (pg's close comes after ours). */
         sup_cache_free(s);
-        dsup_dict_free(&s->stops, NULL); /* emptied by free_cached_child */
+        dsup_dict_free(&s->stops, NULL); /* emptied by sup_cache_free */
         sup_spec_shared_free(s); /* after its children */
         dsup_ivec_free(&s->by_pid);
         dsup_dict_free(&s->claims, NULL);

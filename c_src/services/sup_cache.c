@@ -37,10 +37,22 @@ sup_child *sup_child_by_name(dsup_sup *s, dsup_term name)
 
 size_t sup_child_count(const dsup_sup *s) { return s->records ? dsup_pg_attached_count(s->scope) : 0; }
 
+typedef struct each_ctx {
+    void (*fn)(sup_child *c, void *arg);
+    void *arg;
+} each_ctx;
+
+static void each_attached(void *att, void *arg)
+{
+    each_ctx *k = arg;
+    k->fn(att, k->arg);
+}
+
 void sup_foreach_child(dsup_sup *s, void (*fn)(sup_child *c, void *arg), void *arg)
 {
+    each_ctx k = { fn, arg };
     if (s->records)
-        dsup_pg_foreach_attached(s->scope, (void (*)(void *, void *))fn, arg);
+        dsup_pg_foreach_attached(s->scope, each_attached, &k);
 }
 
 sup_child *sup_child_by_pid(dsup_sup *s, const dsup_pid *pid)
@@ -551,7 +563,7 @@ typedef struct snap_ctx {
     const dsup_pid *to;
 } snap_ctx;
 
-static void count_local(sup_child *rec, void *arg) { *(size_t *)arg += ((sup_child *)rec)->local; }
+static void count_local(sup_child *c, void *arg) { *(size_t *)arg += c->local; }
 
 size_t sup_local_count(dsup_sup *s)
 {
@@ -560,10 +572,9 @@ size_t sup_local_count(dsup_sup *s)
     return n;
 }
 
-static void encode_local(sup_child *rec, void *arg)
+static void encode_local(sup_child *ch, void *arg)
 {
     snap_ctx *c = arg;
-    sup_child *ch = rec;
     if (!ch->local)
         return;
     spec_route r;

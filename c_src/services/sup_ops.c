@@ -313,10 +313,9 @@ typedef struct enc_ctx {
 
 enum { ENC_CHILDREN, ENC_PIDS, ENC_WHICH };
 
-static void enc_child(sup_child *rec, void *arg)
+static void enc_child(sup_child *ch, void *arg)
 {
     enc_ctx *c = arg;
-    sup_child *ch = rec;
     if (c->local_only && !ch->local)
         return;
     switch (c->what) {

@@ -44,10 +44,9 @@ typedef struct pid_list {
     size_t n, cap;
 } pid_list;
 
-static void collect_local_pid(sup_child *rec, void *arg)
+static void collect_local_pid(sup_child *c, void *arg)
 {
     pid_list *l = arg;
-    sup_child *c = rec;
     if (!c->local || c->terminating)
         return;
     if (l->n == l->cap) {

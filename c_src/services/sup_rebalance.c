@@ -99,10 +99,9 @@ typedef struct collect_ctx {
     size_t n;
 } collect_ctx;
 
-static void collect(sup_child *rec, void *arg)
+static void collect(sup_child *c, void *arg)
 {
     collect_ctx *k = arg;
-    sup_child *c = rec;
     if (!c->local || c->terminating || !c->shared)
         return;
     const char *owner = dsup_ring_node_for(k->s->ring, sup_child_name(c).buf, sup_child_name(c).len);

@@ -281,10 +281,9 @@ typedef struct info_ctx {
     size_t local, specs, stubs;
 } info_ctx;
 
-static void count_entry(sup_child *rec, void *arg)
+static void count_entry(sup_child *c, void *arg)
 {
     info_ctx *k = arg;
-    const sup_child *c = rec;
     if (c->local)
         k->local++;
     else if (sup_spec_full(c->shared))
