@@ -39,10 +39,9 @@ typedef struct count_ctx {
     size_t n, max;
 } count_ctx;
 
-static void count_one(dsup_dict_ent *e, void *arg)
+static void count_one(sup_child *c, void *arg)
 {
     count_ctx *x = arg;
-    const sup_child *c = dsup_dict_val(e);
     int pending = http_child_pending(x->node, c);
     if (!c->local && !pending)
         return; /* runs on another node: counted there */
@@ -64,7 +63,7 @@ static void count_one(dsup_dict_ent *e, void *arg)
 size_t http_count_children(dsup_sup *s, http_type_count *out, size_t max)
 {
     count_ctx x = { s->node, out, 0, max };
-    dsup_dict_foreach(&s->by_name, count_one, &x);
+    sup_foreach_child(s, count_one, &x);
     return x.n;
 }
 

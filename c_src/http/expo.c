@@ -152,7 +152,7 @@ static void sup_families(dsup_node *node, dsup_buf *b)
     family(b, "dsup_instance_children", "gauge", "children the instance knows of, cluster-wide");
     for (dsup_sup *s = dsup_sups_of(node); s; s = s->next)
         if (s->proc)
-            sample(b, "dsup_instance_children", L1("supervisor", s->name), (double)s->by_name.count);
+            sample(b, "dsup_instance_children", L1("supervisor", s->name), (double)sup_child_count(s));
     family(b, "dsup_instance_ring_nodes", "gauge", "nodes on the instance's hash ring");
     for (dsup_sup *s = dsup_sups_of(node); s; s = s->next)
         if (s->proc)

@@ -77,10 +77,9 @@ typedef struct host_count {
     size_t nhosts;
 } host_count;
 
-static void count_host(dsup_dict_ent *e, void *arg)
+static void count_host(sup_child *c, void *arg)
 {
     host_count *h = arg;
-    const sup_child *c = dsup_dict_val(e);
     size_t i = 0;
     while (i < h->nhosts && h->host[i] != c->pid.node)
         i++;
@@ -105,7 +104,7 @@ static void instances(dsup_node *node, dsup_buf *b)
         kv_str(b, "name", s->name, 1);
         out_printf(b, "\"up\":%s,", s->proc && !s->stopping ? "true" : "false");
         kv_str(b, "scope", s->scope_name, 1);
-        kv_num(b, "children", (double)s->by_name.count, 1);
+        kv_num(b, "children", (double)sup_child_count(s), 1);
         out_str(b, "\"ring\":[");
         for (size_t i = 0; s->proc && i < dsup_ring_node_count(s->ring); i++) {
             if (i)
@@ -115,7 +114,7 @@ static void instances(dsup_node *node, dsup_buf *b)
         out_str(b, "],\"per_host\":{");
         host_count *hp = dsup_xcalloc(1, sizeof *hp); /* off the stack; one a render */
         if (s->proc)
-            dsup_dict_foreach(&s->by_name, count_host, hp);
+            sup_foreach_child(s, count_host, hp);
         for (size_t i = 0; i < hp->nhosts; i++) {
             if (i)
                 out_str(b, ",");
@@ -148,17 +147,16 @@ typedef struct child_ctx {
     size_t limit, matched, total;
 } child_ctx;
 
-static void child_one(dsup_dict_ent *e, void *arg)
+static void child_one(sup_child *c, void *arg)
 {
     child_ctx *x = arg;
-    const sup_child *c = dsup_dict_val(e);
     x->total++;
     if (!x->q && x->matched >= x->limit) {
         x->matched++;
         return; /* counted, not printed */
     }
     char name[MAXATOMLEN_UTF8 + 8], pid[300];
-    term_text(name, sizeof name, (dsup_term){ e->key, e->klen });
+    term_text(name, sizeof name, sup_child_name(c));
     snprintf(pid, sizeof pid, "<%s.%u.%u>", c->pid.node, c->pid.num, c->pid.serial);
     const char *type = http_child_type(x->node, c);
     if (x->q && !contains(name, x->q) && !contains(pid, x->q) && !contains(type, x->q))
@@ -183,7 +181,7 @@ static void children(dsup_node *node, dsup_buf *b, const char *q, size_t limit)
         if (!s->proc)
             continue;
         x.s = s;
-        dsup_dict_foreach(&s->by_name, child_one, &x);
+        sup_foreach_child(s, child_one, &x);
     }
     out_str(b, "],");
     kv_num(b, "children_total", (double)x.total, 1);

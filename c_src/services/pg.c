@@ -31,16 +31,19 @@
 #define DISCOVER_MS 1000
 
 /* One per group, inside its dict entry, right after the key bytes (the
- * encoded group term, see gkey). 32 bytes: a child's group is then one
- * 80-byte malloc chunk for a name of up to 16 bytes (README, "Memory per
- * child", the assertion below keeps it there). Its members, in arrival order:
+ * encoded group term, see gkey), then the scope's attach_size bytes (a
+ * supervisor's scope: the child's record, 40). 32 bytes: a child's group is
+ * then one 112-byte malloc chunk, record included, for a name of up to 16
+ * bytes (README, "Memory per child", the assertion below keeps it there).
+ * Its members, in arrival order:
  * most groups (a child each) have one, kept inline in m.one (m.one.node NULL:
  * none), and an array is allocated only for a second one (spilled, m.many).
  * A group does not know its scope: a process's only membership carries the
  * scope's index (memb_single). */
 typedef struct pg_group {
     uint32_t klen;        /* length of the key bytes before this struct */
-    uint32_t nlocal : 29; /* how many members are local (join refuses more: NLOCAL_MAX) */
+    uint32_t nlocal : 28; /* how many members are local (join refuses more: NLOCAL_MAX) */
+    uint32_t held : 1;    /* its attached bytes are in use (dsup_pg_attach): kept when empty */
     uint32_t spilled : 1; /* the members are in m.many */
     uint32_t listed : 1;  /* named by the sync being handled (handle_sync) */
     uint32_t busy : 1;    /* its subscribers are being told (notify): not dropped meanwhile */
@@ -53,7 +56,7 @@ typedef struct pg_group {
     } m;
 } pg_group;
 _Static_assert(sizeof(pg_group) <= 32, "a child's pg group entry grows to the next malloc chunk (README, Memory per child)");
-#define NLOCAL_MAX ((1u << 29) - 1)
+#define NLOCAL_MAX ((1u << 28) - 1)
 
 /* Members of g: how many, and where (a pointer to the inline one is valid
  * while it is the only member and g lives). */
@@ -101,7 +104,10 @@ struct dsup_pg {
     dsup_node *node;
     const char *name;
     dsup_proc *proc;
-    dsup_dict groups;    /* group key -> pg_group* */
+    dsup_dict groups;    /* group key -> pg_group, inline, then attach_size bytes */
+    size_t nbare;        /* groups without members (held, or on their way out): not listed */
+    size_t nheld;        /* groups whose attached bytes are in use */
+    uint32_t attach_size; /* bytes after each group's pg_group (dsup_pg_set_attach_size) */
     dsup_dict peers;     /* pid key -> pg_peer* */
     pg_peer *last_peer;  /* the last one found: a batch of joins comes from one */
     pg_sub *subs;        /* an unsubscribed one has fn NULL until no notify runs */
@@ -197,10 +203,11 @@ static pidkey key_of(const dsup_pid *p)
     return k;
 }
 
-static void vec_push(pg_group *g, const dsup_pid *p)
+static void vec_push(dsup_pg *s, pg_group *g, const dsup_pid *p)
 {
     assert(p->node); /* (an inline member with no node is none) */
     dsup_pid_hold(p);
+    s->nbare -= g_count(g) == 0;
     if (!g->spilled) {
         if (!g->m.one.node) {
             g->m.one = *p;
@@ -221,7 +228,7 @@ static void vec_push(pg_group *g, const dsup_pid *p)
 }
 
 /* Remove one occurrence; 1 if found. Order is kept (get_members order). */
-static int vec_remove(pg_group *g, const dsup_pid *p)
+static int vec_remove(dsup_pg *s, pg_group *g, const dsup_pid *p)
 {
     uint32_t n = g_count(g);
     dsup_pid *d = g_pids(g);
@@ -230,6 +237,7 @@ static int vec_remove(pg_group *g, const dsup_pid *p)
             dsup_pid_release(&d[i]);
             memmove(&d[i], &d[i + 1], (n - i - 1) * sizeof *d);
             g_truncate(g, n - 1);
+            s->nbare += n == 1;
             return 1;
         }
     }
@@ -288,21 +296,24 @@ static pg_group *group_get(dsup_pg *s, dsup_term g, int create)
     }
     /* The group lives inside its dict entry, keyed by its own encoding. */
     int created;
-    dsup_dict_ent *e = dsup_dict_upsert_inline(&s->groups, g.buf, g.len, sizeof(pg_group), &created);
+    dsup_dict_ent *e = dsup_dict_upsert_inline(&s->groups, g.buf, g.len, sizeof(pg_group) + s->attach_size, &created);
     if (!e)
         return NULL;
     pg_group *grp = dsup_dict_val(e);
-    if (created)
+    if (created) {
         grp->klen = e->klen;
+        s->nbare++;
+    }
     return grp;
 }
 
 static void group_drop_if_empty(dsup_pg *s, pg_group *g)
 {
-    if (g_count(g) || g->busy)
+    if (g_count(g) || g->busy || g->held)
         return;
     assert(g->nlocal == 0); /* each local membership is one of its members */
     g_free_members(g);
+    s->nbare--;
     /* The key bytes and g itself live in the entry being removed. */
     dsup_dict_ent *e = dsup_dict_find(&s->groups, gkey(g).buf, gkey(g).len);
     if (e)
@@ -368,7 +379,7 @@ int dsup_pg_join(dsup_pg *s, dsup_term group, const dsup_pid *pids, size_t n)
     for (size_t i = 0; i < n; i++) {
         dsup_proc *p = i < 8 ? few[i] : dsup_proc_lookup(s->node, &pids[i]);
         memb_add(p, s, g);
-        vec_push(g, &pids[i]);
+        vec_push(s, g, &pids[i]);
         g->nlocal++;
     }
     assert(g_count(g) >= g->nlocal); /* remote members only add to them */
@@ -399,7 +410,7 @@ static int drop_local(dsup_pg *s, pg_group *g, const dsup_pid *pid)
         if (one != g) /* (a group is of one scope) */
             return 0;
         p->pg_memb = NULL;
-        int had = vec_remove(g, pid);
+        int had = vec_remove(s, g, pid);
         assert(had && g->nlocal > 0);
         (void)had;
         g->nlocal--;
@@ -410,7 +421,7 @@ static int drop_local(dsup_pg *s, pg_group *g, const dsup_pid *pid)
             struct dsup_pg_memb *m = *pm;
             *pm = m->next;
             free(m);
-            int had = vec_remove(g, pid);
+            int had = vec_remove(s, g, pid);
             assert(had && g->nlocal > 0); /* the membership's own entry */
             (void)had;
             g->nlocal--;
@@ -484,7 +495,7 @@ void dsup_pg_proc_exit(dsup_proc *p)
     while ((g1 = memb_single(p, &s1))) { /* the usual case: one group, no list */
         p->pg_memb = NULL;
         broadcast_exit_leave(s1, p, NULL, g1);
-        int had = vec_remove(g1, &pid);
+        int had = vec_remove(s1, g1, &pid);
         assert(had && g1->nlocal > 0);
         (void)had;
         g1->nlocal--;
@@ -502,7 +513,7 @@ void dsup_pg_proc_exit(dsup_proc *p)
             *pm = m->next;
             pg_group *g = m->group;
             free(m);
-            int had = vec_remove(g, &pid);
+            int had = vec_remove(s, g, &pid);
             assert(had && g->nlocal > 0);
             (void)had;
             g->nlocal--;
@@ -580,7 +591,7 @@ static void remote_join(dsup_pg *s, dsup_term group, const dsup_pid *pids, size_
     if (!g)
         return;
     for (size_t i = 0; i < n; i++)
-        vec_push(g, &pids[i]);
+        vec_push(s, g, &pids[i]);
     notify(s, DSUP_PG_JOIN, g, pids, n);
 }
 
@@ -592,7 +603,7 @@ static void remote_leave(dsup_pg *s, const pg_peer *p, dsup_term group, const ds
     dsup_pid one, *gone = n > 1 ? dsup_xmalloc(n * sizeof *gone) : &one;
     size_t ng = 0;
     for (size_t i = 0; i < n; i++)
-        if (pids[i].node == p->pid.node && vec_remove(g, &pids[i]))
+        if (pids[i].node == p->pid.node && vec_remove(s, g, &pids[i]))
             gone[ng++] = pids[i]; /* (a name released here lives to the end of the loop turn) */
     if (ng)
         notify(s, DSUP_PG_LEAVE, g, gone, ng); /* g may be gone now */
@@ -625,6 +636,7 @@ static void drop_node_members(dsup_pg *s, pg_group *g, const char *node)
             d[w++] = d[i];
     }
     g_truncate(g, w);
+    s->nbare += w == 0;
     notify(s, DSUP_PG_LEAVE, g, gone, ng); /* g may be gone now */
     for (uint32_t i = 0; i < ng; i++)
         dsup_pid_release(&gone[i]);
@@ -1032,7 +1044,7 @@ static int scope_state(dsup_proc *self, void *state, ei_x_buff *out)
     ei_x_encode_tuple_header(out, 4);
     dsup_x_encode_atom(out, "pg_scope");
     dsup_x_encode_atom(out, s->name);
-    ei_x_encode_ulong(out, s->groups.count);
+    ei_x_encode_ulong(out, s->groups.count - s->nbare);
     ei_x_encode_ulong(out, s->peers.count);
     return 0;
 }
@@ -1239,8 +1251,12 @@ static void visit_group(dsup_dict_ent *e, void *arg)
 {
     groups_ctx *c = arg;
     pg_group *g = dsup_dict_val(e);
-    c->fn(c->arg, gkey(g), g_count(g));
+    if (g_count(g)) /* a group held for its attachment only is no pg group */
+        c->fn(c->arg, gkey(g), g_count(g));
 }
+
+/* The groups pg would list: those with members. */
+static size_t visible_groups(const dsup_pg *s) { return s->groups.count - s->nbare; }
 
 size_t dsup_pg_which_groups(dsup_pg *s, void (*fn)(void *arg, dsup_term group, size_t members), void *arg)
 {
@@ -1250,7 +1266,7 @@ size_t dsup_pg_which_groups(dsup_pg *s, void (*fn)(void *arg, dsup_term group, s
         groups_ctx c = { fn, arg };
         dsup_dict_foreach(&s->groups, visit_group, &c);
     }
-    return s->groups.count;
+    return visible_groups(s);
 }
 
 int dsup_pg_subscribe(dsup_pg *s, dsup_pg_event_fn fn, void *arg)
@@ -1283,4 +1299,153 @@ int dsup_pg_unsubscribe(dsup_pg *s, dsup_pg_event_fn fn, void *arg)
         }
     }
     return DSUP_ENOTFOUND;
+}
+
+/* ---- data attached to groups ---------------------------------------------------- */
+
+static void *g_att(pg_group *g) { return (char *)g + sizeof(pg_group); }
+static pg_group *att_g(const void *att) { return (pg_group *)((char *)att - sizeof(pg_group)); }
+
+/* Point p's memberships in `from` (of scope s) at `to`. */
+static void memb_repoint(dsup_pg *s, dsup_proc *p, pg_group *from, pg_group *to)
+{
+    dsup_pg *s1;
+    if (memb_single(p, &s1) == from) {
+        p->pg_memb = (struct dsup_pg_memb *)((uintptr_t)to | (uintptr_t)s->idx << 1 | 1);
+        return;
+    }
+    if ((uintptr_t)p->pg_memb & 1)
+        return;
+    for (struct dsup_pg_memb *m = p->pg_memb; m; m = m->next)
+        if (m->scope == s && m->group == from)
+            m->group = to;
+}
+
+/* Move a group made before the scope had an attachment into an entry with
+ * room for one: its members and their memberships follow. */
+static int relocate(dsup_pg *s, dsup_term key)
+{
+    dsup_dict_ent *e = dsup_dict_find(&s->groups, key.buf, key.len);
+    if (!e)
+        return 0;
+    pg_group *old = dsup_dict_val(e), keep = *old;
+    if (old->busy)
+        return DSUP_EINVAL; /* a notify stands on it */
+    dsup_dict_delete(&s->groups, key.buf, key.len); /* (the members live on in keep) */
+    int created;
+    e = dsup_dict_upsert_inline(&s->groups, key.buf, key.len, sizeof(pg_group) + s->attach_size, &created);
+    if (!e)
+        abort(); /* (dsup_xmalloc aborts first) */
+    pg_group *g = dsup_dict_val(e);
+    *g = keep;
+    const dsup_pid *d = g_pids(g);
+    for (uint32_t i = 0, n = g_count(g); i < n; i++) {
+        dsup_proc *p = d[i].node == s->node->name ? dsup_proc_lookup(s->node, &d[i]) : NULL;
+        if (p)
+            memb_repoint(s, p, old, g);
+    }
+    return 0;
+}
+
+int dsup_pg_set_attach_size(dsup_pg *s, size_t size)
+{
+    size = (size + 7) & ~(size_t)7;
+    if (!s || size == 0 || size > UINT32_MAX)
+        return DSUP_EINVAL;
+    if (s->attach_size)
+        return s->attach_size == size ? 0 : DSUP_EINVAL;
+    if (s->notifying)
+        return DSUP_EINVAL;
+    s->attach_size = (uint32_t)size;
+    if (!s->groups.count)
+        return 0;
+    /* Groups made before (a scope started by pg_start_scope): room for
+     * everyone's. Their keys are copied: the table changes meanwhile. */
+    keybuf kb = { s, NULL, NULL, 0, 0 };
+    for (size_t i = 0; i < s->groups.nslots; i++)
+        for (dsup_dict_ent *e = s->groups.slots[i]; e; e = e->next) {
+            uint32_t kl = e->klen;
+            if (kb.len + sizeof kl + kl > kb.cap) {
+                kb.cap = (kb.len + sizeof kl + kl) * 2;
+                kb.b = dsup_xrealloc(kb.b, kb.cap);
+            }
+            memcpy(kb.b + kb.len, &kl, sizeof kl);
+            memcpy(kb.b + kb.len + sizeof kl, e->key, kl);
+            kb.len += sizeof kl + kl;
+        }
+    for (size_t off = 0; off < kb.len;) {
+        uint32_t kl;
+        memcpy(&kl, kb.b + off, sizeof kl);
+        relocate(s, (dsup_term){ kb.b + off + sizeof kl, kl });
+        off += sizeof kl + kl;
+    }
+    free(kb.b);
+    return 0;
+}
+
+void *dsup_pg_attach(dsup_pg *s, dsup_term group, int *created)
+{
+    if (!s || !s->attach_size || !group.buf || !group.len)
+        return NULL;
+    pg_group *g = group_get(s, group, 1);
+    if (!g)
+        return NULL;
+    if (created)
+        *created = !g->held;
+    if (!g->held) {
+        g->held = 1;
+        s->nheld++;
+    }
+    return g_att(g);
+}
+
+void *dsup_pg_attached(dsup_pg *s, dsup_term group)
+{
+    pg_group *g = s && s->attach_size ? group_get(s, group, 0) : NULL;
+    return g && g->held ? g_att(g) : NULL;
+}
+
+void dsup_pg_detach(dsup_pg *s, void *att)
+{
+    pg_group *g = att_g(att);
+    assert(g->held);
+    memset(att, 0, s->attach_size); /* zeroed for the next dsup_pg_attach */
+    g->held = 0;
+    s->nheld--;
+    group_drop_if_empty(s, g);
+}
+
+dsup_term dsup_pg_attached_key(const void *att) { return gkey(att_g(att)); }
+
+size_t dsup_pg_attached_count(const dsup_pg *s) { return s ? s->nheld : 0; }
+
+void dsup_pg_counts(const dsup_pg *s, size_t *groups, size_t *entries, size_t *held)
+{
+    *groups = visible_groups(s);
+    *entries = s->groups.count;
+    *held = s->nheld;
+}
+
+size_t dsup_pg_attached_slots(const dsup_pg *s) { return s ? s->groups.nslots : 0; }
+
+size_t dsup_pg_attached_visit_slot(dsup_pg *s, size_t slot, void (*fn)(void *att, void *arg), void *arg)
+{
+    size_t seen = 0;
+    if (!s || slot >= s->groups.nslots)
+        return 0;
+    for (dsup_dict_ent *e = s->groups.slots[slot], *next; e; e = next, seen++) {
+        next = e->next;
+        pg_group *g = dsup_dict_val(e);
+        if (g->held)
+            fn(g_att(g), arg);
+    }
+    return seen;
+}
+
+void dsup_pg_foreach_attached(dsup_pg *s, void (*fn)(void *att, void *arg), void *arg)
+{
+    if (!s || !s->nheld)
+        return;
+    for (size_t i = 0; i < s->groups.nslots; i++)
+        dsup_pg_attached_visit_slot(s, i, fn, arg);
 }

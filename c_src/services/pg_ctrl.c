@@ -5,6 +5,9 @@
  *   {pg_members, Scope, Group}            -> [Pid]
  *   {pg_local_members, Scope, Group}      -> [Pid]
  *   {pg_which_groups, Scope}              -> [Group]
+ *   {pg_info, Scope}                      -> #{groups, entries, held} | undefined
+ *     (groups: those with members; entries: all the scope keeps, held ones
+ *     too: groups with data attached, dsup_pg_attach)
  *   {pg_start_scope, Scope}               -> ok | {error, Reason} */
 #include <stdlib.h>
 
@@ -117,6 +120,23 @@ int dsup_pg_ctrl_call(dsup_node *node, dsup_term req, ei_x_buff *reply)
             dsup_pg_which_groups(s, add_group, reply);
         }
         ei_x_encode_empty_list(reply);
+        return 1;
+    }
+    if (dsup_term_tagged(req, "pg_info", &ar, el, 2) && ar == 2) {
+        dsup_pg *s = scope_of(node, el[1], 0);
+        size_t groups, entries, held;
+        if (!s) {
+            dsup_x_encode_atom(reply, "undefined");
+            return 1;
+        }
+        dsup_pg_counts(s, &groups, &entries, &held);
+        ei_x_encode_map_header(reply, 3);
+        dsup_x_encode_atom(reply, "groups");
+        ei_x_encode_ulong(reply, groups);
+        dsup_x_encode_atom(reply, "entries");
+        ei_x_encode_ulong(reply, entries);
+        dsup_x_encode_atom(reply, "held");
+        ei_x_encode_ulong(reply, held);
         return 1;
     }
     if (dsup_term_tagged(req, "pg_start_scope", &ar, el, 2) && ar == 2) {

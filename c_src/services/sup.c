@@ -654,10 +654,9 @@ static int on_lost_host(orphan_ctx *o, const sup_child *c)
     return !host || host->creation != c->pid.creation;
 }
 
-static void collect_orphan(dsup_dict_ent *e, void *arg)
+static void collect_orphan(sup_child *c, void *arg)
 {
     orphan_ctx *o = arg;
-    sup_child *c = dsup_dict_val(e);
     if (!on_lost_host(o, c))
         return;
     if (o->n == o->cap) {
@@ -679,7 +678,7 @@ void sup_failover(dsup_sup *s, const char *lost)
     /* a host that came back meanwhile (same incarnation) has no orphans;
      * one restarted under its name has the old incarnation's */
     orphan_ctx o = { .s = s };
-    dsup_dict_foreach(&s->by_name, collect_orphan, &o);
+    sup_foreach_child(s, collect_orphan, &o);
     size_t restarted = 0, pending = 0, nlost = 0;
     for (size_t i = 0; i < o.n; i++) {
         sup_child *c = o.list[i];
@@ -819,10 +818,9 @@ typedef struct stop_ctx {
     size_t n;
 } stop_ctx;
 
-static void collect_local(dsup_dict_ent *e, void *arg)
+static void collect_local(sup_child *ch, void *arg)
 {
     stop_ctx *c = arg;
-    sup_child *ch = dsup_dict_val(e);
     if (ch->local)
         c->list[c->n++] = ch;
 }
@@ -832,10 +830,9 @@ typedef struct kill_ctx {
     dsup_term reason;
 } kill_ctx;
 
-static void signal_local_child(dsup_dict_ent *e, void *arg)
+static void signal_local_child(sup_child *c, void *arg)
 {
     kill_ctx *k = arg;
-    sup_child *c = dsup_dict_val(e);
     if (c->local)
         dsup_exit_linked(k->self, &c->pid, k->reason);
 }
@@ -850,15 +847,15 @@ static void sup_terminate(dsup_proc *self, void *state, dsup_term reason)
          * their state over now (no barrier: we are ending), the others
          * come back by the survivors' failover as before. */
         s->stopping = 1;
-        stop_ctx c = { s, dsup_xmalloc((s->by_name.count + 1) * sizeof(sup_child *)), 0 };
+        stop_ctx c = { s, dsup_xmalloc((sup_child_count(s) + 1) * sizeof(sup_child *)), 0 };
         if (c.list) {
-            dsup_dict_foreach(&s->by_name, collect_local, &c);
+            sup_foreach_child(s, collect_local, &c);
             sup_handoff_on_stop(s, c.list, c.n, 0);
         }
         free(c.list);
     }
     kill_ctx k = { self, reason };
-    dsup_dict_foreach(&s->by_name, signal_local_child, &k);
+    sup_foreach_child(s, signal_local_child, &k);
     sup_claim_shutdown(s);
     sup_rebalance_free(s);
     sup_move_free(s);
@@ -875,7 +872,7 @@ static int sup_state(dsup_proc *self, void *state, ei_x_buff *out)
     ei_x_encode_tuple_header(out, 3);
     dsup_x_encode_atom(out, "distributed_supervisor");
     dsup_x_encode_atom(out, s->name);
-    ei_x_encode_ulong(out, s->by_name.count);
+    ei_x_encode_ulong(out, sup_child_count(s));
     return 0;
 }
 
@@ -983,7 +980,9 @@ int dsup_sup_start(dsup_node *node, const char *name, const dsup_term *opts, dsu
     s->ring = dsup_ring_new();
     dsup_ring_set_atom_encoding(s->ring, node->sup->ring_enc);
     s->scope = dsup_pg_scope(node, scope);
-    if (!s->scope || dsup_spawn_proc(node, "distributed_supervisor", NULL, NULL, &s->proc, NULL) < 0) {
+    /* its records are attached to the scope's groups (sup_cache.c) */
+    if (!s->scope || sup_cache_claim(s) < 0 ||
+        dsup_spawn_proc(node, "distributed_supervisor", NULL, NULL, &s->proc, NULL) < 0) {
         if (err) {
             err->index = 0;
             dsup_x_encode_atom(err, "cannot_start");
@@ -1064,9 +1063,9 @@ static void sup_shutdown_instance(dsup_sup *s, const char *why)
         return;
     s->stopping = 1;
     s->stop_why = why;
-    stop_ctx c = { s, dsup_xmalloc((s->by_name.count + 1) * sizeof(sup_child *)), 0 };
+    stop_ctx c = { s, dsup_xmalloc((sup_child_count(s) + 1) * sizeof(sup_child *)), 0 };
     if (c.list)
-        dsup_dict_foreach(&s->by_name, collect_local, &c);
+        sup_foreach_child(s, collect_local, &c);
     broadcast_node_terminate(s, why, c.list, c.n);
     /* Only a graceful stop hands over: after reached_max_restart_intensity
      * the restarted instance brings the children back (sup_heal.c). */
@@ -1093,9 +1092,9 @@ void sup_shutdown_finish(dsup_sup *s)
         return;
     s->finished = 1;
     dsup_pg_leave(s->scope, dsup_reason_atom(s->node, SUP_HOSTS_GROUP), dsup_self(s->proc), 1);
-    stop_ctx c = { s, dsup_xmalloc((s->by_name.count + 1) * sizeof(sup_child *)), 0 };
+    stop_ctx c = { s, dsup_xmalloc((sup_child_count(s) + 1) * sizeof(sup_child *)), 0 };
     if (c.list)
-        dsup_dict_foreach(&s->by_name, collect_local, &c);
+        sup_foreach_child(s, collect_local, &c);
     for (size_t i = 0; i < c.n; i++) {
         dsup_proc *p = dsup_proc_lookup(s->node, &c.list[i]->pid);
         if (p)
@@ -1161,24 +1160,16 @@ void dsup_sup_conn_event(dsup_node *node, const char *peer, int up)
             emit_node(s, up ? "node_up" : "node_down", peer);
 }
 
-static void free_cached_child(dsup_dict_ent *e, void *arg)
-{
-    sup_child *c = dsup_dict_val(e);
-    sup_spec_unshare(arg, c->shared);
-    dsup_pid_release(&c->pid);
-    sup_child_stop_free(arg, c);
-}
-
 /* Every instance's struct, at node close (their processes ended at shutdown). */
 void sup_free_all(dsup_node *node)
 {
     for (dsup_sup *s = dsup_sups_of(node), *next; s; s = next) {
         next = s->next;
         /* The child table (entries of other nodes' children stay after the
-         * instance ended: pending lookups read them). */
-        dsup_dict_foreach(&s->by_name, free_cached_child, s);
-        dsup_dict_free(&s->by_name, NULL);
-        dsup_dict_free(&s->stops, NULL); /* emptied by free_cached_child */
+         * instance ended: pending lookups read them), before the scope's
+         * groups (pg's close comes after ours). */
+        sup_cache_free(s);
+        dsup_dict_free(&s->stops, NULL); /* emptied by sup_cache_free */
         sup_spec_shared_free(s); /* after its children */
         dsup_ivec_free(&s->by_pid);
         dsup_dict_free(&s->claims, NULL);

@@ -9,6 +9,7 @@
 #include "node.h"
 #include "ratelimit.h"
 #include "dsup.h"
+#include "pg.h"
 #include "proc.h"
 #include "ring.h"
 #include "sup_spec.h"
@@ -19,10 +20,11 @@ typedef struct sup_child_stop {
     uv_timer_t *kill_timer;       /* shutdown timeout, then kill */
 } sup_child_stop;
 
-/* One per child in the cluster, in the by_name entry: 40 bytes, the entry
- * 16 + the padded name + 40 = an 80-byte malloc chunk for a name of up to 16
- * bytes (README, Memory per child). Its name is the entry's key
- * (sup_child_name); its spec without the name is shared with every child of
+/* One per child in the cluster, attached to the pg group of its name in the
+ * instance's scope (dsup_pg_attach): 40 bytes after the group's 32, in the
+ * group's own dict entry, 16 + the padded name + 32 + 40 = a 112-byte malloc
+ * chunk for a name of up to 16 bytes (README, Memory per child). Its name is
+ * the group's key (sup_child_name); its spec without the name is shared with every child of
  * the same type, args, restart and shutdown (sup_shared.c): no allocation of
  * its own. What a termination needs lives in the instance's side table
  * (sup_child_stopping) while it runs. */
@@ -34,21 +36,14 @@ typedef struct sup_child {
     unsigned local : 1;
     unsigned terminating : 1;     /* terminate_child in progress */
     unsigned has_stop : 1;        /* an entry in the instance's stops table */
-    unsigned klen : 29;           /* the length of its name, the entry's key */
 } sup_child;
-
-/* The longest child name a record can hold (klen's bits). */
-#define SUP_CHILD_NAME_MAX ((1u << 29) - 1)
 
 /* Every child on every node has one: a byte more moves it to the next
  * 16-byte chunk (README, Memory per child). */
 _Static_assert(sizeof(sup_child) <= 40, "sup_child must stay at 40 bytes (README, Memory per child)");
 
-/* The child's name: its by_name entry's key. */
-static inline dsup_term sup_child_name(const sup_child *c)
-{
-    return (dsup_term){ dsup_dict_inline_key(c, c->klen), c->klen };
-}
+/* The child's name: the key of the group it is attached to. */
+static inline dsup_term sup_child_name(const sup_child *c) { return dsup_pg_attached_key(c); }
 /* The child's spec with its name, by value (views: good while c is). */
 static inline dsup_child_spec sup_child_spec(const sup_child *c)
 {
@@ -94,7 +89,9 @@ struct dsup_sup {
     dsup_proc *proc;
     dsup_pg *scope;
     dsup_ring *ring;
-    dsup_dict by_name;            /* child name bytes -> sup_child, stored inline (whole cluster) */
+    int records;                  /* the records (sup_child) attached to the scope's groups are
+                                     this instance's (whole cluster): a restarted instance of the
+                                     same scope takes them from the ended one (sup_cache_release) */
     dsup_ivec by_pid;             /* sup_child*, indexed by the child's pid */
     dsup_dict stops;              /* sup_child* (its address) -> sup_child_stop, inline: only
                                      while a termination runs (sup_child_stopping) */
@@ -186,6 +183,18 @@ void sup_free_all(dsup_node *node);
 
 /* sup_cache.c: the cluster-wide child table and events */
 sup_child *sup_child_by_name(dsup_sup *s, dsup_term name);
+/* How many records, and each one (fn may drop the one it is given with
+ * sup_cache_drop, nothing else). */
+size_t sup_child_count(const dsup_sup *s);
+void sup_foreach_child(dsup_sup *s, void (*fn)(sup_child *c, void *arg), void *arg);
+/* The instance takes its scope's records (they may not be another live
+ * instance's): 0, or DSUP_EEXIST / DSUP_EINVAL. */
+int sup_cache_claim(dsup_sup *s);
+/* An ended instance lets go of its records: its local children's specs go
+ * to the node's restart of it (sup_heal_keep), the rest is forgotten. */
+void sup_cache_release(dsup_sup *s);
+/* Node close: free every record. */
+void sup_cache_free(dsup_sup *s);
 sup_child *sup_child_by_pid(dsup_sup *s, const dsup_pid *pid);
 sup_child *sup_cache_put(dsup_sup *s, dsup_term name, const dsup_pid *pid, dsup_child_spec *spec, int local);
 void sup_cache_drop(dsup_sup *s, sup_child *c);

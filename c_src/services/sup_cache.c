@@ -13,6 +13,7 @@
 #include "log.h"
 #include "node.h"
 #include "sup.h"
+#include "sup_heal.h"
 #include "term.h"
 #include "xalloc.h"
 
@@ -31,8 +32,27 @@ static const dsup_ivec_type by_pid_t = { sizeof(sup_child *), pid_hash, child_pi
 
 sup_child *sup_child_by_name(dsup_sup *s, dsup_term name)
 {
-    dsup_dict_ent *e = dsup_dict_find(&s->by_name, name.buf, name.len);
-    return e ? dsup_dict_val(e) : NULL;
+    return s->records ? dsup_pg_attached(s->scope, name) : NULL;
+}
+
+size_t sup_child_count(const dsup_sup *s) { return s->records ? dsup_pg_attached_count(s->scope) : 0; }
+
+typedef struct each_ctx {
+    void (*fn)(sup_child *c, void *arg);
+    void *arg;
+} each_ctx;
+
+static void each_attached(void *att, void *arg)
+{
+    each_ctx *k = arg;
+    k->fn(att, k->arg);
+}
+
+void sup_foreach_child(dsup_sup *s, void (*fn)(sup_child *c, void *arg), void *arg)
+{
+    each_ctx k = { fn, arg };
+    if (s->records)
+        dsup_pg_foreach_attached(s->scope, each_attached, &k);
 }
 
 sup_child *sup_child_by_pid(dsup_sup *s, const dsup_pid *pid)
@@ -54,20 +74,15 @@ static const dsup_child_spec unknown_spec = { .type = "undefined", .restart = DS
 
 /* Insert or replace the entry for `name` with spec's shared copy (NULL:
  * keep the entry's spec, or record an unknown one); spec stays the
- * caller's. The sup_child lives inside its by_name entry, whose key is the
- * child's name. */
+ * caller's. The sup_child is attached to the pg group of the child's name
+ * (made when missing: its join may come later), whose key is its name. */
 static sup_child *put(dsup_sup *s, dsup_term name, const dsup_pid *pid, const dsup_child_spec *spec, int local)
 {
-    if (name.len > SUP_CHILD_NAME_MAX) { /* klen's bits: never a real name */
-        LOG_ERROR("%s: a child name of %zu bytes is over the limit of %u", s->name, name.len, SUP_CHILD_NAME_MAX);
-        return NULL;
-    }
-    /* one look-up: the entry, made when new */
+    /* one look-up: the record, made when new */
     int created;
-    dsup_dict_ent *e = dsup_dict_upsert_inline(&s->by_name, name.buf, name.len, sizeof(sup_child), &created);
-    if (!e)
+    sup_child *c = s->records ? dsup_pg_attach(s->scope, name, &created) : NULL;
+    if (!c)
         return NULL;
-    sup_child *c = dsup_dict_val(e);
     if (!created) {
         unindex_pid(s, &c->pid);
         dsup_pid_release(&c->pid);
@@ -77,10 +92,9 @@ static sup_child *put(dsup_sup *s, dsup_term name, const dsup_pid *pid, const ds
             c->shared = sh;
         }
     } else {
-        c->klen = e->klen;
         c->shared = sup_spec_share(s, spec ? spec : &unknown_spec);
         if (!c->shared) {
-            dsup_dict_delete(&s->by_name, name.buf, name.len);
+            dsup_pg_detach(s->scope, c);
             return NULL;
         }
     }
@@ -105,9 +119,71 @@ void sup_cache_drop(dsup_sup *s, sup_child *c)
     dsup_pid_release(&c->pid);
     sup_child_stop_free(s, c);
     sup_spec_unshare(s, c->shared);
-    /* the entry holds c and is keyed by its name */
-    dsup_term name = sup_child_name(c);
-    dsup_dict_delete(&s->by_name, name.buf, name.len); /* frees c */
+    /* c goes with its group when that has no member, else is zeroed */
+    dsup_pg_detach(s->scope, c);
+}
+
+int sup_cache_claim(dsup_sup *s)
+{
+    int rc = dsup_pg_set_attach_size(s->scope, sizeof(sup_child));
+    if (rc < 0)
+        return rc;
+    for (dsup_sup *o = dsup_sups_of(s->node); o; o = o->next) {
+        if (o == s || !o->records || (o->scope != s->scope && o->name != s->name))
+            continue;
+        if (o->proc && o->scope == s->scope)
+            return DSUP_EEXIST; /* a live instance of another name with the same scope */
+        if (!o->proc) /* ended: its restart (of the same name, or on the same scope) carries on */
+            sup_cache_release(o);
+    }
+    s->records = 1;
+    return 0;
+}
+
+typedef struct child_list {
+    sup_child **list;
+    size_t n;
+} child_list;
+
+static void collect_child(sup_child *c, void *arg)
+{
+    child_list *l = arg;
+    l->list[l->n++] = c;
+}
+
+void sup_cache_release(dsup_sup *s)
+{
+    if (!s->records)
+        return;
+    child_list l = { dsup_xmalloc((sup_child_count(s) + 1) * sizeof(sup_child *)), 0 };
+    sup_foreach_child(s, collect_child, &l);
+    for (size_t i = 0; i < l.n; i++) {
+        sup_child *c = l.list[i];
+        if (c->local) {
+            dsup_child_spec cs = sup_child_spec(c);
+            dsup_child_spec *copy = dsup_spec_with_name(&cs, cs.name);
+            if (copy)
+                sup_heal_keep(s, copy);
+        }
+        sup_cache_drop(s, c);
+    }
+    free(l.list);
+    s->records = 0;
+}
+
+static void free_child(sup_child *c, void *arg)
+{
+    dsup_sup *s = arg;
+    sup_spec_unshare(s, c->shared);
+    dsup_pid_release(&c->pid);
+    sup_child_stop_free(s, c);
+    dsup_pg_detach(s->scope, c);
+}
+
+void sup_cache_free(dsup_sup *s)
+{
+    sup_foreach_child(s, free_child, s);
+    s->records = 0;
 }
 
 /* The entry's pid is gone. When pg still has a live copy of the name (a
@@ -487,19 +563,18 @@ typedef struct snap_ctx {
     const dsup_pid *to;
 } snap_ctx;
 
-static void count_local(dsup_dict_ent *e, void *arg) { *(size_t *)arg += ((sup_child *)dsup_dict_val(e))->local; }
+static void count_local(sup_child *c, void *arg) { *(size_t *)arg += c->local; }
 
 size_t sup_local_count(dsup_sup *s)
 {
     size_t n = 0;
-    dsup_dict_foreach(&s->by_name, count_local, &n);
+    sup_foreach_child(s, count_local, &n);
     return n;
 }
 
-static void encode_local(dsup_dict_ent *e, void *arg)
+static void encode_local(sup_child *ch, void *arg)
 {
     snap_ctx *c = arg;
-    sup_child *ch = dsup_dict_val(e);
     if (!ch->local)
         return;
     spec_route r;
@@ -521,7 +596,7 @@ void sup_send_snapshot(dsup_sup *s, const dsup_pid *to)
     snap_ctx c = { s, x, sup_local_count(s), to };
     if (c.n) {
         ei_x_encode_list_header(x, (long)c.n);
-        dsup_dict_foreach(&s->by_name, encode_local, &c);
+        sup_foreach_child(s, encode_local, &c);
     }
     ei_x_encode_empty_list(x);
     dsup_send(s->proc, to, x);

@@ -132,17 +132,6 @@ static int node_restart_allowed(dsup_node *node, uint64_t now)
 
 /* ---- the restart ----------------------------------------------------------- */
 
-typedef struct carry_ctx {
-    sup_child **list;
-    size_t n;
-} carry_ctx;
-
-static void collect(dsup_dict_ent *e, void *arg)
-{
-    carry_ctx *k = arg;
-    k->list[k->n++] = dsup_dict_val(e);
-}
-
 /* Start the child of `spec` in `now` unless it runs somewhere: 1 started,
  * 0 running elsewhere, -1 failed (reported). */
 static int carry_one(dsup_sup *now, const dsup_child_spec *spec)
@@ -162,35 +151,22 @@ static int carry_one(dsup_sup *now, const dsup_child_spec *spec)
     return rc < 0 ? -1 : 1;
 }
 
-/* Start in `now` the former local children of `old` (and the specs it
- * kept) that run nowhere, then empty old's table (its process is gone;
- * only the struct stays). */
-static void carry_over(heal_rec *r, dsup_sup *old, dsup_sup *now)
+/* Start in `now` the former local children of the ended instance (the
+ * specs it kept, and those of its records, which `now` took from it:
+ * sup_cache_release) that run nowhere. */
+static void carry_over(heal_rec *r, dsup_sup *now)
 {
-    carry_ctx k = { dsup_xmalloc((old->by_name.count + 1) * sizeof(sup_child *)), 0 };
-    if (!k.list)
-        return;
-    dsup_dict_foreach(&old->by_name, collect, &k);
     size_t started = 0, elsewhere = 0;
-    for (size_t i = 0; i < k.n + r->nkept; i++) {
-        int rc;
-        if (i < k.n) {
-            dsup_child_spec cs = sup_child_spec(k.list[i]);
-            rc = k.list[i]->local ? carry_one(now, &cs) : -2;
-        } else {
-            rc = carry_one(now, r->kept[i - k.n]);
-        }
+    for (size_t i = 0; i < r->nkept; i++) {
+        int rc = carry_one(now, r->kept[i]);
         started += rc == 1;
         elsewhere += rc == 0;
     }
-    for (size_t i = 0; i < k.n; i++)
-        sup_cache_drop(old, k.list[i]);
     for (size_t i = 0; i < r->nkept; i++)
         free(r->kept[i]);
     free(r->kept);
     r->kept = NULL;
     r->nkept = 0;
-    free(k.list);
     LOG_INFO("%s: instance restarted; %zu of its former children started again here, %zu run elsewhere", now->name,
              started, elsewhere);
 }
@@ -222,7 +198,7 @@ static void on_timer(uv_timer_t *t)
     }
     dsup_term_scratch_release(err);
     if (r->ended)
-        carry_over(r, r->ended, now);
+        carry_over(r, now);
     r->ended = NULL;
 }
 

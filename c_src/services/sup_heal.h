@@ -26,8 +26,9 @@ extern int dsup_heal_max_seconds;
 void sup_heal_started(dsup_sup *s, const dsup_term *opts);
 void sup_heal_ended(dsup_sup *s, dsup_term reason);
 /* A child spec the ending instance could not restart (its init failed until
- * the intensity was reached): the restarted instance tries it once more.
- * Takes ownership. */
+ * the intensity was reached), or of one of its local children when its
+ * restart takes over its records (sup_cache_release): the restarted
+ * instance starts it unless it runs somewhere. Takes ownership. */
 void sup_heal_keep(dsup_sup *s, dsup_child_spec *spec);
 
 #endif

@@ -313,10 +313,9 @@ typedef struct enc_ctx {
 
 enum { ENC_CHILDREN, ENC_PIDS, ENC_WHICH };
 
-static void enc_child(dsup_dict_ent *e, void *arg)
+static void enc_child(sup_child *ch, void *arg)
 {
     enc_ctx *c = arg;
-    sup_child *ch = dsup_dict_val(e);
     if (c->local_only && !ch->local)
         return;
     switch (c->what) {
@@ -348,16 +347,16 @@ static void enc_child(dsup_dict_ent *e, void *arg)
 
 static void encode_children(dsup_sup *s, ei_x_buff *x, int what, int local_only)
 {
-    size_t n = local_only ? sup_local_count(s) : s->by_name.count;
+    size_t n = local_only ? sup_local_count(s) : sup_child_count(s);
     enc_ctx c = { x, local_only, what };
     if (what == ENC_CHILDREN) {
         ei_x_encode_map_header(x, (long)n);
-        dsup_dict_foreach(&s->by_name, enc_child, &c);
+        sup_foreach_child(s, enc_child, &c);
         return;
     }
     if (n)
         ei_x_encode_list_header(x, (long)n);
-    dsup_dict_foreach(&s->by_name, enc_child, &c);
+    sup_foreach_child(s, enc_child, &c);
     ei_x_encode_empty_list(x);
 }
 
@@ -400,7 +399,7 @@ dsup_call_ret sup_handle_call(dsup_proc *self, void *state, dsup_term req, const
     } else if (dsup_term_is_atom(req, "which_children")) {
         encode_children(s, reply, ENC_WHICH, 0);
     } else if (dsup_term_is_atom(req, "count_children")) {
-        size_t n = s->by_name.count;
+        size_t n = sup_child_count(s);
         ei_x_encode_list_header(reply, 4);
         encode_kv(reply, "specs", n + sup_pending_child_count(s)); /* pending: specs, not active */
         encode_kv(reply, "active", n);

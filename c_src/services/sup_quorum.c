@@ -44,10 +44,9 @@ typedef struct pid_list {
     size_t n, cap;
 } pid_list;
 
-static void collect_local_pid(dsup_dict_ent *e, void *arg)
+static void collect_local_pid(sup_child *c, void *arg)
 {
     pid_list *l = arg;
-    sup_child *c = dsup_dict_val(e);
     if (!c->local || c->terminating)
         return;
     if (l->n == l->cap) {
@@ -62,7 +61,7 @@ static void fence(dsup_sup *s)
 {
     s->fenced = 1;
     pid_list l = { NULL, 0, 0 };
-    dsup_dict_foreach(&s->by_name, collect_local_pid, &l);
+    sup_foreach_child(s, collect_local_pid, &l);
     LOG_WARN("%s: %zu of the %d hosts a quorum needs: stopping %zu local children, refusing starts",
              s->name, dsup_ring_node_count(s->ring), s->quorum, l.n);
     ei_x_buff *x = dsup_term_scratch(s->node);

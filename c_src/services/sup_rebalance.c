@@ -99,10 +99,9 @@ typedef struct collect_ctx {
     size_t n;
 } collect_ctx;
 
-static void collect(dsup_dict_ent *e, void *arg)
+static void collect(sup_child *c, void *arg)
 {
     collect_ctx *k = arg;
-    sup_child *c = dsup_dict_val(e);
     if (!c->local || c->terminating || !c->shared)
         return;
     const char *owner = dsup_ring_node_for(k->s->ring, sup_child_name(c).buf, sup_child_name(c).len);
@@ -118,7 +117,7 @@ void sup_rebalance_host_joined(dsup_sup *s, const char *node)
     if (rb->head == rb->n && rb->ninflight == 0)
         rb->started_ms = dsup_node_now(s->node);
     collect_ctx k = { s, rb, node, 0 };
-    dsup_dict_foreach(&s->by_name, collect, &k);
+    sup_foreach_child(s, collect, &k);
     if (k.n) {
         LOG_INFO("%s: %s joined: moving it %zu children (%d at a time)", s->name, node, k.n, s->rebalance_moves);
         /* An empty barrier first: a node that just joined is still taking in

@@ -37,7 +37,7 @@
 typedef struct sup_repl {
     uv_timer_t *timer;
     uint64_t changed_at;           /* loop ms of the last ring change */
-    size_t slot, nslots;           /* the pass's cursor into by_name's slots */
+    size_t slot, nslots;           /* the pass's cursor into the scope's group slots */
     int drops;                     /* this pass may drop specs */
     int active;                    /* a pass is under way */
 } sup_repl;
@@ -180,6 +180,17 @@ static void visit(dsup_sup *s, sup_child *c, int drops)
         downgrade(s, c);
 }
 
+typedef struct visit_ctx {
+    dsup_sup *s;
+    int drops;
+} visit_ctx;
+
+static void visit_one(void *att, void *arg)
+{
+    visit_ctx *v = arg;
+    visit(v->s, att, v->drops);
+}
+
 static void on_tick(uv_timer_t *t)
 {
     dsup_sup *s = t->data;
@@ -192,21 +203,18 @@ static void on_tick(uv_timer_t *t)
     if (!r->active) {
         r->active = 1;
         r->slot = 0;
-        r->nslots = s->by_name.nslots;
+        r->nslots = dsup_pg_attached_slots(s->scope);
         r->drops = now >= r->changed_at + SUP_REPL_DROP_MS;
     }
-    if (r->nslots != s->by_name.nslots) { /* the table grew: start over (visits are idempotent) */
+    if (r->nslots != dsup_pg_attached_slots(s->scope)) { /* the table grew: start over (visits are idempotent) */
         r->slot = 0;
-        r->nslots = s->by_name.nslots;
+        r->nslots = dsup_pg_attached_slots(s->scope);
     }
     size_t seen = 0;
-    while (r->slot < r->nslots && seen < SUP_REPL_BATCH) {
-        for (dsup_dict_ent *e = s->by_name.slots[r->slot], *next; e; e = next, seen++) {
-            next = e->next;
-            visit(s, dsup_dict_val(e), r->drops);
-        }
-        r->slot++;
-    }
+    visit_ctx v = { s, r->drops };
+    while (r->slot < r->nslots && seen < SUP_REPL_BATCH)
+        seen += dsup_pg_attached_visit_slot(s->scope, r->slot++, visit_one, &v) + 1;
+
     if (r->slot < r->nslots) {
         uv_timer_start(t, on_tick, 1, 0);
         return;
@@ -273,10 +281,9 @@ typedef struct info_ctx {
     size_t local, specs, stubs;
 } info_ctx;
 
-static void count_entry(dsup_dict_ent *e, void *arg)
+static void count_entry(sup_child *c, void *arg)
 {
     info_ctx *k = arg;
-    const sup_child *c = dsup_dict_val(e);
     if (c->local)
         k->local++;
     else if (sup_spec_full(c->shared))
@@ -296,7 +303,7 @@ int sup_replica_call(dsup_sup *s, dsup_term req, ei_x_buff *reply)
     if (!dsup_term_is_atom(req, "replica_info"))
         return 0;
     info_ctx k = { 0, 0, 0 };
-    dsup_dict_foreach(&s->by_name, count_entry, &k);
+    sup_foreach_child(s, count_entry, &k);
     ei_x_encode_map_header(reply, 5);
     kv(reply, "replicas", (size_t)s->replicas);
     kv(reply, "local", k.local);

@@ -56,6 +56,8 @@ groups() ->
                 start_child_duplicate_name_already_started,
                 start_child_reserved_and_bad_names,
                 duplicate_copy_stopped_and_logged_once,
+                record_without_member_is_no_pg_group,
+                instance_on_a_scope_with_groups,
                 terminate_child_local_remote_unknown,
                 queries_agree_across_instances]},
      {restarts, [], [permanent_restarted_after_crash,
@@ -98,6 +100,8 @@ n_nodes(bad_options_rejected_nothing_started) -> 1;
 n_nodes(start_supervisor_twice_already_started) -> 1;
 n_nodes(start_supervisor_reserved_names) -> 1;
 n_nodes(duplicate_copy_stopped_and_logged_once) -> 1;
+n_nodes(record_without_member_is_no_pg_group) -> 1;
+n_nodes(instance_on_a_scope_with_groups) -> 1;
 n_nodes(pid_listener_gets_each_event_once) -> 2;
 n_nodes(named_listener_gets_events) -> 2;
 n_nodes(monitor_nodes_listener_gets_node_up_down) -> 2;
@@ -112,6 +116,7 @@ n_nodes(_) -> 3.
 sup_opts(bad_options_rejected_nothing_started) -> none;
 sup_opts(start_supervisor_twice_already_started) -> none;
 sup_opts(start_supervisor_reserved_names) -> none;
+sup_opts(instance_on_a_scope_with_groups) -> none;
 sup_opts(pid_listener_gets_each_event_once) -> none;
 sup_opts(named_listener_gets_events) -> none;
 sup_opts(monitor_nodes_listener_gets_node_up_down) -> none;
@@ -274,6 +279,97 @@ start_child_atom_spec_gets_ref_name(Cfg) ->
     ?assert(is_reference(N2)),
     ?assertEqual(dsup_cluster:ring_owner(Ring, N2), node(P2)),
     ?assertEqual(node(P2), sup(Cfg, A, {node_for, N2})).
+
+%% An instance started on a scope that already has groups (pg_start_scope,
+%% then joins) makes room for its records in them: the groups and their
+%% memberships, local and remote, carry on (a local member leaves, another
+%% ends: each takes its group's membership along).
+instance_on_a_scope_with_groups(Cfg) ->
+    [A] = nodes_(Cfg),
+    Scope = ?config(scope, Cfg),
+    ?assertEqual(ok, dsup_cluster:call(A, {pg_start_scope, Scope})),
+    {ok, W1} = dsup_cluster:call(A, {spawn, echo, []}),
+    {ok, W2} = dsup_cluster:call(A, {spawn, echo, []}),
+    ?assertEqual(ok, dsup_cluster:call(A, {pg_join, Scope, g1, W1})),
+    ?assertEqual(ok, dsup_cluster:call(A, {pg_join, Scope, g2, [W2, W1]})),
+    Remote = spawn(timer, sleep, [infinity]),
+    ok = pg:join(Scope, g3, Remote),
+    wait(fun() -> dsup_cluster:call(A, {pg_members, Scope, g3}) =:= [Remote] end, ?T),
+    {ok, _} = start_sup(Cfg, A, []),
+    {P, c1} = start_ok(Cfg, A, {counter, [{name, c1}]}, A),
+    wait_whereis(Cfg, c1, P),
+    ?assertEqual([W1], dsup_cluster:call(A, {pg_members, Scope, g1})),
+    ?assertEqual(lists:sort([W2, W1]), lists:sort(dsup_cluster:call(A, {pg_members, Scope, g2}))),
+    ?assertEqual([Remote], dsup_cluster:call(A, {pg_members, Scope, g3})),
+    ?assertEqual(ok, dsup_cluster:call(A, {pg_leave, Scope, g1, W1})),
+    ?assertEqual([], dsup_cluster:call(A, {pg_members, Scope, g1})),
+    exit(W2, kill),
+    wait(fun() -> dsup_cluster:call(A, {pg_members, Scope, g2}) =:= [W1] end, ?T),
+    wait(fun() -> lists:sort(pg:which_groups(Scope)) =:= lists:sort(dsup_cluster:call(A, {pg_which_groups, Scope})) end, ?T),
+    ?assert(lists:member(c1, pg:which_groups(Scope))),
+    ?assertNot(lists:member(g1, pg:which_groups(Scope))),
+    ok = pg:leave(Scope, g3, Remote),
+    exit(Remote, kill),
+    wait(fun() -> not lists:member(g3, dsup_cluster:call(A, {pg_which_groups, Scope})) end, ?T),
+    ?assertEqual(P, sup(Cfg, A, {whereis, c1})).
+
+
+%% A child's record lives in the pg group of its name (README, Memory per
+%% child). A record kept while that group has no member (here: another
+%% instance's child_up for a pid that is not, or no longer, in pg, as while a
+%% child of a lost host waits for its failover) is no pg group: neither the
+%% dsup-node's which_groups nor the BEAM scope lists it, nor does the scope's
+%% group count. A member joining makes it a group like any other; the group
+%% is freed once both the member and the record are gone, in either order.
+record_without_member_is_no_pg_group(Cfg) ->
+    [A] = nodes_(Cfg),
+    Scope = ?config(scope, Cfg),
+    Inst = {name(Cfg), A},
+    Child = {rec_only, 1},
+    Info = fun() -> dsup_cluster:call(A, {pg_info, Scope}) end,
+    Groups = fun() -> dsup_cluster:call(A, {pg_which_groups, Scope}) end,
+    Children = fun() -> sup(Cfg, A, children) end,
+    Recorded = fun() -> case maps:get(Child, Children(), none) of {P, _} -> P; none -> none end end,
+    #{groups := G0, entries := E0, held := 0} = Base = Info(),
+    ?assertEqual(G0, length(Groups())),
+    Pid = spawn(timer, sleep, [infinity]),
+    %% the record alone
+    Inst ! {'$dsup', {child_up, Child, Pid, undefined}},
+    wait(fun() -> Recorded() =:= Pid end, ?T),
+    ?assertEqual(#{groups => G0, entries => E0 + 1, held => 1}, Info()),
+    ?assertNot(lists:member(Child, Groups())),
+    ?assertEqual([], dsup_cluster:call(A, {pg_members, Scope, Child})),
+    ?assertNot(lists:member(Child, pg:which_groups(Scope))),
+    %% a member joins (the CT node's scope): a group everywhere, one entry
+    ok = pg:join(Scope, Child, Pid),
+    wait(fun() -> dsup_cluster:call(A, {pg_members, Scope, Child}) =:= [Pid] end, ?T),
+    ?assert(lists:member(Child, Groups())),
+    ?assertEqual(#{groups => G0 + 1, entries => E0 + 1, held => 1}, Info()),
+    %% it leaves: the record stays (its pid's node is no host), unlisted again
+    ok = pg:leave(Scope, Child, Pid),
+    wait(fun() -> dsup_cluster:call(A, {pg_members, Scope, Child}) =:= [] end, ?T),
+    ?assertEqual(Pid, Recorded()),
+    ?assertNot(lists:member(Child, Groups())),
+    ?assertEqual(#{groups => G0, entries => E0 + 1, held => 1}, Info()),
+    %% the record goes: so does the group
+    Inst ! {'$dsup', {child_down, Child, Pid, normal}},
+    wait(fun() -> Info() =:= Base end, ?T),
+    ?assertNot(maps:is_key(Child, Children())),
+    %% the other order: member and record, the record goes (the group stays
+    %% for its member), then the member leaves
+    Inst ! {'$dsup', {child_up, Child, Pid, undefined}},
+    ok = pg:join(Scope, Child, Pid),
+    wait(fun() -> Info() =:= #{groups => G0 + 1, entries => E0 + 1, held => 1} end, ?T),
+    Inst ! {'$dsup', {child_down, Child, Pid, normal}},
+    wait(fun() -> Info() =:= #{groups => G0 + 1, entries => E0 + 1, held => 0} end, ?T),
+    ?assertNot(maps:is_key(Child, Children())),
+    ?assertEqual([Pid], dsup_cluster:call(A, {pg_members, Scope, Child})),
+    ?assert(lists:member(Child, Groups())),
+    ok = pg:leave(Scope, Child, Pid),
+    wait(fun() -> Info() =:= Base end, ?T),
+    ?assertNot(lists:member(Child, Groups())),
+    exit(Pid, kill).
+
 
 %% Two more copies of a child name appear in pg on a node that the holders'
 %% ring (libring over the holding nodes, computed here) makes the keeper,

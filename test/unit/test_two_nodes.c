@@ -17,6 +17,7 @@
 
 #include "dsup.h"
 #include "node.h"
+#include "pg.h"
 #include "proc.h"
 #include "term_text.h"
 
@@ -333,6 +334,60 @@ static int both_stopped(void *arg)
     return dsup_node_is_stopped(A) && dsup_node_is_stopped(B);
 }
 
+static void count_group(void *arg, dsup_term group, size_t members) { ++*(size_t *)arg; }
+
+/* Data attached to groups (pg.h): a held group without members is no pg
+ * group (not listed, not counted, not synced to B), and goes once neither
+ * its record nor a member holds it. tn_grp (wa a member) existed before
+ * the scope had room for attachments: it moved, its membership with it. */
+static void attached_groups(dsup_pg *sa, dsup_pg *sb, dsup_term group, const dsup_pid *wa)
+{
+    static const char h[] = { 119, 4, 't', 'n', '_', 'h' }; /* the atom tn_h */
+    dsup_term held = { h, sizeof h };
+    size_t groups, entries, nheld, listed = 0;
+    assert_int_equal(dsup_pg_set_attach_size(sa, 20), 0);
+    assert_int_equal(dsup_pg_set_attach_size(sa, 24), 0);        /* the same, rounded up to 8 */
+    assert_int_equal(dsup_pg_set_attach_size(sa, 40), DSUP_EINVAL); /* fixed once set */
+    int created = -1;
+    uint64_t *att = dsup_pg_attach(sa, held, &created);
+    assert_non_null(att);
+    assert_int_equal(created, 1);
+    assert_true(att[0] == 0 && att[1] == 0 && att[2] == 0);
+    att[0] = 42;
+    assert_ptr_equal(dsup_pg_attach(sa, held, &created), att);
+    assert_int_equal(created, 0);
+    assert_ptr_equal(dsup_pg_attached(sa, held), att);
+    dsup_term k = dsup_pg_attached_key(att);
+    assert_true(k.len == held.len && memcmp(k.buf, held.buf, k.len) == 0);
+    dsup_pg_counts(sa, &groups, &entries, &nheld);
+    assert_true(groups == 1 && entries == 2 && nheld == 1);
+    assert_int_equal(dsup_pg_which_groups(sa, count_group, &listed), 1);
+    assert_int_equal(listed, 1);
+    const dsup_pid *pids;
+    assert_int_equal(dsup_pg_members(sa, held, &pids), 0);
+    dsup_pg_detach(sa, att);
+    assert_null(dsup_pg_attached(sa, held));
+    dsup_pg_counts(sa, &groups, &entries, &nheld);
+    assert_true(groups == 1 && entries == 1 && nheld == 0);
+    /* a group with a member: held, detached, it stays for the member */
+    uint64_t *ag = dsup_pg_attach(sa, group, &created);
+    assert_non_null(ag);
+    assert_int_equal(created, 1);
+    assert_int_equal(dsup_pg_attached_count(sa), 1);
+    dsup_pg_detach(sa, ag);
+    assert_int_equal(dsup_pg_members(sa, group, &pids), 1);
+    /* the moved group's membership: the leave finds it, and the join again */
+    assert_int_equal(dsup_pg_leave(sa, group, wa, 1), 0);
+    assert_int_equal(dsup_pg_members(sa, group, &pids), 0);
+    dsup_pg_counts(sa, &groups, &entries, &nheld);
+    assert_true(groups == 0 && entries == 0 && nheld == 0);
+    assert_int_equal(dsup_pg_join(sa, group, wa, 1), 0);
+    /* B never heard of tn_h */
+    assert_int_equal(dsup_pg_members(sb, held, &pids), 0);
+    dsup_pg_counts(sb, &groups, &entries, &nheld);
+    assert_int_equal(entries, groups);
+}
+
 static void test_two_nodes_one_loop(void **st)
 {
     assert_int_equal(dsup_register_worker_type(&probe_type), DSUP_OK);
@@ -444,6 +499,7 @@ static void test_two_nodes_one_loop(void **st)
     assert_int_equal(dsup_pg_join(sb, group, &wa_at_b, 1), DSUP_ENOPROC); /* not B's process */
     pg_wait pw = { sb, group, &wa_at_b };
     assert_true(run_until(pg_has, &pw, DEADLINE_MS));
+    attached_groups(sa, sb, group, &wa);
 
     /* A supervisor instance on each node, in one cluster (their scope). */
     ei_x_buff err;
