@@ -980,9 +980,22 @@ int dsup_sup_start(dsup_node *node, const char *name, const dsup_term *opts, dsu
     s->ring = dsup_ring_new();
     dsup_ring_set_atom_encoding(s->ring, node->sup->ring_enc);
     s->scope = dsup_pg_scope(node, scope);
-    /* its records are attached to the scope's groups (sup_cache.c) */
-    if (!s->scope || sup_cache_claim(s) < 0 ||
-        dsup_spawn_proc(node, "distributed_supervisor", NULL, NULL, &s->proc, NULL) < 0) {
+    /* its records are attached to the scope's groups (sup_cache.c): two live
+     * instances cannot share a scope (`Foo` and `Elixir.Foo` both name
+     * 'Elixir.Foo.Scope') */
+    int claim = s->scope ? sup_cache_claim(s) : DSUP_ENOTUP;
+    if (claim == DSUP_EEXIST) {
+        LOG_WARN("%s: not started: its pg scope %s belongs to another running instance", name, scope);
+        if (err) {
+            err->index = 0;
+            ei_x_encode_tuple_header(err, 2);
+            dsup_x_encode_atom(err, "scope_in_use");
+            dsup_x_encode_atom(err, scope);
+        }
+        free_sup(s);
+        return DSUP_EEXIST;
+    }
+    if (claim < 0 || dsup_spawn_proc(node, "distributed_supervisor", NULL, NULL, &s->proc, NULL) < 0) {
         if (err) {
             err->index = 0;
             dsup_x_encode_atom(err, "cannot_start");

@@ -816,6 +816,14 @@ start_supervisor_twice_already_started(Cfg) ->
     {ok, Pid} = start_sup(Cfg, A, []),
     ?assertEqual({error, {already_started, Pid}}, start_sup(Cfg, A, [])),
     ?assertEqual({error, {already_started, Pid}}, start_sup(Cfg, A, [{max_restarts, 1}])),
+    %% `Foo` and `Elixir.Foo` name one pg scope: the second is refused, the
+    %% first keeps it
+    Twin = case atom_to_list(name(Cfg)) of
+               "Elixir." ++ Rest -> list_to_atom(Rest);
+               Plain -> list_to_atom("Elixir." ++ Plain)
+           end,
+    ?assertEqual({error, {scope_in_use, ?config(scope, Cfg)}},
+                 dsup_cluster:call(A, {start_supervisor, Twin, []})),
     ?assertEqual([A], sup(Cfg, A, nodes)),
     %% the pid is the registered instance
     ?assertEqual([Pid], dsup_cluster:call(A, {pg_members, ?config(scope, Cfg), '$dsup_hosts'})).
